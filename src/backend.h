@@ -1,0 +1,140 @@
+/* backend.h: what the forward pass and the engine may ask of a compute backend.
+ *
+ * A backend owns device memory (every allocation tagged with a category, so exact bytes per category are
+ * known for the memory panel) and runs ops on opaque pointers into that memory. Activations are kept in the
+ * backend's act_dt (the cpu backend: F32; cuda: the model's F16/BF16). Ops are asynchronous on a device;
+ * download() and sync() are the points where the host waits. Ops return LM_OK or LM_ERR (message set).
+ *
+ * One forward step: set_step() first (token ids, positions, the sequence's KV block table, RoPE
+ * frequencies), then the ops, which read those from the backend's step state. Because no op takes a
+ * position or an id directly, a decode step's op sequence is identical from token to token, which is what
+ * lets the CUDA backend capture it once as a graph and replay it (graph_begin/graph_end, optional).
+ *
+ * Registration is explicit: backend_create("cpu"|"cuda"|"auto"). */
+#ifndef LMTERM_BACKEND_H
+#define LMTERM_BACKEND_H
+
+#include "common.h"
+#include "model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum mem_cat { MEM_WEIGHTS, MEM_KV, MEM_ACT, MEM_OTHER, MEM_NCAT };
+
+struct mem_stats {
+	size_t cat[MEM_NCAT];      /* exact bytes this process allocated through the backend, per category */
+	size_t peak[MEM_NCAT];     /* high-water marks */
+	size_t total, free;        /* device (or host: MemTotal/MemAvailable) memory */
+	size_t used_by_process;    /* as the driver reports it (NVML), or RSS on the cpu backend */
+	bool total_valid, free_valid, used_valid;
+	bool is_host;              /* cpu backend: figures are host memory */
+	char device_name[64];
+};
+
+/* KV cache policies (LMDeploy's --quant-policy) */
+enum { KV_POLICY_NONE = 0, KV_POLICY_INT4 = 4, KV_POLICY_INT8 = 8 };
+
+/* A paged KV cache: n_blocks blocks of block_len tokens, for all layers. The pool's layout is the
+ * backend's own; the forward pass only names blocks by index (the block table in struct step). */
+struct kv_cache {
+	int n_layers, n_kv_heads, head_dim;
+	int block_len;            /* tokens per block (--cache-block-seq-len, default 64) */
+	int n_blocks;
+	int policy;               /* KV_POLICY_* */
+	void *pool;               /* backend memory, category MEM_KV */
+	size_t bytes;             /* bytes allocated */
+	size_t bytes_per_token;   /* all layers, K and V, data + scale/zero */
+};
+
+struct step {
+	const int32_t *ids;       /* [n] token ids */
+	int n;                    /* tokens in this step */
+	int pos0;                 /* position of ids[0]; tokens attend to positions [0, pos0 + i] */
+	const int32_t *blocks;    /* block table of the sequence: block index for positions [b*block_len, ...) */
+	int n_blocks;             /* entries in blocks (covers pos0 + n) */
+	const float *inv_freq;    /* [head_dim/2] RoPE inverse frequencies for this step */
+	float rope_mscale;        /* attention scaling of cos/sin (1 for the types supported) */
+};
+
+struct backend;
+
+struct backend_i {
+	const char *name;
+	void (*destroy)(struct backend *be);
+
+	/* memory */
+	void *(*alloc)(struct backend *be, size_t bytes, enum mem_cat cat); /* NULL + message on failure */
+	void (*free)(struct backend *be, void *p);
+	int (*upload)(struct backend *be, void *dst, const void *src, size_t bytes);
+	int (*download)(struct backend *be, void *dst, const void *src, size_t bytes);
+	int (*sync)(struct backend *be);
+	int (*mem_stats)(struct backend *be, struct mem_stats *out);
+
+	/* weights: take a host weight into backend memory (convert, concatenate or repack as it likes) */
+	int (*weight_load)(struct backend *be, struct weight *w, const struct host_weight *src);
+	/* random weights of the given shape (bench --dummy); optional, NULL = not supported */
+	int (*weight_random)(struct backend *be, struct weight *w, enum dtype dt, int rows, int cols, float scale,
+			     uint64_t seed);
+	void (*weight_free)(struct backend *be, struct weight *w);
+
+	/* KV cache: allocate kv->n_blocks blocks for kv->policy (fills pool, bytes, bytes_per_token) */
+	int (*kv_alloc)(struct backend *be, struct kv_cache *kv);
+	void (*kv_free)(struct backend *be, struct kv_cache *kv);
+	size_t (*kv_bytes_per_token)(struct backend *be, const struct kv_cache *kv); /* kv's fields but pool */
+
+	/* the step state read by the ops below */
+	int (*set_step)(struct backend *be, const struct step *s);
+
+	/* ops; n = tokens in this step (== step.n); all buffers are [n][...] in act_dt unless said */
+	/* x[n][dim] = tok_embed[ids[i]] */
+	int (*embed)(struct backend *be, void *x, const struct weight *table);
+	/* if dx: x += dx; then h = rmsnorm(x) * w (eps) */
+	int (*add_rmsnorm)(struct backend *be, void *h, void *x, const void *dx, const struct weight *w, int n,
+			   float eps);
+	/* y[n][w.rows] = x[n][w.cols] . W^T (+ bias) */
+	int (*matmul)(struct backend *be, void *y, const void *x, const struct weight *w, int n);
+	/* qkv[n][(nh + 2 nkv) hd]: rotate q and k (positions pos0+i, step's inv_freq), then store k and v of
+	 * the n tokens into the cache (quantized per kv->policy) */
+	int (*rope_kv)(struct backend *be, void *qkv, struct kv_cache *kv, int layer, int n_heads);
+	/* out[n][nh hd] = causal softmax(q k^T / sqrt(hd)) v over positions [0, pos0 + i], from the cache;
+	 * q is read from qkv (rotated) */
+	int (*attention)(struct backend *be, void *out, const void *qkv, const struct kv_cache *kv, int layer,
+			 int n_heads);
+	/* out[n][ffn] = silu(gu[:, :ffn]) * gu[:, ffn:] */
+	int (*swiglu)(struct backend *be, void *out, const void *gu, int n, int ffn);
+	/* logits_host[n][vocab] (float) = h[n][dim] . lm_head^T; waits for the result */
+	int (*logits)(struct backend *be, float *logits_host, const void *h, const struct weight *lm_head, int n);
+	/* optional: argmax of h[dim] . lm_head^T on the device; NULL = use logits() */
+	int (*argmax)(struct backend *be, int32_t *token_host, const void *h, const struct weight *lm_head);
+
+	/* optional: capture the ops between begin and end as a replayable graph keyed by key (decode steps);
+	 * graph_begin returns 1 if a graph for key exists and was replayed (the caller then skips the ops
+	 * and calls graph_end anyway), 0 if capturing. NULL = no graphs. */
+	int (*graph_begin)(struct backend *be, int key);
+	int (*graph_end)(struct backend *be, int key);
+};
+
+struct backend {
+	const struct backend_i *i;
+	enum dtype act_dt;        /* activation element type */
+	size_t act_size;          /* bytes per activation element */
+	int n_threads;            /* cpu backend threads */
+	void *ctx;                /* the backend's own state */
+};
+
+/* "auto" = cuda where a GPU is usable, else cpu. model_dtype: the weights' dtype (cuda picks F16/BF16 acts). */
+int backend_create(struct backend **out, const char *name, enum dtype model_dtype);
+void backend_destroy(struct backend *be);
+bool backend_cuda_built(void);
+
+struct backend *backend_cpu_create(void);
+/* the CUDA backend (cuda/backend_cuda.cu, built when configure found CUDA): NULL + message when no GPU */
+struct backend *backend_cuda_create(enum dtype model_dtype);
+int backend_cuda_available(void); /* 1 if a usable GPU is present */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,70 @@
+/* common.h: status codes, the per-thread error message, dtypes and half-precision conversions.
+ * Errors are returned, never exit()ed: a failing function calls lm_err() (which records one clear message
+ * naming the file, tensor or option at fault) and returns LM_ERR; the caller may prefix context with
+ * lm_err_prefix() and pass the status up. Only main() and the UI turn a status into an exit code. */
+#ifndef LMTERM_COMMON_H
+#define LMTERM_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { LM_OK = 0, LM_ERR = -1 };
+
+/* Record the calling thread's error message (printf format); returns LM_ERR so that `return lm_err(...)` works. */
+int lm_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prepend context ("model.safetensors: ") to the current message; returns LM_ERR. */
+int lm_err_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *lm_errmsg(void); /* "" when none */
+void lm_err_clear(void);
+
+enum dtype {
+	DT_F32, DT_F16, DT_BF16, DT_F64, DT_I64, DT_I32, DT_I16, DT_I8, DT_U8, DT_BOOL,
+	DT_Q4, /* AWQ 4-bit: qweight/qzeros/scales, see struct weight */
+	DT_COUNT
+};
+size_t dtype_size(enum dtype dt);        /* bytes per element; 0 for DT_Q4 */
+const char *dtype_name(enum dtype dt);   /* "F32", "BF16", ... as safetensors spells them */
+int dtype_from_name(const char *name, enum dtype *out); /* safetensors names; LM_ERR if unknown (no message) */
+
+static inline float bf16_to_f32(uint16_t h)
+{
+	uint32_t u = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+static inline uint16_t f32_to_bf16(float f) /* round to nearest even, NaN kept quiet */
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
+	return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f); /* round to nearest even */
+/* Convert n elements of src (F32/F16/BF16) to float. */
+void to_f32(float *dst, const void *src, enum dtype dt, size_t n);
+
+/* Wall clock in seconds (CLOCK_MONOTONIC). */
+double now_s(void);
+
+/* Read a whole file into a NUL-terminated buffer; *len gets its size. LM_ERR with a message naming path. */
+int read_file(const char *path, char **buf, size_t *len);
+/* path join into a caller buffer: "dir/name" */
+void path_join(char *out, size_t n, const char *dir, const char *name);
+bool file_exists(const char *path);
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#ifdef __cplusplus
+}
+#endif
+#endif

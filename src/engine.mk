@@ -1,0 +1,3 @@
+# engine area: add sources with src_liblmterm_a_SOURCES += ...
+src_liblmterm_a_SOURCES += src/cmd_chat.c
+src_liblmterm_a_SOURCES += src/cmd_ppl.c

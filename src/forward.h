@@ -1,0 +1,44 @@
+/* forward.h: the one forward pass (src/forward.c), in model order, against struct backend_i. */
+#ifndef LMTERM_FORWARD_H
+#define LMTERM_FORWARD_H
+
+#include "backend.h"
+#include "model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Activation workspace for up to max_tokens tokens per call (category MEM_ACT). */
+struct fwd {
+	struct model *m;
+	struct backend *be;
+	int max_tokens;
+	void *x;      /* [max_tokens][dim] residual stream */
+	void *h;      /* [max_tokens][dim] normed */
+	void *qkv;    /* [max_tokens][(nh + 2 nkv) hd] */
+	void *att;    /* [max_tokens][nh hd] */
+	void *gu;     /* [max_tokens][2 ffn] */
+	void *ff;     /* [max_tokens][ffn] */
+	void *dx;     /* [max_tokens][dim] block output added to x */
+	float *inv_freq; /* host [hd/2] */
+	size_t bytes; /* activation bytes allocated */
+};
+
+int fwd_init(struct fwd *f, struct model *m, int max_tokens);
+void fwd_free(struct fwd *f);
+/* Bytes fwd_init would allocate, without allocating (for KV sizing before the workspace exists). */
+size_t fwd_workspace_bytes(const struct model *m, struct backend *be, int max_tokens);
+
+/* Run n tokens (n <= max_tokens) at positions pos0.. through the model, reading and extending kv.
+ * blocks/n_blocks: the sequence's block table, covering pos0 + n positions.
+ * n_logits: how many of the last positions to compute logits for (0..n), written to logits[n_logits][vocab].
+ * If n_logits == -1, only the greedy next token of the last position is computed, into *argmax_out
+ * (on the device where the backend can). */
+int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int pos0, const int32_t *blocks,
+	    int n_blocks, int n_logits, float *logits, int32_t *argmax_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

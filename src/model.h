@@ -1,0 +1,120 @@
+/* model.h: model configuration (config.json), weights as the forward pass sees them, and model loading.
+ *
+ * Whatever the checkpoint's layout, the loader hands the forward pass one shape per layer:
+ *   wqkv   [ (n_heads + 2*n_kv_heads) * head_dim ][ dim ]  rows: all q heads, then all k heads, then all v heads
+ *   wo     [ dim ][ n_heads * head_dim ]
+ *   w13    [ 2 * ffn ][ dim ]                              rows: gate (w1) then up (w3)
+ *   w2     [ dim ][ ffn ]
+ * Llama/Qwen2's separate q,k,v (and gate,up) are concatenated at load; InternLM2's packed wqkv
+ * (per kv head: its q heads, then k, then v) is reordered. One fused GEMM each saves launches and re-reads. */
+#ifndef LMTERM_MODEL_H
+#define LMTERM_MODEL_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct backend;
+
+enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_INTERNLM2 };
+enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_DYNAMIC };
+
+struct rope_cfg {
+	enum rope_type type;
+	float theta;            /* base */
+	float factor;           /* linear / llama3 / dynamic factor */
+	float low_freq_factor;  /* llama3 */
+	float high_freq_factor; /* llama3 */
+	int orig_max_pos;       /* llama3: original_max_position_embeddings; dynamic: max_position_embeddings */
+};
+
+#define MAX_EOS 8
+struct model_config {
+	enum arch arch;
+	char arch_name[64];   /* "LlamaForCausalLM", ... as in config.json */
+	char model_type[32];  /* "llama", "qwen2", "internlm2" */
+	int vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn, max_pos;
+	float norm_eps;
+	struct rope_cfg rope;
+	bool tie_embed;       /* lm_head shares tok_embed */
+	bool qkv_bias;        /* qwen2, internlm2 with bias=true */
+	enum dtype dtype;     /* torch_dtype / dtype: DT_F32, DT_F16 or DT_BF16 */
+	int bos_id;           /* -1 if none */
+	int eos_ids[MAX_EOS]; /* config.json, then generation_config.json adds its own */
+	int n_eos;
+	int quant_bits;       /* 0: dense; 4: AWQ (quantization_config) */
+	int group_size;       /* AWQ group size */
+};
+
+/* Parse config.json (old or new keys) and, if present beside it, generation_config.json.
+ * Errors name the file and the key. */
+int config_load(struct model_config *c, const char *config_json_path);
+/* Compute RoPE inverse frequencies [head_dim/2] for a sequence of seq_len tokens, as transformers does
+ * (dynamic NTK rescales the base once seq_len exceeds max_pos). Also returns attention scaling
+ * (1.0 for every type we support) in *mscale if non-NULL. */
+void rope_inv_freq(const struct model_config *c, int seq_len, float *inv_freq, float *mscale);
+
+/* A weight as a backend holds it. dense: data [rows][cols] of dt.
+ * AWQ (dt == DT_Q4): qweight/qzeros/scales in the backend's own layout (it may repack at load);
+ * group = group size along cols. bias: [rows] or NULL, in the backend's activation-friendly dtype. */
+struct weight {
+	enum dtype dt;
+	int rows, cols;
+	void *data;
+	void *qweight, *qzeros, *scales;
+	int group;
+	void *bias;
+	size_t bytes;         /* device/host bytes this weight holds (for the memory panel) */
+	bool shared;          /* aliases another weight (tied lm_head): not freed, not counted twice */
+};
+
+/* A weight as the loader has it on the host, before the backend takes it. */
+struct host_weight {
+	enum dtype dt;        /* F32/F16/BF16 dense, or DT_Q4 */
+	int rows, cols;       /* out, in features; vectors (norms): rows = 1 */
+	const void *data;     /* dense [rows][cols] */
+	/* DT_Q4, AutoAWQ gemm layout, already concatenated along the output dimension:
+	 * qweight int32 [cols][rows/8], qzeros int32 [cols/group][rows/8], scales fp16 [cols/group][rows] */
+	const int32_t *qweight, *qzeros;
+	const uint16_t *scales;
+	int group;
+	const void *bias;     /* [rows] of bias_dt, or NULL */
+	enum dtype bias_dt;
+};
+
+struct layer_weights {
+	struct weight attn_norm; /* [dim] */
+	struct weight wqkv;      /* see top of file */
+	struct weight wo;
+	struct weight ffn_norm;  /* [dim] */
+	struct weight w13;
+	struct weight w2;
+};
+
+struct model {
+	struct model_config cfg;
+	char dir[4096];
+	struct weight tok_embed;   /* [vocab][dim], always dense */
+	struct weight final_norm;  /* [dim] */
+	struct weight lm_head;     /* [vocab][dim]; shared with tok_embed when tied */
+	struct layer_weights *layers;
+	struct backend *be;
+	size_t weight_bytes;
+};
+
+enum model_format { FMT_AUTO, FMT_HF, FMT_AWQ };
+
+/* Load config, safetensors (single or sharded) and hand every weight to the backend.
+ * progress (may be NULL) is called after each layer: done of total. */
+int model_load(struct model *m, const char *dir, struct backend *be, enum model_format fmt,
+	       void (*progress)(void *ud, int done, int total), void *ud);
+/* A model of the config's shapes with random weights made by the backend itself (bench --dummy). */
+int model_init_dummy(struct model *m, const struct model_config *c, struct backend *be, uint64_t seed);
+void model_free(struct model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

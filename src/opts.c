@@ -1,0 +1,157 @@
+#include "config.h"
+#include "opts.h"
+#include "i18n.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int opt_bool(const char *opt, const char *val, bool *out)
+{
+	static const char *yes[] = { "true", "yes", "1" }, *no[] = { "false", "no", "0" };
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (strcasecmp(val, yes[i]) == 0) { *out = true; return LM_OK; }
+		if (strcasecmp(val, no[i]) == 0) { *out = false; return LM_OK; }
+	}
+	return lm_err(_("%s: '%s' is not a boolean (use true/false, yes/no or 1/0)"), opt, val);
+}
+
+int opt_int(const char *opt, const char *val, long lo, long hi, int *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(val, &end, 10);
+	if (!*val || *end || errno) return lm_err(_("%s: '%s' is not an integer"), opt, val);
+	if (v < lo || v > hi) return lm_err(_("%s: %ld is out of range [%ld, %ld]"), opt, v, lo, hi);
+	*out = (int)v;
+	return LM_OK;
+}
+
+int opt_u64(const char *opt, const char *val, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (!*val || *val == '-') return lm_err(_("%s: '%s' is not a non-negative integer"), opt, val);
+	unsigned long long v = strtoull(val, &end, 10);
+	if (*end || errno) return lm_err(_("%s: '%s' is not a non-negative integer"), opt, val);
+	*out = v;
+	return LM_OK;
+}
+
+int opt_float(const char *opt, const char *val, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(val, &end);
+	if (!*val || *end || errno || !isfinite(v)) return lm_err(_("%s: '%s' is not a number"), opt, val);
+	if (v < lo || v > hi) return lm_err(_("%s: %g is out of range [%g, %g]"), opt, v, lo, hi);
+	*out = v;
+	return LM_OK;
+}
+
+int opt_kv_capacity(const char *opt, const char *val, struct kv_capacity *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(val, &end);
+	if (end == val || errno || !isfinite(v) || v <= 0)
+		return lm_err(_("%s: '%s' is neither a fraction in (0,1) nor a size such as 6GiB, 512MiB or 32768tok"),
+			      opt, val);
+	memset(out, 0, sizeof *out);
+	if (!*end) {
+		if (v >= 1.0)
+			return lm_err(_("%s: a fraction must lie in (0,1); for an absolute size add a unit (GiB, MiB, tok)"),
+				      opt);
+		out->kind = KVCAP_FRACTION;
+		out->fraction = v;
+		return LM_OK;
+	}
+	static const struct { const char *unit; double mul; } units[] = {
+		{ "B", 1 }, { "KB", 1e3 }, { "MB", 1e6 }, { "GB", 1e9 }, { "KiB", 1024.0 }, { "MiB", 1048576.0 },
+		{ "GiB", 1073741824.0 }, { "K", 1024.0 }, { "M", 1048576.0 }, { "G", 1073741824.0 },
+	};
+	if (strcasecmp(end, "tok") == 0 || strcasecmp(end, "tokens") == 0) {
+		if (v != floor(v) || v > 1e12) return lm_err(_("%s: '%s': a token count must be a whole number"), opt, val);
+		out->kind = KVCAP_TOKENS;
+		out->tokens = (uint64_t)v;
+		return LM_OK;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++)
+		if (strcmp(end, units[i].unit) == 0) {
+			out->kind = KVCAP_BYTES;
+			out->bytes = (uint64_t)(v * units[i].mul);
+			return LM_OK;
+		}
+	return lm_err(_("%s: unknown unit '%s' in '%s' (use B, KiB, MiB, GiB, KB, MB, GB or tok)"), opt, end, val);
+}
+
+int opt_quant_policy(const char *opt, const char *val, int *out)
+{
+	if (strcmp(val, "0") == 0) *out = 0;
+	else if (strcmp(val, "4") == 0) *out = 4;
+	else if (strcmp(val, "8") == 0) *out = 8;
+	else return lm_err(_("%s: '%s' is not a KV quant policy (0 = fp16/bf16, 8 = int8, 4 = int4)"), opt, val);
+	return LM_OK;
+}
+
+void opt_iter_init(struct opt_iter *it, int argc, char **argv)
+{
+	memset(it, 0, sizeof *it);
+	it->argc = argc;
+	it->argv = argv;
+	it->i = 0;
+}
+
+int opt_next(struct opt_iter *it)
+{
+	if (it->i >= it->argc) return 0;
+	const char *a = it->argv[it->i++];
+	it->arg = a;
+	it->value = NULL;
+	it->name = NULL;
+	if (a[0] == '-' && a[1] == '-' && a[2]) {
+		const char *eq = strchr(a + 2, '=');
+		size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+		if (n >= sizeof it->namebuf) n = sizeof it->namebuf - 1;
+		memcpy(it->namebuf, a + 2, n);
+		it->namebuf[n] = 0;
+		it->name = it->namebuf;
+		if (eq) it->value = eq + 1;
+	} else if (a[0] == '-' && a[1] && a[1] != '-' && !(isdigit((unsigned char)a[1]) || a[1] == '.')) {
+		/* short option: -p, -n */
+		snprintf(it->namebuf, sizeof it->namebuf, "%s", a + 1);
+		it->name = it->namebuf;
+	}
+	return 1;
+}
+
+int opt_value(struct opt_iter *it, const char **val)
+{
+	if (it->value) { *val = it->value; return LM_OK; }
+	if (it->i >= it->argc) return lm_err(_("option '%s' needs a value"), it->arg);
+	*val = it->argv[it->i++];
+	return LM_OK;
+}
+
+const char *opt_value_optional(struct opt_iter *it, bool (*accept)(const char *))
+{
+	if (it->value) return it->value;
+	if (it->i < it->argc && it->argv[it->i][0] != '-' && (!accept || accept(it->argv[it->i])))
+		return it->argv[it->i++];
+	return NULL;
+}
+
+const char *demo_model_dir(void)
+{
+	static char buf[4096];
+	const char *env = getenv("LMTERM_DEMO_MODEL");
+	if (env && *env) return env;
+	snprintf(buf, sizeof buf, "%s/models/tiny-en-zh", PKGDATADIR);
+	if (file_exists(buf)) return buf;
+	snprintf(buf, sizeof buf, "%s/models/tiny-en-zh", LMTERM_SRCDIR);
+	return buf;
+}

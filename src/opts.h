@@ -1,0 +1,39 @@
+/* opts.h: strict parsing of option values. Every parser names the option in its message. */
+#ifndef LMTERM_OPTS_H
+#define LMTERM_OPTS_H
+
+#include "common.h"
+#include "engine.h"
+
+/* true/false/yes/no/1/0 (any case) and nothing else */
+int opt_bool(const char *opt, const char *val, bool *out);
+int opt_int(const char *opt, const char *val, long lo, long hi, int *out);
+int opt_u64(const char *opt, const char *val, uint64_t *out);
+int opt_float(const char *opt, const char *val, double lo, double hi, double *out);
+/* --cache-max-entry-count: F in (0,1), or SIZE with KiB/MiB/GiB/KB/MB/GB/B, or Ntok */
+int opt_kv_capacity(const char *opt, const char *val, struct kv_capacity *out);
+/* --quant-policy 0|4|8 */
+int opt_quant_policy(const char *opt, const char *val, int *out);
+
+/* Simple long-option scanner over argv: for each argv[i] starting with "--", splits "--name=value".
+ * getopt is avoided so that "--search-scale" may take an optional value and errors name the option. */
+struct opt_iter {
+	int argc, i;
+	char **argv;
+	const char *name;   /* current option without leading dashes, or NULL for a positional */
+	const char *value;  /* value given with '=' or NULL */
+	const char *arg;    /* the positional or the raw argument */
+	char namebuf[64];
+};
+void opt_iter_init(struct opt_iter *it, int argc, char **argv);
+/* returns 1 with it->name/arg set, 0 at the end */
+int opt_next(struct opt_iter *it);
+/* the value of the current option: "=value" or the next argument; LM_ERR if missing */
+int opt_value(struct opt_iter *it, const char **val);
+/* optional value: "=value", or the next argument if it does not start with '-'; NULL if none */
+const char *opt_value_optional(struct opt_iter *it, bool (*accept)(const char *));
+
+/* The demo model shipped with lmterm: $LMTERM_DEMO_MODEL, the installed copy, or the source tree's. */
+const char *demo_model_dir(void);
+
+#endif

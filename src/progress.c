@@ -1,0 +1,48 @@
+#include "config.h"
+#include "progress.h"
+#include "i18n.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t interrupted;
+static double t0;
+static bool tty;
+
+static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+
+static void report(struct progress_sink *s, const char *stage, int64_t done, int64_t total, double extra)
+{
+	double el = now_s() - t0;
+	double left = (done > 0 && total > done) ? el / done * (total - done) : 0;
+	char ex[32] = "";
+	if (!isnan(extra)) snprintf(ex, sizeof ex, "  err %.3g", extra);
+	fprintf(stderr, "%s%s  %lld/%lld  %.0fs elapsed, %.0fs left%s%s", tty ? "\r\033[K" : "", stage,
+		(long long)done, (long long)total, el, left, ex, tty ? "" : "\n");
+	fflush(stderr);
+}
+
+static bool cancelled(struct progress_sink *s) { return interrupted != 0; }
+
+void progress_stderr_init(struct progress_sink *s)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_sigint;
+	sigaction(SIGINT, &sa, NULL);
+	interrupted = 0;
+	t0 = now_s();
+	tty = isatty(2);
+	s->report = report;
+	s->cancelled = cancelled;
+	s->ud = NULL;
+}
+
+void progress_stderr_finish(struct progress_sink *s)
+{
+	if (tty) fputc('\n', stderr);
+	signal(SIGINT, SIG_DFL);
+}

@@ -1,0 +1,17 @@
+# tests/lib.sh: helpers for shell tests. Exit 0 pass, 1 fail, 77 skip.
+set -u
+: "${LMTERM:=./lmterm}" "${TESTDATA:=tests/data-unpacked}" "${top_srcdir:=.}"
+DEMO="$top_srcdir/models/tiny-en-zh"
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+pass() { echo "ok: $*"; }
+skip() { echo "SKIP: $*"; exit 77; }
+# expect_fail DESC PATTERN CMD...: the command must exit non-zero (not by a signal) and print PATTERN on stderr
+expect_fail() {
+	desc=$1 pat=$2; shift 2
+	out=$("$@" 2>&1 >/dev/null); rc=$?
+	if [ $rc -eq 0 ]; then fail "$desc: exit 0"; return; fi
+	if [ $rc -ge 128 ]; then fail "$desc: killed by signal (rc $rc): $out"; return; fi
+	case "$out" in *$pat*) pass "$desc" ;; *) fail "$desc: message '$out' lacks '$pat'" ;; esac
+}
+finish() { [ $fails -eq 0 ] && exit 0; echo "$fails failure(s)"; exit 1; }

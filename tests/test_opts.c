@@ -1,0 +1,55 @@
+/* Option parsing: booleans are strict (LMDeploy once read "--search-scale False" as true), sizes and
+ * fractions for --cache-max-entry-count, quant policies. */
+#include "config.h"
+#include "opts.h"
+#include "common.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int fails;
+#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #c); fails++; } } while (0)
+
+int main(void)
+{
+	bool b = true;
+	CHECK(opt_bool("--x", "False", &b) == LM_OK && b == false);
+	CHECK(opt_bool("--x", "yes", &b) == LM_OK && b == true);
+	CHECK(opt_bool("--x", "0", &b) == LM_OK && b == false);
+	CHECK(opt_bool("--x", "maybe", &b) == LM_ERR && strstr(lm_errmsg(), "--x"));
+	CHECK(opt_bool("--x", "", &b) == LM_ERR);
+
+	struct kv_capacity c;
+	CHECK(opt_kv_capacity("--c", "0.4", &c) == LM_OK && c.kind == KVCAP_FRACTION && fabs(c.fraction - 0.4) < 1e-12);
+	CHECK(opt_kv_capacity("--c", "6GiB", &c) == LM_OK && c.kind == KVCAP_BYTES && c.bytes == 6ull << 30);
+	CHECK(opt_kv_capacity("--c", "512MiB", &c) == LM_OK && c.kind == KVCAP_BYTES && c.bytes == 512ull << 20);
+	CHECK(opt_kv_capacity("--c", "32768tok", &c) == LM_OK && c.kind == KVCAP_TOKENS && c.tokens == 32768);
+	CHECK(opt_kv_capacity("--c", "1.5", &c) == LM_ERR);
+	CHECK(opt_kv_capacity("--c", "0", &c) == LM_ERR);
+	CHECK(opt_kv_capacity("--c", "-0.2", &c) == LM_ERR);
+	CHECK(opt_kv_capacity("--c", "6 parsecs", &c) == LM_ERR);
+	CHECK(opt_kv_capacity("--c", "abc", &c) == LM_ERR);
+
+	int p;
+	CHECK(opt_quant_policy("--quant-policy", "8", &p) == LM_OK && p == 8);
+	CHECK(opt_quant_policy("--quant-policy", "4", &p) == LM_OK && p == 4);
+	CHECK(opt_quant_policy("--quant-policy", "2", &p) == LM_ERR);
+	int v;
+	CHECK(opt_int("-n", "12", 0, 100, &v) == LM_OK && v == 12);
+	CHECK(opt_int("-n", "12x", 0, 100, &v) == LM_ERR);
+	CHECK(opt_int("-n", "101", 0, 100, &v) == LM_ERR);
+
+	/* half-precision conversions round-trip every finite f16 value */
+	for (uint32_t h = 0; h < 0x10000; h++) {
+		if ((h & 0x7c00) == 0x7c00) continue;
+		float f = f16_to_f32((uint16_t)h);
+		if (f32_to_f16(f) != h) { fprintf(stderr, "f16 0x%04x -> %g -> 0x%04x\n", h, f, f32_to_f16(f)); fails++; break; }
+	}
+	CHECK(f32_to_bf16(1.0f) == 0x3f80 && bf16_to_f32(0x3f80) == 1.0f);
+	CHECK(f32_to_f16(65520.0f) == 0x7c00); /* rounds to inf */
+
+	if (fails) return 1;
+	printf("opts: all checks passed\n");
+	return 0;
+}
