@@ -23,7 +23,14 @@ struct fwd {
 	void *dx;     /* [max_tokens][dim] block output added to x */
 	float *inv_freq; /* host [hd/2] */
 	size_t bytes; /* activation bytes allocated */
+	/* Optional tap, called (after the backend has finished writing x) with the input of every linear:
+	 * point FWD_TAP_QKV (attn-normed x, width dim), FWD_TAP_O (attention output, width nh*hd),
+	 * FWD_TAP_W13 (ffn-normed x, width dim), FWD_TAP_W2 (swiglu output, width ffn). x is backend memory
+	 * of n rows of act_dt. Used by AWQ calibration to gather activation statistics. */
+	void (*tap)(void *ud, int layer, int point, const void *x, int n, int width);
+	void *tap_ud;
 };
+enum { FWD_TAP_QKV, FWD_TAP_O, FWD_TAP_W13, FWD_TAP_W2 };
 
 int fwd_init(struct fwd *f, struct model *m, int max_tokens);
 void fwd_free(struct fwd *f);

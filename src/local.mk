@@ -3,7 +3,7 @@
 noinst_LIBRARIES += src/liblmterm.a
 src_liblmterm_a_SOURCES = src/common.c src/common.h src/i18n.h src/opts.c src/opts.h \
 	src/backend.c src/backend.h src/cmds.h src/progress.c src/progress.h \
-	src/model.h src/forward.h src/tok.h src/engine.h
+	src/model.h src/forward.h src/tok.h src/engine.h src/safetensors.h src/sampler.h
 include src/tok.mk
 include src/model.mk
 include src/engine.mk
