@@ -15,3 +15,15 @@ tests_test_loader_asan_CFLAGS = $(AM_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsa
 tests_test_loader_asan_LDFLAGS = $(AM_LDFLAGS) -fsanitize=address,undefined
 tests_test_loader_asan_LDADD = $(CJSON_LIBS) $(LIBINTL) -lm
 endif
+
+# libFuzzer target for safetensors headers and config.json (needs clang; not part of make check):
+#   make fuzz-loader && ./tests/fuzz_loader -max_total_time=60
+EXTRA_DIST += tests/fuzz_loader.c
+FUZZ_CC = clang
+fuzz-loader: tests/fuzz_loader
+tests/fuzz_loader: $(srcdir)/tests/fuzz_loader.c $(srcdir)/src/safetensors.c $(srcdir)/src/config.c $(srcdir)/src/common.c
+	$(AM_V_CC)$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -I$(srcdir)/src -I$(top_builddir) \
+		$(CJSON_CFLAGS) -o $@ $(srcdir)/tests/fuzz_loader.c $(srcdir)/src/safetensors.c $(srcdir)/src/config.c \
+		$(srcdir)/src/common.c $(CJSON_LIBS) -lm
+CLEANFILES += tests/fuzz_loader
+.PHONY: fuzz-loader
