@@ -838,22 +838,26 @@ static int pretokenize(const struct hf *hf, struct words *ws)
 	return LM_OK;
 }
 
+struct hf_ctx { const struct tokenizer *t; bool match_special; };
+
 static bool hf_pair(const void *ctx, const char *word, const struct bpe_sym *l, const struct bpe_sym *r, double *prio,
 		    int32_t *id)
 {
-	const struct hf *hf = ctx;
+	const struct hf_ctx *c = ctx;
 	int32_t rank;
-	if (!pairmap_get(&hf->merges, l->id, r->id, &rank, id)) return false;
+	if (!pairmap_get(&c->t->hf->merges, l->id, r->id, &rank, id)) return false;
+	/* without match_special the text never becomes a special token, not even by merging */
+	if (!c->match_special && c->t->type[*id] == PT_CONTROL) return false;
 	*prio = rank;
 	return true;
 }
 
-static int bpe_word(const struct tokenizer *t, const char *w, size_t n, struct idvec *out)
+static int bpe_word(const struct tokenizer *t, bool match_special, const char *w, size_t n, struct idvec *out)
 {
 	const struct hf *hf = t->hf;
 	if (!n) return LM_OK;
 	int32_t whole = strmap_get(&hf->vocab, w, n);
-	if (hf->ignore_merges && whole >= 0) return idvec_push(out, whole);
+	if (hf->ignore_merges && whole >= 0 && (match_special || t->type[whole] != PT_CONTROL)) return idvec_push(out, whole);
 	struct bpe_sym *sym = malloc(sizeof(*sym) * n);
 	if (!sym) return lm_err(_("out of memory"));
 	int ns = 0;
@@ -889,14 +893,16 @@ static int bpe_word(const struct tokenizer *t, const char *w, size_t n, struct i
 		sym[k].prev = k - 1;
 		sym[k].next = k + 1 < ns ? k + 1 : -1;
 	}
-	int rc = ns ? bpe_merge(sym, ns, w, hf_pair, hf) : LM_OK;
+	struct hf_ctx ctx = { t, match_special };
+	int rc = ns ? bpe_merge(sym, ns, w, hf_pair, &ctx) : LM_OK;
 	for (int k = 0; rc == LM_OK && ns && k >= 0; k = sym[k].next) rc = idvec_push(out, sym[k].id);
 	free(sym);
 	return rc;
 }
 
 /* One stretch of text between added tokens: normalize, pre-tokenize, BPE. */
-static int encode_segment(const struct tokenizer *t, const char *s, size_t n, bool at_start, struct idvec *out)
+static int encode_segment(const struct tokenizer *t, bool match_special, const char *s, size_t n, bool at_start,
+			  struct idvec *out)
 {
 	if (!n) return LM_OK;
 	struct words ws = { 0 };
@@ -905,7 +911,7 @@ static int encode_segment(const struct tokenizer *t, const char *s, size_t n, bo
 	if (rc == LM_OK) rc = words_add(&ws, norm.p ? norm.p : "", norm.n, at_start);
 	free(norm.p);
 	if (rc == LM_OK) rc = pretokenize(t->hf, &ws);
-	for (int i = 0; rc == LM_OK && i < ws.n; i++) rc = bpe_word(t, ws.text.p + ws.w[i].off, ws.w[i].len, out);
+	for (int i = 0; rc == LM_OK && i < ws.n; i++) rc = bpe_word(t, match_special, ws.text.p + ws.w[i].off, ws.w[i].len, out);
 	words_free(&ws);
 	return rc;
 }
@@ -955,10 +961,10 @@ int tok_hf_encode(const struct tokenizer *t, const char *text, size_t len, bool 
 			while (s > seg && ws_byte(text[s - 1])) s--;
 		if (a->rstrip)
 			while (e < len && ws_byte(text[e])) e++;
-		if (encode_segment(t, text + seg, s - seg, seg == 0, out) || idvec_push(out, a->id)) return LM_ERR;
+		if (encode_segment(t, match_special, text + seg, s - seg, seg == 0, out) || idvec_push(out, a->id)) return LM_ERR;
 		i = seg = e;
 	}
-	return encode_segment(t, text + seg, len - seg, seg == 0, out);
+	return encode_segment(t, match_special, text + seg, len - seg, seg == 0, out);
 }
 
 /* ---- decoding ---- */
