@@ -1,2 +1,4 @@
 # model area: add sources with src_liblmterm_a_SOURCES += ...
 src_liblmterm_a_SOURCES += src/cmd_generate.c
+# loading: safetensors (mmap, validated header, sharded sets, writing), config.json and RoPE, model weights
+src_liblmterm_a_SOURCES += src/safetensors.c src/config.c src/model.c
