@@ -558,7 +558,14 @@ struct mm_job {
 	int n;
 };
 
-static void mm_worker(void *arg, int tid, int nt)
+/* On x86-64, a second copy for AVX2 + FMA CPUs is picked at load time (the binary still runs anywhere). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SIMD_CLONES __attribute__((target_clones("default", "arch=x86-64-v3")))
+#else
+#define SIMD_CLONES
+#endif
+
+SIMD_CLONES static void mm_worker(void *arg, int tid, int nt)
 {
 	struct mm_job *jb = arg;
 	const struct weight *w = jb->w;
@@ -799,7 +806,7 @@ struct att_job {
 	int *bad; /* set if a position is not covered by the block table */
 };
 
-static void att_worker(void *arg, int tid, int nt)
+SIMD_CLONES static void att_worker(void *arg, int tid, int nt)
 {
 	struct att_job *jb = arg;
 	struct cpu *c = jb->c;
