@@ -12,3 +12,7 @@ tests_test_ring_tsan_CFLAGS = $(AM_CFLAGS) -fsanitize=thread -O1 -g -DRING_N=100
 tests_test_ring_tsan_LDFLAGS = $(AM_LDFLAGS) -fsanitize=thread
 tests_test_ring_tsan_LDADD = $(LIBINTL) -lm
 endif
+
+check_PROGRAMS += tests/test_sampler
+TESTS += tests/test_sampler
+tests_test_sampler_LDADD = $(LMTERM_TEST_LIBS)
