@@ -16,3 +16,7 @@ endif
 check_PROGRAMS += tests/test_sampler
 TESTS += tests/test_sampler
 tests_test_sampler_LDADD = $(LMTERM_TEST_LIBS)
+
+check_PROGRAMS += tests/test_template
+TESTS += tests/test_template
+tests_test_template_LDADD = $(LMTERM_TEST_LIBS)
