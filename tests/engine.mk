@@ -20,3 +20,7 @@ tests_test_sampler_LDADD = $(LMTERM_TEST_LIBS)
 check_PROGRAMS += tests/test_template
 TESTS += tests/test_template
 tests_test_template_LDADD = $(LMTERM_TEST_LIBS)
+
+check_PROGRAMS += tests/test_kvmgr
+TESTS += tests/test_kvmgr
+tests_test_kvmgr_LDADD = $(LMTERM_TEST_LIBS)
