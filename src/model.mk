@@ -1,2 +1,4 @@
 # model area: add sources with src_liblmterm_a_SOURCES += ...
 src_liblmterm_a_SOURCES += src/cmd_generate.c
+# cpu backend and the forward pass (branch cpu)
+src_liblmterm_a_SOURCES += src/backend_cpu.c src/forward.c src/kvquant.c src/kvquant.h
