@@ -423,7 +423,8 @@ struct idbuf {
 	int32_t *ids;
 	int n, cap;
 	const struct tokenizer *tok;
-	int n_special;
+	char *acc;               /* text waiting to be encoded (template text and the user's, together) */
+	size_t acc_len, acc_cap;
 };
 
 static int idbuf_add(struct idbuf *b, const int32_t *ids, int n)
@@ -440,32 +441,90 @@ static int idbuf_add(struct idbuf *b, const int32_t *ids, int n)
 	return LM_OK;
 }
 
-/* text runs (template text and the user's text together) encoded with special-token matching off */
-static int seg_encode(void *ud, const char *s, size_t n, int special)
+static int first_special(const struct tokenizer *tok, const int32_t *ids, int n)
 {
-	struct idbuf *b = ud;
-	if (special >= 0) {
-		int32_t id = special;
-		b->n_special++;
-		return idbuf_add(b, &id, 1);
-	}
+	for (int i = 0; i < n; i++)
+		if (tok_is_special(tok, ids[i])) return i;
+	return -1;
+}
+
+/* Encode text as plain text. Should the tokenizer still produce a special token (sentencepiece matches its
+ * user-defined symbols whatever it is asked), the text is cut inside that token's spelling and the parts are
+ * encoded apart, so no user text can become a control token. */
+static int encode_plain(struct idbuf *b, const char *s, size_t n)
+{
+	if (n == 0) return LM_OK;
 	int32_t *ids;
 	int m;
 	if (tok_encode(b->tok, s, n, false, &ids, &m) != LM_OK) return LM_ERR;
+	int k = first_special(b->tok, ids, m);
+	if (k >= 0 && n > 1) {
+		const char *piece = tok_piece(b->tok, ids[k]);
+		const char *at = piece && *piece ? memmem(s, n, piece, strlen(piece)) : NULL;
+		if (at) {
+			free(ids);
+			size_t cut = (size_t)(at - s) + 1;
+			int rc = encode_plain(b, s, cut);
+			return rc ? rc : encode_plain(b, s + cut, n - cut);
+		}
+	}
 	int rc = idbuf_add(b, ids, m);
 	free(ids);
 	return rc;
 }
 
-static int count_special(void *ud, const char *s, size_t n, int special)
+static int acc_flush(struct idbuf *b)
+{
+	int rc = encode_plain(b, b->acc, b->acc_len);
+	b->acc_len = 0;
+	return rc;
+}
+
+static int acc_put(struct idbuf *b, const char *s, size_t n)
+{
+	if (b->acc_len + n > b->acc_cap) {
+		size_t cap = MAX(b->acc_cap * 2, b->acc_len + n + 256);
+		char *p = realloc(b->acc, cap);
+		if (!p) return lm_err(_("out of memory"));
+		b->acc = p;
+		b->acc_cap = cap;
+	}
+	memcpy(b->acc + b->acc_len, s, n);
+	b->acc_len += n;
+	return LM_OK;
+}
+
+/* split_specials callback: a special token is its id; text waits to be encoded with what follows it */
+static int seg_put(void *ud, const char *s, size_t n, int special)
 {
 	struct idbuf *b = ud;
-	if (special >= 0) {
-		int32_t id = special;
-		b->n_special++;
-		return idbuf_add(b, &id, 1);
+	if (special < 0) return acc_put(b, s, n);
+	int32_t id = special;
+	int rc = acc_flush(b);
+	return rc ? rc : idbuf_add(b, &id, 1);
+}
+
+/* split_specials callback: only collect the specials' ids */
+static int seg_count(void *ud, const char *s, size_t n, int special)
+{
+	struct idbuf *b = ud;
+	int32_t id = special;
+	return special >= 0 ? idbuf_add(b, &id, 1) : LM_OK;
+}
+
+/* Walk a rendered turn: template text through split_specials (fn), the user's text as plain text. */
+static int walk_turn(const struct tokenizer *tok, const struct tmpl_text *tt,
+		     int (*fn)(void *ud, const char *s, size_t n, int special), struct idbuf *b, bool user_text)
+{
+	size_t pos = 0;
+	for (int u = 0; u <= tt->n_user; u++) {
+		size_t end = u < tt->n_user ? tt->user_off[u] : tt->len;
+		if (end > pos && split_specials(tok, tt->s, pos, end - pos, fn, b) != LM_OK) return LM_ERR;
+		if (u == tt->n_user) break;
+		if (user_text && acc_put(b, tt->s + tt->user_off[u], tt->user_len[u]) != LM_OK) return LM_ERR;
+		pos = tt->user_off[u] + tt->user_len[u];
 	}
-	return LM_OK;
+	return user_text ? acc_flush(b) : LM_OK;
 }
 
 static bool same_ids(const int32_t *a, int na, const int32_t *b, int nb)
@@ -475,9 +534,10 @@ static bool same_ids(const int32_t *a, int na, const int32_t *b, int nb)
 
 /* The ids of one turn. The template's special tokens must become their ids and the user's text must not be
  * able to produce one. Preferred: encode the whole turn with special matching on, exactly as the model saw
- * its training text (no spurious word-start marks after special tokens), but only when the user's text encodes
- * the same with matching off (it holds no special-token text) and every template special came out as its id.
- * Otherwise: specials as ids, the text between them encoded with matching off. */
+ * its training text (no spurious word-start marks after special tokens), but only when the user's text holds
+ * nothing a tokenizer would match as special (it encodes the same either way, with no special id) and every
+ * template special came out as its id, in order. Otherwise: the template's specials as ids, the text between
+ * them (the user's included) encoded as plain text. */
 static int encode_turn(struct engine *e, bool first, const char *text, int32_t **out, int *n_out)
 {
 	struct tmpl_text tt;
@@ -490,22 +550,20 @@ static int encode_turn(struct engine *e, bool first, const char *text, int32_t *
 	}
 	bool safe = true;
 	for (int u = 0; u < tt.n_user && safe && rc == LM_OK; u++) {
-		int32_t *a, *c;
-		int na, nc;
-		if (tok_encode(e->tok, tt.s + tt.user_off[u], tt.user_len[u], true, &a, &na) != LM_OK) return LM_ERR;
-		if (tok_encode(e->tok, tt.s + tt.user_off[u], tt.user_len[u], false, &c, &nc) != LM_OK) {
-			free(a);
-			return LM_ERR;
-		}
-		safe = same_ids(a, na, c, nc);
+		int32_t *a = NULL, *c = NULL;
+		int na = 0, nc = 0;
+		if (tok_encode(e->tok, tt.s + tt.user_off[u], tt.user_len[u], true, &a, &na) != LM_OK ||
+		    tok_encode(e->tok, tt.s + tt.user_off[u], tt.user_len[u], false, &c, &nc) != LM_OK)
+			rc = LM_ERR;
+		else
+			safe = same_ids(a, na, c, nc) && first_special(e->tok, c, nc) < 0;
 		free(a);
 		free(c);
 	}
 	bool done = false;
 	if (safe && rc == LM_OK) {
-		/* the template's specials, in order, as the scan finds them */
 		struct idbuf sp = { .tok = e->tok };
-		rc = split_specials(e->tok, tt.s, 0, tt.len, count_special, &sp);
+		rc = walk_turn(e->tok, &tt, seg_count, &sp, false);
 		int32_t *w;
 		int nw;
 		if (rc == LM_OK && tok_encode(e->tok, tt.s, tt.len, true, &w, &nw) == LM_OK) {
@@ -514,10 +572,12 @@ static int encode_turn(struct engine *e, bool first, const char *text, int32_t *
 			if (!first && sp.n > 0 && nw > 1 && w[0] != sp.ids[0] && w[1] == sp.ids[0] &&
 			    strncmp(tt.s, tok_piece(e->tok, sp.ids[0]), strlen(tok_piece(e->tok, sp.ids[0]))) == 0)
 				skip = 1;
-			int k = 0; /* every special the scan found appears, in order */
-			for (int i = skip; i < nw && k < sp.n; i++)
-				if (w[i] == sp.ids[k]) k++;
-			if (k == sp.n) {
+			int k = 0, n_sp = 0; /* the template's specials appear, in order, and no others */
+			for (int i = skip; i < nw; i++) {
+				if (k < sp.n && w[i] == sp.ids[k]) k++;
+				if (tok_is_special(e->tok, w[i])) n_sp++;
+			}
+			if (k == sp.n && n_sp == sp.n) {
 				rc = idbuf_add(&b, w + skip, nw - skip);
 				done = true;
 			}
@@ -527,8 +587,9 @@ static int encode_turn(struct engine *e, bool first, const char *text, int32_t *
 		}
 		free(sp.ids);
 	}
-	if (!done && rc == LM_OK) rc = split_specials(e->tok, tt.s, 0, tt.len, seg_encode, &b);
+	if (!done && rc == LM_OK) rc = walk_turn(e->tok, &tt, seg_put, &b, true);
 	tmpl_text_free(&tt);
+	free(b.acc);
 	if (rc != LM_OK) {
 		free(b.ids);
 		return LM_ERR;
