@@ -117,6 +117,7 @@ static void test_matmul(struct backend *be, enum dtype dt, int n, int N, int K, 
 
 int main(void)
 {
+	setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the log even if the test crashes */
 	struct backend *be = backend_cpu_create();
 	if (!be) {
 		printf("FAIL: %s\n", lm_errmsg());

@@ -193,6 +193,7 @@ static bool selected(const char *name)
 
 int main(void)
 {
+	setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the log even if the test crashes */
 	const char *testdata = getenv("TESTDATA"), *srcdir = getenv("top_srcdir");
 	const char *bname = getenv("LMTERM_TEST_BACKEND");
 	if (!bname || !*bname) bname = "cpu";

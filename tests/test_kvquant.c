@@ -145,6 +145,7 @@ static int run(struct backend *be, struct kv_cache *kv, const float *qkv0, float
 
 int main(void)
 {
+	setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the log even if the test crashes */
 	/* 1. round trips */
 	const int hds[] = { 64, 128, 6 };
 	for (int b = 8; b >= 4; b -= 4)
