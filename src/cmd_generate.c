@@ -14,12 +14,14 @@
 #include "model.h"
 #include "opts.h"
 #include "safetensors.h"
+#include "sampler.h"
 #include "tok.h"
 
 #include <cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define PREFILL_CHUNK 512
 
@@ -28,7 +30,8 @@ struct gen_opts {
 	int n, policy;
 	bool greedy, print_ids;
 	uint64_t seed;
-	double temperature;
+	bool seed_given;
+	double temperature; /* < 0: not given */
 };
 
 static void usage(FILE *f)
@@ -79,6 +82,7 @@ static int parse(struct gen_opts *o, int argc, char **argv)
 			if (opt_value(&it, &v) || opt_quant_policy("--quant-policy", v, &o->policy)) return LM_ERR;
 		} else if (strcmp(nm, "seed") == 0) {
 			if (opt_value(&it, &v) || opt_u64("--seed", v, &o->seed)) return LM_ERR;
+			o->seed_given = true;
 		} else if (strcmp(nm, "temperature") == 0) {
 			if (opt_value(&it, &v) || opt_float("--temperature", v, 0, 100, &o->temperature)) return LM_ERR;
 		} else {
@@ -177,6 +181,7 @@ struct run {
 	struct fwd fw;
 	bool fw_ready;
 	float *logits;      /* [T][vocab] with --dump-logits, else [vocab] */
+	struct sampler *sampler; /* NULL: greedy */
 };
 
 static void run_free(struct run *r)
@@ -186,6 +191,7 @@ static void run_free(struct run *r)
 	if (r->model_loaded) model_free(&r->m);
 	if (r->be) backend_destroy(r->be);
 	if (r->tok) tok_free(r->tok);
+	if (r->sampler) sampler_free(r->sampler);
 	free(r->ids);
 	free(r->blocks);
 	free(r->logits);
@@ -233,6 +239,13 @@ static int prepare_prompt(struct run *r)
 	return LM_OK;
 }
 
+/* the next token from logits[vocab] of the last position; ids[0..n_ctx) is the context so far */
+static int32_t pick(struct run *r, float *logits, int n_ctx)
+{
+	if (!r->sampler) return argmax_f(logits, r->cfg.vocab);
+	return sampler_sample(r->sampler, logits, r->ids, n_ctx);
+}
+
 static int generate(struct run *r)
 {
 	struct gen_opts *o = &r->o;
@@ -261,10 +274,13 @@ static int generate(struct run *r)
 	r->logits = malloc(sizeof(float) * V * (size_t)(o->dump ? T : 1));
 	if (!r->logits) return lm_err(_("out of memory allocating logits"));
 
-	/* Sampling: the sampler (src/sampler.h) is not part of this build yet, so every run decodes greedily.
-	 * TODO: with the sampler merged, sample here unless --greedy or --temperature 0. */
-	if (!o->greedy && o->temperature != 0)
-		fprintf(stderr, _("lmterm: note: sampling is not available yet; decoding greedily\n"));
+	/* Sampling: generation_config.json's settings, then the command line's; --greedy or temperature 0 is
+	 * greedy (the argmax, on the device where the backend can). */
+	struct sampling sp = { .temperature = 1, .top_p = 1, .top_k = 0, .min_p = 0, .repetition_penalty = 1 };
+	if (sampling_from_generation_config(&sp, o->model)) return LM_ERR;
+	if (o->temperature >= 0) sp.temperature = (float)o->temperature;
+	sp.seed = o->seed_given ? o->seed : (uint64_t)time(NULL);
+	if (!o->greedy && sp.temperature > 0 && sampler_init(&r->sampler, V, &sp)) return LM_ERR;
 
 	/* prefill in chunks; logits of every prompt position with --dump-logits, else of the last one */
 	int32_t next = -1;
@@ -279,7 +295,7 @@ static int generate(struct run *r)
 		struct st_out t = { .name = "logits", .dt = DT_F32, .ndim = 2, .shape = { T, V }, .data = r->logits };
 		if (st_write(o->dump, &t, 1, NULL)) return LM_ERR;
 	}
-	if (o->n > 0) next = argmax_f(o->dump ? r->logits + (size_t)(T - 1) * V : r->logits, V);
+	if (o->n > 0) next = pick(r, o->dump ? r->logits + (size_t)(T - 1) * V : r->logits, T);
 
 	/* decode: emit next, stop at -n tokens or an end-of-sequence id, else run it through the model */
 	struct tok_stream ts;
@@ -295,8 +311,13 @@ static int generate(struct run *r)
 		}
 		fflush(stdout);
 		if (is_eos(&r->cfg, next) || j + 1 == o->n) break;
-		if (forward(&r->fw, &r->kv, &r->ids[T + j], 1, T + j, r->blocks, r->kv.n_blocks, -1, NULL, &next))
+		if (r->sampler) {
+			if (forward(&r->fw, &r->kv, &r->ids[T + j], 1, T + j, r->blocks, r->kv.n_blocks, 1, r->logits, NULL))
+				return LM_ERR;
+			next = pick(r, r->logits, T + j + 1);
+		} else if (forward(&r->fw, &r->kv, &r->ids[T + j], 1, T + j, r->blocks, r->kv.n_blocks, -1, NULL, &next)) {
 			return LM_ERR;
+		}
 	}
 	if (!o->print_ids && r->tok) {
 		int k = tok_stream_flush(&ts, buf, sizeof buf);
