@@ -395,6 +395,15 @@ int main(void)
 		CHECK(tok_bos_id(t) == 1 && tok_eos_id(t) == 2 && tok_vocab_size(t) == 8192, "spm bos/eos/size");
 		CHECK(tok_piece_id(t, "<|im_end|>") == 4 && tok_is_special(t, 4) && tok_is_special(t, 1), "spm specials");
 		CHECK(!strcmp(tok_piece(t, 15), "<0x0A>") && tok_piece(t, 8192) == NULL, "spm pieces");
+		/* malformed UTF-8 in the text: sentencepiece's normalizer turns each bad byte into U+FFFD (EF BF BD) */
+		int32_t *ids;
+		int n;
+		int fffd[3] = { tok_piece_id(t, "<0xEF>"), tok_piece_id(t, "<0xBF>"), tok_piece_id(t, "<0xBD>") };
+		if (tok_encode(t, "a\xff", 2, true, &ids, &n) == LM_OK) {
+			CHECK(n == 4 && ids[0] == 263 && ids[1] == fffd[0] && ids[2] == fffd[1] && ids[3] == fffd[2],
+			      "spm: malformed byte is not U+FFFD (%d ids)", n);
+			free(ids);
+		}
 		/* a stream holds a split character: 世 = e4 b8 96 as byte pieces, then flushes a cut one as U+FFFD */
 		struct tok_stream s;
 		char out[64];
