@@ -56,6 +56,8 @@ struct tok_stream {
 	size_t nout;           /* surface bytes produced so far (before UTF-8 assembly) */
 	bool ws_seen;          /* sentencepiece: the last piece consumed the leading space */
 	int nstripped;         /* tokenizer.json Strip decoder: characters stripped from the start so far */
+	unsigned char run[64]; /* tokenizer.json ByteFallback decoder: the current run of <0xNN> tokens, judged whole */
+	int nrun;
 };
 void tok_stream_init(struct tok_stream *s, const struct tokenizer *t, bool skip_special);
 /* Write the completed text for id to out (NUL-terminated, at most cap-1 bytes; longer text is cut, and 512
