@@ -1,7 +1,9 @@
 #!/bin/sh
 # lmterm ppl on the demo model, first 50000 characters of WikiText-2 valid, ctx 512, against the perplexity
 # transformers computed by the same protocol (golden/tiny-en-zh/perplexity.json): policy 0 within 0.5%,
-# int8 KV within 1% of policy 0, int4 KV within 5%. Also: bad inputs get one clear message.
+# int8 KV within 1% of policy 0, int4 KV within 5%. The golden's tokens are sentencepiece's (tokenizer.model):
+# with it the token count is exact; with tokenizer.json (the default) the text's leading " \n" is one token
+# shorter, as the tokenizers library has it (see tokenizer/fast_vs_spm.json). Bad inputs: one clear message.
 . "${top_srcdir:-.}/tests/lib.sh"
 MODEL=${TEST_MODEL:-$DEMO}
 TEXT="$TESTDATA/text/wiki.valid.raw"
@@ -13,8 +15,9 @@ want=$(tr -d '\n ' < "$GOLD" | sed 's/.*"wiki\.valid\.raw\[:50000\]_ctx512":{"pp
 want_ppl=${want% *} want_tok=${want#* }
 echo "golden: ppl $want_ppl over $want_tok tokens"
 
-ppl() { # policy -> "P N"
-	out=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars 50000 --ctx 512 --backend cpu --quant-policy "$1" 2>&1)
+ppl() { # policy [options] -> "P N"
+	pol=$1; shift
+	out=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars 50000 --ctx 512 --backend cpu --quant-policy "$pol" "$@" 2>&1)
 	rc=$?
 	last=$(printf '%s\n' "$out" | tail -n 1)
 	case "$last" in
@@ -26,9 +29,15 @@ within() { # a b tol -> a within tol (relative) of b
 	awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = (a - b) / b; if (d < 0) d = -d; exit !(a == a && d <= t) }'
 }
 
+rs=$(ppl 0 --tokenizer "$MODEL/tokenizer.model"); ps=${rs% *} ns=${rs#* }
+echo "policy 0, tokenizer.model: ppl $ps over $ns tokens"
+[ "$ns" = "$want_tok" ] && pass "token count $ns (tokenizer.model)" || fail "token count $ns, transformers scored $want_tok"
+within "$ps" "$want_ppl" 0.005 && pass "policy 0 within 0.5% of transformers (tokenizer.model)" ||
+	fail "policy 0, tokenizer.model: $ps vs $want_ppl"
 r0=$(ppl 0); p0=${r0% *} n0=${r0#* }
 echo "policy 0: ppl $p0 over $n0 tokens"
-[ "$n0" = "$want_tok" ] && pass "token count $n0" || fail "token count $n0, transformers scored $want_tok"
+[ $((n0 - want_tok)) -ge -2 ] && [ $((n0 - want_tok)) -le 2 ] && pass "token count $n0 (tokenizer.json)" ||
+	fail "token count $n0, transformers scored $want_tok"
 within "$p0" "$want_ppl" 0.005 && pass "policy 0 within 0.5% of transformers" || fail "policy 0: $p0 vs $want_ppl"
 r8=$(ppl 8); p8=${r8% *}
 echo "policy 8: ppl $p8"
