@@ -183,6 +183,15 @@ void edit_kill_word_back(struct edit *e)
 	cut(e, e->cur, end);
 }
 
+void edit_kill_word_fwd(struct edit *e)
+{
+	int a = e->cur;
+	edit_word_right(e);
+	int b = e->cur;
+	e->cur = a;
+	cut(e, a, b);
+}
+
 /* the position in line [ls, le) nearest to display column col */
 static int at_column(const struct edit *e, int ls, int le, int col)
 {

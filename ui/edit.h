@@ -35,6 +35,7 @@ bool edit_delete(struct edit *e);
 void edit_kill_line_start(struct edit *e);  /* Ctrl-U */
 void edit_kill_line_end(struct edit *e);    /* Ctrl-K */
 void edit_kill_word_back(struct edit *e);   /* Ctrl-W */
+void edit_kill_word_fwd(struct edit *e);    /* Alt-D */
 /* Up/Down: move between the lines of multi-line text, keeping the column; on the first (last) line,
  * step back (forward) through the history. Return false when there is nowhere to go. */
 bool edit_up(struct edit *e);

@@ -25,8 +25,8 @@ static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v;
 void layout_overlay_size(enum overlay ov, int *h, int *w)
 {
 	switch (ov) {
-	case OVERLAY_HELP: *h = 26; *w = 66; break;
-	case OVERLAY_SETTINGS: *h = 16; *w = 60; break;
+	case OVERLAY_HELP: *h = 22; *w = 78; break;
+	case OVERLAY_SETTINGS: *h = 17; *w = 64; break;
 	case OVERLAY_PROGRESS: *h = 8; *w = 60; break;
 	case OVERLAY_CONFIRM: *h = 6; *w = 50; break;
 	default: *h = *w = 0; break;
