@@ -108,6 +108,7 @@ static void *run(void *arg)
 	in->kv_capacity_tokens = 2048;
 	in->kv_bytes_per_token = 3072;
 	in->n_layers = 6;
+	in->sampling = (struct sampling){ .temperature = 0.7f, .top_p = 0.9f, .top_k = 40, .repetition_penalty = 1.1f };
 	struct engine_event ev = { .type = EV_READY };
 	ev.u.info = *in;
 	push(e, &ev);

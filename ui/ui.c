@@ -466,6 +466,7 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		u->status.info = ev->u.info;
 		u->status.have_info = true;
 		u->policy = ev->u.info.kv_policy;
+		if (ev->u.info.sampling.top_p > 0) u->sampling = ev->u.info.sampling; /* filled in by the engine */
 		u->mem.kv_capacity_tokens = ev->u.info.kv_capacity_tokens;
 		u->mem.kv_bytes_per_token = ev->u.info.kv_bytes_per_token;
 		u->prog.active = false;
@@ -565,16 +566,20 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 	edit_init(&u->input.ed);
 	u->status.model_label = o->model_label;
 	/* the settings dialog starts from the command line's values, else LMDeploy's defaults */
-	u->sampling = (struct sampling){ .temperature = 0.8f, .top_p = 0.8f, .top_k = 40, .repetition_penalty = 1.0f };
+	/* until EV_READY says which sampling is in force (info.sampling), the engine's own defaults */
+	u->sampling = (struct sampling){ .temperature = 0.8f, .top_p = 1.0f, .top_k = 0, .repetition_penalty = 1.0f };
 	u->cap = (struct kv_capacity){ .kind = KVCAP_FRACTION, .fraction = 0.8 };
 	if (o->engine) {
 		u->sampling = o->engine->sampling;
+		if (u->sampling.top_p == 0) u->sampling.top_p = 1.0f;
+		if (u->sampling.repetition_penalty == 0) u->sampling.repetition_penalty = 1.0f;
 		u->cap = o->engine->cap;
 		u->policy = o->engine->kv_policy;
 	}
 	if (ui_term_begin(o->no_color) != LM_OK) {
+		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 		free(u);
-		return -1; /* the caller falls back to the plain REPL */
+		return 1;
 	}
 	panel_progress_reset(&u->prog, _("Loading the model"));
 	u->lo.overlay = OVERLAY_PROGRESS;
