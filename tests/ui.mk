@@ -6,3 +6,5 @@ tests_test_input_LDADD = $(UI_LIB) $(LMTERM_TEST_LIBS)
 # the chat screen against a scripted engine (for looking at the screen; see tests/test_tui.sh)
 check_PROGRAMS += tests/tui_fake_engine
 tests_tui_fake_engine_LDADD = $(UI_LIB) $(LMTERM_TEST_LIBS) $(NCURSES_LIBS)
+TESTS += tests/test_po.sh
+EXTRA_DIST += tests/test_po.sh
