@@ -5,6 +5,7 @@
 #include "config.h"
 #include "engine.h"
 #include "ui.h"
+#include "i18n.h"
 
 #include <locale.h>
 #include <pthread.h>
@@ -218,6 +219,11 @@ void engine_stop(struct engine *e)
 int main(int argc, char **argv)
 {
 	setlocale(LC_ALL, "");
+#if ENABLE_NLS
+	const char *ld = getenv("LMTERM_LOCALEDIR");
+	bindtextdomain(PACKAGE, ld && *ld ? ld : LOCALEDIR);
+	textdomain(PACKAGE);
+#endif
 	struct engine_opts eo = { .cap = { .kind = KVCAP_FRACTION, .fraction = 0.8 },
 				  .sampling = { .temperature = 0.7f, .top_p = 0.9f, .top_k = 40, .repetition_penalty = 1.0f } };
 	struct ui_opts uo = { .model_label = "tiny-en-zh", .engine = &eo };

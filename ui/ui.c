@@ -133,10 +133,11 @@ bool ui_read_key(bool *is_code, wint_t *ch, bool *alt)
 		/* ESC then a key within ESCDELAY: Alt + that key */
 		wint_t c2;
 		int r2 = get_wch(&c2);
-		if (r2 != ERR) {
+		if (r2 == KEY_CODE_YES) {
+			ungetch((int)c2); /* Esc, then a function key: two keys */
+		} else if (r2 != ERR) {
 			*alt = true;
 			*ch = c2;
-			*is_code = r2 == KEY_CODE_YES;
 		}
 	}
 	if (*is_code && (int)*ch == key_ctrl_left) { *is_code = false; *alt = true; *ch = 'b'; }
