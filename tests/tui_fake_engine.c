@@ -216,6 +216,35 @@ void engine_stop(struct engine *e)
 	free(e);
 }
 
+/* --progress: a fake quantization through ui_progress_run, 12 layers of 4 stages */
+static int fake_work(void *ud, struct progress_sink *s)
+{
+	int ms = *(int *)ud;
+	for (int l = 0; l < 12; l++)
+		for (int st = 0; st < 4; st++) {
+			if (s->cancelled(s)) return lm_err("interrupted");
+			static const char *stages[] = { "calibrate", "search scales", "search clipping", "quantize" };
+			char stage[64];
+			snprintf(stage, sizeof stage, "layer %d/12: %s", l + 1, stages[st]);
+			s->report(s, stage, l * 4 + st, 48, st == 3 ? 0.001 * (l + 1) : 0.0 / 0.0);
+			sleep_ms(ms);
+		}
+	s->report(s, "done", 48, 48, 0.0 / 0.0);
+	return LM_OK;
+}
+
+static int fake_mem_stats(struct backend *be, struct mem_stats *m)
+{
+	memset(m, 0, sizeof *m);
+	m->cat[MEM_WEIGHTS] = 300u << 20;
+	m->cat[MEM_ACT] = 40u << 20;
+	m->total = 8ull << 30;
+	m->free = 5ull << 30;
+	m->total_valid = m->free_valid = true;
+	snprintf(m->device_name, sizeof m->device_name, "Fake GPU");
+	return LM_OK;
+}
+
 int main(int argc, char **argv)
 {
 	setlocale(LC_ALL, "");
@@ -231,6 +260,15 @@ int main(int argc, char **argv)
 		if (strcmp(argv[i], "--no-color") == 0) uo.no_color = true;
 		if (strcmp(argv[i], "--fail-load") == 0) eo.model_dir = "fail";
 	}
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--progress") == 0) {
+			static const struct backend_i bi = { .mem_stats = fake_mem_stats };
+			struct backend be = { .i = &bi };
+			int ms = i + 1 < argc ? atoi(argv[i + 1]) : 100;
+			int rc = ui_progress_run("lite auto_awq", fake_work, &ms, &be, &uo);
+			printf("work returned %d\n", rc);
+			return rc == LM_OK ? 0 : 1;
+		}
 	struct engine *e;
 	engine_start(&e, &eo);
 	int rc = ui_chat_run(e, &uo);

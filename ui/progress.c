@@ -29,6 +29,14 @@ void panel_progress_update(struct progress_view *p, const char *stage, int64_t d
 	p->done = done;
 	p->total = total;
 	p->extra = extra;
+	if (!isnan(extra)) { /* keep a short history of the items' figures */
+		int n = (int)(sizeof p->log / sizeof p->log[0]);
+		if (p->n_log == n) {
+			memmove(p->log, p->log + 1, (n - 1) * sizeof p->log[0]);
+			p->n_log--;
+		}
+		snprintf(p->log[p->n_log++], sizeof p->log[0], "%s  %.4g", p->stage, extra);
+	}
 }
 
 void panel_progress_draw(WINDOW *w, const struct progress_view *p)
@@ -83,4 +91,11 @@ void panel_progress_draw(WINDOW *w, const struct progress_view *p)
 		draw_str(w, y++, x, iw, line, col(COL_DIM));
 	}
 	if (y < h - 1 && p->cancelling) draw_str(w, y++, x, iw, _("stopping..."), col(COL_WARN));
+	/* the recent figures, as many as fit */
+	if (p->n_log > 0 && y + 2 < h - 1) {
+		y++;
+		draw_str(w, y++, x, iw, _("recent items:"), col(COL_DIM));
+		int rows = h - 1 - y, first = p->n_log > rows ? p->n_log - rows : 0;
+		for (int i = first; i < p->n_log && y < h - 1; i++) draw_str(w, y++, x + 2, iw - 2, p->log[i], col(COL_NORMAL));
+	}
 }
