@@ -273,26 +273,20 @@ int st_open(struct st_file **out, const char *path)
 	const uint8_t *p = f->map;
 	uint64_t hlen = 0;
 	for (int i = 7; i >= 0; i--) hlen = hlen << 8 | p[i]; /* little-endian on any host */
-	if (hlen > ST_MAX_HEADER) {
-		st_close(f);
-		return lm_err(_("%s: header length %llu is not plausible (corrupt or not a safetensors file)"), path,
-			      (unsigned long long)hlen);
+	if (hlen > ST_MAX_HEADER)
+		lm_err(_("%s: header length %llu is not plausible (corrupt or not a safetensors file)"), path,
+		       (unsigned long long)hlen);
+	else if (hlen > f->size - 8)
+		lm_err(_("%s: truncated: header length %llu runs past the end of the file (%zu bytes)"), path,
+		       (unsigned long long)hlen, f->size);
+	else if (hlen < 2)
+		lm_err(_("%s: header is not valid JSON (length %llu)"), path, (unsigned long long)hlen);
+	else if (parse_header(f, (const char *)p + 8, (size_t)hlen) == LM_OK) {
+		*out = f;
+		return LM_OK;
 	}
-	if (hlen > f->size - 8) {
-		st_close(f);
-		return lm_err(_("%s: truncated: header length %llu runs past the end of the file (%zu bytes)"), path,
-			      (unsigned long long)hlen, f->size);
-	}
-	if (hlen < 2) {
-		st_close(f);
-		return lm_err(_("%s: header is not valid JSON (length %llu)"), path, (unsigned long long)hlen);
-	}
-	if (parse_header(f, (const char *)p + 8, (size_t)hlen) != LM_OK) {
-		st_close(f);
-		return LM_ERR;
-	}
-	*out = f;
-	return LM_OK;
+	st_close(f);
+	return LM_ERR;
 }
 
 int st_count(const struct st_file *f) { return f->n; }
