@@ -27,8 +27,12 @@
 
 // plain C (the tests) includes this too
 #ifndef __CUDACC__
+#ifndef __host__
 #define __host__
+#endif
+#ifndef __device__
 #define __device__
+#endif
 #endif
 
 struct kv_geom {
