@@ -36,6 +36,12 @@ static __device__ __forceinline__ float warp_max(float v)
 	for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
 	return v;
 }
+static __device__ __forceinline__ float warp_sum(float v)
+{
+#pragma unroll
+	for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
 static __device__ __forceinline__ float warp_min(float v)
 {
 #pragma unroll
