@@ -527,6 +527,64 @@ static double time_prefill(int policy, int n, double *tflops)
 	free(h), free(blocks), free(freq);
 	return ms[REPS / 2] * 1e3;
 }
+
+/* Host-only checks (they run without a GPU too): argument checks name what is wrong, the pool size is the
+ * layout's, slabs lie inside the pool without overlapping, and every 16-byte access stays aligned. */
+static int host_checks(void)
+{
+	int bad = 0;
+	struct kv_cache kv = {.n_layers = 3, .n_kv_heads = 2, .head_dim = 128, .block_len = 64, .n_blocks = 5};
+	static const int policies[] = {0, 8, 4};
+	static const int row_bytes[] = {256, 128, 64}; /* per token per head, data only */
+	for (int pi = 0; pi < 3; pi++) {
+		kv.policy = policies[pi];
+		const size_t per_tok = (size_t)kv.n_layers * kv.n_kv_heads * 2 * (row_bytes[pi] + (pi ? 4 : 0));
+		if (attn_kv_check(&kv, DT_F16) != LM_OK || attn_kv_bytes_per_token(&kv, DT_BF16) != per_tok ||
+		    attn_kv_pool_bytes(&kv, DT_F16) != per_tok * kv.n_blocks * kv.block_len) {
+			printf("FAIL pool size, policy %d: %zu bytes per token (want %zu), %zu pool bytes\n", kv.policy,
+			       attn_kv_bytes_per_token(&kv, DT_BF16), per_tok, attn_kv_pool_bytes(&kv, DT_F16));
+			bad = 1;
+		}
+		struct kv_geom g = kv_geom_make(kv.n_layers, kv.n_kv_heads, kv.head_dim, kv.block_len, kv.n_blocks,
+						kv.policy);
+		size_t expect = 0;
+		for (int l = 0; l < kv.n_layers; l++)
+			for (int b = 0; b < kv.n_blocks; b++)
+				for (int h = 0; h < kv.n_kv_heads; h++)
+					for (int k = 0; k < 2; k++) {
+						size_t o = kv_slab_offset(&g, l, b, h, k);
+						if (o != expect || o % 16 || kv_param_offset(&g, 0) % 16) bad = 1;
+						expect = o + g.slab_bytes;
+					}
+		if (expect != kv_pool_size(&g) || kv_row_offset(&g, kv.block_len) != g.data_bytes) {
+			printf("FAIL layout, policy %d: slabs end at %zu of %zu\n", kv.policy, expect, kv_pool_size(&g));
+			bad = 1;
+		}
+	}
+	struct {
+		int hd, bl, policy;
+		enum dtype dt;
+		const char *word;
+	} rej[] = {{96, 64, 0, DT_F16, "head_dim"}, {128, 24, 0, DT_F16, "block length"},
+		   {64, 64, 3, DT_BF16, "policy"}, {64, 64, 0, DT_F32, "F32"}};
+	for (size_t i = 0; i < ARRAY_SIZE(rej); i++) {
+		struct kv_cache k = kv;
+		k.head_dim = rej[i].hd, k.block_len = rej[i].bl, k.policy = rej[i].policy;
+		if (attn_kv_check(&k, rej[i].dt) != LM_ERR || !strstr(lm_errmsg(), rej[i].word)) {
+			printf("FAIL attn_kv_check accepted or misnamed case %zu: '%s'\n", i, lm_errmsg());
+			bad = 1;
+		}
+	}
+	/* the workspace holds every split the launcher may pick: <= 128 splits of >= 64 keys */
+	if (attn_workspace_bytes(32, 128, 1, 4096) != (size_t)64 * 32 * (128 * 4 + 8) ||
+	    attn_workspace_bytes(32, 128, 2, 1 << 20) != (size_t)128 * 64 * (128 * 4 + 8) ||
+	    attn_workspace_bytes(8, 64, 1, 1) != (size_t)8 * (64 * 4 + 8)) {
+		printf("FAIL attn_workspace_bytes\n");
+		bad = 1;
+	}
+	printf("host checks (pool size, layout, argument checks, workspace): %s\n", bad ? "FAIL" : "ok");
+	return bad;
+}
 #endif
 
 int main(void)
@@ -535,6 +593,7 @@ int main(void)
 	printf("SKIP: built without CUDA\n");
 	return 77;
 #else
+	if (host_checks()) return 1;
 	int ndev = 0;
 	if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
 		printf("SKIP: no CUDA device\n");
