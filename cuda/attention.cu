@@ -695,10 +695,13 @@ extern "C" int attn_launch_decode(void *out, const void *qkv, enum dtype act_dt,
 {
 	if (check_args(kv, act_dt, layer, n_heads, st, "attention")) return LM_ERR;
 	if (st->n == 0) return LM_OK;
+	if (st->max_ctx < st->n)
+		return lm_err("attention (decode): max_ctx %d is less than the step's %d tokens (set it to the longest "
+			      "context the step, or a captured graph, will see)", st->max_ctx, st->n);
 	attn_args a = make_args(out, qkv, kv, layer, n_heads, st, s);
 	const int rows = st->n * (n_heads / kv->n_kv_heads);
 	const size_t per_split = (size_t)st->n * n_heads * ((size_t)kv->head_dim * 4 + 8);
-	int ns = decode_splits(kv->n_kv_heads * ((rows + 15) / 16), st->max_ctx > 0 ? st->max_ctx : 1);
+	int ns = decode_splits(kv->n_kv_heads * ((rows + 15) / 16), st->max_ctx);
 	if (!workspace) ns = 1;
 	if ((size_t)ns * per_split > workspace_bytes) ns = (int)(workspace_bytes / per_split);
 	if (ns < 1) ns = 1; // one split writes the output directly and needs no workspace
