@@ -128,6 +128,7 @@ struct ctx {
 	float *inv_freq;
 	int layer;               /* for progress */
 	double last_err;
+	double last_report;      /* now_s() of the last report */
 };
 
 static bool is_internlm2(const struct ctx *x) { return x->c.arch == ARCH_INTERNLM2; }
@@ -348,6 +349,7 @@ static void report(struct ctx *x, const char *what)
 {
 	if (!x->sink || !x->sink->report) return;
 	char stage[96];
+	x->last_report = now_s();
 	snprintf(stage, sizeof stage, _("layer %d/%d: %s"), x->layer + 1, x->nl, what);
 	x->sink->report(x->sink, stage, x->layer, x->nl, x->last_err);
 }
@@ -883,7 +885,7 @@ static int calibrate_layer(struct ctx *x, const struct lw *w, float *X, size_t N
 			KEEP(ao, ao, x->dim); KEEP(mo, mo, x->dim);
 #undef KEEP
 		}
-		report(x, _("calibrate"));
+		if (now_s() - x->last_report > 2) report(x, _("calibrate"));
 	}
 	return LM_OK;
 }
@@ -943,6 +945,9 @@ static int make_tmpdir(struct ctx *x)
 		x->tmpdir[0] = 0;
 		return lm_err(_("--work-dir %s: cannot create a directory beside it: %s"), dir, strerror(e));
 	}
+	mode_t um = umask(0); /* mkdtemp makes it 0700; the result should look like any other directory */
+	umask(um);
+	chmod(x->tmpdir, 0777 & ~um);
 	return LM_OK;
 }
 

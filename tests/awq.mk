@@ -1,1 +1,4 @@
-# awq tests: check_PROGRAMS += tests/xxx ; TESTS += tests/xxx ; tests_xxx_LDADD = $(LMTERM_TEST_LIBS)
+# awq tests
+check_PROGRAMS += tests/test_awq_pack
+TESTS += tests/test_awq_pack
+tests_test_awq_pack_LDADD = $(LMTERM_TEST_LIBS)
