@@ -51,6 +51,10 @@ struct tok_stream {
 	bool first;            /* no text emitted yet (a leading space of the first piece is dropped as the library does) */
 	unsigned char pend[8];
 	int npend;
+	/* added by the tokenizer: decoder state */
+	int ntok;              /* tokens fed so far (a Metaspace decoder strips the first token's space) */
+	size_t nout;           /* surface bytes produced so far (before UTF-8 assembly) */
+	bool ws_seen;          /* sentencepiece: the last piece consumed the leading space */
 };
 void tok_stream_init(struct tok_stream *s, const struct tokenizer *t, bool skip_special);
 /* Append the completed text for id to out (NUL-terminated, at most cap-1 bytes); returns bytes written. */

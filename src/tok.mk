@@ -1,2 +1,2 @@
-# tok area: add sources with src_liblmterm_a_SOURCES += ...
-src_liblmterm_a_SOURCES += src/cmd_tokenize.c
+# tok area: tokenizers (SentencePiece .model and tokenizer.json) and the tokenize command
+src_liblmterm_a_SOURCES += src/tok.c src/tok_impl.h src/tok_spm.c src/tok_hf.c src/cmd_tokenize.c

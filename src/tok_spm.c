@@ -1,0 +1,302 @@
+/* tok_spm.c: SentencePiece tokenizer.model, as the sentencepiece library encodes it (BPE models).
+ * The ModelProto is parsed here by hand (protobuf wire format): pieces (piece, score, type), the trainer_spec
+ * fields we need (model_type, byte_fallback, unk/bos/eos ids, unk_surface) and the normalizer_spec flags
+ * (add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces). Encoding: whitespace handling, then
+ * user-defined symbols cut out as frozen symbols, then BPE by piece score (highest first, leftmost on ties),
+ * then unknown pieces fall back to <0xNN> bytes. */
+#include "config.h"
+#include "tok_impl.h"
+#include "i18n.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct pb { const unsigned char *p, *end; };
+
+static int pb_varint(struct pb *b, uint64_t *v)
+{
+	uint64_t r = 0;
+	for (int s = 0; s < 64; s += 7) {
+		if (b->p >= b->end) return LM_ERR;
+		unsigned char c = *b->p++;
+		r |= (uint64_t)(c & 0x7f) << s;
+		if (!(c & 0x80)) {
+			*v = r;
+			return LM_OK;
+		}
+	}
+	return LM_ERR;
+}
+
+/* One field: number, wire type, and either its varint/fixed value or its bytes. */
+struct pb_field { uint32_t num, wire; uint64_t v; const unsigned char *data; size_t len; };
+
+static int pb_next(struct pb *b, struct pb_field *f)
+{
+	uint64_t key;
+	if (pb_varint(b, &key)) return LM_ERR;
+	f->num = (uint32_t)(key >> 3);
+	f->wire = key & 7;
+	f->data = NULL;
+	f->len = 0;
+	switch (f->wire) {
+	case 0: return pb_varint(b, &f->v);
+	case 1:
+		if (b->end - b->p < 8) return LM_ERR;
+		memcpy(&f->v, b->p, 8);
+		b->p += 8;
+		return LM_OK;
+	case 5: {
+		if (b->end - b->p < 4) return LM_ERR;
+		uint32_t u;
+		memcpy(&u, b->p, 4);
+		f->v = u;
+		b->p += 4;
+		return LM_OK;
+	}
+	case 2: {
+		uint64_t n;
+		if (pb_varint(b, &n) || n > (uint64_t)(b->end - b->p)) return LM_ERR;
+		f->data = b->p;
+		f->len = (size_t)n;
+		b->p += n;
+		return LM_OK;
+	}
+	default: return LM_ERR;
+	}
+}
+
+static int bad(const char *path, const char *what)
+{
+	return lm_err(_("%s: not a valid SentencePiece model (%s)"), path, what);
+}
+
+/* Count the pieces first so the arrays are allocated once. */
+static int count_pieces(const char *path, const char *data, size_t len, int *n)
+{
+	struct pb b = { (const unsigned char *)data, (const unsigned char *)data + len };
+	struct pb_field f;
+	*n = 0;
+	while (b.p < b.end) {
+		if (pb_next(&b, &f)) return bad(path, _("truncated or corrupt protobuf"));
+		if (f.num == 1) {
+			if (f.wire != 2) return bad(path, _("piece is not a message"));
+			if (*n == 1 << 24) return bad(path, _("too many pieces"));
+			(*n)++;
+		}
+	}
+	if (*n == 0) return bad(path, _("no pieces"));
+	return LM_OK;
+}
+
+static int parse_piece(struct tokenizer *t, const char *path, int id, const struct pb_field *pf)
+{
+	struct pb b = { pf->data, pf->data + pf->len };
+	struct pb_field f;
+	bool have = false;
+	while (b.p < b.end) {
+		if (pb_next(&b, &f)) return bad(path, _("corrupt piece"));
+		if (f.num == 1 && f.wire == 2) {
+			if (tok_set_piece(t, id, (const char *)f.data, f.len)) return LM_ERR;
+			have = true;
+		} else if (f.num == 2 && f.wire == 5) {
+			uint32_t u = (uint32_t)f.v;
+			memcpy(&t->score[id], &u, 4);
+		} else if (f.num == 3 && f.wire == 0) {
+			if (f.v < PT_NORMAL || f.v > PT_BYTE) return bad(path, _("unknown piece type"));
+			t->type[id] = (uint8_t)f.v;
+		}
+	}
+	if (!have) return bad(path, _("piece without text"));
+	return LM_OK;
+}
+
+int tok_spm_load(struct tokenizer *t, const char *path, const char *data, size_t len)
+{
+	int n;
+	if (count_pieces(path, data, len, &n) || tok_alloc(t, n)) return LM_ERR;
+	/* proto defaults */
+	t->add_dummy_prefix = t->remove_extra_ws = t->escape_ws = true;
+	int64_t model_type = 1, unk_id = 0, bos_id = 1, eos_id = 2;
+	bool have_charsmap = false;
+
+	struct pb b = { (const unsigned char *)data, (const unsigned char *)data + len };
+	struct pb_field f, g;
+	int id = 0;
+	while (b.p < b.end) {
+		if (pb_next(&b, &f)) return bad(path, _("truncated or corrupt protobuf"));
+		if (f.num == 1) {
+			if (parse_piece(t, path, id++, &f)) return LM_ERR;
+		} else if (f.num == 2 && f.wire == 2) { /* trainer_spec */
+			struct pb s = { f.data, f.data + f.len };
+			while (s.p < s.end) {
+				if (pb_next(&s, &g)) return bad(path, _("corrupt trainer_spec"));
+				if (g.wire == 0) {
+					if (g.num == 3) model_type = (int64_t)g.v;
+					else if (g.num == 35) t->byte_fallback = g.v != 0;
+					else if (g.num == 40) unk_id = (int32_t)g.v;
+					else if (g.num == 41) bos_id = (int32_t)g.v;
+					else if (g.num == 42) eos_id = (int32_t)g.v;
+				} else if (g.wire == 2 && g.num == 44) {
+					free(t->unk_surface);
+					t->unk_surface = strndup((const char *)g.data, g.len);
+					if (!t->unk_surface) return lm_err(_("out of memory"));
+				}
+			}
+		} else if (f.num == 3 && f.wire == 2) { /* normalizer_spec */
+			struct pb s = { f.data, f.data + f.len };
+			while (s.p < s.end) {
+				if (pb_next(&s, &g)) return bad(path, _("corrupt normalizer_spec"));
+				if (g.wire == 0 && g.num == 3) t->add_dummy_prefix = g.v != 0;
+				else if (g.wire == 0 && g.num == 4) t->remove_extra_ws = g.v != 0;
+				else if (g.wire == 0 && g.num == 5) t->escape_ws = g.v != 0;
+				else if (g.wire == 2 && g.num == 2 && g.len > 0) have_charsmap = true;
+			}
+		}
+	}
+	if (model_type != 2)
+		return lm_err(_("%s: SentencePiece model type %lld is not supported (only BPE)"), path, (long long)model_type);
+	if (have_charsmap)
+		return lm_err(_("%s: SentencePiece normalization rules (precompiled_charsmap) are not supported"), path);
+
+	if (strmap_init(&t->ids, (size_t)n)) return LM_ERR;
+	for (int i = 0; i < n; i++) {
+		/* as sentencepiece's PieceToId: reserved (control, unknown, byte) pieces first, then the others */
+		int ty = t->type[i];
+		if (ty == PT_CONTROL || ty == PT_UNKNOWN || ty == PT_BYTE)
+			if (strmap_put(&t->ids, t->piece[i], t->plen[i], i) < 0) return LM_ERR;
+	}
+	for (int i = 0; i < n; i++) {
+		int ty = t->type[i];
+		if (ty == PT_CONTROL || ty == PT_UNKNOWN || ty == PT_BYTE) {
+			if (ty == PT_BYTE) {
+				int v = tok_byte_piece(t->piece[i], t->plen[i]);
+				if (v < 0) return bad(path, _("byte piece is not <0xNN>"));
+				t->byte_id[v] = i;
+			}
+			continue;
+		}
+		if (strmap_put(&t->ids, t->piece[i], t->plen[i], i) < 0) return LM_ERR;
+		if (ty == PT_USER && t->plen[i] > 0) {
+			if (strmap_put(&t->user, t->piece[i], t->plen[i], i) < 0) return LM_ERR;
+			t->user_maxlen = MAX(t->user_maxlen, t->plen[i]);
+			t->user_first[(unsigned char)t->piece[i][0]] = true;
+		}
+	}
+	t->unk = unk_id >= 0 && unk_id < n ? (int)unk_id : -1;
+	if (t->unk < 0 || t->type[t->unk] != PT_UNKNOWN) return bad(path, _("unk_id is not an unknown piece"));
+	t->bos = bos_id >= 0 && bos_id < n ? (int)bos_id : -1;
+	t->eos = eos_id >= 0 && eos_id < n ? (int)eos_id : -1;
+	if (t->byte_fallback)
+		for (int v = 0; v < 256; v++)
+			if (t->byte_id[v] < 0) return bad(path, _("byte_fallback without all 256 byte pieces"));
+	return LM_OK;
+}
+
+/* Longest user-defined symbol at p (0 if none). */
+static size_t user_match(const struct tokenizer *t, const char *p, size_t n)
+{
+	if (!t->user.n || !n || !t->user_first[(unsigned char)p[0]]) return 0;
+	for (size_t l = MIN(n, (size_t)t->user_maxlen); l > 0; l--)
+		if (strmap_get(&t->user, p, l) >= 0) return l;
+	return 0;
+}
+
+/* Whitespace handling as sentencepiece's normalizer without rules: optional removal of extra spaces, the dummy
+ * prefix, and ' ' -> U+2581. User-defined symbols pass through untouched. */
+static int spm_normalize(const struct tokenizer *t, const char *text, size_t len, struct buf *out)
+{
+	const char *ws = t->escape_ws ? "\xe2\x96\x81" : " ";
+	size_t wsn = t->escape_ws ? 3 : 1;
+	size_t i = 0;
+	if (t->remove_extra_ws)
+		while (i < len && text[i] == ' ') i++;
+	if (i == len) return LM_OK; /* nothing left: no dummy prefix either */
+	if (t->add_dummy_prefix && buf_put(out, ws, wsn)) return LM_ERR;
+	bool prev_space = t->add_dummy_prefix;
+	while (i < len) {
+		size_t u = user_match(t, text + i, len - i);
+		if (u) {
+			if (buf_put(out, text + i, u)) return LM_ERR;
+			i += u;
+			prev_space = false;
+			continue;
+		}
+		if (text[i] == ' ') {
+			if (!(t->remove_extra_ws && prev_space) && buf_put(out, ws, wsn)) return LM_ERR;
+			prev_space = true;
+			i++;
+			continue;
+		}
+		if (buf_putc(out, text[i])) return LM_ERR;
+		prev_space = false;
+		i++;
+	}
+	/* trailing spaces removed */
+	if (t->remove_extra_ws)
+		while (out->n >= wsn && !memcmp(out->p + out->n - wsn, ws, wsn)) out->n -= wsn;
+	return LM_OK;
+}
+
+static bool spm_pair(const void *ctx, const char *word, const struct bpe_sym *l, const struct bpe_sym *r, double *prio,
+		     int32_t *id)
+{
+	const struct tokenizer *t = ctx;
+	int32_t i = strmap_get(&t->ids, word + l->start, l->len + r->len);
+	if (i < 0) return false;
+	int ty = t->type[i];
+	/* merges may only build pieces of sentencepiece's pieces_ map (normal, user-defined, unused) */
+	if (ty != PT_NORMAL && ty != PT_USER && ty != PT_UNUSED) return false;
+	*prio = -(double)t->score[i];
+	*id = i;
+	return true;
+}
+
+int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool match_special, struct idvec *out)
+{
+	(void)match_special; /* sentencepiece matches user-defined symbols always and control symbols never */
+	struct buf norm = { 0 };
+	if (spm_normalize(t, text, len, &norm)) {
+		free(norm.p);
+		return LM_ERR;
+	}
+	if (norm.n == 0) {
+		free(norm.p);
+		return LM_OK;
+	}
+	struct bpe_sym *sym = malloc(norm.n * sizeof(*sym));
+	if (!sym) {
+		free(norm.p);
+		return lm_err(_("out of memory"));
+	}
+	/* initial symbols: user-defined symbols whole (frozen), else one UTF-8 character (one byte if invalid) */
+	int n = 0;
+	for (size_t i = 0; i < norm.n;) {
+		size_t l = user_match(t, norm.p + i, norm.n - i);
+		bool frozen = l > 0;
+		if (!l) {
+			l = utf8_len((unsigned char)norm.p[i]);
+			if (l == 0 || i + l > norm.n) l = 1;
+		}
+		sym[n] = (struct bpe_sym){ .start = (uint32_t)i, .len = (uint32_t)l, .prev = n - 1, .next = -1, .frozen = frozen };
+		sym[n].id = strmap_get(&t->ids, norm.p + i, l);
+		if (n > 0) sym[n - 1].next = n;
+		n++;
+		i += l;
+	}
+	int rc = bpe_merge(sym, n, norm.p, spm_pair, t);
+	for (int i = 0; rc == LM_OK && i >= 0 && n > 0; i = sym[i].next) {
+		int32_t id = sym[i].id;
+		if (id >= 0 && t->type[id] != PT_UNUSED) {
+			rc = idvec_push(out, id);
+		} else if (t->byte_fallback) {
+			for (uint32_t k = 0; k < sym[i].len && rc == LM_OK; k++)
+				rc = idvec_push(out, t->byte_id[(unsigned char)norm.p[sym[i].start + k]]);
+		} else if (!(out->n > 0 && out->v[out->n - 1] == t->unk)) { /* consecutive unknowns fuse */
+			rc = idvec_push(out, t->unk);
+		}
+	}
+	free(sym);
+	free(norm.p);
+	return rc;
+}

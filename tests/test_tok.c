@@ -1,0 +1,377 @@
+/* Tokenizers against their own libraries: every case of tokenizer/goldens.json (sentencepiece on the demo
+ * model's tokenizer.model; the tokenizers library on its tokenizer.json and on the real Llama 2, Llama 3 and
+ * Qwen3 tokenizer.json files), decode(encode(x)) == x where the tokenizer is lossless (and the exact loss where
+ * it is not), streaming decode (one id at a time) == whole decode, a long text, and malformed files. */
+#include "config.h"
+#include "tok.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <utf8proc.h>
+
+static int fails, checks;
+#define CHECK(c, ...) do { checks++; if (!(c)) { fails++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+	fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *p = malloc((size_t)n + 1);
+	if (p && fread(p, 1, (size_t)n, f) != (size_t)n) { free(p); p = NULL; }
+	fclose(f);
+	if (p) p[n] = 0;
+	if (len) *len = (size_t)n;
+	return p;
+}
+
+static void print_ids(const char *what, const int32_t *ids, int n)
+{
+	fprintf(stderr, "  %s:", what);
+	for (int i = 0; i < n && i < 40; i++) fprintf(stderr, " %d", ids[i]);
+	fprintf(stderr, n > 40 ? " ... (%d)\n" : "\n", n);
+}
+
+/* What decode(encode(text)) must give, by the tokenizer's own decoder; NULL where the test does not
+ * predict it (Llama 2 text with added tokens in it: the Prepend normalizer adds a space after each). */
+static char *expected_roundtrip(const char *name, const char *text, const struct tokenizer *t)
+{
+	if (!strcmp(name, "json_tiny")) {
+		/* Metaspace prepends U+2581 only where the text does not start with one; the decoder strips one space */
+		return strdup(text[0] == ' ' ? text + 1 : text);
+	}
+	if (!strcmp(name, "qwen3")) /* NFC normalizer */
+		return (char *)utf8proc_NFC((const utf8proc_uint8_t *)text);
+	if (!strcmp(name, "llama2")) {
+		for (int id = 0; id < 3; id++)
+			if (strstr(text, tok_piece(t, id))) return NULL;
+	}
+	return strdup(text); /* spm_tiny, llama3, llama2 without added tokens: lossless */
+}
+
+/* Stream ids one at a time, with a small buffer as a UI would use. */
+static char *stream_decode(const struct tokenizer *t, const int32_t *ids, int n, bool skip)
+{
+	struct tok_stream s;
+	tok_stream_init(&s, t, skip);
+	size_t cap = 1024, len = 0;
+	char *all = malloc(cap), piece[256];
+	all[0] = 0;
+	for (int i = 0; i <= n; i++) {
+		int k = i < n ? tok_stream_next(&s, ids[i], piece, sizeof(piece)) : tok_stream_flush(&s, piece, sizeof(piece));
+		if (k < 0) k = 0;
+		if ((int)strlen(piece) != k) fprintf(stderr, "  stream returned %d for %zu bytes\n", k, strlen(piece));
+		/* a streamed chunk never ends inside a UTF-8 character */
+		if (k && utf8proc_iterate((const utf8proc_uint8_t *)piece, k, &(utf8proc_int32_t){ 0 }) < 0) {
+			fprintf(stderr, "  stream chunk starts with a broken character\n");
+			fails++;
+		}
+		while (len + (size_t)k + 1 > cap) all = realloc(all, cap *= 2);
+		memcpy(all + len, piece, (size_t)k);
+		len += (size_t)k;
+		all[len] = 0;
+	}
+	return all;
+}
+
+static void run_cases(const char *name, const char *path, const cJSON *cases)
+{
+	struct tokenizer *t;
+	double t0 = now_s();
+	if (tok_load_file(&t, path)) {
+		CHECK(0, "%s: load %s: %s", name, path, lm_errmsg());
+		return;
+	}
+	double t1 = now_s();
+	int n_ok = 0, n_cases = 0, n_rt = 0, n_rt_skipped = 0, n_stream = 0;
+	const cJSON *c;
+	cJSON_ArrayForEach(c, cases) {
+		const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(c, "text"));
+		const cJSON *want = cJSON_GetObjectItem(c, "ids");
+		if (!text || !cJSON_IsArray(want)) { CHECK(0, "%s: malformed golden case", name); continue; }
+		n_cases++;
+		int32_t *ids;
+		int n;
+		if (tok_encode(t, text, strlen(text), true, &ids, &n)) {
+			CHECK(0, "%s: encode '%.40s': %s", name, text, lm_errmsg());
+			continue;
+		}
+		int nw = cJSON_GetArraySize(want);
+		bool same = nw == n;
+		for (int i = 0; same && i < n; i++) same = cJSON_GetArrayItem(want, i)->valueint == ids[i];
+		checks++;
+		if (same) {
+			n_ok++;
+		} else {
+			fails++;
+			fprintf(stderr, "FAIL %s: ids of '%.60s'\n", name, text);
+			print_ids("got ", ids, n);
+			int32_t *w = malloc(sizeof(int32_t) * (size_t)(nw + 1));
+			for (int i = 0; i < nw; i++) w[i] = cJSON_GetArrayItem(want, i)->valueint;
+			print_ids("want", w, nw);
+			free(w);
+		}
+		char *dec = NULL;
+		if (tok_decode(t, ids, n, &dec)) {
+			CHECK(0, "%s: decode: %s", name, lm_errmsg());
+		} else {
+			char *exp = expected_roundtrip(name, text, t);
+			if (exp) {
+				CHECK(!strcmp(dec, exp), "%s: decode(encode('%.60s')) = '%.60s'", name, text, dec);
+				n_rt++;
+			} else {
+				n_rt_skipped++;
+			}
+			free(exp);
+			char *st = stream_decode(t, ids, n, false);
+			CHECK(!strcmp(st, dec), "%s: stream '%.60s' != decode '%.60s'", name, st, dec);
+			n_stream++;
+			free(st);
+			/* skipping special tokens removes exactly them */
+			int32_t *plain = malloc(sizeof(int32_t) * (size_t)(n + 1));
+			int np = 0;
+			for (int i = 0; i < n; i++)
+				if (!tok_is_special(t, ids[i])) plain[np++] = ids[i];
+			char *st2 = stream_decode(t, ids, n, true), *dec2 = NULL;
+			if (tok_decode(t, plain, np, &dec2) == LM_OK)
+				CHECK(!strcmp(st2, dec2), "%s: skip_special stream '%.60s' != '%.60s'", name, st2, dec2);
+			free(st2);
+			free(dec2);
+			free(plain);
+		}
+		free(dec);
+		free(ids);
+	}
+	printf("%s (%s): loaded in %.3f s; %d/%d cases exact; round trip checked on %d (%d with added tokens not "
+	       "predicted); streaming == decode on %d\n", name, path, t1 - t0, n_ok, n_cases, n_rt, n_rt_skipped, n_stream);
+	CHECK(n_cases > 0, "%s: no cases", name);
+	tok_free(t);
+}
+
+/* A long text: must encode quickly (no quadratic behaviour) and round-trip. */
+static void long_text(const char *name, const char *path, const char *text, size_t len)
+{
+	struct tokenizer *t;
+	if (tok_load_file(&t, path)) return;
+	int32_t *ids;
+	int n;
+	double t0 = now_s();
+	if (tok_encode(t, text, len, false, &ids, &n)) {
+		CHECK(0, "%s: long encode: %s", name, lm_errmsg());
+		tok_free(t);
+		return;
+	}
+	double t1 = now_s();
+	char *dec = NULL;
+	tok_decode(t, ids, n, &dec);
+	if (strcmp(name, "qwen3") && strcmp(name, "json_tiny")) /* those two may change the text (NFC, first space) */
+		CHECK(dec && strlen(dec) == len && !memcmp(dec, text, len), "%s: long text round trip", name);
+	printf("%s: %zu bytes -> %d tokens in %.3f s\n", name, len, n, t1 - t0);
+	free(dec);
+	free(ids);
+	tok_free(t);
+}
+
+static void expect_load_fail(const char *what, const char *path)
+{
+	struct tokenizer *t = NULL;
+	lm_err_clear();
+	int rc = tok_load_file(&t, path);
+	CHECK(rc == LM_ERR && t == NULL, "%s: loaded", what);
+	CHECK(strstr(lm_errmsg(), path) != NULL, "%s: message '%s' does not name %s", what, lm_errmsg(), path);
+	printf("bad input (%s): %s\n", what, lm_errmsg());
+	tok_free(t);
+}
+
+static void write_file(const char *path, const void *p, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	if (f) {
+		fwrite(p, 1, n, f);
+		fclose(f);
+	}
+}
+
+static void malformed(const char *spm_path, const char *json_path)
+{
+	char tmp[256];
+	snprintf(tmp, sizeof(tmp), "test_tok_tmp_%d", (int)getpid());
+	size_t len;
+	char *model = slurp(spm_path, &len);
+	char p[512];
+	if (model) {
+		/* truncated at many points: never a crash, always a message */
+		size_t cuts[] = { 1, 2, 3, 7, 100, 1000, len / 3, len / 2, len - 1 };
+		int ok = 0;
+		for (size_t i = 0; i < ARRAY_SIZE(cuts); i++) {
+			snprintf(p, sizeof(p), "%s_cut%zu.model", tmp, cuts[i]);
+			write_file(p, model, cuts[i]);
+			struct tokenizer *t = NULL;
+			lm_err_clear();
+			int rc = tok_load_file(&t, p);
+			/* a cut exactly at a field boundary is a valid (smaller) model; otherwise it must fail */
+			if (rc == LM_ERR) {
+				CHECK(strstr(lm_errmsg(), p) != NULL, "truncated model: message '%s' lacks the path", lm_errmsg());
+				ok++;
+			}
+			tok_free(t);
+			remove(p);
+		}
+		CHECK(ok >= 6, "truncated models: only %d of %zu failed", ok, ARRAY_SIZE(cuts));
+		/* bytes flipped: must not crash (the result may load or not) */
+		char *mut = malloc(len);
+		for (int k = 0; k < 40; k++) {
+			memcpy(mut, model, len);
+			srand((unsigned)k);
+			for (int j = 0; j < 8; j++) mut[(size_t)rand() % len] ^= (char)(1 + rand() % 255);
+			snprintf(p, sizeof(p), "%s_mut.model", tmp);
+			write_file(p, mut, len);
+			struct tokenizer *t = NULL;
+			if (tok_load_file(&t, p) == LM_OK) {
+				int32_t *ids;
+				int n;
+				const char *s = "Hello <|im_end|> 世界 \xff\xfe";
+				if (tok_encode(t, s, strlen(s), true, &ids, &n) == LM_OK) {
+					char *d = NULL;
+					tok_decode(t, ids, n, &d);
+					free(d);
+					free(ids);
+				}
+			}
+			tok_free(t);
+			remove(p);
+		}
+		free(mut);
+		free(model);
+	}
+	snprintf(p, sizeof(p), "%s_empty.model", tmp);
+	write_file(p, "", 0);
+	expect_load_fail("empty .model", p);
+	remove(p);
+	snprintf(p, sizeof(p), "%s_garbage.model", tmp);
+	write_file(p, "\x0a\xff\xff\xff\xff\x0f", 6);
+	expect_load_fail("garbage .model", p);
+	remove(p);
+
+	static const char *bad_json[] = {
+		"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []",              /* truncated */
+		"not json at all",
+		"{\"version\": \"1.0\"}",                                                           /* no model */
+		"{\"model\": {\"type\": \"BPE\", \"merges\": []}}",                                 /* no vocab */
+		"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}}}",                /* no merges */
+		"{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}",
+		"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}, \"merges\": []}}",
+		"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a b\"]}}", /* ab missing */
+		"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [7]}}",
+		"{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -5}, \"merges\": []}}",
+		"{\"added_tokens\": [{\"id\": \"x\"}], \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
+		"{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"a+\"}, \"behavior\": \"Isolated\"}, "
+		"\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
+		"{\"normalizer\": {\"type\": \"Lowercasey\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad_json); i++) {
+		snprintf(p, sizeof(p), "%s_bad%zu.json", tmp, i);
+		write_file(p, bad_json[i], strlen(bad_json[i]));
+		char what[64];
+		snprintf(what, sizeof(what), "bad tokenizer.json #%zu", i);
+		expect_load_fail(what, p);
+		remove(p);
+	}
+	char *json = slurp(json_path, &len);
+	if (json) {
+		snprintf(p, sizeof(p), "%s_cut.json", tmp);
+		write_file(p, json, len / 2);
+		expect_load_fail("truncated tokenizer.json", p);
+		remove(p);
+		free(json);
+	}
+	expect_load_fail("missing file", "/nonexistent/tokenizer.model");
+	struct tokenizer *t = NULL;
+	CHECK(tok_load_dir(&t, "/nonexistent-dir") == LM_ERR && strstr(lm_errmsg(), "/nonexistent-dir"),
+	      "missing dir: %s", lm_errmsg());
+}
+
+int main(void)
+{
+	const char *td = getenv("TESTDATA"), *top = getenv("top_srcdir");
+	if (!td || !top) {
+		fprintf(stderr, "TESTDATA and top_srcdir must be set\n");
+		return 77;
+	}
+	char gpath[1024], paths[5][1024];
+	snprintf(gpath, sizeof(gpath), "%s/tokenizer/goldens.json", td);
+	char *gtext = slurp(gpath, NULL);
+	if (!gtext) {
+		fprintf(stderr, "cannot read %s\n", gpath);
+		return 1;
+	}
+	cJSON *g = cJSON_Parse(gtext);
+	free(gtext);
+	if (!g) {
+		fprintf(stderr, "%s: bad JSON\n", gpath);
+		return 1;
+	}
+	static const char *names[5] = { "spm_tiny", "json_tiny", "llama2", "llama3", "qwen3" };
+	snprintf(paths[0], sizeof(paths[0]), "%s/models/tiny-en-zh/tokenizer.model", top);
+	snprintf(paths[1], sizeof(paths[1]), "%s/models/tiny-en-zh/tokenizer.json", top);
+	for (int i = 2; i < 5; i++) snprintf(paths[i], sizeof(paths[i]), "%s/tokenizers/%s.tokenizer.json", td, names[i]);
+	const char *only = getenv("TOK_ONLY"); /* debugging: one tokenizer */
+	for (int i = 0; i < 5; i++) {
+		if (only && strcmp(only, names[i])) continue;
+		const cJSON *cases = cJSON_GetObjectItem(g, names[i]);
+		CHECK(cJSON_IsArray(cases), "goldens.json has no %s", names[i]);
+		if (cases) run_cases(names[i], paths[i], cases);
+	}
+	cJSON_Delete(g);
+
+	/* the directory prefers tokenizer.json */
+	char dir[1024];
+	snprintf(dir, sizeof(dir), "%s/models/tiny-en-zh", top);
+	struct tokenizer *t;
+	if (tok_load_dir(&t, dir) == LM_OK) {
+		CHECK(tok_kind(t) == TOK_HF_JSON, "model dir: tokenizer.json not preferred");
+		CHECK(tok_bos_id(t) == 1 && tok_eos_id(t) == 2, "model dir: bos %d eos %d", tok_bos_id(t), tok_eos_id(t));
+		CHECK(tok_piece_id(t, "<|im_end|>") == 4 && tok_is_special(t, 4), "<|im_end|> id/special");
+		tok_free(t);
+	} else {
+		CHECK(0, "load dir %s: %s", dir, lm_errmsg());
+	}
+	if (tok_load_file(&t, paths[0]) == LM_OK) {
+		CHECK(tok_bos_id(t) == 1 && tok_eos_id(t) == 2 && tok_vocab_size(t) == 8192, "spm bos/eos/size");
+		CHECK(tok_piece_id(t, "<|im_end|>") == 4 && tok_is_special(t, 4) && tok_is_special(t, 1), "spm specials");
+		CHECK(!strcmp(tok_piece(t, 15), "<0x0A>") && tok_piece(t, 8192) == NULL, "spm pieces");
+		/* a stream holds a split character: 世 = e4 b8 96 as byte pieces, then flushes a cut one as U+FFFD */
+		struct tok_stream s;
+		char out[64];
+		tok_stream_init(&s, t, true);
+		int b0 = tok_piece_id(t, "<0xE4>"), b1 = tok_piece_id(t, "<0xB8>"), b2 = tok_piece_id(t, "<0x96>");
+		CHECK(tok_stream_next(&s, b0, out, sizeof(out)) == 0 && tok_stream_next(&s, b1, out, sizeof(out)) == 0 &&
+		      tok_stream_next(&s, b2, out, sizeof(out)) == 3 && !strcmp(out, "世"), "stream holds a split char");
+		CHECK(tok_stream_next(&s, b0, out, sizeof(out)) == 0 && tok_stream_flush(&s, out, sizeof(out)) == 3 &&
+		      !strcmp(out, "\xef\xbf\xbd"), "flush of a cut char");
+		tok_free(t);
+	}
+
+	/* long text: 200 KB of WikiText */
+	char wpath[1024];
+	snprintf(wpath, sizeof(wpath), "%s/text/wiki.valid.raw", td);
+	size_t wlen;
+	char *wiki = slurp(wpath, &wlen);
+	if (wiki) {
+		size_t n = MIN(wlen, (size_t)200000);
+		while (n > 0 && ((unsigned char)wiki[n] & 0xc0) == 0x80) n--; /* whole characters */
+		for (int i = 0; i < 5; i++)
+			if (!only || !strcmp(only, names[i])) long_text(names[i], paths[i], wiki, n);
+		free(wiki);
+	}
+
+	malformed(paths[0], paths[1]);
+	printf("%d checks, %d failed\n", checks, fails);
+	return fails ? 1 : 0;
+}

@@ -1,0 +1,47 @@
+#!/bin/sh
+# lmterm tokenize: ids of known strings equal the goldens (both formats of the demo tokenizer), --json round,
+# and bad inputs fail with a message naming the file.
+. "${top_srcdir:-.}/tests/lib.sh"
+[ -x "$LMTERM" ] || skip "no lmterm binary"
+tmp=${TMPDIR:-/tmp}/test_tokenize_cmd.$$
+mkdir -p "$tmp" || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+check_ids() { # DESC EXPECTED CMD...
+	desc=$1 want=$2; shift 2
+	got=$("$@" 2>"$tmp/err"); rc=$?
+	if [ $rc -ne 0 ]; then fail "$desc: exit $rc: $(cat "$tmp/err")"; return; fi
+	[ "$got" = "$want" ] && pass "$desc" || fail "$desc: got '$got', want '$want'"
+}
+
+# goldens (tokenizer/goldens.json): the directory uses tokenizer.json; the .model file is sentencepiece
+check_ids "dir, Hello world" "465 291 3734 980" "$LMTERM" tokenize "$DEMO" "Hello world"
+check_ids "tokenizer.json, leading space" "2108 285 563 1253" "$LMTERM" tokenize "$DEMO/tokenizer.json" " leading space"
+check_ids "tokenizer.model, leading space" "3730 2108 285 563 1253" "$LMTERM" tokenize "$DEMO/tokenizer.model" " leading space"
+check_ids "json matches special tokens" "1 297 3003 345 3730 2 281 3754 875 3730 0" \
+	"$LMTERM" tokenize "$DEMO" "<s> literal </s> tokens <unk>"
+check_ids "model leaves <s> as text" "3730 7245 3738 6894 297 3003 345 3730 7245 6453 3738 6894 281 3754 875 3730 7245 3124 6894" \
+	"$LMTERM" tokenize "$DEMO/tokenizer.model" "<s> literal </s> tokens <unk>"
+check_ids "stdin text" "2378 3930 15 3741 548 4079 15 15 3741 548 4258" \
+	sh -c "printf 'line1\nline2\n\nline4' | \"\$0\" tokenize \"\$1\"" "$LMTERM" "$DEMO"
+check_ids "empty text" "" "$LMTERM" tokenize "$DEMO" ""
+
+# --json
+got=$(printf '["Hello world", "", "\\u4f60\\u597d"]' | "$LMTERM" tokenize "$DEMO" --json 2>"$tmp/err"); rc=$?
+want=$(for s in "Hello world" "" "你好"; do printf '%s\n' "$("$LMTERM" tokenize "$DEMO" "$s")"; done |
+	awk 'BEGIN { printf "[" } { gsub(/ /, ", "); printf "%s[%s]", (NR > 1 ? ", " : ""), $0 } END { print "]" }')
+[ $rc -eq 0 ] && [ "$got" = "$want" ] && pass "--json" || fail "--json: rc $rc got '$got' want '$want' $(cat "$tmp/err")"
+case "$got" in "[[465, 291, 3734, 980], [], ["*) pass "--json shape" ;; *) fail "--json shape: $got" ;; esac
+
+# bad inputs
+expect_fail "missing model dir" "/nonexistent/model" "$LMTERM" tokenize /nonexistent/model "hi"
+mkdir -p "$tmp/empty"
+expect_fail "dir without tokenizer" "$tmp/empty" "$LMTERM" tokenize "$tmp/empty" "hi"
+printf '{"model": {"type": "BPE", "vocab": ' > "$tmp/tokenizer.json"
+expect_fail "malformed tokenizer.json" "$tmp/tokenizer.json" "$LMTERM" tokenize "$tmp/tokenizer.json" "hi"
+head -c 5000 "$DEMO/tokenizer.model" > "$tmp/cut.model"
+expect_fail "truncated tokenizer.model" "$tmp/cut.model" "$LMTERM" tokenize "$tmp/cut.model" "hi"
+expect_fail "bad JSON on stdin" "JSON" sh -c 'echo "[1, 2" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"
+expect_fail "non-string in JSON" "not a string" sh -c 'echo "[\"a\", 2]" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"
+expect_fail "unknown option" "--frob" "$LMTERM" tokenize "$DEMO" --frob
+finish
