@@ -178,43 +178,48 @@ struct att {
 	int seqlen, nh, nkv, hd;
 };
 
-/* one unit = (sequence, head) */
+/* One unit = (sequence, head): S = q k^T with the matmul kernel (the masked upper half is computed and
+ * ignored: simpler, and still much faster than per-pair dot products), causal softmax, then o = P v as
+ * vector axpys. */
 FAST_CLONES
 static void att_part(void *ud, int b, int e)
 {
 	const struct att *a = ud;
-	const int hd = a->hd, qw = a->nh * hd, kw = a->nkv * hd, T = a->seqlen;
+	const int hd = a->hd, qw = a->nh * hd, kw = a->nkv * hd, T = a->seqlen, hd8 = hd & ~7;
 	const float scale = 1.0f / sqrtf((float)hd);
-	float *p = malloc(sizeof(float) * T);
+	float *S = malloc(sizeof(float) * T * T), *qh = malloc(sizeof(float) * T * hd);
+	float *kh = malloc(sizeof(float) * T * hd), *vh = malloc(sizeof(float) * T * hd);
 	for (int u = b; u < e; u++) {
-		int s = u / a->nh, h = u % a->nh, kh = h / (a->nh / a->nkv);
+		int s = u / a->nh, h = u % a->nh, kvh = h / (a->nh / a->nkv);
 		size_t r0 = (size_t)s * T;
 		for (int t = 0; t < T; t++) {
-			const float *q = a->q + (r0 + t) * qw + (size_t)h * hd;
-			float mx = -INFINITY;
-			for (int j = 0; j <= t; j++) {
-				const float *kk = a->k + (r0 + j) * kw + (size_t)kh * hd;
-				v8 c = { 0 };
-				int d = 0;
-				for (; d + 8 <= hd; d += 8) c += ld8(q + d) * ld8(kk + d);
-				float v = hsum8(c);
-				for (; d < hd; d++) v += q[d] * kk[d];
-				p[j] = v * scale;
-				if (p[j] > mx) mx = p[j];
-			}
-			float sum = 0;
+			memcpy(qh + (size_t)t * hd, a->q + (r0 + t) * qw + (size_t)h * hd, sizeof(float) * hd);
+			memcpy(kh + (size_t)t * hd, a->k + (r0 + t) * kw + (size_t)kvh * hd, sizeof(float) * hd);
+			memcpy(vh + (size_t)t * hd, a->v + (r0 + t) * kw + (size_t)kvh * hd, sizeof(float) * hd);
+		}
+		struct mm m = { S, qh, kh, NULL, T, T, hd, false };
+		mm_block(&m, 0, T, 0, T);
+		for (int t = 0; t < T; t++) {
+			float *p = S + (size_t)t * T, mx = -INFINITY, sum = 0;
+			for (int j = 0; j <= t; j++) mx = fmaxf(mx, p[j] *= scale);
 			for (int j = 0; j <= t; j++) sum += p[j] = expf(p[j] - mx);
 			float inv = 1.0f / sum;
 			float *o = a->out + (r0 + t) * qw + (size_t)h * hd;
 			memset(o, 0, sizeof(float) * hd);
 			for (int j = 0; j <= t; j++) {
-				const float *vv = a->v + (r0 + j) * kw + (size_t)kh * hd;
+				const float *vv = vh + (size_t)j * hd;
 				float w = p[j] * inv;
-				for (int d = 0; d < hd; d++) o[d] += w * vv[d];
+				v8 wv = { w, w, w, w, w, w, w, w };
+				int d = 0;
+				for (; d < hd8; d += 8) {
+					v8 ov = ld8(o + d) + wv * ld8(vv + d);
+					memcpy(o + d, &ov, sizeof ov);
+				}
+				for (; d < hd; d++) o[d] += w * vv[d];
 			}
 		}
 	}
-	free(p);
+	free(S); free(qh); free(kh); free(vh);
 }
 
 void awq_attention(int n_threads, float *out, const float *q, const float *k, const float *v, int m, int seqlen,
