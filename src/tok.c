@@ -334,19 +334,29 @@ static bool ends_with(const char *s, const char *suf)
 	return n >= m && !strcmp(s + n - m, suf);
 }
 
+int tok_load_mem(struct tokenizer **out, const char *name, const char *data, size_t len, bool json)
+{
+	*out = NULL;
+	struct tokenizer *t = calloc(1, sizeof(*t));
+	if (!t) return lm_err(_("out of memory"));
+	t->bos = t->eos = t->unk = -1;
+	for (int i = 0; i < 256; i++) t->byte_id[i] = -1;
+	t->kind = json ? TOK_HF_JSON : TOK_SPM;
+	int rc = json ? tok_hf_load(t, name, data, len) : tok_spm_load(t, name, data, len);
+	if (rc) {
+		tok_free(t);
+		return LM_ERR;
+	}
+	*out = t;
+	return LM_OK;
+}
+
 int tok_load_file(struct tokenizer **out, const char *path)
 {
 	*out = NULL;
 	char *data;
 	size_t len;
 	if (read_file(path, &data, &len)) return LM_ERR;
-	struct tokenizer *t = calloc(1, sizeof(*t));
-	if (!t) {
-		free(data);
-		return lm_err(_("out of memory"));
-	}
-	t->bos = t->eos = t->unk = -1;
-	for (int i = 0; i < 256; i++) t->byte_id[i] = -1;
 	/* the name tells the format; otherwise a file that starts with '{' is JSON */
 	bool json = ends_with(path, ".json");
 	if (!json && !ends_with(path, ".model")) {
@@ -354,21 +364,9 @@ int tok_load_file(struct tokenizer **out, const char *path)
 		while (i < len && (data[i] == ' ' || data[i] == '\n' || data[i] == '\t' || data[i] == '\r')) i++;
 		json = i < len && data[i] == '{';
 	}
-	int rc;
-	if (json) {
-		t->kind = TOK_HF_JSON;
-		rc = tok_hf_load(t, path, data, len);
-	} else {
-		t->kind = TOK_SPM;
-		rc = tok_spm_load(t, path, data, len);
-	}
+	int rc = tok_load_mem(out, path, data, len, json);
 	free(data);
-	if (rc) {
-		tok_free(t);
-		return LM_ERR;
-	}
-	*out = t;
-	return LM_OK;
+	return rc;
 }
 
 int tok_load_dir(struct tokenizer **t, const char *dir)

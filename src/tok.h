@@ -55,6 +55,7 @@ struct tok_stream {
 	int ntok;              /* tokens fed so far (a Metaspace decoder strips the first token's space) */
 	size_t nout;           /* surface bytes produced so far (before UTF-8 assembly) */
 	bool ws_seen;          /* sentencepiece: the last piece consumed the leading space */
+	int nstripped;         /* tokenizer.json Strip decoder: characters stripped from the start so far */
 };
 void tok_stream_init(struct tok_stream *s, const struct tokenizer *t, bool skip_special);
 /* Append the completed text for id to out (NUL-terminated, at most cap-1 bytes); returns bytes written. */

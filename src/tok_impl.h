@@ -71,6 +71,10 @@ struct tokenizer {
 	struct hf *hf;
 };
 
+/* Load from memory; name is the file named in messages (and, for JSON, where tokenizer_config.json is looked
+ * for). The fuzzer's entry point. */
+int tok_load_mem(struct tokenizer **t, const char *name, const char *data, size_t len, bool json);
+
 /* Allocate the per-id arrays for n ids (pieces ""); LM_ERR on OOM. */
 int tok_alloc(struct tokenizer *t, int n);
 int tok_set_piece(struct tokenizer *t, int id, const char *s, size_t len);

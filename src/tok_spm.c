@@ -196,7 +196,7 @@ int tok_spm_load(struct tokenizer *t, const char *path, const char *data, size_t
 /* Longest user-defined symbol at p (0 if none). */
 static size_t user_match(const struct tokenizer *t, const char *p, size_t n)
 {
-	if (!t->user.n || !n || !t->user_first[(unsigned char)p[0]]) return 0;
+	if (!t || !t->user.n || !n || !t->user_first[(unsigned char)p[0]]) return 0;
 	for (size_t l = MIN(n, (size_t)t->user_maxlen); l > 0; l--)
 		if (strmap_get(&t->user, p, l) >= 0) return l;
 	return 0;
@@ -204,7 +204,7 @@ static size_t user_match(const struct tokenizer *t, const char *p, size_t n)
 
 /* Whitespace handling as sentencepiece's normalizer without rules: optional removal of extra spaces, the dummy
  * prefix, and ' ' -> U+2581. User-defined symbols pass through untouched. */
-static int spm_normalize(const struct tokenizer *t, const char *text, size_t len, struct buf *out)
+static int spm_normalize(const struct tokenizer *t, const struct tokenizer *ut, const char *text, size_t len, struct buf *out)
 {
 	const char *ws = t->escape_ws ? "\xe2\x96\x81" : " ";
 	size_t wsn = t->escape_ws ? 3 : 1;
@@ -215,7 +215,7 @@ static int spm_normalize(const struct tokenizer *t, const char *text, size_t len
 	if (t->add_dummy_prefix && buf_put(out, ws, wsn)) return LM_ERR;
 	bool prev_space = t->add_dummy_prefix;
 	while (i < len) {
-		size_t u = user_match(t, text + i, len - i);
+		size_t u = user_match(ut, text + i, len - i);
 		if (u) {
 			if (buf_put(out, text + i, u)) return LM_ERR;
 			i += u;
@@ -238,15 +238,20 @@ static int spm_normalize(const struct tokenizer *t, const char *text, size_t len
 	return LM_OK;
 }
 
+struct spm_ctx { const struct tokenizer *t; bool match_special; };
+
 static bool spm_pair(const void *ctx, const char *word, const struct bpe_sym *l, const struct bpe_sym *r, double *prio,
 		     int32_t *id)
 {
-	const struct tokenizer *t = ctx;
+	const struct spm_ctx *c = ctx;
+	const struct tokenizer *t = c->t;
 	int32_t i = strmap_get(&t->ids, word + l->start, l->len + r->len);
 	if (i < 0) return false;
 	int ty = t->type[i];
 	/* merges may only build pieces of sentencepiece's pieces_ map (normal, user-defined, unused) */
 	if (ty != PT_NORMAL && ty != PT_USER && ty != PT_UNUSED) return false;
+	/* the user's own text never becomes a special piece, not even by merging */
+	if (!c->match_special && ty == PT_USER) return false;
 	*prio = -(double)t->score[i];
 	*id = i;
 	return true;
@@ -254,9 +259,12 @@ static bool spm_pair(const void *ctx, const char *word, const struct bpe_sym *l,
 
 int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool match_special, struct idvec *out)
 {
-	(void)match_special; /* sentencepiece matches user-defined symbols always and control symbols never */
+	/* sentencepiece matches user-defined symbols always and control symbols never; without match_special
+	 * (the chat's user text) user-defined symbols, which these models use for chat markers, are plain text */
+	const struct tokenizer *ut = match_special ? t : NULL;
+	struct spm_ctx ctx = { t, match_special };
 	struct buf norm = { 0 };
-	if (spm_normalize(t, text, len, &norm)) {
+	if (spm_normalize(t, ut, text, len, &norm)) {
 		free(norm.p);
 		return LM_ERR;
 	}
@@ -272,7 +280,7 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool
 	/* initial symbols: user-defined symbols whole (frozen), else one UTF-8 character (one byte if invalid) */
 	int n = 0;
 	for (size_t i = 0; i < norm.n;) {
-		size_t l = user_match(t, norm.p + i, norm.n - i);
+		size_t l = user_match(ut, norm.p + i, norm.n - i);
 		bool frozen = l > 0;
 		if (!l) {
 			l = utf8_len((unsigned char)norm.p[i]);
@@ -284,7 +292,7 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t len, bool
 		n++;
 		i += l;
 	}
-	int rc = bpe_merge(sym, n, norm.p, spm_pair, t);
+	int rc = bpe_merge(sym, n, norm.p, spm_pair, &ctx);
 	for (int i = 0; rc == LM_OK && i >= 0 && n > 0; i = sym[i].next) {
 		int32_t id = sym[i].id;
 		if (id >= 0 && t->type[id] != PT_UNUSED) {

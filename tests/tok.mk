@@ -12,3 +12,16 @@ tests_test_tok_asan_CFLAGS = $(AM_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanit
 tests_test_tok_asan_LDFLAGS = $(AM_LDFLAGS) -fsanitize=address,undefined
 tests_test_tok_asan_LDADD = $(CJSON_LIBS) $(UTF8PROC_LIBS) $(LIBINTL) -lm
 endif
+
+# libFuzzer target for the tokenizer.model parser (needs clang; not run by make check)
+EXTRA_DIST += tests/fuzz_tok_model.c
+FUZZ_CC = clang
+tests/fuzz-tok-model: $(srcdir)/tests/fuzz_tok_model.c $(srcdir)/src/tok.c $(srcdir)/src/tok_spm.c $(srcdir)/src/tok_hf.c \
+		$(srcdir)/src/common.c $(srcdir)/src/tok_impl.h $(srcdir)/src/tok.h
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined $(DEFS) -I$(top_builddir) -I$(srcdir)/src \
+		$(CJSON_CFLAGS) $(UTF8PROC_CFLAGS) -DLOCALEDIR=\"$(localedir)\" -o $@ \
+		$(srcdir)/tests/fuzz_tok_model.c $(srcdir)/src/tok.c $(srcdir)/src/tok_spm.c $(srcdir)/src/tok_hf.c \
+		$(srcdir)/src/common.c $(CJSON_LIBS) $(UTF8PROC_LIBS) $(LIBINTL) -lm
+CLEANFILES += tests/fuzz-tok-model
+fuzz-tok-model: tests/fuzz-tok-model
+.PHONY: fuzz-tok-model
