@@ -27,7 +27,7 @@ static void usage(FILE *f)
 		     "  --w-bits N                weight bits (4)\n"
 		     "  --w-group-size N          input features per quantization group (default 128)\n"
 		     "  --search-scale [BOOL]     search the smoothing ratio on a 20-point grid (default false)\n"
-		     "  --search-clip [BOOL]      search each group's clipping range (default true)\n"
+		     "  --search-clip [BOOL]      search each group's clipping range (default false)\n"
 		     "  --dtype auto|float16|bfloat16   accepted for LMDeploy compatibility (calibration is float32)\n"
 		     "  --backend auto|cpu|cuda   calibration runs on the CPU\n"
 		     "  --threads N               CPU threads (default: all cores)\n"
@@ -61,7 +61,7 @@ int cmd_lite(int argc, char **argv)
 	}
 	struct awq_opts o = {
 		.work_dir = "./work_dir", .samples = 128, .seqlen = 2048, .batch = 1, .bits = 4, .group = 128,
-		.search_scale = false, .search_clip = true, .seed = 0,
+		.search_scale = false, .search_clip = false, .seed = 0,
 	};
 	const char *dataset = "ptb", *dtype = "auto", *backend = "auto";
 	struct opt_iter it;
