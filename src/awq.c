@@ -386,6 +386,7 @@ static int search_ratio(struct ctx *x, int g, const struct lw *w, const double *
 		else if (g == G_D) { awq_matmul(x->nt, out, sub->a, ww[L_D], bb[L_D], m, x->dim, x->ffn); ref = sub->mo; }
 		else { awq_matmul(x->nt, out, sub->att, ww[L_O], bb[L_O], m, x->dim, x->qd); ref = sub->ao; }
 		double e = mse(out, ref, (size_t)m * x->dim);
+		if (getenv("LMTERM_AWQ_DEBUG")) fprintf(stderr, " %.2f:%.4g", r, e);
 		if (e < best) { best = e; best_r = r; }
 	}
 	for (int j = 0; j < 3; j++) free(fq[j]);
@@ -1041,6 +1042,8 @@ static int quantize_all(struct ctx *x)
 				if (o->search_scale) {
 					report(x, _("search scales"));
 					if (search_ratio(x, g, &w, st.m[g], &sub, &s, &ratio, &loss)) goto out;
+					if (getenv("LMTERM_AWQ_DEBUG"))
+						fprintf(stderr, "\nlayer %d group %d: ratio %.2f loss %.4g\n", l, g, ratio, loss);
 				}
 				sc[g] = malloc(sizeof(float) * in[g]);
 				make_scales(st.m[g], in[g], ratio, sc[g]);
