@@ -1,11 +1,457 @@
+/* cmd_chat.c: `lmterm chat [MODEL]`: the full-screen chat when stdin and stdout are terminals, else (or with
+ * --no-tui) a line REPL with LMDeploy's conventions. The REPL is a second front end of the same engine: it
+ * talks to it only through the rings (engine_send / engine_poll) and sleeps in poll() on the engine's eventfd,
+ * stdin and a self-pipe that the SIGINT handler writes to. */
 #include "config.h"
 #include "cmds.h"
+#include "engine.h"
 #include "i18n.h"
+#include "opts.h"
+#include "ui.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROMPT "double enter to end input >>> "
+
+static void chat_usage(FILE *f)
+{
+	fprintf(f, _("Usage: lmterm chat [MODEL] [--backend auto|cuda|cpu] [--model-format hf|awq] [--quant-policy 0|4|8]\n"
+		     "         [--cache-max-entry-count F|SIZE] [--cache-block-seq-len N] [--session-len N]\n"
+		     "         [--chat-template NAME|FILE] [--temperature T] [--top-p P] [--top-k K] [--min-p P]\n"
+		     "         [--repetition-penalty R] [--seed S] [--max-new-tokens N] [--no-tui] [--no-color]\n"
+		     "Without MODEL the bundled demo model is opened. In the plain REPL an empty line sends the\n"
+		     "input, 'end' starts a new session, 'exit' quits, Ctrl-C stops a reply.\n"));
+}
+
+/* ------------------------------------------------------------------ option parsing */
+
+static bool is_bool_word(const char *v)
+{
+	bool b;
+	return opt_bool("", v, &b) == LM_OK;
+}
+
+/* returns 0 ok, 2 usage error (message printed), -1 help printed */
+static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *no_tui, bool *no_color)
+{
+	struct opt_iter it;
+	opt_iter_init(&it, argc, argv);
+	const char *model = NULL, *val;
+	double d;
+	int iv;
+	while (opt_next(&it)) {
+		const char *n = it.name;
+		if (!n) {
+			if (model) {
+				fprintf(stderr, _("lmterm: chat: unexpected argument '%s' (one MODEL only)\n"), it.arg);
+				return 2;
+			}
+			model = it.arg;
+			continue;
+		}
+		if (strcmp(n, "help") == 0 || strcmp(n, "h") == 0) {
+			chat_usage(stdout);
+			return -1;
+		}
+		if (strcmp(n, "no-tui") == 0 || strcmp(n, "no-color") == 0) {
+			bool b = true;
+			const char *v = opt_value_optional(&it, is_bool_word);
+			if (v && opt_bool(it.arg, v, &b) != LM_OK) goto bad;
+			*(strcmp(n, "no-tui") == 0 ? no_tui : no_color) = b;
+			continue;
+		}
+		if (opt_value(&it, &val) != LM_OK) goto bad;
+		char optname[80];
+		snprintf(optname, sizeof optname, "--%s", n);
+		if (strcmp(n, "backend") == 0) {
+			if (strcmp(val, "auto") && strcmp(val, "cuda") && strcmp(val, "cpu")) {
+				lm_err(_("--backend: unknown backend '%s' (expected auto, cuda or cpu)"), val);
+				goto bad;
+			}
+			o->backend = val;
+		} else if (strcmp(n, "model-format") == 0) {
+			if (strcmp(val, "hf") == 0) o->format = FMT_HF;
+			else if (strcmp(val, "awq") == 0) o->format = FMT_AWQ;
+			else {
+				lm_err(_("--model-format: '%s' is not a model format (hf or awq)"), val);
+				goto bad;
+			}
+		} else if (strcmp(n, "quant-policy") == 0) {
+			if (opt_quant_policy(optname, val, &o->kv_policy) != LM_OK) goto bad;
+		} else if (strcmp(n, "cache-max-entry-count") == 0) {
+			if (opt_kv_capacity(optname, val, &o->cap) != LM_OK) goto bad;
+		} else if (strcmp(n, "cache-block-seq-len") == 0) {
+			if (opt_int(optname, val, 1, 1 << 20, &o->block_len) != LM_OK) goto bad;
+		} else if (strcmp(n, "session-len") == 0) {
+			if (opt_int(optname, val, 2, 1 << 30, &o->session_len) != LM_OK) goto bad;
+		} else if (strcmp(n, "chat-template") == 0) {
+			o->chat_template = val;
+		} else if (strcmp(n, "temperature") == 0) {
+			if (opt_float(optname, val, 0, 100, &d) != LM_OK) goto bad;
+			o->sampling.temperature = (float)d;
+			o->sampling_given[SG_TEMPERATURE] = true;
+		} else if (strcmp(n, "top-p") == 0) {
+			if (opt_float(optname, val, 0, 1, &d) != LM_OK) goto bad;
+			if (d <= 0) {
+				lm_err(_("--top-p: must be greater than 0 (1 turns it off)"));
+				goto bad;
+			}
+			o->sampling.top_p = (float)d;
+			o->sampling_given[SG_TOP_P] = true;
+		} else if (strcmp(n, "top-k") == 0) {
+			if (opt_int(optname, val, 0, 1 << 30, &iv) != LM_OK) goto bad;
+			o->sampling.top_k = iv;
+			o->sampling_given[SG_TOP_K] = true;
+		} else if (strcmp(n, "min-p") == 0) {
+			if (opt_float(optname, val, 0, 1, &d) != LM_OK) goto bad;
+			o->sampling.min_p = (float)d;
+			o->sampling_given[SG_MIN_P] = true;
+		} else if (strcmp(n, "repetition-penalty") == 0) {
+			if (opt_float(optname, val, 0.01, 100, &d) != LM_OK) goto bad;
+			o->sampling.repetition_penalty = (float)d;
+			o->sampling_given[SG_REPETITION_PENALTY] = true;
+		} else if (strcmp(n, "seed") == 0) {
+			if (opt_u64(optname, val, &o->sampling.seed) != LM_OK) goto bad;
+			o->sampling_given[SG_SEED] = true;
+		} else if (strcmp(n, "max-new-tokens") == 0) {
+			if (opt_int(optname, val, 1, 1 << 30, &iv) != LM_OK) goto bad;
+			o->sampling.max_new_tokens = iv;
+			o->sampling_given[SG_MAX_NEW_TOKENS] = true;
+		} else if (strcmp(n, "threads") == 0) {
+			if (opt_int(optname, val, 1, 1024, &o->n_threads) != LM_OK) goto bad;
+		} else {
+			fprintf(stderr, _("lmterm: chat: unknown option '%s'\n"), it.arg);
+			chat_usage(stderr);
+			return 2;
+		}
+	}
+	o->model_dir = model ? model : demo_model_dir();
+	return 0;
+bad:
+	fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+	return 2;
+}
+
+/* ------------------------------------------------------------------ the REPL */
+
+static int sig_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t got_sigint;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	got_sigint = 1;
+	int saved = errno;
+	ssize_t r = write(sig_pipe[1], "", 1);
+	(void)r;
+	errno = saved;
+}
+
+static void drain_sig_pipe(void)
+{
+	char buf[64];
+	while (read(sig_pipe[0], buf, sizeof buf) > 0) {}
+}
+
+struct repl {
+	struct engine *e;
+	bool tty_err;         /* stderr is a terminal: progress lines are rewritten in place */
+	char inbuf[65536];    /* stdin bytes not yet consumed */
+	size_t inlen;
+	bool in_eof;
+	int exit_code;
+};
+
+enum { LINE_OK, LINE_EOF, LINE_INTR };
+
+/* One line of stdin (without the newline) into a malloc'd *out; waits in poll() so Ctrl-C is seen. */
+static int read_line(struct repl *r, char **out)
+{
+	size_t cap = 256, len = 0;
+	char *line = malloc(cap);
+	for (;;) {
+		char *nl = memchr(r->inbuf, '\n', r->inlen);
+		size_t take = nl ? (size_t)(nl - r->inbuf) : r->inlen;
+		if (len + take + 1 > cap) {
+			while (len + take + 1 > cap) cap *= 2;
+			line = realloc(line, cap);
+		}
+		memcpy(line + len, r->inbuf, take);
+		len += take;
+		size_t used = take + (nl ? 1 : 0);
+		memmove(r->inbuf, r->inbuf + used, r->inlen - used);
+		r->inlen -= used;
+		if (nl || (r->in_eof && len)) {
+			if (len && line[len - 1] == '\r') len--;
+			line[len] = 0;
+			*out = line;
+			return LINE_OK;
+		}
+		if (r->in_eof) {
+			free(line);
+			return LINE_EOF;
+		}
+		struct pollfd p[2] = { { .fd = 0, .events = POLLIN }, { .fd = sig_pipe[0], .events = POLLIN } };
+		if (poll(p, 2, -1) < 0 && errno != EINTR) {
+			free(line);
+			return LINE_EOF;
+		}
+		if (got_sigint) {
+			got_sigint = 0;
+			drain_sig_pipe();
+			free(line);
+			return LINE_INTR;
+		}
+		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t n = read(0, r->inbuf + r->inlen, sizeof r->inbuf - r->inlen);
+			if (n > 0) r->inlen += n;
+			else if (n == 0 || (errno != EINTR && errno != EAGAIN)) r->in_eof = true;
+		}
+	}
+}
+
+static void print_progress(struct repl *r, const struct engine_event *ev)
+{
+	if (!r->tty_err) return;
+	if (ev->u.progress.total > 0)
+		fprintf(stderr, "\r%s %lld/%lld  %.1f s\033[K", ev->u.progress.stage, (long long)ev->u.progress.done,
+			(long long)ev->u.progress.total, ev->u.progress.elapsed_s);
+	else
+		fprintf(stderr, "\r%s\033[K", ev->u.progress.stage);
+	fflush(stderr);
+}
+
+static void clear_progress(struct repl *r)
+{
+	if (r->tty_err) fprintf(stderr, "\r\033[K");
+}
+
+/* Wait for events until one of type `until` arrives (EV_READY or EV_TURN_DONE); returns false when the
+ * engine stopped (fatal error) or the user interrupted while waiting for EV_READY. */
+static bool pump(struct repl *r, enum ev_type until, struct turn_stats *done)
+{
+	bool cancel_sent = false;
+	for (;;) {
+		struct engine_event ev;
+		while (engine_poll(r->e, &ev)) {
+			switch (ev.type) {
+			case EV_TOKEN:
+				fwrite(ev.u.token.text, 1, ev.u.token.len, stdout);
+				fflush(stdout);
+				break;
+			case EV_PROGRESS: print_progress(r, &ev); break;
+			case EV_ERROR:
+				clear_progress(r);
+				fflush(stdout);
+				fprintf(stderr, "%slmterm: %s\n", until == EV_TURN_DONE ? "\n" : "", ev.u.error.text);
+				if (ev.u.error.fatal) {
+					r->exit_code = 1;
+					return false;
+				}
+				break;
+			case EV_READY:
+				clear_progress(r);
+				fprintf(stderr, _("%s: %s, %s weights, KV cache %d tokens (policy %d, %zu bytes/token), "
+						  "session %d tokens, template %s\n"),
+					ev.u.info.model_name, ev.u.info.backend, ev.u.info.weight_format,
+					ev.u.info.kv_capacity_tokens, ev.u.info.kv_policy, ev.u.info.kv_bytes_per_token,
+					ev.u.info.session_len, ev.u.info.template_name);
+				if (until == EV_READY) return true;
+				break;
+			case EV_TURN_DONE:
+				if (done) *done = ev.u.done;
+				if (until == EV_TURN_DONE) return true;
+				break;
+			case EV_SESSION_RESET:
+				if (until == EV_SESSION_RESET) return true;
+				break;
+			case EV_QUIT: return false;
+			default: break;
+			}
+		}
+		struct pollfd p[2] = { { .fd = engine_event_fd(r->e), .events = POLLIN },
+				       { .fd = sig_pipe[0], .events = POLLIN } };
+		poll(p, 2, -1);
+		if (p[0].revents & POLLIN) {
+			uint64_t v;
+			ssize_t n = read(p[0].fd, &v, sizeof v);
+			(void)n;
+		}
+		if (got_sigint) {
+			got_sigint = 0;
+			drain_sig_pipe();
+			if (until == EV_READY) { /* Ctrl-C while loading: quit */
+				r->exit_code = 130;
+				return false;
+			}
+			if (!cancel_sent) {
+				struct cmd c;
+				memset(&c, 0, sizeof c);
+				c.type = CMD_CANCEL;
+				engine_send(r->e, &c);
+				cancel_sent = true;
+			}
+		}
+	}
+}
+
+static int send_text(struct engine *e, const char *s)
+{
+	size_t n = strlen(s);
+	struct cmd c;
+	memset(&c, 0, sizeof c);
+	c.type = CMD_SUBMIT;
+	do {
+		/* split at UTF-8 character boundaries */
+		size_t k = n < MSG_TEXT ? n : MSG_TEXT;
+		if (k < n)
+			while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80) k--;
+		memcpy(c.u.submit.text, s, k);
+		c.u.submit.len = (int)k;
+		c.u.submit.last = k == n;
+		if (engine_send(e, &c) != LM_OK) return LM_ERR;
+		s += k;
+		n -= k;
+	} while (n > 0);
+	return LM_OK;
+}
+
+static int repl_run(struct repl *r)
+{
+	if (!pump(r, EV_READY, NULL)) return r->exit_code ? r->exit_code : 1;
+	for (;;) {
+		/* read lines until an empty one (LMDeploy: '\n'.join(iter(input, ''))) */
+		fputs(PROMPT, stdout);
+		fflush(stdout);
+		char *text = NULL;
+		size_t tlen = 0;
+		bool eof = false;
+		for (;;) {
+			char *line;
+			int rc = read_line(r, &line);
+			if (rc == LINE_INTR) { /* Ctrl-C at the prompt quits */
+				free(text);
+				fputc('\n', stdout);
+				return 0;
+			}
+			if (rc == LINE_EOF) {
+				eof = true;
+				break;
+			}
+			if (!*line) {
+				free(line);
+				break;
+			}
+			size_t l = strlen(line);
+			text = realloc(text, tlen + l + 2);
+			if (tlen) text[tlen++] = '\n';
+			memcpy(text + tlen, line, l + 1);
+			tlen += l;
+			free(line);
+		}
+		if (!text) {
+			if (eof) {
+				fputc('\n', stdout);
+				return 0;
+			}
+			continue; /* nothing typed */
+		}
+		if (strcmp(text, "exit") == 0) {
+			free(text);
+			return 0;
+		}
+		if (strcmp(text, "end") == 0) {
+			free(text);
+			struct cmd c;
+			memset(&c, 0, sizeof c);
+			c.type = CMD_RESET;
+			if (engine_send(r->e, &c) != LM_OK || !pump(r, EV_SESSION_RESET, NULL)) return 1;
+			fputs(_("(new session)\n"), stdout);
+			if (eof) return 0;
+			continue;
+		}
+		int rc = send_text(r->e, text);
+		free(text);
+		if (rc != LM_OK) {
+			fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+			return 1;
+		}
+		struct turn_stats st;
+		memset(&st, 0, sizeof st);
+		if (!pump(r, EV_TURN_DONE, &st)) return r->exit_code ? r->exit_code : 1;
+		double rate = st.decode_s > 0 ? st.gen_tokens / st.decode_s : 0;
+		printf(_("\n(%s%d tokens, %.1f tokens/s, prompt %d tokens in %.2f s, context %d)\n"),
+		       st.cancelled ? _("stopped, ") : "", st.gen_tokens, rate, st.prompt_tokens, st.prefill_s,
+		       st.context_used);
+		fflush(stdout);
+		if (eof) return 0;
+	}
+}
 
 int cmd_chat(int argc, char **argv)
 {
-	fprintf(stderr, _("lmterm: '%s' is not available in this build yet\n"), "chat");
-	return 2;
+	struct engine_opts o;
+	memset(&o, 0, sizeof o);
+	o.backend = "auto";
+	o.cap = (struct kv_capacity){ .kind = KVCAP_FRACTION, .fraction = 0.8 };
+	o.block_len = 64;
+	bool no_tui = false, no_color = getenv("NO_COLOR") && *getenv("NO_COLOR");
+	int rc = parse_chat_opts(argc, argv, &o, &no_tui, &no_color);
+	if (rc) return rc < 0 ? 0 : rc;
+	if (!o.sampling_given[SG_SEED]) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		o.sampling.seed = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid();
+	}
+	char cfg[4200];
+	path_join(cfg, sizeof cfg, o.model_dir, "config.json");
+	if (!file_exists(cfg)) {
+		fprintf(stderr, _("lmterm: %s: not a model directory (no config.json)\n"), o.model_dir);
+		return 1;
+	}
+
+	bool tui = !no_tui && isatty(0) && isatty(1) && ui_available();
+	struct engine *e;
+	if (!tui) { /* the handler must be in place before Ctrl-C can arrive */
+		if (pipe(sig_pipe) != 0) {
+			fprintf(stderr, "lmterm: pipe: %s\n", strerror(errno));
+			return 1;
+		}
+		fcntl(sig_pipe[0], F_SETFL, O_NONBLOCK);
+		fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = on_sigint;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: poll() returns at once */
+	}
+	if (engine_start(&e, &o) != LM_OK) {
+		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		return 1;
+	}
+	if (tui) {
+		const char *slash = strrchr(o.model_dir, '/');
+		struct ui_opts uo = { .no_color = no_color, .model_label = slash && slash[1] ? slash + 1 : o.model_dir };
+		rc = ui_chat_run(e, &uo);
+		engine_stop(e);
+		return rc;
+	}
+	struct repl *r = calloc(1, sizeof *r);
+	r->e = e;
+	r->tty_err = isatty(2);
+	rc = repl_run(r);
+	engine_stop(e);
+	free(r);
+	signal(SIGINT, SIG_DFL);
+	close(sig_pipe[0]);
+	close(sig_pipe[1]);
+	return rc;
 }

@@ -112,9 +112,13 @@ struct engine_opts {
 	int session_len;            /* 0 = model's max_position_embeddings */
 	const char *chat_template;  /* NULL = from tokenizer_config.json */
 	struct sampling sampling;
-	bool sampling_given[8];     /* which sampling fields came from the command line (else generation_config) */
+	bool sampling_given[8];     /* which sampling fields came from the command line (else generation_config);
+				     * indexed by SG_* below */
 	int n_threads;
 };
+
+/* indices of engine_opts.sampling_given */
+enum { SG_TEMPERATURE, SG_TOP_P, SG_TOP_K, SG_MIN_P, SG_REPETITION_PENALTY, SG_SEED, SG_MAX_NEW_TOKENS };
 
 struct engine;
 

@@ -1,1 +1,26 @@
-# engine tests: check_PROGRAMS += tests/xxx ; TESTS += tests/xxx ; tests_xxx_LDADD = $(LMTERM_TEST_LIBS)
+# engine tests
+check_PROGRAMS += tests/test_ring
+TESTS += tests/test_ring
+tests_test_ring_LDADD = $(LMTERM_TEST_LIBS)
+
+# the same stress test under ThreadSanitizer (its own objects: the ring compiled with -fsanitize=thread)
+if HAVE_TSAN
+check_PROGRAMS += tests/test_ring_tsan
+TESTS += tests/test_ring_tsan
+tests_test_ring_tsan_SOURCES = tests/test_ring.c src/ring.c src/common.c
+tests_test_ring_tsan_CFLAGS = $(AM_CFLAGS) -fsanitize=thread -O1 -g -DRING_N=1000000ull
+tests_test_ring_tsan_LDFLAGS = $(AM_LDFLAGS) -fsanitize=thread
+tests_test_ring_tsan_LDADD = $(LIBINTL) -lm
+endif
+
+check_PROGRAMS += tests/test_sampler
+TESTS += tests/test_sampler
+tests_test_sampler_LDADD = $(LMTERM_TEST_LIBS)
+
+check_PROGRAMS += tests/test_template
+TESTS += tests/test_template
+tests_test_template_LDADD = $(LMTERM_TEST_LIBS)
+
+check_PROGRAMS += tests/test_kvmgr
+TESTS += tests/test_kvmgr
+tests_test_kvmgr_LDADD = $(LMTERM_TEST_LIBS)

@@ -1,0 +1,989 @@
+/* engine.c: the engine thread. It owns the backend, the model, the tokenizer, the chat template, the KV cache
+ * and the session; the UI talks to it only through two SPSC rings (src/ring.h) and two eventfds.
+ *
+ * Why it cannot deadlock and never loses an event:
+ *  - The UI never waits for the engine except in engine_send() when the command ring is full, and then only
+ *    with a timeout. The engine drains the command ring whenever it waits for anything.
+ *  - The engine never drops an event. Token text goes into a pending EV_TOKEN that is pushed as soon as the
+ *    event ring has room; while the ring is full, further token text is coalesced (appended) into that
+ *    pending message, so generation goes on without waiting. Only when the pending message is itself full,
+ *    or a non-token event must follow it (order is kept), does the engine wait for room: in a loop of timed
+ *    sleeps (poll on the command eventfd, 2 ms) that keeps draining commands, acting on CANCEL and QUIT at
+ *    once and keeping every other command, in order, in a local FIFO to run afterwards. So a UI that is slow
+ *    to read can always still cancel or quit, and nothing it sends or would receive is lost.
+ *  - engine_stop() keeps reading (and discarding) events until the thread has finished, so the engine is
+ *    never left waiting on a ring that nobody reads.
+ *
+ * The session: ctx[0..n_ctx) are exactly the tokens whose K/V are in the cache. A turn prefills only its new
+ * tokens (the close of the previous reply, the user turn, the generation prompt); the reply's tokens enter
+ * the cache as they are generated; a stop token is never fed, its text (eoa) is prefilled with the next turn. */
+#include "config.h"
+#include "engine.h"
+#include "forward.h"
+#include "i18n.h"
+#include "kvmgr.h"
+#include "ring.h"
+#include "sampler.h"
+#include "template.h"
+#include "tok.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define CMD_RING_CAP 64
+#define EV_RING_CAP 256
+#define PREFILL_CHUNK 512
+#define MiB (1024.0 * 1024.0)
+
+struct engine {
+	struct ring cmdq, evq;
+	int ev_fd;                 /* engine -> UI: events are waiting */
+	int cmd_fd;                /* UI -> engine: commands are waiting (wakes an idle engine) */
+	pthread_t th;
+	bool thread_started;
+	_Atomic int finished;      /* the engine thread has pushed EV_QUIT and is about to return */
+	double load_t0;
+
+	struct engine_opts o;      /* strings below are owned copies */
+	char *model_dir, *backend_name, *chat_template;
+
+	/* ---- engine thread only ---- */
+	struct backend *be;
+	struct model m;
+	bool model_loaded;
+	struct tokenizer *tok;
+	struct chat_template tmpl;
+	bool tmpl_loaded;
+	struct fwd f;
+	bool fwd_ok;
+	int prefill_chunk;
+	struct kvmgr kv;
+	struct kv_plan plan;
+	struct kv_seq seq;
+	struct sampler *smp;
+	struct sampling sp;
+	float *logits;             /* [vocab] */
+	int32_t *ctx;              /* [session_len_max] tokens in the cache */
+	int n_ctx;
+	int session_len;           /* effective: min(requested, cache capacity) */
+	int session_len_req;       /* requested (--session-len or the model's max_position_embeddings) */
+	int32_t stop_ids[16];
+	int n_stop;
+	bool add_bos;
+	struct engine_info info;
+
+	struct cmd *deferred;      /* FIFO of commands to run after the current work */
+	int def_head, def_n, def_cap;
+	bool cancel, quit;
+
+	struct engine_event pend;  /* EV_TOKEN text not yet pushed */
+	bool have_pend;
+
+	char *utext;               /* the user turn being assembled from CMD_SUBMIT pieces */
+	size_t ulen, ucap;
+};
+
+/* ------------------------------------------------------------------ events */
+
+static void signal_fd(int fd)
+{
+	uint64_t one = 1;
+	ssize_t r = write(fd, &one, sizeof one);
+	(void)r; /* EAGAIN only when the counter is near 2^64: the reader is already signalled */
+}
+
+static void defer_cmd(struct engine *e, const struct cmd *c)
+{
+	if (e->def_n == e->def_cap) {
+		int cap = e->def_cap ? e->def_cap * 2 : 16;
+		struct cmd *d = malloc(sizeof *d * cap);
+		if (!d) return; /* out of memory: nothing sane left to do with it */
+		for (int i = 0; i < e->def_n; i++) d[i] = e->deferred[(e->def_head + i) % e->def_cap];
+		free(e->deferred);
+		e->deferred = d;
+		e->def_cap = cap;
+		e->def_head = 0;
+	}
+	e->deferred[(e->def_head + e->def_n++) % e->def_cap] = *c;
+}
+
+static void push_mem(struct engine *e);
+
+/* While busy: take every waiting command. CANCEL and QUIT act now; new sampling parameters apply from the
+ * next token on; a memory query is answered now if can_push (not from inside push_wait); the rest (a new
+ * turn, reset, KV rebuild) wait their turn in the FIFO. */
+static void drain_cmds_busy(struct engine *e, bool can_push)
+{
+	uint64_t v;
+	ssize_t r = read(e->cmd_fd, &v, sizeof v);
+	(void)r;
+	struct cmd c;
+	while (ring_pop(&e->cmdq, &c)) {
+		if (c.type == CMD_CANCEL) {
+			e->cancel = true;
+		} else if (c.type == CMD_QUIT) {
+			e->quit = e->cancel = true;
+		} else if (c.type == CMD_SET_SAMPLING && e->smp) {
+			e->sp = c.u.sampling;
+			sampler_set(e->smp, &e->sp);
+		} else if (c.type == CMD_MEM_QUERY && can_push && e->be) {
+			push_mem(e);
+		} else {
+			defer_cmd(e, &c);
+		}
+	}
+}
+
+/* Push an event, waiting for room if need be (see the comment at the top: commands keep being drained). */
+static void push_wait(struct engine *e, const struct engine_event *ev)
+{
+	while (!ring_push(&e->evq, ev)) {
+		signal_fd(e->ev_fd); /* make sure the reader knows there is something to read */
+		drain_cmds_busy(e, false);
+		struct pollfd p = { .fd = e->cmd_fd, .events = POLLIN };
+		poll(&p, 1, 2);
+	}
+	signal_fd(e->ev_fd);
+}
+
+static void flush_text(struct engine *e)
+{
+	if (!e->have_pend) return;
+	push_wait(e, &e->pend);
+	e->have_pend = false;
+}
+
+static void push_event(struct engine *e, const struct engine_event *ev)
+{
+	flush_text(e); /* keep the order: text before what follows it */
+	push_wait(e, ev);
+}
+
+/* Token text: coalesced into the pending event, pushed when the ring has room. */
+static void emit_text(struct engine *e, const char *s, int n)
+{
+	if (n <= 0) return;
+	if (e->have_pend && e->pend.u.token.len + n > MSG_TEXT - 1) flush_text(e);
+	if (!e->have_pend) {
+		memset(&e->pend, 0, sizeof e->pend);
+		e->pend.type = EV_TOKEN;
+		e->have_pend = true;
+	}
+	if (n > MSG_TEXT - 1 - e->pend.u.token.len) n = MSG_TEXT - 1 - e->pend.u.token.len;
+	memcpy(e->pend.u.token.text + e->pend.u.token.len, s, n);
+	e->pend.u.token.len += n;
+	e->pend.u.token.text[e->pend.u.token.len] = 0;
+	if (ring_push(&e->evq, &e->pend)) {
+		e->have_pend = false;
+		signal_fd(e->ev_fd);
+	}
+}
+
+static void push_error(struct engine *e, bool fatal, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void push_error(struct engine *e, bool fatal, const char *fmt, ...)
+{
+	struct engine_event ev;
+	memset(&ev, 0, sizeof ev);
+	ev.type = EV_ERROR;
+	ev.u.error.fatal = fatal;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ev.u.error.text, sizeof ev.u.error.text, fmt, ap);
+	va_end(ap);
+	push_event(e, &ev);
+}
+
+static void push_progress(struct engine *e, const char *stage, int64_t done, int64_t total, double t0)
+{
+	struct engine_event ev;
+	memset(&ev, 0, sizeof ev);
+	ev.type = EV_PROGRESS;
+	snprintf(ev.u.progress.stage, sizeof ev.u.progress.stage, "%s", stage);
+	ev.u.progress.done = done;
+	ev.u.progress.total = total;
+	ev.u.progress.elapsed_s = now_s() - t0;
+	ev.u.progress.extra = NAN;
+	push_event(e, &ev);
+}
+
+static void get_mem(struct engine *e, struct mem_stats *ms)
+{
+	memset(ms, 0, sizeof *ms);
+	if (e->be && e->be->i->mem_stats) e->be->i->mem_stats(e->be, ms);
+}
+
+static void push_mem(struct engine *e)
+{
+	struct engine_event ev;
+	memset(&ev, 0, sizeof ev);
+	ev.type = EV_MEM;
+	get_mem(e, &ev.u.mem.mem);
+	ev.u.mem.kv_used_bytes = e->kv.allocated ? kvmgr_used_bytes(&e->kv, &e->seq) : 0;
+	ev.u.mem.context_used = e->n_ctx;
+	push_event(e, &ev);
+}
+
+/* ------------------------------------------------------------------ loading */
+
+static void load_progress(void *ud, int done, int total)
+{
+	struct engine *e = ud;
+	push_progress(e, _("loading weights"), done, total, e->load_t0);
+}
+
+/* tokenizer_config.json's add_bos_token (absent: true when the tokenizer has a BOS) */
+static bool read_add_bos(const char *dir, bool dflt)
+{
+	char path[4200], *buf;
+	size_t len;
+	path_join(path, sizeof path, dir, "tokenizer_config.json");
+	if (!file_exists(path) || read_file(path, &buf, &len) != LM_OK) return dflt;
+	cJSON *o = cJSON_ParseWithLength(buf, len);
+	free(buf);
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "add_bos_token");
+	bool r = cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
+	cJSON_Delete(o);
+	return r;
+}
+
+static void add_stop(struct engine *e, int id)
+{
+	if (id < 0) return;
+	for (int i = 0; i < e->n_stop; i++)
+		if (e->stop_ids[i] == id) return;
+	if (e->n_stop < (int)ARRAY_SIZE(e->stop_ids)) e->stop_ids[e->n_stop++] = id;
+}
+
+static bool is_stop(const struct engine *e, int id)
+{
+	for (int i = 0; i < e->n_stop; i++)
+		if (e->stop_ids[i] == id) return true;
+	return false;
+}
+
+static void fill_info(struct engine *e)
+{
+	struct engine_info *in = &e->info;
+	const struct model_config *c = &e->m.cfg;
+	const char *slash = strrchr(e->model_dir, '/');
+	const char *name = slash && slash[1] ? slash + 1 : e->model_dir;
+	snprintf(in->model_name, sizeof in->model_name, "%s", name);
+	snprintf(in->backend, sizeof in->backend, "%s", e->be->i->name);
+	if (c->quant_bits) snprintf(in->weight_format, sizeof in->weight_format, "awq w%dg%d", c->quant_bits,
+				    c->group_size);
+	else snprintf(in->weight_format, sizeof in->weight_format, "%s", c->dtype == DT_BF16 ? "bf16" :
+		      c->dtype == DT_F16 ? "fp16" : "fp32");
+	snprintf(in->act_dtype, sizeof in->act_dtype, "%s", dtype_name(e->be->act_dt));
+	in->kv_policy = e->plan.policy;
+	in->session_len = e->session_len;
+	in->kv_capacity_tokens = e->plan.capacity_tokens;
+	in->kv_bytes_per_token = e->kv.kv.bytes_per_token ? e->kv.kv.bytes_per_token : e->plan.bytes_per_token;
+	in->n_layers = c->n_layers;
+	snprintf(in->template_name, sizeof in->template_name, "%s", e->tmpl.name);
+}
+
+/* Plan and allocate the cache; the session length is what fits. Warns (non-fatal) when it is cut. */
+static int setup_kv(struct engine *e, const struct kv_capacity *cap, int policy)
+{
+	if (kvmgr_plan(e->be, &e->m.cfg, cap, policy, e->o.block_len, e->session_len_req, &e->plan) != LM_OK)
+		return LM_ERR;
+	if (kvmgr_alloc(&e->kv, e->be, &e->m.cfg, &e->plan) != LM_OK) return LM_ERR;
+	e->session_len = MIN(e->session_len_req, e->plan.capacity_tokens);
+	return LM_OK;
+}
+
+static void warn_session_fit(struct engine *e)
+{
+	if (e->plan.capacity_tokens >= e->session_len_req) return;
+	push_error(e, false,
+		   _("--session-len %d does not fit: the KV cache holds %d tokens (%.1f MiB at %zu bytes per token); "
+		     "%d tokens would need %.1f MiB. Sessions are limited to %d tokens."),
+		   e->session_len_req, e->plan.capacity_tokens, e->plan.bytes / MiB, e->plan.bytes_per_token,
+		   e->session_len_req, (double)e->session_len_req * e->plan.bytes_per_token / MiB, e->session_len);
+}
+
+static int engine_load(struct engine *e)
+{
+	e->load_t0 = now_s();
+	struct model_config cfg;
+	char path[4200];
+	path_join(path, sizeof path, e->model_dir, "config.json");
+	if (config_load(&cfg, path) != LM_OK) return LM_ERR;
+	if (backend_create(&e->be, e->backend_name, cfg.dtype) != LM_OK) return LM_ERR;
+	if (e->o.n_threads > 0) e->be->n_threads = e->o.n_threads;
+	push_progress(e, _("loading weights"), 0, cfg.n_layers, e->load_t0);
+	if (model_load(&e->m, e->model_dir, e->be, e->o.format, load_progress, e) != LM_OK) return LM_ERR;
+	e->model_loaded = true;
+	const struct model_config *c = &e->m.cfg;
+	push_progress(e, _("loading tokenizer"), 0, 1, e->load_t0);
+	if (tok_load_dir(&e->tok, e->model_dir) != LM_OK) return LM_ERR;
+	if (tmpl_choose(&e->tmpl, e->chat_template, e->model_dir, c->model_type) != LM_OK) return LM_ERR;
+	e->tmpl_loaded = true;
+
+	/* BOS at the start of a conversation unless the template writes its own */
+	e->add_bos = !e->tmpl.prefix[0] && tok_bos_id(e->tok) >= 0 && read_add_bos(e->model_dir, true);
+	for (int i = 0; i < c->n_eos; i++) add_stop(e, c->eos_ids[i]);
+	add_stop(e, tok_eos_id(e->tok));
+	for (int i = 0; i < e->tmpl.n_stop; i++) add_stop(e, tok_piece_id(e->tok, e->tmpl.stop_words[i]));
+
+	e->session_len_req = e->o.session_len > 0 ? e->o.session_len : (c->max_pos > 0 ? c->max_pos : 4096);
+	e->prefill_chunk = MIN(PREFILL_CHUNK, e->session_len_req);
+	if (fwd_init(&e->f, &e->m, e->prefill_chunk) != LM_OK) return LM_ERR;
+	e->fwd_ok = true;
+	e->logits = malloc(sizeof *e->logits * c->vocab);
+	e->ctx = malloc(sizeof *e->ctx * e->session_len_req);
+	if (!e->logits || !e->ctx) return lm_err(_("out of memory"));
+
+	/* the KV cache comes last: a fraction is of what is free after weights and workspace */
+	if (setup_kv(e, &e->o.cap, e->o.kv_policy) != LM_OK) return LM_ERR;
+
+	/* sampling: built-in defaults, then generation_config.json, then what the command line gave */
+	struct sampling sp = { .temperature = 0.8f, .top_p = 1.0f, .top_k = 0, .min_p = 0, .repetition_penalty = 1.0f,
+			       .seed = e->o.sampling.seed, .max_new_tokens = 0 };
+	if (sampling_from_generation_config(&sp, e->model_dir) != LM_OK) return LM_ERR;
+	const struct sampling *g = &e->o.sampling;
+	const bool *given = e->o.sampling_given;
+	if (given[SG_TEMPERATURE]) sp.temperature = g->temperature;
+	if (given[SG_TOP_P]) sp.top_p = g->top_p;
+	if (given[SG_TOP_K]) sp.top_k = g->top_k;
+	if (given[SG_MIN_P]) sp.min_p = g->min_p;
+	if (given[SG_REPETITION_PENALTY]) sp.repetition_penalty = g->repetition_penalty;
+	if (given[SG_MAX_NEW_TOKENS]) sp.max_new_tokens = g->max_new_tokens;
+	sp.seed = g->seed;
+	e->sp = sp;
+	if (sampler_init(&e->smp, c->vocab, &sp) != LM_OK) return LM_ERR;
+	fill_info(e);
+	return LM_OK;
+}
+
+static void engine_unload(struct engine *e)
+{
+	kvmgr_seq_free(&e->kv, &e->seq);
+	kvmgr_free(&e->kv);
+	if (e->fwd_ok) fwd_free(&e->f);
+	e->fwd_ok = false;
+	if (e->model_loaded) model_free(&e->m);
+	e->model_loaded = false;
+	if (e->tok) tok_free(e->tok);
+	e->tok = NULL;
+	if (e->tmpl_loaded) tmpl_free(&e->tmpl);
+	e->tmpl_loaded = false;
+	sampler_free(e->smp);
+	e->smp = NULL;
+	backend_destroy(e->be);
+	e->be = NULL;
+	free(e->logits);
+	free(e->ctx);
+	e->logits = NULL;
+	e->ctx = NULL;
+}
+
+/* ------------------------------------------------------------------ encoding a turn */
+
+/* Template special tokens in s[off, off+len): "<...>" spans that are pieces of the vocabulary. Calls fn for
+ * each text run (special = -1) and each special (its id). */
+static int split_specials(const struct tokenizer *tok, const char *s, size_t off, size_t len,
+			  int (*fn)(void *ud, const char *s, size_t n, int special), void *ud)
+{
+	size_t i = off, run = off, end = off + len;
+	while (i < end) {
+		if (s[i] == '<') {
+			size_t j = i + 1;
+			while (j < end && j - i < 64 && s[j] != '>' && s[j] != '<' && s[j] != ' ' && s[j] != '\n') j++;
+			if (j < end && s[j] == '>') {
+				char piece[72];
+				memcpy(piece, s + i, j + 1 - i);
+				piece[j + 1 - i] = 0;
+				int id = tok_piece_id(tok, piece);
+				if (id >= 0) {
+					if (i > run && fn(ud, s + run, i - run, -1) != LM_OK) return LM_ERR;
+					if (fn(ud, piece, j + 1 - i, id) != LM_OK) return LM_ERR;
+					i = run = j + 1;
+					continue;
+				}
+			}
+		}
+		i++;
+	}
+	if (end > run) return fn(ud, s + run, end - run, -1);
+	return LM_OK;
+}
+
+struct idbuf {
+	int32_t *ids;
+	int n, cap;
+	const struct tokenizer *tok;
+	char *acc;               /* text waiting to be encoded (template text and the user's, together) */
+	size_t acc_len, acc_cap;
+};
+
+static int idbuf_add(struct idbuf *b, const int32_t *ids, int n)
+{
+	if (b->n + n > b->cap) {
+		int cap = MAX(b->cap * 2, b->n + n + 64);
+		int32_t *p = realloc(b->ids, sizeof *p * cap);
+		if (!p) return lm_err(_("out of memory"));
+		b->ids = p;
+		b->cap = cap;
+	}
+	memcpy(b->ids + b->n, ids, sizeof *ids * n);
+	b->n += n;
+	return LM_OK;
+}
+
+static int first_special(const struct tokenizer *tok, const int32_t *ids, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (tok_is_special(tok, ids[i])) return i;
+	return -1;
+}
+
+/* Encode text as plain text. Should the tokenizer still produce a special token (sentencepiece matches its
+ * user-defined symbols whatever it is asked), the text is cut inside that token's spelling and the parts are
+ * encoded apart, so no user text can become a control token. */
+static int encode_plain(struct idbuf *b, const char *s, size_t n)
+{
+	if (n == 0) return LM_OK;
+	int32_t *ids;
+	int m;
+	if (tok_encode(b->tok, s, n, false, &ids, &m) != LM_OK) return LM_ERR;
+	int k = first_special(b->tok, ids, m);
+	if (k >= 0 && n > 1) {
+		const char *piece = tok_piece(b->tok, ids[k]);
+		const char *at = piece && *piece ? memmem(s, n, piece, strlen(piece)) : NULL;
+		if (at) {
+			free(ids);
+			size_t cut = (size_t)(at - s) + 1;
+			int rc = encode_plain(b, s, cut);
+			return rc ? rc : encode_plain(b, s + cut, n - cut);
+		}
+	}
+	int rc = idbuf_add(b, ids, m);
+	free(ids);
+	return rc;
+}
+
+static int acc_flush(struct idbuf *b)
+{
+	int rc = encode_plain(b, b->acc, b->acc_len);
+	b->acc_len = 0;
+	return rc;
+}
+
+static int acc_put(struct idbuf *b, const char *s, size_t n)
+{
+	if (b->acc_len + n > b->acc_cap) {
+		size_t cap = MAX(b->acc_cap * 2, b->acc_len + n + 256);
+		char *p = realloc(b->acc, cap);
+		if (!p) return lm_err(_("out of memory"));
+		b->acc = p;
+		b->acc_cap = cap;
+	}
+	memcpy(b->acc + b->acc_len, s, n);
+	b->acc_len += n;
+	return LM_OK;
+}
+
+/* split_specials callback: a special token is its id; text waits to be encoded with what follows it */
+static int seg_put(void *ud, const char *s, size_t n, int special)
+{
+	struct idbuf *b = ud;
+	if (special < 0) return acc_put(b, s, n);
+	int32_t id = special;
+	int rc = acc_flush(b);
+	return rc ? rc : idbuf_add(b, &id, 1);
+}
+
+/* split_specials callback: only collect the specials' ids */
+static int seg_count(void *ud, const char *s, size_t n, int special)
+{
+	struct idbuf *b = ud;
+	int32_t id = special;
+	return special >= 0 ? idbuf_add(b, &id, 1) : LM_OK;
+}
+
+/* Walk a rendered turn: template text through split_specials (fn), the user's text as plain text. */
+static int walk_turn(const struct tokenizer *tok, const struct tmpl_text *tt,
+		     int (*fn)(void *ud, const char *s, size_t n, int special), struct idbuf *b, bool user_text)
+{
+	size_t pos = 0;
+	for (int u = 0; u <= tt->n_user; u++) {
+		size_t end = u < tt->n_user ? tt->user_off[u] : tt->len;
+		if (end > pos && split_specials(tok, tt->s, pos, end - pos, fn, b) != LM_OK) return LM_ERR;
+		if (u == tt->n_user) break;
+		if (user_text && acc_put(b, tt->s + tt->user_off[u], tt->user_len[u]) != LM_OK) return LM_ERR;
+		pos = tt->user_off[u] + tt->user_len[u];
+	}
+	return user_text ? acc_flush(b) : LM_OK;
+}
+
+static bool same_ids(const int32_t *a, int na, const int32_t *b, int nb)
+{
+	return na == nb && (na == 0 || memcmp(a, b, sizeof *a * na) == 0);
+}
+
+/* The ids of one turn. The template's special tokens must become their ids and the user's text must not be
+ * able to produce one. Preferred: encode the whole turn with special matching on, exactly as the model saw
+ * its training text (no spurious word-start marks after special tokens), but only when the user's text holds
+ * nothing a tokenizer would match as special (it encodes the same either way, with no special id) and every
+ * template special came out as its id, in order. Otherwise: the template's specials as ids, the text between
+ * them (the user's included) encoded as plain text. */
+static int encode_turn(struct engine *e, bool first, const char *text, int32_t **out, int *n_out)
+{
+	struct tmpl_text tt;
+	if (tmpl_turn(&e->tmpl, first, NULL, text, &tt) != LM_OK) return LM_ERR;
+	struct idbuf b = { .tok = e->tok };
+	int rc = LM_OK;
+	if (first && e->add_bos) {
+		int32_t bos = tok_bos_id(e->tok);
+		rc = idbuf_add(&b, &bos, 1);
+	}
+	bool safe = true;
+	for (int u = 0; u < tt.n_user && safe && rc == LM_OK; u++) {
+		int32_t *a = NULL, *c = NULL;
+		int na = 0, nc = 0;
+		if (tok_encode(e->tok, tt.s + tt.user_off[u], tt.user_len[u], true, &a, &na) != LM_OK ||
+		    tok_encode(e->tok, tt.s + tt.user_off[u], tt.user_len[u], false, &c, &nc) != LM_OK)
+			rc = LM_ERR;
+		else
+			safe = same_ids(a, na, c, nc) && first_special(e->tok, c, nc) < 0;
+		free(a);
+		free(c);
+	}
+	bool done = false;
+	if (safe && rc == LM_OK) {
+		struct idbuf sp = { .tok = e->tok };
+		rc = walk_turn(e->tok, &tt, seg_count, &sp, false);
+		int32_t *w;
+		int nw;
+		if (rc == LM_OK && tok_encode(e->tok, tt.s, tt.len, true, &w, &nw) == LM_OK) {
+			int skip = 0;
+			/* a word-start mark the tokenizer put before a leading special token mid-conversation */
+			if (!first && sp.n > 0 && nw > 1 && w[0] != sp.ids[0] && w[1] == sp.ids[0] &&
+			    strncmp(tt.s, tok_piece(e->tok, sp.ids[0]), strlen(tok_piece(e->tok, sp.ids[0]))) == 0)
+				skip = 1;
+			int k = 0, n_sp = 0; /* the template's specials appear, in order, and no others */
+			for (int i = skip; i < nw; i++) {
+				if (k < sp.n && w[i] == sp.ids[k]) k++;
+				if (tok_is_special(e->tok, w[i])) n_sp++;
+			}
+			if (k == sp.n && n_sp == sp.n) {
+				rc = idbuf_add(&b, w + skip, nw - skip);
+				done = true;
+			}
+			free(w);
+		} else if (rc == LM_OK) {
+			rc = LM_ERR;
+		}
+		free(sp.ids);
+	}
+	if (!done && rc == LM_OK) rc = walk_turn(e->tok, &tt, seg_put, &b, true);
+	tmpl_text_free(&tt);
+	free(b.acc);
+	if (rc != LM_OK) {
+		free(b.ids);
+		return LM_ERR;
+	}
+	*out = b.ids;
+	*n_out = b.n;
+	return LM_OK;
+}
+
+/* ------------------------------------------------------------------ running */
+
+/* Feed ids[0..n) at the end of the session. want_logits: logits of the last position into e->logits
+ * (or, with argmax, just the greedy token). Checks for CANCEL between chunks. */
+static int feed(struct engine *e, const int32_t *ids, int n, bool want_logits, int32_t *argmax, bool *cancelled)
+{
+	for (int i = 0; i < n;) {
+		int c = MIN(e->prefill_chunk, n - i);
+		if (kvmgr_seq_fit(&e->kv, &e->seq, e->n_ctx + c) != LM_OK) return LM_ERR;
+		bool last = i + c == n;
+		int nl = last && want_logits ? (argmax ? -1 : 1) : 0;
+		if (forward(&e->f, &e->kv.kv, ids + i, c, e->n_ctx, e->seq.blocks, e->seq.n_blocks, nl, e->logits,
+			    argmax) != LM_OK)
+			return LM_ERR;
+		memcpy(e->ctx + e->n_ctx, ids + i, sizeof *ids * c);
+		e->n_ctx += c;
+		i += c;
+		if (cancelled && !last) {
+			drain_cmds_busy(e, true);
+			if (e->cancel) {
+				*cancelled = true;
+				return LM_OK;
+			}
+		}
+	}
+	return LM_OK;
+}
+
+static bool greedy_fast(const struct engine *e)
+{
+	return e->sp.temperature <= 0 && (e->sp.repetition_penalty == 1.0f || e->sp.repetition_penalty <= 0);
+}
+
+static void turn_done(struct engine *e, struct turn_stats *st)
+{
+	struct engine_event ev;
+	memset(&ev, 0, sizeof ev);
+	ev.type = EV_TURN_DONE;
+	st->context_used = e->n_ctx;
+	ev.u.done = *st;
+	push_event(e, &ev);
+}
+
+static void session_full_msg(struct engine *e, int need)
+{
+	push_error(e, false,
+		   _("the session is full: %d of %d tokens used, this turn needs %d more. Start a new session "
+		     "(type 'end', or reset in the chat screen), or give a larger --session-len or "
+		     "--cache-max-entry-count."),
+		   e->n_ctx, e->session_len, need);
+}
+
+static void run_turn(struct engine *e, const char *text)
+{
+	struct turn_stats st;
+	memset(&st, 0, sizeof st);
+	e->cancel = false;
+	double t0 = now_s();
+	int32_t *ids;
+	int n;
+	bool first = e->n_ctx == 0;
+	if (encode_turn(e, first, text, &ids, &n) != LM_OK) {
+		push_error(e, false, "%s", lm_errmsg());
+		turn_done(e, &st);
+		return;
+	}
+	if (e->n_ctx + n + 1 > e->session_len) { /* room for the turn and at least one token of reply */
+		session_full_msg(e, n + 1);
+		free(ids);
+		st.hit_session_len = true;
+		turn_done(e, &st);
+		return;
+	}
+	int start = e->n_ctx;
+	bool greedy = greedy_fast(e), cancelled = false;
+	int32_t next = -1;
+	if (feed(e, ids, n, true, greedy ? &next : NULL, &cancelled) != LM_OK) {
+		push_error(e, false, _("prefill failed: %s"), lm_errmsg());
+		e->n_ctx = start; /* the cache beyond start is overwritten by the next turn */
+		kvmgr_seq_trim(&e->kv, &e->seq, e->n_ctx);
+		free(ids);
+		turn_done(e, &st);
+		return;
+	}
+	free(ids);
+	if (cancelled) {
+		e->n_ctx = start;
+		kvmgr_seq_trim(&e->kv, &e->seq, e->n_ctx);
+		st.cancelled = true;
+		st.prefill_s = now_s() - t0;
+		turn_done(e, &st);
+		return;
+	}
+	st.prompt_tokens = n;
+	double t1 = now_s();
+	st.prefill_s = t1 - t0;
+
+	struct tok_stream ts;
+	tok_stream_init(&ts, e->tok, true);
+	char piece[MSG_TEXT];
+	int max_new = e->sp.max_new_tokens > 0 ? e->sp.max_new_tokens : INT_MAX;
+	for (;;) {
+		int32_t id = greedy ? next : sampler_sample(e->smp, e->logits, e->ctx, e->n_ctx);
+		if (st.gen_tokens == 0) st.ttft_s = now_s() - t0;
+		if (is_stop(e, id)) break;
+		if (e->n_ctx + 1 > e->session_len) {
+			st.hit_session_len = true;
+			break;
+		}
+		greedy = greedy_fast(e); /* sampling may have changed mid-reply */
+		bool more = st.gen_tokens + 1 < max_new;
+		if (feed(e, &id, 1, more, greedy ? &next : NULL, NULL) != LM_OK) {
+			push_error(e, false, _("decode failed: %s"), lm_errmsg());
+			break;
+		}
+		st.gen_tokens++;
+		emit_text(e, piece, tok_stream_next(&ts, id, piece, sizeof piece));
+		if (!more) break;
+		/* between tokens: CANCEL/QUIT now; sampling changes apply to the next token */
+		drain_cmds_busy(e, true);
+		if (e->cancel) {
+			st.cancelled = true;
+			break;
+		}
+	}
+	emit_text(e, piece, tok_stream_flush(&ts, piece, sizeof piece));
+	st.decode_s = now_s() - t1;
+	if (st.hit_session_len) session_full_msg(e, 1);
+	turn_done(e, &st);
+}
+
+static void reset_session(struct engine *e)
+{
+	e->n_ctx = 0;
+	kvmgr_seq_trim(&e->kv, &e->seq, 0);
+	struct engine_event ev;
+	memset(&ev, 0, sizeof ev);
+	ev.type = EV_SESSION_RESET;
+	push_event(e, &ev);
+}
+
+/* Drop the cache, allocate it anew, re-read the conversation into it. */
+static void reconfig_kv(struct engine *e, const struct kv_capacity *cap, int policy)
+{
+	struct engine_event ev;
+	memset(&ev, 0, sizeof ev);
+	ev.type = EV_KV_REBUILT;
+	get_mem(e, &ev.u.kv_rebuilt.before);
+	struct kv_plan old = e->plan;
+	struct kv_capacity old_cap = e->o.cap;
+	int old_policy = e->plan.policy;
+
+	e->seq.n_blocks = 0; /* the blocks die with the pool */
+	kvmgr_free(&e->kv);
+	if (setup_kv(e, cap, policy) != LM_OK) {
+		push_error(e, false, _("KV cache not changed: %s"), lm_errmsg());
+		if (setup_kv(e, &old_cap, old_policy) != LM_OK) {
+			push_error(e, true, _("the previous KV cache (%.1f MiB) could not be allocated again: %s"),
+				   old.bytes / MiB, lm_errmsg());
+			e->quit = true;
+			return;
+		}
+	} else {
+		e->o.cap = *cap;
+	}
+	int n = e->n_ctx;
+	if (n > 0 && n + 1 > e->session_len) {
+		push_error(e, false, _("the conversation (%d tokens) does not fit the new KV cache (%d tokens): the "
+				       "session was reset"), n, e->session_len);
+		e->n_ctx = 0;
+		n = 0;
+	}
+	if (n > 0) {
+		/* re-prefill in chunks, reporting progress */
+		int32_t *ids = malloc(sizeof *ids * n);
+		if (!ids) {
+			push_error(e, false, _("out of memory re-reading the conversation: the session was reset"));
+			e->n_ctx = 0;
+		} else {
+			memcpy(ids, e->ctx, sizeof *ids * n);
+			e->n_ctx = 0;
+			double t0 = now_s();
+			for (int i = 0; i < n;) {
+				int c = MIN(e->prefill_chunk, n - i);
+				push_progress(e, _("re-reading the conversation"), i, n, t0);
+				bool last = i + c == n;
+				if (feed(e, ids + i, c, last, NULL, NULL) != LM_OK) {
+					push_error(e, false, _("re-reading the conversation failed (%s): the session was reset"),
+						   lm_errmsg());
+					e->n_ctx = 0;
+					kvmgr_seq_trim(&e->kv, &e->seq, 0);
+					break;
+				}
+				i += c;
+			}
+			push_progress(e, _("re-reading the conversation"), n, n, t0);
+			free(ids);
+		}
+	}
+	fill_info(e);
+	get_mem(e, &ev.u.kv_rebuilt.after);
+	ev.u.kv_rebuilt.info = e->info;
+	push_event(e, &ev);
+	warn_session_fit(e);
+	push_mem(e);
+}
+
+static bool next_cmd(struct engine *e, struct cmd *c)
+{
+	if (e->def_n) {
+		*c = e->deferred[e->def_head];
+		e->def_head = (e->def_head + 1) % e->def_cap;
+		e->def_n--;
+		return true;
+	}
+	for (;;) {
+		if (ring_pop(&e->cmdq, c)) return true;
+		struct pollfd p = { .fd = e->cmd_fd, .events = POLLIN };
+		poll(&p, 1, 1000);
+		uint64_t v;
+		ssize_t r = read(e->cmd_fd, &v, sizeof v);
+		(void)r;
+	}
+}
+
+static void append_user(struct engine *e, const char *s, int n)
+{
+	if (n < 0) n = 0;
+	if (n > MSG_TEXT) n = MSG_TEXT;
+	if (e->ulen + n + 1 > e->ucap) {
+		size_t cap = MAX(e->ucap * 2, e->ulen + n + 1024);
+		char *p = realloc(e->utext, cap);
+		if (!p) return;
+		e->utext = p;
+		e->ucap = cap;
+	}
+	memcpy(e->utext + e->ulen, s, n);
+	e->ulen += n;
+	e->utext[e->ulen] = 0;
+}
+
+static void *engine_main(void *arg)
+{
+	struct engine *e = arg;
+	if (engine_load(e) != LM_OK) {
+		push_error(e, true, "%s", lm_errmsg());
+	} else {
+		struct engine_event ev;
+		memset(&ev, 0, sizeof ev);
+		ev.type = EV_READY;
+		ev.u.info = e->info;
+		push_event(e, &ev);
+		warn_session_fit(e);
+		push_mem(e);
+		struct cmd c;
+		while (!e->quit && next_cmd(e, &c)) {
+			switch (c.type) {
+			case CMD_SUBMIT:
+				append_user(e, c.u.submit.text, c.u.submit.len);
+				if (c.u.submit.last) {
+					run_turn(e, e->utext ? e->utext : "");
+					e->ulen = 0;
+					if (e->utext) e->utext[0] = 0;
+				}
+				break;
+			case CMD_CANCEL: break; /* nothing is running */
+			case CMD_RESET: reset_session(e); break;
+			case CMD_SET_SAMPLING:
+				e->sp = c.u.sampling;
+				sampler_set(e->smp, &e->sp);
+				break;
+			case CMD_RECONFIG_KV: reconfig_kv(e, &c.u.kv.cap, c.u.kv.policy); break;
+			case CMD_MEM_QUERY: push_mem(e); break;
+			case CMD_QUIT: e->quit = true; break;
+			}
+		}
+	}
+	flush_text(e);
+	engine_unload(e);
+	struct engine_event ev;
+	memset(&ev, 0, sizeof ev);
+	ev.type = EV_QUIT;
+	push_wait(e, &ev);
+	atomic_store(&e->finished, 1);
+	signal_fd(e->ev_fd);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ the UI's side */
+
+static void engine_destroy(struct engine *e)
+{
+	if (!e) return;
+	ring_free(&e->cmdq);
+	ring_free(&e->evq);
+	if (e->ev_fd >= 0) close(e->ev_fd);
+	if (e->cmd_fd >= 0) close(e->cmd_fd);
+	free(e->model_dir);
+	free(e->backend_name);
+	free(e->chat_template);
+	free(e->deferred);
+	free(e->utext);
+	free(e->seq.blocks);
+	free(e);
+}
+
+int engine_start(struct engine **out, const struct engine_opts *o)
+{
+	*out = NULL;
+	struct engine *e = calloc(1, sizeof *e);
+	if (!e) return lm_err(_("out of memory"));
+	e->ev_fd = e->cmd_fd = -1;
+	e->o = *o;
+	e->model_dir = strdup(o->model_dir ? o->model_dir : ".");
+	e->backend_name = strdup(o->backend ? o->backend : "auto");
+	e->chat_template = o->chat_template ? strdup(o->chat_template) : NULL;
+	if (e->o.block_len <= 0) e->o.block_len = 64;
+	if (ring_init(&e->cmdq, CMD_RING_CAP, sizeof(struct cmd)) != LM_OK ||
+	    ring_init(&e->evq, EV_RING_CAP, sizeof(struct engine_event)) != LM_OK) {
+		engine_destroy(e);
+		return LM_ERR;
+	}
+	e->ev_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	e->cmd_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (e->ev_fd < 0 || e->cmd_fd < 0) {
+		int err = errno;
+		engine_destroy(e);
+		return lm_err(_("eventfd: %s"), strerror(err));
+	}
+	int rc = pthread_create(&e->th, NULL, engine_main, e);
+	if (rc) {
+		engine_destroy(e);
+		return lm_err(_("cannot start the engine thread: %s"), strerror(rc));
+	}
+	e->thread_started = true;
+	*out = e;
+	return LM_OK;
+}
+
+int engine_send(struct engine *e, const struct cmd *c)
+{
+	double t0 = now_s();
+	while (!ring_push(&e->cmdq, c)) {
+		if (atomic_load(&e->finished)) return lm_err(_("the engine has stopped"));
+		if (now_s() - t0 > 10.0) return lm_err(_("the engine is not taking commands (busy for 10 s)"));
+		signal_fd(e->cmd_fd);
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	signal_fd(e->cmd_fd);
+	return LM_OK;
+}
+
+int engine_poll(struct engine *e, struct engine_event *ev)
+{
+	return ring_pop(&e->evq, ev) ? 1 : 0;
+}
+
+int engine_event_fd(struct engine *e)
+{
+	return e->ev_fd;
+}
+
+void engine_stop(struct engine *e)
+{
+	if (!e) return;
+	if (e->thread_started) {
+		struct cmd c;
+		memset(&c, 0, sizeof c);
+		c.type = CMD_QUIT;
+		/* keep reading events (and dropping them: nobody will show them now) until the thread is done,
+		 * so that it never waits on a full event ring; the QUIT goes in as soon as there is room */
+		bool sent = false;
+		struct engine_event ev;
+		while (!atomic_load(&e->finished)) {
+			if (!sent) sent = ring_push(&e->cmdq, &c);
+			if (sent) signal_fd(e->cmd_fd);
+			while (engine_poll(e, &ev)) {}
+			struct pollfd p = { .fd = e->ev_fd, .events = POLLIN };
+			poll(&p, 1, 10);
+			uint64_t v;
+			ssize_t r = read(e->ev_fd, &v, sizeof v);
+			(void)r;
+		}
+		pthread_join(e->th, NULL);
+	}
+	engine_destroy(e);
+}

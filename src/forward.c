@@ -1,0 +1,200 @@
+/* forward.c: the one forward pass, in model order, against struct backend_i.
+ *
+ * A Llama-family decoder (Llama, Mistral, Qwen2, InternLM2 after the loader's reordering):
+ *   x = embed(ids)
+ *   per layer:  x += attention(rmsnorm(x)) ; x += mlp(rmsnorm(x))
+ *   logits = lm_head(rmsnorm(x))
+ * The residual add is fused into the next norm: add_rmsnorm(h, x, dx) does x += dx, h = rmsnorm(x).
+ *
+ * RoPE frequencies are computed on the host per call for the sequence length pos0 + n, as transformers
+ * does per forward (dynamic NTK rescales once the sequence outgrows max_position_embeddings; K already in
+ * the cache keeps the rotation of its own step, as in transformers' incremental generation).
+ *
+ * Decode steps (n == 1) run between graph_begin and graph_end where the backend has them: the op sequence
+ * from embed to the final norm is the same for every token (ids, positions and the block table are step
+ * state, not op arguments), so it can be captured once and replayed. The logits or argmax, which wait for
+ * their result on the host, stay outside the graph. With a tap hook set, no graph is used. */
+#include "config.h"
+#include "forward.h"
+#include "i18n.h"
+
+#include <stdlib.h>
+
+/* a decode step's graph key */
+#define GRAPH_DECODE 1
+
+struct ws_sizes {
+	size_t x, qkv, att, gu, ff; /* elements per token */
+};
+
+static struct ws_sizes ws_sizes(const struct model_config *c)
+{
+	struct ws_sizes s;
+	s.x = (size_t)c->dim;
+	s.qkv = (size_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
+	s.att = (size_t)c->n_heads * c->head_dim;
+	s.gu = 2 * (size_t)c->ffn;
+	s.ff = (size_t)c->ffn;
+	return s;
+}
+
+size_t fwd_workspace_bytes(const struct model *m, struct backend *be, int max_tokens)
+{
+	struct ws_sizes s = ws_sizes(&m->cfg);
+	/* x, h, dx, qkv, att, gu, ff */
+	return (size_t)max_tokens * be->act_size * (3 * s.x + s.qkv + s.att + s.gu + s.ff);
+}
+
+int fwd_init(struct fwd *f, struct model *m, int max_tokens)
+{
+	memset(f, 0, sizeof *f);
+	if (max_tokens <= 0) return lm_err(_("forward: workspace for %d tokens"), max_tokens);
+	f->m = m;
+	f->be = m->be;
+	f->max_tokens = max_tokens;
+	struct backend *be = m->be;
+	struct ws_sizes s = ws_sizes(&m->cfg);
+	struct { void **p; size_t el; } bufs[] = {
+		{ &f->x, s.x }, { &f->h, s.x }, { &f->dx, s.x }, { &f->qkv, s.qkv },
+		{ &f->att, s.att }, { &f->gu, s.gu }, { &f->ff, s.ff },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bufs); i++) {
+		size_t bytes = (size_t)max_tokens * bufs[i].el * be->act_size;
+		*bufs[i].p = be->i->alloc(be, bytes, MEM_ACT);
+		if (!*bufs[i].p) {
+			lm_err_prefix(_("activation workspace: "));
+			fwd_free(f);
+			return LM_ERR;
+		}
+		f->bytes += bytes;
+	}
+	f->inv_freq = malloc(sizeof(float) * (size_t)(m->cfg.head_dim / 2 + 1));
+	if (!f->inv_freq) {
+		fwd_free(f);
+		return lm_err(_("out of memory"));
+	}
+	return LM_OK;
+}
+
+void fwd_free(struct fwd *f)
+{
+	if (!f->be) return;
+	void *bufs[] = { f->x, f->h, f->dx, f->qkv, f->att, f->gu, f->ff };
+	for (size_t i = 0; i < ARRAY_SIZE(bufs); i++)
+		if (bufs[i]) f->be->i->free(f->be, bufs[i]);
+	free(f->inv_freq);
+	memset(f, 0, sizeof *f);
+}
+
+/* rows [row0, ...) of an activation buffer of the given width */
+static void *rows_at(const struct fwd *f, void *buf, int row0, size_t width)
+{
+	return (char *)buf + (size_t)row0 * width * f->be->act_size;
+}
+
+static int tap(struct fwd *f, int layer, int point, const void *x, int n, int width)
+{
+	if (!f->tap) return LM_OK;
+	if (f->be->i->sync(f->be)) return LM_ERR;
+	f->tap(f->tap_ud, layer, point, x, n, width);
+	return LM_OK;
+}
+
+/* first index of the largest value, as torch.argmax */
+static int32_t argmax_host(const float *v, int n)
+{
+	int32_t best = 0;
+	for (int i = 1; i < n; i++)
+		if (v[i] > v[best]) best = i;
+	return best;
+}
+
+/* embed .. final norm: the part of a step that may run as a graph; leaves the normed output in f->h */
+static int body(struct fwd *f, struct kv_cache *kv, int n)
+{
+	struct backend *be = f->be;
+	const struct backend_i *b = be->i;
+	const struct model *m = f->m;
+	const struct model_config *c = &m->cfg;
+	const int dim = c->dim, nh = c->n_heads, hd = c->head_dim, ffn = c->ffn;
+
+	/* token embeddings: x = tok_embed[ids] */
+	if (b->embed(be, f->x, &m->tok_embed)) return LM_ERR;
+	for (int l = 0; l < c->n_layers; l++) {
+		const struct layer_weights *L = &m->layers[l];
+		/* attention norm; the previous layer's MLP output is added to the residual first */
+		if (b->add_rmsnorm(be, f->h, f->x, l ? f->dx : NULL, &L->attn_norm, n, c->norm_eps)) return LM_ERR;
+		/* q, k, v projections in one GEMM: qkv = h . Wqkv^T (+ bias) */
+		if (tap(f, l, FWD_TAP_QKV, f->h, n, dim)) return LM_ERR;
+		if (b->matmul(be, f->qkv, f->h, &L->wqkv, n)) return LM_ERR;
+		/* RoPE on q and k, then k and v of these tokens into the cache */
+		if (b->rope_kv(be, f->qkv, kv, l, nh)) return LM_ERR;
+		/* causal attention of q over the cache: att = softmax(q k^T / sqrt(hd)) v */
+		if (b->attention(be, f->att, f->qkv, kv, l, nh)) return LM_ERR;
+		/* output projection: dx = att . Wo^T */
+		if (tap(f, l, FWD_TAP_O, f->att, n, nh * hd)) return LM_ERR;
+		if (b->matmul(be, f->dx, f->att, &L->wo, n)) return LM_ERR;
+		/* residual x += dx, then the FFN norm */
+		if (b->add_rmsnorm(be, f->h, f->x, f->dx, &L->ffn_norm, n, c->norm_eps)) return LM_ERR;
+		/* gate and up projections in one GEMM: gu = h . [W1; W3]^T */
+		if (tap(f, l, FWD_TAP_W13, f->h, n, dim)) return LM_ERR;
+		if (b->matmul(be, f->gu, f->h, &L->w13, n)) return LM_ERR;
+		/* SwiGLU: ff = silu(gate) * up */
+		if (b->swiglu(be, f->ff, f->gu, n, ffn)) return LM_ERR;
+		/* down projection: dx = ff . W2^T (added to x by the next norm) */
+		if (tap(f, l, FWD_TAP_W2, f->ff, n, ffn)) return LM_ERR;
+		if (b->matmul(be, f->dx, f->ff, &L->w2, n)) return LM_ERR;
+	}
+	/* last residual add and the final norm */
+	return b->add_rmsnorm(be, f->h, f->x, c->n_layers ? f->dx : NULL, &m->final_norm, n, c->norm_eps);
+}
+
+int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int pos0, const int32_t *blocks,
+	    int n_blocks, int n_logits, float *logits, int32_t *argmax_out)
+{
+	struct backend *be = f->be;
+	const struct backend_i *b = be->i;
+	const struct model_config *c = &f->m->cfg;
+	if (n <= 0 || n > f->max_tokens)
+		return lm_err(_("forward: %d tokens in one call (the workspace holds %d)"), n, f->max_tokens);
+	if (pos0 < 0 || (int64_t)n_blocks * kv->block_len < (int64_t)pos0 + n)
+		return lm_err(_("forward: the block table (%d blocks of %d) does not cover positions up to %d"), n_blocks,
+			      kv->block_len, pos0 + n);
+	if (n_logits < -1 || n_logits > n) return lm_err(_("forward: %d logits rows for %d tokens"), n_logits, n);
+	if ((n_logits > 0 && !logits) || (n_logits == -1 && !argmax_out))
+		return lm_err(_("forward: no output buffer"));
+
+	/* the step state: ids, positions, block table, RoPE frequencies for sequence length pos0 + n */
+	struct step st = { .ids = ids, .n = n, .pos0 = pos0, .blocks = blocks, .n_blocks = n_blocks,
+			   .inv_freq = f->inv_freq, .rope_mscale = 1.0f };
+	rope_inv_freq(c, pos0 + n, f->inv_freq, &st.rope_mscale);
+	if (b->set_step(be, &st)) return LM_ERR;
+
+	bool graph = n == 1 && !f->tap && b->graph_begin && b->graph_end;
+	int rc;
+	if (graph) {
+		rc = b->graph_begin(be, GRAPH_DECODE);
+		if (rc < 0) return LM_ERR;
+		if (rc == 0 && body(f, kv, n)) {
+			b->graph_end(be, GRAPH_DECODE);
+			return LM_ERR;
+		}
+		if (b->graph_end(be, GRAPH_DECODE)) return LM_ERR;
+	} else if (body(f, kv, n)) {
+		return LM_ERR;
+	}
+
+	const int vocab = f->m->lm_head.rows;
+	if (n_logits > 0) /* logits of the last n_logits positions */
+		return b->logits(be, logits, rows_at(f, f->h, n - n_logits, (size_t)c->dim), &f->m->lm_head, n_logits);
+	if (n_logits == 0) return b->sync(be);
+	/* greedy next token of the last position: on the device where the backend can */
+	const void *last = rows_at(f, f->h, n - 1, (size_t)c->dim);
+	if (b->argmax) return b->argmax(be, argmax_out, last, &f->m->lm_head);
+	float *tmp = malloc(sizeof(float) * (size_t)vocab);
+	if (!tmp) return lm_err(_("out of memory"));
+	rc = b->logits(be, tmp, last, &f->m->lm_head, 1);
+	if (!rc) *argmax_out = argmax_host(tmp, vocab);
+	free(tmp);
+	return rc;
+}

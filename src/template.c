@@ -1,0 +1,292 @@
+/* template.c: chat templates; see template.h for the shape of a rendered conversation. */
+#include "config.h"
+#include "template.h"
+#include "i18n.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const tmpl_builtin_names[] = { "internlm2", "chatml", "llama3", "llama2", "base", NULL };
+
+struct builtin {
+	const char *name, *prefix, *system, *meta, *eosys, *user, *eoh, *assistant, *eoa, *sep;
+	const char *stop[3];
+	bool trim, always_gen, sys_in_user;
+};
+
+static const struct builtin builtins[] = {
+	/* InternLM2/2.5 chat: ChatML with BOS written by the template ({{ bos_token }}) */
+	{ "internlm2", "<s>", "<|im_start|>system\n", "", "<|im_end|>\n", "<|im_start|>user\n", "<|im_end|>\n",
+	  "<|im_start|>assistant\n", "<|im_end|>", "\n", { "<|im_end|>", "<|action_end|>" }, false, false, false },
+	/* Qwen2 and the demo models */
+	{ "chatml", "", "<|im_start|>system\n", "", "<|im_end|>\n", "<|im_start|>user\n", "<|im_end|>\n",
+	  "<|im_start|>assistant\n", "<|im_end|>", "\n", { "<|im_end|>", "<|endoftext|>" }, false, false, false },
+	{ "llama3", "<|begin_of_text|>", "<|start_header_id|>system<|end_header_id|>\n\n", "", "<|eot_id|>",
+	  "<|start_header_id|>user<|end_header_id|>\n\n", "<|eot_id|>",
+	  "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>", "",
+	  { "<|eot_id|>", "<|end_of_text|>", "<|eom_id|>" }, true, true, false },
+	/* <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {reply} </s><s>[INST] {user} [/INST] */
+	{ "llama2", "<s>", "[INST] <<SYS>>\n", "", "\n<</SYS>>\n\n", "[INST] ", " [/INST] ", "", " </s>", "<s>",
+	  { "</s>" }, true, false, true },
+	/* no template: the text is continued as it is */
+	{ "base", "", "", "", "", "", "", "", "", "", { NULL }, false, false, false },
+};
+
+static char *dup_or_empty(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+static int from_builtin(struct chat_template *t, const struct builtin *b)
+{
+	memset(t, 0, sizeof *t);
+	snprintf(t->name, sizeof t->name, "%s", b->name);
+	t->prefix = dup_or_empty(b->prefix);
+	t->system = dup_or_empty(b->system);
+	t->meta_instruction = dup_or_empty(b->meta);
+	t->eosys = dup_or_empty(b->eosys);
+	t->user = dup_or_empty(b->user);
+	t->eoh = dup_or_empty(b->eoh);
+	t->assistant = dup_or_empty(b->assistant);
+	t->eoa = dup_or_empty(b->eoa);
+	t->separator = dup_or_empty(b->sep);
+	for (int i = 0; i < 3 && b->stop[i]; i++) t->stop_words[t->n_stop++] = strdup(b->stop[i]);
+	t->trim_content = b->trim;
+	t->always_gen_prompt = b->always_gen;
+	t->sys_in_first_user = b->sys_in_user;
+	return LM_OK;
+}
+
+int tmpl_builtin(struct chat_template *t, const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(builtins); i++)
+		if (strcmp(builtins[i].name, name) == 0) return from_builtin(t, &builtins[i]);
+	return lm_err(_("--chat-template: unknown template '%s' (built in: internlm2, chatml, llama3, llama2, base; "
+			"or a JSON file in LMDeploy's format)"), name);
+}
+
+void tmpl_free(struct chat_template *t)
+{
+	char **f[] = { &t->prefix, &t->system, &t->meta_instruction, &t->eosys, &t->user, &t->eoh, &t->assistant,
+		       &t->eoa, &t->separator };
+	for (size_t i = 0; i < ARRAY_SIZE(f); i++) {
+		free(*f[i]);
+		*f[i] = NULL;
+	}
+	for (int i = 0; i < t->n_stop; i++) free(t->stop_words[i]);
+	t->n_stop = 0;
+}
+
+int tmpl_load_json(struct chat_template *t, const char *path)
+{
+	char *buf;
+	size_t len;
+	if (read_file(path, &buf, &len) != LM_OK) return lm_err_prefix("--chat-template: ");
+	cJSON *o = cJSON_ParseWithLength(buf, len);
+	free(buf);
+	if (!cJSON_IsObject(o)) {
+		cJSON_Delete(o);
+		return lm_err(_("%s: not a JSON object (expected LMDeploy's chat template format)"), path);
+	}
+	static const struct builtin empty = { "custom", "", "", "", "", "", "", "", "", "", { NULL }, 0, 0, 0 };
+	from_builtin(t, &empty);
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "model_name");
+	snprintf(t->name, sizeof t->name, "%s", cJSON_IsString(name) ? name->valuestring : "custom");
+	static const char *const keys[] = { "system", "meta_instruction", "eosys", "user", "eoh", "assistant", "eoa",
+					    "separator" };
+	char **fields[] = { &t->system, &t->meta_instruction, &t->eosys, &t->user, &t->eoh, &t->assistant,
+			    &t->eoa, &t->separator };
+	int known = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+		if (!v) continue;
+		if (!cJSON_IsString(v)) {
+			cJSON_Delete(o);
+			tmpl_free(t);
+			return lm_err(_("%s: \"%s\" must be a string"), path, keys[i]);
+		}
+		free(*fields[i]);
+		*fields[i] = strdup(v->valuestring);
+		known++;
+	}
+	const cJSON *sw = cJSON_GetObjectItemCaseSensitive(o, "stop_words");
+	if (sw && !cJSON_IsArray(sw)) {
+		cJSON_Delete(o);
+		tmpl_free(t);
+		return lm_err(_("%s: \"stop_words\" must be an array of strings"), path);
+	}
+	const cJSON *w;
+	cJSON_ArrayForEach(w, sw) {
+		if (!cJSON_IsString(w)) {
+			cJSON_Delete(o);
+			tmpl_free(t);
+			return lm_err(_("%s: \"stop_words\" must be an array of strings"), path);
+		}
+		if (t->n_stop < TMPL_MAX_STOP) t->stop_words[t->n_stop++] = strdup(w->valuestring);
+	}
+	cJSON_Delete(o);
+	if (!known) {
+		tmpl_free(t);
+		return lm_err(_("%s: none of system, user, eoh, assistant, eoa... found (LMDeploy's chat template format)"),
+			      path);
+	}
+	return LM_OK;
+}
+
+/* Which built-in a Jinja chat_template text corresponds to, by its markers. */
+static const char *guess_from_jinja(const char *j, const char *model_type)
+{
+	if (strstr(j, "<|start_header_id|>")) return "llama3";
+	if (strstr(j, "<|im_start|>")) {
+		if (strcmp(model_type, "internlm2") == 0 && strstr(j, "bos_token")) return "internlm2";
+		return "chatml";
+	}
+	if (strstr(j, "[INST]")) return "llama2";
+	return NULL;
+}
+
+int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir, const char *model_type)
+{
+	if (!model_type) model_type = "";
+	if (arg && *arg) {
+		for (int i = 0; tmpl_builtin_names[i]; i++)
+			if (strcmp(arg, tmpl_builtin_names[i]) == 0) return tmpl_builtin(t, arg);
+		if (file_exists(arg)) return tmpl_load_json(t, arg);
+		return tmpl_builtin(t, arg); /* the unknown-name message */
+	}
+	const char *name = NULL;
+	char path[4200];
+	path_join(path, sizeof path, model_dir, "tokenizer_config.json");
+	char *buf;
+	size_t len;
+	if (file_exists(path) && read_file(path, &buf, &len) == LM_OK) {
+		cJSON *o = cJSON_ParseWithLength(buf, len);
+		free(buf);
+		const cJSON *ct = cJSON_GetObjectItemCaseSensitive(o, "chat_template");
+		if (cJSON_IsString(ct)) {
+			name = guess_from_jinja(ct->valuestring, model_type);
+		} else if (cJSON_IsArray(ct)) { /* [{name, template}]: the "default" one */
+			const cJSON *e;
+			cJSON_ArrayForEach(e, ct) {
+				const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "name");
+				const cJSON *tx = cJSON_GetObjectItemCaseSensitive(e, "template");
+				if (cJSON_IsString(n) && cJSON_IsString(tx) && strcmp(n->valuestring, "default") == 0)
+					name = guess_from_jinja(tx->valuestring, model_type);
+			}
+		}
+		cJSON_Delete(o);
+	}
+	if (!name) {
+		if (strcmp(model_type, "internlm2") == 0) name = "internlm2";
+		else if (strcmp(model_type, "qwen2") == 0) name = "chatml";
+		else name = "base";
+	}
+	return tmpl_builtin(t, name);
+}
+
+/* ---- rendering ---- */
+
+static int tt_put(struct tmpl_text *tt, const char *s, size_t n, bool user)
+{
+	if (tt->len + n + 1 > tt->cap) {
+		size_t cap = tt->cap ? tt->cap : 256;
+		while (cap < tt->len + n + 1) cap *= 2;
+		char *p = realloc(tt->s, cap);
+		if (!p) return lm_err(_("chat template: out of memory"));
+		tt->s = p;
+		tt->cap = cap;
+	}
+	if (user) {
+		if (tt->n_user == (int)ARRAY_SIZE(tt->user_off)) return lm_err(_("chat template: too many user texts"));
+		tt->user_off[tt->n_user] = tt->len;
+		tt->user_len[tt->n_user++] = n;
+	}
+	memcpy(tt->s + tt->len, s, n);
+	tt->len += n;
+	tt->s[tt->len] = 0;
+	return LM_OK;
+}
+
+static int tt_str(struct tmpl_text *tt, const char *s)
+{
+	return tt_put(tt, s, strlen(s), false);
+}
+
+/* content, trimmed as Jinja's |trim (Python's str.strip()) where the template does so */
+static int tt_content(struct tmpl_text *tt, const struct chat_template *t, const char *c, bool user)
+{
+	size_t n = strlen(c);
+	if (t->trim_content) {
+		while (n && isspace((unsigned char)*c)) c++, n--;
+		while (n && isspace((unsigned char)c[n - 1])) n--;
+	}
+	return tt_put(tt, c, n, user);
+}
+
+void tmpl_text_free(struct tmpl_text *tt)
+{
+	free(tt->s);
+	memset(tt, 0, sizeof *tt);
+}
+
+int tmpl_render(const struct chat_template *t, const struct chat_msg *msgs, int n, bool add_generation_prompt,
+		struct tmpl_text *out)
+{
+	memset(out, 0, sizeof *out);
+	int rc = tt_str(out, t->prefix);
+	bool pending_sys = false; /* llama2: system block opened, the first user turn continues it */
+	for (int i = 0; i < n && rc == LM_OK; i++) {
+		const char *role = msgs[i].role, *c = msgs[i].content;
+		if (strcmp(role, "system") == 0) {
+			rc = tt_str(out, t->system);
+			if (!rc) rc = tt_content(out, t, c, true);
+			if (!rc) rc = tt_str(out, t->eosys);
+			pending_sys = t->sys_in_first_user;
+		} else if (strcmp(role, "user") == 0) {
+			if (!pending_sys) rc = tt_str(out, t->user);
+			pending_sys = false;
+			if (!rc) rc = tt_content(out, t, c, true);
+			if (!rc) rc = tt_str(out, t->eoh);
+		} else if (strcmp(role, "assistant") == 0) {
+			rc = tt_str(out, t->assistant);
+			if (!rc) rc = tt_content(out, t, c, false);
+			if (!rc) rc = tt_str(out, t->eoa);
+			if (!rc) rc = tt_str(out, t->separator);
+		} else {
+			rc = lm_err(_("chat template: unknown role '%s'"), role);
+		}
+	}
+	if (rc == LM_OK && (add_generation_prompt || t->always_gen_prompt)) rc = tt_str(out, t->assistant);
+	if (rc != LM_OK) tmpl_text_free(out);
+	return rc;
+}
+
+int tmpl_turn(const struct chat_template *t, bool first, const char *system, const char *user,
+	      struct tmpl_text *out)
+{
+	memset(out, 0, sizeof *out);
+	int rc;
+	bool sys_open = false;
+	if (first) {
+		rc = tt_str(out, t->prefix);
+		const char *sys = system && *system ? system : t->meta_instruction;
+		if (!rc && sys && *sys) {
+			rc = tt_str(out, t->system);
+			if (!rc) rc = tt_content(out, t, sys, system && *system);
+			if (!rc) rc = tt_str(out, t->eosys);
+			sys_open = t->sys_in_first_user;
+		}
+	} else {
+		rc = tt_str(out, t->eoa);
+		if (!rc) rc = tt_str(out, t->separator);
+	}
+	if (!rc && !sys_open) rc = tt_str(out, t->user);
+	if (!rc) rc = tt_content(out, t, user, true);
+	if (!rc) rc = tt_str(out, t->eoh);
+	if (!rc) rc = tt_str(out, t->assistant);
+	if (rc != LM_OK) tmpl_text_free(out);
+	return rc;
+}

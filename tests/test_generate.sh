@@ -1,0 +1,57 @@
+#!/bin/sh
+# lmterm generate on the demo model: greedy ids equal to transformers' goldens (from --ids and from -p
+# text), --dump-logits writes the prompt's logits, and bad input fails with a message.
+. "${top_srcdir:-.}/tests/lib.sh"
+ST="${top_builddir:-.}/tests/st_tool"
+G="$TESTDATA/golden/tiny-en-zh"
+[ -x "$ST" ] || skip "tests/st_tool not built"
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+for c in en_story zh_story chat_en; do
+	ids=$("$ST" ints "$G/$c.safetensors" input_ids) || { fail "$c: reading the golden"; continue; }
+	want=$("$ST" ints "$G/$c.safetensors" greedy_ids)
+	n=$(echo "$want" | wc -w)
+	# chat_en's golden ends with <|im_end|>: ask for more tokens, generation must stop there
+	[ $c = chat_en ] && n=$((n + 20))
+	got=$("$LMTERM" generate "$DEMO" --ids "$ids" -n $n --greedy --print-ids --backend cpu 2>"$tmp/err")
+	if [ "$got" = "$want" ]; then pass "$c: --ids greedy equals golden ($(echo "$want" | wc -w) tokens)"
+	else fail "$c: --ids greedy: got '$got' want '$want' ($(cat "$tmp/err"))"; fi
+done
+
+# -p text: encoded with the tokenizer and BOS, the same continuation as the golden
+want=$("$ST" ints "$G/en_story.safetensors" greedy_ids)
+got=$("$LMTERM" generate "$DEMO" -p "Once upon a time, there was a little" -n 40 --greedy --print-ids 2>"$tmp/err")
+[ "$got" = "$want" ] && pass "-p text greedy equals golden" || fail "-p text: got '$got' want '$want' ($(cat "$tmp/err"))"
+
+# text output: streams a non-empty continuation
+out=$("$LMTERM" generate "$DEMO" -p "话说天下大势，" -n 12 --greedy 2>"$tmp/err")
+[ $? -eq 0 ] && [ -n "$out" ] && pass "text output: $out" || fail "text output empty ($(cat "$tmp/err"))"
+
+# --dump-logits: [prompt tokens, vocab] F32 whose row argmaxes are the golden's
+ids=$("$ST" ints "$G/zh_story.safetensors" input_ids)
+"$LMTERM" generate "$DEMO" --ids "$ids" -n 1 --greedy --print-ids --dump-logits "$tmp/l.safetensors" >/dev/null 2>"$tmp/err" ||
+	fail "--dump-logits: $(cat "$tmp/err")"
+shape=$("$ST" shape "$tmp/l.safetensors" logits)
+[ "$shape" = "F32 $(echo "$ids" | wc -w) 8192" ] && pass "--dump-logits shape $shape" || fail "--dump-logits shape '$shape'"
+am=$("$ST" argmax "$tmp/l.safetensors" logits)
+[ "$am" = "$("$ST" ints "$G/zh_story.safetensors" argmax_ids)" ] && pass "--dump-logits argmax equals golden" ||
+	fail "--dump-logits argmax '$am'"
+
+# a quantized KV cache runs (its continuation may differ from the float one)
+for q in 8 4; do
+	got=$("$LMTERM" generate "$DEMO" --ids "1 1344 330 651" -n 8 --greedy --print-ids --quant-policy $q 2>"$tmp/err")
+	[ $(echo "$got" | wc -w) -eq 8 ] && pass "--quant-policy $q: $got" || fail "--quant-policy $q: '$got' $(cat "$tmp/err")"
+done
+
+# bad input: one message naming the culprit, non-zero exit, no crash
+expect_fail "missing model dir" "config.json" "$LMTERM" generate "$tmp/nonexistent" --ids "1 2 3"
+expect_fail "bad --ids" "--ids" "$LMTERM" generate "$DEMO" --ids "1 x 3"
+expect_fail "--ids out of vocabulary" "vocabulary" "$LMTERM" generate "$DEMO" --ids "1 99999"
+expect_fail "empty --ids" "--ids" "$LMTERM" generate "$DEMO" --ids " "
+expect_fail "-n -1" "-n" "$LMTERM" generate "$DEMO" --ids "1 2 3" -n -1
+expect_fail "unknown option" "--bogus" "$LMTERM" generate "$DEMO" --ids "1 2 3" --bogus
+expect_fail "neither -p nor --ids" "--ids" "$LMTERM" generate "$DEMO"
+expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" generate "$DEMO" --ids "1" --quant-policy 3
+expect_fail "unwritable --dump-logits" "$tmp/no/dir" "$LMTERM" generate "$DEMO" --ids "1 2" --dump-logits "$tmp/no/dir/x"
+finish

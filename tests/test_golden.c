@@ -1,0 +1,270 @@
+/* test_golden: every model against the goldens transformers computed (float32, from the saved weights).
+ * Per model and case:
+ *   1. input_ids through forward() in one call: the stored logits rows (the last K positions) within a
+ *      relative error ||a - b|| / ||b|| <= rtol, and the argmax equal at every position;
+ *   2. greedy generation with the KV cache (the prompt in one call, then one token at a time, over a
+ *      reversed block table of short blocks) equal to greedy_ids.
+ * Environment (so that other backends reuse the test):
+ *   LMTERM_TEST_BACKEND  cpu (default), cuda or auto; cuda without a GPU skips
+ *   LMTERM_TEST_RTOL     relative logits error bound (default 1e-4)
+ *   LMTERM_TEST_ARGMAX_MISMATCH  prompt positions whose argmax may differ (default 0)
+ *   LMTERM_TEST_GREEDY_MIN       greedy tokens that must match from the start (default: all)
+ *   LMTERM_TEST_MODELS   space-separated subset of the model names below (default: all) */
+#include "config.h"
+#include "backend.h"
+#include "forward.h"
+#include "model.h"
+#include "safetensors.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct golden_model {
+	const char *name;
+	int in_srcdir;            /* models/ of the source tree (the demo model), else $TESTDATA/<sub> */
+	const char *sub;          /* fixtures or models */
+	const char *cases[4];
+};
+
+static const struct golden_model models[] = {
+	{ "llama3-rand", 0, "fixtures", { "random_ids", "text" } },
+	{ "llama3-rand-awq", 0, "fixtures", { "random_ids", "text" } },
+	{ "qwen2-rand", 0, "fixtures", { "random_ids", "text" } },
+	{ "llama-dynrope-rand", 0, "fixtures", { "random_ids", "text" } },
+	{ "internlm2-rand", 0, "fixtures", { "random_ids", "text" } },
+	{ "tiny-en-zh", 1, "models", { "en_story", "zh_story", "chat_en" } },
+	{ "tiny-en-zh-internlm2", 0, "models", { "en_story", "zh_story", "chat_en" } },
+	{ "small-en-zh", 0, "models", { "en_story", "zh_story", "chat_en" } },
+};
+
+#ifdef TEST_CPU_ONLY /* the sanitizer build links the cpu backend's sources alone, without backend.c */
+#define backend_create(be, name, dt) ((*(be) = backend_cpu_create()) ? LM_OK : LM_ERR)
+#define backend_destroy(be) ((be)->i->destroy(be))
+#undef HAVE_CUDA
+#endif
+
+static double rtol = 1e-4;
+static int argmax_slack = 0, greedy_min = -1;
+
+static double env_num(const char *name, double def)
+{
+	const char *e = getenv(name);
+	return e && *e ? atof(e) : def;
+}
+
+static const struct st_tensor *need(const struct st_file *f, const char *path, const char *name, enum dtype dt)
+{
+	const struct st_tensor *t = st_find(f, name);
+	if (!t || t->dt != dt) {
+		printf("FAIL: %s: no %s tensor '%s'\n", path, dtype_name(dt), name);
+		return NULL;
+	}
+	return t;
+}
+
+static int32_t argmax_row(const float *v, int n)
+{
+	int32_t b = 0;
+	for (int i = 1; i < n; i++)
+		if (v[i] > v[b]) b = i;
+	return b;
+}
+
+/* one case; returns 0 pass, 1 fail */
+static int run_case(struct model *m, const char *mname, const char *cname, const char *path)
+{
+	struct st_file *f;
+	if (st_open(&f, path)) {
+		printf("FAIL: %s\n", lm_errmsg());
+		return 1;
+	}
+	const struct st_tensor *tin = need(f, path, "input_ids", DT_I32), *tlog = need(f, path, "logits", DT_F32),
+			       *targ = need(f, path, "argmax_ids", DT_I32), *tgr = need(f, path, "greedy_ids", DT_I32);
+	if (!tin || !tlog || !targ || !tgr) {
+		st_close(f);
+		return 1;
+	}
+	const int T = (int)tin->shape[0], K = (int)tlog->shape[0], V = (int)tlog->shape[1], G = (int)tgr->shape[0];
+	const int32_t *ids = tin->data, *am = targ->data, *greedy = tgr->data;
+	const float *gl = tlog->data;
+	int bad = 0;
+	if (V != m->cfg.vocab || K > T || (int)targ->shape[0] != T) {
+		printf("FAIL: %s: shapes disagree with the model (vocab %d)\n", path, m->cfg.vocab);
+		st_close(f);
+		return 1;
+	}
+
+	/* a cache of short blocks in reversed order, enough for the prompt and the continuation */
+	struct backend *be = m->be;
+	struct kv_cache kv = { .n_layers = m->cfg.n_layers, .n_kv_heads = m->cfg.n_kv_heads,
+			       .head_dim = m->cfg.head_dim, .block_len = 16, .policy = KV_POLICY_NONE };
+	kv.n_blocks = (T + G + kv.block_len - 1) / kv.block_len;
+	int32_t *blocks = malloc(sizeof(int32_t) * kv.n_blocks);
+	if (blocks)
+		for (int b = 0; b < kv.n_blocks; b++) blocks[b] = kv.n_blocks - 1 - b; /* reversed: paging is used */
+	struct fwd fw;
+	float *logits = malloc(sizeof(float) * (size_t)T * V);
+	int32_t *gen = malloc(sizeof(int32_t) * (G + 1));
+	if (!blocks || !logits || !gen || be->i->kv_alloc(be, &kv) || fwd_init(&fw, m, T)) {
+		printf("FAIL: %s: %s\n", path, lm_errmsg());
+		free(blocks);
+		free(logits);
+		free(gen);
+		st_close(f);
+		return 1;
+	}
+
+	/* 1. one forward over the prompt */
+	double t0 = now_s();
+	int rc = forward(&fw, &kv, ids, T, 0, blocks, kv.n_blocks, T, logits, NULL);
+	double t_prefill = now_s() - t0;
+	double num = 0, den = 0;
+	int mism = 0, first_mism = -1;
+	if (rc) {
+		printf("FAIL: %s/%s: forward: %s\n", mname, cname, lm_errmsg());
+		bad = 1;
+	} else {
+		for (int r = 0; r < K; r++)
+			for (int v = 0; v < V; v++) {
+				double a = logits[(size_t)(T - K + r) * V + v], b = gl[(size_t)r * V + v];
+				num += (a - b) * (a - b);
+				den += b * b;
+			}
+		for (int i = 0; i < T; i++)
+			if (argmax_row(logits + (size_t)i * V, V) != am[i]) {
+				if (first_mism < 0) first_mism = i;
+				mism++;
+			}
+	}
+	double err = den > 0 ? sqrt(num / den) : INFINITY;
+
+	/* 2. greedy: the prompt in one call, then one token at a time */
+	int ok_prefix = 0;
+	t0 = now_s();
+	if (!rc) {
+		rc = forward(&fw, &kv, ids, T, 0, blocks, kv.n_blocks, -1, NULL, &gen[0]);
+		for (int j = 1; !rc && j < G; j++)
+			rc = forward(&fw, &kv, &gen[j - 1], 1, T + j - 1, blocks, kv.n_blocks, -1, NULL, &gen[j]);
+		if (rc) {
+			printf("FAIL: %s/%s: greedy: %s\n", mname, cname, lm_errmsg());
+			bad = 1;
+		}
+		while (!rc && ok_prefix < G && gen[ok_prefix] == greedy[ok_prefix]) ok_prefix++;
+	}
+	double t_gen = now_s() - t0;
+
+	int need_greedy = greedy_min < 0 ? G : MIN(greedy_min, G);
+	printf("%-22s %-10s T=%-3d rel err %.3g (bound %g), argmax %d/%d equal, greedy %d/%d equal  "
+	       "[%.2fs prefill, %.2fs greedy]\n",
+	       mname, cname, T, err, rtol, T - mism, T, ok_prefix, G, t_prefill, t_gen);
+	if (!rc) {
+		if (!(err <= rtol)) {
+			printf("FAIL: %s/%s: logits error %g > %g\n", mname, cname, err, rtol);
+			bad = 1;
+		}
+		if (mism > argmax_slack) {
+			printf("FAIL: %s/%s: argmax differs at %d positions (first at %d: %d, golden %d)\n", mname, cname,
+			       mism, first_mism, argmax_row(logits + (size_t)first_mism * V, V), am[first_mism]);
+			bad = 1;
+		}
+		if (ok_prefix < need_greedy) {
+			printf("FAIL: %s/%s: greedy token %d is %d, golden %d\n  got:   ", mname, cname, ok_prefix,
+			       gen[ok_prefix], greedy[ok_prefix]);
+			for (int j = 0; j < G; j++) printf(" %d", gen[j]);
+			printf("\n  golden:");
+			for (int j = 0; j < G; j++) printf(" %d", greedy[j]);
+			printf("\n");
+			bad = 1;
+		}
+	}
+	fwd_free(&fw);
+	be->i->kv_free(be, &kv);
+	free(blocks);
+	free(logits);
+	free(gen);
+	st_close(f);
+	return bad;
+}
+
+static bool selected(const char *name)
+{
+	const char *sel = getenv("LMTERM_TEST_MODELS");
+	if (!sel || !*sel) return true;
+	size_t n = strlen(name);
+	for (const char *p = sel; (p = strstr(p, name)); p += n)
+		if ((p == sel || p[-1] == ' ') && (p[n] == 0 || p[n] == ' ')) return true;
+	return false;
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the log even if the test crashes */
+	const char *testdata = getenv("TESTDATA"), *srcdir = getenv("top_srcdir");
+	const char *bname = getenv("LMTERM_TEST_BACKEND");
+	if (!bname || !*bname) bname = "cpu";
+	if (!testdata || !srcdir) {
+		printf("SKIP: TESTDATA and top_srcdir must be set (run through make check)\n");
+		return 77;
+	}
+	rtol = env_num("LMTERM_TEST_RTOL", 1e-4);
+	argmax_slack = (int)env_num("LMTERM_TEST_ARGMAX_MISMATCH", 0);
+	greedy_min = (int)env_num("LMTERM_TEST_GREEDY_MIN", -1);
+	if (strcmp(bname, "cuda") == 0) {
+#if HAVE_CUDA
+		if (!backend_cuda_available()) {
+			printf("SKIP: no usable CUDA GPU\n");
+			return 77;
+		}
+#else
+		printf("SKIP: built without CUDA\n");
+		return 77;
+#endif
+	}
+
+	int fails = 0, ran = 0;
+	for (size_t mi = 0; mi < ARRAY_SIZE(models); mi++) {
+		const struct golden_model *gm = &models[mi];
+		if (!selected(gm->name)) continue;
+		char dir[4096], path[4096];
+		if (gm->in_srcdir) snprintf(dir, sizeof dir, "%s/models/%s", srcdir, gm->name);
+		else snprintf(dir, sizeof dir, "%s/%s/%s", testdata, gm->sub, gm->name);
+
+		struct model_config cfg;
+		char cfgpath[4200];
+		snprintf(cfgpath, sizeof cfgpath, "%s/config.json", dir);
+		struct backend *be = NULL;
+		if (config_load(&cfg, cfgpath) || backend_create(&be, bname, cfg.dtype)) {
+			printf("FAIL: %s: %s\n", gm->name, lm_errmsg());
+			fails++;
+			continue;
+		}
+		struct model m;
+		double t0 = now_s();
+		if (model_load(&m, dir, be, FMT_AUTO, NULL, NULL)) {
+			printf("FAIL: %s: model_load: %s\n", gm->name, lm_errmsg());
+			fails++;
+			backend_destroy(be);
+			continue;
+		}
+		printf("%s: loaded in %.2fs (%s backend, %d threads)\n", gm->name, now_s() - t0, be->i->name,
+		       be->n_threads);
+		for (int ci = 0; ci < 4 && gm->cases[ci]; ci++) {
+			snprintf(path, sizeof path, "%s/golden/%s/%s.safetensors", testdata, gm->name, gm->cases[ci]);
+			fails += run_case(&m, gm->name, gm->cases[ci], path);
+			ran++;
+		}
+		model_free(&m);
+		/* everything the model, cache and workspace took must have been given back */
+		struct mem_stats ms;
+		if (!be->i->mem_stats(be, &ms) && (ms.cat[MEM_WEIGHTS] || ms.cat[MEM_KV] || ms.cat[MEM_ACT])) {
+			printf("FAIL: %s: memory still allocated after freeing: weights %zu, kv %zu, act %zu\n", gm->name,
+			       ms.cat[MEM_WEIGHTS], ms.cat[MEM_KV], ms.cat[MEM_ACT]);
+			fails++;
+		}
+		backend_destroy(be);
+	}
+	printf("%d case(s), %d failure(s)\n", ran, fails);
+	if (!ran) return 77;
+	return fails ? 1 : 0;
+}

@@ -1,0 +1,154 @@
+/* Sampler: greedy, top-k=1, seed reproducibility, repetition penalty, and that the empirical distribution
+ * of draws matches softmax(logits / T) after top-k / top-p / min-p truncation. */
+#include "config.h"
+#include "sampler.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static int fails;
+#define CHECK(c, ...) do { if (!(c)) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); fails++; } } while (0)
+
+#define V 1000
+
+static void fill_random(float *l, uint64_t seed)
+{
+	for (int i = 0; i < V; i++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		l[i] = (float)((seed >> 40) % 10000) / 1000.0f - 5.0f;
+	}
+}
+
+static struct sampling base(void)
+{
+	return (struct sampling){ .temperature = 1, .top_p = 1, .top_k = 0, .min_p = 0, .repetition_penalty = 1,
+				  .seed = 1234 };
+}
+
+/* draw n samples from logits (copied each time) and return frequencies of ids 0..k-1 */
+static void freqs(const struct sampling *p, const float *logits, int n, double *f, int k)
+{
+	struct sampler *s;
+	sampler_init(&s, V, p);
+	float *l = malloc(sizeof *l * V);
+	for (int i = 0; i < k; i++) f[i] = 0;
+	for (int t = 0; t < n; t++) {
+		memcpy(l, logits, sizeof *l * V);
+		int32_t id = sampler_sample(s, l, NULL, 0);
+		if (id < k) f[id] += 1.0 / n;
+	}
+	free(l);
+	sampler_free(s);
+}
+
+int main(void)
+{
+	float l[V], l2[V];
+	struct sampler *s;
+
+	/* greedy: temperature 0 and top-k 1 both give the argmax */
+	fill_random(l, 7);
+	int am = 0;
+	for (int i = 1; i < V; i++) if (l[i] > l[am]) am = i;
+	struct sampling p = base();
+	p.temperature = 0;
+	sampler_init(&s, V, &p);
+	memcpy(l2, l, sizeof l);
+	int32_t g = sampler_sample(s, l2, NULL, 0);
+	CHECK(g == am, "greedy picked %d, argmax is %d", g, am);
+	p = base();
+	p.top_k = 1;
+	sampler_set(s, &p);
+	int agree = 0;
+	for (int t = 0; t < 100; t++) { memcpy(l2, l, sizeof l); agree += sampler_sample(s, l2, NULL, 0) == am; }
+	CHECK(agree == 100, "top-k 1 agreed with argmax %d/100 times", agree);
+
+	/* seed: same seed, same sequence; another seed, another sequence */
+	p = base();
+	int32_t a[200], b[200], c[200];
+	sampler_set(s, &p);
+	for (int t = 0; t < 200; t++) { memcpy(l2, l, sizeof l); a[t] = sampler_sample(s, l2, NULL, 0); }
+	sampler_set(s, &p);
+	for (int t = 0; t < 200; t++) { memcpy(l2, l, sizeof l); b[t] = sampler_sample(s, l2, NULL, 0); }
+	p.seed = 99;
+	sampler_set(s, &p);
+	for (int t = 0; t < 200; t++) { memcpy(l2, l, sizeof l); c[t] = sampler_sample(s, l2, NULL, 0); }
+	CHECK(memcmp(a, b, sizeof a) == 0, "the same seed gave different sequences");
+	CHECK(memcmp(a, c, sizeof a) != 0, "seeds 1234 and 99 gave the same 200 draws");
+
+	/* repetition penalty: a positive logit divided, a negative one multiplied, once per id */
+	p = base();
+	p.temperature = 0;
+	p.repetition_penalty = 2.0f;
+	sampler_set(s, &p);
+	for (int i = 0; i < V; i++) l2[i] = -10;
+	l2[5] = 4.0f; l2[6] = 3.0f; l2[7] = -1.0f;
+	int32_t hist[] = { 5, 5, 5, 7 };
+	g = sampler_sample(s, l2, hist, 4);
+	CHECK(g == 6, "with id 5 penalized (4 -> 2) the greedy pick should be 6 (3.0), got %d", g);
+	CHECK(l2[5] == 2.0f && l2[7] == -2.0f, "penalized logits 5: %g (want 2), 7: %g (want -2)", l2[5], l2[7]);
+	sampler_free(s);
+
+	/* distributions: three live tokens with probabilities 0.5, 0.3, 0.2, the rest impossible */
+	for (int i = 0; i < V; i++) l[i] = -1e9f;
+	l[0] = logf(0.5f); l[1] = logf(0.3f); l[2] = logf(0.2f);
+	double f[3];
+	const int N = 100000;
+	const double tol = 0.01;
+	struct { const char *name; struct sampling p; double want[3]; } cases[] = {
+		{ "T=1", base(), { 0.5, 0.3, 0.2 } },
+		{ "T=2", base(), { 0, 0, 0 } },
+		{ "top-k 2", base(), { 0.625, 0.375, 0 } },
+		{ "top-p 0.7", base(), { 0.625, 0.375, 0 } },
+		{ "top-p 0.5", base(), { 1, 0, 0 } },
+		{ "min-p 0.5", base(), { 0.625, 0.375, 0 } },
+	};
+	cases[1].p.temperature = 2;
+	{ /* softmax(log p / 2) = sqrt(p) normalized */
+		double z = sqrt(0.5) + sqrt(0.3) + sqrt(0.2);
+		cases[1].want[0] = sqrt(0.5) / z; cases[1].want[1] = sqrt(0.3) / z; cases[1].want[2] = sqrt(0.2) / z;
+	}
+	cases[2].p.top_k = 2;
+	cases[3].p.top_p = 0.7f;
+	cases[4].p.top_p = 0.5f;
+	cases[5].p.min_p = 0.5f;
+	for (size_t k = 0; k < ARRAY_SIZE(cases); k++) {
+		freqs(&cases[k].p, l, N, f, 3);
+		double err = 0;
+		for (int i = 0; i < 3; i++) err = fmax(err, fabs(f[i] - cases[k].want[i]));
+		printf("%-10s freq %.4f %.4f %.4f  want %.4f %.4f %.4f\n", cases[k].name, f[0], f[1], f[2],
+		       cases[k].want[0], cases[k].want[1], cases[k].want[2]);
+		CHECK(err < tol, "%s: frequencies off by %.4f", cases[k].name, err);
+	}
+
+	/* generation_config.json: fields read, do_sample=false means greedy, missing file is fine */
+	char dir[] = "/tmp/lmterm-sampler-XXXXXX";
+	if (mkdtemp(dir)) {
+		char path[256];
+		snprintf(path, sizeof path, "%s/generation_config.json", dir);
+		FILE *fp = fopen(path, "w");
+		fprintf(fp, "{\"temperature\": 0.7, \"top_p\": 0.8, \"top_k\": 50, \"repetition_penalty\": 1.1}");
+		fclose(fp);
+		p = base();
+		CHECK(sampling_from_generation_config(&p, dir) == LM_OK, "%s", lm_errmsg());
+		CHECK(fabsf(p.temperature - 0.7f) < 1e-6 && fabsf(p.top_p - 0.8f) < 1e-6 && p.top_k == 50 &&
+		      fabsf(p.repetition_penalty - 1.1f) < 1e-6, "generation_config values not read");
+		fp = fopen(path, "w");
+		fprintf(fp, "{\"temperature\": 0.7, \"do_sample\": false}");
+		fclose(fp);
+		CHECK(sampling_from_generation_config(&p, dir) == LM_OK && p.temperature == 0, "do_sample false");
+		fp = fopen(path, "w");
+		fprintf(fp, "{\"temperature\": ");
+		fclose(fp);
+		CHECK(sampling_from_generation_config(&p, dir) == LM_ERR && strstr(lm_errmsg(), "generation_config"),
+		      "malformed file: '%s'", lm_errmsg());
+		unlink(path);
+		CHECK(sampling_from_generation_config(&p, dir) == LM_OK, "missing file is not an error");
+		rmdir(dir);
+	}
+	if (fails) return 1;
+	printf("sampler: all checks passed\n");
+	return 0;
+}

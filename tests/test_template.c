@@ -1,0 +1,199 @@
+/* Chat templates: the built-in chatml, internlm2 and llama3 templates reproduce, byte for byte, conversations
+ * that Jinja rendered from the real chat_template texts ($TESTDATA/templates/goldens.json); turn-by-turn
+ * rendering (what the engine prefills) concatenates to the same text; templates are chosen from
+ * tokenizer_config.json; LMDeploy JSON templates load, and bad ones are refused with the file named. */
+#include "config.h"
+#include "template.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static int fails;
+#define CHECK(c, ...) do { if (!(c)) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); fails++; } } while (0)
+
+static void show(const char *what, const char *s)
+{
+	printf("  %s: \"", what);
+	for (; *s; s++) {
+		if (*s == '\n') printf("\\n");
+		else putchar(*s);
+	}
+	printf("\"\n");
+}
+
+/* render every conversation of goldens[key] with template name; returns cases compared */
+static int check_goldens(cJSON *g, const char *key, const char *name, int *matched)
+{
+	const cJSON *cases = cJSON_GetObjectItemCaseSensitive(g, key);
+	if (!cJSON_IsArray(cases)) {
+		printf("FAIL: goldens.json has no \"%s\"\n", key);
+		fails++;
+		return 0;
+	}
+	struct chat_template t;
+	if (tmpl_builtin(&t, name) != LM_OK) {
+		printf("FAIL: %s\n", lm_errmsg());
+		fails++;
+		return 0;
+	}
+	int n = 0;
+	*matched = 0;
+	const cJSON *c;
+	cJSON_ArrayForEach(c, cases) {
+		const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(c, "messages");
+		bool gen = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt"));
+		const char *want = cJSON_GetObjectItemCaseSensitive(c, "rendered")->valuestring;
+		struct chat_msg m[16];
+		int nm = 0;
+		const cJSON *e;
+		cJSON_ArrayForEach(e, msgs) {
+			if (nm == 16) break;
+			m[nm].role = cJSON_GetObjectItemCaseSensitive(e, "role")->valuestring;
+			m[nm].content = cJSON_GetObjectItemCaseSensitive(e, "content")->valuestring;
+			nm++;
+		}
+		struct tmpl_text tt;
+		if (tmpl_render(&t, m, nm, gen, &tt) != LM_OK) {
+			printf("FAIL: render: %s\n", lm_errmsg());
+			fails++;
+			continue;
+		}
+		n++;
+		if (strcmp(tt.s, want) == 0) {
+			(*matched)++;
+		} else {
+			printf("%s case %d (%s) differs:\n", key, n, name);
+			show("want", want);
+			show("got ", tt.s);
+		}
+		/* turn by turn, as the engine renders: only for conversations ending with a user turn + prompt */
+		if (gen && nm && strcmp(m[nm - 1].role, "user") == 0) {
+			int i = 0;
+			const char *sys = NULL;
+			if (strcmp(m[0].role, "system") == 0) sys = m[i++].content;
+			char *acc = calloc(1, 1);
+			size_t alen = 0;
+			bool first = true;
+			for (; i < nm; i++) {
+				if (strcmp(m[i].role, "user") == 0) {
+					struct tmpl_text tu;
+					tmpl_turn(&t, first, sys, m[i].content, &tu);
+					acc = realloc(acc, alen + tu.len + 1);
+					memcpy(acc + alen, tu.s, tu.len + 1);
+					alen += tu.len;
+					/* the user's text is marked as such */
+					bool marked = false;
+					for (int u = 0; u < tu.n_user; u++)
+						marked |= tu.user_len[u] == strlen(m[i].content) &&
+							  memcmp(tu.s + tu.user_off[u], m[i].content, tu.user_len[u]) == 0;
+					CHECK(marked || t.trim_content, "%s: user text not marked in its turn", key);
+					tmpl_text_free(&tu);
+					first = false;
+				} else { /* the reply as the model wrote it */
+					size_t l = strlen(m[i].content);
+					acc = realloc(acc, alen + l + 1);
+					memcpy(acc + alen, m[i].content, l + 1);
+					alen += l;
+				}
+			}
+			CHECK(strcmp(acc, tt.s) == 0, "%s case %d: turn-by-turn rendering differs from the whole", key, n);
+			free(acc);
+		}
+		tmpl_text_free(&tt);
+	}
+	tmpl_free(&t);
+	printf("%-55s %-9s %d/%d byte-identical\n", key, name, *matched, n);
+	return n;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	fputs(text, f);
+	fclose(f);
+}
+
+int main(void)
+{
+	const char *td = getenv("TESTDATA");
+	if (!td) td = "tests/data-unpacked";
+	char path[4096];
+	snprintf(path, sizeof path, "%s/templates/goldens.json", td);
+	char *buf;
+	size_t len;
+	if (read_file(path, &buf, &len) != LM_OK) {
+		printf("FAIL: %s\n", lm_errmsg());
+		return 1;
+	}
+	cJSON *g = cJSON_Parse(buf);
+	free(buf);
+	int m, n;
+	n = check_goldens(g, "tiny-en-zh (chatml)", "chatml", &m);
+	CHECK(n >= 3 && m == n, "chatml: %d of %d", m, n);
+	n = check_goldens(g, "internlm2 (InternLM2/2.5 chat, published template)", "internlm2", &m);
+	CHECK(n >= 3 && m == n, "internlm2: %d of %d", m, n);
+	n = check_goldens(g, "llama3", "llama3", &m);
+	CHECK(n >= 3 && m == n, "llama3: %d of %d", m, n);
+	/* Qwen3's own template adds <think> blocks that only its Jinja text reproduces: informational */
+	check_goldens(g, "qwen3", "chatml", &m);
+	cJSON_Delete(g);
+
+	/* choosing from tokenizer_config.json */
+	char dir[] = "/tmp/lmterm-tmpl-XXXXXX";
+	if (!mkdtemp(dir)) return 1;
+	struct { const char *file, *model_type, *want; } choose[] = {
+		{ "tokenizers/llama3.tokenizer_config.json", "llama", "llama3" },
+		{ "tokenizers/qwen3.tokenizer_config.json", "qwen3", "chatml" },
+		{ "tokenizers/llama2.tokenizer_config.json", "llama", "base" }, /* it has no chat_template */
+		{ "models/tiny-en-zh-internlm2/tokenizer_config.json", "internlm2", "chatml" },
+	};
+	char dst[4200];
+	snprintf(dst, sizeof dst, "%s/tokenizer_config.json", dir);
+	for (size_t i = 0; i < ARRAY_SIZE(choose); i++) {
+		snprintf(path, sizeof path, "%s/%s", td, choose[i].file);
+		if (read_file(path, &buf, &len) != LM_OK) {
+			printf("FAIL: %s\n", lm_errmsg());
+			fails++;
+			continue;
+		}
+		write_file(dst, buf);
+		free(buf);
+		struct chat_template t;
+		CHECK(tmpl_choose(&t, NULL, dir, choose[i].model_type) == LM_OK, "%s", lm_errmsg());
+		CHECK(strcmp(t.name, choose[i].want) == 0, "%s: chose %s, want %s", choose[i].file, t.name, choose[i].want);
+		printf("%s -> %s\n", choose[i].file, t.name);
+		tmpl_free(&t);
+	}
+	unlink(dst);
+	struct chat_template t;
+	CHECK(tmpl_choose(&t, NULL, dir, "internlm2") == LM_OK && strcmp(t.name, "internlm2") == 0,
+	      "no tokenizer_config.json, model_type internlm2");
+	tmpl_free(&t);
+
+	/* LMDeploy JSON templates */
+	snprintf(dst, sizeof dst, "%s/tmpl.json", dir);
+	write_file(dst, "{\"model_name\": \"mine\", \"system\": \"<|im_start|>system\\n\", \"meta_instruction\": \"Be brief.\","
+			" \"eosys\": \"<|im_end|>\\n\", \"user\": \"<|im_start|>user\\n\", \"eoh\": \"<|im_end|>\\n\","
+			" \"assistant\": \"<|im_start|>assistant\\n\", \"eoa\": \"<|im_end|>\", \"separator\": \"\\n\","
+			" \"stop_words\": [\"<|im_end|>\"]}");
+	CHECK(tmpl_choose(&t, dst, dir, "llama") == LM_OK, "%s", lm_errmsg());
+	struct tmpl_text tt;
+	tmpl_turn(&t, true, NULL, "Hi", &tt);
+	const char *want = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+	CHECK(strcmp(tt.s, want) == 0 && t.n_stop == 1 && strcmp(t.name, "mine") == 0, "JSON template: got '%s'", tt.s);
+	tmpl_text_free(&tt);
+	tmpl_free(&t);
+	write_file(dst, "{\"user\": 3}");
+	CHECK(tmpl_load_json(&t, dst) == LM_ERR && strstr(lm_errmsg(), "tmpl.json") && strstr(lm_errmsg(), "user"),
+	      "bad key type: '%s'", lm_errmsg());
+	write_file(dst, "[1, 2");
+	CHECK(tmpl_load_json(&t, dst) == LM_ERR && strstr(lm_errmsg(), "tmpl.json"), "malformed: '%s'", lm_errmsg());
+	unlink(dst);
+	CHECK(tmpl_choose(&t, "nonesuch", dir, "llama") == LM_ERR && strstr(lm_errmsg(), "nonesuch"), "unknown name");
+	rmdir(dir);
+	if (fails) return 1;
+	printf("templates: all checks passed\n");
+	return 0;
+}
