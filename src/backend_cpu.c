@@ -26,7 +26,10 @@
  *    policy 0: head_dim floats; policy 8/4: kvquant.h's quantized bytes, then fp16 scale, fp16 zero.
  *
  * The step state (struct step) is kept by value, its arrays by pointer: the backend is synchronous, and
- * forward() keeps them alive until its ops have returned. */
+ * forward() keeps them alive until its ops have returned.
+ *
+ * Threads: LMTERM_THREADS, else every CPU this process may run on. One backend serves one caller thread at
+ * a time (the engine thread); its pool's workers sleep on a condition variable between ops. */
 #include "config.h"
 #include "backend.h"
 #include "i18n.h"
@@ -460,55 +463,14 @@ static int cpu_weight_random(struct backend *be, struct weight *w, enum dtype dt
 	return LM_OK;
 }
 
-/* 8 floats: two SSE registers, or one AVX register. These helpers are static and inlined, so GCC's
- * note that passing them by value would change the ABI without AVX does not apply. */
+/* ---------------------------------------------------------------------------------------------------
+ * Vector kernels, on GCC vector types: 8 floats are two SSE registers or one AVX register. The helpers
+ * are static and inlined, so GCC's note that passing them by value changes the ABI without AVX is moot. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef float v8sf __attribute__((vector_size(32)));
 typedef uint8_t v8qu __attribute__((vector_size(8)));
-
-/* Row j of a weight as floats: a pointer into the weight (F32) or into buf (converted). */
-static const float *weight_row(const struct weight *w, int j, float *buf)
-{
-	const size_t K = (size_t)w->cols;
-	switch (w->dt) {
-	case DT_F32:
-		return (const float *)w->data + (size_t)j * K;
-	case DT_BF16: {
-		const uint16_t *s = (const uint16_t *)w->data + (size_t)j * K;
-		for (size_t k = 0; k < K; k++) buf[k] = bf16_to_f32(s[k]);
-		return buf;
-	}
-	case DT_F16: {
-		const uint16_t *s = (const uint16_t *)w->data + (size_t)j * K;
-		for (size_t k = 0; k < K; k++) buf[k] = f16_table[s[k]];
-		return buf;
-	}
-	case DT_Q4: {
-		const int g = w->group, G = w->cols / g;
-		const uint8_t *q = (const uint8_t *)w->qweight + (size_t)j * (K / 2);
-		const float *sc = (const float *)w->scales + (size_t)j * G, *zr = (const float *)w->qzeros + (size_t)j * G;
-		for (int gi = 0; gi < G; gi++) {
-			const float s = sc[gi], z = zr[gi];
-			for (int k = gi * g; k < (gi + 1) * g; k += 16) {
-				v8qu b;
-				memcpy(&b, q + k / 2, sizeof b);
-				v8sf lo = __builtin_convertvector(b & 15, v8sf), hi = __builtin_convertvector(b >> 4, v8sf);
-				lo = (lo - z) * s;
-				hi = (hi - z) * s;
-				memcpy(buf + k, &lo, sizeof lo);
-				memcpy(buf + k + 8, &hi, sizeof hi);
-			}
-		}
-		return buf;
-	}
-	default:
-		return NULL;
-	}
-}
-
-/* ---------------------------------------------------------------------------------------------------
- * Vector kernels */
-
+typedef uint16_t v8hu __attribute__((vector_size(16)));
+typedef uint32_t v8su __attribute__((vector_size(32)));
 
 static inline v8sf load8(const float *p)
 {
@@ -554,8 +516,6 @@ static inline void dot4(const float *x, const float *const w[4], int n, float ou
 
 /* As dot4 with bf16 weight rows, widened in registers: decode steps (one token) read each weight once,
  * so converting a row into scratch first would cost more than the dot itself. */
-typedef uint16_t v8hu __attribute__((vector_size(16)));
-typedef uint32_t v8su __attribute__((vector_size(32)));
 static inline v8sf load8_bf16(const uint16_t *p)
 {
 	v8hu h;
@@ -583,6 +543,46 @@ static inline void dot4_bf16(const float *x, const uint16_t *const w[4], int n, 
 	out[3] = hsum8(a3);
 	for (; k < n; k++)
 		for (int r = 0; r < 4; r++) out[r] += x[k] * bf16_to_f32(w[r][k]);
+}
+
+/* Row j of a weight as floats: a pointer into the weight (F32) or into buf (converted). */
+static const float *weight_row(const struct weight *w, int j, float *buf)
+{
+	const size_t K = (size_t)w->cols;
+	switch (w->dt) {
+	case DT_F32:
+		return (const float *)w->data + (size_t)j * K;
+	case DT_BF16: {
+		const uint16_t *s = (const uint16_t *)w->data + (size_t)j * K;
+		for (size_t k = 0; k < K; k++) buf[k] = bf16_to_f32(s[k]);
+		return buf;
+	}
+	case DT_F16: {
+		const uint16_t *s = (const uint16_t *)w->data + (size_t)j * K;
+		for (size_t k = 0; k < K; k++) buf[k] = f16_table[s[k]];
+		return buf;
+	}
+	case DT_Q4: {
+		const int g = w->group, G = w->cols / g;
+		const uint8_t *q = (const uint8_t *)w->qweight + (size_t)j * (K / 2);
+		const float *sc = (const float *)w->scales + (size_t)j * G, *zr = (const float *)w->qzeros + (size_t)j * G;
+		for (int gi = 0; gi < G; gi++) {
+			const float s = sc[gi], z = zr[gi];
+			for (int k = gi * g; k < (gi + 1) * g; k += 16) {
+				v8qu b;
+				memcpy(&b, q + k / 2, sizeof b);
+				v8sf lo = __builtin_convertvector(b & 15, v8sf), hi = __builtin_convertvector(b >> 4, v8sf);
+				lo = (lo - z) * s;
+				hi = (hi - z) * s;
+				memcpy(buf + k, &lo, sizeof lo);
+				memcpy(buf + k + 8, &hi, sizeof hi);
+			}
+		}
+		return buf;
+	}
+	default:
+		return NULL;
+	}
 }
 
 /* ---------------------------------------------------------------------------------------------------
