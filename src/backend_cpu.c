@@ -494,6 +494,17 @@ static inline float dot(const float *a, const float *b, int n)
 	return s;
 }
 
+/* y += a * x */
+static inline void axpy(float *y, float a, const float *x, int n)
+{
+	int k = 0;
+	for (; k + 8 <= n; k += 8) {
+		v8sf v = load8(y + k) + a * load8(x + k);
+		memcpy(y + k, &v, sizeof v);
+	}
+	for (; k < n; k++) y[k] += a * x[k];
+}
+
 /* out[r] = x . w[r] for four weight rows at once: x is read once for four rows */
 static inline void dot4(const float *x, const float *const w[4], int n, float out[4])
 {
@@ -898,7 +909,7 @@ SIMD_CLONES static void att_worker(void *arg, int tid, int nt)
 			const float pr = score[p] / sum;
 			int blk = kv_block_of(c, kv, p);
 			const float *v = kv_load(kv, kv_row(kv, blk, jb->layer, 1, kvh, p % kv->block_len), kbuf);
-			for (int d = 0; d < hd; d++) acc[d] += pr * v[d];
+			axpy(acc, pr, v, hd);
 		}
 		memcpy(jb->out + (size_t)i * nh * hd + (size_t)h * hd, acc, (size_t)hd * sizeof(float));
 	}
