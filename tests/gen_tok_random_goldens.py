@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Write tests/data/tokenizer/random_goldens.json(.xz): the libraries' own answers on random inputs.
+
+For each tokenizer of goldens.json: `encode` = [text, ids] for random texts mixing scripts, whitespace kinds,
+contractions, digits, emoji, combining marks and special-token names (ids without BOS/EOS: sentencepiece's
+encode, tokenizers' encode(add_special_tokens=False)); `decode` = [ids, text, text_skip] for random id
+sequences, biased to the low ids where byte pieces live (sentencepiece's decode; tokenizers' decode with
+skip_special_tokens False and True; text_skip is null for sentencepiece). Cases whose text would hold NUL are
+left out (the C test reads them through cJSON).
+
+Needs: pip install sentencepiece tokenizers. Run from the source tree:
+    python3 tests/gen_tok_random_goldens.py tests/data-unpacked && xz -9 tests/data/tokenizer/random_goldens.json
+"""
+import json
+import random
+import sys
+
+import sentencepiece
+import tokenizers
+
+POOLS = [
+    "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789", " ", "  ", "\n", "\r\n", "\t",
+    "'s", "'T", "'re", "'VE", "'m", "'ll", "'d", "\u017f", "'", '"', ".,;:!?-()[]{}<>/\\@#$%^&*_=+~`|",
+    "你好世界天下大势分久必合", "日本語のテキスト", "한국어", "Ελληνικά", "Русский", "العربية", "हिन्दी", "ไทย",
+    "😀👍🏽👨\u200d👩", "🇨🇳", "é", "e\u0301", "ñ", "ü", "\u00a0", "\u3000", "\u2028", "\u200b", "\u0085", "\x0b",
+    "\x0c", "１２３", "ａｂｃ", "½", "Ⅻ", "²", "<s>", "</s>", "<unk>", "<|im_start|>", "<|im_end|>",
+    "<|endoftext|>", "<|begin_of_text|>", "<think>", "</think>", "<0x0A>", "▁", "Ġ", "\x7f", "\ufffd",
+]
+
+
+def texts(rng, n):
+    out = []
+    for _ in range(n):
+        k = rng.randint(0, 25)
+        out.append("".join(rng.choice(POOLS) if rng.random() < 0.5 else rng.choice(rng.choice(POOLS))
+                           for _ in range(k)))
+    return out
+
+
+def main():
+    td = sys.argv[1] if len(sys.argv) > 1 else "tests/data-unpacked"
+    specs = [
+        ("spm_tiny", "models/tiny-en-zh/tokenizer.model"),
+        ("json_tiny", "models/tiny-en-zh/tokenizer.json"),
+        ("llama2", f"{td}/tokenizers/llama2.tokenizer.json"),
+        ("llama3", f"{td}/tokenizers/llama3.tokenizer.json"),
+        ("qwen3", f"{td}/tokenizers/qwen3.tokenizer.json"),
+    ]
+    result = {}
+    for i, (name, path) in enumerate(specs):
+        rng = random.Random(1000 + i)
+        if path.endswith(".model"):
+            sp = sentencepiece.SentencePieceProcessor(model_file=path)
+            vocab = sp.get_piece_size()
+            enc = sp.encode
+            dec = lambda ids, skip: None if skip else sp.decode(ids)
+        else:
+            tk = tokenizers.Tokenizer.from_file(path)
+            vocab = tk.get_vocab_size(with_added_tokens=True)
+            enc = lambda s: tk.encode(s, add_special_tokens=False).ids
+            dec = lambda ids, skip: tk.decode(ids, skip_special_tokens=skip)
+        cases = [[s, enc(s)] for s in texts(rng, 400)]
+        dcases = []
+        while len(dcases) < 300:
+            ids = [rng.randrange(vocab) if rng.random() < 0.6 else rng.randrange(min(vocab, 300))
+                   for _ in range(rng.randint(0, 12))]
+            a, b = dec(ids, False), dec(ids, True)
+            if "\x00" in a or (b and "\x00" in b):
+                continue
+            dcases.append([ids, a, b])
+        result[name] = {"encode": cases, "decode": dcases}
+    with open("tests/data/tokenizer/random_goldens.json", "w") as f:
+        json.dump(result, f, ensure_ascii=False)
+    print("versions: sentencepiece", sentencepiece.__version__, "tokenizers", tokenizers.__version__)
+
+
+if __name__ == "__main__":
+    main()
