@@ -324,6 +324,8 @@ void tok_free(struct tokenizer *t)
 	strmap_free(&t->ids);
 	strmap_free(&t->user);
 	free(t->unk_surface);
+	free(t->trie);
+	free(t->norm_strs);
 	tok_hf_free(t->hf);
 	free(t);
 }

@@ -67,6 +67,12 @@ struct tokenizer {
 	struct strmap user;    /* user-defined symbols, matched before BPE */
 	uint32_t user_maxlen;
 	bool user_first[256]; /* first bytes of user-defined symbols: most positions need no lookup */
+	/* normalization rules (precompiled_charsmap): a darts-clone double-array trie over UTF-8 input whose
+	 * values are offsets of NUL-terminated replacements in norm_strs */
+	uint32_t *trie;
+	size_t ntrie;
+	char *norm_strs;
+	size_t nnorm_strs;
 
 	struct hf *hf;
 };

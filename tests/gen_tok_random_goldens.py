@@ -8,6 +8,11 @@ sequences, biased to the low ids where byte pieces live (sentencepiece's decode;
 skip_special_tokens False and True; text_skip is null for sentencepiece). Cases whose text would hold NUL are
 left out (the C test reads them through cJSON).
 
+Two more sentencepiece models, trained here to cover what the demo model does not use (nmt_nfkc normalization
+rules, remove_extra_whitespaces, no dummy prefix, no byte fallback so unknown pieces, control symbols):
+tests/data/tokenizers/spm_nfkc.model and spm_ident.model (--train writes them again, from the first 300000
+characters of wiki.valid.raw plus the goldens' texts).
+
 Needs: pip install sentencepiece tokenizers. Run from the source tree:
     python3 tests/gen_tok_random_goldens.py tests/data-unpacked && xz -9 tests/data/tokenizer/random_goldens.json
 """
@@ -37,14 +42,36 @@ def texts(rng, n):
     return out
 
 
+def train(td):
+    text = open(f"{td}/text/wiki.valid.raw", encoding="utf-8").read()[:300000]
+    g = json.load(open(f"{td}/tokenizer/goldens.json", encoding="utf-8"))
+    extra = "\n".join(c["text"] for c in g["spm_tiny"]) * 3
+    with open("/tmp/spm_train.txt", "w", encoding="utf-8") as f:
+        f.write(text + "\n" + extra + "\nＡＢＣ ｱｲｳ ① ㈱ ﬁ ½ Ⅻ\n" * 20)
+    common = dict(input="/tmp/spm_train.txt", model_type="bpe", character_coverage=0.9995, minloglevel=2)
+    sentencepiece.SentencePieceTrainer.train(model_prefix="/tmp/spm_nfkc", vocab_size=600,
+        normalization_rule_name="nmt_nfkc", byte_fallback=False, user_defined_symbols=["<|im_end|>", "<tab>"],
+        control_symbols=["<ctl>"], **common)
+    sentencepiece.SentencePieceTrainer.train(model_prefix="/tmp/spm_ident", vocab_size=1500,
+        normalization_rule_name="identity", add_dummy_prefix=False, remove_extra_whitespaces=True,
+        byte_fallback=True, user_defined_symbols=["<|im_end|>"], **common)
+    for n in ("nfkc", "ident"):
+        with open(f"/tmp/spm_{n}.model", "rb") as f, open(f"tests/data/tokenizers/spm_{n}.model", "wb") as o:
+            o.write(f.read())
+
+
 def main():
-    td = sys.argv[1] if len(sys.argv) > 1 else "tests/data-unpacked"
+    td = next((a for a in sys.argv[1:] if not a.startswith("--")), "tests/data-unpacked")
+    if "--train" in sys.argv:
+        train(td)
     specs = [
         ("spm_tiny", "models/tiny-en-zh/tokenizer.model"),
         ("json_tiny", "models/tiny-en-zh/tokenizer.json"),
         ("llama2", f"{td}/tokenizers/llama2.tokenizer.json"),
         ("llama3", f"{td}/tokenizers/llama3.tokenizer.json"),
         ("qwen3", f"{td}/tokenizers/qwen3.tokenizer.json"),
+        ("spm_nfkc", f"{td}/tokenizers/spm_nfkc.model"),
+        ("spm_ident", f"{td}/tokenizers/spm_ident.model"),
     ]
     result = {}
     for i, (name, path) in enumerate(specs):
