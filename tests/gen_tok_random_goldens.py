@@ -60,6 +60,17 @@ def train(td):
             o.write(f.read())
 
 
+def normalized_variant(src, dst, extra):
+    """The same tokenizer.json with every added token normalized=true (matched in normalized text), plus
+    extra added tokens: tokenizers' other way of matching added tokens. test_tok.c makes the same file."""
+    t = json.load(open(src, encoding="utf-8"))
+    for a in t["added_tokens"]:
+        a["normalized"] = True
+    t["added_tokens"] += extra
+    with open(dst, "w", encoding="utf-8") as f:
+        json.dump(t, f, ensure_ascii=False)
+
+
 def main():
     td = next((a for a in sys.argv[1:] if not a.startswith("--")), "tests/data-unpacked")
     if "--train" in sys.argv:
@@ -72,7 +83,12 @@ def main():
         ("qwen3", f"{td}/tokenizers/qwen3.tokenizer.json"),
         ("spm_nfkc", f"{td}/tokenizers/spm_nfkc.model"),
         ("spm_ident", f"{td}/tokenizers/spm_ident.model"),
+        ("llama2_normalized", "/tmp/llama2_normalized.tokenizer.json"),
+        ("json_tiny_normalized", "/tmp/json_tiny_normalized.tokenizer.json"),
     ]
+    normalized_variant(specs[2][1], specs[7][1], [])
+    normalized_variant(specs[1][1], specs[8][1], [{"id": 8192, "content": " hi", "single_word": False, "lstrip": False,
+                                                   "rstrip": False, "normalized": True, "special": False}])
     result = {}
     for i, (name, path) in enumerate(specs):
         rng = random.Random(1000 + i)

@@ -258,6 +258,28 @@ static void long_text(const char *name, const char *path, const char *text, size
 	tok_free(t);
 }
 
+/* As tests/gen_tok_random_goldens.py's normalized_variant: all added tokens normalized, and for the tiny
+ * tokenizer one more added token, " hi" (id 8192). */
+static bool normalized_variant(const char *src, const char *dst, bool extra)
+{
+	char *text = slurp(src, NULL);
+	cJSON *root = text ? cJSON_Parse(text) : NULL, *a;
+	free(text);
+	if (!root) return false;
+	cJSON *added = cJSON_GetObjectItem(root, "added_tokens");
+	cJSON_ArrayForEach(a, added) cJSON_ReplaceItemInObject(a, "normalized", cJSON_CreateTrue());
+	if (extra)
+		cJSON_AddItemToArray(added, cJSON_Parse("{\"id\": 8192, \"content\": \" hi\", \"single_word\": false, "
+							 "\"lstrip\": false, \"rstrip\": false, \"normalized\": true, \"special\": false}"));
+	char *out = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	FILE *f = out ? fopen(dst, "wb") : NULL;
+	bool ok = f && fputs(out, f) >= 0;
+	if (f) ok = fclose(f) == 0 && ok;
+	free(out);
+	return ok;
+}
+
 static void expect_load_fail(const char *what, const char *path)
 {
 	struct tokenizer *t = NULL;
@@ -384,7 +406,7 @@ int main(void)
 		fprintf(stderr, "TESTDATA and top_srcdir must be set\n");
 		return 77;
 	}
-	char gpath[1024], paths[7][1024];
+	char gpath[1024], paths[9][1024];
 	snprintf(gpath, sizeof(gpath), "%s/tokenizer/goldens.json", td);
 	char *gtext = slurp(gpath, NULL);
 	if (!gtext) {
@@ -399,11 +421,17 @@ int main(void)
 	}
 	/* the five of goldens.json, then two sentencepiece models trained for the tests (nmt_nfkc rules, no byte
 	 * fallback, control symbols; identity without dummy prefix, extra whitespace removed) */
-	static const char *names[7] = { "spm_tiny", "json_tiny", "llama2", "llama3", "qwen3", "spm_nfkc", "spm_ident" };
+	static const char *names[9] = { "spm_tiny", "json_tiny", "llama2", "llama3", "qwen3", "spm_nfkc", "spm_ident",
+					"llama2_normalized", "json_tiny_normalized" };
 	snprintf(paths[0], sizeof(paths[0]), "%s/models/tiny-en-zh/tokenizer.model", top);
 	snprintf(paths[1], sizeof(paths[1]), "%s/models/tiny-en-zh/tokenizer.json", top);
 	for (int i = 2; i < 5; i++) snprintf(paths[i], sizeof(paths[i]), "%s/tokenizers/%s.tokenizer.json", td, names[i]);
 	for (int i = 5; i < 7; i++) snprintf(paths[i], sizeof(paths[i]), "%s/tokenizers/%s.model", td, names[i]);
+	/* variants with every added token normalized=true (matched in the normalized text) */
+	for (int i = 7; i < 9; i++) {
+		snprintf(paths[i], sizeof(paths[i]), "test_tok_tmp_%d_%s.tokenizer.json", (int)getpid(), names[i]);
+		if (!normalized_variant(paths[i == 7 ? 2 : 1], paths[i], i == 8)) CHECK(0, "cannot write %s", paths[i]);
+	}
 	const char *only = getenv("TOK_ONLY"); /* debugging: one tokenizer */
 	for (int i = 0; i < 5; i++) {
 		if (only && strcmp(only, names[i])) continue;
@@ -422,7 +450,7 @@ int main(void)
 		g = cJSON_Parse(gtext);
 		free(gtext);
 		CHECK(g != NULL, "%s: bad JSON", gpath);
-		for (int i = 0; g && i < 7; i++)
+		for (int i = 0; g && i < 9; i++)
 			if (!only || !strcmp(only, names[i])) random_goldens(names[i], paths[i], cJSON_GetObjectItem(g, names[i]));
 		cJSON_Delete(g);
 	}
@@ -504,6 +532,8 @@ int main(void)
 	}
 
 	malformed(paths[0], paths[1]);
+	remove(paths[7]);
+	remove(paths[8]);
 	printf("%d checks, %d failed\n", checks, fails);
 	return fails ? 1 : 0;
 }
