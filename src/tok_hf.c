@@ -758,6 +758,10 @@ static int normalize(const struct hf *hf, const char *s, size_t n, struct buf *o
 				rc = to_cps(out->p, out->n, &cps, &offs, &ncp);
 				for (int k = 0; rc == LM_OK && k < ncp; k++) {
 					utf8proc_uint8_t enc[4];
+					if (cps[k] == 0x130) { /* Rust's char::to_lowercase: the one unconditional two-character case */
+						rc = buf_put(&nb, "i\xcc\x87", 3);
+						continue;
+					}
 					utf8proc_ssize_t l = utf8proc_encode_char(utf8proc_tolower(cps[k]), enc);
 					rc = buf_put(&nb, enc, (size_t)l);
 				}

@@ -28,7 +28,7 @@ POOLS = [
     "'s", "'T", "'re", "'VE", "'m", "'ll", "'d", "\u017f", "'", '"', ".,;:!?-()[]{}<>/\\@#$%^&*_=+~`|",
     "你好世界天下大势分久必合", "日本語のテキスト", "한국어", "Ελληνικά", "Русский", "العربية", "हिन्दी", "ไทย",
     "😀👍🏽👨\u200d👩", "🇨🇳", "é", "e\u0301", "ñ", "ü", "\u00a0", "\u3000", "\u2028", "\u200b", "\u0085", "\x0b",
-    "\x0c", "１２３", "ａｂｃ", "½", "Ⅻ", "²", "<s>", "</s>", "<unk>", "<|im_start|>", "<|im_end|>",
+    "\x0c", "１２３", "ａｂｃ", "½", "Ⅻ", "²", "İ", "ß", "ΣΑΣ", "ﬁ", "Å", "<s>", "</s>", "<unk>", "<|im_start|>", "<|im_end|>",
     "<|endoftext|>", "<|begin_of_text|>", "<think>", "</think>", "<0x0A>", "▁", "Ġ", "\x7f", "\ufffd",
 ]
 
@@ -71,6 +71,19 @@ def normalized_variant(src, dst, extra):
         json.dump(t, f, ensure_ascii=False)
 
 
+# tokenizer.json variants: a base with top-level keys replaced, to cover the pipeline parts that the real files
+# do not use (test_tok.c builds the same files from "variants").
+VARIANTS = {
+    "json_tiny_metaspace": ("json_tiny", {
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True},
+        "decoder": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}}),
+    "llama3_gpt2": ("llama3", {
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}}),
+    "qwen3_nfkc_lower": ("qwen3", {
+        "normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "Lowercase"}]}}),
+}
+
+
 def main():
     td = next((a for a in sys.argv[1:] if not a.startswith("--")), "tests/data-unpacked")
     if "--train" in sys.argv:
@@ -86,6 +99,14 @@ def main():
         ("llama2_normalized", "/tmp/llama2_normalized.tokenizer.json"),
         ("json_tiny_normalized", "/tmp/json_tiny_normalized.tokenizer.json"),
     ]
+    paths = dict(specs)
+    for name, (base, patch) in VARIANTS.items():
+        t = json.load(open(paths[base], encoding="utf-8"))
+        t.update(patch)
+        paths[name] = f"/tmp/{name}.tokenizer.json"
+        with open(paths[name], "w", encoding="utf-8") as f:
+            json.dump(t, f, ensure_ascii=False)
+        specs.append((name, paths[name]))
     normalized_variant(specs[2][1], specs[7][1], [])
     normalized_variant(specs[1][1], specs[8][1], [{"id": 8192, "content": " hi", "single_word": False, "lstrip": False,
                                                    "rstrip": False, "normalized": True, "special": False}])
@@ -112,6 +133,7 @@ def main():
                 continue
             dcases.append([ids, a, b])
         result[name] = {"encode": cases, "decode": dcases}
+    result["variants"] = {name: {"base": base, "set": patch} for name, (base, patch) in VARIANTS.items()}
     with open("tests/data/tokenizer/random_goldens.json", "w") as f:
         json.dump(result, f, ensure_ascii=False)
     print("versions: sentencepiece", sentencepiece.__version__, "tokenizers", tokenizers.__version__)

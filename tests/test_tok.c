@@ -280,6 +280,26 @@ static bool normalized_variant(const char *src, const char *dst, bool extra)
 	return ok;
 }
 
+static bool patched_variant(const char *src, const char *dst, const cJSON *set)
+{
+	char *text = slurp(src, NULL);
+	cJSON *root = text ? cJSON_Parse(text) : NULL;
+	const cJSON *e;
+	free(text);
+	if (!root) return false;
+	cJSON_ArrayForEach(e, set) {
+		cJSON_DeleteItemFromObject(root, e->string);
+		cJSON_AddItemToObject(root, e->string, cJSON_Duplicate(e, true));
+	}
+	char *out = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	FILE *f = out ? fopen(dst, "wb") : NULL;
+	bool ok = f && fputs(out, f) >= 0;
+	if (f) ok = fclose(f) == 0 && ok;
+	free(out);
+	return ok;
+}
+
 static void expect_load_fail(const char *what, const char *path)
 {
 	struct tokenizer *t = NULL;
@@ -452,6 +472,22 @@ int main(void)
 		CHECK(g != NULL, "%s: bad JSON", gpath);
 		for (int i = 0; g && i < 9; i++)
 			if (!only || !strcmp(only, names[i])) random_goldens(names[i], paths[i], cJSON_GetObjectItem(g, names[i]));
+		/* variants: a base tokenizer.json with top-level keys replaced (other pre-tokenizers, normalizers) */
+		const cJSON *v;
+		cJSON_ArrayForEach(v, cJSON_GetObjectItem(g, "variants")) {
+			const char *base = cJSON_GetStringValue(cJSON_GetObjectItem(v, "base"));
+			int b = -1;
+			for (int i = 0; base && i < 9; i++)
+				if (!strcmp(base, names[i])) b = i;
+			if (b < 0 || (only && strcmp(only, v->string))) continue;
+			char vpath[256];
+			snprintf(vpath, sizeof(vpath), "test_tok_tmp_%d_%s.tokenizer.json", (int)getpid(), v->string);
+			if (patched_variant(paths[b], vpath, cJSON_GetObjectItem(v, "set")))
+				random_goldens(v->string, vpath, cJSON_GetObjectItem(g, v->string));
+			else
+				CHECK(0, "cannot write %s", vpath);
+			remove(vpath);
+		}
 		cJSON_Delete(g);
 	}
 
