@@ -1,11 +1,12 @@
 /* tok_hf.c: tokenizer.json, as the Hugging Face tokenizers library encodes and decodes it (BPE models).
- * Pipeline per text: added tokens are cut out first (leftmost-longest); each stretch between them is
- * normalized (NFC/NFKC, Prepend, Replace, Lowercase, Sequence), pre-tokenized into words (Split with the
- * Llama-3, Qwen or GPT-2 regex, ByteLevel, Metaspace, Sequence) and each word goes through BPE by merge rank
- * (byte_fallback, ignore_merges, unk fusing). The split regexes are written by hand against utf8proc's
+ * Pipeline per text: added tokens with normalized=false are cut out of the raw text first (leftmost-longest);
+ * each stretch between them is normalized (NFC/NFKC/NFD/NFKD, Prepend, Replace, Lowercase, Sequence) and the
+ * added tokens with normalized=true are cut out of that; what remains is pre-tokenized into words (Split with
+ * the Llama-3, Qwen or GPT-2 regex, ByteLevel, Metaspace, Sequence) and each word goes through BPE by merge
+ * rank (byte_fallback, ignore_merges, unk fusing). The split regexes are written by hand against utf8proc's
  * Unicode categories, following the alternation order and backtracking of the original patterns.
  * Decoders (ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence) give each token's surface
- * bytes, so decoding streams (tok.c). */
+ * bytes, so decoding streams (tok.c); a run of <0xNN> tokens is judged whole, as ByteFallback does. */
 #include "config.h"
 #include "tok_impl.h"
 #include "i18n.h"

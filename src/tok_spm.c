@@ -1,9 +1,10 @@
 /* tok_spm.c: SentencePiece tokenizer.model, as the sentencepiece library encodes it (BPE models).
  * The ModelProto is parsed here by hand (protobuf wire format): pieces (piece, score, type), the trainer_spec
- * fields we need (model_type, byte_fallback, unk/bos/eos ids, unk_surface) and the normalizer_spec flags
- * (add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces). Encoding: whitespace handling, then
- * user-defined symbols cut out as frozen symbols, then BPE by piece score (highest first, leftmost on ties),
- * then unknown pieces fall back to <0xNN> bytes. */
+ * fields we need (model_type, byte_fallback, unk/bos/eos ids, unk_surface) and the normalizer_spec (rules as a
+ * precompiled_charsmap, add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces). Encoding: the
+ * normalizer (user-defined symbols kept, longest rule, spaces), then user-defined symbols as frozen symbols,
+ * then BPE by piece score (highest first, leftmost on ties), then unknown pieces fall back to <0xNN> bytes
+ * (or one fused <unk>). */
 #include "config.h"
 #include "tok_impl.h"
 #include "i18n.h"
