@@ -474,6 +474,9 @@ int model_init_dummy(struct model *m, const struct model_config *c, struct backe
 	m->cfg = *c;
 	m->be = be;
 	snprintf(m->dir, sizeof m->dir, "(dummy %s)", c->arch_name);
+	if (c->n_layers <= 0 || c->dim <= 0 || c->vocab <= 0 || c->ffn <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
+	    c->head_dim <= 0 || c->n_heads % c->n_kv_heads)
+		return lm_err(_("dummy model: the configuration has an empty or inconsistent shape"));
 	if (c->dtype != DT_F32 && c->dtype != DT_F16 && c->dtype != DT_BF16) m->cfg.dtype = DT_F16;
 	if (c->quant_bits && (c->group_size <= 0 || c->dim % c->group_size || c->ffn % c->group_size ||
 			      (c->n_heads * c->head_dim) % c->group_size))
