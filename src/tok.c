@@ -537,6 +537,19 @@ static int stream_step(struct tok_stream *s, int32_t id, struct buf *out)
 	return rc;
 }
 
+/* End of text: what the decoder still holds, then an unfinished character as U+FFFD. */
+static int stream_finish(struct tok_stream *s, struct buf *out)
+{
+	if (s->t->kind == TOK_HF_JSON) {
+		struct buf raw = { 0 };
+		int rc = tok_hf_flush(s->t, s, &raw);
+		if (rc == LM_OK && raw.n) rc = utf8_feed(s, (const unsigned char *)raw.p, raw.n, out);
+		free(raw.p);
+		if (rc) return LM_ERR;
+	}
+	return utf8_drop_pending(s, out);
+}
+
 static int copy_out(const struct buf *b, char *out, size_t cap)
 {
 	if (!cap) return 0;
@@ -558,7 +571,7 @@ int tok_stream_next(struct tok_stream *s, int32_t id, char *out, size_t cap)
 int tok_stream_flush(struct tok_stream *s, char *out, size_t cap)
 {
 	struct buf b = { 0 };
-	utf8_drop_pending(s, &b);
+	stream_finish(s, &b);
 	int n = copy_out(&b, out, cap);
 	free(b.p);
 	return n;
@@ -571,7 +584,7 @@ int tok_decode(const struct tokenizer *t, const int32_t *ids, int n, char **text
 	tok_stream_init(&s, t, false);
 	int rc = buf_put(&b, "", 0);
 	for (int i = 0; i < n && rc == LM_OK; i++) rc = stream_step(&s, ids[i], &b);
-	if (rc == LM_OK) rc = utf8_drop_pending(&s, &b);
+	if (rc == LM_OK) rc = stream_finish(&s, &b);
 	if (rc) {
 		free(b.p);
 		*text = NULL;

@@ -564,16 +564,17 @@ static bool is_space(int32_t c)
 static bool is_nl(int32_t c) { return c == '\r' || c == '\n'; }
 static bool is_other(int32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); } /* [^\s\p{L}\p{N}] */
 
-static int32_t ascii_lower(int32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+/* case folding as far as the contraction letters need it (U+017F LONG S folds to s) */
+static int32_t fold(int32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c == 0x17f ? 's' : c; }
 
 /* 's|'t|'re|'ve|'m|'ll|'d (caseless for Llama-3/Qwen): the length matched at i, or 0 */
 static int contraction(const int32_t *c, int n, int i, bool caseless)
 {
 	if (c[i] != '\'' || i + 1 >= n) return 0;
-	int32_t a = caseless ? ascii_lower(c[i + 1]) : c[i + 1];
+	int32_t a = caseless ? fold(c[i + 1]) : c[i + 1];
 	if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
 	if (i + 2 >= n) return 0;
-	int32_t b = caseless ? ascii_lower(c[i + 2]) : c[i + 2];
+	int32_t b = caseless ? fold(c[i + 2]) : c[i + 2];
 	if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
 	return 0;
 }
@@ -969,14 +970,53 @@ int tok_hf_encode(const struct tokenizer *t, const char *text, size_t len, bool 
 
 /* ---- decoding ---- */
 
-int tok_hf_surface(const struct tokenizer *t, struct tok_stream *s, int32_t id, struct buf *out)
+static bool valid_utf8(const unsigned char *p, int n)
+{
+	for (int i = 0; i < n;) {
+		utf8proc_int32_t cp;
+		utf8proc_ssize_t l = utf8proc_iterate(p + i, n - i, &cp);
+		if (l <= 0) return false;
+		i += (int)l;
+	}
+	return true;
+}
+
+/* The text of the first n bytes of the byte run, as tokenizers' ByteFallback gives it: the bytes if they are
+ * valid UTF-8 as a whole, else one U+FFFD per byte. */
+static int run_resolve(struct tok_stream *s, int n, struct buf *out)
+{
+	int rc = LM_OK;
+	if (valid_utf8(s->run, n)) rc = buf_put(out, s->run, (size_t)n);
+	else
+		for (int i = 0; i < n && rc == LM_OK; i++) rc = buf_put(out, "\xef\xbf\xbd", 3);
+	memmove(s->run, s->run + n, (size_t)(s->nrun - n));
+	s->nrun -= n;
+	return rc;
+}
+
+/* A full run: give out its whole characters (a longer run is judged in parts; only exact for valid text). */
+static int run_overflow(struct tok_stream *s, struct buf *out)
+{
+	int k = s->nrun;
+	for (int back = 1; back <= 4 && back <= s->nrun; back++) { /* keep a character cut at the end */
+		int l = utf8_len(s->run[s->nrun - back]);
+		if (l > 1) {
+			if (l > back) k = s->nrun - back;
+			break;
+		}
+		if ((s->run[s->nrun - back] & 0xc0) != 0x80) break;
+	}
+	if (k == 0) k = s->nrun;
+	return run_resolve(s, k, out);
+}
+
+/* Run the decoder steps from step `from` on cur (a token's text, or text released by a byte run). */
+static int run_steps(const struct tokenizer *t, struct tok_stream *s, struct buf cur, int from, struct buf *out)
 {
 	const struct hf *hf = t->hf;
-	struct buf cur = { 0 };
-	int ai = hf->added_of_id[id];
-	const char *p = ai >= 0 ? hf->added[ai].content : t->piece[id];
-	int rc = buf_put(&cur, p, ai >= 0 ? hf->added[ai].len : t->plen[id]);
-	for (int d = 0; rc == LM_OK && d < hf->ndec; d++) {
+	int rc = LM_OK;
+	if (!cur.p) rc = buf_put(&cur, "", 0);
+	for (int d = from; rc == LM_OK && d < hf->ndec; d++) {
 		const struct dec_step *st = &hf->dec[d];
 		struct buf nb = { 0 };
 		switch (st->kind) {
@@ -986,9 +1026,16 @@ int tok_hf_surface(const struct tokenizer *t, struct tok_stream *s, int32_t id, 
 			rc = replace_all(&nb, cur.p, cur.n, st->a, st->b);
 			break;
 		case D_BYTEFALLBACK: {
+			/* <0xNN> tokens gather into a run; the run is released before the next other token */
 			int b = tok_byte_piece(cur.p, cur.n);
-			if (b < 0) continue;
-			rc = buf_putc(&nb, (char)b);
+			if (b >= 0) {
+				cur.n = 0;
+				if (s->nrun == (int)sizeof(s->run)) rc = run_overflow(s, &nb);
+				s->run[s->nrun++] = (unsigned char)b;
+			} else if (s->nrun > 0) {
+				rc = run_resolve(s, s->nrun, &nb);
+			}
+			if (rc == LM_OK) rc = buf_put(&nb, cur.p, cur.n);
 			break;
 		}
 		case D_STRIP: {
@@ -1042,4 +1089,28 @@ int tok_hf_surface(const struct tokenizer *t, struct tok_stream *s, int32_t id, 
 	}
 	free(cur.p);
 	return rc;
+}
+
+int tok_hf_surface(const struct tokenizer *t, struct tok_stream *s, int32_t id, struct buf *out)
+{
+	const struct hf *hf = t->hf;
+	struct buf cur = { 0 };
+	int ai = hf->added_of_id[id];
+	const char *p = ai >= 0 ? hf->added[ai].content : t->piece[id];
+	if (buf_put(&cur, p, ai >= 0 ? hf->added[ai].len : t->plen[id])) return LM_ERR;
+	return run_steps(t, s, cur, 0, out);
+}
+
+int tok_hf_flush(const struct tokenizer *t, struct tok_stream *s, struct buf *out)
+{
+	const struct hf *hf = t->hf;
+	if (!s->nrun) return LM_OK;
+	int d = 0;
+	while (d < hf->ndec && hf->dec[d].kind != D_BYTEFALLBACK) d++;
+	struct buf cur = { 0 };
+	if (run_resolve(s, s->nrun, &cur)) {
+		free(cur.p);
+		return LM_ERR;
+	}
+	return run_steps(t, s, cur, d + 1, out);
 }

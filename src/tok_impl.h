@@ -89,6 +89,8 @@ int tok_hf_encode(const struct tokenizer *t, const char *text, size_t len, bool 
 void tok_hf_free(struct hf *hf);
 /* Surface bytes of one token for the decoder (stream state s), appended to out. */
 int tok_hf_surface(const struct tokenizer *t, struct tok_stream *s, int32_t id, struct buf *out);
+/* Release what the decoder still holds (a run of byte tokens) at the end of the text. */
+int tok_hf_flush(const struct tokenizer *t, struct tok_stream *s, struct buf *out);
 
 /* UTF-8: length of the sequence that starts with byte c (0 if c cannot start one). */
 int utf8_len(unsigned char c);

@@ -202,6 +202,19 @@ static size_t user_match(const struct tokenizer *t, const char *p, size_t n)
 	return 0;
 }
 
+/* Length of the valid UTF-8 character at p (shortest form, no surrogates, at most U+10FFFF), 0 if malformed. */
+static size_t utf8_valid_len(const char *p, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	size_t l = (size_t)utf8_len(u[0]);
+	if (l == 0 || l > n) return 0;
+	for (size_t k = 1; k < l; k++)
+		if ((u[k] & 0xc0) != 0x80) return 0;
+	if (l == 3 && ((u[0] == 0xe0 && u[1] < 0xa0) || (u[0] == 0xed && u[1] > 0x9f))) return 0;
+	if (l == 4 && ((u[0] == 0xf0 && u[1] < 0x90) || (u[0] == 0xf4 && u[1] > 0x8f))) return 0;
+	return l;
+}
+
 /* Whitespace handling as sentencepiece's normalizer without rules: optional removal of extra spaces, the dummy
  * prefix, and ' ' -> U+2581. User-defined symbols pass through untouched. */
 static int spm_normalize(const struct tokenizer *t, const struct tokenizer *ut, const char *text, size_t len, struct buf *out)
@@ -228,9 +241,16 @@ static int spm_normalize(const struct tokenizer *t, const struct tokenizer *ut, 
 			i++;
 			continue;
 		}
-		if (buf_putc(out, text[i])) return LM_ERR;
+		/* one character; a malformed byte becomes U+FFFD, as sentencepiece's normalizer does */
+		size_t l = utf8_valid_len(text + i, len - i);
+		if (l == 0) {
+			if (buf_put(out, "\xef\xbf\xbd", 3)) return LM_ERR;
+			l = 1;
+		} else if (buf_put(out, text + i, l)) {
+			return LM_ERR;
+		}
 		prev_space = false;
-		i++;
+		i += l;
 	}
 	/* trailing spaces removed */
 	if (t->remove_extra_ws)

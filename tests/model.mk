@@ -26,6 +26,17 @@ tests_test_loader_asan_LDFLAGS = $(AM_LDFLAGS) -fsanitize=address,undefined
 tests_test_loader_asan_LDADD = $(CJSON_LIBS) $(LIBINTL) -lm
 endif
 
+# libFuzzer target for safetensors headers and config.json (needs clang; not part of make check):
+#   make fuzz-loader && ./tests/fuzz_loader -max_total_time=60
+EXTRA_DIST += tests/fuzz_loader.c
+fuzz-loader: tests/fuzz_loader
+tests/fuzz_loader: $(srcdir)/tests/fuzz_loader.c $(srcdir)/src/safetensors.c $(srcdir)/src/config.c $(srcdir)/src/common.c
+	$(AM_V_CC)$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -I$(srcdir)/src -I$(top_builddir) \
+		$(CJSON_CFLAGS) -o $@ $(srcdir)/tests/fuzz_loader.c $(srcdir)/src/safetensors.c $(srcdir)/src/config.c \
+		$(srcdir)/src/common.c $(CJSON_LIBS) -lm
+CLEANFILES += tests/fuzz_loader
+.PHONY: fuzz-loader
+
 # the cpu backend, forward pass and goldens again under AddressSanitizer and UBSan, from the sources directly
 if HAVE_ASAN
 check_PROGRAMS += tests/test_golden_asan tests/test_kvquant_asan tests/test_backend_cpu_asan

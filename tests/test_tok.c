@@ -55,6 +55,17 @@ static char *expected_roundtrip(const char *name, const char *text, const struct
 	return strdup(text); /* spm_tiny, llama3, llama2 without added tokens: lossless */
 }
 
+static bool valid_utf8(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		utf8proc_int32_t cp;
+		utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+		if (l <= 0) return false;
+		i += (size_t)l;
+	}
+	return true;
+}
+
 /* Stream ids one at a time, with a small buffer as a UI would use. */
 static char *stream_decode(const struct tokenizer *t, const int32_t *ids, int n, bool skip)
 {
@@ -67,9 +78,9 @@ static char *stream_decode(const struct tokenizer *t, const int32_t *ids, int n,
 		int k = i < n ? tok_stream_next(&s, ids[i], piece, sizeof(piece)) : tok_stream_flush(&s, piece, sizeof(piece));
 		if (k < 0) k = 0;
 		if ((int)strlen(piece) != k) fprintf(stderr, "  stream returned %d for %zu bytes\n", k, strlen(piece));
-		/* a streamed chunk never ends inside a UTF-8 character */
-		if (k && utf8proc_iterate((const utf8proc_uint8_t *)piece, k, &(utf8proc_int32_t){ 0 }) < 0) {
-			fprintf(stderr, "  stream chunk starts with a broken character\n");
+		/* a streamed chunk is whole characters: never half of one */
+		if (!valid_utf8(piece, (size_t)k)) {
+			fprintf(stderr, "FAIL: stream chunk %d of %d is not valid UTF-8\n", i, n);
 			fails++;
 		}
 		while (len + (size_t)k + 1 > cap) all = realloc(all, cap *= 2);
@@ -148,6 +159,18 @@ static void run_cases(const char *name, const char *path, const cJSON *cases)
 		free(dec);
 		free(ids);
 	}
+	/* random id sequences (partial characters, stray bytes, specials): stream == decode, valid UTF-8 */
+	srand(7);
+	int nrand_ok = 0;
+	for (int r = 0; r < 300; r++) {
+		int32_t ids[24];
+		for (int k = 0; k < 24; k++) ids[k] = r % 3 == 0 ? rand() % 300 : rand() % tok_vocab_size(t);
+		char *dec = NULL, *st = stream_decode(t, ids, 24, false);
+		if (tok_decode(t, ids, 24, &dec) == LM_OK && !strcmp(st, dec) && valid_utf8(dec, strlen(dec))) nrand_ok++;
+		free(dec);
+		free(st);
+	}
+	CHECK(nrand_ok == 300, "%s: random ids: stream == decode and valid UTF-8 in only %d of 300", name, nrand_ok);
 	printf("%s (%s): loaded in %.3f s; %d/%d cases exact; round trip checked on %d (%d with added tokens not "
 	       "predicted); streaming == decode on %d\n", name, path, t1 - t0, n_ok, n_cases, n_rt, n_rt_skipped, n_stream);
 	CHECK(n_cases > 0, "%s: no cases", name);
@@ -372,6 +395,15 @@ int main(void)
 		CHECK(tok_bos_id(t) == 1 && tok_eos_id(t) == 2 && tok_vocab_size(t) == 8192, "spm bos/eos/size");
 		CHECK(tok_piece_id(t, "<|im_end|>") == 4 && tok_is_special(t, 4) && tok_is_special(t, 1), "spm specials");
 		CHECK(!strcmp(tok_piece(t, 15), "<0x0A>") && tok_piece(t, 8192) == NULL, "spm pieces");
+		/* malformed UTF-8 in the text: sentencepiece's normalizer turns each bad byte into U+FFFD (EF BF BD) */
+		int32_t *ids;
+		int n;
+		int fffd[3] = { tok_piece_id(t, "<0xEF>"), tok_piece_id(t, "<0xBF>"), tok_piece_id(t, "<0xBD>") };
+		if (tok_encode(t, "a\xff", 2, true, &ids, &n) == LM_OK) {
+			CHECK(n == 4 && ids[0] == 263 && ids[1] == fffd[0] && ids[2] == fffd[1] && ids[3] == fffd[2],
+			      "spm: malformed byte is not U+FFFD (%d ids)", n);
+			free(ids);
+		}
 		/* a stream holds a split character: 世 = e4 b8 96 as byte pieces, then flushes a cut one as U+FFFD */
 		struct tok_stream s;
 		char out[64];
