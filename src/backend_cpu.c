@@ -482,24 +482,26 @@ static int cpu_weight_random(struct backend *be, struct weight *w, enum dtype dt
  * Vector kernels, on GCC vector types: 8 floats are two SSE registers or one AVX register. The helpers
  * are static and inlined, so GCC's note that passing them by value changes the ABI without AVX is moot. */
 #pragma GCC diagnostic ignored "-Wpsabi"
+/* always inlined: each is then compiled for the clone (AVX2 or not) that calls it */
+#define KERNEL static inline __attribute__((always_inline))
 typedef float v8sf __attribute__((vector_size(32)));
 typedef uint8_t v8qu __attribute__((vector_size(8)));
 typedef uint16_t v8hu __attribute__((vector_size(16)));
 typedef uint32_t v8su __attribute__((vector_size(32)));
 
-static inline v8sf load8(const float *p)
+KERNEL v8sf load8(const float *p)
 {
 	v8sf v;
 	memcpy(&v, p, sizeof v);
 	return v;
 }
 
-static inline float hsum8(v8sf v)
+KERNEL float hsum8(v8sf v)
 {
 	return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
-static inline float dot(const float *a, const float *b, int n)
+KERNEL float dot(const float *a, const float *b, int n)
 {
 	v8sf acc = { 0 };
 	int k = 0;
@@ -510,7 +512,7 @@ static inline float dot(const float *a, const float *b, int n)
 }
 
 /* y += a * x */
-static inline void axpy(float *y, float a, const float *x, int n)
+KERNEL void axpy(float *y, float a, const float *x, int n)
 {
 	int k = 0;
 	for (; k + 8 <= n; k += 8) {
@@ -521,7 +523,7 @@ static inline void axpy(float *y, float a, const float *x, int n)
 }
 
 /* out[r] = x . w[r] for four weight rows at once: x is read once for four rows */
-static inline void dot4(const float *x, const float *const w[4], int n, float out[4])
+KERNEL void dot4(const float *x, const float *const w[4], int n, float out[4])
 {
 	v8sf a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
 	int k = 0;
@@ -540,9 +542,39 @@ static inline void dot4(const float *x, const float *const w[4], int n, float ou
 		for (int r = 0; r < 4; r++) out[r] += x[k] * w[r][k];
 }
 
+/* dot4 for two tokens at once: eight independent sums keep the multiply-add units busy, and each weight
+ * load serves two tokens */
+KERNEL void dot4x2(const float *x0, const float *x1, const float *const w[4], int n, float o0[4], float o1[4])
+{
+	v8sf a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 }, b0 = { 0 }, b1 = { 0 }, b2 = { 0 }, b3 = { 0 };
+	int k = 0;
+	for (; k + 8 <= n; k += 8) {
+		v8sf u = load8(x0 + k), v = load8(x1 + k), wv;
+		wv = load8(w[0] + k);
+		a0 += u * wv;
+		b0 += v * wv;
+		wv = load8(w[1] + k);
+		a1 += u * wv;
+		b1 += v * wv;
+		wv = load8(w[2] + k);
+		a2 += u * wv;
+		b2 += v * wv;
+		wv = load8(w[3] + k);
+		a3 += u * wv;
+		b3 += v * wv;
+	}
+	o0[0] = hsum8(a0), o0[1] = hsum8(a1), o0[2] = hsum8(a2), o0[3] = hsum8(a3);
+	o1[0] = hsum8(b0), o1[1] = hsum8(b1), o1[2] = hsum8(b2), o1[3] = hsum8(b3);
+	for (; k < n; k++)
+		for (int r = 0; r < 4; r++) {
+			o0[r] += x0[k] * w[r][k];
+			o1[r] += x1[k] * w[r][k];
+		}
+}
+
 /* As dot4 with bf16 weight rows, widened in registers: decode steps (one token) read each weight once,
  * so converting a row into scratch first would cost more than the dot itself. */
-static inline v8sf load8_bf16(const uint16_t *p)
+KERNEL v8sf load8_bf16(const uint16_t *p)
 {
 	v8hu h;
 	memcpy(&h, p, sizeof h);
@@ -552,7 +584,7 @@ static inline v8sf load8_bf16(const uint16_t *p)
 	return f;
 }
 
-static inline void dot4_bf16(const float *x, const uint16_t *const w[4], int n, float out[4])
+KERNEL void dot4_bf16(const float *x, const uint16_t *const w[4], int n, float out[4])
 {
 	v8sf a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
 	int k = 0;
@@ -572,7 +604,8 @@ static inline void dot4_bf16(const float *x, const uint16_t *const w[4], int n, 
 }
 
 /* Row j of a weight as floats: a pointer into the weight (F32) or into buf (converted). */
-static const float *weight_row(const struct weight *w, int j, float *buf)
+/* Inlined so that it is compiled for each matmul clone (AVX2 conversions where the CPU has them). */
+KERNEL const float *weight_row(const struct weight *w, int j, float *buf)
 {
 	const size_t K = (size_t)w->cols;
 	switch (w->dt) {
@@ -667,11 +700,16 @@ SIMD_CLONES static void mm_worker(void *arg, int tid, int nt)
 			int nr = MIN(4, r1 - j);
 			const float *wr[4];
 			for (int r = 0; r < 4; r++) wr[r] = r < nr ? weight_row(w, j + r, buf + (size_t)r * K) : wr[0];
-			for (int i = t0; i < t1; i++) {
-				float o[4];
-				dot4(jb->x + (size_t)i * K, wr, K, o);
-				float *yi = jb->y + (size_t)i * N + j;
-				for (int r = 0; r < nr; r++) yi[r] = bias ? o[r] + bias[j + r] : o[r];
+			for (int i = t0; i < t1; i += 2) {
+				float o[2][4];
+				if (i + 1 < t1)
+					dot4x2(jb->x + (size_t)i * K, jb->x + (size_t)(i + 1) * K, wr, K, o[0], o[1]);
+				else
+					dot4(jb->x + (size_t)i * K, wr, K, o[0]);
+				for (int t = 0; t < 2 && i + t < t1; t++) {
+					float *yi = jb->y + (size_t)(i + t) * N + j;
+					for (int r = 0; r < nr; r++) yi[r] = bias ? o[t][r] + bias[j + r] : o[t][r];
+				}
 			}
 		}
 	}
