@@ -869,7 +869,7 @@ static void kv_store(const struct kv_cache *kv, uint8_t *row, const float *x)
 }
 
 /* the row as floats: a pointer into the cache (policy 0) or into buf (dequantized) */
-static const float *kv_load(const struct kv_cache *kv, const uint8_t *row, float *buf)
+static inline const float *kv_load(const struct kv_cache *kv, const uint8_t *row, float *buf)
 {
 	const int hd = kv->head_dim;
 	if (kv->policy == KV_POLICY_NONE) return (const float *)row;
@@ -921,7 +921,9 @@ static int cpu_rope_kv(struct backend *be, void *qkvv, struct kv_cache *kv, int 
 	return LM_OK;
 }
 
-/* attention: one task per (token, q head); threads take contiguous ranges of tasks */
+/* attention: one task per (token, KV head), which serves a group of nh/nkv q heads (transformers'
+ * repeat_kv: KV head j serves q heads j*group .. j*group + group-1), so each cached K and V row is read and
+ * dequantized once for the whole group. Threads take contiguous ranges of tasks. */
 struct att_job {
 	struct cpu *c;
 	float *out;
@@ -936,41 +938,52 @@ SIMD_CLONES static void att_worker(void *arg, int tid, int nt)
 	struct att_job *jb = arg;
 	struct cpu *c = jb->c;
 	const struct kv_cache *kv = jb->kv;
-	const int hd = kv->head_dim, nkv = kv->n_kv_heads, nh = jb->n_heads;
-	const int width = (nh + 2 * nkv) * hd, group = nh / nkv;
+	const int hd = kv->head_dim, nkv = kv->n_kv_heads, nh = jb->n_heads, bl = kv->block_len;
+	const int width = (nh + 2 * nkv) * hd, group = nh / nkv, ctx_max = c->st.pos0 + c->st.n;
 	const float scale = 1.0f / sqrtf((float)hd);
-	float *buf = c->scratch[tid];
-	float *kbuf = buf, *acc = buf + hd, *score = buf + 2 * hd;
+	float *rowbuf = c->scratch[tid];         /* [hd] a dequantized K or V row */
+	float *acc = rowbuf + hd;                /* [group][hd] outputs */
+	float *score = acc + (size_t)group * hd; /* [group][ctx_max] scores, then probabilities */
 	int lo, hi;
-	split(c->st.n * nh, tid, nt, &lo, &hi);
+	split(c->st.n * nkv, tid, nt, &lo, &hi);
 	for (int task = lo; task < hi; task++) {
-		const int i = task / nh, h = task % nh, kvh = h / group;
+		const int i = task / nkv, kvh = task % nkv;
 		const int ctx = c->st.pos0 + i + 1; /* causal: positions 0 .. pos0 + i */
-		const float *q = jb->qkv + (size_t)i * width + (size_t)h * hd;
-		float mx = -INFINITY;
-		for (int p = 0; p < ctx; p++) {
-			int blk = kv_block_of(c, kv, p);
+		const float *q = jb->qkv + (size_t)i * width + (size_t)kvh * group * hd; /* [group][hd] */
+		/* scores q . k / sqrt(hd), a block of positions at a time */
+		for (int p0 = 0; p0 < ctx; p0 += bl) {
+			const int blk = kv_block_of(c, kv, p0);
 			if (blk < 0) {
-				*jb->bad = p + 1;
+				*jb->bad = p0 + 1;
 				return;
 			}
-			const float *k = kv_load(kv, kv_row(kv, blk, jb->layer, 0, kvh, p % kv->block_len), kbuf);
-			score[p] = dot(q, k, hd) * scale;
-			mx = fmaxf(mx, score[p]);
+			for (int p = p0; p < MIN(ctx, p0 + bl); p++) {
+				const float *k = kv_load(kv, kv_row(kv, blk, jb->layer, 0, kvh, p - p0), rowbuf);
+				for (int g = 0; g < group; g++)
+					score[(size_t)g * ctx_max + p] = dot(q + (size_t)g * hd, k, hd) * scale;
+			}
 		}
-		float sum = 0;
-		for (int p = 0; p < ctx; p++) {
-			score[p] = expf(score[p] - mx);
-			sum += score[p];
+		/* softmax per head, in float */
+		for (int g = 0; g < group; g++) {
+			float *sc = score + (size_t)g * ctx_max, mx = -INFINITY, sum = 0;
+			for (int p = 0; p < ctx; p++) mx = sc[p] > mx ? sc[p] : mx; /* (fmaxf is a libm call) */
+			for (int p = 0; p < ctx; p++) {
+				sc[p] = expf(sc[p] - mx);
+				sum += sc[p];
+			}
+			for (int p = 0; p < ctx; p++) sc[p] /= sum;
 		}
-		for (int d = 0; d < hd; d++) acc[d] = 0;
-		for (int p = 0; p < ctx; p++) {
-			const float pr = score[p] / sum;
-			int blk = kv_block_of(c, kv, p);
-			const float *v = kv_load(kv, kv_row(kv, blk, jb->layer, 1, kvh, p % kv->block_len), kbuf);
-			axpy(acc, pr, v, hd);
+		/* out = probabilities . v */
+		memset(acc, 0, sizeof(float) * (size_t)group * hd);
+		for (int p0 = 0; p0 < ctx; p0 += bl) {
+			const int blk = kv_block_of(c, kv, p0);
+			for (int p = p0; p < MIN(ctx, p0 + bl); p++) {
+				const float *v = kv_load(kv, kv_row(kv, blk, jb->layer, 1, kvh, p - p0), rowbuf);
+				for (int g = 0; g < group; g++)
+					axpy(acc + (size_t)g * hd, score[(size_t)g * ctx_max + p], v, hd);
+			}
 		}
-		memcpy(jb->out + (size_t)i * nh * hd + (size_t)h * hd, acc, (size_t)hd * sizeof(float));
+		memcpy(jb->out + (size_t)i * nh * hd + (size_t)kvh * group * hd, acc, sizeof(float) * (size_t)group * hd);
 	}
 }
 
@@ -982,7 +995,8 @@ static int cpu_attention(struct backend *be, void *out, const void *qkv, const s
 	if (layer < 0 || layer >= kv->n_layers) return lm_err(_("attention: layer %d out of range"), layer);
 	if (n_heads <= 0 || n_heads % kv->n_kv_heads)
 		return lm_err(_("attention: %d heads do not group over %d KV heads"), n_heads, kv->n_kv_heads);
-	if (scratch_reserve(c, (size_t)2 * kv->head_dim + c->st.pos0 + c->st.n)) return LM_ERR;
+	const size_t group = n_heads / kv->n_kv_heads;
+	if (scratch_reserve(c, (1 + group) * kv->head_dim + group * (size_t)(c->st.pos0 + c->st.n))) return LM_ERR;
 	int bad = 0;
 	struct att_job jb = { .c = c, .out = out, .qkv = qkv, .kv = kv, .layer = layer, .n_heads = n_heads, .bad = &bad };
 	pool_run(&c->pool, att_worker, &jb);
