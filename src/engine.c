@@ -79,6 +79,10 @@ struct engine {
 	int session_len_req;       /* requested (--session-len or the model's max_position_embeddings) */
 	int32_t stop_ids[16];
 	int n_stop;
+	const char *stop_text[TMPL_MAX_STOP]; /* stop words that are no single token: matched in the text */
+	int n_stop_text;
+	char hold[4 * MSG_TEXT];   /* reply text held back while it could be the start of a text stop word */
+	int n_hold;
 	bool add_bos;
 	struct engine_info info;
 
@@ -169,21 +173,34 @@ static void push_event(struct engine *e, const struct engine_event *ev)
 	push_wait(e, ev);
 }
 
-/* Token text: coalesced into the pending event, pushed when the ring has room. */
+/* Token text: coalesced into the pending event, pushed when the ring has room. Text longer than what fits
+ * is split between events at UTF-8 character boundaries (each event holds complete characters). */
 static void emit_text(struct engine *e, const char *s, int n)
 {
-	if (n <= 0) return;
-	if (e->have_pend && e->pend.u.token.len + n > MSG_TEXT - 1) flush_text(e);
-	if (!e->have_pend) {
-		memset(&e->pend, 0, sizeof e->pend);
-		e->pend.type = EV_TOKEN;
-		e->have_pend = true;
+	while (n > 0) {
+		if (e->have_pend && e->pend.u.token.len + MIN(n, 4) > MSG_TEXT - 1) flush_text(e);
+		if (!e->have_pend) {
+			memset(&e->pend, 0, sizeof e->pend);
+			e->pend.type = EV_TOKEN;
+			e->have_pend = true;
+		}
+		int room = MSG_TEXT - 1 - e->pend.u.token.len, k = n;
+		if (k > room) {
+			k = room;
+			while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80) k--; /* s[k] starts the next event */
+			if (k == 0) { /* not even one character fits: start a new event */
+				flush_text(e);
+				continue;
+			}
+		}
+		memcpy(e->pend.u.token.text + e->pend.u.token.len, s, k);
+		e->pend.u.token.len += k;
+		e->pend.u.token.text[e->pend.u.token.len] = 0;
+		s += k;
+		n -= k;
+		if (n > 0) flush_text(e);
 	}
-	if (n > MSG_TEXT - 1 - e->pend.u.token.len) n = MSG_TEXT - 1 - e->pend.u.token.len;
-	memcpy(e->pend.u.token.text + e->pend.u.token.len, s, n);
-	e->pend.u.token.len += n;
-	e->pend.u.token.text[e->pend.u.token.len] = 0;
-	if (ring_push(&e->evq, &e->pend)) {
+	if (e->have_pend && ring_push(&e->evq, &e->pend)) {
 		e->have_pend = false;
 		signal_fd(e->ev_fd);
 	}
@@ -335,7 +352,12 @@ static int engine_load(struct engine *e)
 	e->add_bos = !e->tmpl.prefix[0] && tok_bos_id(e->tok) >= 0 && read_add_bos(e->model_dir, true);
 	for (int i = 0; i < c->n_eos; i++) add_stop(e, c->eos_ids[i]);
 	add_stop(e, tok_eos_id(e->tok));
-	for (int i = 0; i < e->tmpl.n_stop; i++) add_stop(e, tok_piece_id(e->tok, e->tmpl.stop_words[i]));
+	for (int i = 0; i < e->tmpl.n_stop; i++) {
+		int id = tok_piece_id(e->tok, e->tmpl.stop_words[i]);
+		if (id >= 0) add_stop(e, id);
+		else if (e->tmpl.stop_words[i][0] && strlen(e->tmpl.stop_words[i]) < sizeof e->hold / 2)
+			e->stop_text[e->n_stop_text++] = e->tmpl.stop_words[i];
+	}
 
 	e->session_len_req = e->o.session_len > 0 ? e->o.session_len : (c->max_pos > 0 ? c->max_pos : 4096);
 	e->prefill_chunk = MIN(PREFILL_CHUNK, e->session_len_req);
@@ -633,6 +655,44 @@ static bool greedy_fast(const struct engine *e)
 	return e->sp.temperature <= 0 && (e->sp.repetition_penalty == 1.0f || e->sp.repetition_penalty <= 0);
 }
 
+/* Reply text, checked against the text stop words: text that might be the start of one is held back until
+ * it is known not to be; returns true when a stop word is complete (the text before it has been emitted). */
+static bool reply_text(struct engine *e, const char *s, int n)
+{
+	if (!e->n_stop_text) {
+		emit_text(e, s, n);
+		return false;
+	}
+	if (n > (int)sizeof e->hold - e->n_hold) { /* cannot happen with the sizes above; keep it safe */
+		emit_text(e, e->hold, e->n_hold);
+		e->n_hold = 0;
+	}
+	memcpy(e->hold + e->n_hold, s, n);
+	e->n_hold += n;
+	for (int k = 0; k < e->n_stop_text; k++) {
+		const char *at = memmem(e->hold, e->n_hold, e->stop_text[k], strlen(e->stop_text[k]));
+		if (at) {
+			emit_text(e, e->hold, (int)(at - e->hold));
+			e->n_hold = 0;
+			return true;
+		}
+	}
+	/* keep the longest tail that is a proper prefix of a stop word; emit the rest */
+	int keep = 0;
+	for (int k = 0; k < e->n_stop_text; k++) {
+		int L = (int)strlen(e->stop_text[k]);
+		for (int t = MIN(L - 1, e->n_hold); t > keep; t--)
+			if (memcmp(e->hold + e->n_hold - t, e->stop_text[k], t) == 0) {
+				keep = t;
+				break;
+			}
+	}
+	emit_text(e, e->hold, e->n_hold - keep);
+	memmove(e->hold, e->hold + e->n_hold - keep, keep);
+	e->n_hold = keep;
+	return false;
+}
+
 static void turn_done(struct engine *e, struct turn_stats *st)
 {
 	struct engine_event ev;
@@ -657,6 +717,7 @@ static void run_turn(struct engine *e, const char *text)
 	struct turn_stats st;
 	memset(&st, 0, sizeof st);
 	e->cancel = false;
+	e->n_hold = 0;
 	double t0 = now_s();
 	int32_t *ids;
 	int n;
@@ -716,7 +777,7 @@ static void run_turn(struct engine *e, const char *text)
 			break;
 		}
 		st.gen_tokens++;
-		emit_text(e, piece, tok_stream_next(&ts, id, piece, sizeof piece));
+		if (reply_text(e, piece, tok_stream_next(&ts, id, piece, sizeof piece))) break; /* a text stop word */
 		if (!more) break;
 		/* between tokens: CANCEL/QUIT now; sampling changes apply to the next token */
 		drain_cmds_busy(e, true);
@@ -725,7 +786,8 @@ static void run_turn(struct engine *e, const char *text)
 			break;
 		}
 	}
-	emit_text(e, piece, tok_stream_flush(&ts, piece, sizeof piece));
+	if (!reply_text(e, piece, tok_stream_flush(&ts, piece, sizeof piece))) emit_text(e, e->hold, e->n_hold);
+	e->n_hold = 0;
 	st.decode_s = now_s() - t1;
 	if (st.hit_session_len) session_full_msg(e, 1);
 	turn_done(e, &st);

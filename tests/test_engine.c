@@ -347,7 +347,42 @@ int main(void)
 	CHECK(tl.context_used <= 64, "context %d beyond the session length", tl.context_used);
 	engine_stop(e);
 
-	/* 9. a model that cannot load: a fatal error event, and engine_stop still returns */
+	/* 9. a text stop word (no single token) from an LMDeploy JSON template ends the reply before it */
+	char tpath[] = "/tmp/lmterm-engine-tmpl-XXXXXX";
+	int tfd = mkstemp(tpath);
+	if (tfd >= 0) {
+		const char *tj = "{\"system\": \"<|im_start|>system\\n\", \"eosys\": \"<|im_end|>\\n\", "
+				 "\"user\": \"<|im_start|>user\\n\", \"eoh\": \"<|im_end|>\\n\", "
+				 "\"assistant\": \"<|im_start|>assistant\\n\", \"eoa\": \"<|im_end|>\", \"separator\": \"\\n\", "
+				 "\"stop_words\": [\"<|im_end|>\", \"eighteen\"]}";
+		if (write(tfd, tj, strlen(tj)) < 0) {}
+		close(tfd);
+		struct engine_opts o2 = o;
+		o2.cap = (struct kv_capacity){ .kind = KVCAP_TOKENS, .tokens = 2048 };
+		o2.session_len = 0;
+		o2.sampling.max_new_tokens = 300;
+		if (engine_start(&e, &o2) == LM_OK) { /* the reference: built-in chatml, same cache, same sampling */
+			memset(&c, 0, sizeof c);
+			CHECK(wait_for(e, EV_READY, &c), "no EV_READY");
+			turn(e, story, &c);
+			snprintf(ref, sizeof ref, "%s", c.text);
+			engine_stop(e);
+		}
+		o2.chat_template = tpath;
+		if (engine_start(&e, &o2) == LM_OK) {
+			memset(&c, 0, sizeof c);
+			CHECK(wait_for(e, EV_READY, &c), "no EV_READY with the JSON template");
+			turn(e, story, &c);
+			const char *hit = strstr(ref, "eighteen");
+			CHECK(hit && !strstr(c.text, "eighteen") && c.len == (size_t)(hit - ref) &&
+			      strncmp(ref, c.text, c.len) == 0,
+			      "stop word 'eighteen': reply \"%s\", reference \"%.200s\"", c.text, ref);
+			engine_stop(e);
+		}
+		unlink(tpath);
+	}
+
+	/* 10. a model that cannot load: a fatal error event, and engine_stop still returns */
 	o.model_dir = "/nonexistent/model";
 	if (engine_start(&e, &o) == LM_OK) {
 		memset(&c, 0, sizeof c);
