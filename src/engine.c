@@ -93,6 +93,12 @@ struct engine {
 	struct engine_event pend;  /* EV_TOKEN text not yet pushed */
 	bool have_pend;
 
+	/* Jinja mode (the model's own template): the conversation as messages, re-rendered every turn */
+	struct chat_msg *msgs;
+	int n_msgs, cap_msgs;
+	char *reply;               /* the reply being generated, as shown */
+	size_t rlen, rcap;
+
 	char *utext;               /* the user turn being assembled from CMD_SUBMIT pieces */
 	size_t ulen, ucap;
 };
@@ -177,6 +183,21 @@ static void push_event(struct engine *e, const struct engine_event *ev)
  * is split between events at UTF-8 character boundaries (each event holds complete characters). */
 static void emit_text(struct engine *e, const char *s, int n)
 {
+	if (n > 0 && e->tmpl.jinja) { /* keep the reply: the next turn renders it into the conversation */
+		if (e->rlen + n + 1 > e->rcap) {
+			size_t cap = MAX(e->rcap * 2, e->rlen + n + 256);
+			char *p = realloc(e->reply, cap);
+			if (p) {
+				e->reply = p;
+				e->rcap = cap;
+			}
+		}
+		if (e->rlen + n + 1 <= e->rcap) {
+			memcpy(e->reply + e->rlen, s, n);
+			e->rlen += n;
+			e->reply[e->rlen] = 0;
+		}
+	}
 	while (n > 0) {
 		if (e->have_pend && e->pend.u.token.len + MIN(n, 4) > MSG_TEXT - 1) flush_text(e);
 		if (!e->have_pend) {
@@ -561,13 +582,12 @@ static bool same_ids(const int32_t *a, int na, const int32_t *b, int nb)
  * nothing a tokenizer would match as special (it encodes the same either way, with no special id) and every
  * template special came out as its id, in order. Otherwise: the template's specials as ids, the text between
  * them (the user's included) encoded as plain text. */
-static int encode_turn(struct engine *e, bool first, const char *text, int32_t **out, int *n_out)
+static int encode_text(struct engine *e, bool first, bool add_bos, struct tmpl_text *ttp, int32_t **out, int *n_out)
 {
-	struct tmpl_text tt;
-	if (tmpl_turn(&e->tmpl, first, NULL, text, &tt) != LM_OK) return LM_ERR;
+	struct tmpl_text tt = *ttp;
 	struct idbuf b = { .tok = e->tok };
 	int rc = LM_OK;
-	if (first && e->add_bos) {
+	if (add_bos) {
 		int32_t bos = tok_bos_id(e->tok);
 		rc = idbuf_add(&b, &bos, 1);
 	}
@@ -611,7 +631,6 @@ static int encode_turn(struct engine *e, bool first, const char *text, int32_t *
 		free(sp.ids);
 	}
 	if (!done && rc == LM_OK) rc = walk_turn(e->tok, &tt, seg_put, &b, true);
-	tmpl_text_free(&tt);
 	free(b.acc);
 	if (rc != LM_OK) {
 		free(b.ids);
@@ -619,6 +638,55 @@ static int encode_turn(struct engine *e, bool first, const char *text, int32_t *
 	}
 	*out = b.ids;
 	*n_out = b.n;
+	return LM_OK;
+}
+
+static int encode_turn(struct engine *e, bool first, const char *text, int32_t **out, int *n_out)
+{
+	struct tmpl_text tt;
+	if (tmpl_turn(&e->tmpl, first, NULL, text, &tt) != LM_OK) return LM_ERR;
+	int rc = encode_text(e, first, first && e->add_bos, &tt, out, n_out);
+	tmpl_text_free(&tt);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ Jinja mode: the conversation */
+
+static int add_msg(struct engine *e, const char *role, const char *text)
+{
+	if (e->n_msgs == e->cap_msgs) {
+		int cap = e->cap_msgs ? e->cap_msgs * 2 : 16;
+		struct chat_msg *m = realloc(e->msgs, sizeof *m * cap);
+		if (!m) return lm_err(_("out of memory"));
+		e->msgs = m;
+		e->cap_msgs = cap;
+	}
+	char *t = strdup(text);
+	if (!t) return lm_err(_("out of memory"));
+	e->msgs[e->n_msgs++] = (struct chat_msg){ role, t };
+	return LM_OK;
+}
+
+static void pop_msgs(struct engine *e, int keep)
+{
+	while (e->n_msgs > keep) free((char *)e->msgs[--e->n_msgs].content);
+}
+
+/* The whole conversation (with the new user turn) rendered by the model's template and encoded; *keep gets
+ * how many tokens of the cache still hold (the common prefix with what is there). */
+static int encode_conversation(struct engine *e, int32_t **out, int *n_out, int *keep)
+{
+	struct tmpl_text tt;
+	if (tmpl_render_jinja(&e->tmpl, e->msgs, e->n_msgs, true, &tt) != LM_OK) return LM_ERR;
+	const char *bt = e->tmpl.bos_text;
+	bool bos = e->add_bos && !(bt && *bt && strncmp(tt.s, bt, strlen(bt)) == 0);
+	int rc = encode_text(e, true, bos, &tt, out, n_out);
+	tmpl_text_free(&tt);
+	if (rc != LM_OK) return rc;
+	int p = 0;
+	while (p < e->n_ctx && p < *n_out && e->ctx[p] == (*out)[p]) p++;
+	if (p == *n_out) p--; /* the last token is fed again for its logits */
+	*keep = p < 0 ? 0 : p;
 	return LM_OK;
 }
 
@@ -722,14 +790,33 @@ static void run_turn(struct engine *e, const char *text)
 	int32_t *ids;
 	int n;
 	bool first = e->n_ctx == 0;
-	if (encode_turn(e, first, text, &ids, &n) != LM_OK) {
+	int n_msgs0 = e->n_msgs, keep = e->n_ctx;
+	e->rlen = 0;
+	if (e->tmpl.jinja) {
+		int rc = add_msg(e, "user", text);
+		if (rc == LM_OK) rc = encode_conversation(e, &ids, &n, &keep);
+		if (rc != LM_OK) {
+			push_error(e, false, "%s", lm_errmsg());
+			pop_msgs(e, n_msgs0);
+			turn_done(e, &st);
+			return;
+		}
+		/* prefill from where the tokens part from the cache */
+		memmove(ids, ids + keep, sizeof *ids * (n - keep));
+		n -= keep;
+	} else if (encode_turn(e, first, text, &ids, &n) != LM_OK) {
 		push_error(e, false, "%s", lm_errmsg());
 		turn_done(e, &st);
 		return;
 	}
+	if (keep < e->n_ctx) { /* Jinja mode: the cache beyond the common prefix is rewritten */
+		e->n_ctx = keep;
+		kvmgr_seq_trim(&e->kv, &e->seq, e->n_ctx);
+	}
 	if (e->n_ctx + n + 1 > e->session_len) { /* room for the turn and at least one token of reply */
 		session_full_msg(e, n + 1);
 		free(ids);
+		pop_msgs(e, n_msgs0);
 		st.hit_session_len = true;
 		turn_done(e, &st);
 		return;
@@ -742,6 +829,7 @@ static void run_turn(struct engine *e, const char *text)
 		e->n_ctx = start; /* the cache beyond start is overwritten by the next turn */
 		kvmgr_seq_trim(&e->kv, &e->seq, e->n_ctx);
 		free(ids);
+		pop_msgs(e, n_msgs0);
 		turn_done(e, &st);
 		return;
 	}
@@ -749,6 +837,7 @@ static void run_turn(struct engine *e, const char *text)
 	if (cancelled) {
 		e->n_ctx = start;
 		kvmgr_seq_trim(&e->kv, &e->seq, e->n_ctx);
+		pop_msgs(e, n_msgs0);
 		st.cancelled = true;
 		st.prefill_s = now_s() - t0;
 		turn_done(e, &st);
@@ -789,12 +878,15 @@ static void run_turn(struct engine *e, const char *text)
 	if (!reply_text(e, piece, tok_stream_flush(&ts, piece, sizeof piece))) emit_text(e, e->hold, e->n_hold);
 	e->n_hold = 0;
 	st.decode_s = now_s() - t1;
+	if (e->tmpl.jinja && add_msg(e, "assistant", e->reply ? e->reply : "") != LM_OK)
+		push_error(e, false, "%s", lm_errmsg());
 	if (st.hit_session_len) session_full_msg(e, 1);
 	turn_done(e, &st);
 }
 
 static void reset_session(struct engine *e)
 {
+	pop_msgs(e, 0);
 	e->n_ctx = 0;
 	kvmgr_seq_trim(&e->kv, &e->seq, 0);
 	struct engine_event ev;
@@ -832,6 +924,7 @@ static void reconfig_kv(struct engine *e, const struct kv_capacity *cap, int pol
 		push_error(e, false, _("the conversation (%d tokens) does not fit the new KV cache (%d tokens): the "
 				       "session was reset"), n, e->session_len);
 		e->n_ctx = 0;
+		pop_msgs(e, 0);
 		n = 0;
 	}
 	if (n > 0) {
@@ -964,6 +1057,9 @@ static void engine_destroy(struct engine *e)
 	free(e->chat_template);
 	free(e->deferred);
 	free(e->utext);
+	pop_msgs(e, 0);
+	free(e->msgs);
+	free(e->reply);
 	free(e->seq.blocks);
 	free(e);
 }

@@ -1126,13 +1126,24 @@ static struct jval eval(struct jctx *J, struct expr *e)
 	}
 	case E_ATTR: {
 		struct jval o = eval(J, e->a);
+		if (o.t == J_UNDEF) { /* as Jinja: an attribute of an undefined value is an error */
+			jerr(J, _("chat template: '%s' of an undefined value"), e->name);
+			return o;
+		}
 		if (o.t == J_DICT) {
 			struct jval *v = dict_get(o.u.d, e->name, strlen(e->name));
 			return v ? *v : v_undef();
 		}
 		return v_undef();
 	}
-	case E_INDEX: return index_of(J, eval(J, e->a), eval(J, e->b));
+	case E_INDEX: {
+		struct jval o = eval(J, e->a);
+		if (o.t == J_UNDEF) {
+			jerr(J, _("chat template: an item of an undefined value"));
+			return o;
+		}
+		return index_of(J, o, eval(J, e->b));
+	}
 	case E_SLICE: {
 		struct jval o = eval(J, e->a);
 		long long n = o.t == J_LIST ? o.u.l->n : o.t == J_STR ? (long long)o.u.s.n : 0;

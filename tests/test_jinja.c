@@ -144,7 +144,8 @@ int main(void)
 	expect("{{ 'b' in 'abc' }} {{ 'z' not in ['a'] }} {{ none is none }} {{ foo is defined }}", "True True True False");
 	expect("{{ {'a': [1, 'two']} | tojson }} {{ 7 // 2 }} {{ 2 * 3 + 1 }} {{ bos_token ~ eos_token }}",
 	       "{\"a\": [1, \"two\"]} 3 7 <s></s>");
-	expect("{# a comment #}{{ messages[0]['role'] }}{{ messages[5].role }}", "user");
+	expect("{# a comment #}{{ messages[0]['role'] }}{{ messages[5] }}", "user");
+	expect_error("{{ messages[5].role }}", "undefined");
 	expect_error("{% if true %}never closed", "endif");
 	expect_error("{{ 'unterminated }}", "unterminated");
 	expect_error("{% macro m() %}{% endmacro %}", "macro");
