@@ -142,6 +142,11 @@ static int parse_rope(const struct cfg_ctx *x, struct model_config *c)
 	if (!have_theta && get_float(x, x->root, "rope_theta", 10000.0, NULL, &r->theta) != LM_OK) return LM_ERR;
 	if (!(r->theta > 0)) return lm_err(_("%s: key \"rope_theta\" must be positive"), x->path);
 	if (!rp) return LM_OK;
+	float prf;
+	if (get_float(&sx, rp, "partial_rotary_factor", 1.0, NULL, &prf) != LM_OK) return LM_ERR;
+	if (prf != 1.0f)
+		return lm_err(_("%s: key \"%spartial_rotary_factor\" = %g: only full rotary embeddings are supported"),
+			      x->path, scope, prf);
 
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(rp, "rope_type");
 	if (!t || cJSON_IsNull(t)) t = cJSON_GetObjectItemCaseSensitive(rp, "type");
@@ -370,7 +375,7 @@ void rope_inv_freq(const struct model_config *c, int seq_len, float *inv_freq, f
 	const struct rope_cfg *r = &c->rope;
 	int dim = c->head_dim, half = dim / 2;
 	double base = r->theta;
-	if (r->type == ROPE_DYNAMIC && seq_len > r->orig_max_pos && dim > 2) {
+	if (r->type == ROPE_DYNAMIC && r->orig_max_pos > 0 && seq_len > r->orig_max_pos && dim > 2) {
 		/* _compute_dynamic_ntk_parameters: NTK-aware base growth once past the trained length */
 		double ratio = (double)r->factor * seq_len / r->orig_max_pos - (r->factor - 1.0);
 		base = base * pow(ratio, (double)dim / (dim - 2));

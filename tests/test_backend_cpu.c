@@ -11,6 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifdef TEST_CPU_ONLY /* the sanitizer build links the cpu backend's sources alone, without backend.c */
+#define backend_destroy(be) ((be)->i->destroy(be))
+#endif
+
 static uint64_t rng = 88172645463325252ull;
 static float frand(void) /* [-1, 1) */
 {
@@ -72,10 +76,10 @@ static void test_matmul(struct backend *be, enum dtype dt, int n, int N, int K, 
 				int q = (int)((frand() + 1) * 8) & 15;
 				int c = j / 8, i = 0;
 				while (order[i] != j % 8) i++;
-				qw[(size_t)k * N / 8 + c] |= q << (4 * i);
+				qw[(size_t)k * N / 8 + c] |= (int32_t)((uint32_t)q << (4 * i));
 				if (k % g == 0) {
 					int z = (int)((frand() + 1) * 8) & 15;
-					qz[(size_t)k / g * N / 8 + c] |= z << (4 * i);
+					qz[(size_t)k / g * N / 8 + c] |= (int32_t)((uint32_t)z << (4 * i));
 					sc[(size_t)k / g * N + j] = f32_to_f16(0.01f + 0.05f * (frand() + 1));
 				}
 			}
@@ -117,6 +121,7 @@ static void test_matmul(struct backend *be, enum dtype dt, int n, int N, int K, 
 
 int main(void)
 {
+	setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the log even if the test crashes */
 	struct backend *be = backend_cpu_create();
 	if (!be) {
 		printf("FAIL: %s\n", lm_errmsg());

@@ -42,6 +42,19 @@ wait_for() {
 	done
 	return 1
 }
+# the context figure of the status bar ("ctx 33/2048"), and waiting for a turn to finish: the figure moved on
+# from BEFORE and the status bar no longer says "generating"
+ctx_now() { screen | tail -1 | grep -oE '[0-9]+/[0-9]+' | head -1 | cut -d/ -f1; }
+wait_turn() {
+	n=0
+	while [ $n -lt $(($2 * 10)) ]; do
+		c=$(ctx_now)
+		if [ -n "$c" ] && [ "$c" != "$1" ] && ! screen | tail -1 | grep -Eq "generating|生成中"; then return 0; fi
+		sleep 0.1
+		n=$((n + 1))
+	done
+	return 1
+}
 # bytes of a figure "12.3 KiB" after LABEL in the memory panel
 figure() {
 	screen | grep -F -- "$1" | head -1 | sed -E "s/.*$1 +([0-9.]+) (B|KiB|MiB|GiB|TiB).*/\1 \2/" |
@@ -68,9 +81,10 @@ T send-keys -t tui "LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?" Enter
 # 1. ready, then a reply
 if wait_for "cpu .* ctx [0-9]+/[0-9]+" 60; then pass "the model loaded: status bar shows backend and context"; else show "loading"; fail "the model did not load within 60 s"; finish; fi
 show "ready, 120x40"
+c0=$(ctx_now)
 T send-keys -t tui "Hello, how are you?"
 T send-keys -t tui Enter
-if wait_for "tok/s" 60; then pass "a reply finished (tokens/s in the status bar)"; else fail "no reply within 60 s"; fi
+if wait_turn "$c0" 60 && wait_for "tok/s" 1; then pass "a reply finished (tokens/s in the status bar)"; else fail "no reply within 60 s"; fi
 show "after a reply"
 screen | grep -q "^You" && screen | grep -q "Hello, how are you?" && pass "the prompt is in the transcript" || fail "the prompt is not in the transcript"
 reply=$(screen | sed 's/│.*//' | sed -n '/^Assistant/,/^ *$/p' | sed '1d' | grep -av '^ *$' | head -1 | sed 's/^ *//; s/ *$//')
@@ -101,8 +115,9 @@ kv1=$(figure "KV in use") pt1=$(figure "KV per token")
 echo "figures after the rebuild: KV in use $kv1 (was $kv0), KV per token $pt1 (was $pt0)"
 if [ "$pt1" != NA ] && [ "$pt0" != NA ] && [ "$pt1" -lt $((pt0 * 6 / 10)) ]; then pass "KV per token dropped: $pt0 -> $pt1"; else fail "KV per token did not drop: $pt0 -> $pt1"; fi
 if [ "$kv1" != NA ] && [ "$kv0" != NA ] && [ "$kv1" -lt "$kv0" ]; then pass "KV in use dropped: $kv0 -> $kv1"; else fail "KV in use did not drop: $kv0 -> $kv1"; fi
+c0=$(ctx_now)
 T send-keys -t tui "And again?" Enter
-wait_for "And again\?" 10 && sleep 0.2 && wait_for "tok/s" 60 && pass "the conversation goes on after the rebuild" || fail "no reply after the rebuild"
+wait_turn "$c0" 60 && wait_for "And again\?" 1 && pass "the conversation goes on after the rebuild" || fail "no reply after the rebuild"
 
 # 4. resizing
 T resize-window -t tui -x 60 -y 20; sleep 0.5
@@ -122,7 +137,22 @@ show "30x8"
 [ "$(screen | wc -l)" -eq 8 ] && screen | grep -Eq "^>( |$)" && pass "30x8: the chat alone" || fail "30x8: not a sane tiny screen"
 T resize-window -t tui -x 120 -y 40; sleep 0.5
 
-# 5. F1 help lists the keys; F10 quits and the terminal is usable again
+# 5. bracketed paste: two lines arrive in the input box without being sent, Enter sends them as one message
+you0=$(screen | grep -c "^You")
+T set-buffer -b lmpaste "$(printf 'pasted line one\npasted line two')"
+T paste-buffer -p -b lmpaste -t tui
+sleep 0.5
+show "after a bracketed paste"
+if screen | grep -q "pasted line one" && screen | grep -q "pasted line two" && [ "$(screen | grep -c "^You")" -eq "$you0" ]; then
+	pass "a bracketed paste of two lines stays in the input box"
+else
+	fail "the bracketed paste was not kept in the input box"
+fi
+c0=$(ctx_now)
+T send-keys -t tui Enter
+wait_turn "$c0" 60 || fail "no reply to the pasted message"
+
+# 6. F1 help lists the keys; F10 quits and the terminal is usable again
 T send-keys -t tui F1
 wait_for "F10, Ctrl-Q" 5 && pass "F1 shows the keys" || fail "F1 did not show the keys"
 show "help"
@@ -135,14 +165,29 @@ if wait_for "echo icanon|icanon echo|icrnl.*icanon.*echo|echo.*icanon" 5 && wait
 show "the shell after quitting"
 screen | grep -qF 'tui-shell$' && pass "the shell prompt is back" || fail "no shell prompt after quitting"
 
-# 6. Chinese
+# 7. killed by a signal: the terminal is restored all the same
+T send-keys -t tui "clear; LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?" Enter
+if wait_for "ctx [0-9]+/[0-9]+" 60; then
+	shell_pid=$(T display -p -t tui '#{pane_pid}')
+	child=$(pgrep -P "$shell_pid" | head -1)
+	[ -n "$child" ] && kill -TERM "$child"
+	if wait_for "lmterm-exit=143" 10; then pass "SIGTERM ends it (status 143)"; else fail "SIGTERM did not end it"; fi
+	T send-keys -t tui "stty -a | tr ' ' '\n' | grep -x -e echo -e icanon | tr '\n' ' '; echo :after-kill" Enter
+	if wait_for "(icanon echo|echo icanon) :after-kill" 5; then pass "the terminal is restored after SIGTERM"; else fail "the terminal is not restored after SIGTERM"; fi
+	show "after SIGTERM"
+else
+	fail "the second start did not get ready"
+fi
+
+# 8. Chinese
 if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN\.utf-\?8$'; then
 	mkdir -p "$tmp/locale/zh_CN/LC_MESSAGES"
 	msgfmt -o "$tmp/locale/zh_CN/LC_MESSAGES/lmterm.mo" "$top_srcdir/po/zh_CN.po"
 	T send-keys -t tui "clear; LC_ALL=zh_CN.UTF-8 LANG=zh_CN.UTF-8 LMTERM_LOCALEDIR=$tmp/locale $CMD; echo lmterm-exit=\$?" Enter
 	if wait_for "上下文 [0-9]+/[0-9]+" 60; then pass "zh_CN: Chinese status bar"; else fail "zh_CN: no Chinese status bar"; fi
+	c0=$(ctx_now)
 	T send-keys -t tui "你好" Enter
-	wait_for "首字" 60 || true
+	wait_turn "$c0" 60 || fail "zh_CN: no reply"
 	sleep 1.2
 	show "zh_CN"
 	for label in 权重 空闲 帮助 退出 你; do
