@@ -728,10 +728,15 @@ int ui_progress_run(const char *title, ui_work_fn work, void *ud, struct backend
 	bool finished = false, need_layout = true;
 	while (!finished) {
 		double t = now_s();
-		if (be && mem && t - t_mem >= 1.0 && be->i->mem_stats) {
+		if (mem && t - t_mem >= 1.0) {
+			/* the backend's figures, or without one (work on the host) what /proc says */
 			struct mem_stats ms;
 			memset(&ms, 0, sizeof ms);
-			if (be->i->mem_stats(be, &ms) == LM_OK) panel_mem_push(mem, &ms, ms.cat[MEM_KV], -1);
+			int rc;
+			if (be && be->i->mem_stats) rc = be->i->mem_stats(be, &ms);
+			else rc = mem_read_host(&ms);
+			mem->cats_unknown = !(be && be->i->mem_stats);
+			if (rc == LM_OK) panel_mem_push(mem, &ms, ms.cat[MEM_KV], -1);
 			t_mem = t;
 		}
 		if (ui_check_resize()) need_layout = true;
