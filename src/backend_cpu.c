@@ -26,7 +26,10 @@
  *    policy 0: head_dim floats; policy 8/4: kvquant.h's quantized bytes, then fp16 scale, fp16 zero.
  *
  * The step state (struct step) is kept by value, its arrays by pointer: the backend is synchronous, and
- * forward() keeps them alive until its ops have returned. */
+ * forward() keeps them alive until its ops have returned.
+ *
+ * Threads: LMTERM_THREADS, else every CPU this process may run on. One backend serves one caller thread at
+ * a time (the engine thread); its pool's workers sleep on a condition variable between ops. */
 #include "config.h"
 #include "backend.h"
 #include "i18n.h"
@@ -460,11 +463,98 @@ static int cpu_weight_random(struct backend *be, struct weight *w, enum dtype dt
 	return LM_OK;
 }
 
-/* 8 floats: two SSE registers, or one AVX register. These helpers are static and inlined, so GCC's
- * note that passing them by value would change the ABI without AVX does not apply. */
+/* ---------------------------------------------------------------------------------------------------
+ * Vector kernels, on GCC vector types: 8 floats are two SSE registers or one AVX register. The helpers
+ * are static and inlined, so GCC's note that passing them by value changes the ABI without AVX is moot. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef float v8sf __attribute__((vector_size(32)));
 typedef uint8_t v8qu __attribute__((vector_size(8)));
+typedef uint16_t v8hu __attribute__((vector_size(16)));
+typedef uint32_t v8su __attribute__((vector_size(32)));
+
+static inline v8sf load8(const float *p)
+{
+	v8sf v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+static inline float hsum8(v8sf v)
+{
+	return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+static inline float dot(const float *a, const float *b, int n)
+{
+	v8sf acc = { 0 };
+	int k = 0;
+	for (; k + 8 <= n; k += 8) acc += load8(a + k) * load8(b + k);
+	float s = hsum8(acc);
+	for (; k < n; k++) s += a[k] * b[k];
+	return s;
+}
+
+/* y += a * x */
+static inline void axpy(float *y, float a, const float *x, int n)
+{
+	int k = 0;
+	for (; k + 8 <= n; k += 8) {
+		v8sf v = load8(y + k) + a * load8(x + k);
+		memcpy(y + k, &v, sizeof v);
+	}
+	for (; k < n; k++) y[k] += a * x[k];
+}
+
+/* out[r] = x . w[r] for four weight rows at once: x is read once for four rows */
+static inline void dot4(const float *x, const float *const w[4], int n, float out[4])
+{
+	v8sf a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
+	int k = 0;
+	for (; k + 8 <= n; k += 8) {
+		v8sf xv = load8(x + k);
+		a0 += xv * load8(w[0] + k);
+		a1 += xv * load8(w[1] + k);
+		a2 += xv * load8(w[2] + k);
+		a3 += xv * load8(w[3] + k);
+	}
+	out[0] = hsum8(a0);
+	out[1] = hsum8(a1);
+	out[2] = hsum8(a2);
+	out[3] = hsum8(a3);
+	for (; k < n; k++)
+		for (int r = 0; r < 4; r++) out[r] += x[k] * w[r][k];
+}
+
+/* As dot4 with bf16 weight rows, widened in registers: decode steps (one token) read each weight once,
+ * so converting a row into scratch first would cost more than the dot itself. */
+static inline v8sf load8_bf16(const uint16_t *p)
+{
+	v8hu h;
+	memcpy(&h, p, sizeof h);
+	v8su u = __builtin_convertvector(h, v8su) << 16;
+	v8sf f;
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+static inline void dot4_bf16(const float *x, const uint16_t *const w[4], int n, float out[4])
+{
+	v8sf a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
+	int k = 0;
+	for (; k + 8 <= n; k += 8) {
+		v8sf xv = load8(x + k);
+		a0 += xv * load8_bf16(w[0] + k);
+		a1 += xv * load8_bf16(w[1] + k);
+		a2 += xv * load8_bf16(w[2] + k);
+		a3 += xv * load8_bf16(w[3] + k);
+	}
+	out[0] = hsum8(a0);
+	out[1] = hsum8(a1);
+	out[2] = hsum8(a2);
+	out[3] = hsum8(a3);
+	for (; k < n; k++)
+		for (int r = 0; r < 4; r++) out[r] += x[k] * bf16_to_f32(w[r][k]);
+}
 
 /* Row j of a weight as floats: a pointer into the weight (F32) or into buf (converted). */
 static const float *weight_row(const struct weight *w, int j, float *buf)
@@ -504,85 +594,6 @@ static const float *weight_row(const struct weight *w, int j, float *buf)
 	default:
 		return NULL;
 	}
-}
-
-/* ---------------------------------------------------------------------------------------------------
- * Vector kernels */
-
-
-static inline v8sf load8(const float *p)
-{
-	v8sf v;
-	memcpy(&v, p, sizeof v);
-	return v;
-}
-
-static inline float hsum8(v8sf v)
-{
-	return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
-}
-
-static inline float dot(const float *a, const float *b, int n)
-{
-	v8sf acc = { 0 };
-	int k = 0;
-	for (; k + 8 <= n; k += 8) acc += load8(a + k) * load8(b + k);
-	float s = hsum8(acc);
-	for (; k < n; k++) s += a[k] * b[k];
-	return s;
-}
-
-/* out[r] = x . w[r] for four weight rows at once: x is read once for four rows */
-static inline void dot4(const float *x, const float *const w[4], int n, float out[4])
-{
-	v8sf a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
-	int k = 0;
-	for (; k + 8 <= n; k += 8) {
-		v8sf xv = load8(x + k);
-		a0 += xv * load8(w[0] + k);
-		a1 += xv * load8(w[1] + k);
-		a2 += xv * load8(w[2] + k);
-		a3 += xv * load8(w[3] + k);
-	}
-	out[0] = hsum8(a0);
-	out[1] = hsum8(a1);
-	out[2] = hsum8(a2);
-	out[3] = hsum8(a3);
-	for (; k < n; k++)
-		for (int r = 0; r < 4; r++) out[r] += x[k] * w[r][k];
-}
-
-/* As dot4 with bf16 weight rows, widened in registers: decode steps (one token) read each weight once,
- * so converting a row into scratch first would cost more than the dot itself. */
-typedef uint16_t v8hu __attribute__((vector_size(16)));
-typedef uint32_t v8su __attribute__((vector_size(32)));
-static inline v8sf load8_bf16(const uint16_t *p)
-{
-	v8hu h;
-	memcpy(&h, p, sizeof h);
-	v8su u = __builtin_convertvector(h, v8su) << 16;
-	v8sf f;
-	memcpy(&f, &u, sizeof f);
-	return f;
-}
-
-static inline void dot4_bf16(const float *x, const uint16_t *const w[4], int n, float out[4])
-{
-	v8sf a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
-	int k = 0;
-	for (; k + 8 <= n; k += 8) {
-		v8sf xv = load8(x + k);
-		a0 += xv * load8_bf16(w[0] + k);
-		a1 += xv * load8_bf16(w[1] + k);
-		a2 += xv * load8_bf16(w[2] + k);
-		a3 += xv * load8_bf16(w[3] + k);
-	}
-	out[0] = hsum8(a0);
-	out[1] = hsum8(a1);
-	out[2] = hsum8(a2);
-	out[3] = hsum8(a3);
-	for (; k < n; k++)
-		for (int r = 0; r < 4; r++) out[r] += x[k] * bf16_to_f32(w[r][k]);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -898,7 +909,7 @@ SIMD_CLONES static void att_worker(void *arg, int tid, int nt)
 			const float pr = score[p] / sum;
 			int blk = kv_block_of(c, kv, p);
 			const float *v = kv_load(kv, kv_row(kv, blk, jb->layer, 1, kvh, p % kv->block_len), kbuf);
-			for (int d = 0; d < hd; d++) acc[d] += pr * v[d];
+			axpy(acc, pr, v, hd);
 		}
 		memcpy(jb->out + (size_t)i * nh * hd + (size_t)h * hd, acc, (size_t)hd * sizeof(float));
 	}

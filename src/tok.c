@@ -324,6 +324,8 @@ void tok_free(struct tokenizer *t)
 	strmap_free(&t->ids);
 	strmap_free(&t->user);
 	free(t->unk_surface);
+	free(t->trie);
+	free(t->norm_strs);
 	tok_hf_free(t->hf);
 	free(t);
 }
@@ -528,7 +530,7 @@ static int stream_step(struct tok_stream *s, int32_t id, struct buf *out)
 {
 	const struct tokenizer *t = s->t;
 	if (id < 0 || id >= t->n) return LM_OK; /* an id the model cannot produce: nothing to show */
-	if (s->skip_special && tok_is_special(t, id)) return LM_OK;
+	if (s->skip_special && (t->kind == TOK_SPM ? tok_is_special(t, id) : tok_hf_skipped(t, id))) return LM_OK;
 	struct buf raw = { 0 };
 	int rc = t->kind == TOK_SPM ? spm_surface(t, s, id, &raw) : tok_hf_surface(t, s, id, &raw);
 	s->ntok++;

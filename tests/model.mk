@@ -29,7 +29,6 @@ endif
 # libFuzzer target for safetensors headers and config.json (needs clang; not part of make check):
 #   make fuzz-loader && ./tests/fuzz_loader -max_total_time=60
 EXTRA_DIST += tests/fuzz_loader.c
-FUZZ_CC = clang
 fuzz-loader: tests/fuzz_loader
 tests/fuzz_loader: $(srcdir)/tests/fuzz_loader.c $(srcdir)/src/safetensors.c $(srcdir)/src/config.c $(srcdir)/src/common.c
 	$(AM_V_CC)$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -I$(srcdir)/src -I$(top_builddir) \

@@ -617,6 +617,13 @@ static void edit_gptq(cJSON *c)
 	cJSON *q = cJSON_GetObjectItem(c, "quantization_config");
 	cJSON_ReplaceItemInObject(q, "quant_method", cJSON_CreateString("gptq"));
 }
+static void edit_add_awq(cJSON *c)
+{
+	cJSON *q = cJSON_AddObjectToObject(c, "quantization_config");
+	cJSON_AddStringToObject(q, "quant_method", "awq");
+	cJSON_AddNumberToObject(q, "bits", 4);
+	cJSON_AddNumberToObject(q, "group_size", 128);
+}
 static void edit_vocab(cJSON *c) { cJSON_ReplaceItemInObject(c, "vocab_size", cJSON_CreateString("8192")); }
 
 static void check_bad_models(const char *fixtures)
@@ -650,7 +657,8 @@ static void check_bad_models(const char *fixtures)
 	make_model("vocab", src, edit_vocab, NULL, d, sizeof d);
 	expect_load_fail("vocab_size a string", d, FMT_AUTO, "config.json", "vocab_size");
 	make_model("missing", src, NULL, "model.layers.1.mlp.up_proj.weight", d, sizeof d);
-	expect_load_fail("missing tensor", d, FMT_AUTO, d, "model.layers.1.mlp.up_proj.weight");
+	snprintf(p, sizeof p, "%s/model.safetensors", d);
+	expect_load_fail("missing tensor", d, FMT_AUTO, p, "model.layers.1.mlp.up_proj.weight");
 	make_model("shape", src, edit_ffn, NULL, d, sizeof d);
 	expect_load_fail("shape disagreeing with config", d, FMT_AUTO, "model.safetensors", "[320, 128]");
 	make_model("fmt", src, NULL, NULL, d, sizeof d);
@@ -686,7 +694,11 @@ static void check_bad_models(const char *fixtures)
 	make_model("gptq", src, edit_gptq, NULL, d, sizeof d);
 	expect_load_fail("gptq quantization", d, FMT_AUTO, "config.json", "gptq");
 	make_model("awqmissing", src, NULL, "model.layers.0.self_attn.k_proj.scales", d, sizeof d);
-	expect_load_fail("AWQ scales missing", d, FMT_AUTO, d, "model.layers.0.self_attn.k_proj.scales");
+	expect_load_fail("AWQ scales missing", d, FMT_AUTO, "model.safetensors", "model.layers.0.self_attn.k_proj.scales");
+	/* a dense checkpoint whose config.json claims AWQ */
+	snprintf(src, sizeof src, "%s/llama3-rand", fixtures);
+	make_model("dense-as-awq", src, edit_add_awq, NULL, d, sizeof d);
+	expect_load_fail("dense weights, AWQ config", d, FMT_AUTO, "model.safetensors", "dense");
 }
 
 /* ---- (e) st_write round trip ---- */
