@@ -302,12 +302,27 @@ static int cpu_mem_stats(struct backend *be, struct mem_stats *out)
 /* ---------------------------------------------------------------------------------------------------
  * Weights */
 
+/* fp16 -> float: the F16C instruction where the CPU has it, else a table of all 65536 values */
 static float f16_table[65536];
+static bool have_f16c;
 static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
 static void f16_table_init(void)
 {
 	for (uint32_t i = 0; i < 65536; i++) f16_table[i] = f16_to_f32((uint16_t)i);
+#if defined(__x86_64__) && defined(__GNUC__)
+	have_f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+#endif
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx,f16c"))) static void f16_row_f16c(float *dst, const uint16_t *src, size_t n)
+{
+	size_t k = 0;
+	for (; k + 8 <= n; k += 8) _mm256_storeu_ps(dst + k, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + k))));
+	for (; k < n; k++) dst[k] = f16_table[src[k]];
+}
+#endif
 
 static int weight_alloc_part(struct backend *be, struct weight *w, void **p, size_t bytes)
 {
@@ -570,6 +585,12 @@ static const float *weight_row(const struct weight *w, int j, float *buf)
 	}
 	case DT_F16: {
 		const uint16_t *s = (const uint16_t *)w->data + (size_t)j * K;
+#if defined(__x86_64__) && defined(__GNUC__)
+		if (have_f16c) {
+			f16_row_f16c(buf, s, K);
+			return buf;
+		}
+#endif
 		for (size_t k = 0; k < K; k++) buf[k] = f16_table[s[k]];
 		return buf;
 	}

@@ -244,7 +244,7 @@ int st_open(struct st_file **out, const char *path)
 		free(f);
 		return lm_err(_("%s: out of memory"), path);
 	}
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		int e = errno;
 		st_close(f);

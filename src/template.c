@@ -2,6 +2,7 @@
 #include "config.h"
 #include "template.h"
 #include "i18n.h"
+#include "jinja.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -78,6 +79,10 @@ void tmpl_free(struct chat_template *t)
 	}
 	for (int i = 0; i < t->n_stop; i++) free(t->stop_words[i]);
 	t->n_stop = 0;
+	free(t->jinja);
+	free(t->bos_text);
+	free(t->eos_text);
+	t->jinja = t->bos_text = t->eos_text = NULL;
 }
 
 int tmpl_load_json(struct chat_template *t, const char *path)
@@ -148,6 +153,42 @@ static const char *guess_from_jinja(const char *j, const char *model_type)
 	return NULL;
 }
 
+static char *token_text(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
+	return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+}
+
+/* Does the built-in render these conversations exactly as the model's own template does? */
+static bool builtin_matches(const struct chat_template *t, const char *jinja, const char *bos, const char *eos)
+{
+	static const struct chat_msg a[] = { { "user", "Hello" } };
+	static const struct chat_msg b[] = { { "system", "Be brief." }, { "user", "Hi" }, { "assistant", "Hello!" },
+					     { "user", "Tell me a story." } };
+	static const struct chat_msg c[] = { { "user", "2+2?" }, { "assistant", "4" } };
+	struct { const struct chat_msg *m; int n; bool gen; } probes[] = { { a, 1, true }, { b, 4, true }, { c, 2, false } };
+	for (size_t i = 0; i < ARRAY_SIZE(probes); i++) {
+		struct tmpl_text tt;
+		char *j;
+		if (jinja_render(jinja, probes[i].m, probes[i].n, probes[i].gen, bos, eos, &j) != LM_OK) return true;
+		if (tmpl_render(t, probes[i].m, probes[i].n, probes[i].gen, &tt) != LM_OK) {
+			free(j);
+			return false;
+		}
+		/* the built-ins write BOS as a prefix; a template may leave it to the tokenizer */
+		const char *r = tt.s;
+		if (t->prefix[0] && strncmp(j, t->prefix, strlen(t->prefix)) != 0 &&
+		    strncmp(r, t->prefix, strlen(t->prefix)) == 0)
+			r += strlen(t->prefix);
+		bool same = strcmp(r, j) == 0;
+		free(j);
+		tmpl_text_free(&tt);
+		if (!same) return false;
+	}
+	return true;
+}
+
 int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir, const char *model_type)
 {
 	if (!model_type) model_type = "";
@@ -158,6 +199,7 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 		return tmpl_builtin(t, arg); /* the unknown-name message */
 	}
 	const char *name = NULL;
+	char *jinja = NULL, *bos = NULL, *eos = NULL;
 	char path[4200];
 	path_join(path, sizeof path, model_dir, "tokenizer_config.json");
 	char *buf;
@@ -167,24 +209,92 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 		free(buf);
 		const cJSON *ct = cJSON_GetObjectItemCaseSensitive(o, "chat_template");
 		if (cJSON_IsString(ct)) {
-			name = guess_from_jinja(ct->valuestring, model_type);
+			jinja = strdup(ct->valuestring);
 		} else if (cJSON_IsArray(ct)) { /* [{name, template}]: the "default" one */
 			const cJSON *e;
 			cJSON_ArrayForEach(e, ct) {
 				const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "name");
 				const cJSON *tx = cJSON_GetObjectItemCaseSensitive(e, "template");
 				if (cJSON_IsString(n) && cJSON_IsString(tx) && strcmp(n->valuestring, "default") == 0)
-					name = guess_from_jinja(tx->valuestring, model_type);
+					jinja = strdup(tx->valuestring);
 			}
 		}
+		bos = token_text(o, "bos_token");
+		eos = token_text(o, "eos_token");
 		cJSON_Delete(o);
 	}
+	if (jinja) name = guess_from_jinja(jinja, model_type);
 	if (!name) {
 		if (strcmp(model_type, "internlm2") == 0) name = "internlm2";
 		else if (strcmp(model_type, "qwen2") == 0) name = "chatml";
 		else name = "base";
 	}
-	return tmpl_builtin(t, name);
+	int rc = tmpl_builtin(t, name);
+	/* the model's own template where the built-in would render differently (and the interpreter runs it) */
+	if (rc == LM_OK && jinja && !builtin_matches(t, jinja, bos, eos)) {
+		char *probe;
+		static const struct chat_msg m[] = { { "user", "Hello" } };
+		if (jinja_render(jinja, m, 1, true, bos, eos, &probe) == LM_OK) {
+			free(probe);
+			snprintf(t->name, sizeof t->name, "jinja (%s)", name);
+			t->jinja = jinja;
+			t->bos_text = bos;
+			t->eos_text = eos;
+			jinja = bos = eos = NULL;
+		}
+		lm_err_clear();
+	}
+	free(jinja);
+	free(bos);
+	free(eos);
+	return rc;
+}
+
+int tmpl_render_jinja(const struct chat_template *t, const struct chat_msg *msgs, int n, bool add_generation_prompt,
+		      struct tmpl_text *out)
+{
+	memset(out, 0, sizeof *out);
+	char *s;
+	if (jinja_render(t->jinja, msgs, n, add_generation_prompt, t->bos_text, t->eos_text, &s) != LM_OK) return LM_ERR;
+	out->s = s;
+	out->len = strlen(s);
+	out->cap = out->len + 1;
+	/* the user texts, in order, where the template copied them unchanged (the last ones matter most: keep
+	 * the latest ranges if there are more than fit) */
+	size_t from = 0;
+	for (int i = 0; i < n; i++) {
+		if (strcmp(msgs[i].role, "user") != 0 || !msgs[i].content[0]) continue;
+		const char *c = msgs[i].content;
+		size_t l = strlen(c);
+		const char *at = strstr(s + from, c);
+		if (!at) { /* templates that trim the content (Llama 3) */
+			while (l && isspace((unsigned char)*c)) c++, l--;
+			while (l && isspace((unsigned char)c[l - 1])) l--;
+			char *tc = strndup(c, l);
+			at = l ? strstr(s + from, tc) : NULL;
+			free(tc);
+		}
+		if (!at) {
+			/* the template changed the text: its special-token look-alikes could not be told from the
+			 * template's own, so refuse rather than let a user's text become a control token */
+			if (strchr(msgs[i].content, '<') || strchr(msgs[i].content, '[')) {
+				tmpl_text_free(out);
+				return lm_err(_("chat template: the model's template rewrote the user's text; it cannot be "
+						"rendered safely (use --chat-template with a built-in name)"));
+			}
+			continue;
+		}
+		size_t off = (size_t)(at - s);
+		if (out->n_user == (int)ARRAY_SIZE(out->user_off)) {
+			memmove(out->user_off, out->user_off + 1, sizeof out->user_off[0] * (out->n_user - 1));
+			memmove(out->user_len, out->user_len + 1, sizeof out->user_len[0] * (out->n_user - 1));
+			out->n_user--;
+		}
+		out->user_off[out->n_user] = off;
+		out->user_len[out->n_user++] = l;
+		from = off + l;
+	}
+	return LM_OK;
 }
 
 /* ---- rendering ---- */

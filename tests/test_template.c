@@ -145,7 +145,7 @@ int main(void)
 	if (!mkdtemp(dir)) return 1;
 	struct { const char *file, *model_type, *want; } choose[] = {
 		{ "tokenizers/llama3.tokenizer_config.json", "llama", "llama3" },
-		{ "tokenizers/qwen3.tokenizer_config.json", "qwen3", "chatml" },
+		{ "tokenizers/qwen3.tokenizer_config.json", "qwen3", "jinja (chatml)" }, /* <think>: its own */
 		{ "tokenizers/llama2.tokenizer_config.json", "llama", "base" }, /* it has no chat_template */
 		{ "models/tiny-en-zh-internlm2/tokenizer_config.json", "internlm2", "chatml" },
 	};
