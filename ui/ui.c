@@ -655,6 +655,7 @@ struct prog_shared {
 	ui_work_fn work;
 	void *ud;
 	int rc;
+	char err[1600];         /* the worker's error message (lm_err is per thread) */
 	struct progress_sink sink;
 };
 
@@ -680,6 +681,7 @@ static void *prog_worker(void *arg)
 {
 	struct prog_shared *p = arg;
 	p->rc = p->work(p->ud, &p->sink);
+	snprintf(p->err, sizeof p->err, "%s", lm_errmsg());
 	pthread_mutex_lock(&p->mu);
 	p->finished = true;
 	pthread_mutex_unlock(&p->mu);
@@ -794,7 +796,8 @@ int ui_progress_run(const char *title, ui_work_fn work, void *ud, struct backend
 	close(p->wake_fd);
 	pthread_mutex_destroy(&p->mu);
 	int rc = p->rc;
-	if (p->cancel) fprintf(stderr, _("lmterm: %s: stopped\n"), title);
+	/* hand the worker's message to the caller's thread */
+	if (rc != LM_OK) lm_err("%s", p->err[0] ? p->err : (p->cancel ? _("interrupted") : ""));
 	free(p);
 	return rc;
 }

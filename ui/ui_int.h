@@ -151,6 +151,7 @@ struct progress_view {
 	bool cancelling;
 	char log[12][112];      /* the last items that reported a figure (per-layer error), newest last */
 	int n_log;
+	int64_t log_done;       /* done count of the last entry */
 };
 void panel_progress_reset(struct progress_view *p, const char *title);
 void panel_progress_update(struct progress_view *p, const char *stage, int64_t done, int64_t total, double extra);
