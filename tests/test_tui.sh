@@ -90,6 +90,21 @@ screen | grep -q "^You" && screen | grep -q "Hello, how are you?" && pass "the p
 reply=$(screen | sed 's/│.*//' | sed -n '/^Assistant/,/^ *$/p' | sed '1d' | grep -av '^ *$' | head -1 | sed 's/^ *//; s/ *$//')
 [ -n "$reply" ] && pass "the reply is on the screen: '$reply'" || fail "no reply text under Assistant"
 
+# editing keys in the input box: word jump, Home, End, Backspace, history, kill line
+T send-keys -t tui "alpha beta gamma"
+T send-keys -t tui C-Left
+T send-keys -t tui X Home Y End Z BSpace W
+sleep 0.3
+if screen | grep -q "^> Yalpha beta XgammaW"; then pass "Ctrl-Left, Home, End, Backspace edit where they should"
+else show "editing"; fail "editing keys: the input line is not '> Yalpha beta XgammaW'"; fi
+T send-keys -t tui C-u
+sleep 0.2
+T send-keys -t tui Up
+sleep 0.3
+if screen | grep -q "^> Hello, how are you?"; then pass "Up recalls the last message"; else show "history"; fail "Up did not recall the last message"; fi
+T send-keys -t tui C-u
+sleep 0.2
+
 # 2. memory panel figures
 sleep 1.5
 wt=$(figure "Weights") kv0=$(figure "KV in use") pt0=$(figure "KV per token") tot=$(figure "Total")
