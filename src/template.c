@@ -250,51 +250,67 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 	return rc;
 }
 
+static int tt_put(struct tmpl_text *tt, const char *s, size_t n, bool user);
+
+/* Jinja mode. Where the user texts lie in the output is found exactly: the template is run a second time with
+ * each user text replaced by a placeholder (no whitespace, so trimming leaves it alone); putting the texts back
+ * into that output must give the real output, and then the placeholders' places are the user ranges. A
+ * template that transforms the texts fails that check; it is accepted only for texts with nothing that could
+ * spell a special token ('<', '['), so that no user text can become a control token. */
 int tmpl_render_jinja(const struct chat_template *t, const struct chat_msg *msgs, int n, bool add_generation_prompt,
 		      struct tmpl_text *out)
 {
 	memset(out, 0, sizeof *out);
-	char *s;
-	if (jinja_render(t->jinja, msgs, n, add_generation_prompt, t->bos_text, t->eos_text, &s) != LM_OK) return LM_ERR;
-	out->s = s;
-	out->len = strlen(s);
-	out->cap = out->len + 1;
-	/* the user texts, in order, where the template copied them unchanged (the last ones matter most: keep
-	 * the latest ranges if there are more than fit) */
-	size_t from = 0;
-	for (int i = 0; i < n; i++) {
-		if (strcmp(msgs[i].role, "user") != 0 || !msgs[i].content[0]) continue;
-		const char *c = msgs[i].content;
-		size_t l = strlen(c);
-		const char *at = strstr(s + from, c);
-		if (!at) { /* templates that trim the content (Llama 3) */
-			while (l && isspace((unsigned char)*c)) c++, l--;
-			while (l && isspace((unsigned char)c[l - 1])) l--;
-			char *tc = strndup(c, l);
-			at = l ? strstr(s + from, tc) : NULL;
-			free(tc);
+	char *real, *ph = NULL;
+	if (jinja_render(t->jinja, msgs, n, add_generation_prompt, t->bos_text, t->eos_text, &real) != LM_OK)
+		return LM_ERR;
+	struct chat_msg *pm = malloc(sizeof *pm * (n ? n : 1));
+	char (*names)[24] = malloc(sizeof *names * (n ? n : 1));
+	int rc = pm && names ? LM_OK : lm_err(_("chat template: out of memory"));
+	for (int i = 0; i < n && rc == LM_OK; i++) {
+		snprintf(names[i], sizeof names[i], "\x01%d\x02", i);
+		pm[i] = msgs[i];
+		if (strcmp(msgs[i].role, "user") == 0) pm[i].content = names[i];
+	}
+	bool exact = rc == LM_OK && jinja_render(t->jinja, pm, n, add_generation_prompt, t->bos_text, t->eos_text, &ph) == LM_OK;
+	lm_err_clear();
+	if (exact) { /* rebuild from the placeholders */
+		const char *p = ph;
+		while (*p && exact) {
+			const char *q = strchr(p, '\x01');
+			size_t lit = q ? (size_t)(q - p) : strlen(p);
+			if (tt_put(out, p, lit, false) != LM_OK) exact = false;
+			if (!q) break;
+			char *end;
+			long i = strtol(q + 1, &end, 10);
+			if (*end != '\x02' || i < 0 || i >= n || strcmp(msgs[i].role, "user") != 0 ||
+			    tt_put(out, msgs[i].content, strlen(msgs[i].content), true) != LM_OK) {
+				exact = false;
+				break;
+			}
+			p = end + 1;
 		}
-		if (!at) {
-			/* the template changed the text: its special-token look-alikes could not be told from the
-			 * template's own, so refuse rather than let a user's text become a control token */
-			if (strchr(msgs[i].content, '<') || strchr(msgs[i].content, '[')) {
-				tmpl_text_free(out);
+		exact = exact && out->s && strcmp(out->s, real) == 0;
+	}
+	free(ph);
+	free(pm);
+	free(names);
+	if (rc == LM_OK && !exact) {
+		tmpl_text_free(out);
+		for (int i = 0; i < n; i++)
+			if (strcmp(msgs[i].role, "user") == 0 && (strchr(msgs[i].content, '<') || strchr(msgs[i].content, '['))) {
+				free(real);
 				return lm_err(_("chat template: the model's template rewrote the user's text; it cannot be "
 						"rendered safely (use --chat-template with a built-in name)"));
 			}
-			continue;
-		}
-		size_t off = (size_t)(at - s);
-		if (out->n_user == (int)ARRAY_SIZE(out->user_off)) {
-			memmove(out->user_off, out->user_off + 1, sizeof out->user_off[0] * (out->n_user - 1));
-			memmove(out->user_len, out->user_len + 1, sizeof out->user_len[0] * (out->n_user - 1));
-			out->n_user--;
-		}
-		out->user_off[out->n_user] = off;
-		out->user_len[out->n_user++] = l;
-		from = off + l;
+		out->s = real;
+		out->len = strlen(real);
+		out->cap = out->len + 1;
+		return LM_OK;
 	}
-	return LM_OK;
+	free(real);
+	if (rc != LM_OK) tmpl_text_free(out);
+	return rc;
 }
 
 /* ---- rendering ---- */
@@ -310,7 +326,15 @@ static int tt_put(struct tmpl_text *tt, const char *s, size_t n, bool user)
 		tt->cap = cap;
 	}
 	if (user) {
-		if (tt->n_user == (int)ARRAY_SIZE(tt->user_off)) return lm_err(_("chat template: too many user texts"));
+		if (tt->n_user == tt->cap_user) {
+			int cap = tt->cap_user ? tt->cap_user * 2 : 8;
+			size_t *o = realloc(tt->user_off, sizeof *o * cap);
+			if (o) tt->user_off = o;
+			size_t *l = realloc(tt->user_len, sizeof *l * cap);
+			if (l) tt->user_len = l;
+			if (!o || !l) return lm_err(_("chat template: out of memory"));
+			tt->cap_user = cap;
+		}
 		tt->user_off[tt->n_user] = tt->len;
 		tt->user_len[tt->n_user++] = n;
 	}
@@ -339,6 +363,8 @@ static int tt_content(struct tmpl_text *tt, const struct chat_template *t, const
 void tmpl_text_free(struct tmpl_text *tt)
 {
 	free(tt->s);
+	free(tt->user_off);
+	free(tt->user_len);
 	memset(tt, 0, sizeof *tt);
 }
 

@@ -43,8 +43,8 @@ struct chat_msg {
 struct tmpl_text {
 	char *s;
 	size_t len, cap;
-	size_t user_off[8], user_len[8];
-	int n_user;
+	size_t *user_off, *user_len;  /* [n_user] */
+	int n_user, cap_user;
 };
 
 /* Built-in template by name: internlm2, chatml, llama3, llama2, base. LM_ERR (message names it) if unknown. */
