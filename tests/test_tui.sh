@@ -61,16 +61,26 @@ figure() {
 		awk '{ m = 1; if ($2 == "KiB") m = 1024; if ($2 == "MiB") m = 1048576; if ($2 == "GiB") m = 1073741824;
 		       if (NF == 2 && $1 ~ /^[0-9.]+$/) printf "%.0f\n", $1 * m; else print "NA" }'
 }
-# the screen is sane: as many lines as rows, none wider than the pane, status bar last
-sane() {
+# the screen is sane: as many lines as rows, none wider than the pane, status bar last, the input prompt;
+# retried for a few seconds, since a loaded machine may take a moment to redraw after a resize
+sane_once() {
 	w=$1 h=$2
 	lines=$(screen | wc -l)
-	[ "$lines" -eq "$h" ] || { fail "$w x $h: $lines lines on the screen"; return; }
+	[ "$lines" -eq "$h" ] || { why="$lines lines on the screen"; return 1; }
 	wide=$(screen | while IFS= read -r l; do printf '%s\n' "$l" | wc -L; done | sort -n | tail -1)
-	[ "$wide" -le "$w" ] || { fail "$w x $h: a line is $wide columns wide"; return; }
-	screen | tail -1 | grep -q "tiny-en-zh" || { fail "$w x $h: no status bar at the bottom"; return; }
-	screen | grep -Eq "^>( |$)" || { fail "$w x $h: no input prompt"; return; }
-	pass "$w x $h: the screen is sane"
+	[ "$wide" -le "$w" ] || { why="a line is $wide columns wide"; return 1; }
+	screen | tail -1 | grep -q "tiny-en-zh" || { why="no status bar at the bottom"; return 1; }
+	screen | grep -Eq "^>( |$)" || { why="no input prompt"; return 1; }
+	return 0
+}
+sane() {
+	n=0
+	while [ $n -lt 30 ]; do
+		sane_once "$1" "$2" && { pass "$1 x $2: the screen is sane"; return; }
+		sleep 0.1
+		n=$((n + 1))
+	done
+	fail "$1 x $2: $why"
 }
 
 # a shell in the pane, so that after quitting we can see the terminal is usable again
@@ -89,6 +99,21 @@ show "after a reply"
 screen | grep -q "^You" && screen | grep -q "Hello, how are you?" && pass "the prompt is in the transcript" || fail "the prompt is not in the transcript"
 reply=$(screen | sed 's/│.*//' | sed -n '/^Assistant/,/^ *$/p' | sed '1d' | grep -av '^ *$' | head -1 | sed 's/^ *//; s/ *$//')
 [ -n "$reply" ] && pass "the reply is on the screen: '$reply'" || fail "no reply text under Assistant"
+
+# editing keys in the input box: word jump, Home, End, Backspace, history, kill line
+T send-keys -t tui "alpha beta gamma"
+T send-keys -t tui C-Left
+T send-keys -t tui X Home Y End Z BSpace W
+sleep 0.3
+if screen | grep -q "^> Yalpha beta XgammaW"; then pass "Ctrl-Left, Home, End, Backspace edit where they should"
+else show "editing"; fail "editing keys: the input line is not '> Yalpha beta XgammaW'"; fi
+T send-keys -t tui C-u
+sleep 0.2
+T send-keys -t tui Up
+sleep 0.3
+if screen | grep -q "^> Hello, how are you?"; then pass "Up recalls the last message"; else show "history"; fail "Up did not recall the last message"; fi
+T send-keys -t tui C-u
+sleep 0.2
 
 # 2. memory panel figures
 sleep 1.5

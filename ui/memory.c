@@ -211,10 +211,14 @@ void panel_mem_draw(WINDOW *w, const struct mem_view *m)
 	labels[P_OTHER] = C_("mem|Other");
 	labels[P_FREE] = C_("mem|Free");
 	for (int i = 0; i < P_N && y < ymax; i++, y++) {
-		char v[32], pc[16];
+		char v[64], pc[16];
 		double val = p.v[i];
 		if (i == P_KVFREE) val = (double)m->ms.cat[MEM_KV]; /* the line says what is allocated in all */
-		if (p.valid[i]) fmt_bytes(v, sizeof v, (size_t)val);
+		if (p.valid[i]) {
+			fmt_bytes(v, sizeof v, (size_t)val);
+			/* our own allocations to the byte, where the panel is wide enough for it */
+			if (iw >= 46 && val >= 1024 && i != P_OTHER && i != P_FREE) snprintf(v + strlen(v), sizeof v - strlen(v), " (%zu B)", (size_t)val);
+		}
 		else snprintf(v, sizeof v, "%s", na);
 		if (p.valid[i] && m->ms.total_valid) pct(pc, sizeof pc, val, p.scale);
 		legend(w, y, x, iw, fill[i], part_col[i], labels[i], v, p.valid[i] && m->ms.total_valid ? pc : NULL);
