@@ -994,7 +994,9 @@ static int quantize_all(struct ctx *x)
 		if (rc) goto out;
 		rc = LM_ERR;
 		int chunk = MAX(1, o->batch) * T;
-		int budget = o->search_tokens > 0 ? o->search_tokens : 4096;
+		/* The searches score on the first windows: all of them by default, as AutoAWQ does (fewer make the
+		 * chosen ratios noisy: measured in docs/QUANTIZATION.md), up to 16384 tokens to bound memory. */
+		int budget = o->search_tokens > 0 ? o->search_tokens : 16384;
 		sub.m = (int)MIN(N, (size_t)MAX(T, budget / T * T));
 		X = malloc(sizeof(float) * N * x->dim);
 		h = malloc(sizeof(float) * chunk * x->dim);

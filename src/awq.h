@@ -24,7 +24,7 @@ struct awq_opts {
 	int group;               /* --w-group-size */
 	bool search_scale;       /* --search-scale */
 	bool search_clip;        /* clipping-range search (AutoAWQ's auto_clip) */
-	int search_tokens;       /* tokens of calibration text the searches score on (0 = default) */
+	int search_tokens;       /* calibration tokens the searches score on (0 = all, at most 16384) */
 	int n_threads;           /* 0 = all cores */
 	uint64_t seed;
 };

@@ -1,6 +1,7 @@
 /* cmd_lite.c: `lmterm lite auto_awq MODEL --work-dir DIR [...]`, LMDeploy's options and defaults. */
 #include "config.h"
 #include "awq.h"
+#include "backend.h"
 #include "calib.h"
 #include "cmds.h"
 #include "i18n.h"
@@ -30,6 +31,7 @@ static void usage(FILE *f)
 		     "  --search-clip [BOOL]      search each group's clipping range (default false)\n"
 		     "  --dtype auto|float16|bfloat16   accepted for LMDeploy compatibility (calibration is float32)\n"
 		     "  --backend auto|cpu|cuda   calibration runs on the CPU\n"
+		     "  --search-tokens N         calibration tokens the searches score on (default: all, at most 16384)\n"
 		     "  --threads N               CPU threads (default: all cores)\n"
 		     "\n"
 		     "Named datasets are read from $LMTERM_DATA, then $XDG_CACHE_HOME/lmterm/datasets\n"
@@ -44,9 +46,19 @@ static bool is_bool_word(const char *s)
 	return rc == LM_OK;
 }
 
+/* The quantizer runs on the progress panel's worker thread; lm_err's message is per thread, so it is
+ * carried back here. */
+struct job {
+	const struct awq_opts *o;
+	char err[1600];
+};
+
 static int work(void *ud, struct progress_sink *sink)
 {
-	return awq_quantize(ud, sink);
+	struct job *j = ud;
+	int rc = awq_quantize(j->o, sink);
+	if (rc != LM_OK) snprintf(j->err, sizeof j->err, "%s", lm_errmsg());
+	return rc;
 }
 
 int cmd_lite(int argc, char **argv)
@@ -82,6 +94,8 @@ int cmd_lite(int argc, char **argv)
 		if (!strcmp(n, "search-scale") || !strcmp(n, "search-clip")) {
 			bool *dst = !strcmp(n, "search-scale") ? &o.search_scale : &o.search_clip;
 			v = opt_value_optional(&it, is_bool_word);
+			/* a word that is not a boolean after MODEL was given can only be a bad value */
+			if (!v && o.model_dir && it.i < it.argc && it.argv[it.i][0] != '-') v = it.argv[it.i++];
 			if (!v) *dst = true;
 			else e = opt_bool(it.arg, v, dst);
 		} else if (!strcmp(n, "work-dir")) { e = opt_value(&it, &v); o.work_dir = v; }
@@ -143,9 +157,14 @@ int cmd_lite(int argc, char **argv)
 
 	double t0 = now_s();
 	int rc;
-	if (isatty(1) && isatty(2) && ui_available()) {
+	if (isatty(0) && isatty(1) && isatty(2) && ui_available()) {
 		struct ui_opts uo = { .no_color = getenv("NO_COLOR") != NULL, .model_label = o.model_dir };
-		rc = ui_progress_run(_("lite auto_awq"), work, &o, NULL, &uo);
+		struct job j = { .o = &o };
+		/* a cpu backend only for its memory figures (host total/free, this process's RSS) beside the panel */
+		struct backend *be = backend_cpu_create();
+		rc = ui_progress_run(_("lite auto_awq"), work, &j, be, &uo);
+		if (be) backend_destroy(be);
+		if (rc != LM_OK) lm_err("%s", j.err);
 	} else {
 		struct progress_sink s;
 		progress_stderr_init(&s);

@@ -64,8 +64,9 @@ else fail "--search-scale False run"; fi
 rm -rf "$out"
 
 # Ctrl-C in the middle of calibration: exit non-zero, nothing left
-awq "$FIX/llama3-rand" --work-dir "$out" --calib-dataset "$TESTDATA/text/wiki.test.raw" --calib-samples 64 \
-	--calib-seqlen 1024 --search-scale --threads 1 2>"$tmp/int.log" &
+# (started directly, not through the awq function: a signal to a subshell would not reach lmterm)
+"$LMTERM" lite auto_awq "$FIX/llama3-rand" --work-dir "$out" --calib-dataset "$TESTDATA/text/wiki.test.raw" \
+	--calib-samples 64 --calib-seqlen 1024 --search-scale --threads 1 2>"$tmp/int.log" &
 pid=$!
 sleep 2
 kill -INT $pid
