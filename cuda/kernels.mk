@@ -1,1 +1,4 @@
 # kernel .cu files: cuda_liblmterm_cuda_a_SOURCES += cuda/xxx.cu
+# KV-touching kernels (attn): RoPE fused with the KV write/quantization, paged prefill/decode attention
+cuda_liblmterm_cuda_a_SOURCES += cuda/rope_kv.cu cuda/attention.cu cuda/attention.h cuda/kv_layout.cuh \
+	cuda/attn_common.cuh
