@@ -1,0 +1,394 @@
+/* config.c: config.json (and generation_config.json beside it) into struct model_config, and the RoPE
+ * inverse frequencies that transformers computes from it.
+ *
+ * Two generations of keys exist in the wild and both are read: transformers 4 writes rope_theta,
+ * rope_scaling {type|rope_type, factor, ...} and torch_dtype; transformers 5 writes rope_parameters
+ * {rope_type, rope_theta, factor, ...} and dtype. InternLM2's remote code keeps the classic form and calls
+ * the q/k/v/o bias "bias". */
+#include "config.h"
+#include "model.h"
+#include "i18n.h"
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct cfg_ctx {
+	const char *path;
+	const cJSON *root;
+};
+
+/* An integer key: absent -> def (or an error when required, def < 0 meaning required). */
+static int get_int(const struct cfg_ctx *x, const cJSON *obj, const char *key, long long def, long long lo,
+		   long long hi, int *out)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+	if (!j || cJSON_IsNull(j)) {
+		if (def == LLONG_MIN) return lm_err(_("%s: key \"%s\" is missing"), x->path, key);
+		*out = (int)def;
+		return LM_OK;
+	}
+	if (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble))
+		return lm_err(_("%s: key \"%s\" is not an integer"), x->path, key);
+	if (j->valuedouble < (double)lo || j->valuedouble > (double)hi)
+		return lm_err(_("%s: key \"%s\" = %.0f is out of range [%lld, %lld]"), x->path, key, j->valuedouble, lo,
+			      hi);
+	*out = (int)j->valuedouble;
+	return LM_OK;
+}
+
+static int get_float(const struct cfg_ctx *x, const cJSON *obj, const char *key, double def, bool *present,
+		     float *out)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+	if (present) *present = j && !cJSON_IsNull(j);
+	if (!j || cJSON_IsNull(j)) {
+		if (isnan(def)) return lm_err(_("%s: key \"%s\" is missing"), x->path, key);
+		*out = (float)def;
+		return LM_OK;
+	}
+	if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble))
+		return lm_err(_("%s: key \"%s\" is not a number"), x->path, key);
+	*out = (float)j->valuedouble;
+	return LM_OK;
+}
+
+static int get_bool(const struct cfg_ctx *x, const cJSON *obj, const char *key, bool def, bool *out)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+	if (!j || cJSON_IsNull(j)) {
+		*out = def;
+		return LM_OK;
+	}
+	if (!cJSON_IsBool(j)) return lm_err(_("%s: key \"%s\" is not true or false"), x->path, key);
+	*out = cJSON_IsTrue(j);
+	return LM_OK;
+}
+
+#define REQUIRED LLONG_MIN
+
+/* eos_token_id: an integer, a list of them, or null. Adds ids not already present. */
+static int add_eos(struct model_config *c, const char *path, const cJSON *j)
+{
+	if (!j || cJSON_IsNull(j)) return LM_OK;
+	const cJSON *one = j, *next = NULL;
+	if (cJSON_IsArray(j)) {
+		one = j->child;
+		if (!one) return LM_OK;
+	}
+	for (; one; one = next) {
+		next = cJSON_IsArray(j) ? one->next : NULL;
+		if (!cJSON_IsNumber(one) || one->valuedouble != floor(one->valuedouble) || one->valuedouble < 0 ||
+		    one->valuedouble > INT32_MAX)
+			return lm_err(_("%s: key \"eos_token_id\" is not a token id or a list of them"), path);
+		int id = (int)one->valuedouble;
+		bool have = false;
+		for (int i = 0; i < c->n_eos; i++) have |= c->eos_ids[i] == id;
+		if (!have && c->n_eos < MAX_EOS) c->eos_ids[c->n_eos++] = id;
+	}
+	return LM_OK;
+}
+
+static int parse_dtype(const struct cfg_ctx *x, struct model_config *c)
+{
+	const char *key = "dtype";
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(x->root, key);
+	if (!j || cJSON_IsNull(j)) {
+		key = "torch_dtype";
+		j = cJSON_GetObjectItemCaseSensitive(x->root, key);
+	}
+	c->dtype = DT_F32; /* transformers' default when the config says nothing */
+	if (!j || cJSON_IsNull(j)) return LM_OK;
+	if (!cJSON_IsString(j)) return lm_err(_("%s: key \"%s\" is not a string"), x->path, key);
+	const char *s = j->valuestring;
+	if (strncmp(s, "torch.", 6) == 0) s += 6;
+	if (!strcmp(s, "float16") || !strcmp(s, "half")) c->dtype = DT_F16;
+	else if (!strcmp(s, "bfloat16")) c->dtype = DT_BF16;
+	else if (!strcmp(s, "float32") || !strcmp(s, "float")) c->dtype = DT_F32;
+	else return lm_err(_("%s: key \"%s\": unsupported dtype \"%s\" (expected float16, bfloat16 or float32)"), x->path,
+			   key, j->valuestring);
+	return LM_OK;
+}
+
+/* rope_parameters (new) or rope_theta + rope_scaling (old). */
+static int parse_rope(const struct cfg_ctx *x, struct model_config *c)
+{
+	struct rope_cfg *r = &c->rope;
+	memset(r, 0, sizeof *r);
+	r->type = ROPE_DEFAULT;
+	r->factor = 1;
+	const cJSON *rp = cJSON_GetObjectItemCaseSensitive(x->root, "rope_parameters");
+	const char *obj_key = "rope_parameters";
+	if (rp && !cJSON_IsNull(rp) && !cJSON_IsObject(rp))
+		return lm_err(_("%s: key \"rope_parameters\" is not an object"), x->path);
+	if (!rp || cJSON_IsNull(rp)) {
+		rp = cJSON_GetObjectItemCaseSensitive(x->root, "rope_scaling");
+		obj_key = "rope_scaling";
+		if (rp && !cJSON_IsNull(rp) && !cJSON_IsObject(rp))
+			return lm_err(_("%s: key \"rope_scaling\" is not an object"), x->path);
+		if (rp && cJSON_IsNull(rp)) rp = NULL;
+	}
+	/* theta: inside rope_parameters in the new style, top level in the old */
+	bool have_theta = false;
+	if (rp && get_float(x, rp, "rope_theta", 10000.0, &have_theta, &r->theta) != LM_OK)
+		return lm_err_prefix("%s: ", obj_key);
+	if (!have_theta && get_float(x, x->root, "rope_theta", 10000.0, NULL, &r->theta) != LM_OK) return LM_ERR;
+	if (!(r->theta > 0)) return lm_err(_("%s: key \"rope_theta\" must be positive"), x->path);
+	if (!rp) return LM_OK;
+
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(rp, "rope_type");
+	if (!t || cJSON_IsNull(t)) t = cJSON_GetObjectItemCaseSensitive(rp, "type");
+	if (t && !cJSON_IsNull(t) && !cJSON_IsString(t))
+		return lm_err(_("%s: key \"%s.rope_type\" is not a string"), x->path, obj_key);
+	const char *type = t && cJSON_IsString(t) ? t->valuestring : "default";
+	if (!strcmp(type, "default")) {
+		r->type = ROPE_DEFAULT;
+		return LM_OK;
+	}
+	if (!strcmp(type, "linear")) r->type = ROPE_LINEAR;
+	else if (!strcmp(type, "llama3")) r->type = ROPE_LLAMA3;
+	else if (!strcmp(type, "dynamic")) r->type = ROPE_DYNAMIC;
+	else return lm_err(_("%s: key \"%s.rope_type\": unsupported RoPE type \"%s\" (supported: default, linear, llama3, dynamic)"),
+			   x->path, obj_key, type);
+	char k[64];
+	snprintf(k, sizeof k, "%s.factor", obj_key);
+	if (get_float(x, rp, "factor", NAN, NULL, &r->factor) != LM_OK)
+		return lm_err(_("%s: key \"%s\" is missing or not a number"), x->path, k);
+	if (!(r->factor >= 1.0f) && r->type != ROPE_LINEAR)
+		return lm_err(_("%s: key \"%s\" = %g must be at least 1"), x->path, k, r->factor);
+	if (!(r->factor > 0)) return lm_err(_("%s: key \"%s\" = %g must be positive"), x->path, k, r->factor);
+	if (r->type == ROPE_LLAMA3) {
+		if (get_float(x, rp, "low_freq_factor", NAN, NULL, &r->low_freq_factor) != LM_OK ||
+		    get_float(x, rp, "high_freq_factor", NAN, NULL, &r->high_freq_factor) != LM_OK ||
+		    get_int(x, rp, "original_max_position_embeddings", REQUIRED, 1, INT32_MAX, &r->orig_max_pos) != LM_OK)
+			return lm_err_prefix("%s: ", obj_key);
+		if (!(r->high_freq_factor > r->low_freq_factor) || !(r->low_freq_factor > 0))
+			return lm_err(_("%s: keys \"%s.low_freq_factor\" and \"high_freq_factor\" must satisfy 0 < low < high"),
+				      x->path, obj_key);
+	} else if (r->type == ROPE_DYNAMIC) {
+		r->orig_max_pos = c->max_pos; /* transformers scales against max_position_embeddings */
+	}
+	return LM_OK;
+}
+
+/* quantization_config: only AutoAWQ's 4-bit gemm layout. */
+static int parse_quant(const struct cfg_ctx *x, struct model_config *c)
+{
+	const cJSON *q = cJSON_GetObjectItemCaseSensitive(x->root, "quantization_config");
+	c->quant_bits = 0;
+	c->group_size = 0;
+	if (!q || cJSON_IsNull(q)) return LM_OK;
+	if (!cJSON_IsObject(q)) return lm_err(_("%s: key \"quantization_config\" is not an object"), x->path);
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
+	if (!cJSON_IsString(m))
+		return lm_err(_("%s: key \"quantization_config.quant_method\" is missing or not a string"), x->path);
+	if (strcasecmp(m->valuestring, "awq") != 0)
+		return lm_err(_("%s: key \"quantization_config.quant_method\": \"%s\" is not supported (only awq, as lmterm lite auto_awq writes)"),
+			      x->path, m->valuestring);
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(q, "version");
+	if (v && !cJSON_IsNull(v) && (!cJSON_IsString(v) || strcasecmp(v->valuestring, "gemm") != 0))
+		return lm_err(_("%s: key \"quantization_config.version\": \"%s\" is not supported (only gemm)"), x->path,
+			      cJSON_IsString(v) ? v->valuestring : "?");
+	const char *bk = cJSON_GetObjectItemCaseSensitive(q, "bits") ? "bits" : "w_bit";
+	const char *gk = cJSON_GetObjectItemCaseSensitive(q, "group_size") ? "group_size" : "q_group_size";
+	if (get_int(x, q, bk, REQUIRED, 1, 64, &c->quant_bits) != LM_OK ||
+	    get_int(x, q, gk, REQUIRED, -1, INT32_MAX, &c->group_size) != LM_OK)
+		return lm_err_prefix("quantization_config: ");
+	if (c->quant_bits != 4)
+		return lm_err(_("%s: key \"quantization_config.%s\" = %d: only 4-bit AWQ is supported"), x->path, bk,
+			      c->quant_bits);
+	if (c->group_size <= 0 || c->group_size % 8)
+		return lm_err(_("%s: key \"quantization_config.%s\" = %d: expected a positive multiple of 8"), x->path,
+			      gk, c->group_size);
+	bool zp;
+	if (get_bool(x, q, "zero_point", true, &zp) != LM_OK) return lm_err_prefix("quantization_config: ");
+	if (!zp)
+		return lm_err(_("%s: key \"quantization_config.zero_point\" = false: only AWQ with zero points is supported"),
+			      x->path);
+	return LM_OK;
+}
+
+static int parse_arch(const struct cfg_ctx *x, struct model_config *c)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(x->root, "architectures");
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(x->root, "model_type");
+	const char *name = NULL;
+	if (a && !cJSON_IsNull(a)) {
+		if (!cJSON_IsArray(a) || !cJSON_IsString(a->child))
+			return lm_err(_("%s: key \"architectures\" is not a list of names"), x->path);
+		name = a->child->valuestring;
+	}
+	if (mt && !cJSON_IsNull(mt) && !cJSON_IsString(mt))
+		return lm_err(_("%s: key \"model_type\" is not a string"), x->path);
+	const char *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
+	static const struct { const char *arch, *type; enum arch a; } known[] = {
+		{ "LlamaForCausalLM", "llama", ARCH_LLAMA },
+		{ "MistralForCausalLM", "mistral", ARCH_LLAMA },
+		{ "Qwen2ForCausalLM", "qwen2", ARCH_QWEN2 },
+		{ "InternLM2ForCausalLM", "internlm2", ARCH_INTERNLM2 },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
+		if (name ? !strcmp(name, known[i].arch) : type && !strcmp(type, known[i].type)) {
+			c->arch = known[i].a;
+			snprintf(c->arch_name, sizeof c->arch_name, "%s", known[i].arch);
+			snprintf(c->model_type, sizeof c->model_type, "%s", type ? type : known[i].type);
+			return LM_OK;
+		}
+	if (!name && !type) return lm_err(_("%s: key \"architectures\" is missing"), x->path);
+	return lm_err(_("%s: key \"%s\": unsupported architecture \"%s\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, InternLM2ForCausalLM)"),
+		      x->path, name ? "architectures" : "model_type", name ? name : type);
+}
+
+static int parse_config(const struct cfg_ctx *x, struct model_config *c)
+{
+	if (parse_arch(x, c) != LM_OK) return LM_ERR;
+	const cJSON *r = x->root;
+	if (get_int(x, r, "vocab_size", REQUIRED, 1, INT32_MAX, &c->vocab) != LM_OK ||
+	    get_int(x, r, "hidden_size", REQUIRED, 1, 1 << 20, &c->dim) != LM_OK ||
+	    get_int(x, r, "num_hidden_layers", REQUIRED, 1, 1 << 16, &c->n_layers) != LM_OK ||
+	    get_int(x, r, "num_attention_heads", REQUIRED, 1, 1 << 16, &c->n_heads) != LM_OK ||
+	    get_int(x, r, "intermediate_size", REQUIRED, 1, 1 << 24, &c->ffn) != LM_OK ||
+	    get_int(x, r, "num_key_value_heads", c->n_heads, 1, 1 << 16, &c->n_kv_heads) != LM_OK ||
+	    get_int(x, r, "max_position_embeddings", 2048, 1, INT32_MAX, &c->max_pos) != LM_OK)
+		return LM_ERR;
+	if (c->n_heads % c->n_kv_heads)
+		return lm_err(_("%s: key \"num_key_value_heads\" = %d does not divide num_attention_heads = %d"), x->path,
+			      c->n_kv_heads, c->n_heads);
+	const cJSON *hd = cJSON_GetObjectItemCaseSensitive(r, "head_dim");
+	if (!hd || cJSON_IsNull(hd)) {
+		if (c->dim % c->n_heads)
+			return lm_err(_("%s: key \"hidden_size\" = %d is not a multiple of num_attention_heads = %d (and no head_dim)"),
+				      x->path, c->dim, c->n_heads);
+		c->head_dim = c->dim / c->n_heads;
+	} else if (get_int(x, r, "head_dim", REQUIRED, 2, 1 << 16, &c->head_dim) != LM_OK) {
+		return LM_ERR;
+	}
+	if (c->head_dim % 2) return lm_err(_("%s: key \"head_dim\" = %d must be even for RoPE"), x->path, c->head_dim);
+	float prf;
+	if (get_float(x, r, "partial_rotary_factor", 1.0, NULL, &prf) != LM_OK) return LM_ERR;
+	if (prf != 1.0f)
+		return lm_err(_("%s: key \"partial_rotary_factor\" = %g: only full rotary embeddings are supported"),
+			      x->path, prf);
+	if (get_float(x, r, "rms_norm_eps", 1e-6, NULL, &c->norm_eps) != LM_OK) return LM_ERR;
+	if (!(c->norm_eps >= 0)) return lm_err(_("%s: key \"rms_norm_eps\" must not be negative"), x->path);
+	if (get_bool(x, r, "tie_word_embeddings", false, &c->tie_embed) != LM_OK) return LM_ERR;
+
+	/* biases */
+	bool b = false;
+	switch (c->arch) {
+	case ARCH_QWEN2:
+		c->qkv_bias = true;
+		if (get_bool(x, r, "use_sliding_window", false, &b) != LM_OK) return LM_ERR;
+		if (b)
+			return lm_err(_("%s: key \"use_sliding_window\" = true: sliding-window attention is not supported"),
+				      x->path);
+		break;
+	case ARCH_INTERNLM2:
+		if (get_bool(x, r, "bias", false, &c->qkv_bias) != LM_OK) return LM_ERR;
+		break;
+	case ARCH_LLAMA:
+		if (get_bool(x, r, "attention_bias", false, &c->qkv_bias) != LM_OK) return LM_ERR;
+		if (get_bool(x, r, "mlp_bias", false, &b) != LM_OK) return LM_ERR;
+		if (b) return lm_err(_("%s: key \"mlp_bias\" = true is not supported"), x->path);
+		break;
+	}
+	const cJSON *act = cJSON_GetObjectItemCaseSensitive(r, "hidden_act");
+	if (act && cJSON_IsString(act) && strcmp(act->valuestring, "silu") != 0)
+		return lm_err(_("%s: key \"hidden_act\" = \"%s\": only silu is supported"), x->path, act->valuestring);
+
+	if (parse_dtype(x, c) != LM_OK || parse_rope(x, c) != LM_OK || parse_quant(x, c) != LM_OK) return LM_ERR;
+
+	c->bos_id = -1;
+	if (get_int(x, r, "bos_token_id", -1, -1, INT32_MAX, &c->bos_id) != LM_OK) return LM_ERR;
+	c->n_eos = 0;
+	if (add_eos(c, x->path, cJSON_GetObjectItemCaseSensitive(r, "eos_token_id")) != LM_OK) return LM_ERR;
+	return LM_OK;
+}
+
+static int parse_generation_config(struct model_config *c, const char *path)
+{
+	char *buf;
+	size_t len;
+	if (read_file(path, &buf, &len) != LM_OK) return LM_ERR;
+	cJSON *root = cJSON_ParseWithLength(buf, len);
+	free(buf);
+	if (!root || !cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return lm_err(_("%s: not a valid JSON object"), path);
+	}
+	struct cfg_ctx x = { path, root };
+	int rc = add_eos(c, path, cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"));
+	if (rc == LM_OK && c->bos_id < 0) rc = get_int(&x, root, "bos_token_id", -1, -1, INT32_MAX, &c->bos_id);
+	cJSON_Delete(root);
+	return rc;
+}
+
+int config_load(struct model_config *c, const char *path)
+{
+	memset(c, 0, sizeof *c);
+	char *buf;
+	size_t len;
+	if (read_file(path, &buf, &len) != LM_OK) return LM_ERR;
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, false);
+	if (!root) {
+		size_t at = end && end >= buf && end <= buf + len ? (size_t)(end - buf) : 0;
+		free(buf);
+		return lm_err(_("%s: not valid JSON (near byte %zu)"), path, at);
+	}
+	free(buf);
+	struct cfg_ctx x = { path, root };
+	int rc = cJSON_IsObject(root) ? parse_config(&x, c) : lm_err(_("%s: not a JSON object"), path);
+	cJSON_Delete(root);
+	if (rc != LM_OK) return rc;
+
+	/* generation_config.json beside it may add eos ids (chat models list their end-of-turn token there) */
+	char gpath[4096];
+	snprintf(gpath, sizeof gpath, "%s", path);
+	char *slash = strrchr(gpath, '/');
+	if (slash) slash[1] = 0;
+	else gpath[0] = 0;
+	if (strlen(gpath) + sizeof "generation_config.json" <= sizeof gpath) {
+		strcat(gpath, "generation_config.json");
+		if (file_exists(gpath)) rc = parse_generation_config(c, gpath);
+	}
+	return rc;
+}
+
+/* inv_freq[i] = 1 / theta^(2i/dim), in double then rounded, then scaled per type as transformers'
+ * modeling_rope_utils does. */
+void rope_inv_freq(const struct model_config *c, int seq_len, float *inv_freq, float *mscale)
+{
+	const struct rope_cfg *r = &c->rope;
+	int dim = c->head_dim, half = dim / 2;
+	double base = r->theta;
+	if (r->type == ROPE_DYNAMIC && seq_len > r->orig_max_pos && dim > 2) {
+		/* _compute_dynamic_ntk_parameters: NTK-aware base growth once past the trained length */
+		double ratio = (double)r->factor * seq_len / r->orig_max_pos - (r->factor - 1.0);
+		base = base * pow(ratio, (double)dim / (dim - 2));
+	}
+	for (int i = 0; i < half; i++) {
+		double f = 1.0 / pow(base, (double)(2 * i) / dim);
+		if (r->type == ROPE_LINEAR) {
+			f /= r->factor;
+		} else if (r->type == ROPE_LLAMA3) {
+			/* _compute_llama3_parameters: long wavelengths divided by factor, short kept, a smooth blend
+			 * in between */
+			double old = r->orig_max_pos;
+			double low_wl = old / r->low_freq_factor, high_wl = old / r->high_freq_factor;
+			double wl = 2 * M_PI / f;
+			if (wl > low_wl) {
+				f = f / r->factor;
+			} else if (wl >= high_wl) {
+				double s = (old / wl - r->low_freq_factor) / (r->high_freq_factor - r->low_freq_factor);
+				f = (1 - s) * f / r->factor + s * f;
+			}
+		}
+		inv_freq[i] = (float)f;
+	}
+	if (mscale) *mscale = 1.0f;
+}
