@@ -4,3 +4,9 @@ check_PROGRAMS += tests/test_attn_ops
 TESTS += tests/test_attn_ops
 tests_test_attn_ops_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS) -I$(top_srcdir)/cuda
 tests_test_attn_ops_LDADD = $(LMTERM_TEST_LIBS)
+# cuda backend (cuda): every op against the cpu backend; the golden model test on the cuda backend.
+# Both exit 77 without a GPU.
+check_PROGRAMS += tests/test_backend_ops
+TESTS += tests/test_backend_ops tests/test_golden_cuda.sh
+EXTRA_DIST += tests/test_golden_cuda.sh
+tests_test_backend_ops_LDADD = $(LMTERM_TEST_LIBS)
