@@ -10,3 +10,6 @@ check_PROGRAMS += tests/test_backend_ops
 TESTS += tests/test_backend_ops tests/test_golden_cuda.sh
 EXTRA_DIST += tests/test_golden_cuda.sh
 tests_test_backend_ops_LDADD = $(LMTERM_TEST_LIBS)
+# lmterm bench on the cpu backend (runs everywhere)
+TESTS += tests/test_bench.sh
+EXTRA_DIST += tests/test_bench.sh
