@@ -172,6 +172,7 @@ struct cuda_be {
 	bool have_step;
 	int max_ctx; // attention's split bound for the ops being issued
 
+	int sms;         // multiprocessors
 	int kv_head_dim; // of the last cache allocated: the length of inv_freq
 	int vocab;       // of the last embedding table used (graph replays check ids against it)
 	int attn_nh, attn_hd;
@@ -723,8 +724,13 @@ static int cu_attention(struct backend *be, void *out, const void *qkv, const st
 	if (!c->have_step) return op_rc(c, lm_err(_("attention: no step set")));
 	c->attn_nh = n_heads;
 	c->attn_hd = kv->head_dim;
-	// the split path is taken for small n only (attn_launch_attention's rule); size for it outside captures
-	const size_t need = c->n <= 64 ? attn_ws_need(n_heads, kv->head_dim, c->n) : 0;
+	// attn_launch_attention takes the split-K path while the prefill grid would leave most multiprocessors
+	// idle; size its workspace outside captures (a decode graph is sized for any context up front)
+	const int rows = c->n * (n_heads / MAX(kv->n_kv_heads, 1));
+	const bool split = 2 * ((rows + 63) / 64 * kv->n_kv_heads) < c->sms;
+	const size_t need = !split ? 0
+			    : c->n == 1 ? attn_ws_need(n_heads, kv->head_dim, 1)
+					: attn_workspace_bytes(n_heads, kv->head_dim, c->n, c->max_ctx);
 	if (need > c->attn_ws_bytes && !c->capturing) {
 		void *p = cu_alloc(be, need, MEM_ACT);
 		if (!p) return LM_ERR;
@@ -883,7 +889,15 @@ static double cu_copy_bandwidth(struct backend *be)
 	struct cuda_be *c = cb(be);
 	if (c->copy_bw > 0) return c->copy_bw;
 	const size_t bytes = (size_t)1 << 30;
-	void *a = cu_alloc(be, bytes, MEM_OTHER), *b = a ? cu_alloc(be, bytes, MEM_OTHER) : NULL;
+	// plain cudaMalloc: two transient GiB must not show as the "other" category's peak
+	void *a = NULL, *b = NULL;
+	if (c->capturing) return 0;
+	if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess) {
+		cudaGetLastError();
+		if (a) cudaFree(a);
+		lm_err(_("copy bandwidth: cannot allocate 2 GiB of device memory"));
+		return 0;
+	}
 	cudaEvent_t e0 = NULL, e1 = NULL;
 	double best = 0;
 	if (a && b && cudaEventCreate(&e0) == cudaSuccess && cudaEventCreate(&e1) == cudaSuccess) {
@@ -904,8 +918,8 @@ static double cu_copy_bandwidth(struct backend *be)
 	cudaError_t e = cudaGetLastError();
 	if (e0) cudaEventDestroy(e0);
 	if (e1) cudaEventDestroy(e1);
-	cu_free(be, a);
-	cu_free(be, b);
+	cudaFree(a);
+	cudaFree(b);
 	if (e != cudaSuccess) {
 		cuda_fail(e, "copy bandwidth");
 		return 0;
@@ -1018,6 +1032,7 @@ extern "C" struct backend *backend_cuda_create(enum dtype model_dtype)
 	cudaDeviceProp prop;
 	CREATE_CK(cudaGetDeviceProperties(&prop, c->dev), "device properties");
 	snprintf(c->name, sizeof c->name, "%.63s", prop.name);
+	c->sms = prop.multiProcessorCount;
 	// kernels built for this GPU? (sm_90a plus compute_90 PTX by default)
 	cudaFuncAttributes fa;
 	e = cudaFuncGetAttributes(&fa, probe_kernel);

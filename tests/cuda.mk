@@ -13,3 +13,7 @@ tests_test_backend_ops_LDADD = $(LMTERM_TEST_LIBS)
 # lmterm bench on the cpu backend (runs everywhere)
 TESTS += tests/test_bench.sh
 EXTRA_DIST += tests/test_bench.sh
+# the W4A16 repacking against AutoAWQ's layout (host code, runs without a GPU)
+check_PROGRAMS += tests/test_awq_layout
+TESTS += tests/test_awq_layout
+tests_test_awq_layout_LDADD = $(LMTERM_TEST_LIBS)
