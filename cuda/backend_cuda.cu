@@ -732,7 +732,7 @@ static int cu_attention(struct backend *be, void *out, const void *qkv, const st
 			    : c->n == 1 ? attn_ws_need(n_heads, kv->head_dim, 1)
 					: attn_workspace_bytes(n_heads, kv->head_dim, c->n, c->max_ctx);
 	if (need > c->attn_ws_bytes && !c->capturing) {
-		void *p = cu_alloc(be, need, MEM_ACT);
+		void *p = cu_alloc(be, need, MEM_OTHER);
 		if (!p) return LM_ERR;
 		cu_free(be, c->attn_ws);
 		c->attn_ws = p;
@@ -753,7 +753,7 @@ static int logits_buf(struct backend *be, size_t floats)
 {
 	struct cuda_be *c = cb(be);
 	if (c->logits_cap >= floats) return LM_OK;
-	float *p = (float *)cu_alloc(be, floats * sizeof(float), MEM_ACT);
+	float *p = (float *)cu_alloc(be, floats * sizeof(float), MEM_OTHER);
 	if (!p) return LM_ERR;
 	cu_free(be, c->d_logits);
 	c->d_logits = p;
