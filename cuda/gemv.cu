@@ -86,7 +86,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(TO *__restrict__ 
 template <typename T, typename TO, int NB>
 static void launch_nb(void *y, const void *x, const void *w, const float *bias, int N, int K, cudaStream_t s)
 {
-	constexpr int R = NB <= 2 ? 1 : NB <= 4 ? 2 : 4;
+	constexpr int R = NB <= 2 ? 1 : 2;
 	constexpr int U = NB <= 2 ? 4 : NB <= 4 ? 2 : 1;
 	const int rows_per_block = GEMV_WARPS * R;
 	const int blocks = (N + rows_per_block - 1) / rows_per_block;
