@@ -14,7 +14,9 @@
  *  - vectors (norm weights, rows == 1) and biases are converted to F32.
  *  - AWQ (DT_Q4) is repacked from AutoAWQ's gemm layout (input-major, interleaved nibbles) to an
  *    output-row-major layout, so that one output row dequantizes from contiguous memory:
- *      qweight uint8 [rows][cols/2]   element k of row j: byte k/2, low nibble for even k, high for odd
+ *      qweight uint8 [rows][cols/2]   in chunks of 16 elements (8 bytes): element k of row j is in byte
+ *                                     j*cols/2 + (k/16)*8 + k%8, low nibble if k%16 < 8, else high; so
+ *                                     8 bytes widen to 16 floats with plain vector ops
  *      scales  float [rows][cols/group]
  *      qzeros  float [rows][cols/group]  the zero point as a float
  *    w[j][k] = (q - z) * s, computed in float (exact: a 5-bit integer times an fp16 value).
@@ -24,7 +26,10 @@
  *    policy 0: head_dim floats; policy 8/4: kvquant.h's quantized bytes, then fp16 scale, fp16 zero.
  *
  * The step state (struct step) is kept by value, its arrays by pointer: the backend is synchronous, and
- * forward() keeps them alive until its ops have returned. */
+ * forward() keeps them alive until its ops have returned.
+ *
+ * Threads: LMTERM_THREADS, else every CPU this process may run on. One backend serves one caller thread at
+ * a time (the engine thread); its pool's workers sleep on a condition variable between ops. */
 #include "config.h"
 #include "backend.h"
 #include "i18n.h"
@@ -297,12 +302,27 @@ static int cpu_mem_stats(struct backend *be, struct mem_stats *out)
 /* ---------------------------------------------------------------------------------------------------
  * Weights */
 
+/* fp16 -> float: the F16C instruction where the CPU has it, else a table of all 65536 values */
 static float f16_table[65536];
+static bool have_f16c;
 static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
 static void f16_table_init(void)
 {
 	for (uint32_t i = 0; i < 65536; i++) f16_table[i] = f16_to_f32((uint16_t)i);
+#if defined(__x86_64__) && defined(__GNUC__)
+	have_f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+#endif
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx,f16c"))) static void f16_row_f16c(float *dst, const uint16_t *src, size_t n)
+{
+	size_t k = 0;
+	for (; k + 8 <= n; k += 8) _mm256_storeu_ps(dst + k, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + k))));
+	for (; k < n; k++) dst[k] = f16_table[src[k]];
+}
+#endif
 
 static int weight_alloc_part(struct backend *be, struct weight *w, void **p, size_t bytes)
 {
@@ -331,7 +351,7 @@ static const int awq_order[8] = { 0, 2, 4, 6, 1, 3, 5, 7 };
 static int load_q4(struct backend *be, struct weight *w, const struct host_weight *src)
 {
 	const int N = src->rows, K = src->cols, g = src->group;
-	if (g <= 0 || K % g != 0 || N % 8 != 0 || K % 2 != 0 || !src->qweight || !src->qzeros || !src->scales)
+	if (g <= 0 || g % 16 != 0 || K % g != 0 || N % 8 != 0 || !src->qweight || !src->qzeros || !src->scales)
 		return lm_err(_("AWQ weight [%d x %d]: unsupported shape or group size %d"), N, K, g);
 	const int G = K / g, N8 = N / 8;
 	uint8_t *qw;
@@ -351,7 +371,7 @@ static int load_q4(struct backend *be, struct weight *w, const struct host_weigh
 			for (int i = 0; i < 8; i++) {
 				int j = 8 * c8 + awq_order[i];
 				uint8_t q = (word >> (4 * i)) & 15;
-				qw[(size_t)j * (K / 2) + k / 2] |= (uint8_t)(q << ((k & 1) * 4));
+				qw[(size_t)j * (K / 2) + (k / 16) * 8 + k % 8] |= (uint8_t)(q << (k % 16 < 8 ? 0 : 4));
 			}
 		}
 	/* qzeros int32 [G][N/8], scales fp16 [G][N] -> float [N][G] */
@@ -425,7 +445,7 @@ static int cpu_weight_random(struct backend *be, struct weight *w, enum dtype dt
 	size_t nel = (size_t)rows * cols;
 	if (dt == DT_Q4) {
 		int g = cols % 128 == 0 ? 128 : cols;
-		if (cols % 2) return lm_err(_("AWQ weight [%d x %d]: odd input size"), rows, cols);
+		if (cols % 16) return lm_err(_("AWQ weight [%d x %d]: the input size must be a multiple of 16"), rows, cols);
 		size_t G = (size_t)cols / g;
 		if (weight_alloc_part(be, w, &w->qweight, nel / 2) ||
 		    weight_alloc_part(be, w, &w->scales, (size_t)rows * G * sizeof(float)) ||
@@ -458,49 +478,14 @@ static int cpu_weight_random(struct backend *be, struct weight *w, enum dtype dt
 	return LM_OK;
 }
 
-/* Row j of a weight as floats: a pointer into the weight (F32) or into buf (converted). */
-static const float *weight_row(const struct weight *w, int j, float *buf)
-{
-	const size_t K = (size_t)w->cols;
-	switch (w->dt) {
-	case DT_F32:
-		return (const float *)w->data + (size_t)j * K;
-	case DT_BF16: {
-		const uint16_t *s = (const uint16_t *)w->data + (size_t)j * K;
-		for (size_t k = 0; k < K; k++) buf[k] = bf16_to_f32(s[k]);
-		return buf;
-	}
-	case DT_F16: {
-		const uint16_t *s = (const uint16_t *)w->data + (size_t)j * K;
-		for (size_t k = 0; k < K; k++) buf[k] = f16_table[s[k]];
-		return buf;
-	}
-	case DT_Q4: {
-		const int g = w->group, G = w->cols / g;
-		const uint8_t *q = (const uint8_t *)w->qweight + (size_t)j * (K / 2);
-		const float *sc = (const float *)w->scales + (size_t)j * G, *zr = (const float *)w->qzeros + (size_t)j * G;
-		for (int gi = 0; gi < G; gi++) {
-			const float s = sc[gi], z = zr[gi];
-			for (int k = gi * g; k < (gi + 1) * g; k += 2) {
-				uint8_t b = q[k / 2];
-				buf[k] = ((float)(b & 15) - z) * s;
-				buf[k + 1] = ((float)(b >> 4) - z) * s;
-			}
-		}
-		return buf;
-	}
-	default:
-		return NULL;
-	}
-}
-
 /* ---------------------------------------------------------------------------------------------------
- * Vector kernels */
-
-/* 8 floats: two SSE registers, or one AVX register. These helpers are static and inlined, so GCC's
- * note that passing them by value would change the ABI without AVX does not apply. */
+ * Vector kernels, on GCC vector types: 8 floats are two SSE registers or one AVX register. The helpers
+ * are static and inlined, so GCC's note that passing them by value changes the ABI without AVX is moot. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef float v8sf __attribute__((vector_size(32)));
+typedef uint8_t v8qu __attribute__((vector_size(8)));
+typedef uint16_t v8hu __attribute__((vector_size(16)));
+typedef uint32_t v8su __attribute__((vector_size(32)));
 
 static inline v8sf load8(const float *p)
 {
@@ -524,6 +509,17 @@ static inline float dot(const float *a, const float *b, int n)
 	return s;
 }
 
+/* y += a * x */
+static inline void axpy(float *y, float a, const float *x, int n)
+{
+	int k = 0;
+	for (; k + 8 <= n; k += 8) {
+		v8sf v = load8(y + k) + a * load8(x + k);
+		memcpy(y + k, &v, sizeof v);
+	}
+	for (; k < n; k++) y[k] += a * x[k];
+}
+
 /* out[r] = x . w[r] for four weight rows at once: x is read once for four rows */
 static inline void dot4(const float *x, const float *const w[4], int n, float out[4])
 {
@@ -542,6 +538,83 @@ static inline void dot4(const float *x, const float *const w[4], int n, float ou
 	out[3] = hsum8(a3);
 	for (; k < n; k++)
 		for (int r = 0; r < 4; r++) out[r] += x[k] * w[r][k];
+}
+
+/* As dot4 with bf16 weight rows, widened in registers: decode steps (one token) read each weight once,
+ * so converting a row into scratch first would cost more than the dot itself. */
+static inline v8sf load8_bf16(const uint16_t *p)
+{
+	v8hu h;
+	memcpy(&h, p, sizeof h);
+	v8su u = __builtin_convertvector(h, v8su) << 16;
+	v8sf f;
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+static inline void dot4_bf16(const float *x, const uint16_t *const w[4], int n, float out[4])
+{
+	v8sf a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
+	int k = 0;
+	for (; k + 8 <= n; k += 8) {
+		v8sf xv = load8(x + k);
+		a0 += xv * load8_bf16(w[0] + k);
+		a1 += xv * load8_bf16(w[1] + k);
+		a2 += xv * load8_bf16(w[2] + k);
+		a3 += xv * load8_bf16(w[3] + k);
+	}
+	out[0] = hsum8(a0);
+	out[1] = hsum8(a1);
+	out[2] = hsum8(a2);
+	out[3] = hsum8(a3);
+	for (; k < n; k++)
+		for (int r = 0; r < 4; r++) out[r] += x[k] * bf16_to_f32(w[r][k]);
+}
+
+/* Row j of a weight as floats: a pointer into the weight (F32) or into buf (converted). */
+static const float *weight_row(const struct weight *w, int j, float *buf)
+{
+	const size_t K = (size_t)w->cols;
+	switch (w->dt) {
+	case DT_F32:
+		return (const float *)w->data + (size_t)j * K;
+	case DT_BF16: {
+		const uint16_t *s = (const uint16_t *)w->data + (size_t)j * K;
+		for (size_t k = 0; k < K; k++) buf[k] = bf16_to_f32(s[k]);
+		return buf;
+	}
+	case DT_F16: {
+		const uint16_t *s = (const uint16_t *)w->data + (size_t)j * K;
+#if defined(__x86_64__) && defined(__GNUC__)
+		if (have_f16c) {
+			f16_row_f16c(buf, s, K);
+			return buf;
+		}
+#endif
+		for (size_t k = 0; k < K; k++) buf[k] = f16_table[s[k]];
+		return buf;
+	}
+	case DT_Q4: {
+		const int g = w->group, G = w->cols / g;
+		const uint8_t *q = (const uint8_t *)w->qweight + (size_t)j * (K / 2);
+		const float *sc = (const float *)w->scales + (size_t)j * G, *zr = (const float *)w->qzeros + (size_t)j * G;
+		for (int gi = 0; gi < G; gi++) {
+			const float s = sc[gi], z = zr[gi];
+			for (int k = gi * g; k < (gi + 1) * g; k += 16) {
+				v8qu b;
+				memcpy(&b, q + k / 2, sizeof b);
+				v8sf lo = __builtin_convertvector(b & 15, v8sf), hi = __builtin_convertvector(b >> 4, v8sf);
+				lo = (lo - z) * s;
+				hi = (hi - z) * s;
+				memcpy(buf + k, &lo, sizeof lo);
+				memcpy(buf + k + 8, &hi, sizeof hi);
+			}
+		}
+		return buf;
+	}
+	default:
+		return NULL;
+	}
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -574,6 +647,20 @@ SIMD_CLONES static void mm_worker(void *arg, int tid, int nt)
 	float *buf = jb->c->scratch[tid];
 	int r0, r1;
 	split(N, tid, nt, &r0, &r1);
+	if (w->dt == DT_BF16 && jb->n <= 2) { /* decode: bf16 rows straight from the weight */
+		for (int j = r0; j < r1; j += 4) {
+			int nr = MIN(4, r1 - j);
+			const uint16_t *wr[4];
+			for (int r = 0; r < 4; r++) wr[r] = (const uint16_t *)w->data + (size_t)(j + (r < nr ? r : 0)) * K;
+			for (int i = 0; i < jb->n; i++) {
+				float o[4];
+				dot4_bf16(jb->x + (size_t)i * K, wr, K, o);
+				float *yi = jb->y + (size_t)i * N + j;
+				for (int r = 0; r < nr; r++) yi[r] = bias ? o[r] + bias[j + r] : o[r];
+			}
+		}
+		return;
+	}
 	for (int t0 = 0; t0 < jb->n; t0 += TOK_TILE) {
 		int t1 = MIN(jb->n, t0 + TOK_TILE);
 		for (int j = r0; j < r1; j += 4) {
@@ -843,7 +930,7 @@ SIMD_CLONES static void att_worker(void *arg, int tid, int nt)
 			const float pr = score[p] / sum;
 			int blk = kv_block_of(c, kv, p);
 			const float *v = kv_load(kv, kv_row(kv, blk, jb->layer, 1, kvh, p % kv->block_len), kbuf);
-			for (int d = 0; d < hd; d++) acc[d] += pr * v[d];
+			axpy(acc, pr, v, hd);
 		}
 		memcpy(jb->out + (size_t)i * nh * hd + (size_t)h * hd, acc, (size_t)hd * sizeof(float));
 	}

@@ -439,7 +439,8 @@ int cmd_chat(int argc, char **argv)
 	}
 	if (tui) {
 		const char *slash = strrchr(o.model_dir, '/');
-		struct ui_opts uo = { .no_color = no_color, .model_label = slash && slash[1] ? slash + 1 : o.model_dir };
+		struct ui_opts uo = { .no_color = no_color, .model_label = slash && slash[1] ? slash + 1 : o.model_dir,
+				      .engine = &o };
 		rc = ui_chat_run(e, &uo);
 		engine_stop(e);
 		return rc;

@@ -300,7 +300,7 @@ static int generate(struct run *r)
 	/* decode: emit next, stop at -n tokens or an end-of-sequence id, else run it through the model */
 	struct tok_stream ts;
 	if (r->tok) tok_stream_init(&ts, r->tok, true);
-	char buf[256];
+	char buf[1024]; /* one token's text; longer pieces are cut by tok_stream_next */
 	for (int j = 0; j < o->n; j++) {
 		r->ids[T + j] = next;
 		if (o->print_ids) {

@@ -23,7 +23,7 @@
 static void ppl_usage(FILE *f)
 {
 	fprintf(f, _("Usage: lmterm ppl MODEL --file TEXT [--ctx N] [--quant-policy 0|4|8] [--backend auto|cuda|cpu]\n"
-		     "         [--max-chars N]\n"
+		     "         [--max-chars N] [--tokenizer tokenizer.json|tokenizer.model]\n"
 		     "Perplexity of the text: windows of N-1 tokens (default 2048), each after BOS; ends with a line\n"
 		     "'perplexity: P (T tokens)'.\n"));
 }
@@ -39,7 +39,8 @@ static size_t utf8_prefix(const char *s, size_t len, long n)
 	return i;
 }
 
-static int ppl_run(const char *model_dir, const char *file, int ctx, int policy, const char *backend, long max_chars)
+static int ppl_run(const char *model_dir, const char *file, int ctx, int policy, const char *backend, long max_chars,
+		   const char *tok_file)
 {
 	int rc = 1;
 	struct backend *be = NULL;
@@ -65,7 +66,7 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 	if (backend_create(&be, backend, cfg.dtype) != LM_OK) goto fail;
 	if (model_load(&m, model_dir, be, FMT_AUTO, NULL, NULL) != LM_OK) goto fail;
 	m_ok = true;
-	if (tok_load_dir(&tok, model_dir) != LM_OK) goto fail;
+	if ((tok_file ? tok_load_file(&tok, tok_file) : tok_load_dir(&tok, model_dir)) != LM_OK) goto fail;
 	/* encode as the tokenizer library does by default (added tokens written in the text are matched) */
 	if (tok_encode(tok, text, len, true, &ids, &n_ids) != LM_OK) goto fail;
 	if (n_ids < 1) {
@@ -141,7 +142,7 @@ int cmd_ppl(int argc, char **argv)
 {
 	struct opt_iter it;
 	opt_iter_init(&it, argc, argv);
-	const char *model = NULL, *file = NULL, *backend = "auto", *val;
+	const char *model = NULL, *file = NULL, *backend = "auto", *tok_file = NULL, *val;
 	int ctx = 2048, policy = 0;
 	long max_chars = 0;
 	while (opt_next(&it)) {
@@ -165,6 +166,8 @@ int cmd_ppl(int argc, char **argv)
 			if (opt_int("--ctx", val, 2, 1 << 20, &ctx) != LM_OK) goto bad;
 		} else if (strcmp(n, "quant-policy") == 0) {
 			if (opt_quant_policy("--quant-policy", val, &policy) != LM_OK) goto bad;
+		} else if (strcmp(n, "tokenizer") == 0) {
+			tok_file = val;
 		} else if (strcmp(n, "backend") == 0) {
 			backend = val;
 		} else if (strcmp(n, "max-chars") == 0) {
@@ -182,7 +185,7 @@ int cmd_ppl(int argc, char **argv)
 		ppl_usage(stderr);
 		return 2;
 	}
-	return ppl_run(model, file, ctx, policy, backend, max_chars);
+	return ppl_run(model, file, ctx, policy, backend, max_chars, tok_file);
 bad:
 	fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 	return 2;

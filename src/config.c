@@ -20,6 +20,7 @@
 struct cfg_ctx {
 	const char *path;
 	const cJSON *root;
+	const char *scope; /* "" or "rope_parameters." etc.: how messages name a nested key */
 };
 
 /* An integer key: absent -> def (or an error when required, def < 0 meaning required). */
@@ -28,14 +29,14 @@ static int get_int(const struct cfg_ctx *x, const cJSON *obj, const char *key, l
 {
 	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
 	if (!j || cJSON_IsNull(j)) {
-		if (def == LLONG_MIN) return lm_err(_("%s: key \"%s\" is missing"), x->path, key);
+		if (def == LLONG_MIN) return lm_err(_("%s: key \"%s%s\" is missing"), x->path, x->scope, key);
 		*out = (int)def;
 		return LM_OK;
 	}
 	if (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble))
-		return lm_err(_("%s: key \"%s\" is not an integer"), x->path, key);
+		return lm_err(_("%s: key \"%s%s\" is not an integer"), x->path, x->scope, key);
 	if (j->valuedouble < (double)lo || j->valuedouble > (double)hi)
-		return lm_err(_("%s: key \"%s\" = %.0f is out of range [%lld, %lld]"), x->path, key, j->valuedouble, lo,
+		return lm_err(_("%s: key \"%s%s\" = %.0f is out of range [%lld, %lld]"), x->path, x->scope, key, j->valuedouble, lo,
 			      hi);
 	*out = (int)j->valuedouble;
 	return LM_OK;
@@ -47,12 +48,12 @@ static int get_float(const struct cfg_ctx *x, const cJSON *obj, const char *key,
 	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
 	if (present) *present = j && !cJSON_IsNull(j);
 	if (!j || cJSON_IsNull(j)) {
-		if (isnan(def)) return lm_err(_("%s: key \"%s\" is missing"), x->path, key);
+		if (isnan(def)) return lm_err(_("%s: key \"%s%s\" is missing"), x->path, x->scope, key);
 		*out = (float)def;
 		return LM_OK;
 	}
 	if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble))
-		return lm_err(_("%s: key \"%s\" is not a number"), x->path, key);
+		return lm_err(_("%s: key \"%s%s\" is not a number"), x->path, x->scope, key);
 	*out = (float)j->valuedouble;
 	return LM_OK;
 }
@@ -64,7 +65,7 @@ static int get_bool(const struct cfg_ctx *x, const cJSON *obj, const char *key, 
 		*out = def;
 		return LM_OK;
 	}
-	if (!cJSON_IsBool(j)) return lm_err(_("%s: key \"%s\" is not true or false"), x->path, key);
+	if (!cJSON_IsBool(j)) return lm_err(_("%s: key \"%s%s\" is not true or false"), x->path, x->scope, key);
 	*out = cJSON_IsTrue(j);
 	return LM_OK;
 }
@@ -133,12 +134,19 @@ static int parse_rope(const struct cfg_ctx *x, struct model_config *c)
 		if (rp && cJSON_IsNull(rp)) rp = NULL;
 	}
 	/* theta: inside rope_parameters in the new style, top level in the old */
+	char scope[32];
+	snprintf(scope, sizeof scope, "%s.", obj_key);
+	struct cfg_ctx sx = { x->path, x->root, scope };
 	bool have_theta = false;
-	if (rp && get_float(x, rp, "rope_theta", 10000.0, &have_theta, &r->theta) != LM_OK)
-		return lm_err_prefix("%s: ", obj_key);
+	if (rp && get_float(&sx, rp, "rope_theta", 10000.0, &have_theta, &r->theta) != LM_OK) return LM_ERR;
 	if (!have_theta && get_float(x, x->root, "rope_theta", 10000.0, NULL, &r->theta) != LM_OK) return LM_ERR;
 	if (!(r->theta > 0)) return lm_err(_("%s: key \"rope_theta\" must be positive"), x->path);
 	if (!rp) return LM_OK;
+	float prf;
+	if (get_float(&sx, rp, "partial_rotary_factor", 1.0, NULL, &prf) != LM_OK) return LM_ERR;
+	if (prf != 1.0f)
+		return lm_err(_("%s: key \"%spartial_rotary_factor\" = %g: only full rotary embeddings are supported"),
+			      x->path, scope, prf);
 
 	const cJSON *t = cJSON_GetObjectItemCaseSensitive(rp, "rope_type");
 	if (!t || cJSON_IsNull(t)) t = cJSON_GetObjectItemCaseSensitive(rp, "type");
@@ -156,16 +164,15 @@ static int parse_rope(const struct cfg_ctx *x, struct model_config *c)
 			   x->path, obj_key, type);
 	char k[64];
 	snprintf(k, sizeof k, "%s.factor", obj_key);
-	if (get_float(x, rp, "factor", NAN, NULL, &r->factor) != LM_OK)
-		return lm_err(_("%s: key \"%s\" is missing or not a number"), x->path, k);
+	if (get_float(&sx, rp, "factor", NAN, NULL, &r->factor) != LM_OK) return LM_ERR;
 	if (!(r->factor >= 1.0f) && r->type != ROPE_LINEAR)
 		return lm_err(_("%s: key \"%s\" = %g must be at least 1"), x->path, k, r->factor);
 	if (!(r->factor > 0)) return lm_err(_("%s: key \"%s\" = %g must be positive"), x->path, k, r->factor);
 	if (r->type == ROPE_LLAMA3) {
-		if (get_float(x, rp, "low_freq_factor", NAN, NULL, &r->low_freq_factor) != LM_OK ||
-		    get_float(x, rp, "high_freq_factor", NAN, NULL, &r->high_freq_factor) != LM_OK ||
-		    get_int(x, rp, "original_max_position_embeddings", REQUIRED, 1, INT32_MAX, &r->orig_max_pos) != LM_OK)
-			return lm_err_prefix("%s: ", obj_key);
+		if (get_float(&sx, rp, "low_freq_factor", NAN, NULL, &r->low_freq_factor) != LM_OK ||
+		    get_float(&sx, rp, "high_freq_factor", NAN, NULL, &r->high_freq_factor) != LM_OK ||
+		    get_int(&sx, rp, "original_max_position_embeddings", REQUIRED, 1, INT32_MAX, &r->orig_max_pos) != LM_OK)
+			return LM_ERR;
 		if (!(r->high_freq_factor > r->low_freq_factor) || !(r->low_freq_factor > 0))
 			return lm_err(_("%s: keys \"%s.low_freq_factor\" and \"high_freq_factor\" must satisfy 0 < low < high"),
 				      x->path, obj_key);
@@ -193,11 +200,13 @@ static int parse_quant(const struct cfg_ctx *x, struct model_config *c)
 	if (v && !cJSON_IsNull(v) && (!cJSON_IsString(v) || strcasecmp(v->valuestring, "gemm") != 0))
 		return lm_err(_("%s: key \"quantization_config.version\": \"%s\" is not supported (only gemm)"), x->path,
 			      cJSON_IsString(v) ? v->valuestring : "?");
-	const char *bk = cJSON_GetObjectItemCaseSensitive(q, "bits") ? "bits" : "w_bit";
-	const char *gk = cJSON_GetObjectItemCaseSensitive(q, "group_size") ? "group_size" : "q_group_size";
-	if (get_int(x, q, bk, REQUIRED, 1, 64, &c->quant_bits) != LM_OK ||
-	    get_int(x, q, gk, REQUIRED, -1, INT32_MAX, &c->group_size) != LM_OK)
-		return lm_err_prefix("quantization_config: ");
+	/* AutoAWQ's own quant_config.json spells them w_bit and q_group_size */
+	struct cfg_ctx qx = { x->path, x->root, "quantization_config." };
+	const char *bk = cJSON_GetObjectItemCaseSensitive(q, "w_bit") ? "w_bit" : "bits";
+	const char *gk = cJSON_GetObjectItemCaseSensitive(q, "q_group_size") ? "q_group_size" : "group_size";
+	if (get_int(&qx, q, bk, REQUIRED, 1, 64, &c->quant_bits) != LM_OK ||
+	    get_int(&qx, q, gk, REQUIRED, -1, INT32_MAX, &c->group_size) != LM_OK)
+		return LM_ERR;
 	if (c->quant_bits != 4)
 		return lm_err(_("%s: key \"quantization_config.%s\" = %d: only 4-bit AWQ is supported"), x->path, bk,
 			      c->quant_bits);
@@ -205,7 +214,7 @@ static int parse_quant(const struct cfg_ctx *x, struct model_config *c)
 		return lm_err(_("%s: key \"quantization_config.%s\" = %d: expected a positive multiple of 8"), x->path,
 			      gk, c->group_size);
 	bool zp;
-	if (get_bool(x, q, "zero_point", true, &zp) != LM_OK) return lm_err_prefix("quantization_config: ");
+	if (get_bool(&qx, q, "zero_point", true, &zp) != LM_OK) return LM_ERR;
 	if (!zp)
 		return lm_err(_("%s: key \"quantization_config.zero_point\" = false: only AWQ with zero points is supported"),
 			      x->path);
@@ -320,7 +329,7 @@ static int parse_generation_config(struct model_config *c, const char *path)
 		cJSON_Delete(root);
 		return lm_err(_("%s: not a valid JSON object"), path);
 	}
-	struct cfg_ctx x = { path, root };
+	struct cfg_ctx x = { path, root, "" };
 	int rc = add_eos(c, path, cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"));
 	if (rc == LM_OK && c->bos_id < 0) rc = get_int(&x, root, "bos_token_id", -1, -1, INT32_MAX, &c->bos_id);
 	cJSON_Delete(root);
@@ -341,7 +350,7 @@ int config_load(struct model_config *c, const char *path)
 		return lm_err(_("%s: not valid JSON (near byte %zu)"), path, at);
 	}
 	free(buf);
-	struct cfg_ctx x = { path, root };
+	struct cfg_ctx x = { path, root, "" };
 	int rc = cJSON_IsObject(root) ? parse_config(&x, c) : lm_err(_("%s: not a JSON object"), path);
 	cJSON_Delete(root);
 	if (rc != LM_OK) return rc;
@@ -366,7 +375,7 @@ void rope_inv_freq(const struct model_config *c, int seq_len, float *inv_freq, f
 	const struct rope_cfg *r = &c->rope;
 	int dim = c->head_dim, half = dim / 2;
 	double base = r->theta;
-	if (r->type == ROPE_DYNAMIC && seq_len > r->orig_max_pos && dim > 2) {
+	if (r->type == ROPE_DYNAMIC && r->orig_max_pos > 0 && seq_len > r->orig_max_pos && dim > 2) {
 		/* _compute_dynamic_ntk_parameters: NTK-aware base growth once past the trained length */
 		double ratio = (double)r->factor * seq_len / r->orig_max_pos - (r->factor - 1.0);
 		base = base * pow(ratio, (double)dim / (dim - 2));

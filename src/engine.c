@@ -290,6 +290,7 @@ static void fill_info(struct engine *e)
 	in->kv_bytes_per_token = e->kv.kv.bytes_per_token ? e->kv.kv.bytes_per_token : e->plan.bytes_per_token;
 	in->n_layers = c->n_layers;
 	snprintf(in->template_name, sizeof in->template_name, "%s", e->tmpl.name);
+	in->sampling = e->sp;
 }
 
 /* Plan and allocate the cache; the session length is what fits. Warns (non-fatal) when it is cut. */

@@ -78,6 +78,8 @@ struct engine_info {
 	size_t kv_bytes_per_token;
 	int n_layers;
 	char template_name[32];
+	struct sampling sampling;  /* added for the ui: the sampling in force (defaults, generation_config.json,
+				    * command line resolved); all zero = not filled in */
 };
 
 struct turn_stats {

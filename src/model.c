@@ -43,6 +43,7 @@ struct loader {
 	struct model *m;
 	struct st_set *set;
 	const char *dir;
+	char where[4096]; /* what holds the tensors: model.safetensors or the shard index, for messages */
 	bool awq;
 };
 
@@ -71,7 +72,7 @@ static const struct st_tensor *need(struct loader *L, const char *name, int ndim
 {
 	const struct st_tensor *t = st_set_find(L->set, name);
 	if (!t) {
-		lm_err(_("%s: tensor '%s' is missing (needed by %s)"), L->dir, name, L->m->cfg.arch_name);
+		lm_err(_("%s: tensor '%s' is missing (needed by %s)"), L->where, name, L->m->cfg.arch_name);
 		return NULL;
 	}
 	int64_t want[2] = { d0, d1 };
@@ -188,6 +189,15 @@ static int load_linear(struct loader *L, struct weight *w, const char *what, con
 					goto out;
 				}
 				snprintf(name, sizeof name, "%s.%s", s[i].base, sfx[k]);
+				if (k == 0 && !st_set_find(L->set, name)) {
+					char dense[256];
+					snprintf(dense, sizeof dense, "%s.weight", s[i].base);
+					if (st_set_find(L->set, dense)) {
+						lm_err(_("%s: tensor '%s' is missing: '%s' is there, dense, but config.json declares AWQ weights"),
+						       L->where, name, dense);
+						goto out;
+					}
+				}
 				const struct st_tensor *t = need(L, name, 2, nrep[k], s[i].src_rows / div, k < 2 ? DTC_I32 : DTC_F16);
 				if (!t) goto out;
 				pc[i] = (struct piece){ t->data, (size_t)s[i].src_rows / div, (size_t)s[i].row0 / div,
@@ -340,6 +350,8 @@ int model_load(struct model *m, const char *dir, struct backend *be, enum model_
 			      c->head_dim);
 
 	struct loader L = { .m = m, .dir = dir, .awq = c->quant_bits != 0 };
+	path_join(L.where, sizeof L.where, dir, "model.safetensors.index.json");
+	if (!file_exists(L.where)) path_join(L.where, sizeof L.where, dir, "model.safetensors");
 	if (st_set_open(&L.set, dir) != LM_OK) return LM_ERR;
 	const struct names *nm = c->arch == ARCH_INTERNLM2 ? &internlm2_names : &llama_names;
 	int rc = LM_ERR;

@@ -324,6 +324,8 @@ void tok_free(struct tokenizer *t)
 	strmap_free(&t->ids);
 	strmap_free(&t->user);
 	free(t->unk_surface);
+	free(t->trie);
+	free(t->norm_strs);
 	tok_hf_free(t->hf);
 	free(t);
 }
@@ -528,13 +530,26 @@ static int stream_step(struct tok_stream *s, int32_t id, struct buf *out)
 {
 	const struct tokenizer *t = s->t;
 	if (id < 0 || id >= t->n) return LM_OK; /* an id the model cannot produce: nothing to show */
-	if (s->skip_special && tok_is_special(t, id)) return LM_OK;
+	if (s->skip_special && (t->kind == TOK_SPM ? tok_is_special(t, id) : tok_hf_skipped(t, id))) return LM_OK;
 	struct buf raw = { 0 };
 	int rc = t->kind == TOK_SPM ? spm_surface(t, s, id, &raw) : tok_hf_surface(t, s, id, &raw);
 	s->ntok++;
 	if (rc == LM_OK && raw.n) rc = utf8_feed(s, (const unsigned char *)raw.p, raw.n, out);
 	free(raw.p);
 	return rc;
+}
+
+/* End of text: what the decoder still holds, then an unfinished character as U+FFFD. */
+static int stream_finish(struct tok_stream *s, struct buf *out)
+{
+	if (s->t->kind == TOK_HF_JSON) {
+		struct buf raw = { 0 };
+		int rc = tok_hf_flush(s->t, s, &raw);
+		if (rc == LM_OK && raw.n) rc = utf8_feed(s, (const unsigned char *)raw.p, raw.n, out);
+		free(raw.p);
+		if (rc) return LM_ERR;
+	}
+	return utf8_drop_pending(s, out);
 }
 
 static int copy_out(const struct buf *b, char *out, size_t cap)
@@ -558,7 +573,7 @@ int tok_stream_next(struct tok_stream *s, int32_t id, char *out, size_t cap)
 int tok_stream_flush(struct tok_stream *s, char *out, size_t cap)
 {
 	struct buf b = { 0 };
-	utf8_drop_pending(s, &b);
+	stream_finish(s, &b);
 	int n = copy_out(&b, out, cap);
 	free(b.p);
 	return n;
@@ -571,7 +586,7 @@ int tok_decode(const struct tokenizer *t, const int32_t *ids, int n, char **text
 	tok_stream_init(&s, t, false);
 	int rc = buf_put(&b, "", 0);
 	for (int i = 0; i < n && rc == LM_OK; i++) rc = stream_step(&s, ids[i], &b);
-	if (rc == LM_OK) rc = utf8_drop_pending(&s, &b);
+	if (rc == LM_OK) rc = stream_finish(&s, &b);
 	if (rc) {
 		free(b.p);
 		*text = NULL;

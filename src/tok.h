@@ -56,9 +56,13 @@ struct tok_stream {
 	size_t nout;           /* surface bytes produced so far (before UTF-8 assembly) */
 	bool ws_seen;          /* sentencepiece: the last piece consumed the leading space */
 	int nstripped;         /* tokenizer.json Strip decoder: characters stripped from the start so far */
+	unsigned char run[64]; /* tokenizer.json ByteFallback decoder: the current run of <0xNN> tokens, judged whole */
+	int nrun;
 };
 void tok_stream_init(struct tok_stream *s, const struct tokenizer *t, bool skip_special);
-/* Append the completed text for id to out (NUL-terminated, at most cap-1 bytes); returns bytes written. */
+/* Write the completed text for id to out (NUL-terminated, at most cap-1 bytes; longer text is cut, and 512
+ * bytes always suffice for the vocabularies we know: the longest piece is 256 bytes); returns bytes written.
+ * Invalid byte sequences become U+FFFD (one per byte for sentencepiece; one per broken sequence otherwise). */
 int tok_stream_next(struct tok_stream *s, int32_t id, char *out, size_t cap);
 /* Flush held bytes (an incomplete character at the end becomes U+FFFD). */
 int tok_stream_flush(struct tok_stream *s, char *out, size_t cap);

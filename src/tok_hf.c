@@ -1,11 +1,12 @@
 /* tok_hf.c: tokenizer.json, as the Hugging Face tokenizers library encodes and decodes it (BPE models).
- * Pipeline per text: added tokens are cut out first (leftmost-longest); each stretch between them is
- * normalized (NFC/NFKC, Prepend, Replace, Lowercase, Sequence), pre-tokenized into words (Split with the
- * Llama-3, Qwen or GPT-2 regex, ByteLevel, Metaspace, Sequence) and each word goes through BPE by merge rank
- * (byte_fallback, ignore_merges, unk fusing). The split regexes are written by hand against utf8proc's
+ * Pipeline per text: added tokens with normalized=false are cut out of the raw text first (leftmost-longest);
+ * each stretch between them is normalized (NFC/NFKC/NFD/NFKD, Prepend, Replace, Lowercase, Sequence) and the
+ * added tokens with normalized=true are cut out of that; what remains is pre-tokenized into words (Split with
+ * the Llama-3, Qwen or GPT-2 regex, ByteLevel, Metaspace, Sequence) and each word goes through BPE by merge
+ * rank (byte_fallback, ignore_merges, unk fusing). The split regexes are written by hand against utf8proc's
  * Unicode categories, following the alternation order and backtracking of the original patterns.
  * Decoders (ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence) give each token's surface
- * bytes, so decoding streams (tok.c). */
+ * bytes, so decoding streams (tok.c); a run of <0xNN> tokens is judged whole, as ByteFallback does. */
 #include "config.h"
 #include "tok_impl.h"
 #include "i18n.h"
@@ -51,7 +52,16 @@ struct added {
 	int id;
 	char *content;
 	size_t len;
-	bool special, lstrip, rstrip, single_word;
+	bool special, lstrip, rstrip, single_word, normalized;
+	char *match;           /* what is looked for: content, or for a normalized token its normalized content */
+	size_t mlen;
+};
+
+/* Added tokens by the first byte of what they match, longest first: pass 0 looks in the raw text for the
+ * tokens with normalized=false, pass 1 in each normalized stretch for those with normalized=true. */
+struct added_index {
+	int *order;            /* indices into added */
+	int first[257];        /* order[first[c] .. first[c+1]) start with byte c */
 };
 
 struct hf {
@@ -68,8 +78,7 @@ struct hf {
 	struct added *added;
 	int nadded;
 	int *added_of_id;      /* [n] index into added, or -1 */
-	int *first_added;      /* [256] index into by_first of the first candidate with that first byte */
-	int *by_first;         /* added indices sorted by first byte, then longest first */
+	struct added_index idx[2];
 };
 
 /* GPT-2's byte <-> character table of the ByteLevel pre-tokenizer and decoder. */
@@ -99,18 +108,23 @@ void tok_hf_free(struct hf *hf)
 		free(hf->dec[i].a);
 		free(hf->dec[i].b);
 	}
-	for (int i = 0; i < hf->nadded; i++) free(hf->added[i].content);
+	for (int i = 0; i < hf->nadded; i++) {
+		if (hf->added[i].match != hf->added[i].content) free(hf->added[i].match);
+		free(hf->added[i].content);
+	}
 	free(hf->norm);
 	free(hf->pre);
 	free(hf->dec);
 	free(hf->added);
 	free(hf->added_of_id);
-	free(hf->first_added);
-	free(hf->by_first);
+	free(hf->idx[0].order);
+	free(hf->idx[1].order);
 	strmap_free(&hf->vocab);
 	pairmap_free(&hf->merges);
 	free(hf);
 }
+
+static int normalize(const struct hf *hf, const char *s, size_t n, struct buf *out);
 
 /* ---- loading ---- */
 
@@ -337,10 +351,32 @@ static void find_bos_eos(struct tokenizer *t, const char *path)
 /* order of the added-token index: by first byte, then longest first, then as listed */
 static bool added_before(const struct added *ad, int a, int b)
 {
-	unsigned char fa = (unsigned char)ad[a].content[0], fb = (unsigned char)ad[b].content[0];
+	unsigned char fa = (unsigned char)ad[a].match[0], fb = (unsigned char)ad[b].match[0];
 	if (fa != fb) return fa < fb;
-	if (ad[a].len != ad[b].len) return ad[a].len > ad[b].len;
+	if (ad[a].mlen != ad[b].mlen) return ad[a].mlen > ad[b].mlen;
 	return a < b;
+}
+
+static int build_index(struct hf *hf, int pass)
+{
+	struct added_index *x = &hf->idx[pass];
+	int n = 0;
+	x->order = malloc(sizeof(int) * (size_t)(hf->nadded + 1));
+	if (!x->order) return lm_err(_("out of memory"));
+	for (int i = 0; i < hf->nadded; i++) { /* insertion sort: added tokens are few */
+		if (hf->added[i].normalized != (pass == 1) || hf->added[i].mlen == 0) continue;
+		int j = n++;
+		while (j > 0 && added_before(hf->added, i, x->order[j - 1])) {
+			x->order[j] = x->order[j - 1];
+			j--;
+		}
+		x->order[j] = i;
+	}
+	for (int c = 0, k = 0; c <= 256; c++) {
+		while (k < n && (unsigned char)hf->added[x->order[k]].match[0] < c) k++;
+		x->first[c] = k;
+	}
+	return LM_OK;
 }
 
 /* Merges come as "a b" strings or as [a, b] arrays. */
@@ -440,27 +476,15 @@ static int load_model(struct tokenizer *t, struct hf *hf, const char *path, cons
 		a->lstrip = jbool(e, "lstrip", false);
 		a->rstrip = jbool(e, "rstrip", false);
 		a->single_word = jbool(e, "single_word", false);
+		a->normalized = jbool(e, "normalized", !a->special);
+		a->match = a->content;
+		a->mlen = a->len;
 		hf->added_of_id[a->id] = hf->nadded - 1;
 		if (!t->piece[a->id] && tok_set_piece(t, a->id, a->content, a->len)) return LM_ERR;
 		t->type[a->id] = a->special ? PT_CONTROL : PT_USER;
 	}
 	for (int i = 0; i < t->n; i++)
 		if (!t->piece[i] && tok_set_piece(t, i, "", 0)) return LM_ERR;
-	hf->by_first = malloc(sizeof(int) * (size_t)(hf->nadded + 1));
-	hf->first_added = malloc(sizeof(int) * 257);
-	if (!hf->by_first || !hf->first_added) return lm_err(_("out of memory"));
-	for (int i = 0; i < hf->nadded; i++) { /* insertion sort: added tokens are few */
-		int j = i;
-		while (j > 0 && added_before(hf->added, i, hf->by_first[j - 1])) {
-			hf->by_first[j] = hf->by_first[j - 1];
-			j--;
-		}
-		hf->by_first[j] = i;
-	}
-	for (int c = 0, k = 0; c <= 256; c++) {
-		while (k < hf->nadded && (unsigned char)hf->added[hf->by_first[k]].content[0] < c) k++;
-		hf->first_added[c] = k;
-	}
 
 	/* tok_piece_id: the vocabulary, then the added tokens */
 	if (strmap_init(&t->ids, (size_t)t->n)) return LM_ERR;
@@ -532,6 +556,20 @@ int tok_hf_load(struct tokenizer *t, const char *path, const char *data, size_t 
 	if (!rc) rc = parse_pretok(hf, path, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"));
 	if (!rc) rc = parse_decoder(hf, path, cJSON_GetObjectItemCaseSensitive(root, "decoder"), &fused);
 	cJSON_Delete(root);
+	/* normalized added tokens are looked for, normalized, in normalized text */
+	for (int i = 0; !rc && i < hf->nadded; i++) {
+		struct added *a = &hf->added[i];
+		if (!a->normalized) continue;
+		struct buf nb = { 0 };
+		rc = normalize(hf, a->content, a->len, &nb);
+		if (!rc) {
+			a->match = nb.p ? nb.p : strdup("");
+			a->mlen = nb.n;
+			if (!a->match) rc = lm_err(_("out of memory"));
+		}
+	}
+	if (!rc) rc = build_index(hf, 0);
+	if (!rc) rc = build_index(hf, 1);
 	if (!rc) find_bos_eos(t, path);
 	return rc;
 }
@@ -564,16 +602,17 @@ static bool is_space(int32_t c)
 static bool is_nl(int32_t c) { return c == '\r' || c == '\n'; }
 static bool is_other(int32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); } /* [^\s\p{L}\p{N}] */
 
-static int32_t ascii_lower(int32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+/* case folding as far as the contraction letters need it (U+017F LONG S folds to s) */
+static int32_t fold(int32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c == 0x17f ? 's' : c; }
 
 /* 's|'t|'re|'ve|'m|'ll|'d (caseless for Llama-3/Qwen): the length matched at i, or 0 */
 static int contraction(const int32_t *c, int n, int i, bool caseless)
 {
 	if (c[i] != '\'' || i + 1 >= n) return 0;
-	int32_t a = caseless ? ascii_lower(c[i + 1]) : c[i + 1];
+	int32_t a = caseless ? fold(c[i + 1]) : c[i + 1];
 	if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
 	if (i + 2 >= n) return 0;
-	int32_t b = caseless ? ascii_lower(c[i + 2]) : c[i + 2];
+	int32_t b = caseless ? fold(c[i + 2]) : c[i + 2];
 	if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
 	return 0;
 }
@@ -720,6 +759,10 @@ static int normalize(const struct hf *hf, const char *s, size_t n, struct buf *o
 				rc = to_cps(out->p, out->n, &cps, &offs, &ncp);
 				for (int k = 0; rc == LM_OK && k < ncp; k++) {
 					utf8proc_uint8_t enc[4];
+					if (cps[k] == 0x130) { /* Rust's char::to_lowercase: the one unconditional two-character case */
+						rc = buf_put(&nb, "i\xcc\x87", 3);
+						continue;
+					}
 					utf8proc_ssize_t l = utf8proc_encode_char(utf8proc_tolower(cps[k]), enc);
 					rc = buf_put(&nb, enc, (size_t)l);
 				}
@@ -900,22 +943,6 @@ static int bpe_word(const struct tokenizer *t, bool match_special, const char *w
 	return rc;
 }
 
-/* One stretch of text between added tokens: normalize, pre-tokenize, BPE. */
-static int encode_segment(const struct tokenizer *t, bool match_special, const char *s, size_t n, bool at_start,
-			  struct idvec *out)
-{
-	if (!n) return LM_OK;
-	struct words ws = { 0 };
-	struct buf norm = { 0 };
-	int rc = normalize(t->hf, s, n, &norm);
-	if (rc == LM_OK) rc = words_add(&ws, norm.p ? norm.p : "", norm.n, at_start);
-	free(norm.p);
-	if (rc == LM_OK) rc = pretokenize(t->hf, &ws);
-	for (int i = 0; rc == LM_OK && i < ws.n; i++) rc = bpe_word(t, match_special, ws.text.p + ws.w[i].off, ws.w[i].len, out);
-	words_free(&ws);
-	return rc;
-}
-
 static bool word_char(const char *s, size_t n, size_t at, bool before)
 {
 	/* the code point just before/after byte position at */
@@ -935,20 +962,53 @@ static bool word_char(const char *s, size_t n, size_t at, bool before)
 
 static bool ws_byte(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
-int tok_hf_encode(const struct tokenizer *t, const char *text, size_t len, bool match_special, struct idvec *out)
+static int scan_added(const struct tokenizer *t, int pass, const char *text, size_t len, bool match_special,
+		      bool at_start, struct idvec *out);
+
+/* A stretch of normalized text between added tokens: pre-tokenize, BPE. */
+static int encode_words(const struct tokenizer *t, bool match_special, const char *s, size_t n, bool at_start,
+			struct idvec *out)
+{
+	if (!n) return LM_OK;
+	struct words ws = { 0 };
+	int rc = words_add(&ws, s, n, at_start);
+	if (rc == LM_OK) rc = pretokenize(t->hf, &ws);
+	for (int i = 0; rc == LM_OK && i < ws.n; i++) rc = bpe_word(t, match_special, ws.text.p + ws.w[i].off, ws.w[i].len, out);
+	words_free(&ws);
+	return rc;
+}
+
+/* A stretch of raw text between added tokens: normalize, then look for normalized added tokens in it. */
+static int encode_segment(const struct tokenizer *t, bool match_special, const char *s, size_t n, bool at_start,
+			  struct idvec *out)
+{
+	if (!n) return LM_OK;
+	struct buf norm = { 0 };
+	int rc = normalize(t->hf, s, n, &norm);
+	if (rc == LM_OK) rc = scan_added(t, 1, norm.p ? norm.p : "", norm.n, match_special, at_start, out);
+	free(norm.p);
+	return rc;
+}
+
+/* Cut added tokens out of text (leftmost-longest), passing the stretches between them on. */
+static int scan_added(const struct tokenizer *t, int pass, const char *text, size_t len, bool match_special,
+		      bool at_start, struct idvec *out)
 {
 	const struct hf *hf = t->hf;
+	const struct added_index *x = &hf->idx[pass];
+	int (*next)(const struct tokenizer *, bool, const char *, size_t, bool, struct idvec *) =
+		pass == 0 ? encode_segment : encode_words;
 	size_t seg = 0; /* start of the pending stretch of plain text */
 	for (size_t i = 0; i < len;) {
 		int best = -1;
 		unsigned char c = (unsigned char)text[i];
 		/* candidates with this first byte, longest first: the first that fits is the leftmost-longest match */
-		for (int k = hf->first_added[c]; k < hf->first_added[c + 1]; k++) {
-			const struct added *a = &hf->added[hf->by_first[k]];
+		for (int k = x->first[c]; k < x->first[c + 1]; k++) {
+			const struct added *a = &hf->added[x->order[k]];
 			if (a->special && !match_special) continue;
-			if (a->len > len - i || memcmp(text + i, a->content, a->len)) continue;
-			if (a->single_word && (word_char(text, len, i, true) || word_char(text, len, i + a->len, false))) continue;
-			best = hf->by_first[k];
+			if (a->mlen > len - i || memcmp(text + i, a->match, a->mlen)) continue;
+			if (a->single_word && (word_char(text, len, i, true) || word_char(text, len, i + a->mlen, false))) continue;
+			best = x->order[k];
 			break;
 		}
 		if (best < 0) {
@@ -956,27 +1016,71 @@ int tok_hf_encode(const struct tokenizer *t, const char *text, size_t len, bool 
 			continue;
 		}
 		const struct added *a = &hf->added[best];
-		size_t s = i, e = i + a->len;
+		size_t s = i, e = i + a->mlen;
 		if (a->lstrip)
 			while (s > seg && ws_byte(text[s - 1])) s--;
 		if (a->rstrip)
 			while (e < len && ws_byte(text[e])) e++;
-		if (encode_segment(t, match_special, text + seg, s - seg, seg == 0, out) || idvec_push(out, a->id)) return LM_ERR;
+		if (next(t, match_special, text + seg, s - seg, at_start && seg == 0, out) || idvec_push(out, a->id)) return LM_ERR;
 		i = seg = e;
 	}
-	return encode_segment(t, match_special, text + seg, len - seg, seg == 0, out);
+	return next(t, match_special, text + seg, len - seg, at_start && seg == 0, out);
+}
+
+int tok_hf_encode(const struct tokenizer *t, const char *text, size_t len, bool match_special, struct idvec *out)
+{
+	return scan_added(t, 0, text, len, match_special, true, out);
 }
 
 /* ---- decoding ---- */
 
-int tok_hf_surface(const struct tokenizer *t, struct tok_stream *s, int32_t id, struct buf *out)
+static bool valid_utf8(const unsigned char *p, int n)
+{
+	for (int i = 0; i < n;) {
+		utf8proc_int32_t cp;
+		utf8proc_ssize_t l = utf8proc_iterate(p + i, n - i, &cp);
+		if (l <= 0) return false;
+		i += (int)l;
+	}
+	return true;
+}
+
+/* The text of the first n bytes of the byte run, as tokenizers' ByteFallback gives it: the bytes if they are
+ * valid UTF-8 as a whole, else one U+FFFD per byte. */
+static int run_resolve(struct tok_stream *s, int n, struct buf *out)
+{
+	int rc = LM_OK;
+	if (valid_utf8(s->run, n)) rc = buf_put(out, s->run, (size_t)n);
+	else
+		for (int i = 0; i < n && rc == LM_OK; i++) rc = buf_put(out, "\xef\xbf\xbd", 3);
+	memmove(s->run, s->run + n, (size_t)(s->nrun - n));
+	s->nrun -= n;
+	return rc;
+}
+
+/* A full run: give out its whole characters (a longer run is judged in parts; only exact for valid text). */
+static int run_overflow(struct tok_stream *s, struct buf *out)
+{
+	int k = s->nrun;
+	for (int back = 1; back <= 4 && back <= s->nrun; back++) { /* keep a character cut at the end */
+		int l = utf8_len(s->run[s->nrun - back]);
+		if (l > 1) {
+			if (l > back) k = s->nrun - back;
+			break;
+		}
+		if ((s->run[s->nrun - back] & 0xc0) != 0x80) break;
+	}
+	if (k == 0) k = s->nrun;
+	return run_resolve(s, k, out);
+}
+
+/* Run the decoder steps from step `from` on cur (a token's text, or text released by a byte run). */
+static int run_steps(const struct tokenizer *t, struct tok_stream *s, struct buf cur, int from, struct buf *out)
 {
 	const struct hf *hf = t->hf;
-	struct buf cur = { 0 };
-	int ai = hf->added_of_id[id];
-	const char *p = ai >= 0 ? hf->added[ai].content : t->piece[id];
-	int rc = buf_put(&cur, p, ai >= 0 ? hf->added[ai].len : t->plen[id]);
-	for (int d = 0; rc == LM_OK && d < hf->ndec; d++) {
+	int rc = LM_OK;
+	if (!cur.p) rc = buf_put(&cur, "", 0);
+	for (int d = from; rc == LM_OK && d < hf->ndec; d++) {
 		const struct dec_step *st = &hf->dec[d];
 		struct buf nb = { 0 };
 		switch (st->kind) {
@@ -986,9 +1090,16 @@ int tok_hf_surface(const struct tokenizer *t, struct tok_stream *s, int32_t id, 
 			rc = replace_all(&nb, cur.p, cur.n, st->a, st->b);
 			break;
 		case D_BYTEFALLBACK: {
+			/* <0xNN> tokens gather into a run; the run is released before the next other token */
 			int b = tok_byte_piece(cur.p, cur.n);
-			if (b < 0) continue;
-			rc = buf_putc(&nb, (char)b);
+			if (b >= 0) {
+				cur.n = 0;
+				if (s->nrun == (int)sizeof(s->run)) rc = run_overflow(s, &nb);
+				s->run[s->nrun++] = (unsigned char)b;
+			} else if (s->nrun > 0) {
+				rc = run_resolve(s, s->nrun, &nb);
+			}
+			if (rc == LM_OK) rc = buf_put(&nb, cur.p, cur.n);
 			break;
 		}
 		case D_STRIP: {
@@ -1042,4 +1153,39 @@ int tok_hf_surface(const struct tokenizer *t, struct tok_stream *s, int32_t id, 
 	}
 	free(cur.p);
 	return rc;
+}
+
+int tok_hf_surface(const struct tokenizer *t, struct tok_stream *s, int32_t id, struct buf *out)
+{
+	const struct hf *hf = t->hf;
+	struct buf cur = { 0 };
+	int ai = hf->added_of_id[id];
+	/* an added token decodes as what it matches: tokenizers gives a normalized token its normalized form */
+	const char *p = ai >= 0 ? hf->added[ai].match : t->piece[id];
+	if (buf_put(&cur, p, ai >= 0 ? hf->added[ai].mlen : t->plen[id])) return LM_ERR;
+	return run_steps(t, s, cur, 0, out);
+}
+
+bool tok_hf_skipped(const struct tokenizer *t, int32_t id)
+{
+	/* tokenizers skips by the token's text: a normalized special token whose normalized form differs from
+	 * its content ("\xe2\x96\x81</s>" for "</s>") is not recognised as special, and shows */
+	int ai = t->hf->added_of_id[id];
+	if (ai < 0 || !t->hf->added[ai].special) return false;
+	const struct added *a = &t->hf->added[ai];
+	return a->mlen == a->len && !memcmp(a->match, a->content, a->len);
+}
+
+int tok_hf_flush(const struct tokenizer *t, struct tok_stream *s, struct buf *out)
+{
+	const struct hf *hf = t->hf;
+	if (!s->nrun) return LM_OK;
+	int d = 0;
+	while (d < hf->ndec && hf->dec[d].kind != D_BYTEFALLBACK) d++;
+	struct buf cur = { 0 };
+	if (run_resolve(s, s->nrun, &cur)) {
+		free(cur.p);
+		return LM_ERR;
+	}
+	return run_steps(t, s, cur, d + 1, out);
 }

@@ -67,6 +67,12 @@ struct tokenizer {
 	struct strmap user;    /* user-defined symbols, matched before BPE */
 	uint32_t user_maxlen;
 	bool user_first[256]; /* first bytes of user-defined symbols: most positions need no lookup */
+	/* normalization rules (precompiled_charsmap): a darts-clone double-array trie over UTF-8 input whose
+	 * values are offsets of NUL-terminated replacements in norm_strs */
+	uint32_t *trie;
+	size_t ntrie;
+	char *norm_strs;
+	size_t nnorm_strs;
 
 	struct hf *hf;
 };
@@ -89,6 +95,10 @@ int tok_hf_encode(const struct tokenizer *t, const char *text, size_t len, bool 
 void tok_hf_free(struct hf *hf);
 /* Surface bytes of one token for the decoder (stream state s), appended to out. */
 int tok_hf_surface(const struct tokenizer *t, struct tok_stream *s, int32_t id, struct buf *out);
+/* Whether a stream that skips special tokens drops id, as tokenizers' decode(skip_special_tokens=True) does. */
+bool tok_hf_skipped(const struct tokenizer *t, int32_t id);
+/* Release what the decoder still holds (a run of byte tokens) at the end of the text. */
+int tok_hf_flush(const struct tokenizer *t, struct tok_stream *s, struct buf *out);
 
 /* UTF-8: length of the sequence that starts with byte c (0 if c cannot start one). */
 int utf8_len(unsigned char c);

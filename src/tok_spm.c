@@ -1,9 +1,10 @@
 /* tok_spm.c: SentencePiece tokenizer.model, as the sentencepiece library encodes it (BPE models).
  * The ModelProto is parsed here by hand (protobuf wire format): pieces (piece, score, type), the trainer_spec
- * fields we need (model_type, byte_fallback, unk/bos/eos ids, unk_surface) and the normalizer_spec flags
- * (add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces). Encoding: whitespace handling, then
- * user-defined symbols cut out as frozen symbols, then BPE by piece score (highest first, leftmost on ties),
- * then unknown pieces fall back to <0xNN> bytes. */
+ * fields we need (model_type, byte_fallback, unk/bos/eos ids, unk_surface) and the normalizer_spec (rules as a
+ * precompiled_charsmap, add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces). Encoding: the
+ * normalizer (user-defined symbols kept, longest rule, spaces), then user-defined symbols as frozen symbols,
+ * then BPE by piece score (highest first, leftmost on ties), then unknown pieces fall back to <0xNN> bytes
+ * (or one fused <unk>). */
 #include "config.h"
 #include "tok_impl.h"
 #include "i18n.h"
@@ -111,6 +112,59 @@ static int parse_piece(struct tokenizer *t, const char *path, int id, const stru
 	return LM_OK;
 }
 
+/* precompiled_charsmap: uint32 trie size in bytes (little endian), the trie's units, then the replacement
+ * strings. Checked here so that lookups cannot leave the arrays. */
+static int load_charsmap(struct tokenizer *t, const char *path, const unsigned char *p, size_t n)
+{
+	if (n < 4) return bad(path, _("normalization rules too short"));
+	uint32_t tsize = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+	if (tsize == 0 || tsize % 4 || tsize > n - 4) return bad(path, _("normalization rules: bad trie size"));
+	t->ntrie = tsize / 4;
+	t->trie = malloc(tsize);
+	t->nnorm_strs = n - 4 - tsize;
+	t->norm_strs = malloc(t->nnorm_strs + 1);
+	if (!t->trie || !t->norm_strs) return lm_err(_("out of memory"));
+	for (size_t i = 0; i < t->ntrie; i++) {
+		const unsigned char *u = p + 4 + 4 * i;
+		t->trie[i] = (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+	}
+	memcpy(t->norm_strs, p + 4 + tsize, t->nnorm_strs);
+	t->norm_strs[t->nnorm_strs] = 0; /* a replacement running off the end stops here */
+	return LM_OK;
+}
+
+/* darts-clone unit fields */
+static inline bool unit_has_leaf(uint32_t u) { return (u >> 8) & 1; }
+static inline uint32_t unit_value(uint32_t u) { return u & ((1u << 31) - 1); }
+static inline uint32_t unit_label(uint32_t u) { return u & ((1u << 31) | 0xff); }
+static inline uint32_t unit_offset(uint32_t u) { return (u >> 10) << ((u & (1u << 9)) >> 6); }
+
+/* Longest rule matching a prefix of s (darts commonPrefixSearch): its length, and *rep its replacement;
+ * 0 if none. */
+static size_t charsmap_match(const struct tokenizer *t, const char *s, size_t n, const char **rep)
+{
+	if (!t->trie) return 0;
+	size_t best = 0;
+	uint32_t pos = unit_offset(t->trie[0]);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		pos ^= c;
+		if (pos >= t->ntrie) break;
+		uint32_t u = t->trie[pos];
+		if (unit_label(u) != c) break;
+		pos ^= unit_offset(u);
+		if (pos >= t->ntrie) break;
+		if (unit_has_leaf(u)) {
+			uint32_t v = unit_value(t->trie[pos]);
+			if (v < t->nnorm_strs) {
+				best = i + 1;
+				*rep = t->norm_strs + v;
+			}
+		}
+	}
+	return best;
+}
+
 int tok_spm_load(struct tokenizer *t, const char *path, const char *data, size_t len)
 {
 	int n;
@@ -118,7 +172,8 @@ int tok_spm_load(struct tokenizer *t, const char *path, const char *data, size_t
 	/* proto defaults */
 	t->add_dummy_prefix = t->remove_extra_ws = t->escape_ws = true;
 	int64_t model_type = 1, unk_id = 0, bos_id = 1, eos_id = 2;
-	bool have_charsmap = false;
+	const unsigned char *charsmap = NULL;
+	size_t charsmap_len = 0;
 
 	struct pb b = { (const unsigned char *)data, (const unsigned char *)data + len };
 	struct pb_field f, g;
@@ -150,14 +205,16 @@ int tok_spm_load(struct tokenizer *t, const char *path, const char *data, size_t
 				if (g.wire == 0 && g.num == 3) t->add_dummy_prefix = g.v != 0;
 				else if (g.wire == 0 && g.num == 4) t->remove_extra_ws = g.v != 0;
 				else if (g.wire == 0 && g.num == 5) t->escape_ws = g.v != 0;
-				else if (g.wire == 2 && g.num == 2 && g.len > 0) have_charsmap = true;
+				else if (g.wire == 2 && g.num == 2) {
+					charsmap = g.data;
+					charsmap_len = g.len;
+				}
 			}
 		}
 	}
 	if (model_type != 2)
 		return lm_err(_("%s: SentencePiece model type %lld is not supported (only BPE)"), path, (long long)model_type);
-	if (have_charsmap)
-		return lm_err(_("%s: SentencePiece normalization rules (precompiled_charsmap) are not supported"), path);
+	if (charsmap_len && load_charsmap(t, path, charsmap, charsmap_len)) return LM_ERR;
 
 	if (strmap_init(&t->ids, (size_t)n)) return LM_ERR;
 	for (int i = 0; i < n; i++) {
@@ -202,35 +259,76 @@ static size_t user_match(const struct tokenizer *t, const char *p, size_t n)
 	return 0;
 }
 
-/* Whitespace handling as sentencepiece's normalizer without rules: optional removal of extra spaces, the dummy
- * prefix, and ' ' -> U+2581. User-defined symbols pass through untouched. */
+/* Length of the valid UTF-8 character at p (shortest form, no surrogates, at most U+10FFFF), 0 if malformed. */
+static size_t utf8_valid_len(const char *p, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	size_t l = (size_t)utf8_len(u[0]);
+	if (l == 0 || l > n) return 0;
+	for (size_t k = 1; k < l; k++)
+		if ((u[k] & 0xc0) != 0x80) return 0;
+	if (l == 3 && ((u[0] == 0xe0 && u[1] < 0xa0) || (u[0] == 0xed && u[1] > 0x9f))) return 0;
+	if (l == 4 && ((u[0] == 0xf0 && u[1] < 0x90) || (u[0] == 0xf4 && u[1] > 0x8f))) return 0;
+	return l;
+}
+
+/* sentencepiece's normalizer: each step takes the longest user-defined symbol (kept as is), else the longest
+ * normalization rule (its replacement), else one character (a malformed byte becomes U+FFFD); then spaces:
+ * optional removal of extra ones, the dummy prefix, and ' ' -> U+2581. */
+static size_t norm_prefix(const struct tokenizer *t, const struct tokenizer *ut, const char *s, size_t n,
+			  const char **out, size_t *outlen)
+{
+	size_t l = user_match(ut, s, n);
+	if (l) {
+		*out = s;
+		*outlen = l;
+		return l;
+	}
+	const char *rep = NULL;
+	l = charsmap_match(t, s, n, &rep);
+	if (l) {
+		*out = rep;
+		*outlen = strlen(rep);
+		return l;
+	}
+	l = utf8_valid_len(s, n);
+	if (l == 0) {
+		*out = "\xef\xbf\xbd";
+		*outlen = 3;
+		return 1;
+	}
+	*out = s;
+	*outlen = l;
+	return l;
+}
+
 static int spm_normalize(const struct tokenizer *t, const struct tokenizer *ut, const char *text, size_t len, struct buf *out)
 {
 	const char *ws = t->escape_ws ? "\xe2\x96\x81" : " ";
 	size_t wsn = t->escape_ws ? 3 : 1;
-	size_t i = 0;
+	const char *p;
+	size_t pl, i = 0;
 	if (t->remove_extra_ws)
-		while (i < len && text[i] == ' ') i++;
+		while (i < len) { /* leading spaces, after normalization */
+			size_t c = norm_prefix(t, ut, text + i, len - i, &p, &pl);
+			if (pl != 1 || p[0] != ' ') break;
+			i += c;
+		}
 	if (i == len) return LM_OK; /* nothing left: no dummy prefix either */
 	if (t->add_dummy_prefix && buf_put(out, ws, wsn)) return LM_ERR;
-	bool prev_space = t->add_dummy_prefix;
+	bool prev_space = t->remove_extra_ws;
 	while (i < len) {
-		size_t u = user_match(ut, text + i, len - i);
-		if (u) {
-			if (buf_put(out, text + i, u)) return LM_ERR;
-			i += u;
-			prev_space = false;
-			continue;
+		i += norm_prefix(t, ut, text + i, len - i, &p, &pl);
+		while (prev_space && pl > 0 && p[0] == ' ') { /* a space after a space goes */
+			p++;
+			pl--;
 		}
-		if (text[i] == ' ') {
-			if (!(t->remove_extra_ws && prev_space) && buf_put(out, ws, wsn)) return LM_ERR;
-			prev_space = true;
-			i++;
-			continue;
+		if (pl > 0) {
+			for (size_t k = 0; k < pl; k++)
+				if ((p[k] == ' ' && t->escape_ws) ? buf_put(out, ws, wsn) : buf_putc(out, p[k])) return LM_ERR;
+			prev_space = p[pl - 1] == ' ';
 		}
-		if (buf_putc(out, text[i])) return LM_ERR;
-		prev_space = false;
-		i++;
+		if (!t->remove_extra_ws) prev_space = false;
 	}
 	/* trailing spaces removed */
 	if (t->remove_extra_ws)

@@ -24,3 +24,10 @@ tests_test_template_LDADD = $(LMTERM_TEST_LIBS)
 check_PROGRAMS += tests/test_kvmgr
 TESTS += tests/test_kvmgr
 tests_test_kvmgr_LDADD = $(LMTERM_TEST_LIBS)
+
+# end to end on the demo model (loader, cpu backend, tokenizer)
+check_PROGRAMS += tests/test_engine
+TESTS += tests/test_engine
+tests_test_engine_LDADD = $(LMTERM_TEST_LIBS)
+TESTS += tests/test_chat_repl.sh tests/test_chat_pty.sh tests/test_ppl.sh
+EXTRA_DIST += tests/test_chat_repl.sh tests/test_chat_pty.sh tests/test_chat_pty.py tests/test_ppl.sh

@@ -38,6 +38,16 @@ am=$("$ST" argmax "$tmp/l.safetensors" logits)
 [ "$am" = "$("$ST" ints "$G/zh_story.safetensors" argmax_ids)" ] && pass "--dump-logits argmax equals golden" ||
 	fail "--dump-logits argmax '$am'"
 
+# sampling: a seed reproduces the continuation; temperature 0 is greedy
+s1=$("$LMTERM" generate "$DEMO" -p "Once upon a time" -n 24 --seed 5 --temperature 1 --print-ids 2>"$tmp/err")
+s2=$("$LMTERM" generate "$DEMO" -p "Once upon a time" -n 24 --seed 5 --temperature 1 --print-ids 2>>"$tmp/err")
+s3=$("$LMTERM" generate "$DEMO" -p "Once upon a time" -n 24 --seed 6 --temperature 1 --print-ids 2>>"$tmp/err")
+[ -n "$s1" ] && [ "$s1" = "$s2" ] && pass "--seed 5 reproduces: $s1" || fail "--seed 5: '$s1' then '$s2' $(cat "$tmp/err")"
+[ "$s1" != "$s3" ] && pass "--seed 6 differs" || fail "--seed 5 and 6 gave the same 24 tokens"
+g1=$("$LMTERM" generate "$DEMO" -p "Once upon a time" -n 16 --temperature 0 --print-ids 2>"$tmp/err")
+g2=$("$LMTERM" generate "$DEMO" -p "Once upon a time" -n 16 --greedy --print-ids 2>>"$tmp/err")
+[ -n "$g1" ] && [ "$g1" = "$g2" ] && pass "--temperature 0 is greedy" || fail "--temperature 0: '$g1' vs '$g2'"
+
 # a quantized KV cache runs (its continuation may differ from the float one)
 for q in 8 4; do
 	got=$("$LMTERM" generate "$DEMO" --ids "1 1344 330 651" -n 8 --greedy --print-ids --quant-policy $q 2>"$tmp/err")

@@ -9,7 +9,9 @@
  *   LMTERM_TEST_RTOL     relative logits error bound (default 1e-4)
  *   LMTERM_TEST_ARGMAX_MISMATCH  prompt positions whose argmax may differ (default 0)
  *   LMTERM_TEST_GREEDY_MIN       greedy tokens that must match from the start (default: all)
- *   LMTERM_TEST_MODELS   space-separated subset of the model names below (default: all) */
+ *   LMTERM_TEST_MODELS   space-separated subset of the model names below (default: all)
+ *   LMTERM_TEST_KV_POLICY  KV cache quant policy 0 (default), 8 or 4 (then loosen the bounds above)
+ * The prefill also checks the forward pass's tap hook: 4 calls per layer, in order, with their widths. */
 #include "config.h"
 #include "backend.h"
 #include "forward.h"
@@ -38,7 +40,14 @@ static const struct golden_model models[] = {
 	{ "small-en-zh", 0, "models", { "en_story", "zh_story", "chat_en" } },
 };
 
+#ifdef TEST_CPU_ONLY /* the sanitizer build links the cpu backend's sources alone, without backend.c */
+#define backend_create(be, name, dt) ((*(be) = backend_cpu_create()) ? LM_OK : LM_ERR)
+#define backend_destroy(be) ((be)->i->destroy(be))
+#undef HAVE_CUDA
+#endif
+
 static double rtol = 1e-4;
+static int kv_policy = KV_POLICY_NONE;
 static int argmax_slack = 0, greedy_min = -1;
 
 static double env_num(const char *name, double def)
@@ -63,6 +72,20 @@ static int32_t argmax_row(const float *v, int n)
 	for (int i = 1; i < n; i++)
 		if (v[i] > v[b]) b = i;
 	return b;
+}
+
+/* the tap hook: every linear input of every layer, in order, with its width */
+struct tap_count {
+	int calls, bad, n;
+	const struct model_config *c;
+};
+static void tap_fn(void *ud, int layer, int point, const void *x, int n, int width)
+{
+	struct tap_count *t = ud;
+	const struct model_config *c = t->c;
+	const int widths[4] = { c->dim, c->n_heads * c->head_dim, c->dim, c->ffn };
+	if (layer != t->calls / 4 || point != t->calls % 4 || width != widths[point] || n != t->n || !x) t->bad++;
+	t->calls++;
 }
 
 /* one case; returns 0 pass, 1 fail */
@@ -92,7 +115,7 @@ static int run_case(struct model *m, const char *mname, const char *cname, const
 	/* a cache of short blocks in reversed order, enough for the prompt and the continuation */
 	struct backend *be = m->be;
 	struct kv_cache kv = { .n_layers = m->cfg.n_layers, .n_kv_heads = m->cfg.n_kv_heads,
-			       .head_dim = m->cfg.head_dim, .block_len = 16, .policy = KV_POLICY_NONE };
+			       .head_dim = m->cfg.head_dim, .block_len = 16, .policy = kv_policy };
 	kv.n_blocks = (T + G + kv.block_len - 1) / kv.block_len;
 	int32_t *blocks = malloc(sizeof(int32_t) * kv.n_blocks);
 	if (blocks)
@@ -109,10 +132,19 @@ static int run_case(struct model *m, const char *mname, const char *cname, const
 		return 1;
 	}
 
-	/* 1. one forward over the prompt */
+	/* 1. one forward over the prompt (with the tap hook counting the linear inputs) */
+	struct tap_count tc = { .n = T, .c = &m->cfg };
+	fw.tap = tap_fn;
+	fw.tap_ud = &tc;
 	double t0 = now_s();
 	int rc = forward(&fw, &kv, ids, T, 0, blocks, kv.n_blocks, T, logits, NULL);
 	double t_prefill = now_s() - t0;
+	fw.tap = NULL;
+	if (!rc && (tc.calls != 4 * m->cfg.n_layers || tc.bad)) {
+		printf("FAIL: %s/%s: tap hook called %d times (%d wrong), expected %d\n", mname, cname, tc.calls, tc.bad,
+		       4 * m->cfg.n_layers);
+		bad = 1;
+	}
 	double num = 0, den = 0;
 	int mism = 0, first_mism = -1;
 	if (rc) {
@@ -193,6 +225,7 @@ static bool selected(const char *name)
 
 int main(void)
 {
+	setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach the log even if the test crashes */
 	const char *testdata = getenv("TESTDATA"), *srcdir = getenv("top_srcdir");
 	const char *bname = getenv("LMTERM_TEST_BACKEND");
 	if (!bname || !*bname) bname = "cpu";
@@ -203,9 +236,17 @@ int main(void)
 	rtol = env_num("LMTERM_TEST_RTOL", 1e-4);
 	argmax_slack = (int)env_num("LMTERM_TEST_ARGMAX_MISMATCH", 0);
 	greedy_min = (int)env_num("LMTERM_TEST_GREEDY_MIN", -1);
-	if (strcmp(bname, "cuda") == 0 && (!backend_cuda_built() || !backend_cuda_available())) {
-		printf("SKIP: no usable CUDA GPU\n");
+	kv_policy = (int)env_num("LMTERM_TEST_KV_POLICY", 0);
+	if (strcmp(bname, "cuda") == 0) {
+#if HAVE_CUDA
+		if (!backend_cuda_available()) {
+			printf("SKIP: no usable CUDA GPU\n");
+			return 77;
+		}
+#else
+		printf("SKIP: built without CUDA\n");
 		return 77;
+#endif
 	}
 
 	int fails = 0, ran = 0;

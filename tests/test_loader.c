@@ -309,7 +309,32 @@ static void check_model(const char *dir, const char *label)
 static bool same_weight(const struct weight *a, const struct weight *b)
 {
 	if (a->dt != b->dt || a->rows != b->rows || a->cols != b->cols || a->bytes != b->bytes) return false;
+	if (!a->bias != !b->bias || (a->bias && memcmp(a->bias, b->bias, (size_t)a->rows * 4))) return false;
+	if (a->dt == DT_Q4) {
+		size_t nq = (size_t)a->cols * a->rows / 8, ng = (size_t)a->cols / a->group;
+		return a->group == b->group && !memcmp(a->qweight, b->qweight, nq * 4) &&
+		       !memcmp(a->qzeros, b->qzeros, ng * a->rows / 8 * 4) && !memcmp(a->scales, b->scales, ng * a->rows * 2);
+	}
 	return memcmp(a->data, b->data, (size_t)a->rows * a->cols * dtype_size(a->dt)) == 0;
+}
+
+static bool same_model(const char *label, const struct model *a, const struct model *b)
+{
+	int bad = 0;
+	bad += !same_weight(&a->tok_embed, &b->tok_embed) + !same_weight(&a->final_norm, &b->final_norm) +
+	       !same_weight(&a->lm_head, &b->lm_head);
+	for (int l = 0; l < a->cfg.n_layers && l < b->cfg.n_layers; l++) {
+		const struct layer_weights *x = &a->layers[l], *y = &b->layers[l];
+		CHECK(same_weight(&x->wqkv, &y->wqkv), "%s: layer %d wqkv differs (InternLM2 reorder)", label, l);
+		CHECK(same_weight(&x->wo, &y->wo), "%s: layer %d wo differs", label, l);
+		CHECK(same_weight(&x->w13, &y->w13), "%s: layer %d w13 differs", label, l);
+		CHECK(same_weight(&x->w2, &y->w2), "%s: layer %d w2 differs", label, l);
+		bad += !same_weight(&x->wqkv, &y->wqkv) + !same_weight(&x->wo, &y->wo) + !same_weight(&x->w13, &y->w13) +
+		       !same_weight(&x->w2, &y->w2) + !same_weight(&x->attn_norm, &y->attn_norm) +
+		       !same_weight(&x->ffn_norm, &y->ffn_norm);
+	}
+	CHECK(bad == 0, "%s: %d weights differ", label, bad);
+	return bad == 0;
 }
 
 static void check_twins(const char *llama_dir, const char *il_dir)
@@ -325,17 +350,7 @@ static void check_twins(const char *llama_dir, const char *il_dir)
 		return;
 	}
 	CHECK(a.cfg.arch == ARCH_LLAMA && b.cfg.arch == ARCH_INTERNLM2, "twins: architectures");
-	CHECK(same_weight(&a.tok_embed, &b.tok_embed), "twins: embeddings differ");
-	CHECK(same_weight(&a.final_norm, &b.final_norm), "twins: final norm differs");
-	CHECK(same_weight(&a.lm_head, &b.lm_head), "twins: lm_head differs");
-	for (int l = 0; l < a.cfg.n_layers && l < b.cfg.n_layers; l++) {
-		CHECK(same_weight(&a.layers[l].attn_norm, &b.layers[l].attn_norm), "twins: layer %d attn_norm", l);
-		CHECK(same_weight(&a.layers[l].wqkv, &b.layers[l].wqkv), "twins: layer %d wqkv (InternLM2 reorder)", l);
-		CHECK(same_weight(&a.layers[l].wo, &b.layers[l].wo), "twins: layer %d wo", l);
-		CHECK(same_weight(&a.layers[l].ffn_norm, &b.layers[l].ffn_norm), "twins: layer %d ffn_norm", l);
-		CHECK(same_weight(&a.layers[l].w13, &b.layers[l].w13), "twins: layer %d w13", l);
-		CHECK(same_weight(&a.layers[l].w2, &b.layers[l].w2), "twins: layer %d w2", l);
-	}
+	same_model("twins", &a, &b);
 	/* and the reorder is not the identity (else the comparison above proves nothing about it) */
 	struct st_set *s;
 	if (st_set_open(&s, il_dir) == LM_OK) {
@@ -602,6 +617,13 @@ static void edit_gptq(cJSON *c)
 	cJSON *q = cJSON_GetObjectItem(c, "quantization_config");
 	cJSON_ReplaceItemInObject(q, "quant_method", cJSON_CreateString("gptq"));
 }
+static void edit_add_awq(cJSON *c)
+{
+	cJSON *q = cJSON_AddObjectToObject(c, "quantization_config");
+	cJSON_AddStringToObject(q, "quant_method", "awq");
+	cJSON_AddNumberToObject(q, "bits", 4);
+	cJSON_AddNumberToObject(q, "group_size", 128);
+}
 static void edit_vocab(cJSON *c) { cJSON_ReplaceItemInObject(c, "vocab_size", cJSON_CreateString("8192")); }
 
 static void check_bad_models(const char *fixtures)
@@ -635,7 +657,8 @@ static void check_bad_models(const char *fixtures)
 	make_model("vocab", src, edit_vocab, NULL, d, sizeof d);
 	expect_load_fail("vocab_size a string", d, FMT_AUTO, "config.json", "vocab_size");
 	make_model("missing", src, NULL, "model.layers.1.mlp.up_proj.weight", d, sizeof d);
-	expect_load_fail("missing tensor", d, FMT_AUTO, d, "model.layers.1.mlp.up_proj.weight");
+	snprintf(p, sizeof p, "%s/model.safetensors", d);
+	expect_load_fail("missing tensor", d, FMT_AUTO, p, "model.layers.1.mlp.up_proj.weight");
 	make_model("shape", src, edit_ffn, NULL, d, sizeof d);
 	expect_load_fail("shape disagreeing with config", d, FMT_AUTO, "model.safetensors", "[320, 128]");
 	make_model("fmt", src, NULL, NULL, d, sizeof d);
@@ -671,10 +694,364 @@ static void check_bad_models(const char *fixtures)
 	make_model("gptq", src, edit_gptq, NULL, d, sizeof d);
 	expect_load_fail("gptq quantization", d, FMT_AUTO, "config.json", "gptq");
 	make_model("awqmissing", src, NULL, "model.layers.0.self_attn.k_proj.scales", d, sizeof d);
-	expect_load_fail("AWQ scales missing", d, FMT_AUTO, d, "model.layers.0.self_attn.k_proj.scales");
+	expect_load_fail("AWQ scales missing", d, FMT_AUTO, "model.safetensors", "model.layers.0.self_attn.k_proj.scales");
+	/* a dense checkpoint whose config.json claims AWQ */
+	snprintf(src, sizeof src, "%s/llama3-rand", fixtures);
+	make_model("dense-as-awq", src, edit_add_awq, NULL, d, sizeof d);
+	expect_load_fail("dense weights, AWQ config", d, FMT_AUTO, "model.safetensors", "dense");
 }
 
 /* ---- (e) st_write round trip ---- */
+
+/* ---- mutated headers: whatever st_open accepts must be self-consistent, and nothing may crash ---- */
+
+static uint64_t mut_rng = 0x243f6a8885a308d3ull;
+static uint32_t mut_next(void)
+{
+	mut_rng ^= mut_rng << 13;
+	mut_rng ^= mut_rng >> 7;
+	mut_rng ^= mut_rng << 17;
+	return (uint32_t)(mut_rng >> 11);
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	const struct st_tensor *x = *(const struct st_tensor *const *)a, *y = *(const struct st_tensor *const *)b;
+	return x->data < y->data ? -1 : x->data > y->data;
+}
+
+static void check_mutations(void)
+{
+	char p[4200];
+	snprintf(p, sizeof p, "%s/m.safetensors", tmpdir);
+	float a[12] = { 0 };
+	uint16_t b[6] = { 0 };
+	struct st_out o[3] = {
+		{ .name = "a", .dt = DT_F32, .ndim = 2, .shape = { 3, 4 }, .data = a },
+		{ .name = "b", .dt = DT_BF16, .ndim = 1, .shape = { 6 }, .data = b },
+		{ .name = "c", .dt = DT_I8, .ndim = 3, .shape = { 1, 2, 3 }, .data = b },
+	};
+	const char *meta[] = { "format", "pt", NULL };
+	if (st_write(p, o, 3, meta) != LM_OK) {
+		CHECK(0, "st_write: %s", lm_errmsg());
+		return;
+	}
+	FILE *fp = fopen(p, "rb");
+	static uint8_t orig[4096], buf[4096];
+	size_t n = fread(orig, 1, sizeof orig, fp);
+	fclose(fp);
+	static const char alphabet[] = "{}[]\":,0123456789-e. FIBU";
+	int accepted = 0, rejected = 0, bad = 0;
+	for (int it = 0; it < 3000; it++) {
+		memcpy(buf, orig, n);
+		size_t len = n;
+		int edits = 1 + mut_next() % 3;
+		for (int e = 0; e < edits; e++) {
+			size_t at = mut_next() % len;
+			switch (mut_next() % 4) {
+			case 0: buf[at] = (uint8_t)mut_next(); break;                          /* any byte */
+			case 1: buf[at] = (uint8_t)alphabet[mut_next() % (sizeof alphabet - 1)]; break; /* JSON-ish */
+			case 2: len = 1 + mut_next() % len; break;                              /* truncate */
+			case 3: buf[mut_next() % 8] = (uint8_t)mut_next(); break;               /* header length */
+			}
+		}
+		write_bytes(p, buf, len);
+		struct st_file *f;
+		if (st_open(&f, p) != LM_OK) {
+			rejected++;
+			if (!strstr(lm_errmsg(), p)) bad++;
+			continue;
+		}
+		accepted++;
+		/* what was accepted: sizes match shapes, data inside the file, no overlaps */
+		int cnt = st_count(f);
+		const struct st_tensor **v = calloc((size_t)cnt + 1, sizeof *v);
+		const uint8_t *lo = NULL;
+		for (int i = 0; i < cnt; i++) {
+			const struct st_tensor *t = st_get(f, i);
+			size_t want = dtype_size(t->dt);
+			for (int d = 0; d < t->ndim; d++) want *= (size_t)t->shape[d];
+			if (want != t->bytes) bad++;
+			v[i] = t;
+			if (!lo || (const uint8_t *)t->data < lo) lo = t->data;
+		}
+		qsort(v, cnt, sizeof *v, cmp_ptr);
+		for (int i = 0; i < cnt; i++) {
+			const uint8_t *d = v[i]->data;
+			if (i + 1 < cnt && v[i]->bytes && v[i + 1]->bytes && d + v[i]->bytes > (const uint8_t *)v[i + 1]->data)
+				bad++;
+			/* the data must lie within the file: its end at most len bytes after the header start */
+			if (lo && d + v[i]->bytes > lo + len) bad++;
+			volatile uint8_t sum = 0;
+			for (size_t k = 0; k < v[i]->bytes; k++) sum += d[k];
+		}
+		free(v);
+		st_close(f);
+	}
+	CHECK(bad == 0 && accepted > 0 && rejected > 0, "mutations: %d inconsistent (accepted %d, rejected %d)", bad,
+	      accepted, rejected);
+	printf("ok: 3000 mutated headers: %d accepted and consistent, %d rejected with a message naming the file\n",
+	       accepted, rejected);
+}
+
+/* ---- an AWQ InternLM2 and its Llama twin, made here: the reorder must move AWQ's packed columns too ---- */
+
+static void rand_fill(void *p, size_t bytes)
+{
+	for (size_t i = 0; i < bytes; i++) ((uint8_t *)p)[i] = (uint8_t)mut_next();
+}
+
+/* Output columns [c0, c0 + n) of an AWQ tensor [rows][cols] of unit-byte elements, appended to dst [rows][dcols]
+ * at column d0. */
+static void copy_cols(uint8_t *dst, int dcols, int d0, const uint8_t *src, int cols, int c0, int n, int rows, int unit)
+{
+	for (int r = 0; r < rows; r++)
+		memcpy(dst + ((size_t)r * dcols + d0) * unit, src + ((size_t)r * cols + c0) * unit, (size_t)n * unit);
+}
+
+static void check_awq_twins(void)
+{
+	enum { DIM = 128, NH = 4, NKV = 2, HD = 32, FFN = 256, G = 64, VOCAB = 64, L = 2, G2 = NH / NKV };
+	const int QKV = (NH + 2 * NKV) * HD;
+	char dl[4200], di[4200], p[4300];
+	snprintf(dl, sizeof dl, "%s/awq-llama", tmpdir);
+	snprintf(di, sizeof di, "%s/awq-internlm2", tmpdir);
+	mkdir(dl, 0755);
+	mkdir(di, 0755);
+	const char *cfg_fmt = "{\"architectures\": [\"%s\"], \"hidden_size\": %d, \"num_attention_heads\": %d, "
+			      "\"num_key_value_heads\": %d, \"intermediate_size\": %d, \"num_hidden_layers\": %d, "
+			      "\"vocab_size\": %d, \"%s\": true, \"torch_dtype\": \"float16\", \"rms_norm_eps\": 1e-6, "
+			      "\"quantization_config\": {\"quant_method\": \"awq\", \"version\": \"GEMM\", \"bits\": 4, "
+			      "\"group_size\": %d, \"zero_point\": true}}";
+	char cfg[1024];
+	snprintf(p, sizeof p, "%s/config.json", dl);
+	snprintf(cfg, sizeof cfg, cfg_fmt, "LlamaForCausalLM", DIM, NH, NKV, FFN, L, VOCAB, "attention_bias", G);
+	write_bytes(p, cfg, strlen(cfg));
+	snprintf(p, sizeof p, "%s/config.json", di);
+	snprintf(cfg, sizeof cfg, cfg_fmt, "InternLM2ForCausalLM", DIM, NH, NKV, FFN, L, VOCAB, "bias", G);
+	write_bytes(p, cfg, strlen(cfg));
+
+	/* Llama side: every tensor random; InternLM2 side: the same bytes, q/k/v packed per kv head */
+	struct st_out lo[128], io[128];
+	void *mem[256];
+	int nl = 0, ni = 0, nm = 0;
+#define T(arr, n, nm_, dt_, d0, d1, nd)                                                                       \
+	(arr[n] = (struct st_out){ .name = strdup(nm_), .dt = dt_, .ndim = nd, .shape = { d0, d1 } }, &arr[n++])
+	char name[160];
+	struct st_out *t;
+	t = T(lo, nl, "model.embed_tokens.weight", DT_F16, VOCAB, DIM, 2);
+	t->data = mem[nm++] = malloc(VOCAB * DIM * 2);
+	rand_fill((void *)t->data, VOCAB * DIM * 2);
+	T(io, ni, "model.tok_embeddings.weight", DT_F16, VOCAB, DIM, 2)->data = t->data;
+	t = T(lo, nl, "lm_head.weight", DT_F16, VOCAB, DIM, 2);
+	t->data = mem[nm++] = malloc(VOCAB * DIM * 2);
+	rand_fill((void *)t->data, VOCAB * DIM * 2);
+	T(io, ni, "output.weight", DT_F16, VOCAB, DIM, 2)->data = t->data;
+	t = T(lo, nl, "model.norm.weight", DT_F16, DIM, 0, 1);
+	t->data = mem[nm++] = malloc(DIM * 2);
+	rand_fill((void *)t->data, DIM * 2);
+	T(io, ni, "model.norm.weight", DT_F16, DIM, 0, 1)->data = t->data;
+	for (int l = 0; l < L; l++) {
+		static const char *const ln[] = { "input_layernorm", "post_attention_layernorm" };
+		static const char *const in_[] = { "attention_norm", "ffn_norm" };
+		for (int k = 0; k < 2; k++) {
+			snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, ln[k]);
+			t = T(lo, nl, name, DT_F16, DIM, 0, 1);
+			t->data = mem[nm++] = malloc(DIM * 2);
+			rand_fill((void *)t->data, DIM * 2);
+			snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, in_[k]);
+			T(io, ni, name, DT_F16, DIM, 0, 1)->data = t->data;
+		}
+		/* linears: (llama name, internlm2 name, in, out); q,k,v are packed below */
+		static const char *const lin[][2] = { { "self_attn.o_proj", "attention.wo" }, { "mlp.gate_proj", "feed_forward.w1" },
+						      { "mlp.up_proj", "feed_forward.w3" }, { "mlp.down_proj", "feed_forward.w2" },
+						      { "self_attn.q_proj", NULL }, { "self_attn.k_proj", NULL },
+						      { "self_attn.v_proj", NULL } };
+		const int lin_in[] = { NH * HD, DIM, DIM, FFN, DIM, DIM, DIM };
+		const int lin_out[] = { DIM, FFN, FFN, DIM, NH * HD, NKV * HD, NKV * HD };
+		const uint8_t *qkv_src[3][4]; /* [q,k,v][qweight, qzeros, scales, bias] */
+		static const char *const sfx[] = { "qweight", "qzeros", "scales", "bias" };
+		for (int k = 0; k < 7; k++) {
+			int in = lin_in[k], out = lin_out[k];
+			const int rows[4] = { in, in / G, in / G, out }, cols[4] = { out / 8, out / 8, out, 0 };
+			const enum dtype dts[4] = { DT_I32, DT_I32, DT_F16, DT_F16 };
+			for (int s = 0; s < 4; s++) {
+				bool bias = s == 3;
+				if (bias && k != 0 && k < 4) continue; /* biases: q, k, v and o */
+				size_t bytes = (size_t)rows[s] * (bias ? 1 : cols[s]) * dtype_size(dts[s]);
+				snprintf(name, sizeof name, "model.layers.%d.%s.%s", l, lin[k][0], sfx[s]);
+				t = T(lo, nl, name, dts[s], rows[s], cols[s], bias ? 1 : 2);
+				t->data = mem[nm++] = malloc(bytes);
+				rand_fill((void *)t->data, bytes);
+				if (k >= 4) qkv_src[k - 4][s] = t->data;
+				else {
+					snprintf(name, sizeof name, "model.layers.%d.%s.%s", l, lin[k][1], sfx[s]);
+					T(io, ni, name, dts[s], rows[s], cols[s], bias ? 1 : 2)->data = t->data;
+				}
+			}
+		}
+		/* packed wqkv: for kv head j: q heads j*G2.., k_j, v_j, as column blocks */
+		const int rows[4] = { DIM, DIM / G, DIM / G, 1 }, unit[4] = { 4, 4, 2, 2 }, per[4] = { HD / 8, HD / 8, HD, HD };
+		const int width[3] = { NH, NKV, NKV };
+		for (int s = 0; s < 4; s++) {
+			int dcols = QKV / (s < 2 ? 8 : 1);
+			uint8_t *dst = mem[nm++] = malloc((size_t)rows[s] * dcols * unit[s]);
+			int at = 0;
+			for (int j = 0; j < NKV; j++) {
+				for (int i = 0; i < G2; i++, at += per[s])
+					copy_cols(dst, dcols, at, qkv_src[0][s], width[0] * per[s], (j * G2 + i) * per[s], per[s], rows[s], unit[s]);
+				copy_cols(dst, dcols, at, qkv_src[1][s], width[1] * per[s], j * per[s], per[s], rows[s], unit[s]);
+				at += per[s];
+				copy_cols(dst, dcols, at, qkv_src[2][s], width[2] * per[s], j * per[s], per[s], rows[s], unit[s]);
+				at += per[s];
+			}
+			snprintf(name, sizeof name, "model.layers.%d.attention.wqkv.%s", l, sfx[s]);
+			if (s == 3) T(io, ni, name, DT_F16, QKV, 0, 1)->data = dst;
+			else T(io, ni, name, s < 2 ? DT_I32 : DT_F16, rows[s], dcols, 2)->data = dst;
+		}
+	}
+#undef T
+	snprintf(p, sizeof p, "%s/model.safetensors", dl);
+	CHECK(st_write(p, lo, nl, NULL) == LM_OK, "awq twins: %s", lm_errmsg());
+	snprintf(p, sizeof p, "%s/model.safetensors", di);
+	CHECK(st_write(p, io, ni, NULL) == LM_OK, "awq twins: %s", lm_errmsg());
+	for (int i = 0; i < nl; i++) free((char *)lo[i].name);
+	for (int i = 0; i < ni; i++) free((char *)io[i].name);
+	for (int i = 0; i < nm; i++) free(mem[i]);
+
+	struct model a, b;
+	if (model_load(&a, dl, &rec_be, FMT_AWQ, NULL, NULL) != LM_OK) {
+		CHECK(0, "awq llama: %s", lm_errmsg());
+		return;
+	}
+	if (model_load(&b, di, &rec_be, FMT_AWQ, NULL, NULL) != LM_OK) {
+		CHECK(0, "awq internlm2: %s", lm_errmsg());
+		model_free(&a);
+		return;
+	}
+	CHECK(a.layers[0].wqkv.dt == DT_Q4 && a.layers[0].wqkv.bias && a.layers[0].wo.bias && !a.layers[0].w13.bias,
+	      "awq twins: Q4 with q/k/v/o biases");
+	if (same_model("awq twins", &a, &b))
+		printf("ok: AWQ InternLM2 (4 heads, 2 KV heads, biases) and its Llama twin load to identical weights\n");
+	model_free(&a);
+	model_free(&b);
+	CHECK(live_allocs == 0, "awq twins: leaked %d", live_allocs);
+}
+
+/* ---- config.json: key variants and defaults ---- */
+
+static int load_cfg_text(const char *sub, const char *text, const char *gen, struct model_config *c, char *path,
+			 size_t n)
+{
+	char d[4200], g[4300];
+	snprintf(d, sizeof d, "%s/%s", tmpdir, sub);
+	mkdir(d, 0755);
+	snprintf(path, n, "%s/config.json", d);
+	write_bytes(path, text, strlen(text));
+	snprintf(g, sizeof g, "%s/generation_config.json", d);
+	if (gen) write_bytes(g, gen, strlen(gen));
+	else unlink(g);
+	lm_err_clear();
+	return config_load(c, path);
+}
+
+static void check_config(const char *demo, const char *fixtures)
+{
+	struct model_config c, ref;
+	char path[4300];
+	float a[64], b[64];
+
+	snprintf(path, sizeof path, "%s/config.json", demo);
+	CHECK(config_load(&c, path) == LM_OK, "demo config: %s", lm_errmsg());
+	CHECK(c.arch == ARCH_LLAMA && c.vocab == 8192 && c.dim == 256 && c.n_layers == 6 && c.n_heads == 4 &&
+		      c.n_kv_heads == 2 && c.head_dim == 64 && c.ffn == 768 && c.max_pos == 2048 && c.dtype == DT_BF16 &&
+		      c.rope.type == ROPE_DEFAULT && c.rope.theta == 10000 && fabsf(c.norm_eps - 1e-5f) < 1e-12f &&
+		      !c.tie_embed && !c.qkv_bias && c.quant_bits == 0,
+	      "demo config fields");
+	/* eos 2 from config.json, then 4 added by generation_config.json's list */
+	CHECK(c.bos_id == 1 && c.n_eos == 2 && c.eos_ids[0] == 2 && c.eos_ids[1] == 4, "demo eos ids (%d: %d %d)", c.n_eos,
+	      c.eos_ids[0], c.eos_ids[1]);
+
+	/* Mistral, old keys, linear scaling, defaults for head_dim, kv heads, dtype, bos */
+	int rc = load_cfg_text("mistral",
+			       "{\"architectures\": [\"MistralForCausalLM\"], \"hidden_size\": 256, \"num_attention_heads\": 8,"
+			       " \"intermediate_size\": 512, \"num_hidden_layers\": 1, \"vocab_size\": 100,"
+			       " \"rope_theta\": 10000.0, \"rope_scaling\": {\"type\": \"linear\", \"factor\": 4.0},"
+			       " \"eos_token_id\": [5, 6], \"sliding_window\": null}",
+			       "{\"eos_token_id\": 6, \"bos_token_id\": 9}", &c, path, sizeof path);
+	CHECK(rc == LM_OK, "mistral config: %s", lm_errmsg());
+	if (rc == LM_OK) {
+		CHECK(c.arch == ARCH_LLAMA && !strcmp(c.arch_name, "MistralForCausalLM") && c.head_dim == 32 &&
+			      c.n_kv_heads == 8 && c.dtype == DT_F32 && c.bos_id == 9 && c.n_eos == 2 && c.eos_ids[1] == 6 &&
+			      c.rope.type == ROPE_LINEAR && c.rope.factor == 4 && c.max_pos == 2048,
+		      "mistral fields");
+		rope_inv_freq(&c, 10, a, NULL);
+		int bad = 0;
+		for (int i = 0; i < 16; i++) bad += rel(a[i], pow(10000.0, -2.0 * i / 32) / 4) > 1e-6;
+		CHECK(bad == 0, "linear rope: %d bad", bad);
+	}
+
+	/* llama3 scaling written the transformers-4 way gives the same frequencies as the fixture's new keys */
+	snprintf(path, sizeof path, "%s/llama3-rand/config.json", fixtures);
+	if (config_load(&ref, path) == LM_OK &&
+	    load_cfg_text("llama3-old",
+			  "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 128, \"num_attention_heads\": 2,"
+			  " \"num_key_value_heads\": 1, \"head_dim\": 64, \"intermediate_size\": 384, \"num_hidden_layers\": 2,"
+			  " \"vocab_size\": 8192, \"rope_theta\": 500000.0, \"torch_dtype\": \"bfloat16\", \"rope_scaling\":"
+			  " {\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,"
+			  " \"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}, \"eos_token_id\": null}",
+			  NULL, &c, path, sizeof path) == LM_OK) {
+		rope_inv_freq(&ref, 100, a, NULL);
+		rope_inv_freq(&c, 100, b, NULL);
+		CHECK(!memcmp(a, b, 32 * sizeof *a) && c.dtype == DT_BF16 && c.n_eos == 0 && c.bos_id == -1,
+		      "llama3 old vs new keys");
+	} else {
+		CHECK(0, "llama3 old keys: %s", lm_errmsg());
+	}
+
+	/* errors name the file and key */
+	static const struct { const char *desc, *text, *gen, *want; } bad[] = {
+		{ "AWQ without group_size",
+		  "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, \"num_attention_heads\": 2, \"intermediate_size\": 64,"
+		  " \"num_hidden_layers\": 1, \"vocab_size\": 10, \"quantization_config\": {\"quant_method\": \"awq\", \"bits\": 4}}",
+		  NULL, "group_size" },
+		{ "AWQ 8-bit",
+		  "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, \"num_attention_heads\": 2, \"intermediate_size\": 64,"
+		  " \"num_hidden_layers\": 1, \"vocab_size\": 10, \"quantization_config\": {\"quant_method\": \"awq\", \"bits\": 8, \"group_size\": 64}}",
+		  NULL, "bits" },
+		{ "unknown dtype",
+		  "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, \"num_attention_heads\": 2, \"intermediate_size\": 64,"
+		  " \"num_hidden_layers\": 1, \"vocab_size\": 10, \"dtype\": \"float8\"}",
+		  NULL, "dtype" },
+		{ "llama3 without original_max_position_embeddings",
+		  "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, \"num_attention_heads\": 2, \"intermediate_size\": 64,"
+		  " \"num_hidden_layers\": 1, \"vocab_size\": 10, \"rope_parameters\": {\"rope_type\": \"llama3\", \"factor\": 8,"
+		  " \"low_freq_factor\": 1, \"high_freq_factor\": 4}}",
+		  NULL, "original_max_position_embeddings" },
+		{ "eos a string",
+		  "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, \"num_attention_heads\": 2, \"intermediate_size\": 64,"
+		  " \"num_hidden_layers\": 1, \"vocab_size\": 10, \"eos_token_id\": \"</s>\"}",
+		  NULL, "eos_token_id" },
+		{ "malformed generation_config.json",
+		  "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, \"num_attention_heads\": 2, \"intermediate_size\": 64,"
+		  " \"num_hidden_layers\": 1, \"vocab_size\": 10}",
+		  "{\"eos_token_id\": [2,", "generation_config.json" },
+		{ "not an object", "[1, 2, 3]", NULL, "config.json" },
+		{ "negative layers",
+		  "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, \"num_attention_heads\": 2, \"intermediate_size\": 64,"
+		  " \"num_hidden_layers\": -1, \"vocab_size\": 10}",
+		  NULL, "num_hidden_layers" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		rc = load_cfg_text("bad", bad[i].text, bad[i].gen, &c, path, sizeof path);
+		const char *msg = lm_errmsg();
+		const char *file = bad[i].gen && strstr(bad[i].want, "generation") ? "generation_config.json" : path;
+		CHECK(rc == LM_ERR && strstr(msg, file) && strstr(msg, bad[i].want), "%s: rc %d, message '%s'", bad[i].desc, rc,
+		      msg);
+		if (rc == LM_ERR) printf("ok: %s: %s\n", bad[i].desc, msg);
+	}
+	printf("ok: config.json key variants (Mistral, linear, old llama3 keys, eos from generation_config.json)\n");
+}
 
 static void check_write(void)
 {
@@ -812,6 +1189,9 @@ int main(void)
 	check_bad_models(fixtures);
 	check_write();
 	check_dummy(fixtures);
+	check_config(demo, fixtures);
+	check_mutations();
+	check_awq_twins();
 
 	rm_rf(tmpdir);
 	printf("%d checks, %d failed\n", checks, fails);

@@ -14,7 +14,7 @@ tests_test_tok_asan_LDADD = $(CJSON_LIBS) $(UTF8PROC_LIBS) $(LIBINTL) -lm
 endif
 
 # libFuzzer target for the tokenizer.model parser (needs clang; not run by make check)
-EXTRA_DIST += tests/fuzz_tok_model.c
+EXTRA_DIST += tests/fuzz_tok_model.c tests/gen_tok_random_goldens.py
 FUZZ_CC = clang
 tests/fuzz-tok-model: $(srcdir)/tests/fuzz_tok_model.c $(srcdir)/src/tok.c $(srcdir)/src/tok_spm.c $(srcdir)/src/tok_hf.c \
 		$(srcdir)/src/common.c $(srcdir)/src/tok_impl.h $(srcdir)/src/tok.h

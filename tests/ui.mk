@@ -1,1 +1,14 @@
-# ui tests: check_PROGRAMS += tests/xxx ; TESTS += tests/xxx ; tests_xxx_LDADD = $(LMTERM_TEST_LIBS)
+# ui tests: layout and editor logic (pure), translations and POTFILES.in, the full screen in tmux.
+check_PROGRAMS += tests/test_layout tests/test_input
+TESTS += tests/test_layout tests/test_input
+tests_test_layout_LDADD = $(UI_LIB) $(LMTERM_TEST_LIBS)
+tests_test_input_LDADD = $(UI_LIB) $(LMTERM_TEST_LIBS)
+# the chat screen against a scripted engine (for looking at the screen; see tests/test_tui.sh)
+check_PROGRAMS += tests/tui_fake_engine
+tests_tui_fake_engine_LDADD = $(UI_LIB) $(LMTERM_TEST_LIBS) $(NCURSES_LIBS)
+TESTS += tests/test_po.sh
+EXTRA_DIST += tests/test_po.sh
+# the full screen in tmux: against the scripted engine now; test_tui.sh (the real engine on the demo model)
+# joins TESTS once `lmterm chat` runs in this branch
+TESTS += tests/test_tui_fake.sh
+EXTRA_DIST += tests/test_tui.sh tests/test_tui_fake.sh

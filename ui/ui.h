@@ -9,6 +9,9 @@
 struct ui_opts {
 	bool no_color;      /* --no-color or NO_COLOR set */
 	const char *model_label;
+	/* added by the ui: the options the engine was started with, for the settings dialog's initial cache
+	 * size and sampling values (NULL: LMDeploy's defaults are shown) */
+	const struct engine_opts *engine;
 };
 
 /* Full-screen chat driving a running engine until the user quits. Returns an exit status. */

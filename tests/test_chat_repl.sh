@@ -1,0 +1,43 @@
+#!/bin/sh
+# lmterm chat as a REPL through a pipe (stdin and stdout not terminals: the REPL is chosen by itself):
+# two turns, `end`, a turn in the new session, `exit`; EOF quits cleanly; special tokens never shown;
+# bad options get one clear message. The pseudo-terminal half (Ctrl-C) is tests/test_chat_pty.py.
+. "${top_srcdir:-.}/tests/lib.sh"
+MODEL=${TEST_MODEL:-$DEMO}
+PROMPT='double enter to end input >>> '
+OPTS="--backend cpu --temperature 0 --max-new-tokens 40 --cache-max-entry-count 4096tok"
+
+out=$(printf 'Continue the story: It was a dark and stormy night.\n\nAnd then?\n\nend\n\nHello\nwho are you?\n\nexit\n\n' |
+	"$LMTERM" chat "$MODEL" $OPTS 2>/tmp/lmterm-repl-err.$$)
+rc=$?
+err=$(cat /tmp/lmterm-repl-err.$$); rm -f /tmp/lmterm-repl-err.$$
+printf '%s\n' "$out"
+[ $rc -eq 0 ] && pass "exit status 0 after 'exit'" || fail "exit status $rc; stderr: $err"
+n_prompt=$(printf '%s\n' "$out" | grep -o "$PROMPT" | wc -l)
+[ "$n_prompt" -eq 5 ] && pass "5 prompts" || fail "$n_prompt prompts, want 5"
+n_stats=$(printf '%s\n' "$out" | grep -c 'tokens/s')
+[ "$n_stats" -eq 3 ] && pass "3 replies with a tokens/s line" || fail "$n_stats tokens/s lines, want 3"
+printf '%s\n' "$out" | grep -q '(new session)' && pass "'end' starts a new session" || fail "no new session after 'end'"
+# the context grows over the first two turns, and starts again after 'end'
+ctx=$(printf '%s\n' "$out" | sed -n 's/.*context \([0-9]*\)).*/\1/p' | tr '\n' ' ')
+set -- $ctx
+if [ $# -eq 3 ] && [ "$2" -gt "$1" ] && [ "$3" -lt "$2" ]; then pass "context $1 -> $2, then $3 after 'end'"
+else fail "contexts: $ctx"; fi
+case "$out" in *'<|im_'*|*'</s>'*) fail "a special token was shown" ;; *) pass "no special tokens shown" ;; esac
+
+# EOF without 'exit': the pending input is answered, then a clean exit
+out=$(printf 'Hello' | "$LMTERM" chat "$MODEL" $OPTS 2>/dev/null); rc=$?
+[ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q 'tokens/s' && pass "EOF after unterminated input: answered, exit 0" ||
+	fail "EOF after input: rc $rc, output: $out"
+out=$("$LMTERM" chat "$MODEL" $OPTS </dev/null 2>/dev/null); rc=$?
+[ $rc -eq 0 ] && pass "EOF at the prompt: exit 0" || fail "EOF at the prompt: rc $rc"
+
+expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" chat "$MODEL" --quant-policy 2
+expect_fail "bad --cache-max-entry-count" "--cache-max-entry-count" "$LMTERM" chat "$MODEL" --cache-max-entry-count 1.5
+expect_fail "bad --top-p" "--top-p" "$LMTERM" chat "$MODEL" --top-p 2
+expect_fail "bad --no-tui value" "--no-tui" "$LMTERM" chat "$MODEL" --no-tui=maybe
+expect_fail "unknown option" "--frobnicate" "$LMTERM" chat "$MODEL" --frobnicate
+expect_fail "not a model directory" "/nonexistent-model" "$LMTERM" chat /nonexistent-model
+expect_fail "unknown template" "nonesuch" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --chat-template nonesuch"
+expect_fail "cache too small" "block" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --cache-max-entry-count 100B"
+finish

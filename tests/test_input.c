@@ -1,0 +1,204 @@
+/* test_input: the input editor (cursor by character over UTF-8, CJK, emoji and combining marks; Home/End;
+ * word jumps; Delete/Backspace; kill keys; multi-line Up/Down; history) and the display-width wrapping used by
+ * the transcript and the input box. Pure functions: no terminal needed. */
+#include "config.h"
+#include "edit.h"
+#include "text.h"
+
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fails, checks;
+
+#define CHECK(cond, ...) do { checks++; if (!(cond)) { fails++; printf("FAIL line %d: ", __LINE__); \
+	printf(__VA_ARGS__); printf("\n"); } } while (0)
+#define STR(e, want) CHECK(strcmp((e)->buf, want) == 0, "text '%s', want '%s'", (e)->buf, want)
+#define CUR(e, want) CHECK((e)->cur == (want), "cursor %d, want %d (text '%s')", (e)->cur, want, (e)->buf)
+
+static void ins(struct edit *e, const char *s) { edit_insert(e, s, (int)strlen(s)); }
+
+static void test_edit(void)
+{
+	struct edit e;
+	edit_init(&e);
+	ins(&e, "héllo 世界");
+	STR(&e, "héllo 世界");
+	CUR(&e, (int)strlen("héllo 世界"));
+	edit_left(&e); /* over 界 (3 bytes) */
+	CUR(&e, (int)strlen("héllo 世"));
+	edit_backspace(&e); /* removes 世 */
+	STR(&e, "héllo 界");
+	edit_home(&e);
+	CUR(&e, 0);
+	edit_right(&e);
+	edit_right(&e); /* over h, é (2 bytes) */
+	CUR(&e, 3);
+	edit_delete(&e); /* removes l */
+	STR(&e, "hélo 界");
+	edit_end(&e);
+	CUR(&e, e.len);
+
+	/* a combining mark moves with its base: "e" + U+0301 is one character */
+	edit_clear(&e);
+	ins(&e, "ae\xcc\x81z");
+	edit_end(&e);
+	edit_left(&e);
+	edit_left(&e);
+	CUR(&e, 1);
+	edit_delete(&e);
+	STR(&e, "az");
+	/* an emoji with a ZWJ sequence is one character */
+	edit_clear(&e);
+	ins(&e, "x\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9y"); /* x 👨‍👩 y */
+	edit_left(&e);
+	edit_left(&e);
+	CUR(&e, 1);
+	edit_backspace(&e);
+	CUR(&e, 0);
+	edit_delete(&e);
+	STR(&e, "y");
+
+	/* word jumps */
+	edit_set(&e, "one two  three");
+	edit_word_left(&e);
+	CUR(&e, 9);
+	edit_word_left(&e);
+	CUR(&e, 4);
+	edit_word_right(&e);
+	CUR(&e, 7);
+	edit_kill_word_back(&e);
+	STR(&e, "one   three");
+	CUR(&e, 4);
+	edit_kill_line_end(&e);
+	STR(&e, "one ");
+	edit_kill_line_start(&e);
+	STR(&e, "");
+
+	/* control characters dropped, CRLF -> LF, tab -> spaces, invalid UTF-8 dropped */
+	edit_clear(&e);
+	ins(&e, "a\x1b[31mb\r\nc\td\xff");
+	STR(&e, "a[31mb\nc    d");
+
+	/* multi-line: Up/Down keep the column, Home/End work on the current line */
+	edit_set(&e, "first line\nsecond\nthird line here");
+	edit_up(&e);
+	CUR(&e, (int)strlen("first line\nsecond"));
+	edit_home(&e);
+	CUR(&e, (int)strlen("first line\n"));
+	edit_right(&e);
+	edit_right(&e);
+	edit_up(&e);
+	CUR(&e, 2);
+	edit_end(&e);
+	CUR(&e, 10);
+	edit_down(&e);
+	CUR(&e, (int)strlen("first line\nsecond"));
+	CHECK(edit_lines(&e) == 3, "lines %d", edit_lines(&e));
+	/* columns are display columns: from under the 3rd column of "世界x" go up/down consistently */
+	edit_set(&e, "abcd\n世界x");
+	edit_left(&e);            /* before x: column 4 */
+	edit_up(&e);
+	CUR(&e, 4);               /* "abcd|" */
+
+	/* history */
+	struct edit h;
+	edit_init(&h);
+	ins(&h, "first");
+	free(edit_take(&h));
+	ins(&h, "second");
+	char *t = edit_take(&h);
+	CHECK(strcmp(t, "second") == 0, "take '%s'", t);
+	free(t);
+	STR(&h, "");
+	ins(&h, "   ");
+	free(edit_take(&h)); /* blank: not recorded */
+	CHECK(h.n_hist == 2, "history holds %d entries, want 2", h.n_hist);
+	ins(&h, "draft");
+	CHECK(edit_up(&h), "up into history");
+	STR(&h, "second");
+	edit_up(&h);
+	STR(&h, "first");
+	CHECK(!edit_up(&h), "up at the oldest entry stops");
+	edit_down(&h);
+	edit_down(&h);
+	STR(&h, "draft"); /* the unfinished text comes back */
+	CHECK(!edit_down(&h), "down at the newest stops");
+	edit_free(&h);
+	edit_free(&e);
+}
+
+static void test_width(void)
+{
+	CHECK(text_width("abc", 3) == 3, "ascii");
+	CHECK(text_width("世界", 6) == 4, "CJK is double width: %d", text_width("世界", 6));
+	CHECK(text_width("e\xcc\x81", 3) == 1, "combining mark adds nothing");
+	CHECK(text_width("\xf0\x9f\x98\x80", 4) == 2, "emoji is double width");
+	CHECK(text_width("\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9", 11) == 2, "ZWJ sequence: one wide glyph");
+	CHECK(text_width("\x1b", 1) == 0, "control characters take no column");
+	CHECK(text_width("a\xff", 2) == 2, "invalid byte: one column");
+}
+
+/* every line fits, the lines cover the text in order, and no drawable character is lost */
+static void check_wrap(const char *s, int width, bool word)
+{
+	int len = (int)strlen(s);
+	struct wrap_line ln[256];
+	int n = text_wrap(s, len, width, word, ln, 256);
+	CHECK(n >= 1 && n <= 256, "line count %d", n);
+	int prev_end = 0;
+	long chars_in = 0, chars_out = 0;
+	for (int i = 0; i < n; i++) {
+		CHECK(ln[i].cols <= width || ln[i].end - ln[i].start <= 4, "w=%d line %d has %d cols: '%.*s'", width, i,
+		      ln[i].cols, ln[i].end - ln[i].start, s + ln[i].start);
+		CHECK(ln[i].cols == text_width(s + ln[i].start, ln[i].end - ln[i].start), "cols field");
+		CHECK(ln[i].start >= prev_end, "lines in order");
+		/* only spaces or one newline are skipped between lines */
+		for (int k = prev_end; k < ln[i].start; k++)
+			CHECK(s[k] == ' ' || s[k] == '\n', "w=%d skipped '%c' before line %d", width, s[k], i);
+		prev_end = ln[i].end;
+		for (int k = ln[i].start; k < ln[i].end; k++) chars_out += s[k] != ' ';
+	}
+	CHECK(prev_end == len, "last line ends at the text's end");
+	for (int k = 0; k < len; k++) chars_in += s[k] != ' ' && s[k] != '\n';
+	CHECK(chars_in == chars_out, "w=%d: %ld non-space bytes in, %ld out", width, chars_in, chars_out);
+}
+
+static void test_wrap(void)
+{
+	const char *texts[] = {
+		"The quick brown fox jumps over the lazy dog.",
+		"你好，世界！这是一个没有空格的中文句子，需要按显示宽度换行。",
+		"Mixed 中文 and English words, with emoji \xf0\x9f\x98\x80\xf0\x9f\x8e\x89 and cafe\xcc\x81 too.",
+		"line one\nline two\n\nline four after a blank line\n",
+		"averyveryverylongwordthatcannotbebrokenatspacesatall and more",
+		"",
+	};
+	for (size_t t = 0; t < sizeof texts / sizeof *texts; t++)
+		for (int w = 1; w <= 50; w++) {
+			check_wrap(texts[t], w, true);
+			check_wrap(texts[t], w, false);
+		}
+	/* specific expectations */
+	struct wrap_line ln[16];
+	int n = text_wrap("hello world foo", 15, 11, true, ln, 16);
+	CHECK(n == 2 && ln[0].end == 11 && ln[1].start == 12, "word wrap at the space: n=%d", n);
+	n = text_wrap("世界世界世", 15, 5, true, ln, 16);
+	CHECK(n == 3 && ln[0].cols == 4 && ln[1].cols == 4 && ln[2].cols == 2, "CJK: 2 per 5 columns, n=%d", n);
+	n = text_wrap("ab\n", 3, 10, true, ln, 16);
+	CHECK(n == 2 && ln[1].start == 3 && ln[1].end == 3, "a trailing newline opens an empty line");
+	n = text_wrap("abcdef", 6, 4, false, ln, 16);
+	CHECK(n == 2 && ln[0].cols == 4 && ln[1].cols == 2, "char wrap");
+	CHECK(text_wrap("abc", 3, 10, true, NULL, 0) == 1, "count only");
+}
+
+int main(void)
+{
+	setlocale(LC_ALL, "C.UTF-8");
+	test_edit();
+	test_width();
+	test_wrap();
+	printf("%d checks, %d failures\n", checks, fails);
+	return fails ? 1 : 0;
+}

@@ -1,0 +1,54 @@
+#!/bin/sh
+# lmterm ppl on the demo model, first 50000 characters of WikiText-2 valid, ctx 512, against the perplexity
+# transformers computed by the same protocol (golden/tiny-en-zh/perplexity.json): policy 0 within 0.5%,
+# int8 KV within 1% of policy 0, int4 KV within 5%. The golden's tokens are sentencepiece's (tokenizer.model):
+# with it the token count is exact; with tokenizer.json (the default) the text's leading " \n" is one token
+# shorter, as the tokenizers library has it (see tokenizer/fast_vs_spm.json). Bad inputs: one clear message.
+. "${top_srcdir:-.}/tests/lib.sh"
+MODEL=${TEST_MODEL:-$DEMO}
+TEXT="$TESTDATA/text/wiki.valid.raw"
+GOLD="$TESTDATA/golden/tiny-en-zh/perplexity.json"
+[ -f "$TEXT" ] && [ -f "$GOLD" ] || skip "test data missing"
+
+# "wiki.valid.raw[:50000]_ctx512": {"ppl": P, "tokens": N}
+want=$(tr -d '\n ' < "$GOLD" | sed 's/.*"wiki\.valid\.raw\[:50000\]_ctx512":{"ppl":\([0-9.]*\),"tokens":\([0-9]*\)}.*/\1 \2/')
+want_ppl=${want% *} want_tok=${want#* }
+echo "golden: ppl $want_ppl over $want_tok tokens"
+
+ppl() { # policy [options] -> "P N"
+	pol=$1; shift
+	out=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars 50000 --ctx 512 --backend cpu --quant-policy "$pol" "$@" 2>&1)
+	rc=$?
+	last=$(printf '%s\n' "$out" | tail -n 1)
+	case "$last" in
+	"perplexity: "*) printf '%s\n' "$last" | sed 's/perplexity: \([0-9.]*\) (\([0-9]*\) tokens)/\1 \2/' ;;
+	*) echo "FAIL: ppl --quant-policy $1 (rc $rc): $out" >&2; echo "nan 0" ;;
+	esac
+}
+within() { # a b tol -> a within tol (relative) of b
+	awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = (a - b) / b; if (d < 0) d = -d; exit !(a == a && d <= t) }'
+}
+
+rs=$(ppl 0 --tokenizer "$MODEL/tokenizer.model"); ps=${rs% *} ns=${rs#* }
+echo "policy 0, tokenizer.model: ppl $ps over $ns tokens"
+[ "$ns" = "$want_tok" ] && pass "token count $ns (tokenizer.model)" || fail "token count $ns, transformers scored $want_tok"
+within "$ps" "$want_ppl" 0.005 && pass "policy 0 within 0.5% of transformers (tokenizer.model)" ||
+	fail "policy 0, tokenizer.model: $ps vs $want_ppl"
+r0=$(ppl 0); p0=${r0% *} n0=${r0#* }
+echo "policy 0: ppl $p0 over $n0 tokens"
+[ $((n0 - want_tok)) -ge -2 ] && [ $((n0 - want_tok)) -le 2 ] && pass "token count $n0 (tokenizer.json)" ||
+	fail "token count $n0, transformers scored $want_tok"
+within "$p0" "$want_ppl" 0.005 && pass "policy 0 within 0.5% of transformers" || fail "policy 0: $p0 vs $want_ppl"
+r8=$(ppl 8); p8=${r8% *}
+echo "policy 8: ppl $p8"
+within "$p8" "$p0" 0.01 && pass "int8 KV within 1% of policy 0" || fail "policy 8: $p8 vs $p0"
+r4=$(ppl 4); p4=${r4% *}
+echo "policy 4: ppl $p4"
+within "$p4" "$p0" 0.05 && pass "int4 KV within 5% of policy 0" || fail "policy 4: $p4 vs $p0"
+
+expect_fail "missing --file" "--file" "$LMTERM" ppl "$MODEL"
+expect_fail "missing text file" "/nonexistent.txt" "$LMTERM" ppl "$MODEL" --file /nonexistent.txt --backend cpu
+expect_fail "bad --ctx" "--ctx" "$LMTERM" ppl "$MODEL" --file "$TEXT" --ctx one
+expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" ppl "$MODEL" --file "$TEXT" --quant-policy 3
+expect_fail "not a model" "config.json" "$LMTERM" ppl /nonexistent-model --file "$TEXT" --backend cpu
+finish

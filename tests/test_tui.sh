@@ -1,0 +1,201 @@
+#!/bin/sh
+# test_tui: the full-screen chat in a real terminal. tmux runs `lmterm chat` on the demo model (cpu backend) at
+# 120x40; send-keys types, capture-pane reads the screen. Checked: the reply and the memory panel's figures;
+# F2 switches the KV policy to 8 and the KV figures drop; resizing to 60x20 and 200x60 leaves a sane screen;
+# LANG=zh_CN.UTF-8 shows Chinese labels; quitting leaves the terminal usable. Every captured screen is kept in
+# the log. With TUI_FAKE=1 the same checks run against tests/tui_fake_engine (a scripted engine).
+. "${top_srcdir:-.}/tests/lib.sh"
+command -v tmux >/dev/null 2>&1 || skip "tmux is not installed"
+: "${top_builddir:=.}"
+if [ "${TUI_FAKE:-0}" = 1 ]; then
+	PROG="$top_builddir/tests/tui_fake_engine"
+	[ -x "$PROG" ] || skip "$PROG is not built"
+	CMD="$PROG"
+else
+	[ -x "$LMTERM" ] || skip "$LMTERM is not built"
+	CMD="$LMTERM chat $DEMO --backend cpu"
+	# the chat needs the engine: say so rather than fail where it is not built in yet
+	if "$LMTERM" chat "$DEMO" --backend cpu --no-tui </dev/null 2>&1 | grep -q "not available in this build"; then
+		skip "lmterm chat is not available in this build"
+	fi
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/lmterm-tui.XXXXXX")
+sock="lmterm-tui-$$"
+T() { tmux -L "$sock" -f /dev/null "$@"; }
+cleanup() { T kill-server >/dev/null 2>&1; rm -rf "$tmp"; }
+trap cleanup EXIT INT TERM
+
+screen() { T capture-pane -p -t tui; }
+show() { # keep the screen in the log
+	echo "---- screen: $1 ($(T display -p -t tui '#{pane_width}x#{pane_height}'))"
+	screen | sed 's/^/|/'
+	echo "----"
+}
+# wait_for PATTERN SECONDS: until the screen matches the extended regex
+wait_for() {
+	n=0
+	while [ $n -lt $(($2 * 10)) ]; do
+		screen | grep -Eq -- "$1" && return 0
+		sleep 0.1
+		n=$((n + 1))
+	done
+	return 1
+}
+# the context figure of the status bar ("ctx 33/2048"), and waiting for a turn to finish: the figure moved on
+# from BEFORE and the status bar no longer says "generating"
+ctx_now() { screen | tail -1 | grep -oE '[0-9]+/[0-9]+' | head -1 | cut -d/ -f1; }
+wait_turn() {
+	n=0
+	while [ $n -lt $(($2 * 10)) ]; do
+		c=$(ctx_now)
+		if [ -n "$c" ] && [ "$c" != "$1" ] && ! screen | tail -1 | grep -Eq "generating|生成中"; then return 0; fi
+		sleep 0.1
+		n=$((n + 1))
+	done
+	return 1
+}
+# bytes of a figure "12.3 KiB" after LABEL in the memory panel
+figure() {
+	screen | grep -F -- "$1" | head -1 | sed -E "s/.*$1 +([0-9.]+) (B|KiB|MiB|GiB|TiB).*/\1 \2/" |
+		awk '{ m = 1; if ($2 == "KiB") m = 1024; if ($2 == "MiB") m = 1048576; if ($2 == "GiB") m = 1073741824;
+		       if (NF == 2 && $1 ~ /^[0-9.]+$/) printf "%.0f\n", $1 * m; else print "NA" }'
+}
+# the screen is sane: as many lines as rows, none wider than the pane, status bar last
+sane() {
+	w=$1 h=$2
+	lines=$(screen | wc -l)
+	[ "$lines" -eq "$h" ] || { fail "$w x $h: $lines lines on the screen"; return; }
+	wide=$(screen | while IFS= read -r l; do printf '%s\n' "$l" | wc -L; done | sort -n | tail -1)
+	[ "$wide" -le "$w" ] || { fail "$w x $h: a line is $wide columns wide"; return; }
+	screen | tail -1 | grep -q "tiny-en-zh" || { fail "$w x $h: no status bar at the bottom"; return; }
+	screen | grep -Eq "^>( |$)" || { fail "$w x $h: no input prompt"; return; }
+	pass "$w x $h: the screen is sane"
+}
+
+# a shell in the pane, so that after quitting we can see the terminal is usable again
+T new-session -d -s tui -x 120 -y 40 "env -u LC_ALL LANG=C.UTF-8 PS1='tui-shell\$ ' sh" || fail "tmux did not start"
+T set -g status off
+T send-keys -t tui "LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?" Enter
+
+# 1. ready, then a reply
+if wait_for "cpu .* ctx [0-9]+/[0-9]+" 60; then pass "the model loaded: status bar shows backend and context"; else show "loading"; fail "the model did not load within 60 s"; finish; fi
+show "ready, 120x40"
+c0=$(ctx_now)
+T send-keys -t tui "Hello, how are you?"
+T send-keys -t tui Enter
+if wait_turn "$c0" 60 && wait_for "tok/s" 1; then pass "a reply finished (tokens/s in the status bar)"; else fail "no reply within 60 s"; fi
+show "after a reply"
+screen | grep -q "^You" && screen | grep -q "Hello, how are you?" && pass "the prompt is in the transcript" || fail "the prompt is not in the transcript"
+reply=$(screen | sed 's/│.*//' | sed -n '/^Assistant/,/^ *$/p' | sed '1d' | grep -av '^ *$' | head -1 | sed 's/^ *//; s/ *$//')
+[ -n "$reply" ] && pass "the reply is on the screen: '$reply'" || fail "no reply text under Assistant"
+
+# 2. memory panel figures
+sleep 1.5
+wt=$(figure "Weights") kv0=$(figure "KV in use") pt0=$(figure "KV per token") tot=$(figure "Total")
+echo "figures: weights $wt, KV in use $kv0, KV per token $pt0, total $tot"
+[ "$wt" != NA ] && [ "${wt:-0}" -gt 0 ] && pass "memory panel: weights $wt bytes" || fail "memory panel: no weights figure"
+[ "$kv0" != NA ] && [ "${kv0:-0}" -gt 0 ] && pass "memory panel: KV in use $kv0 bytes" || fail "memory panel: no KV in use figure"
+[ "$pt0" != NA ] && [ "${pt0:-0}" -gt 0 ] && pass "memory panel: KV per token $pt0 bytes" || fail "memory panel: no KV per token figure"
+screen | grep -q "Free" && pass "memory panel: free memory line" || fail "memory panel: no free memory line"
+
+# 3. F2: KV policy 8 (the second field; Right goes 0 -> 8), Enter applies and the cache is rebuilt
+T send-keys -t tui F2
+wait_for "KV quant policy" 5 && pass "F2 opens the settings" || fail "F2 did not open the settings"
+show "settings"
+T send-keys -t tui Down
+T send-keys -t tui Right
+wait_for "< 8 \(int8\) >" 5 && pass "the policy field shows 8 (int8)" || fail "the policy field did not change to 8"
+show "settings, policy 8"
+T send-keys -t tui Enter
+if wait_for "KV cache rebuilt" 60 && wait_for "KV int8" 5; then pass "the KV cache was rebuilt with policy 8"; else fail "no rebuild to policy 8"; fi
+sleep 2.5 # a memory query a second
+show "after the rebuild"
+kv1=$(figure "KV in use") pt1=$(figure "KV per token")
+echo "figures after the rebuild: KV in use $kv1 (was $kv0), KV per token $pt1 (was $pt0)"
+if [ "$pt1" != NA ] && [ "$pt0" != NA ] && [ "$pt1" -lt $((pt0 * 6 / 10)) ]; then pass "KV per token dropped: $pt0 -> $pt1"; else fail "KV per token did not drop: $pt0 -> $pt1"; fi
+if [ "$kv1" != NA ] && [ "$kv0" != NA ] && [ "$kv1" -lt "$kv0" ]; then pass "KV in use dropped: $kv0 -> $kv1"; else fail "KV in use did not drop: $kv0 -> $kv1"; fi
+c0=$(ctx_now)
+T send-keys -t tui "And again?" Enter
+wait_turn "$c0" 60 && wait_for "And again\?" 1 && pass "the conversation goes on after the rebuild" || fail "no reply after the rebuild"
+
+# 4. resizing
+T resize-window -t tui -x 60 -y 20; sleep 0.5
+show "60x20"
+sane 60 20
+screen | grep -q "Weights" && fail "60x20: the memory panel should be one key away" || pass "60x20: the memory panel is hidden"
+T send-keys -t tui F3; sleep 0.4
+show "60x20, F3"
+screen | grep -q "Weights" && pass "60x20: F3 shows the memory panel" || fail "60x20: F3 did not show the memory panel"
+T send-keys -t tui F3
+T resize-window -t tui -x 200 -y 60; sleep 0.5
+show "200x60"
+sane 200 60
+screen | grep -q "Weights" && pass "200x60: the memory panel is beside the chat" || fail "200x60: no memory panel"
+T resize-window -t tui -x 30 -y 8; sleep 0.5
+show "30x8"
+[ "$(screen | wc -l)" -eq 8 ] && screen | grep -Eq "^>( |$)" && pass "30x8: the chat alone" || fail "30x8: not a sane tiny screen"
+T resize-window -t tui -x 120 -y 40; sleep 0.5
+
+# 5. bracketed paste: two lines arrive in the input box without being sent, Enter sends them as one message
+you0=$(screen | grep -c "^You")
+T set-buffer -b lmpaste "$(printf 'pasted line one\npasted line two')"
+T paste-buffer -p -b lmpaste -t tui
+sleep 0.5
+show "after a bracketed paste"
+if screen | grep -q "pasted line one" && screen | grep -q "pasted line two" && [ "$(screen | grep -c "^You")" -eq "$you0" ]; then
+	pass "a bracketed paste of two lines stays in the input box"
+else
+	fail "the bracketed paste was not kept in the input box"
+fi
+c0=$(ctx_now)
+T send-keys -t tui Enter
+wait_turn "$c0" 60 || fail "no reply to the pasted message"
+
+# 6. F1 help lists the keys; F10 quits and the terminal is usable again
+T send-keys -t tui F1
+wait_for "F10, Ctrl-Q" 5 && pass "F1 shows the keys" || fail "F1 did not show the keys"
+show "help"
+T send-keys -t tui Escape
+sleep 0.3
+T send-keys -t tui F10
+if wait_for "lmterm-exit=0" 10; then pass "F10 quits with status 0"; else show "after F10"; fail "F10 did not quit"; fi
+T send-keys -t tui "stty -a | tr ' ' '\n' | grep -x -e echo -e icanon -e icrnl | tr '\n' ' '; echo :stty" Enter
+if wait_for "echo icanon|icanon echo|icrnl.*icanon.*echo|echo.*icanon" 5 && wait_for "^echo.*:stty|:stty" 2; then pass "the terminal is restored (echo, icanon)"; else fail "the terminal was not restored"; fi
+show "the shell after quitting"
+screen | grep -qF 'tui-shell$' && pass "the shell prompt is back" || fail "no shell prompt after quitting"
+
+# 7. killed by a signal: the terminal is restored all the same
+T send-keys -t tui "clear; LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?" Enter
+if wait_for "ctx [0-9]+/[0-9]+" 60; then
+	shell_pid=$(T display -p -t tui '#{pane_pid}')
+	child=$(pgrep -P "$shell_pid" | head -1)
+	[ -n "$child" ] && kill -TERM "$child"
+	if wait_for "lmterm-exit=143" 10; then pass "SIGTERM ends it (status 143)"; else fail "SIGTERM did not end it"; fi
+	T send-keys -t tui "stty -a | tr ' ' '\n' | grep -x -e echo -e icanon | tr '\n' ' '; echo :after-kill" Enter
+	if wait_for "(icanon echo|echo icanon) :after-kill" 5; then pass "the terminal is restored after SIGTERM"; else fail "the terminal is not restored after SIGTERM"; fi
+	show "after SIGTERM"
+else
+	fail "the second start did not get ready"
+fi
+
+# 8. Chinese
+if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN\.utf-\?8$'; then
+	mkdir -p "$tmp/locale/zh_CN/LC_MESSAGES"
+	msgfmt -o "$tmp/locale/zh_CN/LC_MESSAGES/lmterm.mo" "$top_srcdir/po/zh_CN.po"
+	T send-keys -t tui "clear; LC_ALL=zh_CN.UTF-8 LANG=zh_CN.UTF-8 LMTERM_LOCALEDIR=$tmp/locale $CMD; echo lmterm-exit=\$?" Enter
+	if wait_for "上下文 [0-9]+/[0-9]+" 60; then pass "zh_CN: Chinese status bar"; else fail "zh_CN: no Chinese status bar"; fi
+	c0=$(ctx_now)
+	T send-keys -t tui "你好" Enter
+	wait_turn "$c0" 60 || fail "zh_CN: no reply"
+	sleep 1.2
+	show "zh_CN"
+	for label in 权重 空闲 帮助 退出 你; do
+		screen | grep -q "$label" && pass "zh_CN: '$label' shown" || fail "zh_CN: '$label' not shown"
+	done
+	T send-keys -t tui C-q
+	wait_for "lmterm-exit=0" 10 && pass "zh_CN: Ctrl-Q quits" || fail "zh_CN: Ctrl-Q did not quit"
+else
+	echo "SKIP: zh_CN: msgfmt or the zh_CN.UTF-8 locale is missing"
+fi
+finish

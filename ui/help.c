@@ -1,0 +1,49 @@
+/* help.c: F1 lists every key. The list scrolls with Up/Down/PgUp/PgDn when the window is short. */
+#include "config.h"
+#include "i18n.h"
+#include "ui_int.h"
+
+#include <string.h>
+
+static const struct { const char *key, *what; } keys[] = {
+	{ N_("Enter"), N_("send the message") },
+	{ N_("Alt-Enter, Ctrl-J"), N_("new line in the message") },
+	{ N_("Left, Right"), N_("move by one character") },
+	{ N_("Ctrl-Left/Right, Alt-B/F"), N_("move by one word") },
+	{ N_("Home, End, Ctrl-A/E"), N_("start / end of the line") },
+	{ N_("Backspace, Delete"), N_("delete a character") },
+	{ N_("Ctrl-W, Alt-D"), N_("delete a word before / after the cursor") },
+	{ N_("Ctrl-U, Ctrl-K"), N_("delete to the start / end of the line") },
+	{ N_("Up, Down"), N_("move between lines; earlier messages (history)") },
+	{ N_("PgUp, PgDn, wheel"), N_("scroll the conversation") },
+	{ N_("Ctrl-C"), N_("stop the reply being generated") },
+	{ N_("F1, Alt-H"), N_("this help") },
+	{ N_("F2, Alt-S"), N_("settings: KV cache size and policy, sampling") },
+	{ N_("F3, Alt-M"), N_("show or hide the memory panel") },
+	{ N_("F5, Alt-N"), N_("new conversation (clears the context)") },
+	{ N_("Ctrl-L"), N_("redraw the screen") },
+	{ N_("F10, Ctrl-Q"), N_("quit (asks first while a reply is streaming)") },
+	{ N_("/reset, /quit"), N_("typed as a message: new conversation, quit") },
+};
+
+void panel_help_draw(WINDOW *w, int *scroll)
+{
+	int h = getmaxy(w), wd = getmaxx(w);
+	werase(w);
+	draw_box(w, C_("help|Keys"), col(COL_BORDER));
+	int x = 2, iw = wd - 4, rows = h - 3;
+	if (iw < 8 || rows < 1) return;
+	int n = (int)(sizeof keys / sizeof *keys);
+	int kw = 0;
+	for (int i = 0; i < n; i++) kw = MAX(kw, str_cols(_(keys[i].key)));
+	kw = MIN(kw + 2, iw / 2);
+	if (*scroll > n - rows) *scroll = n - rows;
+	if (*scroll < 0) *scroll = 0;
+	for (int r = 0; r < rows && *scroll + r < n; r++) {
+		int i = *scroll + r;
+		draw_str(w, 1 + r, x, kw, _(keys[i].key), col(COL_TITLE));
+		draw_str(w, 1 + r, x + kw, iw - kw, _(keys[i].what), col(COL_NORMAL));
+	}
+	const char *foot = n > rows ? _("Up/Down: scroll  Esc or any other key: close") : _("Esc or any key: close");
+	draw_str(w, h - 2, x, iw, foot, col(COL_DIM));
+}

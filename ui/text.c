@@ -1,0 +1,127 @@
+/* text.c: UTF-8 display width and wrapping, on grapheme clusters from utf8proc. */
+#include "config.h"
+#include "text.h"
+
+#include <utf8proc.h>
+
+bool text_drawable(int cp)
+{
+	return cp >= 0x20 && cp != 0x7f && !(cp >= 0x80 && cp < 0xa0);
+}
+
+/* width of one code point as a terminal draws it */
+static int cp_width(int cp)
+{
+	if (cp < 0) return 1;
+	if (!text_drawable(cp)) return cp == '\t' ? 1 : 0;
+	int w = utf8proc_charwidth(cp);
+	return w < 0 ? 0 : w > 2 ? 2 : w;
+}
+
+int text_next(const char *s, int len, int pos, int *width, int *cp)
+{
+	const utf8proc_uint8_t *u = (const utf8proc_uint8_t *)s;
+	utf8proc_int32_t c;
+	utf8proc_ssize_t n = utf8proc_iterate(u + pos, len - pos, &c);
+	if (n <= 0) { /* invalid byte: one column, shown as '?' */
+		*width = 1;
+		if (cp) *cp = -1;
+		return pos + 1;
+	}
+	if (cp) *cp = c;
+	int w = cp_width(c);
+	pos += (int)n;
+	if (c == '\n' || c == '\r') { *width = 0; return pos; }
+	utf8proc_int32_t state = 0, prev = c;
+	while (pos < len) {
+		utf8proc_int32_t d;
+		n = utf8proc_iterate(u + pos, len - pos, &d);
+		if (n <= 0 || d == '\n' || d == '\r') break;
+		if (utf8proc_grapheme_break_stateful(prev, d, &state)) break;
+		/* a variation selector 16 makes the emoji before it wide */
+		if (d == 0xFE0F && w == 1) w = 2;
+		w += cp_width(d);
+		prev = d;
+		pos += (int)n;
+	}
+	*width = w > 2 ? 2 : w;
+	return pos;
+}
+
+int text_prev(const char *s, int len, int pos)
+{
+	/* walk forward from the start of the line (graphemes are only well defined forward) */
+	int ls = pos - 1;
+	while (ls > 0 && s[ls - 1] != '\n') ls--;
+	if (pos - 1 >= 0 && s[pos - 1] == '\n') return pos - 1;
+	int p = ls, last = ls, w;
+	while (p < pos) {
+		last = p;
+		p = text_next(s, len, p, &w, NULL);
+	}
+	return last;
+}
+
+int text_width(const char *s, int len)
+{
+	int p = 0, cols = 0, w;
+	while (p < len) {
+		p = text_next(s, len, p, &w, NULL);
+		cols += w;
+	}
+	return cols;
+}
+
+int text_wrap(const char *s, int len, int width, bool word, struct wrap_line *out, int max)
+{
+	if (width < 1) width = 1;
+	int n = 0;
+#define EMIT(a, b, c) do { if (out && n < max) { out[n].start = (a); out[n].end = (b); out[n].cols = (c); } n++; } while (0)
+	int start = 0, cols = 0, p = 0;
+	int brk = -1, brk_cols = 0, brk_next = 0; /* last break: line ends at brk, next line starts at brk_next */
+	while (p < len) {
+		int w, cp;
+		int q = text_next(s, len, p, &w, &cp);
+		if (cp == '\n') {
+			EMIT(start, p, cols);
+			start = p = q;
+			cols = 0;
+			brk = -1;
+			continue;
+		}
+		if (word && cp == ' ' && cols + w > width) { /* the space itself overflows: break here */
+			EMIT(start, p, cols);
+			start = p = q;
+			cols = 0;
+			brk = -1;
+			continue;
+		}
+		bool wrapped = false;
+		while (cols + w > width && cols > 0) {
+			if (word && brk > start) {
+				EMIT(start, brk, brk_cols);
+				/* carry the part after the break to the new line */
+				start = brk_next;
+				cols = text_width(s + start, p - start);
+			} else {
+				EMIT(start, p, cols);
+				start = p;
+				cols = 0;
+			}
+			brk = -1;
+			wrapped = true;
+		}
+		/* a space that falls on the wrap is not carried to the start of the next line */
+		if (wrapped && word && start == p && cp == ' ') { start = p = q; continue; }
+		if (word) {
+			if (cp == ' ') { brk = p; brk_cols = cols; brk_next = q; }
+			else if (w == 2 && p > start) { brk = p; brk_cols = cols; brk_next = p; }
+		}
+		cols += w;
+		p = q;
+		if (word && w == 2) { brk = p; brk_cols = cols; brk_next = p; }
+	}
+	EMIT(start, len, cols);
+#undef EMIT
+	return n;
+}

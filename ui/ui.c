@@ -1,0 +1,795 @@
+/* ui.c: the terminal (setup, restore on every exit path, keys, resize) and the chat screen's loop.
+ *
+ * The loop sleeps in poll() on stdin and the engine's eventfd (plus a 1 s timeout that asks the engine for
+ * fresh memory figures, for the history graph); it never spins. Engine events update view states; keys go to
+ * handlers that return KF_* flags; one pass then lays out (if needed), draws every panel into its window,
+ * wnoutrefresh()es each and calls doupdate() once. SIGWINCH only sets a flag; the loop resizes. */
+#include "config.h"
+#include "i18n.h"
+#include "ui.h"
+#include "ui_int.h"
+
+#include <errno.h>
+#include <langinfo.h>
+#include <math.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
+
+bool ui_available(void) { return true; }
+
+/* ------------------------------------------------------------------ terminal */
+
+volatile sig_atomic_t ui_winch, ui_sigint;
+static volatile sig_atomic_t term_active;
+static SCREEN *screen;
+static bool atexit_done;
+static int key_ctrl_left, key_ctrl_right;
+enum { KEY_PASTE_BEGIN = KEY_MAX + 100, KEY_PASTE_END = KEY_MAX + 101 };
+
+#define PASTE_ON "\033[?2004h"
+#define PASTE_OFF "\033[?2004l"
+
+/* idempotent; also called from signal handlers (endwin is what every curses program does there) */
+static void term_restore(void)
+{
+	if (!term_active) return;
+	term_active = 0;
+	ssize_t r = write(STDOUT_FILENO, PASTE_OFF, sizeof PASTE_OFF - 1);
+	(void)r;
+	endwin();
+}
+
+static void on_winch(int sig) { (void)sig; ui_winch = 1; }
+static void on_int(int sig) { (void)sig; ui_sigint = 1; }
+static void on_fatal(int sig)
+{
+	term_restore();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static struct sigaction old_sa[32];
+static const int fatal_sigs[] = { SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGFPE, SIGABRT, SIGILL };
+
+int ui_term_begin(bool no_color)
+{
+	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))
+		return lm_err(_("the full-screen interface needs a terminal; use --no-tui"));
+	ui_utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
+	screen = newterm(NULL, stdout, stdin);
+	if (!screen) {
+		const char *t = getenv("TERM");
+		return lm_err(_("cannot use the terminal '%s'; use --no-tui"), t ? t : "");
+	}
+	set_term(screen);
+	term_active = 1;
+	if (!atexit_done) { atexit(term_restore); atexit_done = true; }
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_fatal;
+	for (size_t i = 0; i < ARRAY_SIZE(fatal_sigs); i++) sigaction(fatal_sigs[i], &sa, &old_sa[fatal_sigs[i]]);
+	sa.sa_handler = on_winch;
+	sigaction(SIGWINCH, &sa, &old_sa[SIGWINCH]);
+	sa.sa_handler = on_int;
+	sigaction(SIGINT, &sa, &old_sa[SIGINT]);
+	ui_winch = ui_sigint = 0;
+
+	raw();     /* Ctrl-C, Ctrl-Q, Ctrl-S reach us as keys */
+	noecho();
+	nonl();    /* Enter is '\r', Ctrl-J is '\n': two different keys */
+	keypad(stdscr, TRUE);
+	nodelay(stdscr, TRUE);
+	set_escdelay(25);
+	colors_init(no_color);
+	mousemask(BUTTON4_PRESSED | BUTTON5_PRESSED, NULL);
+	mouseinterval(0);
+	define_key("\033[200~", KEY_PASTE_BEGIN);
+	define_key("\033[201~", KEY_PASTE_END);
+	key_ctrl_left = key_defined("\033[1;5D");
+	key_ctrl_right = key_defined("\033[1;5C");
+	if (key_ctrl_left <= 0) { key_ctrl_left = KEY_MAX + 102; define_key("\033[1;5D", key_ctrl_left); }
+	if (key_ctrl_right <= 0) { key_ctrl_right = KEY_MAX + 103; define_key("\033[1;5C", key_ctrl_right); }
+	fputs(PASTE_ON, stdout);
+	fflush(stdout);
+	curs_set(1);
+	return LM_OK;
+}
+
+void ui_term_end(void)
+{
+	term_restore();
+	if (screen) { delscreen(screen); screen = NULL; }
+	for (size_t i = 0; i < ARRAY_SIZE(fatal_sigs); i++) sigaction(fatal_sigs[i], &old_sa[fatal_sigs[i]], NULL);
+	sigaction(SIGWINCH, &old_sa[SIGWINCH], NULL);
+	sigaction(SIGINT, &old_sa[SIGINT], NULL);
+}
+
+bool ui_check_resize(void)
+{
+	if (!ui_winch) return false;
+	ui_winch = 0;
+	struct winsize ws;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_row == 0 || ws.ws_col == 0) return false;
+	if (ws.ws_row == LINES && ws.ws_col == COLS) return false;
+	resizeterm(ws.ws_row, ws.ws_col); /* queues KEY_RESIZE too */
+	return true;
+}
+
+bool ui_read_key(bool *is_code, wint_t *ch, bool *alt)
+{
+	*alt = false;
+	int r = get_wch(ch);
+	if (r == ERR) return false;
+	*is_code = r == KEY_CODE_YES;
+	if (!*is_code && *ch == 27) {
+		/* ESC then a key within ESCDELAY: Alt + that key */
+		wint_t c2;
+		int r2 = get_wch(&c2);
+		if (r2 == KEY_CODE_YES) {
+			ungetch((int)c2); /* Esc, then a function key: two keys */
+		} else if (r2 != ERR) {
+			*alt = true;
+			*ch = c2;
+		}
+	}
+	if (*is_code && (int)*ch == key_ctrl_left) { *is_code = false; *alt = true; *ch = 'b'; }
+	else if (*is_code && (int)*ch == key_ctrl_right) { *is_code = false; *alt = true; *ch = 'f'; }
+	return true;
+}
+
+/* ------------------------------------------------------------------ chat screen */
+
+enum { W_TRANSCRIPT, W_INPUT, W_STATUS, W_MEM, W_PROGRESS, W_OVERLAY, W_N };
+
+struct chat_ui {
+	struct engine *e;
+	const struct ui_opts *o;
+	struct layout lay;
+	struct layout_opts lo;
+	WINDOW *win[W_N];
+	struct rect rect[W_N];
+
+	struct chat_view chat;
+	struct input_view input;
+	struct mem_view mem;
+	struct status_view status;
+	struct settings_view settings;
+	struct progress_view prog;
+	int help_scroll;
+
+	bool ready, streaming, rebuilding, dead, quit;
+	int exit_code;
+	struct sampling sampling;
+	struct kv_capacity cap;
+	int policy;
+	double t_submit, t_first, t_last_mem;
+	int n_token_events;
+};
+
+static void set_message(struct chat_ui *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_message(struct chat_ui *u, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(u->status.message, sizeof u->status.message, fmt, ap);
+	va_end(ap);
+}
+
+static void note(struct chat_ui *u, enum chat_role r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void note(struct chat_ui *u, enum chat_role r, const char *fmt, ...)
+{
+	char buf[1400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	/* a note in the middle of a streaming reply would split it: put it after */
+	panel_chat_add(&u->chat, r, buf, (int)strlen(buf));
+	if (u->streaming) { panel_chat_add(&u->chat, ROLE_ASSISTANT, "", 0); }
+}
+
+static void relayout(struct chat_ui *u)
+{
+	int rows = LINES, cols = COLS;
+	/* the input box's height depends on its text wrapped at the width it will have */
+	u->lo.mode = LAYOUT_CHAT;
+	u->lo.input_lines = 1;
+	layout_compute(&u->lay, cols, rows, &u->lo);
+	if (rect_shown(u->lay.input)) {
+		u->lo.input_lines = panel_input_lines(&u->input, u->lay.input.w);
+		layout_compute(&u->lay, cols, rows, &u->lo);
+	}
+	struct rect r[W_N] = { u->lay.transcript, u->lay.input, u->lay.status, u->lay.mem, u->lay.progress, u->lay.overlay };
+	for (int i = 0; i < W_N; i++) {
+		if (u->win[i] && memcmp(&r[i], &u->rect[i], sizeof r[i]) == 0) continue;
+		if (u->win[i]) delwin(u->win[i]);
+		u->win[i] = rect_shown(r[i]) ? newwin(r[i].h, r[i].w, r[i].y, r[i].x) : NULL;
+		if (u->win[i]) { keypad(u->win[i], TRUE); leaveok(u->win[i], i != W_INPUT); }
+		u->rect[i] = r[i];
+	}
+}
+
+static const char *state_text(const struct chat_ui *u)
+{
+	if (u->dead) return C_("state|engine stopped");
+	if (!u->ready) return C_("state|loading");
+	if (u->rebuilding) return C_("state|rebuilding KV cache");
+	if (u->streaming) return C_("state|generating");
+	return NULL;
+}
+
+static void draw(struct chat_ui *u)
+{
+	u->status.state = state_text(u);
+	if (u->streaming && u->t_first > 0 && u->n_token_events > 1) {
+		/* live speed while the reply streams (events are close to tokens); the final figure comes with
+		 * EV_TURN_DONE */
+		double dt = now_s() - u->t_first;
+		if (dt > 0.2) { u->status.tok_s = (u->n_token_events - 1) / dt; u->status.have_stats = true; }
+	}
+	u->mem.rebuilding = u->rebuilding;
+	if (u->status.have_info) {
+		u->mem.kv_capacity_tokens = u->status.info.kv_capacity_tokens;
+		u->mem.kv_bytes_per_token = u->status.info.kv_bytes_per_token;
+	}
+	if (u->win[W_TRANSCRIPT]) { panel_chat_draw(u->win[W_TRANSCRIPT], &u->chat); wnoutrefresh(u->win[W_TRANSCRIPT]); }
+	if (u->win[W_MEM]) { panel_mem_draw(u->win[W_MEM], &u->mem); wnoutrefresh(u->win[W_MEM]); }
+	if (u->win[W_STATUS]) { panel_status_draw(u->win[W_STATUS], &u->status, u->lay.tiny); wnoutrefresh(u->win[W_STATUS]); }
+	int cy = 0, cx = 0;
+	if (u->win[W_INPUT]) {
+		u->input.hint = u->dead ? _("the engine stopped; F10 quits") : !u->ready ? _("loading the model...") : NULL;
+		panel_input_draw(u->win[W_INPUT], &u->input, u->streaming, &cy, &cx);
+	}
+	WINDOW *ov = u->win[W_OVERLAY];
+	if (ov) {
+		if (u->win[W_INPUT]) wnoutrefresh(u->win[W_INPUT]);
+		switch (u->lo.overlay) {
+		case OVERLAY_HELP: panel_help_draw(ov, &u->help_scroll); break;
+		case OVERLAY_SETTINGS: panel_settings_draw(ov, &u->settings); break;
+		case OVERLAY_PROGRESS: panel_progress_draw(ov, &u->prog); break;
+		case OVERLAY_CONFIRM: {
+			werase(ov);
+			draw_box(ov, C_("confirm|Quit"), col(COL_BORDER));
+			int iw = getmaxx(ov) - 4;
+			if (getmaxy(ov) > 2) draw_str(ov, 1, 2, iw, _("A reply is being generated."), col(COL_NORMAL));
+			if (getmaxy(ov) > 3) draw_str(ov, 2, 2, iw, _("Quit anyway? (y/n)"), col(COL_WARN));
+			break;
+		}
+		default: break;
+		}
+		wnoutrefresh(ov);
+		curs_set(0);
+	} else if (u->win[W_INPUT]) {
+		wmove(u->win[W_INPUT], cy, cx);
+		wnoutrefresh(u->win[W_INPUT]); /* last, so the terminal's cursor is left in the input box */
+		curs_set(u->ready && !u->dead ? 1 : 0);
+	}
+	doupdate();
+}
+
+static void set_overlay(struct chat_ui *u, enum overlay ov)
+{
+	u->lo.overlay = ov;
+	relayout(u);
+}
+
+/* the progress overlay is up while the model loads or the KV cache is rebuilt, unless another one is */
+static void sync_progress_overlay(struct chat_ui *u)
+{
+	bool want = !u->dead && (!u->ready || u->rebuilding);
+	if (want && u->lo.overlay == OVERLAY_NONE) set_overlay(u, OVERLAY_PROGRESS);
+	else if (!want && u->lo.overlay == OVERLAY_PROGRESS) set_overlay(u, OVERLAY_NONE);
+}
+
+static void send_cmd(struct chat_ui *u, const struct cmd *c)
+{
+	if (engine_send(u->e, c) != LM_OK) set_message(u, "%s", lm_errmsg());
+}
+
+static void submit(struct chat_ui *u)
+{
+	if (u->dead) { set_message(u, "%s", _("the engine stopped; F10 quits")); return; }
+	if (!u->ready || u->rebuilding) { set_message(u, "%s", _("wait: the model is not ready yet")); return; }
+	if (u->streaming) { set_message(u, "%s", _("wait: a reply is being generated (Ctrl-C stops it)")); return; }
+	if (edit_blank(&u->input.ed)) return;
+	char *text = edit_take(&u->input.ed);
+	relayout(u);
+	if (strcmp(text, "/quit") == 0 || strcmp(text, "/exit") == 0) { u->quit = true; free(text); return; }
+	if (strcmp(text, "/reset") == 0 || strcmp(text, "/clear") == 0) {
+		struct cmd c = { .type = CMD_RESET };
+		send_cmd(u, &c);
+		free(text);
+		return;
+	}
+	int len = (int)strlen(text);
+	panel_chat_add(&u->chat, ROLE_USER, text, len);
+	/* a long turn travels in several messages, each cut at a character boundary */
+	int off = 0;
+	do {
+		struct cmd c = { .type = CMD_SUBMIT };
+		int n = len - off;
+		if (n > MSG_TEXT - 1) {
+			n = MSG_TEXT - 1;
+			while (n > 0 && ((unsigned char)text[off + n] & 0xC0) == 0x80) n--;
+		}
+		memcpy(c.u.submit.text, text + off, n);
+		c.u.submit.len = n;
+		off += n;
+		c.u.submit.last = off >= len;
+		send_cmd(u, &c);
+	} while (off < len);
+	free(text);
+	panel_chat_add(&u->chat, ROLE_ASSISTANT, "", 0);
+	u->chat.streaming = u->streaming = true;
+	u->chat.scroll = 0;
+	u->t_submit = now_s();
+	u->t_first = 0;
+	u->n_token_events = 0;
+}
+
+static void apply_settings(struct chat_ui *u, int action)
+{
+	if (action & SETA_SAMPLING) {
+		struct cmd c = { .type = CMD_SET_SAMPLING };
+		c.u.sampling = u->settings.sampling;
+		send_cmd(u, &c);
+		u->sampling = u->settings.sampling;
+		note(u, ROLE_NOTE, _("sampling: temperature %.2f, top-p %.2f, top-k %d, repetition penalty %.2f"),
+		     u->sampling.temperature, u->sampling.top_p, u->sampling.top_k, u->sampling.repetition_penalty);
+	}
+	if (action & SETA_KV) {
+		struct cmd c = { .type = CMD_RECONFIG_KV };
+		c.u.kv.cap = u->settings.cap;
+		c.u.kv.policy = u->settings.policy;
+		send_cmd(u, &c);
+		u->cap = u->settings.cap;
+		u->rebuilding = true;
+		panel_progress_reset(&u->prog, _("Rebuilding the KV cache"));
+		char cs[32];
+		fmt_capacity(cs, sizeof cs, &u->cap);
+		snprintf(u->prog.stage, sizeof u->prog.stage, _("cache %s, policy %d (%s)"), cs, u->settings.policy,
+			 kv_policy_name(u->settings.policy));
+	}
+}
+
+static void want_quit(struct chat_ui *u)
+{
+	if (u->streaming && !u->dead) set_overlay(u, OVERLAY_CONFIRM);
+	else u->quit = true;
+}
+
+static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
+{
+	u->status.message[0] = 0;
+	if (is_code && ch == KEY_RESIZE) return KF_RELAYOUT | KF_REDRAW;
+	if (is_code && ch == KEY_MOUSE) {
+		MEVENT me;
+		if (getmouse(&me) == OK) {
+			if (me.bstate & BUTTON4_PRESSED) panel_chat_scroll(&u->chat, 3);
+#ifdef BUTTON5_PRESSED
+			else if (me.bstate & BUTTON5_PRESSED) panel_chat_scroll(&u->chat, -3);
+#endif
+		}
+		return KF_REDRAW;
+	}
+	if (is_code && ch == KEY_PASTE_BEGIN) { u->input.pasting = true; return KF_HANDLED; }
+	if (is_code && ch == KEY_PASTE_END) { u->input.pasting = false; return KF_RELAYOUT | KF_REDRAW; }
+
+	/* keys that work everywhere */
+	if (!is_code && !alt && ch == 12) { clearok(curscr, TRUE); return KF_REDRAW; } /* Ctrl-L */
+	if ((is_code && ch == KEY_F(10)) || (!is_code && !alt && ch == 17)) { /* F10, Ctrl-Q */
+		if (u->lo.overlay == OVERLAY_CONFIRM) u->quit = true;
+		else want_quit(u);
+		return KF_REDRAW;
+	}
+	if (!is_code && !alt && ch == 3) { /* Ctrl-C: stop the reply */
+		if (u->streaming) {
+			struct cmd c = { .type = CMD_CANCEL };
+			send_cmd(u, &c);
+			set_message(u, "%s", _("stopping the reply..."));
+		} else {
+			set_message(u, "%s", _("nothing to stop; F10 or Ctrl-Q quits"));
+		}
+		return KF_REDRAW;
+	}
+
+	switch (u->lo.overlay) {
+	case OVERLAY_CONFIRM:
+		if (!is_code && (ch == 'y' || ch == 'Y' || ch == '\r')) u->quit = true;
+		else set_overlay(u, OVERLAY_NONE);
+		return KF_REDRAW;
+	case OVERLAY_HELP:
+		if (is_code && (ch == KEY_DOWN || ch == KEY_NPAGE)) u->help_scroll += ch == KEY_DOWN ? 1 : 10;
+		else if (is_code && (ch == KEY_UP || ch == KEY_PPAGE)) u->help_scroll -= ch == KEY_UP ? 1 : 10;
+		else set_overlay(u, OVERLAY_NONE);
+		return KF_REDRAW;
+	case OVERLAY_SETTINGS: {
+		if ((is_code && ch == KEY_F(2)) || (alt && (ch == 's' || ch == 'S'))) { set_overlay(u, OVERLAY_NONE); return KF_REDRAW; }
+		int action;
+		int f = panel_settings_key(&u->settings, is_code, alt ? 27 : ch, &action);
+		if (action & SETA_CLOSE) {
+			set_overlay(u, OVERLAY_NONE);
+			apply_settings(u, action);
+			sync_progress_overlay(u);
+		}
+		return f | KF_REDRAW;
+	}
+	default: break;
+	}
+
+	if ((is_code && ch == KEY_F(1)) || (alt && (ch == 'h' || ch == 'H'))) {
+		u->help_scroll = 0;
+		set_overlay(u, OVERLAY_HELP);
+		return KF_REDRAW;
+	}
+	if ((is_code && ch == KEY_F(2)) || (alt && (ch == 's' || ch == 'S'))) {
+		if (!u->ready || u->dead) { set_message(u, "%s", _("wait: the model is not ready yet")); return KF_REDRAW; }
+		panel_settings_open(&u->settings, &u->sampling, &u->cap, u->policy);
+		set_overlay(u, OVERLAY_SETTINGS);
+		return KF_REDRAW;
+	}
+	if ((is_code && ch == KEY_F(3)) || (alt && (ch == 'm' || ch == 'M'))) {
+		u->lo.mem_toggled = !u->lo.mem_toggled;
+		if (u->lay.tiny) set_message(u, "%s", _("the terminal is too small for the memory panel"));
+		return KF_RELAYOUT | KF_REDRAW;
+	}
+	if ((is_code && ch == KEY_F(5)) || (alt && (ch == 'n' || ch == 'N'))) {
+		if (u->streaming) { set_message(u, "%s", _("wait: a reply is being generated (Ctrl-C stops it)")); return KF_REDRAW; }
+		struct cmd c = { .type = CMD_RESET };
+		send_cmd(u, &c);
+		return KF_REDRAW;
+	}
+	if (is_code && (ch == KEY_PPAGE || ch == KEY_NPAGE)) {
+		int page = u->chat.page > 2 ? u->chat.page - 2 : 1;
+		panel_chat_scroll(&u->chat, ch == KEY_PPAGE ? page : -page);
+		return KF_REDRAW;
+	}
+	if (u->lo.overlay == OVERLAY_PROGRESS && !is_code && ch == 27) return KF_HANDLED; /* cannot close */
+	bool sub;
+	int f = panel_input_key(&u->input, is_code, ch, alt, &sub);
+	if (sub) submit(u);
+	return f | KF_REDRAW;
+}
+
+static void on_event(struct chat_ui *u, const struct engine_event *ev)
+{
+	switch (ev->type) {
+	case EV_READY:
+		u->ready = true;
+		u->status.info = ev->u.info;
+		u->status.have_info = true;
+		u->policy = ev->u.info.kv_policy;
+		if (ev->u.info.sampling.top_p > 0) u->sampling = ev->u.info.sampling; /* filled in by the engine */
+		u->mem.kv_capacity_tokens = ev->u.info.kv_capacity_tokens;
+		u->mem.kv_bytes_per_token = ev->u.info.kv_bytes_per_token;
+		u->prog.active = false;
+		{
+			struct cmd c = { .type = CMD_MEM_QUERY };
+			send_cmd(u, &c);
+		}
+		break;
+	case EV_TOKEN:
+		if (u->t_first == 0) u->t_first = now_s();
+		u->n_token_events++;
+		if (u->chat.n == 0 || u->chat.m[u->chat.n - 1].role != ROLE_ASSISTANT)
+			panel_chat_add(&u->chat, ROLE_ASSISTANT, "", 0);
+		panel_chat_append(&u->chat, ev->u.token.text, ev->u.token.len);
+		break;
+	case EV_TURN_DONE: {
+		const struct turn_stats *t = &ev->u.done;
+		u->streaming = u->chat.streaming = false;
+		if (t->gen_tokens > 0 && t->decode_s > 0) u->status.tok_s = t->gen_tokens / t->decode_s;
+		u->status.ttft_s = t->ttft_s;
+		u->status.have_stats = true;
+		u->status.context_used = t->context_used;
+		u->mem.context_used = t->context_used;
+		/* an empty reply leaves no empty assistant entry behind */
+		if (u->chat.n > 0 && u->chat.m[u->chat.n - 1].role == ROLE_ASSISTANT && u->chat.m[u->chat.n - 1].len == 0) {
+			free(u->chat.m[u->chat.n - 1].text);
+			u->chat.n--;
+		}
+		if (t->cancelled) note(u, ROLE_NOTE, "%s", _("(stopped)"));
+		if (t->hit_session_len)
+			note(u, ROLE_NOTE, "%s", _("The session is full (--session-len): press F5 for a new conversation."));
+		struct cmd c = { .type = CMD_MEM_QUERY };
+		send_cmd(u, &c);
+		break;
+	}
+	case EV_MEM:
+		panel_mem_push(&u->mem, &ev->u.mem.mem, ev->u.mem.kv_used_bytes, ev->u.mem.context_used);
+		if (ev->u.mem.context_used >= 0) u->status.context_used = ev->u.mem.context_used;
+		break;
+	case EV_PROGRESS:
+		if (!u->prog.active) panel_progress_reset(&u->prog, u->ready ? _("Rebuilding the KV cache") : _("Loading the model"));
+		panel_progress_update(&u->prog, ev->u.progress.stage, ev->u.progress.done, ev->u.progress.total,
+				      ev->u.progress.extra);
+		break;
+	case EV_KV_REBUILT: {
+		const struct engine_info *in = &ev->u.kv_rebuilt.info;
+		u->rebuilding = false;
+		u->prog.active = false;
+		u->status.info = *in;
+		u->status.have_info = true;
+		u->policy = in->kv_policy;
+		u->mem.kv_capacity_tokens = in->kv_capacity_tokens;
+		u->mem.kv_bytes_per_token = in->kv_bytes_per_token;
+		/* the figures after the rebuild; a full EV_MEM follows (the query below) */
+		if (ev->u.kv_rebuilt.after.total_valid) panel_mem_push(&u->mem, &ev->u.kv_rebuilt.after, u->mem.kv_used, -1);
+		char b0[32], b1[32];
+		fmt_bytes(b0, sizeof b0, ev->u.kv_rebuilt.before.cat[MEM_KV]);
+		fmt_bytes(b1, sizeof b1, ev->u.kv_rebuilt.after.cat[MEM_KV]);
+		note(u, ROLE_NOTE, _("KV cache rebuilt: policy %d (%s), %d tokens, %s (was %s)"), in->kv_policy,
+		     kv_policy_name(in->kv_policy), in->kv_capacity_tokens, b1, b0);
+		struct cmd c = { .type = CMD_MEM_QUERY };
+		send_cmd(u, &c);
+		break;
+	}
+	case EV_SESSION_RESET:
+		panel_chat_clear(&u->chat);
+		u->streaming = false;
+		u->status.context_used = u->mem.context_used = 0;
+		note(u, ROLE_NOTE, "%s", _("New conversation."));
+		break;
+	case EV_ERROR:
+		if (ev->u.error.fatal && !u->ready) {
+			/* the model did not load: leave the screen and say why on stderr */
+			u->exit_code = 1;
+			u->quit = true;
+			lm_err("%s", ev->u.error.text);
+			break;
+		}
+		note(u, ROLE_ERROR, "%s", ev->u.error.text);
+		if (ev->u.error.fatal) u->dead = true;
+		if (u->rebuilding) u->rebuilding = false; /* a failed rebuild leaves the old cache */
+		u->streaming = u->chat.streaming = false;
+		break;
+	case EV_QUIT:
+		if (!u->quit) u->dead = true;
+		u->streaming = u->chat.streaming = false;
+		break;
+	}
+}
+
+int ui_chat_run(struct engine *e, const struct ui_opts *o)
+{
+	struct chat_ui *u = calloc(1, sizeof *u);
+	if (!u) return 1;
+	u->e = e;
+	u->o = o;
+	edit_init(&u->input.ed);
+	u->status.model_label = o->model_label;
+	/* the settings dialog starts from the command line's values, else LMDeploy's defaults */
+	/* until EV_READY says which sampling is in force (info.sampling), the engine's own defaults */
+	u->sampling = (struct sampling){ .temperature = 0.8f, .top_p = 1.0f, .top_k = 0, .repetition_penalty = 1.0f };
+	u->cap = (struct kv_capacity){ .kind = KVCAP_FRACTION, .fraction = 0.8 };
+	if (o->engine) {
+		u->sampling = o->engine->sampling;
+		if (u->sampling.top_p == 0) u->sampling.top_p = 1.0f;
+		if (u->sampling.repetition_penalty == 0) u->sampling.repetition_penalty = 1.0f;
+		u->cap = o->engine->cap;
+		u->policy = o->engine->kv_policy;
+	}
+	if (ui_term_begin(o->no_color) != LM_OK) {
+		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		free(u);
+		return 1;
+	}
+	panel_progress_reset(&u->prog, _("Loading the model"));
+	u->lo.overlay = OVERLAY_PROGRESS;
+	relayout(u);
+	int efd = engine_event_fd(e);
+	bool need_layout = false;
+	draw(u);
+	while (!u->quit) {
+		struct pollfd pf[2] = { { .fd = STDIN_FILENO, .events = POLLIN }, { .fd = efd, .events = POLLIN } };
+		/* wake once a second: memory figures for the graph, elapsed time while loading or rebuilding */
+		int r = poll(pf, 2, 1000);
+		if (r < 0 && errno != EINTR) break;
+		int flags = 0;
+		if (ui_check_resize()) flags |= KF_RELAYOUT | KF_REDRAW;
+		if (ui_sigint) { /* SIGINT from outside (raw mode keeps Ctrl-C a key): stop the reply */
+			ui_sigint = 0;
+			flags |= handle_key(u, false, 3, false);
+		}
+		if (r > 0 && (pf[1].revents & POLLIN)) {
+			uint64_t v;
+			ssize_t k = read(efd, &v, sizeof v);
+			(void)k;
+		}
+		struct engine_event ev;
+		int nev = 0;
+		while (engine_poll(e, &ev) == 1) { on_event(u, &ev); nev++; }
+		if (nev) flags |= KF_REDRAW;
+		if (r > 0 && (pf[0].revents & (POLLHUP | POLLERR)) && !(pf[0].revents & POLLIN)) break; /* terminal gone */
+		if (r > 0 && (pf[0].revents & POLLIN)) {
+			bool is_code, alt;
+			wint_t ch;
+			while (!u->quit && ui_read_key(&is_code, &ch, &alt)) flags |= handle_key(u, is_code, ch, alt);
+		}
+		double t = now_s();
+		if (u->ready && !u->dead && t - u->t_last_mem >= 1.0) {
+			struct cmd c = { .type = CMD_MEM_QUERY };
+			send_cmd(u, &c);
+			u->t_last_mem = t;
+		}
+		if (r == 0 && (!u->ready || u->rebuilding || u->streaming)) flags |= KF_REDRAW; /* elapsed time */
+		sync_progress_overlay(u);
+		if (flags & KF_RELAYOUT) need_layout = true;
+		if (need_layout || (flags & KF_REDRAW) || nev) {
+			relayout(u);
+			need_layout = false;
+			draw(u);
+		}
+	}
+	if (u->streaming && !u->dead) {
+		struct cmd c = { .type = CMD_CANCEL };
+		engine_send(e, &c);
+	}
+	for (int i = 0; i < W_N; i++)
+		if (u->win[i]) delwin(u->win[i]);
+	ui_term_end();
+	int rc = u->exit_code;
+	if (rc) fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+	panel_chat_free(&u->chat);
+	edit_free(&u->input.ed);
+	free(u);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ progress screen */
+
+struct prog_shared {
+	pthread_mutex_t mu;
+	struct progress_view view;
+	bool changed, finished;
+	volatile sig_atomic_t cancel;
+	int wake_fd;
+	ui_work_fn work;
+	void *ud;
+	int rc;
+	struct progress_sink sink;
+};
+
+static void prog_report(struct progress_sink *s, const char *stage, int64_t done, int64_t total, double extra)
+{
+	struct prog_shared *p = s->ud;
+	pthread_mutex_lock(&p->mu);
+	panel_progress_update(&p->view, stage, done, total, extra);
+	p->changed = true;
+	pthread_mutex_unlock(&p->mu);
+	uint64_t one = 1;
+	ssize_t k = write(p->wake_fd, &one, sizeof one);
+	(void)k;
+}
+
+static bool prog_cancelled(struct progress_sink *s)
+{
+	struct prog_shared *p = s->ud;
+	return p->cancel != 0;
+}
+
+static void *prog_worker(void *arg)
+{
+	struct prog_shared *p = arg;
+	p->rc = p->work(p->ud, &p->sink);
+	pthread_mutex_lock(&p->mu);
+	p->finished = true;
+	pthread_mutex_unlock(&p->mu);
+	uint64_t one = 1;
+	ssize_t k = write(p->wake_fd, &one, sizeof one);
+	(void)k;
+	return NULL;
+}
+
+int ui_progress_run(const char *title, ui_work_fn work, void *ud, struct backend *be, const struct ui_opts *o)
+{
+	struct ui_opts dflt = { 0 };
+	if (!o) o = &dflt;
+	struct prog_shared *p = calloc(1, sizeof *p);
+	if (!p) return LM_ERR;
+	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO) || ui_term_begin(o->no_color) != LM_OK) {
+		/* no terminal: one line on stderr */
+		free(p);
+		struct progress_sink s;
+		progress_stderr_init(&s);
+		int rc = work(ud, &s);
+		progress_stderr_finish(&s);
+		return rc;
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	panel_progress_reset(&p->view, title);
+	p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	p->work = work;
+	p->ud = ud;
+	p->sink = (struct progress_sink){ .report = prog_report, .cancelled = prog_cancelled, .ud = p };
+	pthread_t th;
+	if (p->wake_fd < 0 || pthread_create(&th, NULL, prog_worker, p) != 0) {
+		ui_term_end();
+		if (p->wake_fd >= 0) close(p->wake_fd);
+		free(p);
+		return lm_err(_("cannot start a worker thread"));
+	}
+	curs_set(0);
+	struct layout_opts lo = { .mode = LAYOUT_PROGRESS };
+	struct layout lay;
+	WINDOW *wp = NULL, *wm = NULL, *ws = NULL;
+	struct mem_view *mem = calloc(1, sizeof *mem);
+	struct status_view st = { .model_label = title };
+	struct progress_view view;
+	double t_mem = 0;
+	bool finished = false, need_layout = true;
+	while (!finished) {
+		double t = now_s();
+		if (be && mem && t - t_mem >= 1.0 && be->i->mem_stats) {
+			struct mem_stats ms;
+			memset(&ms, 0, sizeof ms);
+			if (be->i->mem_stats(be, &ms) == LM_OK) panel_mem_push(mem, &ms, ms.cat[MEM_KV], -1);
+			t_mem = t;
+		}
+		if (ui_check_resize()) need_layout = true;
+		if (need_layout) {
+			layout_compute(&lay, COLS, LINES, &lo);
+			if (wp) delwin(wp);
+			if (wm) delwin(wm);
+			if (ws) delwin(ws);
+			wp = rect_shown(lay.progress) ? newwin(lay.progress.h, lay.progress.w, lay.progress.y, lay.progress.x) : NULL;
+			wm = rect_shown(lay.mem) ? newwin(lay.mem.h, lay.mem.w, lay.mem.y, lay.mem.x) : NULL;
+			ws = rect_shown(lay.status) ? newwin(lay.status.h, lay.status.w, lay.status.y, lay.status.x) : NULL;
+			need_layout = false;
+		}
+		pthread_mutex_lock(&p->mu);
+		view = p->view;
+		finished = p->finished;
+		pthread_mutex_unlock(&p->mu);
+		view.cancelling = p->cancel != 0;
+		if (wp) { panel_progress_draw(wp, &view); wnoutrefresh(wp); }
+		if (wm && mem) { panel_mem_draw(wm, mem); wnoutrefresh(wm); }
+		if (ws) {
+			snprintf(st.message, sizeof st.message, "%s  %s", title,
+				 p->cancel ? _("stopping...") : _("Ctrl-C: stop  F3: memory panel"));
+			panel_status_draw(ws, &st, lay.tiny);
+			wnoutrefresh(ws);
+		}
+		doupdate();
+		if (finished) break;
+		struct pollfd pf[2] = { { .fd = STDIN_FILENO, .events = POLLIN }, { .fd = p->wake_fd, .events = POLLIN } };
+		int r = poll(pf, 2, 500);
+		if (r > 0 && (pf[1].revents & POLLIN)) {
+			uint64_t v;
+			ssize_t k = read(p->wake_fd, &v, sizeof v);
+			(void)k;
+		}
+		if (ui_sigint) { ui_sigint = 0; p->cancel = 1; }
+		bool is_code, alt;
+		wint_t ch;
+		while (ui_read_key(&is_code, &ch, &alt)) {
+			if (!is_code && ch == 3) p->cancel = 1;
+			else if (is_code && ch == KEY_RESIZE) need_layout = true;
+			else if (!is_code && ch == 12) clearok(curscr, TRUE);
+			else if ((is_code && ch == KEY_F(3)) || (alt && (ch == 'm' || ch == 'M'))) {
+				lo.mem_toggled = !lo.mem_toggled;
+				need_layout = true;
+			}
+		}
+	}
+	pthread_join(th, NULL);
+	if (wp) delwin(wp);
+	if (wm) delwin(wm);
+	if (ws) delwin(ws);
+	ui_term_end();
+	free(mem);
+	close(p->wake_fd);
+	pthread_mutex_destroy(&p->mu);
+	int rc = p->rc;
+	if (p->cancel) fprintf(stderr, _("lmterm: %s: stopped\n"), title);
+	free(p);
+	return rc;
+}
