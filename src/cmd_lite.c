@@ -1,11 +1,161 @@
+/* cmd_lite.c: `lmterm lite auto_awq MODEL --work-dir DIR [...]`, LMDeploy's options and defaults. */
 #include "config.h"
+#include "awq.h"
+#include "calib.h"
 #include "cmds.h"
 #include "i18n.h"
+#include "opts.h"
+#include "progress.h"
+#include "ui.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f, _("Usage: lmterm lite auto_awq MODEL [--work-dir DIR] [OPTIONS]\n"
+		     "\n"
+		     "Quantize MODEL's linear weights to 4 bits (AWQ, AutoAWQ gemm layout) into DIR.\n"
+		     "\n"
+		     "  --work-dir DIR            output directory (default ./work_dir); must not exist or be empty\n"
+		     "  --calib-dataset NAME|PATH ptb, wikitext2, c4, pileval, or a .txt/.jsonl file (default ptb)\n"
+		     "  --calib-samples N         calibration windows (default 128; 0 = round-to-nearest only)\n"
+		     "  --calib-seqlen N          tokens per window (default 2048)\n"
+		     "  --batch-size N            windows per forward chunk (default 1)\n"
+		     "  --w-bits N                weight bits (4)\n"
+		     "  --w-group-size N          input features per quantization group (default 128)\n"
+		     "  --search-scale [BOOL]     search the smoothing ratio on a 20-point grid (default false)\n"
+		     "  --search-clip [BOOL]      search each group's clipping range (default false)\n"
+		     "  --dtype auto|float16|bfloat16   accepted for LMDeploy compatibility (calibration is float32)\n"
+		     "  --backend auto|cpu|cuda   calibration runs on the CPU\n"
+		     "  --threads N               CPU threads (default: all cores)\n"
+		     "\n"
+		     "Named datasets are read from $LMTERM_DATA, then $XDG_CACHE_HOME/lmterm/datasets\n"
+		     "(ptb.train.txt, wiki.train.raw, c4.jsonl, pileval.jsonl).\n"));
+}
+
+static bool is_bool_word(const char *s)
+{
+	bool b;
+	int rc = opt_bool("", s, &b);
+	lm_err_clear();
+	return rc == LM_OK;
+}
+
+static int work(void *ud, struct progress_sink *sink)
+{
+	return awq_quantize(ud, sink);
+}
 
 int cmd_lite(int argc, char **argv)
 {
-	fprintf(stderr, _("lmterm: '%s' is not available in this build yet\n"), "lite");
-	return 2;
+	if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+		usage(argc < 1 ? stderr : stdout);
+		return argc < 1 ? 2 : 0;
+	}
+	if (strcmp(argv[0], "auto_awq") != 0) {
+		fprintf(stderr, _("lmterm: lite: unknown command '%s' (only auto_awq)\n"), argv[0]);
+		return 2;
+	}
+	struct awq_opts o = {
+		.work_dir = "./work_dir", .samples = 128, .seqlen = 2048, .batch = 1, .bits = 4, .group = 128,
+		.search_scale = false, .search_clip = false, .seed = 0,
+	};
+	const char *dataset = "ptb", *dtype = "auto", *backend = "auto";
+	struct opt_iter it;
+	opt_iter_init(&it, argc - 1, argv + 1);
+	while (opt_next(&it)) {
+		const char *v = NULL;
+		int e = LM_OK;
+		if (!it.name) {
+			if (o.model_dir) {
+				fprintf(stderr, _("lmterm: lite auto_awq: unexpected argument '%s'\n"), it.arg);
+				return 2;
+			}
+			o.model_dir = it.arg;
+			continue;
+		}
+		const char *n = it.name;
+		if (!strcmp(n, "help") || !strcmp(n, "h")) { usage(stdout); return 0; }
+		if (!strcmp(n, "search-scale") || !strcmp(n, "search-clip")) {
+			bool *dst = !strcmp(n, "search-scale") ? &o.search_scale : &o.search_clip;
+			v = opt_value_optional(&it, is_bool_word);
+			if (!v) *dst = true;
+			else e = opt_bool(it.arg, v, dst);
+		} else if (!strcmp(n, "work-dir")) { e = opt_value(&it, &v); o.work_dir = v; }
+		else if (!strcmp(n, "calib-dataset")) { e = opt_value(&it, &v); dataset = v; }
+		else if (!strcmp(n, "dtype")) { e = opt_value(&it, &v); dtype = v; }
+		else if (!strcmp(n, "backend")) { e = opt_value(&it, &v); backend = v; }
+		else if (!strcmp(n, "calib-samples")) { if (!(e = opt_value(&it, &v))) e = opt_int("--calib-samples", v, 0, 1 << 20, &o.samples); }
+		else if (!strcmp(n, "calib-seqlen")) { if (!(e = opt_value(&it, &v))) e = opt_int("--calib-seqlen", v, 1, 1 << 20, &o.seqlen); }
+		else if (!strcmp(n, "batch-size")) { if (!(e = opt_value(&it, &v))) e = opt_int("--batch-size", v, 1, 4096, &o.batch); }
+		else if (!strcmp(n, "w-bits")) { if (!(e = opt_value(&it, &v))) e = opt_int("--w-bits", v, 1, 16, &o.bits); }
+		else if (!strcmp(n, "w-group-size")) { if (!(e = opt_value(&it, &v))) e = opt_int("--w-group-size", v, 1, 1 << 20, &o.group); }
+		else if (!strcmp(n, "threads")) { if (!(e = opt_value(&it, &v))) e = opt_int("--threads", v, 1, 1024, &o.n_threads); }
+		else if (!strcmp(n, "search-tokens")) { if (!(e = opt_value(&it, &v))) e = opt_int("--search-tokens", v, 1, 1 << 30, &o.search_tokens); }
+		else {
+			fprintf(stderr, _("lmterm: lite auto_awq: unknown option '%s'\n"), it.arg);
+			return 2;
+		}
+		if (e) {
+			fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+			return 2;
+		}
+	}
+	if (!o.model_dir) {
+		fprintf(stderr, _("lmterm: lite auto_awq: no MODEL given\n"));
+		return 2;
+	}
+	if (o.bits != 4) {
+		fprintf(stderr, _("lmterm: --w-bits %d: only 4-bit weights are supported\n"), o.bits);
+		return 2;
+	}
+	if (o.group % 8 && o.group != 1) { /* the layout packs 8 values; groups are whole multiples in practice */
+		fprintf(stderr, _("lmterm: --w-group-size %d: use a multiple of 8 (e.g. 32, 64, 128)\n"), o.group);
+		return 2;
+	}
+	if (strcmp(dtype, "auto") && strcmp(dtype, "float16") && strcmp(dtype, "bfloat16")) {
+		fprintf(stderr, _("lmterm: --dtype '%s': use auto, float16 or bfloat16\n"), dtype);
+		return 2;
+	}
+	if (strcmp(backend, "auto") && strcmp(backend, "cpu") && strcmp(backend, "cuda")) {
+		fprintf(stderr, _("lmterm: --backend '%s': use auto, cpu or cuda\n"), backend);
+		return 2;
+	}
+	if (!strcmp(backend, "cuda"))
+		fprintf(stderr, _("lmterm: note: auto_awq calibrates on the CPU in this version (--backend cuda ignored)\n"));
+
+	/* everything that can be checked before the long part, so a mistake costs seconds */
+	if (awq_check_model(o.model_dir, o.group)) {
+		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		return 1;
+	}
+	char dspath[4096];
+	if (o.samples > 0) {
+		if (calib_resolve(dataset, dspath, sizeof dspath)) {
+			fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+			return 1;
+		}
+		o.dataset = dspath;
+	}
+
+	double t0 = now_s();
+	int rc;
+	if (isatty(1) && isatty(2) && ui_available()) {
+		struct ui_opts uo = { .no_color = getenv("NO_COLOR") != NULL, .model_label = o.model_dir };
+		rc = ui_progress_run(_("lite auto_awq"), work, &o, NULL, &uo);
+	} else {
+		struct progress_sink s;
+		progress_stderr_init(&s);
+		rc = awq_quantize(&o, &s);
+		progress_stderr_finish(&s);
+	}
+	if (rc != LM_OK) {
+		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		return 1;
+	}
+	fprintf(stderr, _("lmterm: wrote %s (AWQ w4 g%d) in %.1f s\n"), o.work_dir, o.group, now_s() - t0);
+	return 0;
 }

@@ -6,8 +6,8 @@
 #include "i18n.h"
 #include "opts.h"
 #include "tok.h"
+#include "tok_impl.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +39,126 @@ static int read_stdin(char **buf, size_t *len)
 	*buf = p;
 	*len = n;
 	return LM_OK;
+}
+
+/* The --json input, read here rather than with cJSON so that strings may hold "\u0000". */
+struct jtext { char *s; size_t n; };
+struct jreader { const char *p, *start, *end; };
+
+static void jws(struct jreader *r)
+{
+	while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r')) r->p++;
+}
+
+static int hex4(const char *p, uint32_t *v)
+{
+	*v = 0;
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+		if (d < 0) return LM_ERR;
+		*v = *v * 16 + (uint32_t)d;
+	}
+	return LM_OK;
+}
+
+static int put_utf8(struct buf *b, uint32_t c)
+{
+	char e[4];
+	int n;
+	if (c < 0x80) { e[0] = (char)c; n = 1; }
+	else if (c < 0x800) { e[0] = (char)(0xc0 | c >> 6); e[1] = (char)(0x80 | (c & 0x3f)); n = 2; }
+	else if (c < 0x10000) { e[0] = (char)(0xe0 | c >> 12); e[1] = (char)(0x80 | ((c >> 6) & 0x3f)); e[2] = (char)(0x80 | (c & 0x3f)); n = 3; }
+	else { e[0] = (char)(0xf0 | c >> 18); e[1] = (char)(0x80 | ((c >> 12) & 0x3f)); e[2] = (char)(0x80 | ((c >> 6) & 0x3f)); e[3] = (char)(0x80 | (c & 0x3f)); n = 4; }
+	return buf_put(b, e, (size_t)n);
+}
+
+/* A JSON string at r->p (just after its opening quote) into out. */
+static int jstring(struct jreader *r, struct buf *out)
+{
+	if (buf_put(out, "", 0)) return LM_ERR;
+	while (r->p < r->end) {
+		unsigned char c = (unsigned char)*r->p++;
+		if (c == '"') return LM_OK;
+		if (c < 0x20) return LM_ERR;
+		if (c != '\\') {
+			if (buf_putc(out, (char)c)) return LM_ERR;
+			continue;
+		}
+		if (r->p >= r->end) return LM_ERR;
+		char e = *r->p++;
+		static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+		const char *simple = e ? strchr(from, e) : NULL;
+		if (simple) {
+			if (buf_putc(out, to[simple - from])) return LM_ERR;
+			continue;
+		}
+		uint32_t u, lo;
+		if (e != 'u' || r->end - r->p < 4 || hex4(r->p, &u)) return LM_ERR;
+		r->p += 4;
+		if (u >= 0xd800 && u < 0xdc00) { /* a surrogate pair */
+			if (r->end - r->p < 6 || r->p[0] != '\\' || r->p[1] != 'u' || hex4(r->p + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
+				return LM_ERR;
+			r->p += 6;
+			u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+		} else if (u >= 0xdc00 && u < 0xe000) {
+			return LM_ERR;
+		}
+		if (put_utf8(out, u)) return LM_ERR;
+	}
+	return LM_ERR;
+}
+
+/* A JSON array of strings; on error a message that says where. */
+static int jarray(const char *in, size_t len, struct jtext **texts, int *n)
+{
+	struct jreader r = { in, in, in + len };
+	*texts = NULL;
+	*n = 0;
+	jws(&r);
+	if (r.p >= r.end || *r.p != '[') goto bad;
+	r.p++;
+	jws(&r);
+	if (r.p < r.end && *r.p == ']') {
+		r.p++;
+		goto end;
+	}
+	for (;;) {
+		jws(&r);
+		if (r.p >= r.end) goto bad;
+		if (*r.p != '"') {
+			lm_err(_("stdin: element %d of the JSON array is not a string"), *n);
+			return LM_ERR;
+		}
+		r.p++;
+		struct buf b = { 0 };
+		if (jstring(&r, &b)) {
+			free(b.p);
+			goto bad;
+		}
+		void *q = realloc(*texts, sizeof(**texts) * (size_t)(*n + 1));
+		if (!q) {
+			free(b.p);
+			return lm_err(_("out of memory"));
+		}
+		*texts = q;
+		(*texts)[(*n)++] = (struct jtext){ b.p, b.n };
+		jws(&r);
+		if (r.p < r.end && *r.p == ',') {
+			r.p++;
+			continue;
+		}
+		if (r.p < r.end && *r.p == ']') {
+			r.p++;
+			break;
+		}
+		goto bad;
+	}
+end:
+	jws(&r);
+	if (r.p == r.end) return LM_OK;
+bad:
+	return lm_err(_("stdin: expected a JSON array of strings (malformed JSON at byte %ld)"), (long)(r.p - r.start));
 }
 
 static void print_ids(FILE *f, const int32_t *ids, int n, const char *sep)
@@ -118,42 +238,30 @@ int cmd_tokenize(int argc, char **argv)
 			free(ids);
 		}
 	} else {
-		cJSON *arr = cJSON_ParseWithLength(in, len);
-		if (!cJSON_IsArray(arr)) {
-			fprintf(stderr, _("lmterm: stdin: expected a JSON array of strings\n"));
+		struct jtext *texts;
+		int nt;
+		if (jarray(in, len, &texts, &nt)) {
+			fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 			status = 1;
 		} else {
-			const cJSON *e;
-			int i = 0;
-			cJSON_ArrayForEach(e, arr) {
-				if (!cJSON_IsString(e)) {
-					fprintf(stderr, _("lmterm: stdin: element %d of the JSON array is not a string\n"), i);
+			putchar('[');
+			for (int i = 0; i < nt && !status; i++) {
+				int32_t *ids;
+				int nid;
+				if (tok_encode(t, texts[i].s, texts[i].n, true, &ids, &nid)) {
+					fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 					status = 1;
 					break;
 				}
-				i++;
+				printf(i ? ", [" : "[");
+				print_ids(stdout, ids, nid, ", ");
+				putchar(']');
+				free(ids);
 			}
-			/* all checked first, so a bad element prints nothing half-done */
-			if (!status) {
-				putchar('[');
-				i = 0;
-				cJSON_ArrayForEach(e, arr) {
-					int32_t *ids;
-					int nid;
-					if (tok_encode(t, e->valuestring, strlen(e->valuestring), true, &ids, &nid)) {
-						fprintf(stderr, "lmterm: %s\n", lm_errmsg());
-						status = 1;
-						break;
-					}
-					printf(i++ ? ", [" : "[");
-					print_ids(stdout, ids, nid, ", ");
-					putchar(']');
-					free(ids);
-				}
-				printf("]\n");
-			}
+			printf("]\n");
 		}
-		cJSON_Delete(arr);
+		for (int i = 0; i < nt; i++) free(texts[i].s);
+		free(texts);
 	}
 	free(in);
 	tok_free(t);

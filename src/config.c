@@ -277,6 +277,10 @@ static int parse_config(const struct cfg_ctx *x, struct model_config *c)
 		return LM_ERR;
 	}
 	if (c->head_dim % 2) return lm_err(_("%s: key \"head_dim\" = %d must be even for RoPE"), x->path, c->head_dim);
+	/* keep every weight dimension far inside int (rows and cols are ints downstream) */
+	if ((int64_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim > (1 << 22))
+		return lm_err(_("%s: keys \"num_attention_heads\" x \"head_dim\" = %lld: implausibly large"), x->path,
+			      (long long)c->n_heads * c->head_dim);
 	float prf;
 	if (get_float(x, r, "partial_rotary_factor", 1.0, NULL, &prf) != LM_OK) return LM_ERR;
 	if (prf != 1.0f)

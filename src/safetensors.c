@@ -145,15 +145,18 @@ static int parse_tensor(struct st_file *f, struct st_tensor *t, const cJSON *e, 
 		return lm_err(_("%s: tensor '%s': data_offsets [%llu, %llu] past the end of the file (data section is %llu bytes)"),
 			      f->path, name, (unsigned long long)b, (unsigned long long)en, (unsigned long long)data_len);
 	uint64_t es = dtype_size(t->dt);
-	if (huge || (count && es > UINT64_MAX / count) || count * es != en - b) {
+	if (count && es > UINT64_MAX / count) huge = true;
+	if (huge || count * es != en - b) {
 		char sh[256];
 		int p = 0;
 		sh[0] = 0;
 		for (int i = 0; i < nd && p < (int)sizeof sh - 24; i++)
 			p += snprintf(sh + p, sizeof sh - p, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-		return lm_err(_("%s: tensor '%s': %llu bytes in data_offsets, but %s [%s] needs %s%llu"), f->path, name,
-			      (unsigned long long)(en - b), jd->valuestring, sh, huge ? "more than " : "",
-			      huge ? (unsigned long long)UINT64_MAX : (unsigned long long)(count * es));
+		if (huge)
+			return lm_err(_("%s: tensor '%s': %llu bytes in data_offsets, but %s [%s] needs more than 2^64"),
+				      f->path, name, (unsigned long long)(en - b), jd->valuestring, sh);
+		return lm_err(_("%s: tensor '%s': %llu bytes in data_offsets, but %s [%s] needs %llu"), f->path, name,
+			      (unsigned long long)(en - b), jd->valuestring, sh, (unsigned long long)(count * es));
 	}
 	t->name = strdup(name);
 	if (!t->name) return lm_err(_("%s: out of memory"), f->path);
@@ -244,7 +247,7 @@ int st_open(struct st_file **out, const char *path)
 		free(f);
 		return lm_err(_("%s: out of memory"), path);
 	}
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		int e = errno;
 		st_close(f);

@@ -62,7 +62,10 @@ struct tok_stream {
 void tok_stream_init(struct tok_stream *s, const struct tokenizer *t, bool skip_special);
 /* Write the completed text for id to out (NUL-terminated, at most cap-1 bytes; longer text is cut, and 512
  * bytes always suffice for the vocabularies we know: the longest piece is 256 bytes); returns bytes written.
- * Invalid byte sequences become U+FFFD (one per byte for sentencepiece; one per broken sequence otherwise). */
+ * Invalid byte sequences become U+FFFD as the format's library does it (sentencepiece: one per bad byte;
+ * tokenizer.json: a run of <0xNN> tokens that is not valid UTF-8 as a whole, one per byte, so such a run is
+ * held until a token of another kind ends it; ByteLevel: one per broken sequence). A tokenizer may be shared
+ * by threads (encode/decode only read it); a stream belongs to one thread. */
 int tok_stream_next(struct tok_stream *s, int32_t id, char *out, size_t cap);
 /* Flush held bytes (an incomplete character at the end becomes U+FFFD). */
 int tok_stream_flush(struct tok_stream *s, char *out, size_t cap);

@@ -12,6 +12,7 @@
 #include "i18n.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,9 +86,8 @@ struct hf {
 static uint32_t byte_cp[256];
 static int cp_byte[512];
 
-static void bytelevel_init(void)
+static void bytelevel_fill(void)
 {
-	if (byte_cp['!']) return;
 	for (int i = 0; i < 512; i++) cp_byte[i] = -1;
 	int extra = 0;
 	for (int b = 0; b < 256; b++) {
@@ -95,6 +95,12 @@ static void bytelevel_init(void)
 		byte_cp[b] = printable ? (uint32_t)b : (uint32_t)(256 + extra++);
 		cp_byte[byte_cp[b]] = b;
 	}
+}
+
+static void bytelevel_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT; /* tokenizers may be loaded from several threads */
+	pthread_once(&once, bytelevel_fill);
 }
 
 void tok_hf_free(struct hf *hf)

@@ -1,1 +1,7 @@
-# awq tests: check_PROGRAMS += tests/xxx ; TESTS += tests/xxx ; tests_xxx_LDADD = $(LMTERM_TEST_LIBS)
+# awq tests
+check_PROGRAMS += tests/test_awq_pack tests/test_awq_layouts tests/awq_ppl
+TESTS += tests/test_awq_pack tests/test_awq_layouts tests/test_lite_bad.sh tests/test_awq_quality.sh
+EXTRA_DIST += tests/test_lite_bad.sh tests/test_awq_quality.sh
+tests_test_awq_pack_LDADD = $(LMTERM_TEST_LIBS)
+tests_test_awq_layouts_LDADD = $(LMTERM_TEST_LIBS)
+tests_awq_ppl_LDADD = $(LMTERM_TEST_LIBS)

@@ -33,6 +33,11 @@ want=$(for s in "Hello world" "" "你好"; do printf '%s\n' "$("$LMTERM" tokeniz
 [ $rc -eq 0 ] && [ "$got" = "$want" ] && pass "--json" || fail "--json: rc $rc got '$got' want '$want' $(cat "$tmp/err")"
 case "$got" in "[[465, 291, 3734, 980], [], ["*) pass "--json shape" ;; *) fail "--json shape: $got" ;; esac
 
+# JSON escapes, NUL and a surrogate pair included (ids from tokenizers 0.23.3 on the demo tokenizer.json)
+got=$(printf '["a\\u0000b", "\\ud83d\\ude00 \\"q\\" \\\\ \\/ \\t"]' | "$LMTERM" tokenize "$DEMO" --json 2>&1)
+want='[[263, 5, 3751], [3730, 245, 164, 157, 133, 403, 3780, 3764, 3730, 97, 3730, 6453, 3730, 14]]'
+[ "$got" = "$want" ] && pass "--json escapes" || fail "--json escapes: got '$got'"
+
 # bad inputs
 expect_fail "missing model dir" "/nonexistent/model" "$LMTERM" tokenize /nonexistent/model "hi"
 mkdir -p "$tmp/empty"
@@ -43,5 +48,7 @@ head -c 5000 "$DEMO/tokenizer.model" > "$tmp/cut.model"
 expect_fail "truncated tokenizer.model" "$tmp/cut.model" "$LMTERM" tokenize "$tmp/cut.model" "hi"
 expect_fail "bad JSON on stdin" "JSON" sh -c 'echo "[1, 2" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"
 expect_fail "non-string in JSON" "not a string" sh -c 'echo "[\"a\", 2]" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"
+expect_fail "lone surrogate in JSON" "JSON" sh -c 'echo "[\"\\ud800\"]" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"
+expect_fail "JSON not an array" "JSON" sh -c 'echo "{}" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"
 expect_fail "unknown option" "--frob" "$LMTERM" tokenize "$DEMO" --frob
 finish

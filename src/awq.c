@@ -1,0 +1,1121 @@
+/* awq.c: `lmterm lite auto_awq`, see awq.h for the algorithm.
+ *
+ * Memory: the residual stream of all calibration tokens X [N][dim] (float32), one decoder layer's weights
+ * (float32) and scratch for one chunk of --batch-size windows; the searches score on a subset of the windows
+ * (search_tokens) whose intermediate activations are kept. Each layer's quantized tensors are written to
+ * their own safetensors shard as soon as the layer is done. */
+#include "config.h"
+#include "awq.h"
+#include "awq_ops.h"
+#include "calib.h"
+#include "i18n.h"
+#include "model.h"
+#include "safetensors.h"
+#include "tok.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const int awq_order[8] = { 0, 2, 4, 6, 1, 3, 5, 7 };
+
+/* ---------------------------------------------------------------- the gemm layout */
+
+void awq_pack(const uint8_t *codes, const uint8_t *zeros, int out, int in, int group, int32_t *qweight,
+	      int32_t *qzeros)
+{
+	int ng = in / group, oc = out / 8;
+	for (int k = 0; k < in; k++)
+		for (int c = 0; c < oc; c++) {
+			uint32_t v = 0;
+			for (int i = 0; i < 8; i++) v |= (uint32_t)(codes[(size_t)(8 * c + awq_order[i]) * in + k] & 15) << (4 * i);
+			qweight[(size_t)k * oc + c] = (int32_t)v;
+		}
+	for (int gi = 0; gi < ng; gi++)
+		for (int c = 0; c < oc; c++) {
+			uint32_t v = 0;
+			for (int i = 0; i < 8; i++) v |= (uint32_t)(zeros[(size_t)(8 * c + awq_order[i]) * ng + gi] & 15) << (4 * i);
+			qzeros[(size_t)gi * oc + c] = (int32_t)v;
+		}
+}
+
+void awq_unpack(const int32_t *qweight, const int32_t *qzeros, int out, int in, int group, uint8_t *codes,
+		uint8_t *zeros)
+{
+	int ng = in / group, oc = out / 8;
+	for (int k = 0; k < in; k++)
+		for (int c = 0; c < oc; c++) {
+			uint32_t v = (uint32_t)qweight[(size_t)k * oc + c];
+			for (int i = 0; i < 8; i++) codes[(size_t)(8 * c + awq_order[i]) * in + k] = (v >> (4 * i)) & 15;
+		}
+	for (int gi = 0; gi < ng; gi++)
+		for (int c = 0; c < oc; c++) {
+			uint32_t v = (uint32_t)qzeros[(size_t)gi * oc + c];
+			for (int i = 0; i < 8; i++) zeros[(size_t)(8 * c + awq_order[i]) * ng + gi] = (v >> (4 * i)) & 15;
+		}
+}
+
+/* One group of n weights, AutoAWQ's pseudo_quantize_tensor with a zero point, but with the scale rounded to
+ * fp16 first: codes are chosen for the scale a reader will actually use. clip: |w| limit (INFINITY: none). */
+static inline void quant_group(const float *w, int n, float clip, uint8_t *codes, uint8_t *zero, uint16_t *s16,
+			       float *deq)
+{
+	float mx = -INFINITY, mn = INFINITY;
+	for (int i = 0; i < n; i++) {
+		float v = fminf(fmaxf(w[i], -clip), clip);
+		mx = fmaxf(mx, v);
+		mn = fminf(mn, v);
+	}
+	float s = fmaxf(mx - mn, 1e-5f) / 15.0f;
+	uint16_t h = f32_to_f16(s);
+	s = f16_to_f32(h);
+	float z = fminf(fmaxf(-nearbyintf(mn / s), 0.0f), 15.0f);
+	for (int i = 0; i < n; i++) {
+		float v = fminf(fmaxf(w[i], -clip), clip);
+		float q = fminf(fmaxf(nearbyintf(v / s) + z, 0.0f), 15.0f);
+		if (codes) codes[i] = (uint8_t)q;
+		if (deq) deq[i] = (q - z) * s;
+	}
+	*zero = (uint8_t)z;
+	*s16 = h;
+}
+
+void awq_quantize_rows(const float *w, int out, int in, int group, uint8_t *codes, uint8_t *zeros,
+		       uint16_t *scales16, float *deq)
+{
+	int ng = in / group;
+	for (int o = 0; o < out; o++)
+		for (int gi = 0; gi < ng; gi++) {
+			size_t off = (size_t)o * in + (size_t)gi * group;
+			uint8_t z;
+			uint16_t h;
+			quant_group(w + off, group, INFINITY, codes ? codes + off : NULL, &z, &h, deq ? deq + off : NULL);
+			if (zeros) zeros[(size_t)o * ng + gi] = z;
+			if (scales16) scales16[(size_t)gi * out + o] = h;
+		}
+}
+
+/* ---------------------------------------------------------------- the model's layout */
+
+enum { L_Q, L_K, L_V, L_O, L_G, L_U, L_D, L_N };
+
+struct lw {                      /* one decoder layer, float32, logical (unfused) layout */
+	float *w[L_N];           /* [out][in]: q [qd][dim], k,v [kvd][dim], o [dim][qd], g,u [ffn][dim], d [dim][ffn] */
+	float *b[L_N];           /* biases or NULL */
+	float *ln1, *ln2;        /* [dim] */
+};
+
+struct ctx {
+	const struct awq_opts *o;
+	struct progress_sink *sink;
+	struct model_config c;
+	cJSON *config;           /* config.json as read */
+	struct st_set *set;
+	int dim, qd, kvd, ffn, nh, nkv, hd, nl;
+	int rows[L_N], cols[L_N];
+	int nt;                  /* threads */
+	char tmpdir[4096];
+	int n_shards;
+	cJSON *weight_map;
+	uint64_t total_bytes;
+	float *inv_freq;
+	int layer;               /* for progress */
+	double last_err;
+	double last_report;      /* now_s() of the last report */
+};
+
+static bool is_internlm2(const struct ctx *x) { return x->c.arch == ARCH_INTERNLM2; }
+
+static void tensor_name(const struct ctx *x, char *buf, size_t n, int layer, int lin, const char *suffix)
+{
+	static const char *llama[L_N] = { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+					  "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+					  "mlp.down_proj" };
+	static const char *intern[L_N] = { "attention.wqkv", "attention.wqkv", "attention.wqkv", "attention.wo",
+					   "feed_forward.w1", "feed_forward.w3", "feed_forward.w2" };
+	snprintf(buf, n, "model.layers.%d.%s.%s", layer, (is_internlm2(x) ? intern : llama)[lin], suffix);
+}
+
+static bool is_float(enum dtype dt) { return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16; }
+
+/* Read a float tensor of the expected shape (rows == 0: a vector of cols) into a new float32 buffer. */
+static int read_f32(struct ctx *x, const char *name, int rows, int cols, bool optional, float **out)
+{
+	*out = NULL;
+	const struct st_tensor *t = st_set_find(x->set, name);
+	if (!t) return optional ? LM_OK : lm_err(_("%s: tensor '%s' is missing"), x->o->model_dir, name);
+	bool ok = is_float(t->dt) &&
+		  (rows ? t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols : t->ndim == 1 && t->shape[0] == cols);
+	if (!ok)
+		return lm_err(_("%s: tensor '%s' has dtype %s and %d dims, expected a float %s of [%d%s%d]"), t->file, name,
+			      dtype_name(t->dt), t->ndim, rows ? "matrix" : "vector", rows ? rows : cols, rows ? ", " : "",
+			      rows ? cols : 0);
+	size_t n = (size_t)(rows ? rows : 1) * cols;
+	float *f = malloc(n * sizeof *f);
+	if (!f) return lm_err(_("out of memory reading '%s'"), name);
+	to_f32(f, t->data, t->dt, n);
+	*out = f;
+	return LM_OK;
+}
+
+static void lw_free(struct lw *w)
+{
+	for (int i = 0; i < L_N; i++) { free(w->w[i]); free(w->b[i]); }
+	free(w->ln1);
+	free(w->ln2);
+	memset(w, 0, sizeof *w);
+}
+
+/* InternLM2's wqkv rows: per kv head, its (nh/nkv) q heads, then its k head, then its v head. */
+static size_t intern_row(const struct ctx *x, int lin, int r)
+{
+	int g = x->nh / x->nkv, hd = x->hd, head = r / hd, off = r % hd, kvh, slot;
+	if (lin == L_Q) { kvh = head / g; slot = head % g; }
+	else { kvh = head; slot = lin == L_K ? g : g + 1; }
+	return ((size_t)kvh * (g + 2) + slot) * hd + off;
+}
+
+static int lw_load(struct ctx *x, int l, struct lw *w)
+{
+	char name[256];
+	memset(w, 0, sizeof *w);
+	const char *n1 = is_internlm2(x) ? "attention_norm" : "input_layernorm";
+	const char *n2 = is_internlm2(x) ? "ffn_norm" : "post_attention_layernorm";
+	snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, n1);
+	if (read_f32(x, name, 0, x->dim, false, &w->ln1)) goto fail;
+	snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, n2);
+	if (read_f32(x, name, 0, x->dim, false, &w->ln2)) goto fail;
+	for (int i = 0; i < L_N; i++) {
+		if (is_internlm2(x) && (i == L_K || i == L_V)) continue;
+		if (is_internlm2(x) && i == L_Q) { /* split the packed wqkv */
+			float *p, *pb;
+			int rows = x->qd + 2 * x->kvd;
+			tensor_name(x, name, sizeof name, l, L_Q, "weight");
+			if (read_f32(x, name, rows, x->dim, false, &p)) goto fail;
+			tensor_name(x, name, sizeof name, l, L_Q, "bias");
+			if (read_f32(x, name, 0, rows, true, &pb)) { free(p); goto fail; }
+			for (int lin = L_Q; lin <= L_V; lin++) {
+				w->w[lin] = malloc(sizeof(float) * x->rows[lin] * x->dim);
+				if (pb) w->b[lin] = malloc(sizeof(float) * x->rows[lin]);
+				for (int r = 0; r < x->rows[lin]; r++) {
+					size_t src = intern_row(x, lin, r);
+					memcpy(w->w[lin] + (size_t)r * x->dim, p + src * x->dim, sizeof(float) * x->dim);
+					if (pb) w->b[lin][r] = pb[src];
+				}
+			}
+			free(p);
+			free(pb);
+			continue;
+		}
+		tensor_name(x, name, sizeof name, l, i, "weight");
+		if (read_f32(x, name, x->rows[i], x->cols[i], false, &w->w[i])) goto fail;
+		tensor_name(x, name, sizeof name, l, i, "bias");
+		if (read_f32(x, name, 0, x->rows[i], true, &w->b[i])) goto fail;
+	}
+	return LM_OK;
+fail:
+	lw_free(w);
+	return LM_ERR;
+}
+
+/* ---------------------------------------------------------------- one layer's forward pieces */
+
+struct scratch {
+	int cap;                 /* tokens */
+	float *q, *k, *v, *g, *u;
+};
+
+static int scratch_init(struct scratch *s, const struct ctx *x, int tokens)
+{
+	s->cap = tokens;
+	s->q = malloc(sizeof(float) * tokens * x->qd);
+	s->k = malloc(sizeof(float) * tokens * x->kvd);
+	s->v = malloc(sizeof(float) * tokens * x->kvd);
+	s->g = malloc(sizeof(float) * tokens * x->ffn);
+	s->u = malloc(sizeof(float) * tokens * x->ffn);
+	if (!s->q || !s->k || !s->v || !s->g || !s->u) return lm_err(_("out of memory (activations of %d tokens)"), tokens);
+	return LM_OK;
+}
+
+static void scratch_free(struct scratch *s)
+{
+	free(s->q); free(s->k); free(s->v); free(s->g); free(s->u);
+	memset(s, 0, sizeof *s);
+}
+
+/* attention block: h [m][dim] (normed) -> att [m][qd] (o's input), ao [m][dim] (o's output) */
+static void attn_block(const struct ctx *x, float *const *w, float *const *b, const float *h, int m, float *att,
+		       float *ao, struct scratch *s)
+{
+	int T = x->o->seqlen;
+	awq_matmul(x->nt, s->q, h, w[L_Q], b[L_Q], m, x->qd, x->dim);
+	awq_matmul(x->nt, s->k, h, w[L_K], b[L_K], m, x->kvd, x->dim);
+	awq_matmul(x->nt, s->v, h, w[L_V], b[L_V], m, x->kvd, x->dim);
+	awq_rope(s->q, m, x->nh, x->hd, T, x->inv_freq);
+	awq_rope(s->k, m, x->nkv, x->hd, T, x->inv_freq);
+	awq_attention(x->nt, att, s->q, s->k, s->v, m, T, x->nh, x->nkv, x->hd);
+	awq_matmul(x->nt, ao, att, w[L_O], b[L_O], m, x->dim, x->qd);
+}
+
+/* MLP block: h2 [m][dim] -> a [m][ffn] (down's input), mo [m][dim] */
+static void mlp_block(const struct ctx *x, float *const *w, float *const *b, const float *h2, int m, float *a,
+		      float *mo, struct scratch *s)
+{
+	awq_matmul(x->nt, s->g, h2, w[L_G], b[L_G], m, x->ffn, x->dim);
+	awq_matmul(x->nt, s->u, h2, w[L_U], b[L_U], m, x->ffn, x->dim);
+	awq_swiglu(a, s->g, s->u, (size_t)m * x->ffn);
+	awq_matmul(x->nt, mo, a, w[L_D], b[L_D], m, x->dim, x->ffn);
+}
+
+static double mse(const float *a, const float *b, size_t n)
+{
+	double e = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = (double)a[i] - b[i];
+		e += d * d;
+	}
+	return e / n;
+}
+
+/* ---------------------------------------------------------------- scales */
+
+/* The activation-aware scales for channel means xm[n] at ratio: s = xm^ratio, clamped at 1e-4, divided by
+ * sqrt(max * min) so they centre on 1 (AutoAWQ / LMDeploy). */
+static void make_scales(const double *xm, int n, double ratio, float *s)
+{
+	float mx = 0, mn = INFINITY;
+	for (int i = 0; i < n; i++) {
+		s[i] = fmaxf((float)pow(xm[i], ratio), 1e-4f);
+		mx = fmaxf(mx, s[i]);
+		mn = fminf(mn, s[i]);
+	}
+	float c = sqrtf(mx * mn);
+	for (int i = 0; i < n; i++) s[i] /= c;
+}
+
+/* dst [out][in] = Q(w * s) / s: the weight as it behaves after scaling and quantization */
+static void fake_quant(const float *w, const float *s, int out, int in, int group, float *dst, float *tmp_row)
+{
+	for (int o = 0; o < out; o++) {
+		const float *wr = w + (size_t)o * in;
+		for (int k = 0; k < in; k++) tmp_row[k] = wr[k] * s[k];
+		for (int gi = 0; gi < in / group; gi++) {
+			uint8_t z;
+			uint16_t h;
+			quant_group(tmp_row + gi * group, group, INFINITY, NULL, &z, &h, dst + (size_t)o * in + gi * group);
+		}
+		for (int k = 0; k < in; k++) dst[(size_t)o * in + k] /= s[k];
+	}
+}
+
+/* Scale the columns of w [out][in] by s (multiply) */
+static void scale_cols(float *w, int out, int in, const float *s)
+{
+	for (int o = 0; o < out; o++)
+		for (int k = 0; k < in; k++) w[(size_t)o * in + k] *= s[k];
+}
+/* Divide the rows of w [out][in] (and bias) by s */
+static void unscale_rows(float *w, float *b, int out, int in, const float *s)
+{
+	for (int o = 0; o < out; o++) {
+		for (int k = 0; k < in; k++) w[(size_t)o * in + k] /= s[o];
+		if (b) b[o] /= s[o];
+	}
+}
+
+/* The groups of linears that share an input and the op before them that absorbs 1/s. */
+enum { G_QKV, G_GU, G_D, G_O, G_N };
+
+struct subset {                  /* the first windows, kept for the searches and the error figure */
+	int m;                   /* tokens */
+	float *x;                /* [m][dim] layer input */
+	float *h, *att, *h2, *a; /* inputs of the linears */
+	float *ao, *mo;          /* block outputs (full precision) */
+};
+
+static bool cancelled(struct ctx *x)
+{
+	return x->sink && x->sink->cancelled && x->sink->cancelled(x->sink);
+}
+
+static void report(struct ctx *x, const char *what)
+{
+	if (!x->sink || !x->sink->report) return;
+	char stage[96];
+	x->last_report = now_s();
+	snprintf(stage, sizeof stage, _("layer %d/%d: %s"), x->layer + 1, x->nl, what);
+	x->sink->report(x->sink, stage, x->layer, x->nl, x->last_err);
+}
+
+/* Grid search of the ratio for one group (the block's output MSE on the subset); returns the best ratio. */
+static int search_ratio(struct ctx *x, int g, const struct lw *w, const double *xm, const struct subset *sub,
+			struct scratch *s, double *ratio_out, double *loss_out)
+{
+	const int n_grid = 20, m = sub->m;
+	int in = g == G_D ? x->ffn : g == G_O ? x->qd : x->dim;
+	static const int lins[G_N][3] = { { L_Q, L_K, L_V }, { L_G, L_U, -1 }, { L_D, -1, -1 }, { L_O, -1, -1 } };
+	float *sc = malloc(sizeof(float) * in), *row = malloc(sizeof(float) * in);
+	float *fq[3] = { NULL, NULL, NULL };
+	float *out = malloc(sizeof(float) * m * x->dim);
+	float *t1 = malloc(sizeof(float) * m * (size_t)MAX(x->qd, x->ffn));
+	int rc = LM_OK;
+	for (int j = 0; j < 3 && lins[g][j] >= 0; j++) fq[j] = malloc(sizeof(float) * x->rows[lins[g][j]] * in);
+	double best = INFINITY, best_r = 0;
+	for (int i = 0; i < n_grid; i++) {
+		if (cancelled(x)) { rc = lm_err(_("interrupted")); break; }
+		double r = (double)i / n_grid;
+		make_scales(xm, in, r, sc);
+		float *ww[L_N], *bb[L_N];
+		memcpy(ww, w->w, sizeof ww);
+		memcpy(bb, w->b, sizeof bb);
+		for (int j = 0; j < 3 && lins[g][j] >= 0; j++) {
+			int lin = lins[g][j];
+			fake_quant(w->w[lin], sc, x->rows[lin], in, x->o->group, fq[j], row);
+			ww[lin] = fq[j];
+		}
+		const float *ref;
+		if (g == G_QKV) { attn_block(x, ww, bb, sub->h, m, t1, out, s); ref = sub->ao; }
+		else if (g == G_GU) { mlp_block(x, ww, bb, sub->h2, m, t1, out, s); ref = sub->mo; }
+		else if (g == G_D) { awq_matmul(x->nt, out, sub->a, ww[L_D], bb[L_D], m, x->dim, x->ffn); ref = sub->mo; }
+		else { awq_matmul(x->nt, out, sub->att, ww[L_O], bb[L_O], m, x->dim, x->qd); ref = sub->ao; }
+		double e = mse(out, ref, (size_t)m * x->dim);
+		if (getenv("LMTERM_AWQ_DEBUG")) fprintf(stderr, " %.2f:%.4g", r, e);
+		if (e < best) { best = e; best_r = r; }
+	}
+	for (int j = 0; j < 3; j++) free(fq[j]);
+	free(sc); free(row); free(out); free(t1);
+	*ratio_out = best_r;
+	*loss_out = best;
+	return rc;
+}
+
+/* ---------------------------------------------------------------- clipping search
+ * AutoAWQ's auto_clip: per output row and input group, shrink the clipping range max|w| in 20 steps down to
+ * half and keep the one whose output error on the calibration inputs is smallest. The error of a weight
+ * difference d over the tokens is sum_t (x_t . d)^2 = d^T G d with G = sum_t x_t x_t^T the group's Gram
+ * matrix, so each candidate costs g^2, independent of the token count. q and k are left alone (their error
+ * goes through the softmax), as AutoAWQ does. */
+struct clip_job {
+	float *w;                /* [out][in], scaled, clipped in place */
+	const double *gram;      /* [in/g][g][g] */
+	int out, in, group;
+};
+
+static void clip_rows(void *ud, int b, int e)
+{
+	const struct clip_job *j = ud;
+	int g = j->group, ng = j->in / g;
+	float *dq = malloc(sizeof(float) * g), *d = malloc(sizeof(float) * g);
+	for (int o = b; o < e; o++)
+		for (int gi = 0; gi < ng; gi++) {
+			float *w = j->w + (size_t)o * j->in + (size_t)gi * g;
+			const double *G = j->gram + (size_t)gi * g * g;
+			float amax = 0;
+			for (int i = 0; i < g; i++) amax = fmaxf(amax, fabsf(w[i]));
+			double best = INFINITY;
+			float best_c = amax;
+			for (int step = 0; step < 10; step++) { /* AutoAWQ: max_shrink 0.5, n_grid 20 -> 10 candidates */
+				float c = amax * (1.0f - step / 20.0f);
+				uint8_t z;
+				uint16_t h;
+				quant_group(w, g, c, NULL, &z, &h, dq);
+				for (int i = 0; i < g; i++) d[i] = dq[i] - w[i];
+				double err = 0;
+				for (int r = 0; r < g; r++) {
+					double acc = 0;
+					const double *Gr = G + (size_t)r * g;
+					for (int t = 0; t < g; t++) acc += Gr[t] * d[t];
+					err += acc * d[r];
+				}
+				if (err < best) { best = err; best_c = c; }
+			}
+			for (int i = 0; i < g; i++) w[i] = fminf(fmaxf(w[i], -best_c), best_c);
+		}
+	free(dq);
+	free(d);
+}
+
+/* Gram matrices of the groups of x [m][in] / s */
+static double *gram_groups(const float *xin, const float *s, int m, int in, int g)
+{
+	int ng = in / g;
+	double *G = calloc((size_t)ng * g * g, sizeof *G);
+	float *v = malloc(sizeof(float) * in);
+	if (!G || !v) { free(G); free(v); return NULL; }
+	for (int t = 0; t < m; t++) {
+		for (int k = 0; k < in; k++) v[k] = xin[(size_t)t * in + k] / (s ? s[k] : 1.0f);
+		for (int gi = 0; gi < ng; gi++) {
+			const float *vg = v + gi * g;
+			double *Gg = G + (size_t)gi * g * g;
+			for (int r = 0; r < g; r++)
+				for (int c = 0; c < g; c++) Gg[(size_t)r * g + c] += (double)vg[r] * vg[c];
+		}
+	}
+	free(v);
+	return G;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+static void rm_tree(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d) return;
+	struct dirent *e;
+	char p[4600];
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+		snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+static uint16_t *to_f16_buf(const float *f, size_t n)
+{
+	uint16_t *h = malloc(n * sizeof *h);
+	if (h) for (size_t i = 0; i < n; i++) h[i] = f32_to_f16(f[i]);
+	return h;
+}
+
+/* Output tensors of one shard; data owned by the list when own is set. */
+struct olist {
+	struct st_out t[64];
+	void *own[64];
+	int n;
+};
+
+static int olist_add(struct olist *l, const char *name, enum dtype dt, int ndim, int64_t d0, int64_t d1,
+		     const void *data, void *own)
+{
+	if (l->n >= (int)ARRAY_SIZE(l->t) || !data) { free(own); return lm_err(_("out of memory writing '%s'"), name); }
+	struct st_out *t = &l->t[l->n];
+	t->name = strdup(name);
+	t->dt = dt;
+	t->ndim = ndim;
+	t->shape[0] = d0;
+	t->shape[1] = d1;
+	t->data = data;
+	l->own[l->n++] = own;
+	return LM_OK;
+}
+
+static void olist_free(struct olist *l)
+{
+	for (int i = 0; i < l->n; i++) { free((void *)l->t[i].name); free(l->own[i]); }
+	l->n = 0;
+}
+
+/* A tensor copied from the checkpoint: floats become fp16 (AutoAWQ's checkpoints are fp16 throughout),
+ * except RoPE's inv_freq buffers, whose precision matters; others are copied as they are. */
+static int olist_copy(struct olist *l, const struct st_tensor *t)
+{
+	size_t n = 1;
+	for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+	if (l->n >= (int)ARRAY_SIZE(l->t)) return lm_err(_("too many tensors in one shard"));
+	struct st_out *o = &l->t[l->n];
+	o->name = strdup(t->name);
+	o->ndim = t->ndim;
+	memcpy(o->shape, t->shape, sizeof o->shape);
+	if (is_float(t->dt) && t->dt != DT_F16 && !strstr(t->name, "inv_freq")) {
+		float *f = malloc(n * sizeof *f);
+		uint16_t *h = f ? malloc(n * sizeof *h) : NULL;
+		if (!h) { free(f); free((void *)o->name); return lm_err(_("out of memory copying '%s'"), t->name); }
+		to_f32(f, t->data, t->dt, n);
+		for (size_t i = 0; i < n; i++) h[i] = f32_to_f16(f[i]);
+		free(f);
+		o->dt = DT_F16;
+		o->data = h;
+		l->own[l->n++] = h;
+	} else {
+		o->dt = t->dt;
+		o->data = t->data;
+		l->own[l->n++] = NULL;
+	}
+	return LM_OK;
+}
+
+static int write_shard(struct ctx *x, int idx, struct olist *l)
+{
+	char file[64], path[4200];
+	snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", idx + 1, x->n_shards);
+	path_join(path, sizeof path, x->tmpdir, file);
+	static const char *const meta[] = { "format", "pt", NULL };
+	if (st_write(path, l->t, l->n, meta) != LM_OK) return LM_ERR;
+	for (int i = 0; i < l->n; i++) {
+		size_t n = 1;
+		for (int d = 0; d < l->t[i].ndim; d++) n *= l->t[i].shape[d];
+		x->total_bytes += n * dtype_size(l->t[i].dt);
+		cJSON_AddStringToObject(x->weight_map, l->t[i].name, file);
+	}
+	return LM_OK;
+}
+
+/* Quantize w [out][in] (already scaled) and add its qweight/qzeros/scales; deq (optional) gets Q(w). */
+static int add_quantized(struct ctx *x, struct olist *l, const char *base, const float *w, int out, int in,
+			 float *deq)
+{
+	int g = x->o->group, ng = in / g;
+	uint8_t *codes = malloc((size_t)out * in), *zeros = malloc((size_t)out * ng);
+	int32_t *qw = malloc(sizeof(int32_t) * in * (out / 8)), *qz = malloc(sizeof(int32_t) * ng * (out / 8));
+	uint16_t *sc = malloc(sizeof(uint16_t) * ng * out);
+	char name[300];
+	int rc = LM_ERR;
+	if (!codes || !zeros || !qw || !qz || !sc) { lm_err(_("out of memory quantizing '%s'"), base); goto out; }
+	awq_quantize_rows(w, out, in, g, codes, zeros, sc, deq);
+	awq_pack(codes, zeros, out, in, g, qw, qz);
+	snprintf(name, sizeof name, "%s.qweight", base);
+	if (olist_add(l, name, DT_I32, 2, in, out / 8, qw, qw)) { qw = NULL; goto out; }
+	qw = NULL;
+	snprintf(name, sizeof name, "%s.qzeros", base);
+	if (olist_add(l, name, DT_I32, 2, ng, out / 8, qz, qz)) { qz = NULL; goto out; }
+	qz = NULL;
+	snprintf(name, sizeof name, "%s.scales", base);
+	if (olist_add(l, name, DT_F16, 2, ng, out, sc, sc)) { sc = NULL; goto out; }
+	sc = NULL;
+	rc = LM_OK;
+out:
+	free(codes); free(zeros); free(qw); free(qz); free(sc);
+	return rc;
+}
+
+static int add_f16(struct olist *l, const char *name, const float *v, int n)
+{
+	uint16_t *h = to_f16_buf(v, n);
+	return olist_add(l, name, DT_F16, 1, n, 0, h, h);
+}
+
+/* Quantize layer l's (scaled) weights and write its shard: the linears, the norms (with 1/s folded in),
+ * biases, and any other tensor of the layer copied. deq[L_N] (optional) get the dequantized weights. */
+static int write_layer(struct ctx *x, int l, const struct lw *w, float **deq)
+{
+	struct olist ol = { .n = 0 };
+	char base[256], name[300];
+	int rc = LM_ERR;
+	const char *n1 = is_internlm2(x) ? "attention_norm" : "input_layernorm";
+	const char *n2 = is_internlm2(x) ? "ffn_norm" : "post_attention_layernorm";
+	snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, n1);
+	if (add_f16(&ol, name, w->ln1, x->dim)) goto out;
+	snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, n2);
+	if (add_f16(&ol, name, w->ln2, x->dim)) goto out;
+	for (int i = 0; i < L_N; i++) {
+		if (is_internlm2(x) && (i == L_K || i == L_V)) continue;
+		tensor_name(x, base, sizeof base, l, i, "");
+		base[strlen(base) - 1] = 0; /* drop the trailing '.' */
+		if (is_internlm2(x) && i == L_Q) { /* re-pack q, k, v into wqkv's row order */
+			int rows = x->qd + 2 * x->kvd;
+			float *p = malloc(sizeof(float) * rows * x->dim), *pb = w->b[L_Q] ? malloc(sizeof(float) * rows) : NULL;
+			float *pd = deq ? malloc(sizeof(float) * rows * x->dim) : NULL;
+			if (!p) { lm_err(_("out of memory")); goto out; }
+			for (int lin = L_Q; lin <= L_V; lin++)
+				for (int r = 0; r < x->rows[lin]; r++) {
+					size_t dst = intern_row(x, lin, r);
+					memcpy(p + dst * x->dim, w->w[lin] + (size_t)r * x->dim, sizeof(float) * x->dim);
+					if (pb) pb[dst] = w->b[lin][r];
+				}
+			int e = add_quantized(x, &ol, base, p, rows, x->dim, pd);
+			if (!e && pb) {
+				snprintf(name, sizeof name, "%s.bias", base);
+				e = add_f16(&ol, name, pb, rows);
+			}
+			if (!e && pd)
+				for (int lin = L_Q; lin <= L_V; lin++)
+					for (int r = 0; r < x->rows[lin]; r++)
+						memcpy(deq[lin] + (size_t)r * x->dim, pd + intern_row(x, lin, r) * x->dim,
+						       sizeof(float) * x->dim);
+			free(p); free(pb); free(pd);
+			if (e) goto out;
+			continue;
+		}
+		if (add_quantized(x, &ol, base, w->w[i], x->rows[i], x->cols[i], deq ? deq[i] : NULL)) goto out;
+		if (w->b[i]) {
+			snprintf(name, sizeof name, "%s.bias", base);
+			if (add_f16(&ol, name, w->b[i], x->rows[i])) goto out;
+		}
+	}
+	/* anything else under this layer's prefix (e.g. rotary_emb.inv_freq in old checkpoints) */
+	char prefix[64];
+	snprintf(prefix, sizeof prefix, "model.layers.%d.", l);
+	for (int i = 0; i < st_set_count(x->set); i++) {
+		const struct st_tensor *t = st_set_get(x->set, i);
+		if (strncmp(t->name, prefix, strlen(prefix)) != 0) continue;
+		bool have = false;
+		for (int j = 0; j < ol.n && !have; j++) {
+			size_t bl = strlen(ol.t[j].name);
+			const char *dot = strrchr(ol.t[j].name, '.');
+			size_t stem = dot ? (size_t)(dot - ol.t[j].name) : bl;
+			have = !strcmp(ol.t[j].name, t->name) ||
+			       (!strncmp(ol.t[j].name, t->name, stem) && !strcmp(t->name + stem, ".weight"));
+		}
+		if (!have && olist_copy(&ol, t)) goto out;
+	}
+	rc = write_shard(x, l, &ol);
+out:
+	olist_free(&ol);
+	return rc;
+}
+
+/* The last shard: everything outside the decoder layers (embeddings, final norm, lm_head), as fp16. */
+static int write_rest(struct ctx *x)
+{
+	struct olist ol = { .n = 0 };
+	int rc = LM_OK;
+	for (int i = 0; i < st_set_count(x->set) && rc == LM_OK; i++) {
+		const struct st_tensor *t = st_set_get(x->set, i);
+		if (strncmp(t->name, "model.layers.", 13) == 0) continue;
+		rc = olist_copy(&ol, t);
+	}
+	if (rc == LM_OK) rc = write_shard(x, x->nl, &ol);
+	olist_free(&ol);
+	return rc;
+}
+
+static int write_json(const char *path, cJSON *j)
+{
+	char *s = cJSON_Print(j);
+	if (!s) return lm_err(_("out of memory"));
+	FILE *f = fopen(path, "w");
+	int rc = LM_OK;
+	if (!f || fputs(s, f) < 0 || fputc('\n', f) < 0) rc = lm_err(_("%s: cannot write: %s"), path, strerror(errno));
+	if (f && fclose(f) != 0 && rc == LM_OK) rc = lm_err(_("%s: cannot write: %s"), path, strerror(errno));
+	free(s);
+	return rc;
+}
+
+static int write_config_and_index(struct ctx *x)
+{
+	char path[4200];
+	cJSON *c = x->config;
+	cJSON_DeleteItemFromObjectCaseSensitive(c, "quantization_config");
+	cJSON *q = cJSON_AddObjectToObject(c, "quantization_config");
+	cJSON_AddStringToObject(q, "quant_method", "awq");
+	cJSON_AddStringToObject(q, "version", "gemm");
+	cJSON_AddNumberToObject(q, "bits", x->o->bits);
+	cJSON_AddNumberToObject(q, "group_size", x->o->group);
+	cJSON_AddBoolToObject(q, "zero_point", 1);
+	cJSON_DeleteItemFromObjectCaseSensitive(c, "torch_dtype");
+	cJSON_AddStringToObject(c, "torch_dtype", "float16");
+	if (cJSON_GetObjectItemCaseSensitive(c, "dtype")) {
+		cJSON_DeleteItemFromObjectCaseSensitive(c, "dtype");
+		cJSON_AddStringToObject(c, "dtype", "float16");
+	}
+	path_join(path, sizeof path, x->tmpdir, "config.json");
+	if (write_json(path, c)) return LM_ERR;
+
+	cJSON *idx = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(idx, "metadata");
+	cJSON_AddNumberToObject(meta, "total_size", (double)x->total_bytes);
+	cJSON_AddItemReferenceToObject(idx, "weight_map", x->weight_map);
+	path_join(path, sizeof path, x->tmpdir, "model.safetensors.index.json");
+	int rc = write_json(path, idx);
+	cJSON_Delete(idx);
+	return rc;
+}
+
+static bool ends_with(const char *s, const char *suf)
+{
+	size_t a = strlen(s), b = strlen(suf);
+	return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* Copy the tokenizer, generation config, chat template and remote code: every plain file of the model
+ * directory but the weights, their index and config.json. */
+static int copy_side_files(struct ctx *x)
+{
+	DIR *d = opendir(x->o->model_dir);
+	if (!d) return lm_err(_("%s: cannot list: %s"), x->o->model_dir, strerror(errno));
+	struct dirent *e;
+	int rc = LM_OK;
+	while (rc == LM_OK && (e = readdir(d))) {
+		const char *n = e->d_name;
+		if (n[0] == '.' || !strcmp(n, "config.json") || ends_with(n, ".safetensors") || ends_with(n, ".bin") ||
+		    ends_with(n, ".pt") || ends_with(n, ".pth") || ends_with(n, ".gguf") || ends_with(n, ".index.json"))
+			continue;
+		char src[4200], dst[4200];
+		struct stat st;
+		path_join(src, sizeof src, x->o->model_dir, n);
+		if (stat(src, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+		char *buf;
+		size_t len;
+		if (read_file(src, &buf, &len)) { rc = LM_ERR; break; }
+		path_join(dst, sizeof dst, x->tmpdir, n);
+		FILE *f = fopen(dst, "wb");
+		if (!f || fwrite(buf, 1, len, f) != len) rc = lm_err(_("%s: cannot write: %s"), dst, strerror(errno));
+		if (f && fclose(f) != 0 && rc == LM_OK) rc = lm_err(_("%s: cannot write: %s"), dst, strerror(errno));
+		free(buf);
+	}
+	closedir(d);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- checks and setup */
+
+static int read_config_json(const char *model_dir, cJSON **out)
+{
+	char path[4200], *buf;
+	size_t len;
+	path_join(path, sizeof path, model_dir, "config.json");
+	if (read_file(path, &buf, &len)) return LM_ERR;
+	cJSON *j = cJSON_Parse(buf);
+	free(buf);
+	if (!cJSON_IsObject(j)) { cJSON_Delete(j); return lm_err(_("%s: not a JSON object"), path); }
+	if (cJSON_GetObjectItemCaseSensitive(j, "quantization_config")) {
+		cJSON_Delete(j);
+		return lm_err(_("%s: the model is already quantized (config.json has quantization_config); quantize "
+				"the original fp16/bf16 model"),
+			      model_dir);
+	}
+	*out = j;
+	return LM_OK;
+}
+
+static int setup(struct ctx *x, const char *model_dir, int group)
+{
+	char path[4200];
+	if (read_config_json(model_dir, &x->config)) return LM_ERR;
+	path_join(path, sizeof path, model_dir, "config.json");
+	if (config_load(&x->c, path)) return LM_ERR;
+	if (x->c.quant_bits) return lm_err(_("%s: the model is already quantized"), model_dir);
+	if (x->c.arch != ARCH_LLAMA && x->c.arch != ARCH_QWEN2 && x->c.arch != ARCH_INTERNLM2)
+		return lm_err(_("%s: architecture %s is not supported by auto_awq (Llama, Mistral, Qwen2, InternLM2 are)"),
+			      model_dir, x->c.arch_name);
+	x->dim = x->c.dim;
+	x->nh = x->c.n_heads;
+	x->nkv = x->c.n_kv_heads;
+	x->hd = x->c.head_dim;
+	x->qd = x->nh * x->hd;
+	x->kvd = x->nkv * x->hd;
+	x->ffn = x->c.ffn;
+	x->nl = x->c.n_layers;
+	int rows[L_N] = { x->qd, x->kvd, x->kvd, x->dim, x->ffn, x->ffn, x->dim };
+	int cols[L_N] = { x->dim, x->dim, x->dim, x->qd, x->dim, x->dim, x->ffn };
+	memcpy(x->rows, rows, sizeof rows);
+	memcpy(x->cols, cols, sizeof cols);
+	static const char *what[L_N] = { "q", "k", "v", "o", "gate", "up", "down" };
+	for (int i = 0; i < L_N; i++) {
+		if (cols[i] % group)
+			return lm_err(_("--w-group-size %d does not divide the %d input features of the %s projection"), group,
+				      cols[i], what[i]);
+		if (rows[i] % 8)
+			return lm_err(_("%s: the %s projection has %d output features, not a multiple of 8 (gemm packing)"),
+				      model_dir, what[i], rows[i]);
+	}
+	if (x->nh % x->nkv) return lm_err(_("%s: %d heads is not a multiple of %d KV heads"), model_dir, x->nh, x->nkv);
+	if (st_set_open(&x->set, model_dir)) return LM_ERR;
+	for (int i = 0; i < st_set_count(x->set); i++) {
+		const struct st_tensor *t = st_set_get(x->set, i);
+		if (ends_with(t->name, ".qweight"))
+			return lm_err(_("%s: the model is already quantized (tensor '%s')"), model_dir, t->name);
+	}
+	return LM_OK;
+}
+
+static void ctx_free(struct ctx *x)
+{
+	cJSON_Delete(x->config);
+	cJSON_Delete(x->weight_map);
+	if (x->set) st_set_close(x->set);
+	free(x->inv_freq);
+}
+
+int awq_check_model(const char *model_dir, int group)
+{
+	struct ctx x;
+	memset(&x, 0, sizeof x);
+	int rc = setup(&x, model_dir, group);
+	ctx_free(&x);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- the layer loop */
+
+static int embed(struct ctx *x, const int32_t *ids, size_t n, float *X)
+{
+	const char *name = is_internlm2(x) ? "model.tok_embeddings.weight" : "model.embed_tokens.weight";
+	const struct st_tensor *t = st_set_find(x->set, name);
+	if (!t) return lm_err(_("%s: tensor '%s' is missing"), x->o->model_dir, name);
+	if (!is_float(t->dt) || t->ndim != 2 || t->shape[1] != x->dim)
+		return lm_err(_("%s: tensor '%s' is not a float [vocab, %d] matrix"), t->file, name, x->dim);
+	size_t es = dtype_size(t->dt);
+	for (size_t i = 0; i < n; i++) {
+		if (ids[i] < 0 || ids[i] >= t->shape[0])
+			return lm_err(_("token id %d is outside the embedding table (%lld rows)"), ids[i], (long long)t->shape[0]);
+		to_f32(X + i * x->dim, (const char *)t->data + (size_t)ids[i] * x->dim * es, t->dt, x->dim);
+	}
+	return LM_OK;
+}
+
+struct stats {
+	double *m[G_N];          /* per-channel sums of |x|, then means */
+};
+
+/* Calibrate one layer: run every window through it (X becomes the next layer's input), gather the means,
+ * keep the subset's activations. */
+static int calibrate_layer(struct ctx *x, const struct lw *w, float *X, size_t N, struct stats *st,
+			   struct subset *sub, struct scratch *s, float *h, float *att, float *h2, float *a, float *ao,
+			   float *mo)
+{
+	const int T = x->o->seqlen, chunk = MAX(1, x->o->batch) * T;
+	const float eps = x->c.norm_eps;
+	for (size_t t0 = 0; t0 < N; t0 += chunk) {
+		if (cancelled(x)) return lm_err(_("interrupted"));
+		int m = (int)MIN((size_t)chunk, N - t0);
+		float *xc = X + t0 * x->dim;
+		int keep = t0 < (size_t)sub->m ? (int)MIN((size_t)m, sub->m - t0) : 0;
+		if (keep) memcpy(sub->x + t0 * x->dim, xc, sizeof(float) * keep * x->dim);
+		awq_rmsnorm(h, xc, w->ln1, m, x->dim, eps);
+		attn_block(x, w->w, w->b, h, m, att, ao, s);
+		for (size_t i = 0; i < (size_t)m * x->dim; i++) xc[i] += ao[i];
+		awq_rmsnorm(h2, xc, w->ln2, m, x->dim, eps);
+		mlp_block(x, w->w, w->b, h2, m, a, mo, s);
+		for (size_t i = 0; i < (size_t)m * x->dim; i++) xc[i] += mo[i];
+		awq_absmean_acc(st->m[G_QKV], h, m, x->dim);
+		awq_absmean_acc(st->m[G_O], att, m, x->qd);
+		awq_absmean_acc(st->m[G_GU], h2, m, x->dim);
+		awq_absmean_acc(st->m[G_D], a, m, x->ffn);
+		if (keep) {
+#define KEEP(dst, src, wd) memcpy(sub->dst + t0 * (wd), src, sizeof(float) * keep * (wd))
+			KEEP(h, h, x->dim); KEEP(att, att, x->qd); KEEP(h2, h2, x->dim); KEEP(a, a, x->ffn);
+			KEEP(ao, ao, x->dim); KEEP(mo, mo, x->dim);
+#undef KEEP
+		}
+		if (now_s() - x->last_report > 2) report(x, _("calibrate"));
+	}
+	return LM_OK;
+}
+
+/* The relative error of the quantized layer on the subset: |y_q - y|^2 / |y - x|^2 where y is the layer's
+ * full-precision output and x its input (so the figure is relative to what the layer adds). */
+static double layer_error(struct ctx *x, float *const *deq, const struct lw *w, const struct subset *sub,
+			  struct scratch *s)
+{
+	int m = sub->m;
+	size_t nd = (size_t)m * x->dim;
+	float *xc = malloc(sizeof(float) * nd), *h = malloc(sizeof(float) * nd), *t = malloc(sizeof(float) * nd);
+	float *big = malloc(sizeof(float) * m * (size_t)MAX(x->qd, x->ffn));
+	double e = NAN;
+	if (xc && h && t && big) {
+		memcpy(xc, sub->x, sizeof(float) * nd);
+		awq_rmsnorm(h, xc, w->ln1, m, x->dim, x->c.norm_eps);
+		attn_block(x, deq, w->b, h, m, big, t, s);
+		for (size_t i = 0; i < nd; i++) xc[i] += t[i];
+		awq_rmsnorm(h, xc, w->ln2, m, x->dim, x->c.norm_eps);
+		mlp_block(x, deq, w->b, h, m, big, t, s);
+		double num = 0, den = 0;
+		for (size_t i = 0; i < nd; i++) {
+			double y = (double)sub->x[i] + sub->ao[i] + sub->mo[i], d = xc[i] + t[i] - y, dd = y - sub->x[i];
+			num += d * d;
+			den += dd * dd;
+		}
+		e = den > 0 ? num / den : 0;
+	}
+	free(xc); free(h); free(t); free(big);
+	return e;
+}
+
+static int make_tmpdir(struct ctx *x)
+{
+	const char *dir = x->o->work_dir;
+	struct stat st;
+	if (stat(dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode)) return lm_err(_("--work-dir %s exists and is not a directory"), dir);
+		DIR *d = opendir(dir);
+		struct dirent *e;
+		bool empty = true;
+		while (d && (e = readdir(d)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = false;
+		if (d) closedir(d);
+		if (!empty)
+			return lm_err(_("--work-dir %s exists and is not empty; remove it or choose another directory"), dir);
+	}
+	snprintf(x->tmpdir, sizeof x->tmpdir, "%s.tmp-XXXXXX", dir);
+	size_t l = strlen(dir);
+	while (l > 1 && x->tmpdir[l - 1] == '/') { /* "out/" -> "out.tmp-..." */
+		memmove(x->tmpdir + l - 1, x->tmpdir + l, strlen(x->tmpdir + l) + 1);
+		l--;
+	}
+	if (!mkdtemp(x->tmpdir)) {
+		int e = errno;
+		x->tmpdir[0] = 0;
+		return lm_err(_("--work-dir %s: cannot create a directory beside it: %s"), dir, strerror(e));
+	}
+	mode_t um = umask(0); /* mkdtemp makes it 0700; the result should look like any other directory */
+	umask(um);
+	chmod(x->tmpdir, 0777 & ~um);
+	return LM_OK;
+}
+
+static int finish_dir(struct ctx *x)
+{
+	const char *dir = x->o->work_dir;
+	rmdir(dir); /* an empty work dir that already existed */
+	if (rename(x->tmpdir, dir) != 0)
+		return lm_err(_("--work-dir %s: cannot rename %s to it: %s"), dir, x->tmpdir, strerror(errno));
+	x->tmpdir[0] = 0;
+	return LM_OK;
+}
+
+static int quantize_all(struct ctx *x)
+{
+	const struct awq_opts *o = x->o;
+	const bool calib = o->samples > 0;
+	const int T = o->seqlen;
+	const size_t N = calib ? (size_t)o->samples * T : 0;
+	int rc = LM_ERR;
+	float *X = NULL, *h = NULL, *att = NULL, *h2 = NULL, *a = NULL, *ao = NULL, *mo = NULL;
+	float *deq[L_N] = { 0 };
+	struct scratch s = { 0 };
+	struct subset sub = { 0 };
+	struct stats st = { { 0 } };
+	struct tokenizer *tok = NULL;
+	struct lw w;
+	int32_t *ids = NULL;
+
+	memset(&w, 0, sizeof w);
+	x->last_err = NAN;
+	x->n_shards = x->nl + 1;
+	x->weight_map = cJSON_CreateObject();
+	if (calib) {
+		char *text;
+		size_t len;
+		x->layer = 0;
+		if (x->sink && x->sink->report) x->sink->report(x->sink, _("tokenize calibration text"), 0, x->nl, NAN);
+		if (calib_read_text(o->dataset, 64u << 20, &text, &len)) goto out;
+		if (tok_load_dir(&tok, o->model_dir)) { free(text); goto out; }
+		rc = calib_windows(tok, text, len, o->dataset, o->samples, T, o->seed, &ids);
+		free(text);
+		if (rc) goto out;
+		rc = LM_ERR;
+		int chunk = MAX(1, o->batch) * T;
+		int budget = o->search_tokens > 0 ? o->search_tokens : 4096;
+		sub.m = (int)MIN(N, (size_t)MAX(T, budget / T * T));
+		X = malloc(sizeof(float) * N * x->dim);
+		h = malloc(sizeof(float) * chunk * x->dim);
+		h2 = malloc(sizeof(float) * chunk * x->dim);
+		ao = malloc(sizeof(float) * chunk * x->dim);
+		mo = malloc(sizeof(float) * chunk * x->dim);
+		att = malloc(sizeof(float) * chunk * x->qd);
+		a = malloc(sizeof(float) * chunk * x->ffn);
+		sub.x = malloc(sizeof(float) * sub.m * x->dim);
+		sub.h = malloc(sizeof(float) * sub.m * x->dim);
+		sub.h2 = malloc(sizeof(float) * sub.m * x->dim);
+		sub.ao = malloc(sizeof(float) * sub.m * x->dim);
+		sub.mo = malloc(sizeof(float) * sub.m * x->dim);
+		sub.att = malloc(sizeof(float) * sub.m * x->qd);
+		sub.a = malloc(sizeof(float) * sub.m * x->ffn);
+		for (int g = 0; g < G_N; g++) st.m[g] = malloc(sizeof(double) * MAX(x->ffn, x->qd));
+		for (int i = 0; i < L_N; i++) deq[i] = malloc(sizeof(float) * x->rows[i] * x->cols[i]);
+		x->inv_freq = malloc(sizeof(float) * x->hd);
+		if (!X || !h || !h2 || !ao || !mo || !att || !a || !sub.x || !sub.h || !sub.h2 || !sub.ao || !sub.mo ||
+		    !sub.att || !sub.a || !st.m[G_N - 1] || !deq[L_N - 1] || !x->inv_freq) {
+			lm_err(_("out of memory for %zu calibration tokens (try fewer --calib-samples)"), N);
+			goto out;
+		}
+		if (scratch_init(&s, x, MAX(chunk, sub.m))) goto out;
+		rope_inv_freq(&x->c, T, x->inv_freq, NULL);
+		if (embed(x, ids, N, X)) goto out;
+	}
+
+	for (int l = 0; l < x->nl; l++) {
+		x->layer = l;
+		if (cancelled(x)) { lm_err(_("interrupted")); goto out; }
+		report(x, _("load"));
+		if (lw_load(x, l, &w)) goto out;
+		if (calib) {
+			for (int g = 0; g < G_N; g++) memset(st.m[g], 0, sizeof(double) * MAX(x->ffn, x->qd));
+			if (calibrate_layer(x, &w, X, N, &st, &sub, &s, h, att, h2, a, ao, mo)) goto out;
+			int in[G_N] = { x->dim, x->dim, x->ffn, x->qd };
+			for (int g = 0; g < G_N; g++)
+				for (int i = 0; i < in[g]; i++) st.m[g][i] /= (double)N;
+			/* v -> o only when v's rows map one to one onto o's input channels (no GQA) */
+			int ng = x->nkv == x->nh && !is_internlm2(x) ? G_N : G_O;
+			float *sc[G_N] = { 0 };
+			for (int g = 0; g < ng; g++) {
+				double ratio = 0.5, loss;
+				if (o->search_scale) {
+					report(x, _("search scales"));
+					if (search_ratio(x, g, &w, st.m[g], &sub, &s, &ratio, &loss)) goto out;
+					if (getenv("LMTERM_AWQ_DEBUG"))
+						fprintf(stderr, "\nlayer %d group %d: ratio %.2f loss %.4g\n", l, g, ratio, loss);
+				}
+				sc[g] = malloc(sizeof(float) * in[g]);
+				make_scales(st.m[g], in[g], ratio, sc[g]);
+			}
+			/* fold: norms and preceding linears take 1/s, the linears' input columns s */
+			for (int i = 0; i < x->dim; i++) { w.ln1[i] /= sc[G_QKV][i]; w.ln2[i] /= sc[G_GU][i]; }
+			for (int lin = L_Q; lin <= L_V; lin++) scale_cols(w.w[lin], x->rows[lin], x->dim, sc[G_QKV]);
+			scale_cols(w.w[L_G], x->ffn, x->dim, sc[G_GU]);
+			scale_cols(w.w[L_U], x->ffn, x->dim, sc[G_GU]);
+			unscale_rows(w.w[L_U], w.b[L_U], x->ffn, x->dim, sc[G_D]);
+			scale_cols(w.w[L_D], x->dim, x->ffn, sc[G_D]);
+			if (sc[G_O]) {
+				unscale_rows(w.w[L_V], w.b[L_V], x->kvd, x->dim, sc[G_O]);
+				scale_cols(w.w[L_O], x->dim, x->qd, sc[G_O]);
+			}
+			if (o->search_clip) {
+				report(x, _("search clipping"));
+				static const int clip_lins[] = { L_V, L_O, L_G, L_U, L_D };
+				for (size_t c = 0; c < ARRAY_SIZE(clip_lins); c++) {
+					int lin = clip_lins[c];
+					const float *xin = lin == L_V ? sub.h : lin == L_O ? sub.att : lin == L_D ? sub.a : sub.h2;
+					const float *sv = lin == L_V ? sc[G_QKV] : lin == L_O ? sc[G_O] : lin == L_D ? sc[G_D] : sc[G_GU];
+					if (cancelled(x)) { lm_err(_("interrupted")); goto out; }
+					double *G = gram_groups(xin, sv, MIN(sub.m, 2048), x->cols[lin], o->group);
+					if (!G) { lm_err(_("out of memory")); goto out; }
+					struct clip_job j = { w.w[lin], G, x->rows[lin], x->cols[lin], o->group };
+					awq_parallel(x->nt, x->rows[lin], clip_rows, &j);
+					free(G);
+				}
+			}
+			for (int g = 0; g < G_N; g++) free(sc[g]);
+		}
+		report(x, _("quantize"));
+		if (write_layer(x, l, &w, calib ? deq : NULL)) goto out;
+		if (calib) x->last_err = layer_error(x, deq, &w, &sub, &s);
+		lw_free(&w);
+		x->layer = l + 1;
+		if (x->sink && x->sink->report) {
+			char stage[96];
+			snprintf(stage, sizeof stage, _("layer %d/%d: done"), l + 1, x->nl);
+			x->sink->report(x->sink, stage, l + 1, x->nl, x->last_err);
+		}
+	}
+	if (write_rest(x) || write_config_and_index(x) || copy_side_files(x)) goto out;
+	rc = LM_OK;
+out:
+	lw_free(&w);
+	free(X); free(h); free(att); free(h2); free(a); free(ao); free(mo); free(ids);
+	free(sub.x); free(sub.h); free(sub.att); free(sub.h2); free(sub.a); free(sub.ao); free(sub.mo);
+	for (int g = 0; g < G_N; g++) free(st.m[g]);
+	for (int i = 0; i < L_N; i++) free(deq[i]);
+	scratch_free(&s);
+	if (tok) tok_free(tok);
+	return rc;
+}
+
+int awq_quantize(const struct awq_opts *o, struct progress_sink *sink)
+{
+	struct ctx x;
+	memset(&x, 0, sizeof x);
+	x.o = o;
+	x.sink = sink;
+	x.nt = o->n_threads > 0 ? o->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (x.nt < 1) x.nt = 1;
+	int rc = LM_ERR;
+	if (o->bits != 4) { lm_err(_("--w-bits %d: only 4-bit weights are supported"), o->bits); goto out; }
+	if (setup(&x, o->model_dir, o->group)) goto out;
+	if (make_tmpdir(&x)) goto out;
+	if (quantize_all(&x)) goto out;
+	rc = finish_dir(&x);
+out:
+	if (x.tmpdir[0]) rm_tree(x.tmpdir);
+	ctx_free(&x);
+	return rc;
+}

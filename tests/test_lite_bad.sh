@@ -1,0 +1,77 @@
+#!/bin/sh
+# test_lite_bad: `lmterm lite auto_awq` on bad input: one clear message, exit 1 (2 for usage), and nothing
+# left behind (neither the work dir nor its temporary sibling). Also Ctrl-C in the middle of a run.
+. "${top_srcdir:-.}/tests/lib.sh"
+FIX="$TESTDATA/fixtures"
+[ -d "$FIX/llama3-rand" ] || skip "no test data"
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+out="$tmp/out"
+export LMTERM_DATA="$tmp/nodata" XDG_CACHE_HOME="$tmp/nocache"
+
+nothing_left() { # DESC: neither the work dir nor a temporary one exists
+	if [ -e "$out" ] || ls -d "$out".tmp-* >/dev/null 2>&1; then fail "$1: left files behind"; rm -rf "$out" "$out".tmp-*; fi
+}
+expect_rc() { # DESC RC PATTERN CMD...: exit status RC and PATTERN in the message
+	d=$1 want=$2 pat=$3; shift 3
+	msg=$("$@" 2>&1 >/dev/null); rc=$?
+	if [ $rc -ne "$want" ]; then fail "$d: exit $rc, expected $want ($msg)"
+	else case "$msg" in *"$pat"*) pass "$d" ;; *) fail "$d: message '$msg' lacks '$pat'" ;; esac; fi
+	nothing_left "$d"
+}
+awq() { "$LMTERM" lite auto_awq "$@"; }
+
+expect_rc "already quantized" 1 "already quantized" awq "$FIX/llama3-rand-awq" --work-dir "$out" --calib-samples 0
+
+mkdir -p "$tmp/gpt2" && cp "$FIX/llama3-rand/"* "$tmp/gpt2/"
+sed 's/LlamaForCausalLM/GPT2LMHeadModel/' "$FIX/llama3-rand/config.json" > "$tmp/gpt2/config.json"
+expect_rc "unsupported architecture" 1 "GPT2LMHeadModel" awq "$tmp/gpt2" --work-dir "$out" --calib-samples 0
+
+expect_rc "group size does not divide" 1 "does not divide" awq "$FIX/llama3-rand" --work-dir "$out" \
+	--w-group-size 256 --calib-samples 0
+expect_rc "w-bits 8" 2 "4-bit" awq "$FIX/llama3-rand" --work-dir "$out" --w-bits 8
+expect_rc "missing named dataset" 1 "ptb.train.txt" awq "$FIX/llama3-rand" --work-dir "$out"
+expect_rc "missing dataset says where" 1 "$tmp/nocache/lmterm/datasets" awq "$FIX/llama3-rand" --work-dir "$out"
+expect_rc "missing dataset file" 1 "nosuch.txt" awq "$FIX/llama3-rand" --work-dir "$out" --calib-dataset "$tmp/nosuch.txt"
+
+printf 'just a few words of text\n' > "$tmp/short.txt"
+expect_rc "dataset too short" 1 "too short" awq "$FIX/llama3-rand" --work-dir "$out" --calib-dataset "$tmp/short.txt" \
+	--calib-samples 4 --calib-seqlen 64
+printf '{"text": "fine"}\n{"txt": 1}\n' > "$tmp/bad.jsonl"
+expect_rc "jsonl without text" 1 "bad.jsonl:2" awq "$FIX/llama3-rand" --work-dir "$out" --calib-dataset "$tmp/bad.jsonl" \
+	--calib-samples 1 --calib-seqlen 4
+
+: > "$tmp/afile"
+out_save=$out; out="$tmp/afile/out"
+expect_rc "unwritable work dir" 1 "afile/out" awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples 0
+out=$out_save
+mkdir -p "$out" && : > "$out/keep"
+msg=$(awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples 0 2>&1 >/dev/null); rc=$?
+if [ $rc -eq 1 ] && [ -f "$out/keep" ] && ! ls -d "$out".tmp-* >/dev/null 2>&1; then pass "non-empty work dir refused"
+else fail "non-empty work dir: rc $rc, $msg"; fi
+rm -rf "$out"
+
+expect_rc "bad boolean" 2 "not a boolean" awq "$FIX/llama3-rand" --work-dir "$out" --search-scale maybe
+expect_rc "bad integer" 2 "--calib-samples" awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples -3
+expect_rc "unknown option" 2 "--frobnicate" awq "$FIX/llama3-rand" --work-dir "$out" --frobnicate
+expect_rc "bad dtype" 2 "--dtype" awq "$FIX/llama3-rand" --work-dir "$out" --dtype float8
+expect_rc "missing model" 1 "nomodel" awq "$tmp/nomodel" --work-dir "$out" --calib-samples 0
+
+# "--search-scale False" is false and a following option still parses; RTN of the fixture succeeds
+if awq "$FIX/llama3-rand" --search-scale False --work-dir "$out" --calib-samples 0 2>/dev/null &&
+   [ -f "$out/config.json" ] && [ -f "$out/model.safetensors.index.json" ]; then pass "--search-scale False parses"
+else fail "--search-scale False run"; fi
+rm -rf "$out"
+
+# Ctrl-C in the middle of calibration: exit non-zero, nothing left
+awq "$FIX/llama3-rand" --work-dir "$out" --calib-dataset "$TESTDATA/text/wiki.test.raw" --calib-samples 64 \
+	--calib-seqlen 1024 --search-scale --threads 1 2>"$tmp/int.log" &
+pid=$!
+sleep 2
+kill -INT $pid
+wait $pid; rc=$?
+if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q interrupted "$tmp/int.log"; then pass "Ctrl-C stops cleanly (rc $rc)"
+elif [ $rc -eq 0 ]; then fail "Ctrl-C: the run finished before the signal (make it longer)"
+else fail "Ctrl-C: rc $rc: $(tail -c 300 "$tmp/int.log")"; fi
+nothing_left "Ctrl-C"
+finish
