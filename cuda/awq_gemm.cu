@@ -86,6 +86,7 @@ __global__ void __launch_bounds__(AWQ_WARPS * 32)
 	awq_gemv_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint32_t *__restrict__ qw,
 			const half2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, int group)
 {
+	pdl_wait_trigger();
 	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int row0 = (blockIdx.x * AWQ_WARPS + warp) * R;
 	if (row0 >= N) return;
@@ -165,8 +166,8 @@ static void awq_launch_nb(void *y, const void *x, const uint32_t *qw, const void
 	constexpr int R = NB <= 2 ? 1 : NB <= 4 ? 2 : 4;
 	constexpr int U = NB <= 2 ? 2 : 1;
 	const int rows_per_block = AWQ_WARPS * R;
-	awq_gemv_kernel<T, NB, R, U><<<(N + rows_per_block - 1) / rows_per_block, AWQ_WARPS * 32, 0, s>>>(
-		(T *)y, (const uint16_t *)x, qw, (const half2 *)sz, bias, N, K, group);
+	klaunch(awq_gemv_kernel<T, NB, R, U>, (N + rows_per_block - 1) / rows_per_block, AWQ_WARPS * 32, 0, s, (T *)y,
+		(const uint16_t *)x, qw, (const half2 *)sz, bias, N, K, group);
 }
 
 template <typename T>

@@ -10,6 +10,7 @@
 template <bool VEC>
 __global__ void embed_kernel(uint16_t *x, const uint16_t *table, const int32_t *ids, int dim, int vocab)
 {
+	pdl_wait_trigger();
 	const int i = blockIdx.x;
 	const int id = ids[i];
 	const bool ok = id >= 0 && id < vocab;
@@ -31,8 +32,8 @@ extern "C" int k_embed(void *x, const void *table, const int32_t *ids, int n, in
 	(void)act; // a copy: the table is stored in the activation type
 	if (n <= 0) return LM_OK;
 	if (dim % 8 == 0)
-		embed_kernel<true><<<n, 128, 0, s>>>((uint16_t *)x, (const uint16_t *)table, ids, dim, vocab);
+		klaunch(embed_kernel<true>, n, 128, 0, s, (uint16_t *)x, (const uint16_t *)table, ids, dim, vocab);
 	else
-		embed_kernel<false><<<n, 128, 0, s>>>((uint16_t *)x, (const uint16_t *)table, ids, dim, vocab);
+		klaunch(embed_kernel<false>, n, 128, 0, s, (uint16_t *)x, (const uint16_t *)table, ids, dim, vocab);
 	LAUNCHED("embed");
 }

@@ -5,6 +5,9 @@
 #include "kernels.h"
 #include "ops_common.cuh"
 
+#include <stdlib.h>
+#include <string.h>
+
 static __device__ __forceinline__ uint64_t mix64(uint64_t z)
 {
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -44,6 +47,18 @@ __global__ void fill_half2_kernel(half2 *dst, size_t n, float a, float b)
 	const half2 v = __halves2half2(__float2half_rn(a), __float2half_rn(b));
 	for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
 		dst[i] = v;
+}
+
+// programmatic dependent launch of the decode kernels (ops_common.cuh): off unless LMTERM_PDL=1, until
+// the device round has measured it
+static int pdl_state = -1;
+extern "C" bool k_pdl_enabled(void)
+{
+	if (pdl_state < 0) {
+		const char *e = getenv("LMTERM_PDL");
+		pdl_state = e && strcmp(e, "1") == 0;
+	}
+	return pdl_state == 1;
 }
 
 static int grid_for(size_t n)

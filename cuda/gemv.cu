@@ -27,6 +27,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(TO *__restrict__ 
 							      const uint16_t *__restrict__ w,
 							      const float *__restrict__ bias, int N, int K)
 {
+	pdl_wait_trigger();
 	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int row0 = (blockIdx.x * GEMV_WARPS + warp) * R;
 	if (row0 >= N) return;
@@ -90,8 +91,8 @@ static void launch_nb(void *y, const void *x, const void *w, const float *bias, 
 	constexpr int U = NB <= 2 ? 4 : NB <= 4 ? 2 : 1;
 	const int rows_per_block = GEMV_WARPS * R;
 	const int blocks = (N + rows_per_block - 1) / rows_per_block;
-	gemv_kernel<T, TO, NB, R, U><<<blocks, GEMV_WARPS * 32, 0, s>>>((TO *)y, (const uint16_t *)x,
-								       (const uint16_t *)w, bias, N, K);
+	klaunch(gemv_kernel<T, TO, NB, R, U>, blocks, GEMV_WARPS * 32, 0, s, (TO *)y, (const uint16_t *)x,
+		(const uint16_t *)w, bias, N, K);
 }
 
 template <typename T, typename TO>

@@ -52,6 +52,9 @@ void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_
 /* *out = first index of the largest of v[n] (float, as torch.argmax) */
 int k_argmax(int32_t *out, const float *v, int n, cudaStream_t s);
 
+/* LMTERM_PDL=1: the decode kernels use programmatic dependent launch (cuda/ops_common.cuh) */
+bool k_pdl_enabled(void);
+
 /* fill: dst[n] (act, or float when f32) = scale * uniform[-1, 1) from a hash of (seed, i) */
 int k_fill_random(void *dst, size_t n, float scale, uint64_t seed, enum dtype dt, cudaStream_t s);
 /* bytes: uniform random bytes */

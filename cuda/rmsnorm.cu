@@ -14,6 +14,7 @@ template <typename T>
 __global__ void __launch_bounds__(256) add_rmsnorm_vec(uint16_t *h, uint16_t *x, const uint16_t *dx,
 						       const float *w, int dim, float eps)
 {
+	pdl_wait_trigger();
 	const size_t row = (size_t)blockIdx.x * dim;
 	uint4 *xr = (uint4 *)(x + row);
 	const uint4 *dr = dx ? (const uint4 *)(dx + row) : nullptr;
@@ -55,6 +56,7 @@ template <typename T>
 __global__ void __launch_bounds__(256) add_rmsnorm_scalar(T *h, T *x, const T *dx, const float *w, int dim,
 							  float eps)
 {
+	pdl_wait_trigger();
 	const size_t row = (size_t)blockIdx.x * dim;
 	float ss = 0.f;
 	for (int c = threadIdx.x; c < dim; c += blockDim.x) {
@@ -78,16 +80,16 @@ extern "C" int k_add_rmsnorm(void *h, void *x, const void *dx, const float *w, i
 	const int threads = dim >= 2048 ? 256 : 128;
 	if (dim % 8 == 0) {
 		if (act == DT_BF16)
-			add_rmsnorm_vec<bf16_t><<<n, threads, 0, s>>>((uint16_t *)h, (uint16_t *)x,
-								     (const uint16_t *)dx, w, dim, eps);
+			klaunch(add_rmsnorm_vec<bf16_t>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x,
+				(const uint16_t *)dx, w, dim, eps);
 		else
-			add_rmsnorm_vec<half><<<n, threads, 0, s>>>((uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx,
-								   w, dim, eps);
+			klaunch(add_rmsnorm_vec<half>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x,
+				(const uint16_t *)dx, w, dim, eps);
 	} else if (act == DT_BF16) {
-		add_rmsnorm_scalar<bf16_t><<<n, threads, 0, s>>>((bf16_t *)h, (bf16_t *)x, (const bf16_t *)dx, w,
-								 dim, eps);
+		klaunch(add_rmsnorm_scalar<bf16_t>, n, threads, 0, s, (bf16_t *)h, (bf16_t *)x, (const bf16_t *)dx, w,
+			dim, eps);
 	} else {
-		add_rmsnorm_scalar<half><<<n, threads, 0, s>>>((half *)h, (half *)x, (const half *)dx, w, dim, eps);
+		klaunch(add_rmsnorm_scalar<half>, n, threads, 0, s, (half *)h, (half *)x, (const half *)dx, w, dim, eps);
 	}
 	LAUNCHED("add_rmsnorm");
 }

@@ -11,6 +11,7 @@ static __device__ __forceinline__ float silu_f(float g) { return g / (1.f + __ex
 template <typename T>
 __global__ void swiglu_vec(uint16_t *out, const uint16_t *gu, int n, int ffn)
 {
+	pdl_wait_trigger();
 	const int nv = ffn / 8;
 	const size_t total = (size_t)n * nv;
 	for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
@@ -27,6 +28,7 @@ __global__ void swiglu_vec(uint16_t *out, const uint16_t *gu, int n, int ffn)
 template <typename T>
 __global__ void swiglu_scalar(T *out, const T *gu, int n, int ffn)
 {
+	pdl_wait_trigger();
 	const size_t total = (size_t)n * ffn;
 	for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
 		const size_t i = t / ffn, j = t % ffn;
@@ -41,11 +43,11 @@ extern "C" int k_swiglu(void *out, const void *gu, int n, int ffn, enum dtype ac
 	int blocks = (int)((work + 255) / 256);
 	if (blocks > 65535) blocks = 65535;
 	if (ffn % 8 == 0) {
-		if (act == DT_BF16) swiglu_vec<bf16_t><<<blocks, 256, 0, s>>>((uint16_t *)out, (const uint16_t *)gu, n, ffn);
-		else swiglu_vec<half><<<blocks, 256, 0, s>>>((uint16_t *)out, (const uint16_t *)gu, n, ffn);
+		if (act == DT_BF16) klaunch(swiglu_vec<bf16_t>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
+		else klaunch(swiglu_vec<half>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
 	} else {
-		if (act == DT_BF16) swiglu_scalar<bf16_t><<<blocks, 256, 0, s>>>((bf16_t *)out, (const bf16_t *)gu, n, ffn);
-		else swiglu_scalar<half><<<blocks, 256, 0, s>>>((half *)out, (const half *)gu, n, ffn);
+		if (act == DT_BF16) klaunch(swiglu_scalar<bf16_t>, blocks, 256, 0, s, (bf16_t *)out, (const bf16_t *)gu, n, ffn);
+		else klaunch(swiglu_scalar<half>, blocks, 256, 0, s, (half *)out, (const half *)gu, n, ffn);
 	}
 	LAUNCHED("swiglu");
 }

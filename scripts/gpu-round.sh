@@ -12,6 +12,7 @@
 #        4. lmterm bench configs/internlm2_5-7b-chat.json --dummy --dtype float16:
 #             prompt 512 and 2048 (prefill, TTFT, decode at that context), and decode at a 4096-token
 #             context with --quant-policy 0, 8 and 4
+#        5. tests/test_backend_ops under compute-sanitizer memcheck (150 s at most)
 #      and prints a short table last. Logs and the bench JSON go to $OUT (fetched by the device tool).
 #
 # A device call (DEVICE.md): prepare into /work/main/.device/cuda, carry .device/cuda, and run
@@ -62,8 +63,11 @@ date -u '+%Y-%m-%d %H:%M UTC' | tee -a "$OUT/gpu.txt"
 
 status() { [ "$1" -eq 0 ] && echo pass || { [ "$1" -eq 77 ] && echo skip || echo "FAIL($1)"; }; }
 
-timeout 240 tests/test_backend_ops > "$OUT/backend_ops.log" 2>&1; r_ops=$?
+timeout 200 tests/test_backend_ops > "$OUT/backend_ops.log" 2>&1; r_ops=$?
 grep -E "^FAIL|checks," "$OUT/backend_ops.log" | tail -15
+# again with programmatic dependent launch (LMTERM_PDL=1: off by default until measured)
+LMTERM_PDL=1 timeout 200 tests/test_backend_ops > "$OUT/backend_ops_pdl.log" 2>&1; r_pdl=$?
+grep -E "^FAIL|checks," "$OUT/backend_ops_pdl.log" | tail -5
 timeout 120 tests/test_attn_ops > "$OUT/attn_ops.log" 2>&1; r_attn=$?
 tail -3 "$OUT/attn_ops.log"
 timeout 120 sh tests/test_golden_cuda.sh > "$OUT/golden.log" 2>&1; r_gold=$?
@@ -71,24 +75,40 @@ grep -E "rel err|FAIL|failure" "$OUT/golden.log" | tail -15
 
 cfg=configs/internlm2_5-7b-chat.json
 : > "$OUT/bench.jsonl"
-bench() { # prompt-len n policy
-	timeout 120 ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len "$1" -n "$2" \
-		--quant-policy "$3" --json >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" || echo "bench $1/$3 failed: $(tail -1 "$OUT/bench.err")"
+bench() { # label prompt-len n policy
+	if timeout 120 ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len "$2" -n "$3" \
+		--quant-policy "$4" --json > "$OUT/bench1.json" 2>> "$OUT/bench.err"; then
+		sed "s/^{/{\"label\": \"$1\", /" "$OUT/bench1.json" >> "$OUT/bench.jsonl"
+	else
+		echo "bench $1 failed: $(tail -1 "$OUT/bench.err")"
+	fi
 }
-bench 512 128 0
-bench 2048 64 0
-bench 4096 64 0
-bench 4096 64 8
-bench 4096 64 4
+bench p512 512 128 0
+bench p2048 2048 64 0
+bench kv0-4k 4096 64 0
+bench kv8-4k 4096 64 8
+bench kv4-4k 4096 64 4
+LMTERM_PDL=1 bench p512-pdl 512 128 0
+LMTERM_PDL=1 bench kv0-4k-pdl 4096 64 0
+rm -f "$OUT/bench1.json"
 # the human-readable report of the first configuration, for the memory lines
 timeout 120 ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len 512 -n 32 > "$OUT/bench512.txt" 2>&1
 cat "$OUT/bench512.txt"
 
+# last, so that a slow sanitizer cannot cost the timings: every op's kernels under memcheck
+r_san=77
+if command -v compute-sanitizer > /dev/null 2>&1; then
+	timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 tests/test_backend_ops > "$OUT/memcheck.log" 2>&1
+	r_san=$?
+	tail -2 "$OUT/memcheck.log"
+fi
+
 echo
 echo "== GPU round: $(head -2 "$OUT/gpu.txt" | tail -1)"
-echo "tests: backend_ops $(status $r_ops), attn_ops $(status $r_attn), golden(cuda) $(status $r_gold)"
-printf '%-7s %-6s %12s %9s %12s %9s %9s\n' prompt policy prefill_tok/s ttft_ms decode_tok/s roofline copy_GB/s
+echo "tests: backend_ops $(status $r_ops) (PDL $(status $r_pdl)), attn_ops $(status $r_attn), golden(cuda) $(status $r_gold), memcheck $(status $r_san)"
+printf '%-11s %-6s %-6s %12s %9s %12s %9s %9s\n' run prompt policy prefill_tok/s ttft_ms decode_tok/s roofline copy_GB/s
 sed -e 's/[{},]/ /g' "$OUT/bench.jsonl" | awk '{
 	for (i = 1; i <= NF; i++) { k = $i; gsub(/[":]/, "", k); v[k] = $(i + 1) }
-	printf "%-7s %-6s %12.0f %9.2f %12.1f %8.1f%% %9.0f\n", v["prompt_len"], v["quant_policy"], v["prefill_tok_s"],
-		1000 * v["ttft_s"], v["decode_tok_s"], 100 * v["roofline"], v["copy_bw"] / 1e9 }'
+	gsub(/"/, "", v["label"])
+	printf "%-11s %-6s %-6s %12.0f %9.2f %12.1f %8.1f%% %9.0f\n", v["label"], v["prompt_len"], v["quant_policy"],
+		v["prefill_tok_s"], 1000 * v["ttft_s"], v["decode_tok_s"], 100 * v["roofline"], v["copy_bw"] / 1e9 }'
