@@ -66,8 +66,11 @@ status() { [ "$1" -eq 0 ] && echo pass || { [ "$1" -eq 77 ] && echo skip || echo
 timeout 200 tests/test_backend_ops > "$OUT/backend_ops.log" 2>&1; r_ops=$?
 grep -E "^FAIL|checks," "$OUT/backend_ops.log" | tail -15
 # again with programmatic dependent launch (LMTERM_PDL=1: off by default until measured)
-LMTERM_PDL=1 timeout 200 tests/test_backend_ops > "$OUT/backend_ops_pdl.log" 2>&1; r_pdl=$?
-grep -E "^FAIL|checks," "$OUT/backend_ops_pdl.log" | tail -5
+echo "== again with LMTERM_PDL=1" >> "$OUT/backend_ops.log"
+LMTERM_PDL=1 timeout 200 tests/test_backend_ops > "$OUT/ops_pdl.tmp" 2>&1; r_pdl=$?
+cat "$OUT/ops_pdl.tmp" >> "$OUT/backend_ops.log"
+grep -E "^FAIL|checks," "$OUT/ops_pdl.tmp" | tail -5
+rm -f "$OUT/ops_pdl.tmp"
 timeout 120 tests/test_attn_ops > "$OUT/attn_ops.log" 2>&1; r_attn=$?
 tail -3 "$OUT/attn_ops.log"
 timeout 120 sh tests/test_golden_cuda.sh > "$OUT/golden.log" 2>&1; r_gold=$?
@@ -75,21 +78,27 @@ grep -E "rel err|FAIL|failure" "$OUT/golden.log" | tail -15
 
 cfg=configs/internlm2_5-7b-chat.json
 : > "$OUT/bench.jsonl"
-bench() { # label prompt-len n policy
-	if timeout 120 ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len "$2" -n "$3" \
-		--quant-policy "$4" --json > "$OUT/bench1.json" 2>> "$OUT/bench.err"; then
-		sed "s/^{/{\"label\": \"$1\", /" "$OUT/bench1.json" >> "$OUT/bench.jsonl"
+bench() { # label prompt-len n policy [more options]
+	label=$1 plen=$2 steps=$3 pol=$4
+	shift 4
+	if LMTERM_PDL=$pdl timeout 120 ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len "$plen" -n "$steps" \
+		--quant-policy "$pol" --json "$@" > "$OUT/bench1.json" 2>> "$OUT/bench.err"; then
+		sed "s/^{/{\"label\": \"$label\", /" "$OUT/bench1.json" >> "$OUT/bench.jsonl"
 	else
-		echo "bench $1 failed: $(tail -1 "$OUT/bench.err")"
+		echo "bench $label failed: $(tail -1 "$OUT/bench.err")"
 	fi
 }
+pdl=0
 bench p512 512 128 0
 bench p2048 2048 64 0
 bench kv0-4k 4096 64 0
 bench kv8-4k 4096 64 8
 bench kv4-4k 4096 64 4
-LMTERM_PDL=1 bench p512-pdl 512 128 0
-LMTERM_PDL=1 bench kv0-4k-pdl 4096 64 0
+pdl=1
+bench p512-pdl 512 128 0
+bench kv0-4k-pdl 4096 64 0
+pdl=0
+bench awq-p512 512 128 0 --model-format awq
 rm -f "$OUT/bench1.json"
 # the human-readable report of the first configuration, for the memory lines
 timeout 120 ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len 512 -n 32 > "$OUT/bench512.txt" 2>&1
