@@ -115,20 +115,27 @@ static bool nvml_process_used(struct nvml *n, size_t *used)
 {
 	if (!n->lib || !n->procs) return false;
 	unsigned int cnt = 256;
-	std::vector<nvml_proc_v2> v2(n->procs_v2 ? cnt : 0);
-	std::vector<nvml_proc_v1> v1(n->procs_v2 ? 0 : cnt);
-	if (n->procs(n->dev, &cnt, n->procs_v2 ? (void *)v2.data() : (void *)v1.data()) != 0) return false;
+	void *buf = calloc(cnt, sizeof(struct nvml_proc_v2)); // big enough for either record
+	if (!buf) return false;
+	const struct nvml_proc_v2 *v2 = (const struct nvml_proc_v2 *)buf;
+	const struct nvml_proc_v1 *v1 = (const struct nvml_proc_v1 *)buf;
+	if (n->procs(n->dev, &cnt, buf) != 0) {
+		free(buf);
+		return false;
+	}
+	bool found = false;
 	const unsigned int me = (unsigned int)getpid();
 	for (unsigned int i = 0; i < cnt && i < 256; i++) {
 		unsigned int pid = n->procs_v2 ? v2[i].pid : v1[i].pid;
 		unsigned long long u = n->procs_v2 ? v2[i].used : v1[i].used;
-		if (pid == me) {
-			if (u == NVML_VALUE_NOT_AVAILABLE_ULL) return false;
+		if (pid == me && u != NVML_VALUE_NOT_AVAILABLE_ULL) {
 			*used = (size_t)u;
-			return true;
+			found = true;
+			break;
 		}
 	}
-	return false;
+	free(buf);
+	return found;
 }
 
 // ------------------------------------------------------------------------------------------------------
@@ -265,7 +272,13 @@ static void *cu_alloc(struct backend *be, size_t bytes, enum mem_cat cat)
 		return NULL;
 	}
 	std::lock_guard<std::mutex> lk(c->mu);
-	c->allocs[p] = std::make_pair(bytes, (int)cat);
+	try {
+		c->allocs[p] = std::make_pair(bytes, (int)cat);
+	} catch (...) { // host memory for the table: give the device memory back
+		cudaFree(p);
+		lm_err(_("out of memory"));
+		return NULL;
+	}
 	c->cat[cat] += bytes;
 	if (c->cat[cat] > c->peak[cat]) c->peak[cat] = c->cat[cat];
 	c->gen++;
@@ -378,11 +391,14 @@ static int put_converted(struct backend *be, void *dst, enum dtype dst_dt, const
 	const size_t esz = dtype_size(src_dt);
 	if (src_dt == dst_dt) return cu_upload(be, dst, src, n * esz);
 	const size_t chunk = MIN(n, (size_t)(4u << 20));
-	std::vector<float> host(dst_dt == DT_F32 ? chunk : (src_dt == DT_F32 ? 0 : chunk));
-	float *tmp = NULL;
+	float *host = NULL, *tmp = NULL;
+	if (src_dt != DT_F32 && !(host = (float *)malloc(chunk * sizeof(float)))) return lm_err(_("out of memory"));
 	if (dst_dt != DT_F32) {
 		tmp = (float *)cu_alloc(be, chunk * sizeof(float), MEM_OTHER);
-		if (!tmp) return LM_ERR;
+		if (!tmp) {
+			free(host);
+			return LM_ERR;
+		}
 	}
 	int rc = LM_OK;
 	for (size_t i = 0; i < n && !rc; i += chunk) {
@@ -390,8 +406,8 @@ static int put_converted(struct backend *be, void *dst, enum dtype dst_dt, const
 		const void *s = (const char *)src + i * esz;
 		const float *f = (const float *)s;
 		if (src_dt != DT_F32) {
-			to_f32(host.data(), s, src_dt, m);
-			f = host.data();
+			to_f32(host, s, src_dt, m);
+			f = host;
 		}
 		if (dst_dt == DT_F32) {
 			rc = cu_upload(be, (float *)dst + i, f, m * sizeof(float));
@@ -402,6 +418,7 @@ static int put_converted(struct backend *be, void *dst, enum dtype dst_dt, const
 		}
 	}
 	cu_free(be, tmp);
+	free(host);
 	return rc;
 }
 
@@ -413,11 +430,17 @@ static int load_q4(struct backend *be, struct weight *w, const struct host_weigh
 				"output rows a multiple of 8 and a group size a multiple of 8 dividing the inputs)"),
 			      N, K, g);
 	const size_t nw = (size_t)N * K / 8, nsz = (size_t)N * (K / g);
-	std::vector<uint32_t> qw(nw);
-	std::vector<uint16_t> sz(2 * nsz);
-	awq_repack(qw.data(), sz.data(), src->qweight, src->qzeros, src->scales, N, K, g);
-	if (part(be, w, &w->qweight, nw * 4) || part(be, w, &w->scales, nsz * 4)) return LM_ERR;
-	if (cu_upload(be, w->qweight, qw.data(), nw * 4) || cu_upload(be, w->scales, sz.data(), nsz * 4)) return LM_ERR;
+	uint32_t *qw = (uint32_t *)malloc(nw * 4);
+	uint16_t *sz = (uint16_t *)malloc(nsz * 4);
+	int rc = qw && sz ? LM_OK : lm_err(_("out of memory"));
+	if (!rc) awq_repack(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g);
+	if (!rc) rc = part(be, w, &w->qweight, nw * 4);
+	if (!rc) rc = part(be, w, &w->scales, nsz * 4);
+	if (!rc) rc = cu_upload(be, w->qweight, qw, nw * 4);
+	if (!rc) rc = cu_upload(be, w->scales, sz, nsz * 4);
+	free(qw);
+	free(sz);
+	if (rc) return LM_ERR;
 	w->dt = DT_Q4;
 	w->group = g;
 	return LM_OK;
@@ -481,10 +504,11 @@ static int cu_weight_random(struct backend *be, struct weight *w, enum dtype dt,
 		if (!rc) rc = k_fill_random(w->data, nel, scale, seed, sdt, c->s);
 		w->dt = sdt;
 		if (!rc && rows == 1) { // norm weights near 1, as model_init_dummy's own fallback makes them
-			std::vector<float> v(nel);
-			rc = cu_download(be, v.data(), w->data, nel * sizeof(float));
+			float *v = (float *)malloc(nel * sizeof(float));
+			rc = v ? cu_download(be, v, w->data, nel * sizeof(float)) : lm_err(_("out of memory"));
 			for (size_t i = 0; i < nel && !rc; i++) v[i] += 1.0f;
-			if (!rc) rc = cu_upload(be, w->data, v.data(), nel * sizeof(float));
+			if (!rc) rc = cu_upload(be, w->data, v, nel * sizeof(float));
+			free(v);
 		}
 	} else {
 		return lm_err(_("CUDA backend: weights of dtype %s are not supported"), dtype_name(dt));
@@ -590,7 +614,11 @@ static int cu_set_step(struct backend *be, const struct step *s)
 	CK(cudaMemcpyAsync(c->d_blocks, h_blocks, (size_t)s->n_blocks * 4, cudaMemcpyHostToDevice, c->s), "step state");
 	CK(cudaEventRecord(c->staged, c->s), "step state");
 	c->stage_pending = true;
-	c->ids.assign(s->ids, s->ids + s->n);
+	try {
+		c->ids.assign(s->ids, s->ids + s->n);
+	} catch (...) {
+		return lm_err(_("out of memory"));
+	}
 	c->n = s->n;
 	c->pos0 = s->pos0;
 	c->n_blocks = s->n_blocks;
