@@ -482,24 +482,26 @@ static int cpu_weight_random(struct backend *be, struct weight *w, enum dtype dt
  * Vector kernels, on GCC vector types: 8 floats are two SSE registers or one AVX register. The helpers
  * are static and inlined, so GCC's note that passing them by value changes the ABI without AVX is moot. */
 #pragma GCC diagnostic ignored "-Wpsabi"
+/* always inlined: each is then compiled for the clone (AVX2 or not) that calls it */
+#define KERNEL static inline __attribute__((always_inline))
 typedef float v8sf __attribute__((vector_size(32)));
 typedef uint8_t v8qu __attribute__((vector_size(8)));
 typedef uint16_t v8hu __attribute__((vector_size(16)));
 typedef uint32_t v8su __attribute__((vector_size(32)));
 
-static inline v8sf load8(const float *p)
+KERNEL v8sf load8(const float *p)
 {
 	v8sf v;
 	memcpy(&v, p, sizeof v);
 	return v;
 }
 
-static inline float hsum8(v8sf v)
+KERNEL float hsum8(v8sf v)
 {
 	return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
-static inline float dot(const float *a, const float *b, int n)
+KERNEL float dot(const float *a, const float *b, int n)
 {
 	v8sf acc = { 0 };
 	int k = 0;
@@ -510,7 +512,7 @@ static inline float dot(const float *a, const float *b, int n)
 }
 
 /* y += a * x */
-static inline void axpy(float *y, float a, const float *x, int n)
+KERNEL void axpy(float *y, float a, const float *x, int n)
 {
 	int k = 0;
 	for (; k + 8 <= n; k += 8) {
@@ -521,7 +523,7 @@ static inline void axpy(float *y, float a, const float *x, int n)
 }
 
 /* out[r] = x . w[r] for four weight rows at once: x is read once for four rows */
-static inline void dot4(const float *x, const float *const w[4], int n, float out[4])
+KERNEL void dot4(const float *x, const float *const w[4], int n, float out[4])
 {
 	v8sf a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
 	int k = 0;
@@ -540,9 +542,39 @@ static inline void dot4(const float *x, const float *const w[4], int n, float ou
 		for (int r = 0; r < 4; r++) out[r] += x[k] * w[r][k];
 }
 
+/* dot4 for two tokens at once: eight independent sums keep the multiply-add units busy, and each weight
+ * load serves two tokens */
+KERNEL void dot4x2(const float *x0, const float *x1, const float *const w[4], int n, float o0[4], float o1[4])
+{
+	v8sf a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 }, b0 = { 0 }, b1 = { 0 }, b2 = { 0 }, b3 = { 0 };
+	int k = 0;
+	for (; k + 8 <= n; k += 8) {
+		v8sf u = load8(x0 + k), v = load8(x1 + k), wv;
+		wv = load8(w[0] + k);
+		a0 += u * wv;
+		b0 += v * wv;
+		wv = load8(w[1] + k);
+		a1 += u * wv;
+		b1 += v * wv;
+		wv = load8(w[2] + k);
+		a2 += u * wv;
+		b2 += v * wv;
+		wv = load8(w[3] + k);
+		a3 += u * wv;
+		b3 += v * wv;
+	}
+	o0[0] = hsum8(a0), o0[1] = hsum8(a1), o0[2] = hsum8(a2), o0[3] = hsum8(a3);
+	o1[0] = hsum8(b0), o1[1] = hsum8(b1), o1[2] = hsum8(b2), o1[3] = hsum8(b3);
+	for (; k < n; k++)
+		for (int r = 0; r < 4; r++) {
+			o0[r] += x0[k] * w[r][k];
+			o1[r] += x1[k] * w[r][k];
+		}
+}
+
 /* As dot4 with bf16 weight rows, widened in registers: decode steps (one token) read each weight once,
  * so converting a row into scratch first would cost more than the dot itself. */
-static inline v8sf load8_bf16(const uint16_t *p)
+KERNEL v8sf load8_bf16(const uint16_t *p)
 {
 	v8hu h;
 	memcpy(&h, p, sizeof h);
@@ -552,7 +584,7 @@ static inline v8sf load8_bf16(const uint16_t *p)
 	return f;
 }
 
-static inline void dot4_bf16(const float *x, const uint16_t *const w[4], int n, float out[4])
+KERNEL void dot4_bf16(const float *x, const uint16_t *const w[4], int n, float out[4])
 {
 	v8sf a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
 	int k = 0;
@@ -572,7 +604,8 @@ static inline void dot4_bf16(const float *x, const uint16_t *const w[4], int n, 
 }
 
 /* Row j of a weight as floats: a pointer into the weight (F32) or into buf (converted). */
-static const float *weight_row(const struct weight *w, int j, float *buf)
+/* Inlined so that it is compiled for each matmul clone (AVX2 conversions where the CPU has them). */
+KERNEL const float *weight_row(const struct weight *w, int j, float *buf)
 {
 	const size_t K = (size_t)w->cols;
 	switch (w->dt) {
@@ -667,11 +700,16 @@ SIMD_CLONES static void mm_worker(void *arg, int tid, int nt)
 			int nr = MIN(4, r1 - j);
 			const float *wr[4];
 			for (int r = 0; r < 4; r++) wr[r] = r < nr ? weight_row(w, j + r, buf + (size_t)r * K) : wr[0];
-			for (int i = t0; i < t1; i++) {
-				float o[4];
-				dot4(jb->x + (size_t)i * K, wr, K, o);
-				float *yi = jb->y + (size_t)i * N + j;
-				for (int r = 0; r < nr; r++) yi[r] = bias ? o[r] + bias[j + r] : o[r];
+			for (int i = t0; i < t1; i += 2) {
+				float o[2][4];
+				if (i + 1 < t1)
+					dot4x2(jb->x + (size_t)i * K, jb->x + (size_t)(i + 1) * K, wr, K, o[0], o[1]);
+				else
+					dot4(jb->x + (size_t)i * K, wr, K, o[0]);
+				for (int t = 0; t < 2 && i + t < t1; t++) {
+					float *yi = jb->y + (size_t)(i + t) * N + j;
+					for (int r = 0; r < nr; r++) yi[r] = bias ? o[t][r] + bias[j + r] : o[t][r];
+				}
 			}
 		}
 	}
@@ -831,7 +869,7 @@ static void kv_store(const struct kv_cache *kv, uint8_t *row, const float *x)
 }
 
 /* the row as floats: a pointer into the cache (policy 0) or into buf (dequantized) */
-static const float *kv_load(const struct kv_cache *kv, const uint8_t *row, float *buf)
+static inline const float *kv_load(const struct kv_cache *kv, const uint8_t *row, float *buf)
 {
 	const int hd = kv->head_dim;
 	if (kv->policy == KV_POLICY_NONE) return (const float *)row;
@@ -883,7 +921,9 @@ static int cpu_rope_kv(struct backend *be, void *qkvv, struct kv_cache *kv, int 
 	return LM_OK;
 }
 
-/* attention: one task per (token, q head); threads take contiguous ranges of tasks */
+/* attention: one task per (token, KV head), which serves a group of nh/nkv q heads (transformers'
+ * repeat_kv: KV head j serves q heads j*group .. j*group + group-1), so each cached K and V row is read and
+ * dequantized once for the whole group. Threads take contiguous ranges of tasks. */
 struct att_job {
 	struct cpu *c;
 	float *out;
@@ -898,41 +938,52 @@ SIMD_CLONES static void att_worker(void *arg, int tid, int nt)
 	struct att_job *jb = arg;
 	struct cpu *c = jb->c;
 	const struct kv_cache *kv = jb->kv;
-	const int hd = kv->head_dim, nkv = kv->n_kv_heads, nh = jb->n_heads;
-	const int width = (nh + 2 * nkv) * hd, group = nh / nkv;
+	const int hd = kv->head_dim, nkv = kv->n_kv_heads, nh = jb->n_heads, bl = kv->block_len;
+	const int width = (nh + 2 * nkv) * hd, group = nh / nkv, ctx_max = c->st.pos0 + c->st.n;
 	const float scale = 1.0f / sqrtf((float)hd);
-	float *buf = c->scratch[tid];
-	float *kbuf = buf, *acc = buf + hd, *score = buf + 2 * hd;
+	float *rowbuf = c->scratch[tid];         /* [hd] a dequantized K or V row */
+	float *acc = rowbuf + hd;                /* [group][hd] outputs */
+	float *score = acc + (size_t)group * hd; /* [group][ctx_max] scores, then probabilities */
 	int lo, hi;
-	split(c->st.n * nh, tid, nt, &lo, &hi);
+	split(c->st.n * nkv, tid, nt, &lo, &hi);
 	for (int task = lo; task < hi; task++) {
-		const int i = task / nh, h = task % nh, kvh = h / group;
+		const int i = task / nkv, kvh = task % nkv;
 		const int ctx = c->st.pos0 + i + 1; /* causal: positions 0 .. pos0 + i */
-		const float *q = jb->qkv + (size_t)i * width + (size_t)h * hd;
-		float mx = -INFINITY;
-		for (int p = 0; p < ctx; p++) {
-			int blk = kv_block_of(c, kv, p);
+		const float *q = jb->qkv + (size_t)i * width + (size_t)kvh * group * hd; /* [group][hd] */
+		/* scores q . k / sqrt(hd), a block of positions at a time */
+		for (int p0 = 0; p0 < ctx; p0 += bl) {
+			const int blk = kv_block_of(c, kv, p0);
 			if (blk < 0) {
-				*jb->bad = p + 1;
+				*jb->bad = p0 + 1;
 				return;
 			}
-			const float *k = kv_load(kv, kv_row(kv, blk, jb->layer, 0, kvh, p % kv->block_len), kbuf);
-			score[p] = dot(q, k, hd) * scale;
-			mx = fmaxf(mx, score[p]);
+			for (int p = p0; p < MIN(ctx, p0 + bl); p++) {
+				const float *k = kv_load(kv, kv_row(kv, blk, jb->layer, 0, kvh, p - p0), rowbuf);
+				for (int g = 0; g < group; g++)
+					score[(size_t)g * ctx_max + p] = dot(q + (size_t)g * hd, k, hd) * scale;
+			}
 		}
-		float sum = 0;
-		for (int p = 0; p < ctx; p++) {
-			score[p] = expf(score[p] - mx);
-			sum += score[p];
+		/* softmax per head, in float */
+		for (int g = 0; g < group; g++) {
+			float *sc = score + (size_t)g * ctx_max, mx = -INFINITY, sum = 0;
+			for (int p = 0; p < ctx; p++) mx = sc[p] > mx ? sc[p] : mx; /* (fmaxf is a libm call) */
+			for (int p = 0; p < ctx; p++) {
+				sc[p] = expf(sc[p] - mx);
+				sum += sc[p];
+			}
+			for (int p = 0; p < ctx; p++) sc[p] /= sum;
 		}
-		for (int d = 0; d < hd; d++) acc[d] = 0;
-		for (int p = 0; p < ctx; p++) {
-			const float pr = score[p] / sum;
-			int blk = kv_block_of(c, kv, p);
-			const float *v = kv_load(kv, kv_row(kv, blk, jb->layer, 1, kvh, p % kv->block_len), kbuf);
-			axpy(acc, pr, v, hd);
+		/* out = probabilities . v */
+		memset(acc, 0, sizeof(float) * (size_t)group * hd);
+		for (int p0 = 0; p0 < ctx; p0 += bl) {
+			const int blk = kv_block_of(c, kv, p0);
+			for (int p = p0; p < MIN(ctx, p0 + bl); p++) {
+				const float *v = kv_load(kv, kv_row(kv, blk, jb->layer, 1, kvh, p - p0), rowbuf);
+				for (int g = 0; g < group; g++)
+					axpy(acc + (size_t)g * hd, score[(size_t)g * ctx_max + p], v, hd);
+			}
 		}
-		memcpy(jb->out + (size_t)i * nh * hd + (size_t)h * hd, acc, (size_t)hd * sizeof(float));
+		memcpy(jb->out + (size_t)i * nh * hd + (size_t)kvh * group * hd, acc, sizeof(float) * (size_t)group * hd);
 	}
 }
 
@@ -944,7 +995,8 @@ static int cpu_attention(struct backend *be, void *out, const void *qkv, const s
 	if (layer < 0 || layer >= kv->n_layers) return lm_err(_("attention: layer %d out of range"), layer);
 	if (n_heads <= 0 || n_heads % kv->n_kv_heads)
 		return lm_err(_("attention: %d heads do not group over %d KV heads"), n_heads, kv->n_kv_heads);
-	if (scratch_reserve(c, (size_t)2 * kv->head_dim + c->st.pos0 + c->st.n)) return LM_ERR;
+	const size_t group = n_heads / kv->n_kv_heads;
+	if (scratch_reserve(c, (1 + group) * kv->head_dim + group * (size_t)(c->st.pos0 + c->st.n))) return LM_ERR;
 	int bad = 0;
 	struct att_job jb = { .c = c, .out = out, .qkv = qkv, .kv = kv, .layer = layer, .n_heads = n_heads, .bad = &bad };
 	pool_run(&c->pool, att_worker, &jb);

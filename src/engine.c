@@ -79,6 +79,10 @@ struct engine {
 	int session_len_req;       /* requested (--session-len or the model's max_position_embeddings) */
 	int32_t stop_ids[16];
 	int n_stop;
+	const char *stop_text[TMPL_MAX_STOP]; /* stop words that are no single token: matched in the text */
+	int n_stop_text;
+	char hold[4 * MSG_TEXT];   /* reply text held back while it could be the start of a text stop word */
+	int n_hold;
 	bool add_bos;
 	struct engine_info info;
 
@@ -88,6 +92,12 @@ struct engine {
 
 	struct engine_event pend;  /* EV_TOKEN text not yet pushed */
 	bool have_pend;
+
+	/* Jinja mode (the model's own template): the conversation as messages, re-rendered every turn */
+	struct chat_msg *msgs;
+	int n_msgs, cap_msgs;
+	char *reply;               /* the reply being generated, as shown */
+	size_t rlen, rcap;
 
 	char *utext;               /* the user turn being assembled from CMD_SUBMIT pieces */
 	size_t ulen, ucap;
@@ -169,21 +179,49 @@ static void push_event(struct engine *e, const struct engine_event *ev)
 	push_wait(e, ev);
 }
 
-/* Token text: coalesced into the pending event, pushed when the ring has room. */
+/* Token text: coalesced into the pending event, pushed when the ring has room. Text longer than what fits
+ * is split between events at UTF-8 character boundaries (each event holds complete characters). */
 static void emit_text(struct engine *e, const char *s, int n)
 {
-	if (n <= 0) return;
-	if (e->have_pend && e->pend.u.token.len + n > MSG_TEXT - 1) flush_text(e);
-	if (!e->have_pend) {
-		memset(&e->pend, 0, sizeof e->pend);
-		e->pend.type = EV_TOKEN;
-		e->have_pend = true;
+	if (n > 0 && e->tmpl.jinja) { /* keep the reply: the next turn renders it into the conversation */
+		if (e->rlen + n + 1 > e->rcap) {
+			size_t cap = MAX(e->rcap * 2, e->rlen + n + 256);
+			char *p = realloc(e->reply, cap);
+			if (p) {
+				e->reply = p;
+				e->rcap = cap;
+			}
+		}
+		if (e->rlen + n + 1 <= e->rcap) {
+			memcpy(e->reply + e->rlen, s, n);
+			e->rlen += n;
+			e->reply[e->rlen] = 0;
+		}
 	}
-	if (n > MSG_TEXT - 1 - e->pend.u.token.len) n = MSG_TEXT - 1 - e->pend.u.token.len;
-	memcpy(e->pend.u.token.text + e->pend.u.token.len, s, n);
-	e->pend.u.token.len += n;
-	e->pend.u.token.text[e->pend.u.token.len] = 0;
-	if (ring_push(&e->evq, &e->pend)) {
+	while (n > 0) {
+		if (e->have_pend && e->pend.u.token.len + MIN(n, 4) > MSG_TEXT - 1) flush_text(e);
+		if (!e->have_pend) {
+			memset(&e->pend, 0, sizeof e->pend);
+			e->pend.type = EV_TOKEN;
+			e->have_pend = true;
+		}
+		int room = MSG_TEXT - 1 - e->pend.u.token.len, k = n;
+		if (k > room) {
+			k = room;
+			while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80) k--; /* s[k] starts the next event */
+			if (k == 0) { /* not even one character fits: start a new event */
+				flush_text(e);
+				continue;
+			}
+		}
+		memcpy(e->pend.u.token.text + e->pend.u.token.len, s, k);
+		e->pend.u.token.len += k;
+		e->pend.u.token.text[e->pend.u.token.len] = 0;
+		s += k;
+		n -= k;
+		if (n > 0) flush_text(e);
+	}
+	if (e->have_pend && ring_push(&e->evq, &e->pend)) {
 		e->have_pend = false;
 		signal_fd(e->ev_fd);
 	}
@@ -335,7 +373,12 @@ static int engine_load(struct engine *e)
 	e->add_bos = !e->tmpl.prefix[0] && tok_bos_id(e->tok) >= 0 && read_add_bos(e->model_dir, true);
 	for (int i = 0; i < c->n_eos; i++) add_stop(e, c->eos_ids[i]);
 	add_stop(e, tok_eos_id(e->tok));
-	for (int i = 0; i < e->tmpl.n_stop; i++) add_stop(e, tok_piece_id(e->tok, e->tmpl.stop_words[i]));
+	for (int i = 0; i < e->tmpl.n_stop; i++) {
+		int id = tok_piece_id(e->tok, e->tmpl.stop_words[i]);
+		if (id >= 0) add_stop(e, id);
+		else if (e->tmpl.stop_words[i][0] && strlen(e->tmpl.stop_words[i]) < sizeof e->hold / 2)
+			e->stop_text[e->n_stop_text++] = e->tmpl.stop_words[i];
+	}
 
 	e->session_len_req = e->o.session_len > 0 ? e->o.session_len : (c->max_pos > 0 ? c->max_pos : 4096);
 	e->prefill_chunk = MIN(PREFILL_CHUNK, e->session_len_req);
@@ -539,13 +582,12 @@ static bool same_ids(const int32_t *a, int na, const int32_t *b, int nb)
  * nothing a tokenizer would match as special (it encodes the same either way, with no special id) and every
  * template special came out as its id, in order. Otherwise: the template's specials as ids, the text between
  * them (the user's included) encoded as plain text. */
-static int encode_turn(struct engine *e, bool first, const char *text, int32_t **out, int *n_out)
+static int encode_text(struct engine *e, bool first, bool add_bos, struct tmpl_text *ttp, int32_t **out, int *n_out)
 {
-	struct tmpl_text tt;
-	if (tmpl_turn(&e->tmpl, first, NULL, text, &tt) != LM_OK) return LM_ERR;
+	struct tmpl_text tt = *ttp;
 	struct idbuf b = { .tok = e->tok };
 	int rc = LM_OK;
-	if (first && e->add_bos) {
+	if (add_bos) {
 		int32_t bos = tok_bos_id(e->tok);
 		rc = idbuf_add(&b, &bos, 1);
 	}
@@ -589,7 +631,6 @@ static int encode_turn(struct engine *e, bool first, const char *text, int32_t *
 		free(sp.ids);
 	}
 	if (!done && rc == LM_OK) rc = walk_turn(e->tok, &tt, seg_put, &b, true);
-	tmpl_text_free(&tt);
 	free(b.acc);
 	if (rc != LM_OK) {
 		free(b.ids);
@@ -597,6 +638,55 @@ static int encode_turn(struct engine *e, bool first, const char *text, int32_t *
 	}
 	*out = b.ids;
 	*n_out = b.n;
+	return LM_OK;
+}
+
+static int encode_turn(struct engine *e, bool first, const char *text, int32_t **out, int *n_out)
+{
+	struct tmpl_text tt;
+	if (tmpl_turn(&e->tmpl, first, NULL, text, &tt) != LM_OK) return LM_ERR;
+	int rc = encode_text(e, first, first && e->add_bos, &tt, out, n_out);
+	tmpl_text_free(&tt);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ Jinja mode: the conversation */
+
+static int add_msg(struct engine *e, const char *role, const char *text)
+{
+	if (e->n_msgs == e->cap_msgs) {
+		int cap = e->cap_msgs ? e->cap_msgs * 2 : 16;
+		struct chat_msg *m = realloc(e->msgs, sizeof *m * cap);
+		if (!m) return lm_err(_("out of memory"));
+		e->msgs = m;
+		e->cap_msgs = cap;
+	}
+	char *t = strdup(text);
+	if (!t) return lm_err(_("out of memory"));
+	e->msgs[e->n_msgs++] = (struct chat_msg){ role, t };
+	return LM_OK;
+}
+
+static void pop_msgs(struct engine *e, int keep)
+{
+	while (e->n_msgs > keep) free((char *)e->msgs[--e->n_msgs].content);
+}
+
+/* The whole conversation (with the new user turn) rendered by the model's template and encoded; *keep gets
+ * how many tokens of the cache still hold (the common prefix with what is there). */
+static int encode_conversation(struct engine *e, int32_t **out, int *n_out, int *keep)
+{
+	struct tmpl_text tt;
+	if (tmpl_render_jinja(&e->tmpl, e->msgs, e->n_msgs, true, &tt) != LM_OK) return LM_ERR;
+	const char *bt = e->tmpl.bos_text;
+	bool bos = e->add_bos && !(bt && *bt && strncmp(tt.s, bt, strlen(bt)) == 0);
+	int rc = encode_text(e, true, bos, &tt, out, n_out);
+	tmpl_text_free(&tt);
+	if (rc != LM_OK) return rc;
+	int p = 0;
+	while (p < e->n_ctx && p < *n_out && e->ctx[p] == (*out)[p]) p++;
+	if (p == *n_out) p--; /* the last token is fed again for its logits */
+	*keep = p < 0 ? 0 : p;
 	return LM_OK;
 }
 
@@ -633,6 +723,44 @@ static bool greedy_fast(const struct engine *e)
 	return e->sp.temperature <= 0 && (e->sp.repetition_penalty == 1.0f || e->sp.repetition_penalty <= 0);
 }
 
+/* Reply text, checked against the text stop words: text that might be the start of one is held back until
+ * it is known not to be; returns true when a stop word is complete (the text before it has been emitted). */
+static bool reply_text(struct engine *e, const char *s, int n)
+{
+	if (!e->n_stop_text) {
+		emit_text(e, s, n);
+		return false;
+	}
+	if (n > (int)sizeof e->hold - e->n_hold) { /* cannot happen with the sizes above; keep it safe */
+		emit_text(e, e->hold, e->n_hold);
+		e->n_hold = 0;
+	}
+	memcpy(e->hold + e->n_hold, s, n);
+	e->n_hold += n;
+	for (int k = 0; k < e->n_stop_text; k++) {
+		const char *at = memmem(e->hold, e->n_hold, e->stop_text[k], strlen(e->stop_text[k]));
+		if (at) {
+			emit_text(e, e->hold, (int)(at - e->hold));
+			e->n_hold = 0;
+			return true;
+		}
+	}
+	/* keep the longest tail that is a proper prefix of a stop word; emit the rest */
+	int keep = 0;
+	for (int k = 0; k < e->n_stop_text; k++) {
+		int L = (int)strlen(e->stop_text[k]);
+		for (int t = MIN(L - 1, e->n_hold); t > keep; t--)
+			if (memcmp(e->hold + e->n_hold - t, e->stop_text[k], t) == 0) {
+				keep = t;
+				break;
+			}
+	}
+	emit_text(e, e->hold, e->n_hold - keep);
+	memmove(e->hold, e->hold + e->n_hold - keep, keep);
+	e->n_hold = keep;
+	return false;
+}
+
 static void turn_done(struct engine *e, struct turn_stats *st)
 {
 	struct engine_event ev;
@@ -657,18 +785,38 @@ static void run_turn(struct engine *e, const char *text)
 	struct turn_stats st;
 	memset(&st, 0, sizeof st);
 	e->cancel = false;
+	e->n_hold = 0;
 	double t0 = now_s();
 	int32_t *ids;
 	int n;
 	bool first = e->n_ctx == 0;
-	if (encode_turn(e, first, text, &ids, &n) != LM_OK) {
+	int n_msgs0 = e->n_msgs, keep = e->n_ctx;
+	e->rlen = 0;
+	if (e->tmpl.jinja) {
+		int rc = add_msg(e, "user", text);
+		if (rc == LM_OK) rc = encode_conversation(e, &ids, &n, &keep);
+		if (rc != LM_OK) {
+			push_error(e, false, "%s", lm_errmsg());
+			pop_msgs(e, n_msgs0);
+			turn_done(e, &st);
+			return;
+		}
+		/* prefill from where the tokens part from the cache */
+		memmove(ids, ids + keep, sizeof *ids * (n - keep));
+		n -= keep;
+	} else if (encode_turn(e, first, text, &ids, &n) != LM_OK) {
 		push_error(e, false, "%s", lm_errmsg());
 		turn_done(e, &st);
 		return;
 	}
+	if (keep < e->n_ctx) { /* Jinja mode: the cache beyond the common prefix is rewritten */
+		e->n_ctx = keep;
+		kvmgr_seq_trim(&e->kv, &e->seq, e->n_ctx);
+	}
 	if (e->n_ctx + n + 1 > e->session_len) { /* room for the turn and at least one token of reply */
 		session_full_msg(e, n + 1);
 		free(ids);
+		pop_msgs(e, n_msgs0);
 		st.hit_session_len = true;
 		turn_done(e, &st);
 		return;
@@ -681,6 +829,7 @@ static void run_turn(struct engine *e, const char *text)
 		e->n_ctx = start; /* the cache beyond start is overwritten by the next turn */
 		kvmgr_seq_trim(&e->kv, &e->seq, e->n_ctx);
 		free(ids);
+		pop_msgs(e, n_msgs0);
 		turn_done(e, &st);
 		return;
 	}
@@ -688,6 +837,7 @@ static void run_turn(struct engine *e, const char *text)
 	if (cancelled) {
 		e->n_ctx = start;
 		kvmgr_seq_trim(&e->kv, &e->seq, e->n_ctx);
+		pop_msgs(e, n_msgs0);
 		st.cancelled = true;
 		st.prefill_s = now_s() - t0;
 		turn_done(e, &st);
@@ -716,7 +866,7 @@ static void run_turn(struct engine *e, const char *text)
 			break;
 		}
 		st.gen_tokens++;
-		emit_text(e, piece, tok_stream_next(&ts, id, piece, sizeof piece));
+		if (reply_text(e, piece, tok_stream_next(&ts, id, piece, sizeof piece))) break; /* a text stop word */
 		if (!more) break;
 		/* between tokens: CANCEL/QUIT now; sampling changes apply to the next token */
 		drain_cmds_busy(e, true);
@@ -725,14 +875,18 @@ static void run_turn(struct engine *e, const char *text)
 			break;
 		}
 	}
-	emit_text(e, piece, tok_stream_flush(&ts, piece, sizeof piece));
+	if (!reply_text(e, piece, tok_stream_flush(&ts, piece, sizeof piece))) emit_text(e, e->hold, e->n_hold);
+	e->n_hold = 0;
 	st.decode_s = now_s() - t1;
+	if (e->tmpl.jinja && add_msg(e, "assistant", e->reply ? e->reply : "") != LM_OK)
+		push_error(e, false, "%s", lm_errmsg());
 	if (st.hit_session_len) session_full_msg(e, 1);
 	turn_done(e, &st);
 }
 
 static void reset_session(struct engine *e)
 {
+	pop_msgs(e, 0);
 	e->n_ctx = 0;
 	kvmgr_seq_trim(&e->kv, &e->seq, 0);
 	struct engine_event ev;
@@ -770,6 +924,7 @@ static void reconfig_kv(struct engine *e, const struct kv_capacity *cap, int pol
 		push_error(e, false, _("the conversation (%d tokens) does not fit the new KV cache (%d tokens): the "
 				       "session was reset"), n, e->session_len);
 		e->n_ctx = 0;
+		pop_msgs(e, 0);
 		n = 0;
 	}
 	if (n > 0) {
@@ -902,6 +1057,9 @@ static void engine_destroy(struct engine *e)
 	free(e->chat_template);
 	free(e->deferred);
 	free(e->utext);
+	pop_msgs(e, 0);
+	free(e->msgs);
+	free(e->reply);
 	free(e->seq.blocks);
 	free(e);
 }

@@ -102,6 +102,10 @@ static int hand_over(struct loader *L, struct weight *w, const struct host_weigh
 }
 
 /* A vector or a table that is used as is: embeddings, norms, lm_head. */
+/* A file whose header length is not a multiple of 8 leaves its tensors unaligned in the mapping: such data is
+ * copied before a backend reads it as typed elements. */
+static bool aligned(const void *p, size_t unit) { return ((uintptr_t)p & (unit - 1)) == 0; }
+
 static int load_plain(struct loader *L, struct weight *w, const char *base, int rows, int cols)
 {
 	char name[256];
@@ -109,7 +113,15 @@ static int load_plain(struct loader *L, struct weight *w, const char *base, int 
 	const struct st_tensor *t = rows == 1 ? need(L, name, 1, cols, 0, DTC_DENSE) : need(L, name, 2, rows, cols, DTC_DENSE);
 	if (!t) return LM_ERR;
 	struct host_weight hw = { .dt = t->dt, .rows = rows, .cols = cols, .data = t->data };
-	return hand_over(L, w, &hw, name);
+	void *copy = NULL;
+	if (!aligned(t->data, dtype_size(t->dt))) {
+		if (!(copy = malloc(t->bytes))) return lm_err(_("%s: out of memory assembling %s"), L->dir, name);
+		memcpy(copy, t->data, t->bytes);
+		hw.data = copy;
+	}
+	int rc = hand_over(L, w, &hw, name);
+	free(copy);
+	return rc;
 }
 
 /* Copy nrep repetitions of the segments: unit-sized elements, each source row src_w units wide, taking
@@ -158,7 +170,7 @@ static int load_linear(struct loader *L, struct weight *w, const char *what, con
 			pc[i] = (struct piece){ t->data, 0, (size_t)s[i].row0 * in_cols, (size_t)s[i].nrows * in_cols };
 		}
 		hw.dt = dt;
-		if (whole) {
+		if (whole && aligned(pc[0].src, dtype_size(dt))) {
 			hw.data = pc[0].src;
 		} else {
 			size_t es = dtype_size(dt);
@@ -204,8 +216,8 @@ static int load_linear(struct loader *L, struct weight *w, const char *what, con
 							(size_t)s[i].nrows / div };
 			}
 			const void *p = pc[0].src;
-			if (!whole) {
-				size_t unit = k < 2 ? 4 : 2;
+			size_t unit = k < 2 ? 4 : 2;
+			if (!whole || !aligned(p, unit)) {
 				if (!(buf[k] = malloc((size_t)nrep[k] * out_rows / div * unit))) {
 					lm_err(_("%s: out of memory assembling %s"), L->dir, what);
 					goto out;
@@ -244,8 +256,8 @@ static int load_linear(struct loader *L, struct weight *w, const char *what, con
 		}
 		if (have) {
 			hw.bias_dt = bdt;
-			if (whole) {
-				hw.bias = pc[0].src + pc[0].off * dtype_size(bdt);
+			if (whole && aligned(pc[0].src, dtype_size(bdt))) {
+				hw.bias = pc[0].src;
 			} else {
 				if (!(buf[3] = malloc((size_t)out_rows * dtype_size(bdt)))) {
 					lm_err(_("%s: out of memory assembling %s"), L->dir, what);
@@ -462,6 +474,9 @@ int model_init_dummy(struct model *m, const struct model_config *c, struct backe
 	m->cfg = *c;
 	m->be = be;
 	snprintf(m->dir, sizeof m->dir, "(dummy %s)", c->arch_name);
+	if (c->n_layers <= 0 || c->dim <= 0 || c->vocab <= 0 || c->ffn <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
+	    c->head_dim <= 0 || c->n_heads % c->n_kv_heads)
+		return lm_err(_("dummy model: the configuration has an empty or inconsistent shape"));
 	if (c->dtype != DT_F32 && c->dtype != DT_F16 && c->dtype != DT_BF16) m->cfg.dtype = DT_F16;
 	if (c->quant_bits && (c->group_size <= 0 || c->dim % c->group_size || c->ffn % c->group_size ||
 			      (c->n_heads * c->head_dim) % c->group_size))

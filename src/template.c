@@ -2,6 +2,7 @@
 #include "config.h"
 #include "template.h"
 #include "i18n.h"
+#include "jinja.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -78,6 +79,10 @@ void tmpl_free(struct chat_template *t)
 	}
 	for (int i = 0; i < t->n_stop; i++) free(t->stop_words[i]);
 	t->n_stop = 0;
+	free(t->jinja);
+	free(t->bos_text);
+	free(t->eos_text);
+	t->jinja = t->bos_text = t->eos_text = NULL;
 }
 
 int tmpl_load_json(struct chat_template *t, const char *path)
@@ -148,6 +153,42 @@ static const char *guess_from_jinja(const char *j, const char *model_type)
 	return NULL;
 }
 
+static char *token_text(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	if (cJSON_IsObject(v)) v = cJSON_GetObjectItemCaseSensitive(v, "content");
+	return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+}
+
+/* Does the built-in render these conversations exactly as the model's own template does? */
+static bool builtin_matches(const struct chat_template *t, const char *jinja, const char *bos, const char *eos)
+{
+	static const struct chat_msg a[] = { { "user", "Hello" } };
+	static const struct chat_msg b[] = { { "system", "Be brief." }, { "user", "Hi" }, { "assistant", "Hello!" },
+					     { "user", "Tell me a story." } };
+	static const struct chat_msg c[] = { { "user", "2+2?" }, { "assistant", "4" } };
+	struct { const struct chat_msg *m; int n; bool gen; } probes[] = { { a, 1, true }, { b, 4, true }, { c, 2, false } };
+	for (size_t i = 0; i < ARRAY_SIZE(probes); i++) {
+		struct tmpl_text tt;
+		char *j;
+		if (jinja_render(jinja, probes[i].m, probes[i].n, probes[i].gen, bos, eos, &j) != LM_OK) return true;
+		if (tmpl_render(t, probes[i].m, probes[i].n, probes[i].gen, &tt) != LM_OK) {
+			free(j);
+			return false;
+		}
+		/* the built-ins write BOS as a prefix; a template may leave it to the tokenizer */
+		const char *r = tt.s;
+		if (t->prefix[0] && strncmp(j, t->prefix, strlen(t->prefix)) != 0 &&
+		    strncmp(r, t->prefix, strlen(t->prefix)) == 0)
+			r += strlen(t->prefix);
+		bool same = strcmp(r, j) == 0;
+		free(j);
+		tmpl_text_free(&tt);
+		if (!same) return false;
+	}
+	return true;
+}
+
 int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir, const char *model_type)
 {
 	if (!model_type) model_type = "";
@@ -158,6 +199,7 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 		return tmpl_builtin(t, arg); /* the unknown-name message */
 	}
 	const char *name = NULL;
+	char *jinja = NULL, *bos = NULL, *eos = NULL;
 	char path[4200];
 	path_join(path, sizeof path, model_dir, "tokenizer_config.json");
 	char *buf;
@@ -167,24 +209,108 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 		free(buf);
 		const cJSON *ct = cJSON_GetObjectItemCaseSensitive(o, "chat_template");
 		if (cJSON_IsString(ct)) {
-			name = guess_from_jinja(ct->valuestring, model_type);
+			jinja = strdup(ct->valuestring);
 		} else if (cJSON_IsArray(ct)) { /* [{name, template}]: the "default" one */
 			const cJSON *e;
 			cJSON_ArrayForEach(e, ct) {
 				const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "name");
 				const cJSON *tx = cJSON_GetObjectItemCaseSensitive(e, "template");
 				if (cJSON_IsString(n) && cJSON_IsString(tx) && strcmp(n->valuestring, "default") == 0)
-					name = guess_from_jinja(tx->valuestring, model_type);
+					jinja = strdup(tx->valuestring);
 			}
 		}
+		bos = token_text(o, "bos_token");
+		eos = token_text(o, "eos_token");
 		cJSON_Delete(o);
 	}
+	if (jinja) name = guess_from_jinja(jinja, model_type);
 	if (!name) {
 		if (strcmp(model_type, "internlm2") == 0) name = "internlm2";
 		else if (strcmp(model_type, "qwen2") == 0) name = "chatml";
 		else name = "base";
 	}
-	return tmpl_builtin(t, name);
+	int rc = tmpl_builtin(t, name);
+	/* the model's own template where the built-in would render differently (and the interpreter runs it) */
+	if (rc == LM_OK && jinja && !builtin_matches(t, jinja, bos, eos)) {
+		char *probe;
+		static const struct chat_msg m[] = { { "user", "Hello" } };
+		if (jinja_render(jinja, m, 1, true, bos, eos, &probe) == LM_OK) {
+			free(probe);
+			snprintf(t->name, sizeof t->name, "jinja (%s)", name);
+			t->jinja = jinja;
+			t->bos_text = bos;
+			t->eos_text = eos;
+			jinja = bos = eos = NULL;
+		}
+		lm_err_clear();
+	}
+	free(jinja);
+	free(bos);
+	free(eos);
+	return rc;
+}
+
+static int tt_put(struct tmpl_text *tt, const char *s, size_t n, bool user);
+
+/* Jinja mode. Where the user texts lie in the output is found exactly: the template is run a second time with
+ * each user text replaced by a placeholder (no whitespace, so trimming leaves it alone); putting the texts back
+ * into that output must give the real output, and then the placeholders' places are the user ranges. A
+ * template that transforms the texts fails that check; it is accepted only for texts with nothing that could
+ * spell a special token ('<', '['), so that no user text can become a control token. */
+int tmpl_render_jinja(const struct chat_template *t, const struct chat_msg *msgs, int n, bool add_generation_prompt,
+		      struct tmpl_text *out)
+{
+	memset(out, 0, sizeof *out);
+	char *real, *ph = NULL;
+	if (jinja_render(t->jinja, msgs, n, add_generation_prompt, t->bos_text, t->eos_text, &real) != LM_OK)
+		return LM_ERR;
+	struct chat_msg *pm = malloc(sizeof *pm * (n ? n : 1));
+	char (*names)[24] = malloc(sizeof *names * (n ? n : 1));
+	int rc = pm && names ? LM_OK : lm_err(_("chat template: out of memory"));
+	for (int i = 0; i < n && rc == LM_OK; i++) {
+		snprintf(names[i], sizeof names[i], "\x01%d\x02", i);
+		pm[i] = msgs[i];
+		if (strcmp(msgs[i].role, "user") == 0) pm[i].content = names[i];
+	}
+	bool exact = rc == LM_OK && jinja_render(t->jinja, pm, n, add_generation_prompt, t->bos_text, t->eos_text, &ph) == LM_OK;
+	lm_err_clear();
+	if (exact) { /* rebuild from the placeholders */
+		const char *p = ph;
+		while (*p && exact) {
+			const char *q = strchr(p, '\x01');
+			size_t lit = q ? (size_t)(q - p) : strlen(p);
+			if (tt_put(out, p, lit, false) != LM_OK) exact = false;
+			if (!q) break;
+			char *end;
+			long i = strtol(q + 1, &end, 10);
+			if (*end != '\x02' || i < 0 || i >= n || strcmp(msgs[i].role, "user") != 0 ||
+			    tt_put(out, msgs[i].content, strlen(msgs[i].content), true) != LM_OK) {
+				exact = false;
+				break;
+			}
+			p = end + 1;
+		}
+		exact = exact && out->s && strcmp(out->s, real) == 0;
+	}
+	free(ph);
+	free(pm);
+	free(names);
+	if (rc == LM_OK && !exact) {
+		tmpl_text_free(out);
+		for (int i = 0; i < n; i++)
+			if (strcmp(msgs[i].role, "user") == 0 && (strchr(msgs[i].content, '<') || strchr(msgs[i].content, '['))) {
+				free(real);
+				return lm_err(_("chat template: the model's template rewrote the user's text; it cannot be "
+						"rendered safely (use --chat-template with a built-in name)"));
+			}
+		out->s = real;
+		out->len = strlen(real);
+		out->cap = out->len + 1;
+		return LM_OK;
+	}
+	free(real);
+	if (rc != LM_OK) tmpl_text_free(out);
+	return rc;
 }
 
 /* ---- rendering ---- */
@@ -200,7 +326,15 @@ static int tt_put(struct tmpl_text *tt, const char *s, size_t n, bool user)
 		tt->cap = cap;
 	}
 	if (user) {
-		if (tt->n_user == (int)ARRAY_SIZE(tt->user_off)) return lm_err(_("chat template: too many user texts"));
+		if (tt->n_user == tt->cap_user) {
+			int cap = tt->cap_user ? tt->cap_user * 2 : 8;
+			size_t *o = realloc(tt->user_off, sizeof *o * cap);
+			if (o) tt->user_off = o;
+			size_t *l = realloc(tt->user_len, sizeof *l * cap);
+			if (l) tt->user_len = l;
+			if (!o || !l) return lm_err(_("chat template: out of memory"));
+			tt->cap_user = cap;
+		}
 		tt->user_off[tt->n_user] = tt->len;
 		tt->user_len[tt->n_user++] = n;
 	}
@@ -229,6 +363,8 @@ static int tt_content(struct tmpl_text *tt, const struct chat_template *t, const
 void tmpl_text_free(struct tmpl_text *tt)
 {
 	free(tt->s);
+	free(tt->user_off);
+	free(tt->user_len);
 	memset(tt, 0, sizeof *tt);
 }
 

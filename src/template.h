@@ -27,6 +27,11 @@ struct chat_template {
 	bool always_gen_prompt;  /* llama3's (as published) appends the assistant header even without
 				  * add_generation_prompt */
 	bool sys_in_first_user;  /* llama2: the system block sits inside the first [INST] */
+	/* The model's own Jinja chat_template, when no built-in renders as it does (e.g. Qwen3's <think>
+	 * handling): the engine then renders the whole conversation each turn and prefills from where the
+	 * tokens differ from the cache. NULL for built-ins. bos/eos: the token texts the template may use. */
+	char *jinja;
+	char *bos_text, *eos_text;
 };
 
 struct chat_msg {
@@ -38,8 +43,8 @@ struct chat_msg {
 struct tmpl_text {
 	char *s;
 	size_t len, cap;
-	size_t user_off[8], user_len[8];
-	int n_user;
+	size_t *user_off, *user_len;  /* [n_user] */
+	int n_user, cap_user;
 };
 
 /* Built-in template by name: internlm2, chatml, llama3, llama2, base. LM_ERR (message names it) if unknown. */
@@ -61,5 +66,8 @@ int tmpl_render(const struct chat_template *t, const struct chat_msg *msgs, int 
 int tmpl_turn(const struct chat_template *t, bool first, const char *system, const char *user,
 	      struct tmpl_text *out);
 void tmpl_text_free(struct tmpl_text *tt);
+/* Jinja mode: render the conversation with the model's template and mark where the user texts are. */
+int tmpl_render_jinja(const struct chat_template *t, const struct chat_msg *msgs, int n, bool add_generation_prompt,
+		      struct tmpl_text *out);
 
 #endif

@@ -31,3 +31,7 @@ TESTS += tests/test_engine
 tests_test_engine_LDADD = $(LMTERM_TEST_LIBS)
 TESTS += tests/test_chat_repl.sh tests/test_chat_pty.sh tests/test_ppl.sh
 EXTRA_DIST += tests/test_chat_repl.sh tests/test_chat_pty.sh tests/test_chat_pty.py tests/test_ppl.sh
+
+check_PROGRAMS += tests/test_jinja
+TESTS += tests/test_jinja
+tests_test_jinja_LDADD = $(LMTERM_TEST_LIBS)

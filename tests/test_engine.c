@@ -347,7 +347,114 @@ int main(void)
 	CHECK(tl.context_used <= 64, "context %d beyond the session length", tl.context_used);
 	engine_stop(e);
 
-	/* 9. a model that cannot load: a fatal error event, and engine_stop still returns */
+	/* 9. a text stop word (no single token) from an LMDeploy JSON template ends the reply before it */
+	char tpath[] = "/tmp/lmterm-engine-tmpl-XXXXXX";
+	int tfd = mkstemp(tpath);
+	if (tfd >= 0) {
+		const char *tj = "{\"system\": \"<|im_start|>system\\n\", \"eosys\": \"<|im_end|>\\n\", "
+				 "\"user\": \"<|im_start|>user\\n\", \"eoh\": \"<|im_end|>\\n\", "
+				 "\"assistant\": \"<|im_start|>assistant\\n\", \"eoa\": \"<|im_end|>\", \"separator\": \"\\n\", "
+				 "\"stop_words\": [\"<|im_end|>\", \"eighteen\"]}";
+		if (write(tfd, tj, strlen(tj)) < 0) {}
+		close(tfd);
+		struct engine_opts o2 = o;
+		o2.cap = (struct kv_capacity){ .kind = KVCAP_TOKENS, .tokens = 2048 };
+		o2.session_len = 0;
+		o2.sampling.max_new_tokens = 300;
+		if (engine_start(&e, &o2) == LM_OK) { /* the reference: built-in chatml, same cache, same sampling */
+			memset(&c, 0, sizeof c);
+			CHECK(wait_for(e, EV_READY, &c), "no EV_READY");
+			turn(e, story, &c);
+			snprintf(ref, sizeof ref, "%s", c.text);
+			engine_stop(e);
+		}
+		o2.chat_template = tpath;
+		if (engine_start(&e, &o2) == LM_OK) {
+			memset(&c, 0, sizeof c);
+			CHECK(wait_for(e, EV_READY, &c), "no EV_READY with the JSON template");
+			turn(e, story, &c);
+			const char *hit = strstr(ref, "eighteen");
+			CHECK(hit && !strstr(c.text, "eighteen") && c.len == (size_t)(hit - ref) &&
+			      strncmp(ref, c.text, c.len) == 0,
+			      "stop word 'eighteen': reply \"%s\", reference \"%.200s\"", c.text, ref);
+			engine_stop(e);
+		}
+		unlink(tpath);
+	}
+
+	/* 10. the model's own Jinja template (Qwen3's, whose <think> handling no built-in has): the whole
+	 * conversation is rendered each turn, and only what differs from the cache is prefilled */
+	char jdir[] = "/tmp/lmterm-engine-jinja-XXXXXX";
+	if (mkdtemp(jdir)) {
+		static const char *const files[] = { "config.json", "generation_config.json", "model.safetensors.index.json",
+						     "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+						     "tokenizer.json", "tokenizer.model", "special_tokens_map.json" };
+		char a[4200], b2[4200];
+		for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+			snprintf(a, sizeof a, "%s/%s", model, files[i]);
+			if (a[0] != '/') { /* symlinks need an absolute target */
+				char cwd[2048];
+				if (getcwd(cwd, sizeof cwd)) snprintf(a, sizeof a, "%s/%s/%s", cwd, model, files[i]);
+			}
+			snprintf(b2, sizeof b2, "%s/%s", jdir, files[i]);
+			if (symlink(a, b2) != 0) {}
+		}
+		char *cfg, *q;
+		size_t l1, l2;
+		snprintf(a, sizeof a, "%s/tokenizer_config.json", model);
+		snprintf(b2, sizeof b2, "%s/tokenizers/qwen3.tokenizer_config.json", td);
+		if (read_file(a, &cfg, &l1) == LM_OK && read_file(b2, &q, &l2) == LM_OK) {
+			cJSON *co = cJSON_Parse(cfg), *qo = cJSON_Parse(q);
+			cJSON_ReplaceItemInObject(co, "chat_template",
+						  cJSON_CreateString(cJSON_GetObjectItem(qo, "chat_template")->valuestring));
+			char *txt = cJSON_Print(co);
+			snprintf(a, sizeof a, "%s/tokenizer_config.json", jdir);
+			FILE *f = fopen(a, "w");
+			fputs(txt, f);
+			fclose(f);
+			free(txt);
+			cJSON_Delete(co);
+			cJSON_Delete(qo);
+			free(cfg);
+			free(q);
+			struct engine_opts o3 = o;
+			o3.model_dir = jdir;
+			o3.cap = (struct kv_capacity){ .kind = KVCAP_TOKENS, .tokens = 2048 };
+			o3.session_len = 0;
+			o3.chat_template = NULL;
+			o3.sampling.max_new_tokens = 40;
+			if (engine_start(&e, &o3) == LM_OK) {
+				memset(&c, 0, sizeof c);
+				CHECK(wait_for(e, EV_READY, &c), "no EV_READY with the Jinja template: %s", c.last_error);
+				CHECK(strncmp(c.info.template_name, "jinja", 5) == 0, "template %s, want the model's own (jinja)",
+				      c.info.template_name);
+				struct turn_stats j1 = turn(e, "Continue the story: It was a dark and stormy night.", &c);
+				CHECK(j1.prompt_tokens == n_want && j1.context_used == j1.prompt_tokens + j1.gen_tokens,
+				      "Jinja first turn: %d prompt tokens (want %d), context %d", j1.prompt_tokens, n_want,
+				      j1.context_used);
+				struct turn_stats j2 = turn(e, "And then?", &c);
+				int kept = j2.context_used - j2.prompt_tokens - j2.gen_tokens;
+				printf("Jinja second turn: %d tokens of the cache kept, %d prefilled\n", kept, j2.prompt_tokens);
+				CHECK(kept >= j1.prompt_tokens && kept <= j1.context_used && j2.prompt_tokens < 40,
+				      "Jinja second turn: kept %d of %d, prefilled %d", kept, j1.context_used, j2.prompt_tokens);
+				send_cmd(e, CMD_RESET);
+				CHECK(wait_for(e, EV_SESSION_RESET, &c), "no reset");
+				struct turn_stats j3 = turn(e, "Continue the story: It was a dark and stormy night.", &c);
+				CHECK(j3.prompt_tokens == j1.prompt_tokens && strcmp(c.text, "") != 0,
+				      "after reset: %d prompt tokens", j3.prompt_tokens);
+				engine_stop(e);
+			}
+		}
+		for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+			snprintf(b2, sizeof b2, "%s/%s", jdir, files[i]);
+			unlink(b2);
+		}
+		snprintf(b2, sizeof b2, "%s/tokenizer_config.json", jdir);
+		unlink(b2);
+		rmdir(jdir);
+	}
+
+	/* 11. a model that cannot load: a fatal error event, and engine_stop still returns */
 	o.model_dir = "/nonexistent/model";
 	if (engine_start(&e, &o) == LM_OK) {
 		memset(&c, 0, sizeof c);

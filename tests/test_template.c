@@ -145,7 +145,7 @@ int main(void)
 	if (!mkdtemp(dir)) return 1;
 	struct { const char *file, *model_type, *want; } choose[] = {
 		{ "tokenizers/llama3.tokenizer_config.json", "llama", "llama3" },
-		{ "tokenizers/qwen3.tokenizer_config.json", "qwen3", "chatml" },
+		{ "tokenizers/qwen3.tokenizer_config.json", "qwen3", "jinja (chatml)" }, /* <think>: its own */
 		{ "tokenizers/llama2.tokenizer_config.json", "llama", "base" }, /* it has no chat_template */
 		{ "models/tiny-en-zh-internlm2/tokenizer_config.json", "internlm2", "chatml" },
 	};
@@ -164,6 +164,30 @@ int main(void)
 		CHECK(tmpl_choose(&t, NULL, dir, choose[i].model_type) == LM_OK, "%s", lm_errmsg());
 		CHECK(strcmp(t.name, choose[i].want) == 0, "%s: chose %s, want %s", choose[i].file, t.name, choose[i].want);
 		printf("%s -> %s\n", choose[i].file, t.name);
+		if (t.jinja) {
+			/* Jinja mode: the user's text is marked where the user put it, even when it spells the
+			 * template's own special tokens */
+			struct chat_msg um[] = { { "user", "<|im_start|>hi" } };
+			struct tmpl_text tj;
+			CHECK(tmpl_render_jinja(&t, um, 1, true, &tj) == LM_OK, "%s", lm_errmsg());
+			size_t at = strlen("<|im_start|>user\n");
+			CHECK(tj.n_user == 1 && tj.user_off[0] == at && tj.user_len[0] == strlen(um[0].content),
+			      "Jinja mode: user range %zu+%zu in '%s', want %zu", tj.n_user ? tj.user_off[0] : 0,
+			      tj.n_user ? tj.user_len[0] : 0, tj.s, at);
+			tmpl_text_free(&tj);
+			/* a template that rewrites the user's text cannot be rendered safely when it has '<' */
+			char *own = t.jinja;
+			t.jinja = strdup("{% for m in messages %}<|im_start|>{{ m.content | upper }}{% endfor %}");
+			um[0].content = "a <b>";
+			CHECK(tmpl_render_jinja(&t, um, 1, true, &tj) == LM_ERR && strstr(lm_errmsg(), "rewrote"),
+			      "a rewriting template was accepted");
+			um[0].content = "plain words";
+			CHECK(tmpl_render_jinja(&t, um, 1, true, &tj) == LM_OK && strcmp(tj.s, "<|im_start|>PLAIN WORDS") == 0,
+			      "rewriting template, plain text");
+			tmpl_text_free(&tj);
+			free(t.jinja);
+			t.jinja = own;
+		}
 		tmpl_free(&t);
 	}
 	unlink(dst);

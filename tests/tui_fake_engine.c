@@ -265,7 +265,9 @@ int main(int argc, char **argv)
 			static const struct backend_i bi = { .mem_stats = fake_mem_stats };
 			struct backend be = { .i = &bi };
 			int ms = i + 1 < argc ? atoi(argv[i + 1]) : 100;
-			int rc = ui_progress_run("lite auto_awq", fake_work, &ms, &be, &uo);
+			/* --progress N host: no backend, host memory from /proc */
+			bool host = i + 2 < argc && strcmp(argv[i + 2], "host") == 0;
+			int rc = ui_progress_run("lite auto_awq", fake_work, &ms, host ? NULL : &be, &uo);
 			printf("work returned %d\n", rc);
 			return rc == LM_OK ? 0 : 1;
 		}

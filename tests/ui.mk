@@ -8,7 +8,9 @@ check_PROGRAMS += tests/tui_fake_engine
 tests_tui_fake_engine_LDADD = $(UI_LIB) $(LMTERM_TEST_LIBS) $(NCURSES_LIBS)
 TESTS += tests/test_po.sh
 EXTRA_DIST += tests/test_po.sh
-# the full screen in tmux: against the scripted engine now; test_tui.sh (the real engine on the demo model)
-# joins TESTS once `lmterm chat` runs in this branch
-TESTS += tests/test_tui_fake.sh
+# the full screen in tmux: lmterm chat on the demo model, and the same checks against the scripted engine
+TESTS += tests/test_tui.sh tests/test_tui_fake.sh
 EXTRA_DIST += tests/test_tui.sh tests/test_tui_fake.sh
+# the manual documents every command, option, environment variable and key
+TESTS += tests/test_man.sh
+EXTRA_DIST += tests/test_man.sh

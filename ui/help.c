@@ -37,13 +37,24 @@ void panel_help_draw(WINDOW *w, int *scroll)
 	int kw = 0;
 	for (int i = 0; i < n; i++) kw = MAX(kw, str_cols(_(keys[i].key)));
 	kw = MIN(kw + 2, iw / 2);
-	if (*scroll > n - rows) *scroll = n - rows;
+	int dw = iw - kw;
+	/* every description wrapped to the room beside the keys: count the lines, then draw from *scroll */
+	int total = 0;
+	for (int i = 0; i < n; i++) total += text_wrap(_(keys[i].what), (int)strlen(_(keys[i].what)), dw, true, NULL, 0);
+	if (*scroll > total - rows) *scroll = total - rows;
 	if (*scroll < 0) *scroll = 0;
-	for (int r = 0; r < rows && *scroll + r < n; r++) {
-		int i = *scroll + r;
-		draw_str(w, 1 + r, x, kw, _(keys[i].key), col(COL_TITLE));
-		draw_str(w, 1 + r, x + kw, iw - kw, _(keys[i].what), col(COL_NORMAL));
+	int line = 0, y = 1;
+	for (int i = 0; i < n && y < 1 + rows; i++) {
+		const char *what = _(keys[i].what);
+		struct wrap_line wl[8];
+		int k = text_wrap(what, (int)strlen(what), dw, true, wl, 8);
+		for (int j = 0; j < k && j < 8 && y < 1 + rows; j++, line++) {
+			if (line < *scroll) continue;
+			if (j == 0) draw_str(w, y, x, kw, _(keys[i].key), col(COL_TITLE));
+			draw_text(w, y, x + kw, dw, what + wl[j].start, wl[j].end - wl[j].start, col(COL_NORMAL));
+			y++;
+		}
 	}
-	const char *foot = n > rows ? _("Up/Down: scroll  Esc or any other key: close") : _("Esc or any key: close");
+	const char *foot = total > rows ? _("Up/Down: scroll  Esc or any other key: close") : _("Esc or any key: close");
 	draw_str(w, h - 2, x, iw, foot, col(COL_DIM));
 }

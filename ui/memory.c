@@ -8,6 +8,33 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+int mem_read_host(struct mem_stats *ms)
+{
+	memset(ms, 0, sizeof *ms);
+	ms->is_host = true;
+	FILE *f = fopen("/proc/meminfo", "r");
+	if (f) {
+		char line[256];
+		unsigned long long kb;
+		while (fgets(line, sizeof line, f)) {
+			if (sscanf(line, "MemTotal: %llu kB", &kb) == 1) { ms->total = kb * 1024; ms->total_valid = true; }
+			if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) { ms->free = kb * 1024; ms->free_valid = true; }
+		}
+		fclose(f);
+	}
+	f = fopen("/proc/self/statm", "r");
+	if (f) {
+		unsigned long long size, rss;
+		if (fscanf(f, "%llu %llu", &size, &rss) == 2) {
+			ms->used_by_process = rss * (unsigned long long)sysconf(_SC_PAGESIZE);
+			ms->used_valid = true;
+		}
+		fclose(f);
+	}
+	return ms->total_valid || ms->free_valid ? LM_OK : LM_ERR;
+}
 
 void panel_mem_push(struct mem_view *m, const struct mem_stats *ms, size_t kv_used, int context_used)
 {
@@ -44,8 +71,8 @@ static void split(const struct mem_view *m, struct parts *p)
 	p->v[P_KV] = kv_used;
 	p->v[P_KVFREE] = kv - kv_used;
 	p->v[P_ACT] = s->cat[MEM_ACT] + s->cat[MEM_OTHER]; /* activations and workspace */
-	p->valid[P_WEIGHTS] = p->valid[P_KV] = p->valid[P_KVFREE] = p->valid[P_ACT] = true;
-	double mine = p->v[P_WEIGHTS] + kv + p->v[P_ACT];
+	p->valid[P_WEIGHTS] = p->valid[P_KV] = p->valid[P_KVFREE] = p->valid[P_ACT] = !m->cats_unknown;
+	double mine = m->cats_unknown ? 0 : p->v[P_WEIGHTS] + kv + p->v[P_ACT];
 	if (s->total_valid && s->free_valid && s->total >= s->free) {
 		/* runtime, cuBLAS, other processes: what is in use but not allocated through us */
 		double o = (double)(s->total - s->free) - mine;
@@ -198,7 +225,7 @@ void panel_mem_draw(WINDOW *w, const struct mem_view *m)
 		else snprintf(v, sizeof v, "%s", na);
 		legend(w, y++, x, iw, 0, COL_NORMAL, C_("mem|Total"), v, NULL);
 	}
-	if (y < ymax && !m->ms.is_host) {
+	if (y < ymax && (!m->ms.is_host || m->cats_unknown)) {
 		char v[32];
 		if (m->ms.used_valid) fmt_bytes(v, sizeof v, m->ms.used_by_process);
 		else snprintf(v, sizeof v, "%s", na);
@@ -222,9 +249,13 @@ void panel_mem_draw(WINDOW *w, const struct mem_view *m)
 	/* the graph takes what is left, when that is at least 3 rows */
 	int gh = ymax - y - 1;
 	if (gh >= 2) {
-		double max = m->ms.total_valid ? (double)m->ms.total : 0;
-		if (max <= 0)
+		/* a GPU's graph is scaled to the device (full = out of memory); the host's to what it has used in
+		 * the window, since the host's total dwarfs one process's changes */
+		double max = m->ms.total_valid && !m->ms.is_host ? (double)m->ms.total : 0;
+		if (max <= 0) {
 			for (int i = 0; i < m->n_hist; i++) max = m->hist[i] > max ? m->hist[i] : max;
+			max *= 1.25;
+		}
 		if (max <= 0) max = 1;
 		char t[96], b[32];
 		fmt_bytes(b, sizeof b, (size_t)m->hist[m->n_hist - 1]);

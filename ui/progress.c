@@ -29,13 +29,14 @@ void panel_progress_update(struct progress_view *p, const char *stage, int64_t d
 	p->done = done;
 	p->total = total;
 	p->extra = extra;
-	if (!isnan(extra)) { /* keep a short history of the items' figures */
+	if (!isnan(extra) && (p->n_log == 0 || done != p->log_done)) { /* one entry per finished item */
 		int n = (int)(sizeof p->log / sizeof p->log[0]);
 		if (p->n_log == n) {
 			memmove(p->log, p->log + 1, (n - 1) * sizeof p->log[0]);
 			p->n_log--;
 		}
 		snprintf(p->log[p->n_log++], sizeof p->log[0], "%s  %.4g", p->stage, extra);
+		p->log_done = done;
 	}
 }
 
@@ -79,9 +80,11 @@ void panel_progress_draw(WINDOW *w, const struct progress_view *p)
 	if (isnan(left)) snprintf(l, sizeof l, "--");
 	else fmt_duration(l, sizeof l, left);
 	if (y < h - 1) {
-		if (p->total > 0)
+		if (p->total > 0 && rate > 0)
 			snprintf(line, sizeof line, _("%lld of %lld  %.2f/s  elapsed %s  left %s"), (long long)p->done,
 				 (long long)p->total, rate, e, l);
+		else if (p->total > 0)
+			snprintf(line, sizeof line, _("%lld of %lld  elapsed %s"), (long long)p->done, (long long)p->total, e);
 		else
 			snprintf(line, sizeof line, _("elapsed %s"), e);
 		draw_str(w, y++, x, iw, line, col(COL_NORMAL));

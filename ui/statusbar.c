@@ -21,7 +21,8 @@ void panel_status_draw(WINDOW *w, const struct status_view *s, bool tiny)
 	int wd = getmaxx(w);
 	wbkgdset(w, ' ' | col(COL_STATUS));
 	werase(w);
-	char seg[8][160];
+	char seg[10][160];
+	int prio[10]; /* which segment goes first when the line is short: the highest number */
 	int n = 0;
 	if (s->message[0]) {
 		/* a message takes the whole line until the next key */
@@ -29,16 +30,25 @@ void panel_status_draw(WINDOW *w, const struct status_view *s, bool tiny)
 		return;
 	}
 	const char *model = s->have_info && s->info.model_name[0] ? s->info.model_name : s->model_label ? s->model_label : "";
+	prio[n] = 0;
 	snprintf(seg[n++], sizeof seg[0], "%s", model);
-	if (s->state) snprintf(seg[n++], sizeof seg[0], "%s", s->state);
+	if (s->state) { prio[n] = 1; snprintf(seg[n++], sizeof seg[0], "%s", s->state); }
 	if (s->have_info) {
+		prio[n] = 5;
 		snprintf(seg[n++], sizeof seg[0], "%s", s->info.backend);
+		prio[n] = 6;
 		snprintf(seg[n++], sizeof seg[0], "%s/%s", s->info.weight_format, s->info.act_dtype);
+		prio[n] = 4;
 		snprintf(seg[n++], sizeof seg[0], C_("status|KV %s"), kv_policy_name(s->info.kv_policy));
+		prio[n] = 2;
 		snprintf(seg[n++], sizeof seg[0], C_("status|ctx %d/%d"), s->context_used, s->info.session_len);
 	}
-	if (s->have_stats)
-		snprintf(seg[n++], sizeof seg[0], C_("status|%.1f tok/s, TTFT %.2fs"), s->tok_s, s->ttft_s);
+	if (s->have_stats) {
+		prio[n] = 3;
+		snprintf(seg[n++], sizeof seg[0], C_("status|%.1f tok/s"), s->tok_s);
+		prio[n] = 5;
+		snprintf(seg[n++], sizeof seg[0], C_("status|TTFT %.2fs"), s->ttft_s);
+	}
 	/* the keys, shortened when the figures need the room */
 	const char *keys = tiny ? C_("status|F1 help") : C_("status|F1 help  F2 settings  F3 memory  F10 quit");
 	int need = 1;
@@ -48,6 +58,18 @@ void panel_status_draw(WINDOW *w, const struct status_view *s, bool tiny)
 	int kw = str_cols(keys);
 	int avail = wd - kw - 4;
 	if (avail < 8) { kw = 0; avail = wd - 1; } /* no room for the keys: the figures matter more */
+	/* drop the least important segments until the rest fits */
+	for (;;) {
+		int need = 1;
+		for (int i = 0; i < n; i++) need += str_cols(seg[i]) + (i ? 3 : 0);
+		if (need <= avail || n <= 1) break;
+		int worst = 0;
+		for (int i = 1; i < n; i++)
+			if (prio[i] > prio[worst]) worst = i;
+		memmove(seg[worst], seg[worst + 1], (n - worst - 1) * sizeof seg[0]);
+		memmove(prio + worst, prio + worst + 1, (n - worst - 1) * sizeof prio[0]);
+		n--;
+	}
 	int x = 1;
 	const char *sep = ui_utf8 ? " \xe2\x94\x82 " : " | ";
 	for (int i = 0; i < n; i++) {

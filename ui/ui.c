@@ -655,6 +655,7 @@ struct prog_shared {
 	ui_work_fn work;
 	void *ud;
 	int rc;
+	char err[1600];         /* the worker's error message (lm_err is per thread) */
 	struct progress_sink sink;
 };
 
@@ -680,6 +681,7 @@ static void *prog_worker(void *arg)
 {
 	struct prog_shared *p = arg;
 	p->rc = p->work(p->ud, &p->sink);
+	snprintf(p->err, sizeof p->err, "%s", lm_errmsg());
 	pthread_mutex_lock(&p->mu);
 	p->finished = true;
 	pthread_mutex_unlock(&p->mu);
@@ -728,10 +730,15 @@ int ui_progress_run(const char *title, ui_work_fn work, void *ud, struct backend
 	bool finished = false, need_layout = true;
 	while (!finished) {
 		double t = now_s();
-		if (be && mem && t - t_mem >= 1.0 && be->i->mem_stats) {
+		if (mem && t - t_mem >= 1.0) {
+			/* the backend's figures, or without one (work on the host) what /proc says */
 			struct mem_stats ms;
 			memset(&ms, 0, sizeof ms);
-			if (be->i->mem_stats(be, &ms) == LM_OK) panel_mem_push(mem, &ms, ms.cat[MEM_KV], -1);
+			int rc;
+			if (be && be->i->mem_stats) rc = be->i->mem_stats(be, &ms);
+			else rc = mem_read_host(&ms);
+			mem->cats_unknown = !(be && be->i->mem_stats);
+			if (rc == LM_OK) panel_mem_push(mem, &ms, ms.cat[MEM_KV], -1);
 			t_mem = t;
 		}
 		if (ui_check_resize()) need_layout = true;
@@ -789,7 +796,8 @@ int ui_progress_run(const char *title, ui_work_fn work, void *ud, struct backend
 	close(p->wake_fd);
 	pthread_mutex_destroy(&p->mu);
 	int rc = p->rc;
-	if (p->cancel) fprintf(stderr, _("lmterm: %s: stopped\n"), title);
+	/* hand the worker's message to the caller's thread */
+	if (rc != LM_OK) lm_err("%s", p->err[0] ? p->err : (p->cancel ? _("interrupted") : ""));
 	free(p);
 	return rc;
 }

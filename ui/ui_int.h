@@ -91,7 +91,10 @@ struct mem_view {
 	float hist[MEM_HIST];    /* used bytes (GiB) over time, oldest first */
 	int n_hist;
 	bool rebuilding;
+	bool cats_unknown;       /* figures from /proc only (no backend): per-category bytes are not known */
 };
+/* Host memory from /proc (MemTotal, MemAvailable, this process's RSS), for a task without a backend. */
+int mem_read_host(struct mem_stats *ms);
 void panel_mem_push(struct mem_view *m, const struct mem_stats *ms, size_t kv_used, int context_used);
 void panel_mem_draw(WINDOW *w, const struct mem_view *m);
 
@@ -148,6 +151,7 @@ struct progress_view {
 	bool cancelling;
 	char log[12][112];      /* the last items that reported a figure (per-layer error), newest last */
 	int n_log;
+	int64_t log_done;       /* done count of the last entry */
 };
 void panel_progress_reset(struct progress_view *p, const char *title);
 void panel_progress_update(struct progress_view *p, const char *stage, int64_t done, int64_t total, double extra);
