@@ -17,3 +17,5 @@ EXTRA_DIST += tests/test_bench.sh
 check_PROGRAMS += tests/test_awq_layout
 TESTS += tests/test_awq_layout
 tests_test_awq_layout_LDADD = $(LMTERM_TEST_LIBS)
+# the GPU round (one device call): build here, carry, run there
+EXTRA_DIST += scripts/gpu-round.sh
