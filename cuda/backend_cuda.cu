@@ -1,16 +1,1109 @@
-// backend_cuda.cu: the CUDA backend. Placeholder until the kernels land: it reports GPUs but creates nothing.
+// backend_cuda.cu: the CUDA backend: struct backend_i on one GPU and one stream.
+//
+// - Memory: every device allocation goes through cu_alloc() with a category; a table of live allocations
+//   gives exact bytes and peaks per category. Device free/total and this process's usage come from NVML
+//   (libnvidia-ml.so.1 loaded with dlopen, so the program runs where the driver's library is missing),
+//   else cudaMemGetInfo. What the driver gave the process before our first allocation (context, cuBLAS)
+//   is measured once and reported as mem_stats.runtime.
+// - Activations in the model's type: F16 for F16 models, BF16 for BF16 models, F16 for F32 models (the
+//   10-bit mantissa keeps the golden tests tight; F32 checkpoints are small test models). Weights are
+//   stored in the activation type (F32 converted on the device), norm weights and biases in float, AWQ
+//   weights repacked (cuda/awq_gemm.cu).
+// - GEMM: batch 1..8 (decode) by our own GEMV (cuda/gemv.cu, cuda/awq_gemm.cu): at that size the work is
+//   reading the weights once, which cuBLAS does not do at the copy bandwidth. Larger batches (prefill) by
+//   cuBLAS (tensor cores, fp32 accumulation); AWQ prefill dequantizes slabs of rows for cuBLAS.
+// - Step state (ids, pos0, block table, RoPE frequencies) lives in device buffers that set_step fills with
+//   asynchronous copies from pinned staging. The ops read it from there, so a decode step captured once
+//   as a CUDA graph replays correctly for the next token. A graph is thrown away when anything is
+//   allocated or freed (the pointers it baked in may be gone) or when the context outgrows the bound the
+//   attention grid was sized for (rounded up to GRAPH_CTX_STEP tokens).
+// - Errors: every CUDA/cuBLAS call is checked and turned into an lm_err message; nothing exits.
 #include "config.h"
 #include "backend.h"
+#include "i18n.h"
+#include "attention.h"
+#include "kernels.h"
+
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <vector>
+
+#define GRAPH_CTX_STEP 1024
+#define MAX_GRAPHS 4
+// AWQ prefill dequantizes at most this many weights at a time into the scratch (64 MiB in 16 bits)
+#define AWQ_SLAB_ELEMS (32u << 20)
+// logits are computed at most this many floats at a time (64 MiB)
+#define LOGITS_CHUNK_FLOATS (16u << 20)
+
+// ------------------------------------------------------------------------------------------------------
+// NVML through dlopen (no nvml.h needed; the types are the stable ABI's)
+
+typedef int nvml_ret;
+typedef struct nvml_device *nvml_dev;
+struct nvml_memory {
+	unsigned long long total, free, used;
+};
+struct nvml_proc_v2 { // nvmlProcessInfo_t of the _v2 and _v3 calls
+	unsigned int pid;
+	unsigned long long used;
+	unsigned int gpu_instance, compute_instance;
+};
+struct nvml_proc_v1 {
+	unsigned int pid;
+	unsigned long long used;
+};
+#define NVML_VALUE_NOT_AVAILABLE_ULL (~0ull)
+
+struct nvml {
+	void *lib;
+	nvml_dev dev;
+	nvml_ret (*shutdown)(void);
+	nvml_ret (*mem)(nvml_dev, struct nvml_memory *);
+	nvml_ret (*procs)(nvml_dev, unsigned int *, void *);
+	bool procs_v2; // the call takes nvml_proc_v2 records
+};
+
+static void nvml_open(struct nvml *n, int cuda_dev)
+{
+	memset(n, 0, sizeof *n);
+	void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!lib) return;
+	nvml_ret (*init)(void) = (nvml_ret(*)(void))dlsym(lib, "nvmlInit_v2");
+	nvml_ret (*by_bus)(const char *, nvml_dev *) =
+		(nvml_ret(*)(const char *, nvml_dev *))dlsym(lib, "nvmlDeviceGetHandleByPciBusId_v2");
+	n->shutdown = (nvml_ret(*)(void))dlsym(lib, "nvmlShutdown");
+	n->mem = (nvml_ret(*)(nvml_dev, struct nvml_memory *))dlsym(lib, "nvmlDeviceGetMemoryInfo");
+	void *p3 = dlsym(lib, "nvmlDeviceGetComputeRunningProcesses_v3");
+	void *p2 = dlsym(lib, "nvmlDeviceGetComputeRunningProcesses_v2");
+	void *p1 = dlsym(lib, "nvmlDeviceGetComputeRunningProcesses");
+	n->procs = (nvml_ret(*)(nvml_dev, unsigned int *, void *))(p3 ? p3 : p2 ? p2 : p1);
+	n->procs_v2 = p3 || p2;
+	char bus[64];
+	if (!init || !by_bus || !n->mem || init() != 0) {
+		dlclose(lib);
+		memset(n, 0, sizeof *n);
+		return;
+	}
+	// the CUDA device's PCI address names the same GPU whatever CUDA_VISIBLE_DEVICES says
+	if (cudaDeviceGetPCIBusId(bus, sizeof bus, cuda_dev) != cudaSuccess || by_bus(bus, &n->dev) != 0) {
+		if (n->shutdown) n->shutdown();
+		dlclose(lib);
+		memset(n, 0, sizeof *n);
+		return;
+	}
+	n->lib = lib;
+}
+
+static void nvml_close(struct nvml *n)
+{
+	if (!n->lib) return;
+	if (n->shutdown) n->shutdown();
+	dlclose(n->lib);
+	memset(n, 0, sizeof *n);
+}
+
+// bytes the driver says this process uses on the device; false if it cannot say
+static bool nvml_process_used(struct nvml *n, size_t *used)
+{
+	if (!n->lib || !n->procs) return false;
+	unsigned int cnt = 256;
+	void *buf = calloc(cnt, sizeof(struct nvml_proc_v2)); // big enough for either record
+	if (!buf) return false;
+	const struct nvml_proc_v2 *v2 = (const struct nvml_proc_v2 *)buf;
+	const struct nvml_proc_v1 *v1 = (const struct nvml_proc_v1 *)buf;
+	if (n->procs(n->dev, &cnt, buf) != 0) {
+		free(buf);
+		return false;
+	}
+	bool found = false;
+	const unsigned int me = (unsigned int)getpid();
+	for (unsigned int i = 0; i < cnt && i < 256; i++) {
+		unsigned int pid = n->procs_v2 ? v2[i].pid : v1[i].pid;
+		unsigned long long u = n->procs_v2 ? v2[i].used : v1[i].used;
+		if (pid == me && u != NVML_VALUE_NOT_AVAILABLE_ULL) {
+			*used = (size_t)u;
+			found = true;
+			break;
+		}
+	}
+	free(buf);
+	return found;
+}
+
+// ------------------------------------------------------------------------------------------------------
+// state
+
+struct graph_slot {
+	cudaGraphExec_t exec;
+	uint64_t gen;   // allocation generation it was captured in
+	int bound;      // the max_ctx its attention launches were sized for
+	int n;          // tokens per step
+	float mscale;   // RoPE scale baked into it
+};
+
+struct cuda_be {
+	struct backend be;
+	int dev;
+	cudaStream_t s;
+	cublasHandle_t blas;
+	void *blas_ws;
+	char name[64];
+	struct nvml nvml;
+
+	std::mutex mu; // the allocation table and counters (mem_stats may be read from another thread)
+	std::unordered_map<void *, std::pair<size_t, int>> allocs;
+	size_t cat[MEM_NCAT], peak[MEM_NCAT];
+	uint64_t gen; // bumped by every alloc and free: captured graphs hold raw pointers
+	size_t runtime;
+	bool runtime_valid;
+
+	// step state: device copies, pinned staging, and the host's view
+	int32_t *d_ids, *d_blocks, *d_pos0;
+	float *d_inv;
+	int ids_cap, blocks_cap, inv_cap;
+	void *h_stage; // pinned: [pos0][inv_cap floats][ids_cap][blocks_cap]
+	size_t stage_bytes;
+	cudaEvent_t staged; // the last step's copies out of h_stage have finished
+	bool stage_pending;
+	std::vector<int32_t> ids; // host copy, for the range check
+	int n, pos0, n_blocks;
+	float mscale;
+	bool have_step;
+	int max_ctx; // attention's split bound for the ops being issued
+
+	int sms;         // multiprocessors
+	int kv_head_dim; // of the last cache allocated: the length of inv_freq
+	int vocab;       // of the last embedding table used (graph replays check ids against it)
+	int attn_nh, attn_hd;
+	void *attn_ws;
+	size_t attn_ws_bytes;
+
+	float *d_logits;
+	size_t logits_cap;
+	int32_t *d_tok, *h_tok;
+
+	void *awq_scratch;
+	size_t awq_scratch_bytes;
+
+	struct graph_slot graphs[MAX_GRAPHS];
+	int capturing;    // key + 1 while a capture is open
+	bool eager;       // graph_begin ran the ops without a graph
+	bool capture_bad; // an op failed while capturing
+	double copy_bw;
+};
+
+static struct cuda_be *cb(struct backend *be) { return (struct cuda_be *)be->ctx; }
+
+static int cuda_fail(cudaError_t e, const char *what)
+{
+	return lm_err(_("CUDA: %s: %s"), what, cudaGetErrorString(e));
+}
+#define CK(call, what)                                                                                          \
+	do {                                                                                                    \
+		cudaError_t e_ = (call);                                                                        \
+		if (e_ != cudaSuccess) return cuda_fail(e_, what);                                              \
+	} while (0)
+
+static const char *blas_str(cublasStatus_t st)
+{
+	switch (st) {
+	case CUBLAS_STATUS_NOT_INITIALIZED: return "not initialized";
+	case CUBLAS_STATUS_ALLOC_FAILED: return "allocation failed";
+	case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
+	case CUBLAS_STATUS_ARCH_MISMATCH: return "architecture mismatch";
+	case CUBLAS_STATUS_EXECUTION_FAILED: return "execution failed";
+	case CUBLAS_STATUS_INTERNAL_ERROR: return "internal error";
+	case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
+	default: return "error";
+	}
+}
+
+// an op's status; a failure while capturing poisons the capture (graph_end then drops it)
+static int op_rc(struct cuda_be *c, int rc)
+{
+	if (rc && c->capturing) c->capture_bad = true;
+	return rc;
+}
+
+static cudaDataType_t cuda_type(enum dtype dt)
+{
+	return dt == DT_BF16 ? CUDA_R_16BF : dt == DT_F32 ? CUDA_R_32F : CUDA_R_16F;
+}
+
+// ------------------------------------------------------------------------------------------------------
+// memory
+
+static void graphs_drop(struct cuda_be *c)
+{
+	for (int i = 0; i < MAX_GRAPHS; i++) {
+		if (c->graphs[i].exec) cudaGraphExecDestroy(c->graphs[i].exec);
+		memset(&c->graphs[i], 0, sizeof c->graphs[i]);
+	}
+}
+
+static void *cu_alloc(struct backend *be, size_t bytes, enum mem_cat cat)
+{
+	struct cuda_be *c = cb(be);
+	if ((int)cat < 0 || cat >= MEM_NCAT) {
+		lm_err(_("CUDA: allocation with an unknown category %d"), (int)cat);
+		return NULL;
+	}
+	if (c->capturing) {
+		lm_err(_("CUDA: allocation of %zu bytes while a graph is being captured"), bytes);
+		c->capture_bad = true;
+		return NULL;
+	}
+	void *p = NULL;
+	cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+	if (e != cudaSuccess) {
+		cudaGetLastError(); // clear the sticky-less allocation error
+		size_t fr = 0, tot = 0;
+		cudaMemGetInfo(&fr, &tot);
+		lm_err(_("CUDA: cannot allocate %.1f MiB of device memory (%.1f MiB free of %.1f MiB): %s"),
+		       bytes / 1048576.0, fr / 1048576.0, tot / 1048576.0, cudaGetErrorString(e));
+		return NULL;
+	}
+	std::lock_guard<std::mutex> lk(c->mu);
+	try {
+		c->allocs[p] = std::make_pair(bytes, (int)cat);
+	} catch (...) { // host memory for the table: give the device memory back
+		cudaFree(p);
+		lm_err(_("out of memory"));
+		return NULL;
+	}
+	c->cat[cat] += bytes;
+	if (c->cat[cat] > c->peak[cat]) c->peak[cat] = c->cat[cat];
+	c->gen++;
+	return p;
+}
+
+static void cu_free(struct backend *be, void *p)
+{
+	struct cuda_be *c = cb(be);
+	if (!p) return;
+	{
+		std::lock_guard<std::mutex> lk(c->mu);
+		auto it = c->allocs.find(p);
+		if (it == c->allocs.end()) return; // not ours: never hand it to cudaFree
+		c->cat[it->second.second] -= it->second.first;
+		c->allocs.erase(it);
+		c->gen++;
+	}
+	graphs_drop(c);
+	cudaFree(p);
+}
+
+static int cu_upload(struct backend *be, void *dst, const void *src, size_t bytes)
+{
+	struct cuda_be *c = cb(be);
+	if (!bytes) return LM_OK;
+	CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->s), "upload");
+	CK(cudaStreamSynchronize(c->s), "upload");
+	return LM_OK;
+}
+
+static int cu_download(struct backend *be, void *dst, const void *src, size_t bytes)
+{
+	struct cuda_be *c = cb(be);
+	if (!bytes) return LM_OK;
+	CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->s), "download");
+	CK(cudaStreamSynchronize(c->s), "download");
+	return LM_OK;
+}
+
+static int cu_sync(struct backend *be)
+{
+	CK(cudaStreamSynchronize(cb(be)->s), "synchronize");
+	return LM_OK;
+}
+
+static int cu_mem_stats(struct backend *be, struct mem_stats *out)
+{
+	struct cuda_be *c = cb(be);
+	memset(out, 0, sizeof *out);
+	{
+		std::lock_guard<std::mutex> lk(c->mu);
+		for (int i = 0; i < MEM_NCAT; i++) {
+			out->cat[i] = c->cat[i];
+			out->peak[i] = c->peak[i];
+		}
+	}
+	struct nvml_memory m;
+	if (c->nvml.lib && c->nvml.mem(c->nvml.dev, &m) == 0) {
+		out->total = (size_t)m.total;
+		out->free = (size_t)m.free;
+		out->total_valid = out->free_valid = true;
+	} else {
+		size_t fr, tot;
+		if (cudaMemGetInfo(&fr, &tot) == cudaSuccess) {
+			out->total = tot;
+			out->free = fr;
+			out->total_valid = out->free_valid = true;
+		} else {
+			cudaGetLastError();
+		}
+	}
+	out->used_valid = nvml_process_used(&c->nvml, &out->used_by_process);
+	out->runtime = c->runtime;
+	out->runtime_valid = c->runtime_valid;
+	snprintf(out->device_name, sizeof out->device_name, "%s", c->name);
+	return LM_OK;
+}
+
+// ------------------------------------------------------------------------------------------------------
+// weights
+
+static int part(struct backend *be, struct weight *w, void **p, size_t bytes)
+{
+	*p = cu_alloc(be, bytes, MEM_WEIGHTS);
+	if (!*p) return LM_ERR;
+	w->bytes += bytes;
+	return LM_OK;
+}
+
+static void cu_weight_free(struct backend *be, struct weight *w)
+{
+	if (!w) return;
+	if (!w->shared) {
+		cu_free(be, w->data);
+		cu_free(be, w->qweight);
+		cu_free(be, w->qzeros);
+		cu_free(be, w->scales);
+		cu_free(be, w->bias);
+	}
+	memset(w, 0, sizeof *w);
+}
+
+// host values of any float type -> device dst of type dt (act or F32); conversions go through float in
+// chunks, the narrowing on the device
+static int put_converted(struct backend *be, void *dst, enum dtype dst_dt, const void *src, enum dtype src_dt,
+			 size_t n)
+{
+	struct cuda_be *c = cb(be);
+	const size_t esz = dtype_size(src_dt);
+	if (src_dt == dst_dt) return cu_upload(be, dst, src, n * esz);
+	const size_t chunk = MIN(n, (size_t)(4u << 20));
+	float *host = NULL, *tmp = NULL;
+	if (src_dt != DT_F32 && !(host = (float *)malloc(chunk * sizeof(float)))) return lm_err(_("out of memory"));
+	if (dst_dt != DT_F32) {
+		tmp = (float *)cu_alloc(be, chunk * sizeof(float), MEM_OTHER);
+		if (!tmp) {
+			free(host);
+			return LM_ERR;
+		}
+	}
+	int rc = LM_OK;
+	for (size_t i = 0; i < n && !rc; i += chunk) {
+		const size_t m = MIN(chunk, n - i);
+		const void *s = (const char *)src + i * esz;
+		const float *f = (const float *)s;
+		if (src_dt != DT_F32) {
+			to_f32(host, s, src_dt, m);
+			f = host;
+		}
+		if (dst_dt == DT_F32) {
+			rc = cu_upload(be, (float *)dst + i, f, m * sizeof(float));
+		} else {
+			rc = cu_upload(be, tmp, f, m * sizeof(float));
+			if (!rc) rc = k_f32_to_act((char *)dst + i * dtype_size(dst_dt), tmp, m, dst_dt, c->s);
+			if (!rc) rc = cu_sync(be); // tmp is reused by the next chunk
+		}
+	}
+	cu_free(be, tmp);
+	free(host);
+	return rc;
+}
+
+static int load_q4(struct backend *be, struct weight *w, const struct host_weight *src)
+{
+	const int N = src->rows, K = src->cols, g = src->group;
+	if (g <= 0 || g % 8 || K % g || N % 8 || !src->qweight || !src->qzeros || !src->scales)
+		return lm_err(_("AWQ weight [%d x %d]: unsupported shape or group size %d (the CUDA backend needs "
+				"output rows a multiple of 8 and a group size a multiple of 8 dividing the inputs)"),
+			      N, K, g);
+	const size_t nw = (size_t)N * K / 8, nsz = (size_t)N * (K / g);
+	uint32_t *qw = (uint32_t *)malloc(nw * 4);
+	uint16_t *sz = (uint16_t *)malloc(nsz * 4);
+	int rc = qw && sz ? LM_OK : lm_err(_("out of memory"));
+	if (!rc) awq_repack(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g);
+	if (!rc) rc = part(be, w, &w->qweight, nw * 4);
+	if (!rc) rc = part(be, w, &w->scales, nsz * 4);
+	if (!rc) rc = cu_upload(be, w->qweight, qw, nw * 4);
+	if (!rc) rc = cu_upload(be, w->scales, sz, nsz * 4);
+	free(qw);
+	free(sz);
+	if (rc) return LM_ERR;
+	w->dt = DT_Q4;
+	w->group = g;
+	return LM_OK;
+}
+
+static int cu_weight_load(struct backend *be, struct weight *w, const struct host_weight *src)
+{
+	memset(w, 0, sizeof *w);
+	w->rows = src->rows;
+	w->cols = src->cols;
+	if (src->rows <= 0 || src->cols <= 0) return lm_err(_("weight of shape [%d x %d]"), src->rows, src->cols);
+	int rc;
+	if (src->dt == DT_Q4) {
+		rc = load_q4(be, w, src);
+	} else if (src->dt == DT_F32 || src->dt == DT_F16 || src->dt == DT_BF16) {
+		const size_t nel = (size_t)src->rows * src->cols;
+		// vectors (norm weights) in float; matrices in the activation type
+		const enum dtype dt = src->rows == 1 ? DT_F32 : be->act_dt;
+		rc = part(be, w, &w->data, nel * dtype_size(dt));
+		if (!rc) rc = put_converted(be, w->data, dt, src->data, src->dt, nel);
+		w->dt = dt;
+	} else {
+		rc = lm_err(_("CUDA backend: weights of dtype %s are not supported"), dtype_name(src->dt));
+	}
+	if (!rc && src->bias) {
+		if (src->bias_dt != DT_F32 && src->bias_dt != DT_F16 && src->bias_dt != DT_BF16)
+			rc = lm_err(_("CUDA backend: bias of dtype %s is not supported"), dtype_name(src->bias_dt));
+		else if (!(rc = part(be, w, &w->bias, (size_t)src->rows * sizeof(float))))
+			rc = put_converted(be, w->bias, DT_F32, src->bias, src->bias_dt, (size_t)src->rows);
+	}
+	if (rc) cu_weight_free(be, w);
+	return rc;
+}
+
+static int cu_weight_random(struct backend *be, struct weight *w, enum dtype dt, int rows, int cols, float scale,
+			    uint64_t seed)
+{
+	struct cuda_be *c = cb(be);
+	const int group_hint = w->group; // model_init_dummy says the AWQ group size here
+	memset(w, 0, sizeof *w);
+	w->rows = rows;
+	w->cols = cols;
+	if (rows <= 0 || cols <= 0) return lm_err(_("weight of shape [%d x %d]"), rows, cols);
+	const size_t nel = (size_t)rows * cols;
+	int rc;
+	if (dt == DT_Q4) {
+		const int g = group_hint > 0 ? group_hint : 128;
+		if (g % 8 || cols % g || rows % 8)
+			return lm_err(_("AWQ weight [%d x %d]: unsupported shape or group size %d"), rows, cols, g);
+		const size_t nsz = (size_t)rows * (cols / g);
+		rc = part(be, w, &w->qweight, nel / 2);
+		if (!rc) rc = part(be, w, &w->scales, nsz * 4);
+		if (!rc) rc = k_fill_bytes(w->qweight, nel / 2, seed, c->s);
+		// zero point 8 centres the random codes; scale / 8 keeps |w| under scale
+		if (!rc) rc = k_fill_half2(w->scales, nsz, scale / 8, 8.f, c->s);
+		w->dt = DT_Q4;
+		w->group = g;
+	} else if (dt == DT_F32 || dt == DT_F16 || dt == DT_BF16) {
+		const enum dtype sdt = rows == 1 ? DT_F32 : be->act_dt;
+		rc = part(be, w, &w->data, nel * dtype_size(sdt));
+		if (!rc) rc = k_fill_random(w->data, nel, scale, seed, sdt, c->s);
+		w->dt = sdt;
+		if (!rc && rows == 1) { // norm weights near 1, as model_init_dummy's own fallback makes them
+			float *v = (float *)malloc(nel * sizeof(float));
+			rc = v ? cu_download(be, v, w->data, nel * sizeof(float)) : lm_err(_("out of memory"));
+			for (size_t i = 0; i < nel && !rc; i++) v[i] += 1.0f;
+			if (!rc) rc = cu_upload(be, w->data, v, nel * sizeof(float));
+			free(v);
+		}
+	} else {
+		return lm_err(_("CUDA backend: weights of dtype %s are not supported"), dtype_name(dt));
+	}
+	if (!rc) rc = cu_sync(be);
+	if (rc) cu_weight_free(be, w);
+	return rc;
+}
+
+// ------------------------------------------------------------------------------------------------------
+// KV cache (layout and launchers: cuda/kv_layout.cuh, cuda/attention.h)
+
+static size_t cu_kv_bytes_per_token(struct backend *be, const struct kv_cache *kv)
+{
+	return attn_kv_bytes_per_token(kv, be->act_dt);
+}
+
+static int cu_kv_alloc(struct backend *be, struct kv_cache *kv)
+{
+	struct cuda_be *c = cb(be);
+	kv->pool = NULL;
+	kv->bytes = 0;
+	if (kv->n_blocks <= 0) return lm_err(_("KV cache: %d blocks"), kv->n_blocks);
+	if (attn_kv_check(kv, be->act_dt)) return LM_ERR;
+	size_t bytes = attn_kv_pool_bytes(kv, be->act_dt);
+	void *p = cu_alloc(be, bytes, MEM_KV);
+	if (!p) return lm_err_prefix(_("KV cache (%d blocks of %d tokens): "), kv->n_blocks, kv->block_len);
+	// defined contents: a bug that reads an unwritten slot then gives the same answer every run
+	cudaError_t e = cudaMemsetAsync(p, 0, bytes, c->s);
+	if (e != cudaSuccess) {
+		cu_free(be, p);
+		return cuda_fail(e, "KV cache clear");
+	}
+	kv->pool = p;
+	kv->bytes = bytes;
+	kv->bytes_per_token = attn_kv_bytes_per_token(kv, be->act_dt);
+	c->kv_head_dim = kv->head_dim;
+	return LM_OK;
+}
+
+static void cu_kv_free(struct backend *be, struct kv_cache *kv)
+{
+	cu_free(be, kv->pool);
+	kv->pool = NULL;
+	kv->bytes = 0;
+}
+
+// ------------------------------------------------------------------------------------------------------
+// step state
+
+static int grow_i32(struct backend *be, int32_t **p, int *cap, int need)
+{
+	if (*cap >= need) return LM_OK;
+	int n = MAX(need, 2 * *cap);
+	int32_t *q = (int32_t *)cu_alloc(be, (size_t)n * sizeof(int32_t), MEM_OTHER);
+	if (!q) return LM_ERR;
+	cu_free(be, *p);
+	*p = q;
+	*cap = n;
+	return LM_OK;
+}
+
+static int cu_set_step(struct backend *be, const struct step *s)
+{
+	struct cuda_be *c = cb(be);
+	if (c->capturing) return lm_err(_("set_step: a graph capture is open"));
+	if (s->n <= 0 || s->pos0 < 0 || !s->ids || !s->inv_freq || !s->blocks || s->n_blocks <= 0)
+		return lm_err(_("set_step: bad step (n %d, pos0 %d, %d blocks)"), s->n, s->pos0, s->n_blocks);
+	if (c->kv_head_dim <= 0) return lm_err(_("set_step: no KV cache has been allocated"));
+	const int nf = c->kv_head_dim / 2;
+	// the previous step's copies must be out of the staging buffer before it is overwritten
+	if (c->stage_pending) CK(cudaEventSynchronize(c->staged), "step state");
+	c->stage_pending = false;
+	if (grow_i32(be, &c->d_ids, &c->ids_cap, s->n) || grow_i32(be, &c->d_blocks, &c->blocks_cap, s->n_blocks))
+		return LM_ERR;
+	if (c->inv_cap < nf) {
+		float *q = (float *)cu_alloc(be, (size_t)nf * sizeof(float), MEM_OTHER);
+		if (!q) return LM_ERR;
+		cu_free(be, c->d_inv);
+		c->d_inv = q;
+		c->inv_cap = nf;
+	}
+	const size_t need = 16 + (size_t)c->inv_cap * 4 + (size_t)c->ids_cap * 4 + (size_t)c->blocks_cap * 4;
+	if (c->stage_bytes < need) {
+		if (c->h_stage) cudaFreeHost(c->h_stage);
+		c->h_stage = NULL;
+		c->stage_bytes = 0;
+		CK(cudaHostAlloc(&c->h_stage, need, cudaHostAllocDefault), "pinned staging buffer");
+		c->stage_bytes = need;
+	}
+	char *h = (char *)c->h_stage;
+	int32_t *h_pos0 = (int32_t *)h;
+	float *h_inv = (float *)(h + 16);
+	int32_t *h_ids = (int32_t *)(h_inv + c->inv_cap);
+	int32_t *h_blocks = h_ids + c->ids_cap;
+	*h_pos0 = s->pos0;
+	memcpy(h_inv, s->inv_freq, (size_t)nf * sizeof(float));
+	memcpy(h_ids, s->ids, (size_t)s->n * sizeof(int32_t));
+	memcpy(h_blocks, s->blocks, (size_t)s->n_blocks * sizeof(int32_t));
+	CK(cudaMemcpyAsync(c->d_pos0, h_pos0, 4, cudaMemcpyHostToDevice, c->s), "step state");
+	CK(cudaMemcpyAsync(c->d_inv, h_inv, (size_t)nf * 4, cudaMemcpyHostToDevice, c->s), "step state");
+	CK(cudaMemcpyAsync(c->d_ids, h_ids, (size_t)s->n * 4, cudaMemcpyHostToDevice, c->s), "step state");
+	CK(cudaMemcpyAsync(c->d_blocks, h_blocks, (size_t)s->n_blocks * 4, cudaMemcpyHostToDevice, c->s), "step state");
+	CK(cudaEventRecord(c->staged, c->s), "step state");
+	c->stage_pending = true;
+	try {
+		c->ids.assign(s->ids, s->ids + s->n);
+	} catch (...) {
+		return lm_err(_("out of memory"));
+	}
+	c->n = s->n;
+	c->pos0 = s->pos0;
+	c->n_blocks = s->n_blocks;
+	c->mscale = s->rope_mscale;
+	c->max_ctx = s->pos0 + s->n;
+	c->have_step = true;
+	return LM_OK;
+}
+
+static struct attn_step attn_st(struct cuda_be *c)
+{
+	struct attn_step st;
+	st.pos0 = c->d_pos0;
+	st.blocks = c->d_blocks;
+	st.inv_freq = c->d_inv;
+	st.rope_mscale = c->mscale;
+	st.n = c->n;
+	st.max_ctx = c->max_ctx;
+	return st;
+}
+
+static int check_ids(struct cuda_be *c, int vocab)
+{
+	for (int i = 0; i < c->n; i++)
+		if (c->ids[i] < 0 || c->ids[i] >= vocab)
+			return lm_err(_("token id %d is outside the vocabulary (0..%d)"), c->ids[i], vocab - 1);
+	return LM_OK;
+}
+
+// ------------------------------------------------------------------------------------------------------
+// ops
+
+static int cu_embed(struct backend *be, void *x, const struct weight *table)
+{
+	struct cuda_be *c = cb(be);
+	if (!c->have_step) return op_rc(c, lm_err(_("embed: no step set")));
+	if (table->dt != be->act_dt || !table->data) return op_rc(c, lm_err(_("embed: the embedding table must be dense")));
+	if (check_ids(c, table->rows)) return op_rc(c, LM_ERR);
+	c->vocab = table->rows;
+	return op_rc(c, k_embed(x, table->data, c->d_ids, c->n, table->cols, table->rows, be->act_dt, c->s));
+}
+
+static int cu_add_rmsnorm(struct backend *be, void *h, void *x, const void *dx, const struct weight *w, int n,
+			  float eps)
+{
+	struct cuda_be *c = cb(be);
+	if (w->dt != DT_F32 || !w->data) return op_rc(c, lm_err(_("rmsnorm: the norm weight must be a float vector")));
+	return op_rc(c, k_add_rmsnorm(h, x, dx, (const float *)w->data, n, w->cols, eps, be->act_dt, c->s));
+}
+
+// y[n][N] = x[n][K] . W^T through cuBLAS; A is W (row-major [N][K] = column-major K x N, transposed)
+static int blas_gemm(struct cuda_be *c, void *y, cudaDataType_t yt, const void *x, const void *w, enum dtype wdt,
+		     int n, int N, int K, int ldy)
+{
+	const float one = 1.f, zero = 0.f;
+	cublasStatus_t st = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, n, K, &one, w, cuda_type(wdt), K, x,
+					 cuda_type(wdt), K, &zero, y, yt, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+	if (st != CUBLAS_STATUS_SUCCESS)
+		return lm_err(_("cuBLAS: GEMM [%d x %d] x [%d x %d]^T: %s"), n, K, N, K, blas_str(st));
+	return LM_OK;
+}
+
+static int awq_scratch(struct backend *be, size_t bytes)
+{
+	struct cuda_be *c = cb(be);
+	if (c->awq_scratch_bytes >= bytes) return LM_OK;
+	void *p = cu_alloc(be, bytes, MEM_OTHER);
+	if (!p) return LM_ERR;
+	cu_free(be, c->awq_scratch);
+	c->awq_scratch = p;
+	c->awq_scratch_bytes = bytes;
+	return LM_OK;
+}
+
+// AWQ through cuBLAS: dequantize slabs of output rows into the scratch, one GEMM per slab
+static int awq_gemm(struct backend *be, void *y, const void *x, const struct weight *w, int n)
+{
+	struct cuda_be *c = cb(be);
+	const int N = w->rows, K = w->cols;
+	int slab = (int)MIN((size_t)N, MAX((size_t)64, AWQ_SLAB_ELEMS / (size_t)K));
+	slab = slab >= 64 ? slab / 8 * 8 : slab;
+	if (awq_scratch(be, (size_t)slab * K * be->act_size)) return LM_ERR;
+	for (int r0 = 0; r0 < N; r0 += slab) {
+		const int rows = MIN(slab, N - r0);
+		if (k_awq_dequant(c->awq_scratch, (const uint32_t *)w->qweight, w->scales, r0, rows, K, w->group,
+				  be->act_dt, c->s))
+			return LM_ERR;
+		if (blas_gemm(c, (char *)y + (size_t)r0 * be->act_size, cuda_type(be->act_dt), x, c->awq_scratch,
+			      be->act_dt, n, rows, K, N))
+			return LM_ERR;
+	}
+	return w->bias ? k_add_bias(y, (const float *)w->bias, n, N, be->act_dt, c->s) : LM_OK;
+}
+
+static int cu_matmul(struct backend *be, void *y, const void *x, const struct weight *w, int n)
+{
+	struct cuda_be *c = cb(be);
+	const int N = w->rows, K = w->cols;
+	if (n <= 0) return LM_OK;
+	if (w->dt == DT_Q4) {
+		if (k_awq_gemv_supported(n, K, w->group))
+			return op_rc(c, k_awq_gemv(y, x, (const uint32_t *)w->qweight, w->scales, (const float *)w->bias, n,
+						   N, K, w->group, be->act_dt, c->s));
+		return op_rc(c, awq_gemm(be, y, x, w, n));
+	}
+	if (w->dt != be->act_dt || !w->data)
+		return op_rc(c, lm_err(_("matmul: weight of dtype %s with %s activations"), dtype_name(w->dt),
+				       dtype_name(be->act_dt)));
+	if (k_gemv_supported(n, K))
+		return op_rc(c, k_gemv(y, x, w->data, (const float *)w->bias, n, N, K, be->act_dt, false, c->s));
+	if (blas_gemm(c, y, cuda_type(be->act_dt), x, w->data, w->dt, n, N, K, N)) return op_rc(c, LM_ERR);
+	if (w->bias) return op_rc(c, k_add_bias(y, (const float *)w->bias, n, N, be->act_dt, c->s));
+	return LM_OK;
+}
+
+static int cu_rope_kv(struct backend *be, void *qkv, struct kv_cache *kv, int layer, int n_heads)
+{
+	struct cuda_be *c = cb(be);
+	if (!c->have_step) return op_rc(c, lm_err(_("rope_kv: no step set")));
+	struct attn_step st = attn_st(c);
+	return op_rc(c, attn_launch_rope_kv(qkv, be->act_dt, kv, layer, n_heads, &st, c->s));
+}
+
+// the split-K partials of decode attention; its largest size does not depend on the context
+static size_t attn_ws_need(int nh, int hd, int n) { return attn_workspace_bytes(nh, hd, n, 1 << 30); }
+
+static int cu_attention(struct backend *be, void *out, const void *qkv, const struct kv_cache *kv, int layer,
+			int n_heads)
+{
+	struct cuda_be *c = cb(be);
+	if (!c->have_step) return op_rc(c, lm_err(_("attention: no step set")));
+	c->attn_nh = n_heads;
+	c->attn_hd = kv->head_dim;
+	// attn_launch_attention takes the split-K path while the prefill grid would leave most multiprocessors
+	// idle; size its workspace outside captures (a decode graph is sized for any context up front)
+	const int rows = c->n * (n_heads / MAX(kv->n_kv_heads, 1));
+	const bool split = 2 * ((rows + 63) / 64 * kv->n_kv_heads) < c->sms;
+	const size_t need = !split ? 0
+			    : c->n == 1 ? attn_ws_need(n_heads, kv->head_dim, 1)
+					: attn_workspace_bytes(n_heads, kv->head_dim, c->n, c->max_ctx);
+	if (need > c->attn_ws_bytes && !c->capturing) {
+		void *p = cu_alloc(be, need, MEM_OTHER);
+		if (!p) return LM_ERR;
+		cu_free(be, c->attn_ws);
+		c->attn_ws = p;
+		c->attn_ws_bytes = need;
+	}
+	struct attn_step st = attn_st(c);
+	return op_rc(c, attn_launch_attention(out, qkv, be->act_dt, kv, layer, n_heads, &st, c->attn_ws,
+					      c->attn_ws_bytes, c->s));
+}
+
+static int cu_swiglu(struct backend *be, void *out, const void *gu, int n, int ffn)
+{
+	struct cuda_be *c = cb(be);
+	return op_rc(c, k_swiglu(out, gu, n, ffn, be->act_dt, c->s));
+}
+
+static int logits_buf(struct backend *be, size_t floats)
+{
+	struct cuda_be *c = cb(be);
+	if (c->logits_cap >= floats) return LM_OK;
+	float *p = (float *)cu_alloc(be, floats * sizeof(float), MEM_OTHER);
+	if (!p) return LM_ERR;
+	cu_free(be, c->d_logits);
+	c->d_logits = p;
+	c->logits_cap = floats;
+	return LM_OK;
+}
+
+// float logits of rows [0, n) of h into d_logits
+static int logits_dev(struct backend *be, const void *h, const struct weight *lm, int n)
+{
+	struct cuda_be *c = cb(be);
+	if (lm->dt != be->act_dt || !lm->data)
+		return lm_err(_("logits: the output head must be dense %s"), dtype_name(be->act_dt));
+	if (k_gemv_supported(n, lm->cols))
+		return k_gemv(c->d_logits, h, lm->data, (const float *)lm->bias, n, lm->rows, lm->cols, be->act_dt, true,
+			      c->s);
+	if (blas_gemm(c, c->d_logits, CUDA_R_32F, h, lm->data, lm->dt, n, lm->rows, lm->cols, lm->rows)) return LM_ERR;
+	if (lm->bias) return lm_err(_("logits: a biased output head is not supported"));
+	return LM_OK;
+}
+
+static int cu_logits(struct backend *be, float *logits_host, const void *h, const struct weight *lm_head, int n)
+{
+	struct cuda_be *c = cb(be);
+	if (c->capturing) return lm_err(_("logits: not allowed in a graph"));
+	const int V = lm_head->rows;
+	const int chunk = (int)MAX((size_t)1, MIN((size_t)n, LOGITS_CHUNK_FLOATS / (size_t)V));
+	if (logits_buf(be, (size_t)chunk * V)) return LM_ERR;
+	for (int r0 = 0; r0 < n; r0 += chunk) {
+		const int m = MIN(chunk, n - r0);
+		if (logits_dev(be, (const char *)h + (size_t)r0 * lm_head->cols * be->act_size, lm_head, m)) return LM_ERR;
+		CK(cudaMemcpyAsync(logits_host + (size_t)r0 * V, c->d_logits, (size_t)m * V * sizeof(float),
+				   cudaMemcpyDeviceToHost, c->s),
+		   "logits");
+		CK(cudaStreamSynchronize(c->s), "logits");
+	}
+	return LM_OK;
+}
+
+static int cu_argmax(struct backend *be, int32_t *token_host, const void *h, const struct weight *lm_head)
+{
+	struct cuda_be *c = cb(be);
+	if (c->capturing) return lm_err(_("argmax: not allowed in a graph"));
+	if (logits_buf(be, (size_t)lm_head->rows)) return LM_ERR;
+	if (logits_dev(be, h, lm_head, 1) || k_argmax(c->d_tok, c->d_logits, lm_head->rows, c->s)) return LM_ERR;
+	CK(cudaMemcpyAsync(c->h_tok, c->d_tok, sizeof(int32_t), cudaMemcpyDeviceToHost, c->s), "argmax");
+	CK(cudaStreamSynchronize(c->s), "argmax");
+	*token_host = *c->h_tok;
+	return LM_OK;
+}
+
+// ------------------------------------------------------------------------------------------------------
+// graphs
+
+static int cu_graph_begin(struct backend *be, int key)
+{
+	struct cuda_be *c = cb(be);
+	if (key < 0 || key >= MAX_GRAPHS) return lm_err(_("graph key %d out of range"), key);
+	if (c->capturing || c->eager) return lm_err(_("graph_begin: a graph is already open"));
+	if (!c->have_step) return lm_err(_("graph_begin: no step set"));
+	struct graph_slot *g = &c->graphs[key];
+	const int ctx = c->pos0 + c->n;
+	uint64_t gen;
+	{
+		std::lock_guard<std::mutex> lk(c->mu);
+		gen = c->gen;
+	}
+	if (g->exec && g->gen == gen && g->n == c->n && ctx <= g->bound && g->mscale == c->mscale) {
+		if (check_ids(c, c->vocab)) return LM_ERR;
+		c->max_ctx = g->bound;
+		CK(cudaGraphLaunch(g->exec, c->s), "graph launch");
+		return 1;
+	}
+	// the first step of a shape runs plainly: it sizes the workspaces (no allocation may happen in a capture)
+	if (!c->attn_nh || c->attn_ws_bytes < attn_ws_need(c->attn_nh, c->attn_hd, c->n) || !c->vocab) {
+		c->eager = true;
+		return 0;
+	}
+	c->max_ctx = (ctx + GRAPH_CTX_STEP - 1) / GRAPH_CTX_STEP * GRAPH_CTX_STEP;
+	CK(cudaStreamBeginCapture(c->s, cudaStreamCaptureModeThreadLocal), "graph capture");
+	c->capturing = key + 1;
+	c->capture_bad = false;
+	return 0;
+}
+
+static int cu_graph_end(struct backend *be, int key)
+{
+	struct cuda_be *c = cb(be);
+	if (c->eager) {
+		c->eager = false;
+		return LM_OK;
+	}
+	if (!c->capturing) return LM_OK; // replayed
+	if (c->capturing != key + 1) return lm_err(_("graph_end: key %d does not match the open capture"), key);
+	cudaGraph_t graph = NULL;
+	cudaError_t e = cudaStreamEndCapture(c->s, &graph);
+	c->capturing = 0;
+	const int bound = c->max_ctx;
+	c->max_ctx = c->pos0 + c->n;
+	if (c->capture_bad) { // the op's message stands
+		if (graph) cudaGraphDestroy(graph);
+		return LM_ERR;
+	}
+	if (e != cudaSuccess) {
+		if (graph) cudaGraphDestroy(graph);
+		return cuda_fail(e, "graph capture");
+	}
+	struct graph_slot *g = &c->graphs[key];
+	if (g->exec) cudaGraphExecDestroy(g->exec);
+	memset(g, 0, sizeof *g);
+	e = cudaGraphInstantiate(&g->exec, graph, 0);
+	cudaGraphDestroy(graph);
+	if (e != cudaSuccess) {
+		g->exec = NULL;
+		return cuda_fail(e, "graph instantiate");
+	}
+	{
+		std::lock_guard<std::mutex> lk(c->mu);
+		g->gen = c->gen;
+	}
+	g->bound = bound;
+	g->n = c->n;
+	g->mscale = c->mscale;
+	CK(cudaGraphLaunch(g->exec, c->s), "graph launch");
+	return LM_OK;
+}
+
+// ------------------------------------------------------------------------------------------------------
+// copy bandwidth (bench): one large device-to-device copy, bytes read + written, best of a few
+
+static double cu_copy_bandwidth(struct backend *be)
+{
+	struct cuda_be *c = cb(be);
+	if (c->copy_bw > 0) return c->copy_bw;
+	const size_t bytes = (size_t)1 << 30;
+	// plain cudaMalloc: two transient GiB must not show as the "other" category's peak
+	void *a = NULL, *b = NULL;
+	if (c->capturing) return 0;
+	if (cudaMalloc(&a, bytes) != cudaSuccess || cudaMalloc(&b, bytes) != cudaSuccess) {
+		cudaGetLastError();
+		if (a) cudaFree(a);
+		lm_err(_("copy bandwidth: cannot allocate 2 GiB of device memory"));
+		return 0;
+	}
+	cudaEvent_t e0 = NULL, e1 = NULL;
+	double best = 0;
+	if (a && b && cudaEventCreate(&e0) == cudaSuccess && cudaEventCreate(&e1) == cudaSuccess) {
+		// random contents (never time zeros), then one warm-up copy
+		if (!k_fill_bytes(a, bytes, 12345, c->s) && cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, c->s) == cudaSuccess) {
+			for (int i = 0; i < 10; i++) {
+				cudaEventRecord(e0, c->s);
+				cudaMemcpyAsync(i & 1 ? a : b, i & 1 ? b : a, bytes, cudaMemcpyDeviceToDevice, c->s);
+				cudaEventRecord(e1, c->s);
+				float ms = 0;
+				if (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
+					break;
+				double bw = 2.0 * bytes / (ms * 1e-3);
+				if (bw > best) best = bw;
+			}
+		}
+	}
+	cudaError_t e = cudaGetLastError();
+	if (e0) cudaEventDestroy(e0);
+	if (e1) cudaEventDestroy(e1);
+	cudaFree(a);
+	cudaFree(b);
+	if (e != cudaSuccess) {
+		cuda_fail(e, "copy bandwidth");
+		return 0;
+	}
+	if (best <= 0) lm_err(_("copy bandwidth: the timed copies failed"));
+	c->copy_bw = best;
+	return best;
+}
+
+// ------------------------------------------------------------------------------------------------------
+// lifecycle
+
+static void cu_destroy(struct backend *be)
+{
+	if (!be) return;
+	struct cuda_be *c = cb(be);
+	if (c->capturing) {
+		cudaGraph_t g = NULL;
+		cudaStreamEndCapture(c->s, &g);
+		if (g) cudaGraphDestroy(g);
+	}
+	if (c->s) cudaStreamSynchronize(c->s);
+	graphs_drop(c);
+	if (c->blas) cublasDestroy(c->blas);
+	for (auto &kv : c->allocs) cudaFree(kv.first);
+	c->allocs.clear();
+	if (c->h_stage) cudaFreeHost(c->h_stage);
+	if (c->h_tok) cudaFreeHost(c->h_tok);
+	if (c->staged) cudaEventDestroy(c->staged);
+	if (c->s) cudaStreamDestroy(c->s);
+	nvml_close(&c->nvml);
+	delete c;
+}
+
+static const struct backend_i cuda_i = {
+	.name = "cuda",
+	.destroy = cu_destroy,
+	.alloc = cu_alloc,
+	.free = cu_free,
+	.upload = cu_upload,
+	.download = cu_download,
+	.sync = cu_sync,
+	.mem_stats = cu_mem_stats,
+	.weight_load = cu_weight_load,
+	.weight_random = cu_weight_random,
+	.weight_free = cu_weight_free,
+	.kv_alloc = cu_kv_alloc,
+	.kv_free = cu_kv_free,
+	.kv_bytes_per_token = cu_kv_bytes_per_token,
+	.set_step = cu_set_step,
+	.embed = cu_embed,
+	.add_rmsnorm = cu_add_rmsnorm,
+	.matmul = cu_matmul,
+	.rope_kv = cu_rope_kv,
+	.attention = cu_attention,
+	.swiglu = cu_swiglu,
+	.logits = cu_logits,
+	.argmax = cu_argmax,
+	.graph_begin = cu_graph_begin,
+	.graph_end = cu_graph_end,
+	.copy_bandwidth = cu_copy_bandwidth,
+};
+
+__global__ void probe_kernel(int *p)
+{
+	if (p) *p = 1;
+}
 
 extern "C" int backend_cuda_available(void)
 {
 	int n = 0;
-	return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+	if (cudaGetDeviceCount(&n) != cudaSuccess) {
+		cudaGetLastError();
+		return 0;
+	}
+	return n > 0;
 }
+
+#define CREATE_CK(call, what)                                                                                  \
+	do {                                                                                                   \
+		cudaError_t e_ = (call);                                                                       \
+		if (e_ != cudaSuccess) {                                                                       \
+			cuda_fail(e_, what);                                                                   \
+			cu_destroy(&c->be);                                                                    \
+			return NULL;                                                                           \
+		}                                                                                              \
+	} while (0)
 
 extern "C" struct backend *backend_cuda_create(enum dtype model_dtype)
 {
-	lm_err("the CUDA backend is not implemented yet");
-	return NULL;
+	int ndev = 0;
+	cudaError_t e = cudaGetDeviceCount(&ndev);
+	if (e != cudaSuccess || ndev <= 0) {
+		cudaGetLastError();
+		lm_err(_("CUDA: no usable GPU (%s)"), e != cudaSuccess ? cudaGetErrorString(e) : "no devices");
+		return NULL;
+	}
+	struct cuda_be *c = new (std::nothrow) cuda_be();
+	if (!c) {
+		lm_err(_("out of memory"));
+		return NULL;
+	}
+	c->be.i = &cuda_i;
+	c->be.ctx = c;
+	c->be.act_dt = model_dtype == DT_BF16 ? DT_BF16 : DT_F16;
+	c->be.act_size = 2;
+	c->be.n_threads = 1;
+	c->dev = 0;
+	CREATE_CK(cudaSetDevice(c->dev), "select device 0");
+	cudaDeviceProp prop;
+	CREATE_CK(cudaGetDeviceProperties(&prop, c->dev), "device properties");
+	snprintf(c->name, sizeof c->name, "%.63s", prop.name);
+	c->sms = prop.multiProcessorCount;
+	// kernels built for this GPU? (sm_90a plus compute_90 PTX by default)
+	cudaFuncAttributes fa;
+	e = cudaFuncGetAttributes(&fa, probe_kernel);
+	if (e != cudaSuccess) {
+		cudaGetLastError();
+		lm_err(_("CUDA: %s (compute capability %d.%d) cannot run this build's kernels (%s); rebuild with "
+			 "CUDA_ARCH_FLAGS for it"),
+		       prop.name, prop.major, prop.minor, cudaGetErrorString(e));
+		cu_destroy(&c->be);
+		return NULL;
+	}
+	CREATE_CK(cudaFree(0), "context");
+	nvml_open(&c->nvml, c->dev);
+	CREATE_CK(cudaStreamCreateWithFlags(&c->s, cudaStreamNonBlocking), "stream");
+	CREATE_CK(cudaEventCreateWithFlags(&c->staged, cudaEventDisableTiming), "event");
+	CREATE_CK(cudaHostAlloc((void **)&c->h_tok, sizeof(int32_t), cudaHostAllocDefault), "pinned buffer");
+	cublasStatus_t bs = cublasCreate(&c->blas);
+	if (bs != CUBLAS_STATUS_SUCCESS) {
+		lm_err(_("cuBLAS: cannot create a handle: %s"), blas_str(bs));
+		c->blas = NULL;
+		cu_destroy(&c->be);
+		return NULL;
+	}
+	// our own cuBLAS workspace: counted, and no allocation inside cuBLAS calls
+	const size_t blas_ws = 32u << 20;
+	c->blas_ws = cu_alloc(&c->be, blas_ws, MEM_OTHER);
+	c->d_tok = c->blas_ws ? (int32_t *)cu_alloc(&c->be, sizeof(int32_t), MEM_OTHER) : NULL;
+	c->d_pos0 = c->d_tok ? (int32_t *)cu_alloc(&c->be, sizeof(int32_t), MEM_OTHER) : NULL;
+	if (!c->d_pos0 || cublasSetStream(c->blas, c->s) != CUBLAS_STATUS_SUCCESS ||
+	    cublasSetWorkspace(c->blas, c->blas_ws, blas_ws) != CUBLAS_STATUS_SUCCESS) {
+		if (c->d_pos0) lm_err(_("cuBLAS: cannot set the stream or workspace"));
+		cu_destroy(&c->be);
+		return NULL;
+	}
+	cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH);
+	// what the driver holds for us beyond our allocations: context, module images, cuBLAS
+	CREATE_CK(cudaDeviceSynchronize(), "initialization");
+	size_t used = 0;
+	if (nvml_process_used(&c->nvml, &used)) {
+		size_t ours = 0;
+		for (int i = 0; i < MEM_NCAT; i++) ours += c->cat[i];
+		c->runtime = used > ours ? used - ours : 0;
+		c->runtime_valid = true;
+	}
+	return &c->be;
 }

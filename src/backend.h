@@ -31,6 +31,10 @@ struct mem_stats {
 	bool total_valid, free_valid, used_valid;
 	bool is_host;              /* cpu backend: figures are host memory */
 	char device_name[64];
+	/* added by the cuda backend: device memory the driver gave this process that no allocation of ours
+	 * explains (CUDA context, cuBLAS), measured once when the backend started; not in cat[] */
+	size_t runtime;
+	bool runtime_valid;
 };
 
 /* KV cache policies (LMDeploy's --quant-policy) */
@@ -114,6 +118,10 @@ struct backend_i {
 	 * and calls graph_end anyway), 0 if capturing. NULL = no graphs. */
 	int (*graph_begin)(struct backend *be, int key);
 	int (*graph_end)(struct backend *be, int key);
+
+	/* optional (bench): device copy bandwidth in bytes/s, bytes read + written by one large device-to-device
+	 * copy, measured once and remembered; 0 with a message on failure. NULL = not a device. */
+	double (*copy_bandwidth)(struct backend *be);
 };
 
 struct backend {

@@ -1,11 +1,319 @@
+/* lmterm bench MODEL|CONFIG.json [--dummy] [--prompt-len N] [-n N] [--quant-policy P] [--backend B]
+ *              [--dtype auto|float16|bfloat16] [--model-format hf|awq] [--json]
+ *
+ * Speed and memory of one model on one backend:
+ *   prefill   a prompt of N random token ids in one forward call (the KV cache starts empty), timed after one
+ *             untimed warm-up; tokens/s, and the time to first token (prefill + the greedy next token);
+ *   decode    -n greedy steps of one token after that prompt (context = prompt length), batch 1; the first
+ *             two steps are warm-up (the second captures the CUDA graph); the median step time is reported;
+ *   roofline  the bytes a decode step must read (every weight the step multiplies with, i.e. all weights
+ *             but the embedding table, of which one row is read, plus the K and V of the whole context) over
+ *             the step time, as a fraction of the device copy bandwidth that the backend measures (one large
+ *             device-to-device copy, bytes read + written);
+ *   memory    bytes per category (now and peak) as the backend's allocator counts them, against what the
+ *             driver says the process uses.
+ * --dummy builds the model of the config's shapes with random weights (no weight files), as vLLM's dummy
+ * load format does. --dtype overrides the config's torch_dtype (the activation type on the cuda backend). */
 #include "config.h"
+#include "backend.h"
 #include "cmds.h"
+#include "forward.h"
 #include "i18n.h"
+#include "model.h"
+#include "opts.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct bench_opts {
+	const char *model;
+	bool dummy, json;
+	int prompt_len, n, policy;
+	const char *backend;
+	const char *dtype;
+	enum model_format fmt;
+	uint64_t seed;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, _("Usage: lmterm bench MODEL|CONFIG.json [--dummy] [--prompt-len N] [-n N] [--quant-policy 0|4|8]\n"
+		     "                    [--backend auto|cuda|cpu] [--dtype auto|float16|bfloat16]\n"
+		     "                    [--model-format hf|awq] [--seed S] [--json]\n"));
+}
+
+static int parse(struct bench_opts *o, int argc, char **argv)
+{
+	memset(o, 0, sizeof *o);
+	o->prompt_len = 512;
+	o->n = 64;
+	o->backend = "auto";
+	o->dtype = "auto";
+	o->fmt = FMT_AUTO;
+	o->seed = 1;
+	struct opt_iter it;
+	opt_iter_init(&it, argc, argv);
+	while (opt_next(&it)) {
+		const char *v = NULL, *nm = it.name;
+		if (!nm) {
+			if (o->model) return lm_err(_("bench: more than one model given ('%s' and '%s')"), o->model, it.arg);
+			o->model = it.arg;
+		} else if (strcmp(nm, "help") == 0 || strcmp(nm, "h") == 0) {
+			return 1;
+		} else if (strcmp(nm, "dummy") == 0 || strcmp(nm, "json") == 0) {
+			if (it.value) return lm_err(_("option '--%s' takes no value"), nm);
+			if (nm[0] == 'd') o->dummy = true;
+			else o->json = true;
+		} else if (strcmp(nm, "prompt-len") == 0) {
+			if (opt_value(&it, &v) || opt_int("--prompt-len", v, 1, 1 << 20, &o->prompt_len)) return LM_ERR;
+		} else if (strcmp(nm, "n") == 0) {
+			if (opt_value(&it, &v) || opt_int("-n", v, 3, 100000, &o->n)) return LM_ERR;
+		} else if (strcmp(nm, "quant-policy") == 0) {
+			if (opt_value(&it, &v) || opt_quant_policy("--quant-policy", v, &o->policy)) return LM_ERR;
+		} else if (strcmp(nm, "backend") == 0) {
+			if (opt_value(&it, &o->backend)) return LM_ERR;
+		} else if (strcmp(nm, "dtype") == 0) {
+			if (opt_value(&it, &o->dtype)) return LM_ERR;
+			if (strcmp(o->dtype, "auto") && strcmp(o->dtype, "float16") && strcmp(o->dtype, "bfloat16"))
+				return lm_err(_("--dtype: '%s' is not auto, float16 or bfloat16"), o->dtype);
+		} else if (strcmp(nm, "model-format") == 0) {
+			if (opt_value(&it, &v)) return LM_ERR;
+			if (strcmp(v, "hf") == 0) o->fmt = FMT_HF;
+			else if (strcmp(v, "awq") == 0) o->fmt = FMT_AWQ;
+			else return lm_err(_("--model-format: '%s' is not hf or awq"), v);
+		} else if (strcmp(nm, "seed") == 0) {
+			if (opt_value(&it, &v) || opt_u64("--seed", v, &o->seed)) return LM_ERR;
+		} else {
+			return lm_err(_("bench: unknown option '%s'"), it.arg);
+		}
+	}
+	if (!o->model) return lm_err(_("bench: no MODEL or CONFIG.json given"));
+	return LM_OK;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static bool is_dir(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* bytes a batch-1 decode step reads from the weights: everything but the embedding table (one row) */
+static size_t decode_weight_bytes(const struct model *m)
+{
+	size_t b = 0;
+	for (int l = 0; l < m->cfg.n_layers; l++) {
+		const struct layer_weights *L = &m->layers[l];
+		b += L->attn_norm.bytes + L->wqkv.bytes + L->wo.bytes + L->ffn_norm.bytes + L->w13.bytes + L->w2.bytes;
+	}
+	b += m->final_norm.bytes;
+	b += m->lm_head.shared ? m->tok_embed.bytes : m->lm_head.bytes;
+	if (m->cfg.vocab > 0) b += m->tok_embed.bytes / (size_t)m->cfg.vocab;
+	return b;
+}
+
+struct result {
+	double prefill_s, ttft_s, step_s, bw, roof;
+	size_t wbytes, kvbytes;
+	struct mem_stats ms;
+	bool ms_ok;
+};
+
+static const char *cat_name[MEM_NCAT] = { "weights", "kv", "activations", "other" };
+
+static void print_text(const struct bench_opts *o, const struct model *m, const struct backend *be,
+		       const struct result *r)
+{
+	const double GB = 1e9, MiB = 1048576.0;
+	printf(_("model      %s: %s, %d layers, dim %d, %s weights, %s activations%s\n"), o->model, m->cfg.arch_name,
+	       m->cfg.n_layers, m->cfg.dim, m->cfg.quant_bits ? "W4A16" : dtype_name(m->cfg.dtype),
+	       dtype_name(be->act_dt), o->dummy ? _(" (random)") : "");
+	printf(_("device     %s (%s backend)\n"), r->ms_ok ? r->ms.device_name : "?", be->i->name);
+	printf(_("prefill    %d tokens in %.2f ms: %.0f tokens/s\n"), o->prompt_len, r->prefill_s * 1e3,
+	       o->prompt_len / r->prefill_s);
+	printf(_("first tok  %.2f ms (prefill + greedy next token)\n"), r->ttft_s * 1e3);
+	printf(_("decode     batch 1 at context %d, KV policy %d: %.3f ms/token, %.1f tokens/s (median of %d)\n"),
+	       o->prompt_len, o->policy, r->step_s * 1e3, 1.0 / r->step_s, o->n - 2);
+	printf(_("bytes      %.3f GB per step: weights %.3f GB + KV %.3f GB\n"), (r->wbytes + r->kvbytes) / GB,
+	       r->wbytes / GB, r->kvbytes / GB);
+	if (r->bw > 0)
+		printf(_("roofline   copy bandwidth %.0f GB/s -> at most %.1f tokens/s; ratio %.1f%%\n"), r->bw / GB,
+		       r->bw / (r->wbytes + r->kvbytes), 100 * r->roof);
+	else
+		printf(_("roofline   N/A (the backend cannot measure a copy bandwidth)\n"));
+	if (r->ms_ok) {
+		size_t sum = 0;
+		printf(_("memory    "));
+		for (int i = 0; i < MEM_NCAT; i++) {
+			printf(" %s %.1f MiB (peak %.1f)", cat_name[i], r->ms.cat[i] / MiB, r->ms.peak[i] / MiB);
+			sum += r->ms.cat[i];
+		}
+		printf("\n");
+		if (r->ms.used_valid) {
+			size_t acc = sum + (r->ms.runtime_valid ? r->ms.runtime : 0);
+			printf(_("accounted  %.1f MiB (allocations %.1f + runtime %s) vs %.1f MiB used by the process "
+				 "(%s): %+.2f%%\n"),
+			       acc / MiB, sum / MiB, r->ms.runtime_valid ? "measured" : "N/A", r->ms.used_by_process / MiB,
+			       r->ms.is_host ? "resident set" : "driver",
+			       100.0 * ((double)r->ms.used_by_process - (double)acc) / (double)r->ms.used_by_process);
+		} else {
+			printf(_("accounted  %.1f MiB; used by the process: N/A\n"), sum / MiB);
+		}
+	}
+}
+
+static void print_json(const struct bench_opts *o, const struct model *m, const struct backend *be,
+		       const struct result *r)
+{
+	printf("{\"model\": \"%s\", \"arch\": \"%s\", \"dummy\": %s, \"backend\": \"%s\", \"device\": \"%s\", "
+	       "\"act_dtype\": \"%s\", \"quant_policy\": %d, \"prompt_len\": %d, \"decode_steps\": %d, ",
+	       o->model, m->cfg.arch_name, o->dummy ? "true" : "false", be->i->name, r->ms_ok ? r->ms.device_name : "",
+	       dtype_name(be->act_dt), o->policy, o->prompt_len, o->n);
+	printf("\"prefill_s\": %.6f, \"prefill_tok_s\": %.1f, \"ttft_s\": %.6f, \"decode_step_s\": %.7f, "
+	       "\"decode_tok_s\": %.2f, \"step_weight_bytes\": %zu, \"step_kv_bytes\": %zu, ",
+	       r->prefill_s, o->prompt_len / r->prefill_s, r->ttft_s, r->step_s, 1.0 / r->step_s, r->wbytes, r->kvbytes);
+	if (r->bw > 0) printf("\"copy_bw\": %.0f, \"roofline\": %.4f, ", r->bw, r->roof);
+	else printf("\"copy_bw\": null, \"roofline\": null, ");
+	printf("\"mem\": {");
+	for (int i = 0; r->ms_ok && i < MEM_NCAT; i++)
+		printf("\"%s\": %zu, \"%s_peak\": %zu, ", cat_name[i], r->ms.cat[i], cat_name[i], r->ms.peak[i]);
+	if (r->ms_ok && r->ms.runtime_valid) printf("\"runtime\": %zu, ", r->ms.runtime);
+	if (r->ms_ok && r->ms.used_valid) printf("\"used_by_process\": %zu, ", r->ms.used_by_process);
+	printf("\"valid\": %s}}\n", r->ms_ok ? "true" : "false");
+}
+
+static int run(const struct bench_opts *o)
+{
+	char cfgpath[4200];
+	struct model_config cfg;
+	bool dir = is_dir(o->model);
+	if (dir) snprintf(cfgpath, sizeof cfgpath, "%s/config.json", o->model);
+	else snprintf(cfgpath, sizeof cfgpath, "%s", o->model);
+	if (!dir && !o->dummy)
+		return lm_err(_("bench: %s is a config file: add --dummy to run it with random weights"), o->model);
+	if (config_load(&cfg, cfgpath)) return LM_ERR;
+	if (strcmp(o->dtype, "float16") == 0) cfg.dtype = DT_F16;
+	else if (strcmp(o->dtype, "bfloat16") == 0) cfg.dtype = DT_BF16;
+	if (o->dummy && o->fmt == FMT_AWQ && !cfg.quant_bits) {
+		cfg.quant_bits = 4;
+		cfg.group_size = 128;
+	}
+
+	struct backend *be = NULL;
+	struct model m;
+	struct kv_cache kv = { 0 };
+	struct fwd fw;
+	bool have_m = false, have_fw = false;
+	int32_t *ids = NULL, *blocks = NULL;
+	double *steps = NULL;
+	struct result r = { 0 };
+	int rc = LM_ERR;
+	const int P = o->prompt_len, total = P + o->n + 1;
+
+	if (backend_create(&be, o->backend, cfg.dtype)) goto out;
+	if (o->dummy) {
+		if (model_init_dummy(&m, &cfg, be, o->seed)) goto out;
+	} else if (model_load(&m, o->model, be, o->fmt, NULL, NULL)) {
+		goto out;
+	}
+	have_m = true;
+	kv = (struct kv_cache){ .n_layers = m.cfg.n_layers, .n_kv_heads = m.cfg.n_kv_heads, .head_dim = m.cfg.head_dim,
+				.block_len = 64, .policy = o->policy };
+	kv.n_blocks = (total + kv.block_len - 1) / kv.block_len;
+	if (be->i->kv_alloc(be, &kv)) goto out;
+	if (fwd_init(&fw, &m, P)) goto out;
+	have_fw = true;
+	ids = malloc(sizeof(int32_t) * (size_t)total);
+	blocks = malloc(sizeof(int32_t) * (size_t)kv.n_blocks);
+	steps = malloc(sizeof(double) * (size_t)o->n);
+	if (!ids || !blocks || !steps) {
+		lm_err(_("out of memory"));
+		goto out;
+	}
+	uint64_t s = o->seed * 0x9E3779B97F4A7C15ull + 1;
+	for (int i = 0; i < total; i++) {
+		s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+		ids[i] = (int32_t)(s % (uint64_t)m.cfg.vocab);
+	}
+	for (int b = 0; b < kv.n_blocks; b++) blocks[b] = b;
+
+	/* prefill: one warm-up, then the median of three (each starts from an empty cache: positions 0..P-1) */
+	double pt[3], tt[3];
+	int32_t next = 0;
+	if (forward(&fw, &kv, ids, P, 0, blocks, kv.n_blocks, 0, NULL, NULL)) goto out;
+	for (int k = 0; k < 3; k++) {
+		double t0 = now_s();
+		if (forward(&fw, &kv, ids, P, 0, blocks, kv.n_blocks, 0, NULL, NULL)) goto out;
+		pt[k] = now_s() - t0;
+		t0 = now_s();
+		if (forward(&fw, &kv, ids, P, 0, blocks, kv.n_blocks, -1, NULL, &next)) goto out;
+		tt[k] = now_s() - t0;
+	}
+	r.prefill_s = median(pt, 3);
+	r.ttft_s = median(tt, 3);
+
+	/* decode: one token at a time after the prompt (greedy, so the ids are the model's own) */
+	for (int k = 0; k < o->n; k++) {
+		double t0 = now_s();
+		int32_t tok = next;
+		if (forward(&fw, &kv, &tok, 1, P + k, blocks, kv.n_blocks, -1, NULL, &next)) goto out;
+		steps[k] = now_s() - t0;
+	}
+	r.step_s = median(steps + 2, o->n - 2);
+
+	/* the limit: bytes a step reads at the mean context of the timed steps */
+	r.wbytes = decode_weight_bytes(&m);
+	r.kvbytes = kv.bytes_per_token * (size_t)(P + o->n / 2);
+	if (be->i->copy_bandwidth) {
+		r.bw = be->i->copy_bandwidth(be);
+		if (r.bw <= 0) fprintf(stderr, "lmterm: bench: %s\n", lm_errmsg());
+	}
+	if (r.bw > 0) r.roof = (double)(r.wbytes + r.kvbytes) / r.step_s / r.bw;
+	r.ms_ok = be->i->mem_stats && be->i->mem_stats(be, &r.ms) == LM_OK;
+
+	if (o->json) print_json(o, &m, be, &r);
+	else print_text(o, &m, be, &r);
+	rc = LM_OK;
+out:
+	free(ids);
+	free(blocks);
+	free(steps);
+	if (have_fw) fwd_free(&fw);
+	if (kv.pool) be->i->kv_free(be, &kv);
+	if (have_m) model_free(&m);
+	if (be) backend_destroy(be);
+	return rc;
+}
 
 int cmd_bench(int argc, char **argv)
 {
-	fprintf(stderr, _("lmterm: '%s' is not available in this build yet\n"), "bench");
-	return 2;
+	struct bench_opts o;
+	int rc = parse(&o, argc, argv);
+	if (rc == 1) {
+		usage(stdout);
+		return 0;
+	}
+	if (rc) {
+		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		usage(stderr);
+		return 2;
+	}
+	if (run(&o)) {
+		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		return 1;
+	}
+	return 0;
 }

@@ -4,3 +4,18 @@ check_PROGRAMS += tests/test_attn_ops
 TESTS += tests/test_attn_ops
 tests_test_attn_ops_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS) -I$(top_srcdir)/cuda
 tests_test_attn_ops_LDADD = $(LMTERM_TEST_LIBS)
+# cuda backend (cuda): every op against the cpu backend; the golden model test on the cuda backend.
+# Both exit 77 without a GPU.
+check_PROGRAMS += tests/test_backend_ops
+TESTS += tests/test_backend_ops tests/test_golden_cuda.sh
+EXTRA_DIST += tests/test_golden_cuda.sh
+tests_test_backend_ops_LDADD = $(LMTERM_TEST_LIBS)
+# lmterm bench on the cpu backend (runs everywhere)
+TESTS += tests/test_bench.sh
+EXTRA_DIST += tests/test_bench.sh
+# the W4A16 repacking against AutoAWQ's layout (host code, runs without a GPU)
+check_PROGRAMS += tests/test_awq_layout
+TESTS += tests/test_awq_layout
+tests_test_awq_layout_LDADD = $(LMTERM_TEST_LIBS)
+# the GPU round (one device call): build here, carry, run there
+EXTRA_DIST += scripts/gpu-round.sh

@@ -1,0 +1,101 @@
+// fill.cu: device-side weight making: random weights for bench --dummy (a counter-based hash, so 7B
+// parameters take well under a second and no host memory), float -> activation type conversion, and
+// constant (scale, zero) pairs for random AWQ weights.
+#include "config.h"
+#include "kernels.h"
+#include "ops_common.cuh"
+
+#include <stdlib.h>
+#include <string.h>
+
+static __device__ __forceinline__ uint64_t mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+// uniform in [-1, 1) from (seed, i)
+static __device__ __forceinline__ float hash_unit(uint64_t seed, uint64_t i)
+{
+	uint64_t z = mix64(seed + 0x9e3779b97f4a7c15ull * (i + 1));
+	return (float)((z >> 40) * (1.0 / 8388608.0) - 1.0);
+}
+
+template <typename T>
+__global__ void fill_random_kernel(T *dst, size_t n, float scale, uint64_t seed)
+{
+	for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+		dst[i] = from_f<T>(scale * hash_unit(seed, i));
+}
+
+__global__ void fill_bytes_kernel(uint32_t *dst, size_t nwords, uint64_t seed)
+{
+	for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < nwords; i += (size_t)gridDim.x * blockDim.x)
+		dst[i] = (uint32_t)mix64(seed + 0x9e3779b97f4a7c15ull * (i + 1));
+}
+
+template <typename T>
+__global__ void f32_to_act_kernel(T *dst, const float *src, size_t n)
+{
+	for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+		dst[i] = from_f<T>(src[i]);
+}
+
+__global__ void fill_half2_kernel(half2 *dst, size_t n, float a, float b)
+{
+	const half2 v = __halves2half2(__float2half_rn(a), __float2half_rn(b));
+	for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+		dst[i] = v;
+}
+
+// programmatic dependent launch of the decode kernels (ops_common.cuh): off unless LMTERM_PDL=1, until
+// the device round has measured it
+static int pdl_state = -1;
+extern "C" bool k_pdl_enabled(void)
+{
+	if (pdl_state < 0) {
+		const char *e = getenv("LMTERM_PDL");
+		pdl_state = e && strcmp(e, "1") == 0;
+	}
+	return pdl_state == 1;
+}
+
+static int grid_for(size_t n)
+{
+	size_t b = (n + 255) / 256;
+	return (int)(b < 1 ? 1 : b > 65535 * 4 ? 65535 * 4 : b);
+}
+
+extern "C" int k_fill_random(void *dst, size_t n, float scale, uint64_t seed, enum dtype dt, cudaStream_t s)
+{
+	if (!n) return LM_OK;
+	if (dt == DT_F32) fill_random_kernel<float><<<grid_for(n), 256, 0, s>>>((float *)dst, n, scale, seed);
+	else if (dt == DT_BF16) fill_random_kernel<bf16_t><<<grid_for(n), 256, 0, s>>>((bf16_t *)dst, n, scale, seed);
+	else if (dt == DT_F16) fill_random_kernel<half><<<grid_for(n), 256, 0, s>>>((half *)dst, n, scale, seed);
+	else return lm_err("fill_random: dtype %s", dtype_name(dt));
+	LAUNCHED("fill_random");
+}
+
+extern "C" int k_fill_bytes(void *dst, size_t n, uint64_t seed, cudaStream_t s)
+{
+	if (n % 4) return lm_err("fill_bytes: %zu bytes is not a whole number of words", n);
+	if (!n) return LM_OK;
+	fill_bytes_kernel<<<grid_for(n / 4), 256, 0, s>>>((uint32_t *)dst, n / 4, seed);
+	LAUNCHED("fill_bytes");
+}
+
+extern "C" int k_f32_to_act(void *dst, const float *src, size_t n, enum dtype act, cudaStream_t s)
+{
+	if (!n) return LM_OK;
+	if (act == DT_BF16) f32_to_act_kernel<bf16_t><<<grid_for(n), 256, 0, s>>>((bf16_t *)dst, src, n);
+	else f32_to_act_kernel<half><<<grid_for(n), 256, 0, s>>>((half *)dst, src, n);
+	LAUNCHED("f32_to_act");
+}
+
+extern "C" int k_fill_half2(void *dst, size_t n, float a, float b, cudaStream_t s)
+{
+	if (!n) return LM_OK;
+	fill_half2_kernel<<<grid_for(n), 256, 0, s>>>((half2 *)dst, n, a, b);
+	LAUNCHED("fill_half2");
+}

@@ -1,0 +1,70 @@
+/* kernels.h: host launchers of the backend's own kernel families (cuda/embed.cu, rmsnorm.cu, swiglu.cu,
+ * gemv.cu, awq_gemm.cu, sample.cu, fill.cu). The KV-touching ones are in attention.h.
+ *
+ * Activations are act = DT_F16 or DT_BF16, row-major. Norm weights and biases are float on the device.
+ * Every launcher is asynchronous on stream s, may be called during stream capture, and returns LM_OK or
+ * LM_ERR with a message (a launch error or an unsupported shape). */
+#ifndef LMTERM_CUDA_KERNELS_H
+#define LMTERM_CUDA_KERNELS_H
+
+#include <cuda_runtime_api.h>
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* x[i][dim] = table[ids[i]][dim] (ids on the device; an id outside [0, vocab) gives a zero row) */
+int k_embed(void *x, const void *table, const int32_t *ids, int n, int dim, int vocab, enum dtype act,
+	    cudaStream_t s);
+
+/* if dx: x += dx (rounded to act); h = act(w * act(x * rsqrt(mean(x^2) + eps))), as transformers */
+int k_add_rmsnorm(void *h, void *x, const void *dx, const float *w, int n, int dim, float eps, enum dtype act,
+		  cudaStream_t s);
+
+/* out[n][ffn] = silu(gu[:, :ffn]) * gu[:, ffn:] */
+int k_swiglu(void *out, const void *gu, int n, int ffn, enum dtype act, cudaStream_t s);
+
+/* y[n][N] = x[n][K] . W[N][K]^T (+ bias[N], float), W in act, n in 1..8, K % 8 == 0.
+ * y_f32: y is float (logits) instead of act. */
+int k_gemv(void *y, const void *x, const void *w, const float *bias, int n, int N, int K, enum dtype act,
+	   bool y_f32, cudaStream_t s);
+bool k_gemv_supported(int n, int K);
+
+/* y[:, c] += bias[c] for a row-major y[n][N] of act */
+int k_add_bias(void *y, const float *bias, int n, int N, enum dtype act, cudaStream_t s);
+
+/* W4A16 (AWQ, repacked by awq_repack): qw uint32 [N][K/8], nibble i of a word holds k = 8c + order[i],
+ * order = {0,2,4,6,1,3,5,7} (so a 0x000f000f mask pulls the pair (2j, 2j+1)); sz half2 [N][K/group]
+ * = (scale, zero). w = (q - zero) * scale. */
+/* decode: y[n][N] = x[n][K] . W^T (+ bias), n in 1..8, K % 256 == 0... see k_awq_gemv_supported */
+int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n, int N,
+	       int K, int group, enum dtype act, cudaStream_t s);
+bool k_awq_gemv_supported(int n, int K, int group);
+/* dequantize rows [r0, r0 + rows) into dst[rows][K] of act (for prefill through cuBLAS) */
+int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int K, int group,
+		  enum dtype act, cudaStream_t s);
+/* host: AutoAWQ gemm layout (qweight int32 [K][N/8], qzeros int32 [K/g][N/8], scales fp16 [K/g][N])
+ * -> this layout (qw [N][K/8], sz [N][K/g] as (scale, zero) fp16 pairs) */
+void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros,
+		const uint16_t *scales, int N, int K, int group);
+
+/* *out = first index of the largest of v[n] (float, as torch.argmax) */
+int k_argmax(int32_t *out, const float *v, int n, cudaStream_t s);
+
+/* LMTERM_PDL=1: the decode kernels use programmatic dependent launch (cuda/ops_common.cuh) */
+bool k_pdl_enabled(void);
+
+/* fill: dst[n] (act, or float when f32) = scale * uniform[-1, 1) from a hash of (seed, i) */
+int k_fill_random(void *dst, size_t n, float scale, uint64_t seed, enum dtype dt, cudaStream_t s);
+/* bytes: uniform random bytes */
+int k_fill_bytes(void *dst, size_t n, uint64_t seed, cudaStream_t s);
+/* dst[n] (act dtype) = src[n] float */
+int k_f32_to_act(void *dst, const float *src, size_t n, enum dtype act, cudaStream_t s);
+/* half2 (scale, zero) pairs: all = (scale, zero) */
+int k_fill_half2(void *dst, size_t n, float a, float b, cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,106 @@
+// ops_common.cuh: device helpers shared by the backend's own kernel families (embed, rmsnorm, swiglu,
+// gemv, awq_gemm, sample, fill): the activation element traits, 16-byte vectors, block reductions.
+#ifndef LMTERM_CUDA_OPS_COMMON_CUH
+#define LMTERM_CUDA_OPS_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+typedef __nv_bfloat16 bf16_t;
+
+// conversions for the two activation types (and float, for the logits outputs)
+static __device__ __forceinline__ float to_f(half x) { return __half2float(x); }
+static __device__ __forceinline__ float to_f(bf16_t x) { return __bfloat162float(x); }
+static __device__ __forceinline__ float to_f(float x) { return x; }
+template <typename T> static __device__ __forceinline__ T from_f(float x);
+template <> __device__ __forceinline__ half from_f<half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ bf16_t from_f<bf16_t>(float x) { return __float2bfloat16_rn(x); }
+template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
+
+// 8 activations in one 16-byte word
+union vec8 {
+	uint4 u;
+	uint16_t h[8];
+};
+template <typename T> static __device__ __forceinline__ float elem(const vec8 &v, int i)
+{
+	uint16_t b = v.h[i];
+	return to_f(*(const T *)&b);
+}
+template <typename T> static __device__ __forceinline__ void set_elem(vec8 &v, int i, float x)
+{
+	T t = from_f<T>(x);
+	v.h[i] = *(const uint16_t *)&t;
+}
+// all 8 as floats: bf16 is a shift, fp16 a conversion per pair
+template <typename T> static __device__ __forceinline__ void unpack8(const vec8 &v, float f[8])
+{
+#pragma unroll
+	for (int i = 0; i < 8; i++) f[i] = elem<T>(v, i);
+}
+
+static __device__ __forceinline__ float warp_sum_f(float v)
+{
+#pragma unroll
+	for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+// sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result
+static __device__ __forceinline__ float block_sum_f(float v)
+{
+	__shared__ float part[32];
+	const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	v = warp_sum_f(v);
+	__syncthreads(); // part[] may still be read by a previous call
+	if (lane == 0) part[wid] = v;
+	__syncthreads();
+	float s = lane < nw ? part[lane] : 0.f;
+	return warp_sum_f(s);
+}
+
+// the launch status of the kernel just queued, as an lm_err message naming it
+#define LAUNCHED(what)                                                                                         \
+	do {                                                                                                   \
+		cudaError_t e_ = cudaGetLastError();                                                           \
+		if (e_ != cudaSuccess) return lm_err("%s: kernel launch failed: %s", what, cudaGetErrorString(e_)); \
+		return LM_OK;                                                                                  \
+	} while (0)
+
+// Programmatic dependent launch (Hopper). With LMTERM_PDL=1 the backend launches these kernels with the
+// programmatic-serialization attribute, so a kernel's launch overlaps the tail of the one before it in the
+// stream (and in a captured graph). Each kernel therefore starts with pdl_wait(), which returns once the
+// preceding grid has completed and its writes are visible (a no-op for a plain launch), and then lets its
+// own dependents begin launching (pdl_trigger: they too wait for this grid to finish before reading).
+static __device__ __forceinline__ void pdl_wait_trigger()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+	asm volatile("griddepcontrol.wait;" ::: "memory");
+	asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+#ifdef __cplusplus
+extern "C" bool k_pdl_enabled(void);
+#endif
+
+// kern<<<grid, block, smem, s>>>(args...), with the PDL attribute when enabled
+template <typename... KArgs, typename... Args>
+static cudaError_t klaunch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+			   Args... args)
+{
+	cudaLaunchConfig_t cfg = {};
+	cfg.gridDim = grid;
+	cfg.blockDim = block;
+	cfg.dynamicSmemBytes = smem;
+	cfg.stream = s;
+	cudaLaunchAttribute at[1];
+	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+	at[0].val.programmaticStreamSerializationAllowed = 1;
+	cfg.attrs = at;
+	cfg.numAttrs = k_pdl_enabled() ? 1 : 0;
+	return cudaLaunchKernelEx(&cfg, kern, ((KArgs)args)...);
+}
+
+#endif

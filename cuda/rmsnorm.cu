@@ -1,0 +1,95 @@
+// rmsnorm.cu: RMSNorm fused with the residual add that precedes it.
+//
+//   x += dx (rounded to the activation type, as torch adds two fp16/bf16 tensors);
+//   h = act(w * act(x * rsqrt(mean(x^2) + eps)))
+// which is transformers' LlamaRMSNorm on fp16/bf16 inputs (the normalization in float, rounded to the
+// input type, then the weight). One block per row: the add and the sum of squares in one pass (x written
+// back), a block reduction, then a second pass that reads x again (the row is in L1/L2). Fusing the add
+// saves a kernel and a round trip of x through memory per norm: two norms per layer.
+#include "config.h"
+#include "kernels.h"
+#include "ops_common.cuh"
+
+template <typename T>
+__global__ void __launch_bounds__(256) add_rmsnorm_vec(uint16_t *h, uint16_t *x, const uint16_t *dx,
+						       const float *w, int dim, float eps)
+{
+	pdl_wait_trigger();
+	const size_t row = (size_t)blockIdx.x * dim;
+	uint4 *xr = (uint4 *)(x + row);
+	const uint4 *dr = dx ? (const uint4 *)(dx + row) : nullptr;
+	uint4 *hr = (uint4 *)(h + row);
+	const int nv = dim / 8;
+	float ss = 0.f;
+	for (int c = threadIdx.x; c < nv; c += blockDim.x) {
+		vec8 v;
+		v.u = xr[c];
+		if (dr) {
+			vec8 d;
+			d.u = dr[c];
+#pragma unroll
+			for (int i = 0; i < 8; i++) set_elem<T>(v, i, elem<T>(v, i) + elem<T>(d, i));
+			xr[c] = v.u;
+		}
+#pragma unroll
+		for (int i = 0; i < 8; i++) {
+			float f = elem<T>(v, i);
+			ss += f * f;
+		}
+	}
+	const float inv = rsqrtf(block_sum_f(ss) / dim + eps);
+	for (int c = threadIdx.x; c < nv; c += blockDim.x) {
+		vec8 v, o;
+		v.u = xr[c]; // this thread's own write above
+		const float4 w0 = __ldg((const float4 *)w + 2 * c), w1 = __ldg((const float4 *)w + 2 * c + 1);
+		const float ww[8] = { w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w };
+#pragma unroll
+		for (int i = 0; i < 8; i++) {
+			float nrm = to_f(from_f<T>(elem<T>(v, i) * inv));
+			set_elem<T>(o, i, ww[i] * nrm);
+		}
+		hr[c] = o.u;
+	}
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) add_rmsnorm_scalar(T *h, T *x, const T *dx, const float *w, int dim,
+							  float eps)
+{
+	pdl_wait_trigger();
+	const size_t row = (size_t)blockIdx.x * dim;
+	float ss = 0.f;
+	for (int c = threadIdx.x; c < dim; c += blockDim.x) {
+		float f = to_f(x[row + c]);
+		if (dx) {
+			T t = from_f<T>(f + to_f(dx[row + c]));
+			x[row + c] = t;
+			f = to_f(t);
+		}
+		ss += f * f;
+	}
+	const float inv = rsqrtf(block_sum_f(ss) / dim + eps);
+	for (int c = threadIdx.x; c < dim; c += blockDim.x)
+		h[row + c] = from_f<T>(w[c] * to_f(from_f<T>(to_f(x[row + c]) * inv)));
+}
+
+extern "C" int k_add_rmsnorm(void *h, void *x, const void *dx, const float *w, int n, int dim, float eps,
+			     enum dtype act, cudaStream_t s)
+{
+	if (n <= 0) return LM_OK;
+	const int threads = dim >= 2048 ? 256 : 128;
+	if (dim % 8 == 0) {
+		if (act == DT_BF16)
+			klaunch(add_rmsnorm_vec<bf16_t>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x,
+				(const uint16_t *)dx, w, dim, eps);
+		else
+			klaunch(add_rmsnorm_vec<half>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x,
+				(const uint16_t *)dx, w, dim, eps);
+	} else if (act == DT_BF16) {
+		klaunch(add_rmsnorm_scalar<bf16_t>, n, threads, 0, s, (bf16_t *)h, (bf16_t *)x, (const bf16_t *)dx, w,
+			dim, eps);
+	} else {
+		klaunch(add_rmsnorm_scalar<half>, n, threads, 0, s, (half *)h, (half *)x, (const half *)dx, w, dim, eps);
+	}
+	LAUNCHED("add_rmsnorm");
+}

@@ -1,0 +1,123 @@
+#!/bin/sh
+# gpu-round.sh: the whole GPU round of the CUDA backend in ONE device call.
+#
+#   scripts/gpu-round.sh prepare DEST   (here, in a configured and built CUDA tree: `make -j2 && make -j2 check
+#                                        TESTS=`) copies what the round needs into DEST: the binaries, the
+#                                        shared libraries the GPU machine lacks (cJSON, utf8proc), the configs,
+#                                        the fixture models and goldens (xz, unpacked there), this script.
+#   scripts/gpu-round.sh run            (on the GPU machine, from DEST or from a build tree) runs:
+#        1. tests/test_backend_ops          every op, cuda vs cpu (F16 and BF16)
+#        2. tests/test_attn_ops             the attention kernels against float references
+#        3. tests/test_golden_cuda.sh       the golden models on the cuda backend (fp16/bf16 tolerances)
+#        4. lmterm bench configs/internlm2_5-7b-chat.json --dummy --dtype float16:
+#             prompt 512 and 2048 (prefill, TTFT, decode at that context), and decode at a 4096-token
+#             context with --quant-policy 0, 8 and 4
+#        5. tests/test_backend_ops under compute-sanitizer memcheck (150 s at most)
+#      and prints a short table last. Logs and the bench JSON go to $OUT (fetched by the device tool).
+#
+# A device call (DEVICE.md): prepare into /work/main/.device/cuda, carry .device/cuda, and run
+#   cd .device/cuda && sh scripts/gpu-round.sh run
+set -u
+
+mode=${1:-run}
+
+if [ "$mode" = prepare ]; then
+	dest=${2:?usage: gpu-round.sh prepare DEST}
+	top=$(cd "$(dirname "$0")/.." && pwd)
+	for f in lmterm tests/test_backend_ops tests/test_golden tests/test_attn_ops; do
+		[ -x "$top/$f" ] || { echo "gpu-round: $top/$f is not built (make -j2 && make -j2 check TESTS=)"; exit 1; }
+	done
+	rm -rf "$dest" && mkdir -p "$dest/tests" "$dest/lib" "$dest/scripts" "$dest/data"
+	cp "$top/lmterm" "$dest/"
+	cp "$top/tests/test_backend_ops" "$top/tests/test_golden" "$top/tests/test_attn_ops" "$dest/tests/"
+	cp "$top/tests/lib.sh" "$top/tests/unpack-data.sh" "$top/tests/test_golden_cuda.sh" "$dest/tests/"
+	cp "$top/scripts/gpu-round.sh" "$dest/scripts/"
+	cp -r "$top/configs" "$dest/"
+	cp -P /usr/lib/x86_64-linux-gnu/libcjson.so.1* /usr/lib/x86_64-linux-gnu/libutf8proc.so.2* "$dest/lib/"
+	# the random fixtures and their goldens (the bigger real-text models stay home: carry limit)
+	mkdir -p "$dest/data/fixtures" "$dest/data/golden"
+	for m in llama3-rand llama3-rand-awq qwen2-rand llama-dynrope-rand internlm2-rand; do
+		cp -r "$top/tests/data/fixtures/$m" "$dest/data/fixtures/"
+		cp -r "$top/tests/data/golden/$m" "$dest/data/golden/"
+	done
+	du -sh "$dest"
+	exit 0
+fi
+
+[ "$mode" = run ] || { echo "usage: gpu-round.sh prepare DEST | run"; exit 2; }
+cd "$(dirname "$0")/.." || exit 1
+top=$(pwd)
+OUT=${OUT:-$top/gpu-round-out}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH="$top/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export top_srcdir="$top" top_builddir="$top" LMTERM="$top/lmterm"
+if [ -d "$top/data" ]; then
+	sh tests/unpack-data.sh "$top/data" "$top/data-unpacked" || exit 1
+	export TESTDATA="$top/data-unpacked" LMTERM_TEST_MODELS="llama3-rand llama3-rand-awq qwen2-rand llama-dynrope-rand internlm2-rand"
+else
+	export TESTDATA="$top/tests/data-unpacked"
+fi
+
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
+date -u '+%Y-%m-%d %H:%M UTC' | tee -a "$OUT/gpu.txt"
+
+status() { [ "$1" -eq 0 ] && echo pass || { [ "$1" -eq 77 ] && echo skip || echo "FAIL($1)"; }; }
+
+timeout 200 tests/test_backend_ops > "$OUT/backend_ops.log" 2>&1; r_ops=$?
+grep -E "^FAIL|checks," "$OUT/backend_ops.log" | tail -15
+# again with programmatic dependent launch (LMTERM_PDL=1: off by default until measured)
+echo "== again with LMTERM_PDL=1" >> "$OUT/backend_ops.log"
+LMTERM_PDL=1 timeout 200 tests/test_backend_ops > "$OUT/ops_pdl.tmp" 2>&1; r_pdl=$?
+cat "$OUT/ops_pdl.tmp" >> "$OUT/backend_ops.log"
+grep -E "^FAIL|checks," "$OUT/ops_pdl.tmp" | tail -5
+rm -f "$OUT/ops_pdl.tmp"
+timeout 120 tests/test_attn_ops > "$OUT/attn_ops.log" 2>&1; r_attn=$?
+tail -3 "$OUT/attn_ops.log"
+timeout 120 sh tests/test_golden_cuda.sh > "$OUT/golden.log" 2>&1; r_gold=$?
+grep -E "rel err|FAIL|failure" "$OUT/golden.log" | tail -15
+
+cfg=configs/internlm2_5-7b-chat.json
+: > "$OUT/bench.jsonl"
+bench() { # label prompt-len n policy [more options]
+	label=$1 plen=$2 steps=$3 pol=$4
+	shift 4
+	if LMTERM_PDL=$pdl timeout 120 ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len "$plen" -n "$steps" \
+		--quant-policy "$pol" --json "$@" > "$OUT/bench1.json" 2>> "$OUT/bench.err"; then
+		sed "s/^{/{\"label\": \"$label\", /" "$OUT/bench1.json" >> "$OUT/bench.jsonl"
+	else
+		echo "bench $label failed: $(tail -1 "$OUT/bench.err")"
+	fi
+}
+pdl=0
+bench p512 512 128 0
+bench p2048 2048 64 0
+bench kv0-4k 4096 64 0
+bench kv8-4k 4096 64 8
+bench kv4-4k 4096 64 4
+pdl=1
+bench p512-pdl 512 128 0
+bench kv0-4k-pdl 4096 64 0
+pdl=0
+bench awq-p512 512 128 0 --model-format awq
+rm -f "$OUT/bench1.json"
+# the human-readable report of the first configuration, for the memory lines
+timeout 120 ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len 512 -n 32 > "$OUT/bench512.txt" 2>&1
+cat "$OUT/bench512.txt"
+
+# last, so that a slow sanitizer cannot cost the timings: every op's kernels under memcheck
+r_san=77
+if command -v compute-sanitizer > /dev/null 2>&1; then
+	timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 tests/test_backend_ops > "$OUT/memcheck.log" 2>&1
+	r_san=$?
+	tail -2 "$OUT/memcheck.log"
+fi
+
+echo
+echo "== GPU round: $(head -2 "$OUT/gpu.txt" | tail -1)"
+echo "tests: backend_ops $(status $r_ops) (PDL $(status $r_pdl)), attn_ops $(status $r_attn), golden(cuda) $(status $r_gold), memcheck $(status $r_san)"
+printf '%-11s %-6s %-6s %12s %9s %12s %9s %9s\n' run prompt policy prefill_tok/s ttft_ms decode_tok/s roofline copy_GB/s
+sed -e 's/[{},]/ /g' "$OUT/bench.jsonl" | awk '{
+	for (i = 1; i <= NF; i++) { k = $i; gsub(/[":]/, "", k); v[k] = $(i + 1) }
+	gsub(/"/, "", v["label"])
+	printf "%-11s %-6s %-6s %12.0f %9.2f %12.1f %8.1f%% %9.0f\n", v["label"], v["prompt_len"], v["quant_policy"],
+		v["prefill_tok_s"], 1000 * v["ttft_s"], v["decode_tok_s"], 100 * v["roofline"], v["copy_bw"] / 1e9 }'

@@ -1,0 +1,88 @@
+/* test_awq_layout: the CUDA backend's W4A16 repacking (awq_repack, host code in cuda/awq_gemm.cu) against
+ * the AutoAWQ gemm layout as DESIGN.md defines it, with no GPU: every weight, dequantized the way the
+ * kernels read the repacked words (input pair (2j, 2j+1) in the two 16-bit halves of (word >> 4j) &
+ * 0x000f000f), must equal (q - z) * s read straight from qweight/qzeros/scales. Random shapes and codes. */
+#include "config.h"
+#include "common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#if HAVE_CUDA
+void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros, const uint16_t *scales,
+		int N, int K, int group);
+
+static uint64_t rng;
+static uint32_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)(rng >> 11);
+}
+
+/* AutoAWQ: nibble i of an int32 holds output column 8c + order[i] */
+static const int order[8] = { 0, 2, 4, 6, 1, 3, 5, 7 };
+
+static int check(int N, int K, int g)
+{
+	const int G = K / g;
+	int32_t *qweight = malloc((size_t)K * N / 8 * 4), *qzeros = malloc((size_t)G * N / 8 * 4);
+	uint16_t *scales = malloc((size_t)G * N * 2), *sz = malloc((size_t)N * G * 4);
+	uint32_t *qw = malloc((size_t)N * K / 8 * 4);
+	if (!qweight || !qzeros || !scales || !sz || !qw) return 1;
+	for (size_t i = 0; i < (size_t)K * N / 8; i++) qweight[i] = (int32_t)rnd();
+	for (size_t i = 0; i < (size_t)G * N / 8; i++) qzeros[i] = (int32_t)rnd();
+	for (size_t i = 0; i < (size_t)G * N; i++) scales[i] = f32_to_f16((float)(rnd() % 1000 + 1) * 1e-4f);
+	awq_repack(qw, sz, qweight, qzeros, scales, N, K, g);
+	int bad = 0;
+	for (int n = 0; n < N && bad < 5; n++)
+		for (int k = 0; k < K && bad < 5; k++) {
+			int nib = -1;
+			for (int i = 0; i < 8; i++)
+				if (order[i] == n % 8) nib = i;
+			int q = ((uint32_t)qweight[(size_t)k * (N / 8) + n / 8] >> (4 * nib)) & 15;
+			int z = ((uint32_t)qzeros[(size_t)(k / g) * (N / 8) + n / 8] >> (4 * nib)) & 15;
+			float want = (float)(q - z) * f16_to_f32(scales[(size_t)(k / g) * N + n]);
+			/* as the kernels read it */
+			uint32_t w = qw[(size_t)n * (K / 8) + k / 8];
+			int t = k % 8, j = t / 2;
+			uint32_t pair = (w >> (4 * j)) & 0x000f000fu;
+			int gq = (int)(t % 2 ? pair >> 16 : pair & 0xffff);
+			float s = f16_to_f32(sz[((size_t)n * G + k / g) * 2]), gz = f16_to_f32(sz[((size_t)n * G + k / g) * 2 + 1]);
+			float got = ((float)gq - gz) * s;
+			if (got != want) {
+				printf("FAIL: [%d x %d] g%d: w[%d][%d] = %g from the repacked layout, %g from AutoAWQ's\n", N, K, g,
+				       n, k, got, want);
+				bad++;
+			}
+		}
+	printf("%s [%d x %d] group %d: %s\n", bad ? "FAIL" : "ok", N, K, g, bad ? "mismatch" : "every weight equal");
+	free(qweight);
+	free(qzeros);
+	free(scales);
+	free(sz);
+	free(qw);
+	return bad != 0;
+}
+#endif
+
+int main(void)
+{
+#if !HAVE_CUDA
+	printf("SKIP: built without CUDA\n");
+	return 77;
+#else
+	const char *e = getenv("LMTERM_TEST_SEED");
+	rng = e && *e ? strtoull(e, NULL, 10) : (uint64_t)time(NULL) | 1;
+	printf("seed %llu\n", (unsigned long long)rng);
+	int fails = 0;
+	fails += check(64, 256, 128);
+	fails += check(136, 512, 64);
+	fails += check(8, 96, 32);
+	fails += check(256, 128, 128);
+	fails += check(8 * (1 + (int)(rnd() % 20)), 128 * (1 + (int)(rnd() % 4)), 128);
+	return fails ? 1 : 0;
+#endif
+}

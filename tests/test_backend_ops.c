@@ -1,0 +1,642 @@
+/* test_backend_ops: every op and fused op of the cuda backend against the cpu backend (the reference), as
+ * ggml's test-backend-ops does, for F16 and BF16 activations:
+ *   allocator (exact bytes and peaks per category), embed, add_rmsnorm (with and without the residual),
+ *   matmul (GEMV batch 1..8, cuBLAS beyond, K not a multiple of 8, bias, F32 weights converted),
+ *   W4A16 matmul (AWQ layout repacked; GEMV and dequant + cuBLAS), swiglu, rope_kv + attention over a
+ *   paged cache (policies 0/8/4, prefill then decode then a chunk), logits (float), argmax, and a decode
+ *   step captured as a CUDA graph and replayed at new positions.
+ * Inputs are fresh random values every run (seed printed; LMTERM_TEST_SEED repeats a run), rounded to the
+ * activation type before both backends see them. Each output: normalized error ||gpu - cpu|| / ||cpu||
+ * under a bound per op; poisoned with NaN bytes first so an unwritten element fails; guard bytes after it
+ * must survive. Exits 77 without a GPU or a CUDA build. */
+#include "config.h"
+#include "backend.h"
+#include "common.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#if HAVE_CUDA
+enum { GUARD = 256 };
+#define GUARD_BYTE 0xA5
+
+static int fails, checks;
+static uint64_t rng;
+static enum dtype act;
+static struct backend *gpu, *cpu;
+
+static uint64_t rnext(void)
+{
+	uint64_t x = rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	rng = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+static float frand(void) { return (float)((rnext() >> 40) * (1.0 / 16777216.0)) * 2.f - 1.f; }
+static int irand(int n) { return (int)((rnext() >> 33) % (uint64_t)n); }
+
+static uint16_t to_act(float f) { return act == DT_BF16 ? f32_to_bf16(f) : f32_to_f16(f); }
+static float from_act(uint16_t h) { return act == DT_BF16 ? bf16_to_f32(h) : f16_to_f32(h); }
+static float round_act(float f) { return from_act(to_act(f)); }
+
+#define DIE(...)                                                                                                 \
+	do {                                                                                                     \
+		printf("FAIL: " __VA_ARGS__);                                                                    \
+		printf(" (%s)\n", lm_errmsg());                                                                  \
+		exit(1);                                                                                         \
+	} while (0)
+
+/* random values rounded to the activation type, scaled */
+static float *rand_vec(size_t n, float scale)
+{
+	float *v = malloc(n * sizeof(float));
+	if (!v) DIE("out of memory");
+	for (size_t i = 0; i < n; i++) v[i] = round_act(scale * frand());
+	return v;
+}
+
+/* an activation buffer on both backends: cpu float, gpu act + guard bytes */
+struct buf {
+	size_t n;
+	void *c, *g;
+};
+
+static struct buf buf_new(size_t n)
+{
+	struct buf b = { .n = n };
+	b.c = cpu->i->alloc(cpu, n * sizeof(float), MEM_ACT);
+	b.g = gpu->i->alloc(gpu, n * 2 + GUARD, MEM_ACT);
+	if (!b.c || !b.g) DIE("alloc");
+	uint8_t guard[GUARD];
+	memset(guard, GUARD_BYTE, GUARD);
+	if (gpu->i->upload(gpu, (char *)b.g + n * 2, guard, GUARD)) DIE("upload guard");
+	return b;
+}
+
+static void buf_free(struct buf *b)
+{
+	cpu->i->free(cpu, b->c);
+	gpu->i->free(gpu, b->g);
+	memset(b, 0, sizeof *b);
+}
+
+static void buf_put(struct buf *b, const float *v)
+{
+	uint16_t *h = malloc(b->n * 2);
+	if (!h) DIE("out of memory");
+	for (size_t i = 0; i < b->n; i++) h[i] = to_act(v[i]);
+	if (cpu->i->upload(cpu, b->c, v, b->n * sizeof(float)) || gpu->i->upload(gpu, b->g, h, b->n * 2)) DIE("upload");
+	free(h);
+}
+
+/* NaN bytes in the gpu buffer (0xffff is a NaN in fp16 and bf16) */
+static void buf_poison(struct buf *b)
+{
+	uint16_t *h = malloc(b->n * 2);
+	if (!h) DIE("out of memory");
+	memset(h, 0xff, b->n * 2);
+	if (gpu->i->upload(gpu, b->g, h, b->n * 2)) DIE("upload");
+	free(h);
+}
+
+static void check_guard(const char *what, void *g, size_t bytes)
+{
+	uint8_t guard[GUARD];
+	if (gpu->i->download(gpu, guard, (char *)g + bytes, GUARD)) DIE("%s: download guard", what);
+	for (int i = 0; i < GUARD; i++)
+		if (guard[i] != GUARD_BYTE) {
+			printf("FAIL: %s: guard byte %d after the output was overwritten (0x%02x)\n", what, i, guard[i]);
+			fails++;
+			return;
+		}
+}
+
+/* compare gpu (act) to cpu (float) outputs of n elements; cols for the worst-row report */
+static double compare(const char *what, const float *gv, const float *cv, size_t n, double bound)
+{
+	double num = 0, den = 0;
+	size_t nan = 0, worst = 0;
+	double wd = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!isfinite(gv[i])) {
+			nan++;
+			continue;
+		}
+		double d = (double)gv[i] - cv[i];
+		num += d * d;
+		den += (double)cv[i] * cv[i];
+		if (fabs(d) > wd) {
+			wd = fabs(d);
+			worst = i;
+		}
+	}
+	double err = den > 0 ? sqrt(num / den) : sqrt(num);
+	checks++;
+	bool ok = !nan && err <= bound;
+	printf("%-4s %-52s err %.2e (bound %.0e)%s", ok ? "ok" : "FAIL", what, err, bound, nan ? "" : "\n");
+	if (nan) printf(", %zu NaN/Inf or unwritten elements\n", nan);
+	if (!ok) {
+		printf("     worst at %zu: gpu %g cpu %g\n", worst, gv[worst], cv[worst]);
+		fails++;
+	}
+	return err;
+}
+
+static void compare_buf(const char *what, struct buf *b, double bound)
+{
+	float *cv = malloc(b->n * sizeof(float)), *gv = malloc(b->n * sizeof(float));
+	uint16_t *h = malloc(b->n * 2);
+	if (!cv || !gv || !h) DIE("out of memory");
+	if (cpu->i->download(cpu, cv, b->c, b->n * sizeof(float)) || gpu->i->download(gpu, h, b->g, b->n * 2))
+		DIE("%s: download", what);
+	for (size_t i = 0; i < b->n; i++) gv[i] = from_act(h[i]);
+	compare(what, gv, cv, b->n, bound);
+	check_guard(what, b->g, b->n * 2);
+	free(cv);
+	free(gv);
+	free(h);
+}
+
+/* bounds: outputs rounded once to the activation type differ from float by half an ulp at most */
+static double b_round(void) { return act == DT_BF16 ? 6e-3 : 8e-4; }
+
+/* ---------------------------------------------------------------------------------------------------- */
+
+static void load_both(struct weight *wc, struct weight *wg, const struct host_weight *hw, const char *what)
+{
+	if (cpu->i->weight_load(cpu, wc, hw)) DIE("%s: cpu weight_load", what);
+	if (gpu->i->weight_load(gpu, wg, hw)) DIE("%s: cuda weight_load", what);
+}
+
+static void free_both(struct weight *wc, struct weight *wg)
+{
+	cpu->i->weight_free(cpu, wc);
+	gpu->i->weight_free(gpu, wg);
+}
+
+/* a dense host weight [rows][cols] of dt with values scale * U(-1, 1) */
+static void *host_dense(enum dtype dt, int rows, int cols, float scale)
+{
+	size_t n = (size_t)rows * cols;
+	void *p = malloc(n * dtype_size(dt));
+	if (!p) DIE("out of memory");
+	for (size_t i = 0; i < n; i++) {
+		float v = scale * frand();
+		if (dt == DT_F32) ((float *)p)[i] = v;
+		else if (dt == DT_F16) ((uint16_t *)p)[i] = f32_to_f16(v);
+		else ((uint16_t *)p)[i] = f32_to_bf16(v);
+	}
+	return p;
+}
+
+static void test_alloc(void)
+{
+	struct mem_stats m0, m1, m2;
+	if (gpu->i->mem_stats(gpu, &m0)) DIE("mem_stats");
+	const size_t sz[3] = { 1000 + (size_t)irand(1000), 3u << 20, 17 };
+	const enum mem_cat cat[3] = { MEM_WEIGHTS, MEM_KV, MEM_OTHER };
+	void *p[3];
+	for (int i = 0; i < 3; i++)
+		if (!(p[i] = gpu->i->alloc(gpu, sz[i], cat[i]))) DIE("alloc");
+	gpu->i->mem_stats(gpu, &m1);
+	for (int i = 0; i < 3; i++) gpu->i->free(gpu, p[i]);
+	gpu->i->mem_stats(gpu, &m2);
+	bool ok = m1.cat[MEM_WEIGHTS] - m0.cat[MEM_WEIGHTS] == sz[0] && m1.cat[MEM_KV] - m0.cat[MEM_KV] == sz[1] &&
+		  m1.cat[MEM_OTHER] - m0.cat[MEM_OTHER] == sz[2] && m1.cat[MEM_ACT] == m0.cat[MEM_ACT];
+	for (int i = 0; i < MEM_NCAT; i++) ok = ok && m2.cat[i] == m0.cat[i] && m2.peak[i] >= m1.cat[i];
+	ok = ok && m1.total_valid && m1.free_valid && m1.total > 0 && m1.device_name[0];
+	checks++;
+	printf("%-4s allocator: exact bytes per category, peaks, free/total (%s, %.1f of %.1f GiB free, process %s)\n",
+	       ok ? "ok" : "FAIL", m1.device_name, m1.free / 1073741824.0, m1.total / 1073741824.0,
+	       m1.used_valid ? "used known" : "used N/A");
+	if (!ok) fails++;
+}
+
+/* the step state of both backends (a cache must exist: the gpu takes the RoPE length from it) */
+static float inv_freq[128];
+static void set_step_both(const int32_t *ids, int n, int pos0, const int32_t *blocks, int nb)
+{
+	struct step st = { .ids = ids, .n = n, .pos0 = pos0, .blocks = blocks, .n_blocks = nb, .inv_freq = inv_freq,
+			   .rope_mscale = 1.0f };
+	if (cpu->i->set_step(cpu, &st) || gpu->i->set_step(gpu, &st)) DIE("set_step");
+}
+
+static void test_embed(int vocab, int dim, int n, const int32_t *blocks, int nb)
+{
+	char what[96];
+	void *tab = host_dense(act, vocab, dim, 1.0f);
+	struct host_weight hw = { .dt = act, .rows = vocab, .cols = dim, .data = tab };
+	struct weight wc, wg;
+	load_both(&wc, &wg, &hw, "embed");
+	int32_t ids[64];
+	for (int i = 0; i < n; i++) ids[i] = irand(vocab);
+	set_step_both(ids, n, 0, blocks, nb);
+	struct buf x = buf_new((size_t)n * dim);
+	buf_poison(&x);
+	if (cpu->i->embed(cpu, x.c, &wc) || gpu->i->embed(gpu, x.g, &wg)) DIE("embed");
+	snprintf(what, sizeof what, "embed vocab %d dim %d n %d", vocab, dim, n);
+	compare_buf(what, &x, 0.0); /* a copy: exact */
+	/* an id outside the vocabulary is an error, not a read out of bounds */
+	ids[0] = vocab;
+	set_step_both(ids, n, 0, blocks, nb);
+	checks++;
+	if (gpu->i->embed(gpu, x.g, &wg) == LM_OK) {
+		printf("FAIL: embed accepted token id %d of a %d-token vocabulary\n", vocab, vocab);
+		fails++;
+	}
+	buf_free(&x);
+	free_both(&wc, &wg);
+	free(tab);
+}
+
+static void test_rmsnorm(int dim, int n, bool with_dx)
+{
+	char what[96];
+	float *w = host_dense(DT_F32, 1, dim, 1.0f);
+	for (int i = 0; i < dim; i++) w[i] += 1.0f;
+	struct host_weight hw = { .dt = DT_F32, .rows = 1, .cols = dim, .data = w };
+	struct weight wc, wg;
+	load_both(&wc, &wg, &hw, "rmsnorm");
+	struct buf x = buf_new((size_t)n * dim), dx = buf_new((size_t)n * dim), h = buf_new((size_t)n * dim);
+	float *xv = rand_vec(x.n, 3.0f), *dv = rand_vec(x.n, 3.0f);
+	buf_put(&x, xv);
+	buf_put(&dx, dv);
+	buf_poison(&h);
+	const float eps = 1e-5f;
+	if (cpu->i->add_rmsnorm(cpu, h.c, x.c, with_dx ? dx.c : NULL, &wc, n, eps) ||
+	    gpu->i->add_rmsnorm(gpu, h.g, x.g, with_dx ? dx.g : NULL, &wg, n, eps))
+		DIE("add_rmsnorm");
+	snprintf(what, sizeof what, "add_rmsnorm dim %d n %d%s: h", dim, n, with_dx ? " +dx" : "");
+	/* h is rounded twice on the gpu (as transformers: norm, then weight) */
+	compare_buf(what, &h, 2.5 * b_round());
+	snprintf(what, sizeof what, "add_rmsnorm dim %d n %d%s: x", dim, n, with_dx ? " +dx" : "");
+	compare_buf(what, &x, with_dx ? b_round() : 0.0);
+	buf_free(&x);
+	buf_free(&dx);
+	buf_free(&h);
+	free_both(&wc, &wg);
+	free(w);
+	free(xv);
+	free(dv);
+}
+
+static void test_matmul(int N, int K, int n, enum dtype wdt, bool bias)
+{
+	char what[96];
+	void *w = host_dense(wdt, N, K, 1.0f / sqrtf((float)K));
+	float *bv = bias ? host_dense(DT_F32, 1, N, 0.5f) : NULL;
+	struct host_weight hw = { .dt = wdt, .rows = N, .cols = K, .data = w, .bias = bv, .bias_dt = DT_F32 };
+	struct weight wc, wg;
+	load_both(&wc, &wg, &hw, "matmul");
+	struct buf x = buf_new((size_t)n * K), y = buf_new((size_t)n * N);
+	float *xv = rand_vec(x.n, 1.0f);
+	buf_put(&x, xv);
+	buf_poison(&y);
+	if (cpu->i->matmul(cpu, y.c, x.c, &wc, n) || gpu->i->matmul(gpu, y.g, x.g, &wg, n)) DIE("matmul");
+	snprintf(what, sizeof what, "matmul %s [%d x %d] n %d%s", dtype_name(wdt), N, K, n, bias ? " +bias" : "");
+	/* F32 weights are rounded to the activation type on the gpu */
+	compare_buf(what, &y, (wdt == DT_F32 ? 3 : 1.5) * b_round());
+	buf_free(&x);
+	buf_free(&y);
+	free_both(&wc, &wg);
+	free(w);
+	free(bv);
+	free(xv);
+}
+
+static void test_awq(int N, int K, int group, int n, bool bias)
+{
+	char what[96];
+	const int G = K / group;
+	int32_t *qw = malloc((size_t)K * N / 8 * 4), *qz = malloc((size_t)G * N / 8 * 4);
+	uint16_t *sc = malloc((size_t)G * N * 2);
+	float *bv = bias ? host_dense(DT_F32, 1, N, 0.5f) : NULL;
+	if (!qw || !qz || !sc) DIE("out of memory");
+	for (size_t i = 0; i < (size_t)K * N / 8; i++) qw[i] = (int32_t)rnext();
+	for (size_t i = 0; i < (size_t)G * N / 8; i++) qz[i] = (int32_t)rnext();
+	for (size_t i = 0; i < (size_t)G * N; i++) sc[i] = f32_to_f16((0.5f + 0.5f * fabsf(frand())) / (8 * sqrtf((float)K)));
+	struct host_weight hw = { .dt = DT_Q4, .rows = N, .cols = K, .qweight = qw, .qzeros = qz, .scales = sc,
+				  .group = group, .bias = bv, .bias_dt = DT_F32 };
+	struct weight wc, wg;
+	load_both(&wc, &wg, &hw, "awq");
+	struct buf x = buf_new((size_t)n * K), y = buf_new((size_t)n * N);
+	float *xv = rand_vec(x.n, 1.0f);
+	buf_put(&x, xv);
+	buf_poison(&y);
+	if (cpu->i->matmul(cpu, y.c, x.c, &wc, n) || gpu->i->matmul(gpu, y.g, x.g, &wg, n)) DIE("awq matmul");
+	snprintf(what, sizeof what, "matmul W4A16 [%d x %d] g%d n %d%s", N, K, group, n, bias ? " +bias" : "");
+	/* fp16 pair products of (q - z) x on the fp16 path: a little more than one rounding */
+	compare_buf(what, &y, 3 * b_round());
+	buf_free(&x);
+	buf_free(&y);
+	free_both(&wc, &wg);
+	free(qw);
+	free(qz);
+	free(sc);
+	free(bv);
+	free(xv);
+}
+
+static void test_swiglu(int ffn, int n)
+{
+	char what[96];
+	struct buf gu = buf_new((size_t)n * 2 * ffn), o = buf_new((size_t)n * ffn);
+	float *v = rand_vec(gu.n, 4.0f);
+	buf_put(&gu, v);
+	buf_poison(&o);
+	if (cpu->i->swiglu(cpu, o.c, gu.c, n, ffn) || gpu->i->swiglu(gpu, o.g, gu.g, n, ffn)) DIE("swiglu");
+	snprintf(what, sizeof what, "swiglu ffn %d n %d", ffn, n);
+	compare_buf(what, &o, 1.5 * b_round());
+	buf_free(&gu);
+	buf_free(&o);
+	free(v);
+}
+
+static void test_logits(int V, int dim, int n)
+{
+	char what[96];
+	void *w = host_dense(act, V, dim, 1.0f / sqrtf((float)dim));
+	struct host_weight hw = { .dt = act, .rows = V, .cols = dim, .data = w };
+	struct weight wc, wg;
+	load_both(&wc, &wg, &hw, "logits");
+	struct buf h = buf_new((size_t)n * dim);
+	float *hv = rand_vec(h.n, 2.0f);
+	buf_put(&h, hv);
+	float *lc = malloc(sizeof(float) * V * n), *lg = malloc(sizeof(float) * V * n);
+	if (!lc || !lg) DIE("out of memory");
+	for (size_t i = 0; i < (size_t)V * n; i++) lg[i] = NAN;
+	if (cpu->i->logits(cpu, lc, h.c, &wc, n) || gpu->i->logits(gpu, lg, h.g, &wg, n)) DIE("logits");
+	snprintf(what, sizeof what, "logits (float) vocab %d dim %d n %d", V, dim, n);
+	/* same rounded inputs, float accumulation on both sides: only the order of the sums differs */
+	compare(what, lg, lc, (size_t)V * n, 1e-4);
+	if (n == 1) {
+		int32_t tok = -1;
+		if (gpu->i->argmax(gpu, &tok, h.g, &wg)) DIE("argmax");
+		int32_t best = 0;
+		for (int i = 1; i < V; i++)
+			if (lg[i] > lg[best]) best = i;
+		int32_t cbest = 0;
+		for (int i = 1; i < V; i++)
+			if (lc[i] > lc[cbest]) cbest = i;
+		checks++;
+		/* exactly the argmax of the gpu's own logits; the cpu's unless the two are within rounding */
+		bool ok = tok == best && (tok == cbest || fabsf(lc[tok] - lc[cbest]) <= 1e-4f * fabsf(lc[cbest]));
+		printf("%-4s argmax vocab %d: %d (gpu logits %d, cpu logits %d)\n", ok ? "ok" : "FAIL", V, tok, best, cbest);
+		if (!ok) fails++;
+	}
+	buf_free(&h);
+	free_both(&wc, &wg);
+	free(w);
+	free(hv);
+	free(lc);
+	free(lg);
+}
+
+/* rope_kv + attention: a prefill of n0 tokens, three decode steps, then a chunk of 5, over a shuffled
+ * block table; q/k rotated in qkv and the attention output compared at every step */
+static void test_attention(int nh, int nkv, int hd, int policy)
+{
+	const int bl = 16, n0 = 37, total = n0 + 3 + 5;
+	struct kv_cache kc = { .n_layers = 2, .n_kv_heads = nkv, .head_dim = hd, .block_len = bl, .policy = policy };
+	kc.n_blocks = (total + bl - 1) / bl + 2;
+	struct kv_cache kg = kc;
+	if (cpu->i->kv_alloc(cpu, &kc) || gpu->i->kv_alloc(gpu, &kg)) DIE("kv_alloc");
+	int32_t blocks[16];
+	for (int b = 0; b < kc.n_blocks; b++) blocks[b] = b;
+	for (int b = kc.n_blocks - 1; b > 0; b--) {
+		int j = irand(b + 1), t = blocks[b];
+		blocks[b] = blocks[j];
+		blocks[j] = t;
+	}
+	for (int d = 0; d < hd / 2; d++) inv_freq[d] = powf(10000.f, -2.f * d / hd);
+	const int layer = 1, qw = (nh + 2 * nkv) * hd;
+	int32_t ids[64] = { 0 };
+	struct { int n, pos0; } steps[] = { { n0, 0 }, { 1, n0 }, { 1, n0 + 1 }, { 1, n0 + 2 }, { 5, n0 + 3 } };
+	for (size_t si = 0; si < ARRAY_SIZE(steps); si++) {
+		const int n = steps[si].n, pos0 = steps[si].pos0;
+		char what[128];
+		set_step_both(ids, n, pos0, blocks, kc.n_blocks);
+		struct buf qkv = buf_new((size_t)n * qw), out = buf_new((size_t)n * nh * hd);
+		float *v = rand_vec(qkv.n, 2.0f);
+		buf_put(&qkv, v);
+		buf_poison(&out);
+		if (cpu->i->rope_kv(cpu, qkv.c, &kc, layer, nh) || gpu->i->rope_kv(gpu, qkv.g, &kg, layer, nh))
+			DIE("rope_kv");
+		snprintf(what, sizeof what, "rope_kv nh %d nkv %d hd %d policy %d n %d pos %d", nh, nkv, hd, policy, n,
+			 pos0);
+		compare_buf(what, &qkv, 1.5 * b_round());
+		/* both attend from the same rotated q: the cpu's, rounded */
+		float *rq = malloc(qkv.n * sizeof(float));
+		if (!rq || cpu->i->download(cpu, rq, qkv.c, qkv.n * sizeof(float))) DIE("download");
+		for (size_t i = 0; i < qkv.n; i++) rq[i] = round_act(rq[i]);
+		buf_put(&qkv, rq);
+		if (cpu->i->attention(cpu, out.c, qkv.c, &kc, layer, nh) || gpu->i->attention(gpu, out.g, qkv.g, &kg, layer, nh))
+			DIE("attention");
+		snprintf(what, sizeof what, "attention nh %d nkv %d hd %d policy %d n %d pos %d", nh, nkv, hd, policy, n,
+			 pos0);
+		/* policy 0: the cache holds act-rounded k/v (cpu: float); int8/int4: a code may flip where the
+		 * gpu's rounded k sits on a rounding boundary */
+		double bound = policy == 0 ? 4 * b_round() : policy == 8 ? 3e-2 : 1e-1;
+		compare_buf(what, &out, bound);
+		buf_free(&qkv);
+		buf_free(&out);
+		free(v);
+		free(rq);
+	}
+	cpu->i->kv_free(cpu, &kc);
+	gpu->i->kv_free(gpu, &kg);
+}
+
+/* a decode step (embed, norm, qkv, rope_kv, attention, wo) as forward.c runs it: in a graph on the gpu,
+ * replayed at new positions with new ids; plain on the cpu */
+static void test_graph(void)
+{
+	const int vocab = 500, dim = 256, nh = 4, nkv = 2, hd = 64, qw = (nh + 2 * nkv) * hd, bl = 16;
+	struct kv_cache kc = { .n_layers = 1, .n_kv_heads = nkv, .head_dim = hd, .block_len = bl, .n_blocks = 8 };
+	struct kv_cache kg = kc;
+	if (cpu->i->kv_alloc(cpu, &kc) || gpu->i->kv_alloc(gpu, &kg)) DIE("kv_alloc");
+	for (int d = 0; d < hd / 2; d++) inv_freq[d] = powf(10000.f, -2.f * d / hd);
+	int32_t blocks[8] = { 3, 7, 1, 0, 5, 2, 6, 4 };
+	void *tab = host_dense(act, vocab, dim, 1.0f), *wqkv = host_dense(act, qw, dim, 0.1f),
+	     *wo = host_dense(act, dim, nh * hd, 0.1f);
+	float *nw = host_dense(DT_F32, 1, dim, 0.2f);
+	for (int i = 0; i < dim; i++) nw[i] += 1.f;
+	struct host_weight h_tab = { .dt = act, .rows = vocab, .cols = dim, .data = tab },
+			   h_qkv = { .dt = act, .rows = qw, .cols = dim, .data = wqkv },
+			   h_wo = { .dt = act, .rows = dim, .cols = nh * hd, .data = wo },
+			   h_nw = { .dt = DT_F32, .rows = 1, .cols = dim, .data = nw };
+	struct weight c_tab, g_tab, c_qkv, g_qkv, c_wo, g_wo, c_nw, g_nw;
+	load_both(&c_tab, &g_tab, &h_tab, "graph");
+	load_both(&c_qkv, &g_qkv, &h_qkv, "graph");
+	load_both(&c_wo, &g_wo, &h_wo, "graph");
+	load_both(&c_nw, &g_nw, &h_nw, "graph");
+	/* buffers for 20 tokens (the prefill), then decode steps use row 0 */
+	const int T = 20;
+	struct buf x = buf_new((size_t)T * dim), h = buf_new((size_t)T * dim), q = buf_new((size_t)T * qw),
+		   a = buf_new((size_t)T * nh * hd), o = buf_new((size_t)T * dim);
+	int32_t ids[20];
+	int replays = 0;
+	for (int step = 0; step < 6; step++) {
+		const int n = step == 0 ? T : 1, pos0 = step == 0 ? 0 : T + step - 1;
+		for (int i = 0; i < n; i++) ids[i] = irand(vocab);
+		set_step_both(ids, n, pos0, blocks, 8);
+		struct backend *bes[2] = { cpu, gpu };
+		for (int bi = 0; bi < 2; bi++) {
+			struct backend *be = bes[bi];
+			bool g = bi == 1 && n == 1;
+			const struct weight *tb = bi ? &g_tab : &c_tab, *wq = bi ? &g_qkv : &c_qkv, *wot = bi ? &g_wo : &c_wo,
+					    *wn = bi ? &g_nw : &c_nw;
+			struct kv_cache *kv = bi ? &kg : &kc;
+			void *X = bi ? x.g : x.c, *H = bi ? h.g : h.c, *Q = bi ? q.g : q.c, *A = bi ? a.g : a.c,
+			     *O = bi ? o.g : o.c;
+			int rc = g ? be->i->graph_begin(be, 1) : 0;
+			if (rc < 0) DIE("graph_begin");
+			if (rc == 1) replays++;
+			if (rc == 0 && (be->i->embed(be, X, tb) || be->i->add_rmsnorm(be, H, X, NULL, wn, n, 1e-5f) ||
+					be->i->matmul(be, Q, H, wq, n) || be->i->rope_kv(be, Q, kv, 0, nh) ||
+					be->i->attention(be, A, Q, kv, 0, nh) || be->i->matmul(be, O, A, wot, n)))
+				DIE("graph step %d ops", step);
+			if (g && be->i->graph_end(be, 1)) DIE("graph_end");
+		}
+		if (gpu->i->sync(gpu)) DIE("sync");
+		char what[96];
+		snprintf(what, sizeof what, "decode step %d (pos %d) through %s", step, pos0,
+			 step == 0 ? "plain ops" : "a CUDA graph");
+		/* compare only the rows this step wrote */
+		struct buf view = o;
+		view.n = (size_t)n * dim;
+		float *cv = malloc(view.n * sizeof(float)), *gv = malloc(view.n * sizeof(float));
+		uint16_t *hh = malloc(view.n * 2);
+		if (!cv || !gv || !hh || cpu->i->download(cpu, cv, o.c, view.n * sizeof(float)) ||
+		    gpu->i->download(gpu, hh, o.g, view.n * 2))
+			DIE("download");
+		for (size_t i = 0; i < view.n; i++) gv[i] = from_act(hh[i]);
+		/* several roundings in a row (x, h, qkv, rotated k in the cache, attention, out) */
+		compare(what, gv, cv, view.n, 10 * b_round());
+		free(cv);
+		free(gv);
+		free(hh);
+	}
+	checks++;
+	printf("%-4s graph replays: %d of 5 decode steps (the first captures)\n", replays >= 3 ? "ok" : "FAIL", replays);
+	if (replays < 3) fails++;
+	buf_free(&x);
+	buf_free(&h);
+	buf_free(&q);
+	buf_free(&a);
+	buf_free(&o);
+	free_both(&c_tab, &g_tab);
+	free_both(&c_qkv, &g_qkv);
+	free_both(&c_wo, &g_wo);
+	free_both(&c_nw, &g_nw);
+	cpu->i->kv_free(cpu, &kc);
+	gpu->i->kv_free(gpu, &kg);
+	free(tab);
+	free(wqkv);
+	free(wo);
+	free(nw);
+}
+
+static void run_all(void)
+{
+	test_alloc();
+	/* a cache so that set_step knows the RoPE length */
+	struct kv_cache kc = { .n_layers = 1, .n_kv_heads = 2, .head_dim = 64, .block_len = 16, .n_blocks = 4 };
+	struct kv_cache kg = kc;
+	if (cpu->i->kv_alloc(cpu, &kc) || gpu->i->kv_alloc(gpu, &kg)) DIE("kv_alloc");
+	int32_t blocks[4] = { 0, 1, 2, 3 };
+	for (int d = 0; d < 32; d++) inv_freq[d] = powf(10000.f, -2.f * d / 64);
+	test_embed(1000, 256, 7, blocks, 4);
+	test_embed(300, 100, 3, blocks, 4);
+	cpu->i->kv_free(cpu, &kc);
+	gpu->i->kv_free(gpu, &kg);
+
+	test_rmsnorm(4096, 3, true);
+	test_rmsnorm(4096, 2, false);
+	test_rmsnorm(100, 5, true);
+
+	const int ns[] = { 1, 2, 3, 4, 5, 7, 8, 9, 40 };
+	for (size_t i = 0; i < ARRAY_SIZE(ns); i++) test_matmul(384, 256, ns[i], act, i % 3 == 0);
+	test_matmul(1000, 4096, 1, act, false);
+	test_matmul(100, 96, 3, act, true);
+	test_matmul(64, 100, 2, act, false); /* K % 8 != 0: cuBLAS at batch 2 */
+	test_matmul(64, 100, 17, act, true);
+	test_matmul(256, 128, 1, DT_F32, false);
+	test_matmul(256, 128, 12, DT_F32, true);
+
+	const int an[] = { 1, 2, 4, 8, 12 };
+	for (size_t i = 0; i < ARRAY_SIZE(an); i++) test_awq(256, 512, 128, an[i], i == 1);
+	test_awq(512, 1024, 64, 1, false);
+	test_awq(128, 256, 32, 3, true);
+	test_awq(64, 96, 16, 1, false); /* group 16: dequant + cuBLAS even at batch 1 */
+
+	test_swiglu(1000, 3);
+	test_swiglu(100, 2);
+	test_swiglu(11008, 1);
+
+	test_logits(1000, 256, 1);
+	test_logits(32003, 512, 1);
+	test_logits(1000, 256, 3);
+	test_logits(777, 96, 12);
+
+	const int pol[] = { 0, 8, 4 };
+	for (int p = 0; p < 3; p++) {
+		test_attention(8, 2, 64, pol[p]);
+		test_attention(4, 4, 128, pol[p]);
+	}
+	test_graph();
+
+	/* everything given back */
+	struct mem_stats m;
+	gpu->i->mem_stats(gpu, &m);
+	checks++;
+	if (m.cat[MEM_WEIGHTS] || m.cat[MEM_KV]) {
+		printf("FAIL: after freeing: weights %zu, kv %zu bytes still counted\n", m.cat[MEM_WEIGHTS], m.cat[MEM_KV]);
+		fails++;
+	}
+}
+#endif
+
+int main(void)
+{
+#if !HAVE_CUDA
+	printf("SKIP: built without CUDA\n");
+	return 77;
+#else
+	if (!backend_cuda_available()) {
+		printf("SKIP: no usable CUDA GPU\n");
+		return 77;
+	}
+	const char *e = getenv("LMTERM_TEST_SEED");
+	uint64_t seed = e && *e ? strtoull(e, NULL, 10) : (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)clock();
+	if (!seed) seed = 1;
+	printf("seed %llu (LMTERM_TEST_SEED repeats it)\n", (unsigned long long)seed);
+	const enum dtype acts[2] = { DT_F16, DT_BF16 };
+	for (int ai = 0; ai < 2; ai++) {
+		rng = seed + (uint64_t)ai * 0x9E3779B97F4A7C15ull;
+		rnext();
+		act = acts[ai];
+		printf("== activations %s ==\n", dtype_name(act));
+		cpu = backend_cpu_create();
+		gpu = backend_cuda_create(act);
+		if (!cpu || !gpu) {
+			printf("FAIL: backend: %s\n", lm_errmsg());
+			return 1;
+		}
+		if (gpu->act_dt != act) {
+			printf("FAIL: cuda backend chose %s activations for a %s model\n", dtype_name(gpu->act_dt),
+			       dtype_name(act));
+			fails++;
+		}
+		run_all();
+		backend_destroy(gpu);
+		backend_destroy(cpu);
+	}
+	printf("%d checks, %d failure(s)\n", checks, fails);
+	return fails ? 1 : 0;
+#endif
+}

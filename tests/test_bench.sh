@@ -1,0 +1,23 @@
+#!/bin/sh
+# test_bench: lmterm bench on the cpu backend with a tiny config and random weights (any machine), then
+# its usage errors. Checks the report's fields, not speeds.
+. "${top_srcdir:-.}/tests/lib.sh"
+cfg="$TESTDATA/fixtures/llama3-rand/config.json"
+[ -f "$cfg" ] || skip "no $cfg"
+out=$("$LMTERM" bench "$cfg" --dummy --backend cpu --prompt-len 12 -n 5 --quant-policy 8 --json 2>&1); rc=$?
+if [ $rc -ne 0 ]; then fail "bench --json: rc $rc: $out"; else
+	for key in '"prefill_tok_s": ' '"ttft_s": ' '"decode_tok_s": ' '"quant_policy": 8' '"prompt_len": 12' \
+		'"weights": ' '"kv": ' '"step_kv_bytes": '; do
+		case "$out" in *"$key"*) ;; *) fail "bench --json lacks $key: $out" ;; esac
+	done
+	case "$out" in *'"weights": 0,'*) fail "bench: no weight bytes counted: $out" ;; *) pass "bench --json" ;; esac
+fi
+out=$("$LMTERM" bench "$cfg" --dummy --backend cpu --prompt-len 8 -n 4 2>&1) || fail "bench text: $out"
+case "$out" in *"tokens/s"*"memory"*) pass "bench text report" ;; *) fail "bench text report: $out" ;; esac
+expect_fail "config without --dummy" "add --dummy" "$LMTERM" bench "$cfg"
+expect_fail "missing model" "nothing-here" "$LMTERM" bench "$TESTDATA/nothing-here"
+expect_fail "bad --prompt-len" "--prompt-len" "$LMTERM" bench "$cfg" --dummy --prompt-len x
+expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" bench "$cfg" --dummy --quant-policy 3
+expect_fail "bad --dtype" "--dtype" "$LMTERM" bench "$cfg" --dummy --dtype fp8
+expect_fail "unknown option" "--bogus" "$LMTERM" bench "$cfg" --dummy --bogus
+finish
