@@ -39,7 +39,15 @@ void panel_status_draw(WINDOW *w, const struct status_view *s, bool tiny)
 		prio[n] = 6;
 		snprintf(seg[n++], sizeof seg[0], "%s/%s", s->info.weight_format, s->info.act_dtype);
 		prio[n] = 4;
-		snprintf(seg[n++], sizeof seg[0], C_("status|KV %s"), kv_policy_name(s->info.kv_policy));
+		/* policy 0 keeps the activation dtype: F32 on the cpu reference, F16/BF16 on the GPU */
+		char kvname[16];
+		if (s->info.kv_policy == 0) {
+			snprintf(kvname, sizeof kvname, "%s", s->info.act_dtype);
+			for (char *p = kvname; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+		} else {
+			snprintf(kvname, sizeof kvname, "%s", kv_policy_name(s->info.kv_policy));
+		}
+		snprintf(seg[n++], sizeof seg[0], C_("status|KV %s"), kvname);
 		prio[n] = 2;
 		snprintf(seg[n++], sizeof seg[0], C_("status|ctx %d/%d"), s->context_used, s->info.session_len);
 	}
