@@ -6,6 +6,7 @@ FIX="$TESTDATA/fixtures"
 [ -d "$FIX/llama3-rand" ] || skip "no test data"
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM HUP
 out="$tmp/out"
 export LMTERM_DATA="$tmp/nodata" XDG_CACHE_HOME="$tmp/nocache"
 
