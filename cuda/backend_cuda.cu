@@ -361,27 +361,6 @@ static int cu_mem_stats(struct backend *be, struct mem_stats *out)
 // ------------------------------------------------------------------------------------------------------
 // weights
 
-static int part(struct backend *be, struct weight *w, void **p, size_t bytes)
-{
-	*p = cu_alloc(be, bytes, MEM_WEIGHTS);
-	if (!*p) return LM_ERR;
-	w->bytes += bytes;
-	return LM_OK;
-}
-
-static void cu_weight_free(struct backend *be, struct weight *w)
-{
-	if (!w) return;
-	if (!w->shared) {
-		cu_free(be, w->data);
-		cu_free(be, w->qweight);
-		cu_free(be, w->qzeros);
-		cu_free(be, w->scales);
-		cu_free(be, w->bias);
-	}
-	memset(w, 0, sizeof *w);
-}
-
 // host values of any float type -> device dst of type dt (act or F32); conversions go through float in
 // chunks, the narrowing on the device
 static int put_converted(struct backend *be, void *dst, enum dtype dst_dt, const void *src, enum dtype src_dt,
@@ -434,8 +413,8 @@ static int load_q4(struct backend *be, struct weight *w, const struct host_weigh
 	uint16_t *sz = (uint16_t *)malloc(nsz * 4);
 	int rc = qw && sz ? LM_OK : lm_err(_("out of memory"));
 	if (!rc) awq_repack(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g);
-	if (!rc) rc = part(be, w, &w->qweight, nw * 4);
-	if (!rc) rc = part(be, w, &w->scales, nsz * 4);
+	if (!rc) rc = weight_alloc_part(be, w, &w->qweight, nw * 4);
+	if (!rc) rc = weight_alloc_part(be, w, &w->scales, nsz * 4);
 	if (!rc) rc = cu_upload(be, w->qweight, qw, nw * 4);
 	if (!rc) rc = cu_upload(be, w->scales, sz, nsz * 4);
 	free(qw);
@@ -459,7 +438,7 @@ static int cu_weight_load(struct backend *be, struct weight *w, const struct hos
 		const size_t nel = (size_t)src->rows * src->cols;
 		// vectors (norm weights) in float; matrices in the activation type
 		const enum dtype dt = src->rows == 1 ? DT_F32 : be->act_dt;
-		rc = part(be, w, &w->data, nel * dtype_size(dt));
+		rc = weight_alloc_part(be, w, &w->data, nel * dtype_size(dt));
 		if (!rc) rc = put_converted(be, w->data, dt, src->data, src->dt, nel);
 		w->dt = dt;
 	} else {
@@ -468,10 +447,10 @@ static int cu_weight_load(struct backend *be, struct weight *w, const struct hos
 	if (!rc && src->bias) {
 		if (src->bias_dt != DT_F32 && src->bias_dt != DT_F16 && src->bias_dt != DT_BF16)
 			rc = lm_err(_("CUDA backend: bias of dtype %s is not supported"), dtype_name(src->bias_dt));
-		else if (!(rc = part(be, w, &w->bias, (size_t)src->rows * sizeof(float))))
+		else if (!(rc = weight_alloc_part(be, w, &w->bias, (size_t)src->rows * sizeof(float))))
 			rc = put_converted(be, w->bias, DT_F32, src->bias, src->bias_dt, (size_t)src->rows);
 	}
-	if (rc) cu_weight_free(be, w);
+	if (rc) weight_free_parts(be, w);
 	return rc;
 }
 
@@ -491,8 +470,8 @@ static int cu_weight_random(struct backend *be, struct weight *w, enum dtype dt,
 		if (g % 8 || cols % g || rows % 8)
 			return lm_err(_("AWQ weight [%d x %d]: unsupported shape or group size %d"), rows, cols, g);
 		const size_t nsz = (size_t)rows * (cols / g);
-		rc = part(be, w, &w->qweight, nel / 2);
-		if (!rc) rc = part(be, w, &w->scales, nsz * 4);
+		rc = weight_alloc_part(be, w, &w->qweight, nel / 2);
+		if (!rc) rc = weight_alloc_part(be, w, &w->scales, nsz * 4);
 		if (!rc) rc = k_fill_bytes(w->qweight, nel / 2, seed, c->s);
 		// zero point 8 centres the random codes; scale / 8 keeps |w| under scale
 		if (!rc) rc = k_fill_half2(w->scales, nsz, scale / 8, 8.f, c->s);
@@ -500,7 +479,7 @@ static int cu_weight_random(struct backend *be, struct weight *w, enum dtype dt,
 		w->group = g;
 	} else if (dt == DT_F32 || dt == DT_F16 || dt == DT_BF16) {
 		const enum dtype sdt = rows == 1 ? DT_F32 : be->act_dt;
-		rc = part(be, w, &w->data, nel * dtype_size(sdt));
+		rc = weight_alloc_part(be, w, &w->data, nel * dtype_size(sdt));
 		if (!rc) rc = k_fill_random(w->data, nel, scale, seed, sdt, c->s);
 		w->dt = sdt;
 		if (!rc && rows == 1) { // norm weights near 1, as model_init_dummy's own fallback makes them
@@ -514,7 +493,7 @@ static int cu_weight_random(struct backend *be, struct weight *w, enum dtype dt,
 		return lm_err(_("CUDA backend: weights of dtype %s are not supported"), dtype_name(dt));
 	}
 	if (!rc) rc = cu_sync(be);
-	if (rc) cu_weight_free(be, w);
+	if (rc) weight_free_parts(be, w);
 	return rc;
 }
 
@@ -993,7 +972,7 @@ static const struct backend_i cuda_i = {
 	.mem_stats = cu_mem_stats,
 	.weight_load = cu_weight_load,
 	.weight_random = cu_weight_random,
-	.weight_free = cu_weight_free,
+	.weight_free = weight_free_parts,
 	.kv_alloc = cu_kv_alloc,
 	.kv_free = cu_kv_free,
 	.kv_bytes_per_token = cu_kv_bytes_per_token,

@@ -137,6 +137,11 @@ int backend_create(struct backend **out, const char *name, enum dtype model_dtyp
 void backend_destroy(struct backend *be);
 bool backend_cuda_built(void);
 
+/* For backends' weight_load/weight_free: allocate one part of w (data, qweight, scales, ...) as MEM_WEIGHTS
+ * and count its bytes in w->bytes; free every part of w (unless it is shared) through be->i->free. */
+int weight_alloc_part(struct backend *be, struct weight *w, void **p, size_t bytes);
+void weight_free_parts(struct backend *be, struct weight *w);
+
 struct backend *backend_cpu_create(void);
 /* the CUDA backend (cuda/backend_cuda.cu, built when configure found CUDA): NULL + message when no GPU */
 struct backend *backend_cuda_create(enum dtype model_dtype);

@@ -324,27 +324,6 @@ __attribute__((target("avx,f16c"))) static void f16_row_f16c(float *dst, const u
 }
 #endif
 
-static int weight_alloc_part(struct backend *be, struct weight *w, void **p, size_t bytes)
-{
-	*p = cpu_alloc(be, bytes, MEM_WEIGHTS);
-	if (!*p) return LM_ERR;
-	w->bytes += bytes;
-	return LM_OK;
-}
-
-static void cpu_weight_free(struct backend *be, struct weight *w)
-{
-	if (!w) return;
-	if (!w->shared) {
-		cpu_free(be, w->data);
-		cpu_free(be, w->qweight);
-		cpu_free(be, w->qzeros);
-		cpu_free(be, w->scales);
-		cpu_free(be, w->bias);
-	}
-	memset(w, 0, sizeof *w);
-}
-
 /* AutoAWQ packs output columns 8c..8c+7 of one int32 in this nibble order */
 static const int awq_order[8] = { 0, 2, 4, 6, 1, 3, 5, 7 };
 
@@ -416,7 +395,7 @@ static int cpu_weight_load(struct backend *be, struct weight *w, const struct ho
 		else if (!(rc = weight_alloc_part(be, w, &w->bias, (size_t)src->rows * sizeof(float))))
 			to_f32(w->bias, src->bias, src->bias_dt, (size_t)src->rows);
 	}
-	if (rc) cpu_weight_free(be, w);
+	if (rc) weight_free_parts(be, w);
 	return rc;
 }
 
@@ -450,7 +429,7 @@ static int cpu_weight_random(struct backend *be, struct weight *w, enum dtype dt
 		if (weight_alloc_part(be, w, &w->qweight, nel / 2) ||
 		    weight_alloc_part(be, w, &w->scales, (size_t)rows * G * sizeof(float)) ||
 		    weight_alloc_part(be, w, &w->qzeros, (size_t)rows * G * sizeof(float))) {
-			cpu_weight_free(be, w);
+			weight_free_parts(be, w);
 			return LM_ERR;
 		}
 		uint8_t *q = w->qweight;
@@ -1028,7 +1007,7 @@ static const struct backend_i cpu_i = {
 	.mem_stats = cpu_mem_stats,
 	.weight_load = cpu_weight_load,
 	.weight_random = cpu_weight_random,
-	.weight_free = cpu_weight_free,
+	.weight_free = weight_free_parts,
 	.kv_alloc = cpu_kv_alloc,
 	.kv_free = cpu_kv_free,
 	.kv_bytes_per_token = cpu_kv_bytes_per_token,

@@ -2,7 +2,7 @@
 # tests link. Each area keeps its sources in its own fragment, so parallel work does not collide here.
 noinst_LIBRARIES += src/liblmterm.a
 src_liblmterm_a_SOURCES = src/common.c src/common.h src/i18n.h src/opts.c src/opts.h \
-	src/backend.c src/backend.h src/cmds.h src/progress.c src/progress.h \
+	src/backend.c src/backend_weight.c src/backend.h src/cmds.h src/progress.c src/progress.h \
 	src/model.h src/forward.h src/tok.h src/engine.h src/safetensors.h src/sampler.h
 include src/tok.mk
 include src/model.mk
