@@ -412,7 +412,8 @@ static int load_q4(struct backend *be, struct weight *w, const struct host_weigh
 	uint32_t *qw = (uint32_t *)malloc(nw * 4);
 	uint16_t *sz = (uint16_t *)malloc(nsz * 4);
 	int rc = qw && sz ? LM_OK : lm_err(_("out of memory"));
-	if (!rc) awq_repack(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g);
+	if (!rc && awq_tiled_layout(N, K, g)) awq_repack_tiled(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g);
+	else if (!rc) awq_repack(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g);
 	if (!rc) rc = weight_alloc_part(be, w, &w->qweight, nw * 4);
 	if (!rc) rc = weight_alloc_part(be, w, &w->scales, nsz * 4);
 	if (!rc) rc = cu_upload(be, w->qweight, qw, nw * 4);
@@ -678,11 +679,11 @@ static int awq_gemm(struct backend *be, void *y, const void *x, const struct wei
 	struct cuda_be *c = cb(be);
 	const int N = w->rows, K = w->cols;
 	int slab = (int)MIN((size_t)N, MAX((size_t)64, AWQ_SLAB_ELEMS / (size_t)K));
-	slab = slab >= 64 ? slab / 8 * 8 : slab;
+	slab = slab >= 64 ? slab / 16 * 16 : slab; // whole row tiles of the tiled layout
 	if (awq_scratch(be, (size_t)slab * K * be->act_size)) return LM_ERR;
 	for (int r0 = 0; r0 < N; r0 += slab) {
 		const int rows = MIN(slab, N - r0);
-		if (k_awq_dequant(c->awq_scratch, (const uint32_t *)w->qweight, w->scales, r0, rows, K, w->group,
+		if (k_awq_dequant(c->awq_scratch, (const uint32_t *)w->qweight, w->scales, r0, rows, N, K, w->group,
 				  be->act_dt, c->s))
 			return LM_ERR;
 		if (blas_gemm(c, (char *)y + (size_t)r0 * be->act_size, cuda_type(be->act_dt), x, c->awq_scratch,
@@ -698,7 +699,7 @@ static int cu_matmul(struct backend *be, void *y, const void *x, const struct we
 	const int N = w->rows, K = w->cols;
 	if (n <= 0) return LM_OK;
 	if (w->dt == DT_Q4) {
-		if (k_awq_gemv_supported(n, K, w->group))
+		if (k_awq_gemv_supported(n, N, K, w->group))
 			return op_rc(c, k_awq_gemv(y, x, (const uint32_t *)w->qweight, w->scales, (const float *)w->bias, n,
 						   N, K, w->group, be->act_dt, c->s));
 		return op_rc(c, awq_gemm(be, y, x, w, n));

@@ -568,11 +568,20 @@ static void run_all(void)
 	test_matmul(256, 128, 1, DT_F32, false);
 	test_matmul(256, 128, 12, DT_F32, true);
 
-	const int an[] = { 1, 2, 4, 8, 12 };
-	for (size_t i = 0; i < ARRAY_SIZE(an); i++) test_awq(256, 512, 128, an[i], i == 1);
-	test_awq(512, 1024, 64, 1, false);
-	test_awq(128, 256, 32, 3, true);
-	test_awq(64, 96, 16, 1, false); /* group 16: dequant + cuBLAS even at batch 1 */
+	/* W4A16: the tiled layout (tensor-core GEMV at batch 1..8, tile dequant + cuBLAS beyond) at group 128
+	 * and 64, on a real K (4096) and a K of 14336 (w2); the row layout where the shape or group does not
+	 * allow tiles (N % 16 != 0, K % 64 != 0, group 32 or 16) */
+	for (int n = 1; n <= 8; n++) test_awq(256, 4096, 128, n, n == 3);
+	test_awq(256, 4096, 128, 12, false);
+	test_awq(512, 1024, 128, 300, true); /* prefill */
+	for (int n = 1; n <= 8; n += 7) test_awq(64, 14336, 128, n, false);
+	const int an[] = { 1, 2, 5, 8, 40 };
+	for (size_t i = 0; i < ARRAY_SIZE(an); i++) test_awq(528, 512, 64, an[i], i == 1);
+	test_awq(264, 512, 128, 1, false);  /* N % 16 != 0: row layout */
+	test_awq(264, 512, 128, 7, true);
+	test_awq(264, 512, 128, 33, false);
+	test_awq(128, 256, 32, 3, true);    /* group 32: row layout */
+	test_awq(64, 96, 16, 1, false);     /* group 16: dequant + cuBLAS even at batch 1 */
 
 	test_swiglu(1000, 3);
 	test_swiglu(100, 2);
