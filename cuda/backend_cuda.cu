@@ -37,7 +37,7 @@
 #include <vector>
 
 #define GRAPH_CTX_STEP 1024
-#define MAX_GRAPHS 4
+#define MAX_GRAPHS BACKEND_MAX_GRAPHS
 // AWQ prefill dequantizes at most this many weights at a time into the scratch (64 MiB in 16 bits)
 #define AWQ_SLAB_ELEMS (32u << 20)
 // logits are computed at most this many floats at a time (64 MiB)

@@ -7,6 +7,7 @@
 // warp re-reads, stays there. Products in float, a warp reduction at the end, the bias added once.
 // R grows with the batch so that each x vector taken from L1 serves several rows (L1 bandwidth, not
 // DRAM, would bound batch 8 otherwise). The logits use the same kernel with a float output.
+// Under PDL (pdl.cuh) the first loads of W are issued before waiting for the kernel that writes x.
 #include "config.h"
 #include "kernels.h"
 #include "ops_common.cuh"
@@ -27,10 +28,10 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(TO *__restrict__ 
 							      const uint16_t *__restrict__ w,
 							      const float *__restrict__ bias, int N, int K)
 {
-	pdl_wait_trigger();
+	pdl_launch_dependents();
 	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int row0 = (blockIdx.x * GEMV_WARPS + warp) * R;
-	if (row0 >= N) return;
+	if (row0 >= N) return; // other blocks wait (pdl.cuh)
 	const int kv = K / 8;
 	const uint4 *wr[R];
 #pragma unroll
@@ -41,20 +42,36 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(TO *__restrict__ 
 #pragma unroll
 		for (int r = 0; r < R; r++) acc[b][r] = 0.f;
 
+	// the weights of the first iteration are loaded before waiting for x (the previous kernel's output);
+	// then each iteration issues the next one's loads before its arithmetic (two register stages)
+	vec8 wv[U][R];
+#pragma unroll
+	for (int u = 0; u < U; u++)
+#pragma unroll
+		for (int r = 0; r < R; r++)
+			wv[u][r].u = lane + 32 * u < kv ? ld_stream(wr[r] + lane + 32 * u) : make_uint4(0, 0, 0, 0);
+	pdl_wait();
 	for (int c0 = lane; c0 < kv; c0 += 32 * U) {
-		vec8 wv[U][R];
+		vec8 cur[U][R];
 #pragma unroll
 		for (int u = 0; u < U; u++)
 #pragma unroll
-			for (int r = 0; r < R; r++)
-				wv[u][r].u = c0 + 32 * u < kv ? ld_stream(wr[r] + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+			for (int r = 0; r < R; r++) cur[u][r] = wv[u][r];
+		const int c1 = c0 + 32 * U;
+		if (c1 < kv) {
+#pragma unroll
+			for (int u = 0; u < U; u++)
+#pragma unroll
+				for (int r = 0; r < R; r++)
+					wv[u][r].u = c1 + 32 * u < kv ? ld_stream(wr[r] + c1 + 32 * u) : make_uint4(0, 0, 0, 0);
+		}
 #pragma unroll
 		for (int u = 0; u < U; u++) {
 			const int c = c0 + 32 * u;
 			if (c >= kv) break;
 			float wf[R][8];
 #pragma unroll
-			for (int r = 0; r < R; r++) unpack8<T>(wv[u][r], wf[r]);
+			for (int r = 0; r < R; r++) unpack8<T>(cur[u][r], wf[r]);
 #pragma unroll
 			for (int b = 0; b < NB; b++) {
 				vec8 xv;

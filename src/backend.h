@@ -42,6 +42,8 @@ enum { KV_POLICY_NONE = 0, KV_POLICY_INT4 = 4, KV_POLICY_INT8 = 8 };
 
 /* A paged KV cache: n_blocks blocks of block_len tokens, for all layers. The pool's layout is the
  * backend's own; the forward pass only names blocks by index (the block table in struct step). */
+enum { BACKEND_GRAPH_PROFILE = 4, BACKEND_MAX_GRAPHS = 16 };
+
 struct kv_cache {
 	int n_layers, n_kv_heads, head_dim;
 	int block_len;            /* tokens per block (--cache-block-seq-len, default 64) */
@@ -115,7 +117,8 @@ struct backend_i {
 
 	/* optional: capture the ops between begin and end as a replayable graph keyed by key (decode steps);
 	 * graph_begin returns 1 if a graph for key exists and was replayed (the caller then skips the ops
-	 * and calls graph_end anyway), 0 if capturing. NULL = no graphs. */
+	 * and calls graph_end anyway), 0 if capturing. NULL = no graphs. Keys: 1 the decode step (forward.c),
+	 * BACKEND_GRAPH_PROFILE + k the ops `lmterm bench --profile` times; below BACKEND_MAX_GRAPHS. */
 	int (*graph_begin)(struct backend *be, int key);
 	int (*graph_end)(struct backend *be, int key);
 
