@@ -713,6 +713,18 @@ static int cu_matmul(struct backend *be, void *y, const void *x, const struct we
 	return LM_OK;
 }
 
+// w13 and SwiGLU: fused in the GEMV at batch 1..8 (16-bit weights), else the GEMM then the swiglu kernel
+static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void *x, const struct weight *w, int n)
+{
+	struct cuda_be *c = cb(be);
+	if (n <= 0) return LM_OK;
+	if (w->dt == be->act_dt && w->data && w->rows % 2 == 0 && k_gemv_supported(n, w->cols))
+		return op_rc(c, k_gemv_swiglu(out, x, w->data, (const float *)w->bias, n, w->rows, w->cols, be->act_dt,
+					      c->s));
+	if (cu_matmul(be, gu, x, w, n)) return LM_ERR;
+	return op_rc(c, k_swiglu(out, gu, n, w->rows / 2, be->act_dt, c->s));
+}
+
 static int cu_rope_kv(struct backend *be, void *qkv, struct kv_cache *kv, int layer, int n_heads)
 {
 	struct cuda_be *c = cb(be);
@@ -983,6 +995,7 @@ static const struct backend_i cuda_i = {
 	.rope_kv = cu_rope_kv,
 	.attention = cu_attention,
 	.swiglu = cu_swiglu,
+	.matmul_swiglu = cu_matmul_swiglu,
 	.logits = cu_logits,
 	.argmax = cu_argmax,
 	.graph_begin = cu_graph_begin,

@@ -110,6 +110,9 @@ struct backend_i {
 			 int n_heads);
 	/* out[n][ffn] = silu(gu[:, :ffn]) * gu[:, ffn:] */
 	int (*swiglu)(struct backend *be, void *out, const void *gu, int n, int ffn);
+	/* optional: out[n][ffn] = swiglu(x[n][dim] . w13^T) in one op where the backend can fuse them; gu is the
+	 * [n][2 ffn] buffer matmul + swiglu would use (the backend may use it as scratch). NULL = those two. */
+	int (*matmul_swiglu)(struct backend *be, void *out, void *gu, const void *x, const struct weight *w13, int n);
 	/* logits_host[n][vocab] (float) = h[n][dim] . lm_head^T; waits for the result */
 	int (*logits)(struct backend *be, float *logits_host, const void *h, const struct weight *lm_head, int n);
 	/* optional: argmax of h[dim] . lm_head^T on the device; NULL = use logits() */
