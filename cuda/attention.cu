@@ -279,6 +279,7 @@ __global__ void __launch_bounds__(128) prefill_kernel(T *__restrict__ out, const
 						      int nh, int n, const int32_t *__restrict__ pos0p,
 						      const int32_t *__restrict__ blocks, float sl2)
 {
+	pdl_wait_trigger();
 	using C = tcfg<T, HD, POLICY>;
 	using MT = typename C::MT;
 	using PC = prefill_cfg<T, HD, POLICY>;
@@ -383,6 +384,7 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 						     int nh, int n, const int32_t *__restrict__ pos0p,
 						     const int32_t *__restrict__ blocks, float sl2)
 {
+	pdl_wait_trigger();
 	using C = tcfg<T, HD, POLICY>;
 	using MT = typename C::MT;
 	using DC = decode_cfg<T, HD, POLICY>;
@@ -500,6 +502,7 @@ template <typename T, int HD>
 __global__ void __launch_bounds__(128) combine_kernel(T *__restrict__ out, const float *__restrict__ ws_o,
 						      const float2 *__restrict__ ws_ml, int NR, int nsplit)
 {
+	pdl_wait_trigger();
 	constexpr int E = HD / 32;
 	__shared__ float wts[4][MAX_SPLITS];
 	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -608,9 +611,8 @@ template <typename T, int HD, int P> static cudaError_t run_prefill(const attn_a
 	const int rows = a.st->n * (a.nh / a.g.n_kv_heads);
 	dim3 grid((rows + PC::BM - 1) / PC::BM, a.g.n_kv_heads);
 	const float sl2 = 1.4426950408889634f / sqrtf((float)HD);
-	prefill_kernel<T, HD, P><<<grid, 128, PC::smem, a.s>>>((T *)a.out, (const T *)a.qkv, a.pool, a.g, a.layer,
-								 a.nh, a.st->n, a.st->pos0, a.st->blocks, sl2);
-	return cudaGetLastError();
+	return klaunch(prefill_kernel<T, HD, P>, grid, 128, PC::smem, a.s, (T *)a.out, (const T *)a.qkv, a.pool, a.g,
+		       a.layer, a.nh, a.st->n, a.st->pos0, a.st->blocks, sl2);
 }
 
 template <typename T, int HD, int P> static cudaError_t run_decode(const attn_args &a)
@@ -625,14 +627,12 @@ template <typename T, int HD, int P> static cudaError_t run_decode(const attn_ar
 	const int rows = a.st->n * (a.nh / a.g.n_kv_heads);
 	dim3 grid(a.nsplit, a.g.n_kv_heads, (rows + 15) / 16);
 	const float sl2 = 1.4426950408889634f / sqrtf((float)HD);
-	decode_kernel<T, HD, P><<<grid, 128, DC::smem, a.s>>>((T *)a.out, a.ws_o, a.ws_ml, (const T *)a.qkv, a.pool,
-								a.g, a.layer, a.nh, a.st->n, a.st->pos0,
-								a.st->blocks, sl2);
-	cudaError_t e = cudaGetLastError();
+	cudaError_t e = klaunch(decode_kernel<T, HD, P>, grid, 128, DC::smem, a.s, (T *)a.out, a.ws_o, a.ws_ml,
+				(const T *)a.qkv, a.pool, a.g, a.layer, a.nh, a.st->n, a.st->pos0, a.st->blocks, sl2);
 	if (e != cudaSuccess || a.nsplit == 1) return e;
 	const int NR = a.st->n * a.nh;
-	combine_kernel<T, HD><<<(NR + 3) / 4, 128, 0, a.s>>>((T *)a.out, a.ws_o, a.ws_ml, NR, a.nsplit);
-	return cudaGetLastError();
+	return klaunch(combine_kernel<T, HD>, (NR + 3) / 4, 128, 0, a.s, (T *)a.out, (const float *)a.ws_o,
+		       (const float2 *)a.ws_ml, NR, a.nsplit);
 }
 
 template <typename T, int HD> static cudaError_t dispatch_p(const attn_args &a, bool decode)

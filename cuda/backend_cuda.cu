@@ -37,7 +37,7 @@
 #include <vector>
 
 #define GRAPH_CTX_STEP 1024
-#define MAX_GRAPHS 4
+#define MAX_GRAPHS BACKEND_MAX_GRAPHS
 // AWQ prefill dequantizes at most this many weights at a time into the scratch (64 MiB in 16 bits)
 #define AWQ_SLAB_ELEMS (32u << 20)
 // logits are computed at most this many floats at a time (64 MiB)
@@ -714,6 +714,18 @@ static int cu_matmul(struct backend *be, void *y, const void *x, const struct we
 	return LM_OK;
 }
 
+// w13 and SwiGLU: fused in the GEMV at batch 1..8 (16-bit weights), else the GEMM then the swiglu kernel
+static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void *x, const struct weight *w, int n)
+{
+	struct cuda_be *c = cb(be);
+	if (n <= 0) return LM_OK;
+	if (w->dt == be->act_dt && w->data && w->rows % 2 == 0 && k_gemv_supported(n, w->cols))
+		return op_rc(c, k_gemv_swiglu(out, x, w->data, (const float *)w->bias, n, w->rows, w->cols, be->act_dt,
+					      c->s));
+	if (cu_matmul(be, gu, x, w, n)) return LM_ERR;
+	return op_rc(c, k_swiglu(out, gu, n, w->rows / 2, be->act_dt, c->s));
+}
+
 static int cu_rope_kv(struct backend *be, void *qkv, struct kv_cache *kv, int layer, int n_heads)
 {
 	struct cuda_be *c = cb(be);
@@ -984,6 +996,7 @@ static const struct backend_i cuda_i = {
 	.rope_kv = cu_rope_kv,
 	.attention = cu_attention,
 	.swiglu = cu_swiglu,
+	.matmul_swiglu = cu_matmul_swiglu,
 	.logits = cu_logits,
 	.argmax = cu_argmax,
 	.graph_begin = cu_graph_begin,

@@ -29,6 +29,9 @@ int k_swiglu(void *out, const void *gu, int n, int ffn, enum dtype act, cudaStre
  * y_f32: y is float (logits) instead of act. */
 int k_gemv(void *y, const void *x, const void *w, const float *bias, int n, int N, int K, enum dtype act,
 	   bool y_f32, cudaStream_t s);
+/* the MLP's w13 and SwiGLU in one: y[n][N/2] = silu(x.W[0:N/2]^T + b) * (x.W[N/2:N]^T + b), n in 1..8 */
+int k_gemv_swiglu(void *y, const void *x, const void *w, const float *bias, int n, int N, int K, enum dtype act,
+		  cudaStream_t s);
 bool k_gemv_supported(int n, int K);
 
 /* y[:, c] += bias[c] for a row-major y[n][N] of act */

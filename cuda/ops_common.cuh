@@ -7,6 +7,8 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "pdl.cuh"
+
 typedef __nv_bfloat16 bf16_t;
 
 // conversions for the two activation types (and float, for the logits outputs)
@@ -67,40 +69,5 @@ static __device__ __forceinline__ float block_sum_f(float v)
 		if (e_ != cudaSuccess) return lm_err("%s: kernel launch failed: %s", what, cudaGetErrorString(e_)); \
 		return LM_OK;                                                                                  \
 	} while (0)
-
-// Programmatic dependent launch (Hopper). With LMTERM_PDL=1 the backend launches these kernels with the
-// programmatic-serialization attribute, so a kernel's launch overlaps the tail of the one before it in the
-// stream (and in a captured graph). Each kernel therefore starts with pdl_wait(), which returns once the
-// preceding grid has completed and its writes are visible (a no-op for a plain launch), and then lets its
-// own dependents begin launching (pdl_trigger: they too wait for this grid to finish before reading).
-static __device__ __forceinline__ void pdl_wait_trigger()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-	asm volatile("griddepcontrol.wait;" ::: "memory");
-	asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
-#ifdef __cplusplus
-extern "C" bool k_pdl_enabled(void);
-#endif
-
-// kern<<<grid, block, smem, s>>>(args...), with the PDL attribute when enabled
-template <typename... KArgs, typename... Args>
-static cudaError_t klaunch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
-			   Args... args)
-{
-	cudaLaunchConfig_t cfg = {};
-	cfg.gridDim = grid;
-	cfg.blockDim = block;
-	cfg.dynamicSmemBytes = smem;
-	cfg.stream = s;
-	cudaLaunchAttribute at[1];
-	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-	at[0].val.programmaticStreamSerializationAllowed = 1;
-	cfg.attrs = at;
-	cfg.numAttrs = k_pdl_enabled() ? 1 : 0;
-	return cudaLaunchKernelEx(&cfg, kern, ((KArgs)args)...);
-}
 
 #endif

@@ -12,7 +12,8 @@
 #        4. lmterm bench configs/internlm2_5-7b-chat.json --dummy --dtype float16:
 #             prompt 512 and 2048 (prefill, TTFT, decode at that context), and decode at a 4096-token
 #             context with --quant-policy 0, 8 and 4
-#        5. tests/test_backend_ops under compute-sanitizer memcheck (150 s at most)
+#        5. lmterm bench --profile (each op of a decode step alone), without and with LMTERM_PDL=1
+#        6. tests/test_backend_ops under compute-sanitizer memcheck (150 s at most)
 #      and prints a short table last. Logs and the bench JSON go to $OUT (fetched by the device tool).
 #
 # A device call (DEVICE.md): prepare into /work/main/.device/cuda, carry .device/cuda, and run
@@ -108,6 +109,22 @@ rm -f "$OUT/bench1.json"
 # the human-readable report of the first configuration, for the memory lines
 timeout $(lim 60) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len 512 -n 32 > "$OUT/bench512.txt" 2>&1
 cat "$OUT/bench512.txt"
+
+# where a decode step's time goes: each op alone (bench --profile), without and with PDL, and the GEMV
+# shapes of cuda/gemv.cu (LMTERM_GEMV=v) for batch 1
+: > "$OUT/profile.txt"
+for run in pdl0 pdl1 $(for v in ${ROUND_GEMV_VARIANTS:-}; do echo "gemv$v"; done); do
+	[ "$(left)" -gt 40 ] || break
+	case $run in pdl*) pdl=${run#pdl} gv= ;; *) pdl=0 gv=${run#gemv} ;; esac
+	echo "== profile $run (LMTERM_PDL=$pdl LMTERM_GEMV=$gv)" >> "$OUT/profile.txt"
+	[ -n "$gv" ] && { LMTERM_GEMV=$gv timeout $(lim 60) tests/test_backend_ops > "$OUT/ops1.tmp" 2>&1 ||
+		echo "backend_ops with LMTERM_GEMV=$gv FAILED: $(grep -m3 FAIL "$OUT/ops1.tmp")" | tee -a "$OUT/profile.txt"; }
+	LMTERM_PDL=$pdl LMTERM_GEMV=$gv timeout $(lim 60) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda \
+		--prompt-len 512 -n 32 --profile > "$OUT/prof1.tmp" 2>&1
+	sed -n '/^decode/p;/^roofline/p;/^profile/,$p' "$OUT/prof1.tmp" >> "$OUT/profile.txt"
+done
+rm -f "$OUT/prof1.tmp" "$OUT/ops1.tmp"
+cat "$OUT/profile.txt"
 
 # last, so that a slow sanitizer cannot cost the timings: every op's kernels under memcheck
 r_san=77

@@ -138,9 +138,12 @@ static int body(struct fwd *f, struct kv_cache *kv, int n)
 		if (b->add_rmsnorm(be, f->h, f->x, f->dx, &L->ffn_norm, n, c->norm_eps)) return LM_ERR;
 		/* gate and up projections in one GEMM: gu = h . [W1; W3]^T */
 		if (tap(f, l, FWD_TAP_W13, f->h, n, dim)) return LM_ERR;
-		if (b->matmul(be, f->gu, f->h, &L->w13, n)) return LM_ERR;
-		/* SwiGLU: ff = silu(gate) * up */
-		if (b->swiglu(be, f->ff, f->gu, n, ffn)) return LM_ERR;
+		/* SwiGLU: ff = silu(gate) * up (fused with the GEMM where the backend can) */
+		if (b->matmul_swiglu) {
+			if (b->matmul_swiglu(be, f->ff, f->gu, f->h, &L->w13, n)) return LM_ERR;
+		} else if (b->matmul(be, f->gu, f->h, &L->w13, n) || b->swiglu(be, f->ff, f->gu, n, ffn)) {
+			return LM_ERR;
+		}
 		/* down projection: dx = ff . W2^T (added to x by the next norm) */
 		if (tap(f, l, FWD_TAP_W2, f->ff, n, ffn)) return LM_ERR;
 		if (b->matmul(be, f->dx, f->ff, &L->w2, n)) return LM_ERR;

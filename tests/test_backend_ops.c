@@ -2,7 +2,7 @@
  * ggml's test-backend-ops does, for F16 and BF16 activations:
  *   allocator (exact bytes and peaks per category), embed, add_rmsnorm (with and without the residual),
  *   matmul (GEMV batch 1..8, cuBLAS beyond, K not a multiple of 8, bias, F32 weights converted),
- *   W4A16 matmul (AWQ layout repacked; GEMV and dequant + cuBLAS), swiglu, rope_kv + attention over a
+ *   W4A16 matmul (AWQ layout repacked; GEMV and dequant + cuBLAS), matmul + swiglu fused, swiglu, rope_kv + attention over a
  *   paged cache (policies 0/8/4, prefill then decode then a chunk), logits (float), argmax, and a decode
  *   step captured as a CUDA graph and replayed at new positions.
  * Inputs are fresh random values every run (seed printed; LMTERM_TEST_SEED repeats a run), rounded to the
@@ -341,6 +341,35 @@ static void test_awq(int N, int K, int group, int n, bool bias)
 	free(xv);
 }
 
+/* the fused w13 + SwiGLU against the cpu's matmul then swiglu */
+static void test_matmul_swiglu(int ffn, int K, int n, bool bias)
+{
+	char what[96];
+	if (!gpu->i->matmul_swiglu) return;
+	void *w = host_dense(act, 2 * ffn, K, 1.0f / sqrtf((float)K));
+	float *bv = bias ? host_dense(DT_F32, 1, 2 * ffn, 0.5f) : NULL;
+	struct host_weight hw = { .dt = act, .rows = 2 * ffn, .cols = K, .data = w, .bias = bv, .bias_dt = DT_F32 };
+	struct weight wc, wg;
+	load_both(&wc, &wg, &hw, "matmul_swiglu");
+	struct buf x = buf_new((size_t)n * K), gu = buf_new((size_t)n * 2 * ffn), o = buf_new((size_t)n * ffn);
+	float *xv = rand_vec(x.n, 2.0f);
+	buf_put(&x, xv);
+	buf_poison(&o);
+	if (cpu->i->matmul(cpu, gu.c, x.c, &wc, n) || cpu->i->swiglu(cpu, o.c, gu.c, n, ffn) ||
+	    gpu->i->matmul_swiglu(gpu, o.g, gu.g, x.g, &wg, n))
+		DIE("matmul_swiglu");
+	snprintf(what, sizeof what, "matmul_swiglu ffn %d K %d n %d%s", ffn, K, n, bias ? " +bias" : "");
+	/* the fused path rounds once (the product), the cpu path never: within the GEMV's bound */
+	compare_buf(what, &o, 2 * b_round());
+	buf_free(&x);
+	buf_free(&gu);
+	buf_free(&o);
+	free_both(&wc, &wg);
+	free(w);
+	free(bv);
+	free(xv);
+}
+
 static void test_swiglu(int ffn, int n)
 {
 	char what[96];
@@ -582,6 +611,13 @@ static void run_all(void)
 	test_awq(264, 512, 128, 33, false);
 	test_awq(128, 256, 32, 3, true);    /* group 32: row layout */
 	test_awq(64, 96, 16, 1, false);     /* group 16: dequant + cuBLAS even at batch 1 */
+
+	test_matmul(130, 4104, 1, act, true); /* K / 8 not a multiple of 32: the partial last iteration */
+	test_matmul(4100, 2048, 1, act, false);
+	const int gn[] = { 1, 2, 3, 5, 8, 12 };
+	for (size_t i = 0; i < ARRAY_SIZE(gn); i++) test_matmul_swiglu(1000, 256, gn[i], i % 2 == 1);
+	test_matmul_swiglu(1792, 4096, 1, false);
+	test_matmul_swiglu(100, 96, 1, true); /* 100 x 96: odd group counts */
 
 	test_swiglu(1000, 3);
 	test_swiglu(100, 2);
