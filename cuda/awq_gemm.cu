@@ -19,6 +19,7 @@
 #include "kernels.h"
 #include "ops_common.cuh"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -458,6 +459,202 @@ static void tile_launch_t(void *y, const void *x, const void *qw, const void *sz
 	}
 }
 
+// Version 2 of the tiled GEMV: a block owns TPB row tiles (for GLU: gate tile rt and up tile rt + N/32),
+// its W warps split K by groups; each warp keeps the next step's weights in flight while it multiplies the
+// current one (two register buffers), and under PDL issues its first step's loads before waiting for the
+// previous kernel (weights are never written by the step). x is read just before the mma that needs it
+// (an L1 hit after the first warp).
+// A step of a warp is UG groups of each of its TPB tiles. The batch nb (1..8) is a run-time value: the mma
+// always multiplies all 8 columns, nb only decides which lanes load x and which outputs are stored.
+template <int TPB, int CPG, int UG> struct tile_buf {
+	uint4 w[UG][TPB][CPG];
+	uint2 s[UG][TPB];
+};
+
+template <typename T, int CPG, int TPB, int UG, bool GLU>
+__global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
+	awq_tile2_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
+			 const uint2 *__restrict__ sz, const float *__restrict__ bias, int nb, int N, int K)
+{
+	static_assert(!GLU || TPB == 2, "GLU: a gate tile and an up tile");
+	extern __shared__ float4 red2[]; // [W][TPB][32]
+	pdl_launch_dependents();
+	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	const int g = lane >> 2, t = lane & 3;
+	const int KC = K / 64, G = KC / CPG;
+	int tile[TPB];
+#pragma unroll
+	for (int j = 0; j < TPB; j++) tile[j] = GLU ? blockIdx.x + j * (N / 32) : blockIdx.x * TPB + j;
+	const uint4 *qt[TPB];
+	const uint2 *st[TPB];
+#pragma unroll
+	for (int j = 0; j < TPB; j++) {
+		qt[j] = qw + (size_t)tile[j] * KC * 32 + lane; // chunk c: qt[j][32 c]
+		st[j] = sz + (size_t)tile[j] * G * 8 + g;      // group gi: st[j][8 gi]
+	}
+	const bool xon = g < nb;
+	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
+	float acc[TPB][4];
+#pragma unroll
+	for (int j = 0; j < TPB; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+
+	// step i of this warp: groups warp + W (UG i + u)
+	const int ngroups = warp < G ? (G - warp + W - 1) / W : 0, nsteps = (ngroups + UG - 1) / UG;
+	tile_buf<TPB, CPG, UG> buf[2];
+	auto load = [&](tile_buf<TPB, CPG, UG> &b, int i) {
+#pragma unroll
+		for (int u = 0; u < UG; u++) {
+			const int gi = warp + W * (UG * i + u);
+			const bool ok = UG == 1 || UG * i + u < ngroups;
+#pragma unroll
+			for (int j = 0; j < TPB; j++) {
+#pragma unroll
+				for (int c = 0; c < CPG; c++)
+					b.w[u][j][c] = ok ? ld_stream4(qt[j] + (size_t)(gi * CPG + c) * 32) : make_uint4(0, 0, 0, 0);
+				b.s[u][j] = ok ? __ldg(st[j] + 8 * gi) : make_uint2(0, 0);
+			}
+		}
+	};
+	auto compute = [&](const tile_buf<TPB, CPG, UG> &b, int i) {
+#pragma unroll
+		for (int u = 0; u < UG; u++) {
+		if (UG > 1 && UG * i + u >= ngroups) break;
+		const int gi = warp + W * (UG * i + u);
+		uint32_t k0[TPB], k1[TPB];
+		float part[TPB][4];
+#pragma unroll
+		for (int j = 0; j < TPB; j++) {
+			tile_ops<T>::zeros(b.s[u][j], k0[j], k1[j]);
+			part[j][0] = part[j][1] = part[j][2] = part[j][3] = 0.f;
+		}
+#pragma unroll
+		for (int c = 0; c < CPG; c++) {
+			const int ch = gi * CPG + c;
+			const uint4 x0 = xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
+			const uint4 x1 = xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
+			const uint32_t xb[8] = { x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w };
+#pragma unroll
+			for (int j = 0; j < TPB; j++) {
+				const uint32_t wv[4] = { b.w[u][j][c].x, b.w[u][j][c].y, b.w[u][j][c].z, b.w[u][j][c].w };
+#pragma unroll
+				for (int s = 0; s < 4; s++) {
+					uint32_t a[4];
+					tile_ops<T>::dequant(wv[s], k0[j], k1[j], a);
+					tile_ops<T>::mma(part[j], a, xb[2 * s], xb[2 * s + 1]);
+				}
+			}
+		}
+#pragma unroll
+		for (int j = 0; j < TPB; j++) {
+			const float sl = __low2float(u2h(b.s[u][j].x)), sh = __low2float(u2h(b.s[u][j].y));
+			acc[j][0] = fmaf(part[j][0], sl, acc[j][0]);
+			acc[j][1] = fmaf(part[j][1], sl, acc[j][1]);
+			acc[j][2] = fmaf(part[j][2], sh, acc[j][2]);
+			acc[j][3] = fmaf(part[j][3], sh, acc[j][3]);
+		}
+		}
+	};
+	if (nsteps > 0) load(buf[0], 0);
+	pdl_wait();
+	for (int i = 0; i < nsteps; i += 2) {
+		if (i + 1 < nsteps) load(buf[1], i + 1);
+		compute(buf[0], i);
+		if (i + 1 >= nsteps) break;
+		if (i + 2 < nsteps) load(buf[0], i + 2);
+		compute(buf[1], i + 1);
+	}
+	if (W > 1) {
+#pragma unroll
+		for (int j = 0; j < TPB; j++) red2[(warp * TPB + j) * 32 + lane] = make_float4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
+		__syncthreads();
+		if (warp) return;
+		for (int w = 1; w < W; w++)
+#pragma unroll
+			for (int j = 0; j < TPB; j++) {
+				const float4 p = red2[(w * TPB + j) * 32 + lane];
+				acc[j][0] += p.x, acc[j][1] += p.y, acc[j][2] += p.z, acc[j][3] += p.w;
+			}
+	}
+	// D fragment: acc[j][0], acc[j][1] = row g of tile j, columns 2t, 2t + 1; acc[j][2], acc[j][3] = row g + 8
+	if constexpr (GLU) {
+		const int F = N / 2, r0 = 16 * tile[0] + g, r1 = r0 + 8;
+		const float bg0 = bias ? bias[r0] : 0.f, bg1 = bias ? bias[r1] : 0.f;
+		const float bu0 = bias ? bias[F + r0] : 0.f, bu1 = bias ? bias[F + r1] : 0.f;
+#pragma unroll
+		for (int h = 0; h < 2; h++) {
+			const int n = 2 * t + h;
+			if (n >= nb) break;
+			const float ga = acc[0][h] + bg0, gb = acc[0][2 + h] + bg1;
+			y[(size_t)n * F + r0] = from_f<T>(ga / (1.f + __expf(-ga)) * (acc[1][h] + bu0));
+			y[(size_t)n * F + r1] = from_f<T>(gb / (1.f + __expf(-gb)) * (acc[1][2 + h] + bu1));
+		}
+	} else {
+#pragma unroll
+		for (int j = 0; j < TPB; j++) {
+			const int r0 = 16 * tile[j] + g, r1 = r0 + 8;
+			const float b0 = bias ? bias[r0] : 0.f, b1 = bias ? bias[r1] : 0.f;
+#pragma unroll
+			for (int h = 0; h < 2; h++) {
+				const int n = 2 * t + h;
+				if (n >= nb) break;
+				y[(size_t)n * N + r0] = from_f<T>(acc[j][h] + b0);
+				y[(size_t)n * N + r1] = from_f<T>(acc[j][2 + h] + b1);
+			}
+		}
+	}
+}
+
+// v2 launch shapes: W warps per block (split K), TPB tiles per block, UG groups per step; LMTERM_AWQ_TILE
+// = "W,TPB,UG" overrides for measurements (W 0 = automatic)
+struct tile2_shape {
+	int w, tpb, ug;
+};
+static tile2_shape tile2_forced(void)
+{
+	static tile2_shape f = { -1, 0, 0 };
+	if (f.w < 0) {
+		f = { 0, 0, 0 };
+		const char *e = getenv("LMTERM_AWQ_TILE");
+		int w = 0, tpb = 0, ug = 0;
+		if (e && sscanf(e, "%d,%d,%d", &w, &tpb, &ug) == 3 && w >= 0 && w <= TILE_MAX_WARPS && tpb >= 1 &&
+		    tpb <= 2 && ug >= 1 && ug <= 2)
+			f = { w, tpb, ug };
+	}
+	return f;
+}
+
+template <typename T, int CPG, int TPB, int UG, bool GLU>
+static void tile2_go(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N, int K,
+		     int W, cudaStream_t s)
+{
+	const int blocks = GLU ? N / 32 : N / (16 * TPB);
+	klaunch(awq_tile2_kernel<T, CPG, TPB, UG, GLU>, blocks, W * 32, (size_t)W * TPB * 32 * sizeof(float4), s, (T *)y,
+		(const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, n, N, K);
+}
+
+template <typename T, int CPG>
+static void tile2_launch(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N,
+			 int K, bool glu, cudaStream_t s)
+{
+	const int G = K / (64 * CPG);
+	tile2_shape sh = tile2_forced();
+	if (glu) sh.tpb = 2, sh.ug = 1;
+	if (!sh.tpb) sh.tpb = 1, sh.ug = 2;
+	if (sh.tpb == 2) sh.ug = 1; // 2 x 2 would spill
+	if (N % (16 * sh.tpb)) sh.tpb = 1;
+	int W = sh.w;
+	if (!W) { // about 32 warps per SM over the grid, each with at least two steps when K allows
+		const int blocks = N / (16 * sh.tpb), want = 132 * 32;
+		W = 1;
+		while (W < TILE_MAX_WARPS && blocks * W < want && 2 * W * sh.ug * 2 <= G) W *= 2;
+	}
+	while (W > 1 && W > G) W /= 2;
+	if (glu) tile2_go<T, CPG, 2, 1, true>(y, x, qw, sz, bias, n, N, K, W, s);
+	else if (sh.tpb == 2) tile2_go<T, CPG, 2, 1, false>(y, x, qw, sz, bias, n, N, K, W, s);
+	else if (sh.ug == 2) tile2_go<T, CPG, 1, 2, false>(y, x, qw, sz, bias, n, N, K, W, s);
+	else tile2_go<T, CPG, 1, 1, false>(y, x, qw, sz, bias, n, N, K, W, s);
+}
+
 // prefill: one thread per 16-byte vector of the tiled layout = rows g, g + 8 of a tile, 16 inputs each
 template <typename T>
 __global__ void awq_tile_dequant_kernel(uint16_t *dst, const uint4 *qw, const uint2 *sz, int rt0, int tiles, int K,
@@ -535,6 +732,43 @@ extern "C" void awq_repack_tiled(uint32_t *qw, uint16_t *sz, const int32_t *qwei
 // ------------------------------------------------------------------------------------------------------
 // entry points: the layout follows from the shape and group (awq_tiled_layout), as at load
 
+// LMTERM_AWQ_KERNEL=1: the first tiled kernel (no prefetch across steps), for measurements
+static bool tile_v1(void)
+{
+	static int v = -1;
+	if (v < 0) {
+		const char *e = getenv("LMTERM_AWQ_KERNEL");
+		v = e && strcmp(e, "1") == 0;
+	}
+	return v == 1;
+}
+
+static void tile2_any(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N, int K,
+		      int group, bool glu, enum dtype act, cudaStream_t s)
+{
+	if (act == DT_BF16) {
+		if (group == 64) tile2_launch<bf16_t, 1>(y, x, qw, sz, bias, n, N, K, glu, s);
+		else tile2_launch<bf16_t, 2>(y, x, qw, sz, bias, n, N, K, glu, s);
+	} else {
+		if (group == 64) tile2_launch<half, 1>(y, x, qw, sz, bias, n, N, K, glu, s);
+		else tile2_launch<half, 2>(y, x, qw, sz, bias, n, N, K, glu, s);
+	}
+}
+
+extern "C" bool k_awq_gemv_swiglu_supported(int n, int N, int K, int group)
+{
+	return n >= 1 && n <= 8 && N % 32 == 0 && awq_tiled_layout(N, K, group);
+}
+
+extern "C" int k_awq_gemv_swiglu(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n,
+				 int N, int K, int group, enum dtype act, cudaStream_t s)
+{
+	if (!k_awq_gemv_swiglu_supported(n, N, K, group))
+		return lm_err("AWQ gemv_swiglu: unsupported shape (batch %d, N %d, K %d, group %d)", n, N, K, group);
+	tile2_any(y, x, qw, sz, bias, n, N, K, group, true, act, s);
+	LAUNCHED("AWQ gemv_swiglu");
+}
+
 extern "C" bool k_awq_gemv_supported(int n, int N, int K, int group)
 {
 	if (n < 1 || n > 8 || group <= 0 || K % group) return false;
@@ -547,9 +781,11 @@ extern "C" int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void
 	if (!k_awq_gemv_supported(n, N, K, group))
 		return lm_err("AWQ gemv: unsupported shape (batch %d, K %d, group %d)", n, K, group);
 	if (N <= 0) return LM_OK;
-	if (awq_tiled_layout(N, K, group)) {
+	if (awq_tiled_layout(N, K, group) && tile_v1()) {
 		if (act == DT_BF16) tile_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, s);
 		else tile_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, s);
+	} else if (awq_tiled_layout(N, K, group)) {
+		tile2_any(y, x, qw, sz, bias, n, N, K, group, false, act, s);
 	} else {
 		if (act == DT_BF16) awq_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, s);
 		else awq_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, s);

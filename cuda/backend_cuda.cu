@@ -678,7 +678,13 @@ static int awq_gemm(struct backend *be, void *y, const void *x, const struct wei
 {
 	struct cuda_be *c = cb(be);
 	const int N = w->rows, K = w->cols;
-	int slab = (int)MIN((size_t)N, MAX((size_t)64, AWQ_SLAB_ELEMS / (size_t)K));
+	static size_t slab_elems; // LMTERM_AWQ_SLAB_MB: the scratch size, for measurements
+	if (!slab_elems) {
+		const char *e = getenv("LMTERM_AWQ_SLAB_MB");
+		const long mb = e ? atol(e) : 0;
+		slab_elems = mb > 0 && mb <= 4096 ? (size_t)mb << 19 : AWQ_SLAB_ELEMS;
+	}
+	int slab = (int)MIN((size_t)N, MAX((size_t)64, slab_elems / (size_t)K));
 	slab = slab >= 64 ? slab / 16 * 16 : slab; // whole row tiles of the tiled layout
 	if (awq_scratch(be, (size_t)slab * K * be->act_size)) return LM_ERR;
 	for (int r0 = 0; r0 < N; r0 += slab) {
@@ -714,7 +720,8 @@ static int cu_matmul(struct backend *be, void *y, const void *x, const struct we
 	return LM_OK;
 }
 
-// w13 and SwiGLU: fused in the GEMV at batch 1..8 (16-bit weights), else the GEMM then the swiglu kernel
+// w13 and SwiGLU: fused in the GEMV at batch 1..8 (16-bit weights, or AWQ in the tiled layout), else the
+// GEMM then the swiglu kernel
 static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void *x, const struct weight *w, int n)
 {
 	struct cuda_be *c = cb(be);
@@ -722,6 +729,9 @@ static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void 
 	if (w->dt == be->act_dt && w->data && w->rows % 2 == 0 && k_gemv_supported(n, w->cols))
 		return op_rc(c, k_gemv_swiglu(out, x, w->data, (const float *)w->bias, n, w->rows, w->cols, be->act_dt,
 					      c->s));
+	if (w->dt == DT_Q4 && k_awq_gemv_swiglu_supported(n, w->rows, w->cols, w->group))
+		return op_rc(c, k_awq_gemv_swiglu(out, x, (const uint32_t *)w->qweight, w->scales, (const float *)w->bias,
+						  n, w->rows, w->cols, w->group, be->act_dt, c->s));
 	if (cu_matmul(be, gu, x, w, n)) return LM_ERR;
 	return op_rc(c, k_swiglu(out, gu, n, w->rows / 2, be->act_dt, c->s));
 }

@@ -33,90 +33,125 @@ fi
 top=$(pwd)
 for f in lmterm.xz tests/*.xz; do [ -f "$f" ] && xz -dc "$f" > "${f%.xz}" && chmod +x "${f%.xz}"; done
 OUT=${OUT:-$top/out}
-mkdir -p "$OUT"
+L="$OUT/logs" # everything goes here, then into ONE tar (the device tool returns at most 8 files)
+mkdir -p "$L"
 export LD_LIBRARY_PATH="$top/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export top_srcdir="$top" top_builddir="$top" LMTERM="$top/lmterm"
 t0=$(date +%s)
 left() { echo $(( ${BUDGET:-230} - ($(date +%s) - t0) )); }
 lim() { l=$(left); [ "$l" -gt "$1" ] && echo "$1" || echo $(( l > 3 ? l : 3 )); }
 st() { [ "$1" -eq 0 ] && echo pass || { [ "$1" -eq 77 ] && echo skip || echo "FAIL($1)"; }; }
-log() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
+log() { echo "[$(( $(date +%s) - t0 ))s] $*" >> "$L/progress.log"; }
 
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
-date -u '+%Y-%m-%d %H:%M UTC' >> "$OUT/gpu.txt"
-cat "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv > "$L/gpu.txt" 2>&1
+date -u '+%Y-%m-%d %H:%M UTC' >> "$L/gpu.txt"
 
-log "test_awq_layout"
-timeout $(lim 20) tests/test_awq_layout > "$OUT/awq_layout.log" 2>&1; r_lay=$?
-log "test_backend_ops"
-timeout $(lim 90) tests/test_backend_ops > "$OUT/backend_ops.log" 2>&1; r_ops=$?
-grep -E "W4A16|^FAIL|checks," "$OUT/backend_ops.log" | grep -vE "^ok" | tail -20
-grep -E "W4A16" "$OUT/backend_ops.log" | sort -k9 -g | tail -3
+log "correctness"
+timeout $(lim 20) tests/test_awq_layout > "$L/awq_layout.log" 2>&1; r_lay=$?
+timeout $(lim 90) tests/test_backend_ops > "$L/backend_ops.log" 2>&1; r_ops=$?
+LMTERM_PDL=1 timeout $(lim 90) tests/test_backend_ops > "$L/backend_ops_pdl.log" 2>&1; r_opsp=$?
 
-log "bench_awq decode (tiled) + fp16"
-timeout $(lim 40) tests/bench_awq decode 128 f16 > "$OUT/micro_tiled.log" 2>&1
-log "bench_awq decode (row layout)"
-LMTERM_AWQ_LAYOUT=row timeout $(lim 25) tests/bench_awq decode 128 > "$OUT/micro_row.log" 2>&1
+# decode microbench: NAME then env assignments
+micro() {
+	name=$1
+	shift
+	[ "$(left)" -gt 15 ] || return 0
+	log "micro $name"
+	env "$@" timeout $(lim 30) tests/bench_awq decode 128 $MARGS > "$L/micro_$name.log" 2>&1
+}
+MARGS=f16 micro v2 X=1
+MARGS=f16 micro v2pdl LMTERM_PDL=1
+MARGS= micro v1pdl LMTERM_PDL=1 LMTERM_AWQ_KERNEL=1
+MARGS= micro rowpdl LMTERM_PDL=1 LMTERM_AWQ_LAYOUT=row
 
 cfg=configs/internlm2_5-7b-chat.json
-: > "$OUT/bench.jsonl"
+: > "$L/bench.jsonl"
 bench() { # label env prompt n [options]
 	label=$1 envs=$2 plen=$3 steps=$4
 	shift 4
-	[ "$(left)" -gt 25 ] || { echo "bench $label skipped: time spent"; return; }
+	[ "$(left)" -gt 20 ] || return 0
 	log "lmterm bench $label"
 	if env $envs timeout $(lim 45) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len "$plen" \
-		-n "$steps" --json "$@" > "$OUT/b1.json" 2>> "$OUT/bench.err"; then
-		sed "s/^{/{\"label\": \"$label\", /" "$OUT/b1.json" >> "$OUT/bench.jsonl"
+		-n "$steps" --json "$@" > "$L/b1.json" 2>> "$L/bench.err"; then
+		sed "s/^{/{\"label\": \"$label\", /" "$L/b1.json" >> "$L/bench.jsonl"
 	else
-		echo "bench $label failed: $(tail -1 "$OUT/bench.err")"
+		echo "bench $label failed: $(tail -1 "$L/bench.err")" >> "$L/bench.err"
 	fi
 }
 bench awq-p512 X=1 512 128 --model-format awq
-bench awq-row-p512 LMTERM_AWQ_LAYOUT=row 512 128 --model-format awq
-bench awq-p2048 X=1 2048 64 --model-format awq
-bench fp16-p512 X=1 512 128
-bench fp16-p2048 X=1 2048 64
 bench awq-p512-pdl LMTERM_PDL=1 512 128 --model-format awq
-rm -f "$OUT/b1.json"
+bench awq-p2048-pdl LMTERM_PDL=1 2048 64 --model-format awq
+bench awqv1-p512-pdl "LMTERM_PDL=1 LMTERM_AWQ_KERNEL=1" 512 128 --model-format awq
+bench fp16-p512-pdl LMTERM_PDL=1 512 128
+bench fp16-p2048-pdl LMTERM_PDL=1 2048 64
+rm -f "$L/b1.json"
+[ "$(left)" -gt 30 ] && LMTERM_PDL=1 timeout $(lim 45) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda \
+	--prompt-len 512 -n 64 --model-format awq --profile > "$L/profile_awq.txt" 2>&1
 
-log "bench_awq prefill"
-timeout $(lim 30) tests/bench_awq prefill > "$OUT/prefill.log" 2>&1
-for w in 4 8 16; do
-	[ "$(left)" -gt 20 ] || break
-	log "bench_awq decode warps $w"
-	LMTERM_AWQ_WARPS=$w timeout $(lim 20) tests/bench_awq decode 128 > "$OUT/micro_w$w.log" 2>&1
+log "prefill"
+for mb in 64 16 32 128 256; do
+	[ "$(left)" -gt 25 ] || break
+	echo "== LMTERM_AWQ_SLAB_MB=$mb" >> "$L/prefill.log"
+	LMTERM_AWQ_SLAB_MB=$mb timeout $(lim 30) tests/bench_awq prefill >> "$L/prefill.log" 2>&1
 done
-[ "$(left)" -gt 20 ] && { log "bench_awq decode group 64"; timeout $(lim 20) tests/bench_awq decode 64 > "$OUT/micro_g64.log" 2>&1; }
+
+# shapes of the v2 kernel: warps per block, tiles per block, groups per step
+for sh in 4,1,2 8,1,2 16,1,2 2,1,2 4,1,1 8,1,1 16,1,1 4,2,1 8,2,1 16,2,1; do
+	MARGS= micro "tile$sh" LMTERM_PDL=1 LMTERM_AWQ_TILE=$sh
+done
 
 r_gold=77
 if [ -d "$top/data" ] && [ "$(left)" -gt 30 ]; then
-	log "golden (cuda)"
+	log "golden"
 	sh tests/unpack-data.sh "$top/data" "$top/data-unpacked" > /dev/null 2>&1
-	TESTDATA="$top/data-unpacked" LMTERM_TEST_MODELS="llama3-rand-awq" \
-		timeout $(lim 60) sh tests/test_golden_cuda.sh > "$OUT/golden.log" 2>&1
+	TESTDATA="$top/data-unpacked" LMTERM_TEST_MODELS="llama3-rand-awq" LMTERM_PDL=1 \
+		timeout $(lim 60) sh tests/test_golden_cuda.sh > "$L/golden.log" 2>&1
 	r_gold=$?
+fi
+if command -v ncu > /dev/null 2>&1; then
+	for shp in wo w13; do
+		[ "$(left)" -gt 40 ] || break
+		log "ncu $shp"
+		BENCH_AWQ_ONLY=$shp timeout $(lim 40) ncu -k regex:awq_tile2 --launch-count 1 --section SpeedOfLight \
+			--section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis --section WarpStateStats \
+			tests/bench_awq decode 128 > "$L/ncu_$shp.txt" 2>&1
+	done
 fi
 r_san=77
 if command -v compute-sanitizer > /dev/null 2>&1 && [ "$(left)" -gt 40 ]; then
 	log "memcheck"
-	timeout $(lim 120) compute-sanitizer --tool memcheck --error-exitcode 9 tests/test_backend_ops > "$OUT/memcheck.log" 2>&1
+	timeout $(lim 150) compute-sanitizer --tool memcheck --error-exitcode 9 tests/test_backend_ops > "$L/memcheck.log" 2>&1
 	r_san=$?
-	tail -2 "$OUT/memcheck.log"
 fi
+log "done"
 
-echo
-echo "== AWQ round: $(head -2 "$OUT/gpu.txt" | tail -1)"
-echo "tests: awq_layout $(st $r_lay), backend_ops $(st $r_ops), golden(cuda) $(st $r_gold), memcheck $(st $r_san)"
-grep -h "^device" "$OUT/micro_tiled.log"
-echo "-- decode microbench: tiled layout (| fp16 GEMV), row layout, warps per block"
-grep -h "^decode" "$OUT/micro_tiled.log" | sed -E 's/ +/ /g; s/ of copy//; s/awq.fp16 time/awq:fp16/'
-grep -h "^decode" "$OUT/micro_row.log" | sed -E 's/ +/ /g; s/ of copy//'
-for w in 4 8 16; do [ -f "$OUT/micro_w$w.log" ] && grep -h "^decode" "$OUT/micro_w$w.log" | grep -E " n (1|8) " | sed -E 's/ +/ /g; s/ of copy//'; done
-grep -h "^prefill" "$OUT/prefill.log"
-printf '%-14s %-6s %12s %12s %9s\n' run prompt prefill_tok/s decode_tok/s roofline
-sed -e 's/[{},]/ /g' "$OUT/bench.jsonl" | awk '{
+# the summary (stdout is what surely comes back)
+echo "== AWQ round: $(tr '\n' ' ' < "$L/gpu.txt")"
+echo "tests: awq_layout $(st $r_lay), backend_ops $(st $r_ops), backend_ops PDL $(st $r_opsp), golden(cuda,awq) $(st $r_gold), memcheck $(st $r_san)"
+grep -h "checks," "$L/backend_ops.log" "$L/backend_ops_pdl.log"
+grep -h "^FAIL\|^ *worst" "$L/backend_ops.log" "$L/backend_ops_pdl.log" | head -8
+grep -h "W4A16" "$L/backend_ops.log" | awk '{print $NF, $0}' | sort -g | tail -1 | cut -d' ' -f2- | sed 's/^/worst W4A16 check: /'
+grep -hE "rel err|FAIL|ok|pass" "$L/golden.log" 2>/dev/null | tail -4
+tail -1 "$L/memcheck.log" 2>/dev/null
+grep -h "^device" "$L/micro_v2.log"
+sq() { sed -E 's/ +/ /g; s/ of copy//; s/layout //; s/ g128//'; }
+echo "-- v2 (no PDL) | fp16 GEMV"
+grep -h "^decode\|^dequant" "$L/micro_v2.log" | sq
+echo "-- v2 PDL | fp16 PDL"
+grep -h "^decode" "$L/micro_v2pdl.log" | sq
+for f in v1pdl rowpdl; do echo "-- $f (n 1, 8)"; grep -hE "^decode .* n (1|8) " "$L/micro_$f.log" | sq | cut -d: -f2; done
+echo "-- v2 shapes W,TPB,UG (PDL), n 1: wqkv wo w13 w2 us"
+for sh in 4,1,2 8,1,2 16,1,2 2,1,2 4,1,1 8,1,1 16,1,1 4,2,1 8,2,1 16,2,1; do
+	[ -f "$L/micro_tile$sh.log" ] && echo "$sh: $(grep -h " n 1 " "$L/micro_tile$sh.log" | grep -v swiglu | awk '{for (i = 1; i <= NF; i++) if ($i == "us") printf "%s ", $(i - 1)}')"
+done
+grep -h "^== \|^prefill" "$L/prefill.log" | sed -E 's/ +/ /g' | cut -c1-150
+printf '%-16s %-6s %12s %12s %9s\n' run prompt prefill_tok/s decode_tok/s roofline
+sed -e 's/[{},]/ /g' "$L/bench.jsonl" | awk '{
 	for (i = 1; i <= NF; i++) { k = $i; gsub(/[":]/, "", k); v[k] = $(i + 1) }
 	gsub(/"/, "", v["label"])
-	printf "%-14s %-6s %12.0f %12.1f %8.1f%%\n", v["label"], v["prompt_len"], v["prefill_tok_s"], v["decode_tok_s"], 100 * v["roofline"] }'
-log "done"
+	printf "%-16s %-6s %12.0f %12.1f %8.1f%%\n", v["label"], v["prompt_len"], v["prefill_tok_s"], v["decode_tok_s"], 100 * v["roofline"] }'
+grep -h "bench .* failed" "$L/bench.err" 2>/dev/null | head -3
+grep -A40 "^profile" "$L/profile_awq.txt" 2>/dev/null | head -30
+for shp in wo w13; do grep -hE "Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Theoretical Occupancy|Block Limit" "$L/ncu_$shp.txt" 2>/dev/null | sed -E 's/ +/ /g' | head -12; done
+tail -3 "$L/progress.log"
+tar czf "$OUT/awqk.tgz" -C "$OUT" logs && rm -rf "$L"

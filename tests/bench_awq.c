@@ -8,6 +8,7 @@
  *   bench_awq prefill    n = 512 and 2048 through the backend (struct backend_i matmul: dequantize + cuBLAS
  *                        for AWQ), against the fp16 weight of the same shape; median of 5 synchronized calls.
  *
+ * BENCH_AWQ_ONLY=wqkv|wo|w13|w2: that shape at batch 1 only (for a profiler).
  * Prints one line per case with GB/s (decode) or TFLOP/s (prefill) and the ratio to the device-to-device
  * copy bandwidth (bytes read + written, best of 10 copies of 1 GiB). */
 #include "config.h"
@@ -126,10 +127,30 @@ static int launch_f16(int i, cudaStream_t s, void *p)
 	return k_gemv(c->y, c->x, c->w16[i], NULL, c->nb, c->N, c->K, DT_F16, false, s);
 }
 
+static int launch_awq_glu(int i, cudaStream_t s, void *p)
+{
+	struct dctx *c = p;
+	return k_awq_gemv_swiglu(c->y, c->x, c->qw[i], c->sz[i], NULL, c->nb, c->N, c->K, c->group, DT_F16, s);
+}
+
+static int launch_f16_glu(int i, cudaStream_t s, void *p)
+{
+	struct dctx *c = p;
+	return k_gemv_swiglu(c->y, c->x, c->w16[i], NULL, c->nb, c->N, c->K, DT_F16, s);
+}
+
+static int launch_dequant(int i, cudaStream_t s, void *p)
+{
+	struct dctx *c = p;
+	return k_awq_dequant(c->y, c->qw[i], c->sz[i], 0, c->N, c->N, c->K, c->group, DT_F16, s);
+}
+
 static void bench_decode(double bw, int group, bool with_f16)
 {
 	const char *lay = getenv("LMTERM_AWQ_LAYOUT"), *wp = getenv("LMTERM_AWQ_WARPS");
+	const char *only = getenv("BENCH_AWQ_ONLY"); /* one shape, batch 1 only (for ncu) */
 	for (size_t si = 0; si < ARRAY_SIZE(shapes); si++) {
+		if (only && strcmp(only, names[si])) continue;
 		const int N = shapes[si][0], K = shapes[si][1];
 		const size_t qb = (size_t)N * K / 2, sb = (size_t)N * (K / group) * 4, wb = (size_t)N * K * 2;
 		int copies = (int)((400u << 20) / (qb + sb)) + 1, copies16 = (int)((400u << 20) / wb) + 1;
@@ -155,7 +176,7 @@ static void bench_decode(double bw, int group, bool with_f16)
 		LMOK(k_fill_random(c.x, (size_t)8 * K, 1.f, 3, DT_F16, 0));
 		CK(cudaDeviceSynchronize());
 		const int nbs[] = { 1, 2, 3, 4, 6, 8 };
-		for (size_t b = 0; b < ARRAY_SIZE(nbs); b++) {
+		for (size_t b = 0; b < (only ? 1 : ARRAY_SIZE(nbs)); b++) {
 			c.nb = nbs[b];
 			const double io = (double)c.nb * (K + N) * 2;
 			const double t = time_graph(launch_awq, &c, copies);
@@ -173,6 +194,30 @@ static void bench_decode(double bw, int group, bool with_f16)
 			fflush(stdout);
 		}
 		(void)lay;
+		if (N == 28672 && k_awq_gemv_swiglu_supported(1, N, K, group))
+			for (int nb = 1; nb <= 8; nb += 7) {
+				c.nb = nb;
+				const double io = (double)c.nb * (K + N / 2) * 2;
+				const double t = time_graph(launch_awq_glu, &c, copies);
+				const double gbs = (qb + sb + io) / (t * 1e-6) / 1e9;
+				printf("decode w13+swiglu [%5d x %5d] g%d n %d: %8.2f us %7.0f GB/s %5.1f%% of copy", N, K, group,
+				       c.nb, t, gbs, 100 * gbs * 1e9 / bw);
+				if (with_f16) {
+					const double t16 = time_graph(launch_f16_glu, &c, copies16);
+					const double g16 = (wb + io) / (t16 * 1e-6) / 1e9;
+					printf(" | fp16 %8.2f us %7.0f GB/s %5.1f%%", t16, g16, 100 * g16 * 1e9 / bw);
+				}
+				printf("\n");
+				fflush(stdout);
+			}
+		if (with_f16) { /* the prefill's dequantization alone: codes + scales read, fp16 written */
+			cudaFree(c.y);
+			CK(cudaMalloc(&c.y, wb));
+			const double t = time_graph(launch_dequant, &c, copies < 4 ? copies : 4);
+			const double gbs = (qb + sb + wb) / (t * 1e-6) / 1e9;
+			printf("dequant %-4s [%5d x %5d] g%d: %8.2f us %7.0f GB/s %5.1f%% of copy\n", names[si], N, K, group, t,
+			       gbs, 100 * gbs * 1e9 / bw);
+		}
 		for (int i = 0; i < copies; i++) cudaFree(c.qw[i]), cudaFree(c.sz[i]);
 		for (int i = 0; i < copies16 && with_f16; i++) cudaFree(c.w16[i]);
 		cudaFree(c.x), cudaFree(c.y);

@@ -308,10 +308,13 @@ static void test_matmul(int N, int K, int n, enum dtype wdt, bool bias)
 	free(xv);
 }
 
-static void test_awq(int N, int K, int group, int n, bool bias)
+/* W4A16 from AutoAWQ's layout (random codes, zeros and scales); swiglu: the fused w13 + SwiGLU op
+ * (N = 2 ffn) against the cpu's matmul then swiglu */
+static void test_awq_op(int N, int K, int group, int n, bool bias, bool swiglu)
 {
 	char what[96];
-	const int G = K / group;
+	if (swiglu && !gpu->i->matmul_swiglu) return;
+	const int G = K / group, F = N / 2;
 	int32_t *qw = malloc((size_t)K * N / 8 * 4), *qz = malloc((size_t)G * N / 8 * 4);
 	uint16_t *sc = malloc((size_t)G * N * 2);
 	float *bv = bias ? host_dense(DT_F32, 1, N, 0.5f) : NULL;
@@ -323,16 +326,26 @@ static void test_awq(int N, int K, int group, int n, bool bias)
 				  .group = group, .bias = bv, .bias_dt = DT_F32 };
 	struct weight wc, wg;
 	load_both(&wc, &wg, &hw, "awq");
-	struct buf x = buf_new((size_t)n * K), y = buf_new((size_t)n * N);
-	float *xv = rand_vec(x.n, 1.0f);
+	struct buf x = buf_new((size_t)n * K), y = buf_new((size_t)n * N), o = buf_new((size_t)n * (swiglu ? F : 1));
+	float *xv = rand_vec(x.n, swiglu ? 2.0f : 1.0f);
 	buf_put(&x, xv);
 	buf_poison(&y);
-	if (cpu->i->matmul(cpu, y.c, x.c, &wc, n) || gpu->i->matmul(gpu, y.g, x.g, &wg, n)) DIE("awq matmul");
-	snprintf(what, sizeof what, "matmul W4A16 [%d x %d] g%d n %d%s", N, K, group, n, bias ? " +bias" : "");
-	/* fp16 pair products of (q - z) x on the fp16 path: a little more than one rounding */
-	compare_buf(what, &y, 3 * b_round());
+	buf_poison(&o);
+	if (swiglu) {
+		if (cpu->i->matmul(cpu, y.c, x.c, &wc, n) || cpu->i->swiglu(cpu, o.c, y.c, n, F) ||
+		    gpu->i->matmul_swiglu(gpu, o.g, y.g, x.g, &wg, n))
+			DIE("awq matmul_swiglu");
+		snprintf(what, sizeof what, "matmul_swiglu W4A16 [%d x %d] g%d n %d%s", N, K, group, n, bias ? " +bias" : "");
+		compare_buf(what, &o, 3 * b_round());
+	} else {
+		if (cpu->i->matmul(cpu, y.c, x.c, &wc, n) || gpu->i->matmul(gpu, y.g, x.g, &wg, n)) DIE("awq matmul");
+		snprintf(what, sizeof what, "matmul W4A16 [%d x %d] g%d n %d%s", N, K, group, n, bias ? " +bias" : "");
+		/* (q - z) and x exact, fp32 sums; the dequant path rounds each weight to the activation type */
+		compare_buf(what, &y, 3 * b_round());
+	}
 	buf_free(&x);
 	buf_free(&y);
+	buf_free(&o);
 	free_both(&wc, &wg);
 	free(qw);
 	free(qz);
@@ -340,6 +353,8 @@ static void test_awq(int N, int K, int group, int n, bool bias)
 	free(bv);
 	free(xv);
 }
+
+static void test_awq(int N, int K, int group, int n, bool bias) { test_awq_op(N, K, group, n, bias, false); }
 
 /* the fused w13 + SwiGLU against the cpu's matmul then swiglu */
 static void test_matmul_swiglu(int ffn, int K, int n, bool bias)
@@ -611,6 +626,11 @@ static void run_all(void)
 	test_awq(264, 512, 128, 33, false);
 	test_awq(128, 256, 32, 3, true);    /* group 32: row layout */
 	test_awq(64, 96, 16, 1, false);     /* group 16: dequant + cuBLAS even at batch 1 */
+	/* w13 + SwiGLU fused (tiled layout, N % 32 == 0), else matmul then swiglu */
+	for (int n = 1; n <= 8; n += 3) test_awq_op(512, 4096, 128, n, n == 4, true);
+	test_awq_op(1024, 512, 64, 8, false, true);
+	test_awq_op(528, 512, 128, 2, true, true); /* N % 32 != 0 */
+	test_awq_op(512, 1024, 128, 40, false, true); /* prefill */
 
 	test_matmul(130, 4104, 1, act, true); /* K / 8 not a multiple of 32: the partial last iteration */
 	test_matmul(4100, 2048, 1, act, false);
