@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <type_traits>
+
 static __device__ __forceinline__ uint4 ld_stream4(const uint4 *p)
 {
 	uint4 v;
@@ -672,6 +674,26 @@ __global__ void awq_tile_dequant_kernel(uint16_t *dst, const uint4 *qw, const ui
 		const float sh = __low2float(u2h(s2.y)), zh = __high2float(u2h(s2.y));
 		const uint32_t wv[4] = { w4.x, w4.y, w4.z, w4.w };
 		vec8 lo[2], hi[2]; // rows g and g + 8, inputs 16 t + [0, 16)
+		if constexpr (sizeof(T) == 2 && std::is_same<T, half>::value) {
+			// (q - z) exact from the decode kernel's LOP3 trick, then one HMUL2 by the scale: the exact
+			// product rounded once, as the float path below
+			uint32_t k0, k1, lw[8], hw[8];
+			tile_ops<half>::zeros(s2, k0, k1);
+			const half2 sl2 = __low2half2(u2h(s2.x)), sh2 = __low2half2(u2h(s2.y));
+#pragma unroll
+			for (int s = 0; s < 4; s++) {
+				uint32_t a[4];
+				tile_ops<half>::dequant(wv[s], k0, k1, a);
+				lw[2 * s] = h2u(__hmul2(u2h(a[0]), sl2));     // row g, inputs 4s + {0, 1}
+				lw[2 * s + 1] = h2u(__hmul2(u2h(a[2]), sl2)); // row g, inputs 4s + {2, 3}
+				hw[2 * s] = h2u(__hmul2(u2h(a[1]), sh2));     // row g + 8
+				hw[2 * s + 1] = h2u(__hmul2(u2h(a[3]), sh2));
+			}
+			lo[0].u = make_uint4(lw[0], lw[1], lw[2], lw[3]);
+			lo[1].u = make_uint4(lw[4], lw[5], lw[6], lw[7]);
+			hi[0].u = make_uint4(hw[0], hw[1], hw[2], hw[3]);
+			hi[1].u = make_uint4(hw[4], hw[5], hw[6], hw[7]);
+		} else
 #pragma unroll
 		for (int s = 0; s < 4; s++)
 #pragma unroll
