@@ -473,11 +473,24 @@ template <int TPB, int CPG, int UG> struct tile_buf {
 	uint2 s[UG][TPB];
 };
 
-template <typename T, int CPG, int TPB, int UG, bool GLU>
+// Epilogues: EPI_PLAIN stores y; EPI_GLU (the MLP's w13, TPB 2) stores silu(gate) * up; EPI_RES (the
+// output projections wo, w2) adds y into the residual xr and the last block to finish (a ticket counter it
+// resets) computes the next RMSNorm of the whole of xr into h, as add_rmsnorm would (cuda/gemv.cu's RES).
+enum { EPI_PLAIN, EPI_GLU, EPI_RES };
+struct awq_res {
+	uint16_t *xr;     // [n][N] residual, updated in place
+	uint16_t *h;      // [n][N] rmsnorm(xr) * nw
+	const float *nw;  // [N] norm weight
+	float eps;
+	unsigned *ticket; // 0 between launches
+};
+
+template <typename T, int CPG, int TPB, int UG, int EPI>
 __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	awq_tile2_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
-			 const uint2 *__restrict__ sz, const float *__restrict__ bias, int nb, int N, int K)
+			 const uint2 *__restrict__ sz, const float *__restrict__ bias, int nb, int N, int K, awq_res res)
 {
+	constexpr bool GLU = EPI == EPI_GLU;
 	static_assert(!GLU || TPB == 2, "GLU: a gate tile and an up tile");
 	extern __shared__ float4 red2[]; // [W][TPB][32]
 	pdl_launch_dependents();
@@ -569,13 +582,14 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 #pragma unroll
 		for (int j = 0; j < TPB; j++) red2[(warp * TPB + j) * 32 + lane] = make_float4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
 		__syncthreads();
-		if (warp) return;
-		for (int w = 1; w < W; w++)
+		if (warp && EPI != EPI_RES) return;
+		if (!warp)
+			for (int w = 1; w < W; w++)
 #pragma unroll
-			for (int j = 0; j < TPB; j++) {
-				const float4 p = red2[(w * TPB + j) * 32 + lane];
-				acc[j][0] += p.x, acc[j][1] += p.y, acc[j][2] += p.z, acc[j][3] += p.w;
-			}
+				for (int j = 0; j < TPB; j++) {
+					const float4 p = red2[(w * TPB + j) * 32 + lane];
+					acc[j][0] += p.x, acc[j][1] += p.y, acc[j][2] += p.z, acc[j][3] += p.w;
+				}
 	}
 	// D fragment: acc[j][0], acc[j][1] = row g of tile j, columns 2t, 2t + 1; acc[j][2], acc[j][3] = row g + 8
 	if constexpr (GLU) {
@@ -590,7 +604,7 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 			y[(size_t)n * F + r0] = from_f<T>(ga / (1.f + __expf(-ga)) * (acc[1][h] + bu0));
 			y[(size_t)n * F + r1] = from_f<T>(gb / (1.f + __expf(-gb)) * (acc[1][2 + h] + bu1));
 		}
-	} else {
+	} else if (warp == 0) {
 #pragma unroll
 		for (int j = 0; j < TPB; j++) {
 			const int r0 = 16 * tile[j] + g, r1 = r0 + 8;
@@ -599,10 +613,39 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 			for (int h = 0; h < 2; h++) {
 				const int n = 2 * t + h;
 				if (n >= nb) break;
-				y[(size_t)n * N + r0] = from_f<T>(acc[j][h] + b0);
-				y[(size_t)n * N + r1] = from_f<T>(acc[j][2 + h] + b1);
+				if constexpr (EPI == EPI_RES) {
+					T *x0 = (T *)res.xr + (size_t)n * N + r0, *x1 = (T *)res.xr + (size_t)n * N + r1;
+					*x0 = from_f<T>(to_f(__ldcg(x0)) + acc[j][h] + b0);
+					*x1 = from_f<T>(to_f(__ldcg(x1)) + acc[j][2 + h] + b1);
+				} else {
+					y[(size_t)n * N + r0] = from_f<T>(acc[j][h] + b0);
+					y[(size_t)n * N + r1] = from_f<T>(acc[j][2 + h] + b1);
+				}
 			}
 		}
+	}
+	if constexpr (EPI == EPI_RES) {
+		// the last block: every row of xr is final once all the others have counted themselves
+		__shared__ bool last;
+		__threadfence(); // this block's xr updates, before its ticket
+		__syncthreads();
+		if (threadIdx.x == 0) last = atomicAdd(res.ticket, 1u) == gridDim.x - 1;
+		__syncthreads();
+		if (!last) return;
+		__threadfence();
+		for (int b = 0; b < nb; b++) {
+			const T *xb = (const T *)res.xr + (size_t)b * N;
+			T *hb = (T *)res.h + (size_t)b * N;
+			float ss = 0.f;
+			for (int i = threadIdx.x; i < N; i += blockDim.x) {
+				const float v = to_f(__ldcg(xb + i));
+				ss += v * v;
+			}
+			const float inv = rsqrtf(block_sum_f(ss) / N + res.eps);
+			for (int i = threadIdx.x; i < N; i += blockDim.x)
+				hb[i] = from_f<T>(res.nw[i] * to_f(from_f<T>(to_f(__ldcg(xb + i)) * inv)));
+		}
+		if (threadIdx.x == 0) *res.ticket = 0u;
 	}
 }
 
@@ -625,19 +668,20 @@ static tile2_shape tile2_forced(void)
 	return f;
 }
 
-template <typename T, int CPG, int TPB, int UG, bool GLU>
+template <typename T, int CPG, int TPB, int UG, int EPI>
 static void tile2_go(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N, int K,
-		     int W, cudaStream_t s)
+		     int W, const awq_res &res, cudaStream_t s)
 {
-	const int blocks = GLU ? N / 32 : N / (16 * TPB);
-	klaunch(awq_tile2_kernel<T, CPG, TPB, UG, GLU>, blocks, W * 32, (size_t)W * TPB * 32 * sizeof(float4), s, (T *)y,
-		(const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, n, N, K);
+	const int blocks = EPI == EPI_GLU ? N / 32 : N / (16 * TPB);
+	klaunch(awq_tile2_kernel<T, CPG, TPB, UG, EPI>, blocks, W * 32, (size_t)W * TPB * 32 * sizeof(float4), s, (T *)y,
+		(const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, n, N, K, res);
 }
 
 template <typename T, int CPG>
 static void tile2_launch(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N,
-			 int K, bool glu, cudaStream_t s)
+			 int K, int epi, const awq_res &res, cudaStream_t s)
 {
+	const bool glu = epi == EPI_GLU;
 	const int G = K / (64 * CPG);
 	tile2_shape sh = tile2_forced();
 	if (glu) sh.tpb = 2, sh.ug = 1;
@@ -651,10 +695,13 @@ static void tile2_launch(void *y, const void *x, const void *qw, const void *sz,
 		while (W < TILE_MAX_WARPS && blocks * W < want && 2 * W * sh.ug * 2 <= G) W *= 2;
 	}
 	while (W > 1 && W > G) W /= 2;
-	if (glu) tile2_go<T, CPG, 2, 1, true>(y, x, qw, sz, bias, n, N, K, W, s);
-	else if (sh.tpb == 2) tile2_go<T, CPG, 2, 1, false>(y, x, qw, sz, bias, n, N, K, W, s);
-	else if (sh.ug == 2) tile2_go<T, CPG, 1, 2, false>(y, x, qw, sz, bias, n, N, K, W, s);
-	else tile2_go<T, CPG, 1, 1, false>(y, x, qw, sz, bias, n, N, K, W, s);
+	if (glu) tile2_go<T, CPG, 2, 1, EPI_GLU>(y, x, qw, sz, bias, n, N, K, W, res, s);
+	else if (epi == EPI_RES && sh.tpb == 2) tile2_go<T, CPG, 2, 1, EPI_RES>(y, x, qw, sz, bias, n, N, K, W, res, s);
+	else if (epi == EPI_RES && sh.ug == 2) tile2_go<T, CPG, 1, 2, EPI_RES>(y, x, qw, sz, bias, n, N, K, W, res, s);
+	else if (epi == EPI_RES) tile2_go<T, CPG, 1, 1, EPI_RES>(y, x, qw, sz, bias, n, N, K, W, res, s);
+	else if (sh.tpb == 2) tile2_go<T, CPG, 2, 1, EPI_PLAIN>(y, x, qw, sz, bias, n, N, K, W, res, s);
+	else if (sh.ug == 2) tile2_go<T, CPG, 1, 2, EPI_PLAIN>(y, x, qw, sz, bias, n, N, K, W, res, s);
+	else tile2_go<T, CPG, 1, 1, EPI_PLAIN>(y, x, qw, sz, bias, n, N, K, W, res, s);
 }
 
 // prefill: one thread per 16-byte vector of the tiled layout = rows g, g + 8 of a tile, 16 inputs each
@@ -766,14 +813,14 @@ static bool tile_v1(void)
 }
 
 static void tile2_any(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N, int K,
-		      int group, bool glu, enum dtype act, cudaStream_t s)
+		      int group, int epi, const awq_res &res, enum dtype act, cudaStream_t s)
 {
 	if (act == DT_BF16) {
-		if (group == 64) tile2_launch<bf16_t, 1>(y, x, qw, sz, bias, n, N, K, glu, s);
-		else tile2_launch<bf16_t, 2>(y, x, qw, sz, bias, n, N, K, glu, s);
+		if (group == 64) tile2_launch<bf16_t, 1>(y, x, qw, sz, bias, n, N, K, epi, res, s);
+		else tile2_launch<bf16_t, 2>(y, x, qw, sz, bias, n, N, K, epi, res, s);
 	} else {
-		if (group == 64) tile2_launch<half, 1>(y, x, qw, sz, bias, n, N, K, glu, s);
-		else tile2_launch<half, 2>(y, x, qw, sz, bias, n, N, K, glu, s);
+		if (group == 64) tile2_launch<half, 1>(y, x, qw, sz, bias, n, N, K, epi, res, s);
+		else tile2_launch<half, 2>(y, x, qw, sz, bias, n, N, K, epi, res, s);
 	}
 }
 
@@ -787,8 +834,19 @@ extern "C" int k_awq_gemv_swiglu(void *y, const void *x, const uint32_t *qw, con
 {
 	if (!k_awq_gemv_swiglu_supported(n, N, K, group))
 		return lm_err("AWQ gemv_swiglu: unsupported shape (batch %d, N %d, K %d, group %d)", n, N, K, group);
-	tile2_any(y, x, qw, sz, bias, n, N, K, group, true, act, s);
+	tile2_any(y, x, qw, sz, bias, n, N, K, group, EPI_GLU, awq_res{}, act, s);
 	LAUNCHED("AWQ gemv_swiglu");
+}
+
+extern "C" int k_awq_gemv_add_rmsnorm(void *h, void *xr, const void *x, const uint32_t *qw, const void *sz,
+				      const float *bias, const float *nw, float eps, unsigned *ticket, int n, int N, int K,
+				      int group, enum dtype act, cudaStream_t s)
+{
+	if (n < 1 || n > 8 || !awq_tiled_layout(N, K, group))
+		return lm_err("AWQ gemv_add_rmsnorm: unsupported shape (batch %d, N %d, K %d, group %d)", n, N, K, group);
+	const awq_res res = { (uint16_t *)xr, (uint16_t *)h, nw, eps, ticket };
+	tile2_any(NULL, x, qw, sz, bias, n, N, K, group, EPI_RES, res, act, s);
+	LAUNCHED("AWQ gemv_add_rmsnorm");
 }
 
 extern "C" bool k_awq_gemv_supported(int n, int N, int K, int group)
@@ -807,7 +865,7 @@ extern "C" int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void
 		if (act == DT_BF16) tile_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, s);
 		else tile_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, s);
 	} else if (awq_tiled_layout(N, K, group)) {
-		tile2_any(y, x, qw, sz, bias, n, N, K, group, false, act, s);
+		tile2_any(y, x, qw, sz, bias, n, N, K, group, EPI_PLAIN, awq_res{}, act, s);
 	} else {
 		if (act == DT_BF16) awq_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, s);
 		else awq_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, s);

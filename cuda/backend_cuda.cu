@@ -737,7 +737,8 @@ static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void 
 	return op_rc(c, k_swiglu(out, gu, n, w->rows / 2, be->act_dt, c->s));
 }
 
-// an output projection + residual + the next norm: one GEMV at batch 1..8 (16-bit weights), else the two ops
+// an output projection + residual + the next norm: one GEMV at batch 1..8 (16-bit weights, or AWQ in the
+// tiled layout), else the two ops
 static int cu_matmul_add_rmsnorm(struct backend *be, void *h, void *x, void *dx, const void *in, const struct weight *w,
 				 const struct weight *norm, int n, float eps)
 {
@@ -747,6 +748,11 @@ static int cu_matmul_add_rmsnorm(struct backend *be, void *h, void *x, void *dx,
 	    k_gemv_supported(n, w->cols))
 		return op_rc(c, k_gemv_add_rmsnorm(h, x, in, w->data, (const float *)w->bias, (const float *)norm->data,
 						   eps, c->d_ticket, n, w->rows, w->cols, be->act_dt, c->s));
+	if (w->dt == DT_Q4 && norm->dt == DT_F32 && norm->data && norm->cols == w->rows && n >= 1 && n <= 8 &&
+	    awq_tiled_layout(w->rows, w->cols, w->group))
+		return op_rc(c, k_awq_gemv_add_rmsnorm(h, x, in, (const uint32_t *)w->qweight, w->scales,
+						       (const float *)w->bias, (const float *)norm->data, eps, c->d_ticket,
+						       n, w->rows, w->cols, w->group, be->act_dt, c->s));
 	if (cu_matmul(be, dx, in, w, n)) return LM_ERR;
 	return cu_add_rmsnorm(be, h, x, dx, norm, n, eps);
 }

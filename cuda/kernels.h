@@ -59,6 +59,11 @@ bool k_awq_gemv_supported(int n, int N, int K, int group);
 int k_awq_gemv_swiglu(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n,
 		      int N, int K, int group, enum dtype act, cudaStream_t s);
 bool k_awq_gemv_swiglu_supported(int n, int N, int K, int group);
+/* decode, an output projection + residual + the next norm (as k_gemv_add_rmsnorm): xr += x . W^T (+ bias),
+ * then h = rmsnorm(xr) * nw; tiled layout (awq_tiled_layout), n in 1..8; ticket: a device counter at 0 */
+int k_awq_gemv_add_rmsnorm(void *h, void *xr, const void *x, const uint32_t *qw, const void *sz, const float *bias,
+			   const float *nw, float eps, unsigned *ticket, int n, int N, int K, int group, enum dtype act,
+			   cudaStream_t s);
 /* dequantize rows [r0, r0 + rows) of the N into dst[rows][K] of act (for prefill through cuBLAS);
  * tiled layout: r0 and rows multiples of 16 */
 int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int N, int K, int group,
