@@ -125,33 +125,38 @@ if command -v compute-sanitizer > /dev/null 2>&1 && [ "$(left)" -gt 40 ]; then
 fi
 log "done"
 
-# the summary (stdout is what surely comes back)
-echo "== AWQ round: $(tr '\n' ' ' < "$L/gpu.txt")"
-echo "tests: awq_layout $(st $r_lay), backend_ops $(st $r_ops), backend_ops PDL $(st $r_opsp), golden(cuda,awq) $(st $r_gold), memcheck $(st $r_san)"
-grep -h "checks," "$L/backend_ops.log" "$L/backend_ops_pdl.log"
-grep -h "^FAIL\|^ *worst" "$L/backend_ops.log" "$L/backend_ops_pdl.log" | head -8
-grep -h "W4A16" "$L/backend_ops.log" | awk '{print $NF, $0}' | sort -g | tail -1 | cut -d' ' -f2- | sed 's/^/worst W4A16 check: /'
-grep -hE "rel err|FAIL|ok|pass" "$L/golden.log" 2>/dev/null | tail -4
-tail -1 "$L/memcheck.log" 2>/dev/null
-grep -h "^device" "$L/micro_v2.log"
-sq() { sed -E 's/ +/ /g; s/ of copy//; s/layout //; s/ g128//'; }
-echo "-- v2 (no PDL) | fp16 GEMV"
-grep -h "^decode\|^dequant" "$L/micro_v2.log" | sq
-echo "-- v2 PDL | fp16 PDL"
-grep -h "^decode" "$L/micro_v2pdl.log" | sq
-for f in v1pdl rowpdl; do echo "-- $f (n 1, 8)"; grep -hE "^decode .* n (1|8) " "$L/micro_$f.log" | sq | cut -d: -f2; done
-echo "-- v2 shapes W,TPB,UG (PDL), n 1: wqkv wo w13 w2 us"
+# the summary (stdout is what surely comes back: the most important last)
+# one decode line -> "name n N: us pct [| fp16 us pct]"
+cm() { awk '/^decode|^dequant/ { o = $1 == "dequant" ? "deq " $2 : $2; for (i = 1; i < NF; i++) if ($i == "n") { o = o " n" $(i + 1); break }
+	o = o ":"; for (i = 2; i <= NF; i++) { if ($i == "us") o = o " " $(i - 1) "us"; if ($i ~ /%;?$/) { v = $i; sub(/;/, "", v); o = o " " v } if ($i == "|") o = o " |" }
+	print o }'; }
+for shp in wo w13; do echo "ncu $shp: $(grep -hE "Duration|DRAM Throughput|Achieved Occupancy|Registers Per|Theoretical Occupancy" "$L/ncu_$shp.txt" 2>/dev/null | sed -E 's/ +/ /g' | tr '\n' ';')"; done
+grep -A30 "^profile" "$L/profile_awq.txt" 2>/dev/null | sed -E 's/ +/ /g' | head -24
+echo "-- v2 shapes W,TPB,UG (PDL), n 1 (wqkv wo w13 w2 [w13+swiglu] us)"
 for sh in 4,1,2 8,1,2 16,1,2 2,1,2 4,1,1 8,1,1 16,1,1 4,2,1 8,2,1 16,2,1; do
-	[ -f "$L/micro_tile$sh.log" ] && echo "$sh: $(grep -h " n 1 " "$L/micro_tile$sh.log" | grep -v swiglu | awk '{for (i = 1; i <= NF; i++) if ($i == "us") printf "%s ", $(i - 1)}')"
+	[ -f "$L/micro_tile$sh.log" ] && echo "$sh: $(grep -h " n 1[ :]" "$L/micro_tile$sh.log" | awk '{for (i = 1; i <= NF; i++) if ($i == "us") printf "%s ", $(i - 1)}')"
 done
-grep -h "^== \|^prefill" "$L/prefill.log" | sed -E 's/ +/ /g' | cut -c1-150
+echo "-- prefill (bench_awq prefill: awq us, fp16 us, ratio) per slab MB"
+awk '/^== / { printf "\n%s:", $2 } /^prefill/ { u = ""; for (i = 1; i <= NF; i++) { if ($i == "n") n = $(i + 1); if ($i == "us") u = u "/" $(i - 1) } printf " %s.%s %s=%s", $2, n, u, $NF }' "$L/prefill.log" 2>/dev/null; echo
+for f in v1pdl rowpdl; do echo "-- $f"; cm < "$L/micro_$f.log" | grep -E " n(1|8):" | tr '\n' ';'; echo; done
+grep -h "^device" "$L/micro_v2.log"
+echo "-- v2 no PDL (| fp16 GEMV no PDL)"
+cm < "$L/micro_v2.log"
+echo "-- v2 PDL (| fp16 PDL)"
+cm < "$L/micro_v2pdl.log"
 printf '%-16s %-6s %12s %12s %9s\n' run prompt prefill_tok/s decode_tok/s roofline
 sed -e 's/[{},]/ /g' "$L/bench.jsonl" | awk '{
 	for (i = 1; i <= NF; i++) { k = $i; gsub(/[":]/, "", k); v[k] = $(i + 1) }
 	gsub(/"/, "", v["label"])
 	printf "%-16s %-6s %12.0f %12.1f %8.1f%%\n", v["label"], v["prompt_len"], v["prefill_tok_s"], v["decode_tok_s"], 100 * v["roofline"] }'
 grep -h "bench .* failed" "$L/bench.err" 2>/dev/null | head -3
-grep -A40 "^profile" "$L/profile_awq.txt" 2>/dev/null | head -30
-for shp in wo w13; do grep -hE "Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Theoretical Occupancy|Block Limit" "$L/ncu_$shp.txt" 2>/dev/null | sed -E 's/ +/ /g' | head -12; done
-tail -3 "$L/progress.log"
+echo "== AWQ round: $(tr '\n' ' ' < "$L/gpu.txt")"
+grep -h "^FAIL\|^ *worst" "$L/backend_ops.log" "$L/backend_ops_pdl.log" "$L/awq_layout.log" | head -12
+tail -3 "$L/backend_ops.log" | grep -v "checks,"
+grep -h "W4A16" "$L/backend_ops.log" | awk '{for (i = 1; i <= NF; i++) if ($i == "err") print $(i + 1), $0}' | sort -g | tail -2 | cut -d' ' -f2- | sed -E 's/ +/ /g; s/^/worst W4A16: /'
+grep -hE "FAIL|near|argmax|greedy|pass" "$L/golden.log" 2>/dev/null | tail -4
+grep -hE "ERROR SUMMARY|Error" "$L/memcheck.log" 2>/dev/null | tail -2
+tail -2 "$L/progress.log"
+grep -h "checks," "$L/backend_ops.log" "$L/backend_ops_pdl.log"
+echo "tests: awq_layout $(st $r_lay), backend_ops $(st $r_ops), backend_ops PDL $(st $r_opsp), golden(cuda,awq) $(st $r_gold), memcheck $(st $r_san)"
 tar czf "$OUT/awqk.tgz" -C "$OUT" logs && rm -rf "$L"
