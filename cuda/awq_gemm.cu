@@ -485,6 +485,85 @@ struct awq_res {
 	unsigned *ticket; // 0 between launches
 };
 
+// after the K loop, common to the tiled kernels: the W warps' partial sums added through shared memory
+// (red: [W][TPB][32]), then the epilogue. D fragment: acc[j][0], acc[j][1] = row g of tile j, columns 2t,
+// 2t + 1; acc[j][2], acc[j][3] = row g + 8.
+template <typename T, int TPB, int EPI>
+static __device__ __forceinline__ void tile_epilogue(float (&acc)[TPB][4], float4 *red, const int (&tile)[TPB], T *y,
+						     const float *bias, int nb, int N, const awq_res &res)
+{
+	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	const int g = lane >> 2, t = lane & 3;
+	if (W > 1) {
+#pragma unroll
+		for (int j = 0; j < TPB; j++) red[(warp * TPB + j) * 32 + lane] = make_float4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
+		__syncthreads();
+		if (warp && EPI != EPI_RES) return;
+		if (!warp)
+			for (int w = 1; w < W; w++)
+#pragma unroll
+				for (int j = 0; j < TPB; j++) {
+					const float4 p = red[(w * TPB + j) * 32 + lane];
+					acc[j][0] += p.x, acc[j][1] += p.y, acc[j][2] += p.z, acc[j][3] += p.w;
+				}
+	}
+	if constexpr (EPI == EPI_GLU) {
+		const int F = N / 2, r0 = 16 * tile[0] + g, r1 = r0 + 8;
+		const float bg0 = bias ? bias[r0] : 0.f, bg1 = bias ? bias[r1] : 0.f;
+		const float bu0 = bias ? bias[F + r0] : 0.f, bu1 = bias ? bias[F + r1] : 0.f;
+#pragma unroll
+		for (int h = 0; h < 2; h++) {
+			const int n = 2 * t + h;
+			if (n >= nb) break;
+			const float ga = acc[0][h] + bg0, gb = acc[0][2 + h] + bg1;
+			y[(size_t)n * F + r0] = from_f<T>(ga / (1.f + __expf(-ga)) * (acc[1][h] + bu0));
+			y[(size_t)n * F + r1] = from_f<T>(gb / (1.f + __expf(-gb)) * (acc[1][2 + h] + bu1));
+		}
+	} else if (warp == 0) {
+#pragma unroll
+		for (int j = 0; j < TPB; j++) {
+			const int r0 = 16 * tile[j] + g, r1 = r0 + 8;
+			const float b0 = bias ? bias[r0] : 0.f, b1 = bias ? bias[r1] : 0.f;
+#pragma unroll
+			for (int h = 0; h < 2; h++) {
+				const int n = 2 * t + h;
+				if (n >= nb) break;
+				if constexpr (EPI == EPI_RES) {
+					T *x0 = (T *)res.xr + (size_t)n * N + r0, *x1 = (T *)res.xr + (size_t)n * N + r1;
+					*x0 = from_f<T>(to_f(__ldcg(x0)) + acc[j][h] + b0);
+					*x1 = from_f<T>(to_f(__ldcg(x1)) + acc[j][2 + h] + b1);
+				} else {
+					y[(size_t)n * N + r0] = from_f<T>(acc[j][h] + b0);
+					y[(size_t)n * N + r1] = from_f<T>(acc[j][2 + h] + b1);
+				}
+			}
+		}
+	}
+	if constexpr (EPI == EPI_RES) {
+		// the last block: every row of xr is final once all the others have counted themselves
+		__shared__ bool last;
+		__threadfence(); // this block's xr updates, before its ticket
+		__syncthreads();
+		if (threadIdx.x == 0) last = atomicAdd(res.ticket, 1u) == gridDim.x - 1;
+		__syncthreads();
+		if (!last) return;
+		__threadfence();
+		for (int b = 0; b < nb; b++) {
+			const T *xb = (const T *)res.xr + (size_t)b * N;
+			T *hb = (T *)res.h + (size_t)b * N;
+			float ss = 0.f;
+			for (int i = threadIdx.x; i < N; i += blockDim.x) {
+				const float v = to_f(__ldcg(xb + i));
+				ss += v * v;
+			}
+			const float inv = rsqrtf(block_sum_f(ss) / N + res.eps);
+			for (int i = threadIdx.x; i < N; i += blockDim.x)
+				hb[i] = from_f<T>(res.nw[i] * to_f(from_f<T>(to_f(__ldcg(xb + i)) * inv)));
+		}
+		if (threadIdx.x == 0) *res.ticket = 0u;
+	}
+}
+
 template <typename T, int CPG, int TPB, int UG, int EPI>
 __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	awq_tile2_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
@@ -578,75 +657,7 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 		if (i + 2 < nsteps) load(buf[0], i + 2);
 		compute(buf[1], i + 1);
 	}
-	if (W > 1) {
-#pragma unroll
-		for (int j = 0; j < TPB; j++) red2[(warp * TPB + j) * 32 + lane] = make_float4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
-		__syncthreads();
-		if (warp && EPI != EPI_RES) return;
-		if (!warp)
-			for (int w = 1; w < W; w++)
-#pragma unroll
-				for (int j = 0; j < TPB; j++) {
-					const float4 p = red2[(w * TPB + j) * 32 + lane];
-					acc[j][0] += p.x, acc[j][1] += p.y, acc[j][2] += p.z, acc[j][3] += p.w;
-				}
-	}
-	// D fragment: acc[j][0], acc[j][1] = row g of tile j, columns 2t, 2t + 1; acc[j][2], acc[j][3] = row g + 8
-	if constexpr (GLU) {
-		const int F = N / 2, r0 = 16 * tile[0] + g, r1 = r0 + 8;
-		const float bg0 = bias ? bias[r0] : 0.f, bg1 = bias ? bias[r1] : 0.f;
-		const float bu0 = bias ? bias[F + r0] : 0.f, bu1 = bias ? bias[F + r1] : 0.f;
-#pragma unroll
-		for (int h = 0; h < 2; h++) {
-			const int n = 2 * t + h;
-			if (n >= nb) break;
-			const float ga = acc[0][h] + bg0, gb = acc[0][2 + h] + bg1;
-			y[(size_t)n * F + r0] = from_f<T>(ga / (1.f + __expf(-ga)) * (acc[1][h] + bu0));
-			y[(size_t)n * F + r1] = from_f<T>(gb / (1.f + __expf(-gb)) * (acc[1][2 + h] + bu1));
-		}
-	} else if (warp == 0) {
-#pragma unroll
-		for (int j = 0; j < TPB; j++) {
-			const int r0 = 16 * tile[j] + g, r1 = r0 + 8;
-			const float b0 = bias ? bias[r0] : 0.f, b1 = bias ? bias[r1] : 0.f;
-#pragma unroll
-			for (int h = 0; h < 2; h++) {
-				const int n = 2 * t + h;
-				if (n >= nb) break;
-				if constexpr (EPI == EPI_RES) {
-					T *x0 = (T *)res.xr + (size_t)n * N + r0, *x1 = (T *)res.xr + (size_t)n * N + r1;
-					*x0 = from_f<T>(to_f(__ldcg(x0)) + acc[j][h] + b0);
-					*x1 = from_f<T>(to_f(__ldcg(x1)) + acc[j][2 + h] + b1);
-				} else {
-					y[(size_t)n * N + r0] = from_f<T>(acc[j][h] + b0);
-					y[(size_t)n * N + r1] = from_f<T>(acc[j][2 + h] + b1);
-				}
-			}
-		}
-	}
-	if constexpr (EPI == EPI_RES) {
-		// the last block: every row of xr is final once all the others have counted themselves
-		__shared__ bool last;
-		__threadfence(); // this block's xr updates, before its ticket
-		__syncthreads();
-		if (threadIdx.x == 0) last = atomicAdd(res.ticket, 1u) == gridDim.x - 1;
-		__syncthreads();
-		if (!last) return;
-		__threadfence();
-		for (int b = 0; b < nb; b++) {
-			const T *xb = (const T *)res.xr + (size_t)b * N;
-			T *hb = (T *)res.h + (size_t)b * N;
-			float ss = 0.f;
-			for (int i = threadIdx.x; i < N; i += blockDim.x) {
-				const float v = to_f(__ldcg(xb + i));
-				ss += v * v;
-			}
-			const float inv = rsqrtf(block_sum_f(ss) / N + res.eps);
-			for (int i = threadIdx.x; i < N; i += blockDim.x)
-				hb[i] = from_f<T>(res.nw[i] * to_f(from_f<T>(to_f(__ldcg(xb + i)) * inv)));
-		}
-		if (threadIdx.x == 0) *res.ticket = 0u;
-	}
+	tile_epilogue<T, TPB, EPI>(acc, red2, tile, y, bias, nb, N, res);
 }
 
 // v2 launch shapes: W warps per block (split K), TPB tiles per block, UG groups per step; LMTERM_AWQ_TILE
