@@ -189,7 +189,6 @@ struct cuda_be {
 	float *d_logits;
 	size_t logits_cap;
 	int32_t *d_tok, *h_tok;
-	unsigned *d_ticket; // the fused projection + norm's last-block counter (0 between launches)
 
 	void *awq_scratch;
 	size_t awq_scratch_bytes;
@@ -726,20 +725,6 @@ static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void 
 	return op_rc(c, k_swiglu(out, gu, n, w->rows / 2, be->act_dt, c->s));
 }
 
-// an output projection + residual + the next norm: one GEMV at batch 1..8 (16-bit weights), else the two ops
-static int cu_matmul_add_rmsnorm(struct backend *be, void *h, void *x, void *dx, const void *in, const struct weight *w,
-				 const struct weight *norm, int n, float eps)
-{
-	struct cuda_be *c = cb(be);
-	if (n <= 0) return LM_OK;
-	if (w->dt == be->act_dt && w->data && norm->dt == DT_F32 && norm->data && norm->cols == w->rows &&
-	    k_gemv_supported(n, w->cols))
-		return op_rc(c, k_gemv_add_rmsnorm(h, x, in, w->data, (const float *)w->bias, (const float *)norm->data,
-						   eps, c->d_ticket, n, w->rows, w->cols, be->act_dt, c->s));
-	if (cu_matmul(be, dx, in, w, n)) return LM_ERR;
-	return cu_add_rmsnorm(be, h, x, dx, norm, n, eps);
-}
-
 static int cu_rope_kv(struct backend *be, void *qkv, struct kv_cache *kv, int layer, int n_heads)
 {
 	struct cuda_be *c = cb(be);
@@ -1011,7 +996,6 @@ static const struct backend_i cuda_i = {
 	.attention = cu_attention,
 	.swiglu = cu_swiglu,
 	.matmul_swiglu = cu_matmul_swiglu,
-	.matmul_add_rmsnorm = cu_matmul_add_rmsnorm,
 	.logits = cu_logits,
 	.argmax = cu_argmax,
 	.graph_begin = cu_graph_begin,
@@ -1097,11 +1081,9 @@ extern "C" struct backend *backend_cuda_create(enum dtype model_dtype)
 	c->blas_ws = cu_alloc(&c->be, blas_ws, MEM_OTHER);
 	c->d_tok = c->blas_ws ? (int32_t *)cu_alloc(&c->be, sizeof(int32_t), MEM_OTHER) : NULL;
 	c->d_pos0 = c->d_tok ? (int32_t *)cu_alloc(&c->be, sizeof(int32_t), MEM_OTHER) : NULL;
-	c->d_ticket = c->d_pos0 ? (unsigned *)cu_alloc(&c->be, sizeof(unsigned), MEM_OTHER) : NULL;
-	if (c->d_ticket) CREATE_CK(cudaMemset(c->d_ticket, 0, sizeof(unsigned)), "counter");
-	if (!c->d_ticket || cublasSetStream(c->blas, c->s) != CUBLAS_STATUS_SUCCESS ||
+	if (!c->d_pos0 || cublasSetStream(c->blas, c->s) != CUBLAS_STATUS_SUCCESS ||
 	    cublasSetWorkspace(c->blas, c->blas_ws, blas_ws) != CUBLAS_STATUS_SUCCESS) {
-		if (c->d_ticket) lm_err(_("cuBLAS: cannot set the stream or workspace"));
+		if (c->d_pos0) lm_err(_("cuBLAS: cannot set the stream or workspace"));
 		cu_destroy(&c->be);
 		return NULL;
 	}

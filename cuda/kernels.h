@@ -32,10 +32,6 @@ int k_gemv(void *y, const void *x, const void *w, const float *bias, int n, int 
 /* the MLP's w13 and SwiGLU in one: y[n][N/2] = silu(x.W[0:N/2]^T + b) * (x.W[N/2:N]^T + b), n in 1..8 */
 int k_gemv_swiglu(void *y, const void *x, const void *w, const float *bias, int n, int N, int K, enum dtype act,
 		  cudaStream_t s);
-/* an output projection with the residual add and the next norm: xr[n][N] += x . W^T (+ bias), then
- * h = rmsnorm(xr) * nw (as k_add_rmsnorm); ticket: a device counter that is 0 between launches. n in 1..8 */
-int k_gemv_add_rmsnorm(void *h, void *xr, const void *x, const void *w, const float *bias, const float *nw,
-		       float eps, unsigned *ticket, int n, int N, int K, enum dtype act, cudaStream_t s);
 bool k_gemv_supported(int n, int K);
 
 /* y[:, c] += bias[c] for a row-major y[n][N] of act */

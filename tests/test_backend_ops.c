@@ -2,7 +2,7 @@
  * ggml's test-backend-ops does, for F16 and BF16 activations:
  *   allocator (exact bytes and peaks per category), embed, add_rmsnorm (with and without the residual),
  *   matmul (GEMV batch 1..8, cuBLAS beyond, K not a multiple of 8, bias, F32 weights converted),
- *   W4A16 matmul (AWQ layout repacked; GEMV and dequant + cuBLAS), matmul + swiglu fused, matmul + residual + rmsnorm fused, swiglu, rope_kv + attention over a
+ *   W4A16 matmul (AWQ layout repacked; GEMV and dequant + cuBLAS), matmul + swiglu fused, swiglu, rope_kv + attention over a
  *   paged cache (policies 0/8/4, prefill then decode then a chunk), logits (float), argmax, and a decode
  *   step captured as a CUDA graph and replayed at new positions.
  * Inputs are fresh random values every run (seed printed; LMTERM_TEST_SEED repeats a run), rounded to the
@@ -370,52 +370,6 @@ static void test_matmul_swiglu(int ffn, int K, int n, bool bias)
 	free(xv);
 }
 
-/* the fused output projection + residual + norm against the cpu's matmul then add_rmsnorm */
-static void test_matmul_add_rmsnorm(int N, int K, int n, bool bias)
-{
-	char what[128];
-	if (!gpu->i->matmul_add_rmsnorm) return;
-	void *w = host_dense(act, N, K, 1.0f / sqrtf((float)K));
-	float *bv = bias ? host_dense(DT_F32, 1, N, 0.5f) : NULL;
-	float *nw = host_dense(DT_F32, 1, N, 1.0f);
-	for (int i = 0; i < N; i++) nw[i] += 1.0f;
-	struct host_weight hw = { .dt = act, .rows = N, .cols = K, .data = w, .bias = bv, .bias_dt = DT_F32 };
-	struct host_weight hn = { .dt = DT_F32, .rows = 1, .cols = N, .data = nw };
-	struct weight wc, wg, nc, ng;
-	load_both(&wc, &wg, &hw, "matmul_add_rmsnorm");
-	load_both(&nc, &ng, &hn, "matmul_add_rmsnorm norm");
-	struct buf in = buf_new((size_t)n * K), x = buf_new((size_t)n * N), dx = buf_new((size_t)n * N),
-		   h = buf_new((size_t)n * N);
-	float *iv = rand_vec(in.n, 1.0f), *xv = rand_vec(x.n, 3.0f);
-	buf_put(&in, iv);
-	buf_put(&x, xv);
-	buf_poison(&h);
-	const float eps = 1e-5f;
-	/* twice: the second launch checks that the last-block counter was left at 0 */
-	for (int rep = 0; rep < 2; rep++) {
-		if (cpu->i->matmul(cpu, dx.c, in.c, &wc, n) || cpu->i->add_rmsnorm(cpu, h.c, x.c, dx.c, &nc, n, eps) ||
-		    gpu->i->matmul_add_rmsnorm(gpu, h.g, x.g, dx.g, in.g, &wg, &ng, n, eps))
-			DIE("matmul_add_rmsnorm");
-		snprintf(what, sizeof what, "matmul_add_rmsnorm [%d x %d] n %d%s #%d: x", N, K, n, bias ? " +bias" : "",
-			 rep + 1);
-		compare_buf(what, &x, 2 * b_round());
-		snprintf(what, sizeof what, "matmul_add_rmsnorm [%d x %d] n %d%s #%d: h", N, K, n, bias ? " +bias" : "",
-			 rep + 1);
-		compare_buf(what, &h, 4 * b_round());
-	}
-	buf_free(&in);
-	buf_free(&x);
-	buf_free(&dx);
-	buf_free(&h);
-	free_both(&wc, &wg);
-	free_both(&nc, &ng);
-	free(w);
-	free(bv);
-	free(nw);
-	free(iv);
-	free(xv);
-}
-
 static void test_swiglu(int ffn, int n)
 {
 	char what[96];
@@ -633,6 +587,10 @@ static void run_all(void)
 	test_rmsnorm(4096, 3, true);
 	test_rmsnorm(4096, 2, false);
 	test_rmsnorm(100, 5, true);
+	test_rmsnorm(3584, 1, true);  /* the row in registers, the last chunk partial */
+	test_rmsnorm(8192, 2, true);  /* 4 chunks per thread */
+	test_rmsnorm(16384, 1, true); /* beyond the registers: the loop */
+	test_rmsnorm(1000, 2, false);
 
 	const int ns[] = { 1, 2, 3, 4, 5, 7, 8, 9, 40 };
 	for (size_t i = 0; i < ARRAY_SIZE(ns); i++) test_matmul(384, 256, ns[i], act, i % 3 == 0);
@@ -655,10 +613,6 @@ static void run_all(void)
 	for (size_t i = 0; i < ARRAY_SIZE(gn); i++) test_matmul_swiglu(1000, 256, gn[i], i % 2 == 1);
 	test_matmul_swiglu(1792, 4096, 1, false);
 	test_matmul_swiglu(100, 96, 1, true); /* 100 x 96: odd group counts */
-	const int rn[] = { 1, 2, 4, 8, 12 };
-	for (size_t i = 0; i < ARRAY_SIZE(rn); i++) test_matmul_add_rmsnorm(1024, 512, rn[i], i == 2);
-	test_matmul_add_rmsnorm(4096, 4096, 1, false);
-	test_matmul_add_rmsnorm(100, 344, 3, true); /* N not a multiple of the rows per block */
 
 	test_swiglu(1000, 3);
 	test_swiglu(100, 2);
