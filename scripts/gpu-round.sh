@@ -156,5 +156,4 @@ sed -e 's/[{},]/ /g' "$OUT/bench.jsonl" | awk '{
 		v["prefill_tok_s"], 1000 * v["ttft_s"], v["decode_tok_s"], 100 * v["roofline"], v["copy_bw"] / 1e9 }'
 
 # the device tool brings back only a few files: everything in one archive, the console tells the rest
-(cd "$OUT" && tar czf gpu-round-logs.tgz --exclude=gpu-round-logs.tgz . 2>/dev/null && \
-	find . -type f ! -name gpu-round-logs.tgz -delete)
+tar czf /tmp/gpu-round-logs.tgz -C "$OUT" . && find "$OUT" -mindepth 1 -delete && mv /tmp/gpu-round-logs.tgz "$OUT/"
