@@ -36,10 +36,6 @@ struct attn_step {
 	int n;                   /* tokens in this step (host; fixed for a captured graph) */
 	int max_ctx;             /* host: upper bound on pos0 + n over every replay (sizes the decode split
 	                          * grid); the exact pos0 + n is fine when not capturing */
-	const void *prefetch;    /* optional, device: bytes that rope_kv asks the memory system to bring into L2
-	                          * (fire and forget, sm_90 bulk prefetch), so that a weight needed after the
-	                          * latency-bound rope and attention kernels streams in while they run */
-	size_t prefetch_bytes;
 };
 
 /* Check that the launchers support kv's shape and policy; LM_ERR with a message naming what is not. */

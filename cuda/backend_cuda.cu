@@ -193,9 +193,6 @@ struct cuda_be {
 	void *awq_scratch;
 	size_t awq_scratch_bytes;
 
-	const void *pf;  // prefetch hint for the next rope_kv (decode)
-	size_t pf_bytes;
-
 	struct graph_slot graphs[MAX_GRAPHS];
 	int capturing;    // key + 1 while a capture is open
 	bool eager;       // graph_begin ran the ops without a graph
@@ -619,8 +616,6 @@ static struct attn_step attn_st(struct cuda_be *c)
 	st.rope_mscale = c->mscale;
 	st.n = c->n;
 	st.max_ctx = c->max_ctx;
-	st.prefetch = NULL;
-	st.prefetch_bytes = 0;
 	return st;
 }
 
@@ -730,33 +725,11 @@ static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void 
 	return op_rc(c, k_swiglu(out, gu, n, w->rows / 2, be->act_dt, c->s));
 }
 
-// Decode (batch <= 8) reads every weight once and the rope/attention kernels between the QKV and the output
-// projections leave HBM idle for ~10 us a layer: Wo (32 MiB of a 7B model) can stream into L2 meanwhile, so the
-// Wo GEMV reads most of it from there. At most L2_PREFETCH_MAX bytes, so the KV reads do not push it out.
-enum { L2_PREFETCH_MAX = 32 << 20 };
-static int cu_prefetch(struct backend *be, const struct weight *w)
-{
-	struct cuda_be *c = cb(be);
-	static const bool off = getenv("LMTERM_NO_PREFETCH") != nullptr; // measurement
-	c->pf = NULL;
-	c->pf_bytes = 0;
-	if (off || c->n > 8) return LM_OK;
-	const void *p = w->dt == DT_Q4 ? w->qweight : w->data;
-	size_t bytes = w->dt == DT_Q4 ? (size_t)w->rows * w->cols / 2 : (size_t)w->rows * w->cols * be->act_size;
-	c->pf = p;
-	c->pf_bytes = MIN(bytes, (size_t)L2_PREFETCH_MAX);
-	return LM_OK;
-}
-
 static int cu_rope_kv(struct backend *be, void *qkv, struct kv_cache *kv, int layer, int n_heads)
 {
 	struct cuda_be *c = cb(be);
 	if (!c->have_step) return op_rc(c, lm_err(_("rope_kv: no step set")));
 	struct attn_step st = attn_st(c);
-	st.prefetch = c->pf;
-	st.prefetch_bytes = c->pf_bytes;
-	c->pf = NULL;
-	c->pf_bytes = 0;
 	return op_rc(c, attn_launch_rope_kv(qkv, be->act_dt, kv, layer, n_heads, &st, c->s));
 }
 
@@ -1025,7 +998,6 @@ static const struct backend_i cuda_i = {
 	.matmul_swiglu = cu_matmul_swiglu,
 	.logits = cu_logits,
 	.argmax = cu_argmax,
-	.prefetch = cu_prefetch,
 	.graph_begin = cu_graph_begin,
 	.graph_end = cu_graph_end,
 	.copy_bandwidth = cu_copy_bandwidth,

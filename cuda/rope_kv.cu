@@ -77,26 +77,14 @@ template <typename T, int E> struct vec_io {
 };
 
 // qkv [n][(nh + 2 nkv) HD]; pool per kv_layout.cuh
-enum { PREFETCH_CHUNK = 32 << 10 };
-
 template <typename T, int HD, int POLICY>
 __global__ void __launch_bounds__(128) rope_kv_kernel(T *__restrict__ qkv, uint8_t *__restrict__ pool,
 						      struct kv_geom g, int layer, int nh, int n,
 						      const int32_t *__restrict__ pos0p,
 						      const int32_t *__restrict__ blocks,
-						      const float *__restrict__ inv_freq, float mscale,
-						      const uint8_t *prefetch, unsigned prefetch_chunks)
+						      const float *__restrict__ inv_freq, float mscale)
 {
-	pdl_launch_dependents();
-	// the prefetch hint (attn_step): one 32 KiB bulk prefetch into L2 per thread and round, issued first
-	// (it reads weights, which no kernel writes)
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-	for (unsigned c = blockIdx.x * blockDim.x + threadIdx.x; c < prefetch_chunks; c += gridDim.x * blockDim.x)
-		asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(prefetch + (size_t)c * PREFETCH_CHUNK),
-			     "r"((unsigned)PREFETCH_CHUNK)
-			     : "memory");
-#endif
-	pdl_wait();
+	pdl_wait_trigger();
 	constexpr int E = HD / 32;
 	const int nkv = g.n_kv_heads, H = nh + 2 * nkv;
 	const int w = blockIdx.x * 4 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
@@ -166,11 +154,8 @@ static void launch_rope(void *qkv, uint8_t *pool, const struct kv_geom &g, int l
 			const struct attn_step *st, cudaStream_t s)
 {
 	const int warps = st->n * (nh + 2 * g.n_kv_heads);
-	// whole chunks only, from a 16-byte aligned start (the bulk prefetch's rule); the tail is not worth one
-	const unsigned chunks = st->prefetch && (uintptr_t)st->prefetch % 16 == 0
-					? (unsigned)(st->prefetch_bytes / PREFETCH_CHUNK) : 0u;
 	klaunch(rope_kv_kernel<T, HD, P>, (warps + 3) / 4, 128, 0, s, (T *)qkv, pool, g, layer, nh, st->n, st->pos0,
-		st->blocks, st->inv_freq, st->rope_mscale, (const uint8_t *)st->prefetch, chunks);
+		st->blocks, st->inv_freq, st->rope_mscale);
 }
 
 template <typename T, int HD>

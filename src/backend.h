@@ -118,11 +118,6 @@ struct backend_i {
 	/* optional: argmax of h[dim] . lm_head^T on the device; NULL = use logits() */
 	int (*argmax)(struct backend *be, int32_t *token_host, const void *h, const struct weight *lm_head);
 
-	/* optional: a hint that w will be multiplied with soon, after some latency-bound ops; the backend may start
-	 * moving it closer (the cuda backend prefetches its first part into L2 during rope_kv and attention at
-	 * decode). NULL = no such thing. */
-	int (*prefetch)(struct backend *be, const struct weight *w);
-
 	/* optional: capture the ops between begin and end as a replayable graph keyed by key (decode steps);
 	 * graph_begin returns 1 if a graph for key exists and was replayed (the caller then skips the ops
 	 * and calls graph_end anyway), 0 if capturing. NULL = no graphs. Keys: 1 the decode step (forward.c),
