@@ -28,7 +28,7 @@ quant() { # NAME BACKEND ARGS...
 		fail "auto_awq $n ($be): $(tail -c 400 "$tmp/$n.log")"
 		return 1
 	fi
-	echo "auto_awq $n ($be $*): $(echo "$(date +%s.%N) - $t0" | bc) s"
+	echo "auto_awq $n ($be $*): $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t0}") s"
 }
 ppl() { "$LMTERM" ppl "$1" --file "$tmp/eval.txt" --ctx 512 --backend cpu 2>/dev/null | sed -n 's/^perplexity: \([0-9.]*\).*/\1/p'; }
 agree() { # NAME_A NAME_B MIN_PERCENT
