@@ -540,9 +540,28 @@ static void olist_free(struct olist *l)
 	l->n = 0;
 }
 
+struct f16_job {
+	uint16_t *dst;
+	const void *src;
+	enum dtype dt;
+	size_t n;
+};
+
+static void f16_part(void *ud, int b, int e)
+{
+	const struct f16_job *j = ud;
+	float buf[4096];
+	for (size_t i = (size_t)b * 4096; i < MIN(j->n, (size_t)e * 4096); i += 4096) {
+		size_t k = MIN(4096, j->n - i);
+		to_f32(buf, (const char *)j->src + i * dtype_size(j->dt), j->dt, k);
+		for (size_t q = 0; q < k; q++) j->dst[i + q] = f32_to_f16(buf[q]);
+	}
+}
+
 /* A tensor copied from the checkpoint: floats become fp16 (AutoAWQ's checkpoints are fp16 throughout),
- * except RoPE's inv_freq buffers, whose precision matters; others are copied as they are. */
-static int olist_copy(struct olist *l, const struct st_tensor *t)
+ * except RoPE's inv_freq buffers, whose precision matters; others are copied as they are. The conversion
+ * runs on nt threads (the embeddings and lm_head of a 7B model are 0.8 G values). */
+static int olist_copy(struct olist *l, const struct st_tensor *t, int nt)
 {
 	size_t n = 1;
 	for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
@@ -552,12 +571,10 @@ static int olist_copy(struct olist *l, const struct st_tensor *t)
 	o->ndim = t->ndim;
 	memcpy(o->shape, t->shape, sizeof o->shape);
 	if (is_float(t->dt) && t->dt != DT_F16 && !strstr(t->name, "inv_freq")) {
-		float *f = malloc(n * sizeof *f);
-		uint16_t *h = f ? malloc(n * sizeof *h) : NULL;
-		if (!h) { free(f); free((void *)o->name); return lm_err(_("out of memory copying '%s'"), t->name); }
-		to_f32(f, t->data, t->dt, n);
-		for (size_t i = 0; i < n; i++) h[i] = f32_to_f16(f[i]);
-		free(f);
+		uint16_t *h = malloc(n * sizeof *h);
+		if (!h) { free((void *)o->name); return lm_err(_("out of memory copying '%s'"), t->name); }
+		struct f16_job j = { h, t->data, t->dt, n };
+		awq_parallel(nt, (int)((n + 4095) / 4096), f16_part, &j);
 		o->dt = DT_F16;
 		o->data = h;
 		l->own[l->n++] = h;
@@ -690,7 +707,7 @@ static int write_layer(struct ctx *x, int l, const struct lw *w, float **deq)
 			have = !strcmp(ol.t[j].name, t->name) ||
 			       (!strncmp(ol.t[j].name, t->name, stem) && !strcmp(t->name + stem, ".weight"));
 		}
-		if (!have && olist_copy(&ol, t)) goto out;
+		if (!have && olist_copy(&ol, t, x->nt)) goto out;
 	}
 	tstage(x, T_QUANT);
 	rc = write_shard(x, l, &ol);
@@ -708,7 +725,7 @@ static int write_rest(struct ctx *x)
 	for (int i = 0; i < st_set_count(x->set) && rc == LM_OK; i++) {
 		const struct st_tensor *t = st_set_get(x->set, i);
 		if (strncmp(t->name, "model.layers.", 13) == 0) continue;
-		rc = olist_copy(&ol, t);
+		rc = olist_copy(&ol, t, x->nt);
 	}
 	if (rc == LM_OK) rc = write_shard(x, x->nl, &ol);
 	olist_free(&ol);
