@@ -13,8 +13,10 @@
 #       3. tests/rand_model writes a random-weight model of InternLM2.5-7B's shape (configs/internlm2_5-7b-chat.json,
 #          bf16, 15.5 GB) to $AWQ_WORKDIR (default /tmp/awq7b), with tiny-en-zh's tokenizer
 #       4. lmterm lite auto_awq on it with the seed's settings (ptb, 128 x 2048, group 128, defaults) and
-#          LMTERM_AWQ_TIMING=1: seconds per stage per layer; AWQ7B_TF32=1 also runs it with TF32
-#      and prints a short table last. Logs go to $OUT.
+#          LMTERM_AWQ_TIMING=1: seconds per stage per layer; again with TF32 GEMMs, the two results compared
+#          (tests/awq_cmp); the result run by `lmterm generate --backend cuda`; a --search-scale run (TF32)
+#      and prints a short table last. Logs go to $OUT (one archive, logs.tgz).
+#      AWQ7B_CONFIG, AWQ7B_BACKEND, AWQ7B_SAMPLES replace the 7B config, backend, samples (to try the script on a CPU).
 set -u
 mode=${1:-run}
 
@@ -93,32 +95,50 @@ rm -rf "$W" "$W-awq" "$W-awq-tf32"
 df -h "$(dirname "$W")" | tail -1
 r_rm=1 r_7b=1 r_7t=77
 if [ "$(left)" -gt 60 ]; then
-	timeout $(lim 100) bin/rand_model configs/internlm2_5-7b-chat.json "$W" --tokenizer models/tiny-en-zh \
+	timeout $(lim 100) bin/rand_model ${AWQ7B_CONFIG:-configs/internlm2_5-7b-chat.json} "$W" --tokenizer models/tiny-en-zh \
 		> "$OUT/rand_model.log" 2>&1; r_rm=$?
 	cat "$OUT/rand_model.log"
 fi
-# 4. the 7B quantization, seed's settings
-mkdir -p data
-run7b() { # NAME [env]
+# 4. the 7B quantization, seed's settings (exact fp32 GEMMs), then with TF32 and compared; the result loaded
+#    and run by lmterm on the GPU; a --search-scale run (TF32) while time is left
+run7b() { # NAME ENV-ASSIGNMENTS... -- EXTRA-ARGS...
 	n=$1; shift
+	envs=""
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do envs="$envs $1"; shift; done
+	[ $# -gt 0 ] && shift
 	t1=$(date +%s.%N)
-	env LMTERM_DATA="$top/data" LMTERM_AWQ_TIMING=1 "$@" timeout $(lim 300) bin/lmterm lite auto_awq "$W" --work-dir "$W-$n" \
-		--calib-dataset ptb --calib-samples 128 --calib-seqlen 2048 --w-group-size 128 --backend cuda > "$OUT/7b-$n.log" 2>&1
+	env LMTERM_DATA="$top/data" LMTERM_AWQ_TIMING=1 $envs timeout $(lim 300) bin/lmterm lite auto_awq "$W" --work-dir "$W-$n" \
+		--calib-dataset ptb --calib-samples ${AWQ7B_SAMPLES:-128} --calib-seqlen 2048 --w-group-size 128 --backend ${AWQ7B_BACKEND:-cuda} "$@" > "$OUT/7b-$n.log" 2>&1
 	r=$?
-	echo "7b $n: rc $r, $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t1}") s wall" | tee -a "$OUT/7b-$n.log"
+	echo "7b $n:$envs $*: rc $r, $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t1}") s wall" | tee -a "$OUT/7b-$n.log"
 	return $r
 }
+r_cmp=77 r_gen=77 r_ss=77
 if [ $r_rm -eq 0 ]; then
 	run7b awq; r_7b=$?
-	grep "awq timing" "$OUT/7b-awq.log" | head -3
-	grep "awq timing" "$OUT/7b-awq.log" | tail -2
 	du -sh "$W-awq" 2>/dev/null
-	if [ "${AWQ7B_TF32:-0}" = 1 ] && [ "$(left)" -gt 60 ]; then run7b awq-tf32 LMTERM_AWQ_TF32=1; r_7t=$?; fi
+	if [ "$(left)" -gt 50 ]; then run7b tf32 LMTERM_AWQ_TF32=1; r_7t=$?; fi
+	if [ $r_7b -eq 0 ] && [ $r_7t -eq 0 ] && [ "$(left)" -gt 20 ]; then
+		timeout $(lim 60) bin/awq_cmp "$W-awq" "$W-tf32" > "$OUT/7b-cmp.txt" 2>&1; r_cmp=$?
+		echo "7B fp32 vs TF32: $(tail -1 "$OUT/7b-cmp.txt")"
+		grep -E "layers\.(0|15|31)\.(attention\.wqkv|feed_forward\.w2)" "$OUT/7b-cmp.txt"
+	fi
+	rm -rf "$W-tf32"
+	if [ $r_7b -eq 0 ] && [ "$(left)" -gt 30 ]; then
+		{ timeout $(lim 60) bin/lmterm generate "$W-awq" --ids "1 2 3 4 5" -n 8 --greedy --print-ids --backend ${AWQ7B_BACKEND:-cuda}; } \
+			> "$OUT/7b-gen.txt" 2>&1; r_gen=$?
+		echo "generate from the 7B AWQ output (cuda): rc $r_gen: $(tail -2 "$OUT/7b-gen.txt" | tr '\n' ' ')"
+	fi
+	rm -rf "$W-awq"
+	if [ "$(left)" -gt 100 ]; then run7b ss-tf32 LMTERM_AWQ_TF32=1 -- --search-scale; r_ss=$?; fi
+	rm -rf "$W-ss-tf32"
 fi
 
 echo
 echo "== AWQ GPU round: $(head -2 "$OUT/gpu.txt" | tail -1)"
-echo "tests: awq_ops fp32 $(status $r_ops), awq_ops tf32 $(status $r_tf), awq_cuda $(status $r_cuda), rand_model $(status $r_rm), 7b $(status $r_7b), 7b-tf32 $(status $r_7t)"
+echo "tests: awq_ops fp32 $(status $r_ops), awq_ops tf32 $(status $r_tf), awq_cuda $(status $r_cuda), rand_model $(status $r_rm)"
+echo "7B: fp32 $(status $r_7b), tf32 $(status $r_7t), fp32-vs-tf32 compare $(status $r_cmp), generate $(status $r_gen), search-scale tf32 $(status $r_ss)"
+[ -f "$OUT/7b-cmp.txt" ] && echo "7B fp32 vs TF32: $(tail -1 "$OUT/7b-cmp.txt")"
 for f in "$OUT"/7b-*.log; do
 	[ -f "$f" ] || continue
 	echo "-- $(basename "$f" .log): $(grep -E '^7b ' "$f")"
@@ -128,3 +148,5 @@ for f in "$OUT"/7b-*.log; do
 	grep "awq timing: rest" "$f"
 	grep "wrote\|lmterm:" "$f" | tail -2
 done
+# one archive instead of many files (a device call returns only a few files)
+(cd "$OUT" && tar czf logs.tgz ./*.log ./*.txt 2>/dev/null && rm -f ./*.log ./*.txt)
