@@ -41,6 +41,12 @@ if [ "$mode" = prepare ]; then
 		cp -r "$top/tests/data/fixtures/$m" "$dest/data/fixtures/"
 		cp -r "$top/tests/data/golden/$m" "$dest/data/golden/"
 	done
+	# ROUND_REAL_MODELS: trained models of tests/data/models too (tiny-en-zh-internlm2 is 13 MB, small-en-zh 36)
+	for m in ${ROUND_REAL_MODELS:-}; do
+		mkdir -p "$dest/data/models"
+		cp -r "$top/tests/data/models/$m" "$dest/data/models/" && cp -r "$top/tests/data/golden/$m" "$dest/data/golden/"
+		echo "$m" >> "$dest/data/real-models"
+	done
 	# the device call's tree is limited (64 MiB with everything else carried): stripped, xz-compressed
 	strip "$dest/lmterm" "$dest/tests/test_backend_ops" "$dest/tests/test_golden" "$dest/tests/test_attn_ops"
 	xz -6 -T2 "$dest/lmterm" "$dest/tests/test_backend_ops" "$dest/tests/test_golden" "$dest/tests/test_attn_ops"
@@ -63,7 +69,7 @@ export LD_LIBRARY_PATH="$top/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LI
 export top_srcdir="$top" top_builddir="$top" LMTERM="$top/lmterm"
 if [ -d "$top/data" ]; then
 	sh tests/unpack-data.sh "$top/data" "$top/data-unpacked" || exit 1
-	export TESTDATA="$top/data-unpacked" LMTERM_TEST_MODELS="llama3-rand llama3-rand-awq qwen2-rand llama-dynrope-rand internlm2-rand"
+	export TESTDATA="$top/data-unpacked" LMTERM_TEST_MODELS="llama3-rand llama3-rand-awq qwen2-rand llama-dynrope-rand internlm2-rand $(cat "$top/data/real-models" 2>/dev/null | tr '\n' ' ')"
 else
 	export TESTDATA="$top/tests/data-unpacked"
 fi
