@@ -42,9 +42,21 @@ if [ "$mode" = prepare ]; then
 		cp -r "$top/tests/data/golden/$m" "$dest/data/golden/"
 	done
 	# ROUND_REAL_MODELS: trained models of tests/data/models too (tiny-en-zh-internlm2 is 13 MB, small-en-zh 36)
+	# (the demo model tiny-en-zh lives in models/ of the tree: compressed into the bundle's models/)
 	for m in ${ROUND_REAL_MODELS:-}; do
-		mkdir -p "$dest/data/models"
-		cp -r "$top/tests/data/models/$m" "$dest/data/models/" && cp -r "$top/tests/data/golden/$m" "$dest/data/golden/"
+		if [ "$m" = tiny-en-zh ]; then
+			mkdir -p "$dest/models/$m"
+			for f in "$top/models/$m"/*; do
+				case "$f" in
+				*.safetensors) xz -6 -T2 -c "$f" > "$dest/models/$m/$(basename "$f").xz" ;;
+				*) cp "$f" "$dest/models/$m/" ;;
+				esac
+			done
+		else
+			mkdir -p "$dest/data/models"
+			cp -r "$top/tests/data/models/$m" "$dest/data/models/"
+		fi
+		cp -r "$top/tests/data/golden/$m" "$dest/data/golden/"
 		echo "$m" >> "$dest/data/real-models"
 	done
 	# the device call's tree is limited (64 MiB with everything else carried): stripped, xz-compressed
@@ -57,7 +69,7 @@ fi
 [ "$mode" = run ] || { echo "usage: gpu-round.sh prepare DEST | run"; exit 2; }
 cd "$(dirname "$0")/.." || exit 1
 top=$(pwd)
-for f in lmterm.xz tests/*.xz; do
+for f in lmterm.xz tests/*.xz models/*/*.xz; do
 	[ -f "$f" ] || continue
 	{ xz -dc "$f" > "${f%.xz}" 2>/dev/null ||
 		python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" "$f" "${f%.xz}"; } &&
