@@ -473,24 +473,15 @@ template <int TPB, int CPG, int UG> struct tile_buf {
 	uint2 s[UG][TPB];
 };
 
-// Epilogues: EPI_PLAIN stores y; EPI_GLU (the MLP's w13, TPB 2) stores silu(gate) * up; EPI_RES (the
-// output projections wo, w2) adds y into the residual xr and the last block to finish (a ticket counter it
-// resets) computes the next RMSNorm of the whole of xr into h, as add_rmsnorm would (cuda/gemv.cu's RES).
-enum { EPI_PLAIN, EPI_GLU, EPI_RES };
-struct awq_res {
-	uint16_t *xr;     // [n][N] residual, updated in place
-	uint16_t *h;      // [n][N] rmsnorm(xr) * nw
-	const float *nw;  // [N] norm weight
-	float eps;
-	unsigned *ticket; // 0 between launches
-};
+// Epilogues: EPI_PLAIN stores y; EPI_GLU (the MLP's w13, TPB 2) stores silu(gate) * up.
+enum { EPI_PLAIN, EPI_GLU };
 
 // after the K loop, common to the tiled kernels: the W warps' partial sums added through shared memory
 // (red: [W][TPB][32]), then the epilogue. D fragment: acc[j][0], acc[j][1] = row g of tile j, columns 2t,
 // 2t + 1; acc[j][2], acc[j][3] = row g + 8.
 template <typename T, int TPB, int EPI>
 static __device__ __forceinline__ void tile_epilogue(float (&acc)[TPB][4], float4 *red, const int (&tile)[TPB], T *y,
-						     const float *bias, int nb, int N, const awq_res &res)
+						     const float *bias, int nb, int N)
 {
 	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int g = lane >> 2, t = lane & 3;
@@ -498,9 +489,8 @@ static __device__ __forceinline__ void tile_epilogue(float (&acc)[TPB][4], float
 #pragma unroll
 		for (int j = 0; j < TPB; j++) red[(warp * TPB + j) * 32 + lane] = make_float4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
 		__syncthreads();
-		if (warp && EPI != EPI_RES) return;
-		if (!warp)
-			for (int w = 1; w < W; w++)
+		if (warp) return;
+		for (int w = 1; w < W; w++)
 #pragma unroll
 				for (int j = 0; j < TPB; j++) {
 					const float4 p = red[(w * TPB + j) * 32 + lane];
@@ -528,46 +518,17 @@ static __device__ __forceinline__ void tile_epilogue(float (&acc)[TPB][4], float
 			for (int h = 0; h < 2; h++) {
 				const int n = 2 * t + h;
 				if (n >= nb) break;
-				if constexpr (EPI == EPI_RES) {
-					T *x0 = (T *)res.xr + (size_t)n * N + r0, *x1 = (T *)res.xr + (size_t)n * N + r1;
-					*x0 = from_f<T>(to_f(__ldcg(x0)) + acc[j][h] + b0);
-					*x1 = from_f<T>(to_f(__ldcg(x1)) + acc[j][2 + h] + b1);
-				} else {
-					y[(size_t)n * N + r0] = from_f<T>(acc[j][h] + b0);
-					y[(size_t)n * N + r1] = from_f<T>(acc[j][2 + h] + b1);
-				}
+				y[(size_t)n * N + r0] = from_f<T>(acc[j][h] + b0);
+				y[(size_t)n * N + r1] = from_f<T>(acc[j][2 + h] + b1);
 			}
 		}
-	}
-	if constexpr (EPI == EPI_RES) {
-		// the last block: every row of xr is final once all the others have counted themselves
-		__shared__ bool last;
-		__threadfence(); // this block's xr updates, before its ticket
-		__syncthreads();
-		if (threadIdx.x == 0) last = atomicAdd(res.ticket, 1u) == gridDim.x - 1;
-		__syncthreads();
-		if (!last) return;
-		__threadfence();
-		for (int b = 0; b < nb; b++) {
-			const T *xb = (const T *)res.xr + (size_t)b * N;
-			T *hb = (T *)res.h + (size_t)b * N;
-			float ss = 0.f;
-			for (int i = threadIdx.x; i < N; i += blockDim.x) {
-				const float v = to_f(__ldcg(xb + i));
-				ss += v * v;
-			}
-			const float inv = rsqrtf(block_sum_f(ss) / N + res.eps);
-			for (int i = threadIdx.x; i < N; i += blockDim.x)
-				hb[i] = from_f<T>(res.nw[i] * to_f(from_f<T>(to_f(__ldcg(xb + i)) * inv)));
-		}
-		if (threadIdx.x == 0) *res.ticket = 0u;
 	}
 }
 
 template <typename T, int CPG, int TPB, int UG, int EPI>
 __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	awq_tile2_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
-			 const uint2 *__restrict__ sz, const float *__restrict__ bias, int nb, int N, int K, awq_res res)
+			 const uint2 *__restrict__ sz, const float *__restrict__ bias, int nb, int N, int K)
 {
 	constexpr bool GLU = EPI == EPI_GLU;
 	static_assert(!GLU || TPB == 2, "GLU: a gate tile and an up tile");
@@ -657,68 +618,26 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 		if (i + 2 < nsteps) load(buf[0], i + 2);
 		compute(buf[1], i + 1);
 	}
-	tile_epilogue<T, TPB, EPI>(acc, red2, tile, y, bias, nb, N, res);
+	tile_epilogue<T, TPB, EPI>(acc, red2, tile, y, bias, nb, N);
 }
 
-// v2 launch shapes: W warps per block (split K), TPB tiles per block, UG groups per step; LMTERM_AWQ_TILE
-// = "W,TPB,UG" overrides for measurements (W 0 = automatic)
-struct tile2_shape {
-	int w, tpb, ug;
-};
-static tile2_shape tile2_forced(void)
-{
-	static tile2_shape f = { -1, 0, 0 };
-	if (f.w < 0) {
-		f = { 0, 0, 0 };
-		const char *e = getenv("LMTERM_AWQ_TILE");
-		int w = 0, tpb = 0, ug = 0;
-		if (e && sscanf(e, "%d,%d,%d", &w, &tpb, &ug) == 3 && w >= 0 && w <= TILE_MAX_WARPS && tpb >= 1 &&
-		    tpb <= 2 && ug >= 1 && ug <= 2)
-			f = { w, tpb, ug };
-	}
-	return f;
-}
-
-template <typename T, int CPG, int TPB, int UG, int EPI>
-static void tile2_go(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N, int K,
-		     int W, const awq_res &res, cudaStream_t s)
-{
-	const int blocks = EPI == EPI_GLU ? N / 32 : N / (16 * TPB);
-	klaunch(awq_tile2_kernel<T, CPG, TPB, UG, EPI>, blocks, W * 32, (size_t)W * TPB * 32 * sizeof(float4), s, (T *)y,
-		(const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, n, N, K, res);
-}
-
+// the GLU launch: W warps per block (split K). 16 was the fastest of 2..16 on the H200 for w13 (about 12.5
+// against 25 us at 4 warps; 2026-12-04, tests/bench_awq)
 template <typename T, int CPG>
-static void tile2_launch(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N,
-			 int K, int epi, const awq_res &res, cudaStream_t s)
+static void tile2_glu_launch(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N,
+			     int K, cudaStream_t s)
 {
-	const bool glu = epi == EPI_GLU;
 	const int G = K / (64 * CPG);
-	tile2_shape sh = tile2_forced();
-	if (glu) sh.tpb = 2, sh.ug = 1;
-	if (!sh.tpb) sh.tpb = 1, sh.ug = 2;
-	if (sh.tpb == 2) sh.ug = 1; // 2 x 2 would spill
-	if (N % (16 * sh.tpb)) sh.tpb = 1;
-	int W = sh.w;
-	if (!W) { // about 32 warps per SM over the grid, each with at least two steps when K allows
-		const int blocks = N / (16 * sh.tpb), want = 132 * 32;
-		W = 1;
-		while (W < TILE_MAX_WARPS && blocks * W < want && 2 * W * sh.ug * 2 <= G) W *= 2;
-	}
+	int W = TILE_MAX_WARPS;
 	while (W > 1 && W > G) W /= 2;
-	if (glu) tile2_go<T, CPG, 2, 1, EPI_GLU>(y, x, qw, sz, bias, n, N, K, W, res, s);
-	else if (epi == EPI_RES && sh.tpb == 2) tile2_go<T, CPG, 2, 1, EPI_RES>(y, x, qw, sz, bias, n, N, K, W, res, s);
-	else if (epi == EPI_RES && sh.ug == 2) tile2_go<T, CPG, 1, 2, EPI_RES>(y, x, qw, sz, bias, n, N, K, W, res, s);
-	else if (epi == EPI_RES) tile2_go<T, CPG, 1, 1, EPI_RES>(y, x, qw, sz, bias, n, N, K, W, res, s);
-	else if (sh.tpb == 2) tile2_go<T, CPG, 2, 1, EPI_PLAIN>(y, x, qw, sz, bias, n, N, K, W, res, s);
-	else if (sh.ug == 2) tile2_go<T, CPG, 1, 2, EPI_PLAIN>(y, x, qw, sz, bias, n, N, K, W, res, s);
-	else tile2_go<T, CPG, 1, 1, EPI_PLAIN>(y, x, qw, sz, bias, n, N, K, W, res, s);
+	klaunch(awq_tile2_kernel<T, CPG, 2, 1, EPI_GLU>, N / 32, W * 32, (size_t)W * 2 * 32 * sizeof(float4), s, (T *)y,
+		(const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, n, N, K);
 }
 
 // prefill: one thread per 16-byte vector of the tiled layout = rows g, g + 8 of a tile, 16 inputs each
 template <typename T>
 __global__ void awq_tile_dequant_kernel(uint16_t *dst, const uint4 *qw, const uint2 *sz, int rt0, int tiles, int K,
-					int group)
+					int group, bool dq_pairs)
 {
 	const int KC = K / 64, G = K / group;
 	const size_t total = (size_t)tiles * KC * 32;
@@ -761,12 +680,31 @@ __global__ void awq_tile_dequant_kernel(uint16_t *dst, const uint4 *qw, const ui
 				if ((i8 >> 1) & 1) set_elem<T>(hi[k >> 3], k & 7, (q - zh) * sh);
 				else set_elem<T>(lo[k >> 3], k & 7, (q - zl) * sl);
 			}
-		uint4 *o = (uint4 *)(dst + ((size_t)(16 * rt + g) * K + (size_t)kc * 64 + 16 * t));
-		o[0] = lo[0].u;
-		o[1] = lo[1].u;
-		o = (uint4 *)((uint16_t *)o + (size_t)8 * K);
-		o[0] = hi[0].u;
-		o[1] = hi[1].u;
+		uint16_t *o = dst + ((size_t)(16 * rt + g) * K + (size_t)kc * 64 + 16 * t);
+		if (dq_pairs) {
+			// lanes t, t ^ 1 swap a half so that each store instruction fills whole 32-byte sectors: the
+			// even lane stores its first 16 bytes then the odd lane's first, the odd lane the even lane's
+			// second then its own second
+			const bool odd = t & 1;
+#pragma unroll
+			for (int r = 0; r < 2; r++) {
+				const vec8 *v = r ? hi : lo;
+				uint16_t *orow = o + (size_t)r * 8 * K;
+				const uint4 send = odd ? v[0].u : v[1].u;
+				uint4 recv;
+				recv.x = __shfl_xor_sync(0xffffffffu, send.x, 1);
+				recv.y = __shfl_xor_sync(0xffffffffu, send.y, 1);
+				recv.z = __shfl_xor_sync(0xffffffffu, send.z, 1);
+				recv.w = __shfl_xor_sync(0xffffffffu, send.w, 1);
+				*(uint4 *)(orow + (odd ? -8 : 0)) = odd ? recv : v[0].u;
+				*(uint4 *)(orow + (odd ? 8 : 16)) = odd ? v[1].u : recv;
+			}
+		} else {
+			((uint4 *)o)[0] = lo[0].u;
+			((uint4 *)o)[1] = lo[1].u;
+			((uint4 *)(o + (size_t)8 * K))[0] = hi[0].u;
+			((uint4 *)(o + (size_t)8 * K))[1] = hi[1].u;
+		}
 	}
 }
 
@@ -812,29 +750,6 @@ extern "C" void awq_repack_tiled(uint32_t *qw, uint16_t *sz, const int32_t *qwei
 // ------------------------------------------------------------------------------------------------------
 // entry points: the layout follows from the shape and group (awq_tiled_layout), as at load
 
-// LMTERM_AWQ_KERNEL=1: the first tiled kernel (no prefetch across steps), for measurements
-static bool tile_v1(void)
-{
-	static int v = -1;
-	if (v < 0) {
-		const char *e = getenv("LMTERM_AWQ_KERNEL");
-		v = e && strcmp(e, "1") == 0;
-	}
-	return v == 1;
-}
-
-static void tile2_any(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N, int K,
-		      int group, int epi, const awq_res &res, enum dtype act, cudaStream_t s)
-{
-	if (act == DT_BF16) {
-		if (group == 64) tile2_launch<bf16_t, 1>(y, x, qw, sz, bias, n, N, K, epi, res, s);
-		else tile2_launch<bf16_t, 2>(y, x, qw, sz, bias, n, N, K, epi, res, s);
-	} else {
-		if (group == 64) tile2_launch<half, 1>(y, x, qw, sz, bias, n, N, K, epi, res, s);
-		else tile2_launch<half, 2>(y, x, qw, sz, bias, n, N, K, epi, res, s);
-	}
-}
-
 extern "C" bool k_awq_gemv_swiglu_supported(int n, int N, int K, int group)
 {
 	return n >= 1 && n <= 8 && N % 32 == 0 && awq_tiled_layout(N, K, group);
@@ -845,19 +760,14 @@ extern "C" int k_awq_gemv_swiglu(void *y, const void *x, const uint32_t *qw, con
 {
 	if (!k_awq_gemv_swiglu_supported(n, N, K, group))
 		return lm_err("AWQ gemv_swiglu: unsupported shape (batch %d, N %d, K %d, group %d)", n, N, K, group);
-	tile2_any(y, x, qw, sz, bias, n, N, K, group, EPI_GLU, awq_res{}, act, s);
+	if (act == DT_BF16) {
+		if (group == 64) tile2_glu_launch<bf16_t, 1>(y, x, qw, sz, bias, n, N, K, s);
+		else tile2_glu_launch<bf16_t, 2>(y, x, qw, sz, bias, n, N, K, s);
+	} else {
+		if (group == 64) tile2_glu_launch<half, 1>(y, x, qw, sz, bias, n, N, K, s);
+		else tile2_glu_launch<half, 2>(y, x, qw, sz, bias, n, N, K, s);
+	}
 	LAUNCHED("AWQ gemv_swiglu");
-}
-
-extern "C" int k_awq_gemv_add_rmsnorm(void *h, void *xr, const void *x, const uint32_t *qw, const void *sz,
-				      const float *bias, const float *nw, float eps, unsigned *ticket, int n, int N, int K,
-				      int group, enum dtype act, cudaStream_t s)
-{
-	if (n < 1 || n > 8 || !awq_tiled_layout(N, K, group))
-		return lm_err("AWQ gemv_add_rmsnorm: unsupported shape (batch %d, N %d, K %d, group %d)", n, N, K, group);
-	const awq_res res = { (uint16_t *)xr, (uint16_t *)h, nw, eps, ticket };
-	tile2_any(NULL, x, qw, sz, bias, n, N, K, group, EPI_RES, res, act, s);
-	LAUNCHED("AWQ gemv_add_rmsnorm");
 }
 
 extern "C" bool k_awq_gemv_supported(int n, int N, int K, int group)
@@ -872,16 +782,25 @@ extern "C" int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void
 	if (!k_awq_gemv_supported(n, N, K, group))
 		return lm_err("AWQ gemv: unsupported shape (batch %d, K %d, group %d)", n, K, group);
 	if (N <= 0) return LM_OK;
-	if (awq_tiled_layout(N, K, group) && tile_v1()) {
+	if (awq_tiled_layout(N, K, group)) {
 		if (act == DT_BF16) tile_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, s);
 		else tile_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, s);
-	} else if (awq_tiled_layout(N, K, group)) {
-		tile2_any(y, x, qw, sz, bias, n, N, K, group, EPI_PLAIN, awq_res{}, act, s);
 	} else {
 		if (act == DT_BF16) awq_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, s);
 		else awq_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, s);
 	}
 	LAUNCHED("AWQ gemv");
+}
+
+// LMTERM_AWQ_DQ=0: the dequant kernel's plain stores (half sectors per instruction), for measurements
+static bool dq_pairs(void)
+{
+	static int v = -1;
+	if (v < 0) {
+		const char *e = getenv("LMTERM_AWQ_DQ");
+		v = !(e && strcmp(e, "0") == 0);
+	}
+	return v == 1;
 }
 
 extern "C" int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int N, int K, int group,
@@ -896,10 +815,10 @@ extern "C" int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int 
 		const int tb = (int)MIN((total / 4 + 255) / 256, (size_t)65535); // a thread per 32 weights
 		if (act == DT_BF16)
 			awq_tile_dequant_kernel<bf16_t><<<tb, 256, 0, s>>>((uint16_t *)dst, (const uint4 *)qw,
-									       (const uint2 *)sz, r0 / 16, rows / 16, K, group);
+									       (const uint2 *)sz, r0 / 16, rows / 16, K, group, dq_pairs());
 		else
 			awq_tile_dequant_kernel<half><<<tb, 256, 0, s>>>((uint16_t *)dst, (const uint4 *)qw,
-									     (const uint2 *)sz, r0 / 16, rows / 16, K, group);
+									     (const uint2 *)sz, r0 / 16, rows / 16, K, group, dq_pairs());
 	} else if (act == DT_BF16)
 		awq_dequant_kernel<bf16_t><<<blocks, 256, 0, s>>>((uint16_t *)dst, qw, (const half2 *)sz, r0, rows, K, group);
 	else

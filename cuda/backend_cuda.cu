@@ -38,8 +38,9 @@
 
 #define GRAPH_CTX_STEP 1024
 #define MAX_GRAPHS BACKEND_MAX_GRAPHS
-// AWQ prefill dequantizes at most this many weights at a time into the scratch (64 MiB in 16 bits)
-#define AWQ_SLAB_ELEMS (32u << 20)
+// AWQ prefill dequantizes at most this many weights at a time into the scratch (128 MiB in 16 bits: on the
+// H200, 64 MiB made w2 and w13 at 512 tokens 8-15% slower, 16-32 MiB much slower, 256 MiB was no better)
+#define AWQ_SLAB_ELEMS (64u << 20)
 // logits are computed at most this many floats at a time (64 MiB)
 #define LOGITS_CHUNK_FLOATS (16u << 20)
 
@@ -189,7 +190,6 @@ struct cuda_be {
 	float *d_logits;
 	size_t logits_cap;
 	int32_t *d_tok, *h_tok;
-	unsigned *d_ticket; // the fused projection + norm's last-block counter (0 between launches)
 
 	void *awq_scratch;
 	size_t awq_scratch_bytes;
@@ -679,13 +679,7 @@ static int awq_gemm(struct backend *be, void *y, const void *x, const struct wei
 {
 	struct cuda_be *c = cb(be);
 	const int N = w->rows, K = w->cols;
-	static size_t slab_elems; // LMTERM_AWQ_SLAB_MB: the scratch size, for measurements
-	if (!slab_elems) {
-		const char *e = getenv("LMTERM_AWQ_SLAB_MB");
-		const long mb = e ? atol(e) : 0;
-		slab_elems = mb > 0 && mb <= 4096 ? (size_t)mb << 19 : AWQ_SLAB_ELEMS;
-	}
-	int slab = (int)MIN((size_t)N, MAX((size_t)64, slab_elems / (size_t)K));
+	int slab = (int)MIN((size_t)N, MAX((size_t)64, AWQ_SLAB_ELEMS / (size_t)K));
 	slab = slab >= 64 ? slab / 16 * 16 : slab; // whole row tiles of the tiled layout
 	if (awq_scratch(be, (size_t)slab * K * be->act_size)) return LM_ERR;
 	for (int r0 = 0; r0 < N; r0 += slab) {
@@ -735,26 +729,6 @@ static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void 
 						  n, w->rows, w->cols, w->group, be->act_dt, c->s));
 	if (cu_matmul(be, gu, x, w, n)) return LM_ERR;
 	return op_rc(c, k_swiglu(out, gu, n, w->rows / 2, be->act_dt, c->s));
-}
-
-// an output projection + residual + the next norm: one GEMV at batch 1..8 (16-bit weights, or AWQ in the
-// tiled layout), else the two ops
-static int cu_matmul_add_rmsnorm(struct backend *be, void *h, void *x, void *dx, const void *in, const struct weight *w,
-				 const struct weight *norm, int n, float eps)
-{
-	struct cuda_be *c = cb(be);
-	if (n <= 0) return LM_OK;
-	if (w->dt == be->act_dt && w->data && norm->dt == DT_F32 && norm->data && norm->cols == w->rows &&
-	    k_gemv_supported(n, w->cols))
-		return op_rc(c, k_gemv_add_rmsnorm(h, x, in, w->data, (const float *)w->bias, (const float *)norm->data,
-						   eps, c->d_ticket, n, w->rows, w->cols, be->act_dt, c->s));
-	if (w->dt == DT_Q4 && norm->dt == DT_F32 && norm->data && norm->cols == w->rows && n >= 1 && n <= 8 &&
-	    awq_tiled_layout(w->rows, w->cols, w->group))
-		return op_rc(c, k_awq_gemv_add_rmsnorm(h, x, in, (const uint32_t *)w->qweight, w->scales,
-						       (const float *)w->bias, (const float *)norm->data, eps, c->d_ticket,
-						       n, w->rows, w->cols, w->group, be->act_dt, c->s));
-	if (cu_matmul(be, dx, in, w, n)) return LM_ERR;
-	return cu_add_rmsnorm(be, h, x, dx, norm, n, eps);
 }
 
 static int cu_rope_kv(struct backend *be, void *qkv, struct kv_cache *kv, int layer, int n_heads)
@@ -1028,7 +1002,6 @@ static const struct backend_i cuda_i = {
 	.attention = cu_attention,
 	.swiglu = cu_swiglu,
 	.matmul_swiglu = cu_matmul_swiglu,
-	.matmul_add_rmsnorm = cu_matmul_add_rmsnorm,
 	.logits = cu_logits,
 	.argmax = cu_argmax,
 	.graph_begin = cu_graph_begin,
@@ -1114,11 +1087,9 @@ extern "C" struct backend *backend_cuda_create(enum dtype model_dtype)
 	c->blas_ws = cu_alloc(&c->be, blas_ws, MEM_OTHER);
 	c->d_tok = c->blas_ws ? (int32_t *)cu_alloc(&c->be, sizeof(int32_t), MEM_OTHER) : NULL;
 	c->d_pos0 = c->d_tok ? (int32_t *)cu_alloc(&c->be, sizeof(int32_t), MEM_OTHER) : NULL;
-	c->d_ticket = c->d_pos0 ? (unsigned *)cu_alloc(&c->be, sizeof(unsigned), MEM_OTHER) : NULL;
-	if (c->d_ticket) CREATE_CK(cudaMemset(c->d_ticket, 0, sizeof(unsigned)), "counter");
-	if (!c->d_ticket || cublasSetStream(c->blas, c->s) != CUBLAS_STATUS_SUCCESS ||
+	if (!c->d_pos0 || cublasSetStream(c->blas, c->s) != CUBLAS_STATUS_SUCCESS ||
 	    cublasSetWorkspace(c->blas, c->blas_ws, blas_ws) != CUBLAS_STATUS_SUCCESS) {
-		if (c->d_ticket) lm_err(_("cuBLAS: cannot set the stream or workspace"));
+		if (c->d_pos0) lm_err(_("cuBLAS: cannot set the stream or workspace"));
 		cu_destroy(&c->be);
 		return NULL;
 	}

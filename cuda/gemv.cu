@@ -29,25 +29,11 @@ static __device__ __forceinline__ uint4 ld_stream(const uint4 *p)
 // GLU (the MLP's fused w13 with SwiGLU, R == 2): a row group owns output j of F = N / 2, computing the gate
 // row j and the up row F + j together, and stores silu(gate) * up: y[n][F] (the swiglu kernel and the
 // round trip of gate and up through memory disappear).
-// RES (the output projections wo and w2, whose result is added to the residual stream, N = dim): instead of
-// storing y, each row is added into the residual xr (xr[b][row] += y), and the last block to finish (a
-// ticket counter it resets) computes the next RMSNorm of the whole of xr into h, as add_rmsnorm would:
-// the norm kernel that followed, and its launch gap, disappear. xr is read through L2 only (__ldcg):
-// other blocks wrote it.
-struct gemv_res {
-	uint16_t *xr;     // [n][N] residual, updated in place
-	uint16_t *h;      // [n][N] rmsnorm(xr) * nw
-	const float *nw;  // [N] norm weight
-	float eps;
-	unsigned *ticket; // 0 between launches
-};
-
-template <typename T, typename TO, int NB, int R, int U, int W, int KS, bool PRE, bool GLU = false, bool RES = false>
+template <typename T, typename TO, int NB, int R, int U, int W, int KS, bool PRE, bool GLU = false>
 __global__ void __launch_bounds__(W * 32) gemv_kernel(TO *__restrict__ y, const uint16_t *__restrict__ x,
 						     const uint16_t *__restrict__ w, const float *__restrict__ bias,
-						     int N, int K, gemv_res res)
+						     int N, int K)
 {
-	static_assert(!(GLU && RES), "one epilogue");
 	static_assert(!GLU || R == 2, "GLU computes one gate and one up row");
 	pdl_launch_dependents();
 	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -146,62 +132,31 @@ __global__ void __launch_bounds__(W * 32) gemv_kernel(TO *__restrict__ y, const 
 			if (row >= N) break;
 			const float bv = bias ? bias[row] : 0.f;
 #pragma unroll
-			for (int b = 0; b < NB; b++) {
-				if (RES) {
-					T *xp = (T *)res.xr + (size_t)b * N + row;
-					*xp = from_f<T>(to_f(__ldcg(xp)) + acc[b][r] + bv);
-				} else {
-					y[(size_t)b * N + row] = from_f<TO>(acc[b][r] + bv);
-				}
-			}
+			for (int b = 0; b < NB; b++) y[(size_t)b * N + row] = from_f<TO>(acc[b][r] + bv);
 		}
 	}
-	if (!RES) return;
-	// the last block: every row of xr is final once all the others have counted themselves
-	__shared__ bool last;
-	__syncthreads();
-	if (threadIdx.x == 0) {
-		__threadfence();
-		last = atomicAdd(res.ticket, 1u) == gridDim.x - 1;
-	}
-	__syncthreads();
-	if (!last) return;
-	__threadfence();
-	for (int b = 0; b < NB; b++) {
-		const T *xb = (const T *)res.xr + (size_t)b * N;
-		T *hb = (T *)res.h + (size_t)b * N;
-		float ss = 0.f;
-		for (int i = threadIdx.x; i < N; i += W * 32) {
-			const float v = to_f(__ldcg(xb + i));
-			ss += v * v;
-		}
-		const float inv = rsqrtf(block_sum_f(ss) / N + res.eps);
-		for (int i = threadIdx.x; i < N; i += W * 32)
-			hb[i] = from_f<T>(res.nw[i] * to_f(from_f<T>(to_f(__ldcg(xb + i)) * inv)));
-	}
-	if (threadIdx.x == 0) *res.ticket = 0u;
 }
 
-template <typename T, typename TO, int NB, int R, int U, int W, int KS, bool PRE, bool GLU = false, bool RES = false>
-static cudaError_t launch_v(void *y, const void *x, const void *w, const float *bias, int N, int K, cudaStream_t s,
-			    const gemv_res &res = gemv_res{})
+template <typename T, typename TO, int NB, int R, int U, int W, int KS, bool PRE, bool GLU = false>
+static cudaError_t launch_v(void *y, const void *x, const void *w, const float *bias, int N, int K, cudaStream_t s)
 {
 	const int rows_per_block = GLU ? W / KS : W / KS * R;
 	const int out_rows = GLU ? N / 2 : N;
 	const int blocks = (out_rows + rows_per_block - 1) / rows_per_block;
-	return klaunch(gemv_kernel<T, TO, NB, R, U, W, KS, PRE, GLU, RES>, blocks, W * 32, 0, s, (TO *)y,
-		       (const uint16_t *)x, (const uint16_t *)w, bias, N, K, res);
+	return klaunch(gemv_kernel<T, TO, NB, R, U, W, KS, PRE, GLU>, blocks, W * 32, 0, s, (TO *)y,
+		       (const uint16_t *)x, (const uint16_t *)w, bias, N, K);
 }
 
-// batch 1's shape: LMTERM_GEMV=V picks one of these (measurement). The default, 5 (8 warps per block, 4 of
-// them splitting K per row, U = 4), was the fastest of 0-7 per op on the H200 (2026-12-04, bench --profile:
-// wqkv 14.2 us, wo 10.5, w2 30.4 against 14.6, 10.8, 30.8 for 0, the first shape); 8 = 0 for the GLU too.
+// batch 1's shape: LMTERM_GEMV=V picks one of these (measurement). The default, 9 (8 warps per block, all on
+// one row, 2 loads in flight per lane), was the fastest per op on the H200 (2026-12-04, bench --profile:
+// wqkv 13.7 us, wo 9.9, w13 53.6, w2 28.6; shape 5 (4 warps per row, U = 4) 14.2, 10.5, 53.5, 30.4; shape
+// 0, the first one (a warp per row, U = 4), 14.6, 10.8, 56.0, 30.8). LMTERM_GEMV=8 is 0 for the GLU too.
 static int gemv_variant()
 {
 	static int v = -1;
 	if (v < 0) {
 		const char *e = getenv("LMTERM_GEMV");
-		v = e && *e >= '0' && *e <= '9' ? *e - '0' : 5;
+		v = e && *e >= '0' && *e <= '9' ? *e - '0' : 9;
 	}
 	return v;
 }
@@ -218,8 +173,8 @@ static void launch_nb(void *y, const void *x, const void *w, const float *bias, 
 		case 6: launch_v<T, TO, 1, 2, 4, 8, 2, true>(y, x, w, bias, N, K, s); return;
 		case 7: launch_v<T, TO, 1, 1, 4, 4, 1, true>(y, x, w, bias, N, K, s); return;
 		case 0: case 8: launch_v<T, TO, 1, 1, 4, 4, 1, false>(y, x, w, bias, N, K, s); return;
-		case 9: launch_v<T, TO, 1, 1, 2, 8, 8, true>(y, x, w, bias, N, K, s); return;
-		default: launch_v<T, TO, 1, 1, 4, 8, 4, true>(y, x, w, bias, N, K, s); return;
+		case 5: launch_v<T, TO, 1, 1, 4, 8, 4, true>(y, x, w, bias, N, K, s); return;
+		default: launch_v<T, TO, 1, 1, 2, 8, 8, true>(y, x, w, bias, N, K, s); return;
 		}
 	}
 	constexpr int R = NB <= 2 ? 1 : 2;
@@ -247,8 +202,10 @@ template <typename T, int NB>
 static void launch_glu_nb(void *y, const void *x, const void *w, const float *bias, int N, int K, cudaStream_t s)
 {
 	constexpr int U = NB <= 2 ? 4 : NB <= 4 ? 2 : 1;
-	if (NB == 1 && gemv_variant() != 8) // batch 1: 8 warps, 4 of them splitting K per row pair
+	if (NB == 1 && gemv_variant() == 5) // batch 1: 8 warps, 4 of them splitting K per row pair
 		launch_v<T, T, NB, 2, U, 8, 4, true, true>(y, x, w, bias, N, K, s);
+	else if (NB == 1 && gemv_variant() != 8) // all 8 on one row pair, 2 loads per row in flight
+		launch_v<T, T, NB, 2, 2, 8, 8, true, true>(y, x, w, bias, N, K, s);
 	else
 		launch_v<T, T, NB, 2, U, 4, 1, true, true>(y, x, w, bias, N, K, s);
 }
@@ -276,45 +233,6 @@ extern "C" int k_gemv_swiglu(void *y, const void *x, const void *w, const float 
 	if (act == DT_BF16) launch_glu<bf16_t>(y, x, w, bias, n, N, K, s);
 	else launch_glu<half>(y, x, w, bias, n, N, K, s);
 	LAUNCHED("gemv_swiglu");
-}
-
-// the output projection with the residual add and the next RMSNorm (RES above)
-template <typename T, int NB>
-static void launch_res_nb(const void *x, const void *w, const float *bias, int N, int K, const gemv_res &r,
-			  cudaStream_t s)
-{
-	constexpr int R = NB <= 2 ? 1 : 2;
-	constexpr int U = NB <= 2 ? 4 : NB <= 4 ? 2 : 1;
-	if (NB == 1) launch_v<T, T, NB, 1, 4, 8, 4, true, false, true>(nullptr, x, w, bias, N, K, s, r);
-	else launch_v<T, T, NB, R, U, 4, 1, false, false, true>(nullptr, x, w, bias, N, K, s, r);
-}
-
-template <typename T>
-static void launch_res(const void *x, const void *w, const float *bias, int n, int N, int K, const gemv_res &r,
-		       cudaStream_t s)
-{
-	switch (n) {
-	case 1: launch_res_nb<T, 1>(x, w, bias, N, K, r, s); break;
-	case 2: launch_res_nb<T, 2>(x, w, bias, N, K, r, s); break;
-	case 3: launch_res_nb<T, 3>(x, w, bias, N, K, r, s); break;
-	case 4: launch_res_nb<T, 4>(x, w, bias, N, K, r, s); break;
-	case 5: launch_res_nb<T, 5>(x, w, bias, N, K, r, s); break;
-	case 6: launch_res_nb<T, 6>(x, w, bias, N, K, r, s); break;
-	case 7: launch_res_nb<T, 7>(x, w, bias, N, K, r, s); break;
-	default: launch_res_nb<T, 8>(x, w, bias, N, K, r, s); break;
-	}
-}
-
-extern "C" int k_gemv_add_rmsnorm(void *h, void *xr, const void *x, const void *w, const float *bias,
-				  const float *nw, float eps, unsigned *ticket, int n, int N, int K, enum dtype act,
-				  cudaStream_t s)
-{
-	if (!k_gemv_supported(n, K)) return lm_err("gemv_add_rmsnorm: unsupported shape (batch %d, K %d)", n, K);
-	if (N <= 0) return LM_OK;
-	const gemv_res r = { (uint16_t *)xr, (uint16_t *)h, nw, eps, ticket };
-	if (act == DT_BF16) launch_res<bf16_t>(x, w, bias, n, N, K, r, s);
-	else launch_res<half>(x, w, bias, n, N, K, r, s);
-	LAUNCHED("gemv_add_rmsnorm");
 }
 
 extern "C" bool k_gemv_supported(int n, int K) { return n >= 1 && n <= 8 && K > 0 && K % 8 == 0; }

@@ -32,10 +32,6 @@ int k_gemv(void *y, const void *x, const void *w, const float *bias, int n, int 
 /* the MLP's w13 and SwiGLU in one: y[n][N/2] = silu(x.W[0:N/2]^T + b) * (x.W[N/2:N]^T + b), n in 1..8 */
 int k_gemv_swiglu(void *y, const void *x, const void *w, const float *bias, int n, int N, int K, enum dtype act,
 		  cudaStream_t s);
-/* an output projection with the residual add and the next norm: xr[n][N] += x . W^T (+ bias), then
- * h = rmsnorm(xr) * nw (as k_add_rmsnorm); ticket: a device counter that is 0 between launches. n in 1..8 */
-int k_gemv_add_rmsnorm(void *h, void *xr, const void *x, const void *w, const float *bias, const float *nw,
-		       float eps, unsigned *ticket, int n, int N, int K, enum dtype act, cudaStream_t s);
 bool k_gemv_supported(int n, int K);
 
 /* y[:, c] += bias[c] for a row-major y[n][N] of act */
@@ -59,11 +55,6 @@ bool k_awq_gemv_supported(int n, int N, int K, int group);
 int k_awq_gemv_swiglu(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n,
 		      int N, int K, int group, enum dtype act, cudaStream_t s);
 bool k_awq_gemv_swiglu_supported(int n, int N, int K, int group);
-/* decode, an output projection + residual + the next norm (as k_gemv_add_rmsnorm): xr += x . W^T (+ bias),
- * then h = rmsnorm(xr) * nw; tiled layout (awq_tiled_layout), n in 1..8; ticket: a device counter at 0 */
-int k_awq_gemv_add_rmsnorm(void *h, void *xr, const void *x, const uint32_t *qw, const void *sz, const float *bias,
-			   const float *nw, float eps, unsigned *ticket, int n, int N, int K, int group, enum dtype act,
-			   cudaStream_t s);
 /* dequantize rows [r0, r0 + rows) of the N into dst[rows][K] of act (for prefill through cuBLAS);
  * tiled layout: r0 and rows multiples of 16 */
 int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int N, int K, int group,

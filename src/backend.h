@@ -113,11 +113,6 @@ struct backend_i {
 	/* optional: out[n][ffn] = swiglu(x[n][dim] . w13^T) in one op where the backend can fuse them; gu is the
 	 * [n][2 ffn] buffer matmul + swiglu would use (the backend may use it as scratch). NULL = those two. */
 	int (*matmul_swiglu)(struct backend *be, void *out, void *gu, const void *x, const struct weight *w13, int n);
-	/* optional: an output projection, the residual add and the next norm in one op where the backend can fuse
-	 * them; the same as matmul(dx, in, w) then add_rmsnorm(h, x, dx, norm, n, eps) (dx may be used as scratch
-	 * or left stale). NULL = those two. */
-	int (*matmul_add_rmsnorm)(struct backend *be, void *h, void *x, void *dx, const void *in, const struct weight *w,
-				  const struct weight *norm, int n, float eps);
 	/* logits_host[n][vocab] (float) = h[n][dim] . lm_head^T; waits for the result */
 	int (*logits)(struct backend *be, float *logits_host, const void *h, const struct weight *lm_head, int n);
 	/* optional: argmax of h[dim] . lm_head^T on the device; NULL = use logits() */

@@ -4,9 +4,10 @@
  *   x = embed(ids)
  *   per layer:  x += attention(rmsnorm(x)) ; x += mlp(rmsnorm(x))
  *   logits = lm_head(rmsnorm(x))
- * The residual add is fused into the next norm: add_rmsnorm(h, x, dx) does x += dx, h = rmsnorm(x); a
- * backend may fuse the projection before it too (matmul_add_rmsnorm), so each output projection is followed
- * by the norm that reads its result: the next layer's attention norm, or the final norm.
+ * The residual add is fused into the next norm: add_rmsnorm(h, x, dx) does x += dx, h = rmsnorm(x); each
+ * output projection is followed by the norm that reads its result (the next layer's attention norm, or the
+ * final norm). Fusing the projection and the norm too (a last-block epilogue) was measured slower on the
+ * H200: the serial tail cost more than the launch it saved (docs/PERFORMANCE.md).
  *
  * RoPE frequencies are computed on the host per call for the sequence length pos0 + n, as transformers
  * does per forward (dynamic NTK rescales once the sequence outgrows max_position_embeddings; K already in
@@ -111,13 +112,12 @@ static int32_t argmax_host(const float *v, int n)
 	return best;
 }
 
-/* dx = in . W^T, then x += dx and h = norm(x): fused where the backend can */
+/* dx = in . W^T, then x += dx and h = norm(x) */
 static int proj_add_norm(struct fwd *f, const void *in, const struct weight *w, const struct weight *norm, int n)
 {
 	struct backend *be = f->be;
 	const struct backend_i *b = be->i;
 	const float eps = f->m->cfg.norm_eps;
-	if (b->matmul_add_rmsnorm) return b->matmul_add_rmsnorm(be, f->h, f->x, f->dx, in, w, norm, n, eps);
 	if (b->matmul(be, f->dx, in, w, n)) return LM_ERR;
 	return b->add_rmsnorm(be, f->h, f->x, f->dx, norm, n, eps);
 }

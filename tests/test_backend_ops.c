@@ -2,7 +2,7 @@
  * ggml's test-backend-ops does, for F16 and BF16 activations:
  *   allocator (exact bytes and peaks per category), embed, add_rmsnorm (with and without the residual),
  *   matmul (GEMV batch 1..8, cuBLAS beyond, K not a multiple of 8, bias, F32 weights converted),
- *   W4A16 matmul (AWQ layout repacked; GEMV and dequant + cuBLAS), matmul + swiglu fused, matmul + residual + rmsnorm fused, swiglu, rope_kv + attention over a
+ *   W4A16 matmul (AWQ layout repacked; GEMV and dequant + cuBLAS), matmul + swiglu fused, swiglu, rope_kv + attention over a
  *   paged cache (policies 0/8/4, prefill then decode then a chunk), logits (float), argmax, and a decode
  *   step captured as a CUDA graph and replayed at new positions.
  * Inputs are fresh random values every run (seed printed; LMTERM_TEST_SEED repeats a run), rounded to the
@@ -356,60 +356,6 @@ static void test_awq_op(int N, int K, int group, int n, bool bias, bool swiglu)
 
 static void test_awq(int N, int K, int group, int n, bool bias) { test_awq_op(N, K, group, n, bias, false); }
 
-/* an AWQ output projection + residual + next norm (matmul_add_rmsnorm) against the cpu's two ops */
-static void test_awq_add_rmsnorm(int N, int K, int group, int n, bool bias)
-{
-	char what[128];
-	if (!gpu->i->matmul_add_rmsnorm) return;
-	const int G = K / group;
-	int32_t *qw = malloc((size_t)K * N / 8 * 4), *qz = malloc((size_t)G * N / 8 * 4);
-	uint16_t *sc = malloc((size_t)G * N * 2);
-	if (!qw || !qz || !sc) DIE("out of memory");
-	for (size_t i = 0; i < (size_t)K * N / 8; i++) qw[i] = (int32_t)rnext();
-	for (size_t i = 0; i < (size_t)G * N / 8; i++) qz[i] = (int32_t)rnext();
-	for (size_t i = 0; i < (size_t)G * N; i++) sc[i] = f32_to_f16((0.5f + 0.5f * fabsf(frand())) / (8 * sqrtf((float)K)));
-	float *bv = bias ? host_dense(DT_F32, 1, N, 0.5f) : NULL;
-	float *nw = host_dense(DT_F32, 1, N, 1.0f);
-	for (int i = 0; i < N; i++) nw[i] += 1.0f;
-	struct host_weight hw = { .dt = DT_Q4, .rows = N, .cols = K, .qweight = qw, .qzeros = qz, .scales = sc,
-				  .group = group, .bias = bv, .bias_dt = DT_F32 };
-	struct host_weight hn = { .dt = DT_F32, .rows = 1, .cols = N, .data = nw };
-	struct weight wc, wg, nc, ng;
-	load_both(&wc, &wg, &hw, "awq add_rmsnorm");
-	load_both(&nc, &ng, &hn, "awq add_rmsnorm norm");
-	struct buf in = buf_new((size_t)n * K), x = buf_new((size_t)n * N), dx = buf_new((size_t)n * N),
-		   h = buf_new((size_t)n * N);
-	float *iv = rand_vec(in.n, 1.0f), *xv = rand_vec(x.n, 3.0f);
-	buf_put(&in, iv);
-	buf_put(&x, xv);
-	buf_poison(&h);
-	const float eps = 1e-5f;
-	for (int rep = 0; rep < 2; rep++) { /* the second launch checks that the ticket was left at 0 */
-		if (cpu->i->matmul(cpu, dx.c, in.c, &wc, n) || cpu->i->add_rmsnorm(cpu, h.c, x.c, dx.c, &nc, n, eps) ||
-		    gpu->i->matmul_add_rmsnorm(gpu, h.g, x.g, dx.g, in.g, &wg, &ng, n, eps))
-			DIE("awq matmul_add_rmsnorm");
-		snprintf(what, sizeof what, "matmul_add_rmsnorm W4A16 [%d x %d] g%d n %d%s #%d: x", N, K, group, n,
-			 bias ? " +bias" : "", rep + 1);
-		compare_buf(what, &x, 2 * b_round());
-		snprintf(what, sizeof what, "matmul_add_rmsnorm W4A16 [%d x %d] g%d n %d%s #%d: h", N, K, group, n,
-			 bias ? " +bias" : "", rep + 1);
-		compare_buf(what, &h, 4 * b_round());
-	}
-	buf_free(&in);
-	buf_free(&x);
-	buf_free(&dx);
-	buf_free(&h);
-	free_both(&wc, &wg);
-	free_both(&nc, &ng);
-	free(qw);
-	free(qz);
-	free(sc);
-	free(bv);
-	free(nw);
-	free(iv);
-	free(xv);
-}
-
 /* the fused w13 + SwiGLU against the cpu's matmul then swiglu */
 static void test_matmul_swiglu(int ffn, int K, int n, bool bias)
 {
@@ -436,52 +382,6 @@ static void test_matmul_swiglu(int ffn, int K, int n, bool bias)
 	free_both(&wc, &wg);
 	free(w);
 	free(bv);
-	free(xv);
-}
-
-/* the fused output projection + residual + norm against the cpu's matmul then add_rmsnorm */
-static void test_matmul_add_rmsnorm(int N, int K, int n, bool bias)
-{
-	char what[128];
-	if (!gpu->i->matmul_add_rmsnorm) return;
-	void *w = host_dense(act, N, K, 1.0f / sqrtf((float)K));
-	float *bv = bias ? host_dense(DT_F32, 1, N, 0.5f) : NULL;
-	float *nw = host_dense(DT_F32, 1, N, 1.0f);
-	for (int i = 0; i < N; i++) nw[i] += 1.0f;
-	struct host_weight hw = { .dt = act, .rows = N, .cols = K, .data = w, .bias = bv, .bias_dt = DT_F32 };
-	struct host_weight hn = { .dt = DT_F32, .rows = 1, .cols = N, .data = nw };
-	struct weight wc, wg, nc, ng;
-	load_both(&wc, &wg, &hw, "matmul_add_rmsnorm");
-	load_both(&nc, &ng, &hn, "matmul_add_rmsnorm norm");
-	struct buf in = buf_new((size_t)n * K), x = buf_new((size_t)n * N), dx = buf_new((size_t)n * N),
-		   h = buf_new((size_t)n * N);
-	float *iv = rand_vec(in.n, 1.0f), *xv = rand_vec(x.n, 3.0f);
-	buf_put(&in, iv);
-	buf_put(&x, xv);
-	buf_poison(&h);
-	const float eps = 1e-5f;
-	/* twice: the second launch checks that the last-block counter was left at 0 */
-	for (int rep = 0; rep < 2; rep++) {
-		if (cpu->i->matmul(cpu, dx.c, in.c, &wc, n) || cpu->i->add_rmsnorm(cpu, h.c, x.c, dx.c, &nc, n, eps) ||
-		    gpu->i->matmul_add_rmsnorm(gpu, h.g, x.g, dx.g, in.g, &wg, &ng, n, eps))
-			DIE("matmul_add_rmsnorm");
-		snprintf(what, sizeof what, "matmul_add_rmsnorm [%d x %d] n %d%s #%d: x", N, K, n, bias ? " +bias" : "",
-			 rep + 1);
-		compare_buf(what, &x, 2 * b_round());
-		snprintf(what, sizeof what, "matmul_add_rmsnorm [%d x %d] n %d%s #%d: h", N, K, n, bias ? " +bias" : "",
-			 rep + 1);
-		compare_buf(what, &h, 4 * b_round());
-	}
-	buf_free(&in);
-	buf_free(&x);
-	buf_free(&dx);
-	buf_free(&h);
-	free_both(&wc, &wg);
-	free_both(&nc, &ng);
-	free(w);
-	free(bv);
-	free(nw);
-	free(iv);
 	free(xv);
 }
 
@@ -702,6 +602,10 @@ static void run_all(void)
 	test_rmsnorm(4096, 3, true);
 	test_rmsnorm(4096, 2, false);
 	test_rmsnorm(100, 5, true);
+	test_rmsnorm(3584, 1, true);  /* the row in registers, the last chunk partial */
+	test_rmsnorm(8192, 2, true);  /* 4 chunks per thread */
+	test_rmsnorm(16384, 1, true); /* beyond the registers: the loop */
+	test_rmsnorm(1000, 2, false);
 
 	const int ns[] = { 1, 2, 3, 4, 5, 7, 8, 9, 40 };
 	for (size_t i = 0; i < ARRAY_SIZE(ns); i++) test_matmul(384, 256, ns[i], act, i % 3 == 0);
@@ -731,12 +635,6 @@ static void run_all(void)
 	test_awq_op(1024, 512, 64, 8, false, true);
 	test_awq_op(528, 512, 128, 2, true, true); /* N % 32 != 0 */
 	test_awq_op(512, 1024, 128, 40, false, true); /* prefill */
-	/* wo / w2 + residual + next norm (tiled layout at batch 1..8, else matmul then add_rmsnorm) */
-	for (int n = 1; n <= 8; n += 7) test_awq_add_rmsnorm(1024, 4096, 128, n, n == 8);
-	test_awq_add_rmsnorm(4096, 1024, 128, 3, false);
-	test_awq_add_rmsnorm(256, 512, 64, 5, true);
-	test_awq_add_rmsnorm(264, 512, 128, 2, false); /* row layout */
-	test_awq_add_rmsnorm(512, 512, 128, 20, false); /* prefill */
 
 	test_matmul(130, 4104, 1, act, true); /* K / 8 not a multiple of 32: the partial last iteration */
 	test_matmul(4100, 2048, 1, act, false);
@@ -744,10 +642,6 @@ static void run_all(void)
 	for (size_t i = 0; i < ARRAY_SIZE(gn); i++) test_matmul_swiglu(1000, 256, gn[i], i % 2 == 1);
 	test_matmul_swiglu(1792, 4096, 1, false);
 	test_matmul_swiglu(100, 96, 1, true); /* 100 x 96: odd group counts */
-	const int rn[] = { 1, 2, 4, 8, 12 };
-	for (size_t i = 0; i < ARRAY_SIZE(rn); i++) test_matmul_add_rmsnorm(1024, 512, rn[i], i == 2);
-	test_matmul_add_rmsnorm(4096, 4096, 1, false);
-	test_matmul_add_rmsnorm(100, 344, 3, true); /* N not a multiple of the rows per block */
 
 	test_swiglu(1000, 3);
 	test_swiglu(100, 2);
