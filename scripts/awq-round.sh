@@ -38,7 +38,7 @@ mkdir -p "$L"
 export LD_LIBRARY_PATH="$top/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export top_srcdir="$top" top_builddir="$top" LMTERM="$top/lmterm"
 t0=$(date +%s)
-left() { echo $(( ${BUDGET:-230} - ($(date +%s) - t0) )); }
+left() { echo $(( ${BUDGET:-110} - ($(date +%s) - t0) )); }
 lim() { l=$(left); [ "$l" -gt "$1" ] && echo "$1" || echo $(( l > 3 ? l : 3 )); }
 st() { [ "$1" -eq 0 ] && echo pass || { [ "$1" -eq 77 ] && echo skip || echo "FAIL($1)"; }; }
 log() { echo "[$(( $(date +%s) - t0 ))s] $*" >> "$L/progress.log"; }
@@ -48,79 +48,50 @@ date -u '+%Y-%m-%d %H:%M UTC' >> "$L/gpu.txt"
 
 log "correctness"
 timeout $(lim 20) tests/test_awq_layout > "$L/awq_layout.log" 2>&1; r_lay=$?
-timeout $(lim 90) tests/test_backend_ops > "$L/backend_ops.log" 2>&1; r_ops=$?
-LMTERM_PDL=1 timeout $(lim 90) tests/test_backend_ops > "$L/backend_ops_pdl.log" 2>&1; r_opsp=$?
+timeout $(lim 40) tests/test_backend_ops > "$L/backend_ops.log" 2>&1; r_ops=$?
+LMTERM_PDL=1 timeout $(lim 40) tests/test_backend_ops > "$L/backend_ops_pdl.log" 2>&1; r_opsp=$?
 
-# decode microbench: NAME then env assignments
-micro() {
-	name=$1
-	shift
-	[ "$(left)" -gt 15 ] || return 0
-	log "micro $name"
-	env "$@" timeout $(lim 30) tests/bench_awq decode 128 $MARGS > "$L/micro_$name.log" 2>&1
-}
-MARGS=f16 micro v2 X=1
-MARGS=f16 micro v2pdl LMTERM_PDL=1
-MARGS= micro v1pdl LMTERM_PDL=1 LMTERM_AWQ_KERNEL=1
-MARGS= micro rowpdl LMTERM_PDL=1 LMTERM_AWQ_LAYOUT=row
+log "micro"
+LMTERM_PDL=1 timeout $(lim 25) tests/bench_awq decode 128 f16 > "$L/micro_v2pdl.log" 2>&1
+LMTERM_PDL=1 LMTERM_AWQ_DQ=0 BENCH_AWQ_ONLY=w13 timeout $(lim 20) tests/bench_awq decode 128 f16 > "$L/micro_dq0.log" 2>&1
 
 cfg=configs/internlm2_5-7b-chat.json
 : > "$L/bench.jsonl"
 bench() { # label env prompt n [options]
 	label=$1 envs=$2 plen=$3 steps=$4
 	shift 4
-	[ "$(left)" -gt 20 ] || return 0
+	[ "$(left)" -gt 15 ] || return 0
 	log "lmterm bench $label"
-	if env $envs timeout $(lim 45) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len "$plen" \
+	if env $envs timeout $(lim 30) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len "$plen" \
 		-n "$steps" --json "$@" > "$L/b1.json" 2>> "$L/bench.err"; then
 		sed "s/^{/{\"label\": \"$label\", /" "$L/b1.json" >> "$L/bench.jsonl"
 	else
 		echo "bench $label failed: $(tail -1 "$L/bench.err")" >> "$L/bench.err"
 	fi
 }
-bench awq-p512 X=1 512 128 --model-format awq
 bench awq-p512-pdl LMTERM_PDL=1 512 128 --model-format awq
 bench awq-p2048-pdl LMTERM_PDL=1 2048 64 --model-format awq
-bench awqv1-p512-pdl "LMTERM_PDL=1 LMTERM_AWQ_KERNEL=1" 512 128 --model-format awq
 bench fp16-p512-pdl LMTERM_PDL=1 512 128
 bench fp16-p2048-pdl LMTERM_PDL=1 2048 64
+bench awq-p512 X=1 512 128 --model-format awq
 rm -f "$L/b1.json"
-[ "$(left)" -gt 30 ] && LMTERM_PDL=1 timeout $(lim 45) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda \
+[ "$(left)" -gt 20 ] && LMTERM_PDL=1 timeout $(lim 30) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda \
 	--prompt-len 512 -n 64 --model-format awq --profile > "$L/profile_awq.txt" 2>&1
-
 log "prefill"
-for mb in 64 16 32 128 256; do
-	[ "$(left)" -gt 25 ] || break
-	echo "== LMTERM_AWQ_SLAB_MB=$mb" >> "$L/prefill.log"
-	LMTERM_AWQ_SLAB_MB=$mb timeout $(lim 30) tests/bench_awq prefill >> "$L/prefill.log" 2>&1
-done
-
-# shapes of the v2 kernel: warps per block, tiles per block, groups per step
-for sh in 4,1,2 8,1,2 16,1,2 2,1,2 4,1,1 8,1,1 16,1,1 4,2,1 8,2,1 16,2,1; do
-	MARGS= micro "tile$sh" LMTERM_PDL=1 LMTERM_AWQ_TILE=$sh
-done
+[ "$(left)" -gt 15 ] && timeout $(lim 20) tests/bench_awq prefill > "$L/prefill.log" 2>&1
 
 r_gold=77
-if [ -d "$top/data" ] && [ "$(left)" -gt 30 ]; then
+if [ -d "$top/data" ] && [ "$(left)" -gt 15 ]; then
 	log "golden"
 	sh tests/unpack-data.sh "$top/data" "$top/data-unpacked" > /dev/null 2>&1
 	TESTDATA="$top/data-unpacked" LMTERM_TEST_MODELS="llama3-rand-awq" LMTERM_PDL=1 \
-		timeout $(lim 60) sh tests/test_golden_cuda.sh > "$L/golden.log" 2>&1
+		timeout $(lim 30) sh tests/test_golden_cuda.sh > "$L/golden.log" 2>&1
 	r_gold=$?
 fi
-if command -v ncu > /dev/null 2>&1; then
-	for shp in wo w13; do
-		[ "$(left)" -gt 40 ] || break
-		log "ncu $shp"
-		BENCH_AWQ_ONLY=$shp timeout $(lim 40) ncu -k regex:awq_tile2 --launch-count 1 --section SpeedOfLight \
-			--section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis --section WarpStateStats \
-			tests/bench_awq decode 128 > "$L/ncu_$shp.txt" 2>&1
-	done
-fi
 r_san=77
-if command -v compute-sanitizer > /dev/null 2>&1 && [ "$(left)" -gt 40 ]; then
+if command -v compute-sanitizer > /dev/null 2>&1 && [ "$(left)" -gt 15 ]; then
 	log "memcheck"
-	timeout $(lim 150) compute-sanitizer --tool memcheck --error-exitcode 9 tests/test_backend_ops > "$L/memcheck.log" 2>&1
+	timeout $(lim 40) compute-sanitizer --tool memcheck --error-exitcode 9 tests/test_backend_ops > "$L/memcheck.log" 2>&1
 	r_san=$?
 fi
 log "done"
@@ -130,19 +101,12 @@ log "done"
 cm() { awk '/^decode|^dequant/ { o = $1 == "dequant" ? "deq " $2 : $2; for (i = 1; i < NF; i++) if ($i == "n") { o = o " n" $(i + 1); break }
 	o = o ":"; for (i = 2; i <= NF; i++) { if ($i == "us") o = o " " $(i - 1) "us"; if ($i ~ /%;?$/) { v = $i; sub(/;/, "", v); o = o " " v } if ($i == "|") o = o " |" }
 	print o }'; }
-for shp in wo w13; do echo "ncu $shp: $(grep -hE "Duration|DRAM Throughput|Achieved Occupancy|Registers Per|Theoretical Occupancy" "$L/ncu_$shp.txt" 2>/dev/null | sed -E 's/ +/ /g' | tr '\n' ';')"; done
 grep -A30 "^profile" "$L/profile_awq.txt" 2>/dev/null | sed -E 's/ +/ /g' | head -24
-echo "-- v2 shapes W,TPB,UG (PDL), n 1 (wqkv wo w13 w2 [w13+swiglu] us)"
-for sh in 4,1,2 8,1,2 16,1,2 2,1,2 4,1,1 8,1,1 16,1,1 4,2,1 8,2,1 16,2,1; do
-	[ -f "$L/micro_tile$sh.log" ] && echo "$sh: $(grep -h " n 1[ :]" "$L/micro_tile$sh.log" | awk '{for (i = 1; i <= NF; i++) if ($i == "us") printf "%s ", $(i - 1)}')"
-done
 echo "-- prefill (bench_awq prefill: awq us, fp16 us, ratio) per slab MB"
-awk '/^== / { printf "\n%s:", $2 } /^prefill/ { u = ""; for (i = 1; i <= NF; i++) { if ($i == "n") n = $(i + 1); if ($i == "us") u = u "/" $(i - 1) } printf " %s.%s %s=%s", $2, n, u, $NF }' "$L/prefill.log" 2>/dev/null; echo
-for f in v1pdl rowpdl; do echo "-- $f"; cm < "$L/micro_$f.log" | grep -E " n(1|8):" | tr '\n' ';'; echo; done
-grep -h "^device" "$L/micro_v2.log"
-echo "-- v2 no PDL (| fp16 GEMV no PDL)"
-cm < "$L/micro_v2.log"
-echo "-- v2 PDL (| fp16 PDL)"
+awk 'BEGIN { printf "slab 128 MiB:" } /^== / { printf "\n%s:", $2 } /^prefill/ { u = ""; for (i = 1; i <= NF; i++) { if ($i == "n") n = $(i + 1); if ($i == "us") u = u "/" $(i - 1) } printf " %s.%s %s=%s", $2, n, u, $NF }' "$L/prefill.log" 2>/dev/null; echo
+echo "-- dequant with plain stores (LMTERM_AWQ_DQ=0)"; cm < "$L/micro_dq0.log" | grep deq
+grep -h "^device" "$L/micro_v2pdl.log"
+echo "-- AWQ tiled GEMV, PDL (| fp16 GEMV, PDL)"
 cm < "$L/micro_v2pdl.log"
 printf '%-16s %-6s %12s %12s %9s\n' run prompt prefill_tok/s decode_tok/s roofline
 sed -e 's/[{},]/ /g' "$L/bench.jsonl" | awk '{
