@@ -1,20 +1,24 @@
 // awq_gemm.cu: W4A16 (AWQ, 4-bit weights with an fp16 scale and zero per group of `group` inputs).
 //
-// Layout (made once at load by awq_repack, from AutoAWQ's gemm layout): qw uint32 [N][K/8], each output
-// row's K inputs contiguous, so a decode GEMV streams one row with 16-byte loads (32 weights per lane);
-// nibble i of a word holds input 8c + {0,2,4,6,1,3,5,7}[i], so (word >> 4j) & 0x000f000f is the pair of
-// inputs (2j, 2j+1) in the two halves of a 32-bit register. OR-ing in the exponent of 1024 (fp16,
-// 0x6400) or 128 (bf16, 0x4300) turns each half into 1024 + q (128 + q) exactly: one LOP3 dequantizes two
-// weights, no integer-to-float conversion. sz half2 [N][K/group] = (scale, zero).
+// Two layouts, both made once at load from AutoAWQ's gemm layout (awq_repack_tiled, awq_repack); which
+// one a weight gets follows from its shape and group (awq_tiled_layout), so no flag travels with it.
 //
-// Decode (batch 1..8): like gemv.cu, a warp per R rows, weights bypassing L1. fp16 activations: (q - z)
-// (exact in fp16) times x by HFMA2 for the 8 weights of one word, then summed into float and scaled once
-// per 32 weights (group % 32 == 0). bf16 activations: the same in float (bf16 -> float is a shift).
-// At batch 1 the kernel must decode 2 weights per byte read, so the per-weight instruction count matters
-// as much as the loads: about 2 instructions per weight on the fp16 path.
+// - Tiled (N % 16 == 0, K % 64 == 0, group 64 or 128: every real checkpoint). Decode (batch 1..8) on the
+//   tensor cores: the weights are the A operand of mma.m16n8k16 (16 output rows), the batch the n8
+//   columns, so batch 8 costs what batch 1 costs and nothing is left to the CUDA cores but the dequant:
+//   one shift, four LOP3 and four HSUB2/HFMA2 per 8 weights (the layout is described below, before the
+//   kernels). Every lane issues 16-byte loads of its own fragments (coalesced: a warp reads 512
+//   contiguous bytes per instruction), ld.global.nc.L1::no_allocate so that x stays in L1, scale and zero
+//   read once per group and row. The MLP's w13 has a second kernel that also applies SwiGLU.
+// - Row (anything else): qw uint32 [N][K/8], each output row's K inputs contiguous; nibble i of a word
+//   holds input 8c + {0,2,4,6,1,3,5,7}[i], so (word >> 4j) & 0x000f000f is the pair of inputs (2j, 2j+1)
+//   in the two halves of a 32-bit register; OR-ing in the exponent of 1024 (fp16, 0x6400) or 128 (bf16,
+//   0x4300) turns each half into 1024 + q (128 + q) exactly. Decode by HFMA2 on the CUDA cores, a warp
+//   per R rows. sz half2 [N][K/group] = (scale, zero).
 //
-// Prefill: dequantize a slab of rows to fp16/bf16 (k_awq_dequant) and let cuBLAS multiply it; the backend
-// works through the rows slab by slab so that the scratch stays small.
+// Prefill (batch > 8): dequantize a slab of rows to fp16/bf16 (k_awq_dequant, at the write bandwidth)
+// and let cuBLAS multiply it (tensor cores, fp32 accumulation); the backend works through the rows slab
+// by slab. Measured against a fused kernel's alternative in docs/PERFORMANCE.md (AWQ section).
 #include "config.h"
 #include "kernels.h"
 #include "ops_common.cuh"
@@ -260,8 +264,8 @@ extern "C" void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, c
 // sz: half2 (scale, zero) [N/16][K/group][8][2]: lane g reads rows g and g + 8 of its tile as 8 bytes.
 // A warp multiplies one group (128 inputs: 8 mma) with the fp32 accumulator started at zero, then adds
 // it times the rows' scales: (q - z) and x are exact fp16, so only the fp32 sums round.
-// A block is one row tile; its W warps split K (warp w takes groups w, w + W, ...), UG groups in
-// flight per warp, and add their partial sums through shared memory at the end.
+// A block is one row tile; its W warps split K (warp w takes groups w, w + W, ...), TILE_UG groups
+// in flight per warp, and add their partial sums through shared memory at the end.
 
 enum { TILE_MAX_WARPS = 16, TILE_UG = 2 };
 
@@ -412,22 +416,12 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	}
 }
 
-// warps per block: enough warps on the whole GPU to keep the loads in flight (about 32 per SM) while
-// each still takes at least one step of TILE_UG groups; LMTERM_AWQ_WARPS overrides (measurements)
+// warps per block: enough warps on the whole GPU to keep the loads in flight (about 32 per SM, 132 SMs)
 static int tile_warps(int N, int G)
 {
-	static int forced = -1;
-	if (forced < 0) {
-		const char *e = getenv("LMTERM_AWQ_WARPS");
-		const int v = e ? atoi(e) : 0;
-		forced = v >= 1 && v <= TILE_MAX_WARPS ? v : 0;
-	}
-	int w = forced;
-	if (!w) {
-		const int tiles = N / 16, want = 132 * 32;
-		w = 1;
-		while (w < TILE_MAX_WARPS && tiles * w < want) w *= 2;
-	}
+	const int tiles = N / 16, want = 132 * 32;
+	int w = 1;
+	while (w < TILE_MAX_WARPS && tiles * w < want) w *= 2;
 	while (w > 1 && w > G) w /= 2;
 	return w;
 }
@@ -461,13 +455,14 @@ static void tile_launch_t(void *y, const void *x, const void *qw, const void *sz
 	}
 }
 
-// Version 2 of the tiled GEMV: a block owns TPB row tiles (for GLU: gate tile rt and up tile rt + N/32),
-// its W warps split K by groups; each warp keeps the next step's weights in flight while it multiplies the
-// current one (two register buffers), and under PDL issues its first step's loads before waiting for the
-// previous kernel (weights are never written by the step). x is read just before the mma that needs it
-// (an L1 hit after the first warp).
-// A step of a warp is UG groups of each of its TPB tiles. The batch nb (1..8) is a run-time value: the mma
-// always multiplies all 8 columns, nb only decides which lanes load x and which outputs are stored.
+// The second tiled kernel, used for the w13 + SwiGLU fusion (EPI_GLU): a block owns TPB row tiles (gate
+// tile rt and up tile rt + N/32), its W warps split K by groups; each warp keeps the next step's weights
+// in flight while it multiplies the current one (two register buffers), and under PDL issues its first
+// step's loads before waiting for the previous kernel (weights are never written by the step). x is read
+// just before the mma that needs it (an L1 hit after the first warp). A step of a warp is UG groups of
+// each of its TPB tiles. The batch nb (1..8) is a run-time value: the mma always multiplies all 8
+// columns, nb only decides which lanes load x and which outputs are stored. (As the plain GEMV this shape
+// was slower than the first kernel on every shape, 2026-12-04: it is used for the fusion only.)
 template <int TPB, int CPG, int UG> struct tile_buf {
 	uint4 w[UG][TPB][CPG];
 	uint2 s[UG][TPB];
