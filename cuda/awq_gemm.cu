@@ -9,7 +9,7 @@
 //   one shift, four LOP3 and four HSUB2/HFMA2 per 8 weights (the layout is described below, before the
 //   kernels). Every lane issues 16-byte loads of its own fragments (coalesced: a warp reads 512
 //   contiguous bytes per instruction), ld.global.nc.L1::no_allocate so that x stays in L1, scale and zero
-//   read once per group and row. The MLP's w13 has a second kernel that also applies SwiGLU.
+//   read once per group and row.
 // - Row (anything else): qw uint32 [N][K/8], each output row's K inputs contiguous; nibble i of a word
 //   holds input 8c + {0,2,4,6,1,3,5,7}[i], so (word >> 4j) & 0x000f000f is the pair of inputs (2j, 2j+1)
 //   in the two halves of a 32-bit register; OR-ing in the exponent of 1024 (fp16, 0x6400) or 128 (bf16,
@@ -23,7 +23,6 @@
 #include "kernels.h"
 #include "ops_common.cuh"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -455,184 +454,10 @@ static void tile_launch_t(void *y, const void *x, const void *qw, const void *sz
 	}
 }
 
-// The second tiled kernel, used for the w13 + SwiGLU fusion (EPI_GLU): a block owns TPB row tiles (gate
-// tile rt and up tile rt + N/32), its W warps split K by groups; each warp keeps the next step's weights
-// in flight while it multiplies the current one (two register buffers), and under PDL issues its first
-// step's loads before waiting for the previous kernel (weights are never written by the step). x is read
-// just before the mma that needs it (an L1 hit after the first warp). A step of a warp is UG groups of
-// each of its TPB tiles. The batch nb (1..8) is a run-time value: the mma always multiplies all 8
-// columns, nb only decides which lanes load x and which outputs are stored. (As the plain GEMV this shape
-// was slower than the first kernel on every shape, 2026-12-04: it is used for the fusion only.)
-template <int TPB, int CPG, int UG> struct tile_buf {
-	uint4 w[UG][TPB][CPG];
-	uint2 s[UG][TPB];
-};
-
-// Epilogues: EPI_PLAIN stores y; EPI_GLU (the MLP's w13, TPB 2) stores silu(gate) * up.
-enum { EPI_PLAIN, EPI_GLU };
-
-// after the K loop, common to the tiled kernels: the W warps' partial sums added through shared memory
-// (red: [W][TPB][32]), then the epilogue. D fragment: acc[j][0], acc[j][1] = row g of tile j, columns 2t,
-// 2t + 1; acc[j][2], acc[j][3] = row g + 8.
-template <typename T, int TPB, int EPI>
-static __device__ __forceinline__ void tile_epilogue(float (&acc)[TPB][4], float4 *red, const int (&tile)[TPB], T *y,
-						     const float *bias, int nb, int N)
-{
-	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-	const int g = lane >> 2, t = lane & 3;
-	if (W > 1) {
-#pragma unroll
-		for (int j = 0; j < TPB; j++) red[(warp * TPB + j) * 32 + lane] = make_float4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
-		__syncthreads();
-		if (warp) return;
-		for (int w = 1; w < W; w++)
-#pragma unroll
-				for (int j = 0; j < TPB; j++) {
-					const float4 p = red[(w * TPB + j) * 32 + lane];
-					acc[j][0] += p.x, acc[j][1] += p.y, acc[j][2] += p.z, acc[j][3] += p.w;
-				}
-	}
-	if constexpr (EPI == EPI_GLU) {
-		const int F = N / 2, r0 = 16 * tile[0] + g, r1 = r0 + 8;
-		const float bg0 = bias ? bias[r0] : 0.f, bg1 = bias ? bias[r1] : 0.f;
-		const float bu0 = bias ? bias[F + r0] : 0.f, bu1 = bias ? bias[F + r1] : 0.f;
-#pragma unroll
-		for (int h = 0; h < 2; h++) {
-			const int n = 2 * t + h;
-			if (n >= nb) break;
-			const float ga = acc[0][h] + bg0, gb = acc[0][2 + h] + bg1;
-			y[(size_t)n * F + r0] = from_f<T>(ga / (1.f + __expf(-ga)) * (acc[1][h] + bu0));
-			y[(size_t)n * F + r1] = from_f<T>(gb / (1.f + __expf(-gb)) * (acc[1][2 + h] + bu1));
-		}
-	} else if (warp == 0) {
-#pragma unroll
-		for (int j = 0; j < TPB; j++) {
-			const int r0 = 16 * tile[j] + g, r1 = r0 + 8;
-			const float b0 = bias ? bias[r0] : 0.f, b1 = bias ? bias[r1] : 0.f;
-#pragma unroll
-			for (int h = 0; h < 2; h++) {
-				const int n = 2 * t + h;
-				if (n >= nb) break;
-				y[(size_t)n * N + r0] = from_f<T>(acc[j][h] + b0);
-				y[(size_t)n * N + r1] = from_f<T>(acc[j][2 + h] + b1);
-			}
-		}
-	}
-}
-
-template <typename T, int CPG, int TPB, int UG, int EPI>
-__global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
-	awq_tile2_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
-			 const uint2 *__restrict__ sz, const float *__restrict__ bias, int nb, int N, int K)
-{
-	constexpr bool GLU = EPI == EPI_GLU;
-	static_assert(!GLU || TPB == 2, "GLU: a gate tile and an up tile");
-	extern __shared__ float4 red2[]; // [W][TPB][32]
-	pdl_launch_dependents();
-	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-	const int g = lane >> 2, t = lane & 3;
-	const int KC = K / 64, G = KC / CPG;
-	int tile[TPB];
-#pragma unroll
-	for (int j = 0; j < TPB; j++) tile[j] = GLU ? blockIdx.x + j * (N / 32) : blockIdx.x * TPB + j;
-	const uint4 *qt[TPB];
-	const uint2 *st[TPB];
-#pragma unroll
-	for (int j = 0; j < TPB; j++) {
-		qt[j] = qw + (size_t)tile[j] * KC * 32 + lane; // chunk c: qt[j][32 c]
-		st[j] = sz + (size_t)tile[j] * G * 8 + g;      // group gi: st[j][8 gi]
-	}
-	const bool xon = g < nb;
-	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
-	float acc[TPB][4];
-#pragma unroll
-	for (int j = 0; j < TPB; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-
-	// step i of this warp: groups warp + W (UG i + u)
-	const int ngroups = warp < G ? (G - warp + W - 1) / W : 0, nsteps = (ngroups + UG - 1) / UG;
-	tile_buf<TPB, CPG, UG> buf[2];
-	auto load = [&](tile_buf<TPB, CPG, UG> &b, int i) {
-#pragma unroll
-		for (int u = 0; u < UG; u++) {
-			const int gi = warp + W * (UG * i + u);
-			const bool ok = UG == 1 || UG * i + u < ngroups;
-#pragma unroll
-			for (int j = 0; j < TPB; j++) {
-#pragma unroll
-				for (int c = 0; c < CPG; c++)
-					b.w[u][j][c] = ok ? ld_stream4(qt[j] + (size_t)(gi * CPG + c) * 32) : make_uint4(0, 0, 0, 0);
-				b.s[u][j] = ok ? __ldg(st[j] + 8 * gi) : make_uint2(0, 0);
-			}
-		}
-	};
-	auto compute = [&](const tile_buf<TPB, CPG, UG> &b, int i) {
-#pragma unroll
-		for (int u = 0; u < UG; u++) {
-		if (UG > 1 && UG * i + u >= ngroups) break;
-		const int gi = warp + W * (UG * i + u);
-		uint32_t k0[TPB], k1[TPB];
-		float part[TPB][4];
-#pragma unroll
-		for (int j = 0; j < TPB; j++) {
-			tile_ops<T>::zeros(b.s[u][j], k0[j], k1[j]);
-			part[j][0] = part[j][1] = part[j][2] = part[j][3] = 0.f;
-		}
-#pragma unroll
-		for (int c = 0; c < CPG; c++) {
-			const int ch = gi * CPG + c;
-			const uint4 x0 = xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
-			const uint4 x1 = xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
-			const uint32_t xb[8] = { x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w };
-#pragma unroll
-			for (int j = 0; j < TPB; j++) {
-				const uint32_t wv[4] = { b.w[u][j][c].x, b.w[u][j][c].y, b.w[u][j][c].z, b.w[u][j][c].w };
-#pragma unroll
-				for (int s = 0; s < 4; s++) {
-					uint32_t a[4];
-					tile_ops<T>::dequant(wv[s], k0[j], k1[j], a);
-					tile_ops<T>::mma(part[j], a, xb[2 * s], xb[2 * s + 1]);
-				}
-			}
-		}
-#pragma unroll
-		for (int j = 0; j < TPB; j++) {
-			const float sl = __low2float(u2h(b.s[u][j].x)), sh = __low2float(u2h(b.s[u][j].y));
-			acc[j][0] = fmaf(part[j][0], sl, acc[j][0]);
-			acc[j][1] = fmaf(part[j][1], sl, acc[j][1]);
-			acc[j][2] = fmaf(part[j][2], sh, acc[j][2]);
-			acc[j][3] = fmaf(part[j][3], sh, acc[j][3]);
-		}
-		}
-	};
-	if (nsteps > 0) load(buf[0], 0);
-	pdl_wait();
-	for (int i = 0; i < nsteps; i += 2) {
-		if (i + 1 < nsteps) load(buf[1], i + 1);
-		compute(buf[0], i);
-		if (i + 1 >= nsteps) break;
-		if (i + 2 < nsteps) load(buf[0], i + 2);
-		compute(buf[1], i + 1);
-	}
-	tile_epilogue<T, TPB, EPI>(acc, red2, tile, y, bias, nb, N);
-}
-
-// the GLU launch: W warps per block (split K). 16 was the fastest of 2..16 on the H200 for w13 (about 12.5
-// against 25 us at 4 warps; 2026-12-04, tests/bench_awq)
-template <typename T, int CPG>
-static void tile2_glu_launch(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N,
-			     int K, cudaStream_t s)
-{
-	const int G = K / (64 * CPG);
-	int W = TILE_MAX_WARPS;
-	while (W > 1 && W > G) W /= 2;
-	klaunch(awq_tile2_kernel<T, CPG, 2, 1, EPI_GLU>, N / 32, W * 32, (size_t)W * 2 * 32 * sizeof(float4), s, (T *)y,
-		(const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, n, N, K);
-}
-
 // prefill: one thread per 16-byte vector of the tiled layout = rows g, g + 8 of a tile, 16 inputs each
 template <typename T>
 __global__ void awq_tile_dequant_kernel(uint16_t *dst, const uint4 *qw, const uint2 *sz, int rt0, int tiles, int K,
-					int group, bool dq_pairs)
+					int group)
 {
 	const int KC = K / 64, G = K / group;
 	const size_t total = (size_t)tiles * KC * 32;
@@ -676,30 +501,10 @@ __global__ void awq_tile_dequant_kernel(uint16_t *dst, const uint4 *qw, const ui
 				else set_elem<T>(lo[k >> 3], k & 7, (q - zl) * sl);
 			}
 		uint16_t *o = dst + ((size_t)(16 * rt + g) * K + (size_t)kc * 64 + 16 * t);
-		if (dq_pairs) {
-			// lanes t, t ^ 1 swap a half so that each store instruction fills whole 32-byte sectors: the
-			// even lane stores its first 16 bytes then the odd lane's first, the odd lane the even lane's
-			// second then its own second
-			const bool odd = t & 1;
-#pragma unroll
-			for (int r = 0; r < 2; r++) {
-				const vec8 *v = r ? hi : lo;
-				uint16_t *orow = o + (size_t)r * 8 * K;
-				const uint4 send = odd ? v[0].u : v[1].u;
-				uint4 recv;
-				recv.x = __shfl_xor_sync(0xffffffffu, send.x, 1);
-				recv.y = __shfl_xor_sync(0xffffffffu, send.y, 1);
-				recv.z = __shfl_xor_sync(0xffffffffu, send.z, 1);
-				recv.w = __shfl_xor_sync(0xffffffffu, send.w, 1);
-				*(uint4 *)(orow + (odd ? -8 : 0)) = odd ? recv : v[0].u;
-				*(uint4 *)(orow + (odd ? 8 : 16)) = odd ? v[1].u : recv;
-			}
-		} else {
-			((uint4 *)o)[0] = lo[0].u;
-			((uint4 *)o)[1] = lo[1].u;
-			((uint4 *)(o + (size_t)8 * K))[0] = hi[0].u;
-			((uint4 *)(o + (size_t)8 * K))[1] = hi[1].u;
-		}
+		((uint4 *)o)[0] = lo[0].u;
+		((uint4 *)o)[1] = lo[1].u;
+		((uint4 *)(o + (size_t)8 * K))[0] = hi[0].u;
+		((uint4 *)(o + (size_t)8 * K))[1] = hi[1].u;
 	}
 }
 
@@ -745,26 +550,6 @@ extern "C" void awq_repack_tiled(uint32_t *qw, uint16_t *sz, const int32_t *qwei
 // ------------------------------------------------------------------------------------------------------
 // entry points: the layout follows from the shape and group (awq_tiled_layout), as at load
 
-extern "C" bool k_awq_gemv_swiglu_supported(int n, int N, int K, int group)
-{
-	return n >= 1 && n <= 8 && N % 32 == 0 && awq_tiled_layout(N, K, group);
-}
-
-extern "C" int k_awq_gemv_swiglu(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n,
-				 int N, int K, int group, enum dtype act, cudaStream_t s)
-{
-	if (!k_awq_gemv_swiglu_supported(n, N, K, group))
-		return lm_err("AWQ gemv_swiglu: unsupported shape (batch %d, N %d, K %d, group %d)", n, N, K, group);
-	if (act == DT_BF16) {
-		if (group == 64) tile2_glu_launch<bf16_t, 1>(y, x, qw, sz, bias, n, N, K, s);
-		else tile2_glu_launch<bf16_t, 2>(y, x, qw, sz, bias, n, N, K, s);
-	} else {
-		if (group == 64) tile2_glu_launch<half, 1>(y, x, qw, sz, bias, n, N, K, s);
-		else tile2_glu_launch<half, 2>(y, x, qw, sz, bias, n, N, K, s);
-	}
-	LAUNCHED("AWQ gemv_swiglu");
-}
-
 extern "C" bool k_awq_gemv_supported(int n, int N, int K, int group)
 {
 	if (n < 1 || n > 8 || group <= 0 || K % group) return false;
@@ -787,17 +572,6 @@ extern "C" int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void
 	LAUNCHED("AWQ gemv");
 }
 
-// LMTERM_AWQ_DQ=0: the dequant kernel's plain stores (half sectors per instruction), for measurements
-static bool dq_pairs(void)
-{
-	static int v = -1;
-	if (v < 0) {
-		const char *e = getenv("LMTERM_AWQ_DQ");
-		v = !(e && strcmp(e, "0") == 0);
-	}
-	return v == 1;
-}
-
 extern "C" int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int N, int K, int group,
 			     enum dtype act, cudaStream_t s)
 {
@@ -810,10 +584,10 @@ extern "C" int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int 
 		const int tb = (int)MIN((total / 4 + 255) / 256, (size_t)65535); // a thread per 32 weights
 		if (act == DT_BF16)
 			awq_tile_dequant_kernel<bf16_t><<<tb, 256, 0, s>>>((uint16_t *)dst, (const uint4 *)qw,
-									       (const uint2 *)sz, r0 / 16, rows / 16, K, group, dq_pairs());
+									       (const uint2 *)sz, r0 / 16, rows / 16, K, group);
 		else
 			awq_tile_dequant_kernel<half><<<tb, 256, 0, s>>>((uint16_t *)dst, (const uint4 *)qw,
-									     (const uint2 *)sz, r0 / 16, rows / 16, K, group, dq_pairs());
+									     (const uint2 *)sz, r0 / 16, rows / 16, K, group);
 	} else if (act == DT_BF16)
 		awq_dequant_kernel<bf16_t><<<blocks, 256, 0, s>>>((uint16_t *)dst, qw, (const half2 *)sz, r0, rows, K, group);
 	else

@@ -127,18 +127,6 @@ static int launch_f16(int i, cudaStream_t s, void *p)
 	return k_gemv(c->y, c->x, c->w16[i], NULL, c->nb, c->N, c->K, DT_F16, false, s);
 }
 
-static int launch_awq_glu(int i, cudaStream_t s, void *p)
-{
-	struct dctx *c = p;
-	return k_awq_gemv_swiglu(c->y, c->x, c->qw[i], c->sz[i], NULL, c->nb, c->N, c->K, c->group, DT_F16, s);
-}
-
-static int launch_f16_glu(int i, cudaStream_t s, void *p)
-{
-	struct dctx *c = p;
-	return k_gemv_swiglu(c->y, c->x, c->w16[i], NULL, c->nb, c->N, c->K, DT_F16, s);
-}
-
 static int launch_dequant(int i, cudaStream_t s, void *p)
 {
 	struct dctx *c = p;
@@ -194,22 +182,6 @@ static void bench_decode(double bw, int group, bool with_f16)
 			fflush(stdout);
 		}
 		(void)lay;
-		if (N == 28672 && k_awq_gemv_swiglu_supported(1, N, K, group))
-			for (int nb = 1; nb <= 8; nb += 7) {
-				c.nb = nb;
-				const double io = (double)c.nb * (K + N / 2) * 2;
-				const double t = time_graph(launch_awq_glu, &c, copies);
-				const double gbs = (qb + sb + io) / (t * 1e-6) / 1e9;
-				printf("decode w13+swiglu [%5d x %5d] g%d n %d: %8.2f us %7.0f GB/s %5.1f%% of copy", N, K, group,
-				       c.nb, t, gbs, 100 * gbs * 1e9 / bw);
-				if (with_f16) {
-					const double t16 = time_graph(launch_f16_glu, &c, copies16);
-					const double g16 = (wb + io) / (t16 * 1e-6) / 1e9;
-					printf(" | fp16 %8.2f us %7.0f GB/s %5.1f%%", t16, g16, 100 * g16 * 1e9 / bw);
-				}
-				printf("\n");
-				fflush(stdout);
-			}
 		if (with_f16) { /* the prefill's dequantization alone: codes + scales read, fp16 written */
 			cudaFree(c.y);
 			CK(cudaMalloc(&c.y, wb));

@@ -308,8 +308,8 @@ static void test_matmul(int N, int K, int n, enum dtype wdt, bool bias)
 	free(xv);
 }
 
-/* W4A16 from AutoAWQ's layout (random codes, zeros and scales); swiglu: the fused w13 + SwiGLU op
- * (N = 2 ffn) against the cpu's matmul then swiglu */
+/* W4A16 from AutoAWQ's layout (random codes, zeros and scales); swiglu: the matmul_swiglu op (N = 2 ffn)
+ * against the cpu's matmul then swiglu */
 static void test_awq_op(int N, int K, int group, int n, bool bias, bool swiglu)
 {
 	char what[96];
@@ -630,7 +630,7 @@ static void run_all(void)
 	test_awq(264, 512, 128, 33, false);
 	test_awq(128, 256, 32, 3, true);    /* group 32: row layout */
 	test_awq(64, 96, 16, 1, false);     /* group 16: dequant + cuBLAS even at batch 1 */
-	/* w13 + SwiGLU fused (tiled layout, N % 32 == 0), else matmul then swiglu */
+	/* the matmul_swiglu op on AWQ weights (the backend's matmul then swiglu) */
 	for (int n = 1; n <= 8; n += 3) test_awq_op(512, 4096, 128, n, n == 4, true);
 	test_awq_op(1024, 512, 64, 8, false, true);
 	test_awq_op(528, 512, 128, 2, true, true); /* N % 32 != 0 */
