@@ -5,13 +5,13 @@
 #                                        libraries, configs and golden fixtures (through gpu-round.sh
 #                                        prepare) plus tests/bench_awq, tests/test_awq_layout and this
 #                                        script as DEST/run.sh
-#   sh run.sh                           (on the GPU machine, in DEST; logs under $OUT) runs, each step
-#                                        bounded by what is left of BUDGET seconds (default 230):
-#        1. tests/test_awq_layout, tests/test_backend_ops (every op, the AWQ cases n = 1..8 and prefill)
-#        2. tests/bench_awq decode: GB/s per InternLM2.5-7B shape and batch, tiled layout vs fp16 GEMV,
-#           then the row layout (LMTERM_AWQ_LAYOUT=row), then warps per block 4/8/16
-#        3. lmterm bench (7B, --dummy, fp16, awq) prompt 512 and 2048, tiled and row layouts, fp16 model
-#        4. tests/bench_awq prefill (dequant + cuBLAS vs fp16 cuBLAS), golden models on cuda, memcheck
+#   sh run.sh                           (on the GPU machine, in DEST; logs in ONE tar under $OUT) runs,
+#                                        each step bounded by what is left of BUDGET seconds (default 110):
+#        1. tests/test_awq_layout, tests/test_backend_ops without and with LMTERM_PDL=1
+#        2. tests/bench_awq decode 128 f16: us and GB/s per InternLM2.5-7B shape and batch, AWQ vs fp16 GEMV
+#        3. lmterm bench (7B, --dummy, fp16) awq and fp16 at prompt 512 and 2048, then awq --profile
+#        4. tests/bench_awq prefill (dequant + cuBLAS vs fp16 cuBLAS), golden (llama3-rand-awq), memcheck
+#      (earlier rounds also ran the row layout, LMTERM_AWQ_LAYOUT=row, and kernel variants since removed)
 #      and prints a short summary last.
 set -u
 mode=${1:-run}
@@ -53,7 +53,6 @@ LMTERM_PDL=1 timeout $(lim 40) tests/test_backend_ops > "$L/backend_ops_pdl.log"
 
 log "micro"
 LMTERM_PDL=1 timeout $(lim 25) tests/bench_awq decode 128 f16 > "$L/micro_v2pdl.log" 2>&1
-LMTERM_PDL=1 LMTERM_AWQ_DQ=0 BENCH_AWQ_ONLY=w13 timeout $(lim 20) tests/bench_awq decode 128 f16 > "$L/micro_dq0.log" 2>&1
 
 cfg=configs/internlm2_5-7b-chat.json
 : > "$L/bench.jsonl"
@@ -104,7 +103,6 @@ cm() { awk '/^decode|^dequant/ { o = $1 == "dequant" ? "deq " $2 : $2; for (i = 
 grep -A30 "^profile" "$L/profile_awq.txt" 2>/dev/null | sed -E 's/ +/ /g' | head -24
 echo "-- prefill (bench_awq prefill: awq us, fp16 us, ratio) per slab MB"
 awk 'BEGIN { printf "slab 128 MiB:" } /^== / { printf "\n%s:", $2 } /^prefill/ { u = ""; for (i = 1; i <= NF; i++) { if ($i == "n") n = $(i + 1); if ($i == "us") u = u "/" $(i - 1) } printf " %s.%s %s=%s", $2, n, u, $NF }' "$L/prefill.log" 2>/dev/null; echo
-echo "-- dequant with plain stores (LMTERM_AWQ_DQ=0)"; cm < "$L/micro_dq0.log" | grep deq
 grep -h "^device" "$L/micro_v2pdl.log"
 echo "-- AWQ tiled GEMV, PDL (| fp16 GEMV, PDL)"
 cm < "$L/micro_v2pdl.log"

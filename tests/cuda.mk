@@ -23,3 +23,4 @@ EXTRA_DIST += scripts/gpu-round.sh
 check_PROGRAMS += tests/bench_awq
 tests_bench_awq_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS) -I$(top_srcdir)/cuda
 tests_bench_awq_LDADD = $(LMTERM_TEST_LIBS)
+EXTRA_DIST += scripts/awq-round.sh
