@@ -183,16 +183,7 @@ template <typename T>
 static void awq_launch_t(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n, int N,
 			 int K, int group, cudaStream_t s)
 {
-	switch (n) {
-	case 1: awq_launch_nb<T, 1>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 2: awq_launch_nb<T, 2>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 3: awq_launch_nb<T, 3>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 4: awq_launch_nb<T, 4>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 5: awq_launch_nb<T, 5>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 6: awq_launch_nb<T, 6>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 7: awq_launch_nb<T, 7>(y, x, qw, sz, bias, N, K, group, s); break;
-	default: awq_launch_nb<T, 8>(y, x, qw, sz, bias, N, K, group, s); break;
-	}
+	for_batch(n, [&](auto nb) { awq_launch_nb<T, decltype(nb)::value>(y, x, qw, sz, bias, N, K, group, s); });
 }
 
 // one thread per word: 8 weights of row r, inputs 8c..8c+7, written as one 16-byte vector
@@ -442,16 +433,7 @@ template <typename T>
 static void tile_launch_t(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N,
 			  int K, int group, cudaStream_t s)
 {
-	switch (n) {
-	case 1: tile_launch_nb<T, 1>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 2: tile_launch_nb<T, 2>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 3: tile_launch_nb<T, 3>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 4: tile_launch_nb<T, 4>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 5: tile_launch_nb<T, 5>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 6: tile_launch_nb<T, 6>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 7: tile_launch_nb<T, 7>(y, x, qw, sz, bias, N, K, group, s); break;
-	default: tile_launch_nb<T, 8>(y, x, qw, sz, bias, N, K, group, s); break;
-	}
+	for_batch(n, [&](auto nb) { tile_launch_nb<T, decltype(nb)::value>(y, x, qw, sz, bias, N, K, group, s); });
 }
 
 // prefill: one thread per 16-byte vector of the tiled layout = rows g, g + 8 of a tile, 16 inputs each

@@ -185,16 +185,7 @@ static void launch_nb(void *y, const void *x, const void *w, const float *bias, 
 template <typename T, typename TO>
 static void launch_t(void *y, const void *x, const void *w, const float *bias, int n, int N, int K, cudaStream_t s)
 {
-	switch (n) {
-	case 1: launch_nb<T, TO, 1>(y, x, w, bias, N, K, s); break;
-	case 2: launch_nb<T, TO, 2>(y, x, w, bias, N, K, s); break;
-	case 3: launch_nb<T, TO, 3>(y, x, w, bias, N, K, s); break;
-	case 4: launch_nb<T, TO, 4>(y, x, w, bias, N, K, s); break;
-	case 5: launch_nb<T, TO, 5>(y, x, w, bias, N, K, s); break;
-	case 6: launch_nb<T, TO, 6>(y, x, w, bias, N, K, s); break;
-	case 7: launch_nb<T, TO, 7>(y, x, w, bias, N, K, s); break;
-	default: launch_nb<T, TO, 8>(y, x, w, bias, N, K, s); break;
-	}
+	for_batch(n, [&](auto nb) { launch_nb<T, TO, decltype(nb)::value>(y, x, w, bias, N, K, s); });
 }
 
 // the fused w13 + SwiGLU at batch n: two rows per warp (gate and up) like the batch-3/4 shape
@@ -213,16 +204,7 @@ static void launch_glu_nb(void *y, const void *x, const void *w, const float *bi
 template <typename T>
 static void launch_glu(void *y, const void *x, const void *w, const float *bias, int n, int N, int K, cudaStream_t s)
 {
-	switch (n) {
-	case 1: launch_glu_nb<T, 1>(y, x, w, bias, N, K, s); break;
-	case 2: launch_glu_nb<T, 2>(y, x, w, bias, N, K, s); break;
-	case 3: launch_glu_nb<T, 3>(y, x, w, bias, N, K, s); break;
-	case 4: launch_glu_nb<T, 4>(y, x, w, bias, N, K, s); break;
-	case 5: launch_glu_nb<T, 5>(y, x, w, bias, N, K, s); break;
-	case 6: launch_glu_nb<T, 6>(y, x, w, bias, N, K, s); break;
-	case 7: launch_glu_nb<T, 7>(y, x, w, bias, N, K, s); break;
-	default: launch_glu_nb<T, 8>(y, x, w, bias, N, K, s); break;
-	}
+	for_batch(n, [&](auto nb) { launch_glu_nb<T, decltype(nb)::value>(y, x, w, bias, N, K, s); });
 }
 
 extern "C" int k_gemv_swiglu(void *y, const void *x, const void *w, const float *bias, int n, int N, int K,

@@ -7,6 +7,8 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include <type_traits>
+
 #include "pdl.cuh"
 
 typedef __nv_bfloat16 bf16_t;
@@ -60,6 +62,22 @@ static __device__ __forceinline__ float block_sum_f(float v)
 	__syncthreads();
 	float s = lane < nw ? part[lane] : 0.f;
 	return warp_sum_f(s);
+}
+
+// The decode kernels take the batch (1..8 rows of x) as a template argument so that their accumulators stay
+// in registers: for_batch(n, f) calls f(std::integral_constant<int, NB>()) with NB = n (8 for n >= 8).
+template <typename F> static inline void for_batch(int n, F &&f)
+{
+	switch (n) {
+	case 1: f(std::integral_constant<int, 1>()); break;
+	case 2: f(std::integral_constant<int, 2>()); break;
+	case 3: f(std::integral_constant<int, 3>()); break;
+	case 4: f(std::integral_constant<int, 4>()); break;
+	case 5: f(std::integral_constant<int, 5>()); break;
+	case 6: f(std::integral_constant<int, 6>()); break;
+	case 7: f(std::integral_constant<int, 7>()); break;
+	default: f(std::integral_constant<int, 8>()); break;
+	}
 }
 
 // the launch status of the kernel just queued, as an lm_err message naming it
