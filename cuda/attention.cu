@@ -9,9 +9,10 @@
 //            registers (flash-attention 2), causal mask per row, one pass over the cache.
 //   decode:  flash-decoding. CTA = (split, kv head, 16-row tile); the CTA's share of the context is cut
 //            into 16-token sub-tiles that its 4 warps take in turn, each warp with its own 3-stage cp.async
-//            ring and its own softmax state; the warps merge in shared memory, the splits in a combine
-//            kernel. The split length is computed on the device from pos0, so a graph captured once is
-//            right for every context up to max_ctx.
+//            ring and its own softmax state; the warps merge in shared memory, and the last split of a
+//            (kv head, row tile) to finish combines the splits (a self-resetting ticket counter; a
+//            separate combine kernel only when the ticket pool is too small). The split length is computed
+//            on the device from pos0, so a graph captured once is right for every context up to max_ctx.
 //
 // Quantized caches (policies 8/4) travel to shared memory as they are stored (a quarter or an eighth of the
 // bytes), then each thread dequantizes 16-byte chunks in registers (byte_perm into fp16 magic numbers,
@@ -32,7 +33,10 @@
 #define NEG_INF (-__int_as_float(0x7f800000))
 
 // decode: at most MAX_SPLITS splits of at least MIN_SPLIT_KEYS keys of max_ctx each
-enum { MAX_SPLITS = 128, MIN_SPLIT_KEYS = 64 };
+enum { MAX_SPLITS = 128, MIN_SPLIT_KEYS = 64, MAX_TICKETS = 1024 };
+// the fused combine's counters, one per (kv head, row block) of a decode launch; 0 between launches (each
+// launch's last block resets its own). Launches on one stream run in order, so one pool serves them all.
+static __device__ unsigned g_tickets[MAX_TICKETS];
 
 template <typename T, int HD, int POLICY> struct tcfg {
 	using MT = typename std::conditional<POLICY == 0, T, half>::type; // tensor-core operand type
@@ -279,6 +283,7 @@ __global__ void __launch_bounds__(128) prefill_kernel(T *__restrict__ out, const
 						      int nh, int n, const int32_t *__restrict__ pos0p,
 						      const int32_t *__restrict__ blocks, float sl2)
 {
+	pdl_wait_trigger();
 	using C = tcfg<T, HD, POLICY>;
 	using MT = typename C::MT;
 	using PC = prefill_cfg<T, HD, POLICY>;
@@ -366,6 +371,53 @@ __global__ void __launch_bounds__(128) prefill_kernel(T *__restrict__ out, const
 
 // ---- decode -----------------------------------------------------------------------------------------------
 
+// out[row] = sum_s 2^(m_s - M) O_s / sum_s 2^(m_s - M) l_s; one warp per [n][nh] row.
+// The lanes read the splits' (max, sum) pairs in parallel and leave the weights in shared memory (wts, one
+// float per split), so the loop over the partial outputs has no load that waits on another (a serial walk
+// over the splits, two dependent L2 round trips per split, cost about 0.4 us per split on the H200). The
+// partials are read through L2 (__ldcg): in the fused path other blocks of the same grid wrote them.
+template <typename T, int HD>
+static __device__ __forceinline__ void combine_row(T *__restrict__ out, const float *__restrict__ ws_o,
+						   const float2 *__restrict__ ws_ml, int NR, int nsplit, int row,
+						   float *wts, int lane)
+{
+	constexpr int E = HD / 32;
+	float M = NEG_INF;
+	for (int s = lane; s < nsplit; s += 32) M = fmaxf(M, __ldcg(&ws_ml[(size_t)s * NR + row]).x);
+	M = warp_max(M); // finite: every row has at least one key in some split
+	float L = 0.f;
+	for (int s = lane; s < nsplit; s += 32) {
+		const float2 ml = __ldcg(&ws_ml[(size_t)s * NR + row]);
+		const float wt = ml.x == NEG_INF ? 0.f : exp2f(ml.x - M); // empty split: weight 0 (its O is 0)
+		wts[s] = wt;
+		L += wt * ml.y;
+	}
+	L = warp_sum(L);
+	__syncwarp();
+	float acc[E] = {};
+#pragma unroll 4
+	for (int s = 0; s < nsplit; s++) {
+		const float wt = wts[s];
+		const float *src = ws_o + ((size_t)s * NR + row) * HD + lane * E;
+		if constexpr (E == 4) {
+			const float4 v = __ldcg((const float4 *)src);
+			acc[0] += wt * v.x;
+			acc[1] += wt * v.y;
+			acc[2] += wt * v.z;
+			acc[3] += wt * v.w;
+		} else {
+			const float2 v = __ldcg((const float2 *)src);
+			acc[0] += wt * v.x;
+			acc[1] += wt * v.y;
+		}
+	}
+	__syncwarp(); // wts is reused by the warp's next row
+	const float inv = 1.f / L;
+	T *o = out + (size_t)row * HD + lane * E;
+#pragma unroll
+	for (int e = 0; e < E; e += 2) *(uint32_t *)(o + e) = act<T>::pack(acc[e] * inv, acc[e + 1] * inv);
+}
+
 template <typename T, int HD, int POLICY> struct decode_cfg {
 	using C = tcfg<T, HD, POLICY>;
 	static constexpr int R = 16, STAGES = 3, WARPS = 4;
@@ -381,8 +433,10 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 						     float2 *__restrict__ ws_ml, const T *__restrict__ qkv,
 						     const uint8_t *__restrict__ pool, struct kv_geom g, int layer,
 						     int nh, int n, const int32_t *__restrict__ pos0p,
-						     const int32_t *__restrict__ blocks, float sl2)
+						     const int32_t *__restrict__ blocks, float sl2,
+						     unsigned *__restrict__ tickets)
 {
+	pdl_wait_trigger();
 	using C = tcfg<T, HD, POLICY>;
 	using MT = typename C::MT;
 	using DC = decode_cfg<T, HD, POLICY>;
@@ -490,54 +544,39 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 			if (d == 0) ws_ml[(size_t)split * NR + orow] = make_float2(M, L);
 		}
 	}
+	if (nsplit == 1 || !tickets) return;
+	// The last split of this (kv head, row block) to finish combines them (a ticket counter it resets), so no
+	// combine kernel, and no launch gap before it, is needed.
+	__shared__ bool last;
+	__syncthreads();
+	const int tix = blockIdx.y * gridDim.z + blockIdx.z;
+	if (tid == 0) {
+		__threadfence();
+		last = atomicAdd(&tickets[tix], 1u) == (unsigned)nsplit - 1;
+	}
+	__syncthreads();
+	if (!last) return;
+	__threadfence();
+	float *wts = (float *)smem + warp * MAX_SPLITS; // the merge area is free again
+	for (int rr = warp; rr < 16; rr += DC::WARPS) {
+		const int row = r0 + rr;
+		if (row >= rows) break;
+		const int orow = (row / group) * nh + kvh * group + row % group;
+		combine_row<T, HD>(out, ws_o, ws_ml, NR, nsplit, orow, wts, lane);
+	}
+	if (tid == 0) tickets[tix] = 0u;
 }
 
-// out[row] = sum_s 2^(m_s - M) O_s / sum_s 2^(m_s - M) l_s; one warp per [n][nh] row.
-// The lanes read the splits' (max, sum) pairs in parallel and leave the weights in shared memory, so the
-// loop over the partial outputs has no load that waits on another (a serial walk over the splits, two
-// dependent L2 round trips per split, cost about 0.4 us per split on the H200).
 template <typename T, int HD>
 __global__ void __launch_bounds__(128) combine_kernel(T *__restrict__ out, const float *__restrict__ ws_o,
 						      const float2 *__restrict__ ws_ml, int NR, int nsplit)
 {
-	constexpr int E = HD / 32;
+	pdl_wait_trigger();
 	__shared__ float wts[4][MAX_SPLITS];
 	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int row = blockIdx.x * 4 + warp;
 	if (row >= NR) return; // whole warps only: no block-wide barrier below
-	float M = NEG_INF;
-	for (int s = lane; s < nsplit; s += 32) M = fmaxf(M, ws_ml[(size_t)s * NR + row].x);
-	M = warp_max(M); // finite: every row has at least one key in some split
-	float L = 0.f;
-	for (int s = lane; s < nsplit; s += 32) {
-		const float2 ml = ws_ml[(size_t)s * NR + row];
-		const float wt = ml.x == NEG_INF ? 0.f : exp2f(ml.x - M); // empty split: weight 0 (its O is 0)
-		wts[warp][s] = wt;
-		L += wt * ml.y;
-	}
-	L = warp_sum(L);
-	__syncwarp();
-	float acc[E] = {};
-#pragma unroll 4
-	for (int s = 0; s < nsplit; s++) {
-		const float wt = wts[warp][s];
-		const float *src = ws_o + ((size_t)s * NR + row) * HD + lane * E;
-		if constexpr (E == 4) {
-			const float4 v = *(const float4 *)src;
-			acc[0] += wt * v.x;
-			acc[1] += wt * v.y;
-			acc[2] += wt * v.z;
-			acc[3] += wt * v.w;
-		} else {
-			const float2 v = *(const float2 *)src;
-			acc[0] += wt * v.x;
-			acc[1] += wt * v.y;
-		}
-	}
-	const float inv = 1.f / L;
-	T *o = out + (size_t)row * HD + lane * E;
-#pragma unroll
-	for (int e = 0; e < E; e += 2) *(uint32_t *)(o + e) = act<T>::pack(acc[e] * inv, acc[e + 1] * inv);
+	combine_row<T, HD>(out, ws_o, ws_ml, NR, nsplit, row, wts[warp], lane);
 }
 
 // ---- host launchers ---------------------------------------------------------------------------------------
@@ -608,9 +647,8 @@ template <typename T, int HD, int P> static cudaError_t run_prefill(const attn_a
 	const int rows = a.st->n * (a.nh / a.g.n_kv_heads);
 	dim3 grid((rows + PC::BM - 1) / PC::BM, a.g.n_kv_heads);
 	const float sl2 = 1.4426950408889634f / sqrtf((float)HD);
-	prefill_kernel<T, HD, P><<<grid, 128, PC::smem, a.s>>>((T *)a.out, (const T *)a.qkv, a.pool, a.g, a.layer,
-								 a.nh, a.st->n, a.st->pos0, a.st->blocks, sl2);
-	return cudaGetLastError();
+	return klaunch(prefill_kernel<T, HD, P>, grid, 128, PC::smem, a.s, (T *)a.out, (const T *)a.qkv, a.pool, a.g,
+		       a.layer, a.nh, a.st->n, a.st->pos0, a.st->blocks, sl2);
 }
 
 template <typename T, int HD, int P> static cudaError_t run_decode(const attn_args &a)
@@ -625,14 +663,21 @@ template <typename T, int HD, int P> static cudaError_t run_decode(const attn_ar
 	const int rows = a.st->n * (a.nh / a.g.n_kv_heads);
 	dim3 grid(a.nsplit, a.g.n_kv_heads, (rows + 15) / 16);
 	const float sl2 = 1.4426950408889634f / sqrtf((float)HD);
-	decode_kernel<T, HD, P><<<grid, 128, DC::smem, a.s>>>((T *)a.out, a.ws_o, a.ws_ml, (const T *)a.qkv, a.pool,
-								a.g, a.layer, a.nh, a.st->n, a.st->pos0,
-								a.st->blocks, sl2);
-	cudaError_t e = cudaGetLastError();
-	if (e != cudaSuccess || a.nsplit == 1) return e;
+	// the combine fused into the last split needs a ticket per (kv head, row block): a fixed pool (the split
+	// path is taken only for small grids); beyond it, the combine kernel
+	unsigned *tickets = nullptr;
+	static const bool combine_kernel_only = getenv("LMTERM_ATTN_COMBINE_KERNEL") != nullptr; // measurement
+	if (a.nsplit > 1 && (int)(grid.y * grid.z) <= MAX_TICKETS && !combine_kernel_only) {
+		cudaError_t e = cudaGetSymbolAddress((void **)&tickets, g_tickets);
+		if (e != cudaSuccess) return e;
+	}
+	cudaError_t e = klaunch(decode_kernel<T, HD, P>, grid, 128, DC::smem, a.s, (T *)a.out, a.ws_o, a.ws_ml,
+				(const T *)a.qkv, a.pool, a.g, a.layer, a.nh, a.st->n, a.st->pos0, a.st->blocks, sl2,
+				tickets);
+	if (e != cudaSuccess || tickets || a.nsplit == 1) return e;
 	const int NR = a.st->n * a.nh;
-	combine_kernel<T, HD><<<(NR + 3) / 4, 128, 0, a.s>>>((T *)a.out, a.ws_o, a.ws_ml, NR, a.nsplit);
-	return cudaGetLastError();
+	return klaunch(combine_kernel<T, HD>, (NR + 3) / 4, 128, 0, a.s, (T *)a.out, (const float *)a.ws_o,
+		       (const float2 *)a.ws_ml, NR, a.nsplit);
 }
 
 template <typename T, int HD> static cudaError_t dispatch_p(const attn_args &a, bool decode)

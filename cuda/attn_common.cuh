@@ -7,6 +7,8 @@
 #include <cuda_bf16.h>
 #include <stdint.h>
 
+#include "pdl.cuh"
+
 typedef __nv_bfloat16 bf16;
 
 // element <-> float for the two activation types

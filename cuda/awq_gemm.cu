@@ -1,23 +1,32 @@
 // awq_gemm.cu: W4A16 (AWQ, 4-bit weights with an fp16 scale and zero per group of `group` inputs).
 //
-// Layout (made once at load by awq_repack, from AutoAWQ's gemm layout): qw uint32 [N][K/8], each output
-// row's K inputs contiguous, so a decode GEMV streams one row with 16-byte loads (32 weights per lane);
-// nibble i of a word holds input 8c + {0,2,4,6,1,3,5,7}[i], so (word >> 4j) & 0x000f000f is the pair of
-// inputs (2j, 2j+1) in the two halves of a 32-bit register. OR-ing in the exponent of 1024 (fp16,
-// 0x6400) or 128 (bf16, 0x4300) turns each half into 1024 + q (128 + q) exactly: one LOP3 dequantizes two
-// weights, no integer-to-float conversion. sz half2 [N][K/group] = (scale, zero).
+// Two layouts, both made once at load from AutoAWQ's gemm layout (awq_repack_tiled, awq_repack); which
+// one a weight gets follows from its shape and group (awq_tiled_layout), so no flag travels with it.
 //
-// Decode (batch 1..8): like gemv.cu, a warp per R rows, weights bypassing L1. fp16 activations: (q - z)
-// (exact in fp16) times x by HFMA2 for the 8 weights of one word, then summed into float and scaled once
-// per 32 weights (group % 32 == 0). bf16 activations: the same in float (bf16 -> float is a shift).
-// At batch 1 the kernel must decode 2 weights per byte read, so the per-weight instruction count matters
-// as much as the loads: about 2 instructions per weight on the fp16 path.
+// - Tiled (N % 16 == 0, K % 64 == 0, group 64 or 128: every real checkpoint). Decode (batch 1..8) on the
+//   tensor cores: the weights are the A operand of mma.m16n8k16 (16 output rows), the batch the n8
+//   columns, so batch 8 costs what batch 1 costs and nothing is left to the CUDA cores but the dequant:
+//   one shift, four LOP3 and four HSUB2/HFMA2 per 8 weights (the layout is described below, before the
+//   kernels). Every lane issues 16-byte loads of its own fragments (coalesced: a warp reads 512
+//   contiguous bytes per instruction), ld.global.nc.L1::no_allocate so that x stays in L1, scale and zero
+//   read once per group and row.
+// - Row (anything else): qw uint32 [N][K/8], each output row's K inputs contiguous; nibble i of a word
+//   holds input 8c + {0,2,4,6,1,3,5,7}[i], so (word >> 4j) & 0x000f000f is the pair of inputs (2j, 2j+1)
+//   in the two halves of a 32-bit register; OR-ing in the exponent of 1024 (fp16, 0x6400) or 128 (bf16,
+//   0x4300) turns each half into 1024 + q (128 + q) exactly. Decode by HFMA2 on the CUDA cores, a warp
+//   per R rows. sz half2 [N][K/group] = (scale, zero).
 //
-// Prefill: dequantize a slab of rows to fp16/bf16 (k_awq_dequant) and let cuBLAS multiply it; the backend
-// works through the rows slab by slab so that the scratch stays small.
+// Prefill (batch > 8): dequantize a slab of rows to fp16/bf16 (k_awq_dequant, at the write bandwidth)
+// and let cuBLAS multiply it (tensor cores, fp32 accumulation); the backend works through the rows slab
+// by slab. Measured against a fused kernel's alternative in docs/PERFORMANCE.md (AWQ section).
 #include "config.h"
 #include "kernels.h"
 #include "ops_common.cuh"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <type_traits>
 
 static __device__ __forceinline__ uint4 ld_stream4(const uint4 *p)
 {
@@ -174,32 +183,7 @@ template <typename T>
 static void awq_launch_t(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n, int N,
 			 int K, int group, cudaStream_t s)
 {
-	switch (n) {
-	case 1: awq_launch_nb<T, 1>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 2: awq_launch_nb<T, 2>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 3: awq_launch_nb<T, 3>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 4: awq_launch_nb<T, 4>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 5: awq_launch_nb<T, 5>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 6: awq_launch_nb<T, 6>(y, x, qw, sz, bias, N, K, group, s); break;
-	case 7: awq_launch_nb<T, 7>(y, x, qw, sz, bias, N, K, group, s); break;
-	default: awq_launch_nb<T, 8>(y, x, qw, sz, bias, N, K, group, s); break;
-	}
-}
-
-extern "C" bool k_awq_gemv_supported(int n, int K, int group)
-{
-	return n >= 1 && n <= 8 && group > 0 && group % 32 == 0 && K % group == 0;
-}
-
-extern "C" int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n, int N,
-			  int K, int group, enum dtype act, cudaStream_t s)
-{
-	if (!k_awq_gemv_supported(n, K, group))
-		return lm_err("AWQ gemv: unsupported shape (batch %d, K %d, group %d)", n, K, group);
-	if (N <= 0) return LM_OK;
-	if (act == DT_BF16) awq_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, s);
-	else awq_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, s);
-	LAUNCHED("AWQ gemv");
+	for_batch(n, [&](auto nb) { awq_launch_nb<T, decltype(nb)::value>(y, x, qw, sz, bias, N, K, group, s); });
 }
 
 // one thread per word: 8 weights of row r, inputs 8c..8c+7, written as one 16-byte vector
@@ -223,20 +207,6 @@ __global__ void awq_dequant_kernel(uint16_t *dst, const uint32_t *qw, const half
 		}
 		((uint4 *)dst)[t] = o.u;
 	}
-}
-
-extern "C" int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int K, int group,
-			     enum dtype act, cudaStream_t s)
-{
-	if (K % 8 || group <= 0 || group % 8 || K % group) return lm_err("AWQ dequant: K %d, group %d", K, group);
-	const size_t total = (size_t)rows * (K / 8);
-	if (!total) return LM_OK;
-	const int blocks = (int)MIN((total + 255) / 256, (size_t)65535);
-	if (act == DT_BF16)
-		awq_dequant_kernel<bf16_t><<<blocks, 256, 0, s>>>((uint16_t *)dst, qw, (const half2 *)sz, r0, rows, K, group);
-	else
-		awq_dequant_kernel<half><<<blocks, 256, 0, s>>>((uint16_t *)dst, qw, (const half2 *)sz, r0, rows, K, group);
-	LAUNCHED("AWQ dequant");
 }
 
 // AutoAWQ packs output columns 8c..8c+7 of one int32 in this nibble order; ours packs inputs the same way
@@ -267,4 +237,342 @@ extern "C" void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, c
 			sz[((size_t)n * G + g) * 2] = scales[(size_t)g * N + n];
 			sz[((size_t)n * G + g) * 2 + 1] = f32_to_f16(z);
 		}
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Tiled layout (tensor cores, batch 1..8): row tiles of 16 outputs, K in chunks of 64 inputs. One chunk
+// of one tile is 512 bytes: lane l (g = l / 4, t = l % 4) owns the 16-byte vector at offset 16 l, which
+// holds its mma.m16n8k16 A fragments for the chunk's four k-steps s = 0..3, one 32-bit word each:
+// rows g and g + 8, inputs 64 kc + 16 t + 4 s + {0, 1, 2, 3}. Inside the mma the k order is permuted
+// (logical k 2t + {0,1} is input 4s + {0,1}, logical 2t + 8 + {0,1} is input 4s + {2,3}), the same for
+// A and B, so that a lane's B fragments (x) for the whole chunk are the 16 contiguous activations
+// 64 kc + 16 t + [0, 16): two 16-byte loads. Word s: element i (a_i of the fragment) sits at bits
+// 16 (i & 1) + 4 (i >> 1): the pair j = (a_2j, a_2j+1) is (w >> 4j) & 0x000f000f, as in the row layout,
+// so OR-ing the fp16 exponent of 1024 (0x6400) makes 1024 + q of pair 0, and the unshifted mask
+// 0x00f000f0 makes 1024 + 16 q of pair 1: four LOP3, one shift and four HSUB2/HFMA2 (which also take the
+// zero off) turn one word into the four A registers; bf16 (7 mantissa bits) uses one shift per pair.
+// sz: half2 (scale, zero) [N/16][K/group][8][2]: lane g reads rows g and g + 8 of its tile as 8 bytes.
+// A warp multiplies one group (128 inputs: 8 mma) with the fp32 accumulator started at zero, then adds
+// it times the rows' scales: (q - z) and x are exact fp16, so only the fp32 sums round.
+// A block is one row tile; its W warps split K (warp w takes groups w, w + W, ...), TILE_UG groups
+// in flight per warp, and add their partial sums through shared memory at the end.
+
+enum { TILE_MAX_WARPS = 16, TILE_UG = 2 };
+
+extern "C" bool awq_tiled_layout(int N, int K, int group)
+{
+	static int row_forced = -1; // LMTERM_AWQ_LAYOUT=row: the row layout everywhere (A/B measurements)
+	if (row_forced < 0) {
+		const char *e = getenv("LMTERM_AWQ_LAYOUT");
+		row_forced = e && strcmp(e, "row") == 0;
+	}
+	return row_forced != 1 && N > 0 && N % 16 == 0 && K > 0 && K % 64 == 0 && (group == 64 || group == 128) &&
+	       K % group == 0;
+}
+
+static __device__ __forceinline__ uint32_t h2u(half2 h) { return *(uint32_t *)&h; }
+static __device__ __forceinline__ half2 u2h(uint32_t u) { return *(half2 *)&u; }
+static __device__ __forceinline__ uint32_t b2u(__nv_bfloat162 h) { return *(uint32_t *)&h; }
+static __device__ __forceinline__ __nv_bfloat162 u2b(uint32_t u) { return *(__nv_bfloat162 *)&u; }
+
+template <typename T> struct tile_ops;
+template <> struct tile_ops<half> {
+	// per group: k0 = (1024 + z_g) twice (pairs 0, 2: row g), k1 = -(64 + z_g+8) twice (pairs 1, 3)
+	static __device__ __forceinline__ void zeros(uint2 s, uint32_t &k0, uint32_t &k1)
+	{
+		const half zl = __high2half(u2h(s.x)), zh = __high2half(u2h(s.y));
+		const half a = __hadd(zl, __float2half(1024.f)), b = __hneg(__hadd(zh, __float2half(64.f)));
+		k0 = h2u(__halves2half2(a, a));
+		k1 = h2u(__halves2half2(b, b));
+	}
+	static __device__ __forceinline__ void dequant(uint32_t w, uint32_t k0, uint32_t k1, uint32_t a[4])
+	{
+		const uint32_t w8 = w >> 8;
+		const half2 sixteenth = __float2half2_rn(1.f / 16);
+		a[0] = h2u(__hsub2(u2h((w & 0x000f000fu) | 0x64006400u), u2h(k0)));
+		a[1] = h2u(__hfma2(u2h((w & 0x00f000f0u) | 0x64006400u), sixteenth, u2h(k1)));
+		a[2] = h2u(__hsub2(u2h((w8 & 0x000f000fu) | 0x64006400u), u2h(k0)));
+		a[3] = h2u(__hfma2(u2h((w8 & 0x00f000f0u) | 0x64006400u), sixteenth, u2h(k1)));
+	}
+	static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+	{
+		asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+		    "{%0, %1, %2, %3};"
+		    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+		    : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+	}
+};
+template <> struct tile_ops<bf16_t> {
+	// k0 = 128 + z_g, k1 = 128 + z_g+8, as bf16 pairs (z is an integer 0..15: exact)
+	static __device__ __forceinline__ void zeros(uint2 s, uint32_t &k0, uint32_t &k1)
+	{
+		const bf16_t a = __float2bfloat16_rn(128.f + __high2float(u2h(s.x)));
+		const bf16_t b = __float2bfloat16_rn(128.f + __high2float(u2h(s.y)));
+		k0 = b2u(__halves2bfloat162(a, a));
+		k1 = b2u(__halves2bfloat162(b, b));
+	}
+	static __device__ __forceinline__ void dequant(uint32_t w, uint32_t k0, uint32_t k1, uint32_t a[4])
+	{
+#pragma unroll
+		for (int j = 0; j < 4; j++)
+			a[j] = b2u(__hsub2(u2b(((w >> (4 * j)) & 0x000f000fu) | 0x43004300u), u2b(j & 1 ? k1 : k0)));
+	}
+	static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+	{
+		asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+		    "{%0, %1, %2, %3};"
+		    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+		    : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+	}
+};
+
+// CPG = chunks of 64 inputs per group (1 or 2); NB = batch (columns of the n8 tile that are used)
+template <typename T, int NB, int CPG>
+__global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
+	awq_tile_gemv_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
+			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K)
+{
+	__shared__ float4 red[TILE_MAX_WARPS][32];
+	pdl_wait_trigger();
+	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	const int g = lane >> 2, t = lane & 3, rt = blockIdx.x;
+	const int KC = K / 64, G = KC / CPG;
+	const uint4 *qt = qw + (size_t)rt * KC * 32 + lane; // chunk c of this tile: qt[32 c]
+	const uint2 *st = sz + (size_t)rt * G * 8 + g;      // group gi: st[8 gi]
+	const bool xon = g < NB;                            // lane g supplies column n = g of B
+	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
+	float acc[4] = { 0.f, 0.f, 0.f, 0.f };
+
+	for (int g0 = warp; g0 < G; g0 += W * TILE_UG) {
+		uint4 wq[TILE_UG][CPG], xv[TILE_UG][CPG][2];
+		uint2 s2[TILE_UG];
+#pragma unroll
+		for (int u = 0; u < TILE_UG; u++) {
+			const int gi = g0 + W * u;
+			const bool ok = gi < G;
+#pragma unroll
+			for (int c = 0; c < CPG; c++) {
+				const int ch = gi * CPG + c;
+				wq[u][c] = ok ? ld_stream4(qt + (size_t)ch * 32) : make_uint4(0, 0, 0, 0);
+				xv[u][c][0] = ok && xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
+				xv[u][c][1] = ok && xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
+			}
+			s2[u] = ok ? __ldg(st + 8 * gi) : make_uint2(0, 0);
+		}
+#pragma unroll
+		for (int u = 0; u < TILE_UG; u++) {
+			if (g0 + W * u >= G) break;
+			uint32_t k0, k1;
+			tile_ops<T>::zeros(s2[u], k0, k1);
+			float part[4] = { 0.f, 0.f, 0.f, 0.f };
+#pragma unroll
+			for (int c = 0; c < CPG; c++) {
+				const uint32_t wv[4] = { wq[u][c].x, wq[u][c].y, wq[u][c].z, wq[u][c].w };
+				const uint32_t xb[8] = { xv[u][c][0].x, xv[u][c][0].y, xv[u][c][0].z, xv[u][c][0].w,
+							 xv[u][c][1].x, xv[u][c][1].y, xv[u][c][1].z, xv[u][c][1].w };
+#pragma unroll
+				for (int s = 0; s < 4; s++) {
+					uint32_t a[4];
+					tile_ops<T>::dequant(wv[s], k0, k1, a);
+					tile_ops<T>::mma(part, a, xb[2 * s], xb[2 * s + 1]);
+				}
+			}
+			const float sl = __low2float(u2h(s2[u].x)), sh = __low2float(u2h(s2[u].y));
+			acc[0] = fmaf(part[0], sl, acc[0]);
+			acc[1] = fmaf(part[1], sl, acc[1]);
+			acc[2] = fmaf(part[2], sh, acc[2]);
+			acc[3] = fmaf(part[3], sh, acc[3]);
+		}
+	}
+	if (W > 1) {
+		red[warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+		__syncthreads();
+		if (warp) return;
+		for (int w = 1; w < W; w++) {
+			const float4 p = red[w][lane];
+			acc[0] += p.x, acc[1] += p.y, acc[2] += p.z, acc[3] += p.w;
+		}
+	}
+	// D fragment: acc[0], acc[1] = row g, columns 2t, 2t + 1; acc[2], acc[3] = row g + 8
+	const int r0 = 16 * rt + g, r1 = r0 + 8;
+	const float b0 = bias ? bias[r0] : 0.f, b1 = bias ? bias[r1] : 0.f;
+	if (2 * t < NB) {
+		y[(size_t)(2 * t) * N + r0] = from_f<T>(acc[0] + b0);
+		y[(size_t)(2 * t) * N + r1] = from_f<T>(acc[2] + b1);
+	}
+	if (2 * t + 1 < NB) {
+		y[(size_t)(2 * t + 1) * N + r0] = from_f<T>(acc[1] + b0);
+		y[(size_t)(2 * t + 1) * N + r1] = from_f<T>(acc[3] + b1);
+	}
+}
+
+// warps per block: enough warps on the whole GPU to keep the loads in flight (about 32 per SM, 132 SMs)
+static int tile_warps(int N, int G)
+{
+	const int tiles = N / 16, want = 132 * 32;
+	int w = 1;
+	while (w < TILE_MAX_WARPS && tiles * w < want) w *= 2;
+	while (w > 1 && w > G) w /= 2;
+	return w;
+}
+
+template <typename T, int NB>
+static void tile_launch_nb(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
+			   int group, cudaStream_t s)
+{
+	const int G = K / group, W = tile_warps(N, G);
+	if (group == 64)
+		klaunch(awq_tile_gemv_kernel<T, NB, 1>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
+			(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
+	else
+		klaunch(awq_tile_gemv_kernel<T, NB, 2>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
+			(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
+}
+
+template <typename T>
+static void tile_launch_t(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N,
+			  int K, int group, cudaStream_t s)
+{
+	for_batch(n, [&](auto nb) { tile_launch_nb<T, decltype(nb)::value>(y, x, qw, sz, bias, N, K, group, s); });
+}
+
+// prefill: one thread per 16-byte vector of the tiled layout = rows g, g + 8 of a tile, 16 inputs each
+template <typename T>
+__global__ void awq_tile_dequant_kernel(uint16_t *dst, const uint4 *qw, const uint2 *sz, int rt0, int tiles, int K,
+					int group)
+{
+	const int KC = K / 64, G = K / group;
+	const size_t total = (size_t)tiles * KC * 32;
+	for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+		const int lane = (int)(i & 31), g = lane >> 2, t = lane & 3;
+		const size_t ch = i >> 5; // chunk within the slab
+		const int rt = (int)(ch / KC), kc = (int)(ch % KC);
+		const uint4 w4 = qw[((size_t)rt0 * KC) * 32 + i];
+		const uint2 s2 = sz[((size_t)(rt0 + rt) * G + (size_t)kc * 64 / group) * 8 + g];
+		const float sl = __low2float(u2h(s2.x)), zl = __high2float(u2h(s2.x));
+		const float sh = __low2float(u2h(s2.y)), zh = __high2float(u2h(s2.y));
+		const uint32_t wv[4] = { w4.x, w4.y, w4.z, w4.w };
+		vec8 lo[2], hi[2]; // rows g and g + 8, inputs 16 t + [0, 16)
+		if constexpr (sizeof(T) == 2 && std::is_same<T, half>::value) {
+			// (q - z) exact from the decode kernel's LOP3 trick, then one HMUL2 by the scale: the exact
+			// product rounded once, as the float path below
+			uint32_t k0, k1, lw[8], hw[8];
+			tile_ops<half>::zeros(s2, k0, k1);
+			const half2 sl2 = __low2half2(u2h(s2.x)), sh2 = __low2half2(u2h(s2.y));
+#pragma unroll
+			for (int s = 0; s < 4; s++) {
+				uint32_t a[4];
+				tile_ops<half>::dequant(wv[s], k0, k1, a);
+				lw[2 * s] = h2u(__hmul2(u2h(a[0]), sl2));     // row g, inputs 4s + {0, 1}
+				lw[2 * s + 1] = h2u(__hmul2(u2h(a[2]), sl2)); // row g, inputs 4s + {2, 3}
+				hw[2 * s] = h2u(__hmul2(u2h(a[1]), sh2));     // row g + 8
+				hw[2 * s + 1] = h2u(__hmul2(u2h(a[3]), sh2));
+			}
+			lo[0].u = make_uint4(lw[0], lw[1], lw[2], lw[3]);
+			lo[1].u = make_uint4(lw[4], lw[5], lw[6], lw[7]);
+			hi[0].u = make_uint4(hw[0], hw[1], hw[2], hw[3]);
+			hi[1].u = make_uint4(hw[4], hw[5], hw[6], hw[7]);
+		} else
+#pragma unroll
+		for (int s = 0; s < 4; s++)
+#pragma unroll
+			for (int i8 = 0; i8 < 8; i8++) { // element i8 of word s
+				const float q = (float)((wv[s] >> (16 * (i8 & 1) + 4 * (i8 >> 1))) & 15u);
+				const int k = 4 * s + 2 * (i8 >> 2) + (i8 & 1);
+				if ((i8 >> 1) & 1) set_elem<T>(hi[k >> 3], k & 7, (q - zh) * sh);
+				else set_elem<T>(lo[k >> 3], k & 7, (q - zl) * sl);
+			}
+		uint16_t *o = dst + ((size_t)(16 * rt + g) * K + (size_t)kc * 64 + 16 * t);
+		((uint4 *)o)[0] = lo[0].u;
+		((uint4 *)o)[1] = lo[1].u;
+		((uint4 *)(o + (size_t)8 * K))[0] = hi[0].u;
+		((uint4 *)(o + (size_t)8 * K))[1] = hi[1].u;
+	}
+}
+
+extern "C" void awq_repack_tiled(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros,
+				 const uint16_t *scales, int N, int K, int group)
+{
+	const int N8 = N / 8, KC = K / 64, G = K / group, NT = N / 16;
+	int nib_of_col[8]; // AutoAWQ: which nibble holds column 8c + j
+	for (int i = 0; i < 8; i++) nib_of_col[awq_order[i]] = i;
+	uint8_t tile[16][64];
+	for (int kc = 0; kc < KC; kc++)
+		for (int rt = 0; rt < NT; rt++) {
+			for (int kk = 0; kk < 64; kk++)
+				for (int h = 0; h < 2; h++) {
+					const uint32_t wd = (uint32_t)qweight[(size_t)(64 * kc + kk) * N8 + 2 * rt + h];
+					for (int j = 0; j < 8; j++) tile[8 * h + j][kk] = (wd >> (4 * nib_of_col[j])) & 15u;
+				}
+			uint32_t *o = qw + ((size_t)rt * KC + kc) * 128;
+			for (int lane = 0; lane < 32; lane++) {
+				const int g = lane >> 2, t = lane & 3;
+				for (int s = 0; s < 4; s++) {
+					uint32_t word = 0;
+					for (int i = 0; i < 8; i++) {
+						const int row = g + 8 * ((i >> 1) & 1), k = 16 * t + 4 * s + 2 * (i >> 2) + (i & 1);
+						word |= (uint32_t)tile[row][k] << (16 * (i & 1) + 4 * (i >> 1));
+					}
+					o[lane * 4 + s] = word;
+				}
+			}
+		}
+	for (int rt = 0; rt < NT; rt++)
+		for (int gi = 0; gi < G; gi++)
+			for (int g = 0; g < 8; g++)
+				for (int h = 0; h < 2; h++) {
+					const int n = 16 * rt + g + 8 * h;
+					const uint32_t zw = (uint32_t)qzeros[(size_t)gi * N8 + n / 8];
+					const size_t o = (((size_t)rt * G + gi) * 8 + g) * 2 + h;
+					sz[2 * o] = scales[(size_t)gi * N + n];
+					sz[2 * o + 1] = f32_to_f16((float)((zw >> (4 * nib_of_col[n % 8])) & 15u));
+				}
+}
+
+// ------------------------------------------------------------------------------------------------------
+// entry points: the layout follows from the shape and group (awq_tiled_layout), as at load
+
+extern "C" bool k_awq_gemv_supported(int n, int N, int K, int group)
+{
+	if (n < 1 || n > 8 || group <= 0 || K % group) return false;
+	return awq_tiled_layout(N, K, group) || group % 32 == 0;
+}
+
+extern "C" int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n, int N,
+			  int K, int group, enum dtype act, cudaStream_t s)
+{
+	if (!k_awq_gemv_supported(n, N, K, group))
+		return lm_err("AWQ gemv: unsupported shape (batch %d, K %d, group %d)", n, K, group);
+	if (N <= 0) return LM_OK;
+	if (awq_tiled_layout(N, K, group)) {
+		if (act == DT_BF16) tile_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, s);
+		else tile_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, s);
+	} else {
+		if (act == DT_BF16) awq_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, s);
+		else awq_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, s);
+	}
+	LAUNCHED("AWQ gemv");
+}
+
+extern "C" int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int N, int K, int group,
+			     enum dtype act, cudaStream_t s)
+{
+	if (K % 8 || group <= 0 || group % 8 || K % group) return lm_err("AWQ dequant: K %d, group %d", K, group);
+	const size_t total = (size_t)rows * (K / 8);
+	if (!total) return LM_OK;
+	const int blocks = (int)MIN((total + 255) / 256, (size_t)65535);
+	if (awq_tiled_layout(N, K, group)) {
+		if (r0 % 16 || rows % 16) return lm_err("AWQ dequant: rows %d..%d are not whole tiles", r0, r0 + rows);
+		const int tb = (int)MIN((total / 4 + 255) / 256, (size_t)65535); // a thread per 32 weights
+		if (act == DT_BF16)
+			awq_tile_dequant_kernel<bf16_t><<<tb, 256, 0, s>>>((uint16_t *)dst, (const uint4 *)qw,
+									       (const uint2 *)sz, r0 / 16, rows / 16, K, group);
+		else
+			awq_tile_dequant_kernel<half><<<tb, 256, 0, s>>>((uint16_t *)dst, (const uint4 *)qw,
+									     (const uint2 *)sz, r0 / 16, rows / 16, K, group);
+	} else if (act == DT_BF16)
+		awq_dequant_kernel<bf16_t><<<blocks, 256, 0, s>>>((uint16_t *)dst, qw, (const half2 *)sz, r0, rows, K, group);
+	else
+		awq_dequant_kernel<half><<<blocks, 256, 0, s>>>((uint16_t *)dst, qw, (const half2 *)sz, r0, rows, K, group);
+	LAUNCHED("AWQ dequant");
 }

@@ -37,9 +37,10 @@
 #include <vector>
 
 #define GRAPH_CTX_STEP 1024
-#define MAX_GRAPHS 4
-// AWQ prefill dequantizes at most this many weights at a time into the scratch (64 MiB in 16 bits)
-#define AWQ_SLAB_ELEMS (32u << 20)
+#define MAX_GRAPHS BACKEND_MAX_GRAPHS
+// AWQ prefill dequantizes at most this many weights at a time into the scratch (128 MiB in 16 bits: on the
+// H200, 64 MiB made w2 and w13 at 512 tokens 8-15% slower, 16-32 MiB much slower, 256 MiB was no better)
+#define AWQ_SLAB_ELEMS (64u << 20)
 // logits are computed at most this many floats at a time (64 MiB)
 #define LOGITS_CHUNK_FLOATS (16u << 20)
 
@@ -412,7 +413,8 @@ static int load_q4(struct backend *be, struct weight *w, const struct host_weigh
 	uint32_t *qw = (uint32_t *)malloc(nw * 4);
 	uint16_t *sz = (uint16_t *)malloc(nsz * 4);
 	int rc = qw && sz ? LM_OK : lm_err(_("out of memory"));
-	if (!rc) awq_repack(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g);
+	if (!rc && awq_tiled_layout(N, K, g)) awq_repack_tiled(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g);
+	else if (!rc) awq_repack(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g);
 	if (!rc) rc = weight_alloc_part(be, w, &w->qweight, nw * 4);
 	if (!rc) rc = weight_alloc_part(be, w, &w->scales, nsz * 4);
 	if (!rc) rc = cu_upload(be, w->qweight, qw, nw * 4);
@@ -678,11 +680,11 @@ static int awq_gemm(struct backend *be, void *y, const void *x, const struct wei
 	struct cuda_be *c = cb(be);
 	const int N = w->rows, K = w->cols;
 	int slab = (int)MIN((size_t)N, MAX((size_t)64, AWQ_SLAB_ELEMS / (size_t)K));
-	slab = slab >= 64 ? slab / 8 * 8 : slab;
+	slab = slab >= 64 ? slab / 16 * 16 : slab; // whole row tiles of the tiled layout
 	if (awq_scratch(be, (size_t)slab * K * be->act_size)) return LM_ERR;
 	for (int r0 = 0; r0 < N; r0 += slab) {
 		const int rows = MIN(slab, N - r0);
-		if (k_awq_dequant(c->awq_scratch, (const uint32_t *)w->qweight, w->scales, r0, rows, K, w->group,
+		if (k_awq_dequant(c->awq_scratch, (const uint32_t *)w->qweight, w->scales, r0, rows, N, K, w->group,
 				  be->act_dt, c->s))
 			return LM_ERR;
 		if (blas_gemm(c, (char *)y + (size_t)r0 * be->act_size, cuda_type(be->act_dt), x, c->awq_scratch,
@@ -698,7 +700,7 @@ static int cu_matmul(struct backend *be, void *y, const void *x, const struct we
 	const int N = w->rows, K = w->cols;
 	if (n <= 0) return LM_OK;
 	if (w->dt == DT_Q4) {
-		if (k_awq_gemv_supported(n, K, w->group))
+		if (k_awq_gemv_supported(n, N, K, w->group))
 			return op_rc(c, k_awq_gemv(y, x, (const uint32_t *)w->qweight, w->scales, (const float *)w->bias, n,
 						   N, K, w->group, be->act_dt, c->s));
 		return op_rc(c, awq_gemm(be, y, x, w, n));
@@ -711,6 +713,20 @@ static int cu_matmul(struct backend *be, void *y, const void *x, const struct we
 	if (blas_gemm(c, y, cuda_type(be->act_dt), x, w->data, w->dt, n, N, K, N)) return op_rc(c, LM_ERR);
 	if (w->bias) return op_rc(c, k_add_bias(y, (const float *)w->bias, n, N, be->act_dt, c->s));
 	return LM_OK;
+}
+
+// w13 and SwiGLU: fused in the GEMV at batch 1..8 (16-bit weights), else the GEMM then the swiglu kernel.
+// AWQ: a fused tiled kernel was measured slower than the tiled GEMV + swiglu (H200, 2026-12-04: 24.8-32.2
+// us against 21.7 + 2.3), so AWQ takes the two ops.
+static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void *x, const struct weight *w, int n)
+{
+	struct cuda_be *c = cb(be);
+	if (n <= 0) return LM_OK;
+	if (w->dt == be->act_dt && w->data && w->rows % 2 == 0 && k_gemv_supported(n, w->cols))
+		return op_rc(c, k_gemv_swiglu(out, x, w->data, (const float *)w->bias, n, w->rows, w->cols, be->act_dt,
+					      c->s));
+	if (cu_matmul(be, gu, x, w, n)) return LM_ERR;
+	return op_rc(c, k_swiglu(out, gu, n, w->rows / 2, be->act_dt, c->s));
 }
 
 static int cu_rope_kv(struct backend *be, void *qkv, struct kv_cache *kv, int layer, int n_heads)
@@ -983,6 +999,7 @@ static const struct backend_i cuda_i = {
 	.rope_kv = cu_rope_kv,
 	.attention = cu_attention,
 	.swiglu = cu_swiglu,
+	.matmul_swiglu = cu_matmul_swiglu,
 	.logits = cu_logits,
 	.argmax = cu_argmax,
 	.graph_begin = cu_graph_begin,

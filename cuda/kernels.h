@@ -29,25 +29,37 @@ int k_swiglu(void *out, const void *gu, int n, int ffn, enum dtype act, cudaStre
  * y_f32: y is float (logits) instead of act. */
 int k_gemv(void *y, const void *x, const void *w, const float *bias, int n, int N, int K, enum dtype act,
 	   bool y_f32, cudaStream_t s);
+/* the MLP's w13 and SwiGLU in one: y[n][N/2] = silu(x.W[0:N/2]^T + b) * (x.W[N/2:N]^T + b), n in 1..8 */
+int k_gemv_swiglu(void *y, const void *x, const void *w, const float *bias, int n, int N, int K, enum dtype act,
+		  cudaStream_t s);
 bool k_gemv_supported(int n, int K);
 
 /* y[:, c] += bias[c] for a row-major y[n][N] of act */
 int k_add_bias(void *y, const float *bias, int n, int N, enum dtype act, cudaStream_t s);
 
-/* W4A16 (AWQ, repacked by awq_repack): qw uint32 [N][K/8], nibble i of a word holds k = 8c + order[i],
- * order = {0,2,4,6,1,3,5,7} (so a 0x000f000f mask pulls the pair (2j, 2j+1)); sz half2 [N][K/group]
- * = (scale, zero). w = (q - zero) * scale. */
-/* decode: y[n][N] = x[n][K] . W^T (+ bias), n in 1..8, K % 256 == 0... see k_awq_gemv_supported */
+/* W4A16 (AWQ, repacked at load). Two layouts; which one a weight has follows from its shape and group
+ * (awq_tiled_layout), so the launchers below take N to tell:
+ * - tiled (N % 16 == 0, K % 64 == 0, group 64 or 128): mma fragments of 16-row tiles, see
+ *   cuda/awq_gemm.cu; sz half2 [N/16][K/group][8][2] = (scale, zero). Repacked by awq_repack_tiled.
+ * - row (anything else): qw uint32 [N][K/8], nibble i of a word holds k = 8c + order[i],
+ *   order = {0,2,4,6,1,3,5,7} (so a 0x000f000f mask pulls the pair (2j, 2j+1)); sz half2 [N][K/group]
+ *   = (scale, zero). Repacked by awq_repack.
+ * w = (q - zero) * scale. LMTERM_AWQ_LAYOUT=row forces the row layout (read once per process). */
+bool awq_tiled_layout(int N, int K, int group);
+/* decode: y[n][N] = x[n][K] . W^T (+ bias), n in 1..8 (see k_awq_gemv_supported) */
 int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n, int N,
 	       int K, int group, enum dtype act, cudaStream_t s);
-bool k_awq_gemv_supported(int n, int K, int group);
-/* dequantize rows [r0, r0 + rows) into dst[rows][K] of act (for prefill through cuBLAS) */
-int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int K, int group,
+bool k_awq_gemv_supported(int n, int N, int K, int group);
+/* dequantize rows [r0, r0 + rows) of the N into dst[rows][K] of act (for prefill through cuBLAS);
+ * tiled layout: r0 and rows multiples of 16 */
+int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int N, int K, int group,
 		  enum dtype act, cudaStream_t s);
 /* host: AutoAWQ gemm layout (qweight int32 [K][N/8], qzeros int32 [K/g][N/8], scales fp16 [K/g][N])
- * -> this layout (qw [N][K/8], sz [N][K/g] as (scale, zero) fp16 pairs) */
+ * -> the row layout, or the tiled one (same sizes: N K / 2 bytes of codes, N K / g half2) */
 void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros,
 		const uint16_t *scales, int N, int K, int group);
+void awq_repack_tiled(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros,
+		      const uint16_t *scales, int N, int K, int group);
 
 /* *out = first index of the largest of v[n] (float, as torch.argmax) */
 int k_argmax(int32_t *out, const float *v, int n, cudaStream_t s);

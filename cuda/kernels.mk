@@ -3,5 +3,7 @@
 cuda_liblmterm_cuda_a_SOURCES += cuda/rope_kv.cu cuda/attention.cu cuda/attention.h cuda/kv_layout.cuh \
 	cuda/attn_common.cuh
 # the backend's own kernels (cuda): one family per file, launchers in cuda/kernels.h
-cuda_liblmterm_cuda_a_SOURCES += cuda/kernels.h cuda/ops_common.cuh cuda/embed.cu cuda/rmsnorm.cu cuda/swiglu.cu \
+cuda_liblmterm_cuda_a_SOURCES += cuda/kernels.h cuda/ops_common.cuh cuda/pdl.cuh cuda/embed.cu cuda/rmsnorm.cu cuda/swiglu.cu \
 	cuda/gemv.cu cuda/awq_gemm.cu cuda/sample.cu cuda/fill.cu
+# AWQ calibration on the GPU (awq): the cuda implementation of src/awq_dev.h
+cuda_liblmterm_cuda_a_SOURCES += cuda/awq_calib.cu

@@ -7,8 +7,11 @@ noinst_LIBRARIES += cuda/liblmterm_cuda.a
 cuda_liblmterm_cuda_a_SOURCES = cuda/backend_cuda.cu
 include cuda/kernels.mk
 CUDA_LIB = cuda/liblmterm_cuda.a
+# -MD -MP: a .d file next to each object names the headers it includes (automake tracks only C sources)
 .cu.$(OBJEXT):
-	$(AM_V_GEN)$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
+	$(AM_V_GEN)$(NVCC) $(NVCC_FLAGS) -MD -MP -MF $(@:.$(OBJEXT)=.d) -c -o $@ $<
+-include $(wildcard cuda/*.d)
+CLEANFILES += cuda/*.d
 else
 CUDA_LIB =
 EXTRA_DIST += cuda

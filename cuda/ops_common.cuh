@@ -7,6 +7,10 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include <type_traits>
+
+#include "pdl.cuh"
+
 typedef __nv_bfloat16 bf16_t;
 
 // conversions for the two activation types (and float, for the logits outputs)
@@ -60,6 +64,22 @@ static __device__ __forceinline__ float block_sum_f(float v)
 	return warp_sum_f(s);
 }
 
+// The decode kernels take the batch (1..8 rows of x) as a template argument so that their accumulators stay
+// in registers: for_batch(n, f) calls f(std::integral_constant<int, NB>()) with NB = n (8 for n >= 8).
+template <typename F> static inline void for_batch(int n, F &&f)
+{
+	switch (n) {
+	case 1: f(std::integral_constant<int, 1>()); break;
+	case 2: f(std::integral_constant<int, 2>()); break;
+	case 3: f(std::integral_constant<int, 3>()); break;
+	case 4: f(std::integral_constant<int, 4>()); break;
+	case 5: f(std::integral_constant<int, 5>()); break;
+	case 6: f(std::integral_constant<int, 6>()); break;
+	case 7: f(std::integral_constant<int, 7>()); break;
+	default: f(std::integral_constant<int, 8>()); break;
+	}
+}
+
 // the launch status of the kernel just queued, as an lm_err message naming it
 #define LAUNCHED(what)                                                                                         \
 	do {                                                                                                   \
@@ -67,40 +87,5 @@ static __device__ __forceinline__ float block_sum_f(float v)
 		if (e_ != cudaSuccess) return lm_err("%s: kernel launch failed: %s", what, cudaGetErrorString(e_)); \
 		return LM_OK;                                                                                  \
 	} while (0)
-
-// Programmatic dependent launch (Hopper). With LMTERM_PDL=1 the backend launches these kernels with the
-// programmatic-serialization attribute, so a kernel's launch overlaps the tail of the one before it in the
-// stream (and in a captured graph). Each kernel therefore starts with pdl_wait(), which returns once the
-// preceding grid has completed and its writes are visible (a no-op for a plain launch), and then lets its
-// own dependents begin launching (pdl_trigger: they too wait for this grid to finish before reading).
-static __device__ __forceinline__ void pdl_wait_trigger()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-	asm volatile("griddepcontrol.wait;" ::: "memory");
-	asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
-#ifdef __cplusplus
-extern "C" bool k_pdl_enabled(void);
-#endif
-
-// kern<<<grid, block, smem, s>>>(args...), with the PDL attribute when enabled
-template <typename... KArgs, typename... Args>
-static cudaError_t klaunch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
-			   Args... args)
-{
-	cudaLaunchConfig_t cfg = {};
-	cfg.gridDim = grid;
-	cfg.blockDim = block;
-	cfg.dynamicSmemBytes = smem;
-	cfg.stream = s;
-	cudaLaunchAttribute at[1];
-	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-	at[0].val.programmaticStreamSerializationAllowed = 1;
-	cfg.attrs = at;
-	cfg.numAttrs = k_pdl_enabled() ? 1 : 0;
-	return cudaLaunchKernelEx(&cfg, kern, ((KArgs)args)...);
-}
 
 #endif

@@ -52,6 +52,67 @@ __global__ void __launch_bounds__(256) add_rmsnorm_vec(uint16_t *h, uint16_t *x,
 	}
 }
 
+// The same with the row in registers (C 16-byte chunks per thread, dim <= 8 C blockDim): the norm weight is
+// loaded before waiting for the previous kernel (PDL) and x is not read twice, so a decode step's norm (one
+// block, a chain of dependent loads) costs fewer round trips.
+template <typename T, int C>
+__global__ void __launch_bounds__(256) add_rmsnorm_reg(uint16_t *h, uint16_t *x, const uint16_t *dx,
+						       const float *w, int dim, float eps)
+{
+	pdl_launch_dependents();
+	const size_t row = (size_t)blockIdx.x * dim;
+	uint4 *xr = (uint4 *)(x + row);
+	const uint4 *dr = dx ? (const uint4 *)(dx + row) : nullptr;
+	uint4 *hr = (uint4 *)(h + row);
+	const int nv = dim / 8;
+	float4 w0[C], w1[C];
+#pragma unroll
+	for (int k = 0; k < C; k++) {
+		const int c = threadIdx.x + k * blockDim.x;
+		if (c < nv) {
+			w0[k] = __ldg((const float4 *)w + 2 * c);
+			w1[k] = __ldg((const float4 *)w + 2 * c + 1);
+		}
+	}
+	pdl_wait();
+	vec8 v[C], d[C];
+#pragma unroll
+	for (int k = 0; k < C; k++) {
+		const int c = threadIdx.x + k * blockDim.x;
+		if (c < nv) {
+			v[k].u = xr[c];
+			if (dr) d[k].u = dr[c];
+		}
+	}
+	float ss = 0.f;
+#pragma unroll
+	for (int k = 0; k < C; k++) {
+		const int c = threadIdx.x + k * blockDim.x;
+		if (c >= nv) break;
+		if (dr) {
+#pragma unroll
+			for (int i = 0; i < 8; i++) set_elem<T>(v[k], i, elem<T>(v[k], i) + elem<T>(d[k], i));
+			xr[c] = v[k].u;
+		}
+#pragma unroll
+		for (int i = 0; i < 8; i++) {
+			float f = elem<T>(v[k], i);
+			ss += f * f;
+		}
+	}
+	const float inv = rsqrtf(block_sum_f(ss) / dim + eps);
+#pragma unroll
+	for (int k = 0; k < C; k++) {
+		const int c = threadIdx.x + k * blockDim.x;
+		if (c >= nv) break;
+		const float ww[8] = { w0[k].x, w0[k].y, w0[k].z, w0[k].w, w1[k].x, w1[k].y, w1[k].z, w1[k].w };
+		vec8 o;
+#pragma unroll
+		for (int i = 0; i < 8; i++) set_elem<T>(o, i, ww[i] * to_f(from_f<T>(elem<T>(v[k], i) * inv)));
+		hr[c] = o.u;
+	}
+}
+
 template <typename T>
 __global__ void __launch_bounds__(256) add_rmsnorm_scalar(T *h, T *x, const T *dx, const float *w, int dim,
 							  float eps)
@@ -78,7 +139,18 @@ extern "C" int k_add_rmsnorm(void *h, void *x, const void *dx, const float *w, i
 {
 	if (n <= 0) return LM_OK;
 	const int threads = dim >= 2048 ? 256 : 128;
-	if (dim % 8 == 0) {
+	if (dim % 8 == 0 && dim <= 8 * 4 * threads) { // the row in registers: up to 4 chunks per thread
+		const int C = (dim / 8 + threads - 1) / threads;
+		if (act == DT_BF16) {
+			if (C == 1) klaunch(add_rmsnorm_reg<bf16_t, 1>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps);
+			else if (C == 2) klaunch(add_rmsnorm_reg<bf16_t, 2>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps);
+			else klaunch(add_rmsnorm_reg<bf16_t, 4>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps);
+		} else {
+			if (C == 1) klaunch(add_rmsnorm_reg<half, 1>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps);
+			else if (C == 2) klaunch(add_rmsnorm_reg<half, 2>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps);
+			else klaunch(add_rmsnorm_reg<half, 4>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps);
+		}
+	} else if (dim % 8 == 0) {
 		if (act == DT_BF16)
 			klaunch(add_rmsnorm_vec<bf16_t>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x,
 				(const uint16_t *)dx, w, dim, eps);

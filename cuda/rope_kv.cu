@@ -84,6 +84,7 @@ __global__ void __launch_bounds__(128) rope_kv_kernel(T *__restrict__ qkv, uint8
 						      const int32_t *__restrict__ blocks,
 						      const float *__restrict__ inv_freq, float mscale)
 {
+	pdl_wait_trigger();
 	constexpr int E = HD / 32;
 	const int nkv = g.n_kv_heads, H = nh + 2 * nkv;
 	const int w = blockIdx.x * 4 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
@@ -153,8 +154,8 @@ static void launch_rope(void *qkv, uint8_t *pool, const struct kv_geom &g, int l
 			const struct attn_step *st, cudaStream_t s)
 {
 	const int warps = st->n * (nh + 2 * g.n_kv_heads);
-	rope_kv_kernel<T, HD, P><<<(warps + 3) / 4, 128, 0, s>>>((T *)qkv, pool, g, layer, nh, st->n, st->pos0,
-								   st->blocks, st->inv_freq, st->rope_mscale);
+	klaunch(rope_kv_kernel<T, HD, P>, (warps + 3) / 4, 128, 0, s, (T *)qkv, pool, g, layer, nh, st->n, st->pos0,
+		st->blocks, st->inv_freq, st->rope_mscale);
 }
 
 template <typename T, int HD>

@@ -12,7 +12,8 @@
 #        4. lmterm bench configs/internlm2_5-7b-chat.json --dummy --dtype float16:
 #             prompt 512 and 2048 (prefill, TTFT, decode at that context), and decode at a 4096-token
 #             context with --quant-policy 0, 8 and 4
-#        5. tests/test_backend_ops under compute-sanitizer memcheck (150 s at most)
+#        5. lmterm bench --profile (each op of a decode step alone), without and with LMTERM_PDL=1
+#        6. tests/test_backend_ops under compute-sanitizer memcheck (150 s at most)
 #      and prints a short table last. Logs and the bench JSON go to $OUT (fetched by the device tool).
 #
 # A device call (DEVICE.md): prepare into /work/main/.device/cuda, carry .device/cuda, and run
@@ -40,6 +41,27 @@ if [ "$mode" = prepare ]; then
 		cp -r "$top/tests/data/fixtures/$m" "$dest/data/fixtures/"
 		cp -r "$top/tests/data/golden/$m" "$dest/data/golden/"
 	done
+	# ROUND_REAL_MODELS: trained models of tests/data/models too (tiny-en-zh-internlm2 is 13 MB, small-en-zh 36)
+	# (the demo model tiny-en-zh lives in models/ of the tree: compressed into the bundle's models/)
+	for m in ${ROUND_REAL_MODELS:-}; do
+		if [ "$m" = tiny-en-zh ]; then
+			mkdir -p "$dest/models/$m"
+			for f in "$top/models/$m"/*; do
+				case "$f" in
+				*.safetensors) xz -6 -T2 -c "$f" > "$dest/models/$m/$(basename "$f").xz" ;;
+				*) cp "$f" "$dest/models/$m/" ;;
+				esac
+			done
+		else
+			mkdir -p "$dest/data/models"
+			cp -r "$top/tests/data/models/$m" "$dest/data/models/"
+		fi
+		cp -r "$top/tests/data/golden/$m" "$dest/data/golden/"
+		echo "$m" >> "$dest/data/real-models"
+	done
+	# the device call's tree is limited (64 MiB with everything else carried): stripped, xz-compressed
+	strip "$dest/lmterm" "$dest/tests/test_backend_ops" "$dest/tests/test_golden" "$dest/tests/test_attn_ops"
+	xz -6 -T2 "$dest/lmterm" "$dest/tests/test_backend_ops" "$dest/tests/test_golden" "$dest/tests/test_attn_ops"
 	du -sh "$dest"
 	exit 0
 fi
@@ -47,13 +69,19 @@ fi
 [ "$mode" = run ] || { echo "usage: gpu-round.sh prepare DEST | run"; exit 2; }
 cd "$(dirname "$0")/.." || exit 1
 top=$(pwd)
+for f in lmterm.xz tests/*.xz models/*/*.xz; do
+	[ -f "$f" ] || continue
+	{ xz -dc "$f" > "${f%.xz}" 2>/dev/null ||
+		python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" "$f" "${f%.xz}"; } &&
+		chmod +x "${f%.xz}" && rm -f "$f"
+done
 OUT=${OUT:-$top/gpu-round-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$top/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export top_srcdir="$top" top_builddir="$top" LMTERM="$top/lmterm"
 if [ -d "$top/data" ]; then
 	sh tests/unpack-data.sh "$top/data" "$top/data-unpacked" || exit 1
-	export TESTDATA="$top/data-unpacked" LMTERM_TEST_MODELS="llama3-rand llama3-rand-awq qwen2-rand llama-dynrope-rand internlm2-rand"
+	export TESTDATA="$top/data-unpacked" LMTERM_TEST_MODELS="llama3-rand llama3-rand-awq qwen2-rand llama-dynrope-rand internlm2-rand $(cat "$top/data/real-models" 2>/dev/null | tr '\n' ' ')"
 else
 	export TESTDATA="$top/tests/data-unpacked"
 fi
@@ -109,6 +137,24 @@ rm -f "$OUT/bench1.json"
 timeout $(lim 60) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len 512 -n 32 > "$OUT/bench512.txt" 2>&1
 cat "$OUT/bench512.txt"
 
+# where a decode step's time goes: each op alone (bench --profile), without and with PDL, and the GEMV
+# shapes of cuda/gemv.cu (LMTERM_GEMV=v) for batch 1
+: > "$OUT/profile.txt"
+# ROUND_PROFILES: more runs as NAME:VAR=VALUE[,VAR=VALUE] (e.g. gemv9:LMTERM_GEMV=9), each also running the
+# backend-ops test under that environment
+for run in base:X=0 pdl1:LMTERM_PDL=1 ${ROUND_PROFILES:-}; do
+	[ "$(left)" -gt 40 ] || break
+	name=${run%%:*} envs=$(echo "${run#*:}" | tr ',' ' ')
+	echo "== profile $name ($envs)" >> "$OUT/profile.txt"
+	[ "$name" = base ] || { env $envs timeout $(lim 60) tests/test_backend_ops > "$OUT/ops1.tmp" 2>&1 ||
+		echo "backend_ops with $envs FAILED: $(grep -m3 FAIL "$OUT/ops1.tmp")" | tee -a "$OUT/profile.txt"; }
+	env $envs timeout $(lim 60) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda \
+		--prompt-len 512 -n 32 --profile > "$OUT/prof1.tmp" 2>&1
+	sed -n '/^decode/p;/^roofline/p;/^profile/,$p' "$OUT/prof1.tmp" >> "$OUT/profile.txt"
+done
+rm -f "$OUT/prof1.tmp" "$OUT/ops1.tmp"
+cat "$OUT/profile.txt"
+
 # last, so that a slow sanitizer cannot cost the timings: every op's kernels under memcheck
 r_san=77
 if command -v compute-sanitizer > /dev/null 2>&1; then
@@ -126,3 +172,6 @@ sed -e 's/[{},]/ /g' "$OUT/bench.jsonl" | awk '{
 	gsub(/"/, "", v["label"])
 	printf "%-11s %-6s %-6s %12.0f %9.2f %12.1f %8.1f%% %9.0f\n", v["label"], v["prompt_len"], v["quant_policy"],
 		v["prefill_tok_s"], 1000 * v["ttft_s"], v["decode_tok_s"], 100 * v["roofline"], v["copy_bw"] / 1e9 }'
+
+# the device tool brings back only a few files: everything in one archive, the console tells the rest
+tar czf /tmp/gpu-round-logs.tgz -C "$OUT" . && find "$OUT" -mindepth 1 -delete && mv /tmp/gpu-round-logs.tgz "$OUT/"

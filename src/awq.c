@@ -3,10 +3,18 @@
  * Memory: the residual stream of all calibration tokens X [N][dim] (float32), one decoder layer's weights
  * (float32) and scratch for one chunk of --batch-size windows; the searches score on a subset of the windows
  * (search_tokens) whose intermediate activations are kept. Each layer's quantized tensors are written to
- * their own safetensors shard as soon as the layer is done. */
+ * their own safetensors shard as soon as the layer is done.
+ *
+ * Where the arithmetic runs: every activation and weight buffer belongs to an awq_dev (awq_dev.h), the host
+ * for the cpu implementation, the GPU for the cuda one; this file orchestrates (reads the checkpoint's
+ * mapped tensors, computes the scales from the statistics, writes the shards) and does all arithmetic on
+ * those buffers through the table, so both implementations run the one algorithm written here. The host
+ * keeps no float32 copy of the model: a layer's tensors go from the mapping straight to the device. */
 #include "config.h"
 #include "awq.h"
+#include "awq_dev.h"
 #include "awq_ops.h"
+#include "backend.h"
 #include "calib.h"
 #include "i18n.h"
 #include "model.h"
@@ -106,7 +114,7 @@ void awq_quantize_rows(const float *w, int out, int in, int group, uint8_t *code
 
 enum { L_Q, L_K, L_V, L_O, L_G, L_U, L_D, L_N };
 
-struct lw {                      /* one decoder layer, float32, logical (unfused) layout */
+struct lw {                      /* one decoder layer, float32, logical (unfused) layout, buffers of ctx.d */
 	float *w[L_N];           /* [out][in]: q [qd][dim], k,v [kvd][dim], o [dim][qd], g,u [ffn][dim], d [dim][ffn] */
 	float *b[L_N];           /* biases or NULL */
 	float *ln1, *ln2;        /* [dim] */
@@ -118,6 +126,10 @@ struct ctx {
 	struct model_config c;
 	cJSON *config;           /* config.json as read */
 	struct st_set *set;
+	struct awq_dev *d;       /* where the arithmetic runs */
+	bool timing;             /* LMTERM_AWQ_TIMING: per-stage seconds to stderr (syncs the device per stage) */
+	double tm[8];            /* the current layer's stage seconds, see enum tstage */
+	double t_last;           /* now_s() at the end of the last timed stage */
 	int dim, qd, kvd, ffn, nh, nkv, hd, nl;
 	int rows[L_N], cols[L_N];
 	int nt;                  /* threads */
@@ -125,11 +137,15 @@ struct ctx {
 	int n_shards;
 	cJSON *weight_map;
 	uint64_t total_bytes;
-	float *inv_freq;
+	float *inv_freq;         /* [hd/2], a buffer of d */
 	int layer;               /* for progress */
 	double last_err;
 	double last_report;      /* now_s() of the last report */
 };
+
+/* LMTERM_AWQ_TIMING: seconds per stage of each layer (the device is synchronized at each stage's end). */
+enum tstage { T_LOAD, T_FORWARD, T_STATS, T_SEARCH, T_QUANT, T_WRITE, T_ERR, T_N };
+static void tstage(struct ctx *x, int stage);
 
 static bool is_internlm2(const struct ctx *x) { return x->c.arch == ARCH_INTERNLM2; }
 
@@ -145,7 +161,7 @@ static void tensor_name(const struct ctx *x, char *buf, size_t n, int layer, int
 
 static bool is_float(enum dtype dt) { return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16; }
 
-/* Read a float tensor of the expected shape (rows == 0: a vector of cols) into a new float32 buffer. */
+/* Read a float tensor of the expected shape (rows == 0: a vector of cols) into a new float32 buffer of x->d. */
 static int read_f32(struct ctx *x, const char *name, int rows, int cols, bool optional, float **out)
 {
 	*out = NULL;
@@ -158,22 +174,23 @@ static int read_f32(struct ctx *x, const char *name, int rows, int cols, bool op
 			      dtype_name(t->dt), t->ndim, rows ? "matrix" : "vector", rows ? rows : cols, rows ? ", " : "",
 			      rows ? cols : 0);
 	size_t n = (size_t)(rows ? rows : 1) * cols;
-	float *f = malloc(n * sizeof *f);
-	if (!f) return lm_err(_("out of memory reading '%s'"), name);
-	to_f32(f, t->data, t->dt, n);
+	float *f = x->d->alloc(x->d, n * sizeof *f);
+	if (!f) return lm_err_prefix(_("reading '%s': "), name);
+	x->d->load(x->d, f, t->data, t->dt, n);
 	*out = f;
 	return LM_OK;
 }
 
-static void lw_free(struct lw *w)
+static void lw_free(struct awq_dev *d, struct lw *w)
 {
-	for (int i = 0; i < L_N; i++) { free(w->w[i]); free(w->b[i]); }
-	free(w->ln1);
-	free(w->ln2);
+	for (int i = 0; i < L_N; i++) { d->free(d, w->w[i]); d->free(d, w->b[i]); }
+	d->free(d, w->ln1);
+	d->free(d, w->ln2);
 	memset(w, 0, sizeof *w);
 }
 
-/* InternLM2's wqkv rows: per kv head, its (nh/nkv) q heads, then its k head, then its v head. */
+/* InternLM2's wqkv rows: per kv head, its (nh/nkv) q heads, then its k head, then its v head (so the hd rows of
+ * one head stay together: callers move whole heads). */
 static size_t intern_row(const struct ctx *x, int lin, int r)
 {
 	int g = x->nh / x->nkv, hd = x->hd, head = r / hd, off = r % hd, kvh, slot;
@@ -200,18 +217,20 @@ static int lw_load(struct ctx *x, int l, struct lw *w)
 			tensor_name(x, name, sizeof name, l, L_Q, "weight");
 			if (read_f32(x, name, rows, x->dim, false, &p)) goto fail;
 			tensor_name(x, name, sizeof name, l, L_Q, "bias");
-			if (read_f32(x, name, 0, rows, true, &pb)) { free(p); goto fail; }
+			if (read_f32(x, name, 0, rows, true, &pb)) { x->d->free(x->d, p); goto fail; }
+			struct awq_dev *d = x->d;
 			for (int lin = L_Q; lin <= L_V; lin++) {
-				w->w[lin] = malloc(sizeof(float) * x->rows[lin] * x->dim);
-				if (pb) w->b[lin] = malloc(sizeof(float) * x->rows[lin]);
-				for (int r = 0; r < x->rows[lin]; r++) {
+				w->w[lin] = d->alloc(d, sizeof(float) * x->rows[lin] * x->dim);
+				if (pb) w->b[lin] = d->alloc(d, sizeof(float) * x->rows[lin]);
+				if (!w->w[lin] || (pb && !w->b[lin])) { d->free(d, p); d->free(d, pb); goto fail; }
+				for (int r = 0; r < x->rows[lin]; r += x->hd) {
 					size_t src = intern_row(x, lin, r);
-					memcpy(w->w[lin] + (size_t)r * x->dim, p + src * x->dim, sizeof(float) * x->dim);
-					if (pb) w->b[lin][r] = pb[src];
+					d->copy(d, w->w[lin] + (size_t)r * x->dim, p + src * x->dim, sizeof(float) * x->hd * x->dim);
+					if (pb) d->copy(d, w->b[lin] + r, pb + src, sizeof(float) * x->hd);
 				}
 			}
-			free(p);
-			free(pb);
+			d->free(d, p);
+			d->free(d, pb);
 			continue;
 		}
 		tensor_name(x, name, sizeof name, l, i, "weight");
@@ -221,7 +240,7 @@ static int lw_load(struct ctx *x, int l, struct lw *w)
 	}
 	return LM_OK;
 fail:
-	lw_free(w);
+	lw_free(x->d, w);
 	return LM_ERR;
 }
 
@@ -234,19 +253,20 @@ struct scratch {
 
 static int scratch_init(struct scratch *s, const struct ctx *x, int tokens)
 {
+	struct awq_dev *d = x->d;
 	s->cap = tokens;
-	s->q = malloc(sizeof(float) * tokens * x->qd);
-	s->k = malloc(sizeof(float) * tokens * x->kvd);
-	s->v = malloc(sizeof(float) * tokens * x->kvd);
-	s->g = malloc(sizeof(float) * tokens * x->ffn);
-	s->u = malloc(sizeof(float) * tokens * x->ffn);
-	if (!s->q || !s->k || !s->v || !s->g || !s->u) return lm_err(_("out of memory (activations of %d tokens)"), tokens);
+	s->q = d->alloc(d, sizeof(float) * tokens * x->qd);
+	s->k = s->q ? d->alloc(d, sizeof(float) * tokens * x->kvd) : NULL;
+	s->v = s->k ? d->alloc(d, sizeof(float) * tokens * x->kvd) : NULL;
+	s->g = s->v ? d->alloc(d, sizeof(float) * tokens * x->ffn) : NULL;
+	s->u = s->g ? d->alloc(d, sizeof(float) * tokens * x->ffn) : NULL;
+	if (!s->u) return lm_err_prefix(_("activations of %d tokens: "), tokens);
 	return LM_OK;
 }
 
-static void scratch_free(struct scratch *s)
+static void scratch_free(struct awq_dev *d, struct scratch *s)
 {
-	free(s->q); free(s->k); free(s->v); free(s->g); free(s->u);
+	d->free(d, s->q); d->free(d, s->k); d->free(d, s->v); d->free(d, s->g); d->free(d, s->u);
 	memset(s, 0, sizeof *s);
 }
 
@@ -255,23 +275,25 @@ static void attn_block(const struct ctx *x, float *const *w, float *const *b, co
 		       float *ao, struct scratch *s)
 {
 	int T = x->o->seqlen;
-	awq_matmul(x->nt, s->q, h, w[L_Q], b[L_Q], m, x->qd, x->dim);
-	awq_matmul(x->nt, s->k, h, w[L_K], b[L_K], m, x->kvd, x->dim);
-	awq_matmul(x->nt, s->v, h, w[L_V], b[L_V], m, x->kvd, x->dim);
-	awq_rope(s->q, m, x->nh, x->hd, T, x->inv_freq);
-	awq_rope(s->k, m, x->nkv, x->hd, T, x->inv_freq);
-	awq_attention(x->nt, att, s->q, s->k, s->v, m, T, x->nh, x->nkv, x->hd);
-	awq_matmul(x->nt, ao, att, w[L_O], b[L_O], m, x->dim, x->qd);
+	struct awq_dev *d = x->d;
+	d->matmul(d, s->q, h, w[L_Q], b[L_Q], m, x->qd, x->dim);
+	d->matmul(d, s->k, h, w[L_K], b[L_K], m, x->kvd, x->dim);
+	d->matmul(d, s->v, h, w[L_V], b[L_V], m, x->kvd, x->dim);
+	d->rope(d, s->q, m, x->nh, x->hd, T, x->inv_freq);
+	d->rope(d, s->k, m, x->nkv, x->hd, T, x->inv_freq);
+	d->attention(d, att, s->q, s->k, s->v, m, T, x->nh, x->nkv, x->hd);
+	d->matmul(d, ao, att, w[L_O], b[L_O], m, x->dim, x->qd);
 }
 
 /* MLP block: h2 [m][dim] -> a [m][ffn] (down's input), mo [m][dim] */
 static void mlp_block(const struct ctx *x, float *const *w, float *const *b, const float *h2, int m, float *a,
 		      float *mo, struct scratch *s)
 {
-	awq_matmul(x->nt, s->g, h2, w[L_G], b[L_G], m, x->ffn, x->dim);
-	awq_matmul(x->nt, s->u, h2, w[L_U], b[L_U], m, x->ffn, x->dim);
-	awq_swiglu(a, s->g, s->u, (size_t)m * x->ffn);
-	awq_matmul(x->nt, mo, a, w[L_D], b[L_D], m, x->dim, x->ffn);
+	struct awq_dev *d = x->d;
+	d->matmul(d, s->g, h2, w[L_G], b[L_G], m, x->ffn, x->dim);
+	d->matmul(d, s->u, h2, w[L_U], b[L_U], m, x->ffn, x->dim);
+	d->swiglu(d, a, s->g, s->u, (size_t)m * x->ffn);
+	d->matmul(d, mo, a, w[L_D], b[L_D], m, x->dim, x->ffn);
 }
 
 static double mse(const float *a, const float *b, size_t n)
@@ -361,36 +383,40 @@ static int search_ratio(struct ctx *x, int g, const struct lw *w, const double *
 	const int n_grid = 20, m = sub->m;
 	int in = g == G_D ? x->ffn : g == G_O ? x->qd : x->dim;
 	static const int lins[G_N][3] = { { L_Q, L_K, L_V }, { L_G, L_U, -1 }, { L_D, -1, -1 }, { L_O, -1, -1 } };
-	float *sc = malloc(sizeof(float) * in), *row = malloc(sizeof(float) * in);
+	struct awq_dev *d = x->d;
+	float *sc = malloc(sizeof(float) * in), *sc_d = d->alloc(d, sizeof(float) * in);
 	float *fq[3] = { NULL, NULL, NULL };
-	float *out = malloc(sizeof(float) * m * x->dim);
-	float *t1 = malloc(sizeof(float) * m * (size_t)MAX(x->qd, x->ffn));
-	int rc = LM_OK;
-	for (int j = 0; j < 3 && lins[g][j] >= 0; j++) fq[j] = malloc(sizeof(float) * x->rows[lins[g][j]] * in);
+	float *out = sc_d ? d->alloc(d, sizeof(float) * m * x->dim) : NULL;
+	float *t1 = out ? d->alloc(d, sizeof(float) * m * (size_t)MAX(x->qd, x->ffn)) : NULL;
+	int rc = sc && t1 ? LM_OK : LM_ERR;
+	for (int j = 0; j < 3 && lins[g][j] >= 0 && rc == LM_OK; j++)
+		if (!(fq[j] = d->alloc(d, sizeof(float) * x->rows[lins[g][j]] * in))) rc = LM_ERR;
+	if (rc != LM_OK) lm_err_prefix(_("the scale search: "));
 	double best = INFINITY, best_r = 0;
-	for (int i = 0; i < n_grid; i++) {
+	for (int i = 0; i < n_grid && rc == LM_OK; i++) {
 		if (cancelled(x)) { rc = lm_err(_("interrupted")); break; }
 		double r = (double)i / n_grid;
 		make_scales(xm, in, r, sc);
+		d->upload(d, sc_d, sc, sizeof(float) * in);
 		float *ww[L_N], *bb[L_N];
 		memcpy(ww, w->w, sizeof ww);
 		memcpy(bb, w->b, sizeof bb);
 		for (int j = 0; j < 3 && lins[g][j] >= 0; j++) {
 			int lin = lins[g][j];
-			fake_quant(w->w[lin], sc, x->rows[lin], in, x->o->group, fq[j], row);
+			d->fake_quant(d, fq[j], w->w[lin], sc_d, x->rows[lin], in, x->o->group);
 			ww[lin] = fq[j];
 		}
 		const float *ref;
 		if (g == G_QKV) { attn_block(x, ww, bb, sub->h, m, t1, out, s); ref = sub->ao; }
 		else if (g == G_GU) { mlp_block(x, ww, bb, sub->h2, m, t1, out, s); ref = sub->mo; }
-		else if (g == G_D) { awq_matmul(x->nt, out, sub->a, ww[L_D], bb[L_D], m, x->dim, x->ffn); ref = sub->mo; }
-		else { awq_matmul(x->nt, out, sub->att, ww[L_O], bb[L_O], m, x->dim, x->qd); ref = sub->ao; }
-		double e = mse(out, ref, (size_t)m * x->dim);
+		else if (g == G_D) { d->matmul(d, out, sub->a, ww[L_D], bb[L_D], m, x->dim, x->ffn); ref = sub->mo; }
+		else { d->matmul(d, out, sub->att, ww[L_O], bb[L_O], m, x->dim, x->qd); ref = sub->ao; }
+		double e = d->mse(d, out, ref, (size_t)m * x->dim);
 		if (getenv("LMTERM_AWQ_DEBUG")) fprintf(stderr, " %.2f:%.4g", r, e);
 		if (e < best) { best = e; best_r = r; }
 	}
-	for (int j = 0; j < 3; j++) free(fq[j]);
-	free(sc); free(row); free(out); free(t1);
+	for (int j = 0; j < 3; j++) d->free(d, fq[j]);
+	free(sc); d->free(d, sc_d); d->free(d, out); d->free(d, t1);
 	*ratio_out = best_r;
 	*loss_out = best;
 	return rc;
@@ -514,9 +540,28 @@ static void olist_free(struct olist *l)
 	l->n = 0;
 }
 
+struct f16_job {
+	uint16_t *dst;
+	const void *src;
+	enum dtype dt;
+	size_t n;
+};
+
+static void f16_part(void *ud, int b, int e)
+{
+	const struct f16_job *j = ud;
+	float buf[4096];
+	for (size_t i = (size_t)b * 4096; i < MIN(j->n, (size_t)e * 4096); i += 4096) {
+		size_t k = MIN(4096, j->n - i);
+		to_f32(buf, (const char *)j->src + i * dtype_size(j->dt), j->dt, k);
+		for (size_t q = 0; q < k; q++) j->dst[i + q] = f32_to_f16(buf[q]);
+	}
+}
+
 /* A tensor copied from the checkpoint: floats become fp16 (AutoAWQ's checkpoints are fp16 throughout),
- * except RoPE's inv_freq buffers, whose precision matters; others are copied as they are. */
-static int olist_copy(struct olist *l, const struct st_tensor *t)
+ * except RoPE's inv_freq buffers, whose precision matters; others are copied as they are. The conversion
+ * runs on nt threads (the embeddings and lm_head of a 7B model are 0.8 G values). */
+static int olist_copy(struct olist *l, const struct st_tensor *t, int nt)
 {
 	size_t n = 1;
 	for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
@@ -526,12 +571,10 @@ static int olist_copy(struct olist *l, const struct st_tensor *t)
 	o->ndim = t->ndim;
 	memcpy(o->shape, t->shape, sizeof o->shape);
 	if (is_float(t->dt) && t->dt != DT_F16 && !strstr(t->name, "inv_freq")) {
-		float *f = malloc(n * sizeof *f);
-		uint16_t *h = f ? malloc(n * sizeof *h) : NULL;
-		if (!h) { free(f); free((void *)o->name); return lm_err(_("out of memory copying '%s'"), t->name); }
-		to_f32(f, t->data, t->dt, n);
-		for (size_t i = 0; i < n; i++) h[i] = f32_to_f16(f[i]);
-		free(f);
+		uint16_t *h = malloc(n * sizeof *h);
+		if (!h) { free((void *)o->name); return lm_err(_("out of memory copying '%s'"), t->name); }
+		struct f16_job j = { h, t->data, t->dt, n };
+		awq_parallel(nt, (int)((n + 4095) / 4096), f16_part, &j);
 		o->dt = DT_F16;
 		o->data = h;
 		l->own[l->n++] = h;
@@ -559,19 +602,19 @@ static int write_shard(struct ctx *x, int idx, struct olist *l)
 	return LM_OK;
 }
 
-/* Quantize w [out][in] (already scaled) and add its qweight/qzeros/scales; deq (optional) gets Q(w). */
+/* Quantize w [out][in] (already scaled, a buffer of x->d) and add its qweight/qzeros/scales; deq (optional,
+ * a buffer) gets Q(w). */
 static int add_quantized(struct ctx *x, struct olist *l, const char *base, const float *w, int out, int in,
 			 float *deq)
 {
 	int g = x->o->group, ng = in / g;
-	uint8_t *codes = malloc((size_t)out * in), *zeros = malloc((size_t)out * ng);
 	int32_t *qw = malloc(sizeof(int32_t) * in * (out / 8)), *qz = malloc(sizeof(int32_t) * ng * (out / 8));
 	uint16_t *sc = malloc(sizeof(uint16_t) * ng * out);
 	char name[300];
 	int rc = LM_ERR;
-	if (!codes || !zeros || !qw || !qz || !sc) { lm_err(_("out of memory quantizing '%s'"), base); goto out; }
-	awq_quantize_rows(w, out, in, g, codes, zeros, sc, deq);
-	awq_pack(codes, zeros, out, in, g, qw, qz);
+	if (!qw || !qz || !sc) { lm_err(_("out of memory quantizing '%s'"), base); goto out; }
+	x->d->quantize(x->d, w, out, in, g, qw, qz, sc, deq);
+	if (x->d->sync(x->d)) goto out;
 	snprintf(name, sizeof name, "%s.qweight", base);
 	if (olist_add(l, name, DT_I32, 2, in, out / 8, qw, qw)) { qw = NULL; goto out; }
 	qw = NULL;
@@ -583,13 +626,20 @@ static int add_quantized(struct ctx *x, struct olist *l, const char *base, const
 	sc = NULL;
 	rc = LM_OK;
 out:
-	free(codes); free(zeros); free(qw); free(qz); free(sc);
+	free(qw); free(qz); free(sc);
 	return rc;
 }
 
-static int add_f16(struct olist *l, const char *name, const float *v, int n)
+/* A vector of x->d (a norm or a bias) as fp16 */
+static int add_f16(struct ctx *x, struct olist *l, const char *name, const float *v, int n)
 {
-	uint16_t *h = to_f16_buf(v, n);
+	float *f = malloc(sizeof(float) * n);
+	uint16_t *h = NULL;
+	if (f) {
+		x->d->download(x->d, f, v, sizeof(float) * n);
+		h = to_f16_buf(f, n);
+		free(f);
+	}
 	return olist_add(l, name, DT_F16, 1, n, 0, h, h);
 }
 
@@ -603,42 +653,44 @@ static int write_layer(struct ctx *x, int l, const struct lw *w, float **deq)
 	const char *n1 = is_internlm2(x) ? "attention_norm" : "input_layernorm";
 	const char *n2 = is_internlm2(x) ? "ffn_norm" : "post_attention_layernorm";
 	snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, n1);
-	if (add_f16(&ol, name, w->ln1, x->dim)) goto out;
+	if (add_f16(x, &ol, name, w->ln1, x->dim)) goto out;
 	snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, n2);
-	if (add_f16(&ol, name, w->ln2, x->dim)) goto out;
+	if (add_f16(x, &ol, name, w->ln2, x->dim)) goto out;
 	for (int i = 0; i < L_N; i++) {
 		if (is_internlm2(x) && (i == L_K || i == L_V)) continue;
 		tensor_name(x, base, sizeof base, l, i, "");
 		base[strlen(base) - 1] = 0; /* drop the trailing '.' */
 		if (is_internlm2(x) && i == L_Q) { /* re-pack q, k, v into wqkv's row order */
-			int rows = x->qd + 2 * x->kvd;
-			float *p = malloc(sizeof(float) * rows * x->dim), *pb = w->b[L_Q] ? malloc(sizeof(float) * rows) : NULL;
-			float *pd = deq ? malloc(sizeof(float) * rows * x->dim) : NULL;
-			if (!p) { lm_err(_("out of memory")); goto out; }
+			int rows = x->qd + 2 * x->kvd, hd = x->hd;
+			struct awq_dev *d = x->d;
+			float *p = d->alloc(d, sizeof(float) * rows * x->dim);
+			float *pb = p && w->b[L_Q] ? d->alloc(d, sizeof(float) * rows) : NULL;
+			float *pd = p && deq ? d->alloc(d, sizeof(float) * rows * x->dim) : NULL;
+			if (!p || (w->b[L_Q] && !pb) || (deq && !pd)) { d->free(d, p); d->free(d, pb); goto out; }
 			for (int lin = L_Q; lin <= L_V; lin++)
-				for (int r = 0; r < x->rows[lin]; r++) {
+				for (int r = 0; r < x->rows[lin]; r += hd) {
 					size_t dst = intern_row(x, lin, r);
-					memcpy(p + dst * x->dim, w->w[lin] + (size_t)r * x->dim, sizeof(float) * x->dim);
-					if (pb) pb[dst] = w->b[lin][r];
+					d->copy(d, p + dst * x->dim, w->w[lin] + (size_t)r * x->dim, sizeof(float) * hd * x->dim);
+					if (pb) d->copy(d, pb + dst, w->b[lin] + r, sizeof(float) * hd);
 				}
 			int e = add_quantized(x, &ol, base, p, rows, x->dim, pd);
 			if (!e && pb) {
 				snprintf(name, sizeof name, "%s.bias", base);
-				e = add_f16(&ol, name, pb, rows);
+				e = add_f16(x, &ol, name, pb, rows);
 			}
 			if (!e && pd)
 				for (int lin = L_Q; lin <= L_V; lin++)
-					for (int r = 0; r < x->rows[lin]; r++)
-						memcpy(deq[lin] + (size_t)r * x->dim, pd + intern_row(x, lin, r) * x->dim,
-						       sizeof(float) * x->dim);
-			free(p); free(pb); free(pd);
+					for (int r = 0; r < x->rows[lin]; r += hd)
+						d->copy(d, deq[lin] + (size_t)r * x->dim, pd + intern_row(x, lin, r) * x->dim,
+							sizeof(float) * hd * x->dim);
+			d->free(d, p); d->free(d, pb); d->free(d, pd);
 			if (e) goto out;
 			continue;
 		}
 		if (add_quantized(x, &ol, base, w->w[i], x->rows[i], x->cols[i], deq ? deq[i] : NULL)) goto out;
 		if (w->b[i]) {
 			snprintf(name, sizeof name, "%s.bias", base);
-			if (add_f16(&ol, name, w->b[i], x->rows[i])) goto out;
+			if (add_f16(x, &ol, name, w->b[i], x->rows[i])) goto out;
 		}
 	}
 	/* anything else under this layer's prefix (e.g. rotary_emb.inv_freq in old checkpoints) */
@@ -655,9 +707,11 @@ static int write_layer(struct ctx *x, int l, const struct lw *w, float **deq)
 			have = !strcmp(ol.t[j].name, t->name) ||
 			       (!strncmp(ol.t[j].name, t->name, stem) && !strcmp(t->name + stem, ".weight"));
 		}
-		if (!have && olist_copy(&ol, t)) goto out;
+		if (!have && olist_copy(&ol, t, x->nt)) goto out;
 	}
+	tstage(x, T_QUANT);
 	rc = write_shard(x, l, &ol);
+	tstage(x, T_WRITE);
 out:
 	olist_free(&ol);
 	return rc;
@@ -671,7 +725,7 @@ static int write_rest(struct ctx *x)
 	for (int i = 0; i < st_set_count(x->set) && rc == LM_OK; i++) {
 		const struct st_tensor *t = st_set_get(x->set, i);
 		if (strncmp(t->name, "model.layers.", 13) == 0) continue;
-		rc = olist_copy(&ol, t);
+		rc = olist_copy(&ol, t, x->nt);
 	}
 	if (rc == LM_OK) rc = write_shard(x, x->nl, &ol);
 	olist_free(&ol);
@@ -822,7 +876,6 @@ static void ctx_free(struct ctx *x)
 	cJSON_Delete(x->config);
 	cJSON_Delete(x->weight_map);
 	if (x->set) st_set_close(x->set);
-	free(x->inv_freq);
 }
 
 int awq_check_model(const char *model_dir, int group)
@@ -836,6 +889,22 @@ int awq_check_model(const char *model_dir, int group)
 
 /* ---------------------------------------------------------------- the layer loop */
 
+static void tstage(struct ctx *x, int stage)
+{
+	if (!x->timing) return;
+	x->d->sync(x->d); /* an error is reported by the next checked sync */
+	double t = now_s();
+	x->tm[stage] += t - x->t_last;
+	x->t_last = t;
+}
+
+/* Tokens per forward chunk: --batch-size windows, or more whole windows where the implementation prefers
+ * bigger matrices (the chunk changes only the order in which the statistics are summed). */
+static int chunk_tokens(const struct ctx *x)
+{
+	return MAX(MAX(1, x->o->batch), x->d->chunk_tokens / x->o->seqlen) * x->o->seqlen;
+}
+
 static int embed(struct ctx *x, const int32_t *ids, size_t n, float *X)
 {
 	const char *name = is_internlm2(x) ? "model.tok_embeddings.weight" : "model.embed_tokens.weight";
@@ -843,17 +912,29 @@ static int embed(struct ctx *x, const int32_t *ids, size_t n, float *X)
 	if (!t) return lm_err(_("%s: tensor '%s' is missing"), x->o->model_dir, name);
 	if (!is_float(t->dt) || t->ndim != 2 || t->shape[1] != x->dim)
 		return lm_err(_("%s: tensor '%s' is not a float [vocab, %d] matrix"), t->file, name, x->dim);
-	size_t es = dtype_size(t->dt);
-	for (size_t i = 0; i < n; i++) {
-		if (ids[i] < 0 || ids[i] >= t->shape[0])
-			return lm_err(_("token id %d is outside the embedding table (%lld rows)"), ids[i], (long long)t->shape[0]);
-		to_f32(X + i * x->dim, (const char *)t->data + (size_t)ids[i] * x->dim * es, t->dt, x->dim);
+	size_t es = dtype_size(t->dt), row = es * x->dim;
+	/* the rows as they are stored, gathered into a staging buffer; converted to float32 by d->load */
+	const size_t step = 4096;
+	char *stage = malloc(step * row);
+	if (!stage) return lm_err(_("out of memory"));
+	for (size_t i0 = 0; i0 < n; i0 += step) {
+		size_t k = MIN(step, n - i0);
+		for (size_t i = i0; i < i0 + k; i++) {
+			if (ids[i] < 0 || ids[i] >= t->shape[0]) {
+				free(stage);
+				return lm_err(_("token id %d is outside the embedding table (%lld rows)"), ids[i],
+					      (long long)t->shape[0]);
+			}
+			memcpy(stage + (i - i0) * row, (const char *)t->data + (size_t)ids[i] * row, row);
+		}
+		x->d->load(x->d, X + i0 * x->dim, stage, t->dt, k * x->dim);
 	}
-	return LM_OK;
+	free(stage);
+	return x->d->sync(x->d);
 }
 
 struct stats {
-	double *m[G_N];          /* per-channel sums of |x|, then means */
+	double *m[G_N];          /* per-channel sums of |x| (buffers of ctx.d) */
 };
 
 /* Calibrate one layer: run every window through it (X becomes the next layer's input), gather the means,
@@ -862,33 +943,36 @@ static int calibrate_layer(struct ctx *x, const struct lw *w, float *X, size_t N
 			   struct subset *sub, struct scratch *s, float *h, float *att, float *h2, float *a, float *ao,
 			   float *mo)
 {
-	const int T = x->o->seqlen, chunk = MAX(1, x->o->batch) * T;
+	const int chunk = chunk_tokens(x);
 	const float eps = x->c.norm_eps;
+	struct awq_dev *d = x->d;
 	for (size_t t0 = 0; t0 < N; t0 += chunk) {
 		if (cancelled(x)) return lm_err(_("interrupted"));
 		int m = (int)MIN((size_t)chunk, N - t0);
 		float *xc = X + t0 * x->dim;
 		int keep = t0 < (size_t)sub->m ? (int)MIN((size_t)m, sub->m - t0) : 0;
-		if (keep) memcpy(sub->x + t0 * x->dim, xc, sizeof(float) * keep * x->dim);
-		awq_rmsnorm(h, xc, w->ln1, m, x->dim, eps);
+		if (keep) d->copy(d, sub->x + t0 * x->dim, xc, sizeof(float) * keep * x->dim);
+		d->rmsnorm(d, h, xc, w->ln1, m, x->dim, eps);
 		attn_block(x, w->w, w->b, h, m, att, ao, s);
-		for (size_t i = 0; i < (size_t)m * x->dim; i++) xc[i] += ao[i];
-		awq_rmsnorm(h2, xc, w->ln2, m, x->dim, eps);
+		d->add(d, xc, ao, (size_t)m * x->dim);
+		d->rmsnorm(d, h2, xc, w->ln2, m, x->dim, eps);
 		mlp_block(x, w->w, w->b, h2, m, a, mo, s);
-		for (size_t i = 0; i < (size_t)m * x->dim; i++) xc[i] += mo[i];
-		awq_absmean_acc(st->m[G_QKV], h, m, x->dim);
-		awq_absmean_acc(st->m[G_O], att, m, x->qd);
-		awq_absmean_acc(st->m[G_GU], h2, m, x->dim);
-		awq_absmean_acc(st->m[G_D], a, m, x->ffn);
+		d->add(d, xc, mo, (size_t)m * x->dim);
+		tstage(x, T_FORWARD);
+		d->absmean_acc(d, st->m[G_QKV], h, m, x->dim);
+		d->absmean_acc(d, st->m[G_O], att, m, x->qd);
+		d->absmean_acc(d, st->m[G_GU], h2, m, x->dim);
+		d->absmean_acc(d, st->m[G_D], a, m, x->ffn);
+		tstage(x, T_STATS);
 		if (keep) {
-#define KEEP(dst, src, wd) memcpy(sub->dst + t0 * (wd), src, sizeof(float) * keep * (wd))
+#define KEEP(dst, src, wd) d->copy(d, sub->dst + t0 * (wd), src, sizeof(float) * keep * (wd))
 			KEEP(h, h, x->dim); KEEP(att, att, x->qd); KEEP(h2, h2, x->dim); KEEP(a, a, x->ffn);
 			KEEP(ao, ao, x->dim); KEEP(mo, mo, x->dim);
 #undef KEEP
 		}
 		if (now_s() - x->last_report > 2) report(x, _("calibrate"));
 	}
-	return LM_OK;
+	return d->sync(d);
 }
 
 /* The relative error of the quantized layer on the subset: |y_q - y|^2 / |y - x|^2 where y is the layer's
@@ -896,27 +980,26 @@ static int calibrate_layer(struct ctx *x, const struct lw *w, float *X, size_t N
 static double layer_error(struct ctx *x, float *const *deq, const struct lw *w, const struct subset *sub,
 			  struct scratch *s)
 {
+	struct awq_dev *d = x->d;
 	int m = sub->m;
 	size_t nd = (size_t)m * x->dim;
-	float *xc = malloc(sizeof(float) * nd), *h = malloc(sizeof(float) * nd), *t = malloc(sizeof(float) * nd);
-	float *big = malloc(sizeof(float) * m * (size_t)MAX(x->qd, x->ffn));
+	float *xc = d->alloc(d, sizeof(float) * nd), *h = xc ? d->alloc(d, sizeof(float) * nd) : NULL;
+	float *t = h ? d->alloc(d, sizeof(float) * nd) : NULL;
+	float *big = t ? d->alloc(d, sizeof(float) * m * (size_t)MAX(x->qd, x->ffn)) : NULL;
 	double e = NAN;
-	if (xc && h && t && big) {
-		memcpy(xc, sub->x, sizeof(float) * nd);
-		awq_rmsnorm(h, xc, w->ln1, m, x->dim, x->c.norm_eps);
+	if (big) {
+		d->copy(d, xc, sub->x, sizeof(float) * nd);
+		d->rmsnorm(d, h, xc, w->ln1, m, x->dim, x->c.norm_eps);
 		attn_block(x, deq, w->b, h, m, big, t, s);
-		for (size_t i = 0; i < nd; i++) xc[i] += t[i];
-		awq_rmsnorm(h, xc, w->ln2, m, x->dim, x->c.norm_eps);
+		d->add(d, xc, t, nd);
+		d->rmsnorm(d, h, xc, w->ln2, m, x->dim, x->c.norm_eps);
 		mlp_block(x, deq, w->b, h, m, big, t, s);
-		double num = 0, den = 0;
-		for (size_t i = 0; i < nd; i++) {
-			double y = (double)sub->x[i] + sub->ao[i] + sub->mo[i], d = xc[i] + t[i] - y, dd = y - sub->x[i];
-			num += d * d;
-			den += dd * dd;
-		}
+		d->add(d, xc, t, nd);
+		double num, den;
+		d->layer_err(d, sub->x, sub->ao, sub->mo, xc, nd, &num, &den);
 		e = den > 0 ? num / den : 0;
 	}
-	free(xc); free(h); free(t); free(big);
+	d->free(d, xc); d->free(d, h); d->free(d, t); d->free(d, big);
 	return e;
 }
 
@@ -962,9 +1045,25 @@ static int finish_dir(struct ctx *x)
 	return LM_OK;
 }
 
+/* A host view of n floats of a buffer of x->d: the buffer itself on the cpu, else a downloaded copy
+ * (release with host_view_free; NULL when out of memory). */
+static float *host_view(struct ctx *x, const float *buf, size_t n)
+{
+	if (x->d->host) return (float *)buf;
+	float *h = malloc(sizeof(float) * n);
+	if (h) x->d->download(x->d, h, buf, sizeof(float) * n);
+	return h;
+}
+
+static void host_view_free(struct ctx *x, float *h)
+{
+	if (!x->d->host) free(h);
+}
+
 static int quantize_all(struct ctx *x)
 {
 	const struct awq_opts *o = x->o;
+	struct awq_dev *d = x->d;
 	const bool calib = o->samples > 0;
 	const int T = o->seqlen;
 	const size_t N = calib ? (size_t)o->samples * T : 0;
@@ -974,9 +1073,12 @@ static int quantize_all(struct ctx *x)
 	struct scratch s = { 0 };
 	struct subset sub = { 0 };
 	struct stats st = { { 0 } };
+	double *xm[G_N] = { 0 };         /* the layer's channel means, on the host */
+	float *sc[G_N] = { 0 }, *sc_d[G_N] = { 0 };
 	struct tokenizer *tok = NULL;
 	struct lw w;
 	int32_t *ids = NULL;
+	double t_start = now_s(), t_tok = 0, t_embed = 0;
 
 	memset(&w, 0, sizeof w);
 	x->last_err = NAN;
@@ -993,113 +1095,163 @@ static int quantize_all(struct ctx *x)
 		free(text);
 		if (rc) goto out;
 		rc = LM_ERR;
-		int chunk = MAX(1, o->batch) * T;
+		t_tok = now_s() - t_start;
+		int chunk = chunk_tokens(x);
 		/* The searches score on the first windows: all of them by default, as AutoAWQ does (fewer make the
 		 * chosen ratios noisy: measured in docs/QUANTIZATION.md), up to 16384 tokens to bound memory. */
 		int budget = o->search_tokens > 0 ? o->search_tokens : 16384;
 		sub.m = (int)MIN(N, (size_t)MAX(T, budget / T * T));
-		X = malloc(sizeof(float) * N * x->dim);
-		h = malloc(sizeof(float) * chunk * x->dim);
-		h2 = malloc(sizeof(float) * chunk * x->dim);
-		ao = malloc(sizeof(float) * chunk * x->dim);
-		mo = malloc(sizeof(float) * chunk * x->dim);
-		att = malloc(sizeof(float) * chunk * x->qd);
-		a = malloc(sizeof(float) * chunk * x->ffn);
-		sub.x = malloc(sizeof(float) * sub.m * x->dim);
-		sub.h = malloc(sizeof(float) * sub.m * x->dim);
-		sub.h2 = malloc(sizeof(float) * sub.m * x->dim);
-		sub.ao = malloc(sizeof(float) * sub.m * x->dim);
-		sub.mo = malloc(sizeof(float) * sub.m * x->dim);
-		sub.att = malloc(sizeof(float) * sub.m * x->qd);
-		sub.a = malloc(sizeof(float) * sub.m * x->ffn);
-		for (int g = 0; g < G_N; g++) st.m[g] = malloc(sizeof(double) * MAX(x->ffn, x->qd));
-		for (int i = 0; i < L_N; i++) deq[i] = malloc(sizeof(float) * x->rows[i] * x->cols[i]);
-		x->inv_freq = malloc(sizeof(float) * x->hd);
-		if (!X || !h || !h2 || !ao || !mo || !att || !a || !sub.x || !sub.h || !sub.h2 || !sub.ao || !sub.mo ||
-		    !sub.att || !sub.a || !st.m[G_N - 1] || !deq[L_N - 1] || !x->inv_freq) {
+		const size_t f = sizeof(float);
+		bool ok = (X = d->alloc(d, f * N * x->dim)) && (h = d->alloc(d, f * chunk * x->dim)) &&
+			  (h2 = d->alloc(d, f * chunk * x->dim)) && (ao = d->alloc(d, f * chunk * x->dim)) &&
+			  (mo = d->alloc(d, f * chunk * x->dim)) && (att = d->alloc(d, f * chunk * x->qd)) &&
+			  (a = d->alloc(d, f * chunk * x->ffn)) && (sub.x = d->alloc(d, f * sub.m * x->dim)) &&
+			  (sub.h = d->alloc(d, f * sub.m * x->dim)) && (sub.h2 = d->alloc(d, f * sub.m * x->dim)) &&
+			  (sub.ao = d->alloc(d, f * sub.m * x->dim)) && (sub.mo = d->alloc(d, f * sub.m * x->dim)) &&
+			  (sub.att = d->alloc(d, f * sub.m * x->qd)) && (sub.a = d->alloc(d, f * sub.m * x->ffn)) &&
+			  (x->inv_freq = d->alloc(d, f * x->hd));
+		for (int g = 0; g < G_N && ok; g++)
+			ok = (st.m[g] = d->alloc(d, sizeof(double) * MAX(x->ffn, x->qd))) &&
+			     (xm[g] = malloc(sizeof(double) * MAX(x->ffn, x->qd)));
+		for (int i = 0; i < L_N && ok; i++) ok = (deq[i] = d->alloc(d, f * x->rows[i] * x->cols[i])) != NULL;
+		if (!ok) {
 			lm_err(_("out of memory for %zu calibration tokens (try fewer --calib-samples)"), N);
 			goto out;
 		}
 		if (scratch_init(&s, x, MAX(chunk, sub.m))) goto out;
-		rope_inv_freq(&x->c, T, x->inv_freq, NULL);
+		float *inv = malloc(f * x->hd);
+		if (!inv) { lm_err(_("out of memory")); goto out; }
+		rope_inv_freq(&x->c, T, inv, NULL);
+		d->upload(d, x->inv_freq, inv, f * x->hd);
+		free(inv);
 		if (embed(x, ids, N, X)) goto out;
+		t_embed = now_s() - t_start - t_tok;
+		if (x->timing)
+			fprintf(stderr, "awq timing: %s backend, tokenize %.2f s, embed %.2f s, %zu tokens, chunk %d\n", d->name,
+				t_tok, t_embed, N, chunk);
 	}
 
 	for (int l = 0; l < x->nl; l++) {
 		x->layer = l;
+		memset(x->tm, 0, sizeof x->tm);
+		x->t_last = now_s();
 		if (cancelled(x)) { lm_err(_("interrupted")); goto out; }
 		report(x, _("load"));
 		if (lw_load(x, l, &w)) goto out;
+		tstage(x, T_LOAD);
 		if (calib) {
-			for (int g = 0; g < G_N; g++) memset(st.m[g], 0, sizeof(double) * MAX(x->ffn, x->qd));
+			for (int g = 0; g < G_N; g++) d->zero(d, st.m[g], sizeof(double) * MAX(x->ffn, x->qd));
 			if (calibrate_layer(x, &w, X, N, &st, &sub, &s, h, att, h2, a, ao, mo)) goto out;
 			int in[G_N] = { x->dim, x->dim, x->ffn, x->qd };
-			for (int g = 0; g < G_N; g++)
-				for (int i = 0; i < in[g]; i++) st.m[g][i] /= (double)N;
+			for (int g = 0; g < G_N; g++) {
+				d->download(d, xm[g], st.m[g], sizeof(double) * in[g]);
+				for (int i = 0; i < in[g]; i++) xm[g][i] /= (double)N;
+			}
 			/* v -> o only when v's rows map one to one onto o's input channels (no GQA) */
 			int ng = x->nkv == x->nh && !is_internlm2(x) ? G_N : G_O;
-			float *sc[G_N] = { 0 };
 			for (int g = 0; g < ng; g++) {
 				double ratio = 0.5, loss;
 				if (o->search_scale) {
 					report(x, _("search scales"));
-					if (search_ratio(x, g, &w, st.m[g], &sub, &s, &ratio, &loss)) goto out;
+					if (search_ratio(x, g, &w, xm[g], &sub, &s, &ratio, &loss)) goto out;
 					if (getenv("LMTERM_AWQ_DEBUG"))
 						fprintf(stderr, "\nlayer %d group %d: ratio %.2f loss %.4g\n", l, g, ratio, loss);
 				}
 				sc[g] = malloc(sizeof(float) * in[g]);
-				make_scales(st.m[g], in[g], ratio, sc[g]);
+				sc_d[g] = d->alloc(d, sizeof(float) * in[g]);
+				if (!sc[g] || !sc_d[g]) { lm_err(_("out of memory")); goto out; }
+				make_scales(xm[g], in[g], ratio, sc[g]);
+				d->upload(d, sc_d[g], sc[g], sizeof(float) * in[g]);
 			}
 			/* fold: norms and preceding linears take 1/s, the linears' input columns s */
-			for (int i = 0; i < x->dim; i++) { w.ln1[i] /= sc[G_QKV][i]; w.ln2[i] /= sc[G_GU][i]; }
-			for (int lin = L_Q; lin <= L_V; lin++) scale_cols(w.w[lin], x->rows[lin], x->dim, sc[G_QKV]);
-			scale_cols(w.w[L_G], x->ffn, x->dim, sc[G_GU]);
-			scale_cols(w.w[L_U], x->ffn, x->dim, sc[G_GU]);
-			unscale_rows(w.w[L_U], w.b[L_U], x->ffn, x->dim, sc[G_D]);
-			scale_cols(w.w[L_D], x->dim, x->ffn, sc[G_D]);
+			d->div(d, w.ln1, sc_d[G_QKV], x->dim);
+			d->div(d, w.ln2, sc_d[G_GU], x->dim);
+			for (int lin = L_Q; lin <= L_V; lin++) d->scale_cols(d, w.w[lin], x->rows[lin], x->dim, sc_d[G_QKV]);
+			d->scale_cols(d, w.w[L_G], x->ffn, x->dim, sc_d[G_GU]);
+			d->scale_cols(d, w.w[L_U], x->ffn, x->dim, sc_d[G_GU]);
+			d->unscale_rows(d, w.w[L_U], w.b[L_U], x->ffn, x->dim, sc_d[G_D]);
+			d->scale_cols(d, w.w[L_D], x->dim, x->ffn, sc_d[G_D]);
 			if (sc[G_O]) {
-				unscale_rows(w.w[L_V], w.b[L_V], x->kvd, x->dim, sc[G_O]);
-				scale_cols(w.w[L_O], x->dim, x->qd, sc[G_O]);
+				d->unscale_rows(d, w.w[L_V], w.b[L_V], x->kvd, x->dim, sc_d[G_O]);
+				d->scale_cols(d, w.w[L_O], x->dim, x->qd, sc_d[G_O]);
 			}
+			/* the clipping search runs on the host (on a device: on downloaded copies of the weight and
+			 * of its inputs' first 2048 tokens) */
 			if (o->search_clip) {
 				report(x, _("search clipping"));
 				static const int clip_lins[] = { L_V, L_O, L_G, L_U, L_D };
 				for (size_t c = 0; c < ARRAY_SIZE(clip_lins); c++) {
-					int lin = clip_lins[c];
+					int lin = clip_lins[c], mt = MIN(sub.m, 2048);
 					const float *xin = lin == L_V ? sub.h : lin == L_O ? sub.att : lin == L_D ? sub.a : sub.h2;
 					const float *sv = lin == L_V ? sc[G_QKV] : lin == L_O ? sc[G_O] : lin == L_D ? sc[G_D] : sc[G_GU];
 					if (cancelled(x)) { lm_err(_("interrupted")); goto out; }
-					double *G = gram_groups(xin, sv, MIN(sub.m, 2048), x->cols[lin], o->group);
-					if (!G) { lm_err(_("out of memory")); goto out; }
-					struct clip_job j = { w.w[lin], G, x->rows[lin], x->cols[lin], o->group };
+					float *xh = host_view(x, xin, (size_t)mt * x->cols[lin]);
+					float *wh = xh ? host_view(x, w.w[lin], (size_t)x->rows[lin] * x->cols[lin]) : NULL;
+					double *G = wh ? gram_groups(xh, sv, mt, x->cols[lin], o->group) : NULL;
+					if (!G) { host_view_free(x, xh); host_view_free(x, wh); lm_err(_("out of memory")); goto out; }
+					struct clip_job j = { wh, G, x->rows[lin], x->cols[lin], o->group };
 					awq_parallel(x->nt, x->rows[lin], clip_rows, &j);
 					free(G);
+					if (!d->host) d->upload(d, w.w[lin], wh, sizeof(float) * x->rows[lin] * x->cols[lin]);
+					host_view_free(x, xh);
+					host_view_free(x, wh);
 				}
 			}
-			for (int g = 0; g < G_N; g++) free(sc[g]);
+			for (int g = 0; g < G_N; g++) { free(sc[g]); d->free(d, sc_d[g]); sc[g] = sc_d[g] = NULL; }
+			tstage(x, T_SEARCH);
 		}
 		report(x, _("quantize"));
 		if (write_layer(x, l, &w, calib ? deq : NULL)) goto out;
 		if (calib) x->last_err = layer_error(x, deq, &w, &sub, &s);
-		lw_free(&w);
+		tstage(x, T_ERR);
+		if (d->sync(d)) goto out;
+		lw_free(d, &w);
 		x->layer = l + 1;
+		if (x->timing)
+			fprintf(stderr,
+				"awq timing: layer %d load %.3f forward %.3f stats %.3f search %.3f quantize %.3f write %.3f "
+				"error %.3f s\n",
+				l, x->tm[T_LOAD], x->tm[T_FORWARD], x->tm[T_STATS], x->tm[T_SEARCH], x->tm[T_QUANT],
+				x->tm[T_WRITE], x->tm[T_ERR]);
 		if (x->sink && x->sink->report) {
 			char stage[96];
 			snprintf(stage, sizeof stage, _("layer %d/%d: done"), l + 1, x->nl);
 			x->sink->report(x->sink, stage, l + 1, x->nl, x->last_err);
 		}
 	}
+	double t_rest = now_s();
 	if (write_rest(x) || write_config_and_index(x) || copy_side_files(x)) goto out;
+	if (x->timing)
+		fprintf(stderr, "awq timing: rest (embeddings, lm_head, config, side files) %.2f s, total %.2f s\n",
+			now_s() - t_rest, now_s() - t_start);
 	rc = LM_OK;
 out:
-	lw_free(&w);
-	free(X); free(h); free(att); free(h2); free(a); free(ao); free(mo); free(ids);
-	free(sub.x); free(sub.h); free(sub.att); free(sub.h2); free(sub.a); free(sub.ao); free(sub.mo);
-	for (int g = 0; g < G_N; g++) free(st.m[g]);
-	for (int i = 0; i < L_N; i++) free(deq[i]);
-	scratch_free(&s);
+	lw_free(d, &w);
+	d->free(d, X); d->free(d, h); d->free(d, att); d->free(d, h2); d->free(d, a); d->free(d, ao); d->free(d, mo);
+	free(ids);
+	d->free(d, sub.x); d->free(d, sub.h); d->free(d, sub.att); d->free(d, sub.h2); d->free(d, sub.a);
+	d->free(d, sub.ao); d->free(d, sub.mo);
+	for (int g = 0; g < G_N; g++) { d->free(d, st.m[g]); free(xm[g]); free(sc[g]); d->free(d, sc_d[g]); }
+	for (int i = 0; i < L_N; i++) d->free(d, deq[i]);
+	d->free(d, x->inv_freq);
+	x->inv_freq = NULL;
+	scratch_free(d, &s);
 	if (tok) tok_free(tok);
 	return rc;
+}
+
+/* The implementation --backend names: auto = cuda where this build has it and a GPU is usable. */
+static int dev_create(struct ctx *x)
+{
+	const char *b = x->o->backend ? x->o->backend : "auto";
+#if HAVE_CUDA
+	const char *tf = getenv("LMTERM_AWQ_TF32");
+	bool tf32 = tf && strcmp(tf, "0") != 0;
+	if (!strcmp(b, "cuda") || (!strcmp(b, "auto") && backend_cuda_available())) return awq_dev_cuda_create(&x->d, tf32);
+#else
+	if (!strcmp(b, "cuda")) return lm_err(_("--backend cuda: this lmterm was built without CUDA (configure --with-cuda)"));
+#endif
+	return awq_dev_cpu_create(&x->d, x->nt);
 }
 
 int awq_quantize(const struct awq_opts *o, struct progress_sink *sink)
@@ -1113,11 +1265,152 @@ int awq_quantize(const struct awq_opts *o, struct progress_sink *sink)
 	int rc = LM_ERR;
 	if (o->bits != 4) { lm_err(_("--w-bits %d: only 4-bit weights are supported"), o->bits); goto out; }
 	if (setup(&x, o->model_dir, o->group)) goto out;
+	if (dev_create(&x)) goto out;
+	x.timing = getenv("LMTERM_AWQ_TIMING") && strcmp(getenv("LMTERM_AWQ_TIMING"), "0") != 0;
 	if (make_tmpdir(&x)) goto out;
 	if (quantize_all(&x)) goto out;
 	rc = finish_dir(&x);
 out:
 	if (x.tmpdir[0]) rm_tree(x.tmpdir);
 	ctx_free(&x);
+	awq_dev_destroy(x.d);
 	return rc;
+}
+
+/* ---------------------------------------------------------------- the cpu implementation of awq_dev.h
+ * Host memory; the kernels of awq_ops.c and the quantizer above. The reference for the cuda one. */
+
+static void *cpu_alloc(struct awq_dev *d, size_t bytes)
+{
+	void *p = malloc(bytes ? bytes : 1);
+	if (!p) lm_err(_("out of memory"));
+	return p;
+}
+static void cpu_free(struct awq_dev *d, void *p) { free(p); }
+static void cpu_copy(struct awq_dev *d, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void cpu_zero(struct awq_dev *d, void *dst, size_t bytes) { memset(dst, 0, bytes); }
+static void cpu_load(struct awq_dev *d, float *dst, const void *src, enum dtype dt, size_t n) { to_f32(dst, src, dt, n); }
+
+static void cpu_matmul(struct awq_dev *d, float *y, const float *x, const float *w, const float *bias, int m, int n,
+		       int k)
+{
+	awq_matmul(d->n_threads, y, x, w, bias, m, n, k);
+}
+static void cpu_rmsnorm(struct awq_dev *d, float *h, const float *x, const float *w, int m, int dim, float eps)
+{
+	awq_rmsnorm(h, x, w, m, dim, eps);
+}
+static void cpu_rope(struct awq_dev *d, float *x, int m, int n_heads, int hd, int seqlen, const float *inv_freq)
+{
+	awq_rope(x, m, n_heads, hd, seqlen, inv_freq);
+}
+static void cpu_attention(struct awq_dev *d, float *out, const float *q, const float *k, const float *v, int m,
+			  int seqlen, int nh, int nkv, int hd)
+{
+	awq_attention(d->n_threads, out, q, k, v, m, seqlen, nh, nkv, hd);
+}
+static void cpu_swiglu(struct awq_dev *d, float *out, const float *g, const float *u, size_t n) { awq_swiglu(out, g, u, n); }
+static void cpu_add(struct awq_dev *d, float *x, const float *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+static void cpu_absmean_acc(struct awq_dev *d, double *acc, const float *x, int m, int dim)
+{
+	awq_absmean_acc(acc, x, m, dim);
+}
+static double cpu_mse(struct awq_dev *d, const float *a, const float *b, size_t n) { return mse(a, b, n); }
+static void cpu_layer_err(struct awq_dev *d, const float *x, const float *ao, const float *mo, const float *yq,
+			  size_t n, double *num_out, double *den_out)
+{
+	double num = 0, den = 0;
+	for (size_t i = 0; i < n; i++) {
+		double y = (double)x[i] + ao[i] + mo[i], e = yq[i] - y, dd = y - x[i];
+		num += e * e;
+		den += dd * dd;
+	}
+	*num_out = num;
+	*den_out = den;
+}
+static void cpu_scale_cols(struct awq_dev *d, float *w, int out, int in, const float *s) { scale_cols(w, out, in, s); }
+static void cpu_unscale_rows(struct awq_dev *d, float *w, float *b, int out, int in, const float *s)
+{
+	unscale_rows(w, b, out, in, s);
+}
+static void cpu_div(struct awq_dev *d, float *x, const float *s, int n)
+{
+	for (int i = 0; i < n; i++) x[i] /= s[i];
+}
+
+struct fq_job {
+	float *dst;
+	const float *w, *s;
+	int in, group;
+};
+
+static void fq_rows(void *ud, int b, int e)
+{
+	const struct fq_job *j = ud;
+	float *row = malloc(sizeof(float) * j->in);
+	if (!row) return;
+	fake_quant(j->w + (size_t)b * j->in, j->s, e - b, j->in, j->group, j->dst + (size_t)b * j->in, row);
+	free(row);
+}
+
+static void cpu_fake_quant(struct awq_dev *d, float *dst, const float *w, const float *s, int out, int in, int group)
+{
+	struct fq_job j = { dst, w, s, in, group };
+	awq_parallel(d->n_threads, out, fq_rows, &j);
+}
+
+static void cpu_quantize(struct awq_dev *d, const float *w, int out, int in, int group, int32_t *qweight,
+			 int32_t *qzeros, uint16_t *scales16, float *deq)
+{
+	uint8_t *codes = malloc((size_t)out * in), *zeros = malloc((size_t)out * (in / group));
+	if (codes && zeros) {
+		awq_quantize_rows(w, out, in, group, codes, zeros, scales16, deq);
+		awq_pack(codes, zeros, out, in, group, qweight, qzeros);
+	} else {
+		*(bool *)d->impl = true; /* reported by sync */
+	}
+	free(codes);
+	free(zeros);
+}
+
+static int cpu_sync(struct awq_dev *d)
+{
+	bool *failed = d->impl;
+	if (*failed) {
+		*failed = false;
+		return lm_err(_("out of memory"));
+	}
+	return LM_OK;
+}
+
+static void cpu_destroy(struct awq_dev *d)
+{
+	free(d->impl);
+	free(d);
+}
+
+int awq_dev_cpu_create(struct awq_dev **out, int n_threads)
+{
+	struct awq_dev *d = calloc(1, sizeof *d);
+	bool *failed = calloc(1, sizeof *failed);
+	if (!d || !failed) { free(d); free(failed); return lm_err(_("out of memory")); }
+	*d = (struct awq_dev){
+		.name = "cpu", .host = true, .chunk_tokens = 0, .n_threads = MAX(1, n_threads), .impl = failed,
+		.alloc = cpu_alloc, .free = cpu_free, .upload = cpu_copy, .download = cpu_copy, .copy = cpu_copy,
+		.zero = cpu_zero, .load = cpu_load, .matmul = cpu_matmul, .rmsnorm = cpu_rmsnorm, .rope = cpu_rope,
+		.attention = cpu_attention, .swiglu = cpu_swiglu, .add = cpu_add, .absmean_acc = cpu_absmean_acc,
+		.mse = cpu_mse, .layer_err = cpu_layer_err, .scale_cols = cpu_scale_cols, .unscale_rows = cpu_unscale_rows,
+		.div = cpu_div, .fake_quant = cpu_fake_quant, .quantize = cpu_quantize, .sync = cpu_sync,
+		.destroy = cpu_destroy,
+	};
+	*out = d;
+	return LM_OK;
+}
+
+void awq_dev_destroy(struct awq_dev *d)
+{
+	if (d) d->destroy(d);
 }

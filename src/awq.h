@@ -1,8 +1,8 @@
 /* awq.h: 4-bit AWQ weight quantization (`lmterm lite auto_awq`), LMDeploy's algorithm written here.
  *
- * Calibration windows run through the model one decoder layer at a time, in float32 on the CPU, from the
- * ORIGINAL checkpoint tensors (the loader fuses q/k/v and gate/up; the quantized checkpoint must keep the
- * separate ones). Per layer: per-input-channel mean |x| of every linear's input; activation-aware scales s
+ * Calibration windows run through the model one decoder layer at a time, in float32 on the CPU or the GPU
+ * (awq_dev.h), from the ORIGINAL checkpoint tensors (the loader fuses q/k/v and gate/up; the quantized
+ * checkpoint must keep the separate ones). Per layer: per-input-channel mean |x| of every linear's input; activation-aware scales s
  * (s = x_mean^ratio normalized by sqrt(max*min), ratio 0.5 or searched on a 20-point grid) multiplied into
  * the linears' input columns and divided out of the preceding norm or linear; optionally a search of each
  * group's clipping range; then asymmetric round-to-nearest per group of the input dimension.
@@ -26,6 +26,7 @@ struct awq_opts {
 	bool search_clip;        /* clipping-range search (AutoAWQ's auto_clip) */
 	int search_tokens;       /* calibration tokens the searches score on (0 = all, at most 16384) */
 	int n_threads;           /* 0 = all cores */
+	const char *backend;     /* where calibration runs: "auto" (NULL), "cpu", "cuda" (see awq_dev.h) */
 	uint64_t seed;
 };
 

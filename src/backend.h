@@ -42,6 +42,8 @@ enum { KV_POLICY_NONE = 0, KV_POLICY_INT4 = 4, KV_POLICY_INT8 = 8 };
 
 /* A paged KV cache: n_blocks blocks of block_len tokens, for all layers. The pool's layout is the
  * backend's own; the forward pass only names blocks by index (the block table in struct step). */
+enum { BACKEND_GRAPH_PROFILE = 4, BACKEND_MAX_GRAPHS = 16 };
+
 struct kv_cache {
 	int n_layers, n_kv_heads, head_dim;
 	int block_len;            /* tokens per block (--cache-block-seq-len, default 64) */
@@ -108,6 +110,9 @@ struct backend_i {
 			 int n_heads);
 	/* out[n][ffn] = silu(gu[:, :ffn]) * gu[:, ffn:] */
 	int (*swiglu)(struct backend *be, void *out, const void *gu, int n, int ffn);
+	/* optional: out[n][ffn] = swiglu(x[n][dim] . w13^T) in one op where the backend can fuse them; gu is the
+	 * [n][2 ffn] buffer matmul + swiglu would use (the backend may use it as scratch). NULL = those two. */
+	int (*matmul_swiglu)(struct backend *be, void *out, void *gu, const void *x, const struct weight *w13, int n);
 	/* logits_host[n][vocab] (float) = h[n][dim] . lm_head^T; waits for the result */
 	int (*logits)(struct backend *be, float *logits_host, const void *h, const struct weight *lm_head, int n);
 	/* optional: argmax of h[dim] . lm_head^T on the device; NULL = use logits() */
@@ -115,7 +120,8 @@ struct backend_i {
 
 	/* optional: capture the ops between begin and end as a replayable graph keyed by key (decode steps);
 	 * graph_begin returns 1 if a graph for key exists and was replayed (the caller then skips the ops
-	 * and calls graph_end anyway), 0 if capturing. NULL = no graphs. */
+	 * and calls graph_end anyway), 0 if capturing. NULL = no graphs. Keys: 1 the decode step (forward.c),
+	 * BACKEND_GRAPH_PROFILE + k the ops `lmterm bench --profile` times; below BACKEND_MAX_GRAPHS. */
 	int (*graph_begin)(struct backend *be, int key);
 	int (*graph_end)(struct backend *be, int key);
 

@@ -12,6 +12,7 @@
  *             device-to-device copy, bytes read + written);
  *   memory    bytes per category (now and peak) as the backend's allocator counts them, against what the
  *             driver says the process uses.
+ * --profile then times each op of a decode step alone (see profile()).
  * --dummy builds the model of the config's shapes with random weights (no weight files), as vLLM's dummy
  * load format does. --dtype overrides the config's torch_dtype (the activation type on the cuda backend). */
 #include "config.h"
@@ -29,7 +30,7 @@
 
 struct bench_opts {
 	const char *model;
-	bool dummy, json;
+	bool dummy, json, profile;
 	int prompt_len, n, policy;
 	const char *backend;
 	const char *dtype;
@@ -41,7 +42,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, _("Usage: lmterm bench MODEL|CONFIG.json [--dummy] [--prompt-len N] [-n N] [--quant-policy 0|4|8]\n"
 		     "                    [--backend auto|cuda|cpu] [--dtype auto|float16|bfloat16]\n"
-		     "                    [--model-format hf|awq] [--seed S] [--json]\n"));
+		     "                    [--model-format hf|awq] [--seed S] [--json] [--profile]\n"));
 }
 
 static int parse(struct bench_opts *o, int argc, char **argv)
@@ -62,10 +63,11 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 			o->model = it.arg;
 		} else if (strcmp(nm, "help") == 0 || strcmp(nm, "h") == 0) {
 			return 1;
-		} else if (strcmp(nm, "dummy") == 0 || strcmp(nm, "json") == 0) {
+		} else if (strcmp(nm, "dummy") == 0 || strcmp(nm, "json") == 0 || strcmp(nm, "profile") == 0) {
 			if (it.value) return lm_err(_("option '--%s' takes no value"), nm);
 			if (nm[0] == 'd') o->dummy = true;
-			else o->json = true;
+			else if (nm[0] == 'j') o->json = true;
+			else o->profile = true;
 		} else if (strcmp(nm, "prompt-len") == 0) {
 			if (opt_value(&it, &v) || opt_int("--prompt-len", v, 1, 1 << 20, &o->prompt_len)) return LM_ERR;
 		} else if (strcmp(nm, "n") == 0) {
@@ -195,6 +197,113 @@ static void print_json(const struct bench_opts *o, const struct model *m, const 
 	printf("\"valid\": %s}}\n", r->ms_ok ? "true" : "false");
 }
 
+/* --profile: each op of a decode step alone, issued for every layer back to back (one graph of n_layers
+ * launches where the backend has graphs, replayed), so a launch's time includes the gap the GPU leaves
+ * between two kernels; the lm_head with the argmax is timed as the step does it (synchronously). The sum
+ * against the measured step shows what the ops cost and what is left (gaps between different kernels in
+ * the step's graph, the host's share of a step). */
+enum { P_NORM, P_QKV, P_ROPE, P_ATTN, P_O, P_W13, P_SWIGLU, P_W13_SWIGLU, P_W2, P_N };
+static const char *const p_name[P_N] = { "add_rmsnorm", "matmul wqkv", "rope_kv", "attention", "matmul wo",
+					  "matmul w13", "swiglu", "matmul_swiglu w13", "matmul w2" };
+
+static int p_op(int k, struct fwd *f, struct kv_cache *kv, int l)
+{
+	struct backend *be = f->be;
+	const struct backend_i *b = be->i;
+	const struct model *m = f->m;
+	const struct layer_weights *L = &m->layers[l];
+	const struct model_config *c = &m->cfg;
+	switch (k) {
+	case P_NORM: return b->add_rmsnorm(be, f->h, f->x, f->dx, &L->attn_norm, 1, c->norm_eps);
+	case P_QKV: return b->matmul(be, f->qkv, f->h, &L->wqkv, 1);
+	case P_ROPE: return b->rope_kv(be, f->qkv, kv, l, c->n_heads);
+	case P_ATTN: return b->attention(be, f->att, f->qkv, kv, l, c->n_heads);
+	case P_O: return b->matmul(be, f->dx, f->att, &L->wo, 1);
+	case P_W13: return b->matmul(be, f->gu, f->h, &L->w13, 1);
+	case P_SWIGLU: return b->swiglu(be, f->ff, f->gu, 1, c->ffn);
+	case P_W13_SWIGLU: return b->matmul_swiglu(be, f->ff, f->gu, f->h, &L->w13, 1);
+	default: return b->matmul(be, f->dx, f->ff, &L->w2, 1);
+	}
+}
+
+static size_t p_bytes(int k, const struct model *m, const struct kv_cache *kv, int ctx)
+{
+	const struct layer_weights *L = &m->layers[0];
+	switch (k) {
+	case P_QKV: return L->wqkv.bytes;
+	case P_O: return L->wo.bytes;
+	case P_W13: case P_W13_SWIGLU: return L->w13.bytes;
+	case P_W2: return L->w2.bytes;
+	case P_ATTN: return kv->bytes_per_token / (size_t)MAX(m->cfg.n_layers, 1) * (size_t)ctx;
+	default: return 0;
+	}
+}
+
+static int profile(struct fwd *f, struct kv_cache *kv, int32_t tok, int pos, const int32_t *blocks, double step_s)
+{
+	struct backend *be = f->be;
+	const struct backend_i *b = be->i;
+	const struct model *m = f->m;
+	const int nl = m->cfg.n_layers, R = 20;
+	struct step st = { .ids = &tok, .n = 1, .pos0 = pos, .blocks = blocks, .n_blocks = kv->n_blocks,
+			   .inv_freq = f->inv_freq, .rope_mscale = 1.0f };
+	rope_inv_freq(&m->cfg, pos + 1, f->inv_freq, &st.rope_mscale);
+	double sum = 0;
+	printf(_("profile    each op alone, %d launches per replay (%s); context %d\n"), nl,
+	       b->graph_begin ? _("graph") : _("no graph"), pos + 1);
+	printf("           %-24s %9s %9s %10s %7s\n", "op", "us/call", "GB/s", "ms/step", "share");
+	for (int k = 0; k < P_N; k++) {
+		/* the step runs either w13 then swiglu, or the fused op: only those count in the sum; a step has two
+		 * norms per layer */
+		const bool glu = b->matmul_swiglu != NULL;
+		const bool in_step = glu ? k != P_W13 && k != P_SWIGLU : k != P_W13_SWIGLU;
+		if (k == P_W13_SWIGLU && !glu) continue;
+		const double count = k == P_NORM ? 2.0 : 1.0;
+		double t0 = 0;
+		for (int rep = -2; rep < R; rep++) {
+			if (rep == 0) {
+				if (b->sync(be)) return LM_ERR;
+				t0 = now_s();
+			}
+			if (b->set_step(be, &st)) return LM_ERR;
+			int g = b->graph_begin ? b->graph_begin(be, BACKEND_GRAPH_PROFILE + k) : 0;
+			if (g < 0) return LM_ERR;
+			for (int l = 0; g == 0 && l < nl; l++)
+				if (p_op(k, f, kv, l)) return LM_ERR;
+			if (b->graph_end && b->graph_end(be, BACKEND_GRAPH_PROFILE + k)) return LM_ERR;
+		}
+		if (b->sync(be)) return LM_ERR;
+		double per = (now_s() - t0) / ((double)R * nl);
+		size_t by = p_bytes(k, m, kv, pos + 1);
+		if (in_step) sum += per * nl * count;
+		printf("         %c %-24s %9.2f ", in_step ? ' ' : '(', p_name[k], 1e6 * per);
+		if (by) printf("%9.0f ", (double)by / per / 1e9);
+		else printf("%9s ", "-");
+		printf("%10.3f %6.1f%%\n", 1e3 * per * nl * count, 100.0 * per * nl * count / step_s);
+	}
+	/* the lm_head and the argmax, as a step runs them (they wait for the token on the host) */
+	if (b->set_step(be, &st)) return LM_ERR;
+	float *lg = b->argmax ? NULL : malloc(sizeof(float) * (size_t)m->lm_head.rows);
+	if (!b->argmax && !lg) return lm_err(_("out of memory"));
+	double t0 = now_s();
+	int32_t next;
+	for (int rep = 0; rep < R; rep++)
+		if (b->argmax ? b->argmax(be, &next, f->h, &m->lm_head) : b->logits(be, lg, f->h, &m->lm_head, 1)) {
+			free(lg);
+			return LM_ERR;
+		}
+	double per = (now_s() - t0) / R;
+	free(lg);
+	sum += per;
+	printf("           %-24s %9.2f %9.0f %10.3f %6.1f%%\n", "lm_head + argmax", 1e6 * per,
+	       (double)(m->lm_head.shared ? m->tok_embed.bytes : m->lm_head.bytes) / per / 1e9, 1e3 * per,
+	       100.0 * per / step_s);
+	printf(_("           sum %.3f ms of a %.3f ms step (ops marked '(' are not part of it); the rest (%.3f ms) is gaps between different kernels and "
+		 "the host\n"),
+	       1e3 * sum, 1e3 * step_s, 1e3 * (step_s - sum));
+	return LM_OK;
+}
+
 static int run(const struct bench_opts *o)
 {
 	char cfgpath[4200];
@@ -286,6 +395,7 @@ static int run(const struct bench_opts *o)
 
 	if (o->json) print_json(o, &m, be, &r);
 	else print_text(o, &m, be, &r);
+	if (o->profile && profile(&fw, &kv, next, P + o->n, blocks, r.step_s)) goto out;
 	rc = LM_OK;
 out:
 	free(ids);

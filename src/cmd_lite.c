@@ -30,7 +30,7 @@ static void usage(FILE *f)
 		     "  --search-scale [BOOL]     search the smoothing ratio on a 20-point grid (default false)\n"
 		     "  --search-clip [BOOL]      search each group's clipping range (default false)\n"
 		     "  --dtype auto|float16|bfloat16   accepted for LMDeploy compatibility (calibration is float32)\n"
-		     "  --backend auto|cpu|cuda   calibration runs on the CPU\n"
+		     "  --backend auto|cpu|cuda   where calibration runs (auto: the GPU when there is one)\n"
 		     "  --search-tokens N         calibration tokens the searches score on (default: all, at most 16384)\n"
 		     "  --threads N               CPU threads (default: all cores)\n"
 		     "\n"
@@ -138,8 +138,7 @@ int cmd_lite(int argc, char **argv)
 		fprintf(stderr, _("lmterm: --backend '%s': use auto, cpu or cuda\n"), backend);
 		return 2;
 	}
-	if (!strcmp(backend, "cuda"))
-		fprintf(stderr, _("lmterm: note: auto_awq calibrates on the CPU in this version (--backend cuda ignored)\n"));
+	o.backend = backend;
 
 	/* everything that can be checked before the long part, so a mistake costs seconds */
 	if (awq_check_model(o.model_dir, o.group)) {

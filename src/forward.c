@@ -4,7 +4,10 @@
  *   x = embed(ids)
  *   per layer:  x += attention(rmsnorm(x)) ; x += mlp(rmsnorm(x))
  *   logits = lm_head(rmsnorm(x))
- * The residual add is fused into the next norm: add_rmsnorm(h, x, dx) does x += dx, h = rmsnorm(x).
+ * The residual add is fused into the next norm: add_rmsnorm(h, x, dx) does x += dx, h = rmsnorm(x); each
+ * output projection is followed by the norm that reads its result (the next layer's attention norm, or the
+ * final norm). Fusing the projection and the norm too (a last-block epilogue) was measured slower on the
+ * H200: the serial tail cost more than the launch it saved (docs/PERFORMANCE.md).
  *
  * RoPE frequencies are computed on the host per call for the sequence length pos0 + n, as transformers
  * does per forward (dynamic NTK rescales once the sequence outgrows max_position_embeddings; K already in
@@ -109,6 +112,16 @@ static int32_t argmax_host(const float *v, int n)
 	return best;
 }
 
+/* dx = in . W^T, then x += dx and h = norm(x) */
+static int proj_add_norm(struct fwd *f, const void *in, const struct weight *w, const struct weight *norm, int n)
+{
+	struct backend *be = f->be;
+	const struct backend_i *b = be->i;
+	const float eps = f->m->cfg.norm_eps;
+	if (b->matmul(be, f->dx, in, w, n)) return LM_ERR;
+	return b->add_rmsnorm(be, f->h, f->x, f->dx, norm, n, eps);
+}
+
 /* embed .. final norm: the part of a step that may run as a graph; leaves the normed output in f->h */
 static int body(struct fwd *f, struct kv_cache *kv, int n)
 {
@@ -118,12 +131,12 @@ static int body(struct fwd *f, struct kv_cache *kv, int n)
 	const struct model_config *c = &m->cfg;
 	const int dim = c->dim, nh = c->n_heads, hd = c->head_dim, ffn = c->ffn;
 
-	/* token embeddings: x = tok_embed[ids] */
+	/* token embeddings: x = tok_embed[ids], and the first layer's attention norm */
 	if (b->embed(be, f->x, &m->tok_embed)) return LM_ERR;
+	const struct weight *first_norm = c->n_layers ? &m->layers[0].attn_norm : &m->final_norm;
+	if (b->add_rmsnorm(be, f->h, f->x, NULL, first_norm, n, c->norm_eps)) return LM_ERR;
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct layer_weights *L = &m->layers[l];
-		/* attention norm; the previous layer's MLP output is added to the residual first */
-		if (b->add_rmsnorm(be, f->h, f->x, l ? f->dx : NULL, &L->attn_norm, n, c->norm_eps)) return LM_ERR;
 		/* q, k, v projections in one GEMM: qkv = h . Wqkv^T (+ bias) */
 		if (tap(f, l, FWD_TAP_QKV, f->h, n, dim)) return LM_ERR;
 		if (b->matmul(be, f->qkv, f->h, &L->wqkv, n)) return LM_ERR;
@@ -131,22 +144,23 @@ static int body(struct fwd *f, struct kv_cache *kv, int n)
 		if (b->rope_kv(be, f->qkv, kv, l, nh)) return LM_ERR;
 		/* causal attention of q over the cache: att = softmax(q k^T / sqrt(hd)) v */
 		if (b->attention(be, f->att, f->qkv, kv, l, nh)) return LM_ERR;
-		/* output projection: dx = att . Wo^T */
+		/* output projection, residual x += att . Wo^T, then the FFN norm */
 		if (tap(f, l, FWD_TAP_O, f->att, n, nh * hd)) return LM_ERR;
-		if (b->matmul(be, f->dx, f->att, &L->wo, n)) return LM_ERR;
-		/* residual x += dx, then the FFN norm */
-		if (b->add_rmsnorm(be, f->h, f->x, f->dx, &L->ffn_norm, n, c->norm_eps)) return LM_ERR;
-		/* gate and up projections in one GEMM: gu = h . [W1; W3]^T */
+		if (proj_add_norm(f, f->att, &L->wo, &L->ffn_norm, n)) return LM_ERR;
+		/* gate and up projections in one GEMM: gu = h . [W1; W3]^T; SwiGLU: ff = silu(gate) * up (fused with
+		 * the GEMM where the backend can) */
 		if (tap(f, l, FWD_TAP_W13, f->h, n, dim)) return LM_ERR;
-		if (b->matmul(be, f->gu, f->h, &L->w13, n)) return LM_ERR;
-		/* SwiGLU: ff = silu(gate) * up */
-		if (b->swiglu(be, f->ff, f->gu, n, ffn)) return LM_ERR;
-		/* down projection: dx = ff . W2^T (added to x by the next norm) */
+		if (b->matmul_swiglu) {
+			if (b->matmul_swiglu(be, f->ff, f->gu, f->h, &L->w13, n)) return LM_ERR;
+		} else if (b->matmul(be, f->gu, f->h, &L->w13, n) || b->swiglu(be, f->ff, f->gu, n, ffn)) {
+			return LM_ERR;
+		}
+		/* down projection, residual x += ff . W2^T, then the next layer's attention norm or the final norm */
 		if (tap(f, l, FWD_TAP_W2, f->ff, n, ffn)) return LM_ERR;
-		if (b->matmul(be, f->dx, f->ff, &L->w2, n)) return LM_ERR;
+		const struct weight *next = l + 1 < c->n_layers ? &m->layers[l + 1].attn_norm : &m->final_norm;
+		if (proj_add_norm(f, f->ff, &L->w2, next, n)) return LM_ERR;
 	}
-	/* last residual add and the final norm */
-	return b->add_rmsnorm(be, f->h, f->x, c->n_layers ? f->dx : NULL, &m->final_norm, n, c->norm_eps);
+	return LM_OK;
 }
 
 int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int pos0, const int32_t *blocks,

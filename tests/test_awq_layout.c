@@ -1,7 +1,8 @@
-/* test_awq_layout: the CUDA backend's W4A16 repacking (awq_repack, host code in cuda/awq_gemm.cu) against
- * the AutoAWQ gemm layout as DESIGN.md defines it, with no GPU: every weight, dequantized the way the
- * kernels read the repacked words (input pair (2j, 2j+1) in the two 16-bit halves of (word >> 4j) &
- * 0x000f000f), must equal (q - z) * s read straight from qweight/qzeros/scales. Random shapes and codes. */
+/* test_awq_layout: the CUDA backend's W4A16 repacking (awq_repack and awq_repack_tiled, host code in
+ * cuda/awq_gemm.cu) against the AutoAWQ gemm layout as DESIGN.md defines it, with no GPU: every weight,
+ * dequantized the way the kernels read the repacked words (row layout: input pair (2j, 2j+1) in the two
+ * 16-bit halves of (word >> 4j) & 0x000f000f; tiled layout: the mma fragment positions, see
+ * tiled_weight), must equal (q - z) * s read straight from qweight/qzeros/scales. Random shapes and codes. */
 #include "config.h"
 #include "common.h"
 
@@ -12,6 +13,8 @@
 #if HAVE_CUDA
 void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros, const uint16_t *scales,
 		int N, int K, int group);
+void awq_repack_tiled(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros,
+		      const uint16_t *scales, int N, int K, int group);
 
 static uint64_t rng;
 static uint32_t rnd(void)
@@ -25,7 +28,21 @@ static uint32_t rnd(void)
 /* AutoAWQ: nibble i of an int32 holds output column 8c + order[i] */
 static const int order[8] = { 0, 2, 4, 6, 1, 3, 5, 7 };
 
-static int check(int N, int K, int g)
+/* weight (n, k) of the tiled layout, read as the tensor-core kernel reads it: lane 4 gr + t of row tile
+ * n / 16, chunk k / 64, word s holds the mma A registers a[j] = (a_2j, a_2j+1) = (w >> 4j) & 0x000f000f,
+ * register j covering row gr + 8 (j & 1) and, in the permuted k order, inputs 16 t + 4 s + 2 (j >> 1) + {0, 1} */
+static float tiled_weight(const uint32_t *qw, const uint16_t *sz, int K, int g, int n, int k)
+{
+	const int KC = K / 64, G = K / g, rt = n / 16, gr = n % 8, hrow = (n % 16) / 8;
+	const int kr = k % 64, t = kr / 16, s = (kr % 16) / 4, j = 2 * ((kr % 4) / 2) + hrow, h = kr % 2;
+	const uint32_t w = qw[(((size_t)rt * KC + k / 64) * 32 + 4 * gr + t) * 4 + s];
+	const uint32_t pair = (w >> (4 * j)) & 0x000f000fu;
+	const int q = (int)(h ? pair >> 16 : pair & 0xffff);
+	const size_t o = (((size_t)rt * G + k / g) * 8 + gr) * 2 + hrow;
+	return ((float)q - f16_to_f32(sz[2 * o + 1])) * f16_to_f32(sz[2 * o]);
+}
+
+static int check(int N, int K, int g, bool tiled)
 {
 	const int G = K / g;
 	int32_t *qweight = malloc((size_t)K * N / 8 * 4), *qzeros = malloc((size_t)G * N / 8 * 4);
@@ -35,7 +52,8 @@ static int check(int N, int K, int g)
 	for (size_t i = 0; i < (size_t)K * N / 8; i++) qweight[i] = (int32_t)rnd();
 	for (size_t i = 0; i < (size_t)G * N / 8; i++) qzeros[i] = (int32_t)rnd();
 	for (size_t i = 0; i < (size_t)G * N; i++) scales[i] = f32_to_f16((float)(rnd() % 1000 + 1) * 1e-4f);
-	awq_repack(qw, sz, qweight, qzeros, scales, N, K, g);
+	if (tiled) awq_repack_tiled(qw, sz, qweight, qzeros, scales, N, K, g);
+	else awq_repack(qw, sz, qweight, qzeros, scales, N, K, g);
 	int bad = 0;
 	for (int n = 0; n < N && bad < 5; n++)
 		for (int k = 0; k < K && bad < 5; k++) {
@@ -51,14 +69,15 @@ static int check(int N, int K, int g)
 			uint32_t pair = (w >> (4 * j)) & 0x000f000fu;
 			int gq = (int)(t % 2 ? pair >> 16 : pair & 0xffff);
 			float s = f16_to_f32(sz[((size_t)n * G + k / g) * 2]), gz = f16_to_f32(sz[((size_t)n * G + k / g) * 2 + 1]);
-			float got = ((float)gq - gz) * s;
+			float got = tiled ? tiled_weight(qw, sz, K, g, n, k) : ((float)gq - gz) * s;
 			if (got != want) {
 				printf("FAIL: [%d x %d] g%d: w[%d][%d] = %g from the repacked layout, %g from AutoAWQ's\n", N, K, g,
 				       n, k, got, want);
 				bad++;
 			}
 		}
-	printf("%s [%d x %d] group %d: %s\n", bad ? "FAIL" : "ok", N, K, g, bad ? "mismatch" : "every weight equal");
+	printf("%s [%d x %d] group %d, %s layout: %s\n", bad ? "FAIL" : "ok", N, K, g, tiled ? "tiled" : "row",
+	       bad ? "mismatch" : "every weight equal");
 	free(qweight);
 	free(qzeros);
 	free(scales);
@@ -78,11 +97,16 @@ int main(void)
 	rng = e && *e ? strtoull(e, NULL, 10) : (uint64_t)time(NULL) | 1;
 	printf("seed %llu\n", (unsigned long long)rng);
 	int fails = 0;
-	fails += check(64, 256, 128);
-	fails += check(136, 512, 64);
-	fails += check(8, 96, 32);
-	fails += check(256, 128, 128);
-	fails += check(8 * (1 + (int)(rnd() % 20)), 128 * (1 + (int)(rnd() % 4)), 128);
+	fails += check(64, 256, 128, false);
+	fails += check(136, 512, 64, false);
+	fails += check(8, 96, 32, false);
+	fails += check(256, 128, 128, false);
+	fails += check(8 * (1 + (int)(rnd() % 20)), 128 * (1 + (int)(rnd() % 4)), 128, false);
+	fails += check(64, 256, 128, true);
+	fails += check(144, 512, 64, true);
+	fails += check(16, 128, 128, true);
+	fails += check(16 * (1 + (int)(rnd() % 20)), 128 * (1 + (int)(rnd() % 4)), 128, true);
+	fails += check(16 * (1 + (int)(rnd() % 20)), 64 * (1 + (int)(rnd() % 8)), 64, true);
 	return fails ? 1 : 0;
 #endif
 }

@@ -2,7 +2,7 @@
  * ggml's test-backend-ops does, for F16 and BF16 activations:
  *   allocator (exact bytes and peaks per category), embed, add_rmsnorm (with and without the residual),
  *   matmul (GEMV batch 1..8, cuBLAS beyond, K not a multiple of 8, bias, F32 weights converted),
- *   W4A16 matmul (AWQ layout repacked; GEMV and dequant + cuBLAS), swiglu, rope_kv + attention over a
+ *   W4A16 matmul (AWQ layout repacked; GEMV and dequant + cuBLAS), matmul + swiglu fused, swiglu, rope_kv + attention over a
  *   paged cache (policies 0/8/4, prefill then decode then a chunk), logits (float), argmax, and a decode
  *   step captured as a CUDA graph and replayed at new positions.
  * Inputs are fresh random values every run (seed printed; LMTERM_TEST_SEED repeats a run), rounded to the
@@ -308,10 +308,13 @@ static void test_matmul(int N, int K, int n, enum dtype wdt, bool bias)
 	free(xv);
 }
 
-static void test_awq(int N, int K, int group, int n, bool bias)
+/* W4A16 from AutoAWQ's layout (random codes, zeros and scales); swiglu: the matmul_swiglu op (N = 2 ffn)
+ * against the cpu's matmul then swiglu */
+static void test_awq_op(int N, int K, int group, int n, bool bias, bool swiglu)
 {
 	char what[96];
-	const int G = K / group;
+	if (swiglu && !gpu->i->matmul_swiglu) return;
+	const int G = K / group, F = N / 2;
 	int32_t *qw = malloc((size_t)K * N / 8 * 4), *qz = malloc((size_t)G * N / 8 * 4);
 	uint16_t *sc = malloc((size_t)G * N * 2);
 	float *bv = bias ? host_dense(DT_F32, 1, N, 0.5f) : NULL;
@@ -323,20 +326,61 @@ static void test_awq(int N, int K, int group, int n, bool bias)
 				  .group = group, .bias = bv, .bias_dt = DT_F32 };
 	struct weight wc, wg;
 	load_both(&wc, &wg, &hw, "awq");
-	struct buf x = buf_new((size_t)n * K), y = buf_new((size_t)n * N);
-	float *xv = rand_vec(x.n, 1.0f);
+	struct buf x = buf_new((size_t)n * K), y = buf_new((size_t)n * N), o = buf_new((size_t)n * (swiglu ? F : 1));
+	float *xv = rand_vec(x.n, swiglu ? 2.0f : 1.0f);
 	buf_put(&x, xv);
 	buf_poison(&y);
-	if (cpu->i->matmul(cpu, y.c, x.c, &wc, n) || gpu->i->matmul(gpu, y.g, x.g, &wg, n)) DIE("awq matmul");
-	snprintf(what, sizeof what, "matmul W4A16 [%d x %d] g%d n %d%s", N, K, group, n, bias ? " +bias" : "");
-	/* fp16 pair products of (q - z) x on the fp16 path: a little more than one rounding */
-	compare_buf(what, &y, 3 * b_round());
+	buf_poison(&o);
+	if (swiglu) {
+		if (cpu->i->matmul(cpu, y.c, x.c, &wc, n) || cpu->i->swiglu(cpu, o.c, y.c, n, F) ||
+		    gpu->i->matmul_swiglu(gpu, o.g, y.g, x.g, &wg, n))
+			DIE("awq matmul_swiglu");
+		snprintf(what, sizeof what, "matmul_swiglu W4A16 [%d x %d] g%d n %d%s", N, K, group, n, bias ? " +bias" : "");
+		compare_buf(what, &o, 3 * b_round());
+	} else {
+		if (cpu->i->matmul(cpu, y.c, x.c, &wc, n) || gpu->i->matmul(gpu, y.g, x.g, &wg, n)) DIE("awq matmul");
+		snprintf(what, sizeof what, "matmul W4A16 [%d x %d] g%d n %d%s", N, K, group, n, bias ? " +bias" : "");
+		/* (q - z) and x exact, fp32 sums; the dequant path rounds each weight to the activation type */
+		compare_buf(what, &y, 3 * b_round());
+	}
 	buf_free(&x);
 	buf_free(&y);
+	buf_free(&o);
 	free_both(&wc, &wg);
 	free(qw);
 	free(qz);
 	free(sc);
+	free(bv);
+	free(xv);
+}
+
+static void test_awq(int N, int K, int group, int n, bool bias) { test_awq_op(N, K, group, n, bias, false); }
+
+/* the fused w13 + SwiGLU against the cpu's matmul then swiglu */
+static void test_matmul_swiglu(int ffn, int K, int n, bool bias)
+{
+	char what[96];
+	if (!gpu->i->matmul_swiglu) return;
+	void *w = host_dense(act, 2 * ffn, K, 1.0f / sqrtf((float)K));
+	float *bv = bias ? host_dense(DT_F32, 1, 2 * ffn, 0.5f) : NULL;
+	struct host_weight hw = { .dt = act, .rows = 2 * ffn, .cols = K, .data = w, .bias = bv, .bias_dt = DT_F32 };
+	struct weight wc, wg;
+	load_both(&wc, &wg, &hw, "matmul_swiglu");
+	struct buf x = buf_new((size_t)n * K), gu = buf_new((size_t)n * 2 * ffn), o = buf_new((size_t)n * ffn);
+	float *xv = rand_vec(x.n, 2.0f);
+	buf_put(&x, xv);
+	buf_poison(&o);
+	if (cpu->i->matmul(cpu, gu.c, x.c, &wc, n) || cpu->i->swiglu(cpu, o.c, gu.c, n, ffn) ||
+	    gpu->i->matmul_swiglu(gpu, o.g, gu.g, x.g, &wg, n))
+		DIE("matmul_swiglu");
+	snprintf(what, sizeof what, "matmul_swiglu ffn %d K %d n %d%s", ffn, K, n, bias ? " +bias" : "");
+	/* the fused path rounds once (the product), the cpu path never: within the GEMV's bound */
+	compare_buf(what, &o, 2 * b_round());
+	buf_free(&x);
+	buf_free(&gu);
+	buf_free(&o);
+	free_both(&wc, &wg);
+	free(w);
 	free(bv);
 	free(xv);
 }
@@ -558,6 +602,10 @@ static void run_all(void)
 	test_rmsnorm(4096, 3, true);
 	test_rmsnorm(4096, 2, false);
 	test_rmsnorm(100, 5, true);
+	test_rmsnorm(3584, 1, true);  /* the row in registers, the last chunk partial */
+	test_rmsnorm(8192, 2, true);  /* 4 chunks per thread */
+	test_rmsnorm(16384, 1, true); /* beyond the registers: the loop */
+	test_rmsnorm(1000, 2, false);
 
 	const int ns[] = { 1, 2, 3, 4, 5, 7, 8, 9, 40 };
 	for (size_t i = 0; i < ARRAY_SIZE(ns); i++) test_matmul(384, 256, ns[i], act, i % 3 == 0);
@@ -568,11 +616,32 @@ static void run_all(void)
 	test_matmul(256, 128, 1, DT_F32, false);
 	test_matmul(256, 128, 12, DT_F32, true);
 
-	const int an[] = { 1, 2, 4, 8, 12 };
-	for (size_t i = 0; i < ARRAY_SIZE(an); i++) test_awq(256, 512, 128, an[i], i == 1);
-	test_awq(512, 1024, 64, 1, false);
-	test_awq(128, 256, 32, 3, true);
-	test_awq(64, 96, 16, 1, false); /* group 16: dequant + cuBLAS even at batch 1 */
+	/* W4A16: the tiled layout (tensor-core GEMV at batch 1..8, tile dequant + cuBLAS beyond) at group 128
+	 * and 64, on a real K (4096) and a K of 14336 (w2); the row layout where the shape or group does not
+	 * allow tiles (N % 16 != 0, K % 64 != 0, group 32 or 16) */
+	for (int n = 1; n <= 8; n++) test_awq(256, 4096, 128, n, n == 3);
+	test_awq(256, 4096, 128, 12, false);
+	test_awq(512, 1024, 128, 300, true); /* prefill */
+	for (int n = 1; n <= 8; n += 7) test_awq(64, 14336, 128, n, false);
+	const int an[] = { 1, 2, 5, 8, 40 };
+	for (size_t i = 0; i < ARRAY_SIZE(an); i++) test_awq(528, 512, 64, an[i], i == 1);
+	test_awq(264, 512, 128, 1, false);  /* N % 16 != 0: row layout */
+	test_awq(264, 512, 128, 7, true);
+	test_awq(264, 512, 128, 33, false);
+	test_awq(128, 256, 32, 3, true);    /* group 32: row layout */
+	test_awq(64, 96, 16, 1, false);     /* group 16: dequant + cuBLAS even at batch 1 */
+	/* the matmul_swiglu op on AWQ weights (the backend's matmul then swiglu) */
+	for (int n = 1; n <= 8; n += 3) test_awq_op(512, 4096, 128, n, n == 4, true);
+	test_awq_op(1024, 512, 64, 8, false, true);
+	test_awq_op(528, 512, 128, 2, true, true); /* N % 32 != 0 */
+	test_awq_op(512, 1024, 128, 40, false, true); /* prefill */
+
+	test_matmul(130, 4104, 1, act, true); /* K / 8 not a multiple of 32: the partial last iteration */
+	test_matmul(4100, 2048, 1, act, false);
+	const int gn[] = { 1, 2, 3, 5, 8, 12 };
+	for (size_t i = 0; i < ARRAY_SIZE(gn); i++) test_matmul_swiglu(1000, 256, gn[i], i % 2 == 1);
+	test_matmul_swiglu(1792, 4096, 1, false);
+	test_matmul_swiglu(100, 96, 1, true); /* 100 x 96: odd group counts */
 
 	test_swiglu(1000, 3);
 	test_swiglu(100, 2);

@@ -7,8 +7,13 @@
  * Environment (so that other backends reuse the test):
  *   LMTERM_TEST_BACKEND  cpu (default), cuda or auto; cuda without a GPU skips
  *   LMTERM_TEST_RTOL     relative logits error bound (default 1e-4)
- *   LMTERM_TEST_ARGMAX_MISMATCH  prompt positions whose argmax may differ (default 0)
- *   LMTERM_TEST_GREEDY_MIN       greedy tokens that must match from the start (default: all)
+ *   LMTERM_TEST_ARGMAX_MISMATCH  prompt positions per case whose argmax may differ decisively (default 0);
+ *                        a near tie (the golden argmax within 4x the measured rms logit error of our top
+ *                        logit) is reported but not counted
+ *   LMTERM_TEST_ARGMAX_AGREE  fraction of all positions whose argmax must agree decisively (default 1)
+ *   LMTERM_TEST_GREEDY_MIN       greedy tokens that must match from the start (default: all); parting
+ *                        earlier at a near tie (the two tokens' logits, from this backend's prefill of the
+ *                        golden tokens up to there, within the margin above) is reported, not counted
  *   LMTERM_TEST_MODELS   space-separated subset of the model names below (default: all)
  *   LMTERM_TEST_KV_POLICY  KV cache quant policy 0 (default), 8 or 4 (then loosen the bounds above)
  * The prefill also checks the forward pass's tap hook: 4 calls per layer, in order, with their widths. */
@@ -49,6 +54,7 @@ static const struct golden_model models[] = {
 static double rtol = 1e-4;
 static int kv_policy = KV_POLICY_NONE;
 static int argmax_slack = 0, greedy_min = -1;
+static long total_pos, total_mism, total_ties, total_greedy_ties; /* over all cases */
 
 static double env_num(const char *name, double def)
 {
@@ -123,7 +129,7 @@ static int run_case(struct model *m, const char *mname, const char *cname, const
 	struct fwd fw;
 	float *logits = malloc(sizeof(float) * (size_t)T * V);
 	int32_t *gen = malloc(sizeof(int32_t) * (G + 1));
-	if (!blocks || !logits || !gen || be->i->kv_alloc(be, &kv) || fwd_init(&fw, m, T)) {
+	if (!blocks || !logits || !gen || be->i->kv_alloc(be, &kv) || fwd_init(&fw, m, T + G)) {
 		printf("FAIL: %s: %s\n", path, lm_errmsg());
 		free(blocks);
 		free(logits);
@@ -146,7 +152,7 @@ static int run_case(struct model *m, const char *mname, const char *cname, const
 		bad = 1;
 	}
 	double num = 0, den = 0;
-	int mism = 0, first_mism = -1;
+	int mism = 0, ties = 0, first_mism = -1;
 	if (rc) {
 		printf("FAIL: %s/%s: forward: %s\n", mname, cname, lm_errmsg());
 		bad = 1;
@@ -157,11 +163,23 @@ static int run_case(struct model *m, const char *mname, const char *cname, const
 				num += (a - b) * (a - b);
 				den += b * b;
 			}
-		for (int i = 0; i < T; i++)
-			if (argmax_row(logits + (size_t)i * V, V) != am[i]) {
-				if (first_mism < 0) first_mism = i;
-				mism++;
+		/* A position whose golden argmax lies within the measured logit error of our top logit is a near
+		 * tie that 16-bit arithmetic may resolve either way (random-weight fixtures have many): it is
+		 * counted apart. The margin is 4 x the rms absolute logit error measured on the stored rows
+		 * (a difference of two errors), so it is 0 for the float32 backend's own tolerance of 1e-4 only
+		 * in the limit: there ties are vanishingly rare and every mismatch still counts. */
+		const double tie = 4.0 * sqrt(num / ((double)K * V));
+		for (int i = 0; i < T; i++) {
+			const float *row = logits + (size_t)i * V;
+			int32_t a = argmax_row(row, V);
+			if (a == am[i]) continue;
+			if (am[i] >= 0 && am[i] < V && row[a] - row[am[i]] <= tie) {
+				ties++;
+				continue;
 			}
+			if (first_mism < 0) first_mism = i;
+			mism++;
+		}
 	}
 	double err = den > 0 ? sqrt(num / den) : INFINITY;
 
@@ -180,10 +198,30 @@ static int run_case(struct model *m, const char *mname, const char *cname, const
 	}
 	double t_gen = now_s() - t0;
 
+	/* Where greedy parts from the golden, is it a near tie? The golden's tokens up to there in one prefill
+	 * call on this backend, and the two candidates' logits at the last position compared with the tie margin
+	 * of the prompt's logits. A decode path that disagrees with this backend's own prefill is no tie. */
+	double gap = -1, tie_g = 0;
+	if (!rc && ok_prefix < G) {
+		int32_t *seq = malloc(sizeof(int32_t) * (size_t)(T + G));
+		if (seq) {
+			memcpy(seq, ids, sizeof(int32_t) * (size_t)T);
+			memcpy(seq + T, greedy, sizeof(int32_t) * (size_t)ok_prefix);
+			tie_g = 4.0 * sqrt(num / ((double)K * V));
+			if (gen[ok_prefix] >= 0 && gen[ok_prefix] < V && greedy[ok_prefix] >= 0 && greedy[ok_prefix] < V &&
+			    !forward(&fw, &kv, seq, T + ok_prefix, 0, blocks, kv.n_blocks, 1, logits, NULL))
+				gap = fabs((double)logits[gen[ok_prefix]] - logits[greedy[ok_prefix]]);
+			free(seq);
+		}
+	}
+
 	int need_greedy = greedy_min < 0 ? G : MIN(greedy_min, G);
-	printf("%-22s %-10s T=%-3d rel err %.3g (bound %g), argmax %d/%d equal, greedy %d/%d equal  "
+	printf("%-22s %-10s T=%-3d rel err %.3g (bound %g), argmax %d/%d equal (%d near ties), greedy %d/%d equal  "
 	       "[%.2fs prefill, %.2fs greedy]\n",
-	       mname, cname, T, err, rtol, T - mism, T, ok_prefix, G, t_prefill, t_gen);
+	       mname, cname, T, err, rtol, T - mism - ties, T, ties, ok_prefix, G, t_prefill, t_gen);
+	total_pos += T;
+	total_mism += mism;
+	total_ties += ties;
 	if (!rc) {
 		if (!(err <= rtol)) {
 			printf("FAIL: %s/%s: logits error %g > %g\n", mname, cname, err, rtol);
@@ -194,9 +232,14 @@ static int run_case(struct model *m, const char *mname, const char *cname, const
 			       mism, first_mism, argmax_row(logits + (size_t)first_mism * V, V), am[first_mism]);
 			bad = 1;
 		}
-		if (ok_prefix < need_greedy) {
-			printf("FAIL: %s/%s: greedy token %d is %d, golden %d\n  got:   ", mname, cname, ok_prefix,
-			       gen[ok_prefix], greedy[ok_prefix]);
+		if (ok_prefix < need_greedy && gap >= 0 && gap <= tie_g) {
+			printf("     %s/%s: greedy parts from the golden at token %d (%d, golden %d) at a near tie: logits "
+			       "%.4g apart, margin %.4g\n", mname, cname, ok_prefix, gen[ok_prefix], greedy[ok_prefix], gap,
+			       tie_g);
+			total_greedy_ties++;
+		} else if (ok_prefix < need_greedy) {
+			printf("FAIL: %s/%s: greedy token %d is %d, golden %d (logits %.4g apart here, near-tie margin %.4g)\n"
+			       "  got:   ", mname, cname, ok_prefix, gen[ok_prefix], greedy[ok_prefix], gap, tie_g);
 			for (int j = 0; j < G; j++) printf(" %d", gen[j]);
 			printf("\n  golden:");
 			for (int j = 0; j < G; j++) printf(" %d", greedy[j]);
@@ -291,6 +334,15 @@ int main(void)
 		}
 		backend_destroy(be);
 	}
+	/* over all cases: decisive argmax agreement (near ties apart) of at least LMTERM_TEST_ARGMAX_AGREE */
+	const double agree = env_num("LMTERM_TEST_ARGMAX_AGREE", 1.0);
+	printf("argmax over all cases: %ld/%ld positions equal, %ld near ties, %ld decisive mismatches (at most %.1f%% allowed)\n",
+	       total_pos - total_mism - total_ties, total_pos, total_ties, total_mism, 100.0 * (1.0 - agree));
+	if (total_pos && (double)(total_pos - total_mism) < agree * (double)total_pos) {
+		printf("FAIL: argmax agreement %.2f%% < %.2f%%\n", 100.0 * (total_pos - total_mism) / total_pos, 100.0 * agree);
+		fails++;
+	}
+	if (total_greedy_ties) printf("greedy parted at a near tie in %ld case(s)\n", total_greedy_ties);
 	printf("%d case(s), %d failure(s)\n", ran, fails);
 	if (!ran) return 77;
 	return fails ? 1 : 0;

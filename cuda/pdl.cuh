@@ -1,0 +1,59 @@
+// pdl.cuh: programmatic dependent launch (Hopper), shared by every kernel family of the decode step.
+//
+// A decode step is ~10 kernels per layer, each too short to hide the gap between the end of one grid
+// and the start of the next (the drain of the last wave, the launch, the ramp of loads in flight). With
+// LMTERM_PDL=1 the backend launches kernels with the programmatic-serialization attribute, and each kernel
+//   1. calls pdl_launch_dependents() first: the next kernel in the stream may then be scheduled as soon as
+//      every block of this one has started, onto the multiprocessors this one's last wave leaves free;
+//   2. may read what no earlier kernel writes (weights, the cached K/V of earlier steps) before
+//   3. pdl_wait(), which returns once the preceding grid has completed and its writes are visible.
+// Nothing is read from or written to activation buffers before pdl_wait(). Since every grid has at least one
+// block that waits, a grid completes only after its predecessor has, so the order is transitive along the
+// stream. Without the attribute both instructions are no-ops.
+#ifndef LMTERM_CUDA_PDL_CUH
+#define LMTERM_CUDA_PDL_CUH
+
+#include <cuda_runtime.h>
+
+static __device__ __forceinline__ void pdl_launch_dependents()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+	asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+static __device__ __forceinline__ void pdl_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+	asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// a kernel that needs its inputs from the start
+static __device__ __forceinline__ void pdl_wait_trigger()
+{
+	pdl_launch_dependents();
+	pdl_wait();
+}
+
+extern "C" bool k_pdl_enabled(void);
+
+// kern<<<grid, block, smem, s>>>(args...), with the PDL attribute when enabled
+template <typename... KArgs, typename... Args>
+static cudaError_t klaunch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+			   Args... args)
+{
+	cudaLaunchConfig_t cfg = {};
+	cfg.gridDim = grid;
+	cfg.blockDim = block;
+	cfg.dynamicSmemBytes = smem;
+	cfg.stream = s;
+	cudaLaunchAttribute at[1];
+	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+	at[0].val.programmaticStreamSerializationAllowed = 1;
+	cfg.attrs = at;
+	cfg.numAttrs = k_pdl_enabled() ? 1 : 0;
+	return cudaLaunchKernelEx(&cfg, kern, ((KArgs)args)...);
+}
+
+#endif
