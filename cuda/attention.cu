@@ -25,11 +25,15 @@
 // masked probability of 0 never meets a NaN from stale memory.
 #include "config.h"
 #include <stdlib.h>
+#include <string.h>
 #include <type_traits>
 #include "attention.h"
 #include "kv_layout.cuh"
 #include "attn_common.cuh"
 #include "rope_row.cuh"
+
+#include <cooperative_groups.h>
+namespace cg = cooperative_groups;
 
 #define NEG_INF (-__int_as_float(0x7f800000))
 
@@ -479,7 +483,9 @@ template <typename T, int HD, int POLICY> struct decode_cfg {
 	static constexpr int R = 16, STAGES = 3, WARPS = 4;
 	static constexpr int warp_bytes = STAGES * C::stage_bytes(R) + C::conv_bytes(R);
 	static constexpr int merge_bytes = WARPS * 16 * HD * 4 + WARPS * 16 * 8;
-	static constexpr int smem = WARPS * warp_bytes > merge_bytes ? WARPS * warp_bytes : merge_bytes;
+	// a clustered launch's CTA result after the merge area: O [16][HD] and (m, l) [16]
+	static constexpr int merged_bytes = merge_bytes + 16 * HD * 4 + 16 * 8;
+	static constexpr int smem = WARPS * warp_bytes > merged_bytes ? WARPS * warp_bytes : merged_bytes;
 };
 
 // grid (nsplit, nkv, ceil(rows / 16)). Writes the split's unnormalized O and its (max, sum) to the workspace,
@@ -496,7 +502,7 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 						     int nh, int n, const int32_t *__restrict__ pos0p,
 						     const int32_t *__restrict__ blocks, float sl2,
 						     unsigned *__restrict__ tickets, const float *__restrict__ rope_cs,
-						     float mscale)
+						     float mscale, int clustered)
 {
 	pdl_wait_trigger();
 	using C = tcfg<T, HD, POLICY>;
@@ -625,12 +631,47 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 			}
 		}
 		const int orow = (row / group) * nh + kvh * group + row % group; // [n][nh] row of out
-		if (nsplit == 1) {
+		if (clustered) {
+			float *co = (float *)(smem + DC::merge_bytes);
+			co[rr * HD + d] = acc;
+			if (d == 0) ((float2 *)(co + 16 * HD))[rr] = make_float2(M, L);
+		} else if (nsplit == 1) {
 			out[(size_t)orow * HD + d] = act<T>::from_f(acc / L);
 		} else {
 			ws_o[((size_t)split * NR + orow) * HD + d] = acc;
 			if (d == 0) ws_ml[(size_t)split * NR + orow] = make_float2(M, L);
 		}
+	}
+	if (clustered) {
+		// The splits of this (kv head, row tile) are one cluster: after a cluster barrier each CTA combines
+		// a share of the outputs from every CTA's shared memory (DSMEM), so no partials go through global
+		// memory, no fence, no ticket. The second barrier keeps every CTA's shared memory alive until the
+		// others have read it.
+		cg::cluster_group cl = cg::this_cluster();
+		cl.sync();
+		const int rank = (int)cl.block_rank();
+		float *mine_o = (float *)(smem + DC::merge_bytes);
+		for (int e = rank * 128 + tid; e < 16 * HD; e += nsplit * 128) {
+			const int rr = e / HD, d = e % HD, row = r0 + rr;
+			if (row >= rows) continue;
+			float Mx = NEG_INF;
+			for (int q = 0; q < nsplit; q++) {
+				const float *po = cl.map_shared_rank(mine_o, q);
+				Mx = fmaxf(Mx, ((const float2 *)(po + 16 * HD))[rr].x);
+			}
+			float acc = 0.f, L = 0.f;
+			for (int q = 0; q < nsplit; q++) {
+				const float *po = cl.map_shared_rank(mine_o, q);
+				const float2 ml = ((const float2 *)(po + 16 * HD))[rr];
+				const float wt = ml.x == NEG_INF ? 0.f : exp2f(ml.x - Mx); // an empty split weighs 0
+				acc += wt * po[rr * HD + d];
+				L += wt * ml.y;
+			}
+			const int orow = (row / group) * nh + kvh * group + row % group;
+			out[(size_t)orow * HD + d] = act<T>::from_f(acc / L);
+		}
+		cl.sync();
+		return;
 	}
 	if (nsplit == 1 || !tickets) return;
 	// The last split of this (kv head, row block) to finish combines them (a ticket counter it resets), so no
@@ -689,14 +730,37 @@ static int max_splits(int max_ctx)
 	return s < 1 ? 1 : s > MAX_SPLITS ? MAX_SPLITS : s;
 }
 
+// The splits of a decode launch as one thread-block cluster, combined through distributed shared memory
+// (decode_kernel), where the split count would be at most 2 MAX_CLUSTER: it is then cut to a power of two
+// up to MAX_CLUSTER (the portable cluster size). Longer contexts keep more splits and the global-memory
+// combine: clusters of 8 or 16 splits at a 4096-token context made policy 0 faster but the int8/int4 caches
+// slower than it (H200, 2026-12-04: 241.3 tokens/s against 236.8 and 238.6), as 8 splits at 545 tokens
+// gained 0.76 us per layer (8.10 against 8.86 us). LMTERM_ATTN_CLUSTER=0 combines through global memory
+// always (the last split to finish; measurement).
+enum { MAX_CLUSTER = 8 };
+static bool cluster_on(void)
+{
+	static int on = -1;
+	if (on < 0) {
+		const char *e = getenv("LMTERM_ATTN_CLUSTER");
+		on = !(e && strcmp(e, "0") == 0);
+	}
+	return on == 1;
+}
+
 // Splits for a decode launch: about two CTAs per multiprocessor, each split at least MIN_SPLIT_KEYS keys of
-// max_ctx. LMTERM_ATTN_SPLITS overrides it (tuning).
+// max_ctx, at most MAX_CLUSTER with the clustered combine. LMTERM_ATTN_SPLITS overrides it (tuning).
 static int decode_splits(int ctas_per_split, int max_ctx)
 {
 	int cap = max_splits(max_ctx);
 	const char *e = getenv("LMTERM_ATTN_SPLITS");
 	int s = e && atoi(e) > 0 ? atoi(e) : (2 * sm_count() + ctas_per_split - 1) / ctas_per_split;
-	return s < 1 ? 1 : s > cap ? cap : s;
+	s = s < 1 ? 1 : s > cap ? cap : s;
+	if (cluster_on() && s <= 2 * MAX_CLUSTER) { // a power of two up to MAX_CLUSTER
+		if (s > MAX_CLUSTER) s = MAX_CLUSTER;
+		while (s & (s - 1)) s &= s - 1;
+	}
+	return s;
 }
 
 extern "C" size_t attn_workspace_bytes(int n_heads, int head_dim, int n, int max_ctx)
@@ -752,6 +816,11 @@ template <typename T, int HD, int P, bool ROPE> static cudaError_t run_decode(co
 	const int rows = a.st->n * (a.nh / a.g.n_kv_heads);
 	dim3 grid(a.nsplit, a.g.n_kv_heads, (rows + 15) / 16);
 	const float sl2 = 1.4426950408889634f / sqrtf((float)HD);
+	if (a.nsplit > 1 && a.nsplit <= MAX_CLUSTER && cluster_on())
+		return klaunch_cluster(decode_kernel<T, HD, P, ROPE>, grid, 128, DC::smem, a.s, a.nsplit, (T *)a.out,
+				       a.ws_o, a.ws_ml, (const T *)a.qkv, (uint8_t *)a.pool, a.g, a.layer, a.nh,
+				       a.st->n, a.st->pos0, a.st->blocks, sl2, (unsigned *)nullptr, a.st->rope_cs,
+				       a.st->rope_mscale, 1);
 	// the combine fused into the last split needs a ticket per (kv head, row block): a fixed pool (the split
 	// path is taken only for small grids); beyond it, the combine kernel
 	unsigned *tickets = nullptr;
@@ -762,7 +831,7 @@ template <typename T, int HD, int P, bool ROPE> static cudaError_t run_decode(co
 	}
 	cudaError_t e = klaunch(decode_kernel<T, HD, P, ROPE>, grid, 128, DC::smem, a.s, (T *)a.out, a.ws_o,
 				a.ws_ml, (const T *)a.qkv, (uint8_t *)a.pool, a.g, a.layer, a.nh, a.st->n, a.st->pos0,
-				a.st->blocks, sl2, tickets, a.st->rope_cs, a.st->rope_mscale);
+				a.st->blocks, sl2, tickets, a.st->rope_cs, a.st->rope_mscale, 0);
 	if (e != cudaSuccess || tickets || a.nsplit == 1) return e;
 	const int NR = a.st->n * a.nh;
 	return klaunch(combine_kernel<T, HD>, (NR + 3) / 4, 128, 0, a.s, (T *)a.out, (const float *)a.ws_o,

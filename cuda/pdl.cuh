@@ -56,4 +56,26 @@ static cudaError_t klaunch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t
 	return cudaLaunchKernelEx(&cfg, kern, ((KArgs)args)...);
 }
 
+// the same with the grid's x dimension cut into thread-block clusters of cx CTAs (Hopper)
+template <typename... KArgs, typename... Args>
+static cudaError_t klaunch_cluster(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+				   int cx, Args... args)
+{
+	cudaLaunchConfig_t cfg = {};
+	cfg.gridDim = grid;
+	cfg.blockDim = block;
+	cfg.dynamicSmemBytes = smem;
+	cfg.stream = s;
+	cudaLaunchAttribute at[2];
+	at[0].id = cudaLaunchAttributeClusterDimension;
+	at[0].val.clusterDim.x = (unsigned)cx;
+	at[0].val.clusterDim.y = 1;
+	at[0].val.clusterDim.z = 1;
+	at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+	at[1].val.programmaticStreamSerializationAllowed = 1;
+	cfg.attrs = at;
+	cfg.numAttrs = k_pdl_enabled() ? 2 : 1;
+	return cudaLaunchKernelEx(&cfg, kern, ((KArgs)args)...);
+}
+
 #endif
