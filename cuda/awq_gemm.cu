@@ -406,6 +406,107 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	}
 }
 
+// v2 (LMTERM_AWQ_KERNEL=2 while measured): the same tile and fragments, but each warp keeps UG groups of
+// loads in flight while it multiplies the previous UG (two register stages), and the first stage is
+// issued before pdl_wait(): the weights and scales are read-only, so under PDL they stream while the
+// preceding kernel finishes (x and y are touched only after the wait).
+template <typename T, int NB, int CPG, int UG>
+__global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
+	awq_tile_gemv2_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
+			      const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K)
+{
+	__shared__ float4 red[TILE_MAX_WARPS][32];
+	pdl_launch_dependents();
+	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	const int g = lane >> 2, t = lane & 3, rt = blockIdx.x;
+	const int KC = K / 64, G = KC / CPG, step = W * UG;
+	const uint4 *qt = qw + (size_t)rt * KC * 32 + lane; // chunk c of this tile: qt[32 c]
+	const uint2 *st = sz + (size_t)rt * G * 8 + g;      // group gi: st[8 gi]
+	const bool xon = g < NB;                            // lane g supplies column n = g of B
+	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
+	uint4 wq[UG][CPG];
+	uint2 s2[UG];
+	auto load = [&](uint4(&w)[UG][CPG], uint2(&s)[UG], int g0) {
+#pragma unroll
+		for (int u = 0; u < UG; u++) {
+			const int gi = g0 + W * u;
+			const bool ok = gi < G;
+#pragma unroll
+			for (int c = 0; c < CPG; c++)
+				w[u][c] = ok ? ld_stream4(qt + (size_t)(gi * CPG + c) * 32) : make_uint4(0, 0, 0, 0);
+			s[u] = ok ? __ldg(st + 8 * gi) : make_uint2(0, 0);
+		}
+	};
+	load(wq, s2, warp);
+	pdl_wait();
+	float acc[4] = { 0.f, 0.f, 0.f, 0.f };
+	for (int g0 = warp; g0 < G; g0 += step) {
+		uint4 wn[UG][CPG];
+		uint2 sn[UG];
+		const bool more = g0 + step < G;
+		if (more) load(wn, sn, g0 + step);
+#pragma unroll
+		for (int u = 0; u < UG; u++) {
+			const int gi = g0 + W * u;
+			if (gi >= G) break;
+			uint32_t k0, k1;
+			tile_ops<T>::zeros(s2[u], k0, k1);
+			float part[4] = { 0.f, 0.f, 0.f, 0.f };
+#pragma unroll
+			for (int c = 0; c < CPG; c++) {
+				const int ch = gi * CPG + c;
+				const uint4 x0 = xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
+				const uint4 x1 = xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
+				const uint32_t wv[4] = { wq[u][c].x, wq[u][c].y, wq[u][c].z, wq[u][c].w };
+				const uint32_t xb[8] = { x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w };
+#pragma unroll
+				for (int s = 0; s < 4; s++) {
+					uint32_t a[4];
+					tile_ops<T>::dequant(wv[s], k0, k1, a);
+					tile_ops<T>::mma(part, a, xb[2 * s], xb[2 * s + 1]);
+				}
+			}
+			const float sl = __low2float(u2h(s2[u].x)), sh = __low2float(u2h(s2[u].y));
+			acc[0] = fmaf(part[0], sl, acc[0]);
+			acc[1] = fmaf(part[1], sl, acc[1]);
+			acc[2] = fmaf(part[2], sh, acc[2]);
+			acc[3] = fmaf(part[3], sh, acc[3]);
+		}
+		if (!more) break;
+#pragma unroll
+		for (int u = 0; u < UG; u++) {
+			s2[u] = sn[u];
+#pragma unroll
+			for (int c = 0; c < CPG; c++) wq[u][c] = wn[u][c];
+		}
+	}
+	if (W > 1) {
+		red[warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+		__syncthreads();
+		if (warp) return;
+		for (int w = 1; w < W; w++) {
+			const float4 p = red[w][lane];
+			acc[0] += p.x, acc[1] += p.y, acc[2] += p.z, acc[3] += p.w;
+		}
+	}
+	const int r0 = 16 * rt + g, r1 = r0 + 8;
+	const float b0 = bias ? bias[r0] : 0.f, b1 = bias ? bias[r1] : 0.f;
+	if (2 * t < NB) {
+		y[(size_t)(2 * t) * N + r0] = from_f<T>(acc[0] + b0);
+		y[(size_t)(2 * t) * N + r1] = from_f<T>(acc[2] + b1);
+	}
+	if (2 * t + 1 < NB) {
+		y[(size_t)(2 * t + 1) * N + r0] = from_f<T>(acc[1] + b0);
+		y[(size_t)(2 * t + 1) * N + r1] = from_f<T>(acc[3] + b1);
+	}
+}
+
+static int env_int(const char *name, int def)
+{
+	const char *e = getenv(name);
+	return e && *e ? atoi(e) : def;
+}
+
 // warps per block: enough warps on the whole GPU to keep the loads in flight (about 32 per SM, 132 SMs)
 static int tile_warps(int N, int G)
 {
@@ -416,17 +517,52 @@ static int tile_warps(int N, int G)
 	return w;
 }
 
+// v2: every block resident at once (about 24 warps per SM at its 74-81 registers), as many warps per tile
+// as that allows
+static int tile_warps2(int N, int G)
+{
+	const int tiles = N / 16, cap = 132 * 24;
+	int w = 1;
+	while (w < TILE_MAX_WARPS && tiles * w * 2 <= cap) w *= 2;
+	while (w > 1 && w > G) w /= 2;
+	return w;
+}
+
+template <typename T, int NB, int CPG>
+static void tile_launch_cpg(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
+			    int group, cudaStream_t s)
+{
+	static const int kern = env_int("LMTERM_AWQ_KERNEL", 1), wenv = env_int("LMTERM_AWQ_WARPS", 0),
+			 ug = env_int("LMTERM_AWQ_UG", 2);
+	const int G = K / group;
+	int W = kern == 2 ? tile_warps2(N, G) : tile_warps(N, G);
+	if (wenv > 0) {
+		W = 1;
+		while (W < TILE_MAX_WARPS && W < wenv) W *= 2;
+		while (W > 1 && W > G) W /= 2;
+	}
+	if (kern == 2) {
+		if (ug >= 4)
+			klaunch(awq_tile_gemv2_kernel<T, NB, CPG, 4>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
+				(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
+		else if (ug == 1)
+			klaunch(awq_tile_gemv2_kernel<T, NB, CPG, 1>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
+				(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
+		else
+			klaunch(awq_tile_gemv2_kernel<T, NB, CPG, 2>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
+				(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
+		return;
+	}
+	klaunch(awq_tile_gemv_kernel<T, NB, CPG>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x, (const uint4 *)qw,
+		(const uint2 *)sz, bias, N, K);
+}
+
 template <typename T, int NB>
 static void tile_launch_nb(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
 			   int group, cudaStream_t s)
 {
-	const int G = K / group, W = tile_warps(N, G);
-	if (group == 64)
-		klaunch(awq_tile_gemv_kernel<T, NB, 1>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
-			(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
-	else
-		klaunch(awq_tile_gemv_kernel<T, NB, 2>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
-			(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
+	if (group == 64) tile_launch_cpg<T, NB, 1>(y, x, qw, sz, bias, N, K, group, s);
+	else tile_launch_cpg<T, NB, 2>(y, x, qw, sz, bias, N, K, group, s);
 }
 
 template <typename T>

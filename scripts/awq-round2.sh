@@ -1,0 +1,87 @@
+#!/bin/sh
+# awq-round2.sh: one GPU round for the batch-1 W4A16 GEMV variants (cuda/awq_gemm.cu, issue 5).
+#   scripts/awq-round2.sh prepare DEST   (here, after make lmterm tests/test_backend_ops tests/bench_awq)
+#   sh run.sh                            (on the GPU machine, in DEST; logs in one tar under $OUT)
+# 1. tests/test_backend_ops, AWQ checks only (LMTERM_TEST_ONLY=awq), for each kernel variant, with PDL
+# 2. tests/bench_awq decode 128 at batch 1 and 8: each variant (LMTERM_AWQ_KERNEL / _WARPS / _UG), with and
+#    without LMTERM_PDL=1
+# 3. lmterm bench (7B, --dummy, fp16, awq, p512): old and new kernel, with and without PDL
+set -u
+mode=${1:-run}
+if [ "$mode" = prepare ]; then
+	dest=${2:?usage: awq-round2.sh prepare DEST}
+	top=$(cd "$(dirname "$0")/.." && pwd)
+	rm -rf "$dest" && mkdir -p "$dest/tests" "$dest/lib" || exit 1
+	cp "$top/lmterm" "$dest/" && cp "$top/tests/test_backend_ops" "$top/tests/bench_awq" "$dest/tests/" || exit 1
+	cp -r "$top/configs" "$dest/"
+	cp -P /usr/lib/x86_64-linux-gnu/libcjson.so.1* /usr/lib/x86_64-linux-gnu/libutf8proc.so.2* "$dest/lib/"
+	cp "$top/scripts/awq-round2.sh" "$dest/run.sh"
+	strip "$dest/lmterm" "$dest/tests/test_backend_ops" "$dest/tests/bench_awq"
+	xz -6 -T2 "$dest/lmterm" "$dest/tests/test_backend_ops" "$dest/tests/bench_awq"
+	du -sh "$dest"
+	exit 0
+fi
+
+top=$(pwd)
+for f in lmterm.xz tests/*.xz; do [ -f "$f" ] && xz -dc "$f" > "${f%.xz}" && chmod +x "${f%.xz}"; done
+OUT=${OUT:-$top/out}
+L="$OUT/logs"
+mkdir -p "$L"
+export LD_LIBRARY_PATH="$top/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+t0=$(date +%s)
+left() { echo $(( ${BUDGET:-190} - ($(date +%s) - t0) )); }
+lim() { l=$(left); [ "$l" -gt "$1" ] && echo "$1" || echo $(( l > 3 ? l : 3 )); }
+log() { echo "[$(( $(date +%s) - t0 ))s] $*" >> "$L/progress.log"; }
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv > "$L/gpu.txt" 2>&1
+date -u '+%Y-%m-%d %H:%M UTC' >> "$L/gpu.txt"
+
+# variants: "label env..." (env assignments for the kernel choice)
+VARIANTS=${VARIANTS:-"v1:LMTERM_AWQ_KERNEL=1 v2:LMTERM_AWQ_KERNEL=2 v2u1:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=1 v2u4:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=4 v2w4:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_WARPS=4 v2w16:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_WARPS=16 v2u4w4:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=4,LMTERM_AWQ_WARPS=4 v2u4w16:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=4,LMTERM_AWQ_WARPS=16"}
+TESTV=${TESTV:-"v2 v2u4w16 v2u1"}
+venv() { for v in $VARIANTS; do [ "${v%%:*}" = "$1" ] && echo "${v#*:}" | tr ',' ' '; done; }
+
+log "correctness"
+: > "$L/tests.txt"
+for v in $TESTV; do
+	[ "$(left)" -gt 130 ] || break
+	env $(venv $v) LMTERM_PDL=1 LMTERM_TEST_ONLY=awq timeout $(lim 20) tests/test_backend_ops > "$L/ops_$v.log" 2>&1
+	r=$?
+	echo "test_backend_ops(awq, PDL) $v: rc $r, $(grep -c '^FAIL' "$L/ops_$v.log") FAIL lines, $(grep -h 'checks,' "$L/ops_$v.log" | tr '\n' ' ')" >> "$L/tests.txt"
+done
+
+log "micro"
+: > "$L/micro.txt"
+for pdl in 1 0; do
+	for v in $VARIANTS; do
+		v=${v%%:*}
+		[ "$(left)" -gt 70 ] || break
+		env $(venv $v) LMTERM_PDL=$pdl BENCH_AWQ_NB="1 8" timeout $(lim 15) tests/bench_awq decode 128 > "$L/micro_${v}_pdl$pdl.log" 2>&1
+		grep "^decode" "$L/micro_${v}_pdl$pdl.log" | sed "s/^/$v pdl$pdl /" >> "$L/micro.txt"
+	done
+done
+grep -h "^device" "$L"/micro_v1_pdl1.log > "$L/device.txt" 2>/dev/null
+
+cfg=configs/internlm2_5-7b-chat.json
+: > "$L/bench.txt"
+for run in "v1 0" "v2 0" "v1 1" "v2 1"; do
+	set -- $run
+	[ "$(left)" -gt 20 ] || break
+	log "bench $1 pdl$2"
+	env $(venv $1) LMTERM_PDL=$2 timeout $(lim 35) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda \
+		--model-format awq --prompt-len 512 -n 128 --json > "$L/b_$1_$2.json" 2>> "$L/bench.err"
+	echo "$1 pdl$2 $(cat "$L/b_$1_$2.json")" >> "$L/bench.txt"
+done
+log "done"
+
+echo "== W4A16 round: $(tr '\n' ' ' < "$L/gpu.txt")"
+cat "$L/device.txt"
+echo "-- bench_awq decode (variant, pdl, shape, batch: us, % of copy)"
+awk '{ for (i = 1; i <= NF; i++) { if ($i == "n") n = $(i + 1); if ($i == "us") u = $(i - 1); if ($i == "copy") p = $(i - 2) }
+	printf "%-7s %s %-4s n%s %8s us %6s\n", $1, $2, $4, n, u, p }' "$L/micro.txt"
+echo "-- lmterm bench p512 (decode tok/s, roofline)"
+sed -e 's/[{},]/ /g' "$L/bench.txt" | awk '{ for (i = 3; i <= NF; i++) { k = $i; gsub(/[":]/, "", k); v[k] = $(i + 1) }
+	printf "%-4s %s prefill %8.0f decode %7.1f roofline %5.1f%%\n", $1, $2, v["prefill_tok_s"], v["decode_tok_s"], 100 * v["roofline"] }'
+tail -3 "$L/bench.err" 2>/dev/null
+cat "$L/tests.txt"
+tail -2 "$L/progress.log"
+tar czf "$OUT/w4.tgz" -C "$OUT" logs && rm -rf "$L"
