@@ -36,52 +36,58 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_ver
 date -u '+%Y-%m-%d %H:%M UTC' >> "$L/gpu.txt"
 
 # variants: "label env..." (env assignments for the kernel choice)
-VARIANTS=${VARIANTS:-"v1:LMTERM_AWQ_KERNEL=1 v2:LMTERM_AWQ_KERNEL=2 v2u1:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=1 v2u4:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=4 v2w4:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_WARPS=4 v2w16:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_WARPS=16 v2u4w4:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=4,LMTERM_AWQ_WARPS=4 v2u4w16:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=4,LMTERM_AWQ_WARPS=16"}
-TESTV=${TESTV:-"v2 v2u4w16 v2u1"}
-venv() { for v in $VARIANTS; do [ "${v%%:*}" = "$1" ] && echo "${v#*:}" | tr ',' ' '; done; }
+VARIANTS=${VARIANTS:-"v1:LMTERM_AWQ_KERNEL=1 v2:LMTERM_AWQ_KERNEL=2 v2u4:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=4 v2w16:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_WARPS=16 v3:LMTERM_AWQ_KERNEL=3 v3s4:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_STAGES=4 v3s12:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_STAGES=12 v3b2:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_BPS=2 v3b2s4:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_BPS=2,LMTERM_AWQ_STAGES=4"}
+EXTRA="v2u4w16:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=4,LMTERM_AWQ_WARPS=16 v2u1:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=1 v3s2:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_STAGES=2"
+TESTV=${TESTV:-"v3 v2 v3s2 v2u4w16 v3b2s4"}
+venv() { for v in $VARIANTS $EXTRA; do [ "${v%%:*}" = "$1" ] && echo "${v#*:}" | tr ',' ' '; done; }
 
 log "correctness"
 : > "$L/tests.txt"
 for v in $TESTV; do
 	[ "$(left)" -gt 130 ] || break
+	log "test $v"
 	env $(venv $v) LMTERM_PDL=1 LMTERM_TEST_ONLY=awq timeout $(lim 20) tests/test_backend_ops > "$L/ops_$v.log" 2>&1
 	r=$?
 	echo "test_backend_ops(awq, PDL) $v: rc $r, $(grep -c '^FAIL' "$L/ops_$v.log") FAIL lines, $(grep -h 'checks,' "$L/ops_$v.log" | tr '\n' ' ')" >> "$L/tests.txt"
 done
 
-log "micro"
 : > "$L/micro.txt"
-for pdl in 1 0; do
+micro() { # pdl, min seconds left
 	for v in $VARIANTS; do
 		v=${v%%:*}
-		[ "$(left)" -gt 70 ] || break
-		env $(venv $v) LMTERM_PDL=$pdl BENCH_AWQ_NB="1 8" timeout $(lim 15) tests/bench_awq decode 128 > "$L/micro_${v}_pdl$pdl.log" 2>&1
-		grep "^decode" "$L/micro_${v}_pdl$pdl.log" | sed "s/^/$v pdl$pdl /" >> "$L/micro.txt"
+		[ "$(left)" -gt "$2" ] || break
+		log "micro $v pdl$1"
+		env $(venv $v) LMTERM_PDL=$1 BENCH_AWQ_NB="1 8" timeout $(lim 12) tests/bench_awq decode 128 > "$L/micro_${v}_pdl$1.log" 2>&1
+		grep "^decode" "$L/micro_${v}_pdl$1.log" | sed "s/^/$v pdl$1 /" >> "$L/micro.txt"
 	done
-done
+}
+micro 1 80
 grep -h "^device" "$L"/micro_v1_pdl1.log > "$L/device.txt" 2>/dev/null
 
 cfg=configs/internlm2_5-7b-chat.json
 : > "$L/bench.txt"
-for run in "v1 0" "v2 0" "v1 1" "v2 1"; do
+for run in "v1 0" "v3 0" "v2 0" "v1 1" "v3 1" "v2 1"; do
 	set -- $run
-	[ "$(left)" -gt 20 ] || break
+	[ "$(left)" -gt 25 ] || break
 	log "bench $1 pdl$2"
-	env $(venv $1) LMTERM_PDL=$2 timeout $(lim 35) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda \
+	env $(venv $1) LMTERM_PDL=$2 timeout $(lim 30) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda \
 		--model-format awq --prompt-len 512 -n 128 --json > "$L/b_$1_$2.json" 2>> "$L/bench.err"
 	echo "$1 pdl$2 $(cat "$L/b_$1_$2.json")" >> "$L/bench.txt"
 done
+micro 0 8
 log "done"
 
 echo "== W4A16 round: $(tr '\n' ' ' < "$L/gpu.txt")"
 cat "$L/device.txt"
 echo "-- bench_awq decode (variant, pdl, shape, batch: us, % of copy)"
 awk '{ for (i = 1; i <= NF; i++) { if ($i == "n") n = $(i + 1); if ($i == "us") u = $(i - 1); if ($i == "copy") p = $(i - 2) }
-	printf "%-7s %s %-4s n%s %8s us %6s\n", $1, $2, $4, n, u, p }' "$L/micro.txt"
+	k = sprintf("%-7s %s %-4s", $1, $2, $4); if (!(k in o)) ord[m++] = k; o[k] = o[k] sprintf("  n%s %7s us %6s", n, u, p) }
+	END { for (i = 0; i < m; i++) print ord[i] ":" o[ord[i]] }' "$L/micro.txt"
 echo "-- lmterm bench p512 (decode tok/s, roofline)"
 sed -e 's/[{},]/ /g' "$L/bench.txt" | awk '{ for (i = 3; i <= NF; i++) { k = $i; gsub(/[":]/, "", k); v[k] = $(i + 1) }
 	printf "%-4s %s prefill %8.0f decode %7.1f roofline %5.1f%%\n", $1, $2, v["prefill_tok_s"], v["decode_tok_s"], 100 * v["roofline"] }'
 tail -3 "$L/bench.err" 2>/dev/null
 cat "$L/tests.txt"
+grep -h "^FAIL" "$L"/ops_*.log 2>/dev/null | head -5
 tail -2 "$L/progress.log"
 tar czf "$OUT/w4.tgz" -C "$OUT" logs && rm -rf "$L"
