@@ -36,7 +36,7 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_ver
 date -u '+%Y-%m-%d %H:%M UTC' >> "$L/gpu.txt"
 
 # variants: "label env..." (env assignments for the kernel choice)
-VARIANTS=${VARIANTS:-"v1:LMTERM_AWQ_KERNEL=1 v2:LMTERM_AWQ_KERNEL=2 v2u4:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=4 v2w16:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_WARPS=16 v3:LMTERM_AWQ_KERNEL=3 v3s4:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_STAGES=4 v3s12:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_STAGES=12 v3b2:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_BPS=2 v3b2s4:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_BPS=2,LMTERM_AWQ_STAGES=4"}
+VARIANTS=${VARIANTS:-"v1:LMTERM_AWQ_KERNEL=1 v2:LMTERM_AWQ_KERNEL=2 v2u4:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=4 v2w16:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_WARPS=16 v3:LMTERM_AWQ_KERNEL=3 v3s4:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_STAGES=4 v3s12:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_STAGES=12 v3b2:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_BPS=2 v3b2s4:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_BPS=2,LMTERM_AWQ_STAGES=4 v3s14:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_STAGES=14"}
 EXTRA="v2u4w16:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=4,LMTERM_AWQ_WARPS=16 v2u1:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=1 v3s2:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_STAGES=2"
 TESTV=${TESTV:-"v3 v2 v3s2 v2u4w16 v3b2s4"}
 venv() { for v in $VARIANTS $EXTRA; do [ "${v%%:*}" = "$1" ] && echo "${v#*:}" | tr ',' ' '; done; }
@@ -74,7 +74,12 @@ for run in "v1 0" "v3 0" "v2 0" "v1 1" "v3 1" "v2 1"; do
 		--model-format awq --prompt-len 512 -n 128 --json > "$L/b_$1_$2.json" 2>> "$L/bench.err"
 	echo "$1 pdl$2 $(cat "$L/b_$1_$2.json")" >> "$L/bench.txt"
 done
-micro 0 8
+micro 0 30
+if [ "$(left)" -gt 25 ]; then
+	log "profile v3"
+	env $(venv v3) timeout $(lim 25) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --model-format awq \
+		--prompt-len 512 -n 64 --profile > "$L/profile_v3.txt" 2>&1
+fi
 log "done"
 
 echo "== W4A16 round: $(tr '\n' ' ' < "$L/gpu.txt")"
@@ -87,6 +92,7 @@ echo "-- lmterm bench p512 (decode tok/s, roofline)"
 sed -e 's/[{},]/ /g' "$L/bench.txt" | awk '{ for (i = 3; i <= NF; i++) { k = $i; gsub(/[":]/, "", k); v[k] = $(i + 1) }
 	printf "%-4s %s prefill %8.0f decode %7.1f roofline %5.1f%%\n", $1, $2, v["prefill_tok_s"], v["decode_tok_s"], 100 * v["roofline"] }'
 tail -3 "$L/bench.err" 2>/dev/null
+grep -iE "matmul|gemv|awq|step" "$L/profile_v3.txt" 2>/dev/null | sed -E "s/ +/ /g" | head -12
 cat "$L/tests.txt"
 grep -h "^FAIL" "$L"/ops_*.log 2>/dev/null | head -5
 tail -2 "$L/progress.log"
