@@ -539,51 +539,65 @@ static __device__ __forceinline__ void bulk_g2s(void *dst, const void *src, uint
 		     : "memory");
 }
 
-template <int CPG> static constexpr int s3_stage_bytes() { return S3_C * (CPG * 512 + 64); }
+template <int CPG, int CW> static constexpr int s3_stage_bytes() { return CW * (CPG * 512 + 64); }
 
-template <typename T, int NB, int CPG>
-__global__ void __launch_bounds__((S3_C + 1) * 32)
+// dbg (measurement only, wrong results): bit 0 = no x loads, bit 1 = no arithmetic (consumers only wait and
+// release). xsm: x is copied into shared memory first (rows padded by 16 bytes), else read from global one
+// stage ahead.
+template <typename T, int NB, int CPG, int CW>
+__global__ void __launch_bounds__((CW + 1) * 32)
 	awq_tile_gemv3_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
-			      const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, int D)
+			      const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, int D, int xsm,
+			      int dbg)
 {
 	extern __shared__ __align__(128) unsigned char sm3[];
-	constexpr int GB = CPG * 512, STAGE = s3_stage_bytes<CPG>();
+	constexpr int GB = CPG * 512, STAGE = s3_stage_bytes<CPG, CW>();
 	pdl_launch_dependents();
 	const int NT = N / 16, KC = K / 64, G = KC / CPG;
 	const int t0 = (int)((long long)blockIdx.x * NT / gridDim.x), t1 = (int)((long long)(blockIdx.x + 1) * NT / gridDim.x);
-	const int ntl = t1 - t0, nq = ntl * G, nst = (nq + S3_C - 1) / S3_C;
+	const int ntl = t1 - t0, nq = ntl * G, nst = (nq + CW - 1) / CW;
 	uint64_t *full = (uint64_t *)(sm3 + (size_t)D * STAGE), *empty = full + D;
 	float *red = (float *)(empty + D); // [ntl][NB][16]
+	const int xstride = K / 8 + 1;     // x rows in shared memory, in 16-byte units
+	uint4 *xs = (uint4 *)(sm3 + (((size_t)D * STAGE + 16 * D + (size_t)ntl * NB * 64 + 15) & ~(size_t)15));
 	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	for (int i = threadIdx.x; i < ntl * NB * 16; i += blockDim.x) red[i] = 0.f;
 	if (threadIdx.x == 0) {
 		for (int st = 0; st < D; st++) {
 			mbar_init(&full[st], 1);
-			mbar_init(&empty[st], S3_C);
+			mbar_init(&empty[st], CW);
 		}
 		asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
 	}
 	__syncthreads();
-	if (warp == S3_C) { // the producer
+	if (warp == CW) { // the producer
 		if (lane == 0) {
 			const unsigned char *qb = (const unsigned char *)qw + (size_t)t0 * G * GB;
 			const unsigned char *sb = (const unsigned char *)sz + (size_t)t0 * G * 64;
 			for (int i = 0; i < nst; i++) {
 				const int slot = i % D;
 				if (i >= D) mbar_wait(&empty[slot], ((i / D) - 1) & 1);
-				const int ng = min(S3_C, nq - i * S3_C);
+				const int ng = min(CW, nq - i * CW);
 				unsigned char *dst = sm3 + (size_t)slot * STAGE;
 				mbar_expect_tx(&full[slot], ng * (GB + 64));
-				bulk_g2s(dst, qb + (size_t)i * S3_C * GB, ng * GB, &full[slot]);
-				bulk_g2s(dst + S3_C * GB, sb + (size_t)i * S3_C * 64, ng * 64, &full[slot]);
+				bulk_g2s(dst, qb + (size_t)i * CW * GB, ng * GB, &full[slot]);
+				bulk_g2s(dst + CW * GB, sb + (size_t)i * CW * 64, ng * 64, &full[slot]);
 			}
 		}
 		pdl_wait();
 	} else { // the consumers: warp w takes group w of every stage
 		const int g = lane >> 2, t = lane & 3;
-		const bool xon = g < NB;
-		const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t);
+		const bool xon = g < NB && !(dbg & 1);
+		const uint4 *xr = (const uint4 *)(x + (size_t)(g < NB ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
+		const uint4 *xq = xs + (size_t)(g < NB ? g : 0) * xstride + 2 * t;           // chunk c: xq + 8 c
 		pdl_wait();
+		if (xsm) {
+			for (int i = threadIdx.x; i < NB * (K / 8); i += CW * 32) {
+				const int n = i / (K / 8), k = i - n * (K / 8);
+				xs[(size_t)n * xstride + k] = __ldg((const uint4 *)x + i);
+			}
+			asm volatile("bar.sync 1, %0;" ::"r"(CW * 32) : "memory");
+		}
 		float acc[4] = { 0.f, 0.f, 0.f, 0.f };
 		int cur = 0;
 		auto flush = [&]() {
@@ -598,31 +612,46 @@ __global__ void __launch_bounds__((S3_C + 1) * 32)
 			}
 			acc[0] = acc[1] = acc[2] = acc[3] = 0.f;
 		};
-		for (int i = 0; i < nst; i++) {
-			const int slot = i % D, j = i * S3_C + warp;
-			const bool have = j < nq;
-			const int tl = have ? j / G : cur, gi = have ? j - tl * G : 0;
-			uint4 xv[CPG][2];
+		auto load_x = [&](uint4(&xv)[CPG][2], int gi, bool ok) {
 #pragma unroll
 			for (int c = 0; c < CPG; c++) {
 				const int ch = gi * CPG + c;
-				xv[c][0] = have && xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
-				xv[c][1] = have && xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
+				if (xsm) {
+					xv[c][0] = ok && xon ? xq[8 * ch] : make_uint4(0, 0, 0, 0);
+					xv[c][1] = ok && xon ? xq[8 * ch + 1] : make_uint4(0, 0, 0, 0);
+				} else {
+					xv[c][0] = ok && xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
+					xv[c][1] = ok && xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
+				}
 			}
+		};
+		// group j = i CW + warp of the block's run: tile tl, group gi of the tile
+		int tl = warp / G, gi = warp - (warp / G) * G;
+		uint4 xv[CPG][2];
+		if (!xsm) load_x(xv, gi, warp < nq);
+		for (int i = 0; i < nst; i++) {
+			const int slot = i % D, j = i * CW + warp;
+			const bool have = j < nq;
+			int gn = gi + CW, tn = tl;
+			while (gn >= G) gn -= G, tn++;
+			uint4 xn[CPG][2];
+			if (xsm) load_x(xv, gi, have);
+			else load_x(xn, gn, j + CW < nq);
 			mbar_wait(&full[slot], (i / D) & 1);
-			if (have) {
+			if (have && !(dbg & 2)) {
 				if (tl != cur) {
 					flush();
 					cur = tl;
 				}
 				const unsigned char *stg = sm3 + (size_t)slot * STAGE;
-				const uint2 s2 = *(const uint2 *)(stg + S3_C * GB + warp * 64 + g * 8);
+				const uint2 s2 = *(const uint2 *)(stg + CW * GB + warp * 64 + g * 8);
 				uint32_t k0, k1;
 				tile_ops<T>::zeros(s2, k0, k1);
-				float part[CPG][4];
+				float part[CPG][2][4]; // independent accumulators: k-steps 0, 2 and 1, 3
 #pragma unroll
 				for (int c = 0; c < CPG; c++) {
-					part[c][0] = part[c][1] = part[c][2] = part[c][3] = 0.f;
+#pragma unroll
+					for (int h = 0; h < 2; h++) part[c][h][0] = part[c][h][1] = part[c][h][2] = part[c][h][3] = 0.f;
 					const uint4 w4 = *(const uint4 *)(stg + warp * GB + c * 512 + lane * 16);
 					const uint32_t wv[4] = { w4.x, w4.y, w4.z, w4.w };
 					const uint32_t xb[8] = { xv[c][0].x, xv[c][0].y, xv[c][0].z, xv[c][0].w,
@@ -631,20 +660,27 @@ __global__ void __launch_bounds__((S3_C + 1) * 32)
 					for (int s = 0; s < 4; s++) {
 						uint32_t a[4];
 						tile_ops<T>::dequant(wv[s], k0, k1, a);
-						tile_ops<T>::mma(part[c], a, xb[2 * s], xb[2 * s + 1]);
+						tile_ops<T>::mma(part[c][s & 1], a, xb[2 * s], xb[2 * s + 1]);
 					}
 				}
-				if (CPG == 2)
+				float p[4];
 #pragma unroll
-					for (int e = 0; e < 4; e++) part[0][e] += part[CPG - 1][e];
+				for (int e = 0; e < 4; e++) {
+					p[e] = part[0][0][e] + part[0][1][e];
+					if (CPG == 2) p[e] += part[CPG - 1][0][e] + part[CPG - 1][1][e];
+				}
 				const float sl = __low2float(u2h(s2.x)), sh = __low2float(u2h(s2.y));
-				acc[0] = fmaf(part[0][0], sl, acc[0]);
-				acc[1] = fmaf(part[0][1], sl, acc[1]);
-				acc[2] = fmaf(part[0][2], sh, acc[2]);
-				acc[3] = fmaf(part[0][3], sh, acc[3]);
+				acc[0] = fmaf(p[0], sl, acc[0]);
+				acc[1] = fmaf(p[1], sl, acc[1]);
+				acc[2] = fmaf(p[2], sh, acc[2]);
+				acc[3] = fmaf(p[3], sh, acc[3]);
 			}
 			__syncwarp();
 			if (lane == 0) mbar_arrive(&empty[slot]);
+			if (!xsm)
+#pragma unroll
+				for (int c = 0; c < CPG; c++) xv[c][0] = xn[c][0], xv[c][1] = xn[c][1];
+			gi = gn, tl = tn;
 		}
 		flush();
 	}
@@ -696,6 +732,25 @@ static int tile_warps2(int N, int G)
 	return w;
 }
 
+template <typename T, int NB, int CPG, int CW>
+static void tile_launch3(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K, int D,
+			 int bps, int xmax_kb, int dbg, cudaStream_t s)
+{
+	static bool smem_set;
+	if (!smem_set) {
+		cudaFuncSetAttribute(awq_tile_gemv3_kernel<T, NB, CPG, CW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+				     227 * 1024);
+		smem_set = true;
+	}
+	const int NT = N / 16, B = MIN(NT, sm_count() * (bps > 0 ? bps : 1));
+	const size_t xbytes = (size_t)NB * (K * 2 + 16);
+	const int xsm = xbytes <= (size_t)xmax_kb * 1024;
+	const size_t smem = (size_t)D * s3_stage_bytes<CPG, CW>() + 16 * D + (size_t)((NT + B - 1) / B) * NB * 64 + 16 +
+			    (xsm ? xbytes : 0);
+	klaunch(awq_tile_gemv3_kernel<T, NB, CPG, CW>, B, (CW + 1) * 32, smem, s, (T *)y, (const uint16_t *)x,
+		(const uint4 *)qw, (const uint2 *)sz, bias, N, K, D, xsm, dbg);
+}
+
 template <typename T, int NB, int CPG>
 static void tile_launch_cpg(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
 			    int group, cudaStream_t s)
@@ -710,17 +765,11 @@ static void tile_launch_cpg(void *y, const void *x, const void *qw, const void *
 		while (W > 1 && W > G) W /= 2;
 	}
 	if (kern == 3) {
-		static const int D = env_int("LMTERM_AWQ_STAGES", 8), bps = env_int("LMTERM_AWQ_BPS", 1);
-		static bool smem_set;
-		if (!smem_set) {
-			cudaFuncSetAttribute(awq_tile_gemv3_kernel<T, NB, CPG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-					     227 * 1024);
-			smem_set = true;
-		}
-		const int NT = N / 16, B = MIN(NT, sm_count() * (bps > 0 ? bps : 1));
-		const size_t smem = (size_t)D * s3_stage_bytes<CPG>() + 16 * D + (size_t)((NT + B - 1) / B) * NB * 16 * 4;
-		klaunch(awq_tile_gemv3_kernel<T, NB, CPG>, B, (S3_C + 1) * 32, smem, s, (T *)y, (const uint16_t *)x,
-			(const uint4 *)qw, (const uint2 *)sz, bias, N, K, D);
+		static const int D = env_int("LMTERM_AWQ_STAGES", 8), bps = env_int("LMTERM_AWQ_BPS", 1),
+				 cw = env_int("LMTERM_AWQ_CW", 8), xmax = env_int("LMTERM_AWQ_XSMEM", 80),
+				 dbg = env_int("LMTERM_AWQ_DBG", 0);
+		if (cw >= 16) tile_launch3<T, NB, CPG, 16>(y, x, qw, sz, bias, N, K, D, bps, xmax, dbg, s);
+		else tile_launch3<T, NB, CPG, 8>(y, x, qw, sz, bias, N, K, D, bps, xmax, dbg, s);
 		return;
 	}
 	if (kern == 2) {

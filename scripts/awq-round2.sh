@@ -36,9 +36,10 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_ver
 date -u '+%Y-%m-%d %H:%M UTC' >> "$L/gpu.txt"
 
 # variants: "label env..." (env assignments for the kernel choice)
-VARIANTS=${VARIANTS:-"v1:LMTERM_AWQ_KERNEL=1 v2:LMTERM_AWQ_KERNEL=2 v2u4:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=4 v2w16:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_WARPS=16 v3:LMTERM_AWQ_KERNEL=3 v3s4:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_STAGES=4 v3s12:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_STAGES=12 v3b2:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_BPS=2 v3b2s4:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_BPS=2,LMTERM_AWQ_STAGES=4 v3s14:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_STAGES=14"}
-EXTRA="v2u4w16:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=4,LMTERM_AWQ_WARPS=16 v2u1:LMTERM_AWQ_KERNEL=2,LMTERM_AWQ_UG=1 v3s2:LMTERM_AWQ_KERNEL=3,LMTERM_AWQ_STAGES=2"
-TESTV=${TESTV:-"v3 v2 v3s2 v2u4w16 v3b2s4"}
+K3=LMTERM_AWQ_KERNEL=3
+VARIANTS=${VARIANTS:-"v1:LMTERM_AWQ_KERNEL=1 v3:$K3 v3x0:$K3,LMTERM_AWQ_XSMEM=0 v3c16:$K3,LMTERM_AWQ_CW=16,LMTERM_AWQ_STAGES=4 v3c16s6:$K3,LMTERM_AWQ_CW=16,LMTERM_AWQ_STAGES=6 v3c16b2:$K3,LMTERM_AWQ_CW=16,LMTERM_AWQ_STAGES=3,LMTERM_AWQ_BPS=2,LMTERM_AWQ_XSMEM=30 v3b2:$K3,LMTERM_AWQ_STAGES=4,LMTERM_AWQ_BPS=2,LMTERM_AWQ_XSMEM=30 v3d1:$K3,LMTERM_AWQ_DBG=1 v3d2:$K3,LMTERM_AWQ_DBG=2 v3c16d2:$K3,LMTERM_AWQ_CW=16,LMTERM_AWQ_STAGES=4,LMTERM_AWQ_DBG=2"}
+EXTRA="v3c16x0:$K3,LMTERM_AWQ_CW=16,LMTERM_AWQ_STAGES=2,LMTERM_AWQ_XSMEM=0"
+TESTV=${TESTV:-"v3 v3x0 v3c16 v3c16x0"}
 venv() { for v in $VARIANTS $EXTRA; do [ "${v%%:*}" = "$1" ] && echo "${v#*:}" | tr ',' ' '; done; }
 
 log "correctness"
@@ -66,7 +67,7 @@ grep -h "^device" "$L"/micro_v1_pdl1.log > "$L/device.txt" 2>/dev/null
 
 cfg=configs/internlm2_5-7b-chat.json
 : > "$L/bench.txt"
-for run in "v1 0" "v3 0" "v2 0" "v1 1" "v3 1" "v2 1"; do
+for run in "v1 0" "v3 0" "v3c16 0" "v1 1" "v3 1" "v3c16 1"; do
 	set -- $run
 	[ "$(left)" -gt 25 ] || break
 	log "bench $1 pdl$2"
