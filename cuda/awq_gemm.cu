@@ -257,7 +257,7 @@ extern "C" void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, c
 // A block is one row tile; its W warps split K (warp w takes groups w, w + W, ...), TILE_UG groups
 // in flight per warp, and add their partial sums through shared memory at the end.
 
-enum { TILE_MAX_WARPS = 16, TILE_UG = 2 };
+enum { TILE_MAX_WARPS = 16 };
 
 extern "C" bool awq_tiled_layout(int N, int K, int group)
 {
@@ -327,7 +327,7 @@ template <> struct tile_ops<bf16_t> {
 };
 
 // CPG = chunks of 64 inputs per group (1 or 2); NB = batch (columns of the n8 tile that are used)
-template <typename T, int NB, int CPG>
+template <typename T, int NB, int CPG, int TILE_UG>
 __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	awq_tile_gemv_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
 			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K)
@@ -531,6 +531,15 @@ static __device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity)
 		     "r"(parity)
 		     : "memory");
 }
+static __device__ __forceinline__ void mbar_wait_spin(uint64_t *b, uint32_t parity)
+{
+	asm volatile("{\n\t.reg .pred p;\n"
+		     "W3_SPIN:\n\t"
+		     "mbarrier.test_wait.parity.shared::cta.b64 p, [%0], %1;\n\t"
+		     "@!p bra W3_SPIN;\n}" ::"r"(smem_u32(b)),
+		     "r"(parity)
+		     : "memory");
+}
 static __device__ __forceinline__ void bulk_g2s(void *dst, const void *src, uint32_t bytes, uint64_t *bar)
 {
 	asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
@@ -539,28 +548,31 @@ static __device__ __forceinline__ void bulk_g2s(void *dst, const void *src, uint
 		     : "memory");
 }
 
-template <int CPG, int CW> static constexpr int s3_stage_bytes() { return CW * (CPG * 512 + 64); }
+template <int CPG, int CW> static constexpr int s3_group_bytes() { return CPG * 512 + 64; }
 
-// dbg (measurement only, wrong results): bit 0 = no x loads, bit 1 = no arithmetic (consumers only wait and
-// release). xsm: x is copied into shared memory first (rows padded by 16 bytes), else read from global one
-// stage ahead.
+// A stage is CW * gpw groups: their codes, then their scales. Consumer warp w takes groups w, w + CW, ...
+// of each stage. dbg (measurement only, wrong results): bit 0 = no x loads, bit 1 = no arithmetic
+// (consumers only wait and release), bit 2 = spin (test_wait) instead of try_wait. xsm: x is copied into
+// shared memory first (rows padded by 16 bytes), else read from global before each use.
 template <typename T, int NB, int CPG, int CW>
 __global__ void __launch_bounds__((CW + 1) * 32)
 	awq_tile_gemv3_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
-			      const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, int D, int xsm,
-			      int dbg)
+			      const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, int D, int gpw,
+			      int xsm, int dbg)
 {
 	extern __shared__ __align__(128) unsigned char sm3[];
-	constexpr int GB = CPG * 512, STAGE = s3_stage_bytes<CPG, CW>();
+	constexpr int GB = CPG * 512;
+	const int SGR = CW * gpw, STAGE = SGR * (GB + 64);
 	pdl_launch_dependents();
 	const int NT = N / 16, KC = K / 64, G = KC / CPG;
 	const int t0 = (int)((long long)blockIdx.x * NT / gridDim.x), t1 = (int)((long long)(blockIdx.x + 1) * NT / gridDim.x);
-	const int ntl = t1 - t0, nq = ntl * G, nst = (nq + CW - 1) / CW;
+	const int ntl = t1 - t0, nq = ntl * G, nst = (nq + SGR - 1) / SGR;
 	uint64_t *full = (uint64_t *)(sm3 + (size_t)D * STAGE), *empty = full + D;
 	float *red = (float *)(empty + D); // [ntl][NB][16]
 	const int xstride = K / 8 + 1;     // x rows in shared memory, in 16-byte units
 	uint4 *xs = (uint4 *)(sm3 + (((size_t)D * STAGE + 16 * D + (size_t)ntl * NB * 64 + 15) & ~(size_t)15));
 	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	const bool spin = dbg & 4;
 	for (int i = threadIdx.x; i < ntl * NB * 16; i += blockDim.x) red[i] = 0.f;
 	if (threadIdx.x == 0) {
 		for (int st = 0; st < D; st++) {
@@ -576,16 +588,19 @@ __global__ void __launch_bounds__((CW + 1) * 32)
 			const unsigned char *sb = (const unsigned char *)sz + (size_t)t0 * G * 64;
 			for (int i = 0; i < nst; i++) {
 				const int slot = i % D;
-				if (i >= D) mbar_wait(&empty[slot], ((i / D) - 1) & 1);
-				const int ng = min(CW, nq - i * CW);
+				if (i >= D) {
+					if (spin) mbar_wait_spin(&empty[slot], ((i / D) - 1) & 1);
+					else mbar_wait(&empty[slot], ((i / D) - 1) & 1);
+				}
+				const int ng = min(SGR, nq - i * SGR);
 				unsigned char *dst = sm3 + (size_t)slot * STAGE;
 				mbar_expect_tx(&full[slot], ng * (GB + 64));
-				bulk_g2s(dst, qb + (size_t)i * CW * GB, ng * GB, &full[slot]);
-				bulk_g2s(dst + CW * GB, sb + (size_t)i * CW * 64, ng * 64, &full[slot]);
+				bulk_g2s(dst, qb + (size_t)i * SGR * GB, ng * GB, &full[slot]);
+				bulk_g2s(dst + SGR * GB, sb + (size_t)i * SGR * 64, ng * 64, &full[slot]);
 			}
 		}
 		pdl_wait();
-	} else { // the consumers: warp w takes group w of every stage
+	} else { // the consumers
 		const int g = lane >> 2, t = lane & 3;
 		const bool xon = g < NB && !(dbg & 1);
 		const uint4 *xr = (const uint4 *)(x + (size_t)(g < NB ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
@@ -612,75 +627,69 @@ __global__ void __launch_bounds__((CW + 1) * 32)
 			}
 			acc[0] = acc[1] = acc[2] = acc[3] = 0.f;
 		};
-		auto load_x = [&](uint4(&xv)[CPG][2], int gi, bool ok) {
-#pragma unroll
-			for (int c = 0; c < CPG; c++) {
-				const int ch = gi * CPG + c;
-				if (xsm) {
-					xv[c][0] = ok && xon ? xq[8 * ch] : make_uint4(0, 0, 0, 0);
-					xv[c][1] = ok && xon ? xq[8 * ch + 1] : make_uint4(0, 0, 0, 0);
-				} else {
-					xv[c][0] = ok && xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
-					xv[c][1] = ok && xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
-				}
-			}
-		};
-		// group j = i CW + warp of the block's run: tile tl, group gi of the tile
+		// group j of the block's run = tile tl, group gi of the tile; this warp's next is j + CW
 		int tl = warp / G, gi = warp - (warp / G) * G;
-		uint4 xv[CPG][2];
-		if (!xsm) load_x(xv, gi, warp < nq);
 		for (int i = 0; i < nst; i++) {
-			const int slot = i % D, j = i * CW + warp;
-			const bool have = j < nq;
-			int gn = gi + CW, tn = tl;
-			while (gn >= G) gn -= G, tn++;
-			uint4 xn[CPG][2];
-			if (xsm) load_x(xv, gi, have);
-			else load_x(xn, gn, j + CW < nq);
-			mbar_wait(&full[slot], (i / D) & 1);
-			if (have && !(dbg & 2)) {
-				if (tl != cur) {
-					flush();
-					cur = tl;
-				}
-				const unsigned char *stg = sm3 + (size_t)slot * STAGE;
-				const uint2 s2 = *(const uint2 *)(stg + CW * GB + warp * 64 + g * 8);
-				uint32_t k0, k1;
-				tile_ops<T>::zeros(s2, k0, k1);
-				float part[CPG][2][4]; // independent accumulators: k-steps 0, 2 and 1, 3
+			const int slot = i % D;
+			if (spin) mbar_wait_spin(&full[slot], (i / D) & 1);
+			else mbar_wait(&full[slot], (i / D) & 1);
+			const unsigned char *stg = sm3 + (size_t)slot * STAGE;
+			for (int u = 0; u < gpw; u++) {
+				const int jj = u * CW + warp, j = i * SGR + jj;
+				if (j < nq && !(dbg & 2)) {
+					uint4 xv[CPG][2];
 #pragma unroll
-				for (int c = 0; c < CPG; c++) {
-#pragma unroll
-					for (int h = 0; h < 2; h++) part[c][h][0] = part[c][h][1] = part[c][h][2] = part[c][h][3] = 0.f;
-					const uint4 w4 = *(const uint4 *)(stg + warp * GB + c * 512 + lane * 16);
-					const uint32_t wv[4] = { w4.x, w4.y, w4.z, w4.w };
-					const uint32_t xb[8] = { xv[c][0].x, xv[c][0].y, xv[c][0].z, xv[c][0].w,
-								 xv[c][1].x, xv[c][1].y, xv[c][1].z, xv[c][1].w };
-#pragma unroll
-					for (int s = 0; s < 4; s++) {
-						uint32_t a[4];
-						tile_ops<T>::dequant(wv[s], k0, k1, a);
-						tile_ops<T>::mma(part[c][s & 1], a, xb[2 * s], xb[2 * s + 1]);
+					for (int c = 0; c < CPG; c++) {
+						const int ch = gi * CPG + c;
+						if (xsm) {
+							xv[c][0] = xon ? xq[8 * ch] : make_uint4(0, 0, 0, 0);
+							xv[c][1] = xon ? xq[8 * ch + 1] : make_uint4(0, 0, 0, 0);
+						} else {
+							xv[c][0] = xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
+							xv[c][1] = xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
+						}
 					}
-				}
-				float p[4];
+					if (tl != cur) {
+						flush();
+						cur = tl;
+					}
+					const uint2 s2 = *(const uint2 *)(stg + SGR * GB + jj * 64 + g * 8);
+					uint32_t k0, k1;
+					tile_ops<T>::zeros(s2, k0, k1);
+					float part[CPG][2][4]; // independent accumulators: k-steps 0, 2 and 1, 3
 #pragma unroll
-				for (int e = 0; e < 4; e++) {
-					p[e] = part[0][0][e] + part[0][1][e];
-					if (CPG == 2) p[e] += part[CPG - 1][0][e] + part[CPG - 1][1][e];
+					for (int c = 0; c < CPG; c++) {
+#pragma unroll
+						for (int h = 0; h < 2; h++)
+							part[c][h][0] = part[c][h][1] = part[c][h][2] = part[c][h][3] = 0.f;
+						const uint4 w4 = *(const uint4 *)(stg + jj * GB + c * 512 + lane * 16);
+						const uint32_t wv[4] = { w4.x, w4.y, w4.z, w4.w };
+						const uint32_t xb[8] = { xv[c][0].x, xv[c][0].y, xv[c][0].z, xv[c][0].w,
+									 xv[c][1].x, xv[c][1].y, xv[c][1].z, xv[c][1].w };
+#pragma unroll
+						for (int s = 0; s < 4; s++) {
+							uint32_t a[4];
+							tile_ops<T>::dequant(wv[s], k0, k1, a);
+							tile_ops<T>::mma(part[c][s & 1], a, xb[2 * s], xb[2 * s + 1]);
+						}
+					}
+					float p[4];
+#pragma unroll
+					for (int e = 0; e < 4; e++) {
+						p[e] = part[0][0][e] + part[0][1][e];
+						if (CPG == 2) p[e] += part[CPG - 1][0][e] + part[CPG - 1][1][e];
+					}
+					const float sl = __low2float(u2h(s2.x)), sh = __low2float(u2h(s2.y));
+					acc[0] = fmaf(p[0], sl, acc[0]);
+					acc[1] = fmaf(p[1], sl, acc[1]);
+					acc[2] = fmaf(p[2], sh, acc[2]);
+					acc[3] = fmaf(p[3], sh, acc[3]);
 				}
-				const float sl = __low2float(u2h(s2.x)), sh = __low2float(u2h(s2.y));
-				acc[0] = fmaf(p[0], sl, acc[0]);
-				acc[1] = fmaf(p[1], sl, acc[1]);
-				acc[2] = fmaf(p[2], sh, acc[2]);
-				acc[3] = fmaf(p[3], sh, acc[3]);
+				gi += CW;
+				while (gi >= G) gi -= G, tl++;
 			}
 			__syncwarp();
 			if (lane == 0) mbar_arrive(&empty[slot]);
-			if (!xsm)
-#pragma unroll
-				for (int c = 0; c < CPG; c++) xv[c][0] = xn[c][0], xv[c][1] = xn[c][1];
-			gi = gn, tl = tn;
 		}
 		flush();
 	}
@@ -734,7 +743,7 @@ static int tile_warps2(int N, int G)
 
 template <typename T, int NB, int CPG, int CW>
 static void tile_launch3(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K, int D,
-			 int bps, int xmax_kb, int dbg, cudaStream_t s)
+			 int gpw, int bps, int xmax_kb, int dbg, cudaStream_t s)
 {
 	static bool smem_set;
 	if (!smem_set) {
@@ -745,10 +754,10 @@ static void tile_launch3(void *y, const void *x, const void *qw, const void *sz,
 	const int NT = N / 16, B = MIN(NT, sm_count() * (bps > 0 ? bps : 1));
 	const size_t xbytes = (size_t)NB * (K * 2 + 16);
 	const int xsm = xbytes <= (size_t)xmax_kb * 1024;
-	const size_t smem = (size_t)D * s3_stage_bytes<CPG, CW>() + 16 * D + (size_t)((NT + B - 1) / B) * NB * 64 + 16 +
-			    (xsm ? xbytes : 0);
+	const size_t smem = (size_t)D * CW * gpw * s3_group_bytes<CPG, CW>() + 16 * D +
+			    (size_t)((NT + B - 1) / B) * NB * 64 + 16 + (xsm ? xbytes : 0);
 	klaunch(awq_tile_gemv3_kernel<T, NB, CPG, CW>, B, (CW + 1) * 32, smem, s, (T *)y, (const uint16_t *)x,
-		(const uint4 *)qw, (const uint2 *)sz, bias, N, K, D, xsm, dbg);
+		(const uint4 *)qw, (const uint2 *)sz, bias, N, K, D, gpw, xsm, dbg);
 }
 
 template <typename T, int NB, int CPG>
@@ -767,9 +776,9 @@ static void tile_launch_cpg(void *y, const void *x, const void *qw, const void *
 	if (kern == 3) {
 		static const int D = env_int("LMTERM_AWQ_STAGES", 8), bps = env_int("LMTERM_AWQ_BPS", 1),
 				 cw = env_int("LMTERM_AWQ_CW", 8), xmax = env_int("LMTERM_AWQ_XSMEM", 80),
-				 dbg = env_int("LMTERM_AWQ_DBG", 0);
-		if (cw >= 16) tile_launch3<T, NB, CPG, 16>(y, x, qw, sz, bias, N, K, D, bps, xmax, dbg, s);
-		else tile_launch3<T, NB, CPG, 8>(y, x, qw, sz, bias, N, K, D, bps, xmax, dbg, s);
+				 dbg = env_int("LMTERM_AWQ_DBG", 0), gpw = env_int("LMTERM_AWQ_GPW", 1);
+		if (cw >= 16) tile_launch3<T, NB, CPG, 16>(y, x, qw, sz, bias, N, K, D, gpw, bps, xmax, dbg, s);
+		else tile_launch3<T, NB, CPG, 8>(y, x, qw, sz, bias, N, K, D, gpw, bps, xmax, dbg, s);
 		return;
 	}
 	if (kern == 2) {
@@ -784,8 +793,15 @@ static void tile_launch_cpg(void *y, const void *x, const void *qw, const void *
 				(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
 		return;
 	}
-	klaunch(awq_tile_gemv_kernel<T, NB, CPG>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x, (const uint4 *)qw,
-		(const uint2 *)sz, bias, N, K);
+	if (ug >= 4)
+		klaunch(awq_tile_gemv_kernel<T, NB, CPG, 4>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
+			(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
+	else if (ug == 1)
+		klaunch(awq_tile_gemv_kernel<T, NB, CPG, 1>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
+			(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
+	else
+		klaunch(awq_tile_gemv_kernel<T, NB, CPG, 2>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
+			(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
 }
 
 template <typename T, int NB>

@@ -37,9 +37,10 @@ date -u '+%Y-%m-%d %H:%M UTC' >> "$L/gpu.txt"
 
 # variants: "label env..." (env assignments for the kernel choice)
 K3=LMTERM_AWQ_KERNEL=3
-VARIANTS=${VARIANTS:-"v1:LMTERM_AWQ_KERNEL=1 v3:$K3 v3x0:$K3,LMTERM_AWQ_XSMEM=0 v3c16:$K3,LMTERM_AWQ_CW=16,LMTERM_AWQ_STAGES=4 v3c16s6:$K3,LMTERM_AWQ_CW=16,LMTERM_AWQ_STAGES=6 v3c16b2:$K3,LMTERM_AWQ_CW=16,LMTERM_AWQ_STAGES=3,LMTERM_AWQ_BPS=2,LMTERM_AWQ_XSMEM=30 v3b2:$K3,LMTERM_AWQ_STAGES=4,LMTERM_AWQ_BPS=2,LMTERM_AWQ_XSMEM=30 v3d1:$K3,LMTERM_AWQ_DBG=1 v3d2:$K3,LMTERM_AWQ_DBG=2 v3c16d2:$K3,LMTERM_AWQ_CW=16,LMTERM_AWQ_STAGES=4,LMTERM_AWQ_DBG=2"}
-EXTRA="v3c16x0:$K3,LMTERM_AWQ_CW=16,LMTERM_AWQ_STAGES=2,LMTERM_AWQ_XSMEM=0"
-TESTV=${TESTV:-"v3 v3x0 v3c16 v3c16x0"}
+C16=LMTERM_AWQ_CW=16
+VARIANTS=${VARIANTS:-"v1:LMTERM_AWQ_KERNEL=1 v1w2:LMTERM_AWQ_WARPS=2 v1w8:LMTERM_AWQ_WARPS=8 v1w16:LMTERM_AWQ_WARPS=16 v1u4:LMTERM_AWQ_UG=4 v1u4w8:LMTERM_AWQ_UG=4,LMTERM_AWQ_WARPS=8 v1u4w2:LMTERM_AWQ_UG=4,LMTERM_AWQ_WARPS=2 v1u1w16:LMTERM_AWQ_UG=1,LMTERM_AWQ_WARPS=16 v3c16:$K3,$C16,LMTERM_AWQ_STAGES=4 v3c16sp:$K3,$C16,LMTERM_AWQ_STAGES=4,LMTERM_AWQ_DBG=4 v3c16g2:$K3,$C16,LMTERM_AWQ_STAGES=3,LMTERM_AWQ_GPW=2 v3c16g4:$K3,$C16,LMTERM_AWQ_STAGES=2,LMTERM_AWQ_GPW=4 v3c8g4:$K3,LMTERM_AWQ_STAGES=3,LMTERM_AWQ_GPW=4 v3c16g2sp:$K3,$C16,LMTERM_AWQ_STAGES=3,LMTERM_AWQ_GPW=2,LMTERM_AWQ_DBG=4 v3c16g4d2:$K3,$C16,LMTERM_AWQ_STAGES=2,LMTERM_AWQ_GPW=4,LMTERM_AWQ_DBG=2"}
+EXTRA=""
+TESTV=${TESTV:-"v3c16g2 v3c16g4 v1u4 v1u1w16"}
 venv() { for v in $VARIANTS $EXTRA; do [ "${v%%:*}" = "$1" ] && echo "${v#*:}" | tr ',' ' '; done; }
 
 log "correctness"
@@ -67,7 +68,7 @@ grep -h "^device" "$L"/micro_v1_pdl1.log > "$L/device.txt" 2>/dev/null
 
 cfg=configs/internlm2_5-7b-chat.json
 : > "$L/bench.txt"
-for run in "v1 0" "v3 0" "v3c16 0" "v1 1" "v3 1" "v3c16 1"; do
+for run in "v1 0" "v1 1" "v3c16g2 1"; do
 	set -- $run
 	[ "$(left)" -gt 25 ] || break
 	log "bench $1 pdl$2"
@@ -75,10 +76,10 @@ for run in "v1 0" "v3 0" "v3c16 0" "v1 1" "v3 1" "v3c16 1"; do
 		--model-format awq --prompt-len 512 -n 128 --json > "$L/b_$1_$2.json" 2>> "$L/bench.err"
 	echo "$1 pdl$2 $(cat "$L/b_$1_$2.json")" >> "$L/bench.txt"
 done
-micro 0 30
+micro 0 40
 if [ "$(left)" -gt 25 ]; then
 	log "profile v3"
-	env $(venv v3) timeout $(lim 25) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --model-format awq \
+	env $(venv v3c16g2) timeout $(lim 25) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --model-format awq \
 		--prompt-len 512 -n 64 --profile > "$L/profile_v3.txt" 2>&1
 fi
 log "done"
