@@ -700,6 +700,145 @@ __global__ void __launch_bounds__((CW + 1) * 32)
 	}
 }
 
+// v4 (LMTERM_AWQ_KERNEL=4 while measured): persistent like v3 (one block per multiprocessor, whole tiles), but
+// every warp streams its own groups (j = warp, warp + CW, ...) through its own ring of D one-group slots:
+// lane 0 issues the bulk copies (codes 512 CPG bytes, scale/zero 64 bytes) D groups ahead, the warp waits
+// on the slot's mbarrier, multiplies, and refills the slot. No barrier across warps until the end, so the
+// warps' arithmetic overlaps the others' copies; the bytes in flight (CW x D x 1088) are shared memory.
+template <typename T, int NB, int CPG>
+__global__ void __launch_bounds__(1024, 1)
+	awq_tile_gemv4_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
+			      const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, int D, int xsm)
+{
+	extern __shared__ __align__(128) unsigned char sm4[];
+	constexpr int GB = CPG * 512, GS = GB + 64;
+	const int CW = blockDim.x >> 5;
+	pdl_launch_dependents();
+	const int NT = N / 16, KC = K / 64, G = KC / CPG;
+	const int t0 = (int)((long long)blockIdx.x * NT / gridDim.x), t1 = (int)((long long)(blockIdx.x + 1) * NT / gridDim.x);
+	const int ntl = t1 - t0, nq = ntl * G;
+	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	unsigned char *slots = sm4 + (size_t)warp * D * GS;
+	uint64_t *bars = (uint64_t *)(sm4 + (size_t)CW * D * GS) + warp * D;
+	float *red = (float *)((uint64_t *)(sm4 + (size_t)CW * D * GS) + CW * D); // [ntl][NB][16]
+	const int xstride = K / 8 + 1;
+	uint4 *xs = (uint4 *)(sm4 + (((size_t)CW * D * (GS + 8) + (size_t)ntl * NB * 64 + 15) & ~(size_t)15));
+	const int nk = warp < nq ? (nq - warp + CW - 1) / CW : 0; // this warp's groups
+	const unsigned char *qb = (const unsigned char *)qw + (size_t)t0 * G * GB;
+	const unsigned char *sb = (const unsigned char *)sz + (size_t)t0 * G * 64;
+	auto issue = [&](int k) {
+		const int j = k * CW + warp, slot = k % D;
+		unsigned char *dst = slots + (size_t)slot * GS;
+		mbar_expect_tx(&bars[slot], GS);
+		bulk_g2s(dst, qb + (size_t)j * GB, GB, &bars[slot]);
+		bulk_g2s(dst + GB, sb + (size_t)j * 64, 64, &bars[slot]);
+	};
+	if (lane == 0) {
+		for (int st = 0; st < D; st++) mbar_init(&bars[st], 1);
+		asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+		for (int k = 0; k < D && k < nk; k++) issue(k);
+	}
+	for (int i = threadIdx.x; i < ntl * NB * 16; i += blockDim.x) red[i] = 0.f;
+	const int g = lane >> 2, t = lane & 3;
+	const bool xon = g < NB;
+	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
+	const uint4 *xq = xs + (size_t)(xon ? g : 0) * xstride + 2 * t;           // chunk c: xq + 8 c
+	pdl_wait();
+	if (xsm)
+		for (int i = threadIdx.x; i < NB * (K / 8); i += blockDim.x) {
+			const int n = i / (K / 8), k = i - n * (K / 8);
+			xs[(size_t)n * xstride + k] = __ldg((const uint4 *)x + i);
+		}
+	__syncthreads(); // red zeroed, x staged, every warp's barriers initialized
+	float acc[4] = { 0.f, 0.f, 0.f, 0.f };
+	int cur = 0, tl = warp / G, gi = warp - (warp / G) * G;
+	for (int k = 0; k < nk; k++) {
+		const int slot = k % D;
+		uint4 xv[CPG][2];
+#pragma unroll
+		for (int c = 0; c < CPG; c++) {
+			const int ch = gi * CPG + c;
+			if (xsm) {
+				xv[c][0] = xon ? xq[8 * ch] : make_uint4(0, 0, 0, 0);
+				xv[c][1] = xon ? xq[8 * ch + 1] : make_uint4(0, 0, 0, 0);
+			} else {
+				xv[c][0] = xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
+				xv[c][1] = xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
+			}
+		}
+		if (tl != cur) {
+			float *r = red + (size_t)cur * NB * 16;
+			if (2 * t < NB) {
+				atomicAdd(r + (2 * t) * 16 + g, acc[0]);
+				atomicAdd(r + (2 * t) * 16 + g + 8, acc[2]);
+			}
+			if (2 * t + 1 < NB) {
+				atomicAdd(r + (2 * t + 1) * 16 + g, acc[1]);
+				atomicAdd(r + (2 * t + 1) * 16 + g + 8, acc[3]);
+			}
+			acc[0] = acc[1] = acc[2] = acc[3] = 0.f;
+			cur = tl;
+		}
+		mbar_wait(&bars[slot], (k / D) & 1);
+		const unsigned char *stg = slots + (size_t)slot * GS;
+		const uint2 s2 = *(const uint2 *)(stg + GB + g * 8);
+		uint4 w4[CPG];
+#pragma unroll
+		for (int c = 0; c < CPG; c++) w4[c] = *(const uint4 *)(stg + c * 512 + lane * 16);
+		uint32_t k0, k1;
+		tile_ops<T>::zeros(s2, k0, k1);
+		float part[CPG][2][4];
+#pragma unroll
+		for (int c = 0; c < CPG; c++) {
+#pragma unroll
+			for (int h = 0; h < 2; h++) part[c][h][0] = part[c][h][1] = part[c][h][2] = part[c][h][3] = 0.f;
+			const uint32_t wv[4] = { w4[c].x, w4[c].y, w4[c].z, w4[c].w };
+			const uint32_t xb[8] = { xv[c][0].x, xv[c][0].y, xv[c][0].z, xv[c][0].w,
+						 xv[c][1].x, xv[c][1].y, xv[c][1].z, xv[c][1].w };
+#pragma unroll
+			for (int s = 0; s < 4; s++) {
+				uint32_t a[4];
+				tile_ops<T>::dequant(wv[s], k0, k1, a);
+				tile_ops<T>::mma(part[c][s & 1], a, xb[2 * s], xb[2 * s + 1]);
+			}
+		}
+		float p[4];
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			p[e] = part[0][0][e] + part[0][1][e];
+			if (CPG == 2) p[e] += part[CPG - 1][0][e] + part[CPG - 1][1][e];
+		}
+		const float sl = __low2float(u2h(s2.x)), sh = __low2float(u2h(s2.y));
+		acc[0] = fmaf(p[0], sl, acc[0]);
+		acc[1] = fmaf(p[1], sl, acc[1]);
+		acc[2] = fmaf(p[2], sh, acc[2]);
+		acc[3] = fmaf(p[3], sh, acc[3]);
+		__syncwarp(); // every lane has used its part of the slot: refill it
+		if (lane == 0 && k + D < nk) {
+			asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+			issue(k + D);
+		}
+		gi += CW;
+		while (gi >= G) gi -= G, tl++;
+	}
+	{
+		float *r = red + (size_t)cur * NB * 16;
+		if (2 * t < NB) {
+			atomicAdd(r + (2 * t) * 16 + g, acc[0]);
+			atomicAdd(r + (2 * t) * 16 + g + 8, acc[2]);
+		}
+		if (2 * t + 1 < NB) {
+			atomicAdd(r + (2 * t + 1) * 16 + g, acc[1]);
+			atomicAdd(r + (2 * t + 1) * 16 + g + 8, acc[3]);
+		}
+	}
+	__syncthreads();
+	for (int i = threadIdx.x; i < ntl * NB * 16; i += blockDim.x) {
+		const int tl2 = i / (NB * 16), n = (i / 16) % NB, r = i % 16, row = 16 * (t0 + tl2) + r;
+		y[(size_t)n * N + row] = from_f<T>(red[i] + (bias ? bias[row] : 0.f));
+	}
+}
+
 static int sm_count(void)
 {
 	static int sms; // written once; a race writes the same value
@@ -761,6 +900,29 @@ static void tile_launch3(void *y, const void *x, const void *qw, const void *sz,
 }
 
 template <typename T, int NB, int CPG>
+static void tile_launch4(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K, int cw,
+			 int D, cudaStream_t s)
+{
+	static bool smem_set;
+	if (!smem_set) {
+		cudaFuncSetAttribute(awq_tile_gemv4_kernel<T, NB, CPG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+				     227 * 1024);
+		smem_set = true;
+	}
+	const int NT = N / 16, B = MIN(NT, sm_count());
+	cw = cw < 1 ? 1 : cw > 32 ? 32 : cw;
+	size_t smem = (size_t)cw * D * (CPG * 512 + 64 + 8) + (size_t)((NT + B - 1) / B) * NB * 64 + 16;
+	while (smem > 200 * 1024 && D > 2) { // keep it within the multiprocessor's shared memory
+		D--;
+		smem = (size_t)cw * D * (CPG * 512 + 64 + 8) + (size_t)((NT + B - 1) / B) * NB * 64 + 16;
+	}
+	const size_t xbytes = (size_t)NB * (K * 2 + 16);
+	const int xsm = smem + xbytes <= 220 * 1024;
+	klaunch(awq_tile_gemv4_kernel<T, NB, CPG>, B, cw * 32, smem + (xsm ? xbytes : 0), s, (T *)y, (const uint16_t *)x,
+		(const uint4 *)qw, (const uint2 *)sz, bias, N, K, D, xsm);
+}
+
+template <typename T, int NB, int CPG>
 static void tile_launch_cpg(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
 			    int group, cudaStream_t s)
 {
@@ -772,6 +934,11 @@ static void tile_launch_cpg(void *y, const void *x, const void *qw, const void *
 		W = 1;
 		while (W < TILE_MAX_WARPS && W < wenv) W *= 2;
 		while (W > 1 && W > G) W /= 2;
+	}
+	if (kern == 4) {
+		static const int cw4 = env_int("LMTERM_AWQ_CW", 16), D4 = env_int("LMTERM_AWQ_STAGES", 8);
+		tile_launch4<T, NB, CPG>(y, x, qw, sz, bias, N, K, cw4, D4, s);
+		return;
 	}
 	if (kern == 3) {
 		static const int D = env_int("LMTERM_AWQ_STAGES", 8), bps = env_int("LMTERM_AWQ_BPS", 1),

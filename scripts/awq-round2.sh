@@ -2,10 +2,12 @@
 # awq-round2.sh: one GPU round for the batch-1 W4A16 GEMV variants (cuda/awq_gemm.cu, issue 5).
 #   scripts/awq-round2.sh prepare DEST   (here, after make lmterm tests/test_backend_ops tests/bench_awq)
 #   sh run.sh                            (on the GPU machine, in DEST; logs in one tar under $OUT)
-# 1. tests/test_backend_ops, AWQ checks only (LMTERM_TEST_ONLY=awq), for each kernel variant, with PDL
-# 2. tests/bench_awq decode 128 at batch 1 and 8: each variant (LMTERM_AWQ_KERNEL / _WARPS / _UG), with and
-#    without LMTERM_PDL=1
-# 3. lmterm bench (7B, --dummy, fp16, awq, p512): old and new kernel, with and without PDL
+# 1. tests/test_backend_ops: the AWQ checks (LMTERM_TEST_ONLY=awq) per kernel variant, with and without PDL,
+#    and every check once with the new kernel
+# 2. tests/bench_awq decode 128: each variant (LMTERM_AWQ_KERNEL / _CW / _STAGES), with and without
+#    LMTERM_PDL=1, batches 1..8 for the old and new kernels, 1 and 8 for the others
+# 3. lmterm bench (7B, --dummy, fp16, awq, p512): old and new kernels, with and without PDL; --profile of both
+# 4. compute-sanitizer memcheck on the AWQ checks with the new kernel
 set -u
 mode=${1:-run}
 if [ "$mode" = prepare ]; then
@@ -36,22 +38,24 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_ver
 date -u '+%Y-%m-%d %H:%M UTC' >> "$L/gpu.txt"
 
 # variants: "label env..." (env assignments for the kernel choice)
-K3=LMTERM_AWQ_KERNEL=3
-C16=LMTERM_AWQ_CW=16
-VARIANTS=${VARIANTS:-"v1:LMTERM_AWQ_KERNEL=1 v1w2:LMTERM_AWQ_WARPS=2 v1w8:LMTERM_AWQ_WARPS=8 v1w16:LMTERM_AWQ_WARPS=16 v1u4:LMTERM_AWQ_UG=4 v1u4w8:LMTERM_AWQ_UG=4,LMTERM_AWQ_WARPS=8 v1u4w2:LMTERM_AWQ_UG=4,LMTERM_AWQ_WARPS=2 v1u1w16:LMTERM_AWQ_UG=1,LMTERM_AWQ_WARPS=16 v3c16:$K3,$C16,LMTERM_AWQ_STAGES=4 v3c16sp:$K3,$C16,LMTERM_AWQ_STAGES=4,LMTERM_AWQ_DBG=4 v3c16g2:$K3,$C16,LMTERM_AWQ_STAGES=3,LMTERM_AWQ_GPW=2 v3c16g4:$K3,$C16,LMTERM_AWQ_STAGES=2,LMTERM_AWQ_GPW=4 v3c8g4:$K3,LMTERM_AWQ_STAGES=3,LMTERM_AWQ_GPW=4 v3c16g2sp:$K3,$C16,LMTERM_AWQ_STAGES=3,LMTERM_AWQ_GPW=2,LMTERM_AWQ_DBG=4 v3c16g4d2:$K3,$C16,LMTERM_AWQ_STAGES=2,LMTERM_AWQ_GPW=4,LMTERM_AWQ_DBG=2"}
-EXTRA=""
-TESTV=${TESTV:-"v3c16g2 v3c16g4 v1u4 v1u1w16"}
-venv() { for v in $VARIANTS $EXTRA; do [ "${v%%:*}" = "$1" ] && echo "${v#*:}" | tr ',' ' '; done; }
+K4=LMTERM_AWQ_KERNEL=4
+VARIANTS=${VARIANTS:-"v1:LMTERM_AWQ_KERNEL=1 v4:$K4 v4c8:$K4,LMTERM_AWQ_CW=8,LMTERM_AWQ_STAGES=12 v4c32:$K4,LMTERM_AWQ_CW=32,LMTERM_AWQ_STAGES=4 v4s4:$K4,LMTERM_AWQ_STAGES=4 v4c32s6:$K4,LMTERM_AWQ_CW=32,LMTERM_AWQ_STAGES=6 v4c24:$K4,LMTERM_AWQ_CW=24,LMTERM_AWQ_STAGES=6"}
+FULLNB="v1 v4"
+venv() { for v in $VARIANTS; do [ "${v%%:*}" = "$1" ] && echo "${v#*:}" | tr ',' ' '; done; }
 
 log "correctness"
 : > "$L/tests.txt"
-for v in $TESTV; do
-	[ "$(left)" -gt 130 ] || break
-	log "test $v"
-	env $(venv $v) LMTERM_PDL=1 LMTERM_TEST_ONLY=awq timeout $(lim 20) tests/test_backend_ops > "$L/ops_$v.log" 2>&1
+t1() { # label pdl only timeout
+	log "test $1 pdl$2 $3"
+	env $(venv $1) LMTERM_PDL=$2 LMTERM_TEST_ONLY=$3 timeout $(lim $4) tests/test_backend_ops > "$L/ops_$1_$2_$3.log" 2>&1
 	r=$?
-	echo "test_backend_ops(awq, PDL) $v: rc $r, $(grep -c '^FAIL' "$L/ops_$v.log") FAIL lines, $(grep -h 'checks,' "$L/ops_$v.log" | tr '\n' ' ')" >> "$L/tests.txt"
-done
+	echo "test_backend_ops($3, PDL=$2) $1: rc $r, $(grep -c '^FAIL' "$L/ops_$1_$2_$3.log") FAIL lines, $(grep -h 'checks,' "$L/ops_$1_$2_$3.log" | tr '\n' ' ')" >> "$L/tests.txt"
+}
+t1 v4 1 awq 25
+t1 v4 0 awq 25
+t1 v4c32 1 awq 25
+t1 v4c8 1 awq 25
+t1 v4 1 all 90
 
 : > "$L/micro.txt"
 micro() { # pdl, min seconds left
@@ -59,16 +63,19 @@ micro() { # pdl, min seconds left
 		v=${v%%:*}
 		[ "$(left)" -gt "$2" ] || break
 		log "micro $v pdl$1"
-		env $(venv $v) LMTERM_PDL=$1 BENCH_AWQ_NB="1 8" timeout $(lim 12) tests/bench_awq decode 128 > "$L/micro_${v}_pdl$1.log" 2>&1
+		nb="1 8"
+		case " $FULLNB " in *" $v "*) nb="1 2 3 4 6 8" ;; esac
+		env $(venv $v) LMTERM_PDL=$1 BENCH_AWQ_NB="$nb" timeout $(lim 15) tests/bench_awq decode 128 > "$L/micro_${v}_pdl$1.log" 2>&1
 		grep "^decode" "$L/micro_${v}_pdl$1.log" | sed "s/^/$v pdl$1 /" >> "$L/micro.txt"
 	done
 }
-micro 1 80
+micro 1 70
+micro 0 60
 grep -h "^device" "$L"/micro_v1_pdl1.log > "$L/device.txt" 2>/dev/null
 
 cfg=configs/internlm2_5-7b-chat.json
 : > "$L/bench.txt"
-for run in "v1 0" "v1 1" "v3c16g2 1"; do
+for run in "v1 0" "v4 0" "v1 1" "v4 1" "v4c32 0" "v4c32 1" "v4c24 1"; do
 	set -- $run
 	[ "$(left)" -gt 25 ] || break
 	log "bench $1 pdl$2"
@@ -76,11 +83,17 @@ for run in "v1 0" "v1 1" "v3c16g2 1"; do
 		--model-format awq --prompt-len 512 -n 128 --json > "$L/b_$1_$2.json" 2>> "$L/bench.err"
 	echo "$1 pdl$2 $(cat "$L/b_$1_$2.json")" >> "$L/bench.txt"
 done
-micro 0 40
-if [ "$(left)" -gt 25 ]; then
-	log "profile v3"
-	env $(venv v3c16g2) timeout $(lim 25) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --model-format awq \
-		--prompt-len 512 -n 64 --profile > "$L/profile_v3.txt" 2>&1
+for v in v4 v1; do
+	[ "$(left)" -gt 20 ] || break
+	log "profile $v"
+	env $(venv $v) timeout $(lim 20) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --model-format awq \
+		--prompt-len 512 -n 64 --profile > "$L/profile_$v.txt" 2>&1
+done
+r_san=77
+if command -v compute-sanitizer > /dev/null 2>&1 && [ "$(left)" -gt 25 ]; then
+	log "memcheck v4"
+	env $(venv v4) LMTERM_TEST_ONLY=awq timeout $(lim 60) compute-sanitizer --tool memcheck --error-exitcode 9 tests/test_backend_ops > "$L/memcheck.log" 2>&1
+	r_san=$?
 fi
 log "done"
 
@@ -94,8 +107,9 @@ echo "-- lmterm bench p512 (decode tok/s, roofline)"
 sed -e 's/[{},]/ /g' "$L/bench.txt" | awk '{ for (i = 3; i <= NF; i++) { k = $i; gsub(/[":]/, "", k); v[k] = $(i + 1) }
 	printf "%-4s %s prefill %8.0f decode %7.1f roofline %5.1f%%\n", $1, $2, v["prefill_tok_s"], v["decode_tok_s"], 100 * v["roofline"] }'
 tail -3 "$L/bench.err" 2>/dev/null
-grep -iE "matmul|gemv|awq|step" "$L/profile_v3.txt" 2>/dev/null | sed -E "s/ +/ /g" | head -12
+for v in v4 v1; do echo "-- profile $v (no PDL)"; grep -iE "matmul|norm|rope|attention|swiglu|lm_head|argmax|step" "$L/profile_$v.txt" 2>/dev/null | sed -E "s/ +/ /g" | head -16; done
 cat "$L/tests.txt"
 grep -h "^FAIL" "$L"/ops_*.log 2>/dev/null | head -5
 tail -2 "$L/progress.log"
+echo "memcheck (v4, awq checks): rc $r_san; $(grep -h "ERROR SUMMARY" "$L/memcheck.log" 2>/dev/null | tail -1)"
 tar czf "$OUT/w4.tgz" -C "$OUT" logs && rm -rf "$L"
