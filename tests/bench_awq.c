@@ -8,7 +8,8 @@
  *   bench_awq prefill    n = 512 and 2048 through the backend (struct backend_i matmul: dequantize + cuBLAS
  *                        for AWQ), against the fp16 weight of the same shape; median of 5 synchronized calls.
  *
- * BENCH_AWQ_ONLY=wqkv|wo|w13|w2: that shape at batch 1 only (for a profiler).
+ * BENCH_AWQ_ONLY=wqkv|wo|w13|w2: that shape at batch 1 only (for a profiler). BENCH_AWQ_NB="1 8": those
+ * batches only (default 1 2 3 4 6 8).
  * Prints one line per case with GB/s (decode) or TFLOP/s (prefill) and the ratio to the device-to-device
  * copy bandwidth (bytes read + written, best of 10 copies of 1 GiB). */
 #include "config.h"
@@ -135,7 +136,6 @@ static int launch_dequant(int i, cudaStream_t s, void *p)
 
 static void bench_decode(double bw, int group, bool with_f16)
 {
-	const char *lay = getenv("LMTERM_AWQ_LAYOUT"), *wp = getenv("LMTERM_AWQ_WARPS");
 	const char *only = getenv("BENCH_AWQ_ONLY"); /* one shape, batch 1 only (for ncu) */
 	for (size_t si = 0; si < ARRAY_SIZE(shapes); si++) {
 		if (only && strcmp(only, names[si])) continue;
@@ -163,15 +163,24 @@ static void bench_decode(double bw, int group, bool with_f16)
 		CK(cudaMalloc(&c.y, (size_t)8 * N * 2));
 		LMOK(k_fill_random(c.x, (size_t)8 * K, 1.f, 3, DT_F16, 0));
 		CK(cudaDeviceSynchronize());
-		const int nbs[] = { 1, 2, 3, 4, 6, 8 };
-		for (size_t b = 0; b < (only ? 1 : ARRAY_SIZE(nbs)); b++) {
+		int nbs[8] = { 1, 2, 3, 4, 6, 8 }, nnb = 6;
+		const char *nbe = getenv("BENCH_AWQ_NB"); /* e.g. "1 8": those batches only */
+		if (nbe && *nbe) {
+			nnb = 0;
+			for (char *p = (char *)nbe, *q; nnb < 8; p = q) {
+				const long v = strtol(p, &q, 10);
+				if (q == p) break;
+				if (v >= 1 && v <= 8) nbs[nnb++] = (int)v;
+			}
+		}
+		for (int b = 0; b < (only ? 1 : nnb); b++) {
 			c.nb = nbs[b];
 			const double io = (double)c.nb * (K + N) * 2;
 			const double t = time_graph(launch_awq, &c, copies);
 			const double gbs = (qb + sb + io) / (t * 1e-6) / 1e9;
-			printf("decode %-4s [%5d x %5d] g%d n %d layout %-5s warps %-4s: %8.2f us %7.0f GB/s %5.1f%% of copy",
-			       names[si], N, K, group, c.nb, awq_tiled_layout(N, K, group) ? "tiled" : "row",
-			       wp ? wp : "auto", t, gbs, 100 * gbs * 1e9 / bw);
+			printf("decode %-4s [%5d x %5d] g%d n %d layout %-5s: %8.2f us %7.0f GB/s %5.1f%% of copy", names[si], N,
+			       K, group, c.nb, awq_tiled_layout(N, K, group) ? "tiled" : "row", t, gbs,
+			       100 * gbs * 1e9 / bw);
 			if (with_f16) {
 				const double t16 = time_graph(launch_f16, &c, copies16);
 				const double g16 = (wb + io) / (t16 * 1e-6) / 1e9;
@@ -181,7 +190,6 @@ static void bench_decode(double bw, int group, bool with_f16)
 			printf("\n");
 			fflush(stdout);
 		}
-		(void)lay;
 		if (with_f16) { /* the prefill's dequantization alone: codes + scales read, fp16 written */
 			cudaFree(c.y);
 			CK(cudaMalloc(&c.y, wb));

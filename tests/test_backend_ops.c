@@ -631,6 +631,9 @@ static void run_all(void)
 	test_matmul(256, 128, 1, DT_F32, false);
 	test_matmul(256, 128, 12, DT_F32, true);
 
+	/* LMTERM_TEST_ONLY=awq: the W4A16 checks alone (the GPU rounds of the AWQ kernels) */
+	const char *only = getenv("LMTERM_TEST_ONLY");
+	const bool awq_only = only && !strcmp(only, "awq");
 	/* W4A16: the tiled layout (tensor-core GEMV at batch 1..8, tile dequant + cuBLAS beyond) at group 128
 	 * and 64, on a real K (4096) and a K of 14336 (w2); the row layout where the shape or group does not
 	 * allow tiles (N % 16 != 0, K % 64 != 0, group 32 or 16) */
@@ -650,6 +653,13 @@ static void run_all(void)
 	test_awq_op(1024, 512, 64, 8, false, true);
 	test_awq_op(528, 512, 128, 2, true, true); /* N % 32 != 0 */
 	test_awq_op(512, 1024, 128, 40, false, true); /* prefill */
+	/* the real InternLM2.5-7B shapes (wqkv, wo, w2): the whole grid, every kernel variant's work split */
+	test_awq(6144, 4096, 128, 1, false);
+	test_awq(4096, 4096, 128, 2, true);
+	test_awq(4096, 14336, 128, 1, false);
+	test_awq(4096, 14336, 128, 8, false);
+	test_awq(1552, 14336, 64, 3, true); /* an odd tile count, group 64 */
+	if (awq_only) return;
 
 	test_matmul(130, 4104, 1, act, true); /* K / 8 not a multiple of 32: the partial last iteration */
 	test_matmul(4100, 2048, 1, act, false);
