@@ -66,6 +66,8 @@ int k_argmax(int32_t *out, const float *v, int n, cudaStream_t s);
 
 /* LMTERM_PDL=1: the decode kernels use programmatic dependent launch (cuda/ops_common.cuh) */
 bool k_pdl_enabled(void);
+/* the PDL default when LMTERM_PDL is unset: on after a 4-bit weight has been loaded */
+void k_pdl_prefer(bool on);
 
 /* fill: dst[n] (act, or float when f32) = scale * uniform[-1, 1) from a hash of (seed, i) */
 int k_fill_random(void *dst, size_t n, float scale, uint64_t seed, enum dtype dt, cudaStream_t s);
