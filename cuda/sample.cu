@@ -64,3 +64,436 @@ extern "C" int k_argmax(int32_t *out, const float *v, int n, cudaStream_t s)
 	argmax_kernel<<<1, 1024, 0, s>>>(out, v, n);
 	LAUNCHED("argmax");
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Sampling on the device, with src/sampler.c's semantics: repetition penalty over the history ids (once per
+// id), temperature, top-k, top-p, min-p, then a draw with the host's uniform u. The host sampler sorts the
+// candidates (s = logit / T, ties by lower id) and walks that order; here nothing is sorted. The order is
+// a 64-bit key (the float s made order-preserving as an unsigned, then the id ascending), and every cut the
+// host makes at a position of that order (the k-th candidate, the first prefix whose mass reaches top_p,
+// the first prefix whose mass passes u * mass) is found by a radix search: a pass over the vocabulary
+// histograms one 8-bit digit of the key (counts, and masses exp(s - top) in double) among the candidates
+// that match the digits found so far; the bins, scanned in the order's direction, say which digit holds the
+// cut, and the search descends. A bin of one candidate ends the search early; a tie of equal s is resolved
+// by the id (the j-th smallest id of the tie, the same radix search over the id's digits).
+//
+// One cooperative kernel of one block per multiprocessor does it all, the blocks meeting at a grid barrier
+// after each pass; every block then reads the same global histogram and takes the same decision, so no
+// block waits for a decision made elsewhere. Logits stay in L2 (0.6 MB for 152k) across the passes.
+// Sums differ from the host's only in their order (double precision), so the token differs from the host
+// sampler's only where u * mass or top_p lands within rounding of a boundary.
+#include <cooperative_groups.h>
+namespace cg = cooperative_groups;
+
+enum { SMP_THREADS = 512, SMP_MAX_BLOCKS = 1024 };
+enum { PH_TOPK, PH_TOPP, PH_DRAW };
+
+struct smp_bin {
+	unsigned cnt;
+	int anyid;
+	double mass;
+};
+
+struct smp_ws {
+	smp_bin h[3][256];
+	float pmax[SMP_MAX_BLOCKS];
+	int pidx[SMP_MAX_BLOCKS];
+};
+
+extern "C" size_t k_sample_ws_bytes(void) { return sizeof(smp_ws); }
+
+static __device__ __forceinline__ uint32_t fkey(float s)
+{
+	uint32_t b = __float_as_uint(s);
+	return (b & 0x80000000u) ? ~b : b | 0x80000000u;
+}
+static __device__ __forceinline__ float keyf(uint32_t k)
+{
+	return __uint_as_float((k & 0x80000000u) ? k & 0x7fffffffu : ~k);
+}
+
+// the decisions every block takes identically (kept in shared memory)
+struct smp_state {
+	float mx, floor_l, top;
+	int amax;
+	uint32_t bk_key, bp_key; // bounds: candidates before or at (key, id) in the order are kept
+	int bk_id, bp_id;
+	int phase;
+	bool id_level, take_last, done;
+	int shift;        // digit position (key or id)
+	uint32_t prefix;  // key digits found above shift
+	uint32_t K;       // the tie's key at the id level
+	uint32_t iprefix; // id digits found above shift
+	double r;         // what is left of the target (count or mass)
+	int result;
+};
+
+static __device__ __forceinline__ bool in_bound(uint32_t key, int id, uint32_t bkey, int bid)
+{
+	return key > bkey || (key == bkey && id <= bid);
+}
+
+template <bool COOP> static __device__ __forceinline__ void grid_barrier()
+{
+	if (COOP) cg::this_grid().sync();
+	else __syncthreads();
+}
+
+// first crossing in the scan order of the 256 bins, by warp 0: the bins are scanned from 255 down at the
+// key level (larger s first), from 0 up at the id level (smaller id first). Returns the bin, with *before =
+// the count or mass of the bins scanned before it; -1 when none crosses (*before = the total).
+static __device__ int scan_bins(const smp_bin *H, bool descending, bool mass, bool strict, double r, double *before,
+				int *last_nonempty, unsigned *total_cnt)
+{
+	const int lane = threadIdx.x & 31;
+	double v[8];
+	unsigned c[8];
+	double sum = 0;
+	unsigned csum = 0;
+	for (int j = 0; j < 8; j++) {
+		int pos = lane * 8 + j;
+		int b = descending ? 255 - pos : pos;
+		c[j] = __ldcg(&H[b].cnt);
+		v[j] = mass ? __ldcg(&H[b].mass) : (double)c[j];
+		sum += v[j];
+		csum += c[j];
+	}
+	double incl = sum;
+	unsigned cincl = csum;
+	for (int o = 1; o < 32; o <<= 1) {
+		double t = __shfl_up_sync(0xffffffffu, incl, o);
+		unsigned ct = __shfl_up_sync(0xffffffffu, cincl, o);
+		if (lane >= o) {
+			incl += t;
+			cincl += ct;
+		}
+	}
+	double acc = incl - sum;
+	int hit = -1;
+	double hit_before = 0;
+	int lastj = -1;
+	for (int j = 0; j < 8; j++) {
+		if (c[j]) lastj = j;
+		if (hit < 0 && c[j] && (strict ? acc + v[j] > r : acc + v[j] >= r)) {
+			hit = j;
+			hit_before = acc;
+		}
+		acc += v[j];
+	}
+	unsigned any = __ballot_sync(0xffffffffu, hit >= 0);
+	unsigned ne = __ballot_sync(0xffffffffu, lastj >= 0);
+	double total = __shfl_sync(0xffffffffu, incl, 31);
+	*total_cnt = __shfl_sync(0xffffffffu, cincl, 31);
+	int lastlane = ne ? 31 - __clz(ne) : 0;
+	int lj = __shfl_sync(0xffffffffu, lastj, lastlane);
+	int lpos = lastlane * 8 + lj;
+	*last_nonempty = ne ? (descending ? 255 - lpos : lpos) : -1;
+	if (!any) {
+		*before = total;
+		return -1;
+	}
+	int src = __ffs(any) - 1;
+	int hj = __shfl_sync(0xffffffffu, hit, src);
+	*before = __shfl_sync(0xffffffffu, hit_before, src);
+	int pos = src * 8 + hj;
+	return descending ? 255 - pos : pos;
+}
+
+template <bool COOP>
+__global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float *L, int V, k_sample_params p,
+							   const int32_t *hist, int n_hist, uint32_t *seen,
+							   uint32_t stamp, smp_ws *ws)
+{
+	__shared__ smp_bin sh[256];
+	__shared__ smp_state st;
+	__shared__ float rv[SMP_THREADS / 32];
+	__shared__ int ri[SMP_THREADS / 32];
+	const int tid = threadIdx.x, lane = tid & 31, wid = tid >> 5;
+	const int gtid = blockIdx.x * blockDim.x + tid, gstride = gridDim.x * blockDim.x;
+
+	// the histograms start empty; the repetition penalty, once per id (the stamp marks the ids done)
+	if (blockIdx.x == 0)
+		for (int i = tid; i < 3 * 256; i += blockDim.x) {
+			smp_bin *b = &ws->h[0][0] + i;
+			b->cnt = 0;
+			b->mass = 0;
+			b->anyid = 0;
+		}
+	if (p.rep != 1.0f && p.rep > 0)
+		for (int i = gtid; i < n_hist; i += gstride) {
+			int id = hist[i];
+			if (id < 0 || id >= V || atomicExch(&seen[id], stamp) == stamp) continue;
+			float l = __ldcg(&L[id]);
+			__stcg(&L[id], l > 0 ? __fdiv_rn(l, p.rep) : __fmul_rn(l, p.rep));
+		}
+	grid_barrier<COOP>();
+
+	// the largest logit (first index on ties; NaN never wins), per block then over the blocks
+	{
+		float bv = -INFINITY;
+		int bi = V;
+		for (int i = gtid; i < V; i += gstride) {
+			float x = __ldcg(&L[i]);
+			if (x == x && (bi == V || x > bv)) {
+				bv = x;
+				bi = i;
+			}
+		}
+		for (int o = 16; o > 0; o >>= 1) {
+			float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+			int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+			if (oi != V && (bi == V || better(ov, oi, bv, bi))) {
+				bv = ov;
+				bi = oi;
+			}
+		}
+		if (lane == 0) {
+			rv[wid] = bv;
+			ri[wid] = bi;
+		}
+		__syncthreads();
+		if (tid == 0) {
+			for (int w = 1; w < (int)(blockDim.x >> 5); w++)
+				if (ri[w] != V && (ri[0] == V || better(rv[w], ri[w], rv[0], ri[0]))) {
+					rv[0] = rv[w];
+					ri[0] = ri[w];
+				}
+			ws->pmax[blockIdx.x] = rv[0];
+			ws->pidx[blockIdx.x] = ri[0];
+		}
+		grid_barrier<COOP>();
+		if (tid == 0) {
+			float mv = -INFINITY;
+			int mi = V;
+			for (int b = 0; b < (int)gridDim.x; b++) {
+				float v = __ldcg(&ws->pmax[b]);
+				int i = __ldcg(&ws->pidx[b]);
+				if (i != V && (mi == V || better(v, i, mv, mi))) {
+					mv = v;
+					mi = i;
+				}
+			}
+			st.mx = mv;
+			st.amax = mi == V ? 0 : mi;
+			st.done = mi == V || p.greedy;
+			st.result = st.amax;
+			st.floor_l = __fsub_rn(mv, __fmul_rn(40.0f, p.temperature));
+			st.top = __fmul_rn(mv, p.inv_t);
+			st.bk_key = st.bp_key = 0;
+			st.bk_id = st.bp_id = INT_MAX;
+			st.phase = p.top_k > 0 ? PH_TOPK : (p.top_p > 0 && p.top_p < 1) ? PH_TOPP : PH_DRAW;
+			st.id_level = st.take_last = false;
+			st.shift = 24;
+			st.prefix = 0;
+			st.r = -1; // set from the first histogram's total
+		}
+		__syncthreads();
+	}
+	const int id_top_shift = V > (1 << 24) ? 24 : V > (1 << 16) ? 16 : V > 256 ? 8 : 0;
+
+	for (int t = 0; !st.done; t++) {
+		smp_bin *H = ws->h[t % 3];
+		// one pass: histogram of the current digit among the candidates of the current search
+		for (int i = tid; i < 256; i += blockDim.x) {
+			sh[i].cnt = 0;
+			sh[i].mass = 0;
+		}
+		__syncthreads();
+		const int phase = st.phase, shift = st.shift;
+		const bool id_level = st.id_level, mass = phase != PH_TOPK && !id_level;
+		const bool need_w = mass || (phase == PH_DRAW && p.min_p > 0);
+		const float floor_l = st.floor_l, inv_t = p.inv_t;
+		const double top = st.top;
+		const uint32_t prefix = st.prefix, K = st.K, iprefix = st.iprefix;
+		const uint32_t bk_key = st.bk_key, bp_key = st.bp_key;
+		const int bk_id = st.bk_id, bp_id = st.bp_id;
+		const double min_w = p.min_p >= 1.0f ? 1.0 : (double)p.min_p;
+		for (int i = gtid; i < V; i += gstride) {
+			float x = __ldcg(&L[i]);
+			if (!(x >= floor_l)) continue; // NaN too
+			float s = __fmul_rn(x, inv_t);
+			uint32_t key = fkey(s);
+			if (phase >= PH_TOPP && !in_bound(key, i, bk_key, bk_id)) continue;
+			if (phase == PH_DRAW && !in_bound(key, i, bp_key, bp_id)) continue;
+			int bin;
+			if (!id_level) {
+				if (shift < 24 && (key >> (shift + 8)) != (prefix >> (shift + 8))) continue;
+				bin = (key >> shift) & 255;
+			} else {
+				if (key != K || (shift < id_top_shift && ((uint32_t)i >> (shift + 8)) != (iprefix >> (shift + 8))))
+					continue;
+				bin = (i >> shift) & 255;
+			}
+			double w = 0;
+			if (need_w) {
+				w = exp((double)s - top);
+				if (phase == PH_DRAW && p.min_p > 0 && !(w >= min_w)) continue;
+			}
+			atomicAdd(&sh[bin].cnt, 1u);
+			if (mass) atomicAdd(&sh[bin].mass, w);
+			sh[bin].anyid = i;
+		}
+		__syncthreads();
+		for (int i = tid; i < 256; i += blockDim.x)
+			if (sh[i].cnt) {
+				atomicAdd(&H[i].cnt, sh[i].cnt);
+				if (mass) atomicAdd(&H[i].mass, sh[i].mass);
+				__stcg(&H[i].anyid, sh[i].anyid);
+			}
+		grid_barrier<COOP>();
+		if (blockIdx.x == 0) { // the histogram two passes ahead, read by everyone before this barrier
+			smp_bin *Z = ws->h[(t + 2) % 3];
+			for (int i = tid; i < 256; i += blockDim.x) {
+				Z[i].cnt = 0;
+				Z[i].mass = 0;
+			}
+		}
+		// the decision, by warp 0 of every block
+		if (wid == 0) {
+			double r = st.r;
+			const bool first = !id_level && shift == 24;
+			if (first) { // the target from the total
+				double before;
+				int ln;
+				unsigned tc;
+				scan_bins(H, true, mass, false, INFINITY, &before, &ln, &tc);
+				if (phase == PH_TOPK) r = (double)p.top_k;
+				else if (phase == PH_TOPP) r = (double)p.top_p * before;
+				else r = p.min_p >= 1.0f ? 0 : p.u * before;
+				if (phase == PH_TOPK && (double)tc <= r) r = -1; // k >= candidates: no cut
+				if (tc == 0) r = -2;                             // no candidate (cannot happen)
+			}
+			double before = 0;
+			int ln = -1;
+			unsigned tc = 0;
+			int b = -1;
+			if (r >= 0) {
+				bool take_last = st.take_last;
+				b = scan_bins(H, !id_level, mass, phase == PH_DRAW && !id_level, take_last ? INFINITY : r, &before,
+					      &ln, &tc);
+				if (b < 0 && phase == PH_DRAW) { // u * mass at or past the end (rounding): the last candidate
+					take_last = true;
+					b = ln;
+					before = 0;
+				}
+				if (lane == 0) st.take_last = take_last;
+			}
+			if (lane == 0) {
+				// outcome: 0 continue, 1 the cut is a bound (key, id), 2 the token, 3 no cut (phase skipped)
+				int outcome = 0;
+				uint32_t okey = 0;
+				int oid = INT_MAX;
+				if (r == -2) {
+					st.done = true;
+					st.result = 0;
+				} else if (r < 0 || b < 0) {
+					outcome = 3;
+				} else {
+					const smp_bin *B = &H[b];
+					unsigned cnt = __ldcg(&B->cnt);
+					double rem = r - before;
+					if (!id_level) {
+						uint32_t key_lo = prefix | ((uint32_t)b << shift);
+						bool whole = cnt == 1 || (phase == PH_TOPK && before + (double)cnt == r);
+						if (whole) {
+							outcome = phase == PH_DRAW ? 2 : 1;
+							okey = key_lo;
+							oid = phase == PH_DRAW ? __ldcg(&B->anyid) : INT_MAX;
+						} else if (shift > 0) {
+							st.prefix = key_lo;
+							st.shift = shift - 8;
+							st.r = rem;
+						} else { // a tie of cnt candidates of key key_lo: the j-th id of it
+							double w = exp((double)keyf(key_lo) - top);
+							double j;
+							if (st.take_last) j = cnt;
+							else if (phase == PH_TOPK) j = rem;
+							else if (phase == PH_TOPP) j = ceil(rem / w);
+							else j = floor(rem / w) + 1;
+							if (!(j >= 1)) j = 1;
+							if (j > cnt) j = cnt;
+							if (j == cnt && phase != PH_DRAW) {
+								outcome = 1;
+								okey = key_lo;
+							} else {
+								st.K = key_lo;
+								st.id_level = true;
+								st.shift = id_top_shift;
+								st.iprefix = 0;
+								st.r = j;
+							}
+						}
+					} else {
+						uint32_t id_lo = st.iprefix | ((uint32_t)b << shift);
+						if (cnt == 1 || shift == 0) {
+							outcome = phase == PH_DRAW ? 2 : 1;
+							okey = K;
+							oid = cnt == 1 ? __ldcg(&B->anyid) : (int)id_lo;
+						} else {
+							st.iprefix = id_lo;
+							st.shift = shift - 8;
+							st.r = rem;
+						}
+					}
+				}
+				if (outcome == 2) {
+					st.done = true;
+					st.result = oid;
+				} else if (outcome == 1 || outcome == 3) {
+					if (outcome == 1) {
+						if (phase == PH_TOPK) {
+							st.bk_key = okey;
+							st.bk_id = oid;
+						} else {
+							st.bp_key = okey;
+							st.bp_id = oid;
+						}
+					}
+					st.phase = phase == PH_TOPK && p.top_p > 0 && p.top_p < 1 ? PH_TOPP : PH_DRAW;
+					if (phase == PH_DRAW) { // no candidate at all to draw from (cannot happen): the best
+						st.done = true;
+						st.result = st.amax;
+					}
+					st.id_level = false;
+					st.shift = 24;
+					st.prefix = 0;
+					st.r = -1;
+				}
+			}
+		}
+		__syncthreads();
+	}
+	if (blockIdx.x == 0 && tid == 0) *out = st.result;
+}
+
+extern "C" int k_sample(int32_t *out, float *logits, int n, const k_sample_params *p, const int32_t *hist,
+			int n_hist, uint32_t *seen, uint32_t stamp, void *ws, int blocks, cudaStream_t s)
+{
+	if (n <= 0) return lm_err("sample: empty vector");
+	if (blocks <= 1) {
+		sample_kernel<false><<<1, SMP_THREADS, 0, s>>>(out, logits, n, *p, hist, n_hist, seen, stamp, (smp_ws *)ws);
+		LAUNCHED("sample");
+	}
+	if (blocks > SMP_MAX_BLOCKS) blocks = SMP_MAX_BLOCKS;
+	k_sample_params pv = *p;
+	smp_ws *w = (smp_ws *)ws;
+	void *args[] = { &out, &logits, &n, &pv, &hist, &n_hist, &seen, &stamp, &w };
+	cudaError_t e = cudaLaunchCooperativeKernel((const void *)sample_kernel<true>, dim3(blocks), dim3(SMP_THREADS),
+						    args, 0, s);
+	if (e != cudaSuccess) return lm_err("sample: %s", cudaGetErrorString(e));
+	LAUNCHED("sample");
+}
+
+// blocks a cooperative launch of the sampler can have on this device (all resident at once)
+extern "C" int k_sample_max_blocks(void)
+{
+	int dev, sms, per = 0;
+	if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+		return 1;
+	int coop = 0;
+	cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev);
+	if (!coop) return 1;
+	if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, sample_kernel<true>, SMP_THREADS, 0) != cudaSuccess || per < 1)
+		return 1;
+	return MIN(sms, SMP_MAX_BLOCKS);
+}

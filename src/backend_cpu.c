@@ -1020,6 +1020,7 @@ static const struct backend_i cpu_i = {
 	.swiglu = cpu_swiglu,
 	.logits = cpu_logits,
 	.argmax = NULL,      /* forward() takes the logits and picks on the host */
+	.sample = NULL,      /* the engine takes the logits and runs the host sampler */
 	.graph_begin = NULL, /* nothing to capture on the host */
 	.graph_end = NULL,
 };

@@ -1,0 +1,105 @@
+#!/bin/sh
+# sample-round.sh: the GPU round of device sampling (cuda/sample.cu) in one bundle.
+#   scripts/sample-round.sh prepare DEST   (here, in a built CUDA tree) copies lmterm, test_backend_ops, the
+#                                          libraries the GPU machine lacks and the demo model (xz) into DEST
+#   sh run.sh                              (there, from DEST) runs:
+#     1. test_backend_ops with LMTERM_TEST_ONLY=sample (the sample op against the host sampler)
+#     2. lmterm generate on the demo model, device sampling against LMTERM_HOST_SAMPLING=1, several settings:
+#        the same ids expected (the same seed and the same logits)
+#     3. the whole test_backend_ops
+set -u
+mode=${1:-run}
+if [ "$mode" = prepare ]; then
+	dest=${2:?usage: sample-round.sh prepare DEST}
+	top=$(cd "$(dirname "$0")/.." && pwd)
+	rm -rf "$dest" && mkdir -p "$dest/lib" "$dest/models/tiny"
+	cp "$top/lmterm" "$top/tests/test_backend_ops" "$dest/"
+	cp "$0" "$dest/run-impl.sh"
+	cp -P /usr/lib/x86_64-linux-gnu/libcjson.so.1* /usr/lib/x86_64-linux-gnu/libutf8proc.so.2* "$dest/lib/"
+	m=${MODEL:-/work/shared/models/tiny-en-zh}
+	for f in "$m"/*; do
+		case "$f" in
+		*.safetensors) xz -6 -T2 -c "$f" > "$dest/models/tiny/$(basename "$f").xz" ;;
+		*) cp "$f" "$dest/models/tiny/" ;;
+		esac
+	done
+	strip "$dest/lmterm" "$dest/test_backend_ops"
+	xz -6 -T2 "$dest/lmterm" "$dest/test_backend_ops"
+	printf '#!/bin/sh\nexec sh ./run-impl.sh run\n' > "$dest/run.sh"
+	du -sh "$dest"
+	exit 0
+fi
+top=$(pwd)
+OUT=${OUT:-$top/out}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH="$top/lib:/usr/local/cuda/lib64"
+unxz_() { xz -dc "$1" > "$2" 2>/dev/null || python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" "$1" "$2"; }
+for f in lmterm.xz test_backend_ops.xz models/tiny/*.xz; do
+	[ -f "$f" ] || continue
+	unxz_ "$f" "${f%.xz}" && rm -f "$f"
+done
+chmod +x lmterm test_backend_ops
+nvidia-smi -L > "$OUT/gpu.txt" 2>&1
+summary=""
+add() { summary="$summary
+$*"; }
+
+seed=${SEED:-20261204}
+t0=$(date +%s)
+LMTERM_TEST_SEED=$seed LMTERM_TEST_ONLY=sample timeout 80 ./test_backend_ops > "$OUT/sample-ops.log" 2>&1
+rc=$?
+add "1. test_backend_ops (sample only): rc $rc, $(grep -c '^ok' "$OUT/sample-ops.log") ok, $(grep -c '^FAIL' "$OUT/sample-ops.log") FAIL, $(( $(date +%s) - t0 )) s"
+
+# 2. generate: device sampling against the host sampler on the same logits
+t0=$(date +%s)
+prompt="Once upon a time, there was a little girl who"
+i=0
+for cfg in '"temperature": 0.8, "top_p": 0.9, "top_k": 40' \
+	   '"temperature": 1.0, "top_p": 0.95, "top_k": 0, "min_p": 0.05, "repetition_penalty": 1.1' \
+	   '"temperature": 1.0, "top_p": 1.0, "top_k": 0' \
+	   '"temperature": 0.7, "top_p": 0.5, "top_k": 0, "repetition_penalty": 1.3' \
+	   '"temperature": 1.5, "top_p": 1.0, "top_k": 200, "min_p": 0.02'; do
+	i=$((i + 1))
+	d=models/tiny-$i
+	mkdir -p $d
+	for f in models/tiny/*; do ln -sf "$top/$f" "$d/"; done
+	rm -f $d/generation_config.json
+	echo "{ \"do_sample\": true, $cfg, \"eos_token_id\": [2, 4] }" > $d/generation_config.json
+	for s in 1 2; do
+		timeout 20 ./lmterm generate $d -p "$prompt" -n 200 --seed $s --backend cuda --print-ids > "$OUT/gen-$i-$s-dev.txt" 2> "$OUT/gen-$i-$s-dev.err"
+		r1=$?
+		LMTERM_HOST_SAMPLING=1 timeout 20 ./lmterm generate $d -p "$prompt" -n 200 --seed $s --backend cuda --print-ids > "$OUT/gen-$i-$s-host.txt" 2> "$OUT/gen-$i-$s-host.err"
+		r2=$?
+		n=$(wc -w < "$OUT/gen-$i-$s-dev.txt")
+		if [ $r1 = 0 ] && [ $r2 = 0 ] && cmp -s "$OUT/gen-$i-$s-dev.txt" "$OUT/gen-$i-$s-host.txt"; then
+			add "2. generate {$cfg} seed $s: same $n ids"
+		else
+			add "2. generate {$cfg} seed $s: DIFFER (rc $r1/$r2; $n ids; first differing word: $(python3 -c "
+import sys
+a=open(sys.argv[1]).read().split(); b=open(sys.argv[2]).read().split()
+print(next((i for i,(x,y) in enumerate(zip(a,b)) if x!=y), min(len(a),len(b))))" "$OUT/gen-$i-$s-dev.txt" "$OUT/gen-$i-$s-host.txt"))"
+		fi
+	done
+	# timing of the whole generate, device vs host sampling (200 tokens of a tiny model: the sampler's share)
+done
+for v in dev host; do
+	e=""
+	[ $v = host ] && e="LMTERM_HOST_SAMPLING=1"
+	s0=$(date +%s.%N)
+	env $e timeout 30 ./lmterm generate models/tiny-3 -p "$prompt" -n 500 --seed 7 --backend cuda --print-ids > /dev/null 2>&1
+	s1=$(date +%s.%N)
+	add "2. generate 500 tokens, top_k 0 top_p 1 ($v sampling): $(python3 -c "print('%.2f s' % ($s1 - $s0))")"
+done
+add "2. took $(( $(date +%s) - t0 )) s"
+
+t0=$(date +%s)
+LMTERM_TEST_SEED=$seed timeout 60 ./test_backend_ops > "$OUT/all-ops.log" 2>&1
+rc=$?
+add "3. test_backend_ops (all): rc $rc, $(grep -c '^ok' "$OUT/all-ops.log") ok, $(grep -c 'FAIL' "$OUT/all-ops.log") FAIL, $(( $(date +%s) - t0 )) s"
+grep -h 'FAIL' "$OUT/sample-ops.log" "$OUT/all-ops.log" | head -20 > "$OUT/fails.txt"
+echo "$summary" > "$OUT/summary.txt"
+cat "$OUT/gpu.txt"
+echo "---- first failures ----"
+cat "$OUT/fails.txt"
+echo "---- summary ----"
+echo "$summary"
