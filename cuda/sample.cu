@@ -104,7 +104,7 @@ extern "C" size_t k_sample_ws_bytes(void) { return sizeof(smp_ws); }
 
 static __device__ __forceinline__ uint32_t fkey(float s)
 {
-	uint32_t b = __float_as_uint(s);
+	uint32_t b = __float_as_uint(s == 0.0f ? 0.0f : s); // -0 == +0 for the host's comparisons: one key
 	return (b & 0x80000000u) ? ~b : b | 0x80000000u;
 }
 static __device__ __forceinline__ float keyf(uint32_t k)
