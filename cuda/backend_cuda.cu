@@ -199,6 +199,7 @@ struct cuda_be {
 	int32_t *d_hist, *h_hist;
 	int hist_cap, n_hist_up;
 	int smp_blocks; // cooperative grid size; 0 = not yet known
+	bool smp_radix_only; // LMTERM_SAMPLE_FAST=0: never the sorted finish
 
 	void *awq_scratch;
 	size_t awq_scratch_bytes;
@@ -985,6 +986,8 @@ static int cu_sample(struct backend *be, int32_t *token_host, const void *h, con
 		const char *e = getenv("LMTERM_SAMPLE_BLOCKS");
 		c->smp_blocks = e && *e ? MAX(1, atoi(e)) : k_sample_max_blocks();
 		c->smp_blocks = MIN(c->smp_blocks, k_sample_max_blocks());
+		e = getenv("LMTERM_SAMPLE_FAST");
+		c->smp_radix_only = e && strcmp(e, "0") == 0;
 	}
 	bool penalty = a->repetition_penalty > 0 && a->repetition_penalty != 1.0f && a->n_history > 0;
 	int n_hist = penalty ? a->n_history : 0;
@@ -1032,6 +1035,7 @@ static int cu_sample(struct backend *be, int32_t *token_host, const void *h, con
 	kp.top_k = a->top_k;
 	kp.greedy = a->temperature <= 0 || a->top_k == 1;
 	kp.u = a->u;
+	kp.sort_few = !c->smp_radix_only;
 	if (k_sample(c->d_tok, c->d_logits, V, &kp, c->d_hist, n_hist, c->smp_seen, c->smp_stamp, c->smp_ws,
 		     c->smp_blocks, c->s))
 		return LM_ERR;

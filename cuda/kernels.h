@@ -71,6 +71,7 @@ typedef struct k_sample_params {
 	int top_k;
 	int greedy;               /* temperature <= 0 or top_k == 1: the argmax after the penalty */
 	double u;                 /* the host sampler's uniform in [0, 1) */
+	int sort_few;             /* finish by sorting when at most 2048 candidates are left after top-k */
 } k_sample_params;
 size_t k_sample_ws_bytes(void);
 /* the blocks k_sample may run as one cooperative grid here (1 = no cooperative launch) */

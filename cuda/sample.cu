@@ -86,7 +86,9 @@ extern "C" int k_argmax(int32_t *out, const float *v, int n, cudaStream_t s)
 namespace cg = cooperative_groups;
 
 enum { SMP_THREADS = 512, SMP_MAX_BLOCKS = 1024 };
-enum { PH_TOPK, PH_TOPP, PH_DRAW };
+enum { PH_TOPK, PH_TOPP, PH_DRAW, PH_SMALL };
+// at most this many candidates left after top-k: block 0 sorts them and finishes as the host does
+enum { SMP_FAST = 2048 };
 
 struct smp_bin {
 	unsigned cnt;
@@ -98,6 +100,8 @@ struct smp_ws {
 	smp_bin h[3][256];
 	float pmax[SMP_MAX_BLOCKS];
 	int pidx[SMP_MAX_BLOCKS];
+	unsigned n_small;
+	unsigned long long small[SMP_FAST];
 };
 
 extern "C" size_t k_sample_ws_bytes(void) { return sizeof(smp_ws); }
@@ -126,6 +130,7 @@ struct smp_state {
 	uint32_t iprefix; // id digits found above shift
 	double r;         // what is left of the target (count or mass)
 	int result;
+	int n_bk;         // candidates within the top-k bound when known, else -1
 };
 
 static __device__ __forceinline__ bool in_bound(uint32_t key, int id, uint32_t bkey, int bid)
@@ -199,6 +204,100 @@ static __device__ int scan_bins(const smp_bin *H, bool descending, bool mass, bo
 	return descending ? 255 - pos : pos;
 }
 
+// Few candidates left within the top-k bound: they are gathered (all blocks), then block 0 sorts them by
+// (s desc, id asc) and runs src/sampler.c's own loops on them, in its order and its double arithmetic.
+template <bool COOP>
+static __device__ void small_finish(const k_sample_params &p, const float *L, int V, smp_ws *ws, smp_state *st)
+{
+	__shared__ unsigned long long sk[SMP_FAST]; // key << 32 | ~id: descending = the host's order
+	__shared__ double pr[SMP_FAST];
+	const int tid = threadIdx.x;
+	const int gtid = blockIdx.x * blockDim.x + tid, gstride = gridDim.x * blockDim.x;
+	const float floor_l = st->floor_l, inv_t = p.inv_t;
+	const uint32_t bk_key = st->bk_key;
+	const int bk_id = st->bk_id;
+	for (int i = gtid; i < V; i += gstride) {
+		float x = __ldcg(&L[i]);
+		if (!(x >= floor_l)) continue;
+		uint32_t key = fkey(__fmul_rn(x, inv_t));
+		if (!in_bound(key, i, bk_key, bk_id)) continue;
+		unsigned at = atomicAdd(&ws->n_small, 1u);
+		if (at < SMP_FAST) __stcg(&ws->small[at], (unsigned long long)key << 32 | (uint32_t)~(uint32_t)i);
+	}
+	grid_barrier<COOP>();
+	if (blockIdx.x) return;
+	int n = (int)min(__ldcg(&ws->n_small), (unsigned)SMP_FAST);
+	int np = 1;
+	while (np < n) np <<= 1;
+	for (int i = tid; i < np; i += blockDim.x) sk[i] = i < n ? __ldcg(&ws->small[i]) : 0ull;
+	__syncthreads();
+	// bitonic sort, descending
+	for (int k = 2; k <= np; k <<= 1)
+		for (int j = k >> 1; j > 0; j >>= 1) {
+			for (int i = tid; i < np; i += blockDim.x) {
+				int l = i ^ j;
+				if (l > i) {
+					unsigned long long a = sk[i], b = sk[l];
+					bool desc = (i & k) == 0;
+					if (desc ? a < b : a > b) {
+						sk[i] = b;
+						sk[l] = a;
+					}
+				}
+			}
+			__syncthreads();
+		}
+	const double top = (double)keyf((uint32_t)(sk[0] >> 32));
+	for (int i = tid; i < n; i += blockDim.x) pr[i] = exp((double)keyf((uint32_t)(sk[i] >> 32)) - top);
+	__syncthreads();
+	__shared__ double sum_s;
+	if (tid == 0) {
+		double sum = 0;
+		for (int i = 0; i < n; i++) sum += pr[i];
+		sum_s = sum;
+	}
+	__syncthreads();
+	for (int i = tid; i < n; i += blockDim.x) pr[i] /= sum_s;
+	__syncthreads();
+	if (tid == 0) {
+		if (n == 0) {
+			st->result = st->amax;
+		} else {
+			if (p.top_p > 0 && p.top_p < 1) {
+				double acc = 0;
+				int keep = n;
+				for (int i = 0; i < n; i++) {
+					acc += pr[i];
+					if (acc >= p.top_p) {
+						keep = i + 1;
+						break;
+					}
+				}
+				n = keep;
+			}
+			if (p.min_p > 0) {
+				int keep = 1;
+				while (keep < n && pr[keep] >= p.min_p * pr[0]) keep++;
+				n = keep;
+			}
+			double mass = 0;
+			for (int i = 0; i < n; i++) mass += pr[i];
+			double u = p.u * mass, acc = 0;
+			uint32_t pick = (uint32_t)sk[n - 1];
+			for (int i = 0; i < n; i++) {
+				acc += pr[i];
+				if (u < acc) {
+					pick = (uint32_t)sk[i];
+					break;
+				}
+			}
+			st->result = (int)~pick;
+		}
+		st->done = true;
+	}
+	__syncthreads();
+}
+
 template <bool COOP>
 __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float *L, int V, k_sample_params p,
 							   const int32_t *hist, int n_hist, uint32_t *seen,
@@ -212,13 +311,15 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 	const int gtid = blockIdx.x * blockDim.x + tid, gstride = gridDim.x * blockDim.x;
 
 	// the histograms start empty; the repetition penalty, once per id (the stamp marks the ids done)
-	if (blockIdx.x == 0)
+	if (blockIdx.x == 0) {
 		for (int i = tid; i < 3 * 256; i += blockDim.x) {
 			smp_bin *b = &ws->h[0][0] + i;
 			b->cnt = 0;
 			b->mass = 0;
 			b->anyid = 0;
 		}
+		if (tid == 0) ws->n_small = 0;
+	}
 	if (p.rep != 1.0f && p.rep > 0)
 		for (int i = gtid; i < n_hist; i += gstride) {
 			int id = hist[i];
@@ -286,12 +387,18 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 			st.shift = 24;
 			st.prefix = 0;
 			st.r = -1; // set from the first histogram's total
+			st.n_bk = -1;
 		}
 		__syncthreads();
 	}
 	const int id_top_shift = V > (1 << 24) ? 24 : V > (1 << 16) ? 16 : V > 256 ? 8 : 0;
 
 	for (int t = 0; !st.done; t++) {
+		if (st.phase == PH_SMALL) {
+			small_finish<COOP>(p, L, V, ws, &st);
+			if (blockIdx.x) return;
+			break;
+		}
 		smp_bin *H = ws->h[t % 3];
 		// one pass: histogram of the current digit among the candidates of the current search
 		for (int i = tid; i < 256; i += blockDim.x) {
@@ -352,11 +459,13 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 		if (wid == 0) {
 			double r = st.r;
 			const bool first = !id_level && shift == 24;
+			unsigned tc0 = 0;
 			if (first) { // the target from the total
 				double before;
 				int ln;
 				unsigned tc;
 				scan_bins(H, true, mass, false, INFINITY, &before, &ln, &tc);
+				tc0 = tc;
 				if (phase == PH_TOPK) r = (double)p.top_k;
 				else if (phase == PH_TOPP) r = (double)p.top_p * before;
 				else r = p.min_p >= 1.0f ? 0 : p.u * before;
@@ -459,6 +568,12 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 					st.prefix = 0;
 					st.r = -1;
 				}
+				// how many candidates are within the top-k bound, where this pass tells
+				if (phase == PH_TOPK && outcome == 1) st.n_bk = p.top_k;
+				if (phase == PH_TOPK && outcome == 3 && first) st.n_bk = (int)tc0;
+				if (first && (phase == PH_TOPP || (phase == PH_DRAW && !(p.top_p > 0 && p.top_p < 1) && !(p.min_p > 0))))
+					st.n_bk = (int)tc0;
+				if (!st.done && st.n_bk >= 1 && st.n_bk <= SMP_FAST && p.sort_few) st.phase = PH_SMALL;
 			}
 		}
 		__syncthreads();
