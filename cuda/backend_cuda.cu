@@ -826,12 +826,31 @@ static int cu_logits(struct backend *be, float *logits_host, const void *h, cons
 	return LM_OK;
 }
 
+// the sampler's scratch (also the multi-block argmax's) and its settings, once
+static int sample_setup(struct backend *be)
+{
+	struct cuda_be *c = cb(be);
+	if (c->smp_ws) return LM_OK;
+	if (!(c->smp_ws = cu_alloc(be, k_sample_ws_bytes(), MEM_OTHER))) return LM_ERR;
+	CK(cudaMemsetAsync(c->smp_ws, 0, k_sample_ws_bytes(), c->s), "sample");
+	const char *e = getenv("LMTERM_SAMPLE_BLOCKS");
+	c->smp_blocks = e && *e ? MAX(1, atoi(e)) : k_sample_max_blocks();
+	c->smp_blocks = MIN(c->smp_blocks, k_sample_max_blocks());
+	e = getenv("LMTERM_SAMPLE_FAST");
+	c->smp_radix_only = e && strcmp(e, "0") == 0;
+	return LM_OK;
+}
+
 static int cu_argmax(struct backend *be, int32_t *token_host, const void *h, const struct weight *lm_head)
 {
 	struct cuda_be *c = cb(be);
 	if (c->capturing) return lm_err(_("argmax: not allowed in a graph"));
 	if (logits_buf(be, (size_t)lm_head->rows)) return LM_ERR;
-	if (logits_dev(be, h, lm_head, 1) || k_argmax(c->d_tok, c->d_logits, lm_head->rows, c->s)) return LM_ERR;
+	if (sample_setup(be)) return LM_ERR;
+	if (logits_dev(be, h, lm_head, 1) ||
+	    (c->smp_blocks > 1 ? k_argmax_multi(c->d_tok, c->d_logits, lm_head->rows, c->smp_ws, c->s)
+			       : k_argmax(c->d_tok, c->d_logits, lm_head->rows, c->s)))
+		return LM_ERR;
 	CK(cudaMemcpyAsync(c->h_tok, c->d_tok, sizeof(int32_t), cudaMemcpyDeviceToHost, c->s), "argmax");
 	CK(cudaStreamSynchronize(c->s), "argmax");
 	*token_host = *c->h_tok;
@@ -972,7 +991,7 @@ static int cu_sample(struct backend *be, int32_t *token_host, const void *h, con
 	const int V = lm_head ? lm_head->rows : a->vocab;
 	if (V <= 0) return lm_err(_("sample: empty vocabulary"));
 	if (logits_buf(be, (size_t)V)) return LM_ERR;
-	if (!c->smp_ws && !(c->smp_ws = cu_alloc(be, k_sample_ws_bytes(), MEM_OTHER))) return LM_ERR;
+	if (sample_setup(be)) return LM_ERR;
 	if (c->smp_vocab < V) {
 		uint32_t *seen = (uint32_t *)cu_alloc(be, (size_t)V * sizeof(uint32_t), MEM_OTHER);
 		if (!seen) return LM_ERR;
@@ -981,13 +1000,6 @@ static int cu_sample(struct backend *be, int32_t *token_host, const void *h, con
 		c->smp_vocab = V;
 		c->smp_stamp = 0;
 		CK(cudaMemsetAsync(seen, 0, (size_t)V * sizeof(uint32_t), c->s), "sample");
-	}
-	if (!c->smp_blocks) {
-		const char *e = getenv("LMTERM_SAMPLE_BLOCKS");
-		c->smp_blocks = e && *e ? MAX(1, atoi(e)) : k_sample_max_blocks();
-		c->smp_blocks = MIN(c->smp_blocks, k_sample_max_blocks());
-		e = getenv("LMTERM_SAMPLE_FAST");
-		c->smp_radix_only = e && strcmp(e, "0") == 0;
 	}
 	bool penalty = a->repetition_penalty > 0 && a->repetition_penalty != 1.0f && a->n_history > 0;
 	int n_hist = penalty ? a->n_history : 0;

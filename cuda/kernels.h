@@ -74,6 +74,8 @@ typedef struct k_sample_params {
 	int sort_few;             /* finish by sorting when at most 2048 candidates are left after top-k */
 } k_sample_params;
 size_t k_sample_ws_bytes(void);
+/* k_argmax over many blocks; ws of k_sample_ws_bytes(), zeroed once when allocated */
+int k_argmax_multi(int32_t *out, const float *v, int n, void *ws, cudaStream_t s);
 /* the blocks k_sample may run as one cooperative grid here (1 = no cooperative launch) */
 int k_sample_max_blocks(void);
 /* *out = the token; logits[n] (float) get the repetition penalty in place; hist[n_hist] device ids;

@@ -101,6 +101,7 @@ struct smp_ws {
 	float pmax[SMP_MAX_BLOCKS];
 	int pidx[SMP_MAX_BLOCKS];
 	unsigned n_small;
+	unsigned ticket; // argmax_multi_kernel's blocks done (0 between calls)
 	unsigned long long small[SMP_FAST];
 };
 
@@ -611,4 +612,99 @@ extern "C" int k_sample_max_blocks(void)
 	if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, sample_kernel<true>, SMP_THREADS, 0) != cudaSuccess || per < 1)
 		return 1;
 	return MIN(sms, SMP_MAX_BLOCKS);
+}
+
+// Greedy over many blocks: each block the best of its slice, the last block to finish (a ticket) the best of
+// those; it resets the ticket for the next call. One pass over the logits instead of one block's strided
+// walk.
+enum { AMX_THREADS = 256, AMX_PER_THREAD = 8 };
+
+__global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out, const float *v, int n, smp_ws *ws)
+{
+	__shared__ float rv[AMX_THREADS / 32];
+	__shared__ int ri[AMX_THREADS / 32];
+	__shared__ bool last;
+	const int tid = threadIdx.x, lane = tid & 31, wid = tid >> 5;
+	float bv = -FLT_MAX;
+	int bi = n;
+	const int base = blockIdx.x * AMX_THREADS * AMX_PER_THREAD + tid;
+#pragma unroll
+	for (int j = 0; j < AMX_PER_THREAD; j++) {
+		int i = base + j * AMX_THREADS;
+		float x = i < n ? v[i] : NAN;
+		if (x == x && (bi == n || x > bv)) {
+			bv = x;
+			bi = i;
+		}
+	}
+	for (int o = 16; o > 0; o >>= 1) {
+		float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+		int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+		if (oi != n && (bi == n || better(ov, oi, bv, bi))) {
+			bv = ov;
+			bi = oi;
+		}
+	}
+	if (lane == 0) {
+		rv[wid] = bv;
+		ri[wid] = bi;
+	}
+	__syncthreads();
+	if (tid == 0) {
+		for (int w = 1; w < AMX_THREADS / 32; w++)
+			if (ri[w] != n && (ri[0] == n || better(rv[w], ri[w], rv[0], ri[0]))) {
+				rv[0] = rv[w];
+				ri[0] = ri[w];
+			}
+		ws->pmax[blockIdx.x] = rv[0];
+		ws->pidx[blockIdx.x] = ri[0];
+		__threadfence();
+		last = atomicAdd(&ws->ticket, 1u) == gridDim.x - 1;
+	}
+	__syncthreads();
+	if (!last) return;
+	__threadfence();
+	bv = -FLT_MAX;
+	bi = n;
+	for (int b = tid; b < (int)gridDim.x; b += AMX_THREADS) {
+		float x = __ldcg(&ws->pmax[b]);
+		int i = __ldcg(&ws->pidx[b]);
+		if (i != n && (bi == n || better(x, i, bv, bi))) {
+			bv = x;
+			bi = i;
+		}
+	}
+	for (int o = 16; o > 0; o >>= 1) {
+		float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+		int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+		if (oi != n && (bi == n || better(ov, oi, bv, bi))) {
+			bv = ov;
+			bi = oi;
+		}
+	}
+	__syncthreads();
+	if (lane == 0) {
+		rv[wid] = bv;
+		ri[wid] = bi;
+	}
+	__syncthreads();
+	if (tid == 0) {
+		for (int w = 1; w < AMX_THREADS / 32; w++)
+			if (ri[w] != n && (ri[0] == n || better(rv[w], ri[w], rv[0], ri[0]))) {
+				rv[0] = rv[w];
+				ri[0] = ri[w];
+			}
+		*out = ri[0] == n ? 0 : ri[0];
+		ws->ticket = 0;
+	}
+}
+
+extern "C" int k_argmax_multi(int32_t *out, const float *v, int n, void *ws, cudaStream_t s)
+{
+	if (n <= 0) return lm_err("argmax: empty vector");
+	const int per_block = AMX_THREADS * AMX_PER_THREAD;
+	const int blocks = (n + per_block - 1) / per_block;
+	if (blocks > SMP_MAX_BLOCKS) return k_argmax(out, v, n, s);
+	argmax_multi_kernel<<<blocks, AMX_THREADS, 0, s>>>(out, v, n, (smp_ws *)ws);
+	LAUNCHED("argmax");
 }

@@ -763,6 +763,20 @@ static void test_sample_case(int V, int kind, struct sampling sp, int nh, int dr
 			}
 		}
 	}
+	if (via_lm_head) { /* the greedy op on the same logits: the first largest (many ties with kind 1) */
+		int32_t tok = -1, best = 0;
+		if (gpu->i->argmax(gpu, &tok, hg, &wg)) DIE("argmax");
+		double t0 = now_sec();
+		for (int r = 0; r < 50; r++)
+			if (gpu->i->argmax(gpu, &tok, hg, &wg)) DIE("argmax");
+		double per = (now_sec() - t0) / 50;
+		for (int i = 1; i < V; i++)
+			if (l0[i] > l0[best]) best = i;
+		checks++;
+		printf("%-4s argmax V %d %s: %d (host %d); %.1f us per call with the lm_head [V][64] GEMV\n",
+		       tok == best ? "ok" : "FAIL", V, kind == 1 ? "ties" : "spread", tok, best, 1e6 * per);
+		if (tok != best) fails++;
+	}
 	/* the device must not have changed the logits it was given */
 	if (!via_lm_head) {
 		if (gpu->i->download(gpu, l, g, sizeof(float) * V)) DIE("download");
@@ -900,6 +914,8 @@ static void test_sample(bool quick)
 	sp.top_p = 0.8f;
 	sp.repetition_penalty = 1.1f;
 	test_sample_case(92544, 0, sp, 300, 40, 0, true);
+	test_sample_case(151936, 1, sp, 0, 20, 0, true);
+	test_sample_case(2000, 1, sp, 0, 20, 0, true);
 	/* the distribution of many draws */
 	sp = base;
 	sp.top_k = 40;
