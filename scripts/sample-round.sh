@@ -16,6 +16,7 @@ if [ "$mode" = prepare ]; then
 	rm -rf "$dest" && mkdir -p "$dest/lib" "$dest/models/tiny"
 	cp "$top/lmterm" "$top/tests/test_backend_ops" "$dest/"
 	cp "$0" "$dest/run-impl.sh"
+	cp -r "$top/configs" "$dest/"
 	cp -P /usr/lib/x86_64-linux-gnu/libcjson.so.1* /usr/lib/x86_64-linux-gnu/libutf8proc.so.2* "$dest/lib/"
 	m=${MODEL:-/work/shared/models/tiny-en-zh}
 	for f in "$m"/*; do
@@ -110,6 +111,14 @@ if command -v compute-sanitizer > /dev/null; then
 	LMTERM_TEST_SEED=$seed LMTERM_TEST_ONLY=sample-quick timeout $(lim 25) compute-sanitizer --tool memcheck ./test_backend_ops > "$OUT/memcheck.log" 2>&1
 	add "4. memcheck (sample-quick): rc $?, $(grep -c '^ok' "$OUT/memcheck.log") ok, $(tail -1 "$OUT/memcheck.log"), $(( $(date +%s) - t0 )) s"
 fi
+# 5. what is left of the time: bench --profile, the argmax over many blocks against one block
+for b in default 1; do
+	[ $(lim 100) -gt 25 ] || break
+	t0=$(date +%s)
+	if [ $b = 1 ]; then e="LMTERM_SAMPLE_BLOCKS=1"; else e=""; fi
+	env $e timeout $(lim 40) ./lmterm bench configs/internlm2_5-7b-chat.json --dummy --dtype float16 --profile > "$OUT/bench-$b.log" 2>&1
+	add "5. bench --profile (argmax blocks $b): rc $?, $(grep -i 'decode' "$OUT/bench-$b.log" | head -2 | tr '\n' ' '); $(grep 'lm_head' "$OUT/bench-$b.log"), $(( $(date +%s) - t0 )) s"
+done
 grep -h 'FAIL' "$OUT/sample-ops-radix.log" "$OUT/all-ops.log" | head -20 > "$OUT/fails.txt"
 echo "$summary" > "$OUT/summary.txt"
 cat "$OUT/gpu.txt"
