@@ -211,6 +211,17 @@ int32_t sampler_sample_u(struct sampler *s, float *logits, const int32_t *histor
 	return id;
 }
 
+int sampler_pick(const struct sample_args *a, float *logits, int vocab, int32_t *token)
+{
+	struct sampling p = { .temperature = a->temperature, .top_p = a->top_p, .top_k = a->top_k, .min_p = a->min_p,
+			      .repetition_penalty = a->repetition_penalty };
+	struct sampler *s;
+	if (sampler_init(&s, vocab, &p) != LM_OK) return LM_ERR;
+	*token = sampler_sample_u(s, logits, a->history, a->n_history, a->u);
+	sampler_free(s);
+	return LM_OK;
+}
+
 bool sampler_on_device(const struct backend *be)
 {
 	static int host = -1; /* LMTERM_HOST_SAMPLING=1: the host sampler even where the backend has the op */

@@ -18,6 +18,9 @@ int32_t sampler_sample_u(struct sampler *s, float *logits, const int32_t *histor
 /* The same step for a backend's sample op: the parameters in force, and the uniform drawn from the generator
  * exactly where sampler_sample would draw it (none for greedy steps). */
 void sampler_args(struct sampler *s, const int32_t *history, int n_history, struct sample_args *a);
+/* The step described by a (sampler_args) on host logits[vocab] (modified): a backend's sample op without a
+ * device (the cpu backend's). */
+int sampler_pick(const struct sample_args *a, float *logits, int vocab, int32_t *token);
 /* Whether to sample on the device: the backend has the op, and LMTERM_HOST_SAMPLING does not ask for the
  * host sampler. */
 bool sampler_on_device(const struct backend *be);
