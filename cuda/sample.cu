@@ -145,22 +145,33 @@ template <bool COOP> static __device__ __forceinline__ void grid_barrier()
 	else __syncthreads();
 }
 
-// first crossing in the scan order of the 256 bins, by warp 0: the bins are scanned from 255 down at the
-// key level (larger s first), from 0 up at the id level (smaller id first). Returns the bin, with *before =
-// the count or mass of the bins scanned before it; -1 when none crosses (*before = the total).
-static __device__ int scan_bins(const smp_bin *H, bool descending, bool mass, bool strict, double r, double *before,
-				int *last_nonempty, unsigned *total_cnt)
+// The 256 bins of a pass, read once by warp 0 (8 per lane, in the scan order: from 255 down at the key level,
+// larger s first; from 0 up at the id level, smaller id first). first: the target is r_mul * total + r_add
+// (the phase's first pass). Returns the first bin whose cumulative count or mass reaches the target
+// (passes it, when strict), with *before = what the bins scanned before it hold; -1 when none does. Also
+// the total count, and the last non-empty bin in the scan order.
+struct scan_out {
+	int bin, last_nonempty;
+	double before, r, total;
+	unsigned total_cnt;
+};
+static __device__ scan_out scan_bins(const smp_bin *H, bool descending, bool mass, bool strict, bool first,
+				     double r_mul, double r_add, double r)
 {
 	const int lane = threadIdx.x & 31;
 	double v[8];
 	unsigned c[8];
 	double sum = 0;
 	unsigned csum = 0;
+#pragma unroll
 	for (int j = 0; j < 8; j++) {
 		int pos = lane * 8 + j;
 		int b = descending ? 255 - pos : pos;
 		c[j] = __ldcg(&H[b].cnt);
 		v[j] = mass ? __ldcg(&H[b].mass) : (double)c[j];
+	}
+#pragma unroll
+	for (int j = 0; j < 8; j++) {
 		sum += v[j];
 		csum += c[j];
 	}
@@ -174,10 +185,15 @@ static __device__ int scan_bins(const smp_bin *H, bool descending, bool mass, bo
 			cincl += ct;
 		}
 	}
+	scan_out o;
+	o.total = __shfl_sync(0xffffffffu, incl, 31);
+	o.total_cnt = __shfl_sync(0xffffffffu, cincl, 31);
+	if (first) r = r_mul * o.total + r_add;
+	o.r = r;
 	double acc = incl - sum;
-	int hit = -1;
+	int hit = -1, lastj = -1;
 	double hit_before = 0;
-	int lastj = -1;
+#pragma unroll
 	for (int j = 0; j < 8; j++) {
 		if (c[j]) lastj = j;
 		if (hit < 0 && c[j] && (strict ? acc + v[j] > r : acc + v[j] >= r)) {
@@ -188,21 +204,32 @@ static __device__ int scan_bins(const smp_bin *H, bool descending, bool mass, bo
 	}
 	unsigned any = __ballot_sync(0xffffffffu, hit >= 0);
 	unsigned ne = __ballot_sync(0xffffffffu, lastj >= 0);
-	double total = __shfl_sync(0xffffffffu, incl, 31);
-	*total_cnt = __shfl_sync(0xffffffffu, cincl, 31);
 	int lastlane = ne ? 31 - __clz(ne) : 0;
 	int lj = __shfl_sync(0xffffffffu, lastj, lastlane);
 	int lpos = lastlane * 8 + lj;
-	*last_nonempty = ne ? (descending ? 255 - lpos : lpos) : -1;
+	o.last_nonempty = ne ? (descending ? 255 - lpos : lpos) : -1;
 	if (!any) {
-		*before = total;
-		return -1;
+		o.bin = -1;
+		o.before = o.total;
+		return o;
 	}
 	int src = __ffs(any) - 1;
 	int hj = __shfl_sync(0xffffffffu, hit, src);
-	*before = __shfl_sync(0xffffffffu, hit_before, src);
+	o.before = __shfl_sync(0xffffffffu, hit_before, src);
 	int pos = src * 8 + hj;
-	return descending ? 255 - pos : pos;
+	o.bin = descending ? 255 - pos : pos;
+	return o;
+}
+
+// A phase's search starts below the key digits that all its candidates share: they lie between lo and hi.
+static __device__ void search_start(smp_state *st, uint32_t lo, uint32_t hi)
+{
+	int same = __clz(lo ^ hi); // 32 when lo == hi
+	int digits = min(same / 8, 3);
+	st->shift = 24 - 8 * digits;
+	st->prefix = digits ? hi & ~((1u << (st->shift + 8)) - 1u) : 0;
+	st->id_level = false;
+	st->r = -1; // the first pass sets the target from its total
 }
 
 // Few candidates left within the top-k bound: they are gathered (all blocks), then block 0 sorts them by
@@ -212,6 +239,7 @@ static __device__ void small_finish(const k_sample_params &p, const float *L, in
 {
 	__shared__ unsigned long long sk[SMP_FAST]; // key << 32 | ~id: descending = the host's order
 	__shared__ double pr[SMP_FAST];
+	__shared__ double sum_s;
 	const int tid = threadIdx.x;
 	const int gtid = blockIdx.x * blockDim.x + tid, gstride = gridDim.x * blockDim.x;
 	const float floor_l = st->floor_l, inv_t = p.inv_t;
@@ -248,10 +276,9 @@ static __device__ void small_finish(const k_sample_params &p, const float *L, in
 			}
 			__syncthreads();
 		}
-	const double top = (double)keyf((uint32_t)(sk[0] >> 32));
+	const double top = n ? (double)keyf((uint32_t)(sk[0] >> 32)) : 0;
 	for (int i = tid; i < n; i += blockDim.x) pr[i] = exp((double)keyf((uint32_t)(sk[i] >> 32)) - top);
 	__syncthreads();
-	__shared__ double sum_s;
 	if (tid == 0) {
 		double sum = 0;
 		for (int i = 0; i < n; i++) sum += pr[i];
@@ -299,6 +326,23 @@ static __device__ void small_finish(const k_sample_params &p, const float *L, in
 	__syncthreads();
 }
 
+// (value, index) pairs: keep the better, first index on ties, index n = none
+static __device__ __forceinline__ void best_of(float &bv, int &bi, float ov, int oi, int n)
+{
+	if (oi != n && (bi == n || better(ov, oi, bv, bi))) {
+		bv = ov;
+		bi = oi;
+	}
+}
+static __device__ __forceinline__ void warp_best(float &bv, int &bi, int n)
+{
+	for (int o = 16; o > 0; o >>= 1) {
+		float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+		int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+		best_of(bv, bi, ov, oi, n);
+	}
+}
+
 template <bool COOP>
 __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float *L, int V, k_sample_params p,
 							   const int32_t *hist, int n_hist, uint32_t *seen,
@@ -308,6 +352,7 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 	__shared__ smp_state st;
 	__shared__ float rv[SMP_THREADS / 32];
 	__shared__ int ri[SMP_THREADS / 32];
+	__shared__ double wbuf[SMP_THREADS];
 	const int tid = threadIdx.x, lane = tid & 31, wid = tid >> 5;
 	const int gtid = blockIdx.x * blockDim.x + tid, gstride = gridDim.x * blockDim.x;
 
@@ -341,54 +386,41 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 				bi = i;
 			}
 		}
-		for (int o = 16; o > 0; o >>= 1) {
-			float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-			int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-			if (oi != V && (bi == V || better(ov, oi, bv, bi))) {
-				bv = ov;
-				bi = oi;
-			}
-		}
+		warp_best(bv, bi, V);
 		if (lane == 0) {
 			rv[wid] = bv;
 			ri[wid] = bi;
 		}
 		__syncthreads();
-		if (tid == 0) {
-			for (int w = 1; w < (int)(blockDim.x >> 5); w++)
-				if (ri[w] != V && (ri[0] == V || better(rv[w], ri[w], rv[0], ri[0]))) {
-					rv[0] = rv[w];
-					ri[0] = ri[w];
-				}
-			ws->pmax[blockIdx.x] = rv[0];
-			ws->pidx[blockIdx.x] = ri[0];
+		if (wid == 0) {
+			bv = lane < (int)(blockDim.x >> 5) ? rv[lane] : -INFINITY;
+			bi = lane < (int)(blockDim.x >> 5) ? ri[lane] : V;
+			warp_best(bv, bi, V);
+			if (lane == 0) {
+				__stcg(&ws->pmax[blockIdx.x], bv);
+				__stcg(&ws->pidx[blockIdx.x], bi);
+			}
 		}
 		grid_barrier<COOP>();
-		if (tid == 0) {
-			float mv = -INFINITY;
-			int mi = V;
-			for (int b = 0; b < (int)gridDim.x; b++) {
-				float v = __ldcg(&ws->pmax[b]);
-				int i = __ldcg(&ws->pidx[b]);
-				if (i != V && (mi == V || better(v, i, mv, mi))) {
-					mv = v;
-					mi = i;
-				}
+		if (wid == 0) { // every block: the best of the blocks' bests, a lane per few blocks
+			bv = -INFINITY;
+			bi = V;
+			for (int b = lane; b < (int)gridDim.x; b += 32) best_of(bv, bi, __ldcg(&ws->pmax[b]), __ldcg(&ws->pidx[b]), V);
+			warp_best(bv, bi, V);
+			if (lane == 0) {
+				st.mx = bv;
+				st.amax = bi == V ? 0 : bi;
+				st.done = bi == V || p.greedy;
+				st.result = st.amax;
+				st.floor_l = __fsub_rn(bv, __fmul_rn(40.0f, p.temperature));
+				st.top = __fmul_rn(bv, p.inv_t);
+				st.bk_key = st.bp_key = 0;
+				st.bk_id = st.bp_id = INT_MAX;
+				st.phase = p.top_k > 0 ? PH_TOPK : (p.top_p > 0 && p.top_p < 1) ? PH_TOPP : PH_DRAW;
+				st.take_last = false;
+				st.n_bk = -1;
+				search_start(&st, fkey(__fmul_rn(st.floor_l, p.inv_t)), fkey(st.top));
 			}
-			st.mx = mv;
-			st.amax = mi == V ? 0 : mi;
-			st.done = mi == V || p.greedy;
-			st.result = st.amax;
-			st.floor_l = __fsub_rn(mv, __fmul_rn(40.0f, p.temperature));
-			st.top = __fmul_rn(mv, p.inv_t);
-			st.bk_key = st.bp_key = 0;
-			st.bk_id = st.bp_id = INT_MAX;
-			st.phase = p.top_k > 0 ? PH_TOPK : (p.top_p > 0 && p.top_p < 1) ? PH_TOPP : PH_DRAW;
-			st.id_level = st.take_last = false;
-			st.shift = 24;
-			st.prefix = 0;
-			st.r = -1; // set from the first histogram's total
-			st.n_bk = -1;
 		}
 		__syncthreads();
 	}
@@ -416,30 +448,47 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 		const uint32_t bk_key = st.bk_key, bp_key = st.bp_key;
 		const int bk_id = st.bk_id, bp_id = st.bp_id;
 		const double min_w = p.min_p >= 1.0f ? 1.0 : (double)p.min_p;
-		for (int i = gtid; i < V; i += gstride) {
-			float x = __ldcg(&L[i]);
-			if (!(x >= floor_l)) continue; // NaN too
-			float s = __fmul_rn(x, inv_t);
-			uint32_t key = fkey(s);
-			if (phase >= PH_TOPP && !in_bound(key, i, bk_key, bk_id)) continue;
-			if (phase == PH_DRAW && !in_bound(key, i, bp_key, bp_id)) continue;
-			int bin;
-			if (!id_level) {
-				if (shift < 24 && (key >> (shift + 8)) != (prefix >> (shift + 8))) continue;
-				bin = (key >> shift) & 255;
-			} else {
-				if (key != K || (shift < id_top_shift && ((uint32_t)i >> (shift + 8)) != (iprefix >> (shift + 8))))
-					continue;
-				bin = (i >> shift) & 255;
-			}
+		// whole warps step together (the lanes of a warp that fall in one bin add up before one atomic)
+		for (int base = blockIdx.x * blockDim.x + wid * 32; base < V; base += gstride) {
+			const int i = base + lane;
+			int bin = -1;
 			double w = 0;
-			if (need_w) {
-				w = exp((double)s - top);
-				if (phase == PH_DRAW && p.min_p > 0 && !(w >= min_w)) continue;
+			float x = i < V ? __ldcg(&L[i]) : NAN;
+			if (x >= floor_l) { // NaN fails
+				float s = __fmul_rn(x, inv_t);
+				uint32_t key = fkey(s);
+				bool in = true;
+				if (phase >= PH_TOPP && !in_bound(key, i, bk_key, bk_id)) in = false;
+				if (phase == PH_DRAW && !in_bound(key, i, bp_key, bp_id)) in = false;
+				if (in && !id_level) {
+					if (shift < 24 && (key >> (shift + 8)) != (prefix >> (shift + 8))) in = false;
+					bin = (key >> shift) & 255;
+				} else if (in) {
+					if (key != K ||
+					    (shift < id_top_shift && ((uint32_t)i >> (shift + 8)) != (iprefix >> (shift + 8))))
+						in = false;
+					bin = (i >> shift) & 255;
+				}
+				if (in && need_w) {
+					w = exp((double)s - top);
+					if (phase == PH_DRAW && p.min_p > 0 && !(w >= min_w)) in = false;
+				}
+				if (!in) bin = -1;
 			}
-			atomicAdd(&sh[bin].cnt, 1u);
-			if (mass) atomicAdd(&sh[bin].mass, w);
-			sh[bin].anyid = i;
+			if (!__any_sync(0xffffffffu, bin >= 0)) continue;
+			const unsigned peers = __match_any_sync(0xffffffffu, bin);
+			if (mass) wbuf[tid] = w;
+			__syncwarp();
+			if (bin >= 0 && lane == __ffs(peers) - 1) {
+				atomicAdd(&sh[bin].cnt, (unsigned)__popc(peers));
+				if (mass) {
+					double sum = 0;
+					for (unsigned m = peers; m; m &= m - 1) sum += wbuf[(tid & ~31) + __ffs(m) - 1];
+					atomicAdd(&sh[bin].mass, sum);
+				}
+				sh[bin].anyid = i;
+			}
+			__syncwarp();
 		}
 		__syncthreads();
 		for (int i = tid; i < 256; i += blockDim.x)
@@ -458,37 +507,27 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 		}
 		// the decision, by warp 0 of every block
 		if (wid == 0) {
-			double r = st.r;
-			const bool first = !id_level && shift == 24;
-			unsigned tc0 = 0;
-			if (first) { // the target from the total
-				double before;
-				int ln;
-				unsigned tc;
-				scan_bins(H, true, mass, false, INFINITY, &before, &ln, &tc);
-				tc0 = tc;
-				if (phase == PH_TOPK) r = (double)p.top_k;
-				else if (phase == PH_TOPP) r = (double)p.top_p * before;
-				else r = p.min_p >= 1.0f ? 0 : p.u * before;
-				if (phase == PH_TOPK && (double)tc <= r) r = -1; // k >= candidates: no cut
-				if (tc == 0) r = -2;                             // no candidate (cannot happen)
-			}
-			double before = 0;
-			int ln = -1;
-			unsigned tc = 0;
-			int b = -1;
-			if (r >= 0) {
-				bool take_last = st.take_last;
-				b = scan_bins(H, !id_level, mass, phase == PH_DRAW && !id_level, take_last ? INFINITY : r, &before,
-					      &ln, &tc);
-				if (b < 0 && phase == PH_DRAW) { // u * mass at or past the end (rounding): the last candidate
-					take_last = true;
-					b = ln;
-					before = 0;
-				}
-				if (lane == 0) st.take_last = take_last;
+			const bool first = !id_level && st.r == -1;
+			double r_mul = 0, r_add = 0;
+			if (phase == PH_TOPK) r_add = (double)p.top_k;
+			else if (phase == PH_TOPP) r_mul = (double)p.top_p;
+			else if (!(p.min_p >= 1.0f)) r_mul = p.u; // min_p >= 1: the first candidate (target 0)
+			const bool take_last = st.take_last;
+			scan_out so = scan_bins(H, !id_level, mass, phase == PH_DRAW && !id_level, first, r_mul, r_add,
+						take_last ? INFINITY : st.r);
+			double r = so.r;
+			if (first && phase == PH_TOPK && (double)so.total_cnt <= r) r = -1; // k >= candidates: no cut
+			if (first && so.total_cnt == 0) r = -2;                            // none (cannot happen)
+			int b = r >= 0 ? so.bin : -1;
+			double before = so.before;
+			bool tl = take_last;
+			if (r >= 0 && b < 0 && phase == PH_DRAW) { // u * mass at or past the end (rounding): the last one
+				tl = true;
+				b = so.last_nonempty;
+				before = 0;
 			}
 			if (lane == 0) {
+				st.take_last = tl;
 				// outcome: 0 continue, 1 the cut is a bound (key, id), 2 the token, 3 no cut (phase skipped)
 				int outcome = 0;
 				uint32_t okey = 0;
@@ -516,7 +555,7 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 						} else { // a tie of cnt candidates of key key_lo: the j-th id of it
 							double w = exp((double)keyf(key_lo) - top);
 							double j;
-							if (st.take_last) j = cnt;
+							if (tl) j = cnt;
 							else if (phase == PH_TOPK) j = rem;
 							else if (phase == PH_TOPP) j = ceil(rem / w);
 							else j = floor(rem / w) + 1;
@@ -564,16 +603,16 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 						st.done = true;
 						st.result = st.amax;
 					}
-					st.id_level = false;
-					st.shift = 24;
-					st.prefix = 0;
-					st.r = -1;
+					// the next search starts below the digits its candidates share: keys in [lo, top]
+					uint32_t lo = max(fkey(__fmul_rn(st.floor_l, p.inv_t)), st.bk_key);
+					if (st.phase == PH_DRAW) lo = max(lo, st.bp_key);
+					search_start(&st, lo, fkey(st.top));
 				}
 				// how many candidates are within the top-k bound, where this pass tells
 				if (phase == PH_TOPK && outcome == 1) st.n_bk = p.top_k;
-				if (phase == PH_TOPK && outcome == 3 && first) st.n_bk = (int)tc0;
+				if (phase == PH_TOPK && outcome == 3 && first) st.n_bk = (int)so.total_cnt;
 				if (first && (phase == PH_TOPP || (phase == PH_DRAW && !(p.top_p > 0 && p.top_p < 1) && !(p.min_p > 0))))
-					st.n_bk = (int)tc0;
+					st.n_bk = (int)so.total_cnt;
 				if (!st.done && st.n_bk >= 1 && st.n_bk <= SMP_FAST && p.sort_few) st.phase = PH_SMALL;
 			}
 		}

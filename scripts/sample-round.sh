@@ -7,7 +7,10 @@
 #     2. lmterm generate on the demo model, device sampling against LMTERM_HOST_SAMPLING=1, several settings:
 #        the same ids expected (the same seed and the same logits)
 #     3. the whole test_backend_ops (the sample op as it runs by default)
-#     4. compute-sanitizer memcheck on a few sample cases
+#     4. ncu: the sample and argmax kernels' own durations
+#     5. bench --profile with the argmax over many blocks and over one
+#     6. compute-sanitizer memcheck on a few sample cases
+#   Everything under $OUT goes into one sample-round.tgz (with summary.txt and fails.txt beside it).
 set -u
 mode=${1:-run}
 if [ "$mode" = prepare ]; then
@@ -106,22 +109,55 @@ t0=$(date +%s)
 LMTERM_TEST_SEED=$seed timeout $(lim 75) ./test_backend_ops > "$OUT/all-ops.log" 2>&1
 rc=$?
 add "3. test_backend_ops (all): rc $rc, $(grep -c '^ok' "$OUT/all-ops.log") ok, $(grep -c 'FAIL' "$OUT/all-ops.log") FAIL, $(( $(date +%s) - t0 )) s"
+
+# 4. the kernels' own durations (ncu): the sample and argmax kernels of a few cases
 t0=$(date +%s)
-if command -v compute-sanitizer > /dev/null; then
-	LMTERM_TEST_SEED=$seed LMTERM_TEST_ONLY=sample-quick timeout $(lim 25) compute-sanitizer --tool memcheck ./test_backend_ops > "$OUT/memcheck.log" 2>&1
-	add "4. memcheck (sample-quick): rc $?, $(grep -c '^ok' "$OUT/memcheck.log") ok, $(tail -1 "$OUT/memcheck.log"), $(( $(date +%s) - t0 )) s"
+if command -v ncu > /dev/null && [ $(lim 100) -gt 20 ]; then
+	LMTERM_TEST_SEED=$seed LMTERM_TEST_ONLY=sample-quick timeout $(lim 35) ncu --metrics gpu__time_duration.sum \
+		-k regex:"sample_kernel|argmax" --launch-count 400 ./test_backend_ops > "$OUT/ncu.log" 2>&1
+	add "4. ncu: rc $?, $(( $(date +%s) - t0 )) s"
+	python3 - "$OUT/ncu.log" > "$OUT/ncu-summary.txt" 2>&1 <<'PY'
+import re, sys, collections
+d = collections.defaultdict(list)
+name = None
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r"\s+(\S*(sample_kernel|argmax\w*)\S*)", line)
+    if m:
+        name = m.group(2) + ("<coop>" if "true" in line or "ILb1E" in line else "<1blk>" if "false" in line or "ILb0E" in line else "")
+    m = re.search(r"gpu__time_duration.sum\s+(\S+)\s+([\d.,]+)", line)
+    if m and name:
+        v = float(m.group(2).replace(",", ""))
+        unit = m.group(1)
+        d[name].append(v * (1000 if unit.startswith("ms") else 0.001 if unit.startswith("ns") else 1))
+for k, v in sorted(d.items()):
+    v.sort()
+    print("%-22s n %4d  median %8.1f us  min %8.1f  max %8.1f" % (k, len(v), v[len(v)//2], v[0], v[-1]))
+PY
+	add "$(cat "$OUT/ncu-summary.txt")"
 fi
-# 5. what is left of the time: bench --profile, the argmax over many blocks against one block
+
+# 5. bench --profile, the argmax over many blocks against one block
 for b in default 1; do
 	[ $(lim 100) -gt 25 ] || break
 	t0=$(date +%s)
 	if [ $b = 1 ]; then e="LMTERM_SAMPLE_BLOCKS=1"; else e=""; fi
-	env $e timeout $(lim 40) ./lmterm bench configs/internlm2_5-7b-chat.json --dummy --dtype float16 --profile > "$OUT/bench-$b.log" 2>&1
+	env $e timeout $(lim 40) ./lmterm bench configs/internlm2_5-7b-chat.json --dummy --dtype float16 --backend cuda --profile > "$OUT/bench-$b.log" 2>&1
 	add "5. bench --profile (argmax blocks $b): rc $?, $(grep -i 'decode' "$OUT/bench-$b.log" | head -2 | tr '\n' ' '); $(grep 'lm_head' "$OUT/bench-$b.log"), $(( $(date +%s) - t0 )) s"
 done
+
+# 6. memcheck on a few sample cases
+t0=$(date +%s)
+if command -v compute-sanitizer > /dev/null && [ $(lim 100) -gt 15 ]; then
+	LMTERM_TEST_SEED=$seed LMTERM_TEST_ONLY=sample-quick timeout $(lim 25) compute-sanitizer --tool memcheck ./test_backend_ops > "$OUT/memcheck.log" 2>&1
+	add "6. memcheck (sample-quick): rc $?, $(grep -c '^ok' "$OUT/memcheck.log") ok, $(tail -1 "$OUT/memcheck.log"), $(( $(date +%s) - t0 )) s"
+fi
+
 grep -h 'FAIL' "$OUT/sample-ops-radix.log" "$OUT/all-ops.log" | head -20 > "$OUT/fails.txt"
 echo "$summary" > "$OUT/summary.txt"
-cat "$OUT/gpu.txt"
+tgz=$(mktemp /tmp/sample-round.XXXXXX)
+tar czf "$tgz" -C "$OUT" . && mv "$tgz" "$OUT/sample-round.tgz" &&
+	(cd "$OUT" && find . -type f ! -name sample-round.tgz ! -name summary.txt ! -name fails.txt -delete)
+cat "$OUT/gpu.txt" 2>/dev/null
 echo "---- first failures ----"
 cat "$OUT/fails.txt"
 echo "---- summary ----"
