@@ -202,6 +202,65 @@ int main(void)
 		CHECK(sampling_from_generation_config(&p, dir) == LM_OK, "missing file is not an error");
 		rmdir(dir);
 	}
+	/* the cpu backend's sample op (what the engine calls where a backend has one): its logits of h, then
+	 * the host sampler with the uniform given; and given logits directly */
+	{
+		struct backend *be = backend_cpu_create();
+		CHECK(be && be->i->sample, "cpu backend without a sample op");
+		if (be && be->i->sample) {
+			enum { D = 16 };
+			static float w[V * D], h[D];
+			for (int i = 0; i < V * D; i++) w[i] = (float)((i * 2654435761u) % 1000) / 250.0f - 2.0f;
+			for (int i = 0; i < D; i++) h[i] = (float)(i % 5) - 2.0f;
+			struct host_weight hw = { .dt = DT_F32, .rows = V, .cols = D, .data = w };
+			struct weight lm;
+			memset(&lm, 0, sizeof lm);
+			void *hb = be->i->alloc(be, sizeof h, MEM_ACT), *lb = be->i->alloc(be, sizeof(float) * V, MEM_ACT);
+			CHECK(hb && lb && be->i->weight_load(be, &lm, &hw) == LM_OK && be->i->upload(be, hb, h, sizeof h) == LM_OK,
+			      "cpu backend setup: %s", lm_errmsg());
+			float ref[V];
+			for (int r = 0; r < V; r++) {
+				double acc = 0;
+				for (int k = 0; k < D; k++) acc += (double)w[r * D + k] * h[k];
+				ref[r] = (float)acc;
+			}
+			CHECK(be->i->upload(be, lb, ref, sizeof ref) == LM_OK, "upload");
+			struct sampling q = base();
+			q.top_k = 20;
+			q.top_p = 0.9f;
+			q.repetition_penalty = 1.3f;
+			struct sampler *sa, *sb;
+			sampler_init(&sa, V, &q);
+			sampler_init(&sb, V, &q);
+			int32_t hh[3] = { 1, 2, 1 };
+			int agree = 0, agree_l = 0;
+			for (int t = 0; t < 50; t++) {
+				struct sample_args a;
+				sampler_args(sa, hh, 3, &a);
+				int32_t t1 = -1, t2 = -1;
+				CHECK(be->i->sample(be, &t1, hb, &lm, &a) == LM_OK, "sample: %s", lm_errmsg());
+				CHECK(be->i->sample(be, &t2, lb, NULL, &a) == LM_OK, "sample (logits): %s", lm_errmsg());
+				float l3[V];
+				be->i->logits(be, l3, hb, &lm, 1);
+				int32_t want = sampler_sample_u(sb, l3, hh, 3, a.u);
+				agree += t1 == want;
+				memcpy(l3, ref, sizeof ref);
+				agree_l += t2 == sampler_sample_u(sb, l3, hh, 3, a.u);
+			}
+			CHECK(agree == 50 && agree_l == 50, "cpu sample op agreed with the host sampler %d/50 (h), %d/50 (logits)",
+			      agree, agree_l);
+			float back[V];
+			be->i->download(be, back, lb, sizeof back);
+			CHECK(memcmp(back, ref, sizeof ref) == 0, "the sample op changed the logits it was given");
+			sampler_free(sa);
+			sampler_free(sb);
+			be->i->weight_free(be, &lm);
+			be->i->free(be, hb);
+			be->i->free(be, lb);
+		}
+		backend_destroy(be);
+	}
+
 	if (fails) return 1;
 	printf("sampler: all checks passed\n");
 	return 0;
