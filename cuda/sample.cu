@@ -1,7 +1,9 @@
-// sample.cu: greedy sampling on the device: the index of the largest logit (first on ties, as
-// torch.argmax; NaN never wins). One block of 1024 threads: a strided scan (coalesced, 4 loads in flight
-// per thread), then a warp and a block reduction of (value, index) pairs. The vocabulary (32k..152k
-// floats) is too small to be worth a second pass; the result is one int the host copies back.
+// sample.cu: choosing the next token on the device, so that only the token (4 bytes) comes back.
+//  - argmax_kernel: greedy, the index of the largest logit (first on ties, as torch.argmax; NaN never wins),
+//    one block of 1024 threads (strided scan, warp and block reductions). argmax_multi_kernel: the same
+//    over one block per 2048 logits, the last block to finish reducing the blocks' bests (the default).
+//  - sample_kernel: src/sampler.c's sampling (repetition penalty, temperature, top-k, top-p, min-p, the
+//    draw with the host's uniform); its design comment is below.
 #include "config.h"
 #include "kernels.h"
 #include "ops_common.cuh"
@@ -77,11 +79,18 @@ extern "C" int k_argmax(int32_t *out, const float *v, int n, cudaStream_t s)
 // cut, and the search descends. A bin of one candidate ends the search early; a tie of equal s is resolved
 // by the id (the j-th smallest id of the tie, the same radix search over the id's digits).
 //
+// A search starts below the key digits all its candidates share (they lie between the cut before and the
+// top), so a top-p search after top-k 40 often needs one or two passes. When top-k leaves at most 2048
+// candidates, they are gathered instead and block 0 sorts them and finishes with the host's own loops, in
+// its order and arithmetic (the usual settings take this way: one pass for the max, a few for top-k).
+//
 // One cooperative kernel of one block per multiprocessor does it all, the blocks meeting at a grid barrier
 // after each pass; every block then reads the same global histogram and takes the same decision, so no
-// block waits for a decision made elsewhere. Logits stay in L2 (0.6 MB for 152k) across the passes.
-// Sums differ from the host's only in their order (double precision), so the token differs from the host
-// sampler's only where u * mass or top_p lands within rounding of a boundary.
+// block waits for a decision made elsewhere. Logits stay in L2 (0.6 MB for 152k) across the passes. In a
+// pass, the lanes of a warp that fall in one bin add up before one shared-memory atomic (the first digits
+// put nearly every candidate in one or two bins). Sums differ from the host's only in their order (double
+// precision), so the token differs from the host sampler's only where u * mass or top_p lands within
+// rounding of a boundary.
 #include <cooperative_groups.h>
 namespace cg = cooperative_groups;
 
