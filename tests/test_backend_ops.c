@@ -810,21 +810,28 @@ static void test_sample_case(int V, int kind, struct sampling sp, int nh, int dr
 			if (tok < 0 || tok >= V || prob[tok] == 0) outside++;
 			else cnt[tok]++;
 		}
-		/* chi-square over the kept tokens, those expected fewer than 5 times pooled into one bin */
+		/* chi-square over bins of kept tokens: a token expected 20 times or more is a bin of its own, the
+		 * others are pooled in id order into bins expected at least 20 times (so that a flat nucleus of
+		 * thousands of tokens still has hundreds of bins: a missing or extra slice of it shows) */
 		double chi = 0, pool_e = 0, pool_o = 0;
 		int df = -1;
 		for (int i = 0; i < V; i++) {
 			if (prob[i] == 0) continue;
 			double e = prob[i] * stat;
-			if (e < 5) {
-				pool_e += e;
-				pool_o += cnt[i];
+			if (e >= 20) {
+				chi += (cnt[i] - e) * (cnt[i] - e) / e;
+				df++;
 				continue;
 			}
-			chi += (cnt[i] - e) * (cnt[i] - e) / e;
-			df++;
+			pool_e += e;
+			pool_o += cnt[i];
+			if (pool_e >= 20) {
+				chi += (pool_o - pool_e) * (pool_o - pool_e) / pool_e;
+				df++;
+				pool_e = pool_o = 0;
+			}
 		}
-		if (pool_e > 0) {
+		if (pool_e > 0) { /* the last partial pool */
 			chi += (pool_o - pool_e) * (pool_o - pool_e) / pool_e;
 			df++;
 		}
@@ -929,6 +936,10 @@ static void test_sample(bool quick)
 	sp.min_p = 0.1f;
 	sp.repetition_penalty = 1.2f;
 	test_sample_case(92544, 0, sp, 200, 10, 20000, false);
+	sp = base; /* a nucleus of thousands of near-equal tokens, cut by top-p within them */
+	sp.temperature = 0.5f;
+	sp.top_p = 0.3f;
+	test_sample_case(92544, 2, sp, 0, 5, 20000, false);
 }
 
 /* all cases once (F16 run), a part with BF16; then a part with LMTERM_SAMPLE_BLOCKS=1: the kernel as one
