@@ -111,6 +111,7 @@ struct smp_ws {
 	int pidx[SMP_MAX_BLOCKS];
 	unsigned n_small;
 	unsigned ticket; // argmax_multi_kernel's blocks done (0 between calls)
+	unsigned h0;     // the histogram the next call's first pass adds into
 	unsigned long long small[SMP_FAST];
 };
 
@@ -364,85 +365,80 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 	__shared__ double wbuf[SMP_THREADS];
 	const int tid = threadIdx.x, lane = tid & 31, wid = tid >> 5;
 	const int gtid = blockIdx.x * blockDim.x + tid, gstride = gridDim.x * blockDim.x;
-
-	// the histograms start empty; the repetition penalty, once per id (the stamp marks the ids done)
-	if (blockIdx.x == 0) {
-		for (int i = tid; i < 3 * 256; i += blockDim.x) {
-			smp_bin *b = &ws->h[0][0] + i;
-			b->cnt = 0;
-			b->mass = 0;
-			b->anyid = 0;
-		}
-		if (tid == 0) ws->n_small = 0;
+	// The three histograms rotate: pass t adds into h[(h0 + t) % 3], which every earlier call or pass left
+	// empty; after the barrier block 0 empties the one two passes ahead. A call ends with only its last
+	// pass's histogram not empty, and tells the next call to start after it (ws->h0): so no call needs a
+	// barrier of its own before its first pass.
+	const unsigned h0 = __ldcg(&ws->h0);
+	if (blockIdx.x == 0 && tid == 0) ws->n_small = 0; // read after at least one barrier
+	if (tid == 0) {
+		st.phase = p.top_k > 0 ? PH_TOPK : (p.top_p > 0 && p.top_p < 1) ? PH_TOPP : PH_DRAW;
+		st.done = false;
+		st.take_last = false;
+		st.n_bk = -1;
+		st.bk_key = st.bp_key = 0;
+		st.bk_id = st.bp_id = INT_MAX;
+		st.shift = 24; // top-k's first pass, with the max: every non-NaN logit (see below), all 32 key bits
+		st.prefix = 0;
+		st.id_level = false;
+		st.r = -1;
+		st.floor_l = -INFINITY;
 	}
-	if (p.rep != 1.0f && p.rep > 0)
+	// the repetition penalty, once per id (the stamp marks the ids done)
+	if (p.rep != 1.0f && p.rep > 0 && n_hist > 0) {
 		for (int i = gtid; i < n_hist; i += gstride) {
 			int id = hist[i];
 			if (id < 0 || id >= V || atomicExch(&seen[id], stamp) == stamp) continue;
 			float l = __ldcg(&L[id]);
 			__stcg(&L[id], l > 0 ? __fdiv_rn(l, p.rep) : __fmul_rn(l, p.rep));
 		}
-	grid_barrier<COOP>();
-
-	// the largest logit (first index on ties; NaN never wins), per block then over the blocks
-	{
-		float bv = -INFINITY;
-		int bi = V;
-		for (int i = gtid; i < V; i += gstride) {
-			float x = __ldcg(&L[i]);
-			if (x == x && (bi == V || x > bv)) {
-				bv = x;
-				bi = i;
-			}
-		}
-		warp_best(bv, bi, V);
-		if (lane == 0) {
-			rv[wid] = bv;
-			ri[wid] = bi;
-		}
-		__syncthreads();
-		if (wid == 0) {
-			bv = lane < (int)(blockDim.x >> 5) ? rv[lane] : -INFINITY;
-			bi = lane < (int)(blockDim.x >> 5) ? ri[lane] : V;
-			warp_best(bv, bi, V);
-			if (lane == 0) {
-				__stcg(&ws->pmax[blockIdx.x], bv);
-				__stcg(&ws->pidx[blockIdx.x], bi);
-			}
-		}
 		grid_barrier<COOP>();
-		if (wid == 0) { // every block: the best of the blocks' bests, a lane per few blocks
-			bv = -INFINITY;
-			bi = V;
-			for (int b = lane; b < (int)gridDim.x; b += 32) best_of(bv, bi, __ldcg(&ws->pmax[b]), __ldcg(&ws->pidx[b]), V);
-			warp_best(bv, bi, V);
-			if (lane == 0) {
-				st.mx = bv;
-				st.amax = bi == V ? 0 : bi;
-				st.done = bi == V || p.greedy;
-				st.result = st.amax;
-				st.floor_l = __fsub_rn(bv, __fmul_rn(40.0f, p.temperature));
-				st.top = __fmul_rn(bv, p.inv_t);
-				st.bk_key = st.bp_key = 0;
-				st.bk_id = st.bp_id = INT_MAX;
-				st.phase = p.top_k > 0 ? PH_TOPK : (p.top_p > 0 && p.top_p < 1) ? PH_TOPP : PH_DRAW;
-				st.take_last = false;
-				st.n_bk = -1;
-				search_start(&st, fkey(__fmul_rn(st.floor_l, p.inv_t)), fkey(st.top));
-			}
-		}
-		__syncthreads();
 	}
+	__syncthreads();
 	const int id_top_shift = V > (1 << 24) ? 24 : V > (1 << 16) ? 16 : V > 256 ? 8 : 0;
 
-	for (int t = 0; !st.done; t++) {
+	int t = 0;
+	for (;; t++) {
+		if (st.done) break;
 		if (st.phase == PH_SMALL) {
 			small_finish<COOP>(p, L, V, ws, &st);
 			if (blockIdx.x) return;
 			break;
 		}
-		smp_bin *H = ws->h[t % 3];
-		// one pass: histogram of the current digit among the candidates of the current search
+		smp_bin *H = ws->h[(h0 + t) % 3];
+		const bool first_pass = t == 0;
+		// the first pass also finds the largest logit (first index on ties; NaN never wins) per block
+		if (first_pass) {
+			float bv = -INFINITY;
+			int bi = V;
+			for (int i = gtid; i < V; i += gstride) {
+				float x = __ldcg(&L[i]);
+				if (x == x && (bi == V || x > bv)) {
+					bv = x;
+					bi = i;
+				}
+			}
+			warp_best(bv, bi, V);
+			if (lane == 0) {
+				rv[wid] = bv;
+				ri[wid] = bi;
+			}
+			__syncthreads();
+			if (wid == 0) {
+				bv = lane < (int)(blockDim.x >> 5) ? rv[lane] : -INFINITY;
+				bi = lane < (int)(blockDim.x >> 5) ? ri[lane] : V;
+				warp_best(bv, bi, V);
+				if (lane == 0) {
+					__stcg(&ws->pmax[blockIdx.x], bv);
+					__stcg(&ws->pidx[blockIdx.x], bi);
+				}
+			}
+		}
+		// one pass: histogram of the current digit among the candidates of the current search. Top-k
+		// counts every non-NaN logit, not only those within 40 T of the max (unknown in the first pass):
+		// its k-th is the same where more than k are within, and lies below them all where fewer are,
+		// which keeps them all, as the host does.
+		const bool do_hist = !first_pass || (st.phase == PH_TOPK && !p.greedy);
 		for (int i = tid; i < 256; i += blockDim.x) {
 			sh[i].cnt = 0;
 			sh[i].mass = 0;
@@ -451,14 +447,14 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 		const int phase = st.phase, shift = st.shift;
 		const bool id_level = st.id_level, mass = phase != PH_TOPK && !id_level;
 		const bool need_w = mass || (phase == PH_DRAW && p.min_p > 0);
-		const float floor_l = st.floor_l, inv_t = p.inv_t;
+		const float floor_l = phase == PH_TOPK ? -INFINITY : st.floor_l, inv_t = p.inv_t;
 		const double top = st.top;
 		const uint32_t prefix = st.prefix, K = st.K, iprefix = st.iprefix;
 		const uint32_t bk_key = st.bk_key, bp_key = st.bp_key;
 		const int bk_id = st.bk_id, bp_id = st.bp_id;
 		const double min_w = p.min_p >= 1.0f ? 1.0 : (double)p.min_p;
 		// whole warps step together (the lanes of a warp that fall in one bin add up before one atomic)
-		for (int base = blockIdx.x * blockDim.x + wid * 32; base < V; base += gstride) {
+		for (int base = blockIdx.x * blockDim.x + wid * 32; do_hist && base < V; base += gstride) {
 			const int i = base + lane;
 			int bin = -1;
 			double w = 0;
@@ -500,7 +496,7 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 			__syncwarp();
 		}
 		__syncthreads();
-		for (int i = tid; i < 256; i += blockDim.x)
+		for (int i = tid; do_hist && i < 256; i += blockDim.x)
 			if (sh[i].cnt) {
 				atomicAdd(&H[i].cnt, sh[i].cnt);
 				if (mass) atomicAdd(&H[i].mass, sh[i].mass);
@@ -508,11 +504,31 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 			}
 		grid_barrier<COOP>();
 		if (blockIdx.x == 0) { // the histogram two passes ahead, read by everyone before this barrier
-			smp_bin *Z = ws->h[(t + 2) % 3];
+			smp_bin *Z = ws->h[(h0 + t + 2) % 3];
 			for (int i = tid; i < 256; i += blockDim.x) {
 				Z[i].cnt = 0;
 				Z[i].mass = 0;
 			}
+		}
+		if (first_pass && wid == 0) { // every block: the best of the blocks' bests, a lane per few blocks
+			float bv = -INFINITY;
+			int bi = V;
+			for (int b = lane; b < (int)gridDim.x; b += 32) best_of(bv, bi, __ldcg(&ws->pmax[b]), __ldcg(&ws->pidx[b]), V);
+			warp_best(bv, bi, V);
+			if (lane == 0) {
+				st.mx = bv;
+				st.amax = bi == V ? 0 : bi;
+				st.result = st.amax;
+				st.floor_l = __fsub_rn(bv, __fmul_rn(40.0f, p.temperature));
+				st.top = __fmul_rn(bv, p.inv_t);
+				if (bi == V || p.greedy) st.done = true;
+				else if (st.phase != PH_TOPK) search_start(&st, fkey(__fmul_rn(st.floor_l, p.inv_t)), fkey(st.top));
+			}
+			__syncwarp();
+		}
+		if (!do_hist) { // a first pass for the max only
+			__syncthreads();
+			continue;
 		}
 		// the decision, by warp 0 of every block
 		if (wid == 0) {
@@ -627,7 +643,10 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 		}
 		__syncthreads();
 	}
-	if (blockIdx.x == 0 && tid == 0) *out = st.result;
+	if (blockIdx.x == 0 && tid == 0) {
+		*out = st.result;
+		ws->h0 = (h0 + t) % 3; // t passes ran: the histograms after the last are empty
+	}
 }
 
 extern "C" int k_sample(int32_t *out, float *logits, int n, const k_sample_params *p, const int32_t *hist,
