@@ -98,6 +98,7 @@ enum { SMP_THREADS = 512, SMP_MAX_BLOCKS = 1024 };
 enum { PH_TOPK, PH_TOPP, PH_DRAW, PH_SMALL };
 // at most this many candidates left after top-k: block 0 sorts them and finishes as the host does
 enum { SMP_FAST = 2048 };
+enum { SMP_CACHE = 4 }; // logits per thread kept in registers
 
 struct smp_bin {
 	unsigned cnt;
@@ -397,6 +398,10 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 	__syncthreads();
 	const int id_top_shift = V > (1 << 24) ? 24 : V > (1 << 16) ? 16 : V > 256 ? 8 : 0;
 
+	// a thread's logits stay in registers across the passes where the grid covers the vocabulary in
+	// SMP_CACHE strides (a pass then reads no memory but the histograms)
+	float xs[SMP_CACHE];
+	const bool cached = V <= SMP_CACHE * gstride;
 	int t = 0;
 	for (;; t++) {
 		if (st.done) break;
@@ -411,12 +416,21 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 		if (first_pass) {
 			float bv = -INFINITY;
 			int bi = V;
-			for (int i = gtid; i < V; i += gstride) {
-				float x = __ldcg(&L[i]);
+			auto consider = [&](int i, float x) {
 				if (x == x && (bi == V || x > bv)) {
 					bv = x;
 					bi = i;
 				}
+			};
+			if (cached) {
+#pragma unroll
+				for (int k = 0; k < SMP_CACHE; k++) {
+					const int i = gtid + k * gstride;
+					xs[k] = i < V ? __ldcg(&L[i]) : NAN;
+					consider(i, xs[k]);
+				}
+			} else {
+				for (int i = gtid; i < V; i += gstride) consider(i, __ldcg(&L[i]));
 			}
 			warp_best(bv, bi, V);
 			if (lane == 0) {
@@ -453,12 +467,9 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 		const uint32_t bk_key = st.bk_key, bp_key = st.bp_key;
 		const int bk_id = st.bk_id, bp_id = st.bp_id;
 		const double min_w = p.min_p >= 1.0f ? 1.0 : (double)p.min_p;
-		// whole warps step together (the lanes of a warp that fall in one bin add up before one atomic)
-		for (int base = blockIdx.x * blockDim.x + wid * 32; do_hist && base < V; base += gstride) {
-			const int i = base + lane;
+		auto element = [&](const int i, const float x) {
 			int bin = -1;
 			double w = 0;
-			float x = i < V ? __ldcg(&L[i]) : NAN;
 			if (x >= floor_l) { // NaN fails
 				float s = __fmul_rn(x, inv_t);
 				uint32_t key = fkey(s);
@@ -480,7 +491,7 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 				}
 				if (!in) bin = -1;
 			}
-			if (!__any_sync(0xffffffffu, bin >= 0)) continue;
+			if (!__any_sync(0xffffffffu, bin >= 0)) return;
 			const unsigned peers = __match_any_sync(0xffffffffu, bin);
 			if (mass) wbuf[tid] = w;
 			__syncwarp();
@@ -494,6 +505,15 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 				sh[bin].anyid = i;
 			}
 			__syncwarp();
+		};
+		// whole warps step together (the lanes of a warp that fall in one bin add up before one atomic)
+		const int wbase = blockIdx.x * blockDim.x + wid * 32;
+		if (do_hist && cached) {
+#pragma unroll
+			for (int k = 0; k < SMP_CACHE; k++)
+				if (wbase + k * gstride < V) element(wbase + k * gstride + lane, wbase + k * gstride + lane < V ? xs[k] : NAN);
+		} else if (do_hist) {
+			for (int base = wbase; base < V; base += gstride) element(base + lane, base + lane < V ? __ldcg(&L[base + lane]) : NAN);
 		}
 		__syncthreads();
 		for (int i = tid; do_hist && i < 256; i += blockDim.x)
