@@ -29,6 +29,7 @@
 #include "attention.h"
 #include "kv_layout.cuh"
 #include "attn_common.cuh"
+#include "rope_row.cuh"
 
 #define NEG_INF (-__int_as_float(0x7f800000))
 
@@ -153,11 +154,8 @@ static __device__ __forceinline__ void dequant(half *__restrict__ tile, const ui
 
 // Q fragments (mma A operand, 16 rows x HD) of rows rowA (= g) and rowB (= g + 8); rows >= rows are zero.
 template <typename T, typename MT, int HD>
-static __device__ __forceinline__ void load_q(uint32_t qf[HD / 16][4], const T *__restrict__ qkv, int rowA, int rowB,
-					      int rows, int group, int kvh, int H, int lane)
+static __device__ __forceinline__ void load_q_rows(uint32_t qf[HD / 16][4], const T *qa, const T *qb, int lane)
 {
-	const T *qa = rowA < rows ? qkv + ((size_t)(rowA / group) * H + kvh * group + rowA % group) * HD : nullptr;
-	const T *qb = rowB < rows ? qkv + ((size_t)(rowB / group) * H + kvh * group + rowB % group) * HD : nullptr;
 	const int c2 = (lane & 3) * 2;
 #pragma unroll
 	for (int kk = 0; kk < HD / 16; kk++) {
@@ -175,6 +173,64 @@ static __device__ __forceinline__ void load_q(uint32_t qf[HD / 16][4], const T *
 			}
 			qf[kk][e] = v;
 		}
+	}
+}
+
+// the A fragments of rows rowA and rowB (zero past rows) of a CTA's Q, from qkv
+template <typename T, typename MT, int HD>
+static __device__ __forceinline__ void load_q(uint32_t qf[HD / 16][4], const T *__restrict__ qkv, int rowA, int rowB,
+					      int rows, int group, int kvh, int H, int lane)
+{
+	const T *qa = rowA < rows ? qkv + ((size_t)(rowA / group) * H + kvh * group + rowA % group) * HD : nullptr;
+	const T *qb = rowB < rows ? qkv + ((size_t)(rowB / group) * H + kvh * group + rowB % group) * HD : nullptr;
+	load_q_rows<T, MT, HD>(qf, qa, qb, lane);
+}
+
+// RoPE of Q in its A fragments (one position for every row: a decode step of one token; cos and sin from
+// the step's table, rope_rotate_tab's). A lane holds
+// columns d and d + HD/2 of its rows in qf[kk][e] and qf[kk + HD/32][e], so the rotation needs no exchange.
+// qf holds T pairs as stored; they leave rotated, rounded to T (the same bits as rope_rotate gives), then
+// converted to MT.
+template <typename T, typename MT, int HD>
+static __device__ __forceinline__ void rope_q_frag(uint32_t qf[HD / 16][4], const float *__restrict__ tab, float mscale,
+						   int lane)
+{
+	const int c2 = (lane & 3) * 2;
+#pragma unroll
+	for (int kk = 0; kk < HD / 32; kk++) {
+#pragma unroll
+		for (int h = 0; h < 2; h++) {
+			float cs[2], sn[2];
+#pragma unroll
+			for (int j = 0; j < 2; j++) {
+				cs[j] = tab[kk * 16 + h * 8 + c2 + j] * mscale;
+				sn[j] = tab[HD / 2 + kk * 16 + h * 8 + c2 + j] * mscale;
+			}
+#pragma unroll
+			for (int rs = 0; rs < 2; rs++) {
+				const int e = h * 2 + rs;
+				uint32_t &ulo = qf[kk][e], &uhi = qf[kk + HD / 32][e];
+				const T *plo = (const T *)&ulo, *phi = (const T *)&uhi;
+				float lo[2], hi[2];
+#pragma unroll
+				for (int j = 0; j < 2; j++) {
+					const float x1 = act<T>::to_f(plo[j]), x2 = act<T>::to_f(phi[j]);
+					lo[j] = __fsub_rn(__fmul_rn(x1, cs[j]), __fmul_rn(x2, sn[j]));
+					hi[j] = __fadd_rn(__fmul_rn(x2, cs[j]), __fmul_rn(x1, sn[j]));
+				}
+				ulo = act<T>::pack(lo[0], lo[1]);
+				uhi = act<T>::pack(hi[0], hi[1]);
+			}
+		}
+	}
+	if constexpr (!std::is_same<T, MT>::value) { // bf16 q for an fp16 (quantized) cache
+#pragma unroll
+		for (int kk = 0; kk < HD / 16; kk++)
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				half2 hv = __float22half2_rn(__bfloat1622float2(*(__nv_bfloat162 *)&qf[kk][e]));
+				qf[kk][e] = *(uint32_t *)&hv;
+			}
 	}
 }
 
@@ -428,13 +484,19 @@ template <typename T, int HD, int POLICY> struct decode_cfg {
 
 // grid (nsplit, nkv, ceil(rows / 16)). Writes the split's unnormalized O and its (max, sum) to the workspace,
 // or, with one split, the final output.
-template <typename T, int HD, int POLICY>
+// ROPE (a decode step of one token): qkv holds q, k and v as the projection left them (rope_kv not run).
+// Each warp rotates its Q fragments in registers (rope_q_frag) while its first cache loads are in flight. The warp
+// whose sub-tile holds the new token's position computes its k and v, stores them into the cache (for the
+// steps to come) and writes them into its own raw stage once the cp.async of that stage has landed (the
+// copy brought the slot's stale bytes), so no rope_kv kernel, and no launch gap, precedes this one.
+template <typename T, int HD, int POLICY, bool ROPE>
 __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float *__restrict__ ws_o,
 						     float2 *__restrict__ ws_ml, const T *__restrict__ qkv,
-						     const uint8_t *__restrict__ pool, struct kv_geom g, int layer,
+						     uint8_t *__restrict__ pool, struct kv_geom g, int layer,
 						     int nh, int n, const int32_t *__restrict__ pos0p,
 						     const int32_t *__restrict__ blocks, float sl2,
-						     unsigned *__restrict__ tickets)
+						     unsigned *__restrict__ tickets, const float *__restrict__ rope_cs,
+						     float mscale)
 {
 	pdl_wait_trigger();
 	using C = tcfg<T, HD, POLICY>;
@@ -462,12 +524,18 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 	uint8_t *wbase = smem + warp * DC::warp_bytes;
 	half *conv = (half *)(wbase + ST * SB);
 
-	uint32_t qf[HD / 16][4];
-	load_q<T, MT, HD>(qf, qkv, rowA, rowB, rows, group, kvh, H, lane);
+	uint32_t qf[HD / 16][4]; // ROPE: T pairs as stored, rotated and converted below
+	load_q<T, typename std::conditional<ROPE, T, MT>::type, HD>(qf, qkv, rowA, rowB, rows, group, kvh, H, lane);
 	float O[HD / 8][4];
 #pragma unroll
 	for (int j = 0; j < HD / 8; j++) O[j][0] = O[j][1] = O[j][2] = O[j][3] = 0.f;
 	float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
+	constexpr int E = HD / 32;
+	// ROPE: the new token's k and v (lane's E elements), held by the warp whose sub-tile i_new has them
+	const int s_new = ROPE && kbeg <= pos0 && pos0 < kend ? (pos0 - kbeg) / R : -1;
+	const bool own = s_new >= 0 && s_new % DC::WARPS == warp;
+	const int i_new = own ? s_new / DC::WARPS : -1;
+	float kn[ROPE ? E : 1], vn[ROPE ? E : 1];
 
 #pragma unroll
 	for (int s = 0; s < ST - 1; s++) {
@@ -476,10 +544,30 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 					   kbeg + (warp + s * DC::WARPS) * R, kend, lane);
 		cp_async_commit();
 	}
+	if constexpr (ROPE) {
+		rope_q_frag<T, MT, HD>(qf, rope_cs, mscale, lane);
+		if (own) {
+			vec_io<T, E>::load(kn, qkv + ((size_t)nh + kvh) * HD + lane * E);
+			vec_io<T, E>::load(vn, qkv + ((size_t)nh + nkv + kvh) * HD + lane * E);
+			rope_rotate_tab<T, HD>(kn, rope_cs, mscale, lane);
+			kv_store_row<T, HD, POLICY>(kn, pool, g, layer, blocks, pos0, kvh, 0, lane);
+			kv_store_row<T, HD, POLICY>(vn, pool, g, layer, blocks, pos0, kvh, 1, lane);
+		}
+	}
+
 	for (int i = 0; i < mine; i++) {
 		const int tok0 = kbeg + (warp + i * DC::WARPS) * R;
 		cp_async_wait<ST - 2>();
 		__syncwarp();
+		if (ROPE && i == i_new) { // the new token's slot in this stage: its k and v instead of stale bytes
+			uint8_t *stg = wbase + (i % ST) * SB;
+			const int r = pos0 - tok0;
+#pragma unroll
+			for (int kv = 0; kv < 2; kv++)
+				store_row<T, HD, POLICY>(kv ? vn : kn, stg + (kv * R + r) * C::RAW_ROW,
+							 (half2 *)(stg + 2 * R * C::RAW_ROW) + kv * R + r, lane);
+			__syncwarp();
+		}
 		// the stage consumed last iteration is free: refill it
 		if (i + ST - 1 < mine)
 			load_raw<C, R, 32>(wbase + ((i + ST - 1) % ST) * SB, pool, g, layer, kvh, blocks,
@@ -632,6 +720,7 @@ struct attn_args {
 	float *ws_o;
 	float2 *ws_ml;
 	int nsplit;
+	bool rope; // decode: RoPE and the cache write folded in (attn_launch_rope_attention)
 	cudaStream_t s;
 };
 
@@ -651,12 +740,12 @@ template <typename T, int HD, int P> static cudaError_t run_prefill(const attn_a
 		       a.layer, a.nh, a.st->n, a.st->pos0, a.st->blocks, sl2);
 }
 
-template <typename T, int HD, int P> static cudaError_t run_decode(const attn_args &a)
+template <typename T, int HD, int P, bool ROPE> static cudaError_t run_decode(const attn_args &a)
 {
 	using DC = decode_cfg<T, HD, P>;
 	static bool ready;
 	if (!ready) {
-		cudaError_t e = allow_smem(decode_kernel<T, HD, P>, DC::smem);
+		cudaError_t e = allow_smem(decode_kernel<T, HD, P, ROPE>, DC::smem);
 		if (e != cudaSuccess) return e;
 		ready = true;
 	}
@@ -671,9 +760,9 @@ template <typename T, int HD, int P> static cudaError_t run_decode(const attn_ar
 		cudaError_t e = cudaGetSymbolAddress((void **)&tickets, g_tickets);
 		if (e != cudaSuccess) return e;
 	}
-	cudaError_t e = klaunch(decode_kernel<T, HD, P>, grid, 128, DC::smem, a.s, (T *)a.out, a.ws_o, a.ws_ml,
-				(const T *)a.qkv, a.pool, a.g, a.layer, a.nh, a.st->n, a.st->pos0, a.st->blocks, sl2,
-				tickets);
+	cudaError_t e = klaunch(decode_kernel<T, HD, P, ROPE>, grid, 128, DC::smem, a.s, (T *)a.out, a.ws_o,
+				a.ws_ml, (const T *)a.qkv, (uint8_t *)a.pool, a.g, a.layer, a.nh, a.st->n, a.st->pos0,
+				a.st->blocks, sl2, tickets, a.st->rope_cs, a.st->rope_mscale);
 	if (e != cudaSuccess || tickets || a.nsplit == 1) return e;
 	const int NR = a.st->n * a.nh;
 	return klaunch(combine_kernel<T, HD>, (NR + 3) / 4, 128, 0, a.s, (T *)a.out, (const float *)a.ws_o,
@@ -683,9 +772,9 @@ template <typename T, int HD, int P> static cudaError_t run_decode(const attn_ar
 template <typename T, int HD> static cudaError_t dispatch_p(const attn_args &a, bool decode)
 {
 	switch (a.g.policy) {
-	case 8: return decode ? run_decode<T, HD, 8>(a) : run_prefill<T, HD, 8>(a);
-	case 4: return decode ? run_decode<T, HD, 4>(a) : run_prefill<T, HD, 4>(a);
-	default: return decode ? run_decode<T, HD, 0>(a) : run_prefill<T, HD, 0>(a);
+	case 8: return !decode ? run_prefill<T, HD, 8>(a) : a.rope ? run_decode<T, HD, 8, true>(a) : run_decode<T, HD, 8, false>(a);
+	case 4: return !decode ? run_prefill<T, HD, 4>(a) : a.rope ? run_decode<T, HD, 4, true>(a) : run_decode<T, HD, 4, false>(a);
+	default: return !decode ? run_prefill<T, HD, 0>(a) : a.rope ? run_decode<T, HD, 0, true>(a) : run_decode<T, HD, 0, false>(a);
 	}
 }
 
@@ -734,9 +823,9 @@ extern "C" int attn_launch_prefill(void *out, const void *qkv, enum dtype act_dt
 	return run(make_args(out, qkv, kv, layer, n_heads, st, s), act_dt, false, "attention (prefill)");
 }
 
-extern "C" int attn_launch_decode(void *out, const void *qkv, enum dtype act_dt, const struct kv_cache *kv,
-				  int layer, int n_heads, const struct attn_step *st, void *workspace,
-				  size_t workspace_bytes, cudaStream_t s)
+static int launch_decode(void *out, const void *qkv, enum dtype act_dt, const struct kv_cache *kv, int layer,
+			 int n_heads, const struct attn_step *st, void *workspace, size_t workspace_bytes, bool rope,
+			 cudaStream_t s)
 {
 	if (check_args(kv, act_dt, layer, n_heads, st, "attention")) return LM_ERR;
 	if (st->n == 0) return LM_OK;
@@ -751,9 +840,25 @@ extern "C" int attn_launch_decode(void *out, const void *qkv, enum dtype act_dt,
 	if ((size_t)ns * per_split > workspace_bytes) ns = (int)(workspace_bytes / per_split);
 	if (ns < 1) ns = 1; // one split writes the output directly and needs no workspace
 	a.nsplit = ns;
+	a.rope = rope;
 	a.ws_o = (float *)workspace;
 	a.ws_ml = (float2 *)((uint8_t *)workspace + (size_t)ns * st->n * n_heads * kv->head_dim * 4);
 	return run(a, act_dt, true, "attention (decode)");
+}
+
+extern "C" int attn_launch_decode(void *out, const void *qkv, enum dtype act_dt, const struct kv_cache *kv,
+				  int layer, int n_heads, const struct attn_step *st, void *workspace,
+				  size_t workspace_bytes, cudaStream_t s)
+{
+	return launch_decode(out, qkv, act_dt, kv, layer, n_heads, st, workspace, workspace_bytes, false, s);
+}
+
+// split-K pays off while the prefill grid (64-row tiles per kv head) leaves most multiprocessors idle
+static bool use_decode(const struct kv_cache *kv, int n_heads, const struct attn_step *st, const void *workspace)
+{
+	const int rows = st->n * (n_heads / kv->n_kv_heads);
+	const int prefill_ctas = (rows + 63) / 64 * kv->n_kv_heads;
+	return workspace && 2 * prefill_ctas < sm_count();
 }
 
 extern "C" int attn_launch_attention(void *out, const void *qkv, enum dtype act_dt, const struct kv_cache *kv,
@@ -761,10 +866,18 @@ extern "C" int attn_launch_attention(void *out, const void *qkv, enum dtype act_
 				     size_t workspace_bytes, cudaStream_t s)
 {
 	if (check_args(kv, act_dt, layer, n_heads, st, "attention")) return LM_ERR;
-	// split-K pays off while the prefill grid (64-row tiles per kv head) leaves most multiprocessors idle
-	const int rows = st->n * (n_heads / kv->n_kv_heads);
-	const int prefill_ctas = (rows + 63) / 64 * kv->n_kv_heads;
-	if (workspace && 2 * prefill_ctas < sm_count())
+	if (use_decode(kv, n_heads, st, workspace))
 		return attn_launch_decode(out, qkv, act_dt, kv, layer, n_heads, st, workspace, workspace_bytes, s);
 	return attn_launch_prefill(out, qkv, act_dt, kv, layer, n_heads, st, s);
+}
+
+extern "C" int attn_launch_rope_attention(void *out, void *qkv, enum dtype act_dt, const struct kv_cache *kv,
+					  int layer, int n_heads, const struct attn_step *st, void *workspace,
+					  size_t workspace_bytes, cudaStream_t s)
+{
+	if (check_args(kv, act_dt, layer, n_heads, st, "attention")) return LM_ERR;
+	if (st->n == 1 && st->rope_cs && use_decode(kv, n_heads, st, workspace))
+		return launch_decode(out, qkv, act_dt, kv, layer, n_heads, st, workspace, workspace_bytes, true, s);
+	if (attn_launch_rope_kv(qkv, act_dt, kv, layer, n_heads, st, s)) return LM_ERR;
+	return attn_launch_attention(out, qkv, act_dt, kv, layer, n_heads, st, workspace, workspace_bytes, s);
 }

@@ -32,6 +32,8 @@ struct attn_step {
 	                          * cache positions [0, pos0 + i] */
 	const int32_t *blocks;   /* device: the sequence's block table (covers pos0 + n positions) */
 	const float *inv_freq;   /* device [hd/2]: RoPE inverse frequencies */
+	const float *rope_cs;    /* device [hd]: cos then sin of pos0 * inv_freq[i] (float product), i < hd/2, or NULL;
+	                          * the fused decode kernel (attn_launch_rope_attention) rotates by it */
 	float rope_mscale;       /* cos and sin are multiplied by it (1 for default RoPE) */
 	int n;                   /* tokens in this step (host; fixed for a captured graph) */
 	int max_ctx;             /* host: upper bound on pos0 + n over every replay (sizes the decode split
@@ -68,6 +70,12 @@ int attn_launch_decode(void *out, const void *qkv, enum dtype act_dt, const stru
 int attn_launch_attention(void *out, const void *qkv, enum dtype act_dt, const struct kv_cache *kv, int layer,
 			  int n_heads, const struct attn_step *st, void *workspace, size_t workspace_bytes,
 			  cudaStream_t s);
+/* attn_launch_rope_kv then attn_launch_attention, with the RoPE and the cache write folded into the decode
+ * kernel for a step of one token (one kernel instead of two; qkv is then left as it was, unrotated);
+ * otherwise the two launches, and qkv holds the rotated q and k as after rope_kv. */
+int attn_launch_rope_attention(void *out, void *qkv, enum dtype act_dt, const struct kv_cache *kv, int layer,
+			       int n_heads, const struct attn_step *st, void *workspace, size_t workspace_bytes,
+			       cudaStream_t s);
 
 #ifdef __cplusplus
 }

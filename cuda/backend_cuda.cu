@@ -29,6 +29,7 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <mutex>
@@ -575,12 +576,13 @@ static int cu_set_step(struct backend *be, const struct step *s)
 	c->stage_pending = false;
 	if (grow_i32(be, &c->d_ids, &c->ids_cap, s->n) || grow_i32(be, &c->d_blocks, &c->blocks_cap, s->n_blocks))
 		return LM_ERR;
-	if (c->inv_cap < nf) {
-		float *q = (float *)cu_alloc(be, (size_t)nf * sizeof(float), MEM_OTHER);
+	// d_inv: inv_freq [nf], then cos [nf] and sin [nf] of pos0 * inv_freq[i] (attn_step.rope_cs)
+	if (c->inv_cap < 3 * nf) {
+		float *q = (float *)cu_alloc(be, (size_t)3 * nf * sizeof(float), MEM_OTHER);
 		if (!q) return LM_ERR;
 		cu_free(be, c->d_inv);
 		c->d_inv = q;
-		c->inv_cap = nf;
+		c->inv_cap = 3 * nf;
 	}
 	const size_t need = 16 + (size_t)c->inv_cap * 4 + (size_t)c->ids_cap * 4 + (size_t)c->blocks_cap * 4;
 	if (c->stage_bytes < need) {
@@ -597,10 +599,15 @@ static int cu_set_step(struct backend *be, const struct step *s)
 	int32_t *h_blocks = h_ids + c->ids_cap;
 	*h_pos0 = s->pos0;
 	memcpy(h_inv, s->inv_freq, (size_t)nf * sizeof(float));
+	for (int i = 0; i < nf; i++) { // the angle as the device forms it (a float product), then exact sin/cos
+		const double a = (double)((float)s->pos0 * s->inv_freq[i]);
+		h_inv[nf + i] = (float)cos(a);
+		h_inv[2 * nf + i] = (float)sin(a);
+	}
 	memcpy(h_ids, s->ids, (size_t)s->n * sizeof(int32_t));
 	memcpy(h_blocks, s->blocks, (size_t)s->n_blocks * sizeof(int32_t));
 	CK(cudaMemcpyAsync(c->d_pos0, h_pos0, 4, cudaMemcpyHostToDevice, c->s), "step state");
-	CK(cudaMemcpyAsync(c->d_inv, h_inv, (size_t)nf * 4, cudaMemcpyHostToDevice, c->s), "step state");
+	CK(cudaMemcpyAsync(c->d_inv, h_inv, (size_t)3 * nf * 4, cudaMemcpyHostToDevice, c->s), "step state");
 	CK(cudaMemcpyAsync(c->d_ids, h_ids, (size_t)s->n * 4, cudaMemcpyHostToDevice, c->s), "step state");
 	CK(cudaMemcpyAsync(c->d_blocks, h_blocks, (size_t)s->n_blocks * 4, cudaMemcpyHostToDevice, c->s), "step state");
 	CK(cudaEventRecord(c->staged, c->s), "step state");
@@ -625,6 +632,7 @@ static struct attn_step attn_st(struct cuda_be *c)
 	st.pos0 = c->d_pos0;
 	st.blocks = c->d_blocks;
 	st.inv_freq = c->d_inv;
+	st.rope_cs = c->d_inv + c->kv_head_dim / 2;
 	st.rope_mscale = c->mscale;
 	st.n = c->n;
 	st.max_ctx = c->max_ctx;
@@ -750,11 +758,10 @@ static int cu_rope_kv(struct backend *be, void *qkv, struct kv_cache *kv, int la
 // the split-K partials of decode attention; its largest size does not depend on the context
 static size_t attn_ws_need(int nh, int hd, int n) { return attn_workspace_bytes(nh, hd, n, 1 << 30); }
 
-static int cu_attention(struct backend *be, void *out, const void *qkv, const struct kv_cache *kv, int layer,
-			int n_heads)
+// attention and rope_attention: the decode path's split-K workspace, sized outside captures
+static int attn_ws_ensure(struct backend *be, const struct kv_cache *kv, int n_heads)
 {
 	struct cuda_be *c = cb(be);
-	if (!c->have_step) return op_rc(c, lm_err(_("attention: no step set")));
 	c->attn_nh = n_heads;
 	c->attn_hd = kv->head_dim;
 	// attn_launch_attention takes the split-K path while the prefill grid would leave most multiprocessors
@@ -771,9 +778,31 @@ static int cu_attention(struct backend *be, void *out, const void *qkv, const st
 		c->attn_ws = p;
 		c->attn_ws_bytes = need;
 	}
+	return LM_OK;
+}
+
+static int cu_attention(struct backend *be, void *out, const void *qkv, const struct kv_cache *kv, int layer,
+			int n_heads)
+{
+	struct cuda_be *c = cb(be);
+	if (!c->have_step) return op_rc(c, lm_err(_("attention: no step set")));
+	if (attn_ws_ensure(be, kv, n_heads)) return LM_ERR;
 	struct attn_step st = attn_st(c);
 	return op_rc(c, attn_launch_attention(out, qkv, be->act_dt, kv, layer, n_heads, &st, c->attn_ws,
 					      c->attn_ws_bytes, c->s));
+}
+
+// LMTERM_ROPE_KV_KERNEL=1 keeps the separate rope_kv kernel before a decode attention (measurement)
+static int cu_rope_attention(struct backend *be, void *out, void *qkv, struct kv_cache *kv, int layer, int n_heads)
+{
+	struct cuda_be *c = cb(be);
+	if (!c->have_step) return op_rc(c, lm_err(_("attention: no step set")));
+	static const bool separate = getenv("LMTERM_ROPE_KV_KERNEL") && strcmp(getenv("LMTERM_ROPE_KV_KERNEL"), "1") == 0;
+	if (separate) return cu_rope_kv(be, qkv, kv, layer, n_heads) || cu_attention(be, out, qkv, kv, layer, n_heads);
+	if (attn_ws_ensure(be, kv, n_heads)) return LM_ERR;
+	struct attn_step st = attn_st(c);
+	return op_rc(c, attn_launch_rope_attention(out, qkv, be->act_dt, kv, layer, n_heads, &st, c->attn_ws,
+						   c->attn_ws_bytes, c->s));
 }
 
 static int cu_swiglu(struct backend *be, void *out, const void *gu, int n, int ffn)
@@ -1104,6 +1133,7 @@ static const struct backend_i cuda_i = {
 	.matmul = cu_matmul,
 	.rope_kv = cu_rope_kv,
 	.attention = cu_attention,
+	.rope_attention = cu_rope_attention,
 	.swiglu = cu_swiglu,
 	.matmul_swiglu = cu_matmul_swiglu,
 	.logits = cu_logits,

@@ -1,16 +1,13 @@
 // rope_kv.cu: RoPE of q and k in place, fused with the write of k and v into the paged KV cache
 // (and their int8/int4 quantization for policies 8 and 4), plus the pool-size functions of attention.h.
 //
-// One warp per (token, head) of qkv. Lane l holds the E = hd/32 consecutive elements [l E, l E + E), so the
-// rotate-half partner of an element (i +- hd/2) sits in lane l ^ 16: one shuffle, no shared memory, and
-// the per-head min/max that quantization needs is a warp reduction. Angles are pos * inv_freq[i] in float
-// and sincosf at full accuracy (positions reach tens of thousands of radians), as transformers does in
-// float32. The rotated values are rounded to the activation type once, written back, and those rounded
-// values are what the cache stores or quantizes (K after RoPE, as LMDeploy).
+// One warp per (token, head) of qkv, the work of each in rope_row.cuh (shared with the decode attention
+// kernel, which folds this op in): rotate q and k, write them back rounded, store k and v into the cache.
 #include "config.h"
 #include "attention.h"
 #include "kv_layout.cuh"
 #include "attn_common.cuh"
+#include "rope_row.cuh"
 
 extern "C" int attn_kv_check(const struct kv_cache *kv, enum dtype act_dt)
 {
@@ -47,35 +44,6 @@ extern "C" size_t attn_kv_bytes_per_token(const struct kv_cache *kv, enum dtype 
 	return kv_token_size(&g);
 }
 
-// E consecutive elements of T as one vector load/store
-template <typename T, int E> struct vec_io {
-	static __device__ __forceinline__ void load(float *v, const T *p)
-	{
-		if constexpr (E == 4) {
-			uint2 u = *(const uint2 *)p;
-			const T *h = (const T *)&u;
-#pragma unroll
-			for (int e = 0; e < 4; e++) v[e] = act<T>::to_f(h[e]);
-		} else {
-			uint32_t u = *(const uint32_t *)p;
-			const T *h = (const T *)&u;
-#pragma unroll
-			for (int e = 0; e < 2; e++) v[e] = act<T>::to_f(h[e]);
-		}
-	}
-	static __device__ __forceinline__ void store(T *p, const float *v)
-	{
-		if constexpr (E == 4) {
-			uint2 u;
-			u.x = act<T>::pack(v[0], v[1]);
-			u.y = act<T>::pack(v[2], v[3]);
-			*(uint2 *)p = u;
-		} else {
-			*(uint32_t *)p = act<T>::pack(v[0], v[1]);
-		}
-	}
-};
-
 // qkv [n][(nh + 2 nkv) HD]; pool per kv_layout.cuh
 template <typename T, int HD, int POLICY>
 __global__ void __launch_bounds__(128) rope_kv_kernel(T *__restrict__ qkv, uint8_t *__restrict__ pool,
@@ -96,57 +64,12 @@ __global__ void __launch_bounds__(128) rope_kv_kernel(T *__restrict__ qkv, uint8
 	float v[E];
 	vec_io<T, E>::load(v, x);
 	if (h < nh + nkv) { // q or k: rotate half
-		const int i0 = (lane & 15) * E;
-		float r[E];
-#pragma unroll
-		for (int e = 0; e < E; e++) {
-			float o = __shfl_xor_sync(0xffffffffu, v[e], 16);
-			float sn, cs;
-			sincosf((float)pos * inv_freq[i0 + e], &sn, &cs);
-			cs *= mscale;
-			sn *= mscale;
-			r[e] = lane < 16 ? v[e] * cs - o * sn : v[e] * cs + o * sn;
-		}
-		vec_io<T, E>::store(x, r);
-		vec_io<T, E>::load(v, x); // the rounded values are what the cache keeps
+		rope_rotate<T, HD>(v, pos, inv_freq, mscale, lane);
+		vec_io<T, E>::store(x, v);
 	}
 	if (h < nh) return;
-
-	const int kvi = h < nh + nkv ? 0 : 1, head = h - nh - kvi * nkv;
-	const int blk = blocks[pos / g.block_len], off = pos % g.block_len;
-	uint8_t *slab = pool + kv_slab_offset(&g, layer, blk, head, kvi);
-	if constexpr (POLICY == 0) {
-		vec_io<T, E>::store((T *)(slab + kv_row_offset(&g, off)) + lane * E, v);
-	} else {
-		constexpr float qmax = POLICY == 8 ? 255.f : 15.f;
-		float mn = v[0], mx = v[0];
-#pragma unroll
-		for (int e = 1; e < E; e++) {
-			mn = fminf(mn, v[e]);
-			mx = fmaxf(mx, v[e]);
-		}
-		mn = warp_min(mn);
-		mx = warp_max(mx);
-		const half sh = __float2half_rn((mx - mn) / qmax), zh = __float2half_rn(mn);
-		const float s = __half2float(sh), z = __half2float(zh);
-		uint32_t q[E];
-#pragma unroll
-		for (int e = 0; e < E; e++)
-			q[e] = s > 0.f ? (uint32_t)fminf(fmaxf(rintf((v[e] - z) / s), 0.f), qmax) : 0u;
-		uint8_t *row = slab + kv_row_offset(&g, off);
-		if constexpr (POLICY == 8) {
-			if constexpr (E == 4)
-				*(uint32_t *)(row + lane * 4) = q[0] | q[1] << 8 | q[2] << 16 | q[3] << 24;
-			else
-				*(uint16_t *)(row + lane * 2) = (uint16_t)(q[0] | q[1] << 8);
-		} else {
-			if constexpr (E == 4)
-				*(uint16_t *)(row + lane * 2) = (uint16_t)(q[0] | q[1] << 4 | q[2] << 8 | q[3] << 12);
-			else
-				row[lane] = (uint8_t)(q[0] | q[1] << 4);
-		}
-		if (lane == 0) *(half2 *)(slab + kv_param_offset(&g, off)) = __halves2half2(sh, zh);
-	}
+	const int kvi = h < nh + nkv ? 0 : 1;
+	kv_store_row<T, HD, POLICY>(v, pool, g, layer, blocks, pos, h - nh - kvi * nkv, kvi, lane);
 }
 
 template <typename T, int HD, int P>

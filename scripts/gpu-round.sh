@@ -15,6 +15,7 @@
 #        5. lmterm bench --profile (each op of a decode step alone), without and with LMTERM_PDL=1
 #        6. tests/test_backend_ops under compute-sanitizer memcheck (150 s at most)
 #      and prints a short table last. Logs and the bench JSON go to $OUT (fetched by the device tool).
+#      ROUND_LEAN=1 leaves out the LMTERM_PDL=1 runs and the AWQ bench (a round shared with other work).
 #
 # A device call (DEVICE.md): prepare into /work/main/.device/cuda, carry .device/cuda, and run
 #   cd .device/cuda && sh scripts/gpu-round.sh run
@@ -98,11 +99,14 @@ status() { [ "$1" -eq 0 ] && echo pass || { [ "$1" -eq 77 ] && echo skip || echo
 timeout $(lim 120) tests/test_backend_ops > "$OUT/backend_ops.log" 2>&1; r_ops=$?
 grep -E "^FAIL|checks," "$OUT/backend_ops.log" | tail -15
 # again with programmatic dependent launch (LMTERM_PDL=1: off by default until measured)
-echo "== again with LMTERM_PDL=1" >> "$OUT/backend_ops.log"
-LMTERM_PDL=1 timeout $(lim 60) tests/test_backend_ops > "$OUT/ops_pdl.tmp" 2>&1; r_pdl=$?
-cat "$OUT/ops_pdl.tmp" >> "$OUT/backend_ops.log"
-grep -E "^FAIL|checks," "$OUT/ops_pdl.tmp" | tail -5
-rm -f "$OUT/ops_pdl.tmp"
+lean=${ROUND_LEAN:-0} r_pdl=77
+if [ "$lean" != 1 ]; then
+	echo "== again with LMTERM_PDL=1" >> "$OUT/backend_ops.log"
+	LMTERM_PDL=1 timeout $(lim 60) tests/test_backend_ops > "$OUT/ops_pdl.tmp" 2>&1; r_pdl=$?
+	cat "$OUT/ops_pdl.tmp" >> "$OUT/backend_ops.log"
+	grep -E "^FAIL|checks," "$OUT/ops_pdl.tmp" | tail -5
+	rm -f "$OUT/ops_pdl.tmp"
+fi
 timeout $(lim 60) tests/test_attn_ops > "$OUT/attn_ops.log" 2>&1; r_attn=$?
 tail -3 "$OUT/attn_ops.log"
 timeout $(lim 90) sh tests/test_golden_cuda.sh > "$OUT/golden.log" 2>&1; r_gold=$?
@@ -127,11 +131,13 @@ bench p2048 2048 64 0
 bench kv0-4k 4096 64 0
 bench kv8-4k 4096 64 8
 bench kv4-4k 4096 64 4
-pdl=1
-bench p512-pdl 512 128 0
-bench kv0-4k-pdl 4096 64 0
-pdl=0
-bench awq-p512 512 128 0 --model-format awq
+if [ "$lean" != 1 ]; then
+	pdl=1
+	bench p512-pdl 512 128 0
+	bench kv0-4k-pdl 4096 64 0
+	pdl=0
+	bench awq-p512 512 128 0 --model-format awq
+fi
 rm -f "$OUT/bench1.json"
 # the human-readable report of the first configuration, for the memory lines
 timeout $(lim 60) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len 512 -n 32 > "$OUT/bench512.txt" 2>&1
@@ -142,7 +148,7 @@ cat "$OUT/bench512.txt"
 : > "$OUT/profile.txt"
 # ROUND_PROFILES: more runs as NAME:VAR=VALUE[,VAR=VALUE] (e.g. gemv9:LMTERM_GEMV=9), each also running the
 # backend-ops test under that environment
-for run in base:X=0 pdl1:LMTERM_PDL=1 ${ROUND_PROFILES:-}; do
+for run in base:X=0 $([ "$lean" = 1 ] || echo pdl1:LMTERM_PDL=1) ${ROUND_PROFILES:-}; do
 	[ "$(left)" -gt 40 ] || break
 	name=${run%%:*} envs=$(echo "${run#*:}" | tr ',' ' ')
 	echo "== profile $name ($envs)" >> "$OUT/profile.txt"

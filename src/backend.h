@@ -122,6 +122,9 @@ struct backend_i {
 	 * q is read from qkv (rotated) */
 	int (*attention)(struct backend *be, void *out, const void *qkv, const struct kv_cache *kv, int layer,
 			 int n_heads);
+	/* optional: rope_kv then attention as one op, where the backend can fold them into one kernel; qkv's q
+	 * and k are afterwards either rotated (as after rope_kv) or left as they were. NULL = the two ops. */
+	int (*rope_attention)(struct backend *be, void *out, void *qkv, struct kv_cache *kv, int layer, int n_heads);
 	/* out[n][ffn] = silu(gu[:, :ffn]) * gu[:, ffn:] */
 	int (*swiglu)(struct backend *be, void *out, const void *gu, int n, int ffn);
 	/* optional: out[n][ffn] = swiglu(x[n][dim] . w13^T) in one op where the backend can fuse them; gu is the

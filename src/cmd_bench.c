@@ -202,9 +202,9 @@ static void print_json(const struct bench_opts *o, const struct model *m, const 
  * between two kernels; the lm_head with the argmax is timed as the step does it (synchronously). The sum
  * against the measured step shows what the ops cost and what is left (gaps between different kernels in
  * the step's graph, the host's share of a step). */
-enum { P_NORM, P_QKV, P_ROPE, P_ATTN, P_O, P_W13, P_SWIGLU, P_W13_SWIGLU, P_W2, P_N };
-static const char *const p_name[P_N] = { "add_rmsnorm", "matmul wqkv", "rope_kv", "attention", "matmul wo",
-					  "matmul w13", "swiglu", "matmul_swiglu w13", "matmul w2" };
+enum { P_NORM, P_QKV, P_ROPE, P_ATTN, P_ROPE_ATTN, P_O, P_W13, P_SWIGLU, P_W13_SWIGLU, P_W2, P_N };
+static const char *const p_name[P_N] = { "add_rmsnorm", "matmul wqkv", "rope_kv", "attention", "rope_attention",
+					  "matmul wo", "matmul w13", "swiglu", "matmul_swiglu w13", "matmul w2" };
 
 static int p_op(int k, struct fwd *f, struct kv_cache *kv, int l)
 {
@@ -218,6 +218,7 @@ static int p_op(int k, struct fwd *f, struct kv_cache *kv, int l)
 	case P_QKV: return b->matmul(be, f->qkv, f->h, &L->wqkv, 1);
 	case P_ROPE: return b->rope_kv(be, f->qkv, kv, l, c->n_heads);
 	case P_ATTN: return b->attention(be, f->att, f->qkv, kv, l, c->n_heads);
+	case P_ROPE_ATTN: return b->rope_attention(be, f->att, f->qkv, kv, l, c->n_heads);
 	case P_O: return b->matmul(be, f->dx, f->att, &L->wo, 1);
 	case P_W13: return b->matmul(be, f->gu, f->h, &L->w13, 1);
 	case P_SWIGLU: return b->swiglu(be, f->ff, f->gu, 1, c->ffn);
@@ -234,7 +235,7 @@ static size_t p_bytes(int k, const struct model *m, const struct kv_cache *kv, i
 	case P_O: return L->wo.bytes;
 	case P_W13: case P_W13_SWIGLU: return L->w13.bytes;
 	case P_W2: return L->w2.bytes;
-	case P_ATTN: return kv->bytes_per_token / (size_t)MAX(m->cfg.n_layers, 1) * (size_t)ctx;
+	case P_ATTN: case P_ROPE_ATTN: return kv->bytes_per_token / (size_t)MAX(m->cfg.n_layers, 1) * (size_t)ctx;
 	default: return 0;
 	}
 }
@@ -253,11 +254,12 @@ static int profile(struct fwd *f, struct kv_cache *kv, int32_t tok, int pos, con
 	       b->graph_begin ? _("graph") : _("no graph"), pos + 1);
 	printf("           %-24s %9s %9s %10s %7s\n", "op", "us/call", "GB/s", "ms/step", "share");
 	for (int k = 0; k < P_N; k++) {
-		/* the step runs either w13 then swiglu, or the fused op: only those count in the sum; a step has two
-		 * norms per layer */
-		const bool glu = b->matmul_swiglu != NULL;
-		const bool in_step = glu ? k != P_W13 && k != P_SWIGLU : k != P_W13_SWIGLU;
-		if (k == P_W13_SWIGLU && !glu) continue;
+		/* the step runs either w13 then swiglu, or the fused op, and either rope_kv then attention or the
+		 * fused op: only those count in the sum; a step has two norms per layer */
+		const bool glu = b->matmul_swiglu != NULL, ra = b->rope_attention != NULL;
+		const bool in_step = (glu ? k != P_W13 && k != P_SWIGLU : k != P_W13_SWIGLU) &&
+				     (ra ? k != P_ROPE && k != P_ATTN : k != P_ROPE_ATTN);
+		if ((k == P_W13_SWIGLU && !glu) || (k == P_ROPE_ATTN && !ra)) continue;
 		const double count = k == P_NORM ? 2.0 : 1.0;
 		double t0 = 0;
 		for (int rep = -2; rep < R; rep++) {

@@ -129,10 +129,13 @@ static int body(struct fwd *f, struct kv_cache *kv, int n)
 		/* q, k, v projections in one GEMM: qkv = h . Wqkv^T (+ bias) */
 		if (tap(f, l, FWD_TAP_QKV, f->h, n, dim)) return LM_ERR;
 		if (b->matmul(be, f->qkv, f->h, &L->wqkv, n)) return LM_ERR;
-		/* RoPE on q and k, then k and v of these tokens into the cache */
-		if (b->rope_kv(be, f->qkv, kv, l, nh)) return LM_ERR;
-		/* causal attention of q over the cache: att = softmax(q k^T / sqrt(hd)) v */
-		if (b->attention(be, f->att, f->qkv, kv, l, nh)) return LM_ERR;
+		/* RoPE on q and k, then k and v of these tokens into the cache; causal attention of q over the
+		 * cache: att = softmax(q k^T / sqrt(hd)) v (one op where the backend folds them together) */
+		if (b->rope_attention) {
+			if (b->rope_attention(be, f->att, f->qkv, kv, l, nh)) return LM_ERR;
+		} else if (b->rope_kv(be, f->qkv, kv, l, nh) || b->attention(be, f->att, f->qkv, kv, l, nh)) {
+			return LM_ERR;
+		}
 		/* output projection: dx = att . Wo^T */
 		if (tap(f, l, FWD_TAP_O, f->att, n, nh * hd)) return LM_ERR;
 		if (b->matmul(be, f->dx, f->att, &L->wo, n)) return LM_ERR;

@@ -1,10 +1,11 @@
 # awq tests
-check_PROGRAMS += tests/test_awq_pack tests/test_awq_layouts tests/awq_ppl
+check_PROGRAMS += tests/test_awq_pack tests/test_awq_layouts tests/awq_ppl tests/test_awq_quality_kl
 TESTS += tests/test_awq_pack tests/test_awq_layouts tests/test_lite_bad.sh tests/test_awq_quality.sh
 EXTRA_DIST += tests/test_lite_bad.sh tests/test_awq_quality.sh
 tests_test_awq_pack_LDADD = $(LMTERM_TEST_LIBS)
 tests_test_awq_layouts_LDADD = $(LMTERM_TEST_LIBS)
 tests_awq_ppl_LDADD = $(LMTERM_TEST_LIBS)
+tests_test_awq_quality_kl_LDADD = $(LMTERM_TEST_LIBS)
 # AWQ calibration on the GPU: every op of src/awq_dev.h cuda vs cpu; whole runs cpu vs cuda (both exit 77
 # without a GPU); the random-weight model writer (runs everywhere); scripts/awq-gpu-round.sh times the 7B run.
 check_PROGRAMS += tests/test_awq_ops tests/rand_model tests/awq_cmp

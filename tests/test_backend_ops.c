@@ -442,9 +442,13 @@ static void test_logits(int V, int dim, int n)
 }
 
 /* rope_kv + attention: a prefill of n0 tokens, three decode steps, then a chunk of 5, over a shuffled
- * block table; q/k rotated in qkv and the attention output compared at every step */
-static void test_attention(int nh, int nkv, int hd, int policy)
+ * block table; q/k rotated in qkv and the attention output compared at every step.
+ * fused: the gpu runs rope_attention (RoPE and the cache write folded into the decode kernel) on the
+ * unrotated qkv instead, on every step (1) or every other step (2: the cache one op wrote is read by the
+ * other); the cpu runs the two ops. Its k and v in the cache are checked by the later steps' outputs. */
+static void test_attention(int nh, int nkv, int hd, int policy, int fused)
 {
+	if (fused && !gpu->i->rope_attention) return;
 	const int bl = 16, n0 = 37, total = n0 + 3 + 5;
 	struct kv_cache kc = { .n_layers = 2, .n_kv_heads = nkv, .head_dim = hd, .block_len = bl, .policy = policy };
 	kc.n_blocks = (total + bl - 1) / bl + 2;
@@ -469,20 +473,27 @@ static void test_attention(int nh, int nkv, int hd, int policy)
 		float *v = rand_vec(qkv.n, 2.0f);
 		buf_put(&qkv, v);
 		buf_poison(&out);
-		if (cpu->i->rope_kv(cpu, qkv.c, &kc, layer, nh) || gpu->i->rope_kv(gpu, qkv.g, &kg, layer, nh))
+		const bool fuse = fused == 1 || (fused == 2 && si % 2 == 1);
+		if (cpu->i->rope_kv(cpu, qkv.c, &kc, layer, nh) || (!fuse && gpu->i->rope_kv(gpu, qkv.g, &kg, layer, nh)))
 			DIE("rope_kv");
 		snprintf(what, sizeof what, "rope_kv nh %d nkv %d hd %d policy %d n %d pos %d", nh, nkv, hd, policy, n,
 			 pos0);
-		compare_buf(what, &qkv, 1.5 * b_round());
-		/* both attend from the same rotated q: the cpu's, rounded */
+		if (!fuse) compare_buf(what, &qkv, 1.5 * b_round());
+		/* both attend from the same rotated q: the cpu's, rounded (fused: the gpu rotates its own) */
 		float *rq = malloc(qkv.n * sizeof(float));
 		if (!rq || cpu->i->download(cpu, rq, qkv.c, qkv.n * sizeof(float))) DIE("download");
 		for (size_t i = 0; i < qkv.n; i++) rq[i] = round_act(rq[i]);
-		buf_put(&qkv, rq);
-		if (cpu->i->attention(cpu, out.c, qkv.c, &kc, layer, nh) || gpu->i->attention(gpu, out.g, qkv.g, &kg, layer, nh))
+		if (fuse) {
+			if (cpu->i->upload(cpu, qkv.c, rq, qkv.n * sizeof(float))) DIE("upload");
+		} else {
+			buf_put(&qkv, rq);
+		}
+		if (cpu->i->attention(cpu, out.c, qkv.c, &kc, layer, nh) ||
+		    (fuse ? gpu->i->rope_attention(gpu, out.g, qkv.g, &kg, layer, nh)
+			  : gpu->i->attention(gpu, out.g, qkv.g, &kg, layer, nh)))
 			DIE("attention");
-		snprintf(what, sizeof what, "attention nh %d nkv %d hd %d policy %d n %d pos %d", nh, nkv, hd, policy, n,
-			 pos0);
+		snprintf(what, sizeof what, "%s nh %d nkv %d hd %d policy %d n %d pos %d",
+			 fuse ? "rope_attention" : "attention", nh, nkv, hd, policy, n, pos0);
 		/* policy 0: the cache holds act-rounded k/v (cpu: float); int8/int4: a code may flip where the
 		 * gpu's rounded k sits on a rounding boundary */
 		double bound = policy == 0 ? 4 * b_round() : policy == 8 ? 3e-2 : 1e-1;
@@ -497,7 +508,8 @@ static void test_attention(int nh, int nkv, int hd, int policy)
 }
 
 /* a decode step (embed, norm, qkv, rope_kv, attention, wo) as forward.c runs it: in a graph on the gpu,
- * replayed at new positions with new ids; plain on the cpu */
+ * replayed at new positions with new ids (rope_attention where the backend has it, as forward.c); plain on the
+ * cpu */
 static void test_graph(void)
 {
 	const int vocab = 500, dim = 256, nh = 4, nkv = 2, hd = 64, qw = (nh + 2 * nkv) * hd, bl = 16;
@@ -542,8 +554,11 @@ static void test_graph(void)
 			if (rc < 0) DIE("graph_begin");
 			if (rc == 1) replays++;
 			if (rc == 0 && (be->i->embed(be, X, tb) || be->i->add_rmsnorm(be, H, X, NULL, wn, n, 1e-5f) ||
-					be->i->matmul(be, Q, H, wq, n) || be->i->rope_kv(be, Q, kv, 0, nh) ||
-					be->i->attention(be, A, Q, kv, 0, nh) || be->i->matmul(be, O, A, wot, n)))
+					be->i->matmul(be, Q, H, wq, n) ||
+					(be->i->rope_attention ? be->i->rope_attention(be, A, Q, kv, 0, nh)
+							       : be->i->rope_kv(be, Q, kv, 0, nh) ||
+								 be->i->attention(be, A, Q, kv, 0, nh)) ||
+					be->i->matmul(be, O, A, wot, n)))
 				DIE("graph step %d ops", step);
 			if (g && be->i->graph_end(be, 1)) DIE("graph_end");
 		}
@@ -1038,8 +1053,11 @@ static void run_all(void)
 
 	const int pol[] = { 0, 8, 4 };
 	for (int p = 0; p < 3; p++) {
-		test_attention(8, 2, 64, pol[p]);
-		test_attention(4, 4, 128, pol[p]);
+		for (int fused = 0; fused < 3; fused++) {
+			test_attention(8, 2, 64, pol[p], fused);
+			test_attention(4, 4, 128, pol[p], fused);
+		}
+		test_attention(28, 4, 128, pol[p], 1); /* Qwen2-7B's group of 7 */
 	}
 	test_graph();
 	test_sample_all();
