@@ -103,6 +103,20 @@ for v in dev host; do
 	s1=$(date +%s.%N)
 	add "2. generate 500 tokens, top_k 0 top_p 1 ($v sampling): $(python3 -c "print('%.2f s' % ($s1 - $s0))")"
 done
+# the engine (chat REPL, two turns): device sampling against the host sampler, the same replies
+opts="--backend cuda --seed 3 --temperature 0.9 --top-k 50 --top-p 0.9 --min-p 0.02 --repetition-penalty 1.1 --max-new-tokens 80"
+for v in dev host; do
+	e=""
+	[ $v = host ] && e="LMTERM_HOST_SAMPLING=1"
+	printf 'Tell me a story about a cat.\n\nAnd then what happened?\n\nexit\n\n' |
+		env $e timeout $(lim 20) ./lmterm chat models/tiny --no-tui $opts 2> "$OUT/chat-$v.err" |
+		sed 's/([0-9]* tokens, [0-9.]* tokens\/s.*//' > "$OUT/chat-$v.txt"
+done
+if [ -s "$OUT/chat-dev.txt" ] && cmp -s "$OUT/chat-dev.txt" "$OUT/chat-host.txt"; then
+	add "2. chat REPL, 2 turns, sampling ($opts): same replies ($(wc -c < "$OUT/chat-dev.txt") bytes)"
+else
+	add "2. chat REPL: DIFFER or failed ($(wc -c < "$OUT/chat-dev.txt") / $(wc -c < "$OUT/chat-host.txt") bytes; $(head -c 200 "$OUT/chat-dev.err"))"
+fi
 add "2. took $(( $(date +%s) - t0 )) s"
 
 t0=$(date +%s)
