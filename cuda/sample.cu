@@ -143,6 +143,10 @@ struct smp_state {
 	double r;         // what is left of the target (count or mass)
 	int result;
 	int n_bk;         // candidates within the top-k bound when known, else -1
+	unsigned cnt_acc; // candidates before the current key prefix (top-p search)
+	int n_bp;         // candidates within the top-p bound when known, else -1
+	double S;         // top-p: the total mass of the top-k set (the host's softmax denominator)
+	bool small_p;     // the sorted finish gathers the top-p set (S given) instead of the top-k set
 };
 
 static __device__ __forceinline__ bool in_bound(uint32_t key, int id, uint32_t bkey, int bid)
@@ -164,7 +168,7 @@ template <bool COOP> static __device__ __forceinline__ void grid_barrier()
 struct scan_out {
 	int bin, last_nonempty;
 	double before, r, total;
-	unsigned total_cnt;
+	unsigned total_cnt, before_cnt; // candidates in all bins, in the bins before the crossing one
 };
 static __device__ scan_out scan_bins(const smp_bin *H, bool descending, bool mass, bool strict, bool first,
 				     double r_mul, double r_add, double r)
@@ -202,6 +206,7 @@ static __device__ scan_out scan_bins(const smp_bin *H, bool descending, bool mas
 	if (first) r = r_mul * o.total + r_add;
 	o.r = r;
 	double acc = incl - sum;
+	unsigned cacc = cincl - csum, hit_before_cnt = 0;
 	int hit = -1, lastj = -1;
 	double hit_before = 0;
 #pragma unroll
@@ -210,8 +215,10 @@ static __device__ scan_out scan_bins(const smp_bin *H, bool descending, bool mas
 		if (hit < 0 && c[j] && (strict ? acc + v[j] > r : acc + v[j] >= r)) {
 			hit = j;
 			hit_before = acc;
+			hit_before_cnt = cacc;
 		}
 		acc += v[j];
+		cacc += c[j];
 	}
 	unsigned any = __ballot_sync(0xffffffffu, hit >= 0);
 	unsigned ne = __ballot_sync(0xffffffffu, lastj >= 0);
@@ -222,11 +229,13 @@ static __device__ scan_out scan_bins(const smp_bin *H, bool descending, bool mas
 	if (!any) {
 		o.bin = -1;
 		o.before = o.total;
+		o.before_cnt = o.total_cnt;
 		return o;
 	}
 	int src = __ffs(any) - 1;
 	int hj = __shfl_sync(0xffffffffu, hit, src);
 	o.before = __shfl_sync(0xffffffffu, hit_before, src);
+	o.before_cnt = __shfl_sync(0xffffffffu, hit_before_cnt, src);
 	int pos = src * 8 + hj;
 	o.bin = descending ? 255 - pos : pos;
 	return o;
@@ -241,6 +250,7 @@ static __device__ void search_start(smp_state *st, uint32_t lo, uint32_t hi)
 	st->prefix = digits ? hi & ~((1u << (st->shift + 8)) - 1u) : 0;
 	st->id_level = false;
 	st->r = -1; // the first pass sets the target from its total
+	st->cnt_acc = 0;
 }
 
 // Few candidates left within the top-k bound: they are gathered (all blocks), then block 0 sorts them by
@@ -254,13 +264,15 @@ static __device__ void small_finish(const k_sample_params &p, const float *L, in
 	const int tid = threadIdx.x;
 	const int gtid = blockIdx.x * blockDim.x + tid, gstride = gridDim.x * blockDim.x;
 	const float floor_l = st->floor_l, inv_t = p.inv_t;
-	const uint32_t bk_key = st->bk_key;
-	const int bk_id = st->bk_id;
+	const uint32_t bk_key = st->bk_key, bp_key = st->bp_key;
+	const int bk_id = st->bk_id, bp_id = st->bp_id;
+	const bool small_p = st->small_p;
 	for (int i = gtid; i < V; i += gstride) {
 		float x = __ldcg(&L[i]);
 		if (!(x >= floor_l)) continue;
 		uint32_t key = fkey(__fmul_rn(x, inv_t));
 		if (!in_bound(key, i, bk_key, bk_id)) continue;
+		if (small_p && !in_bound(key, i, bp_key, bp_id)) continue;
 		unsigned at = atomicAdd(&ws->n_small, 1u);
 		if (at < SMP_FAST) __stcg(&ws->small[at], (unsigned long long)key << 32 | (uint32_t)~(uint32_t)i);
 	}
@@ -293,7 +305,7 @@ static __device__ void small_finish(const k_sample_params &p, const float *L, in
 	if (tid == 0) {
 		double sum = 0;
 		for (int i = 0; i < n; i++) sum += pr[i];
-		sum_s = sum;
+		sum_s = small_p ? st->S : sum; // gathered the top-p set: the top-k set's mass, from the search
 	}
 	__syncthreads();
 	for (int i = tid; i < n; i += blockDim.x) pr[i] /= sum_s;
@@ -377,6 +389,8 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 		st.done = false;
 		st.take_last = false;
 		st.n_bk = -1;
+		st.n_bp = -1;
+		st.small_p = false;
 		st.bk_key = st.bp_key = 0;
 		st.bk_id = st.bp_id = INT_MAX;
 		st.shift = 24; // top-k's first pass, with the max: every non-NaN logit (see below), all 32 key bits
@@ -586,6 +600,8 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 					const smp_bin *B = &H[b];
 					unsigned cnt = __ldcg(&B->cnt);
 					double rem = r - before;
+					if (first && phase == PH_TOPP) st.S = so.total;
+					const unsigned cnt_before = st.cnt_acc + (id_level ? 0u : so.before_cnt);
 					if (!id_level) {
 						uint32_t key_lo = prefix | ((uint32_t)b << shift);
 						bool whole = cnt == 1 || (phase == PH_TOPK && before + (double)cnt == r);
@@ -593,10 +609,12 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 							outcome = phase == PH_DRAW ? 2 : 1;
 							okey = key_lo;
 							oid = phase == PH_DRAW ? __ldcg(&B->anyid) : INT_MAX;
+							if (phase == PH_TOPP) st.n_bp = (int)(cnt_before + cnt);
 						} else if (shift > 0) {
 							st.prefix = key_lo;
 							st.shift = shift - 8;
 							st.r = rem;
+							st.cnt_acc = cnt_before;
 						} else { // a tie of cnt candidates of key key_lo: the j-th id of it
 							double w = exp((double)keyf(key_lo) - top);
 							double j;
@@ -606,6 +624,8 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 							else j = floor(rem / w) + 1;
 							if (!(j >= 1)) j = 1;
 							if (j > cnt) j = cnt;
+							st.cnt_acc = cnt_before;
+							if (phase == PH_TOPP) st.n_bp = (int)(cnt_before + (unsigned)j);
 							if (j == cnt && phase != PH_DRAW) {
 								outcome = 1;
 								okey = key_lo;
@@ -659,6 +679,13 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 				if (first && (phase == PH_TOPP || (phase == PH_DRAW && !(p.top_p > 0 && p.top_p < 1) && !(p.min_p > 0))))
 					st.n_bk = (int)so.total_cnt;
 				if (!st.done && st.n_bk >= 1 && st.n_bk <= SMP_FAST && p.sort_few) st.phase = PH_SMALL;
+				// top-p left few: they are gathered and finished as the host does, with the top-k set's
+				// total mass as the denominator (the host recomputes the cut over them)
+				if (!st.done && phase == PH_TOPP && outcome == 1 && st.n_bp >= 1 && st.n_bp <= SMP_FAST &&
+				    p.sort_few) {
+					st.phase = PH_SMALL;
+					st.small_p = true;
+				}
 			}
 		}
 		__syncthreads();
