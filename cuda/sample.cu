@@ -80,13 +80,15 @@ extern "C" int k_argmax(int32_t *out, const float *v, int n, cudaStream_t s)
 // by the id (the j-th smallest id of the tie, the same radix search over the id's digits).
 //
 // A search starts below the key digits all its candidates share (they lie between the cut before and the
-// top), so a top-p search after top-k 40 often needs one or two passes. When top-k leaves at most 2048
-// candidates, they are gathered instead and block 0 sorts them and finishes with the host's own loops, in
-// its order and arithmetic (the usual settings take this way: one pass for the max, a few for top-k).
+// top), so a top-p search after top-k 40 often needs one or two passes. When top-k (or else top-p) leaves
+// at most 2048 candidates, they are gathered instead and block 0 sorts them and finishes with the host's
+// own loops, in its order and arithmetic (the usual settings take this way: a few passes for top-k, the
+// first of them also finding the max).
 //
 // One cooperative kernel of one block per multiprocessor does it all, the blocks meeting at a grid barrier
 // after each pass; every block then reads the same global histogram and takes the same decision, so no
-// block waits for a decision made elsewhere. Logits stay in L2 (0.6 MB for 152k) across the passes. In a
+// block waits for a decision made elsewhere. Each thread keeps its logits (up to 4) in registers across the
+// passes (in L2 where the grid is smaller: 0.6 MB for 152k). In a
 // pass, the lanes of a warp that fall in one bin add up before one shared-memory atomic (the first digits
 // put nearly every candidate in one or two bins). Sums differ from the host's only in their order (double
 // precision), so the token differs from the host sampler's only where u * mass or top_p lands within
@@ -96,7 +98,7 @@ namespace cg = cooperative_groups;
 
 enum { SMP_THREADS = 512, SMP_MAX_BLOCKS = 1024 };
 enum { PH_TOPK, PH_TOPP, PH_DRAW, PH_SMALL };
-// at most this many candidates left after top-k: block 0 sorts them and finishes as the host does
+// at most this many candidates left after top-k or top-p: block 0 sorts them and finishes as the host does
 enum { SMP_FAST = 2048 };
 enum { SMP_CACHE = 4 }; // logits per thread kept in registers
 
