@@ -191,6 +191,16 @@ struct cuda_be {
 	float *d_logits;
 	size_t logits_cap;
 	int32_t *d_tok, *h_tok;
+	// device sampling (cu_sample): scratch, the penalty's stamps [smp_vocab], the history ids on the device
+	// and the host copy of what was uploaded (only a changed tail is sent again)
+	void *smp_ws;
+	uint32_t *smp_seen;
+	int smp_vocab;
+	uint32_t smp_stamp;
+	int32_t *d_hist, *h_hist;
+	int hist_cap, n_hist_up;
+	int smp_blocks; // cooperative grid size; 0 = not yet known
+	bool smp_radix_only; // LMTERM_SAMPLE_FAST=0: never the sorted finish
 
 	void *awq_scratch;
 	size_t awq_scratch_bytes;
@@ -847,12 +857,31 @@ static int cu_logits(struct backend *be, float *logits_host, const void *h, cons
 	return LM_OK;
 }
 
+// the sampler's scratch (also the multi-block argmax's) and its settings, once
+static int sample_setup(struct backend *be)
+{
+	struct cuda_be *c = cb(be);
+	if (c->smp_ws) return LM_OK;
+	if (!(c->smp_ws = cu_alloc(be, k_sample_ws_bytes(), MEM_OTHER))) return LM_ERR;
+	CK(cudaMemsetAsync(c->smp_ws, 0, k_sample_ws_bytes(), c->s), "sample");
+	const char *e = getenv("LMTERM_SAMPLE_BLOCKS");
+	c->smp_blocks = e && *e ? MAX(1, atoi(e)) : k_sample_max_blocks();
+	c->smp_blocks = MIN(c->smp_blocks, k_sample_max_blocks());
+	e = getenv("LMTERM_SAMPLE_FAST");
+	c->smp_radix_only = e && strcmp(e, "0") == 0;
+	return LM_OK;
+}
+
 static int cu_argmax(struct backend *be, int32_t *token_host, const void *h, const struct weight *lm_head)
 {
 	struct cuda_be *c = cb(be);
 	if (c->capturing) return lm_err(_("argmax: not allowed in a graph"));
 	if (logits_buf(be, (size_t)lm_head->rows)) return LM_ERR;
-	if (logits_dev(be, h, lm_head, 1) || k_argmax(c->d_tok, c->d_logits, lm_head->rows, c->s)) return LM_ERR;
+	if (sample_setup(be)) return LM_ERR;
+	if (logits_dev(be, h, lm_head, 1) ||
+	    (c->smp_blocks > 1 ? k_argmax_multi(c->d_tok, c->d_logits, lm_head->rows, c->smp_ws, c->s)
+			       : k_argmax(c->d_tok, c->d_logits, lm_head->rows, c->s)))
+		return LM_ERR;
 	CK(cudaMemcpyAsync(c->h_tok, c->d_tok, sizeof(int32_t), cudaMemcpyDeviceToHost, c->s), "argmax");
 	CK(cudaStreamSynchronize(c->s), "argmax");
 	*token_host = *c->h_tok;
@@ -983,6 +1012,82 @@ static double cu_copy_bandwidth(struct backend *be)
 	return best;
 }
 
+// sampling on the device (cuda/sample.cu): the logits of h (or the float logits given) stay on the device,
+// only the token comes back
+static int cu_sample(struct backend *be, int32_t *token_host, const void *h, const struct weight *lm_head,
+		     const struct sample_args *a)
+{
+	struct cuda_be *c = cb(be);
+	if (c->capturing) return lm_err(_("sample: not allowed in a graph"));
+	const int V = lm_head ? lm_head->rows : a->vocab;
+	if (V <= 0) return lm_err(_("sample: empty vocabulary"));
+	if (logits_buf(be, (size_t)V)) return LM_ERR;
+	if (sample_setup(be)) return LM_ERR;
+	if (c->smp_vocab < V) {
+		uint32_t *seen = (uint32_t *)cu_alloc(be, (size_t)V * sizeof(uint32_t), MEM_OTHER);
+		if (!seen) return LM_ERR;
+		cu_free(be, c->smp_seen);
+		c->smp_seen = seen;
+		c->smp_vocab = V;
+		c->smp_stamp = 0;
+		CK(cudaMemsetAsync(seen, 0, (size_t)V * sizeof(uint32_t), c->s), "sample");
+	}
+	bool penalty = a->repetition_penalty > 0 && a->repetition_penalty != 1.0f && a->n_history > 0;
+	int n_hist = penalty ? a->n_history : 0;
+	if (n_hist) { // the history on the device: only what differs from the last upload is sent
+		if (n_hist > c->hist_cap) {
+			int cap = MAX(n_hist, 2 * c->hist_cap);
+			int32_t *d = (int32_t *)cu_alloc(be, (size_t)cap * sizeof(int32_t), MEM_OTHER);
+			int32_t *hh = (int32_t *)realloc(c->h_hist, (size_t)cap * sizeof(int32_t));
+			if (!d || !hh) {
+				cu_free(be, d);
+				if (hh) c->h_hist = hh;
+				return lm_err(_("out of memory"));
+			}
+			cu_free(be, c->d_hist);
+			c->d_hist = d;
+			c->h_hist = hh;
+			c->hist_cap = cap;
+			c->n_hist_up = 0;
+		}
+		int same = 0, lim = MIN(c->n_hist_up, n_hist);
+		while (same < lim && c->h_hist[same] == a->history[same]) same++;
+		if (same < n_hist) {
+			memcpy(c->h_hist + same, a->history + same, (size_t)(n_hist - same) * sizeof(int32_t));
+			CK(cudaMemcpyAsync(c->d_hist + same, c->h_hist + same, (size_t)(n_hist - same) * sizeof(int32_t),
+					   cudaMemcpyHostToDevice, c->s),
+			   "sample");
+		}
+		c->n_hist_up = n_hist;
+		if (++c->smp_stamp == 0) { // wrapped: clear the stamps
+			CK(cudaMemsetAsync(c->smp_seen, 0, (size_t)c->smp_vocab * sizeof(uint32_t), c->s), "sample");
+			c->smp_stamp = 1;
+		}
+	}
+	if (lm_head) {
+		if (logits_dev(be, h, lm_head, 1)) return LM_ERR;
+	} else {
+		CK(cudaMemcpyAsync(c->d_logits, h, (size_t)V * sizeof(float), cudaMemcpyDeviceToDevice, c->s), "sample");
+	}
+	k_sample_params kp = {};
+	kp.temperature = a->temperature;
+	kp.inv_t = a->temperature > 0 ? 1.0f / a->temperature : 0;
+	kp.top_p = a->top_p;
+	kp.min_p = a->min_p;
+	kp.rep = penalty ? a->repetition_penalty : 1.0f;
+	kp.top_k = a->top_k;
+	kp.greedy = a->temperature <= 0 || a->top_k == 1;
+	kp.u = a->u;
+	kp.sort_few = !c->smp_radix_only;
+	if (k_sample(c->d_tok, c->d_logits, V, &kp, c->d_hist, n_hist, c->smp_seen, c->smp_stamp, c->smp_ws,
+		     c->smp_blocks, c->s))
+		return LM_ERR;
+	CK(cudaMemcpyAsync(c->h_tok, c->d_tok, sizeof(int32_t), cudaMemcpyDeviceToHost, c->s), "sample");
+	CK(cudaStreamSynchronize(c->s), "sample");
+	*token_host = *c->h_tok;
+	return LM_OK;
+}
+
 // ------------------------------------------------------------------------------------------------------
 // lifecycle
 
@@ -1002,6 +1107,7 @@ static void cu_destroy(struct backend *be)
 	c->allocs.clear();
 	if (c->h_stage) cudaFreeHost(c->h_stage);
 	if (c->h_tok) cudaFreeHost(c->h_tok);
+	free(c->h_hist);
 	if (c->staged) cudaEventDestroy(c->staged);
 	if (c->s) cudaStreamDestroy(c->s);
 	nvml_close(&c->nvml);
@@ -1034,6 +1140,7 @@ static const struct backend_i cuda_i = {
 	.matmul_swiglu = cu_matmul_swiglu,
 	.logits = cu_logits,
 	.argmax = cu_argmax,
+	.sample = cu_sample,
 	.graph_begin = cu_graph_begin,
 	.graph_end = cu_graph_end,
 	.copy_bandwidth = cu_copy_bandwidth,

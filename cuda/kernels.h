@@ -64,6 +64,25 @@ void awq_repack_tiled(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const 
 /* *out = first index of the largest of v[n] (float, as torch.argmax) */
 int k_argmax(int32_t *out, const float *v, int n, cudaStream_t s);
 
+/* sampling on the device with src/sampler.c's semantics (cuda/sample.cu) */
+typedef struct k_sample_params {
+	float temperature, inv_t; /* inv_t = 1.0f / temperature, as the host computes it */
+	float top_p, min_p, rep;
+	int top_k;
+	int greedy;               /* temperature <= 0 or top_k == 1: the argmax after the penalty */
+	double u;                 /* the host sampler's uniform in [0, 1) */
+	int sort_few;             /* finish by sorting when at most 2048 candidates are left after top-k */
+} k_sample_params;
+size_t k_sample_ws_bytes(void);
+/* k_argmax over many blocks; ws of k_sample_ws_bytes(), zeroed once when allocated */
+int k_argmax_multi(int32_t *out, const float *v, int n, void *ws, cudaStream_t s);
+/* the blocks k_sample may run as one cooperative grid here (1 = no cooperative launch) */
+int k_sample_max_blocks(void);
+/* *out = the token; logits[n] (float) get the repetition penalty in place; hist[n_hist] device ids;
+ * seen[n] stamps (ids already penalized this call: == stamp); ws of k_sample_ws_bytes() */
+int k_sample(int32_t *out, float *logits, int n, const k_sample_params *p, const int32_t *hist, int n_hist,
+	     uint32_t *seen, uint32_t stamp, void *ws, int blocks, cudaStream_t s);
+
 /* LMTERM_PDL=1: the decode kernels use programmatic dependent launch (cuda/ops_common.cuh) */
 bool k_pdl_enabled(void);
 /* the PDL default when LMTERM_PDL is unset: on after a 4-bit weight has been loaded */

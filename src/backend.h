@@ -64,6 +64,20 @@ struct step {
 	float rope_mscale;        /* attention scaling of cos/sin (1 for the types supported) */
 };
 
+/* One sampling step as the host sampler would take it (sampler_args() in src/sampler.h fills it): the
+ * repetition penalty over the history ids (once per id), temperature, top-k, top-p, min-p, then a draw. */
+struct sample_args {
+	float temperature;        /* <= 0, or top_k == 1: greedy (the first largest logit after the penalty) */
+	float top_p;              /* off unless in (0, 1) */
+	int top_k;                /* 0 = off */
+	float min_p;              /* 0 = off */
+	float repetition_penalty; /* 1 (or <= 0) = off */
+	const int32_t *history;   /* host ids in the context, for the penalty */
+	int n_history;
+	double u;                 /* the sampler's uniform in [0, 1), drawn from its seeded generator */
+	int vocab;                /* length of the logits when the op is given logits instead of h */
+};
+
 struct backend;
 
 struct backend_i {
@@ -120,6 +134,11 @@ struct backend_i {
 	int (*logits)(struct backend *be, float *logits_host, const void *h, const struct weight *lm_head, int n);
 	/* optional: argmax of h[dim] . lm_head^T on the device; NULL = use logits() */
 	int (*argmax)(struct backend *be, int32_t *token_host, const void *h, const struct weight *lm_head);
+	/* optional: the next token sampled from h[dim] . lm_head^T on the device with src/sampler.c's semantics
+	 * and the host sampler's uniform (struct sample_args); waits for the token. With lm_head NULL, h is
+	 * instead float logits[a->vocab] in backend memory (left unchanged). NULL = logits() and the host sampler */
+	int (*sample)(struct backend *be, int32_t *token_host, const void *h, const struct weight *lm_head,
+		      const struct sample_args *a);
 
 	/* optional: capture the ops between begin and end as a replayable graph keyed by key (decode steps);
 	 * graph_begin returns 1 if a graph for key exists and was replayed (the caller then skips the ops

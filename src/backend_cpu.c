@@ -34,6 +34,7 @@
 #include "backend.h"
 #include "i18n.h"
 #include "kvquant.h"
+#include "sampler.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -716,6 +717,21 @@ static int cpu_logits(struct backend *be, float *logits_host, const void *h, con
 	return matmul_f32(cpu_of(be), logits_host, h, lm_head, n);
 }
 
+/* the backend's sample op on the host: the logits of h, then the host sampler with the uniform given */
+static int cpu_sample(struct backend *be, int32_t *token_host, const void *h, const struct weight *lm_head,
+		      const struct sample_args *a)
+{
+	const int V = lm_head ? lm_head->rows : a->vocab;
+	float *l = malloc(sizeof(float) * (size_t)V);
+	if (!l) return lm_err(_("out of memory"));
+	int rc = LM_OK;
+	if (lm_head) rc = matmul_f32(cpu_of(be), l, h, lm_head, 1);
+	else memcpy(l, h, sizeof(float) * (size_t)V);
+	if (!rc) rc = sampler_pick(a, l, V, token_host);
+	free(l);
+	return rc;
+}
+
 /* ---------------------------------------------------------------------------------------------------
  * Elementwise ops */
 
@@ -1020,6 +1036,7 @@ static const struct backend_i cpu_i = {
 	.swiglu = cpu_swiglu,
 	.logits = cpu_logits,
 	.argmax = NULL,      /* forward() takes the logits and picks on the host */
+	.sample = cpu_sample, /* the logits, then the host sampler (src/sampler.c) */
 	.graph_begin = NULL, /* nothing to capture on the host */
 	.graph_end = NULL,
 };

@@ -282,20 +282,34 @@ static int generate(struct run *r)
 	sp.seed = o->seed_given ? o->seed : (uint64_t)time(NULL);
 	if (!o->greedy && sp.temperature > 0 && sampler_init(&r->sampler, V, &sp)) return LM_ERR;
 
+	/* sampling on the device where the backend can: the logits stay there, the token comes back */
+	const bool dev = r->sampler && sampler_on_device(r->be);
+	const size_t row = (size_t)r->cfg.dim * r->be->act_size;
+
 	/* prefill in chunks; logits of every prompt position with --dump-logits, else of the last one */
 	int32_t next = -1;
+	int n_last = 1;
 	for (int p0 = 0; p0 < T; p0 += PREFILL_CHUNK) {
 		int n = MIN(PREFILL_CHUNK, T - p0);
 		bool last = p0 + n == T;
 		float *lg = o->dump ? r->logits + (size_t)p0 * V : r->logits;
-		int nl = o->dump ? n : last ? 1 : 0;
+		int nl = o->dump ? n : last ? (dev ? -2 : 1) : 0;
 		if (forward(&r->fw, &r->kv, r->ids + p0, n, p0, r->blocks, r->kv.n_blocks, nl, lg, NULL)) return LM_ERR;
+		n_last = n;
 	}
 	if (o->dump) {
 		struct st_out t = { .name = "logits", .dt = DT_F32, .ndim = 2, .shape = { T, V }, .data = r->logits };
 		if (st_write(o->dump, &t, 1, NULL)) return LM_ERR;
 	}
-	if (o->n > 0) next = pick(r, o->dump ? r->logits + (size_t)(T - 1) * V : r->logits, T);
+	if (o->n > 0) {
+		if (dev && !o->dump) {
+			if (sampler_sample_device(r->sampler, r->be, (const char *)r->fw.h + (size_t)(n_last - 1) * row,
+						  &r->m.lm_head, r->ids, T, &next))
+				return LM_ERR;
+		} else {
+			next = pick(r, o->dump ? r->logits + (size_t)(T - 1) * V : r->logits, T);
+		}
+	}
 
 	/* decode: emit next, stop at -n tokens or an end-of-sequence id, else run it through the model */
 	struct tok_stream ts;
@@ -311,7 +325,11 @@ static int generate(struct run *r)
 		}
 		fflush(stdout);
 		if (is_eos(&r->cfg, next) || j + 1 == o->n) break;
-		if (r->sampler) {
+		if (dev) {
+			if (forward(&r->fw, &r->kv, &r->ids[T + j], 1, T + j, r->blocks, r->kv.n_blocks, -2, NULL, NULL) ||
+			    sampler_sample_device(r->sampler, r->be, r->fw.h, &r->m.lm_head, r->ids, T + j + 1, &next))
+				return LM_ERR;
+		} else if (r->sampler) {
 			if (forward(&r->fw, &r->kv, &r->ids[T + j], 1, T + j, r->blocks, r->kv.n_blocks, 1, r->logits, NULL))
 				return LM_ERR;
 			next = pick(r, r->logits, T + j + 1);

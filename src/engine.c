@@ -73,6 +73,7 @@ struct engine {
 	struct sampler *smp;
 	struct sampling sp;
 	float *logits;             /* [vocab] */
+	const void *h_last;        /* backend memory: the last position's normed hidden state (device sampling) */
 	int32_t *ctx;              /* [session_len_max] tokens in the cache */
 	int n_ctx;
 	int session_len;           /* effective: min(requested, cache capacity) */
@@ -694,16 +695,19 @@ static int encode_conversation(struct engine *e, int32_t **out, int *n_out, int 
 
 /* Feed ids[0..n) at the end of the session. want_logits: logits of the last position into e->logits
  * (or, with argmax, just the greedy token). Checks for CANCEL between chunks. */
-static int feed(struct engine *e, const int32_t *ids, int n, bool want_logits, int32_t *argmax, bool *cancelled)
+static int feed_ex(struct engine *e, const int32_t *ids, int n, bool want_logits, int32_t *argmax, bool on_dev,
+		   bool *cancelled)
 {
 	for (int i = 0; i < n;) {
 		int c = MIN(e->prefill_chunk, n - i);
 		if (kvmgr_seq_fit(&e->kv, &e->seq, e->n_ctx + c) != LM_OK) return LM_ERR;
 		bool last = i + c == n;
-		int nl = last && want_logits ? (argmax ? -1 : 1) : 0;
+		int nl = last && want_logits ? (argmax ? -1 : on_dev ? -2 : 1) : 0;
 		if (forward(&e->f, &e->kv.kv, ids + i, c, e->n_ctx, e->seq.blocks, e->seq.n_blocks, nl, e->logits,
 			    argmax) != LM_OK)
 			return LM_ERR;
+		if (nl == -2) /* the last position's normed hidden state, for the device sampler */
+			e->h_last = (const char *)e->f.h + (size_t)(c - 1) * e->m.cfg.dim * e->be->act_size;
 		memcpy(e->ctx + e->n_ctx, ids + i, sizeof *ids * c);
 		e->n_ctx += c;
 		i += c;
@@ -721,6 +725,24 @@ static int feed(struct engine *e, const int32_t *ids, int n, bool want_logits, i
 static bool greedy_fast(const struct engine *e)
 {
 	return e->sp.temperature <= 0 && (e->sp.repetition_penalty == 1.0f || e->sp.repetition_penalty <= 0);
+}
+
+static int feed(struct engine *e, const int32_t *ids, int n, bool want_logits, int32_t *argmax, bool *cancelled)
+{
+	return feed_ex(e, ids, n, want_logits, argmax, false, cancelled);
+}
+
+/* The next token from the last position fed: the greedy token computed with it, or sampled on the device
+ * (the logits stayed there), or by the host sampler from e->logits. */
+static int next_token(struct engine *e, bool greedy, bool on_dev, int32_t next, int32_t *id)
+{
+	if (greedy) {
+		*id = next;
+		return LM_OK;
+	}
+	if (on_dev) return sampler_sample_device(e->smp, e->be, e->h_last, &e->m.lm_head, e->ctx, e->n_ctx, id);
+	*id = sampler_sample(e->smp, e->logits, e->ctx, e->n_ctx);
+	return LM_OK;
 }
 
 /* Reply text, checked against the text stop words: text that might be the start of one is held back until
@@ -823,8 +845,9 @@ static void run_turn(struct engine *e, const char *text)
 	}
 	int start = e->n_ctx;
 	bool greedy = greedy_fast(e), cancelled = false;
+	bool on_dev = !greedy && sampler_on_device(e->be); /* sample where the logits are */
 	int32_t next = -1;
-	if (feed(e, ids, n, true, greedy ? &next : NULL, &cancelled) != LM_OK) {
+	if (feed_ex(e, ids, n, true, greedy ? &next : NULL, on_dev, &cancelled) != LM_OK) {
 		push_error(e, false, _("prefill failed: %s"), lm_errmsg());
 		e->n_ctx = start; /* the cache beyond start is overwritten by the next turn */
 		kvmgr_seq_trim(&e->kv, &e->seq, e->n_ctx);
@@ -852,7 +875,11 @@ static void run_turn(struct engine *e, const char *text)
 	char piece[MSG_TEXT];
 	int max_new = e->sp.max_new_tokens > 0 ? e->sp.max_new_tokens : INT_MAX;
 	for (;;) {
-		int32_t id = greedy ? next : sampler_sample(e->smp, e->logits, e->ctx, e->n_ctx);
+		int32_t id;
+		if (next_token(e, greedy, on_dev, next, &id) != LM_OK) {
+			push_error(e, false, _("sampling failed: %s"), lm_errmsg());
+			break;
+		}
 		if (st.gen_tokens == 0) st.ttft_s = now_s() - t0;
 		if (is_stop(e, id)) break;
 		if (e->n_ctx + 1 > e->session_len) {
@@ -860,8 +887,9 @@ static void run_turn(struct engine *e, const char *text)
 			break;
 		}
 		greedy = greedy_fast(e); /* sampling may have changed mid-reply */
+		on_dev = !greedy && sampler_on_device(e->be);
 		bool more = st.gen_tokens + 1 < max_new;
-		if (feed(e, &id, 1, more, greedy ? &next : NULL, NULL) != LM_OK) {
+		if (feed_ex(e, &id, 1, more, greedy ? &next : NULL, on_dev, NULL) != LM_OK) {
 			push_error(e, false, _("decode failed: %s"), lm_errmsg());
 			break;
 		}

@@ -168,7 +168,7 @@ int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int p
 	if (pos0 < 0 || (int64_t)n_blocks * kv->block_len < (int64_t)pos0 + n)
 		return lm_err(_("forward: the block table (%d blocks of %d) does not cover positions up to %d"), n_blocks,
 			      kv->block_len, pos0 + n);
-	if (n_logits < -1 || n_logits > n) return lm_err(_("forward: %d logits rows for %d tokens"), n_logits, n);
+	if (n_logits < -2 || n_logits > n) return lm_err(_("forward: %d logits rows for %d tokens"), n_logits, n);
 	if ((n_logits > 0 && !logits) || (n_logits == -1 && !argmax_out))
 		return lm_err(_("forward: no output buffer"));
 
@@ -196,6 +196,7 @@ int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int p
 	if (n_logits > 0) /* logits of the last n_logits positions */
 		return b->logits(be, logits, rows_at(f, f->h, n - n_logits, (size_t)c->dim), &f->m->lm_head, n_logits);
 	if (n_logits == 0) return b->sync(be);
+	if (n_logits == -2) return LM_OK; /* the caller takes f->h's last row (device sampling), no wait */
 	/* greedy next token of the last position: on the device where the backend can */
 	const void *last = rows_at(f, f->h, n - 1, (size_t)c->dim);
 	if (b->argmax) return b->argmax(be, argmax_out, last, &f->m->lm_head);

@@ -41,7 +41,8 @@ size_t fwd_workspace_bytes(const struct model *m, struct backend *be, int max_to
  * blocks/n_blocks: the sequence's block table, covering pos0 + n positions.
  * n_logits: how many of the last positions to compute logits for (0..n), written to logits[n_logits][vocab].
  * If n_logits == -1, only the greedy next token of the last position is computed, into *argmax_out
- * (on the device where the backend can). */
+ * (on the device where the backend can). If n_logits == -2, nothing is computed after the final norm and
+ * nothing is waited for: the caller samples from row n-1 of f->h itself (backend_i.sample). */
 int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int pos0, const int32_t *blocks,
 	    int n_blocks, int n_logits, float *logits, int32_t *argmax_out);
 

@@ -102,7 +102,27 @@ static void select_top(struct cand *c, int n, int k)
 	}
 }
 
+static bool is_greedy(const struct sampling *p)
+{
+	return p->temperature <= 0 || p->top_k == 1;
+}
+
 int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history, int n_history)
+{
+	/* the uniform only where there is a draw, so a seed's stream is the same whatever greedy steps came */
+	return sampler_sample_u(s, logits, history, n_history, is_greedy(&s->p) ? 0 : rng_uniform(s));
+}
+
+void sampler_args(struct sampler *s, const int32_t *history, int n_history, struct sample_args *a)
+{
+	const struct sampling *p = &s->p;
+	*a = (struct sample_args){ .temperature = p->temperature, .top_p = p->top_p, .top_k = p->top_k,
+				   .min_p = p->min_p, .repetition_penalty = p->repetition_penalty, .history = history,
+				   .n_history = n_history, .vocab = s->vocab };
+	if (!is_greedy(p)) a->u = rng_uniform(s);
+}
+
+int32_t sampler_sample_u(struct sampler *s, float *logits, const int32_t *history, int n_history, double u)
 {
 	const struct sampling *p = &s->p;
 	int V = s->vocab;
@@ -123,7 +143,7 @@ int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history,
 	}
 
 	/* greedy */
-	if (p->temperature <= 0 || p->top_k == 1) {
+	if (is_greedy(p)) {
 		int32_t best = 0;
 		for (int i = 1; i < V; i++)
 			if (logits[i] > logits[best]) best = i;
@@ -177,7 +197,8 @@ int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history,
 
 	double mass = 0;
 	for (int i = 0; i < n; i++) mass += pr[i];
-	double u = rng_uniform(s) * mass, acc = 0;
+	double acc = 0;
+	u *= mass;
 	int32_t id = s->c[n - 1].id;
 	for (int i = 0; i < n; i++) {
 		acc += pr[i];
@@ -188,6 +209,35 @@ int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history,
 	}
 	free(pr);
 	return id;
+}
+
+int sampler_pick(const struct sample_args *a, float *logits, int vocab, int32_t *token)
+{
+	struct sampling p = { .temperature = a->temperature, .top_p = a->top_p, .top_k = a->top_k, .min_p = a->min_p,
+			      .repetition_penalty = a->repetition_penalty };
+	struct sampler *s;
+	if (sampler_init(&s, vocab, &p) != LM_OK) return LM_ERR;
+	*token = sampler_sample_u(s, logits, a->history, a->n_history, a->u);
+	sampler_free(s);
+	return LM_OK;
+}
+
+bool sampler_on_device(const struct backend *be)
+{
+	static int host = -1; /* LMTERM_HOST_SAMPLING=1: the host sampler even where the backend has the op */
+	if (host < 0) {
+		const char *e = getenv("LMTERM_HOST_SAMPLING");
+		host = e && *e && strcmp(e, "0") != 0;
+	}
+	return be->i->sample && !host;
+}
+
+int sampler_sample_device(struct sampler *s, struct backend *be, const void *h, const struct weight *lm_head,
+			  const int32_t *history, int n_history, int32_t *token)
+{
+	struct sample_args a;
+	sampler_args(s, history, n_history, &a);
+	return be->i->sample(be, token, h, lm_head, &a);
 }
 
 static bool json_num(const cJSON *o, const char *key, double *v)

@@ -24,3 +24,4 @@ check_PROGRAMS += tests/bench_awq
 tests_bench_awq_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS) -I$(top_srcdir)/cuda
 tests_bench_awq_LDADD = $(LMTERM_TEST_LIBS)
 EXTRA_DIST += scripts/awq-round.sh
+EXTRA_DIST += scripts/sample-round.sh

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "backend.h"
 #include "common.h"
+#include "sampler.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -600,8 +601,391 @@ static void test_graph(void)
 	free(nw);
 }
 
+/* ---- sampling on the device (backend op sample) against the host sampler (src/sampler.c) ---- */
+
+static double now_sec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* logits of one of three kinds: 0 real-valued spread like a model's (a few large ones), 1 many exact ties
+ * (a handful of distinct values), 2 flat (all within a few units: long nuclei) */
+static void sample_logits(float *l, int V, int kind)
+{
+	for (int i = 0; i < V; i++) {
+		if (kind == 0) {
+			float z = frand();
+			l[i] = 4.0f * z + (irand(1000) == 0 ? 8.0f + 4.0f * frand() : 0.0f);
+		} else if (kind == 1) {
+			l[i] = (float)(irand(12) - 6) * 0.75f;
+		} else {
+			l[i] = 0.5f * frand();
+		}
+	}
+}
+
+/* The host's probabilities of every token for one step, written independently of sampler.c (a second
+ * implementation of the same rules): sort by (logit / T desc, id asc), top-k, softmax, top-p, min-p. */
+struct ref_c {
+	float s;
+	int id;
+};
+static int ref_cmp(const void *a, const void *b)
+{
+	const struct ref_c *x = a, *y = b;
+	if (x->s != y->s) return x->s > y->s ? -1 : 1;
+	return (x->id > y->id) - (x->id < y->id);
+}
+static int ref_probs(const float *logits_pen, int V, const struct sampling *p, double *prob /* [V] */)
+{
+	struct ref_c *c = malloc(sizeof *c * V);
+	double *pr = malloc(sizeof *pr * V);
+	if (!c || !pr) DIE("out of memory");
+	float mx = -INFINITY;
+	for (int i = 0; i < V; i++) mx = fmaxf(mx, logits_pen[i]);
+	float inv_t = 1.0f / p->temperature, fl = mx - 40.0f * p->temperature;
+	int n = 0;
+	for (int i = 0; i < V; i++)
+		if (logits_pen[i] >= fl) c[n++] = (struct ref_c){ logits_pen[i] * inv_t, i };
+	qsort(c, n, sizeof *c, ref_cmp);
+	if (p->top_k > 0 && p->top_k < n) n = p->top_k;
+	double sum = 0;
+	for (int i = 0; i < n; i++) sum += pr[i] = exp((double)c[i].s - c[0].s);
+	for (int i = 0; i < n; i++) pr[i] /= sum;
+	if (p->top_p > 0 && p->top_p < 1) {
+		double acc = 0;
+		for (int i = 0; i < n; i++)
+			if ((acc += pr[i]) >= p->top_p) {
+				n = i + 1;
+				break;
+			}
+	}
+	if (p->min_p > 0) {
+		int keep = 1;
+		while (keep < n && pr[keep] >= p->min_p * pr[0]) keep++;
+		n = keep;
+	}
+	double mass = 0;
+	for (int i = 0; i < n; i++) mass += pr[i];
+	for (int i = 0; i < V; i++) prob[i] = 0;
+	for (int i = 0; i < n; i++) prob[c[i].id] = pr[i] / mass;
+	free(c);
+	free(pr);
+	return n;
+}
+
+static void penalize(float *l, int V, const int32_t *hist, int nh, float rep)
+{
+	if (rep <= 0 || rep == 1.0f) return;
+	char *seen = calloc(V, 1);
+	if (!seen) DIE("out of memory");
+	for (int i = 0; i < nh; i++) {
+		int id = hist[i];
+		if (id < 0 || id >= V || seen[id]) continue;
+		seen[id] = 1;
+		l[id] = l[id] > 0 ? l[id] / rep : l[id] * rep;
+	}
+	free(seen);
+}
+
+/* a mismatch is excused only where the host itself would pick the device's token for a uniform within
+ * 1e-9 of the one drawn, or a top_p within 1e-9: the cut then lies within rounding of the sums */
+static bool near_boundary(const float *l0, int V, const struct sampling *p, const int32_t *hist, int nh, double u,
+			  int32_t tok)
+{
+	float *l = malloc(sizeof(float) * V);
+	if (!l) DIE("out of memory");
+	bool hit = false;
+	for (int k = 0; k < 6 && !hit; k++) {
+		struct sampling q = *p;
+		double uu = u;
+		if (k == 0) uu = u - 1e-9;
+		if (k == 1) uu = u + 1e-9;
+		if (k >= 2) q.top_p = p->top_p + (k & 1 ? 1e-9f : -1e-9f) * (k >= 4 ? 100 : 1);
+		if (uu < 0 || uu >= 1) continue;
+		struct sampler *s;
+		if (sampler_init(&s, V, &q)) DIE("sampler_init");
+		memcpy(l, l0, sizeof(float) * V);
+		hit = sampler_sample_u(s, l, hist, nh, uu) == tok;
+		sampler_free(s);
+	}
+	free(l);
+	return hit;
+}
+
+/* draws: device tokens against sampler_sample_u with the same uniforms (from sampler_args, the engine's
+ * path); then, if stat > 0, that many device draws against the reference probabilities (chi-square) */
+static void test_sample_case(int V, int kind, struct sampling sp, int nh, int draws, int stat, bool via_lm_head)
+{
+	char what[200];
+	snprintf(what, sizeof what, "sample V %d %s T %g top_k %d top_p %g min_p %g rep %g hist %d%s", V,
+		 kind == 0 ? "spread" : kind == 1 ? "ties" : "flat", sp.temperature, sp.top_k, sp.top_p, sp.min_p,
+		 sp.repetition_penalty, nh, via_lm_head ? " (lm_head)" : "");
+	float *l0 = malloc(sizeof(float) * V), *l = malloc(sizeof(float) * V);
+	int32_t *hist = malloc(sizeof(int32_t) * (nh + 1));
+	if (!l0 || !l || !hist) DIE("out of memory");
+	for (int i = 0; i < nh; i++) hist[i] = irand(4) ? irand(V) : irand(64); /* repeats, and ids near 0 */
+	/* the logits in device memory: given directly, or as h . lm_head^T with lm_head = [V][8] holding the
+	 * logit in column 0 and h = e0 (so the logits are exact, rounded to the activation type) */
+	void *g = NULL, *hg = NULL, *wdata = NULL;
+	struct weight wg = { 0 };
+	sample_logits(l0, V, kind);
+	if (via_lm_head) {
+		const int D = 64;
+		uint16_t *w = calloc((size_t)V * D, 2), hv[64] = { 0 };
+		if (!w) DIE("out of memory");
+		for (int i = 0; i < V; i++) {
+			w[(size_t)i * D] = to_act(l0[i]);
+			l0[i] = from_act(w[(size_t)i * D]);
+		}
+		hv[0] = to_act(1.0f);
+		struct host_weight hw = { .dt = act, .rows = V, .cols = D, .data = w };
+		if (gpu->i->weight_load(gpu, &wg, &hw)) DIE("weight_load");
+		hg = gpu->i->alloc(gpu, (size_t)D * 2, MEM_ACT);
+		if (!hg || gpu->i->upload(gpu, hg, hv, (size_t)D * 2)) DIE("upload h");
+		wdata = w;
+	} else {
+		g = gpu->i->alloc(gpu, sizeof(float) * V, MEM_ACT);
+		if (!g || gpu->i->upload(gpu, g, l0, sizeof(float) * V)) DIE("upload logits");
+	}
+	struct sampler *s, *sh;
+	if (sampler_init(&s, V, &sp) || sampler_init(&sh, V, &sp)) DIE("sampler_init");
+	int bad = 0, excused = 0, first_bad = -1;
+	int32_t bad_dev = 0, bad_host = 0;
+	double t_dev = 0, t_host = 0;
+	for (int d = 0; d < draws; d++) {
+		struct sample_args a;
+		sampler_args(s, hist, nh, &a);
+		int32_t tok = -1;
+		double t0 = now_sec();
+		if (gpu->i->sample(gpu, &tok, via_lm_head ? hg : g, via_lm_head ? &wg : NULL, &a)) DIE("%s", what);
+		double t1 = now_sec();
+		memcpy(l, l0, sizeof(float) * V);
+		int32_t ref = sampler_sample_u(sh, l, hist, nh, a.u);
+		t_host += now_sec() - t1;
+		t_dev += t1 - t0;
+		if (tok != ref) {
+			if (tok >= 0 && tok < V && near_boundary(l0, V, &sp, hist, nh, a.u, tok)) {
+				excused++;
+			} else {
+				if (!bad++) {
+					first_bad = d;
+					bad_dev = tok;
+					bad_host = ref;
+				}
+			}
+		}
+	}
+	if (via_lm_head) { /* the greedy op on the same logits: the first largest (many ties with kind 1) */
+		int32_t tok = -1, best = 0;
+		if (gpu->i->argmax(gpu, &tok, hg, &wg)) DIE("argmax");
+		double t0 = now_sec();
+		for (int r = 0; r < 50; r++)
+			if (gpu->i->argmax(gpu, &tok, hg, &wg)) DIE("argmax");
+		double per = (now_sec() - t0) / 50;
+		for (int i = 1; i < V; i++)
+			if (l0[i] > l0[best]) best = i;
+		checks++;
+		printf("%-4s argmax V %d %s: %d (host %d); %.1f us per call with the lm_head [V][64] GEMV\n",
+		       tok == best ? "ok" : "FAIL", V, kind == 1 ? "ties" : "spread", tok, best, 1e6 * per);
+		if (tok != best) fails++;
+	}
+	/* the device must not have changed the logits it was given */
+	if (!via_lm_head) {
+		if (gpu->i->download(gpu, l, g, sizeof(float) * V)) DIE("download");
+		if (memcmp(l, l0, sizeof(float) * V)) {
+			printf("FAIL %s: the op changed its input logits\n", what);
+			fails++;
+		}
+		checks++;
+	}
+	checks++;
+	bool ok = !bad && excused <= draws / 50;
+	printf("%-4s %s: %d draws, %d differ (%d within 1e-9 of a boundary); device %.1f us, host %.1f us per draw", ok ? "ok" : "FAIL",
+	       what, draws, bad + excused, excused, 1e6 * t_dev / draws, 1e6 * t_host / draws);
+	if (bad) printf("; first at draw %d: device %d, host %d", first_bad, bad_dev, bad_host);
+	printf("\n");
+	if (!ok) fails++;
+
+	if (stat > 0) { /* the empirical distribution of device draws against the reference probabilities */
+		double *prob = malloc(sizeof(double) * V);
+		int *cnt = calloc(V, sizeof(int));
+		if (!prob || !cnt) DIE("out of memory");
+		memcpy(l, l0, sizeof(float) * V);
+		penalize(l, V, hist, nh, sp.repetition_penalty);
+		int kept = ref_probs(l, V, &sp, prob);
+		int outside = 0;
+		for (int d = 0; d < stat; d++) {
+			struct sample_args a;
+			sampler_args(s, hist, nh, &a);
+			int32_t tok = -1;
+			if (gpu->i->sample(gpu, &tok, via_lm_head ? hg : g, via_lm_head ? &wg : NULL, &a)) DIE("%s", what);
+			if (tok < 0 || tok >= V || prob[tok] == 0) outside++;
+			else cnt[tok]++;
+		}
+		/* chi-square over bins of kept tokens: a token expected 20 times or more is a bin of its own, the
+		 * others are pooled in id order into bins expected at least 20 times (so that a flat nucleus of
+		 * thousands of tokens still has hundreds of bins: a missing or extra slice of it shows) */
+		double chi = 0, pool_e = 0, pool_o = 0;
+		int df = -1;
+		for (int i = 0; i < V; i++) {
+			if (prob[i] == 0) continue;
+			double e = prob[i] * stat;
+			if (e >= 20) {
+				chi += (cnt[i] - e) * (cnt[i] - e) / e;
+				df++;
+				continue;
+			}
+			pool_e += e;
+			pool_o += cnt[i];
+			if (pool_e >= 20) {
+				chi += (pool_o - pool_e) * (pool_o - pool_e) / pool_e;
+				df++;
+				pool_e = pool_o = 0;
+			}
+		}
+		if (pool_e > 0) { /* the last partial pool */
+			chi += (pool_o - pool_e) * (pool_o - pool_e) / pool_e;
+			df++;
+		}
+		/* a correct sampler exceeds df + 8 sqrt(2 df) + 16 with probability below 1e-9 or so */
+		double bound = df + 8 * sqrt(2.0 * (df > 0 ? df : 1)) + 16;
+		checks++;
+		bool sok = outside == 0 && chi <= bound;
+		printf("%-4s %s: %d draws over %d kept tokens: chi-square %.1f (df %d, bound %.1f), %d outside the kept set\n",
+		       sok ? "ok" : "FAIL", what, stat, kept, chi, df, bound, outside);
+		if (!sok) fails++;
+		free(prob);
+		free(cnt);
+	}
+	sampler_free(s);
+	sampler_free(sh);
+	if (g) gpu->i->free(gpu, g);
+	if (hg) gpu->i->free(gpu, hg);
+	if (via_lm_head) gpu->i->weight_free(gpu, &wg);
+	free(wdata);
+	free(l0);
+	free(l);
+	free(hist);
+}
+
+static void test_sample(bool quick)
+{
+	if (!gpu->i->sample) {
+		printf("FAIL: the cuda backend has no sample op\n");
+		fails++;
+		return;
+	}
+	const struct sampling base = { .temperature = 1, .top_p = 1, .top_k = 0, .min_p = 0, .repetition_penalty = 1,
+				       .seed = rnext() };
+	const int vocabs[] = { 92544, 151936 };
+	const int top_ks[] = { 1, 40, 0, 151936 };
+	const float top_ps[] = { 0.1f, 0.9f, 1.0f };
+	for (int vi = quick; vi < 2; vi++)
+		for (int kind = 0; kind < 3; kind++)
+			for (int ki = 0; ki < 4; ki++)
+				for (int pi = 0; pi < 3; pi++) {
+					if (quick && (ki + pi + kind) % 3) continue;
+					struct sampling sp = base;
+					sp.seed = rnext();
+					sp.top_k = top_ks[ki];
+					sp.top_p = top_ps[pi];
+					sp.temperature = (kind == 2 ? 0.3f : 0.7f) + 0.1f * (float)pi;
+					/* draws: the host sorts every candidate when nothing bounds them: fewer there */
+					int draws = sp.top_k > 0 && sp.top_k <= 40 ? 60 : 12;
+					test_sample_case(vocabs[vi], kind, sp, (ki + pi) % 2 ? 300 : 0, draws, 0, false);
+				}
+	/* min-p, repetition penalty, greedy with a penalty, temperature extremes */
+	struct sampling sp = base;
+	if (quick) {
+		sp.top_k = 40;
+		sp.top_p = 0.8f;
+		sp.repetition_penalty = 1.1f;
+		test_sample_case(92544, 0, sp, 300, 40, 0, true);
+		return;
+	}
+	sp.min_p = 0.05f;
+	sp.top_p = 0.95f;
+	test_sample_case(151936, 0, sp, 500, 30, 0, false);
+	sp.min_p = 0.3f;
+	sp.top_k = 0;
+	test_sample_case(92544, 1, sp, 0, 30, 0, false);
+	sp = base;
+	sp.repetition_penalty = 1.3f;
+	sp.top_k = 50;
+	test_sample_case(92544, 0, sp, 2000, 60, 0, false);
+	sp.temperature = 0; /* greedy after the penalty */
+	test_sample_case(151936, 0, sp, 2000, 5, 0, false);
+	sp = base;
+	sp.temperature = 5.0f;
+	sp.top_k = 200;
+	sp.top_p = 0.8f;
+	test_sample_case(92544, 2, sp, 100, 40, 0, false);
+	sp.temperature = 0.05f;
+	test_sample_case(92544, 0, sp, 100, 40, 0, false);
+	/* small vocabularies (one block's worth, id digits below 256) */
+	sp = base;
+	sp.top_p = 0.9f;
+	test_sample_case(200, 1, sp, 50, 100, 0, false);
+	test_sample_case(5000, 0, sp, 50, 100, 0, false);
+	/* through the lm_head GEMV, as the engine calls it */
+	sp = base;
+	sp.top_k = 40;
+	sp.top_p = 0.8f;
+	sp.repetition_penalty = 1.1f;
+	test_sample_case(92544, 0, sp, 300, 40, 0, true);
+	test_sample_case(151936, 1, sp, 0, 20, 0, true);
+	test_sample_case(2000, 1, sp, 0, 20, 0, true);
+	/* the distribution of many draws */
+	sp = base;
+	sp.top_k = 40;
+	sp.top_p = 0.9f;
+	sp.temperature = 0.8f;
+	test_sample_case(151936, 0, sp, 0, 10, 20000, false);
+	sp.top_k = 0;
+	sp.top_p = 0.5f;
+	test_sample_case(92544, 1, sp, 200, 10, 20000, false);
+	sp.top_p = 1.0f;
+	sp.min_p = 0.1f;
+	sp.repetition_penalty = 1.2f;
+	test_sample_case(92544, 0, sp, 200, 10, 20000, false);
+	sp = base; /* a nucleus of thousands of near-equal tokens, cut by top-p within them */
+	sp.temperature = 0.5f;
+	sp.top_p = 0.3f;
+	test_sample_case(92544, 2, sp, 0, 5, 20000, false);
+}
+
+/* all cases once (F16 run), a part with BF16; then a part with LMTERM_SAMPLE_BLOCKS=1: the kernel as one
+ * block without the cooperative grid */
+static void test_sample_all(void)
+{
+	test_sample(act != DT_F16);
+	const char *old = getenv("LMTERM_SAMPLE_BLOCKS");
+	if (old) return;
+	setenv("LMTERM_SAMPLE_BLOCKS", "1", 1);
+	struct backend *g0 = gpu;
+	gpu = backend_cuda_create(act);
+	if (!gpu) DIE("backend");
+	printf("-- sample: one block (LMTERM_SAMPLE_BLOCKS=1) --\n");
+	test_sample(true);
+	backend_destroy(gpu);
+	gpu = g0;
+	unsetenv("LMTERM_SAMPLE_BLOCKS");
+}
+
 static void run_all(void)
 {
+	const char *only = getenv("LMTERM_TEST_ONLY");
+	if (only && strcmp(only, "sample") == 0) {
+		test_sample_all();
+		return;
+	}
+	if (only && strcmp(only, "sample-quick") == 0) { /* a few cases (under compute-sanitizer) */
+		if (act == DT_F16) test_sample(true);
+		return;
+	}
 	test_alloc();
 	/* a cache so that set_step knows the RoPE length */
 	struct kv_cache kc = { .n_layers = 1, .n_kv_heads = 2, .head_dim = 64, .block_len = 16, .n_blocks = 4 };
@@ -686,6 +1070,7 @@ static void run_all(void)
 		test_attention(28, 4, 128, pol[p], 1); /* Qwen2-7B's group of 7 */
 	}
 	test_graph();
+	test_sample_all();
 
 	/* everything given back */
 	struct mem_stats m;

@@ -44,6 +44,9 @@ s2=$("$LMTERM" generate "$DEMO" -p "Once upon a time" -n 24 --seed 5 --temperatu
 s3=$("$LMTERM" generate "$DEMO" -p "Once upon a time" -n 24 --seed 6 --temperature 1 --print-ids 2>>"$tmp/err")
 [ -n "$s1" ] && [ "$s1" = "$s2" ] && pass "--seed 5 reproduces: $s1" || fail "--seed 5: '$s1' then '$s2' $(cat "$tmp/err")"
 [ "$s1" != "$s3" ] && pass "--seed 6 differs" || fail "--seed 5 and 6 gave the same 24 tokens"
+# the backend's sample op (the path the engine takes) and the host sampler on downloaded logits: one stream
+s4=$(LMTERM_HOST_SAMPLING=1 "$LMTERM" generate "$DEMO" -p "Once upon a time" -n 24 --seed 5 --temperature 1 --print-ids 2>>"$tmp/err")
+[ "$s1" = "$s4" ] && pass "LMTERM_HOST_SAMPLING=1 gives the same tokens" || fail "sample op '$s1', host sampler '$s4'"
 g1=$("$LMTERM" generate "$DEMO" -p "Once upon a time" -n 16 --temperature 0 --print-ids 2>"$tmp/err")
 g2=$("$LMTERM" generate "$DEMO" -p "Once upon a time" -n 16 --greedy --print-ids 2>>"$tmp/err")
 [ -n "$g1" ] && [ "$g1" = "$g2" ] && pass "--temperature 0 is greedy" || fail "--temperature 0: '$g1' vs '$g2'"

@@ -1,5 +1,6 @@
-/* Sampler: greedy, top-k=1, seed reproducibility, repetition penalty, and that the empirical distribution
- * of draws matches softmax(logits / T) after top-k / top-p / min-p truncation. */
+/* Sampler: greedy, top-k=1, seed reproducibility, repetition penalty, the uniform handed to device sampling
+ * (sampler_args, sampler_sample_u), and that the empirical distribution of draws matches softmax(logits / T)
+ * after top-k / top-p / min-p truncation. */
 #include "config.h"
 #include "sampler.h"
 
@@ -91,6 +92,59 @@ int main(void)
 	CHECK(l2[5] == 2.0f && l2[7] == -2.0f, "penalized logits 5: %g (want 2), 7: %g (want -2)", l2[5], l2[7]);
 	sampler_free(s);
 
+	/* the pieces device sampling uses: sampler_args draws the uniform sampler_sample would draw (none on
+	 * greedy steps), and sampler_sample_u with that uniform picks sampler_sample's token */
+	{
+		struct sampling q = base();
+		q.temperature = 0.9f;
+		q.top_k = 50;
+		q.top_p = 0.9f;
+		q.min_p = 0.01f;
+		q.repetition_penalty = 1.2f;
+		struct sampler *s1, *s2;
+		sampler_init(&s1, V, &q);
+		sampler_init(&s2, V, &q);
+		int32_t hh[64];
+		int same = 0, greedy_steps = 0;
+		for (int t = 0; t < 300; t++) {
+			for (int i = 0; i < 64; i++) hh[i] = (t * 7 + i * 13) % V;
+			if (t % 50 == 49) { /* a greedy stretch and back, as /set does: both reset to the seed */
+				q.temperature = q.temperature > 0 ? 0 : 0.9f;
+				sampler_set(s1, &q);
+				sampler_set(s2, &q);
+			}
+			fill_random(l, 100 + t);
+			memcpy(l2, l, sizeof l);
+			int32_t r1 = sampler_sample(s1, l2, hh, 64);
+			struct sample_args sa;
+			sampler_args(s2, hh, 64, &sa);
+			CHECK(sa.temperature == q.temperature && sa.top_k == 50 && sa.top_p == q.top_p && sa.min_p == q.min_p &&
+			      sa.repetition_penalty == q.repetition_penalty && sa.history == hh && sa.n_history == 64 &&
+			      sa.vocab == V, "sampler_args: parameters not passed on");
+			CHECK(sa.u >= 0 && sa.u < 1, "sampler_args: uniform %g", sa.u);
+			if (q.temperature <= 0) greedy_steps++;
+			memcpy(l2, l, sizeof l);
+			same += sampler_sample_u(s2, l2, hh, 64, sa.u) == r1;
+		}
+		CHECK(same == 300, "sampler_args + sampler_sample_u agreed with sampler_sample %d/300 times", same);
+		CHECK(greedy_steps > 0, "no greedy steps were tested");
+		/* u = 0: the most likely candidate; u just below 1: the last one kept (top-k 2: the second) */
+		q = base();
+		q.top_k = 2;
+		sampler_set(s1, &q);
+		for (int i = 0; i < V; i++) l[i] = -5;
+		l[10] = 3;
+		l[20] = 2;
+		l[30] = 1;
+		memcpy(l2, l, sizeof l);
+		int32_t u0 = sampler_sample_u(s1, l2, NULL, 0, 0.0);
+		memcpy(l2, l, sizeof l);
+		int32_t u1 = sampler_sample_u(s1, l2, NULL, 0, 0.9999999999);
+		CHECK(u0 == 10 && u1 == 20, "u 0 picked %d (want 10), u ~1 picked %d (want 20)", u0, u1);
+		sampler_free(s1);
+		sampler_free(s2);
+	}
+
 	/* distributions: three live tokens with probabilities 0.5, 0.3, 0.2, the rest impossible */
 	for (int i = 0; i < V; i++) l[i] = -1e9f;
 	l[0] = logf(0.5f); l[1] = logf(0.3f); l[2] = logf(0.2f);
@@ -148,6 +202,65 @@ int main(void)
 		CHECK(sampling_from_generation_config(&p, dir) == LM_OK, "missing file is not an error");
 		rmdir(dir);
 	}
+	/* the cpu backend's sample op (what the engine calls where a backend has one): its logits of h, then
+	 * the host sampler with the uniform given; and given logits directly */
+	{
+		struct backend *be = backend_cpu_create();
+		CHECK(be && be->i->sample, "cpu backend without a sample op");
+		if (be && be->i->sample) {
+			enum { D = 16 };
+			static float w[V * D], h[D];
+			for (int i = 0; i < V * D; i++) w[i] = (float)((i * 2654435761u) % 1000) / 250.0f - 2.0f;
+			for (int i = 0; i < D; i++) h[i] = (float)(i % 5) - 2.0f;
+			struct host_weight hw = { .dt = DT_F32, .rows = V, .cols = D, .data = w };
+			struct weight lm;
+			memset(&lm, 0, sizeof lm);
+			void *hb = be->i->alloc(be, sizeof h, MEM_ACT), *lb = be->i->alloc(be, sizeof(float) * V, MEM_ACT);
+			CHECK(hb && lb && be->i->weight_load(be, &lm, &hw) == LM_OK && be->i->upload(be, hb, h, sizeof h) == LM_OK,
+			      "cpu backend setup: %s", lm_errmsg());
+			float ref[V];
+			for (int r = 0; r < V; r++) {
+				double acc = 0;
+				for (int k = 0; k < D; k++) acc += (double)w[r * D + k] * h[k];
+				ref[r] = (float)acc;
+			}
+			CHECK(be->i->upload(be, lb, ref, sizeof ref) == LM_OK, "upload");
+			struct sampling q = base();
+			q.top_k = 20;
+			q.top_p = 0.9f;
+			q.repetition_penalty = 1.3f;
+			struct sampler *sa, *sb;
+			sampler_init(&sa, V, &q);
+			sampler_init(&sb, V, &q);
+			int32_t hh[3] = { 1, 2, 1 };
+			int agree = 0, agree_l = 0;
+			for (int t = 0; t < 50; t++) {
+				struct sample_args a;
+				sampler_args(sa, hh, 3, &a);
+				int32_t t1 = -1, t2 = -1;
+				CHECK(be->i->sample(be, &t1, hb, &lm, &a) == LM_OK, "sample: %s", lm_errmsg());
+				CHECK(be->i->sample(be, &t2, lb, NULL, &a) == LM_OK, "sample (logits): %s", lm_errmsg());
+				float l3[V];
+				be->i->logits(be, l3, hb, &lm, 1);
+				int32_t want = sampler_sample_u(sb, l3, hh, 3, a.u);
+				agree += t1 == want;
+				memcpy(l3, ref, sizeof ref);
+				agree_l += t2 == sampler_sample_u(sb, l3, hh, 3, a.u);
+			}
+			CHECK(agree == 50 && agree_l == 50, "cpu sample op agreed with the host sampler %d/50 (h), %d/50 (logits)",
+			      agree, agree_l);
+			float back[V];
+			be->i->download(be, back, lb, sizeof back);
+			CHECK(memcmp(back, ref, sizeof ref) == 0, "the sample op changed the logits it was given");
+			sampler_free(sa);
+			sampler_free(sb);
+			be->i->weight_free(be, &lm);
+			be->i->free(be, hb);
+			be->i->free(be, lb);
+		}
+		backend_destroy(be);
+	}
+
 	if (fails) return 1;
 	printf("sampler: all checks passed\n");
 	return 0;
