@@ -1016,7 +1016,6 @@ static void run_all(void)
 	test_matmul(256, 128, 12, DT_F32, true);
 
 	/* LMTERM_TEST_ONLY=awq: the W4A16 checks alone (the GPU rounds of the AWQ kernels) */
-	const char *only = getenv("LMTERM_TEST_ONLY");
 	const bool awq_only = only && !strcmp(only, "awq");
 	/* W4A16: the tiled layout (tensor-core GEMV at batch 1..8, tile dequant + cuBLAS beyond) at group 128
 	 * and 64, on a real K (4096) and a K of 14336 (w2); the row layout where the shape or group does not
