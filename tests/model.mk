@@ -41,7 +41,7 @@ CLEANFILES += tests/fuzz_loader
 if HAVE_ASAN
 check_PROGRAMS += tests/test_golden_asan tests/test_kvquant_asan tests/test_backend_cpu_asan
 TESTS += tests/test_golden_asan tests/test_kvquant_asan tests/test_backend_cpu_asan
-CPU_ASAN_SRC = src/backend_cpu.c src/backend_weight.c src/forward.c src/kvquant.c src/model.c src/config.c src/safetensors.c src/common.c
+CPU_ASAN_SRC = src/backend_cpu.c src/sampler.c src/backend_weight.c src/forward.c src/kvquant.c src/model.c src/config.c src/safetensors.c src/common.c
 CPU_ASAN_CF = $(AM_CFLAGS) -DTEST_CPU_ONLY -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined
 CPU_ASAN_LF = $(AM_LDFLAGS) -fsanitize=address,undefined
