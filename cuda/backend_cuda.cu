@@ -435,7 +435,6 @@ static int load_q4(struct backend *be, struct weight *w, const struct host_weigh
 	if (rc) return LM_ERR;
 	w->dt = DT_Q4;
 	w->group = g;
-	k_pdl_prefer(true); // AWQ decode gains from PDL (cuda/fill.cu)
 	return LM_OK;
 }
 
@@ -491,7 +490,6 @@ static int cu_weight_random(struct backend *be, struct weight *w, enum dtype dt,
 		if (!rc) rc = k_fill_half2(w->scales, nsz, scale / 8, 8.f, c->s);
 		w->dt = DT_Q4;
 		w->group = g;
-		k_pdl_prefer(true);
 	} else if (dt == DT_F32 || dt == DT_F16 || dt == DT_BF16) {
 		const enum dtype sdt = rows == 1 ? DT_F32 : be->act_dt;
 		rc = weight_alloc_part(be, w, &w->data, nel * dtype_size(sdt));

@@ -85,8 +85,6 @@ int k_sample(int32_t *out, float *logits, int n, const k_sample_params *p, const
 
 /* LMTERM_PDL=1: the decode kernels use programmatic dependent launch (cuda/ops_common.cuh) */
 bool k_pdl_enabled(void);
-/* the PDL default when LMTERM_PDL is unset: on after a 4-bit weight has been loaded */
-void k_pdl_prefer(bool on);
 
 /* fill: dst[n] (act, or float when f32) = scale * uniform[-1, 1) from a hash of (seed, i) */
 int k_fill_random(void *dst, size_t n, float scale, uint64_t seed, enum dtype dt, cudaStream_t s);
