@@ -10,8 +10,8 @@
 #        2. tests/test_attn_ops             the attention kernels against float references
 #        3. tests/test_golden_cuda.sh       the golden models on the cuda backend (fp16/bf16 tolerances)
 #        4. lmterm bench configs/internlm2_5-7b-chat.json --dummy --dtype float16:
-#             prompt 512 and 2048 (prefill, TTFT, decode at that context), and decode at a 4096-token
-#             context with --quant-policy 0, 8 and 4
+#             prompt 512 and 2048 (prefill, TTFT, decode at that context), decode at a 4096-token
+#             context with --quant-policy 0, 8 and 4, and p512 decode sampling (T 0.8, top-k 40, top-p 0.9)
 #        5. lmterm bench --profile (each op of a decode step alone), without and with LMTERM_PDL=1
 #        6. tests/test_backend_ops under compute-sanitizer memcheck (150 s at most)
 #      and prints a short table last. Logs and the bench JSON go to $OUT (fetched by the device tool).
@@ -131,6 +131,7 @@ bench p2048 2048 64 0
 bench kv0-4k 4096 64 0
 bench kv8-4k 4096 64 8
 bench kv4-4k 4096 64 4
+bench p512-smp 512 128 0 --temperature 0.8 --top-k 40 --top-p 0.9
 if [ "$lean" != 1 ]; then
 	pdl=1
 	bench p512-pdl 512 128 0

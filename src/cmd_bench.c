@@ -1,11 +1,15 @@
 /* lmterm bench MODEL|CONFIG.json [--dummy] [--prompt-len N] [-n N] [--quant-policy P] [--backend B]
  *              [--dtype auto|float16|bfloat16] [--model-format hf|awq] [--json]
+ *              [--temperature T] [--top-k K] [--top-p P] [--min-p M] [--repetition-penalty R]
  *
  * Speed and memory of one model on one backend:
  *   prefill   a prompt of N random token ids in one forward call (the KV cache starts empty), timed after one
  *             untimed warm-up; tokens/s, and the time to first token (prefill + the greedy next token);
  *   decode    -n greedy steps of one token after that prompt (context = prompt length), batch 1; the first
  *             two steps are warm-up (the second captures the CUDA graph); the median step time is reported;
+ *             with --temperature > 0 the steps sample instead (top-k, top-p, min-p, repetition penalty over
+ *             the prompt and the tokens so far, seed --seed), on the device where the backend can, as chat
+ *             and generate do;
  *   roofline  the bytes a decode step must read (every weight the step multiplies with, i.e. all weights
  *             but the embedding table, of which one row is read, plus the K and V of the whole context) over
  *             the step time, as a fraction of the device copy bandwidth that the backend measures (one large
@@ -22,6 +26,7 @@
 #include "i18n.h"
 #include "model.h"
 #include "opts.h"
+#include "sampler.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,13 +41,15 @@ struct bench_opts {
 	const char *dtype;
 	enum model_format fmt;
 	uint64_t seed;
+	struct sampling sp; /* temperature 0: greedy */
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, _("Usage: lmterm bench MODEL|CONFIG.json [--dummy] [--prompt-len N] [-n N] [--quant-policy 0|4|8]\n"
 		     "                    [--backend auto|cuda|cpu] [--dtype auto|float16|bfloat16]\n"
-		     "                    [--model-format hf|awq] [--seed S] [--json] [--profile]\n"));
+		     "                    [--model-format hf|awq] [--seed S] [--json] [--profile]\n"
+		     "                    [--temperature T] [--top-k K] [--top-p P] [--min-p M] [--repetition-penalty R]\n"));
 }
 
 static int parse(struct bench_opts *o, int argc, char **argv)
@@ -54,6 +61,7 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 	o->dtype = "auto";
 	o->fmt = FMT_AUTO;
 	o->seed = 1;
+	o->sp = (struct sampling){ .temperature = 0, .top_p = 1, .top_k = 0, .min_p = 0, .repetition_penalty = 1 };
 	struct opt_iter it;
 	opt_iter_init(&it, argc, argv);
 	while (opt_next(&it)) {
@@ -87,6 +95,20 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 			else return lm_err(_("--model-format: '%s' is not hf or awq"), v);
 		} else if (strcmp(nm, "seed") == 0) {
 			if (opt_value(&it, &v) || opt_u64("--seed", v, &o->seed)) return LM_ERR;
+		} else if (strcmp(nm, "temperature") == 0 || strcmp(nm, "top-p") == 0 || strcmp(nm, "min-p") == 0 ||
+			   strcmp(nm, "repetition-penalty") == 0) {
+			double d;
+			char opt[40];
+			snprintf(opt, sizeof opt, "--%s", nm);
+			const bool rp = nm[0] == 'r', tp = strcmp(nm, "top-p") == 0;
+			if (opt_value(&it, &v) || opt_float(opt, v, rp ? 0.01 : tp ? 1e-6 : 0, rp ? 100 : tp ? 1 : nm[0] == 't' ? 100 : 1, &d))
+				return LM_ERR;
+			if (nm[0] == 't' && !tp) o->sp.temperature = (float)d;
+			else if (tp) o->sp.top_p = (float)d;
+			else if (rp) o->sp.repetition_penalty = (float)d;
+			else o->sp.min_p = (float)d;
+		} else if (strcmp(nm, "top-k") == 0) {
+			if (opt_value(&it, &v) || opt_int("--top-k", v, 0, 1 << 30, &o->sp.top_k)) return LM_ERR;
 		} else {
 			return lm_err(_("bench: unknown option '%s'"), it.arg);
 		}
@@ -132,6 +154,7 @@ struct result {
 	size_t wbytes, kvbytes;
 	struct mem_stats ms;
 	bool ms_ok;
+	bool dev_sampling; /* the decode steps sampled with the backend's sample op (on the GPU for cuda) */
 };
 
 static const char *cat_name[MEM_NCAT] = { "weights", "kv", "activations", "other" };
@@ -149,6 +172,10 @@ static void print_text(const struct bench_opts *o, const struct model *m, const 
 	printf(_("first tok  %.2f ms (prefill + greedy next token)\n"), r->ttft_s * 1e3);
 	printf(_("decode     batch 1 at context %d, KV policy %d: %.3f ms/token, %.1f tokens/s (median of %d)\n"),
 	       o->prompt_len, o->policy, r->step_s * 1e3, 1.0 / r->step_s, o->n - 2);
+	if (o->sp.temperature > 0)
+		printf(_("sampling   temperature %g, top-k %d, top-p %g, min-p %g, repetition penalty %g (%s)\n"),
+		       o->sp.temperature, o->sp.top_k, o->sp.top_p, o->sp.min_p, o->sp.repetition_penalty,
+		       r->dev_sampling ? _("the backend's sample op") : _("the host sampler"));
 	printf(_("bytes      %.3f GB per step: weights %.3f GB + KV %.3f GB\n"), (r->wbytes + r->kvbytes) / GB,
 	       r->wbytes / GB, r->kvbytes / GB);
 	if (r->bw > 0)
@@ -184,6 +211,13 @@ static void print_json(const struct bench_opts *o, const struct model *m, const 
 	       "\"act_dtype\": \"%s\", \"quant_policy\": %d, \"prompt_len\": %d, \"decode_steps\": %d, ",
 	       o->model, m->cfg.arch_name, o->dummy ? "true" : "false", be->i->name, r->ms_ok ? r->ms.device_name : "",
 	       dtype_name(be->act_dt), o->policy, o->prompt_len, o->n);
+	if (o->sp.temperature > 0)
+		printf("\"sampling\": {\"temperature\": %g, \"top_k\": %d, \"top_p\": %g, \"min_p\": %g, "
+		       "\"repetition_penalty\": %g, \"backend_op\": %s}, ",
+		       o->sp.temperature, o->sp.top_k, o->sp.top_p, o->sp.min_p, o->sp.repetition_penalty,
+		       r->dev_sampling ? "true" : "false");
+	else
+		printf("\"sampling\": null, ");
 	printf("\"prefill_s\": %.6f, \"prefill_tok_s\": %.1f, \"ttft_s\": %.6f, \"decode_step_s\": %.7f, "
 	       "\"decode_tok_s\": %.2f, \"step_weight_bytes\": %zu, \"step_kv_bytes\": %zu, ",
 	       r->prefill_s, o->prompt_len / r->prefill_s, r->ttft_s, r->step_s, 1.0 / r->step_s, r->wbytes, r->kvbytes);
@@ -330,6 +364,8 @@ static int run(const struct bench_opts *o)
 	bool have_m = false, have_fw = false;
 	int32_t *ids = NULL, *blocks = NULL;
 	double *steps = NULL;
+	struct sampler *smp = NULL;
+	float *logits = NULL;
 	struct result r = { 0 };
 	int rc = LM_ERR;
 	const int P = o->prompt_len, total = P + o->n + 1;
@@ -376,11 +412,32 @@ static int run(const struct bench_opts *o)
 	r.prefill_s = median(pt, 3);
 	r.ttft_s = median(tt, 3);
 
-	/* decode: one token at a time after the prompt (greedy, so the ids are the model's own) */
+	/* decode: one token at a time after the prompt (greedy, or sampled, so the ids are the model's own); the
+	 * tokens fed are kept after the prompt in ids[], the repetition penalty's history */
+	if (o->sp.temperature > 0) {
+		struct sampling sp = o->sp;
+		sp.seed = o->seed;
+		if (sampler_init(&smp, m.cfg.vocab, &sp)) goto out;
+		r.dev_sampling = sampler_on_device(be);
+		if (!r.dev_sampling && !(logits = malloc(sizeof(float) * (size_t)m.cfg.vocab))) {
+			lm_err(_("out of memory"));
+			goto out;
+		}
+	}
 	for (int k = 0; k < o->n; k++) {
 		double t0 = now_s();
 		int32_t tok = next;
-		if (forward(&fw, &kv, &tok, 1, P + k, blocks, kv.n_blocks, -1, NULL, &next)) goto out;
+		ids[P + k] = tok;
+		if (!smp) {
+			if (forward(&fw, &kv, &tok, 1, P + k, blocks, kv.n_blocks, -1, NULL, &next)) goto out;
+		} else if (r.dev_sampling) {
+			if (forward(&fw, &kv, &tok, 1, P + k, blocks, kv.n_blocks, -2, NULL, NULL) ||
+			    sampler_sample_device(smp, be, fw.h, &m.lm_head, ids, P + k + 1, &next))
+				goto out;
+		} else {
+			if (forward(&fw, &kv, &tok, 1, P + k, blocks, kv.n_blocks, 1, logits, NULL)) goto out;
+			next = sampler_sample(smp, logits, ids, P + k + 1);
+		}
 		steps[k] = now_s() - t0;
 	}
 	r.step_s = median(steps + 2, o->n - 2);
@@ -400,6 +457,8 @@ static int run(const struct bench_opts *o)
 	if (o->profile && profile(&fw, &kv, next, P + o->n, blocks, r.step_s)) goto out;
 	rc = LM_OK;
 out:
+	sampler_free(smp);
+	free(logits);
 	free(ids);
 	free(blocks);
 	free(steps);

@@ -14,6 +14,22 @@ if [ $rc -ne 0 ]; then fail "bench --json: rc $rc: $out"; else
 fi
 out=$("$LMTERM" bench "$cfg" --dummy --backend cpu --prompt-len 8 -n 4 2>&1) || fail "bench text: $out"
 case "$out" in *"tokens/s"*"memory"*) pass "bench text report" ;; *) fail "bench text report: $out" ;; esac
+# sampled decode steps: the settings in the report, the backend's sample op used (the cpu backend has one)
+out=$("$LMTERM" bench "$cfg" --dummy --backend cpu --prompt-len 8 -n 6 --temperature 0.8 --top-k 40 --top-p 0.9 \
+	--min-p 0.02 --repetition-penalty 1.1 --json 2>&1) || fail "bench sampling: $out"
+case "$out" in
+*'"sampling": {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.02, "repetition_penalty": 1.1, "backend_op": true}'*'"decode_tok_s": '*)
+	pass "bench --temperature --json" ;;
+*) fail "bench --temperature --json: $out" ;;
+esac
+out=$(LMTERM_HOST_SAMPLING=1 "$LMTERM" bench "$cfg" --dummy --backend cpu --prompt-len 8 -n 4 --temperature 1 2>&1) ||
+	fail "bench host sampling: $out"
+case "$out" in *"sampling   temperature 1,"*"the host sampler"*) pass "bench host sampling" ;; *) fail "bench host sampling: $out" ;; esac
+case "$("$LMTERM" bench "$cfg" --dummy --backend cpu --prompt-len 8 -n 4 --json 2>&1)" in
+*'"sampling": null'*) pass "bench greedy by default" ;; *) fail "bench: greedy is not the default" ;; esac
+expect_fail "bad --top-p" "--top-p" "$LMTERM" bench "$cfg" --dummy --top-p 0
+expect_fail "bad --temperature" "--temperature" "$LMTERM" bench "$cfg" --dummy --temperature -1
+expect_fail "bad --top-k" "--top-k" "$LMTERM" bench "$cfg" --dummy --top-k x
 expect_fail "config without --dummy" "add --dummy" "$LMTERM" bench "$cfg"
 expect_fail "missing model" "nothing-here" "$LMTERM" bench "$TESTDATA/nothing-here"
 expect_fail "bad --prompt-len" "--prompt-len" "$LMTERM" bench "$cfg" --dummy --prompt-len x
