@@ -38,25 +38,8 @@ static __device__ __forceinline__ void pdl_wait_trigger()
 
 extern "C" bool k_pdl_enabled(void);
 
-// kern<<<grid, block, smem, s>>>(args...), with the PDL attribute when enabled
-template <typename... KArgs, typename... Args>
-static cudaError_t klaunch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
-			   Args... args)
-{
-	cudaLaunchConfig_t cfg = {};
-	cfg.gridDim = grid;
-	cfg.blockDim = block;
-	cfg.dynamicSmemBytes = smem;
-	cfg.stream = s;
-	cudaLaunchAttribute at[1];
-	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-	at[0].val.programmaticStreamSerializationAllowed = 1;
-	cfg.attrs = at;
-	cfg.numAttrs = k_pdl_enabled() ? 1 : 0;
-	return cudaLaunchKernelEx(&cfg, kern, ((KArgs)args)...);
-}
-
-// the same with the grid's x dimension cut into thread-block clusters of cx CTAs (Hopper)
+// kern<<<grid, block, smem, s>>>(args...), with the PDL attribute when enabled, and with the grid's x
+// dimension cut into thread-block clusters of cx CTAs where cx > 0 (Hopper)
 template <typename... KArgs, typename... Args>
 static cudaError_t klaunch_cluster(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
 				   int cx, Args... args)
@@ -67,15 +50,26 @@ static cudaError_t klaunch_cluster(void (*kern)(KArgs...), dim3 grid, dim3 block
 	cfg.dynamicSmemBytes = smem;
 	cfg.stream = s;
 	cudaLaunchAttribute at[2];
-	at[0].id = cudaLaunchAttributeClusterDimension;
-	at[0].val.clusterDim.x = (unsigned)cx;
-	at[0].val.clusterDim.y = 1;
-	at[0].val.clusterDim.z = 1;
-	at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-	at[1].val.programmaticStreamSerializationAllowed = 1;
+	unsigned na = 0;
+	if (k_pdl_enabled()) {
+		at[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+		at[na++].val.programmaticStreamSerializationAllowed = 1;
+	}
+	if (cx > 0) {
+		at[na].id = cudaLaunchAttributeClusterDimension;
+		at[na].val.clusterDim.x = (unsigned)cx;
+		at[na].val.clusterDim.y = 1;
+		at[na++].val.clusterDim.z = 1;
+	}
 	cfg.attrs = at;
-	cfg.numAttrs = k_pdl_enabled() ? 2 : 1;
+	cfg.numAttrs = na;
 	return cudaLaunchKernelEx(&cfg, kern, ((KArgs)args)...);
+}
+
+template <typename... KArgs, typename... Args>
+static cudaError_t klaunch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, Args... args)
+{
+	return klaunch_cluster(kern, grid, block, smem, s, 0, args...);
 }
 
 #endif

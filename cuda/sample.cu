@@ -15,6 +15,23 @@ static __device__ __forceinline__ bool better(float v, int i, float bv, int bi)
 	return v > bv || (v == bv && i < bi);
 }
 
+// (value, index) pairs: keep the better, first index on ties, index n = none
+static __device__ __forceinline__ void best_of(float &bv, int &bi, float ov, int oi, int n)
+{
+	if (oi != n && (bi == n || better(ov, oi, bv, bi))) {
+		bv = ov;
+		bi = oi;
+	}
+}
+static __device__ __forceinline__ void warp_best(float &bv, int &bi, int n)
+{
+	for (int o = 16; o > 0; o >>= 1) {
+		float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+		int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+		best_of(bv, bi, ov, oi, n);
+	}
+}
+
 __global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, const float *v, int n)
 {
 	float bv = -FLT_MAX;
@@ -26,15 +43,7 @@ __global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, const float 
 			bi = i;
 		}
 	}
-#pragma unroll
-	for (int o = 16; o > 0; o >>= 1) {
-		float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-		int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-		if (oi != n && (bi == n || better(ov, oi, bv, bi))) {
-			bv = ov;
-			bi = oi;
-		}
-	}
+	warp_best(bv, bi, n);
 	__shared__ float sv[32];
 	__shared__ int si[32];
 	const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
@@ -47,15 +56,7 @@ __global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, const float 
 		const int nw = blockDim.x >> 5;
 		bv = lane < nw ? sv[lane] : -FLT_MAX;
 		bi = lane < nw ? si[lane] : n;
-#pragma unroll
-		for (int o = 16; o > 0; o >>= 1) {
-			float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-			int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-			if (oi != n && (bi == n || better(ov, oi, bv, bi))) {
-				bv = ov;
-				bi = oi;
-			}
-		}
+		warp_best(bv, bi, n);
 		if (lane == 0) *out = bi == n ? 0 : bi;
 	}
 }
@@ -349,23 +350,6 @@ static __device__ void small_finish(const k_sample_params &p, const float *L, in
 		st->done = true;
 	}
 	__syncthreads();
-}
-
-// (value, index) pairs: keep the better, first index on ties, index n = none
-static __device__ __forceinline__ void best_of(float &bv, int &bi, float ov, int oi, int n)
-{
-	if (oi != n && (bi == n || better(ov, oi, bv, bi))) {
-		bv = ov;
-		bi = oi;
-	}
-}
-static __device__ __forceinline__ void warp_best(float &bv, int &bi, int n)
-{
-	for (int o = 16; o > 0; o >>= 1) {
-		float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-		int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-		best_of(bv, bi, ov, oi, n);
-	}
 }
 
 template <bool COOP>
@@ -753,25 +737,14 @@ __global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out,
 			bi = i;
 		}
 	}
-	for (int o = 16; o > 0; o >>= 1) {
-		float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-		int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-		if (oi != n && (bi == n || better(ov, oi, bv, bi))) {
-			bv = ov;
-			bi = oi;
-		}
-	}
+	warp_best(bv, bi, n);
 	if (lane == 0) {
 		rv[wid] = bv;
 		ri[wid] = bi;
 	}
 	__syncthreads();
 	if (tid == 0) {
-		for (int w = 1; w < AMX_THREADS / 32; w++)
-			if (ri[w] != n && (ri[0] == n || better(rv[w], ri[w], rv[0], ri[0]))) {
-				rv[0] = rv[w];
-				ri[0] = ri[w];
-			}
+		for (int w = 1; w < AMX_THREADS / 32; w++) best_of(rv[0], ri[0], rv[w], ri[w], n);
 		ws->pmax[blockIdx.x] = rv[0];
 		ws->pidx[blockIdx.x] = ri[0];
 		__threadfence();
@@ -783,21 +756,9 @@ __global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out,
 	bv = -FLT_MAX;
 	bi = n;
 	for (int b = tid; b < (int)gridDim.x; b += AMX_THREADS) {
-		float x = __ldcg(&ws->pmax[b]);
-		int i = __ldcg(&ws->pidx[b]);
-		if (i != n && (bi == n || better(x, i, bv, bi))) {
-			bv = x;
-			bi = i;
-		}
+		best_of(bv, bi, __ldcg(&ws->pmax[b]), __ldcg(&ws->pidx[b]), n);
 	}
-	for (int o = 16; o > 0; o >>= 1) {
-		float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-		int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-		if (oi != n && (bi == n || better(ov, oi, bv, bi))) {
-			bv = ov;
-			bi = oi;
-		}
-	}
+	warp_best(bv, bi, n);
 	__syncthreads();
 	if (lane == 0) {
 		rv[wid] = bv;
@@ -805,11 +766,7 @@ __global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out,
 	}
 	__syncthreads();
 	if (tid == 0) {
-		for (int w = 1; w < AMX_THREADS / 32; w++)
-			if (ri[w] != n && (ri[0] == n || better(rv[w], ri[w], rv[0], ri[0]))) {
-				rv[0] = rv[w];
-				ri[0] = ri[w];
-			}
+		for (int w = 1; w < AMX_THREADS / 32; w++) best_of(rv[0], ri[0], rv[w], ri[w], n);
 		*out = ri[0] == n ? 0 : ri[0];
 		ws->ticket = 0;
 	}
