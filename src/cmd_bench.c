@@ -66,6 +66,7 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 	opt_iter_init(&it, argc, argv);
 	while (opt_next(&it)) {
 		const char *v = NULL, *nm = it.name;
+		double d;
 		if (!nm) {
 			if (o->model) return lm_err(_("bench: more than one model given ('%s' and '%s')"), o->model, it.arg);
 			o->model = it.arg;
@@ -95,18 +96,18 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 			else return lm_err(_("--model-format: '%s' is not hf or awq"), v);
 		} else if (strcmp(nm, "seed") == 0) {
 			if (opt_value(&it, &v) || opt_u64("--seed", v, &o->seed)) return LM_ERR;
-		} else if (strcmp(nm, "temperature") == 0 || strcmp(nm, "top-p") == 0 || strcmp(nm, "min-p") == 0 ||
-			   strcmp(nm, "repetition-penalty") == 0) {
-			double d;
-			char opt[40];
-			snprintf(opt, sizeof opt, "--%s", nm);
-			const bool rp = nm[0] == 'r', tp = strcmp(nm, "top-p") == 0;
-			if (opt_value(&it, &v) || opt_float(opt, v, rp ? 0.01 : tp ? 1e-6 : 0, rp ? 100 : tp ? 1 : nm[0] == 't' ? 100 : 1, &d))
-				return LM_ERR;
-			if (nm[0] == 't' && !tp) o->sp.temperature = (float)d;
-			else if (tp) o->sp.top_p = (float)d;
-			else if (rp) o->sp.repetition_penalty = (float)d;
-			else o->sp.min_p = (float)d;
+		} else if (strcmp(nm, "temperature") == 0) {
+			if (opt_value(&it, &v) || opt_float("--temperature", v, 0, 100, &d)) return LM_ERR;
+			o->sp.temperature = (float)d;
+		} else if (strcmp(nm, "top-p") == 0) {
+			if (opt_value(&it, &v) || opt_float("--top-p", v, 1e-6, 1, &d)) return LM_ERR;
+			o->sp.top_p = (float)d;
+		} else if (strcmp(nm, "min-p") == 0) {
+			if (opt_value(&it, &v) || opt_float("--min-p", v, 0, 1, &d)) return LM_ERR;
+			o->sp.min_p = (float)d;
+		} else if (strcmp(nm, "repetition-penalty") == 0) {
+			if (opt_value(&it, &v) || opt_float("--repetition-penalty", v, 0.01, 100, &d)) return LM_ERR;
+			o->sp.repetition_penalty = (float)d;
 		} else if (strcmp(nm, "top-k") == 0) {
 			if (opt_value(&it, &v) || opt_int("--top-k", v, 0, 1 << 30, &o->sp.top_k)) return LM_ERR;
 		} else {
