@@ -504,7 +504,10 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 						     unsigned *__restrict__ tickets, const float *__restrict__ rope_cs,
 						     float mscale, int clustered)
 {
-	pdl_wait_trigger();
+	// ROPE: this kernel writes the step's only new slot itself, so the cached keys it reads were written by
+	// earlier steps: its first stages are loaded before waiting for the projection (PDL), and only q waits.
+	if (ROPE) pdl_launch_dependents();
+	else pdl_wait_trigger();
 	using C = tcfg<T, HD, POLICY>;
 	using MT = typename C::MT;
 	using DC = decode_cfg<T, HD, POLICY>;
@@ -531,7 +534,7 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 	half *conv = (half *)(wbase + ST * SB);
 
 	uint32_t qf[HD / 16][4]; // ROPE: T pairs as stored, rotated and converted below
-	load_q<T, typename std::conditional<ROPE, T, MT>::type, HD>(qf, qkv, rowA, rowB, rows, group, kvh, H, lane);
+	if (!ROPE) load_q<T, MT, HD>(qf, qkv, rowA, rowB, rows, group, kvh, H, lane);
 	float O[HD / 8][4];
 #pragma unroll
 	for (int j = 0; j < HD / 8; j++) O[j][0] = O[j][1] = O[j][2] = O[j][3] = 0.f;
@@ -551,6 +554,8 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 		cp_async_commit();
 	}
 	if constexpr (ROPE) {
+		pdl_wait();
+		load_q<T, T, HD>(qf, qkv, rowA, rowB, rows, group, kvh, H, lane);
 		rope_q_frag<T, MT, HD>(qf, rope_cs, mscale, lane);
 		if (own) {
 			vec_io<T, E>::load(kn, qkv + ((size_t)nh + kvh) * HD + lane * E);

@@ -49,17 +49,20 @@ __global__ void fill_half2_kernel(half2 *dst, size_t n, float a, float b)
 		dst[i] = v;
 }
 
-// programmatic dependent launch of the decode kernels (ops_common.cuh): off unless LMTERM_PDL=1, until
-// the device round has measured it
-static int pdl_state = -1;
+// programmatic dependent launch of the decode kernels (pdl.cuh): LMTERM_PDL=1 or 0 decides; unset, it is on
+// once a 4-bit (AWQ) weight has been loaded (k_pdl_prefer) and off otherwise. Measured on the H200
+// (docs/PERFORMANCE.md): +2.5 to +4.2% decode for the AWQ 7B model in five of five rounds, -2 to -9% for
+// the fp16 model in most.
+static int pdl_env = -2, pdl_pref = 0; // pdl_env: -1 unset, else 0/1
 extern "C" bool k_pdl_enabled(void)
 {
-	if (pdl_state < 0) {
+	if (pdl_env == -2) {
 		const char *e = getenv("LMTERM_PDL");
-		pdl_state = e && strcmp(e, "1") == 0;
+		pdl_env = !e || !*e ? -1 : strcmp(e, "1") == 0;
 	}
-	return pdl_state == 1;
+	return pdl_env >= 0 ? pdl_env == 1 : pdl_pref == 1;
 }
+extern "C" void k_pdl_prefer(bool on) { pdl_pref = on; }
 
 static int grid_for(size_t n)
 {

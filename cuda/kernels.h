@@ -50,6 +50,11 @@ bool awq_tiled_layout(int N, int K, int group);
 int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n, int N,
 	       int K, int group, enum dtype act, cudaStream_t s);
 bool k_awq_gemv_supported(int n, int N, int K, int group);
+/* decode, the MLP's w13 (gate rows then up rows, N = 2 F) with SwiGLU: y[n][F] = silu(x W_gate^T) * x W_up^T,
+ * n in 1..8, the tiled layout with N % 32 == 0 (k_awq_gemv_swiglu_supported) */
+bool k_awq_gemv_swiglu_supported(int n, int N, int K, int group);
+int k_awq_gemv_swiglu(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n, int N,
+		      int K, int group, enum dtype act, cudaStream_t s);
 /* dequantize rows [r0, r0 + rows) of the N into dst[rows][K] of act (for prefill through cuBLAS);
  * tiled layout: r0 and rows multiples of 16 */
 int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int N, int K, int group,
@@ -85,6 +90,8 @@ int k_sample(int32_t *out, float *logits, int n, const k_sample_params *p, const
 
 /* LMTERM_PDL=1: the decode kernels use programmatic dependent launch (cuda/ops_common.cuh) */
 bool k_pdl_enabled(void);
+/* the PDL default when LMTERM_PDL is unset: on after a 4-bit weight has been loaded */
+void k_pdl_prefer(bool on);
 
 /* fill: dst[n] (act, or float when f32) = scale * uniform[-1, 1) from a hash of (seed, i) */
 int k_fill_random(void *dst, size_t n, float scale, uint64_t seed, enum dtype dt, cudaStream_t s);

@@ -37,6 +37,8 @@ static __device__ __forceinline__ void pdl_wait_trigger()
 }
 
 extern "C" bool k_pdl_enabled(void);
+// the default when LMTERM_PDL is unset (the backend turns it on for AWQ models)
+extern "C" void k_pdl_prefer(bool on);
 
 // kern<<<grid, block, smem, s>>>(args...), with the PDL attribute when enabled, and with the grid's x
 // dimension cut into thread-block clusters of cx CTAs where cx > 0 (Hopper)

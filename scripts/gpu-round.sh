@@ -138,6 +138,18 @@ if [ "$lean" != 1 ]; then
 	bench kv0-4k-pdl 4096 64 0
 	pdl=0
 	bench awq-p512 512 128 0 --model-format awq
+	pdl=1
+	bench awq-p512-pdl 512 128 0 --model-format awq
+	# the same pairs again, interleaved: the spread between runs of identical code
+	pdl=0
+	bench p512-b 512 128 0
+	pdl=1
+	bench p512-pdl-b 512 128 0
+	pdl=0
+	bench awq-p512-b 512 128 0 --model-format awq
+	pdl=1
+	bench awq-pdl-b 512 128 0 --model-format awq
+	pdl=0
 fi
 rm -f "$OUT/bench1.json"
 # the human-readable report of the first configuration, for the memory lines
@@ -148,14 +160,15 @@ cat "$OUT/bench512.txt"
 # shapes of cuda/gemv.cu (LMTERM_GEMV=v) for batch 1
 : > "$OUT/profile.txt"
 # ROUND_PROFILES: more runs as NAME:VAR=VALUE[,VAR=VALUE] (e.g. gemv9:LMTERM_GEMV=9), each also running the
-# backend-ops test under that environment
-for run in base:X=0 $([ "$lean" = 1 ] || echo pdl1:LMTERM_PDL=1) ${ROUND_PROFILES:-}; do
+# backend-ops test under that environment; a NAME that starts with awq profiles the AWQ model
+for run in base:X=0 $([ "$lean" = 1 ] || echo pdl1:LMTERM_PDL=1 awq:X=0) ${ROUND_PROFILES:-}; do
 	[ "$(left)" -gt 40 ] || break
 	name=${run%%:*} envs=$(echo "${run#*:}" | tr ',' ' ')
 	echo "== profile $name ($envs)" >> "$OUT/profile.txt"
-	[ "$name" = base ] || { env $envs timeout $(lim 60) tests/test_backend_ops > "$OUT/ops1.tmp" 2>&1 ||
+	[ "$name" = base ] || [ "$name" = awq ] || { env $envs timeout $(lim 60) tests/test_backend_ops > "$OUT/ops1.tmp" 2>&1 ||
 		echo "backend_ops with $envs FAILED: $(grep -m3 FAIL "$OUT/ops1.tmp")" | tee -a "$OUT/profile.txt"; }
-	env $envs timeout $(lim 60) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda \
+	fmt=; case $name in awq*) fmt="--model-format awq" ;; esac
+	env $envs timeout $(lim 60) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda $fmt \
 		--prompt-len 512 -n 32 --profile > "$OUT/prof1.tmp" 2>&1
 	sed -n '/^decode/p;/^roofline/p;/^profile/,$p' "$OUT/prof1.tmp" >> "$OUT/profile.txt"
 done

@@ -1042,6 +1042,8 @@ static void run_all(void)
 	test_awq(4096, 14336, 128, 1, false);
 	test_awq(4096, 14336, 128, 8, false);
 	test_awq(1552, 14336, 64, 3, true); /* an odd tile count, group 64 */
+	test_awq_op(28672, 4096, 128, 1, false, true); /* w13 + SwiGLU, InternLM2.5-7B */
+	test_awq_op(28672, 4096, 128, 8, true, true);
 	if (awq_only) return;
 
 	test_matmul(130, 4104, 1, act, true); /* K / 8 not a multiple of 32: the partial last iteration */
