@@ -326,119 +326,83 @@ template <> struct tile_ops<bf16_t> {
 	}
 };
 
-// CPG = chunks of 64 inputs per group (1 or 2); NB = batch (columns of the n8 tile that are used).
-// GLU (the MLP's w13 with SwiGLU, N = 2 F): block b multiplies the gate tile b and the up tile b + F/16 with
-// the same x fragments and stores silu(gate) * up: y[n][F]. The swiglu kernel, and the round trip of gate
-// and up through memory, disappear; each warp then has one group of each tile in flight (UG = 1), as many
-// bytes as the plain kernel's two groups of one tile.
-template <typename T, int NB, int CPG, bool GLU = false, int UG = TILE_UG>
+// CPG = chunks of 64 inputs per group (1 or 2); NB = batch (columns of the n8 tile that are used)
+template <typename T, int NB, int CPG>
 __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	awq_tile_gemv_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
 			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K)
 {
-	constexpr int NS = GLU ? 2 : 1; // tiles per block
-	__shared__ float4 red[NS][TILE_MAX_WARPS][32];
+	__shared__ float4 red[TILE_MAX_WARPS][32];
 	pdl_wait_trigger();
 	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-	const int g = lane >> 2, t = lane & 3;
-	const int KC = K / 64, G = KC / CPG, F = N / 2;
-	int rts[NS];
-	rts[0] = blockIdx.x;
-	if (GLU) rts[NS - 1] = blockIdx.x + F / 16;
-	const uint4 *qt[NS]; // chunk c of tile i: qt[i][32 c]
-	const uint2 *st[NS]; // group gi: st[i][8 gi]
-#pragma unroll
-	for (int i = 0; i < NS; i++) {
-		qt[i] = qw + (size_t)rts[i] * KC * 32 + lane;
-		st[i] = sz + (size_t)rts[i] * G * 8 + g;
-	}
+	const int g = lane >> 2, t = lane & 3, rt = blockIdx.x;
+	const int KC = K / 64, G = KC / CPG;
+	const uint4 *qt = qw + (size_t)rt * KC * 32 + lane; // chunk c of this tile: qt[32 c]
+	const uint2 *st = sz + (size_t)rt * G * 8 + g;      // group gi: st[8 gi]
 	const bool xon = g < NB;                            // lane g supplies column n = g of B
 	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
-	float acc[NS][4] = {};
+	float acc[4] = { 0.f, 0.f, 0.f, 0.f };
 
-	for (int g0 = warp; g0 < G; g0 += W * UG) {
-		uint4 wq[UG][NS][CPG], xv[UG][CPG][2];
-		uint2 s2[UG][NS];
+	for (int g0 = warp; g0 < G; g0 += W * TILE_UG) {
+		uint4 wq[TILE_UG][CPG], xv[TILE_UG][CPG][2];
+		uint2 s2[TILE_UG];
 #pragma unroll
-		for (int u = 0; u < UG; u++) {
+		for (int u = 0; u < TILE_UG; u++) {
 			const int gi = g0 + W * u;
 			const bool ok = gi < G;
 #pragma unroll
 			for (int c = 0; c < CPG; c++) {
 				const int ch = gi * CPG + c;
-#pragma unroll
-				for (int i = 0; i < NS; i++)
-					wq[u][i][c] = ok ? ld_stream4(qt[i] + (size_t)ch * 32) : make_uint4(0, 0, 0, 0);
+				wq[u][c] = ok ? ld_stream4(qt + (size_t)ch * 32) : make_uint4(0, 0, 0, 0);
 				xv[u][c][0] = ok && xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
 				xv[u][c][1] = ok && xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
 			}
-#pragma unroll
-			for (int i = 0; i < NS; i++) s2[u][i] = ok ? __ldg(st[i] + 8 * gi) : make_uint2(0, 0);
+			s2[u] = ok ? __ldg(st + 8 * gi) : make_uint2(0, 0);
 		}
 #pragma unroll
-		for (int u = 0; u < UG; u++) {
+		for (int u = 0; u < TILE_UG; u++) {
 			if (g0 + W * u >= G) break;
+			uint32_t k0, k1;
+			tile_ops<T>::zeros(s2[u], k0, k1);
+			float part[4] = { 0.f, 0.f, 0.f, 0.f };
 #pragma unroll
-			for (int i = 0; i < NS; i++) {
-				uint32_t k0, k1;
-				tile_ops<T>::zeros(s2[u][i], k0, k1);
-				float part[4] = { 0.f, 0.f, 0.f, 0.f };
+			for (int c = 0; c < CPG; c++) {
+				const uint32_t wv[4] = { wq[u][c].x, wq[u][c].y, wq[u][c].z, wq[u][c].w };
+				const uint32_t xb[8] = { xv[u][c][0].x, xv[u][c][0].y, xv[u][c][0].z, xv[u][c][0].w,
+							 xv[u][c][1].x, xv[u][c][1].y, xv[u][c][1].z, xv[u][c][1].w };
 #pragma unroll
-				for (int c = 0; c < CPG; c++) {
-					const uint32_t wv[4] = { wq[u][i][c].x, wq[u][i][c].y, wq[u][i][c].z, wq[u][i][c].w };
-					const uint32_t xb[8] = { xv[u][c][0].x, xv[u][c][0].y, xv[u][c][0].z, xv[u][c][0].w,
-								 xv[u][c][1].x, xv[u][c][1].y, xv[u][c][1].z, xv[u][c][1].w };
-#pragma unroll
-					for (int s = 0; s < 4; s++) {
-						uint32_t a[4];
-						tile_ops<T>::dequant(wv[s], k0, k1, a);
-						tile_ops<T>::mma(part, a, xb[2 * s], xb[2 * s + 1]);
-					}
+				for (int s = 0; s < 4; s++) {
+					uint32_t a[4];
+					tile_ops<T>::dequant(wv[s], k0, k1, a);
+					tile_ops<T>::mma(part, a, xb[2 * s], xb[2 * s + 1]);
 				}
-				const float sl = __low2float(u2h(s2[u][i].x)), sh = __low2float(u2h(s2[u][i].y));
-				acc[i][0] = fmaf(part[0], sl, acc[i][0]);
-				acc[i][1] = fmaf(part[1], sl, acc[i][1]);
-				acc[i][2] = fmaf(part[2], sh, acc[i][2]);
-				acc[i][3] = fmaf(part[3], sh, acc[i][3]);
 			}
+			const float sl = __low2float(u2h(s2[u].x)), sh = __low2float(u2h(s2[u].y));
+			acc[0] = fmaf(part[0], sl, acc[0]);
+			acc[1] = fmaf(part[1], sl, acc[1]);
+			acc[2] = fmaf(part[2], sh, acc[2]);
+			acc[3] = fmaf(part[3], sh, acc[3]);
 		}
 	}
 	if (W > 1) {
-#pragma unroll
-		for (int i = 0; i < NS; i++) red[i][warp][lane] = make_float4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+		red[warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
 		__syncthreads();
 		if (warp) return;
-		for (int w = 1; w < W; w++)
-#pragma unroll
-			for (int i = 0; i < NS; i++) {
-				const float4 p = red[i][w][lane];
-				acc[i][0] += p.x, acc[i][1] += p.y, acc[i][2] += p.z, acc[i][3] += p.w;
-			}
+		for (int w = 1; w < W; w++) {
+			const float4 p = red[w][lane];
+			acc[0] += p.x, acc[1] += p.y, acc[2] += p.z, acc[3] += p.w;
+		}
 	}
 	// D fragment: acc[0], acc[1] = row g, columns 2t, 2t + 1; acc[2], acc[3] = row g + 8
-	const int r0 = 16 * rts[0] + g, r1 = r0 + 8;
-	float o[4];
-	if (GLU) {
-		const int u0 = 16 * rts[NS - 1] + g, u1 = u0 + 8;
-		const float bg0 = bias ? bias[r0] : 0.f, bg1 = bias ? bias[r1] : 0.f;
-		const float bu0 = bias ? bias[u0] : 0.f, bu1 = bias ? bias[u1] : 0.f;
-#pragma unroll
-		for (int e = 0; e < 4; e++) {
-			const float gt = acc[0][e] + (e < 2 ? bg0 : bg1), up = acc[NS - 1][e] + (e < 2 ? bu0 : bu1);
-			o[e] = gt / (1.f + __expf(-gt)) * up;
-		}
-	} else {
-		const float b0 = bias ? bias[r0] : 0.f, b1 = bias ? bias[r1] : 0.f;
-		o[0] = acc[0][0] + b0, o[1] = acc[0][1] + b0, o[2] = acc[0][2] + b1, o[3] = acc[0][3] + b1;
-	}
-	const int NO = GLU ? F : N; // the output's row length
+	const int r0 = 16 * rt + g, r1 = r0 + 8;
+	const float b0 = bias ? bias[r0] : 0.f, b1 = bias ? bias[r1] : 0.f;
 	if (2 * t < NB) {
-		y[(size_t)(2 * t) * NO + r0] = from_f<T>(o[0]);
-		y[(size_t)(2 * t) * NO + r1] = from_f<T>(o[2]);
+		y[(size_t)(2 * t) * N + r0] = from_f<T>(acc[0] + b0);
+		y[(size_t)(2 * t) * N + r1] = from_f<T>(acc[2] + b1);
 	}
 	if (2 * t + 1 < NB) {
-		y[(size_t)(2 * t + 1) * NO + r0] = from_f<T>(o[1]);
-		y[(size_t)(2 * t + 1) * NO + r1] = from_f<T>(o[3]);
+		y[(size_t)(2 * t + 1) * N + r0] = from_f<T>(acc[1] + b0);
+		y[(size_t)(2 * t + 1) * N + r1] = from_f<T>(acc[3] + b1);
 	}
 }
 
@@ -452,48 +416,24 @@ static int tile_warps(int N, int G)
 	return w;
 }
 
-// GLU: a block takes two tiles (the gate and the up tile), so the grid is N / 32 blocks and the warps per
-// block are chosen for N / 2 rows of twice the work. LMTERM_AWQ_GLU_UG (1, 2) and LMTERM_AWQ_GLU_W (1..16)
-// override the groups in flight per warp and the warps per block (measurement).
-static int env_int(const char *name, int lo, int hi, int dflt)
-{
-	const char *e = getenv(name);
-	const int v = e ? atoi(e) : 0;
-	return v >= lo && v <= hi ? v : dflt;
-}
-
-template <typename T, int NB, bool GLU>
+template <typename T, int NB>
 static void tile_launch_nb(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
 			   int group, cudaStream_t s)
 {
-	const int G = K / group, tiles = GLU ? N / 32 : N / 16;
-	int W = tile_warps(GLU ? N / 2 : N, G), ug2 = 1;
-	if (GLU) {
-		static int w_env = -1, ug_env = -1;
-		if (w_env < 0) w_env = env_int("LMTERM_AWQ_GLU_W", 1, TILE_MAX_WARPS, 0);
-		if (ug_env < 0) ug_env = env_int("LMTERM_AWQ_GLU_UG", 1, 2, 1);
-		if (w_env > 0) W = w_env;
-		ug2 = ug_env == 2;
-	}
-	if (group == 64 && (!GLU || !ug2))
-		klaunch(awq_tile_gemv_kernel<T, NB, 1, GLU, GLU ? 1 : TILE_UG>, tiles, W * 32, 0, s, (T *)y,
-			(const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, N, K);
-	else if (group == 64)
-		klaunch(awq_tile_gemv_kernel<T, NB, 1, GLU, 2>, tiles, W * 32, 0, s, (T *)y, (const uint16_t *)x,
+	const int G = K / group, W = tile_warps(N, G);
+	if (group == 64)
+		klaunch(awq_tile_gemv_kernel<T, NB, 1>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
 			(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
-	else if (!GLU || !ug2)
-		klaunch(awq_tile_gemv_kernel<T, NB, 2, GLU, GLU ? 1 : TILE_UG>, tiles, W * 32, 0, s, (T *)y,
-			(const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, N, K);
 	else
-		klaunch(awq_tile_gemv_kernel<T, NB, 2, GLU, 2>, tiles, W * 32, 0, s, (T *)y, (const uint16_t *)x,
+		klaunch(awq_tile_gemv_kernel<T, NB, 2>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
 			(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
 }
 
-template <typename T, bool GLU>
+template <typename T>
 static void tile_launch_t(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N,
 			  int K, int group, cudaStream_t s)
 {
-	for_batch(n, [&](auto nb) { tile_launch_nb<T, decltype(nb)::value, GLU>(y, x, qw, sz, bias, N, K, group, s); });
+	for_batch(n, [&](auto nb) { tile_launch_nb<T, decltype(nb)::value>(y, x, qw, sz, bias, N, K, group, s); });
 }
 
 // prefill: one thread per 16-byte vector of the tiled layout = rows g, g + 8 of a tile, 16 inputs each
@@ -605,28 +545,13 @@ extern "C" int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void
 		return lm_err("AWQ gemv: unsupported shape (batch %d, K %d, group %d)", n, K, group);
 	if (N <= 0) return LM_OK;
 	if (awq_tiled_layout(N, K, group)) {
-		if (act == DT_BF16) tile_launch_t<bf16_t, false>(y, x, qw, sz, bias, n, N, K, group, s);
-		else tile_launch_t<half, false>(y, x, qw, sz, bias, n, N, K, group, s);
+		if (act == DT_BF16) tile_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, s);
+		else tile_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, s);
 	} else {
 		if (act == DT_BF16) awq_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, s);
 		else awq_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, s);
 	}
 	LAUNCHED("AWQ gemv");
-}
-
-extern "C" bool k_awq_gemv_swiglu_supported(int n, int N, int K, int group)
-{
-	return n >= 1 && n <= 8 && N % 32 == 0 && awq_tiled_layout(N, K, group);
-}
-
-extern "C" int k_awq_gemv_swiglu(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n,
-				 int N, int K, int group, enum dtype act, cudaStream_t s)
-{
-	if (!k_awq_gemv_swiglu_supported(n, N, K, group))
-		return lm_err("AWQ gemv + SwiGLU: unsupported shape (batch %d, N %d, K %d, group %d)", n, N, K, group);
-	if (act == DT_BF16) tile_launch_t<bf16_t, true>(y, x, qw, sz, bias, n, N, K, group, s);
-	else tile_launch_t<half, true>(y, x, qw, sz, bias, n, N, K, group, s);
-	LAUNCHED("AWQ gemv + SwiGLU");
 }
 
 extern "C" int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int N, int K, int group,

@@ -735,27 +735,15 @@ static int cu_matmul(struct backend *be, void *y, const void *x, const struct we
 	return LM_OK;
 }
 
-// LMTERM_AWQ_GLU=1: AWQ's w13 and SwiGLU in one tiled kernel (measurement: it lost to the GEMV + swiglu on
-// the H200, 24.5 against 21.0 + 2.3 us)
-static bool awq_glu_on(void)
-{
-	static int on = -1;
-	if (on < 0) {
-		const char *e = getenv("LMTERM_AWQ_GLU");
-		on = e && strcmp(e, "1") == 0;
-	}
-	return on == 1;
-}
-
-// w13 and SwiGLU: fused in the GEMV at batch 1..8 (16-bit weights, and AWQ weights in the tiled layout:
-// the tiled GEMV's block takes the gate and the up tile), else the GEMM then the swiglu kernel.
+// w13 and SwiGLU: fused in the GEMV at batch 1..8 (16-bit weights), else the GEMM then the swiglu kernel.
+// AWQ: two fused tiled kernels were measured and dropped (H200, 2026-12-04): with two register stages
+// 24.8-32.2 us against 21.7 + 2.3; one block on the gate and the up tile, 21.1 us against 21.0 + 2.3 as an
+// op, but no faster as a decode step under PDL (494.0 and 500.1 against 498.8 tokens/s), so AWQ takes the
+// two ops.
 static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void *x, const struct weight *w, int n)
 {
 	struct cuda_be *c = cb(be);
 	if (n <= 0) return LM_OK;
-	if (w->dt == DT_Q4 && awq_glu_on() && k_awq_gemv_swiglu_supported(n, w->rows, w->cols, w->group))
-		return op_rc(c, k_awq_gemv_swiglu(out, x, (const uint32_t *)w->qweight, w->scales, (const float *)w->bias,
-						  n, w->rows, w->cols, w->group, be->act_dt, c->s));
 	if (w->dt == be->act_dt && w->data && w->rows % 2 == 0 && k_gemv_supported(n, w->cols))
 		return op_rc(c, k_gemv_swiglu(out, x, w->data, (const float *)w->bias, n, w->rows, w->cols, be->act_dt,
 					      c->s));

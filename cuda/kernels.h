@@ -50,11 +50,6 @@ bool awq_tiled_layout(int N, int K, int group);
 int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n, int N,
 	       int K, int group, enum dtype act, cudaStream_t s);
 bool k_awq_gemv_supported(int n, int N, int K, int group);
-/* decode, the MLP's w13 (gate rows then up rows, N = 2 F) with SwiGLU: y[n][F] = silu(x W_gate^T) * x W_up^T,
- * n in 1..8, the tiled layout with N % 32 == 0 (k_awq_gemv_swiglu_supported) */
-bool k_awq_gemv_swiglu_supported(int n, int N, int K, int group);
-int k_awq_gemv_swiglu(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n, int N,
-		      int K, int group, enum dtype act, cudaStream_t s);
 /* dequantize rows [r0, r0 + rows) of the N into dst[rows][K] of act (for prefill through cuBLAS);
  * tiled layout: r0 and rows multiples of 16 */
 int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int N, int K, int group,
