@@ -23,6 +23,7 @@
 // Rows of a 16-token group always sit in one cache block (block_len % 16 == 0): one block-table lookup per
 // group. Rows past the context are zero-filled (cp.async src-size 0, or zeros from the dequantizer), so a
 // masked probability of 0 never meets a NaN from stale memory.
+#define PDL_FAMILY "attn" // LMTERM_PDL=attn,... (cuda/pdl.cuh)
 #include "config.h"
 #include <stdlib.h>
 #include <string.h>

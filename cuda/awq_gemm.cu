@@ -19,6 +19,7 @@
 // Prefill (batch > 8): dequantize a slab of rows to fp16/bf16 (k_awq_dequant, at the write bandwidth)
 // and let cuBLAS multiply it (tensor cores, fp32 accumulation); the backend works through the rows slab
 // by slab. Measured against a fused kernel's alternative in docs/PERFORMANCE.md (AWQ section).
+#define PDL_FAMILY "awq" // LMTERM_PDL=awq,... (cuda/pdl.cuh)
 #include "config.h"
 #include "kernels.h"
 #include "ops_common.cuh"

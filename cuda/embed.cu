@@ -3,6 +3,7 @@
 // One block per token; the ids come from the backend's device step state, so a captured decode graph
 // reads the current step's token. A row is copied with 16-byte loads when dim % 8 == 0. An id outside
 // the vocabulary (the host checks ids before a step, so only a bug gets here) gives a zero row.
+#define PDL_FAMILY "embed" // LMTERM_PDL=embed,... (cuda/pdl.cuh)
 #include "config.h"
 #include "kernels.h"
 #include "ops_common.cuh"

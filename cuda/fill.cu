@@ -6,6 +6,7 @@
 #include "ops_common.cuh"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 static __device__ __forceinline__ uint64_t mix64(uint64_t z)
@@ -49,18 +50,30 @@ __global__ void fill_half2_kernel(half2 *dst, size_t n, float a, float b)
 		dst[i] = v;
 }
 
-// programmatic dependent launch of the decode kernels (pdl.cuh): LMTERM_PDL=1 or 0 decides; unset, it is on
-// once a 4-bit (AWQ) weight has been loaded (k_pdl_prefer) and off otherwise. Measured on the H200
-// (docs/PERFORMANCE.md): +2.5 to +4.2% decode for the AWQ 7B model in five of five rounds, -2 to -9% for
-// the fp16 model in most.
-static int pdl_env = -2, pdl_pref = 0; // pdl_env: -1 unset, else 0/1
-extern "C" bool k_pdl_enabled(void)
+// programmatic dependent launch of the decode kernels (pdl.cuh): LMTERM_PDL=1 or 0 decides for every
+// kernel; a comma-separated list of families (LMTERM_PDL=attn,gemv) turns it on for those alone (to find out
+// which transitions gain: measurement). Unset, it is on once a 4-bit (AWQ) weight has been loaded
+// (k_pdl_prefer) and off otherwise. Measured on the H200 (docs/PERFORMANCE.md): +4 to +7% decode for the
+// AWQ 7B model, no gain or a loss for the fp16 model.
+static int pdl_mode = -2, pdl_pref = 0; // pdl_mode: -1 unset, 0 none, 1 all, 2 the families in pdl_list
+static char pdl_list[128];
+extern "C" bool k_pdl_for(const char *family)
 {
-	if (pdl_env == -2) {
+	if (pdl_mode == -2) {
 		const char *e = getenv("LMTERM_PDL");
-		pdl_env = !e || !*e ? -1 : strcmp(e, "1") == 0;
+		if (!e || !*e) pdl_mode = -1;
+		else if (!strcmp(e, "0") || !strcmp(e, "1")) pdl_mode = *e - '0';
+		else {
+			snprintf(pdl_list, sizeof pdl_list, ",%s,", e);
+			pdl_mode = 2;
+		}
 	}
-	return pdl_env >= 0 ? pdl_env == 1 : pdl_pref == 1;
+	if (pdl_mode == 2) {
+		char key[32];
+		snprintf(key, sizeof key, ",%s,", family);
+		return strstr(pdl_list, key) != NULL;
+	}
+	return pdl_mode >= 0 ? pdl_mode == 1 : pdl_pref == 1;
 }
 extern "C" void k_pdl_prefer(bool on) { pdl_pref = on; }
 

@@ -8,6 +8,7 @@
 // R grows with the batch so that each x vector taken from L1 serves several rows (L1 bandwidth, not
 // DRAM, would bound batch 8 otherwise). The logits use the same kernel with a float output.
 // Under PDL (pdl.cuh) the first loads of W are issued before waiting for the kernel that writes x.
+#define PDL_FAMILY "gemv" // LMTERM_PDL=gemv,... (cuda/pdl.cuh)
 #include "config.h"
 #include "kernels.h"
 #include "ops_common.cuh"

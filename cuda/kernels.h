@@ -83,8 +83,9 @@ int k_sample_max_blocks(void);
 int k_sample(int32_t *out, float *logits, int n, const k_sample_params *p, const int32_t *hist, int n_hist,
 	     uint32_t *seen, uint32_t stamp, void *ws, int blocks, cudaStream_t s);
 
-/* LMTERM_PDL=1: the decode kernels use programmatic dependent launch (cuda/ops_common.cuh) */
-bool k_pdl_enabled(void);
+/* programmatic dependent launch of the decode kernels (cuda/pdl.cuh): whether launches of a kernel family
+ * (the PDL_FAMILY of its file: "gemv", "awq", "norm", "attn", "rope", "swiglu", "embed") carry the attribute */
+bool k_pdl_for(const char *family);
 /* the PDL default when LMTERM_PDL is unset: on after a 4-bit weight has been loaded */
 void k_pdl_prefer(bool on);
 

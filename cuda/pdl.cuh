@@ -36,11 +36,16 @@ static __device__ __forceinline__ void pdl_wait_trigger()
 	pdl_wait();
 }
 
-extern "C" bool k_pdl_enabled(void);
+// Each kernel family's file names itself before its first include (#define PDL_FAMILY "gemv"), so that
+// LMTERM_PDL can list the families whose launches carry the attribute (cuda/fill.cu, k_pdl_for)
+#ifndef PDL_FAMILY
+#define PDL_FAMILY "other"
+#endif
+extern "C" bool k_pdl_for(const char *family);
 // the default when LMTERM_PDL is unset (the backend turns it on for AWQ models)
 extern "C" void k_pdl_prefer(bool on);
 
-// kern<<<grid, block, smem, s>>>(args...), with the PDL attribute when enabled, and with the grid's x
+// kern<<<grid, block, smem, s>>>(args...), with the PDL attribute when enabled for this file's family, and with the grid's x
 // dimension cut into thread-block clusters of cx CTAs where cx > 0 (Hopper)
 template <typename... KArgs, typename... Args>
 static cudaError_t klaunch_cluster(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
@@ -53,7 +58,7 @@ static cudaError_t klaunch_cluster(void (*kern)(KArgs...), dim3 grid, dim3 block
 	cfg.stream = s;
 	cudaLaunchAttribute at[2];
 	unsigned na = 0;
-	if (k_pdl_enabled()) {
+	if (k_pdl_for(PDL_FAMILY)) {
 		at[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
 		at[na++].val.programmaticStreamSerializationAllowed = 1;
 	}

@@ -6,6 +6,7 @@
 // input type, then the weight). One block per row: the add and the sum of squares in one pass (x written
 // back), a block reduction, then a second pass that reads x again (the row is in L1/L2). Fusing the add
 // saves a kernel and a round trip of x through memory per norm: two norms per layer.
+#define PDL_FAMILY "norm" // LMTERM_PDL=norm,... (cuda/pdl.cuh)
 #include "config.h"
 #include "kernels.h"
 #include "ops_common.cuh"

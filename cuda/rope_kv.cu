@@ -3,6 +3,7 @@
 //
 // One warp per (token, head) of qkv, the work of each in rope_row.cuh (shared with the decode attention
 // kernel, which folds this op in): rotate q and k, write them back rounded, store k and v into the cache.
+#define PDL_FAMILY "rope" // LMTERM_PDL=rope,... (cuda/pdl.cuh)
 #include "config.h"
 #include "attention.h"
 #include "kv_layout.cuh"

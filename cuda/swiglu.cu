@@ -2,6 +2,7 @@
 // GEMM's output row: gu[i] = [gate (ffn) | up (ffn)]. Elementwise, 16-byte loads when ffn % 8 == 0;
 // silu in float (x / (1 + exp(-x))), the product rounded once to the activation type. torch rounds
 // silu(gate) to fp16/bf16 before the product; we round once (closer to the float reference).
+#define PDL_FAMILY "swiglu" // LMTERM_PDL=swiglu,... (cuda/pdl.cuh)
 #include "config.h"
 #include "kernels.h"
 #include "ops_common.cuh"

@@ -161,7 +161,7 @@ cat "$OUT/bench512.txt"
 : > "$OUT/profile.txt"
 # ROUND_PROFILES: more runs as NAME:VAR=VALUE[,VAR=VALUE] (e.g. gemv9:LMTERM_GEMV=9), each also running the
 # backend-ops test under that environment; a NAME that starts with awq profiles the AWQ model
-for run in base:X=0 $([ "$lean" = 1 ] || echo pdl1:LMTERM_PDL=1 awq:X=0) ${ROUND_PROFILES:-}; do
+for run in base:X=0 $([ "$lean" = 1 ] || echo pdl1:LMTERM_PDL=1 pdlattn:LMTERM_PDL=attn awq:X=0) ${ROUND_PROFILES:-}; do
 	[ "$(left)" -gt 40 ] || break
 	name=${run%%:*} envs=$(echo "${run#*:}" | tr ',' ' ')
 	echo "== profile $name ($envs)" >> "$OUT/profile.txt"
