@@ -36,11 +36,14 @@ if [ "$mode" = prepare ]; then
 	cp "$top/scripts/gpu-round.sh" "$dest/scripts/"
 	cp -r "$top/configs" "$dest/"
 	cp -P /usr/lib/x86_64-linux-gnu/libcjson.so.1* /usr/lib/x86_64-linux-gnu/libutf8proc.so.2* "$dest/lib/"
-	# the random fixtures and their goldens (the bigger real-text models stay home: carry limit)
+	# the random fixtures and their goldens (the bigger real-text models stay home: carry limit);
+	# ROUND_FIXTURES: which (set but empty: none, to leave room for ROUND_REAL_MODELS="small-en-zh tiny-en-zh")
 	mkdir -p "$dest/data/fixtures" "$dest/data/golden"
-	for m in llama3-rand llama3-rand-awq qwen2-rand llama-dynrope-rand internlm2-rand; do
+	: > "$dest/data/fixture-models"
+	for m in ${ROUND_FIXTURES-llama3-rand llama3-rand-awq qwen2-rand llama-dynrope-rand internlm2-rand}; do
 		cp -r "$top/tests/data/fixtures/$m" "$dest/data/fixtures/"
 		cp -r "$top/tests/data/golden/$m" "$dest/data/golden/"
+		echo "$m" >> "$dest/data/fixture-models"
 	done
 	# ROUND_REAL_MODELS: trained models of tests/data/models too (tiny-en-zh-internlm2 is 13 MB, small-en-zh 36)
 	# (the demo model tiny-en-zh lives in models/ of the tree: compressed into the bundle's models/)
@@ -82,7 +85,9 @@ export LD_LIBRARY_PATH="$top/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LI
 export top_srcdir="$top" top_builddir="$top" LMTERM="$top/lmterm"
 if [ -d "$top/data" ]; then
 	sh tests/unpack-data.sh "$top/data" "$top/data-unpacked" || exit 1
-	export TESTDATA="$top/data-unpacked" LMTERM_TEST_MODELS="llama3-rand llama3-rand-awq qwen2-rand llama-dynrope-rand internlm2-rand $(cat "$top/data/real-models" 2>/dev/null | tr '\n' ' ')"
+	fixtures="llama3-rand llama3-rand-awq qwen2-rand llama-dynrope-rand internlm2-rand"
+	[ -f "$top/data/fixture-models" ] && fixtures=$(tr '\n' ' ' < "$top/data/fixture-models")
+	export TESTDATA="$top/data-unpacked" LMTERM_TEST_MODELS="$fixtures $(cat "$top/data/real-models" 2>/dev/null | tr '\n' ' ')"
 else
 	export TESTDATA="$top/tests/data-unpacked"
 fi
