@@ -408,8 +408,16 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 }
 
 // warps per block: enough warps on the whole GPU to keep the loads in flight (about 32 per SM, 132 SMs)
+// LMTERM_AWQ_W=1..16 sets it for every shape (measurement: the warps per block set how many waves the grid
+// takes and how many passes each warp makes: by default a warp of wqkv or wo makes one pass, of w13 two)
 static int tile_warps(int N, int G)
 {
+	static int w_env = -1;
+	if (w_env < 0) {
+		const char *e = getenv("LMTERM_AWQ_W");
+		w_env = e && atoi(e) >= 1 && atoi(e) <= TILE_MAX_WARPS ? atoi(e) : 0;
+	}
+	if (w_env) return w_env < G ? w_env : G;
 	const int tiles = N / 16, want = 132 * 32;
 	int w = 1;
 	while (w < TILE_MAX_WARPS && tiles * w < want) w *= 2;
