@@ -32,6 +32,25 @@ static __device__ __forceinline__ void warp_best(float &bv, int &bi, int n)
 	}
 }
 
+// The best pair of the block, left in every lane of warp 0 (the other warps keep their warp's best). Every
+// thread of the block calls it; rv and ri are shared, a slot per warp, and may be written again after the
+// block's next barrier.
+static __device__ __forceinline__ void block_best(float &bv, int &bi, int n, float *rv, int *ri)
+{
+	const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	warp_best(bv, bi, n);
+	if (lane == 0) {
+		rv[wid] = bv;
+		ri[wid] = bi;
+	}
+	__syncthreads();
+	if (wid == 0) {
+		bv = lane < nw ? rv[lane] : -FLT_MAX;
+		bi = lane < nw ? ri[lane] : n; // index n: none, ignored by best_of
+		warp_best(bv, bi, n);
+	}
+}
+
 __global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, const float *v, int n)
 {
 	float bv = -FLT_MAX;
@@ -43,22 +62,10 @@ __global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, const float 
 			bi = i;
 		}
 	}
-	warp_best(bv, bi, n);
 	__shared__ float sv[32];
 	__shared__ int si[32];
-	const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-	if (lane == 0) {
-		sv[wid] = bv;
-		si[wid] = bi;
-	}
-	__syncthreads();
-	if (wid == 0) {
-		const int nw = blockDim.x >> 5;
-		bv = lane < nw ? sv[lane] : -FLT_MAX;
-		bi = lane < nw ? si[lane] : n;
-		warp_best(bv, bi, n);
-		if (lane == 0) *out = bi == n ? 0 : bi;
-	}
+	block_best(bv, bi, n, sv, si);
+	if (threadIdx.x == 0) *out = bi == n ? 0 : bi;
 }
 
 extern "C" int k_argmax(int32_t *out, const float *v, int n, cudaStream_t s)
@@ -432,20 +439,10 @@ __global__ void __launch_bounds__(SMP_THREADS) sample_kernel(int32_t *out, float
 			} else {
 				for (int i = gtid; i < V; i += gstride) consider(i, __ldcg(&L[i]));
 			}
-			warp_best(bv, bi, V);
-			if (lane == 0) {
-				rv[wid] = bv;
-				ri[wid] = bi;
-			}
-			__syncthreads();
-			if (wid == 0) {
-				bv = lane < (int)(blockDim.x >> 5) ? rv[lane] : -INFINITY;
-				bi = lane < (int)(blockDim.x >> 5) ? ri[lane] : V;
-				warp_best(bv, bi, V);
-				if (lane == 0) {
-					__stcg(&ws->pmax[blockIdx.x], bv);
-					__stcg(&ws->pidx[blockIdx.x], bi);
-				}
+			block_best(bv, bi, V, rv, ri);
+			if (tid == 0) {
+				__stcg(&ws->pmax[blockIdx.x], bv);
+				__stcg(&ws->pidx[blockIdx.x], bi);
 			}
 		}
 		// one pass: histogram of the current digit among the candidates of the current search. Top-k
@@ -724,7 +721,7 @@ __global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out,
 	__shared__ float rv[AMX_THREADS / 32];
 	__shared__ int ri[AMX_THREADS / 32];
 	__shared__ bool last;
-	const int tid = threadIdx.x, lane = tid & 31, wid = tid >> 5;
+	const int tid = threadIdx.x;
 	float bv = -FLT_MAX;
 	int bi = n;
 	const int base = blockIdx.x * AMX_THREADS * AMX_PER_THREAD + tid;
@@ -737,16 +734,10 @@ __global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out,
 			bi = i;
 		}
 	}
-	warp_best(bv, bi, n);
-	if (lane == 0) {
-		rv[wid] = bv;
-		ri[wid] = bi;
-	}
-	__syncthreads();
+	block_best(bv, bi, n, rv, ri);
 	if (tid == 0) {
-		for (int w = 1; w < AMX_THREADS / 32; w++) best_of(rv[0], ri[0], rv[w], ri[w], n);
-		ws->pmax[blockIdx.x] = rv[0];
-		ws->pidx[blockIdx.x] = ri[0];
+		ws->pmax[blockIdx.x] = bv;
+		ws->pidx[blockIdx.x] = bi;
 		__threadfence();
 		last = atomicAdd(&ws->ticket, 1u) == gridDim.x - 1;
 	}
@@ -758,16 +749,9 @@ __global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out,
 	for (int b = tid; b < (int)gridDim.x; b += AMX_THREADS) {
 		best_of(bv, bi, __ldcg(&ws->pmax[b]), __ldcg(&ws->pidx[b]), n);
 	}
-	warp_best(bv, bi, n);
-	__syncthreads();
-	if (lane == 0) {
-		rv[wid] = bv;
-		ri[wid] = bi;
-	}
-	__syncthreads();
+	block_best(bv, bi, n, rv, ri); // rv, ri: free again since the barrier after the ticket
 	if (tid == 0) {
-		for (int w = 1; w < AMX_THREADS / 32; w++) best_of(rv[0], ri[0], rv[w], ri[w], n);
-		*out = ri[0] == n ? 0 : ri[0];
+		*out = bi == n ? 0 : bi;
 		ws->ticket = 0;
 	}
 }
