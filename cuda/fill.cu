@@ -51,10 +51,12 @@ __global__ void fill_half2_kernel(half2 *dst, size_t n, float a, float b)
 }
 
 // programmatic dependent launch of the decode kernels (pdl.cuh): LMTERM_PDL=1 or 0 decides for every
-// kernel; a comma-separated list of families (LMTERM_PDL=attn,gemv) turns it on for those alone (to find out
-// which transitions gain: measurement). Unset, it is on once a 4-bit (AWQ) weight has been loaded
-// (k_pdl_prefer) and off otherwise. Measured on the H200 (docs/PERFORMANCE.md): +4 to +7% decode for the
-// AWQ 7B model, no gain or a loss for the fp16 model.
+// kernel; a list of families separated by commas or '+' (LMTERM_PDL=attn,gemv; '+' where a comma would
+// split a list of variables, as in gpu-round.sh's ROUND_PROFILES) turns it on for those alone. Unset, it is
+// on for every kernel once a 4-bit (AWQ) weight has been loaded (k_pdl_prefer), and for the dense GEMVs
+// alone otherwise. Measured on the H200 (docs/PERFORMANCE.md): +4 to +7% decode for the AWQ 7B model; for
+// the fp16 model all kernels gained nothing or lost (the attention's early launch costs what it saves),
+// the GEMVs alone gained 0.8-1.6% (one round, against two runs of the default of then, which was off).
 static int pdl_mode = -2, pdl_pref = 0; // pdl_mode: -1 unset, 0 none, 1 all, 2 the families in pdl_list
 static char pdl_list[128];
 extern "C" bool k_pdl_for(const char *family)
@@ -65,6 +67,8 @@ extern "C" bool k_pdl_for(const char *family)
 		else if (!strcmp(e, "0") || !strcmp(e, "1")) pdl_mode = *e - '0';
 		else {
 			snprintf(pdl_list, sizeof pdl_list, ",%s,", e);
+			for (char *c = pdl_list; *c; c++)
+				if (*c == '+') *c = ',';
 			pdl_mode = 2;
 		}
 	}
@@ -73,7 +77,8 @@ extern "C" bool k_pdl_for(const char *family)
 		snprintf(key, sizeof key, ",%s,", family);
 		return strstr(pdl_list, key) != NULL;
 	}
-	return pdl_mode >= 0 ? pdl_mode == 1 : pdl_pref == 1;
+	if (pdl_mode >= 0) return pdl_mode == 1;
+	return pdl_pref == 1 || !strcmp(family, "gemv");
 }
 extern "C" void k_pdl_prefer(bool on) { pdl_pref = on; }
 

@@ -12,7 +12,7 @@
 #        4. lmterm bench configs/internlm2_5-7b-chat.json --dummy --dtype float16:
 #             prompt 512 and 2048 (prefill, TTFT, decode at that context), decode at a 4096-token
 #             context with --quant-policy 0, 8 and 4, and p512 decode sampling (T 0.8, top-k 40, top-p 0.9)
-#        5. lmterm bench --profile (each op of a decode step alone), without and with LMTERM_PDL=1
+#        5. lmterm bench --profile (each op of a decode step alone), by default and with LMTERM_PDL=0 and 1
 #        6. tests/test_backend_ops under compute-sanitizer memcheck (150 s at most)
 #      and prints a short table last. Logs and the bench JSON go to $OUT (fetched by the device tool).
 #      ROUND_LEAN=1 leaves out the LMTERM_PDL=1 runs and the AWQ bench (a round shared with other work).
@@ -103,7 +103,7 @@ status() { [ "$1" -eq 0 ] && echo pass || { [ "$1" -eq 77 ] && echo skip || echo
 
 timeout $(lim 120) tests/test_backend_ops > "$OUT/backend_ops.log" 2>&1; r_ops=$?
 grep -E "^FAIL|checks," "$OUT/backend_ops.log" | tail -15
-# again with programmatic dependent launch (LMTERM_PDL=1: off by default until measured)
+# again with programmatic dependent launch on every kernel (LMTERM_PDL=1: by default only for AWQ models)
 lean=${ROUND_LEAN:-0} r_pdl=77
 if [ "$lean" != 1 ]; then
 	echo "== again with LMTERM_PDL=1" >> "$OUT/backend_ops.log"
@@ -123,15 +123,19 @@ bench() { # label prompt-len n policy [more options]
 	label=$1 plen=$2 steps=$3 pol=$4
 	shift 4
 	[ "$(left)" -gt 30 ] || { echo "bench $label skipped: round time spent"; return; }
-	if LMTERM_PDL=$pdl timeout $(lim 60) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len "$plen" -n "$steps" \
+	if env ${pdl:+LMTERM_PDL=$pdl} timeout $(lim 60) ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --prompt-len "$plen" -n "$steps" \
 		--quant-policy "$pol" --json "$@" > "$OUT/bench1.json" 2>> "$OUT/bench.err"; then
 		sed "s/^{/{\"label\": \"$label\", /" "$OUT/bench1.json" >> "$OUT/bench.jsonl"
 	else
 		echo "bench $label failed: $(tail -1 "$OUT/bench.err")"
 	fi
 }
-pdl=0
+# pdl empty: LMTERM_PDL unset, the default (fp16: the GEMVs alone; AWQ: every kernel); 0 and 1 force it
+pdl=
 bench p512 512 128 0
+pdl=0
+bench p512-pdl0 512 128 0
+pdl=
 bench p2048 2048 64 0
 bench kv0-4k 4096 64 0
 bench kv8-4k 4096 64 8
@@ -146,15 +150,17 @@ if [ "$lean" != 1 ]; then
 	pdl=1
 	bench awq-p512-pdl 512 128 0 --model-format awq
 	# the same pairs again, interleaved: the spread between runs of identical code
-	pdl=0
+	pdl=
 	bench p512-b 512 128 0
+	pdl=0
+	bench p512-pdl0-b 512 128 0
 	pdl=1
 	bench p512-pdl-b 512 128 0
 	pdl=0
 	bench awq-p512-b 512 128 0 --model-format awq
 	pdl=1
 	bench awq-pdl-b 512 128 0 --model-format awq
-	pdl=0
+	pdl=
 fi
 rm -f "$OUT/bench1.json"
 # the human-readable report of the first configuration, for the memory lines
@@ -164,9 +170,10 @@ cat "$OUT/bench512.txt"
 # where a decode step's time goes: each op alone (bench --profile), without and with PDL, and the GEMV
 # shapes of cuda/gemv.cu (LMTERM_GEMV=v) for batch 1
 : > "$OUT/profile.txt"
-# ROUND_PROFILES: more runs as NAME:VAR=VALUE[,VAR=VALUE] (e.g. gemv9:LMTERM_GEMV=9), each also running the
+# ROUND_PROFILES: more runs as NAME:VAR=VALUE[,VAR=VALUE] (e.g. gemv9:LMTERM_GEMV=9; a list of PDL families
+# as LMTERM_PDL=gemv+norm, since the comma separates the variables), each also running the
 # backend-ops test under that environment; a NAME that starts with awq profiles the AWQ model
-for run in base:X=0 $([ "$lean" = 1 ] || echo pdl1:LMTERM_PDL=1 pdlattn:LMTERM_PDL=attn awq:X=0) ${ROUND_PROFILES:-}; do
+for run in base:X=0 $([ "$lean" = 1 ] || echo pdl0:LMTERM_PDL=0 pdl1:LMTERM_PDL=1 awq:X=0) ${ROUND_PROFILES:-}; do
 	[ "$(left)" -gt 40 ] || break
 	name=${run%%:*} envs=$(echo "${run#*:}" | tr ',' ' ')
 	echo "== profile $name ($envs)" >> "$OUT/profile.txt"

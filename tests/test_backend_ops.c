@@ -1048,6 +1048,7 @@ static void run_all(void)
 
 	test_matmul(130, 4104, 1, act, true); /* K / 8 not a multiple of 32: the partial last iteration */
 	test_matmul(4100, 2048, 1, act, false);
+	test_matmul(131, 14336, 1, act, true); /* w2's K (7B), an odd N: the batch-1 shapes with R = 2 */
 	const int gn[] = { 1, 2, 3, 5, 8, 12 };
 	for (size_t i = 0; i < ARRAY_SIZE(gn); i++) test_matmul_swiglu(1000, 256, gn[i], i % 2 == 1);
 	test_matmul_swiglu(1792, 4096, 1, false);
