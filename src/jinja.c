@@ -8,10 +8,20 @@
 #include "i18n.h"
 
 #include <ctype.h>
+#include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A chat template comes with the model (tokenizer_config.json): a hostile or broken one must end in an error,
+ * not in a stack overflow, an endless loop or all of memory. Real templates stay far below these. */
+#define JINJA_MAX_DEPTH 100          /* nesting of expressions, blocks and values */
+#define JINJA_MAX_ITEMS (1 << 20)    /* items of one list */
+#define JINJA_MAX_STEPS (1 << 18)    /* loop iterations of one render */
+#define JINJA_MAX_STR (32u << 20)    /* bytes of one string */
+#define JINJA_MAX_ARENA (256u << 20) /* bytes of all values of one render */
 
 /* ------------------------------------------------------------------ arena */
 
@@ -115,11 +125,19 @@ struct jctx {
 	size_t olen, ocap;
 	struct scope *sc;
 	int depth;
+	int nest;          /* parse, eval and value-traversal recursion, against JINJA_MAX_DEPTH */
+	long steps;        /* loop iterations so far */
+	size_t ar_total;   /* bytes in the arena */
 };
+
+static void jerr(struct jctx *J, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void *ar_alloc(struct jctx *J, size_t n)
 {
 	n = (n + 15) & ~(size_t)15;
+	J->ar_total += n;
+	if (J->ar_total > JINJA_MAX_ARENA) /* evaluation stops at the next check of J->failed */
+		jerr(J, _("chat template: needs more than %u MiB (a runaway loop?)"), JINJA_MAX_ARENA >> 20);
 	if (!J->ar || J->ar->used + n > J->ar->cap) {
 		size_t cap = n > 65536 ? n : 65536;
 		struct chunk *c = malloc(sizeof *c + cap);
@@ -143,7 +161,6 @@ static char *ar_strndup(struct jctx *J, const char *s, size_t n)
 	return p;
 }
 
-static void jerr(struct jctx *J, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void jerr(struct jctx *J, const char *fmt, ...)
 {
 	if (J->failed) return;
@@ -152,6 +169,15 @@ static void jerr(struct jctx *J, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(J->err, sizeof J->err, fmt, ap);
 	va_end(ap);
+}
+
+/* One level deeper into a recursion; false (with the error) past JINJA_MAX_DEPTH. Pair with J->nest--. */
+static bool deeper(struct jctx *J)
+{
+	if (++J->nest <= JINJA_MAX_DEPTH) return true;
+	J->nest--;
+	jerr(J, _("chat template: nested more than %d levels deep"), JINJA_MAX_DEPTH);
+	return false;
 }
 
 static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
@@ -382,7 +408,7 @@ static struct expr *parse_primary(struct jctx *J)
 	} else if (t->k == K_INT || t->k == K_FLOAT) {
 		J->pos++;
 		e = mk(J, E_LIT);
-		if (t->k == K_INT) {
+		if (t->k == K_INT && t->num < 9e18) { /* beyond long long: a float, as close as it gets */
 			e->lit.t = J_INT;
 			e->lit.u.i = (long long)t->num;
 		} else {
@@ -489,7 +515,9 @@ static struct expr *parse_unary(struct jctx *J)
 	if (accept_op(J, "-")) {
 		struct expr *u = mk(J, E_UNARY);
 		u->name = "-";
+		if (!deeper(J)) return mk(J, E_LIT);
 		u->a = parse_unary(J);
+		J->nest--;
 		return u;
 	}
 	return parse_filtered(J);
@@ -568,7 +596,9 @@ static struct expr *parse_not(struct jctx *J)
 	if (accept_name(J, "not")) {
 		struct expr *u = mk(J, E_UNARY);
 		u->name = "not";
+		if (!deeper(J)) return mk(J, E_LIT);
 		u->a = parse_not(J);
+		J->nest--;
 		return u;
 	}
 	return parse_cmp(J);
@@ -590,14 +620,16 @@ static struct expr *parse_or(struct jctx *J)
 
 static struct expr *parse_expr(struct jctx *J)
 {
+	if (!deeper(J)) return mk(J, E_LIT);
 	struct expr *e = parse_or(J);
 	if (accept_name(J, "if")) {
 		struct expr *c = mk(J, E_COND);
 		c->a = e;
 		c->b = parse_or(J);
 		c->c = accept_name(J, "else") ? parse_expr(J) : NULL;
-		return c;
+		e = c;
 	}
+	J->nest--;
 	return e;
 }
 
@@ -609,6 +641,8 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 	int cap = 16, n = 0;
 	struct stmt **list = ar_alloc(J, sizeof *list * cap);
 	*which = NULL;
+	*count = 0;
+	if (!deeper(J)) return list;
 	while (J->ti < J->ntags && !J->failed) {
 		struct tag *t = &J->tags[J->ti];
 		struct stmt *s = NULL;
@@ -632,6 +666,7 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 				if (tok_is(w, K_NAME, ends[i])) {
 					*which = ends[i];
 					*count = n;
+					J->nest--;
 					return list;
 				}
 			J->ti++;
@@ -705,6 +740,7 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 		list[n++] = s;
 	}
 	*count = n;
+	J->nest--;
 	return list;
 }
 
@@ -726,6 +762,10 @@ static struct jlist *list_new(struct jctx *J, int cap)
 }
 static void list_push(struct jctx *J, struct jlist *l, struct jval v)
 {
+	if (l->n >= JINJA_MAX_ITEMS) {
+		jerr(J, _("chat template: a list of more than %d items"), JINJA_MAX_ITEMS);
+		return;
+	}
 	if (l->n == l->cap) {
 		struct jval *nv = ar_alloc(J, sizeof *nv * l->cap * 2);
 		memcpy(nv, l->v, sizeof *nv * l->n);
@@ -818,6 +858,10 @@ static void scope_set(struct jctx *J, const char *name, struct jval v)
 struct sbuf { char *p; size_t n, cap; struct jctx *J; };
 static void sb_put(struct sbuf *b, const char *s, size_t n)
 {
+	if (b->n + n > JINJA_MAX_STR) {
+		jerr(b->J, _("chat template: a string of more than %u MiB"), JINJA_MAX_STR >> 20);
+		return;
+	}
 	if (b->n + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 64;
 		while (cap < b->n + n + 1) cap *= 2;
@@ -865,6 +909,7 @@ static void json_str(struct sbuf *b, const char *s, size_t n)
 
 static void to_json(struct sbuf *b, struct jval v)
 {
+	if ((v.t == J_LIST || v.t == J_DICT) && !deeper(b->J)) return; /* also a list that holds itself */
 	switch (v.t) {
 	case J_UNDEF: case J_NONE: sb_str(b, "null"); break;
 	case J_BOOL: sb_str(b, v.u.b ? "true" : "false"); break;
@@ -889,6 +934,7 @@ static void to_json(struct sbuf *b, struct jval v)
 		break;
 	default: to_text(b, v); break;
 	}
+	if (v.t == J_LIST || v.t == J_DICT) b->J->nest--;
 }
 
 static struct jval as_str(struct jctx *J, struct jval v)
@@ -899,7 +945,7 @@ static struct jval as_str(struct jctx *J, struct jval v)
 	return v_str(b.p ? b.p : "", b.n);
 }
 
-static bool equal(struct jval a, struct jval b)
+static bool equal_at(struct jval a, struct jval b, int depth)
 {
 	if ((a.t == J_INT || a.t == J_FLOAT || a.t == J_BOOL) && (b.t == J_INT || b.t == J_FLOAT || b.t == J_BOOL)) {
 		double x = a.t == J_INT ? a.u.i : a.t == J_FLOAT ? a.u.f : a.u.b;
@@ -911,12 +957,14 @@ static bool equal(struct jval a, struct jval b)
 	if (a.t == J_NONE || a.t == J_UNDEF) return true;
 	if (a.t == J_LIST) {
 		if (a.u.l->n != b.u.l->n) return false;
+		if (depth >= JINJA_MAX_DEPTH) return a.u.l == b.u.l; /* deeper (or a list that holds itself): identity */
 		for (int i = 0; i < a.u.l->n; i++)
-			if (!equal(a.u.l->v[i], b.u.l->v[i])) return false;
+			if (!equal_at(a.u.l->v[i], b.u.l->v[i], depth + 1)) return false;
 		return true;
 	}
 	return a.u.d == b.u.d;
 }
+static bool equal(struct jval a, struct jval b) { return equal_at(a, b, 0); }
 
 static struct jval eval(struct jctx *J, struct expr *e);
 
@@ -1105,9 +1153,24 @@ static struct jval index_of(struct jctx *J, struct jval o, struct jval k)
 	return v_undef();
 }
 
+static struct jval eval_node(struct jctx *J, struct expr *e);
+
 static struct jval eval(struct jctx *J, struct expr *e)
 {
-	if (J->failed) return v_undef();
+	if (J->failed || !deeper(J)) return v_undef();
+	struct jval v = eval_node(J, e);
+	J->nest--;
+	return v;
+}
+
+/* a number as an integer, clamped far inside long long (range bounds, repetition counts) */
+static long long clamp_ll(double x)
+{
+	return x != x ? 0 : x > 4e18 ? (long long)4e18 : x < -4e18 ? (long long)-4e18 : (long long)x;
+}
+
+static struct jval eval_node(struct jctx *J, struct expr *e)
+{
 	switch (e->k) {
 	case E_LIT: return e->lit;
 	case E_NAME: return lookup(J, e->name);
@@ -1190,14 +1253,18 @@ static struct jval eval(struct jctx *J, struct expr *e)
 				return (struct jval){ .t = J_DICT, .u.d = d };
 			}
 			if (!strcmp(f, "range")) {
-				long long lo = 0, hi = e->nargs ? (long long)num(a[0]) : 0, st = 1;
+				long long lo = 0, hi = e->nargs ? clamp_ll(num(a[0])) : 0, st = 1;
 				if (e->nargs >= 2) {
 					lo = hi;
-					hi = (long long)num(a[1]);
+					hi = clamp_ll(num(a[1]));
 				}
-				if (e->nargs >= 3) st = (long long)num(a[2]);
+				if (e->nargs >= 3) st = clamp_ll(num(a[2]));
+				if (st == 0) {
+					jerr(J, _("chat template: range() with a step of 0"));
+					return v_undef();
+				}
 				struct jlist *l = list_new(J, 4);
-				for (long long i = lo; st > 0 ? i < hi : i > hi; i += st ? st : 1) list_push(J, l, v_int(i));
+				for (long long i = lo; (st > 0 ? i < hi : i > hi) && !J->failed; i += st) list_push(J, l, v_int(i));
 				return (struct jval){ .t = J_LIST, .u.l = l };
 			}
 			if (!strcmp(f, "raise_exception")) {
@@ -1223,7 +1290,8 @@ static struct jval eval(struct jctx *J, struct expr *e)
 	case E_UNARY: {
 		struct jval v = eval(J, e->a);
 		if (!strcmp(e->name, "not")) return v_bool(!truthy(v));
-		return v.t == J_FLOAT ? (struct jval){ .t = J_FLOAT, .u.f = -v.u.f } : v_int(-(long long)num(v));
+		if (v.t == J_INT && v.u.i == LLONG_MIN) return (struct jval){ .t = J_FLOAT, .u.f = -(double)v.u.i };
+		return v.t == J_FLOAT ? (struct jval){ .t = J_FLOAT, .u.f = -v.u.f } : v.t == J_INT ? v_int(-v.u.i) : v_int(-clamp_ll(num(v)));
 	}
 	case E_COND: return truthy(eval(J, e->b)) ? eval(J, e->a) : e->c ? eval(J, e->c) : v_undef();
 	case E_BIN: {
@@ -1243,12 +1311,20 @@ static struct jval eval(struct jctx *J, struct expr *e)
 				return v_undef();
 			}
 			struct jval x = as_str(J, a), y = as_str(J, b);
+			if (x.u.s.n + y.u.s.n > JINJA_MAX_STR) {
+				jerr(J, _("chat template: a string of more than %u MiB"), JINJA_MAX_STR >> 20);
+				return v_undef();
+			}
 			char *p = ar_alloc(J, x.u.s.n + y.u.s.n + 1);
 			memcpy(p, x.u.s.p, x.u.s.n);
 			memcpy(p + x.u.s.n, y.u.s.p, y.u.s.n);
 			return v_str(p, x.u.s.n + y.u.s.n);
 		}
 		if (!strcmp(op, "+") && a.t == J_LIST && b.t == J_LIST) {
+			if (a.u.l->n + b.u.l->n > JINJA_MAX_ITEMS) {
+				jerr(J, _("chat template: a list of more than %d items"), JINJA_MAX_ITEMS);
+				return v_undef();
+			}
 			struct jlist *l = list_new(J, a.u.l->n + b.u.l->n);
 			for (int i = 0; i < a.u.l->n; i++) list_push(J, l, a.u.l->v[i]);
 			for (int i = 0; i < b.u.l->n; i++) list_push(J, l, b.u.l->v[i]);
@@ -1280,23 +1356,34 @@ static struct jval eval(struct jctx *J, struct expr *e)
 		if (!strcmp(op, ">")) return v_bool(x > y);
 		if (!strcmp(op, "<=")) return v_bool(x <= y);
 		if (!strcmp(op, ">=")) return v_bool(x >= y);
-		if (!strcmp(op, "+")) return ints ? v_int((long long)x + (long long)y) : (struct jval){ .t = J_FLOAT, .u.f = x + y };
-		if (!strcmp(op, "-")) return ints ? v_int((long long)x - (long long)y) : (struct jval){ .t = J_FLOAT, .u.f = x - y };
+		/* integers as integers; where the result would not fit (Python's would grow), a float */
+		long long xi = clamp_ll(x), yi = clamp_ll(y), r;
+		if (a.t == J_INT) xi = a.u.i;
+		if (b.t == J_INT) yi = b.u.i;
+		if (!strcmp(op, "+"))
+			return ints && !__builtin_add_overflow(xi, yi, &r) ? v_int(r) : (struct jval){ .t = J_FLOAT, .u.f = x + y };
+		if (!strcmp(op, "-"))
+			return ints && !__builtin_sub_overflow(xi, yi, &r) ? v_int(r) : (struct jval){ .t = J_FLOAT, .u.f = x - y };
 		if (!strcmp(op, "*")) {
 			if (a.t == J_STR && b.t == J_INT) {
 				struct sbuf sb = { .J = J };
-				for (long long i = 0; i < b.u.i; i++) sb_put(&sb, a.u.s.p, a.u.s.n);
+				for (long long i = 0; i < b.u.i && !J->failed; i++) sb_put(&sb, a.u.s.p, a.u.s.n);
 				return v_str(sb.p ? sb.p : "", sb.n);
 			}
-			return ints ? v_int((long long)x * (long long)y) : (struct jval){ .t = J_FLOAT, .u.f = x * y };
+			return ints && !__builtin_mul_overflow(xi, yi, &r) ? v_int(r) : (struct jval){ .t = J_FLOAT, .u.f = x * y };
 		}
 		if (y == 0) {
 			jerr(J, _("chat template: division by zero"));
 			return v_undef();
 		}
 		if (!strcmp(op, "/")) return (struct jval){ .t = J_FLOAT, .u.f = x / y };
-		if (!strcmp(op, "//")) return v_int((long long)(x / y));
-		if (!strcmp(op, "%")) return v_int((long long)x % (long long)y);
+		if (!strcmp(op, "//")) return v_int(clamp_ll(floor(x / y)));
+		if (!strcmp(op, "%")) {
+			if (!ints) return (struct jval){ .t = J_FLOAT, .u.f = x - y * floor(x / y) };
+			if (yi == -1) return v_int(0); /* LLONG_MIN % -1 traps */
+			long long m = xi % yi;
+			return v_int(m && (m < 0) != (yi < 0) ? m + yi : m); /* Python's sign: the divisor's */
+		}
 		return v_undef();
 	}
 	}
@@ -1385,6 +1472,10 @@ static void exec(struct jctx *J, struct stmt *s)
 			}
 		}
 		for (int i = 0; i < pass->n && !J->failed; i++) {
+			if (++J->steps > JINJA_MAX_STEPS) {
+				jerr(J, _("chat template: more than %d loop iterations"), JINJA_MAX_STEPS);
+				break;
+			}
 			sc.n = 0; /* a fresh scope per iteration, as Jinja's */
 			struct jval x = pass->v[i];
 			if (s->var2) {

@@ -151,6 +151,44 @@ int main(void)
 	expect_error("{% macro m() %}{% endmacro %}", "macro");
 	expect_error("{{ raise_exception('Only user and assistant roles') }}", "Only user and assistant roles");
 	expect_error("{{ x | frobnicate }}", "frobnicate");
+
+	/* a hostile template (it comes with the model): an error, not a crash, a hang or all of memory */
+	expect("{{ 7 % 3 }} {{ -7 % 3 }} {{ 7 % -3 }} {{ -7 // 2 }} {{ 5 % 0.5 }} {{ (-4611686018427387904 * 2) % -1 }}",
+	       "1 2 -2 -4 0 0");
+	expect("{{ 9223372036854775807 + 1 > 0 }} {{ -(-4611686018427387904 * 2) > 0 }} {{ 4611686018427387904 * 4 > 0 }}",
+	       "True True True");
+	expect_error("{% for i in range(10, 0, 0) %}x{% endfor %}", "step of 0");
+	expect_error("{% for i in range(10000000000) %}{% endfor %}", "items");
+	expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "iterations");
+	expect_error("{{ 'x' * 1000000000000 }}", "MiB");
+	expect_error("{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+		     "MiB");
+	expect_error("{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
+		     "items");
+	expect_error("{% set l = [] %}{{ l.append(l) }}{{ l | tojson }}", "levels");
+	{
+		static const char *const open[] = { "(", "-", "not ", "{% if 1 %}", "[" };
+		static const char *const close[] = { ")", "", "", "{% endif %}", "]" };
+		for (size_t k = 0; k < sizeof open / sizeof *open; k++) {
+			size_t n = 100000, lo = strlen(open[k]), lc = strlen(close[k]);
+			char *t = malloc(n * (lo + lc) + 16), *p = t;
+			if (k != 3) p += sprintf(p, "{{ ");
+			for (size_t i = 0; i < n; i++) p += sprintf(p, "%s", open[k]);
+			*p++ = '1';
+			for (size_t i = 0; i < n; i++) p += sprintf(p, "%s", close[k]);
+			if (k != 3) p += sprintf(p, " }}");
+			*p = 0;
+			expect_error(t, "levels");
+			free(t);
+		}
+		size_t n = 100000; /* a long chain of operators nests the same way when it is evaluated */
+		char *t = malloc(4 * n + 16), *p = t;
+		p += sprintf(p, "{{ 1");
+		for (size_t i = 0; i < n; i++) p += sprintf(p, " ~ 1");
+		sprintf(p, " }}");
+		expect_error(t, "levels");
+		free(t);
+	}
 	if (fails) return 1;
 	printf("jinja: all checks passed\n");
 	return 0;
