@@ -225,9 +225,9 @@ static int prepare_prompt(struct run *r)
 		}
 		for (int i = 0; i < n; i++)
 			if (p[i] < 0 || p[i] >= r->cfg.vocab) {
+				lm_err(_("-p: the tokenizer gave id %d, outside the model's vocabulary (%d)"), p[i], r->cfg.vocab);
 				free(p);
-				return lm_err(_("-p: the tokenizer gave id %d, outside the model's vocabulary (%d)"), p[i],
-					      r->cfg.vocab);
+				return LM_ERR;
 			}
 	}
 	r->ids = realloc(p, sizeof(int32_t) * ((size_t)n + o->n + 1));

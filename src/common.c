@@ -3,6 +3,7 @@
 #include "i18n.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static _Thread_local char errbuf[1600];
 
@@ -130,12 +132,19 @@ double now_s(void)
 
 int read_file(const char *path, char **buf, size_t *len)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) return lm_err(_("%s: cannot open: %s"), path, strerror(errno));
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below like any non-regular file */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) return lm_err(_("%s: cannot open: %s"), path, strerror(errno));
 	struct stat st;
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-		fclose(f);
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
 		return lm_err(_("%s: not a regular file"), path);
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	FILE *f = fdopen(fd, "rb");
+	if (!f) {
+		close(fd);
+		return lm_err(_("%s: cannot open: %s"), path, strerror(errno));
 	}
 	char *b = malloc((size_t)st.st_size + 1);
 	if (!b) {

@@ -5,10 +5,13 @@
 #include "common.h"
 #include "i18n.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *f)
 {
@@ -25,8 +28,36 @@ static void usage(FILE *f)
 		     "Run 'man lmterm' for every option. Option names follow LMDeploy's.\n"));
 }
 
+/* A closed stdin, stdout or stderr would be taken by the next open() or pipe(): the chat REPL would then wait on
+ * its own signal pipe for ever, and a file written later could receive what printf meant for the terminal. Each
+ * closed one gets /dev/null opened the other way round (gnulib's stdopen), so that using it fails as before. */
+static void std_fds_open(void)
+{
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+			int n = open("/dev/null", fd == 0 ? O_WRONLY : O_RDONLY);
+			if (n >= 0 && n != fd) {
+				dup2(n, fd);
+				close(n);
+			}
+		}
+}
+
+/* A command that succeeded but whose output could not be written (a full disk, a closed pipe with SIGPIPE
+ * ignored, a closed stdout) fails. */
+static int check_stdout(int rc)
+{
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout)) return rc;
+	if (rc == 0)
+		fprintf(stderr, _("lmterm: cannot write to standard output: %s\n"),
+			errno ? strerror(errno) : _("write error"));
+	return rc ? rc : 1;
+}
+
 int main(int argc, char **argv)
 {
+	std_fds_open();
 	setlocale(LC_ALL, "");
 #if ENABLE_NLS
 	/* LMTERM_LOCALEDIR: translations from a build tree (tests), before they are installed */
@@ -34,21 +65,21 @@ int main(int argc, char **argv)
 	bindtextdomain(PACKAGE, localedir && *localedir ? localedir : LOCALEDIR);
 	textdomain(PACKAGE);
 #endif
-	if (argc < 2) return cmd_chat(0, argv + argc);
+	if (argc < 2) return check_stdout(cmd_chat(0, argv + argc));
 	const char *c = argv[1];
 	static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
 		{ "chat", cmd_chat }, { "generate", cmd_generate }, { "tokenize", cmd_tokenize },
 		{ "ppl", cmd_ppl }, { "bench", cmd_bench }, { "lite", cmd_lite },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
-		if (strcmp(c, cmds[i].name) == 0) return cmds[i].fn(argc - 2, argv + 2);
+		if (strcmp(c, cmds[i].name) == 0) return check_stdout(cmds[i].fn(argc - 2, argv + 2));
 	if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || strcmp(c, "help") == 0) {
 		usage(stdout);
-		return 0;
+		return check_stdout(0);
 	}
 	if (strcmp(c, "--version") == 0 || strcmp(c, "-V") == 0) {
 		printf("lmterm %s\n", PACKAGE_VERSION);
-		return 0;
+		return check_stdout(0);
 	}
 	fprintf(stderr, _("lmterm: unknown command '%s'\n\n"), c);
 	usage(stderr);

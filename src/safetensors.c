@@ -465,13 +465,18 @@ static int write_all(FILE *fp, const void *p, size_t n)
 
 int st_write(const char *path, const struct st_out *t, int n, const char *const *meta_kv)
 {
+	/* the file is written beside the target and renamed over it: that would replace a directory's entry
+	 * for a device, a FIFO or a socket (/dev/stdout, /dev/null as root) with a regular file */
+	struct stat sb;
+	if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+		return lm_err(_("%s: exists and is not a regular file; give the name of a file to write"), path);
 	cJSON *root = cJSON_CreateObject();
 	if (!root) return lm_err(_("%s: out of memory"), path);
 	int rc = LM_OK;
 	char *json = NULL;
 	FILE *fp = NULL;
 	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path);
 	if (meta_kv && meta_kv[0]) {
 		cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
 		for (int i = 0; m && meta_kv[i] && meta_kv[i + 1]; i += 2) cJSON_AddStringToObject(m, meta_kv[i], meta_kv[i + 1]);
@@ -522,11 +527,19 @@ int st_write(const char *path, const struct st_out *t, int n, const char *const 
 	size_t jl = strlen(json), hl = (jl + 7) & ~(size_t)7;
 	uint8_t len8[8];
 	for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hl >> (8 * i));
-	fp = fopen(tmp, "wb");
-	if (!fp) {
+	/* a fresh name: an existing "PATH.tmp" of the user's is not overwritten */
+	int fd = mkstemp(tmp);
+	if (fd < 0 || !(fp = fdopen(fd, "wb"))) {
 		rc = lm_err(_("%s: cannot create: %s"), tmp, strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+			unlink(tmp);
+		}
 		goto out;
 	}
+	mode_t um = umask(0); /* mkstemp makes it 0600; the result should look like any other new file */
+	umask(um);
+	fchmod(fd, 0666 & ~um);
 	static const char spaces[8] = "        ";
 	bool ok = write_all(fp, len8, 8) == LM_OK && write_all(fp, json, jl) == LM_OK &&
 		  write_all(fp, spaces, hl - jl) == LM_OK;

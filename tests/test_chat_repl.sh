@@ -32,6 +32,13 @@ out=$(printf 'Hello' | "$LMTERM" chat "$MODEL" $OPTS 2>/dev/null); rc=$?
 out=$("$LMTERM" chat "$MODEL" $OPTS </dev/null 2>/dev/null); rc=$?
 [ $rc -eq 0 ] && pass "EOF at the prompt: exit 0" || fail "EOF at the prompt: rc $rc"
 
+# a closed stdin is an empty one (it used to leave fd 0 to the REPL's signal pipe, which it then waited on for ever)
+timeout 60 "$LMTERM" chat "$MODEL" $OPTS <&- >/dev/null 2>&1; rc=$?
+[ $rc -eq 0 ] && pass "closed stdin: exit 0" || fail "closed stdin: rc $rc (124: it hung)"
+# a closed stdout: the replies went nowhere, so not a success
+printf 'Hello\n\n' | timeout 60 "$LMTERM" chat "$MODEL" $OPTS >&- 2>/dev/null; rc=$?
+[ $rc -eq 1 ] && pass "closed stdout: exit 1" || fail "closed stdout: rc $rc"
+
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" chat "$MODEL" --quant-policy 2
 expect_fail "bad --cache-max-entry-count" "--cache-max-entry-count" "$LMTERM" chat "$MODEL" --cache-max-entry-count 1.5
 expect_fail "bad --top-p" "--top-p" "$LMTERM" chat "$MODEL" --top-p 2

@@ -67,4 +67,27 @@ expect_fail "unknown option" "--bogus" "$LMTERM" generate "$DEMO" --ids "1 2 3" 
 expect_fail "neither -p nor --ids" "--ids" "$LMTERM" generate "$DEMO"
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" generate "$DEMO" --ids "1" --quant-policy 3
 expect_fail "unwritable --dump-logits" "$tmp/no/dir" "$LMTERM" generate "$DEMO" --ids "1 2" --dump-logits "$tmp/no/dir/x"
+# --dump-logits onto something that is not a regular file: refused, and it stays what it was (the file is written
+# beside it and renamed over it, which replaced /dev/full with a regular file when run as root)
+mkfifo "$tmp/fifo"
+expect_fail "--dump-logits onto a FIFO" "not a regular file" timeout 60 "$LMTERM" generate "$DEMO" --ids "1 2" -n 1 --dump-logits "$tmp/fifo"
+[ -p "$tmp/fifo" ] && pass "the FIFO is still a FIFO" || fail "--dump-logits replaced the FIFO"
+expect_fail "--dump-logits onto a directory" "not a regular file" "$LMTERM" generate "$DEMO" --ids "1 2" -n 1 --dump-logits "$tmp"
+# a file of the user's named like the temporary one is left alone
+echo keep > "$tmp/l2.safetensors.tmp"
+"$LMTERM" generate "$DEMO" --ids "1 2" -n 1 --print-ids --dump-logits "$tmp/l2.safetensors" >/dev/null 2>"$tmp/err" ||
+	fail "--dump-logits beside a .tmp file: $(cat "$tmp/err")"
+[ "$(cat "$tmp/l2.safetensors.tmp")" = keep ] && pass "an existing PATH.tmp is not overwritten" || fail "PATH.tmp was overwritten"
+ls "$tmp"/l2.safetensors.tmp-* >/dev/null 2>&1 && fail "--dump-logits left a temporary file"
+if [ -c /dev/full ]; then
+	expect_fail "stdout on a full disk" "No space" sh -c '"$0" generate "$1" --ids "1 2" -n 2 >/dev/full' "$LMTERM" "$DEMO"
+	expect_fail "--version on a full disk" "standard output" sh -c '"$0" --version >/dev/full' "$LMTERM"
+fi
+# a tokenizer whose ids lie beyond config.json's vocab_size: the message names the id (it was read after free)
+FIX="$TESTDATA/fixtures/llama3-rand"
+if [ -d "$FIX" ]; then
+	mkdir "$tmp/v100" && cp "$FIX"/* "$tmp/v100/" && sed 's/"vocab_size": 8192/"vocab_size": 100/' "$FIX/config.json" >"$tmp/v100/config.json"
+	id=$("$LMTERM" tokenize "$FIX" "hello world" | tr ' ' '\n' | awk '$1 >= 100 { print; exit }')
+	expect_fail "tokenizer id beyond vocab_size" "gave id $id," "$LMTERM" generate "$tmp/v100" -p "hello world" -n 1
+fi
 finish

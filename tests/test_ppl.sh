@@ -51,4 +51,15 @@ expect_fail "missing text file" "/nonexistent.txt" "$LMTERM" ppl "$MODEL" --file
 expect_fail "bad --ctx" "--ctx" "$LMTERM" ppl "$MODEL" --file "$TEXT" --ctx one
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" ppl "$MODEL" --file "$TEXT" --quant-policy 3
 expect_fail "not a model" "config.json" "$LMTERM" ppl /nonexistent-model --file "$TEXT" --backend cpu
+# a FIFO as the text (or anywhere a file is read) is refused at once, not waited on for a writer
+fifo=${TMPDIR:-/tmp}/lmterm-ppl-fifo.$$
+rm -f "$fifo" && mkfifo "$fifo" && {
+	expect_fail "a FIFO as --file" "not a regular file" timeout 30 "$LMTERM" ppl "$MODEL" --file "$fifo" --backend cpu
+	rm -f "$fifo"
+}
+# the result could not be written: not a success
+if [ -c /dev/full ]; then
+	expect_fail "stdout on a full disk" "standard output" sh -c '"$0" ppl "$1" --file "$2" --max-chars 200 --ctx 64 --backend cpu >/dev/full' \
+		"$LMTERM" "$MODEL" "$TEXT"
+fi
 finish
