@@ -1006,6 +1006,14 @@ static double layer_error(struct ctx *x, float *const *deq, const struct lw *w, 
 static int make_tmpdir(struct ctx *x)
 {
 	const char *dir = x->o->work_dir;
+	/* the result is renamed into place at the end: a name that cannot be renamed onto would cost the whole run */
+	size_t l = strlen(dir);
+	while (l > 1 && dir[l - 1] == '/') l--;
+	const char *base = dir + l;
+	while (base > dir && base[-1] != '/') base--;
+	size_t bl = (size_t)(dir + l - base);
+	if (!l || (l == 1 && dir[0] == '/') || (bl == 1 && base[0] == '.') || (bl == 2 && !strncmp(base, "..", 2)))
+		return lm_err(_("--work-dir '%s': name the directory to create (not '.', '..' or '/')"), dir);
 	struct stat st;
 	if (stat(dir, &st) == 0) {
 		if (!S_ISDIR(st.st_mode)) return lm_err(_("--work-dir %s exists and is not a directory"), dir);
@@ -1019,7 +1027,7 @@ static int make_tmpdir(struct ctx *x)
 			return lm_err(_("--work-dir %s exists and is not empty; remove it or choose another directory"), dir);
 	}
 	snprintf(x->tmpdir, sizeof x->tmpdir, "%s.tmp-XXXXXX", dir);
-	size_t l = strlen(dir);
+	l = strlen(dir);
 	while (l > 1 && x->tmpdir[l - 1] == '/') { /* "out/" -> "out.tmp-..." */
 		memmove(x->tmpdir + l - 1, x->tmpdir + l, strlen(x->tmpdir + l) + 1);
 		l--;

@@ -29,10 +29,15 @@ static bool cancelled(struct progress_sink *s) { return interrupted != 0; }
 
 void progress_stderr_init(struct progress_sink *s)
 {
+	/* SIGTERM and SIGHUP stop the work the way Ctrl-C does, so that it cleans up after itself (the quantizer
+	 * removes its half-written directory); a reader of stderr that went away (`2>&1 | head`) does not kill it */
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_sigint;
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	interrupted = 0;
 	t0 = now_s();
 	tty = isatty(2);
@@ -45,4 +50,7 @@ void progress_stderr_finish(struct progress_sink *s)
 {
 	if (tty) fputc('\n', stderr);
 	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	signal(SIGPIPE, SIG_DFL);
 }

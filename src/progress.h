@@ -14,7 +14,8 @@ struct progress_sink {
 	void *ud;
 };
 
-/* A sink that rewrites one line on stderr (rate, elapsed, time left), and notices SIGINT. */
+/* A sink that rewrites one line on stderr (rate, elapsed, time left), and notices SIGINT, SIGTERM and SIGHUP
+ * (SIGPIPE is ignored while it runs). */
 void progress_stderr_init(struct progress_sink *s);
 void progress_stderr_finish(struct progress_sink *s);
 

@@ -52,6 +52,11 @@ if [ $rc -eq 1 ] && [ -f "$out/keep" ] && ! ls -d "$out".tmp-* >/dev/null 2>&1; 
 else fail "non-empty work dir: rc $rc, $msg"; fi
 rm -rf "$out"
 
+# names that cannot be renamed onto: refused before the work, not after it (nor a ".tmp-*" left in the cwd)
+expect_rc "empty work dir" 1 "name the directory" awq "$FIX/llama3-rand" --work-dir "" --calib-samples 0
+ls -d .tmp-* >/dev/null 2>&1 && { fail "empty work dir: left .tmp-* in $(pwd)"; rm -rf .tmp-*; }
+expect_rc "work dir ." 1 "name the directory" awq "$FIX/llama3-rand" --work-dir "$tmp/." --calib-samples 0
+
 expect_rc "bad boolean" 2 "not a boolean" awq "$FIX/llama3-rand" --work-dir "$out" --search-scale maybe
 expect_rc "bad integer" 2 "--calib-samples" awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples -3
 expect_rc "unknown option" 2 "--frobnicate" awq "$FIX/llama3-rand" --work-dir "$out" --frobnicate
@@ -76,4 +81,25 @@ if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q interrupted "$tmp/int.log"; then 
 elif [ $rc -eq 0 ]; then fail "Ctrl-C: the run finished before the signal (make it longer)"
 else fail "Ctrl-C: rc $rc: $(tail -c 300 "$tmp/int.log")"; fi
 nothing_left "Ctrl-C"
+
+# SIGTERM and SIGHUP stop it the same way (they used to kill it and leave the half-written directory)
+for sig in TERM HUP; do
+	"$LMTERM" lite auto_awq "$FIX/llama3-rand" --work-dir "$out" --calib-dataset "$TESTDATA/text/wiki.test.raw" \
+		--calib-samples 64 --calib-seqlen 1024 --search-scale --threads 1 2>"$tmp/int.log" &
+	pid=$!
+	sleep 2
+	kill -$sig $pid
+	wait $pid; rc=$?
+	if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q interrupted "$tmp/int.log"; then pass "SIG$sig stops cleanly (rc $rc)"
+	else fail "SIG$sig: rc $rc: $(tail -c 300 "$tmp/int.log")"; fi
+	nothing_left "SIG$sig"
+done
+
+# a reader of the progress lines that goes away does not kill the run: the result is complete
+"$LMTERM" lite auto_awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples 0 2>&1 | head -c 1 >/dev/null
+sleep 1
+if [ -f "$out/config.json" ] && [ -f "$out/model.safetensors.index.json" ] && ! ls -d "$out".tmp-* >/dev/null 2>&1; then
+	pass "closed stderr pipe: the run completes"
+else fail "closed stderr pipe: no complete $out"; fi
+rm -rf "$out" "$out".tmp-*
 finish
