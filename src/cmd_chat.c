@@ -68,6 +68,18 @@ static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *n
 			*(strcmp(n, "no-tui") == 0 ? no_tui : no_color) = b;
 			continue;
 		}
+		static const char *const known[] = {
+			"backend", "model-format", "quant-policy", "cache-max-entry-count", "cache-block-seq-len",
+			"session-len", "chat-template", "temperature", "top-p", "top-k", "min-p", "repetition-penalty",
+			"seed", "max-new-tokens", "threads",
+		};
+		bool is_known = false;
+		for (size_t k = 0; k < ARRAY_SIZE(known); k++) is_known |= strcmp(n, known[k]) == 0;
+		if (!is_known) { /* before its value: '--bogus' last is not "needs a value" */
+			fprintf(stderr, _("lmterm: chat: unknown option '%s'\n"), it.arg);
+			chat_usage(stderr);
+			return 2;
+		}
 		if (opt_value(&it, &val) != LM_OK) goto bad;
 		char optname[80];
 		snprintf(optname, sizeof optname, "--%s", n);

@@ -13,6 +13,7 @@
 #include "opts.h"
 #include "tok.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +160,14 @@ int cmd_ppl(int argc, char **argv)
 			ppl_usage(stdout);
 			return 0;
 		}
+		static const char *const known[] = { "file", "ctx", "quant-policy", "tokenizer", "backend", "max-chars" };
+		bool is_known = false;
+		for (size_t k = 0; k < ARRAY_SIZE(known); k++) is_known |= strcmp(n, known[k]) == 0;
+		if (!is_known) { /* before its value: '--bogus' last is not "needs a value" */
+			fprintf(stderr, _("lmterm: ppl: unknown option '%s'\n"), it.arg);
+			ppl_usage(stderr);
+			return 2;
+		}
 		if (opt_value(&it, &val) != LM_OK) goto bad;
 		if (strcmp(n, "file") == 0) {
 			file = val;
@@ -173,7 +182,7 @@ int cmd_ppl(int argc, char **argv)
 		} else if (strcmp(n, "max-chars") == 0) {
 			uint64_t v;
 			if (opt_u64("--max-chars", val, &v) != LM_OK) goto bad;
-			max_chars = (long)v;
+			max_chars = v > LONG_MAX ? LONG_MAX : (long)v; /* (long)2^63 was negative: no limit at all */
 		} else {
 			fprintf(stderr, _("lmterm: ppl: unknown option '%s'\n"), it.arg);
 			ppl_usage(stderr);

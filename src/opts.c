@@ -35,7 +35,8 @@ int opt_u64(const char *opt, const char *val, uint64_t *out)
 {
 	char *end;
 	errno = 0;
-	if (!*val || *val == '-') return lm_err(_("%s: '%s' is not a non-negative integer"), opt, val);
+	/* digits only: strtoull would skip blanks and wrap " -5" around to 2^64-5 */
+	if (!isdigit((unsigned char)*val)) return lm_err(_("%s: '%s' is not a non-negative integer"), opt, val);
 	unsigned long long v = strtoull(val, &end, 10);
 	if (*end || errno) return lm_err(_("%s: '%s' is not a non-negative integer"), opt, val);
 	*out = v;
@@ -75,13 +76,16 @@ int opt_kv_capacity(const char *opt, const char *val, struct kv_capacity *out)
 		{ "GiB", 1073741824.0 }, { "K", 1024.0 }, { "M", 1048576.0 }, { "G", 1073741824.0 },
 	};
 	if (strcasecmp(end, "tok") == 0 || strcasecmp(end, "tokens") == 0) {
-		if (v != floor(v) || v > 1e12) return lm_err(_("%s: '%s': a token count must be a whole number"), opt, val);
+		if (v != floor(v)) return lm_err(_("%s: '%s': a token count must be a whole number"), opt, val);
+		if (v > 1e12) return lm_err(_("%s: '%s' is too large"), opt, val);
 		out->kind = KVCAP_TOKENS;
 		out->tokens = (uint64_t)v;
 		return LM_OK;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(units); i++)
 		if (strcmp(end, units[i].unit) == 0) {
+			if (v * units[i].mul > 1e18) /* beyond any memory, and beyond uint64_t a little further */
+				return lm_err(_("%s: '%s' is too large"), opt, val);
 			out->kind = KVCAP_BYTES;
 			out->bytes = (uint64_t)(v * units[i].mul);
 			return LM_OK;
@@ -119,6 +123,9 @@ int opt_next(struct opt_iter *it)
 		if (n >= sizeof it->namebuf) n = sizeof it->namebuf - 1;
 		memcpy(it->namebuf, a + 2, n);
 		it->namebuf[n] = 0;
+		/* LMDeploy's Python spelling (session_len) names the same option as its command line's (session-len) */
+		for (char *c = it->namebuf; *c; c++)
+			if (*c == '_') *c = '-';
 		it->name = it->namebuf;
 		if (eq) it->value = eq + 1;
 	} else if (a[0] == '-' && a[1] && a[1] != '-' && !(isdigit((unsigned char)a[1]) || a[1] == '.')) {

@@ -20,7 +20,7 @@ int opt_quant_policy(const char *opt, const char *val, int *out);
 struct opt_iter {
 	int argc, i;
 	char **argv;
-	const char *name;   /* current option without leading dashes, or NULL for a positional */
+	const char *name;   /* current option without leading dashes, '_' read as '-'; NULL for a positional */
 	const char *value;  /* value given with '=' or NULL */
 	const char *arg;    /* the positional or the raw argument */
 	char namebuf[64];

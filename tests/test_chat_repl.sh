@@ -44,6 +44,10 @@ expect_fail "bad --cache-max-entry-count" "--cache-max-entry-count" "$LMTERM" ch
 expect_fail "bad --top-p" "--top-p" "$LMTERM" chat "$MODEL" --top-p 2
 expect_fail "bad --no-tui value" "--no-tui" "$LMTERM" chat "$MODEL" --no-tui=maybe
 expect_fail "unknown option" "--frobnicate" "$LMTERM" chat "$MODEL" --frobnicate
+expect_fail "unknown option last, no value" "unknown option '--frobnicate'" "$LMTERM" chat "$MODEL" --cache-block-seq-len 64 --frobnicate
+# LMDeploy's Python spelling names the same option
+expect_fail "--session_len is --session-len" "--session-len: 1 is out of range" "$LMTERM" chat "$MODEL" --session_len 1
+expect_fail "a size beyond uint64" "too large" "$LMTERM" chat "$MODEL" --cache-max-entry-count 1e300GiB
 expect_fail "not a model directory" "/nonexistent-model" "$LMTERM" chat /nonexistent-model
 expect_fail "unknown template" "nonesuch" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --chat-template nonesuch"
 expect_fail "cache too small" "block" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --cache-max-entry-count 100B"

@@ -30,6 +30,16 @@ int main(void)
 	CHECK(opt_kv_capacity("--c", "-0.2", &c) == LM_ERR);
 	CHECK(opt_kv_capacity("--c", "6 parsecs", &c) == LM_ERR);
 	CHECK(opt_kv_capacity("--c", "abc", &c) == LM_ERR);
+	/* far too large: a message that says so (the size overflowed uint64_t, undefined, and came out 0 bytes) */
+	CHECK(opt_kv_capacity("--c", "1e300GiB", &c) == LM_ERR && strstr(lm_errmsg(), "too large"));
+	CHECK(opt_kv_capacity("--c", "1e13tok", &c) == LM_ERR && strstr(lm_errmsg(), "too large"));
+	CHECK(opt_kv_capacity("--c", "2.5tok", &c) == LM_ERR && strstr(lm_errmsg(), "whole number"));
+	uint64_t u;
+	CHECK(opt_u64("--seed", "18446744073709551615", &u) == LM_OK && u == UINT64_MAX);
+	CHECK(opt_u64("--seed", "18446744073709551616", &u) == LM_ERR);
+	CHECK(opt_u64("--seed", " -5", &u) == LM_ERR); /* strtoull wrapped it to 2^64-5 */
+	CHECK(opt_u64("--seed", "-5", &u) == LM_ERR);
+	CHECK(opt_u64("--seed", "", &u) == LM_ERR);
 
 	int p;
 	CHECK(opt_quant_policy("--quant-policy", "8", &p) == LM_OK && p == 8);

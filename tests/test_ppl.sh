@@ -50,6 +50,12 @@ expect_fail "missing --file" "--file" "$LMTERM" ppl "$MODEL"
 expect_fail "missing text file" "/nonexistent.txt" "$LMTERM" ppl "$MODEL" --file /nonexistent.txt --backend cpu
 expect_fail "bad --ctx" "--ctx" "$LMTERM" ppl "$MODEL" --file "$TEXT" --ctx one
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" ppl "$MODEL" --file "$TEXT" --quant-policy 3
+expect_fail "unknown option last" "unknown option '--bogus'" "$LMTERM" ppl "$MODEL" --file "$TEXT" --bogus
+# LMDeploy's Python spelling names the same option
+a=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --ctx 64 --backend cpu --max_chars 300 2>/dev/null)
+b=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars 300 --ctx 64 --backend cpu 2>/dev/null)
+[ -n "$a" ] && [ "$a" = "$b" ] && pass "--max_chars is --max-chars" || fail "--max_chars: '$a' vs '$b'"
+expect_fail "--seed-like wrap of ' -5'" "not a non-negative integer" "$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars " -5"
 expect_fail "not a model" "config.json" "$LMTERM" ppl /nonexistent-model --file "$TEXT" --backend cpu
 # a FIFO as the text (or anywhere a file is read) is refused at once, not waited on for a writer
 fifo=${TMPDIR:-/tmp}/lmterm-ppl-fifo.$$
