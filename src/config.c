@@ -10,6 +10,7 @@
 #include "i18n.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -54,6 +55,8 @@ static int get_float(const struct cfg_ctx *x, const cJSON *obj, const char *key,
 	}
 	if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble))
 		return lm_err(_("%s: key \"%s%s\" is not a number"), x->path, x->scope, key);
+	if (fabs(j->valuedouble) > FLT_MAX) /* it would be an infinity as a float (rms_norm_eps 1e300) */
+		return lm_err(_("%s: key \"%s%s\" = %g is out of range"), x->path, x->scope, key, j->valuedouble);
 	*out = (float)j->valuedouble;
 	return LM_OK;
 }

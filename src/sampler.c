@@ -7,6 +7,7 @@
 #include "i18n.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -262,13 +263,15 @@ int sampling_from_generation_config(struct sampling *p, const char *model_dir)
 		cJSON_Delete(o);
 		return lm_err(_("%s: not a JSON object"), path);
 	}
+	/* values outside what the command line accepts are ignored, as before; counts beyond int are clamped
+	 * (converting 1e30 to int is undefined and gave INT_MIN, a negative max_new_tokens) */
 	double v;
-	if (json_num(o, "temperature", &v) && v >= 0) p->temperature = (float)v;
+	if (json_num(o, "temperature", &v) && v >= 0 && v <= 100) p->temperature = (float)v;
 	if (json_num(o, "top_p", &v) && v > 0 && v <= 1) p->top_p = (float)v;
-	if (json_num(o, "top_k", &v) && v >= 0) p->top_k = (int)v;
+	if (json_num(o, "top_k", &v) && v >= 0) p->top_k = v < INT_MAX ? (int)v : INT_MAX;
 	if (json_num(o, "min_p", &v) && v >= 0 && v < 1) p->min_p = (float)v;
-	if (json_num(o, "repetition_penalty", &v) && v > 0) p->repetition_penalty = (float)v;
-	if (json_num(o, "max_new_tokens", &v) && v > 0) p->max_new_tokens = (int)v;
+	if (json_num(o, "repetition_penalty", &v) && v >= 0.01 && v <= 100) p->repetition_penalty = (float)v;
+	if (json_num(o, "max_new_tokens", &v) && v >= 1) p->max_new_tokens = v < INT_MAX ? (int)v : INT_MAX;
 	/* do_sample false means greedy in transformers, whatever the temperature says */
 	const cJSON *ds = cJSON_GetObjectItemCaseSensitive(o, "do_sample");
 	if (cJSON_IsBool(ds) && !cJSON_IsTrue(ds)) p->temperature = 0;

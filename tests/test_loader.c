@@ -1048,6 +1048,14 @@ static void check_config(const char *demo, const char *fixtures)
 		  "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, \"num_attention_heads\": 2, \"intermediate_size\": 64,"
 		  " \"num_hidden_layers\": -1, \"vocab_size\": 10}",
 		  NULL, "num_hidden_layers" },
+		{ "rms_norm_eps beyond float",
+		  "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, \"num_attention_heads\": 2, \"intermediate_size\": 64,"
+		  " \"num_hidden_layers\": 1, \"vocab_size\": 10, \"rms_norm_eps\": 1e300}",
+		  NULL, "rms_norm_eps" },
+		{ "rope_theta beyond float",
+		  "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, \"num_attention_heads\": 2, \"intermediate_size\": 64,"
+		  " \"num_hidden_layers\": 1, \"vocab_size\": 10, \"rope_theta\": -1e39}",
+		  NULL, "rope_theta" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		rc = load_cfg_text("bad", bad[i].text, bad[i].gen, &c, path, sizeof path);

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "sampler.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +190,15 @@ int main(void)
 		CHECK(sampling_from_generation_config(&p, dir) == LM_OK, "%s", lm_errmsg());
 		CHECK(fabsf(p.temperature - 0.7f) < 1e-6 && fabsf(p.top_p - 0.8f) < 1e-6 && p.top_k == 50 &&
 		      fabsf(p.repetition_penalty - 1.1f) < 1e-6, "generation_config values not read");
+		/* absurd values: ignored or clamped, never a float infinity or an undefined conversion to int */
+		fp = fopen(path, "w");
+		fprintf(fp, "{\"temperature\": 1e300, \"top_k\": 1e30, \"max_new_tokens\": 1e30, \"repetition_penalty\": 1e300}");
+		fclose(fp);
+		p = base();
+		CHECK(sampling_from_generation_config(&p, dir) == LM_OK && p.temperature == base().temperature &&
+		      p.top_k == INT_MAX && p.max_new_tokens == INT_MAX && p.repetition_penalty == base().repetition_penalty,
+		      "absurd values: temperature %g top_k %d max_new_tokens %d repetition_penalty %g", p.temperature, p.top_k,
+		      p.max_new_tokens, p.repetition_penalty);
 		fp = fopen(path, "w");
 		fprintf(fp, "{\"temperature\": 0.7, \"do_sample\": false}");
 		fclose(fp);
