@@ -166,11 +166,12 @@ static void print_ids(FILE *f, const int32_t *ids, int n, const char *sep)
 	for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? sep : "", ids[i]);
 }
 
-static int usage(void)
+static int usage_to(FILE *f)
 {
-	fprintf(stderr, _("usage: lmterm tokenize MODEL [TEXT] [--json]\n"));
+	fprintf(f, _("usage: lmterm tokenize MODEL [TEXT] [--json]\n"));
 	return 2;
 }
+static int usage(void) { return usage_to(stderr); }
 
 int cmd_tokenize(int argc, char **argv)
 {
@@ -192,8 +193,8 @@ int cmd_tokenize(int argc, char **argv)
 				return 2;
 			}
 			json = true;
-		} else if (!strcmp(it.name, "help")) {
-			usage();
+		} else if (!strcmp(it.name, "help") || !strcmp(it.name, "h")) {
+			usage_to(stdout);
 			return 0;
 		} else {
 			fprintf(stderr, _("lmterm: tokenize: unknown option '%s'\n"), it.arg);

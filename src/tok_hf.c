@@ -796,6 +796,10 @@ static int normalize(const struct hf *hf, const char *s, size_t n, struct buf *o
 			if (rc == LM_OK && !nb.p) rc = buf_put(&nb, "", 0);
 			break;
 		}
+		/* a Sequence of Replace steps can grow the text geometrically (a -> aaa..., eight times over): stop at
+		 * a bound far above what NFKD or any real normalizer does */
+		if (rc == LM_OK && nb.n > 64 * n + 65536)
+			rc = lm_err(_("tokenizer: the normalizer makes the text more than 64 times longer (a broken tokenizer.json?)"));
 		if (rc) {
 			free(nb.p);
 			return LM_ERR;

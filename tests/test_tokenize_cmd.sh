@@ -51,4 +51,13 @@ expect_fail "non-string in JSON" "not a string" sh -c 'echo "[\"a\", 2]" | "$0" 
 expect_fail "lone surrogate in JSON" "JSON" sh -c 'echo "[\"\\ud800\"]" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"
 expect_fail "JSON not an array" "JSON" sh -c 'echo "{}" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"
 expect_fail "unknown option" "--frob" "$LMTERM" tokenize "$DEMO" --frob
+# a normalizer whose Replace steps grow the text geometrically: an error, not hours and all of memory
+r='{"type": "Replace", "pattern": {"String": "a"}, "content": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}'
+sed "s/\"normalizer\": null/\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [$r, $r, $r, $r, $r, $r, $r, $r]}/" \
+	"$DEMO/tokenizer.json" > "$tmp/grow.json"
+expect_fail "normalizer that grows the text" "64 times" timeout 60 "$LMTERM" tokenize "$tmp/grow.json" "banana"
+# a FIFO is refused at once (it waited for a writer)
+mkfifo "$tmp/fifo" && expect_fail "a FIFO as the tokenizer" "not a regular file" timeout 30 "$LMTERM" tokenize "$tmp/fifo" "hi"
+out=$("$LMTERM" tokenize --help 2>/dev/null); rc=$?
+[ $rc -eq 0 ] && case "$out" in *Usage*|*usage*) true ;; *) false ;; esac && pass "--help on stdout" || fail "--help: rc $rc, stdout '$out'"
 finish
