@@ -28,6 +28,7 @@
 #include "opts.h"
 #include "sampler.h"
 
+#include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,12 +206,25 @@ static void print_text(const struct bench_opts *o, const struct model *m, const 
 	}
 }
 
+/* s as a JSON string, escaped (a model path may hold '"' or '\\') */
+static void put_json_string(const char *s)
+{
+	cJSON *j = cJSON_CreateString(s);
+	char *t = j ? cJSON_PrintUnformatted(j) : NULL;
+	fputs(t ? t : "null", stdout);
+	free(t);
+	cJSON_Delete(j);
+}
+
 static void print_json(const struct bench_opts *o, const struct model *m, const struct backend *be,
 		       const struct result *r)
 {
-	printf("{\"model\": \"%s\", \"arch\": \"%s\", \"dummy\": %s, \"backend\": \"%s\", \"device\": \"%s\", "
-	       "\"act_dtype\": \"%s\", \"quant_policy\": %d, \"prompt_len\": %d, \"decode_steps\": %d, ",
-	       o->model, m->cfg.arch_name, o->dummy ? "true" : "false", be->i->name, r->ms_ok ? r->ms.device_name : "",
+	printf("{\"model\": ");
+	put_json_string(o->model);
+	printf(", \"arch\": \"%s\", \"dummy\": %s, \"backend\": \"%s\", \"device\": ", m->cfg.arch_name,
+	       o->dummy ? "true" : "false", be->i->name);
+	put_json_string(r->ms_ok ? r->ms.device_name : "");
+	printf(", \"act_dtype\": \"%s\", \"quant_policy\": %d, \"prompt_len\": %d, \"decode_steps\": %d, ",
 	       dtype_name(be->act_dt), o->policy, o->prompt_len, o->n);
 	if (o->sp.temperature > 0)
 		printf("\"sampling\": {\"temperature\": %g, \"top_k\": %d, \"top_p\": %g, \"min_p\": %g, "

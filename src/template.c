@@ -195,7 +195,8 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 	if (arg && *arg) {
 		for (int i = 0; tmpl_builtin_names[i]; i++)
 			if (strcmp(arg, tmpl_builtin_names[i]) == 0) return tmpl_builtin(t, arg);
-		if (file_exists(arg)) return tmpl_load_json(t, arg);
+		/* a path (it has a '/') that is missing says so, rather than "unknown template" */
+		if (file_exists(arg) || strchr(arg, '/')) return tmpl_load_json(t, arg);
 		return tmpl_builtin(t, arg); /* the unknown-name message */
 	}
 	const char *name = NULL;

@@ -27,6 +27,13 @@ out=$(LMTERM_HOST_SAMPLING=1 "$LMTERM" bench "$cfg" --dummy --backend cpu --prom
 case "$out" in *"sampling   temperature 1,"*"the host sampler"*) pass "bench host sampling" ;; *) fail "bench host sampling: $out" ;; esac
 case "$("$LMTERM" bench "$cfg" --dummy --backend cpu --prompt-len 8 -n 4 --json 2>&1)" in
 *'"sampling": null'*) pass "bench greedy by default" ;; *) fail "bench: greedy is not the default" ;; esac
+# a path with a quote and a backslash is escaped in the JSON (it was printed raw: invalid JSON)
+qdir=${TMPDIR:-/tmp}/lmterm-bench-q\"\\.$$
+mkdir -p "$qdir" && cp "$cfg" "$qdir/config.json"
+out=$("$LMTERM" bench "$qdir/config.json" --dummy --backend cpu --prompt-len 8 -n 4 --json 2>&1)
+case "$out" in *'"model": "'*'lmterm-bench-q\"\\.'*) pass "bench --json escapes the model path" ;;
+*) fail "bench --json model path: $out" ;; esac
+rm -rf "$qdir"
 expect_fail "bad --top-p" "--top-p" "$LMTERM" bench "$cfg" --dummy --top-p 0
 expect_fail "bad --temperature" "--temperature" "$LMTERM" bench "$cfg" --dummy --temperature -1
 expect_fail "bad --top-k" "--top-k" "$LMTERM" bench "$cfg" --dummy --top-k x

@@ -50,5 +50,6 @@ expect_fail "--session_len is --session-len" "--session-len: 1 is out of range" 
 expect_fail "a size beyond uint64" "too large" "$LMTERM" chat "$MODEL" --cache-max-entry-count 1e300GiB
 expect_fail "not a model directory" "/nonexistent-model" "$LMTERM" chat /nonexistent-model
 expect_fail "unknown template" "nonesuch" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --chat-template nonesuch"
+expect_fail "missing template file" "cannot open" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --chat-template /nonexistent/t.json"
 expect_fail "cache too small" "block" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --cache-max-entry-count 100B"
 finish
