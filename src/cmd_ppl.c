@@ -122,6 +122,10 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 				now_s() - t0);
 	}
 	if (tty) fprintf(stderr, "\r\033[K");
+	if (count == 0) { /* one token and no BOS before it: nothing is predicted, and 0/0 printed "-nan" */
+		lm_err(_("%s: a single token and no BOS: nothing to predict (the text needs at least two tokens)"), file);
+		goto fail;
+	}
 	printf("perplexity: %.4f (%ld tokens)\n", exp(nll / count), count);
 	rc = 0;
 fail:

@@ -51,6 +51,14 @@ expect_fail "missing text file" "/nonexistent.txt" "$LMTERM" ppl "$MODEL" --file
 expect_fail "bad --ctx" "--ctx" "$LMTERM" ppl "$MODEL" --file "$TEXT" --ctx one
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" ppl "$MODEL" --file "$TEXT" --quant-policy 3
 expect_fail "unknown option last" "unknown option '--bogus'" "$LMTERM" ppl "$MODEL" --file "$TEXT" --bogus
+# a model without BOS and a one-token text: nothing to predict is an error, not "perplexity: -nan (0 tokens)"
+nb=${TMPDIR:-/tmp}/lmterm-ppl-nobos.$$
+mkdir -p "$nb" && cp "$DEMO"/config.json "$DEMO"/tokenizer.json "$DEMO"/model* "$nb/" &&
+	sed 's/"bos_token_id": *[0-9]*,//' "$DEMO/config.json" > "$nb/config.json" &&
+	printf '{"add_bos_token": false}\n' > "$nb/tokenizer_config.json" && printf 'the' > "$nb/one.txt" && {
+	expect_fail "one token without BOS" "nothing to predict" "$LMTERM" ppl "$nb" --file "$nb/one.txt" --backend cpu
+	rm -rf "$nb"
+}
 # LMDeploy's Python spelling names the same option
 a=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --ctx 64 --backend cpu --max_chars 300 2>/dev/null)
 b=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars 300 --ctx 64 --backend cpu 2>/dev/null)
