@@ -868,6 +868,26 @@ static int setup(struct ctx *x, const char *model_dir, int group)
 		if (ends_with(t->name, ".qweight"))
 			return lm_err(_("%s: the model is already quantized (tensor '%s')"), model_dir, t->name);
 	}
+	/* the tensors outside the layers are copied as they are: checked here, or a wrong one (a vocab_size that
+	 * disagrees with the embeddings, an int8 lm_head) would pass into a result that no loader accepts */
+	const bool il = x->c.arch == ARCH_INTERNLM2;
+	const struct { const char *name; int rows, cols; bool optional; } plain[] = {
+		{ il ? "model.tok_embeddings.weight" : "model.embed_tokens.weight", x->c.vocab, x->dim, false },
+		{ "model.norm.weight", 0, x->dim, false },
+		{ il ? "output.weight" : "lm_head.weight", x->c.vocab, x->dim, true }, /* absent: tied */
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(plain); i++) {
+		const struct st_tensor *t = st_set_find(x->set, plain[i].name);
+		int r = plain[i].rows, c = plain[i].cols;
+		if (!t) {
+			if (plain[i].optional) continue;
+			return lm_err(_("%s: tensor '%s' is missing"), model_dir, plain[i].name);
+		}
+		if (!is_float(t->dt) || (r ? t->ndim != 2 || t->shape[0] != r || t->shape[1] != c : t->ndim != 1 || t->shape[0] != c))
+			return lm_err(_("%s: tensor '%s' has dtype %s and %d dims, expected a float %s of [%d%s%d]"), t->file,
+				      plain[i].name, dtype_name(t->dt), t->ndim, r ? "matrix" : "vector", r ? r : c, r ? ", " : "",
+				      r ? c : 0);
+	}
 	return LM_OK;
 }
 

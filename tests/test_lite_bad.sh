@@ -28,6 +28,12 @@ mkdir -p "$tmp/gpt2" && cp "$FIX/llama3-rand/"* "$tmp/gpt2/"
 sed 's/LlamaForCausalLM/GPT2LMHeadModel/' "$FIX/llama3-rand/config.json" > "$tmp/gpt2/config.json"
 expect_rc "unsupported architecture" 1 "GPT2LMHeadModel" awq "$tmp/gpt2" --work-dir "$out" --calib-samples 0
 
+# tensors outside the layers are copied as they are: one that disagrees with config.json is refused up front
+# (round-to-nearest used to write a result that no loader accepts, and exit 0)
+mkdir -p "$tmp/v4096" && cp "$FIX/llama3-rand/"* "$tmp/v4096/"
+sed 's/"vocab_size": 8192/"vocab_size": 4096/' "$FIX/llama3-rand/config.json" > "$tmp/v4096/config.json"
+expect_rc "embeddings disagree with vocab_size" 1 "model.embed_tokens.weight" awq "$tmp/v4096" --work-dir "$out" --calib-samples 0
+
 expect_rc "group size does not divide" 1 "does not divide" awq "$FIX/llama3-rand" --work-dir "$out" \
 	--w-group-size 256 --calib-samples 0
 expect_rc "w-bits 8" 2 "4-bit" awq "$FIX/llama3-rand" --work-dir "$out" --w-bits 8
