@@ -87,6 +87,86 @@ static void check_goldens(cJSON *g, const char *key, const char *cfg_path)
 	free(eos);
 }
 
+/* The real chat templates of $TESTDATA/templates/extra.json (Llama 3.1-3.3, Qwen2.5, Mistral, Gemma, Phi-3, DeepSeek,
+ * GLM, ...), each rendered for the conversations of extra_goldens.json: as Python's jinja2 rendered them under
+ * transformers' settings (gen_extra_goldens.py), byte for byte, or failing with the same raise_exception message. */
+static void check_extra(const char *td)
+{
+	char path[4096], *buf;
+	size_t len;
+	snprintf(path, sizeof path, "%s/templates/extra.json", td);
+	if (read_file(path, &buf, &len) != LM_OK) {
+		printf("FAIL: %s\n", lm_errmsg());
+		fails++;
+		return;
+	}
+	cJSON *tj = cJSON_Parse(buf);
+	free(buf);
+	snprintf(path, sizeof path, "%s/templates/extra_goldens.json", td);
+	if (read_file(path, &buf, &len) != LM_OK) {
+		printf("FAIL: %s\n", lm_errmsg());
+		fails++;
+		cJSON_Delete(tj);
+		return;
+	}
+	cJSON *gj = cJSON_Parse(buf);
+	free(buf);
+	/* strftime_now reads this instant, as the generator's did */
+	char epoch[32];
+	snprintf(epoch, sizeof epoch, "%.0f", cJSON_GetObjectItem(gj, "source_date_epoch")->valuedouble);
+	setenv("SOURCE_DATE_EPOCH", epoch, 1);
+	const cJSON *t, *golds = cJSON_GetObjectItem(gj, "goldens");
+	int ntmpl = 0;
+	cJSON_ArrayForEach(t, cJSON_GetObjectItem(tj, "templates")) {
+		const char *tmpl = cJSON_GetObjectItem(t, "chat_template")->valuestring;
+		const cJSON *b = cJSON_GetObjectItem(t, "bos_token"), *e = cJSON_GetObjectItem(t, "eos_token");
+		const char *bos = cJSON_IsString(b) ? b->valuestring : NULL, *eos = cJSON_IsString(e) ? e->valuestring : NULL;
+		const cJSON *c;
+		int n = 0, ok = 0, nerr = 0;
+		ntmpl++;
+		cJSON_ArrayForEach(c, cJSON_GetObjectItem(golds, t->string)) {
+			struct chat_msg m[16];
+			int nm = 0;
+			const cJSON *x;
+			cJSON_ArrayForEach(x, cJSON_GetObjectItem(c, "messages")) {
+				m[nm].role = cJSON_GetObjectItem(x, "role")->valuestring;
+				m[nm].content = cJSON_GetObjectItem(x, "content")->valuestring;
+				nm++;
+			}
+			bool gen = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt"));
+			const cJSON *want = cJSON_GetObjectItem(c, "rendered"), *werr = cJSON_GetObjectItem(c, "error");
+			char *got = NULL;
+			int rc = jinja_render(tmpl, m, nm, gen, bos, eos, &got);
+			n++;
+			if (werr) {
+				nerr++;
+				if (rc == LM_ERR && strstr(lm_errmsg(), werr->valuestring)) ok++;
+				else {
+					printf("FAIL: %s case %d: want the error '%s', got rc %d '%s'\n", t->string, n,
+					       werr->valuestring, rc, rc == LM_OK ? got : lm_errmsg());
+					fails++;
+				}
+			} else if (rc != LM_OK) {
+				printf("FAIL: %s case %d: %s\n", t->string, n, lm_errmsg());
+				fails++;
+			} else if (strcmp(got, want->valuestring) == 0) {
+				ok++;
+			} else {
+				printf("FAIL: %s case %d differs\n", t->string, n);
+				show("want", want->valuestring);
+				show("got ", got);
+				fails++;
+			}
+			free(got);
+		}
+		printf("%-44s %d/%d as jinja2 (%d of them its own error)\n", t->string, ok, n, nerr);
+		CHECK(n >= 5, "%s: only %d cases", t->string, n);
+	}
+	CHECK(ntmpl >= 30, "only %d templates in extra.json", ntmpl);
+	cJSON_Delete(tj);
+	cJSON_Delete(gj);
+}
+
 static void expect(const char *tmpl, const char *want)
 {
 	struct chat_msg m[2] = { { "user", "  hi  " }, { "assistant", "yo" } };
@@ -131,6 +211,7 @@ int main(void)
 	snprintf(path, sizeof path, "%s/models/tiny-en-zh/tokenizer_config.json", src);
 	check_goldens(g, "tiny-en-zh (chatml)", path);
 	cJSON_Delete(g);
+	check_extra(td);
 
 	/* expressions and whitespace, as Jinja (trim_blocks, lstrip_blocks) renders them */
 	expect("{{ messages[0].content | trim }}|{{ messages | length }}", "hi|2");
