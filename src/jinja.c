@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ------------------------------------------------------------------ arena */
 
@@ -26,10 +27,13 @@ static void *ar_alloc(struct jctx *J, size_t n);
 
 /* ------------------------------------------------------------------ values */
 
-enum jt { J_UNDEF, J_NONE, J_BOOL, J_INT, J_FLOAT, J_STR, J_LIST, J_DICT };
+/* J_FUNC: a global function (range, namespace, raise_exception, strftime_now, dict), its name in u.s;
+ * J_MACRO: a {% macro %}, its statement in u.m */
+enum jt { J_UNDEF, J_NONE, J_BOOL, J_INT, J_FLOAT, J_STR, J_LIST, J_DICT, J_FUNC, J_MACRO };
 
 struct jlist;
 struct jdict;
+struct stmt;
 struct jval {
 	enum jt t;
 	union {
@@ -39,6 +43,7 @@ struct jval {
 		struct { const char *p; size_t n; } s;
 		struct jlist *l;
 		struct jdict *d;
+		struct stmt *m;
 	} u;
 };
 struct jlist { int n, cap; struct jval *v; };
@@ -60,7 +65,7 @@ struct expr {
 	bool neg;                  /* E_TEST: "is not" */
 };
 
-enum sk { S_TEXT, S_OUT, S_IF, S_FOR, S_SET };
+enum sk { S_TEXT, S_OUT, S_IF, S_FOR, S_SET, S_MACRO, S_BREAK, S_CONTINUE, S_FILTER };
 struct stmt {
 	enum sk k;
 	const char *text;
@@ -72,8 +77,11 @@ struct stmt {
 	int nbranch;
 	const char *var, *var2;    /* S_FOR loop variables; S_SET target (var2: attribute of a namespace) */
 	struct expr *filter;       /* S_FOR ... if cond */
-	struct stmt **body, **else_body;
+	struct stmt **body, **else_body;  /* S_SET with a body: {% set x %}...{% endset %} */
 	int nb, ne;
+	const char **params;       /* S_MACRO parameter names, defaults[i] NULL when it has none */
+	struct expr **defaults;
+	int nparams;
 };
 
 /* ------------------------------------------------------------------ lexing the template */
@@ -113,8 +121,10 @@ struct jctx {
 	/* output */
 	char *out;
 	size_t olen, ocap;
-	struct scope *sc;
+	struct scope *sc, *global;
 	int depth;
+	int brk;                   /* {% break %} (1) or {% continue %} (2) pending in the innermost loop */
+	int ploops;                /* parsing: loops around the current statement (in the current macro) */
 };
 
 static void *ar_alloc(struct jctx *J, size_t n)
@@ -201,7 +211,31 @@ static void cut_tags(struct jctx *J, const char *s)
 		const char *close = kind == '{' ? "}}" : kind == '%' ? "%}" : "#}";
 		size_t b = tend + 2;
 		if (b < n && (s[b] == '-' || s[b] == '+')) b++;
-		const char *e = strstr(s + b, close);
+		/* The tag ends at the first close delimiter outside string literals and brackets: "{{- '}}' }}" and
+		 * "{{ {'a': {}} }}" are one tag each, as Jinja's lexer reads them (Mistral's tool templates print "}}"
+		 * that way). Comments have neither. */
+		const char *e = NULL;
+		char quote = 0;
+		int depth = 0;
+		for (size_t j = b; j + 1 < n; j++) {
+			if (quote) {
+				if (s[j] == '\\' && j + 2 < n) j++;
+				else if (s[j] == quote) quote = 0;
+			} else if (kind != '#' && (s[j] == '\'' || s[j] == '"')) {
+				quote = s[j];
+			} else if (kind != '#' && (s[j] == '(' || s[j] == '[' || s[j] == '{')) {
+				depth++;
+			} else if (kind != '#' && depth > 0 && (s[j] == ')' || s[j] == ']' || s[j] == '}')) {
+				depth--;
+			} else if (s[j] == close[0] && s[j + 1] == close[1]) {
+				e = s + j;
+				break;
+			}
+		}
+		if (!e && quote) {
+			jerr(J, _("chat template: unterminated string in the tag at offset %zu"), tend);
+			return;
+		}
 		if (!e) {
 			jerr(J, _("chat template: unclosed '{%c' at offset %zu"), kind, tend);
 			return;
@@ -261,9 +295,51 @@ static void lex(struct jctx *J, const char *p, size_t n)
 			size_t k = 0, j = i + 1;
 			while (j < n && p[j] != c) {
 				if (p[j] == '\\' && j + 1 < n) {
+					/* Python's escapes, as Jinja decodes a literal; an unknown one keeps its backslash */
 					j++;
 					char e = p[j];
-					buf[k++] = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e;
+					const char *from = "ntrbfav0\\'\"", *to = "\n\t\r\b\f\a\v";
+					const char *at = strchr(from, e);
+					if (e && at && at - from < 7) {
+						buf[k++] = to[at - from];
+					} else if (e == '0') {
+						buf[k++] = 0;
+					} else if (e && at) {
+						buf[k++] = e;
+					} else if ((e == 'u' || e == 'x' || e == 'U') && j + (e == 'x' ? 2 : e == 'u' ? 4 : 8) < n) {
+						int nd = e == 'x' ? 2 : e == 'u' ? 4 : 8;
+						unsigned long cp = 0;
+						bool ok = true;
+						for (int d = 1; d <= nd; d++) {
+							char h = p[j + d];
+							if (!isxdigit((unsigned char)h)) ok = false;
+							cp = cp * 16 + (unsigned long)(isdigit((unsigned char)h) ? h - '0' : (tolower((unsigned char)h) - 'a' + 10));
+						}
+						if (!ok || cp > 0x10ffff) {
+							jerr(J, _("chat template: bad \\%c escape in a string"), e);
+							return;
+						}
+						j += (size_t)nd;
+						/* UTF-8 */
+						if (cp < 0x80) {
+							buf[k++] = (char)cp;
+						} else if (cp < 0x800) {
+							buf[k++] = (char)(0xc0 | (cp >> 6));
+							buf[k++] = (char)(0x80 | (cp & 0x3f));
+						} else if (cp < 0x10000) {
+							buf[k++] = (char)(0xe0 | (cp >> 12));
+							buf[k++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+							buf[k++] = (char)(0x80 | (cp & 0x3f));
+						} else {
+							buf[k++] = (char)(0xf0 | (cp >> 18));
+							buf[k++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+							buf[k++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+							buf[k++] = (char)(0x80 | (cp & 0x3f));
+						}
+					} else {
+						buf[k++] = '\\';
+						buf[k++] = e;
+					}
 				} else {
 					buf[k++] = p[j];
 				}
@@ -404,7 +480,25 @@ static struct expr *parse_primary(struct jctx *J)
 			e->name = ar_strndup(J, t->p, t->n);
 		}
 	} else if (accept_op(J, "(")) {
+		if (accept_op(J, ")")) { /* the empty tuple */
+			e = mk(J, E_LIST);
+			return e;
+		}
 		e = parse_expr(J);
+		if (accept_op(J, ",")) { /* a tuple: evaluated as a list, which is what templates need of it */
+			struct expr *t = mk(J, E_LIST);
+			t->args = ar_alloc(J, sizeof *t->args * 16);
+			t->args[t->nargs++] = e;
+			while (!J->failed && !tok_is(peek(J), K_OP, ")")) {
+				if (t->nargs == 16) {
+					jerr(J, _("chat template: tuple too long"));
+					break;
+				}
+				t->args[t->nargs++] = parse_expr(J);
+				if (!accept_op(J, ",")) break;
+			}
+			e = t;
+		}
 		expect_op(J, ")");
 	} else if (accept_op(J, "[")) {
 		e = mk(J, E_LIST);
@@ -471,28 +565,72 @@ static struct expr *parse_postfix(struct jctx *J)
 	return e;
 }
 
-static struct expr *parse_filtered(struct jctx *J)
+/* Filters and tests after an operand, as Jinja's parse_filter_expr: "x | f(a) | g", "x is not none",
+ * "x is divisibleby 3", "x is in [1, 2]", and calls after them. */
+static struct expr *parse_filtered(struct jctx *J, struct expr *e)
 {
-	struct expr *e = parse_postfix(J);
-	while (!J->failed && accept_op(J, "|")) {
-		struct expr *f = mk(J, E_FILTER);
-		f->a = e;
-		f->name = take_name(J);
-		if (accept_op(J, "(")) parse_args(J, f, ")");
-		e = f;
+	while (!J->failed) {
+		if (accept_op(J, "|")) {
+			struct expr *f = mk(J, E_FILTER);
+			f->a = e;
+			f->name = take_name(J);
+			if (accept_op(J, "(")) parse_args(J, f, ")");
+			e = f;
+		} else if (accept_name(J, "is")) {
+			struct expr *t = mk(J, E_TEST);
+			t->neg = accept_name(J, "not");
+			t->a = e;
+			t->name = take_name(J);
+			struct tok *n = peek(J);
+			if (accept_op(J, "(")) {
+				parse_args(J, t, ")");
+			} else if (n->k == K_STR || n->k == K_INT || n->k == K_FLOAT || tok_is(n, K_OP, "[") || tok_is(n, K_OP, "{") ||
+				   (n->k == K_NAME && !tok_is(n, K_NAME, "else") && !tok_is(n, K_NAME, "or") &&
+				    !tok_is(n, K_NAME, "and") && !tok_is(n, K_NAME, "if") && !tok_is(n, K_NAME, "is"))) {
+				/* one argument without parentheses */
+				t->args = ar_alloc(J, sizeof *t->args);
+				t->args[0] = parse_postfix(J);
+				t->nargs = 1;
+			}
+			e = t;
+		} else if (tok_is(peek(J), K_OP, "(") && e->k == E_FILTER) {
+			J->pos++;
+			struct expr *c = mk(J, E_CALL);
+			c->a = e;
+			parse_args(J, c, ")");
+			e = c;
+		} else {
+			break;
+		}
 	}
 	return e;
 }
 
+/* Jinja's parse_unary: a sign applies to the operand before its filters, "-3 | abs" is abs(-3) */
+static struct expr *parse_unary_f(struct jctx *J, bool with_filter)
+{
+	struct expr *e;
+	if (accept_op(J, "-") || accept_op(J, "+")) {
+		e = mk(J, E_UNARY);
+		e->name = J->toks[J->pos - 1].p[0] == '-' ? "-" : "+";
+		e->a = parse_unary_f(J, false);
+	} else {
+		e = parse_postfix(J);
+	}
+	return with_filter ? parse_filtered(J, e) : e;
+}
+
 static struct expr *parse_unary(struct jctx *J)
 {
-	if (accept_op(J, "-")) {
-		struct expr *u = mk(J, E_UNARY);
-		u->name = "-";
-		u->a = parse_unary(J);
-		return u;
+	struct expr *e = parse_unary_f(J, true);
+	while (!J->failed && accept_op(J, "**")) {
+		struct expr *p = mk(J, E_BIN);
+		p->name = "**";
+		p->a = e;
+		p->b = parse_unary_f(J, true);
+		e = p;
 	}
-	return parse_filtered(J);
+	return e;
 }
 
 static struct expr *bin(struct jctx *J, const char *op, struct expr *a, struct expr *b)
@@ -545,18 +683,6 @@ static struct expr *parse_cmp(struct jctx *J)
 		} else if (tok_is(peek(J), K_NAME, "not") && tok_is(&J->toks[J->pos + 1], K_NAME, "in")) {
 			J->pos += 2;
 			e = bin(J, "notin", e, parse_add(J));
-		} else if (accept_name(J, "is")) {
-			struct expr *t = mk(J, E_TEST);
-			t->neg = accept_name(J, "not");
-			t->a = e;
-			t->name = take_name(J);
-			if (accept_op(J, "(")) parse_args(J, t, ")");
-			else if (peek(J)->k == K_STR || peek(J)->k == K_INT) { /* "is divisibleby 3", "is equalto 'x'" */
-				t->args = ar_alloc(J, sizeof *t->args);
-				t->args[0] = parse_primary(J);
-				t->nargs = 1;
-			}
-			e = t;
 		} else {
 			return e;
 		}
@@ -673,7 +799,9 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 				if (accept_name(J, "if")) s->filter = parse_or(J);
 				static const char *const e_for[] = { "else", "endfor", NULL };
 				const char *which2;
+				J->ploops++;
 				s->body = parse_block(J, e_for, &s->nb, &which2);
+				J->ploops--;
 				if (which2 && strcmp(which2, "else") == 0) {
 					J->ti++;
 					static const char *const e_end[] = { "endfor", NULL };
@@ -685,15 +813,76 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 				s->k = S_SET;
 				s->var = take_name(J);
 				if (accept_op(J, ".")) s->var2 = take_name(J);
-				expect_op(J, "=");
-				s->e = parse_expr(J);
+				if (peek(J)->k == K_END && !s->var2) { /* {% set x %}...{% endset %}: x is the body's text */
+					static const char *const e_set[] = { "endset", NULL };
+					const char *which2;
+					s->body = parse_block(J, e_set, &s->nb, &which2);
+					if (!which2) jerr(J, _("chat template: {%% set %%} without {%% endset %%}"));
+					J->ti++;
+					J->pos = J->ntoks;
+				} else {
+					expect_op(J, "=");
+					s->e = parse_expr(J);
+				}
+			} else if (tok_is(w, K_NAME, "macro")) {
+				/* {% macro name(a, b=default) %}...{% endmacro %} */
+				s->k = S_MACRO;
+				s->var = take_name(J);
+				expect_op(J, "(");
+				int pcap = 16;
+				s->params = ar_alloc(J, sizeof *s->params * pcap);
+				s->defaults = ar_alloc(J, sizeof *s->defaults * pcap);
+				while (!J->failed && !accept_op(J, ")")) {
+					if (s->nparams == pcap) {
+						jerr(J, _("chat template: too many macro parameters"));
+						break;
+					}
+					s->params[s->nparams] = take_name(J);
+					if (accept_op(J, "=")) s->defaults[s->nparams] = parse_expr(J);
+					s->nparams++;
+					if (!accept_op(J, ",")) {
+						expect_op(J, ")");
+						break;
+					}
+				}
+				if (peek(J)->k != K_END)
+					jerr(J, _("chat template: unexpected '%.*s'"), (int)peek(J)->n, peek(J)->p);
+				static const char *const e_mac[] = { "endmacro", NULL };
+				const char *which2;
+				int loops = J->ploops;
+				J->ploops = 0;
+				s->body = parse_block(J, e_mac, &s->nb, &which2);
+				J->ploops = loops;
+				if (!which2) jerr(J, _("chat template: {%% macro %%} without {%% endmacro %%}"));
+				J->ti++;
+				J->pos = J->ntoks;
+			} else if (tok_is(w, K_NAME, "filter")) {
+				/* {% filter name(args) %}...{% endfilter %}: the body's text through the filter */
+				s->k = S_FILTER;
+				struct expr *f = mk(J, E_FILTER);
+				f->name = take_name(J);
+				if (accept_op(J, "(")) parse_args(J, f, ")");
+				s->e = f;
+				if (peek(J)->k != K_END)
+					jerr(J, _("chat template: unexpected '%.*s'"), (int)peek(J)->n, peek(J)->p);
+				static const char *const e_fil[] = { "endfilter", NULL };
+				const char *which2;
+				s->body = parse_block(J, e_fil, &s->nb, &which2);
+				if (!which2) jerr(J, _("chat template: {%% filter %%} without {%% endfilter %%}"));
+				J->ti++;
+				J->pos = J->ntoks;
+			} else if (tok_is(w, K_NAME, "break") || tok_is(w, K_NAME, "continue")) {
+				/* transformers enables jinja2.ext.loopcontrols */
+				s->k = w->p[0] == 'b' ? S_BREAK : S_CONTINUE;
+				if (!J->ploops) jerr(J, _("chat template: {%% %.*s %%} outside a loop"), (int)w->n, w->p);
 			} else if (tok_is(w, K_NAME, "generation") || tok_is(w, K_NAME, "endgeneration")) {
 				continue; /* transformers' assistant-mask markers: no output */
 			} else {
 				jerr(J, _("chat template: unsupported tag '{%% %.*s %%}'"), (int)w->n, w->p);
 				break;
 			}
-			if (s->k != S_IF && s->k != S_FOR && peek(J)->k != K_END)
+			if (s->k != S_IF && s->k != S_FOR && !(s->k == S_SET && s->body) && s->k != S_MACRO &&
+			    s->k != S_FILTER && peek(J)->k != K_END)
 				jerr(J, _("chat template: unexpected '%.*s'"), (int)peek(J)->n, peek(J)->p);
 		}
 		if (n == cap) {
@@ -778,6 +967,7 @@ static bool truthy(struct jval v)
 	case J_STR: return v.u.s.n > 0;
 	case J_LIST: return v.u.l->n > 0;
 	case J_DICT: return v.u.d->n > 0;
+	case J_FUNC: case J_MACRO: return true;
 	}
 	return false;
 }
@@ -787,6 +977,10 @@ static struct jval lookup(struct jctx *J, const char *name)
 	for (struct scope *s = J->sc; s; s = s->up)
 		for (int i = s->n - 1; i >= 0; i--)
 			if (strcmp(s->k[i], name) == 0) return s->v[i];
+	/* the globals of Jinja and those transformers adds, so that "strftime_now is defined" holds as there */
+	static const char *const funcs[] = { "range", "namespace", "dict", "raise_exception", "strftime_now" };
+	for (size_t i = 0; i < ARRAY_SIZE(funcs); i++)
+		if (!strcmp(name, funcs[i])) return (struct jval){ .t = J_FUNC, .u.s = { funcs[i], strlen(funcs[i]) } };
 	return v_undef();
 }
 
@@ -832,8 +1026,61 @@ static void sb_put(struct sbuf *b, const char *s, size_t n)
 }
 static void sb_str(struct sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
-static void to_json(struct sbuf *b, struct jval v);
-static void to_text(struct sbuf *b, struct jval v)
+/* A float as Python's repr writes it (str() is the same): the shortest digits that read back to the same
+ * double, positional between 1e-4 and 1e16, else with an exponent; "1.0", not "1". */
+static void py_float(struct sbuf *b, double f)
+{
+	char num[64];
+	if (f != f) {
+		sb_str(b, "nan");
+		return;
+	}
+	if (f > 1.7976931348623157e308 || f < -1.7976931348623157e308) {
+		sb_str(b, f > 0 ? "inf" : "-inf");
+		return;
+	}
+	int prec = 1;
+	for (; prec < 17; prec++) {
+		snprintf(num, sizeof num, "%.*e", prec - 1, f);
+		if (strtod(num, NULL) == f) break;
+	}
+	snprintf(num, sizeof num, "%.*e", prec - 1, f);
+	int exp = atoi(strchr(num, 'e') + 1);
+	if (f != 0 && (exp < -4 || exp >= 16)) {
+		/* mantissa without trailing zeros, exponent with a sign and at least two digits: 1e+16, 1.5e-05 */
+		char *e = strchr(num, 'e');
+		*e = 0;
+		sb_str(b, num);
+		snprintf(num, sizeof num, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+		sb_str(b, num);
+		return;
+	}
+	int dec = prec - 1 - exp;
+	snprintf(num, sizeof num, "%.*f", dec > 0 ? dec : 0, f);
+	sb_str(b, num);
+	if (!strchr(num, '.')) sb_str(b, ".0");
+}
+
+/* Python's repr of a string: single quotes unless it holds ' and no " */
+static void py_repr_str(struct sbuf *b, const char *s, size_t n)
+{
+	char q = memchr(s, '\'', n) && !memchr(s, '"', n) ? '"' : '\'';
+	sb_put(b, &q, 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char e[8];
+		if (c == (unsigned char)q || c == '\\') { e[0] = '\\'; e[1] = (char)c; sb_put(b, e, 2); }
+		else if (c == '\n') sb_str(b, "\\n");
+		else if (c == '\t') sb_str(b, "\\t");
+		else if (c == '\r') sb_str(b, "\\r");
+		else if (c < 0x20 || c == 0x7f) { snprintf(e, sizeof e, "\\x%02x", c); sb_str(b, e); }
+		else sb_put(b, (const char *)&c, 1);
+	}
+	sb_put(b, &q, 1);
+}
+
+/* text of a value as {{ }} prints it: Python's str(), so lists and dicts as their repr */
+static void to_text_r(struct sbuf *b, struct jval v, bool repr)
 {
 	char num[64];
 	switch (v.t) {
@@ -841,12 +1088,39 @@ static void to_text(struct sbuf *b, struct jval v)
 	case J_NONE: sb_str(b, "None"); break;
 	case J_BOOL: sb_str(b, v.u.b ? "True" : "False"); break;
 	case J_INT: snprintf(num, sizeof num, "%lld", v.u.i); sb_str(b, num); break;
-	case J_FLOAT: snprintf(num, sizeof num, "%g", v.u.f); sb_str(b, num); break;
-	case J_STR: sb_put(b, v.u.s.p, v.u.s.n); break;
-	default: to_json(b, v); break; /* lists and dicts: close enough to Python's repr for templates */
+	case J_FLOAT: py_float(b, v.u.f); break;
+	case J_STR:
+		if (repr) py_repr_str(b, v.u.s.p, v.u.s.n);
+		else sb_put(b, v.u.s.p, v.u.s.n);
+		break;
+	case J_LIST:
+		sb_str(b, "[");
+		for (int i = 0; i < v.u.l->n; i++) {
+			if (i) sb_str(b, ", ");
+			to_text_r(b, v.u.l->v[i], true);
+		}
+		sb_str(b, "]");
+		break;
+	case J_DICT:
+		if (v.u.d->ns) {
+			sb_str(b, "<Namespace>");
+			break;
+		}
+		sb_str(b, "{");
+		for (int i = 0; i < v.u.d->n; i++) {
+			if (i) sb_str(b, ", ");
+			py_repr_str(b, v.u.d->k[i], strlen(v.u.d->k[i]));
+			sb_str(b, ": ");
+			to_text_r(b, v.u.d->v[i], true);
+		}
+		sb_str(b, "}");
+		break;
+	case J_FUNC: case J_MACRO: sb_str(b, "<function>"); break;
 	}
 }
+static void to_text(struct sbuf *b, struct jval v) { to_text_r(b, v, false); }
 
+/* a string as Python's json.dumps(ensure_ascii=False) writes it */
 static void json_str(struct sbuf *b, const char *s, size_t n)
 {
 	sb_str(b, "\"");
@@ -857,37 +1131,61 @@ static void json_str(struct sbuf *b, const char *s, size_t n)
 		else if (c == '\n') sb_str(b, "\\n");
 		else if (c == '\t') sb_str(b, "\\t");
 		else if (c == '\r') sb_str(b, "\\r");
+		else if (c == '\b') sb_str(b, "\\b");
+		else if (c == '\f') sb_str(b, "\\f");
 		else if (c < 0x20) { snprintf(e, sizeof e, "\\u%04x", c); sb_str(b, e); }
 		else sb_put(b, (const char *)&c, 1);
 	}
 	sb_str(b, "\"");
 }
 
-static void to_json(struct sbuf *b, struct jval v)
+/* Python's json.dumps: indent < 0 for none (items ", ", keys ": " unless separators say otherwise), else a newline
+ * and indent spaces per level, items ending in "," */
+struct jsonfmt { int indent; const char *item_sep, *key_sep; };
+static void to_json_r(struct sbuf *b, struct jval v, const struct jsonfmt *f, int level)
 {
+	char num[64];
 	switch (v.t) {
 	case J_UNDEF: case J_NONE: sb_str(b, "null"); break;
 	case J_BOOL: sb_str(b, v.u.b ? "true" : "false"); break;
+	case J_INT: snprintf(num, sizeof num, "%lld", v.u.i); sb_str(b, num); break;
+	case J_FLOAT:
+		if (v.u.f != v.u.f) sb_str(b, "NaN");
+		else if (v.u.f > 1.7976931348623157e308) sb_str(b, "Infinity");
+		else if (v.u.f < -1.7976931348623157e308) sb_str(b, "-Infinity");
+		else py_float(b, v.u.f);
+		break;
 	case J_STR: json_str(b, v.u.s.p, v.u.s.n); break;
-	case J_LIST:
-		sb_str(b, "[");
-		for (int i = 0; i < v.u.l->n; i++) {
-			if (i) sb_str(b, ", ");
-			to_json(b, v.u.l->v[i]);
+	case J_LIST: case J_DICT: {
+		bool list = v.t == J_LIST;
+		int n = list ? v.u.l->n : v.u.d->n;
+		sb_str(b, list ? "[" : "{");
+		if (n == 0) {
+			sb_str(b, list ? "]" : "}");
+			break;
 		}
-		sb_str(b, "]");
-		break;
-	case J_DICT:
-		sb_str(b, "{");
-		for (int i = 0; i < v.u.d->n; i++) {
-			if (i) sb_str(b, ", ");
-			json_str(b, v.u.d->k[i], strlen(v.u.d->k[i]));
-			sb_str(b, ": ");
-			to_json(b, v.u.d->v[i]);
+		for (int i = 0; i < n; i++) {
+			if (i) sb_str(b, f->item_sep);
+			if (f->indent >= 0) {
+				sb_str(b, "\n");
+				for (int k = 0; k < (level + 1) * f->indent; k++) sb_str(b, " ");
+			}
+			if (list) {
+				to_json_r(b, v.u.l->v[i], f, level + 1);
+			} else {
+				json_str(b, v.u.d->k[i], strlen(v.u.d->k[i]));
+				sb_str(b, f->key_sep);
+				to_json_r(b, v.u.d->v[i], f, level + 1);
+			}
 		}
-		sb_str(b, "}");
+		if (f->indent >= 0) {
+			sb_str(b, "\n");
+			for (int k = 0; k < level * f->indent; k++) sb_str(b, " ");
+		}
+		sb_str(b, list ? "]" : "}");
 		break;
-	default: to_text(b, v); break;
+	}
+	case J_FUNC: case J_MACRO: sb_str(b, "null"); break;
 	}
 }
 
@@ -943,10 +1241,15 @@ static struct jval call_method(struct jctx *J, struct jval obj, const char *m, s
 		const char *p = obj.u.s.p;
 		size_t n = obj.u.s.n;
 		if (!strcmp(m, "startswith") || !strcmp(m, "endswith")) {
-			struct jval x = na ? as_str(J, a[0]) : v_cstr("");
-			if (x.u.s.n > n) return v_bool(false);
-			const char *at = !strcmp(m, "startswith") ? p : p + n - x.u.s.n;
-			return v_bool(memcmp(at, x.u.s.p, x.u.s.n) == 0);
+			/* a tuple of prefixes is any of them */
+			int nx = na && a[0].t == J_LIST ? a[0].u.l->n : 1;
+			for (int k = 0; k < nx; k++) {
+				struct jval x = na ? as_str(J, a[0].t == J_LIST ? a[0].u.l->v[k] : a[0]) : v_cstr("");
+				if (x.u.s.n > n) continue;
+				const char *at = !strcmp(m, "startswith") ? p : p + n - x.u.s.n;
+				if (memcmp(at, x.u.s.p, x.u.s.n) == 0) return v_bool(true);
+			}
+			return v_bool(false);
 		}
 		if (!strcmp(m, "strip")) return strip_chars(obj, na ? a[0] : v_none(), true, true);
 		if (!strcmp(m, "lstrip")) return strip_chars(obj, na ? a[0] : v_none(), true, false);
@@ -956,16 +1259,104 @@ static struct jval call_method(struct jctx *J, struct jval obj, const char *m, s
 			for (size_t i = 0; i < n; i++) q[i] = (char)(m[0] == 'u' ? toupper((unsigned char)q[i]) : tolower((unsigned char)q[i]));
 			return v_str(q, n);
 		}
+		if (!strcmp(m, "title") || !strcmp(m, "capitalize")) {
+			/* str.title(): a letter after a non-letter goes upper, the others lower; capitalize(): the first
+			 * character upper, the rest lower. Bytes of multi-byte UTF-8 count as letters (they mostly are). */
+			char *q = ar_strndup(J, p, n);
+			bool prev = false;
+			for (size_t i = 0; i < n; i++) {
+				unsigned char c = (unsigned char)q[i];
+				bool up = m[0] == 't' ? !prev : i == 0;
+				q[i] = (char)(up ? toupper(c) : tolower(c));
+				prev = isalpha(c) || c >= 0x80;
+			}
+			return v_str(q, n);
+		}
+		if (!strcmp(m, "find") || !strcmp(m, "count") || !strcmp(m, "index") || !strcmp(m, "rfind")) {
+			struct jval x = na ? as_str(J, a[0]) : v_cstr("");
+			long long found = -1, cnt = 0;
+			for (size_t i = 0; i + x.u.s.n <= n; i++)
+				if (memcmp(p + i, x.u.s.p, x.u.s.n) == 0) {
+					if (found < 0 || m[0] == 'r') found = (long long)i;
+					cnt++;
+					if (m[0] == 'c' && x.u.s.n) i += x.u.s.n - 1;
+				}
+			if (m[0] == 'c') return v_int(cnt);
+			if (m[0] == 'i' && found < 0) {
+				jerr(J, _("chat template: substring not found"));
+				return v_undef();
+			}
+			return v_int(found);
+		}
+		if (!strncmp(m, "is", 2) && (!strcmp(m + 2, "digit") || !strcmp(m + 2, "alpha") || !strcmp(m + 2, "alnum") ||
+					      !strcmp(m + 2, "space") || !strcmp(m + 2, "lower") || !strcmp(m + 2, "upper"))) {
+			bool r = n > 0, cased = false;
+			for (size_t i = 0; i < n; i++) {
+				int c = (unsigned char)p[i];
+				switch (m[2]) {
+				case 'd': r &= isdigit(c) != 0; break;
+				case 'a': r &= m[4] == 'p' ? isalpha(c) != 0 : isalnum(c) != 0; break;
+				case 's': r &= is_ws((char)c) || c == '\v' || c == '\f'; break;
+				case 'l': r &= !isupper(c); cased |= islower(c) != 0; break;
+				case 'u': r &= !islower(c); cased |= isupper(c) != 0; break;
+				}
+			}
+			return v_bool(m[2] == 'l' || m[2] == 'u' ? r && cased : r);
+		}
+		if (!strcmp(m, "join") && na && a[0].t == J_LIST) {
+			struct sbuf b = { .J = J };
+			for (int i = 0; i < a[0].u.l->n; i++) {
+				if (i) sb_put(&b, p, n);
+				to_text(&b, a[0].u.l->v[i]);
+			}
+			return v_str(b.p ? b.p : "", b.n);
+		}
+		if (!strcmp(m, "splitlines")) {
+			struct jlist *l = list_new(J, 4);
+			size_t st = 0;
+			for (size_t i = 0; i < n; i++)
+				if (p[i] == '\n' || p[i] == '\r') {
+					list_push(J, l, v_str(p + st, i - st));
+					if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n') i++;
+					st = i + 1;
+				}
+			if (st < n) list_push(J, l, v_str(p + st, n - st));
+			return (struct jval){ .t = J_LIST, .u.l = l };
+		}
+		if (!strcmp(m, "rsplit") && na && a[0].t == J_STR && a[0].u.s.n) {
+			/* from the right, at most maxsplit cuts (all without it) */
+			long long maxs = na > 1 ? (long long)num(a[1]) : -1;
+			const char *sep = a[0].u.s.p;
+			size_t sn = a[0].u.s.n, end = n;
+			struct jlist *rev = list_new(J, 4);
+			long long i = (long long)n - (long long)sn;
+			while (i >= 0 && maxs != 0) {
+				if (memcmp(p + i, sep, sn) == 0) {
+					list_push(J, rev, v_str(p + i + sn, end - (size_t)i - sn));
+					end = (size_t)i;
+					i -= (long long)sn;
+					maxs--;
+				} else {
+					i--;
+				}
+			}
+			list_push(J, rev, v_str(p, end));
+			struct jlist *l = list_new(J, rev->n);
+			for (int k = rev->n - 1; k >= 0; k--) list_push(J, l, rev->v[k]);
+			return (struct jval){ .t = J_LIST, .u.l = l };
+		}
 		if (!strcmp(m, "split")) {
 			struct jlist *l = list_new(J, 4);
+			long long maxs = na > 1 ? (long long)num(a[1]) : -1;
 			if (na && a[0].t == J_STR && a[0].u.s.n) {
 				const char *sep = a[0].u.s.p;
 				size_t sn = a[0].u.s.n, i = 0, st = 0;
-				while (i + sn <= n) {
+				while (i + sn <= n && maxs != 0) {
 					if (memcmp(p + i, sep, sn) == 0) {
 						list_push(J, l, v_str(p + st, i - st));
 						i += sn;
 						st = i;
+						maxs--;
 					} else {
 						i++;
 					}
@@ -983,16 +1374,27 @@ static struct jval call_method(struct jctx *J, struct jval obj, const char *m, s
 			return (struct jval){ .t = J_LIST, .u.l = l };
 		}
 		if (!strcmp(m, "replace") && na >= 2) {
+			/* Python's: at most count replacements; an empty old string inserts between characters */
 			struct jval f = as_str(J, a[0]), t = as_str(J, a[1]);
+			long long count = na > 2 && a[2].t == J_INT && a[2].u.i >= 0 ? a[2].u.i : -1;
 			struct sbuf b = { .J = J };
 			size_t i = 0;
+			if (!f.u.s.n && count != 0) {
+				sb_put(&b, t.u.s.p, t.u.s.n);
+				count--;
+			}
 			while (i < n) {
-				if (f.u.s.n && i + f.u.s.n <= n && memcmp(p + i, f.u.s.p, f.u.s.n) == 0) {
+				if (count != 0 && f.u.s.n && i + f.u.s.n <= n && memcmp(p + i, f.u.s.p, f.u.s.n) == 0) {
 					sb_put(&b, t.u.s.p, t.u.s.n);
 					i += f.u.s.n;
+					count--;
 				} else {
 					sb_put(&b, p + i, 1);
 					i++;
+					if (!f.u.s.n && count != 0) {
+						sb_put(&b, t.u.s.p, t.u.s.n);
+						count--;
+					}
 				}
 			}
 			return v_str(b.p ? b.p : "", b.n);
@@ -1018,50 +1420,340 @@ static struct jval call_method(struct jctx *J, struct jval obj, const char *m, s
 			}
 			return (struct jval){ .t = J_LIST, .u.l = l };
 		}
+		if (!strcmp(m, "cycle") && na && dict_get(obj.u.d, "index0", 6)) { /* loop.cycle(a, b, ...) */
+			struct jval *i0 = dict_get(obj.u.d, "index0", 6);
+			return a[i0->u.i % na];
+		}
 	} else if (obj.t == J_LIST && !strcmp(m, "append") && na) {
 		list_push(J, obj.u.l, a[0]);
 		return v_none();
+	}
+	if (obj.t == J_UNDEF) {
+		jerr(J, _("chat template: '%s' of an undefined value"), m);
+		return v_undef();
 	}
 	jerr(J, _("chat template: unsupported method '%s'"), m);
 	return v_undef();
 }
 
-static struct jval filter(struct jctx *J, const char *f, struct jval v, struct jval *a, int na)
+static bool test(struct jctx *J, const char *t, struct jval v, struct jval *a, int na);
+static struct jval filter(struct jctx *J, const char *f, struct jval v, struct jval *a, const char **kw, int na);
+
+/* item "a.b.0" of a value, as the attribute= arguments of map, selectattr, sort, ... look it up */
+static struct jval attr_path(struct jctx *J, struct jval v, struct jval path)
 {
+	if (path.t == J_INT) return v.t == J_LIST && path.u.i >= 0 && path.u.i < v.u.l->n ? v.u.l->v[path.u.i] : v_undef();
+	struct jval ps = as_str(J, path);
+	const char *p = ps.u.s.p, *end = p + ps.u.s.n;
+	while (p <= end) {
+		const char *dot = memchr(p, '.', (size_t)(end - p));
+		size_t kn = dot ? (size_t)(dot - p) : (size_t)(end - p);
+		if (v.t == J_DICT) {
+			struct jval *x = dict_get(v.u.d, p, kn);
+			v = x ? *x : v_undef();
+		} else if (v.t == J_LIST && kn && isdigit((unsigned char)*p)) {
+			long long i = atoll(ar_strndup(J, p, kn));
+			v = i < v.u.l->n ? v.u.l->v[i] : v_undef();
+		} else {
+			return v_undef();
+		}
+		if (!dot) break;
+		p = dot + 1;
+	}
+	return v;
+}
+
+/* the items a filter iterates: a list's, a dict's keys, a string's characters */
+static struct jlist *iter_items(struct jctx *J, struct jval v)
+{
+	if (v.t == J_LIST) return v.u.l;
+	struct jlist *l = list_new(J, 4);
+	if (v.t == J_DICT)
+		for (int i = 0; i < v.u.d->n; i++) list_push(J, l, v_cstr(v.u.d->k[i]));
+	else if (v.t == J_STR)
+		for (size_t i = 0; i < v.u.s.n; i++) list_push(J, l, v_str(v.u.s.p + i, 1));
+	return l;
+}
+
+static struct jval kwarg(const char **kw, struct jval *a, int na, const char *name, int pos, int npos)
+{
+	for (int i = 0; i < na; i++)
+		if (kw && kw[i] && !strcmp(kw[i], name)) return a[i];
+	return pos >= 0 && pos < npos ? a[pos] : v_undef();
+}
+
+static int cmp_vals(struct jval x, struct jval y, bool case_sensitive)
+{
+	if (x.t == J_STR && y.t == J_STR) {
+		size_t m = MIN(x.u.s.n, y.u.s.n);
+		for (size_t i = 0; i < m; i++) {
+			int a = (unsigned char)x.u.s.p[i], b = (unsigned char)y.u.s.p[i];
+			if (!case_sensitive) a = tolower(a), b = tolower(b);
+			if (a != b) return a < b ? -1 : 1;
+		}
+		return (x.u.s.n > y.u.s.n) - (x.u.s.n < y.u.s.n);
+	}
+	double a = num(x), b = num(y);
+	return (a > b) - (a < b);
+}
+
+static struct jval filter(struct jctx *J, const char *f, struct jval v, struct jval *a, const char **kw, int na)
+{
+	/* positional arguments come first; keyword ones (kw[i] set) after them */
+	int npos = 0;
+	while (npos < na && !(kw && kw[npos])) npos++;
 	if (!strcmp(f, "length") || !strcmp(f, "count")) {
 		return v_int(v.t == J_STR ? (long long)v.u.s.n : v.t == J_LIST ? v.u.l->n : v.t == J_DICT ? v.u.d->n : 0);
 	}
-	if (!strcmp(f, "trim")) return v.t == J_STR ? strip_chars(v, v_none(), true, true) : v;
+	if (!strcmp(f, "trim")) {
+		struct jval chars = kwarg(kw, a, na, "chars", 0, npos);
+		return strip_chars(as_str(J, v), chars, true, true);
+	}
 	if (!strcmp(f, "string")) return as_str(J, v);
-	if (!strcmp(f, "safe") || !strcmp(f, "e") || !strcmp(f, "escape")) return v; /* no autoescape in chat */
-	if (!strcmp(f, "upper") || !strcmp(f, "lower")) return call_method(J, as_str(J, v), f, NULL, 0);
+	if (!strcmp(f, "safe") || !strcmp(f, "e") || !strcmp(f, "escape") || !strcmp(f, "forceescape"))
+		return v; /* no autoescape in chat templates */
+	if (!strcmp(f, "upper") || !strcmp(f, "lower") || !strcmp(f, "capitalize"))
+		return call_method(J, as_str(J, v), f, NULL, 0);
+	if (!strcmp(f, "title")) {
+		/* Jinja's title: each word, cut before runs of '-', spaces, '(', '{', '[', '<', as first upper, rest lower */
+		struct jval sv = as_str(J, v);
+		char *q = ar_strndup(J, sv.u.s.p, sv.u.s.n);
+		bool start = true;
+		for (size_t i = 0; i < sv.u.s.n; i++) {
+			unsigned char c = (unsigned char)q[i];
+			bool sep = c == '-' || is_ws((char)c) || c == '\v' || c == '\f' || c == '(' || c == '{' || c == '[' || c == '<';
+			if (sep) {
+				start = true;
+				continue;
+			}
+			q[i] = (char)(start ? toupper(c) : tolower(c));
+			start = false;
+		}
+		return v_str(q, sv.u.s.n);
+	}
+	if (!strcmp(f, "replace")) {
+		struct jval x[3] = { kwarg(kw, a, na, "old", 0, npos), kwarg(kw, a, na, "new", 1, npos),
+				     kwarg(kw, a, na, "count", 2, npos) };
+		return call_method(J, as_str(J, v), "replace", x, x[2].t == J_UNDEF ? 2 : 3);
+	}
 	if (!strcmp(f, "tojson")) {
+		/* transformers' tojson: json.dumps(x, ensure_ascii=False, indent=indent, separators=..., sort_keys=False) */
+		struct jval ind = kwarg(kw, a, na, "indent", 1, npos), seps = kwarg(kw, a, na, "separators", 2, npos);
+		struct jsonfmt fmt = { -1, ", ", ": " };
+		if (ind.t == J_INT) {
+			fmt.indent = ind.u.i < 0 ? 0 : (int)ind.u.i;
+			fmt.item_sep = ",";
+		}
+		if (seps.t == J_LIST && seps.u.l->n == 2) {
+			struct jval s0 = as_str(J, seps.u.l->v[0]), s1 = as_str(J, seps.u.l->v[1]);
+			fmt.item_sep = ar_strndup(J, s0.u.s.p, s0.u.s.n);
+			fmt.key_sep = ar_strndup(J, s1.u.s.p, s1.u.s.n);
+		}
+		if (truthy(kwarg(kw, a, na, "sort_keys", 3, npos)) || truthy(kwarg(kw, a, na, "ensure_ascii", 0, npos))) {
+			jerr(J, _("chat template: tojson with sort_keys or ensure_ascii is not supported"));
+			return v_undef();
+		}
 		struct sbuf b = { .J = J };
-		to_json(&b, v);
+		to_json_r(&b, v, &fmt, 0);
 		return v_str(b.p ? b.p : "", b.n);
 	}
-	if (!strcmp(f, "default") || !strcmp(f, "d")) return v.t == J_UNDEF ? (na ? a[0] : v_cstr("")) : v;
-	if (!strcmp(f, "int")) return v.t == J_STR ? v_int(atoll(ar_strndup(J, v.u.s.p, v.u.s.n))) : v_int((long long)num(v));
+	if (!strcmp(f, "default") || !strcmp(f, "d")) {
+		struct jval dv = kwarg(kw, a, na, "default_value", 0, npos), boolean = kwarg(kw, a, na, "boolean", 1, npos);
+		if (dv.t == J_UNDEF) dv = v_cstr("");
+		return v.t == J_UNDEF || (truthy(boolean) && !truthy(v)) ? dv : v;
+	}
+	if (!strcmp(f, "int")) {
+		if (v.t == J_STR) {
+			char *t = ar_strndup(J, v.u.s.p, v.u.s.n), *e;
+			long long i = strtoll(t, &e, 10);
+			if (*e == '.' || *e == 'e' || *e == 'E') i = (long long)strtod(t, &e);
+			return v_int(e == t ? (long long)num(kwarg(kw, a, na, "default", 0, npos)) : i);
+		}
+		return v_int((long long)num(v));
+	}
+	if (!strcmp(f, "float")) {
+		if (v.t == J_STR) return (struct jval){ .t = J_FLOAT, .u.f = strtod(ar_strndup(J, v.u.s.p, v.u.s.n), NULL) };
+		return (struct jval){ .t = J_FLOAT, .u.f = num(v) };
+	}
+	if (!strcmp(f, "abs")) return v.t == J_FLOAT ? (struct jval){ .t = J_FLOAT, .u.f = v.u.f < 0 ? -v.u.f : v.u.f }
+					   : v_int(llabs((long long)num(v)));
+	if (!strcmp(f, "round")) {
+		struct jval pr = kwarg(kw, a, na, "precision", 0, npos), me = kwarg(kw, a, na, "method", 1, npos);
+		double m = 1, x = num(v);
+		for (long long i = 0; i < (pr.t == J_INT ? pr.u.i : 0); i++) m *= 10;
+		x *= m;
+		double fl = (double)(long long)x;
+		if (fl > x) fl -= 1;
+		if (me.t == J_STR && me.u.s.n == 4 && !memcmp(me.u.s.p, "ceil", 4)) x = fl == x ? x : fl + 1;
+		else if (me.t == J_STR && me.u.s.n == 5 && !memcmp(me.u.s.p, "floor", 5)) x = fl;
+		else { /* Python's round(): halves to even */
+			double d = x - fl;
+			x = d > 0.5 ? fl + 1 : d < 0.5 ? fl : ((long long)fl % 2 == 0 ? fl : fl + 1);
+		}
+		return (struct jval){ .t = J_FLOAT, .u.f = x / m };
+	}
 	if (!strcmp(f, "first") || !strcmp(f, "last")) {
 		if (v.t == J_LIST && v.u.l->n) return v.u.l->v[f[0] == 'f' ? 0 : v.u.l->n - 1];
 		if (v.t == J_STR && v.u.s.n) return v_str(v.u.s.p + (f[0] == 'f' ? 0 : v.u.s.n - 1), 1);
+		if (v.t == J_DICT && v.u.d->n) return v_cstr(v.u.d->k[f[0] == 'f' ? 0 : v.u.d->n - 1]);
 		return v_undef();
 	}
-	if (!strcmp(f, "join") && v.t == J_LIST) {
+	if (!strcmp(f, "join")) {
+		struct jlist *l = iter_items(J, v);
+		struct jval sep = kwarg(kw, a, na, "d", 0, npos), at = kwarg(kw, a, na, "attribute", 1, npos);
+		sep = sep.t == J_UNDEF ? v_cstr("") : as_str(J, sep);
 		struct sbuf b = { .J = J };
-		struct jval sep = na ? as_str(J, a[0]) : v_cstr("");
-		for (int i = 0; i < v.u.l->n; i++) {
+		for (int i = 0; i < l->n; i++) {
 			if (i) sb_put(&b, sep.u.s.p, sep.u.s.n);
-			to_text(&b, v.u.l->v[i]);
+			to_text(&b, at.t == J_UNDEF ? l->v[i] : attr_path(J, l->v[i], at));
 		}
 		return v_str(b.p ? b.p : "", b.n);
 	}
-	if ((!strcmp(f, "list") || !strcmp(f, "reverse")) && v.t == J_LIST) {
-		struct jlist *l = list_new(J, v.u.l->n);
-		for (int i = 0; i < v.u.l->n; i++) list_push(J, l, v.u.l->v[f[0] == 'r' ? v.u.l->n - 1 - i : i]);
+	if (!strcmp(f, "list") || !strcmp(f, "reverse")) {
+		if (f[0] == 'r' && v.t == J_STR) {
+			char *q = ar_alloc(J, v.u.s.n + 1);
+			for (size_t i = 0; i < v.u.s.n; i++) q[i] = v.u.s.p[v.u.s.n - 1 - i];
+			return v_str(q, v.u.s.n);
+		}
+		struct jlist *src = iter_items(J, v), *l = list_new(J, src->n);
+		for (int i = 0; i < src->n; i++) list_push(J, l, src->v[f[0] == 'r' ? src->n - 1 - i : i]);
 		return (struct jval){ .t = J_LIST, .u.l = l };
 	}
-	if (!strcmp(f, "items") && v.t == J_DICT) return call_method(J, v, "items", NULL, 0);
+	if (!strcmp(f, "items")) {
+		if (v.t == J_DICT) return call_method(J, v, "items", NULL, 0);
+		if (v.t == J_UNDEF) return (struct jval){ .t = J_LIST, .u.l = list_new(J, 1) };
+	}
+	if (!strcmp(f, "dictsort") && v.t == J_DICT) {
+		struct jval items = call_method(J, v, "items", NULL, 0);
+		struct jval cs = kwarg(kw, a, na, "case_sensitive", 0, npos), by = kwarg(kw, a, na, "by", 1, npos),
+			    rev = kwarg(kw, a, na, "reverse", 2, npos);
+		int k = by.t == J_STR && by.u.s.n == 5 && !memcmp(by.u.s.p, "value", 5) ? 1 : 0;
+		struct jlist *l = items.u.l;
+		for (int i = 1; i < l->n; i++) /* insertion sort: stable, as Python's sorted */
+			for (int j = i; j > 0; j--) {
+				int c = cmp_vals(l->v[j - 1].u.l->v[k], l->v[j].u.l->v[k], truthy(cs));
+				if (truthy(rev) ? c >= 0 : c <= 0) break;
+				struct jval t = l->v[j];
+				l->v[j] = l->v[j - 1];
+				l->v[j - 1] = t;
+			}
+		return items;
+	}
+	if (!strcmp(f, "sort") || !strcmp(f, "unique") || !strcmp(f, "min") || !strcmp(f, "max")) {
+		struct jlist *src = iter_items(J, v), *l = list_new(J, src->n);
+		bool uniq = f[0] == 'u';
+		struct jval rev = uniq || f[0] == 'm' ? v_bool(false) : kwarg(kw, a, na, "reverse", 0, npos),
+			    cs = kwarg(kw, a, na, "case_sensitive", uniq || f[0] == 'm' ? 0 : 1, npos),
+			    at = kwarg(kw, a, na, "attribute", uniq || f[0] == 'm' ? 1 : 2, npos);
+		for (int i = 0; i < src->n; i++) {
+			struct jval x = src->v[i], kx = at.t == J_UNDEF ? x : attr_path(J, x, at);
+			bool dup = false;
+			for (int j = 0; uniq && j < l->n && !dup; j++) {
+				struct jval ky = at.t == J_UNDEF ? l->v[j] : attr_path(J, l->v[j], at);
+				dup = kx.t == J_STR && ky.t == J_STR ? cmp_vals(kx, ky, truthy(cs)) == 0 : equal(kx, ky);
+			}
+			if (!dup) list_push(J, l, x);
+		}
+		if (!uniq)
+			for (int i = 1; i < l->n; i++)
+				for (int j = i; j > 0; j--) {
+					struct jval x = at.t == J_UNDEF ? l->v[j - 1] : attr_path(J, l->v[j - 1], at);
+					struct jval y = at.t == J_UNDEF ? l->v[j] : attr_path(J, l->v[j], at);
+					int c = cmp_vals(x, y, truthy(cs));
+					if (truthy(rev) ? c >= 0 : c <= 0) break;
+					struct jval t = l->v[j];
+					l->v[j] = l->v[j - 1];
+					l->v[j - 1] = t;
+				}
+		if (f[0] == 'm') return l->n ? l->v[!strcmp(f, "min") ? 0 : l->n - 1] : v_undef();
+		return (struct jval){ .t = J_LIST, .u.l = l };
+	}
+	if (!strcmp(f, "sum")) {
+		struct jlist *l = iter_items(J, v);
+		struct jval at = kwarg(kw, a, na, "attribute", 0, npos), st = kwarg(kw, a, na, "start", 1, npos);
+		bool fl = st.t == J_FLOAT;
+		double tot = num(st);
+		for (int i = 0; i < l->n; i++) {
+			struct jval x = at.t == J_UNDEF ? l->v[i] : attr_path(J, l->v[i], at);
+			fl |= x.t == J_FLOAT;
+			tot += num(x);
+		}
+		return fl ? (struct jval){ .t = J_FLOAT, .u.f = tot } : v_int((long long)tot);
+	}
+	if (!strcmp(f, "select") || !strcmp(f, "reject") || !strcmp(f, "selectattr") || !strcmp(f, "rejectattr")) {
+		/* select(test, args...), selectattr(attribute, test, args...): no test means truthiness */
+		bool attr = strstr(f, "attr") != NULL, keep = f[0] == 's';
+		int t0 = attr ? 1 : 0;
+		struct jlist *src = iter_items(J, v), *l = list_new(J, src->n);
+		for (int i = 0; i < src->n && !J->failed; i++) {
+			struct jval x = attr ? attr_path(J, src->v[i], npos ? a[0] : v_undef()) : src->v[i];
+			bool r;
+			if (npos > t0) {
+				struct jval tn = as_str(J, a[t0]);
+				r = test(J, ar_strndup(J, tn.u.s.p, tn.u.s.n), x, a + t0 + 1, npos - t0 - 1);
+			} else {
+				r = truthy(x);
+			}
+			if (r == keep) list_push(J, l, src->v[i]);
+		}
+		return (struct jval){ .t = J_LIST, .u.l = l };
+	}
+	if (!strcmp(f, "map")) {
+		/* map(attribute='x', default=d) or map('filter', args...) */
+		struct jlist *src = iter_items(J, v), *l = list_new(J, src->n);
+		struct jval at = kwarg(kw, a, na, "attribute", -1, 0), dflt = kwarg(kw, a, na, "default", -1, 0);
+		for (int i = 0; i < src->n && !J->failed; i++) {
+			struct jval x;
+			if (at.t != J_UNDEF) {
+				x = attr_path(J, src->v[i], at);
+				if (x.t == J_UNDEF && dflt.t != J_UNDEF) x = dflt;
+			} else if (npos) {
+				struct jval fn = as_str(J, a[0]);
+				x = filter(J, ar_strndup(J, fn.u.s.p, fn.u.s.n), src->v[i], a + 1, kw ? kw + 1 : NULL, na - 1);
+			} else {
+				x = src->v[i];
+			}
+			list_push(J, l, x);
+		}
+		return (struct jval){ .t = J_LIST, .u.l = l };
+	}
+	if (!strcmp(f, "attr")) return npos ? attr_path(J, v, a[0]) : v_undef();
+	if (!strcmp(f, "indent")) {
+		/* Jinja's: lines after the first (all with first=true) get width spaces, blank lines only with blank=true */
+		struct jval w = kwarg(kw, a, na, "width", 0, npos), first = kwarg(kw, a, na, "first", 1, npos),
+			    blank = kwarg(kw, a, na, "blank", 2, npos);
+		struct jval ind;
+		if (w.t == J_STR) {
+			ind = w;
+		} else {
+			long long k = w.t == J_UNDEF ? 4 : (long long)num(w);
+			char *sp = ar_alloc(J, (size_t)(k > 0 ? k : 0) + 1);
+			for (long long i = 0; i < k; i++) sp[i] = ' ';
+			ind = v_str(sp, (size_t)(k > 0 ? k : 0));
+		}
+		struct jval sv = as_str(J, v);
+		struct jlist *lines = call_method(J, sv, "splitlines", NULL, 0).u.l;
+		struct sbuf b = { .J = J };
+		if (truthy(first)) sb_put(&b, ind.u.s.p, ind.u.s.n);
+		for (int i = 0; i < lines->n; i++) {
+			struct jval ln = lines->v[i];
+			if (i) {
+				sb_str(&b, "\n");
+				if (ln.u.s.n || truthy(blank)) sb_put(&b, ind.u.s.p, ind.u.s.n);
+			}
+			sb_put(&b, ln.u.s.p, ln.u.s.n);
+		}
+		/* "a\n" has one line for splitlines but Jinja appends a newline first, which keeps a trailing empty line */
+		if (sv.u.s.n && (sv.u.s.p[sv.u.s.n - 1] == '\n' || sv.u.s.p[sv.u.s.n - 1] == '\r')) {
+			sb_str(&b, "\n");
+			if (truthy(blank)) sb_put(&b, ind.u.s.p, ind.u.s.n);
+		}
+		return v_str(b.p ? b.p : "", b.n);
+	}
+	if (!strcmp(f, "wordcount")) {
+		struct jval sv = as_str(J, v);
+		return v_int(call_method(J, sv, "split", NULL, 0).u.l->n);
+	}
 	jerr(J, _("chat template: unsupported filter '%s'"), f);
 	return v_undef();
 }
@@ -1072,14 +1764,33 @@ static bool test(struct jctx *J, const char *t, struct jval v, struct jval *a, i
 	if (!strcmp(t, "undefined")) return v.t == J_UNDEF;
 	if (!strcmp(t, "none")) return v.t == J_NONE;
 	if (!strcmp(t, "string")) return v.t == J_STR;
-	if (!strcmp(t, "number")) return v.t == J_INT || v.t == J_FLOAT;
+	if (!strcmp(t, "number")) return v.t == J_INT || v.t == J_FLOAT || v.t == J_BOOL; /* bool is a Number */
+	if (!strcmp(t, "float")) return v.t == J_FLOAT;
+	if (!strcmp(t, "callable")) return v.t == J_FUNC || v.t == J_MACRO;
+	if (!strcmp(t, "lower") || !strcmp(t, "upper"))
+		return v.t == J_STR && truthy(call_method(J, v, t[0] == 'l' ? "islower" : "isupper", NULL, 0));
+	if (!strcmp(t, "in")) {
+		if (!na) return false;
+		if (a[0].t == J_LIST)
+			for (int i = 0; i < a[0].u.l->n; i++)
+				if (equal(v, a[0].u.l->v[i])) return true;
+		if (a[0].t == J_DICT && v.t == J_STR) return dict_get(a[0].u.d, v.u.s.p, v.u.s.n) != NULL;
+		if (a[0].t == J_STR && v.t == J_STR)
+			return v.u.s.n == 0 || (v.u.s.n <= a[0].u.s.n && memmem(a[0].u.s.p, a[0].u.s.n, v.u.s.p, v.u.s.n));
+		return false;
+	}
+	if (!strcmp(t, "ne")) return na && !equal(v, a[0]);
+	if (!strcmp(t, "lt") || !strcmp(t, "lessthan")) return na && cmp_vals(v, a[0], true) < 0;
+	if (!strcmp(t, "le")) return na && cmp_vals(v, a[0], true) <= 0;
+	if (!strcmp(t, "gt") || !strcmp(t, "greaterthan")) return na && cmp_vals(v, a[0], true) > 0;
+	if (!strcmp(t, "ge")) return na && cmp_vals(v, a[0], true) >= 0;
 	if (!strcmp(t, "integer")) return v.t == J_INT;
 	if (!strcmp(t, "boolean")) return v.t == J_BOOL;
 	if (!strcmp(t, "true")) return v.t == J_BOOL && v.u.b;
 	if (!strcmp(t, "false")) return v.t == J_BOOL && !v.u.b;
 	if (!strcmp(t, "mapping")) return v.t == J_DICT;
 	if (!strcmp(t, "sequence") || !strcmp(t, "iterable")) return v.t == J_LIST || v.t == J_STR || v.t == J_DICT;
-	if (!strcmp(t, "equalto") || !strcmp(t, "eq") || !strcmp(t, "sameas")) return na && equal(v, a[0]);
+	if (!strcmp(t, "equalto") || !strcmp(t, "eq") || !strcmp(t, "sameas") || !strcmp(t, "==")) return na && equal(v, a[0]);
 	if (!strcmp(t, "odd") || !strcmp(t, "even")) return v.t == J_INT && (v.u.i % 2 != 0) == (t[0] == 'o');
 	if (!strcmp(t, "divisibleby")) return na && v.t == J_INT && num(a[0]) != 0 && v.u.i % (long long)num(a[0]) == 0;
 	jerr(J, _("chat template: unsupported test '%s'"), t);
@@ -1102,6 +1813,153 @@ static struct jval index_of(struct jctx *J, struct jval o, struct jval k)
 		struct jval *v = dict_get(o.u.d, k.u.s.p, k.u.s.n);
 		return v ? *v : v_undef();
 	}
+	return v_undef();
+}
+
+static void exec_list(struct jctx *J, struct stmt **l, int n);
+
+/* Run statements with the output going to a string of their own: {% set %} blocks, macros, {% filter %}. */
+static struct jval capture(struct jctx *J, struct stmt **l, int n)
+{
+	char *so = J->out;
+	size_t sl = J->olen, scap = J->ocap;
+	J->out = NULL;
+	J->olen = J->ocap = 0;
+	exec_list(J, l, n);
+	struct jval v = v_str(ar_strndup(J, J->out ? J->out : "", J->olen), J->olen);
+	free(J->out);
+	J->out = so;
+	J->olen = sl;
+	J->ocap = scap;
+	return v;
+}
+
+/* English names whatever the C locale says, as Python's strftime in transformers (which never sets LC_TIME) */
+static void strftime_en(struct sbuf *b, const char *fmt, size_t n, const struct tm *tm)
+{
+	static const char *const mon[] = { "January", "February", "March", "April", "May", "June", "July", "August",
+					   "September", "October", "November", "December" };
+	static const char *const day[] = { "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday" };
+	for (size_t i = 0; i < n; i++) {
+		if (fmt[i] != '%' || i + 1 >= n) {
+			sb_put(b, fmt + i, 1);
+			continue;
+		}
+		char c = fmt[++i], out[64];
+		switch (c) {
+		case 'b': sb_put(b, mon[tm->tm_mon], 3); break;
+		case 'B': sb_str(b, mon[tm->tm_mon]); break;
+		case 'a': sb_put(b, day[tm->tm_wday], 3); break;
+		case 'A': sb_str(b, day[tm->tm_wday]); break;
+		case 'p': sb_str(b, tm->tm_hour < 12 ? "AM" : "PM"); break;
+		default: {
+			char f[3] = { '%', c, 0 };
+			size_t k = strftime(out, sizeof out, f, tm);
+			sb_put(b, out, k);
+		}
+		}
+	}
+}
+
+static struct jval call_value(struct jctx *J, struct jval f, const char *name, struct jval *a, const char **kw, int na)
+{
+	if (f.t == J_MACRO) {
+		/* arguments by position, then by name, then the defaults; the body sees the template's globals */
+		struct stmt *m = f.u.m;
+		if (++J->depth > 64) {
+			jerr(J, _("chat template: macros nested too deeply"));
+			return v_undef();
+		}
+		struct scope sc = { .up = J->global }, *saved = J->sc;
+		J->sc = &sc;
+		int pos = 0;
+		while (pos < na && !(kw && kw[pos])) pos++;
+		if (pos > m->nparams) {
+			jerr(J, _("chat template: macro '%s' takes %d arguments"), m->var, m->nparams);
+			pos = m->nparams;
+		}
+		for (int i = 0; i < m->nparams && !J->failed; i++) {
+			struct jval v = v_undef();
+			bool set = false;
+			if (i < pos) {
+				v = a[i];
+				set = true;
+			}
+			for (int k = pos; k < na && !set; k++)
+				if (kw && kw[k] && !strcmp(kw[k], m->params[i])) {
+					v = a[k];
+					set = true;
+				}
+			if (!set && m->defaults[i]) v = eval(J, m->defaults[i]);
+			scope_set(J, m->params[i], v);
+		}
+		int brk = J->brk;
+		J->brk = 0;
+		struct jval r = J->failed ? v_undef() : capture(J, m->body, m->nb);
+		J->brk = brk;
+		J->sc = saved;
+		J->depth--;
+		return r;
+	}
+	if (f.t != J_FUNC) {
+		if (f.t == J_UNDEF) jerr(J, _("chat template: '%s' is undefined"), name);
+		else jerr(J, _("chat template: '%s' is not callable"), name);
+		return v_undef();
+	}
+	const char *fn = f.u.s.p;
+	if (!strcmp(fn, "namespace") || !strcmp(fn, "dict")) {
+		struct jdict *d = dict_new(J);
+		d->ns = fn[0] == 'n';
+		for (int i = 0; i < na; i++)
+			if (kw && kw[i]) {
+				dict_set(J, d, kw[i], a[i]);
+			} else if (a[i].t == J_DICT) { /* namespace({'a': 1}), dict(other) */
+				for (int k = 0; k < a[i].u.d->n; k++) dict_set(J, d, a[i].u.d->k[k], a[i].u.d->v[k]);
+			}
+		return (struct jval){ .t = J_DICT, .u.d = d };
+	}
+	if (!strcmp(fn, "range")) {
+		long long lo = 0, hi = na ? (long long)num(a[0]) : 0, st = 1;
+		if (na >= 2) {
+			lo = hi;
+			hi = (long long)num(a[1]);
+		}
+		if (na >= 3) st = (long long)num(a[2]);
+		if (st == 0) {
+			jerr(J, _("chat template: range() step must not be zero"));
+			return v_undef();
+		}
+		if ((hi - lo) / st > 100000) {
+			jerr(J, _("chat template: range() too long"));
+			return v_undef();
+		}
+		struct jlist *l = list_new(J, 4);
+		for (long long i = lo; st > 0 ? i < hi : i > hi; i += st) list_push(J, l, v_int(i));
+		return (struct jval){ .t = J_LIST, .u.l = l };
+	}
+	if (!strcmp(fn, "raise_exception")) {
+		struct jval m = na ? as_str(J, a[0]) : v_cstr("");
+		jerr(J, _("chat template: %.*s"), (int)m.u.s.n, m.u.s.p);
+		return v_undef();
+	}
+	if (!strcmp(fn, "strftime_now")) {
+		/* transformers' strftime_now: the local time now; SOURCE_DATE_EPOCH (UTC), where set, fixes the
+		 * instant for reproducible output (the tests) */
+		time_t now = time(NULL);
+		struct tm tm;
+		const char *sde = getenv("SOURCE_DATE_EPOCH");
+		if (sde && *sde) {
+			now = (time_t)strtoll(sde, NULL, 10);
+			gmtime_r(&now, &tm);
+		} else {
+			localtime_r(&now, &tm);
+		}
+		struct jval fmt = na ? as_str(J, a[0]) : v_cstr("");
+		struct sbuf b = { .J = J };
+		strftime_en(&b, fmt.u.s.p, fmt.u.s.n, &tm);
+		return v_str(b.p ? b.p : "", b.n);
+	}
+	jerr(J, _("chat template: unsupported call '%s'"), fn);
 	return v_undef();
 }
 
@@ -1179,41 +2037,22 @@ static struct jval eval(struct jctx *J, struct expr *e)
 	case E_CALL: {
 		struct jval a[8];
 		for (int i = 0; i < e->nargs && i < 8; i++) a[i] = eval(J, e->args[i]);
-		if (e->a->k == E_ATTR) return call_method(J, eval(J, e->a->a), e->a->name, a, e->nargs);
-		if (e->a->k == E_NAME) {
-			const char *f = e->a->name;
-			if (!strcmp(f, "namespace")) {
-				struct jdict *d = dict_new(J);
-				d->ns = true;
-				for (int i = 0; i < e->nargs; i++)
-					if (e->kw[i]) dict_set(J, d, e->kw[i], a[i]);
-				return (struct jval){ .t = J_DICT, .u.d = d };
+		if (e->a->k == E_ATTR) {
+			struct jval obj = eval(J, e->a->a);
+			/* a macro kept in a dict or namespace is called, anything else has methods */
+			if (obj.t == J_DICT) {
+				struct jval *m = dict_get(obj.u.d, e->a->name, strlen(e->a->name));
+				if (m && (m->t == J_MACRO || m->t == J_FUNC)) return call_value(J, *m, e->a->name, a, e->kw, e->nargs);
 			}
-			if (!strcmp(f, "range")) {
-				long long lo = 0, hi = e->nargs ? (long long)num(a[0]) : 0, st = 1;
-				if (e->nargs >= 2) {
-					lo = hi;
-					hi = (long long)num(a[1]);
-				}
-				if (e->nargs >= 3) st = (long long)num(a[2]);
-				struct jlist *l = list_new(J, 4);
-				for (long long i = lo; st > 0 ? i < hi : i > hi; i += st ? st : 1) list_push(J, l, v_int(i));
-				return (struct jval){ .t = J_LIST, .u.l = l };
-			}
-			if (!strcmp(f, "raise_exception")) {
-				struct jval m = e->nargs ? as_str(J, a[0]) : v_cstr("");
-				jerr(J, _("chat template: %.*s"), (int)m.u.s.n, m.u.s.p);
-				return v_undef();
-			}
-			if (!strcmp(f, "strftime_now")) return v_cstr("");
+			return call_method(J, obj, e->a->name, a, e->nargs);
 		}
-		jerr(J, _("chat template: unsupported call"));
-		return v_undef();
+		struct jval f = eval(J, e->a);
+		return call_value(J, f, e->a->k == E_NAME ? e->a->name : "expression", a, e->kw, e->nargs);
 	}
 	case E_FILTER: {
 		struct jval a[8];
 		for (int i = 0; i < e->nargs && i < 8; i++) a[i] = eval(J, e->args[i]);
-		return filter(J, e->name, eval(J, e->a), a, e->nargs);
+		return filter(J, e->name, eval(J, e->a), a, e->kw, e->nargs);
 	}
 	case E_TEST: {
 		struct jval a[8];
@@ -1223,6 +2062,11 @@ static struct jval eval(struct jctx *J, struct expr *e)
 	case E_UNARY: {
 		struct jval v = eval(J, e->a);
 		if (!strcmp(e->name, "not")) return v_bool(!truthy(v));
+		if (v.t == J_UNDEF) {
+			jerr(J, _("chat template: an undefined value in '%s'"), e->name);
+			return v;
+		}
+		if (!strcmp(e->name, "+")) return v.t == J_FLOAT ? v : v_int((long long)num(v));
 		return v.t == J_FLOAT ? (struct jval){ .t = J_FLOAT, .u.f = -v.u.f } : v_int(-(long long)num(v));
 	}
 	case E_COND: return truthy(eval(J, e->b)) ? eval(J, e->a) : e->c ? eval(J, e->c) : v_undef();
@@ -1237,8 +2081,16 @@ static struct jval eval(struct jctx *J, struct expr *e)
 			return truthy(a) ? a : eval(J, e->b);
 		}
 		struct jval a = eval(J, e->a), b = eval(J, e->b);
+		if (strcmp(op, "~") && strcmp(op, "==") && strcmp(op, "!=") && strcmp(op, "in") && strcmp(op, "notin") &&
+		    (a.t == J_UNDEF || b.t == J_UNDEF)) {
+			/* Jinja's Undefined fails in arithmetic ("x" + undefined too); only ~ prints it as "" */
+			struct expr *u = a.t == J_UNDEF ? e->a : e->b;
+			if (u->k == E_NAME) jerr(J, _("chat template: '%s' is undefined"), u->name);
+			else jerr(J, _("chat template: an undefined value in '%s'"), op);
+			return v_undef();
+		}
 		if (!strcmp(op, "~") || (!strcmp(op, "+") && (a.t == J_STR || b.t == J_STR))) {
-			if (!strcmp(op, "+") && (a.t != J_STR || b.t != J_STR) && !(a.t == J_UNDEF || b.t == J_UNDEF)) {
+			if (!strcmp(op, "+") && (a.t != J_STR || b.t != J_STR)) {
 				jerr(J, _("chat template: cannot add a string and a non-string"));
 				return v_undef();
 			}
@@ -1282,6 +2134,21 @@ static struct jval eval(struct jctx *J, struct expr *e)
 		if (!strcmp(op, ">=")) return v_bool(x >= y);
 		if (!strcmp(op, "+")) return ints ? v_int((long long)x + (long long)y) : (struct jval){ .t = J_FLOAT, .u.f = x + y };
 		if (!strcmp(op, "-")) return ints ? v_int((long long)x - (long long)y) : (struct jval){ .t = J_FLOAT, .u.f = x - y };
+		if (!strcmp(op, "**")) {
+			double r = 1;
+			if (ints && y >= 0) {
+				long long ri = 1;
+				for (long long i = 0; i < (long long)y && i < 64; i++) ri *= (long long)x;
+				return v_int(ri);
+			}
+			/* a float power by repeated squaring would be inexact; templates only need small integers */
+			if (y == (double)(long long)y) {
+				for (long long i = 0; i < (long long)(y < 0 ? -y : y) && i < 1024; i++) r *= x;
+				return (struct jval){ .t = J_FLOAT, .u.f = y < 0 ? 1 / r : r };
+			}
+			jerr(J, _("chat template: fractional powers are not supported"));
+			return v_undef();
+		}
 		if (!strcmp(op, "*")) {
 			if (a.t == J_STR && b.t == J_INT) {
 				struct sbuf sb = { .J = J };
@@ -1295,8 +2162,18 @@ static struct jval eval(struct jctx *J, struct expr *e)
 			return v_undef();
 		}
 		if (!strcmp(op, "/")) return (struct jval){ .t = J_FLOAT, .u.f = x / y };
-		if (!strcmp(op, "//")) return v_int((long long)(x / y));
-		if (!strcmp(op, "%")) return v_int((long long)x % (long long)y);
+		/* Python's floor division and modulo: the remainder takes the divisor's sign */
+		double q = x / y, fq = (double)(long long)q;
+		if (fq > q) fq -= 1;
+		if (!strcmp(op, "//")) return ints ? v_int((long long)fq) : (struct jval){ .t = J_FLOAT, .u.f = fq };
+		if (!strcmp(op, "%")) {
+			if (ints) {
+				long long r = (long long)x % (long long)y;
+				if (r && ((r < 0) != ((long long)y < 0))) r += (long long)y;
+				return v_int(r);
+			}
+			return (struct jval){ .t = J_FLOAT, .u.f = x - fq * y };
+		}
 		return v_undef();
 	}
 	}
@@ -1341,8 +2218,19 @@ static void exec(struct jctx *J, struct stmt *s)
 				break;
 			}
 		break;
+	case S_BREAK: J->brk = 1; break;
+	case S_CONTINUE: J->brk = 2; break;
+	case S_MACRO: scope_set(J, s->var, (struct jval){ .t = J_MACRO, .u.m = s }); break;
+	case S_FILTER: {
+		struct jval body = capture(J, s->body, s->nb), a[8];
+		for (int i = 0; i < s->e->nargs && i < 8; i++) a[i] = eval(J, s->e->args[i]);
+		struct sbuf b = { .J = J };
+		to_text(&b, filter(J, s->e->name, body, a, s->e->kw, s->e->nargs));
+		if (b.n) out_put(J, b.p, b.n);
+		break;
+	}
 	case S_SET: {
-		struct jval v = eval(J, s->e);
+		struct jval v = s->body ? capture(J, s->body, s->nb) : eval(J, s->e);
 		if (s->var2) {
 			struct jval ns = lookup(J, s->var);
 			if (ns.t != J_DICT) {
@@ -1405,6 +2293,9 @@ static void exec(struct jctx *J, struct stmt *s)
 			dict_set(J, loop, "nextitem", i + 1 < pass->n ? pass->v[i + 1] : v_undef());
 			scope_set(J, "loop", (struct jval){ .t = J_DICT, .u.d = loop });
 			exec_list(J, s->body, s->nb);
+			int brk = J->brk;
+			J->brk = 0;
+			if (brk == 1) break;
 		}
 		J->sc = sc.up;
 		J->depth--;
@@ -1416,7 +2307,7 @@ static void exec(struct jctx *J, struct stmt *s)
 
 static void exec_list(struct jctx *J, struct stmt **l, int n)
 {
-	for (int i = 0; i < n && !J->failed; i++) exec(J, l[i]);
+	for (int i = 0; i < n && !J->failed && !J->brk; i++) exec(J, l[i]);
 }
 
 int jinja_render(const char *tmpl, const struct chat_msg *msgs, int n, bool add_generation_prompt, const char *bos,
@@ -1430,7 +2321,7 @@ int jinja_render(const char *tmpl, const struct chat_msg *msgs, int n, bool add_
 	const char *which = NULL;
 	struct stmt **prog = J.failed ? NULL : parse_block(&J, NULL, &nstmt, &which);
 	struct scope global = { 0 };
-	J.sc = &global;
+	J.sc = J.global = &global;
 	if (!J.failed) {
 		struct jlist *ml = list_new(&J, n);
 		for (int i = 0; i < n; i++) {
@@ -1443,6 +2334,9 @@ int jinja_render(const char *tmpl, const struct chat_msg *msgs, int n, bool add_
 		scope_set(&J, "add_generation_prompt", v_bool(add_generation_prompt));
 		if (bos) scope_set(&J, "bos_token", v_cstr(bos));
 		if (eos) scope_set(&J, "eos_token", v_cstr(eos));
+		/* apply_chat_template passes these, None without tools or documents */
+		scope_set(&J, "tools", v_none());
+		scope_set(&J, "documents", v_none());
 		exec_list(&J, prog, nstmt);
 	}
 	int rc = LM_OK;
