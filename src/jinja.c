@@ -124,14 +124,25 @@ struct jctx {
 	struct scope *sc, *global;
 	int depth;
 	int brk;                   /* {% break %} (1) or {% continue %} (2) pending in the innermost loop */
+	size_t arena_bytes;        /* bounded too: MAX_ARENA */
 	int ploops;                /* parsing: loops around the current statement (in the current macro) */
+	int pdepth;                /* parsing: nesting of expressions and blocks, bounded so that the C stack is */
+	long long steps;           /* statements and loop turns run, bounded so that no template runs forever */
 };
+
+static void jerr(struct jctx *J, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Working memory a template may take before it fails: much more than a conversation needs. Past it the
+ * allocation still succeeds (callers do not check), the render fails and stops at the next statement. */
+#define MAX_ARENA ((size_t)512 << 20)
 
 static void *ar_alloc(struct jctx *J, size_t n)
 {
 	n = (n + 15) & ~(size_t)15;
 	if (!J->ar || J->ar->used + n > J->ar->cap) {
 		size_t cap = n > 65536 ? n : 65536;
+		J->arena_bytes += cap;
+		if (J->arena_bytes > MAX_ARENA) jerr(J, "%s", _("chat template: more than 512 MiB of working memory"));
 		struct chunk *c = malloc(sizeof *c + cap);
 		if (!c) abort(); /* a template's working set is small; running out here is not recoverable */
 		c->next = J->ar;
@@ -407,6 +418,16 @@ static const char *take_name(struct jctx *J)
 
 static struct expr *parse_expr(struct jctx *J);
 
+/* Nesting deeper than any real template (a C stack's worth of "((((" or "not not not") is an error. */
+#define MAX_NEST 200
+static bool too_deep(struct jctx *J)
+{
+	if (J->pdepth <= MAX_NEST) return false;
+	jerr(J, _("chat template: nested more than %d deep"), MAX_NEST);
+	return true;
+}
+
+
 static struct expr *mk(struct jctx *J, enum ek k)
 {
 	struct expr *e = ar_alloc(J, sizeof *e);
@@ -613,7 +634,9 @@ static struct expr *parse_unary_f(struct jctx *J, bool with_filter)
 	if (accept_op(J, "-") || accept_op(J, "+")) {
 		e = mk(J, E_UNARY);
 		e->name = J->toks[J->pos - 1].p[0] == '-' ? "-" : "+";
-		e->a = parse_unary_f(J, false);
+		J->pdepth++;
+		e->a = too_deep(J) ? mk(J, E_LIT) : parse_unary_f(J, false);
+		J->pdepth--;
 	} else {
 		e = parse_postfix(J);
 	}
@@ -694,7 +717,9 @@ static struct expr *parse_not(struct jctx *J)
 	if (accept_name(J, "not")) {
 		struct expr *u = mk(J, E_UNARY);
 		u->name = "not";
-		u->a = parse_not(J);
+		J->pdepth++;
+		u->a = too_deep(J) ? mk(J, E_LIT) : parse_not(J);
+		J->pdepth--;
 		return u;
 	}
 	return parse_cmp(J);
@@ -716,14 +741,20 @@ static struct expr *parse_or(struct jctx *J)
 
 static struct expr *parse_expr(struct jctx *J)
 {
+	J->pdepth++;
+	if (too_deep(J)) {
+		J->pdepth--;
+		return mk(J, E_LIT);
+	}
 	struct expr *e = parse_or(J);
 	if (accept_name(J, "if")) {
 		struct expr *c = mk(J, E_COND);
 		c->a = e;
 		c->b = parse_or(J);
 		c->c = accept_name(J, "else") ? parse_expr(J) : NULL;
-		return c;
+		e = c;
 	}
+	J->pdepth--;
 	return e;
 }
 
@@ -735,6 +766,11 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 	int cap = 16, n = 0;
 	struct stmt **list = ar_alloc(J, sizeof *list * cap);
 	*which = NULL;
+	if (too_deep(J)) {
+		*count = 0;
+		return list;
+	}
+	J->pdepth++;
 	while (J->ti < J->ntags && !J->failed) {
 		struct tag *t = &J->tags[J->ti];
 		struct stmt *s = NULL;
@@ -758,6 +794,7 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 				if (tok_is(w, K_NAME, ends[i])) {
 					*which = ends[i];
 					*count = n;
+					J->pdepth--;
 					return list;
 				}
 			J->ti++;
@@ -894,6 +931,7 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 		list[n++] = s;
 	}
 	*count = n;
+	J->pdepth--;
 	return list;
 }
 
@@ -2095,6 +2133,10 @@ static struct jval eval(struct jctx *J, struct expr *e)
 				return v_undef();
 			}
 			struct jval x = as_str(J, a), y = as_str(J, b);
+			if (x.u.s.n + y.u.s.n > (64u << 20)) {
+				jerr(J, _("chat template: a string of more than 64 MiB"));
+				return v_undef();
+			}
 			char *p = ar_alloc(J, x.u.s.n + y.u.s.n + 1);
 			memcpy(p, x.u.s.p, x.u.s.n);
 			memcpy(p + x.u.s.n, y.u.s.p, y.u.s.n);
@@ -2151,6 +2193,10 @@ static struct jval eval(struct jctx *J, struct expr *e)
 		}
 		if (!strcmp(op, "*")) {
 			if (a.t == J_STR && b.t == J_INT) {
+				if (b.u.i > 0 && a.u.s.n * (unsigned long long)b.u.i > (64u << 20)) {
+					jerr(J, _("chat template: a string of more than 64 MiB"));
+					return v_undef();
+				}
 				struct sbuf sb = { .J = J };
 				for (long long i = 0; i < b.u.i; i++) sb_put(&sb, a.u.s.p, a.u.s.n);
 				return v_str(sb.p ? sb.p : "", sb.n);
@@ -2182,6 +2228,10 @@ static struct jval eval(struct jctx *J, struct expr *e)
 
 static void out_put(struct jctx *J, const char *s, size_t n)
 {
+	if (J->olen + n > (256u << 20)) {
+		jerr(J, _("chat template: output of more than 256 MiB"));
+		return;
+	}
 	if (J->olen + n + 1 > J->ocap) {
 		size_t cap = J->ocap ? J->ocap * 2 : 1024;
 		while (cap < J->olen + n + 1) cap *= 2;
@@ -2200,9 +2250,16 @@ static void out_put(struct jctx *J, const char *s, size_t n)
 
 static void exec_list(struct jctx *J, struct stmt **l, int n);
 
+/* far more than any conversation needs; a template that loops over range(10**6) thrice stops here */
+#define MAX_STEPS 10000000LL
+
 static void exec(struct jctx *J, struct stmt *s)
 {
 	if (J->failed) return;
+	if (++J->steps > MAX_STEPS) {
+		jerr(J, _("chat template: too much work (more than %lld steps)"), MAX_STEPS);
+		return;
+	}
 	switch (s->k) {
 	case S_TEXT: out_put(J, s->text, s->len); break;
 	case S_OUT: {
@@ -2272,7 +2329,12 @@ static void exec(struct jctx *J, struct stmt *s)
 				if (truthy(eval(J, s->filter))) list_push(J, pass, items->v[i]);
 			}
 		}
+		struct jdict *loop = NULL;
 		for (int i = 0; i < pass->n && !J->failed; i++) {
+			if (++J->steps > MAX_STEPS) {
+				jerr(J, _("chat template: too much work (more than %lld steps)"), MAX_STEPS);
+				break;
+			}
 			sc.n = 0; /* a fresh scope per iteration, as Jinja's */
 			struct jval x = pass->v[i];
 			if (s->var2) {
@@ -2281,16 +2343,24 @@ static void exec(struct jctx *J, struct stmt *s)
 			} else {
 				scope_set(J, s->var, x);
 			}
-			struct jdict *loop = dict_new(J);
-			dict_set(J, loop, "index0", v_int(i));
-			dict_set(J, loop, "index", v_int(i + 1));
-			dict_set(J, loop, "revindex0", v_int(pass->n - 1 - i));
-			dict_set(J, loop, "revindex", v_int(pass->n - i));
-			dict_set(J, loop, "first", v_bool(i == 0));
-			dict_set(J, loop, "last", v_bool(i == pass->n - 1));
-			dict_set(J, loop, "length", v_int(pass->n));
-			dict_set(J, loop, "previtem", i > 0 ? pass->v[i - 1] : v_undef());
-			dict_set(J, loop, "nextitem", i + 1 < pass->n ? pass->v[i + 1] : v_undef());
+			/* one loop object updated in place, as Jinja's LoopContext, so that a long loop does not fill the arena;
+			 * its keys are set once and then its values by position */
+			static const char *const lk[] = { "index0", "index", "revindex0", "revindex", "first", "last", "length",
+							  "previtem", "nextitem" };
+			if (!loop) {
+				loop = dict_new(J);
+				for (size_t k = 0; k < ARRAY_SIZE(lk); k++) dict_set(J, loop, lk[k], v_none());
+			}
+			struct jval *lv = loop->v;
+			lv[0] = v_int(i);
+			lv[1] = v_int(i + 1);
+			lv[2] = v_int(pass->n - 1 - i);
+			lv[3] = v_int(pass->n - i);
+			lv[4] = v_bool(i == 0);
+			lv[5] = v_bool(i == pass->n - 1);
+			lv[6] = v_int(pass->n);
+			lv[7] = i > 0 ? pass->v[i - 1] : v_undef();
+			lv[8] = i + 1 < pass->n ? pass->v[i + 1] : v_undef();
 			scope_set(J, "loop", (struct jval){ .t = J_DICT, .u.d = loop });
 			exec_list(J, s->body, s->nb);
 			int brk = J->brk;

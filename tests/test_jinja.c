@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int fails;
 #define CHECK(c, ...) do { if (!(c)) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); fails++; } } while (0)
@@ -294,6 +295,20 @@ int main(void)
 	expect_error("{% include 'x' %}", "include");
 	/* jinja2: 'nothing' is undefined */
 	expect_error("{{ nothing() }}", "'nothing' is undefined");
+	/* bounded where Jinja would run for ever or exhaust memory: fail, never hang or crash */
+	expect_error("{% set r = range(1000) %}{% for i in r %}{% for j in r %}{% for k in r %}{% endfor %}{% endfor %}{% endfor %}",
+		     "too much work");
+	expect_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "nested too deeply");
+	expect_error("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "64 MiB");
+	{
+		static char deep[3000]; /* "{{" 1000 "(", "x", 1000 ")" "}}" */
+		memcpy(deep, "{{", 2);
+		memset(deep + 2, '(', 1000);
+		deep[1002] = 'x';
+		memset(deep + 1003, ')', 1000);
+		memcpy(deep + 2003, "}}", 3);
+		expect_error(deep, "nested more than");
+	}
 	if (fails) return 1;
 	printf("jinja: all checks passed\n");
 	return 0;
