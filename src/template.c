@@ -171,7 +171,13 @@ static bool builtin_matches(const struct chat_template *t, const char *jinja, co
 	for (size_t i = 0; i < ARRAY_SIZE(probes); i++) {
 		struct tmpl_text tt;
 		char *j;
-		if (jinja_render(jinja, probes[i].m, probes[i].n, probes[i].gen, bos, eos, &j) != LM_OK) return true;
+		/* A probe the template refuses (Gemma's and Mistral's raise on a system message) says nothing either
+		 * way; the built-in is taken when it renders every probe the template renders as it does (all of
+		 * them when the template renders none: then it cannot be used anyway). */
+		if (jinja_render(jinja, probes[i].m, probes[i].n, probes[i].gen, bos, eos, &j) != LM_OK) {
+			lm_err_clear();
+			continue;
+		}
 		if (tmpl_render(t, probes[i].m, probes[i].n, probes[i].gen, &tt) != LM_OK) {
 			free(j);
 			return false;
