@@ -253,6 +253,57 @@ static void cut_tags(struct jctx *J, const char *s)
 		}
 		size_t ie = (size_t)(e - s);
 		bool rminus = ie > b && s[ie - 1] == '-';
+		bool rplus = kind != '{' && ie > b && s[ie - 1] == '+'; /* "+%}": no trim_blocks after this tag */
+		if (kind == '%') {
+			/* {% raw %}...{% endraw %}: the text between as it is */
+			size_t tb = b, te = ie - (rminus || rplus ? 1 : 0);
+			while (tb < te && is_ws(s[tb])) tb++;
+			while (te > tb && is_ws(s[te - 1])) te--;
+			if (te - tb == 3 && memcmp(s + tb, "raw", 3) == 0) {
+				size_t rs = ie + 2, k = rs;
+				const char *end = NULL;
+				size_t after = 0;
+				bool em = false, ep = false;
+				for (; k + 1 < n; k++) {
+					if (s[k] != '{' || s[k + 1] != '%') continue;
+					size_t q = k + 2;
+					bool lm = q < n && s[q] == '-';
+					if (q < n && (s[q] == '-' || s[q] == '+')) q++;
+					while (q < n && is_ws(s[q])) q++;
+					if (n - q < 6 || memcmp(s + q, "endraw", 6) != 0) continue;
+					q += 6;
+					while (q < n && is_ws(s[q])) q++;
+					em = q < n && s[q] == '-';
+					ep = q < n && s[q] == '+';
+					if (em || ep) q++;
+					if (q + 1 < n && s[q] == '%' && s[q + 1] == '}') {
+						end = s + k;
+						after = q + 2;
+						if (lm) while (end > s + rs && is_ws(end[-1])) end--;
+						break;
+					}
+				}
+				if (!end) {
+					jerr(J, _("chat template: {%% raw %%} without {%% endraw %%}"));
+					return;
+				}
+				const char *rp = s + rs;
+				if (rminus) while (rp < end && is_ws(*rp)) rp++;
+				if (end > rp) {
+					if (J->ntags == cap) {
+						struct tag *t = ar_alloc(J, sizeof *t * cap * 2);
+						memcpy(t, J->tags, sizeof *t * cap);
+						J->tags = t;
+						cap *= 2;
+					}
+					J->tags[J->ntags++] = (struct tag){ T_TEXT, rp, (size_t)(end - rp) };
+				}
+				strip_next = em;
+				trim_nl = !ep;
+				i = after;
+				continue;
+			}
+		}
 		if (kind != '#') {
 			if (J->ntags == cap) {
 				struct tag *t = ar_alloc(J, sizeof *t * cap * 2);
@@ -260,10 +311,10 @@ static void cut_tags(struct jctx *J, const char *s)
 				J->tags = t;
 				cap *= 2;
 			}
-			J->tags[J->ntags++] = (struct tag){ kind == '{' ? T_EXPR : T_STMT, s + b, ie - b - (rminus ? 1 : 0) };
+			J->tags[J->ntags++] = (struct tag){ kind == '{' ? T_EXPR : T_STMT, s + b, ie - b - (rminus || rplus ? 1 : 0) };
 		}
 		strip_next = rminus;
-		trim_nl = kind != '{'; /* trim_blocks: the newline after a block or comment tag */
+		trim_nl = kind != '{' && !rplus; /* trim_blocks: the newline after a block or comment tag */
 		i = ie + 2;
 	}
 }
@@ -677,13 +728,20 @@ static struct expr *parse_mul(struct jctx *J)
 	}
 }
 
-static struct expr *parse_add(struct jctx *J)
+/* Jinja's order: '~' binds tighter than '+' and '-' ("1 + 2 ~ 'a'" is 1 + (2 ~ 'a')), looser than '*' */
+static struct expr *parse_concat(struct jctx *J)
 {
 	struct expr *e = parse_mul(J);
+	while (!J->failed && accept_op(J, "~")) e = bin(J, "~", e, parse_mul(J));
+	return e;
+}
+
+static struct expr *parse_add(struct jctx *J)
+{
+	struct expr *e = parse_concat(J);
 	for (;;) {
-		if (accept_op(J, "+")) e = bin(J, "+", e, parse_mul(J));
-		else if (accept_op(J, "-")) e = bin(J, "-", e, parse_mul(J));
-		else if (accept_op(J, "~")) e = bin(J, "~", e, parse_mul(J));
+		if (accept_op(J, "+")) e = bin(J, "+", e, parse_concat(J));
+		else if (accept_op(J, "-")) e = bin(J, "-", e, parse_concat(J));
 		else return e;
 	}
 }
@@ -1064,6 +1122,32 @@ static void sb_put(struct sbuf *b, const char *s, size_t n)
 }
 static void sb_str(struct sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
+static void u8_put(struct sbuf *b, unsigned long cp)
+{
+	char u[4];
+	size_t k;
+	if (cp < 0x80) {
+		u[0] = (char)cp;
+		k = 1;
+	} else if (cp < 0x800) {
+		u[0] = (char)(0xc0 | (cp >> 6));
+		u[1] = (char)(0x80 | (cp & 0x3f));
+		k = 2;
+	} else if (cp < 0x10000) {
+		u[0] = (char)(0xe0 | (cp >> 12));
+		u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		u[2] = (char)(0x80 | (cp & 0x3f));
+		k = 3;
+	} else {
+		u[0] = (char)(0xf0 | (cp >> 18));
+		u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+		u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		u[3] = (char)(0x80 | (cp & 0x3f));
+		k = 4;
+	}
+	sb_put(b, u, k);
+}
+
 /* A float as Python's repr writes it (str() is the same): the shortest digits that read back to the same
  * double, positional between 1e-4 and 1e16, else with an exponent; "1.0", not "1". */
 static void py_float(struct sbuf *b, double f)
@@ -1258,6 +1342,132 @@ static struct jval eval(struct jctx *J, struct expr *e);
 
 static double num(struct jval v) { return v.t == J_INT ? (double)v.u.i : v.t == J_FLOAT ? v.u.f : v.t == J_BOOL ? v.u.b : 0; }
 
+/* Python's type name of a value, for error messages */
+static const char *py_type(struct jval v)
+{
+	switch (v.t) {
+	case J_UNDEF: return "Undefined";
+	case J_NONE: return "NoneType";
+	case J_BOOL: return "bool";
+	case J_INT: return "int";
+	case J_FLOAT: return "float";
+	case J_STR: return "str";
+	case J_LIST: return "list";
+	case J_DICT: return "dict";
+	case J_FUNC: case J_MACRO: return "function";
+	}
+	return "?";
+}
+
+/* ------------------------------------------------------------------ strings as Python sees them */
+
+/* Python's strings are sequences of code points; ours are UTF-8. Lengths, indexes and slices count code points
+ * (a byte that does not start one is a continuation byte). */
+static size_t u8_len(const char *p, size_t n)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) k += ((unsigned char)p[i] & 0xc0) != 0x80;
+	return k;
+}
+
+/* byte offsets of the code points of p, with n at the end: (*off)[0..len] */
+static size_t u8_offsets(struct jctx *J, const char *p, size_t n, size_t **off)
+{
+	size_t len = u8_len(p, n), k = 0;
+	*off = ar_alloc(J, sizeof **off * (len + 1));
+	for (size_t i = 0; i < n; i++)
+		if (((unsigned char)p[i] & 0xc0) != 0x80) (*off)[k++] = i;
+	(*off)[len] = n;
+	return len;
+}
+
+static unsigned long u8_decode(const char *p, size_t n, size_t *used)
+{
+	unsigned char c = (unsigned char)p[0];
+	int k = c < 0x80 ? 0 : c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
+	if ((size_t)k >= n) k = 0;
+	unsigned long cp = k == 0 ? c : c & (0x3f >> k);
+	for (int i = 1; i <= k; i++) {
+		if (((unsigned char)p[i] & 0xc0) != 0x80) { /* not UTF-8: the byte as it is */
+			*used = 1;
+			return c;
+		}
+		cp = cp << 6 | ((unsigned char)p[i] & 0x3f);
+	}
+	*used = (size_t)k + 1;
+	return cp;
+}
+
+static void u8_put(struct sbuf *b, unsigned long cp);
+
+/* Simple case mappings of the scripts chat text mostly has cases in: ASCII, Latin-1, Latin Extended-A, Greek,
+ * Cyrillic, fullwidth Latin. Other code points have no case here. */
+static unsigned long cp_upper(unsigned long c)
+{
+	if (c >= 'a' && c <= 'z') return c - 32;
+	if (c < 0x80) return c;
+	if ((c >= 0xe0 && c <= 0xfe && c != 0xf7)) return c - 32;
+	if (c == 0xff) return 0x178;
+	if ((c >= 0x100 && c <= 0x137) || (c >= 0x14a && c <= 0x177)) return c & 1 ? c - 1 : c;
+	if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e)) return c & 1 ? c : c - 1;
+	if (c == 0x3c2) return 0x3a3;
+	if ((c >= 0x3b1 && c <= 0x3c1) || (c >= 0x3c3 && c <= 0x3cb)) return c - 32;
+	if (c == 0x3ac) return 0x386;
+	if (c >= 0x3ad && c <= 0x3af) return c - 37;
+	if (c == 0x3cc) return 0x38c;
+	if (c == 0x3cd || c == 0x3ce) return c - 63;
+	if (c >= 0x430 && c <= 0x44f) return c - 32;
+	if (c >= 0x450 && c <= 0x45f) return c - 80;
+	if (c >= 0xff41 && c <= 0xff5a) return c - 32;
+	return c;
+}
+static unsigned long cp_lower(unsigned long c)
+{
+	if (c >= 'A' && c <= 'Z') return c + 32;
+	if (c < 0x80) return c;
+	if ((c >= 0xc0 && c <= 0xde && c != 0xd7)) return c + 32;
+	if (c == 0x178) return 0xff;
+	if ((c >= 0x100 && c <= 0x137) || (c >= 0x14a && c <= 0x177)) return c & 1 ? c : c + 1;
+	if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e)) return c & 1 ? c + 1 : c;
+	if ((c >= 0x391 && c <= 0x3a1) || (c >= 0x3a3 && c <= 0x3ab)) return c + 32;
+	if (c == 0x386) return 0x3ac;
+	if (c >= 0x388 && c <= 0x38a) return c + 37;
+	if (c == 0x38c) return 0x3cc;
+	if (c == 0x38e || c == 0x38f) return c + 63;
+	if (c >= 0x410 && c <= 0x42f) return c + 32;
+	if (c >= 0x400 && c <= 0x40f) return c + 80;
+	if (c >= 0xff21 && c <= 0xff3a) return c + 32;
+	return c;
+}
+static bool cp_cased(unsigned long c) { return cp_upper(c) != c || cp_lower(c) != c || c == 0xdf; }
+
+/* mode 'u' upper, 'l' lower, 't' str.title() (upper after an uncased character), 'c' capitalize(),
+ * 'j' Jinja's title filter (upper after a run of '-', whitespace, '(', '{', '[', '<') */
+static struct jval u8_case(struct jctx *J, const char *p, size_t n, char mode)
+{
+	struct sbuf b = { .J = J };
+	bool prev_cased = false, start = true;
+	for (size_t i = 0; i < n;) {
+		size_t k;
+		unsigned long c = u8_decode(p + i, n - i, &k);
+		bool up;
+		switch (mode) {
+		case 'u': up = true; break;
+		case 'l': up = false; break;
+		case 't': up = !prev_cased; break;
+		case 'c': up = i == 0; break;
+		default: up = start; break;
+		}
+		unsigned long m = up ? cp_upper(c) : cp_lower(c);
+		if (m == c) sb_put(&b, p + i, k); /* unchanged bytes as they were, valid UTF-8 or not */
+		else u8_put(&b, m);
+		prev_cased = cp_cased(c);
+		start = c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || (c < 0x80 && (is_ws((char)c) || c == '\v' || c == '\f'));
+		i += k;
+	}
+	return v_str(b.p ? b.p : "", b.n);
+}
+
 static struct jval strip_chars(struct jval s, struct jval chars, bool left, bool right)
 {
 	const char *set = " \t\n\r\v\f";
@@ -1292,24 +1502,8 @@ static struct jval call_method(struct jctx *J, struct jval obj, const char *m, s
 		if (!strcmp(m, "strip")) return strip_chars(obj, na ? a[0] : v_none(), true, true);
 		if (!strcmp(m, "lstrip")) return strip_chars(obj, na ? a[0] : v_none(), true, false);
 		if (!strcmp(m, "rstrip")) return strip_chars(obj, na ? a[0] : v_none(), false, true);
-		if (!strcmp(m, "upper") || !strcmp(m, "lower")) {
-			char *q = ar_strndup(J, p, n);
-			for (size_t i = 0; i < n; i++) q[i] = (char)(m[0] == 'u' ? toupper((unsigned char)q[i]) : tolower((unsigned char)q[i]));
-			return v_str(q, n);
-		}
-		if (!strcmp(m, "title") || !strcmp(m, "capitalize")) {
-			/* str.title(): a letter after a non-letter goes upper, the others lower; capitalize(): the first
-			 * character upper, the rest lower. Bytes of multi-byte UTF-8 count as letters (they mostly are). */
-			char *q = ar_strndup(J, p, n);
-			bool prev = false;
-			for (size_t i = 0; i < n; i++) {
-				unsigned char c = (unsigned char)q[i];
-				bool up = m[0] == 't' ? !prev : i == 0;
-				q[i] = (char)(up ? toupper(c) : tolower(c));
-				prev = isalpha(c) || c >= 0x80;
-			}
-			return v_str(q, n);
-		}
+		if (!strcmp(m, "upper") || !strcmp(m, "lower") || !strcmp(m, "title") || !strcmp(m, "capitalize"))
+			return u8_case(J, p, n, m[0]);
 		if (!strcmp(m, "find") || !strcmp(m, "count") || !strcmp(m, "index") || !strcmp(m, "rfind")) {
 			struct jval x = na ? as_str(J, a[0]) : v_cstr("");
 			long long found = -1, cnt = 0;
@@ -1324,7 +1518,7 @@ static struct jval call_method(struct jctx *J, struct jval obj, const char *m, s
 				jerr(J, _("chat template: substring not found"));
 				return v_undef();
 			}
-			return v_int(found);
+			return v_int(found < 0 ? -1 : (long long)u8_len(p, (size_t)found)); /* in code points */
 		}
 		if (!strncmp(m, "is", 2) && (!strcmp(m + 2, "digit") || !strcmp(m + 2, "alpha") || !strcmp(m + 2, "alnum") ||
 					      !strcmp(m + 2, "space") || !strcmp(m + 2, "lower") || !strcmp(m + 2, "upper"))) {
@@ -1475,6 +1669,7 @@ static struct jval call_method(struct jctx *J, struct jval obj, const char *m, s
 }
 
 static bool test(struct jctx *J, const char *t, struct jval v, struct jval *a, int na);
+static struct jval index_of(struct jctx *J, struct jval o, struct jval k);
 static struct jval filter(struct jctx *J, const char *f, struct jval v, struct jval *a, const char **kw, int na);
 
 /* item "a.b.0" of a value, as the attribute= arguments of map, selectattr, sort, ... look it up */
@@ -1508,8 +1703,10 @@ static struct jlist *iter_items(struct jctx *J, struct jval v)
 	struct jlist *l = list_new(J, 4);
 	if (v.t == J_DICT)
 		for (int i = 0; i < v.u.d->n; i++) list_push(J, l, v_cstr(v.u.d->k[i]));
-	else if (v.t == J_STR)
-		for (size_t i = 0; i < v.u.s.n; i++) list_push(J, l, v_str(v.u.s.p + i, 1));
+	else if (v.t == J_STR) {
+		size_t *off, len = u8_offsets(J, v.u.s.p, v.u.s.n, &off);
+		for (size_t i = 0; i < len; i++) list_push(J, l, v_str(v.u.s.p + off[i], off[i + 1] - off[i]));
+	}
 	return l;
 }
 
@@ -1541,33 +1738,39 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 	int npos = 0;
 	while (npos < na && !(kw && kw[npos])) npos++;
 	if (!strcmp(f, "length") || !strcmp(f, "count")) {
-		return v_int(v.t == J_STR ? (long long)v.u.s.n : v.t == J_LIST ? v.u.l->n : v.t == J_DICT ? v.u.d->n : 0);
+		if (v.t != J_STR && v.t != J_LIST && v.t != J_DICT && v.t != J_UNDEF) {
+			jerr(J, _("chat template: object of type '%s' has no len()"), py_type(v));
+			return v_undef();
+		}
+		return v_int(v.t == J_STR ? (long long)u8_len(v.u.s.p, v.u.s.n) : v.t == J_LIST ? v.u.l->n : v.t == J_DICT ? v.u.d->n : 0);
 	}
 	if (!strcmp(f, "trim")) {
 		struct jval chars = kwarg(kw, a, na, "chars", 0, npos);
 		return strip_chars(as_str(J, v), chars, true, true);
 	}
 	if (!strcmp(f, "string")) return as_str(J, v);
-	if (!strcmp(f, "safe") || !strcmp(f, "e") || !strcmp(f, "escape") || !strcmp(f, "forceescape"))
-		return v; /* no autoescape in chat templates */
+	if (!strcmp(f, "safe")) return v; /* no autoescape in chat templates: nothing to mark safe */
+	if (!strcmp(f, "e") || !strcmp(f, "escape") || !strcmp(f, "forceescape")) {
+		/* markupsafe's escape, which the filter still does with autoescape off */
+		struct jval sv = as_str(J, v);
+		struct sbuf b = { .J = J };
+		for (size_t i = 0; i < sv.u.s.n; i++) {
+			char c = sv.u.s.p[i];
+			if (c == '&') sb_str(&b, "&amp;");
+			else if (c == '<') sb_str(&b, "&lt;");
+			else if (c == '>') sb_str(&b, "&gt;");
+			else if (c == '"') sb_str(&b, "&#34;");
+			else if (c == '\'') sb_str(&b, "&#39;");
+			else sb_put(&b, &c, 1);
+		}
+		return v_str(b.p ? b.p : "", b.n);
+	}
 	if (!strcmp(f, "upper") || !strcmp(f, "lower") || !strcmp(f, "capitalize"))
 		return call_method(J, as_str(J, v), f, NULL, 0);
 	if (!strcmp(f, "title")) {
 		/* Jinja's title: each word, cut before runs of '-', spaces, '(', '{', '[', '<', as first upper, rest lower */
 		struct jval sv = as_str(J, v);
-		char *q = ar_strndup(J, sv.u.s.p, sv.u.s.n);
-		bool start = true;
-		for (size_t i = 0; i < sv.u.s.n; i++) {
-			unsigned char c = (unsigned char)q[i];
-			bool sep = c == '-' || is_ws((char)c) || c == '\v' || c == '\f' || c == '(' || c == '{' || c == '[' || c == '<';
-			if (sep) {
-				start = true;
-				continue;
-			}
-			q[i] = (char)(start ? toupper(c) : tolower(c));
-			start = false;
-		}
-		return v_str(q, sv.u.s.n);
+		return u8_case(J, sv.u.s.p, sv.u.s.n, 'j');
 	}
 	if (!strcmp(f, "replace")) {
 		struct jval x[3] = { kwarg(kw, a, na, "old", 0, npos), kwarg(kw, a, na, "new", 1, npos),
@@ -1632,7 +1835,7 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 	}
 	if (!strcmp(f, "first") || !strcmp(f, "last")) {
 		if (v.t == J_LIST && v.u.l->n) return v.u.l->v[f[0] == 'f' ? 0 : v.u.l->n - 1];
-		if (v.t == J_STR && v.u.s.n) return v_str(v.u.s.p + (f[0] == 'f' ? 0 : v.u.s.n - 1), 1);
+		if (v.t == J_STR && v.u.s.n) return index_of(J, v, v_int(f[0] == 'f' ? 0 : -1));
 		if (v.t == J_DICT && v.u.d->n) return v_cstr(v.u.d->k[f[0] == 'f' ? 0 : v.u.d->n - 1]);
 		return v_undef();
 	}
@@ -1648,10 +1851,11 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 		return v_str(b.p ? b.p : "", b.n);
 	}
 	if (!strcmp(f, "list") || !strcmp(f, "reverse")) {
-		if (f[0] == 'r' && v.t == J_STR) {
-			char *q = ar_alloc(J, v.u.s.n + 1);
-			for (size_t i = 0; i < v.u.s.n; i++) q[i] = v.u.s.p[v.u.s.n - 1 - i];
-			return v_str(q, v.u.s.n);
+		if (f[0] == 'r' && v.t == J_STR) { /* code points in reverse */
+			size_t *off, len = u8_offsets(J, v.u.s.p, v.u.s.n, &off);
+			struct sbuf b = { .J = J };
+			for (size_t i = len; i-- > 0;) sb_put(&b, v.u.s.p + off[i], off[i + 1] - off[i]);
+			return v_str(b.p ? b.p : "", b.n);
 		}
 		struct jlist *src = iter_items(J, v), *l = list_new(J, src->n);
 		for (int i = 0; i < src->n; i++) list_push(J, l, src->v[f[0] == 'r' ? src->n - 1 - i : i]);
@@ -1755,7 +1959,7 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 		}
 		return (struct jval){ .t = J_LIST, .u.l = l };
 	}
-	if (!strcmp(f, "attr")) return npos ? attr_path(J, v, a[0]) : v_undef();
+	if (!strcmp(f, "attr")) return v_undef(); /* Python attributes, not items: a dict's keys are not among them */
 	if (!strcmp(f, "indent")) {
 		/* Jinja's: lines after the first (all with first=true) get width spaces, blank lines only with blank=true */
 		struct jval w = kwarg(kw, a, na, "width", 0, npos), first = kwarg(kw, a, na, "first", 1, npos),
@@ -1843,9 +2047,10 @@ static struct jval index_of(struct jctx *J, struct jval o, struct jval k)
 		long long i = norm_index(k.t == J_INT ? k.u.i : k.u.b, o.u.l->n);
 		return i >= 0 && i < o.u.l->n ? o.u.l->v[i] : v_undef();
 	}
-	if (o.t == J_STR && k.t == J_INT) {
-		long long i = norm_index(k.u.i, (long long)o.u.s.n);
-		return i >= 0 && i < (long long)o.u.s.n ? v_str(o.u.s.p + i, 1) : v_undef();
+	if (o.t == J_STR && k.t == J_INT) { /* the k-th code point */
+		size_t *off, len = u8_offsets(J, o.u.s.p, o.u.s.n, &off);
+		long long i = norm_index(k.u.i, (long long)len);
+		return i >= 0 && i < (long long)len ? v_str(o.u.s.p + off[i], off[i + 1] - off[i]) : v_undef();
 	}
 	if (o.t == J_DICT && k.t == J_STR) {
 		struct jval *v = dict_get(o.u.d, k.u.s.p, k.u.s.n);
@@ -1855,6 +2060,32 @@ static struct jval index_of(struct jctx *J, struct jval o, struct jval k)
 }
 
 static void exec_list(struct jctx *J, struct stmt **l, int n);
+
+/* Python's ordering where it has one: *c < 0, 0, > 0; false for types it does not order */
+static bool order(struct jctx *J, struct jval a, struct jval b, int *c)
+{
+	bool an = a.t == J_INT || a.t == J_FLOAT || a.t == J_BOOL, bn = b.t == J_INT || b.t == J_FLOAT || b.t == J_BOOL;
+	if (an && bn) {
+		double x = num(a), y = num(b);
+		*c = (x > y) - (x < y);
+		return true;
+	}
+	if (a.t == J_STR && b.t == J_STR) {
+		size_t m = MIN(a.u.s.n, b.u.s.n);
+		int r = memcmp(a.u.s.p, b.u.s.p, m);
+		*c = r ? (r > 0) - (r < 0) : (a.u.s.n > b.u.s.n) - (a.u.s.n < b.u.s.n);
+		return true;
+	}
+	if (a.t == J_LIST && b.t == J_LIST) {
+		for (int i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
+			if (equal(a.u.l->v[i], b.u.l->v[i])) continue;
+			return order(J, a.u.l->v[i], b.u.l->v[i], c);
+		}
+		*c = (a.u.l->n > b.u.l->n) - (a.u.l->n < b.u.l->n);
+		return true;
+	}
+	return false;
+}
 
 /* Run statements with the output going to a string of their own: {% set %} blocks, macros, {% filter %}. */
 static struct jval capture(struct jctx *J, struct stmt **l, int n)
@@ -1980,6 +2211,10 @@ static struct jval call_value(struct jctx *J, struct jval f, const char *name, s
 		jerr(J, _("chat template: %.*s"), (int)m.u.s.n, m.u.s.p);
 		return v_undef();
 	}
+	if (!strcmp(fn, "strftime_now") && (na != 1 || (kw && kw[0]))) {
+		jerr(J, _("chat template: strftime_now() takes one format argument"));
+		return v_undef();
+	}
 	if (!strcmp(fn, "strftime_now")) {
 		/* transformers' strftime_now: the local time now; SOURCE_DATE_EPOCH (UTC), where set, fixes the
 		 * instant for reproducible output (the tests) */
@@ -2042,7 +2277,8 @@ static struct jval eval(struct jctx *J, struct expr *e)
 	}
 	case E_SLICE: {
 		struct jval o = eval(J, e->a);
-		long long n = o.t == J_LIST ? o.u.l->n : o.t == J_STR ? (long long)o.u.s.n : 0;
+		size_t *off = NULL;
+		long long n = o.t == J_LIST ? o.u.l->n : o.t == J_STR ? (long long)u8_offsets(J, o.u.s.p, o.u.s.n, &off) : 0;
 		long long st = e->d ? (long long)num(eval(J, e->d)) : 1;
 		if (st == 0) {
 			jerr(J, _("chat template: slice step 0"));
@@ -2067,7 +2303,7 @@ static struct jval eval(struct jctx *J, struct expr *e)
 		}
 		if (o.t == J_STR) {
 			struct sbuf b = { .J = J };
-			for (long long i = lo; st > 0 ? i < hi : i > hi; i += st) sb_put(&b, o.u.s.p + i, 1);
+			for (long long i = lo; st > 0 ? i < hi : i > hi; i += st) sb_put(&b, o.u.s.p + off[i], off[i + 1] - off[i]);
 			return v_str(b.p ? b.p : "", b.n);
 		}
 		return v_undef();
@@ -2104,6 +2340,10 @@ static struct jval eval(struct jctx *J, struct expr *e)
 			jerr(J, _("chat template: an undefined value in '%s'"), e->name);
 			return v;
 		}
+		if (v.t != J_INT && v.t != J_FLOAT && v.t != J_BOOL) {
+			jerr(J, _("chat template: bad operand type for unary %s: '%s'"), e->name, py_type(v));
+			return v_undef();
+		}
 		if (!strcmp(e->name, "+")) return v.t == J_FLOAT ? v : v_int((long long)num(v));
 		return v.t == J_FLOAT ? (struct jval){ .t = J_FLOAT, .u.f = -v.u.f } : v_int(-(long long)num(v));
 	}
@@ -2127,11 +2367,7 @@ static struct jval eval(struct jctx *J, struct expr *e)
 			else jerr(J, _("chat template: an undefined value in '%s'"), op);
 			return v_undef();
 		}
-		if (!strcmp(op, "~") || (!strcmp(op, "+") && (a.t == J_STR || b.t == J_STR))) {
-			if (!strcmp(op, "+") && (a.t != J_STR || b.t != J_STR)) {
-				jerr(J, _("chat template: cannot add a string and a non-string"));
-				return v_undef();
-			}
+		if (!strcmp(op, "~") || (!strcmp(op, "+") && a.t == J_STR && b.t == J_STR)) {
 			struct jval x = as_str(J, a), y = as_str(J, b);
 			if (x.u.s.n + y.u.s.n > (64u << 20)) {
 				jerr(J, _("chat template: a string of more than 64 MiB"));
@@ -2162,18 +2398,40 @@ static struct jval eval(struct jctx *J, struct expr *e)
 			}
 			return v_bool(r == !strcmp(op, "in"));
 		}
-		if (a.t == J_STR && b.t == J_STR && strchr("<>", op[0])) {
-			size_t m = MIN(a.u.s.n, b.u.s.n);
-			int c = memcmp(a.u.s.p, b.u.s.p, m);
-			if (!c) c = (a.u.s.n > b.u.s.n) - (a.u.s.n < b.u.s.n);
+		bool an = a.t == J_INT || a.t == J_FLOAT || a.t == J_BOOL, bn = b.t == J_INT || b.t == J_FLOAT || b.t == J_BOOL;
+		if (strchr("<>", op[0])) {
+			/* Python orders numbers with numbers, strings with strings (by code point, which UTF-8's byte
+			 * order is) and lists item by item; anything else is a TypeError */
+			int c;
+			if (!order(J, a, b, &c)) {
+				jerr(J, _("chat template: '%s' not supported between '%s' and '%s'"), op, py_type(a), py_type(b));
+				return v_undef();
+			}
 			return v_bool(!strcmp(op, "<") ? c < 0 : !strcmp(op, ">") ? c > 0 : !strcmp(op, "<=") ? c <= 0 : c >= 0);
+		}
+		if (!strcmp(op, "*") && ((a.t == J_LIST && b.t == J_INT) || (a.t == J_INT && b.t == J_LIST))) {
+			struct jval l = a.t == J_LIST ? a : b;
+			long long k = a.t == J_INT ? a.u.i : b.u.i;
+			if (k > 0 && (unsigned long long)l.u.l->n * (unsigned long long)k > 1000000) {
+				jerr(J, _("chat template: a list of more than a million items"));
+				return v_undef();
+			}
+			struct jlist *r = list_new(J, 4);
+			for (long long i = 0; i < k; i++)
+				for (int j = 0; j < l.u.l->n; j++) list_push(J, r, l.u.l->v[j]);
+			return (struct jval){ .t = J_LIST, .u.l = r };
+		}
+		if (a.t == J_INT && b.t == J_STR && !strcmp(op, "*")) {
+			struct jval t = a;
+			a = b;
+			b = t;
+		}
+		if (!(an && bn) && !(!strcmp(op, "*") && a.t == J_STR && b.t == J_INT)) {
+			jerr(J, _("chat template: unsupported operand types for %s: '%s' and '%s'"), op, py_type(a), py_type(b));
+			return v_undef();
 		}
 		double x = num(a), y = num(b);
 		bool ints = a.t != J_FLOAT && b.t != J_FLOAT;
-		if (!strcmp(op, "<")) return v_bool(x < y);
-		if (!strcmp(op, ">")) return v_bool(x > y);
-		if (!strcmp(op, "<=")) return v_bool(x <= y);
-		if (!strcmp(op, ">=")) return v_bool(x >= y);
 		if (!strcmp(op, "+")) return ints ? v_int((long long)x + (long long)y) : (struct jval){ .t = J_FLOAT, .u.f = x + y };
 		if (!strcmp(op, "-")) return ints ? v_int((long long)x - (long long)y) : (struct jval){ .t = J_FLOAT, .u.f = x - y };
 		if (!strcmp(op, "**")) {
@@ -2309,10 +2567,12 @@ static void exec(struct jctx *J, struct stmt *s)
 			items = list_new(J, it.u.d->n);
 			for (int i = 0; i < it.u.d->n; i++) list_push(J, items, v_cstr(it.u.d->k[i]));
 		} else if (it.t == J_STR) {
-			items = list_new(J, (int)it.u.s.n);
-			for (size_t i = 0; i < it.u.s.n; i++) list_push(J, items, v_str(it.u.s.p + i, 1));
+			items = iter_items(J, it); /* code points */
+		} else if (it.t == J_UNDEF) {
+			items = list_new(J, 1); /* Jinja's Undefined iterates as empty */
 		} else {
-			items = list_new(J, 1);
+			jerr(J, _("chat template: '%s' object is not iterable"), py_type(it));
+			return;
 		}
 		if (++J->depth > 64) {
 			jerr(J, _("chat template: loops nested too deeply"));
@@ -2346,7 +2606,7 @@ static void exec(struct jctx *J, struct stmt *s)
 			/* one loop object updated in place, as Jinja's LoopContext, so that a long loop does not fill the arena;
 			 * its keys are set once and then its values by position */
 			static const char *const lk[] = { "index0", "index", "revindex0", "revindex", "first", "last", "length",
-							  "previtem", "nextitem" };
+							  "previtem", "nextitem", "depth", "depth0" };
 			if (!loop) {
 				loop = dict_new(J);
 				for (size_t k = 0; k < ARRAY_SIZE(lk); k++) dict_set(J, loop, lk[k], v_none());
@@ -2361,6 +2621,8 @@ static void exec(struct jctx *J, struct stmt *s)
 			lv[6] = v_int(pass->n);
 			lv[7] = i > 0 ? pass->v[i - 1] : v_undef();
 			lv[8] = i + 1 < pass->n ? pass->v[i + 1] : v_undef();
+			lv[9] = v_int(1); /* no recursive loops: always the first level */
+			lv[10] = v_int(0);
 			scope_set(J, "loop", (struct jval){ .t = J_DICT, .u.d = loop });
 			exec_list(J, s->body, s->nb);
 			int brk = J->brk;
@@ -2386,7 +2648,21 @@ int jinja_render(const char *tmpl, const struct chat_msg *msgs, int n, bool add_
 	struct jctx J;
 	memset(&J, 0, sizeof J);
 	*out = NULL;
-	cut_tags(&J, tmpl);
+	/* as Jinja's lexer: "\r\n" and "\r" read as "\n", and one newline at the very end is dropped
+	 * (keep_trailing_newline is off in transformers) */
+	size_t tl = strlen(tmpl);
+	char *src = ar_alloc(&J, tl + 1), *w = src;
+	for (size_t i = 0; i < tl; i++) {
+		if (tmpl[i] == '\r') {
+			*w++ = '\n';
+			if (i + 1 < tl && tmpl[i + 1] == '\n') i++;
+		} else {
+			*w++ = tmpl[i];
+		}
+	}
+	if (w > src && w[-1] == '\n') w--;
+	*w = 0;
+	cut_tags(&J, src);
 	int nstmt = 0;
 	const char *which = NULL;
 	struct stmt **prog = J.failed ? NULL : parse_block(&J, NULL, &nstmt, &which);
