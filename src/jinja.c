@@ -65,7 +65,7 @@ struct expr {
 	bool neg;                  /* E_TEST: "is not" */
 };
 
-enum sk { S_TEXT, S_OUT, S_IF, S_FOR, S_SET, S_MACRO, S_BREAK, S_CONTINUE, S_FILTER };
+enum sk { S_TEXT, S_OUT, S_IF, S_FOR, S_SET, S_MACRO, S_BREAK, S_CONTINUE, S_FILTER, S_WITH };
 struct stmt {
 	enum sk k;
 	const char *text;
@@ -79,7 +79,8 @@ struct stmt {
 	struct expr *filter;       /* S_FOR ... if cond */
 	struct stmt **body, **else_body;  /* S_SET with a body: {% set x %}...{% endset %} */
 	int nb, ne;
-	const char **params;       /* S_MACRO parameter names, defaults[i] NULL when it has none */
+	const char **params;       /* S_MACRO parameter names, defaults[i] NULL when it has none; S_WITH names and
+				    * values; S_SET "a, b = ..." targets (nparams > 1) */
 	struct expr **defaults;
 	int nparams;
 };
@@ -904,6 +905,57 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 				}
 				if (!which2) jerr(J, _("chat template: {%% for %%} without {%% endfor %%}"));
 				J->ti++;
+			} else if (tok_is(w, K_NAME, "with")) {
+				/* {% with a = 1, b = x %}...{% endwith %}: a scope of its own */
+				s->k = S_WITH;
+				int wcap = 16;
+				s->params = ar_alloc(J, sizeof *s->params * wcap);
+				s->defaults = ar_alloc(J, sizeof *s->defaults * wcap);
+				while (!J->failed && peek(J)->k != K_END) {
+					if (s->nparams == wcap) {
+						jerr(J, _("chat template: too many names in {%% with %%}"));
+						break;
+					}
+					s->params[s->nparams] = take_name(J);
+					expect_op(J, "=");
+					s->defaults[s->nparams++] = parse_expr(J);
+					if (!accept_op(J, ",")) break;
+				}
+				if (peek(J)->k != K_END)
+					jerr(J, _("chat template: unexpected '%.*s'"), (int)peek(J)->n, peek(J)->p);
+				static const char *const e_with[] = { "endwith", NULL };
+				const char *which2;
+				s->body = parse_block(J, e_with, &s->nb, &which2);
+				if (!which2) jerr(J, _("chat template: {%% with %%} without {%% endwith %%}"));
+				J->ti++;
+				J->pos = J->ntoks;
+			} else if (tok_is(w, K_NAME, "set") && J->toks[J->pos].k == K_NAME && tok_is(&J->toks[J->pos + 1], K_OP, ",")) {
+				/* {% set a, b = x %}: x's items to the names */
+				s->k = S_SET;
+				int tcap = 16;
+				s->params = ar_alloc(J, sizeof *s->params * tcap);
+				do {
+					if (s->nparams == tcap) {
+						jerr(J, _("chat template: too many names in {%% set %%}"));
+						break;
+					}
+					s->params[s->nparams++] = take_name(J);
+				} while (!J->failed && accept_op(J, ","));
+				expect_op(J, "=");
+				s->e = parse_expr(J);
+				if (accept_op(J, ",")) { /* "= 1, 2": a tuple */
+					struct expr *t = mk(J, E_LIST);
+					t->args = ar_alloc(J, sizeof *t->args * 16);
+					t->args[t->nargs++] = s->e;
+					do {
+						if (t->nargs == 16) {
+							jerr(J, _("chat template: tuple too long"));
+							break;
+						}
+						t->args[t->nargs++] = parse_expr(J);
+					} while (!J->failed && accept_op(J, ","));
+					s->e = t;
+				}
 			} else if (tok_is(w, K_NAME, "set")) {
 				s->k = S_SET;
 				s->var = take_name(J);
@@ -977,7 +1029,7 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 				break;
 			}
 			if (s->k != S_IF && s->k != S_FOR && !(s->k == S_SET && s->body) && s->k != S_MACRO &&
-			    s->k != S_FILTER && peek(J)->k != K_END)
+			    s->k != S_FILTER && s->k != S_WITH && peek(J)->k != K_END)
 				jerr(J, _("chat template: unexpected '%.*s'"), (int)peek(J)->n, peek(J)->p);
 		}
 		if (n == cap) {
@@ -1668,6 +1720,158 @@ static struct jval call_method(struct jctx *J, struct jval obj, const char *m, s
 	return v_undef();
 }
 
+/* Python's printf-style "fmt % args" (the format filter too): %s %r %d %i %f %e %g %x %o %c %% with flags, width and
+ * precision; a list gives several arguments, a dict named ones "%(key)s" */
+static struct jval py_percent(struct jctx *J, struct jval fmt, struct jval args)
+{
+	struct sbuf b = { .J = J };
+	const char *p = fmt.u.s.p, *end = p + fmt.u.s.n;
+	int ai = 0, nargs = args.t == J_LIST ? args.u.l->n : 1;
+	while (p < end) {
+		if (*p != '%') {
+			sb_put(&b, p++, 1);
+			continue;
+		}
+		p++;
+		if (p < end && *p == '%') {
+			sb_put(&b, p++, 1);
+			continue;
+		}
+		struct jval v = v_undef();
+		bool named = false;
+		if (p < end && *p == '(' && args.t == J_DICT) {
+			const char *k = ++p;
+			while (p < end && *p != ')') p++;
+			struct jval *x = dict_get(args.u.d, k, (size_t)(p - k));
+			if (p < end) p++;
+			if (!x) {
+				jerr(J, _("chat template: no '%.*s' for the format"), (int)(p - k - 1), k);
+				return v_undef();
+			}
+			v = *x;
+			named = true;
+		}
+		char spec[32];
+		size_t sn = 0;
+		spec[sn++] = '%';
+		while (p < end && strchr("-+ 0#", *p) && sn < 8) spec[sn++] = *p++;
+		while (p < end && isdigit((unsigned char)*p) && sn < 16) spec[sn++] = *p++;
+		if (p < end && *p == '.') {
+			spec[sn++] = *p++;
+			while (p < end && isdigit((unsigned char)*p) && sn < 24) spec[sn++] = *p++;
+		}
+		if (p >= end) {
+			jerr(J, _("chat template: incomplete format"));
+			return v_undef();
+		}
+		char conv = *p++;
+		if (!named) {
+			if (ai >= nargs) {
+				jerr(J, _("chat template: not enough arguments for the format string"));
+				return v_undef();
+			}
+			v = args.t == J_LIST ? args.u.l->v[ai] : args;
+			ai++;
+		}
+		char out[512];
+		switch (conv) {
+		case 's': case 'r': {
+			struct sbuf t = { .J = J };
+			to_text_r(&t, v, conv == 'r');
+			spec[sn++] = 's';
+			spec[sn] = 0;
+			if (sn == 2) sb_put(&b, t.p ? t.p : "", t.n); /* no width: any length */
+			else { snprintf(out, sizeof out, spec, t.p ? t.p : ""); sb_str(&b, out); }
+			break;
+		}
+		case 'd': case 'i': case 'x': case 'X': case 'o': case 'c':
+			if (v.t != J_INT && v.t != J_FLOAT && v.t != J_BOOL) {
+				jerr(J, _("chat template: %%%c format: a number is required, not %s"), conv, py_type(v));
+				return v_undef();
+			}
+			spec[sn++] = 'l';
+			spec[sn++] = 'l';
+			spec[sn++] = conv == 'i' ? 'd' : conv;
+			spec[sn] = 0;
+			snprintf(out, sizeof out, spec, (long long)num(v));
+			sb_str(&b, out);
+			break;
+		case 'f': case 'F': case 'e': case 'E': case 'g': case 'G':
+			if (v.t != J_INT && v.t != J_FLOAT && v.t != J_BOOL) {
+				jerr(J, _("chat template: %%%c format: a number is required, not %s"), conv, py_type(v));
+				return v_undef();
+			}
+			spec[sn++] = conv;
+			spec[sn] = 0;
+			snprintf(out, sizeof out, spec, num(v));
+			sb_str(&b, out);
+			break;
+		default:
+			jerr(J, _("chat template: unsupported format character '%c'"), conv);
+			return v_undef();
+		}
+	}
+	if (args.t == J_LIST && ai < nargs) {
+		jerr(J, _("chat template: not all arguments converted during string formatting"));
+		return v_undef();
+	}
+	return v_str(b.p ? b.p : "", b.n);
+}
+
+/* str.format(): "{}" and "{0}" positional, "{name}" by keyword, "{{" and "}}"; no format specs */
+static struct jval py_format(struct jctx *J, struct jval fmt, struct jval *a, const char **kw, int na)
+{
+	struct sbuf b = { .J = J };
+	const char *p = fmt.u.s.p, *end = p + fmt.u.s.n;
+	int auto_i = 0;
+	while (p < end) {
+		if ((*p == '{' || *p == '}') && p + 1 < end && p[1] == *p) {
+			sb_put(&b, p, 1);
+			p += 2;
+			continue;
+		}
+		if (*p != '{') {
+			sb_put(&b, p++, 1);
+			continue;
+		}
+		const char *k = ++p;
+		while (p < end && *p != '}') p++;
+		if (p >= end) {
+			jerr(J, _("chat template: unclosed '{' in a format string"));
+			return v_undef();
+		}
+		size_t kn = (size_t)(p++ - k);
+		struct jval v = v_undef();
+		bool found = false;
+		if (kn && memchr(k, ':', kn)) {
+			jerr(J, _("chat template: format specs in str.format() are not supported"));
+			return v_undef();
+		}
+		if (kn == 0 || isdigit((unsigned char)*k)) {
+			int i = kn ? atoi(ar_strndup(J, k, kn)) : auto_i++;
+			int pos = 0;
+			for (int j = 0; j < na; j++)
+				if (!(kw && kw[j]) && pos++ == i) {
+					v = a[j];
+					found = true;
+					break;
+				}
+		} else {
+			for (int j = 0; j < na; j++)
+				if (kw && kw[j] && strlen(kw[j]) == kn && !memcmp(kw[j], k, kn)) {
+					v = a[j];
+					found = true;
+				}
+		}
+		if (!found) {
+			jerr(J, _("chat template: no argument '%.*s' for str.format()"), (int)kn, k);
+			return v_undef();
+		}
+		to_text(&b, v);
+	}
+	return v_str(b.p ? b.p : "", b.n);
+}
+
 static bool test(struct jctx *J, const char *t, struct jval v, struct jval *a, int na);
 static struct jval index_of(struct jctx *J, struct jval o, struct jval k);
 static struct jval filter(struct jctx *J, const char *f, struct jval v, struct jval *a, const char **kw, int na);
@@ -1991,6 +2195,17 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 			if (truthy(blank)) sb_put(&b, ind.u.s.p, ind.u.s.n);
 		}
 		return v_str(b.p ? b.p : "", b.n);
+	}
+	if (!strcmp(f, "format")) {
+		if (kw && na && kw[na - 1]) { /* format(name=...) fills "%(name)s" */
+			struct jdict *d = dict_new(J);
+			for (int i = 0; i < na; i++)
+				if (kw[i]) dict_set(J, d, kw[i], a[i]);
+			return py_percent(J, as_str(J, v), (struct jval){ .t = J_DICT, .u.d = d });
+		}
+		struct jlist *l = list_new(J, na); /* the arguments as a tuple, each one value */
+		for (int i = 0; i < na; i++) list_push(J, l, a[i]);
+		return py_percent(J, as_str(J, v), (struct jval){ .t = J_LIST, .u.l = l });
 	}
 	if (!strcmp(f, "wordcount")) {
 		struct jval sv = as_str(J, v);
@@ -2318,6 +2533,7 @@ static struct jval eval(struct jctx *J, struct expr *e)
 				struct jval *m = dict_get(obj.u.d, e->a->name, strlen(e->a->name));
 				if (m && (m->t == J_MACRO || m->t == J_FUNC)) return call_value(J, *m, e->a->name, a, e->kw, e->nargs);
 			}
+			if (obj.t == J_STR && !strcmp(e->a->name, "format")) return py_format(J, obj, a, e->kw, e->nargs);
 			return call_method(J, obj, e->a->name, a, e->nargs);
 		}
 		struct jval f = eval(J, e->a);
@@ -2421,6 +2637,7 @@ static struct jval eval(struct jctx *J, struct expr *e)
 				for (int j = 0; j < l.u.l->n; j++) list_push(J, r, l.u.l->v[j]);
 			return (struct jval){ .t = J_LIST, .u.l = r };
 		}
+		if (a.t == J_STR && !strcmp(op, "%")) return py_percent(J, a, b); /* a list stands for a tuple */
 		if (a.t == J_INT && b.t == J_STR && !strcmp(op, "*")) {
 			struct jval t = a;
 			a = b;
@@ -2544,8 +2761,27 @@ static void exec(struct jctx *J, struct stmt *s)
 		if (b.n) out_put(J, b.p, b.n);
 		break;
 	}
+	case S_WITH: {
+		struct scope sc = { .up = J->sc };
+		struct jval vals[16];
+		for (int i = 0; i < s->nparams; i++) vals[i] = eval(J, s->defaults[i]); /* in the outer scope */
+		J->sc = &sc;
+		for (int i = 0; i < s->nparams; i++) scope_set(J, s->params[i], vals[i]);
+		exec_list(J, s->body, s->nb);
+		J->sc = sc.up;
+		break;
+	}
 	case S_SET: {
 		struct jval v = s->body ? capture(J, s->body, s->nb) : eval(J, s->e);
+		if (s->nparams) { /* set a, b = ... */
+			struct jlist *l = v.t == J_LIST || v.t == J_STR || v.t == J_DICT ? iter_items(J, v) : NULL;
+			if (!l || l->n != s->nparams) {
+				jerr(J, _("chat template: cannot unpack %s into %d names"), py_type(v), s->nparams);
+				return;
+			}
+			for (int i = 0; i < s->nparams; i++) scope_set(J, s->params[i], l->v[i]);
+			break;
+		}
 		if (s->var2) {
 			struct jval ns = lookup(J, s->var);
 			if (ns.t != J_DICT) {
