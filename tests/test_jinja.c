@@ -168,6 +168,57 @@ static void check_extra(const char *td)
 	cJSON_Delete(gj);
 }
 
+/* $TESTDATA/templates/snippet_goldens.json: small templates, one rule of Jinja or Python each, as jinja2 rendered
+ * them under transformers' settings (gen_snippet_goldens.py), byte for byte; where jinja2 failed (a TypeError, an
+ * undefined name, raise_exception) lmterm fails too. The cases marked "lmterm" are what it knowingly does
+ * otherwise: "unsupported" ones fail with a message, "renders" ones render where transformers fails. */
+static void check_snippets(const char *td)
+{
+	char path[4096], *buf;
+	size_t len;
+	snprintf(path, sizeof path, "%s/templates/snippet_goldens.json", td);
+	if (read_file(path, &buf, &len) != LM_OK) {
+		printf("FAIL: %s\n", lm_errmsg());
+		fails++;
+		return;
+	}
+	cJSON *j = cJSON_Parse(buf);
+	free(buf);
+	struct chat_msg m[2] = { { "user", "  hi  " }, { "assistant", "yo" } };
+	const cJSON *c;
+	int n = 0, ok = 0, nerr = 0, known = 0;
+	cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases")) {
+		const char *t = cJSON_GetObjectItem(c, "template")->valuestring;
+		const cJSON *want = cJSON_GetObjectItem(c, "rendered"), *werr = cJSON_GetObjectItem(c, "error"),
+			    *mark = cJSON_GetObjectItem(c, "lmterm");
+		char *got = NULL;
+		int rc = jinja_render(t, m, 2, true, "<s>", "</s>", &got);
+		bool good;
+		n++;
+		if (mark) {
+			known++;
+			good = strncmp(mark->valuestring, "unsupported", 11) == 0 ? rc == LM_ERR : rc == LM_OK;
+		} else if (werr) {
+			nerr++;
+			good = rc == LM_ERR;
+		} else {
+			good = rc == LM_OK && strcmp(got, want->valuestring) == 0;
+		}
+		if (good) {
+			ok++;
+		} else {
+			printf("FAIL: snippet '%s'\n", t);
+			show("want", mark ? mark->valuestring : werr ? werr->valuestring : want->valuestring);
+			show("got ", rc == LM_OK ? got : lm_errmsg());
+			fails++;
+		}
+		free(got);
+	}
+	printf("snippets: %d/%d as jinja2 (%d of them errors there; %d knowingly otherwise)\n", ok, n, nerr, known);
+	CHECK(n >= 150, "only %d snippets", n);
+	cJSON_Delete(j);
+}
+
 static void expect(const char *tmpl, const char *want)
 {
 	struct chat_msg m[2] = { { "user", "  hi  " }, { "assistant", "yo" } };
@@ -213,6 +264,7 @@ int main(void)
 	check_goldens(g, "tiny-en-zh (chatml)", path);
 	cJSON_Delete(g);
 	check_extra(td);
+	check_snippets(td);
 
 	/* expressions and whitespace, as Jinja (trim_blocks, lstrip_blocks) renders them */
 	expect("{{ messages[0].content | trim }}|{{ messages | length }}", "hi|2");
