@@ -82,7 +82,8 @@ void tmpl_free(struct chat_template *t)
 	free(t->jinja);
 	free(t->bos_text);
 	free(t->eos_text);
-	t->jinja = t->bos_text = t->eos_text = NULL;
+	free(t->jinja_error);
+	t->jinja = t->bos_text = t->eos_text = t->jinja_error = NULL;
 }
 
 int tmpl_load_json(struct chat_template *t, const char *path)
@@ -237,16 +238,21 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 	}
 	int rc = tmpl_builtin(t, name);
 	/* the model's own template where the built-in would render differently (and the interpreter runs it) */
-	if (rc == LM_OK && jinja && !builtin_matches(t, jinja, bos, eos)) {
+	if (rc == LM_OK && jinja) {
 		char *probe;
 		static const struct chat_msg m[] = { { "user", "Hello" } };
-		if (jinja_render(jinja, m, 1, true, bos, eos, &probe) == LM_OK) {
+		if (jinja_render(jinja, m, 1, true, bos, eos, &probe) != LM_OK) {
+			/* the built-in stays, and the engine says why the model's own template could not be used */
+			t->jinja_error = strdup(lm_errmsg());
+		} else {
 			free(probe);
-			snprintf(t->name, sizeof t->name, "jinja (%s)", name);
-			t->jinja = jinja;
-			t->bos_text = bos;
-			t->eos_text = eos;
-			jinja = bos = eos = NULL;
+			if (!builtin_matches(t, jinja, bos, eos)) {
+				snprintf(t->name, sizeof t->name, "jinja (%s)", name);
+				t->jinja = jinja;
+				t->bos_text = bos;
+				t->eos_text = eos;
+				jinja = bos = eos = NULL;
+			}
 		}
 		lm_err_clear();
 	}
