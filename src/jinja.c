@@ -2605,12 +2605,19 @@ static struct jval eval(struct jctx *J, struct expr *e)
 		if (!strcmp(op, "in") || !strcmp(op, "notin")) {
 			bool r = false;
 			if (b.t == J_STR) {
-				struct jval x = as_str(J, a);
+				if (a.t != J_STR) {
+					jerr(J, _("chat template: 'in <string>' requires a string on the left, not %s"), py_type(a));
+					return v_undef();
+				}
+				struct jval x = a;
 				r = x.u.s.n == 0 || (x.u.s.n <= b.u.s.n && memmem(b.u.s.p, b.u.s.n, x.u.s.p, x.u.s.n));
 			} else if (b.t == J_LIST) {
 				for (int i = 0; i < b.u.l->n && !r; i++) r = equal(a, b.u.l->v[i]);
 			} else if (b.t == J_DICT && a.t == J_STR) {
 				r = dict_get(b.u.d, a.u.s.p, a.u.s.n) != NULL;
+			} else if (b.t != J_DICT && b.t != J_UNDEF) { /* Undefined is an empty container; none is none */
+				jerr(J, _("chat template: argument of type '%s' is not iterable"), py_type(b));
+				return v_undef();
 			}
 			return v_bool(r == !strcmp(op, "in"));
 		}

@@ -208,6 +208,11 @@ CASES += [
  "{{ '%s %s' % ('a',) }}",
 ]
 
+CASES += [
+ "{{ 'a' in none }}",
+ "{{ 1 in 'abc' }}",
+ "{{ 'a' in {'a': 1} }}{{ 1 in {'a': 1} }}",
+]
 
 # what lmterm does otherwise: "unsupported" (fails with a message naming the construct) or "renders" (where
 # transformers fails)
