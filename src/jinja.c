@@ -46,7 +46,7 @@ struct jval {
 		struct stmt *m;
 	} u;
 };
-struct jlist { int n, cap; struct jval *v; };
+struct jlist { int n, cap; struct jval *v; bool tuple; /* a tuple: prints as one */ };
 struct jdict { int n, cap; const char **k; struct jval *v; bool ns; };
 
 /* ------------------------------------------------------------------ tree */
@@ -555,11 +555,13 @@ static struct expr *parse_primary(struct jctx *J)
 	} else if (accept_op(J, "(")) {
 		if (accept_op(J, ")")) { /* the empty tuple */
 			e = mk(J, E_LIST);
+			e->neg = true;
 			return e;
 		}
 		e = parse_expr(J);
-		if (accept_op(J, ",")) { /* a tuple: evaluated as a list, which is what templates need of it */
+		if (accept_op(J, ",")) { /* a tuple: a list that prints as a tuple */
 			struct expr *t = mk(J, E_LIST);
+			t->neg = true;
 			t->args = ar_alloc(J, sizeof *t->args * 16);
 			t->args[t->nargs++] = e;
 			while (!J->failed && !tok_is(peek(J), K_OP, ")")) {
@@ -1268,12 +1270,12 @@ static void to_text_r(struct sbuf *b, struct jval v, bool repr)
 		else sb_put(b, v.u.s.p, v.u.s.n);
 		break;
 	case J_LIST:
-		sb_str(b, "[");
+		sb_str(b, v.u.l->tuple ? "(" : "[");
 		for (int i = 0; i < v.u.l->n; i++) {
 			if (i) sb_str(b, ", ");
 			to_text_r(b, v.u.l->v[i], true);
 		}
-		sb_str(b, "]");
+		sb_str(b, v.u.l->tuple ? v.u.l->n == 1 ? ",)" : ")" : "]");
 		break;
 	case J_DICT:
 		if (v.u.d->ns) {
@@ -1695,6 +1697,7 @@ static struct jval call_method(struct jctx *J, struct jval obj, const char *m, s
 				struct jval k = v_cstr(obj.u.d->k[i]);
 				if (m[0] == 'i') {
 					struct jlist *pair = list_new(J, 2);
+					pair->tuple = true;
 					list_push(J, pair, k);
 					list_push(J, pair, obj.u.d->v[i]);
 					list_push(J, l, (struct jval){ .t = J_LIST, .u.l = pair });
@@ -1707,6 +1710,16 @@ static struct jval call_method(struct jctx *J, struct jval obj, const char *m, s
 		if (!strcmp(m, "cycle") && na && dict_get(obj.u.d, "index0", 6)) { /* loop.cycle(a, b, ...) */
 			struct jval *i0 = dict_get(obj.u.d, "index0", 6);
 			return a[i0->u.i % na];
+		}
+		if (!strcmp(m, "changed") && dict_get(obj.u.d, "index0", 6)) {
+			/* loop.changed(x...): true at the first call and whenever the values differ from the last call's;
+			 * the last ones are kept in the loop object under a key no template can spell */
+			struct jlist *l = list_new(J, na);
+			for (int i = 0; i < na; i++) list_push(J, l, a[i]);
+			struct jval now = { .t = J_LIST, .u.l = l }, *last = dict_get(obj.u.d, "\001changed", 8);
+			bool r = !last || !equal(*last, now);
+			dict_set(J, obj.u.d, "\001changed", now);
+			return v_bool(r);
 		}
 	} else if (obj.t == J_LIST && !strcmp(m, "append") && na) {
 		list_push(J, obj.u.l, a[0]);
@@ -2207,6 +2220,80 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 		for (int i = 0; i < na; i++) list_push(J, l, a[i]);
 		return py_percent(J, as_str(J, v), (struct jval){ .t = J_LIST, .u.l = l });
 	}
+	if (!strcmp(f, "center")) {
+		/* str.center(): the odd space goes right unless the width is odd too */
+		struct jval sv = as_str(J, v), w = kwarg(kw, a, na, "width", 0, npos);
+		long long width = w.t == J_UNDEF ? 80 : (long long)num(w), len = (long long)u8_len(sv.u.s.p, sv.u.s.n);
+		if (width > 1000000) width = 1000000;
+		long long marg = width - len, left = marg / 2 + (marg & width & 1);
+		if (marg <= 0) return sv;
+		struct sbuf b = { .J = J };
+		for (long long i = 0; i < left; i++) sb_str(&b, " ");
+		sb_put(&b, sv.u.s.p, sv.u.s.n);
+		for (long long i = 0; i < marg - left; i++) sb_str(&b, " ");
+		return v_str(b.p, b.n);
+	}
+	if (!strcmp(f, "truncate")) {
+		/* Jinja's: strings up to length + leeway (5) stay; else cut to length - len(end) code points, back to
+		 * the last space unless killwords, and end appended */
+		struct jval sv = as_str(J, v), ln = kwarg(kw, a, na, "length", 0, npos), kwds = kwarg(kw, a, na, "killwords", 1, npos),
+			    end = kwarg(kw, a, na, "end", 2, npos), lw = kwarg(kw, a, na, "leeway", 3, npos);
+		long long length = ln.t == J_UNDEF ? 255 : (long long)num(ln), leeway = lw.t == J_UNDEF ? 5 : (long long)num(lw);
+		end = end.t == J_UNDEF ? v_cstr("...") : as_str(J, end);
+		size_t *off, len = u8_offsets(J, sv.u.s.p, sv.u.s.n, &off), elen = u8_len(end.u.s.p, end.u.s.n);
+		if (length < (long long)elen || leeway < 0) {
+			jerr(J, _("chat template: truncate() length shorter than its end"));
+			return v_undef();
+		}
+		if ((long long)len <= length + leeway) return sv;
+		size_t keep = off[length - (long long)elen];
+		if (!truthy(kwds)) { /* rsplit(" ", 1)[0] */
+			const char *sp = NULL;
+			for (size_t i = keep; i-- > 0;)
+				if (sv.u.s.p[i] == ' ') {
+					sp = sv.u.s.p + i;
+					break;
+				}
+			if (sp) keep = (size_t)(sp - sv.u.s.p);
+		}
+		struct sbuf b = { .J = J };
+		sb_put(&b, sv.u.s.p, keep);
+		sb_put(&b, end.u.s.p, end.u.s.n);
+		return v_str(b.p, b.n);
+	}
+	if (!strcmp(f, "batch") || !strcmp(f, "slice")) {
+		/* batch(n): lists of n items (the last one filled up with fill_with if given); slice(n): n lists, the
+		 * first len % n of them one item longer (the others filled up) */
+		struct jlist *src = iter_items(J, v), *out = list_new(J, 4);
+		struct jval cnt = kwarg(kw, a, na, f[0] == 'b' ? "linecount" : "slices", 0, npos), fill = kwarg(kw, a, na, "fill_with", 1, npos);
+		long long k = (long long)num(cnt);
+		if (k <= 0) {
+			jerr(J, _("chat template: %s() needs a positive count"), f);
+			return v_undef();
+		}
+		if (k > 100000) k = 100000;
+		bool filled = fill.t != J_UNDEF && fill.t != J_NONE;
+		if (f[0] == 'b') {
+			for (int i = 0; i < src->n; i += (int)k) {
+				struct jlist *l = list_new(J, (int)k);
+				for (int j = i; j < src->n && j < i + k; j++) list_push(J, l, src->v[j]);
+				while (filled && l->n < k) list_push(J, l, fill);
+				list_push(J, out, (struct jval){ .t = J_LIST, .u.l = l });
+			}
+		} else {
+			long long per = src->n / k, extra = src->n % k, offset = 0;
+			for (long long sn = 0; sn < k; sn++) {
+				long long start = offset + sn * per;
+				if (sn < extra) offset++;
+				long long stop = offset + (sn + 1) * per;
+				struct jlist *l = list_new(J, 4);
+				for (long long j = start; j < stop; j++) list_push(J, l, src->v[j]);
+				if (filled && sn >= extra) list_push(J, l, fill);
+				list_push(J, out, (struct jval){ .t = J_LIST, .u.l = l });
+			}
+		}
+		return (struct jval){ .t = J_LIST, .u.l = out };
+	}
 	if (!strcmp(f, "wordcount")) {
 		struct jval sv = as_str(J, v);
 		return v_int(call_method(J, sv, "split", NULL, 0).u.l->n);
@@ -2459,6 +2546,7 @@ static struct jval eval(struct jctx *J, struct expr *e)
 	case E_NAME: return lookup(J, e->name);
 	case E_LIST: {
 		struct jlist *l = list_new(J, e->nargs);
+		l->tuple = e->neg;
 		for (int i = 0; i < e->nargs; i++) list_push(J, l, eval(J, e->args[i]));
 		return (struct jval){ .t = J_LIST, .u.l = l };
 	}

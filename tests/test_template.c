@@ -208,13 +208,11 @@ static void check_unseen(const char *td, const char *dir)
 	}
 	printf("unseen: %d templates, %d through the interpreter\n", nt, njinja);
 	/* a template the interpreter cannot run: the built-in stays, and why is kept for the engine to report */
-	write_file(dst, "{\"chat_template\": \"{% for m in messages %}{{ m.content | center(9) }}{% endfor %}\"}");
+	write_file(dst, "{\"chat_template\": \"{% for m in messages %}{{ m.content | urlencode }}{% endfor %}\"}");
 	struct chat_template ct;
 	CHECK(tmpl_choose(&ct, NULL, dir, "unseen") == LM_OK && !ct.jinja && ct.jinja_error &&
-	      strstr(ct.jinja_error, "center"), "unsupported filter: jinja %p, error '%s'", (void *)ct.jinja,
+	      strstr(ct.jinja_error, "urlencode"), "unsupported filter: jinja %p, error '%s'", (void *)ct.jinja,
 	      ct.jinja_error ? ct.jinja_error : "(none)");
-	tmpl_free(&ct);
-	CHECK(tmpl_choose(&ct, NULL, dir, "unseen") == LM_OK && ct.jinja_error, "again");
 	tmpl_free(&ct);
 	unlink(dst);
 	cJSON_Delete(tj);
