@@ -8,6 +8,9 @@
 #include "i18n.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +104,7 @@ struct tok {
 	const char *p;  /* K_NAME/K_OP text, K_STR decoded */
 	size_t n;
 	double num;
+	long long inum;  /* K_INT */
 };
 
 struct scope {
@@ -344,15 +348,58 @@ static void lex(struct jctx *J, const char *p, size_t n)
 		if (isalpha((unsigned char)c) || c == '_') {
 			size_t j = i;
 			while (j < n && (isalnum((unsigned char)p[j]) || p[j] == '_')) j++;
-			*t = (struct tok){ K_NAME, p + i, j - i, 0 };
+			*t = (struct tok){ K_NAME, p + i, j - i, 0, 0 };
 			i = j;
 		} else if (isdigit((unsigned char)c)) {
-			char *end;
-			double v = strtod(p + i, &end);
+			/* Jinja's number literals: 0x/0o/0b integers, decimal ones, floats with a fraction and/or an
+			 * exponent ("5." is 5 then '.'), '_' between digits */
+			char digits[128];
+			size_t k = 0, j = i;
+			int base = 10;
 			bool fl = false;
-			for (const char *q = p + i; q < end; q++) fl |= *q == '.' || *q == 'e' || *q == 'E';
-			*t = (struct tok){ fl ? K_FLOAT : K_INT, p + i, (size_t)(end - p - i), v };
-			i = (size_t)(end - p);
+			if (c == '0' && j + 2 < n && strchr("xXoObB", p[j + 1]) && isxdigit((unsigned char)p[j + 2])) {
+				base = tolower((unsigned char)p[j + 1]) == 'x' ? 16 : tolower((unsigned char)p[j + 1]) == 'o' ? 8 : 2;
+				j += 2;
+				while (j < n && (isxdigit((unsigned char)p[j]) || p[j] == '_') && k < sizeof digits - 1)
+					if (p[j++] != '_') digits[k++] = p[j - 1];
+			} else {
+				while (j < n && (isdigit((unsigned char)p[j]) || p[j] == '_') && k < sizeof digits - 8)
+					if (p[j++] != '_') digits[k++] = p[j - 1];
+				if (j + 1 < n && p[j] == '.' && isdigit((unsigned char)p[j + 1])) {
+					fl = true;
+					digits[k++] = p[j++];
+					while (j < n && (isdigit((unsigned char)p[j]) || p[j] == '_') && k < sizeof digits - 8)
+						if (p[j++] != '_') digits[k++] = p[j - 1];
+				}
+				size_t e = j;
+				if (e < n && (p[e] == 'e' || p[e] == 'E')) {
+					e++;
+					if (e < n && (p[e] == '+' || p[e] == '-')) e++;
+					if (e < n && isdigit((unsigned char)p[e])) {
+						fl = true;
+						digits[k++] = 'e';
+						if (p[j + 1] == '-' || p[j + 1] == '+') digits[k++] = p[j + 1];
+						j = e;
+						while (j < n && (isdigit((unsigned char)p[j]) || p[j] == '_') && k < sizeof digits - 1)
+							if (p[j++] != '_') digits[k++] = p[j - 1];
+					}
+				}
+			}
+			digits[k] = 0;
+			*t = (struct tok){ fl ? K_FLOAT : K_INT, p + i, j - i, 0, 0 };
+			if (fl) {
+				t->num = strtod(digits, NULL);
+			} else {
+				errno = 0;
+				unsigned long long u = strtoull(digits, NULL, base);
+				if (errno == ERANGE || u > (unsigned long long)LLONG_MAX) {
+					jerr(J, _("chat template: integer literal %.*s beyond 64 bits"), (int)(j - i), p + i);
+					return;
+				}
+				t->inum = (long long)u;
+				t->num = (double)u;
+			}
+			i = j;
 		} else if (c == '\'' || c == '"') {
 			char *buf = ar_alloc(J, n - i + 1);
 			size_t k = 0, j = i + 1;
@@ -412,7 +459,7 @@ static void lex(struct jctx *J, const char *p, size_t n)
 				jerr(J, _("chat template: unterminated string"));
 				return;
 			}
-			*t = (struct tok){ K_STR, buf, k, 0 };
+			*t = (struct tok){ K_STR, buf, k, 0, 0 };
 			i = j + 1;
 		} else {
 			static const char *const two[] = { "==", "!=", "<=", ">=", "//", "**" };
@@ -423,11 +470,11 @@ static void lex(struct jctx *J, const char *p, size_t n)
 				jerr(J, _("chat template: unexpected character '%c'"), c);
 				return;
 			}
-			*t = (struct tok){ K_OP, p + i, len, 0 };
+			*t = (struct tok){ K_OP, p + i, len, 0, 0 };
 			i += len;
 		}
 	}
-	J->toks[J->ntoks] = (struct tok){ K_END, "", 0, 0 };
+	J->toks[J->ntoks] = (struct tok){ K_END, "", 0, 0, 0 };
 }
 
 static struct tok *peek(struct jctx *J) { return &J->toks[J->pos]; }
@@ -533,7 +580,7 @@ static struct expr *parse_primary(struct jctx *J)
 		e = mk(J, E_LIT);
 		if (t->k == K_INT) {
 			e->lit.t = J_INT;
-			e->lit.u.i = (long long)t->num;
+			e->lit.u.i = t->inum;
 		} else {
 			e->lit.t = J_FLOAT;
 			e->lit.u.f = t->num;
@@ -1791,13 +1838,31 @@ static struct jval py_percent(struct jctx *J, struct jval fmt, struct jval args)
 		case 's': case 'r': {
 			struct sbuf t = { .J = J };
 			to_text_r(&t, v, conv == 'r');
-			spec[sn++] = 's';
-			spec[sn] = 0;
+			/* of the flags only '-' applies to strings ("%05s" pads with spaces in Python) */
+			char ss[32];
+			size_t w = 0, k = 1;
+			ss[w++] = '%';
+			bool left = false;
+			while (k < sn && strchr("-+ 0#", spec[k])) left |= spec[k++] == '-';
+			if (left) ss[w++] = '-';
+			while (k < sn) ss[w++] = spec[k++];
+			ss[w++] = 's';
+			ss[w] = 0;
+			memcpy(spec, ss, w + 1);
+			sn = w;
 			if (sn == 2) sb_put(&b, t.p ? t.p : "", t.n); /* no width: any length */
 			else { snprintf(out, sizeof out, spec, t.p ? t.p : ""); sb_str(&b, out); }
 			break;
 		}
-		case 'd': case 'i': case 'x': case 'X': case 'o': case 'c':
+		case 'c': /* a code point, or a one-character string */
+			if (v.t == J_STR && u8_len(v.u.s.p, v.u.s.n) == 1) sb_put(&b, v.u.s.p, v.u.s.n);
+			else if (v.t == J_INT && v.u.i >= 0 && v.u.i <= 0x10ffff) u8_put(&b, (unsigned long)v.u.i);
+			else {
+				jerr(J, _("chat template: %%c requires an integer or a character"));
+				return v_undef();
+			}
+			break;
+		case 'd': case 'i': case 'x': case 'X': case 'o':
 			if (v.t != J_INT && v.t != J_FLOAT && v.t != J_BOOL) {
 				jerr(J, _("chat template: %%%c format: a number is required, not %s"), conv, py_type(v));
 				return v_undef();
@@ -2648,8 +2713,12 @@ static struct jval eval(struct jctx *J, struct expr *e)
 			jerr(J, _("chat template: bad operand type for unary %s: '%s'"), e->name, py_type(v));
 			return v_undef();
 		}
-		if (!strcmp(e->name, "+")) return v.t == J_FLOAT ? v : v_int((long long)num(v));
-		return v.t == J_FLOAT ? (struct jval){ .t = J_FLOAT, .u.f = -v.u.f } : v_int(-(long long)num(v));
+		if (!strcmp(e->name, "+")) return v.t == J_BOOL ? v_int(v.u.b) : v;
+		if (v.t == J_INT && v.u.i == LLONG_MIN) {
+			jerr(J, _("chat template: integer overflow in '%s'"), "-");
+			return v_undef();
+		}
+		return v.t == J_FLOAT ? (struct jval){ .t = J_FLOAT, .u.f = -v.u.f } : v_int(v.t == J_INT ? -v.u.i : -(long long)v.u.b);
 	}
 	case E_COND: return truthy(eval(J, e->b)) ? eval(J, e->a) : e->c ? eval(J, e->c) : v_undef();
 	case E_BIN: {
@@ -2742,55 +2811,68 @@ static struct jval eval(struct jctx *J, struct expr *e)
 			jerr(J, _("chat template: unsupported operand types for %s: '%s' and '%s'"), op, py_type(a), py_type(b));
 			return v_undef();
 		}
-		double x = num(a), y = num(b);
-		bool ints = a.t != J_FLOAT && b.t != J_FLOAT;
-		if (!strcmp(op, "+")) return ints ? v_int((long long)x + (long long)y) : (struct jval){ .t = J_FLOAT, .u.f = x + y };
-		if (!strcmp(op, "-")) return ints ? v_int((long long)x - (long long)y) : (struct jval){ .t = J_FLOAT, .u.f = x - y };
-		if (!strcmp(op, "**")) {
-			double r = 1;
-			if (ints && y >= 0) {
-				long long ri = 1;
-				for (long long i = 0; i < (long long)y && i < 64; i++) ri *= (long long)x;
-				return v_int(ri);
+		if (a.t == J_STR && b.t == J_INT && !strcmp(op, "*")) {
+			if (b.u.i > 0 && a.u.s.n * (unsigned long long)b.u.i > (64u << 20)) {
+				jerr(J, _("chat template: a string of more than 64 MiB"));
+				return v_undef();
 			}
-			/* a float power by repeated squaring would be inexact; templates only need small integers */
-			if (y == (double)(long long)y) {
-				for (long long i = 0; i < (long long)(y < 0 ? -y : y) && i < 1024; i++) r *= x;
-				return (struct jval){ .t = J_FLOAT, .u.f = y < 0 ? 1 / r : r };
-			}
-			jerr(J, _("chat template: fractional powers are not supported"));
-			return v_undef();
+			struct sbuf sb = { .J = J };
+			for (long long i = 0; i < b.u.i; i++) sb_put(&sb, a.u.s.p, a.u.s.n);
+			return v_str(sb.p ? sb.p : "", sb.n);
 		}
-		if (!strcmp(op, "*")) {
-			if (a.t == J_STR && b.t == J_INT) {
-				if (b.u.i > 0 && a.u.s.n * (unsigned long long)b.u.i > (64u << 20)) {
-					jerr(J, _("chat template: a string of more than 64 MiB"));
+		bool ints = a.t != J_FLOAT && b.t != J_FLOAT;
+		if (ints && strcmp(op, "/") && !(!strcmp(op, "**") && (b.t == J_INT ? b.u.i : b.u.b) < 0)) {
+			/* integers stay integers, as Python's; those have no limit and ours 64 bits, so an overflow fails */
+			long long p = a.t == J_INT ? a.u.i : a.u.b, q = b.t == J_INT ? b.u.i : b.u.b, r = 0;
+			bool of = false;
+			if (!strcmp(op, "+")) {
+				of = __builtin_add_overflow(p, q, &r);
+			} else if (!strcmp(op, "-")) {
+				of = __builtin_sub_overflow(p, q, &r);
+			} else if (!strcmp(op, "*")) {
+				of = __builtin_mul_overflow(p, q, &r);
+			} else if (!strcmp(op, "**")) {
+				if (p == 0 || p == 1) r = q == 0 ? 1 : p;
+				else if (p == -1) r = q % 2 ? -1 : 1;
+				else for (r = 1; q-- > 0 && !of;) of = __builtin_mul_overflow(r, p, &r); /* |p| >= 2: 63 turns at most */
+			} else {
+				if (q == 0) {
+					jerr(J, _("chat template: division by zero"));
 					return v_undef();
 				}
-				struct sbuf sb = { .J = J };
-				for (long long i = 0; i < b.u.i; i++) sb_put(&sb, a.u.s.p, a.u.s.n);
-				return v_str(sb.p ? sb.p : "", sb.n);
+				if (p == LLONG_MIN && q == -1) {
+					of = true;
+				} else { /* Python's floor division and modulo: the remainder takes the divisor's sign */
+					long long d = p / q, m = p % q;
+					if (m && ((m < 0) != (q < 0))) {
+						d--;
+						m += q;
+					}
+					r = !strcmp(op, "//") ? d : m;
+				}
 			}
-			return ints ? v_int((long long)x * (long long)y) : (struct jval){ .t = J_FLOAT, .u.f = x * y };
+			if (of) {
+				jerr(J, _("chat template: integer overflow in '%s'"), op);
+				return v_undef();
+			}
+			return v_int(r);
 		}
-		if (y == 0) {
+		double x = num(a), y = num(b), r;
+		if (!strcmp(op, "+")) r = x + y;
+		else if (!strcmp(op, "-")) r = x - y;
+		else if (!strcmp(op, "*")) r = x * y;
+		else if (!strcmp(op, "**")) r = pow(x, y);
+		else if (y == 0) {
 			jerr(J, _("chat template: division by zero"));
 			return v_undef();
+		} else if (!strcmp(op, "/")) {
+			r = x / y;
+		} else { /* float // and %, as Python's divmod */
+			double m = fmod(x, y);
+			if (m != 0 && ((y < 0) != (m < 0))) m += y;
+			r = !strcmp(op, "%") ? m : floor(x / y);
 		}
-		if (!strcmp(op, "/")) return (struct jval){ .t = J_FLOAT, .u.f = x / y };
-		/* Python's floor division and modulo: the remainder takes the divisor's sign */
-		double q = x / y, fq = (double)(long long)q;
-		if (fq > q) fq -= 1;
-		if (!strcmp(op, "//")) return ints ? v_int((long long)fq) : (struct jval){ .t = J_FLOAT, .u.f = fq };
-		if (!strcmp(op, "%")) {
-			if (ints) {
-				long long r = (long long)x % (long long)y;
-				if (r && ((r < 0) != ((long long)y < 0))) r += (long long)y;
-				return v_int(r);
-			}
-			return (struct jval){ .t = J_FLOAT, .u.f = x - fq * y };
-		}
-		return v_undef();
+		return (struct jval){ .t = J_FLOAT, .u.f = r };
 	}
 	}
 	return v_undef();

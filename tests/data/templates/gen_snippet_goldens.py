@@ -222,6 +222,14 @@ CASES += [
  "{{ (1,) }}{{ ('a', [1], none) }}{{ {'k': (1, 2)} }}",
  "{% for k, v in {'b': 1, 'a': 2} | dictsort(by='value') %}{{ k }}{{ v }}{% endfor %}",
 ]
+CASES += [
+ "{{ 2 ** 10 }} {{ 2 ** -1 }} {{ 2.0 ** 0.5 }} {{ (-2) ** 3 }} {{ 7.5 // 2 }} {{ -7.5 % 2 }} {{ 7 % -3 }} {{ -7 // 2.0 }} {{ 1 / 4 }}",
+ "{{ 9223372036854775807 + 0 }} {{ -9223372036854775807 - 1 }}",
+ "{{ '%c%c' % (65, 'é') }}|{{ '%05s|%-4s|%.2s' % ('a', 'b', 'xyz') }}|{{ '%+d %05d % d' % (3, 42, 7) }}",
+ "{{ true + 1 }}{{ true * 2.5 }}",
+ "{{ 0x1F }} {{ 0o17 }} {{ 0b101 }} {{ 1_000_000 }} {{ 1_0.5 }} {{ 2e3 }} {{ 2.5e-3 }} {{ 1E2 }}",
+ "{{ 99999999999999999999 }}",
+]
 
 # what lmterm does otherwise: "unsupported" (fails with a message naming the construct) or "renders" (where
 # transformers fails)
@@ -234,6 +242,7 @@ KNOWN = {
 	"{% block b %}x{% endblock %}": "unsupported",
 	"{{ 'abc' | striptags }}{{ 'a b' | urlencode }}": "unsupported",
 	"{{ messages | groupby('role') | list | length }}": "unsupported",
+	"{{ 99999999999999999999 }}": "unsupported: integers beyond 64 bits",
 }
 
 
