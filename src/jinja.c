@@ -918,6 +918,8 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 				for (;;) {
 					static const char *const e_if[] = { "elif", "else", "endif", NULL };
 					const char *which2;
+					if (peek(J)->k != K_END) /* the tag's tokens are gone once the body is parsed */
+						jerr(J, _("chat template: unexpected '%.*s'"), (int)peek(J)->n, peek(J)->p);
 					if (s->nbranch == bcap) {
 						jerr(J, _("chat template: too many elif"));
 						break;
@@ -942,6 +944,8 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 				if (!accept_name(J, "in")) jerr(J, _("chat template: expected 'in' in {%% for %%}"));
 				s->e = parse_or(J);
 				if (accept_name(J, "if")) s->filter = parse_or(J);
+				accept_name(J, "recursive"); /* harmless without loop(...) calls, which fail as calls of a non-function */
+				if (peek(J)->k != K_END) jerr(J, _("chat template: unexpected '%.*s'"), (int)peek(J)->n, peek(J)->p);
 				static const char *const e_for[] = { "else", "endfor", NULL };
 				const char *which2;
 				J->ploops++;

@@ -230,6 +230,23 @@ CASES += [
  "{{ 0x1F }} {{ 0o17 }} {{ 0b101 }} {{ 1_000_000 }} {{ 1_0.5 }} {{ 2e3 }} {{ 2.5e-3 }} {{ 1E2 }}",
  "{{ 99999999999999999999 }}",
 ]
+CASES += [  # syntax errors: each must fail, none may pass silently
+ "{% if true false %}x{% endif %}",
+ "{% for x in [1] junk %}x{% endfor %}",
+ "{% if false %}a{% elif true junk %}b{% endif %}",
+ "{{ 1 2 }}",
+ "{% set x = 1 2 %}",
+ "{% endif %}",
+ "{% for x in [1] %}",
+ "{{ x | }}",
+ "{{ }}",
+ "{% %}",
+ "{{ 'a' ~ }}",
+ "{{ [1, 2 }}",
+ "{{ {'a' 1} }}",
+ "{% macro %}{% endmacro %}",
+ "{% if %}{% endif %}",
+]
 
 # what lmterm does otherwise: "unsupported" (fails with a message naming the construct) or "renders" (where
 # transformers fails)
