@@ -1773,6 +1773,8 @@ static struct jval call_method(struct jctx *J, struct jval obj, const char *m, s
 			return v_bool(r);
 		}
 	} else if (obj.t == J_LIST && !strcmp(m, "append") && na) {
+		/* transformers' ImmutableSandboxedEnvironment refuses this; kept since other runners (llama.cpp) allow
+		 * it and templates written for them use it */
 		list_push(J, obj.u.l, a[0]);
 		return v_none();
 	}

@@ -230,6 +230,25 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 		eos = token_text(o, "eos_token");
 		cJSON_Delete(o);
 	}
+	/* Newer transformers save the template beside tokenizer_config.json, as chat_template.jinja (or, for
+	 * processors, chat_template.json); when there, it is the one transformers uses. */
+	path_join(path, sizeof path, model_dir, "chat_template.jinja");
+	if (file_exists(path) && read_file(path, &buf, &len) == LM_OK) {
+		free(jinja);
+		jinja = buf;
+	} else {
+		path_join(path, sizeof path, model_dir, "chat_template.json");
+		if (file_exists(path) && read_file(path, &buf, &len) == LM_OK) {
+			cJSON *o = cJSON_ParseWithLength(buf, len);
+			free(buf);
+			const cJSON *ct = cJSON_GetObjectItemCaseSensitive(o, "chat_template");
+			if (cJSON_IsString(ct)) {
+				free(jinja);
+				jinja = strdup(ct->valuestring);
+			}
+			cJSON_Delete(o);
+		}
+	}
 	if (jinja) name = guess_from_jinja(jinja, model_type);
 	if (!name) {
 		if (strcmp(model_type, "internlm2") == 0) name = "internlm2";

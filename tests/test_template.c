@@ -214,6 +214,26 @@ static void check_unseen(const char *td, const char *dir)
 	      strstr(ct.jinja_error, "urlencode"), "unsupported filter: jinja %p, error '%s'", (void *)ct.jinja,
 	      ct.jinja_error ? ct.jinja_error : "(none)");
 	tmpl_free(&ct);
+	/* newer transformers save the template as chat_template.jinja (processors: chat_template.json) beside a
+	 * tokenizer_config.json without one; that file wins where both are */
+	char side[4200];
+	static const struct chat_msg um[] = { { "user", "Hi" } };
+	struct tmpl_text tt;
+	snprintf(side, sizeof side, "%s/chat_template.jinja", dir);
+	write_file(side, "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<bot>{% endif %}\n");
+	CHECK(tmpl_choose(&ct, NULL, dir, "unseen") == LM_OK && ct.jinja && tmpl_render_jinja(&ct, um, 1, true, &tt) == LM_OK &&
+	      strcmp(tt.s, "<user>Hi<bot>") == 0, "chat_template.jinja over tokenizer_config.json's: %s", ct.name);
+	tmpl_text_free(&tt);
+	tmpl_free(&ct);
+	unlink(side);
+	snprintf(side, sizeof side, "%s/chat_template.json", dir);
+	write_file(side, "{\"chat_template\": \"{% for m in messages %}[{{ m.content }}]{% endfor %}\"}");
+	write_file(dst, "{\"bos_token\": \"<s>\"}");
+	CHECK(tmpl_choose(&ct, NULL, dir, "unseen") == LM_OK && ct.jinja && tmpl_render_jinja(&ct, um, 1, true, &tt) == LM_OK &&
+	      strcmp(tt.s, "[Hi]") == 0, "chat_template.json: %s", ct.name);
+	tmpl_text_free(&tt);
+	tmpl_free(&ct);
+	unlink(side);
 	unlink(dst);
 	cJSON_Delete(tj);
 	cJSON_Delete(gj);
