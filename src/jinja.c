@@ -1213,6 +1213,10 @@ static void scope_set(struct jctx *J, const char *name, struct jval v)
 struct sbuf { char *p; size_t n, cap; struct jctx *J; };
 static void sb_put(struct sbuf *b, const char *s, size_t n)
 {
+	if (b->n + n > (256u << 20)) { /* no text of a template gets near this; stop before memory does */
+		jerr(b->J, "%s", _("chat template: a string of more than 256 MiB"));
+		return;
+	}
 	if (b->n + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 64;
 		while (cap < b->n + n + 1) cap *= 2;
@@ -1447,6 +1451,18 @@ static struct jval eval(struct jctx *J, struct expr *e);
 
 static double num(struct jval v) { return v.t == J_INT ? (double)v.u.i : v.t == J_FLOAT ? v.u.f : v.t == J_BOOL ? v.u.b : 0; }
 
+/* a value as an integer: integers as they are, floats truncated and clamped (casting an out-of-range double is
+ * undefined in C), NaN as 0 */
+static long long inum(struct jval v)
+{
+	if (v.t == J_INT) return v.u.i;
+	double d = num(v);
+	if (d != d) return 0;
+	if (d >= 9.2233720368547758e18) return LLONG_MAX;
+	if (d <= -9.2233720368547758e18) return LLONG_MIN;
+	return (long long)d;
+}
+
 /* Python's type name of a value, for error messages */
 static const char *py_type(struct jval v)
 {
@@ -1662,7 +1678,7 @@ static struct jval call_method(struct jctx *J, struct jval obj, const char *m, s
 		}
 		if (!strcmp(m, "rsplit") && na && a[0].t == J_STR && a[0].u.s.n) {
 			/* from the right, at most maxsplit cuts (all without it) */
-			long long maxs = na > 1 ? (long long)num(a[1]) : -1;
+			long long maxs = na > 1 ? inum(a[1]) : -1;
 			const char *sep = a[0].u.s.p;
 			size_t sn = a[0].u.s.n, end = n;
 			struct jlist *rev = list_new(J, 4);
@@ -1684,7 +1700,7 @@ static struct jval call_method(struct jctx *J, struct jval obj, const char *m, s
 		}
 		if (!strcmp(m, "split")) {
 			struct jlist *l = list_new(J, 4);
-			long long maxs = na > 1 ? (long long)num(a[1]) : -1;
+			long long maxs = na > 1 ? inum(a[1]) : -1;
 			if (na && a[0].t == J_STR && a[0].u.s.n) {
 				const char *sep = a[0].u.s.p;
 				size_t sn = a[0].u.s.n, i = 0, st = 0;
@@ -1877,7 +1893,7 @@ static struct jval py_percent(struct jctx *J, struct jval fmt, struct jval args)
 			spec[sn++] = 'l';
 			spec[sn++] = conv == 'i' ? 'd' : conv;
 			spec[sn] = 0;
-			snprintf(out, sizeof out, spec, (long long)num(v));
+			snprintf(out, sizeof out, spec, inum(v));
 			sb_str(&b, out);
 			break;
 		case 'f': case 'F': case 'e': case 'E': case 'g': case 'G':
@@ -2096,29 +2112,24 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 			char *t = ar_strndup(J, v.u.s.p, v.u.s.n), *e;
 			long long i = strtoll(t, &e, 10);
 			if (*e == '.' || *e == 'e' || *e == 'E') i = (long long)strtod(t, &e);
-			return v_int(e == t ? (long long)num(kwarg(kw, a, na, "default", 0, npos)) : i);
+			return v_int(e == t ? inum(kwarg(kw, a, na, "default", 0, npos)) : i);
 		}
-		return v_int((long long)num(v));
+		return v_int(inum(v));
 	}
 	if (!strcmp(f, "float")) {
 		if (v.t == J_STR) return (struct jval){ .t = J_FLOAT, .u.f = strtod(ar_strndup(J, v.u.s.p, v.u.s.n), NULL) };
 		return (struct jval){ .t = J_FLOAT, .u.f = num(v) };
 	}
 	if (!strcmp(f, "abs")) return v.t == J_FLOAT ? (struct jval){ .t = J_FLOAT, .u.f = v.u.f < 0 ? -v.u.f : v.u.f }
-					   : v_int(llabs((long long)num(v)));
+					   : v_int(llabs(inum(v)));
 	if (!strcmp(f, "round")) {
 		struct jval pr = kwarg(kw, a, na, "precision", 0, npos), me = kwarg(kw, a, na, "method", 1, npos);
-		double m = 1, x = num(v);
-		for (long long i = 0; i < (pr.t == J_INT ? pr.u.i : 0); i++) m *= 10;
-		x *= m;
-		double fl = (double)(long long)x;
-		if (fl > x) fl -= 1;
-		if (me.t == J_STR && me.u.s.n == 4 && !memcmp(me.u.s.p, "ceil", 4)) x = fl == x ? x : fl + 1;
-		else if (me.t == J_STR && me.u.s.n == 5 && !memcmp(me.u.s.p, "floor", 5)) x = fl;
-		else { /* Python's round(): halves to even */
-			double d = x - fl;
-			x = d > 0.5 ? fl + 1 : d < 0.5 ? fl : ((long long)fl % 2 == 0 ? fl : fl + 1);
-		}
+		long long prec = pr.t == J_UNDEF ? 0 : inum(pr);
+		prec = prec < -30 ? -30 : prec > 30 ? 30 : prec;
+		double m = pow(10, (double)prec), x = num(v) * m;
+		if (me.t == J_STR && me.u.s.n == 4 && !memcmp(me.u.s.p, "ceil", 4)) x = ceil(x);
+		else if (me.t == J_STR && me.u.s.n == 5 && !memcmp(me.u.s.p, "floor", 5)) x = floor(x);
+		else x = nearbyint(x); /* Python's round(): halves to even, the default rounding mode */
 		return (struct jval){ .t = J_FLOAT, .u.f = x / m };
 	}
 	if (!strcmp(f, "first") || !strcmp(f, "last")) {
@@ -2256,7 +2267,11 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 		if (w.t == J_STR) {
 			ind = w;
 		} else {
-			long long k = w.t == J_UNDEF ? 4 : (long long)num(w);
+			long long k = w.t == J_UNDEF ? 4 : inum(w);
+			if (k > 100000) {
+				jerr(J, _("chat template: indent() wider than 100000"));
+				return v_undef();
+			}
 			char *sp = ar_alloc(J, (size_t)(k > 0 ? k : 0) + 1);
 			for (long long i = 0; i < k; i++) sp[i] = ' ';
 			ind = v_str(sp, (size_t)(k > 0 ? k : 0));
@@ -2294,7 +2309,7 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 	if (!strcmp(f, "center")) {
 		/* str.center(): the odd space goes right unless the width is odd too */
 		struct jval sv = as_str(J, v), w = kwarg(kw, a, na, "width", 0, npos);
-		long long width = w.t == J_UNDEF ? 80 : (long long)num(w), len = (long long)u8_len(sv.u.s.p, sv.u.s.n);
+		long long width = w.t == J_UNDEF ? 80 : inum(w), len = (long long)u8_len(sv.u.s.p, sv.u.s.n);
 		if (width > 1000000) width = 1000000;
 		long long marg = width - len, left = marg / 2 + (marg & width & 1);
 		if (marg <= 0) return sv;
@@ -2302,14 +2317,14 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 		for (long long i = 0; i < left; i++) sb_str(&b, " ");
 		sb_put(&b, sv.u.s.p, sv.u.s.n);
 		for (long long i = 0; i < marg - left; i++) sb_str(&b, " ");
-		return v_str(b.p, b.n);
+		return v_str(b.p ? b.p : "", b.n);
 	}
 	if (!strcmp(f, "truncate")) {
 		/* Jinja's: strings up to length + leeway (5) stay; else cut to length - len(end) code points, back to
 		 * the last space unless killwords, and end appended */
 		struct jval sv = as_str(J, v), ln = kwarg(kw, a, na, "length", 0, npos), kwds = kwarg(kw, a, na, "killwords", 1, npos),
 			    end = kwarg(kw, a, na, "end", 2, npos), lw = kwarg(kw, a, na, "leeway", 3, npos);
-		long long length = ln.t == J_UNDEF ? 255 : (long long)num(ln), leeway = lw.t == J_UNDEF ? 5 : (long long)num(lw);
+		long long length = ln.t == J_UNDEF ? 255 : inum(ln), leeway = lw.t == J_UNDEF ? 5 : inum(lw);
 		end = end.t == J_UNDEF ? v_cstr("...") : as_str(J, end);
 		size_t *off, len = u8_offsets(J, sv.u.s.p, sv.u.s.n, &off), elen = u8_len(end.u.s.p, end.u.s.n);
 		if (length < (long long)elen || leeway < 0) {
@@ -2330,14 +2345,14 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 		struct sbuf b = { .J = J };
 		sb_put(&b, sv.u.s.p, keep);
 		sb_put(&b, end.u.s.p, end.u.s.n);
-		return v_str(b.p, b.n);
+		return v_str(b.p ? b.p : "", b.n);
 	}
 	if (!strcmp(f, "batch") || !strcmp(f, "slice")) {
 		/* batch(n): lists of n items (the last one filled up with fill_with if given); slice(n): n lists, the
 		 * first len % n of them one item longer (the others filled up) */
 		struct jlist *src = iter_items(J, v), *out = list_new(J, 4);
 		struct jval cnt = kwarg(kw, a, na, f[0] == 'b' ? "linecount" : "slices", 0, npos), fill = kwarg(kw, a, na, "fill_with", 1, npos);
-		long long k = (long long)num(cnt);
+		long long k = inum(cnt);
 		if (k <= 0) {
 			jerr(J, _("chat template: %s() needs a positive count"), f);
 			return v_undef();
@@ -2407,7 +2422,7 @@ static bool test(struct jctx *J, const char *t, struct jval v, struct jval *a, i
 	if (!strcmp(t, "sequence") || !strcmp(t, "iterable")) return v.t == J_LIST || v.t == J_STR || v.t == J_DICT;
 	if (!strcmp(t, "equalto") || !strcmp(t, "eq") || !strcmp(t, "sameas") || !strcmp(t, "==")) return na && equal(v, a[0]);
 	if (!strcmp(t, "odd") || !strcmp(t, "even")) return v.t == J_INT && (v.u.i % 2 != 0) == (t[0] == 'o');
-	if (!strcmp(t, "divisibleby")) return na && v.t == J_INT && num(a[0]) != 0 && v.u.i % (long long)num(a[0]) == 0;
+	if (!strcmp(t, "divisibleby")) return na && v.t == J_INT && num(a[0]) != 0 && v.u.i % inum(a[0]) == 0;
 	jerr(J, _("chat template: unsupported test '%s'"), t);
 	return false;
 }
@@ -2561,12 +2576,12 @@ static struct jval call_value(struct jctx *J, struct jval f, const char *name, s
 		return (struct jval){ .t = J_DICT, .u.d = d };
 	}
 	if (!strcmp(fn, "range")) {
-		long long lo = 0, hi = na ? (long long)num(a[0]) : 0, st = 1;
+		long long lo = 0, hi = na ? inum(a[0]) : 0, st = 1;
 		if (na >= 2) {
 			lo = hi;
-			hi = (long long)num(a[1]);
+			hi = inum(a[1]);
 		}
-		if (na >= 3) st = (long long)num(a[2]);
+		if (na >= 3) st = inum(a[2]);
 		if (st == 0) {
 			jerr(J, _("chat template: range() step must not be zero"));
 			return v_undef();
@@ -2653,20 +2668,20 @@ static struct jval eval(struct jctx *J, struct expr *e)
 		struct jval o = eval(J, e->a);
 		size_t *off = NULL;
 		long long n = o.t == J_LIST ? o.u.l->n : o.t == J_STR ? (long long)u8_offsets(J, o.u.s.p, o.u.s.n, &off) : 0;
-		long long st = e->d ? (long long)num(eval(J, e->d)) : 1;
+		long long st = e->d ? inum(eval(J, e->d)) : 1;
 		if (st == 0) {
 			jerr(J, _("chat template: slice step 0"));
 			return v_undef();
 		}
 		long long lo, hi;
 		if (st > 0) {
-			lo = e->b ? norm_index((long long)num(eval(J, e->b)), n) : 0;
-			hi = e->c ? norm_index((long long)num(eval(J, e->c)), n) : n;
+			lo = e->b ? norm_index(inum(eval(J, e->b)), n) : 0;
+			hi = e->c ? norm_index(inum(eval(J, e->c)), n) : n;
 			lo = lo < 0 ? 0 : lo > n ? n : lo;
 			hi = hi < 0 ? 0 : hi > n ? n : hi;
 		} else {
-			lo = e->b ? norm_index((long long)num(eval(J, e->b)), n) : n - 1;
-			hi = e->c ? norm_index((long long)num(eval(J, e->c)), n) : -1;
+			lo = e->b ? norm_index(inum(eval(J, e->b)), n) : n - 1;
+			hi = e->c ? norm_index(inum(eval(J, e->c)), n) : -1;
 			lo = lo < -1 ? -1 : lo > n - 1 ? n - 1 : lo;
 			hi = hi < -1 ? -1 : hi > n - 1 ? n - 1 : hi;
 		}
