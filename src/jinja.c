@@ -517,6 +517,16 @@ static const char *take_name(struct jctx *J)
 
 static struct expr *parse_expr(struct jctx *J);
 
+/* far more than any conversation needs; a template that loops over range(10**6) thrice stops here. Loop
+ * turns, statements and the inner steps of sorting and unique() count. */
+#define MAX_STEPS 10000000LL
+static bool tick(struct jctx *J)
+{
+	if (++J->steps <= MAX_STEPS) return true;
+	jerr(J, _("chat template: too much work (more than %lld steps)"), MAX_STEPS);
+	return false;
+}
+
 /* Nesting deeper than any real template (a C stack's worth of "((((" or "not not not") is an error. */
 #define MAX_NEST 200
 static bool too_deep(struct jctx *J)
@@ -2036,6 +2046,24 @@ static int cmp_vals(struct jval x, struct jval y, bool case_sensitive)
 	return (a > b) - (a < b);
 }
 
+/* Python's sorted(): stable, also with reverse (equal keys keep their order) */
+struct sortkey { struct jval key, item; };
+static void merge_sort(struct jctx *J, struct sortkey *a, struct sortkey *tmp, int n, bool case_sensitive, bool reverse)
+{
+	if (n < 2 || J->failed) return;
+	int h = n / 2, i = 0, j = h, k = 0;
+	merge_sort(J, a, tmp, h, case_sensitive, reverse);
+	merge_sort(J, a + h, tmp, n - h, case_sensitive, reverse);
+	while (i < h && j < n) {
+		int c = cmp_vals(a[j].key, a[i].key, case_sensitive);
+		tmp[k++] = (reverse ? c > 0 : c < 0) ? a[j++] : a[i++]; /* the right one only when strictly first */
+	}
+	while (i < h) tmp[k++] = a[i++];
+	while (j < n) tmp[k++] = a[j++];
+	memcpy(a, tmp, sizeof *a * (size_t)n);
+	for (int s = 0; s < n / 64 + 1; s++) tick(J); /* about n log n steps in all */
+}
+
 static struct jval filter(struct jctx *J, const char *f, struct jval v, struct jval *a, const char **kw, int na)
 {
 	/* positional arguments come first; keyword ones (kw[i] set) after them */
@@ -2170,14 +2198,10 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 			    rev = kwarg(kw, a, na, "reverse", 2, npos);
 		int k = by.t == J_STR && by.u.s.n == 5 && !memcmp(by.u.s.p, "value", 5) ? 1 : 0;
 		struct jlist *l = items.u.l;
-		for (int i = 1; i < l->n; i++) /* insertion sort: stable, as Python's sorted */
-			for (int j = i; j > 0; j--) {
-				int c = cmp_vals(l->v[j - 1].u.l->v[k], l->v[j].u.l->v[k], truthy(cs));
-				if (truthy(rev) ? c >= 0 : c <= 0) break;
-				struct jval t = l->v[j];
-				l->v[j] = l->v[j - 1];
-				l->v[j - 1] = t;
-			}
+		struct sortkey *sk = ar_alloc(J, sizeof *sk * (size_t)(l->n + 1) * 2);
+		for (int i = 0; i < l->n; i++) sk[i] = (struct sortkey){ l->v[i].u.l->v[k], l->v[i] };
+		merge_sort(J, sk, sk + l->n, l->n, truthy(cs), truthy(rev));
+		for (int i = 0; i < l->n; i++) l->v[i] = sk[i].item;
 		return items;
 	}
 	if (!strcmp(f, "sort") || !strcmp(f, "unique") || !strcmp(f, "min") || !strcmp(f, "max")) {
@@ -2189,23 +2213,18 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 		for (int i = 0; i < src->n; i++) {
 			struct jval x = src->v[i], kx = at.t == J_UNDEF ? x : attr_path(J, x, at);
 			bool dup = false;
-			for (int j = 0; uniq && j < l->n && !dup; j++) {
+			for (int j = 0; uniq && j < l->n && !dup && tick(J); j++) {
 				struct jval ky = at.t == J_UNDEF ? l->v[j] : attr_path(J, l->v[j], at);
 				dup = kx.t == J_STR && ky.t == J_STR ? cmp_vals(kx, ky, truthy(cs)) == 0 : equal(kx, ky);
 			}
 			if (!dup) list_push(J, l, x);
 		}
-		if (!uniq)
-			for (int i = 1; i < l->n; i++)
-				for (int j = i; j > 0; j--) {
-					struct jval x = at.t == J_UNDEF ? l->v[j - 1] : attr_path(J, l->v[j - 1], at);
-					struct jval y = at.t == J_UNDEF ? l->v[j] : attr_path(J, l->v[j], at);
-					int c = cmp_vals(x, y, truthy(cs));
-					if (truthy(rev) ? c >= 0 : c <= 0) break;
-					struct jval t = l->v[j];
-					l->v[j] = l->v[j - 1];
-					l->v[j - 1] = t;
-				}
+		if (!uniq) {
+			struct sortkey *sk = ar_alloc(J, sizeof *sk * (size_t)(l->n + 1) * 2);
+			for (int i = 0; i < l->n; i++) sk[i] = (struct sortkey){ at.t == J_UNDEF ? l->v[i] : attr_path(J, l->v[i], at), l->v[i] };
+			merge_sort(J, sk, sk + l->n, l->n, truthy(cs), truthy(rev));
+			for (int i = 0; i < l->n; i++) l->v[i] = sk[i].item;
+		}
 		if (f[0] == 'm') return l->n ? l->v[!strcmp(f, "min") ? 0 : l->n - 1] : v_undef();
 		return (struct jval){ .t = J_LIST, .u.l = l };
 	}
@@ -2923,16 +2942,11 @@ static void out_put(struct jctx *J, const char *s, size_t n)
 
 static void exec_list(struct jctx *J, struct stmt **l, int n);
 
-/* far more than any conversation needs; a template that loops over range(10**6) thrice stops here */
-#define MAX_STEPS 10000000LL
 
 static void exec(struct jctx *J, struct stmt *s)
 {
 	if (J->failed) return;
-	if (++J->steps > MAX_STEPS) {
-		jerr(J, _("chat template: too much work (more than %lld steps)"), MAX_STEPS);
-		return;
-	}
+	if (!tick(J)) return;
 	switch (s->k) {
 	case S_TEXT: out_put(J, s->text, s->len); break;
 	case S_OUT: {
@@ -3025,10 +3039,7 @@ static void exec(struct jctx *J, struct stmt *s)
 		}
 		struct jdict *loop = NULL;
 		for (int i = 0; i < pass->n && !J->failed; i++) {
-			if (++J->steps > MAX_STEPS) {
-				jerr(J, _("chat template: too much work (more than %lld steps)"), MAX_STEPS);
-				break;
-			}
+			if (!tick(J)) break;
 			sc.n = 0; /* a fresh scope per iteration, as Jinja's */
 			struct jval x = pass->v[i];
 			if (s->var2) {

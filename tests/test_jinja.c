@@ -354,6 +354,9 @@ int main(void)
 	expect_error("{% set r = range(1000) %}{% for i in r %}{% for j in r %}{% for k in r %}{% endfor %}{% endfor %}{% endfor %}",
 		     "too much work");
 	expect_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "nested too deeply");
+	/* sorting is n log n (a million items in well under a second); unique() is quadratic and bounded by the steps */
+	expect("{{ (range(100000) | list * 10) | sort(reverse=true) | first }} {{ range(1000) | reverse | sort | first }}", "99999 0");
+	expect_error("{{ (range(100000) | list * 10) | unique | list | length }}", "too much work");
 	expect_error("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "64 MiB");
 	{
 		static char deep[3000]; /* "{{" 1000 "(", "x", 1000 ")" "}}" */
