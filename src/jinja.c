@@ -520,12 +520,14 @@ static struct expr *parse_expr(struct jctx *J);
 /* far more than any conversation needs; a template that loops over range(10**6) thrice stops here. Loop
  * turns, statements and the inner steps of sorting and unique() count. */
 #define MAX_STEPS 10000000LL
-static bool tick(struct jctx *J)
+static bool work(struct jctx *J, long long steps)
 {
-	if (++J->steps <= MAX_STEPS) return true;
+	J->steps += steps;
+	if (J->steps <= MAX_STEPS) return true;
 	jerr(J, _("chat template: too much work (more than %lld steps)"), MAX_STEPS);
 	return false;
 }
+static bool tick(struct jctx *J) { return work(J, 1); }
 
 /* Nesting deeper than any real template (a C stack's worth of "((((" or "not not not") is an error. */
 #define MAX_NEST 200
@@ -1617,6 +1619,7 @@ static struct jval strip_chars(struct jval s, struct jval chars, bool left, bool
 static struct jval call_method(struct jctx *J, struct jval obj, const char *m, struct jval *a, int na)
 {
 	if (obj.t == J_STR) {
+		if (!work(J, (long long)(obj.u.s.n >> 8))) return v_undef(); /* every method scans: a step per 256 bytes */
 		const char *p = obj.u.s.p;
 		size_t n = obj.u.s.n;
 		if (!strcmp(m, "startswith") || !strcmp(m, "endswith")) {
@@ -2068,6 +2071,7 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 {
 	/* positional arguments come first; keyword ones (kw[i] set) after them */
 	int npos = 0;
+	if (!work(J, v.t == J_STR ? (long long)(v.u.s.n >> 8) : v.t == J_LIST ? v.u.l->n >> 5 : 0)) return v_undef();
 	while (npos < na && !(kw && kw[npos])) npos++;
 	if (!strcmp(f, "length") || !strcmp(f, "count")) {
 		if (v.t != J_STR && v.t != J_LIST && v.t != J_DICT && v.t != J_UNDEF) {
@@ -2807,8 +2811,10 @@ static struct jval eval(struct jctx *J, struct expr *e)
 					return v_undef();
 				}
 				struct jval x = a;
+				work(J, (long long)(b.u.s.n >> 8)); /* scans count too */
 				r = x.u.s.n == 0 || (x.u.s.n <= b.u.s.n && memmem(b.u.s.p, b.u.s.n, x.u.s.p, x.u.s.n));
 			} else if (b.t == J_LIST) {
+				work(J, b.u.l->n >> 5);
 				for (int i = 0; i < b.u.l->n && !r; i++) r = equal(a, b.u.l->v[i]);
 			} else if (b.t == J_DICT && a.t == J_STR) {
 				r = dict_get(b.u.d, a.u.s.p, a.u.s.n) != NULL;
