@@ -369,6 +369,9 @@ static int engine_load(struct engine *e)
 	if (tok_load_dir(&e->tok, e->model_dir) != LM_OK) return LM_ERR;
 	if (tmpl_choose(&e->tmpl, e->chat_template, e->model_dir, c->model_type) != LM_OK) return LM_ERR;
 	e->tmpl_loaded = true;
+	if (e->tmpl.jinja_error) /* not fatal: the built-in guessed from it still chats, perhaps not as trained */
+		push_error(e, false, _("the model's chat_template cannot be used (%s); using the built-in template %s"),
+			   e->tmpl.jinja_error, e->tmpl.name);
 
 	/* BOS at the start of a conversation unless the template writes its own */
 	e->add_bos = !e->tmpl.prefix[0] && tok_bos_id(e->tok) >= 0 && read_add_bos(e->model_dir, true);

@@ -1,10 +1,18 @@
-/* jinja.h: a small Jinja interpreter for the chat_template of tokenizer_config.json, as transformers'
- * apply_chat_template runs it (trim_blocks, lstrip_blocks; messages, add_generation_prompt, bos_token,
- * eos_token in the context). It covers what chat templates use: text, {{ }}, {% if/elif/else %},
- * {% for %} with loop.*, {% set %} (also namespace attributes), whitespace control with '-', expressions with
- * literals, lists, dicts, attribute and item access, slices, the usual operators, tests (defined, none,
- * string, ...), filters (length, trim, tojson, join, ...), string methods (startswith, split, strip, ...),
- * namespace(), range() and raise_exception(). Templates that need more get a clear error. */
+/* jinja.h: a Jinja interpreter for the chat_template of tokenizer_config.json, run as transformers'
+ * apply_chat_template runs it: trim_blocks, lstrip_blocks, loop controls, no autoescape, one trailing newline
+ * dropped; messages, add_generation_prompt, bos_token, eos_token, tools and documents (none) in the context;
+ * raise_exception and strftime_now among the globals. Values, printing and errors follow Python's (str() and
+ * repr(), float digits, floor division, TypeErrors for mixed operands, strings counted in code points).
+ *
+ * It covers the language real chat templates use: text, {{ }}, if/elif/else, for (unpacking, filters, else,
+ * loop.*, break/continue), set (names, namespace attributes, tuples, blocks), macros, with, filter blocks, raw;
+ * literals, tuples, slices, the operators; Jinja's tests and filters (tojson with indent and separators,
+ * selectattr/map/join/sort/dictsort/indent/...); str, dict and list methods; printf-style '%' and str.format.
+ * What it does not have (include/extends/blocks, call blocks, lipsum/cycler/joiner, groupby, urlencode,
+ * striptags, integers beyond 64 bits) is an error naming the construct, as are a template's own
+ * raise_exception and Python's TypeErrors. Nesting, steps, memory and output are bounded: no template hangs or
+ * crashes the caller. tests/test_jinja checks it against Python's jinja2 on 45 real templates and 219 small
+ * ones. */
 #ifndef LMTERM_JINJA_H
 #define LMTERM_JINJA_H
 

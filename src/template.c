@@ -82,7 +82,8 @@ void tmpl_free(struct chat_template *t)
 	free(t->jinja);
 	free(t->bos_text);
 	free(t->eos_text);
-	t->jinja = t->bos_text = t->eos_text = NULL;
+	free(t->jinja_error);
+	t->jinja = t->bos_text = t->eos_text = t->jinja_error = NULL;
 }
 
 int tmpl_load_json(struct chat_template *t, const char *path)
@@ -171,7 +172,13 @@ static bool builtin_matches(const struct chat_template *t, const char *jinja, co
 	for (size_t i = 0; i < ARRAY_SIZE(probes); i++) {
 		struct tmpl_text tt;
 		char *j;
-		if (jinja_render(jinja, probes[i].m, probes[i].n, probes[i].gen, bos, eos, &j) != LM_OK) return true;
+		/* A probe the template refuses (Gemma's and Mistral's raise on a system message) says nothing either
+		 * way; the built-in is taken when it renders every probe the template renders as it does (all of
+		 * them when the template renders none: then it cannot be used anyway). */
+		if (jinja_render(jinja, probes[i].m, probes[i].n, probes[i].gen, bos, eos, &j) != LM_OK) {
+			lm_err_clear();
+			continue;
+		}
 		if (tmpl_render(t, probes[i].m, probes[i].n, probes[i].gen, &tt) != LM_OK) {
 			free(j);
 			return false;
@@ -224,6 +231,25 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 		eos = token_text(o, "eos_token");
 		cJSON_Delete(o);
 	}
+	/* Newer transformers save the template beside tokenizer_config.json, as chat_template.jinja (or, for
+	 * processors, chat_template.json); when there, it is the one transformers uses. */
+	path_join(path, sizeof path, model_dir, "chat_template.jinja");
+	if (file_exists(path) && read_file(path, &buf, &len) == LM_OK) {
+		free(jinja);
+		jinja = buf;
+	} else {
+		path_join(path, sizeof path, model_dir, "chat_template.json");
+		if (file_exists(path) && read_file(path, &buf, &len) == LM_OK) {
+			cJSON *o = cJSON_ParseWithLength(buf, len);
+			free(buf);
+			const cJSON *ct = cJSON_GetObjectItemCaseSensitive(o, "chat_template");
+			if (cJSON_IsString(ct)) {
+				free(jinja);
+				jinja = strdup(ct->valuestring);
+			}
+			cJSON_Delete(o);
+		}
+	}
 	if (jinja) name = guess_from_jinja(jinja, model_type);
 	if (!name) {
 		if (strcmp(model_type, "internlm2") == 0) name = "internlm2";
@@ -232,16 +258,21 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 	}
 	int rc = tmpl_builtin(t, name);
 	/* the model's own template where the built-in would render differently (and the interpreter runs it) */
-	if (rc == LM_OK && jinja && !builtin_matches(t, jinja, bos, eos)) {
+	if (rc == LM_OK && jinja) {
 		char *probe;
 		static const struct chat_msg m[] = { { "user", "Hello" } };
-		if (jinja_render(jinja, m, 1, true, bos, eos, &probe) == LM_OK) {
+		if (jinja_render(jinja, m, 1, true, bos, eos, &probe) != LM_OK) {
+			/* the built-in stays, and the engine says why the model's own template could not be used */
+			t->jinja_error = strdup(lm_errmsg());
+		} else {
 			free(probe);
-			snprintf(t->name, sizeof t->name, "jinja (%s)", name);
-			t->jinja = jinja;
-			t->bos_text = bos;
-			t->eos_text = eos;
-			jinja = bos = eos = NULL;
+			if (!builtin_matches(t, jinja, bos, eos)) {
+				snprintf(t->name, sizeof t->name, "jinja (%s)", name);
+				t->jinja = jinja;
+				t->bos_text = bos;
+				t->eos_text = eos;
+				jinja = bos = eos = NULL;
+			}
 		}
 		lm_err_clear();
 	}

@@ -32,6 +32,9 @@ struct chat_template {
 	 * tokens differ from the cache. NULL for built-ins. bos/eos: the token texts the template may use. */
 	char *jinja;
 	char *bos_text, *eos_text;
+	/* Why the model's own chat_template is not used although it differs from the built-in: the interpreter's
+	 * message for it (an unsupported construct, a raise_exception), for the engine to report; else NULL. */
+	char *jinja_error;
 };
 
 struct chat_msg {

@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static int fails;
@@ -115,6 +116,129 @@ static void write_file(const char *path, const char *text)
 	fclose(f);
 }
 
+/* An unseen model directory: each real template of $TESTDATA/templates/extra.json as the chat_template of a
+ * tokenizer_config.json, chosen with an unknown model_type. Whichever way tmpl_choose goes (a built-in that
+ * renders as the template does, or the template itself through the interpreter), the conversations the engine
+ * sends (user and assistant turns, the generation prompt) come out as Python's jinja2 rendered them
+ * (extra_goldens.json), up to the BOS that a built-in writes and the template leaves to the tokenizer. */
+static void check_unseen(const char *td, const char *dir)
+{
+	char path[4200], dst[4200], *buf;
+	size_t len;
+	snprintf(path, sizeof path, "%s/templates/extra.json", td);
+	if (read_file(path, &buf, &len) != LM_OK) {
+		printf("FAIL: %s\n", lm_errmsg());
+		fails++;
+		return;
+	}
+	cJSON *tj = cJSON_Parse(buf);
+	free(buf);
+	snprintf(path, sizeof path, "%s/templates/extra_goldens.json", td);
+	if (read_file(path, &buf, &len) != LM_OK) {
+		printf("FAIL: %s\n", lm_errmsg());
+		fails++;
+		cJSON_Delete(tj);
+		return;
+	}
+	cJSON *gj = cJSON_Parse(buf);
+	free(buf);
+	char epoch[32];
+	snprintf(epoch, sizeof epoch, "%.0f", cJSON_GetObjectItem(gj, "source_date_epoch")->valuedouble);
+	setenv("SOURCE_DATE_EPOCH", epoch, 1);
+	snprintf(dst, sizeof dst, "%s/tokenizer_config.json", dir);
+	const cJSON *t;
+	int nt = 0, njinja = 0;
+	cJSON_ArrayForEach(t, cJSON_GetObjectItem(tj, "templates")) {
+		cJSON *cfg = cJSON_CreateObject();
+		cJSON_AddItemToObject(cfg, "chat_template", cJSON_Duplicate(cJSON_GetObjectItem(t, "chat_template"), 1));
+		cJSON_AddItemToObject(cfg, "bos_token", cJSON_Duplicate(cJSON_GetObjectItem(t, "bos_token"), 1));
+		cJSON_AddItemToObject(cfg, "eos_token", cJSON_Duplicate(cJSON_GetObjectItem(t, "eos_token"), 1));
+		char *txt = cJSON_Print(cfg);
+		write_file(dst, txt);
+		free(txt);
+		cJSON_Delete(cfg);
+		struct chat_template ct;
+		nt++;
+		if (tmpl_choose(&ct, NULL, dir, "unseen") != LM_OK) {
+			printf("FAIL: %s: %s\n", t->string, lm_errmsg());
+			fails++;
+			continue;
+		}
+		njinja += ct.jinja != NULL;
+		int n = 0, ok = 0;
+		const cJSON *c;
+		cJSON_ArrayForEach(c, cJSON_GetObjectItem(cJSON_GetObjectItem(gj, "goldens"), t->string)) {
+			const cJSON *want = cJSON_GetObjectItem(c, "rendered"), *x;
+			struct chat_msg m[16];
+			int nm = 0;
+			bool sys = false;
+			cJSON_ArrayForEach(x, cJSON_GetObjectItem(c, "messages")) {
+				m[nm].role = cJSON_GetObjectItem(x, "role")->valuestring;
+				m[nm].content = cJSON_GetObjectItem(x, "content")->valuestring;
+				sys |= strcmp(m[nm].role, "system") == 0;
+				nm++;
+			}
+			if (sys || !cJSON_IsString(want)) continue; /* the engine sends no system turn */
+			bool gen = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt"));
+			struct tmpl_text tt;
+			int rc = ct.jinja ? tmpl_render_jinja(&ct, m, nm, gen, &tt) : tmpl_render(&ct, m, nm, gen, &tt);
+			n++;
+			if (rc != LM_OK) {
+				printf("FAIL: %s (%s): %s\n", t->string, ct.name, lm_errmsg());
+				fails++;
+				continue;
+			}
+			const char *r = tt.s, *w = want->valuestring;
+			if (!ct.jinja && ct.prefix[0] && strncmp(w, ct.prefix, strlen(ct.prefix)) != 0 &&
+			    strncmp(r, ct.prefix, strlen(ct.prefix)) == 0)
+				r += strlen(ct.prefix);
+			if (strcmp(r, w) == 0) {
+				ok++;
+			} else {
+				printf("FAIL: %s (chose %s) differs\n", t->string, ct.name);
+				show("want", w);
+				show("got ", r);
+				fails++;
+			}
+			tmpl_text_free(&tt);
+		}
+		printf("unseen %-44s -> %-22s %d/%d as jinja2\n", t->string, ct.name, ok, n);
+		CHECK(n >= 3, "%s: only %d conversations", t->string, n);
+		tmpl_free(&ct);
+	}
+	printf("unseen: %d templates, %d through the interpreter\n", nt, njinja);
+	/* a template the interpreter cannot run: the built-in stays, and why is kept for the engine to report */
+	write_file(dst, "{\"chat_template\": \"{% for m in messages %}{{ m.content | urlencode }}{% endfor %}\"}");
+	struct chat_template ct;
+	CHECK(tmpl_choose(&ct, NULL, dir, "unseen") == LM_OK && !ct.jinja && ct.jinja_error &&
+	      strstr(ct.jinja_error, "urlencode"), "unsupported filter: jinja %p, error '%s'", (void *)ct.jinja,
+	      ct.jinja_error ? ct.jinja_error : "(none)");
+	tmpl_free(&ct);
+	/* newer transformers save the template as chat_template.jinja (processors: chat_template.json) beside a
+	 * tokenizer_config.json without one; that file wins where both are */
+	char side[4200];
+	static const struct chat_msg um[] = { { "user", "Hi" } };
+	struct tmpl_text tt;
+	snprintf(side, sizeof side, "%s/chat_template.jinja", dir);
+	write_file(side, "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<bot>{% endif %}\n");
+	CHECK(tmpl_choose(&ct, NULL, dir, "unseen") == LM_OK && ct.jinja && tmpl_render_jinja(&ct, um, 1, true, &tt) == LM_OK &&
+	      strcmp(tt.s, "<user>Hi<bot>") == 0, "chat_template.jinja over tokenizer_config.json's: %s", ct.name);
+	tmpl_text_free(&tt);
+	tmpl_free(&ct);
+	unlink(side);
+	snprintf(side, sizeof side, "%s/chat_template.json", dir);
+	write_file(side, "{\"chat_template\": \"{% for m in messages %}[{{ m.content }}]{% endfor %}\"}");
+	write_file(dst, "{\"bos_token\": \"<s>\"}");
+	CHECK(tmpl_choose(&ct, NULL, dir, "unseen") == LM_OK && ct.jinja && tmpl_render_jinja(&ct, um, 1, true, &tt) == LM_OK &&
+	      strcmp(tt.s, "[Hi]") == 0, "chat_template.json: %s", ct.name);
+	tmpl_text_free(&tt);
+	tmpl_free(&ct);
+	unlink(side);
+	unlink(dst);
+	cJSON_Delete(tj);
+	cJSON_Delete(gj);
+}
+
 int main(void)
 {
 	const char *td = getenv("TESTDATA");
@@ -191,6 +315,7 @@ int main(void)
 		tmpl_free(&t);
 	}
 	unlink(dst);
+	check_unseen(td, dir);
 	struct chat_template t;
 	CHECK(tmpl_choose(&t, NULL, dir, "internlm2") == LM_OK && strcmp(t.name, "internlm2") == 0,
 	      "no tokenizer_config.json, model_type internlm2");
