@@ -101,6 +101,48 @@ for sig in TERM HUP; do
 	nothing_left "SIG$sig"
 done
 
+# The same in a terminal, where the progress panel is full-screen (tmux): SIGTERM and SIGHUP used to go to the
+# terminal's own handler, which restored the screen and ended the process with DIR.tmp-* left behind
+if command -v tmux >/dev/null 2>&1; then
+	sock="lmterm-lite-$$"
+	T() { tmux -L "$sock" -f /dev/null "$@"; }
+	for sig in TERM HUP; do
+		rm -f "$tmp/pid"
+		T new-session -d -s lite -x 120 -y 40 \
+			"sh -c 'echo \$\$ > $tmp/pid; exec \"$LMTERM\" lite auto_awq \"$FIX/llama3-rand\" --work-dir \"$out\" \
+			--calib-dataset \"$TESTDATA/text/wiki.test.raw\" --calib-samples 64 --calib-seqlen 1024 --search-scale \
+			--threads 1'" || { fail "tmux did not start"; break; }
+		T set-option -t lite remain-on-exit on >/dev/null
+		panel=0
+		for i in $(seq 1 50); do
+			T capture-pane -p -t lite 2>/dev/null | grep -q "Ctrl-C" && { panel=1; break; }
+			sleep 0.2
+		done
+		[ $panel = 1 ] || fail "terminal: no progress panel: $(T capture-pane -p -t lite 2>/dev/null | head -5)"
+		sleep 1
+		kill -$sig "$(cat "$tmp/pid")"
+		dead=
+		for i in $(seq 1 100); do
+			dead=$(T display -p -t lite '#{pane_dead} #{pane_dead_status}' 2>/dev/null)
+			case $dead in 1*) break ;; esac
+			sleep 0.2
+		done
+		sleep 0.5
+		# tmux fills in the exit status lazily and may replace the last output by its "Pane is dead" line, so
+		# either tells a clean stop: status 1..127, or lmterm's "interrupted" still on the pane (killed by the
+		# signal, there would be neither)
+		dead=$(T display -p -t lite '#{pane_dead} #{pane_dead_status}' 2>/dev/null)
+		st=${dead#* }
+		case $st in [0-9]*) ;; *) st= ;; esac
+		if [ "${dead%% *}" = 1 ] && { { [ -n "$st" ] && [ "$st" -ne 0 ] && [ "$st" -lt 128 ]; } ||
+			T capture-pane -p -t lite | grep -q interrupted; }; then
+			pass "terminal: SIG$sig stops the progress panel cleanly (status '$st')"
+		else fail "terminal: SIG$sig: pane '$dead': $(T capture-pane -p -t lite | grep . | tail -3)"; fi
+		nothing_left "terminal: SIG$sig"
+		T kill-server >/dev/null 2>&1
+	done
+fi
+
 # a reader of the progress lines that goes away does not kill the run: the result is complete
 "$LMTERM" lite auto_awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples 0 2>&1 | head -c 1 >/dev/null
 sleep 1

@@ -706,6 +706,14 @@ int ui_progress_run(const char *title, ui_work_fn work, void *ud, struct backend
 		progress_stderr_finish(&s);
 		return rc;
 	}
+	/* SIGTERM and SIGHUP stop the work as Ctrl-C does: ui_term_begin made them restore the terminal and end the
+	 * process, which would leave the work's temporary output (auto_awq's DIR.tmp-*) behind; ui_term_end puts the
+	 * caller's handlers back */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_int;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	pthread_mutex_init(&p->mu, NULL);
 	panel_progress_reset(&p->view, title);
 	p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
