@@ -117,6 +117,12 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 				count++;
 			}
 		}
+		if (!isfinite(nll)) { /* NaN or infinite logits: a broken model (or weights), not a perplexity */
+			if (tty) fprintf(stderr, "\r\033[K");
+			lm_err(_("%s: the model's logits are not finite (NaN or infinity) in window %d: its weights are "
+				 "probably damaged"), file, w + 1);
+			goto fail;
+		}
 		if (tty)
 			fprintf(stderr, "\rwindow %d/%d  ppl %.4f  %.1f s\033[K", w + 1, n_win, exp(nll / count),
 				now_s() - t0);

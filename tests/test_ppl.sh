@@ -59,6 +59,33 @@ mkdir -p "$nb" && cp "$DEMO"/config.json "$DEMO"/tokenizer.json "$DEMO"/model* "
 	expect_fail "one token without BOS" "nothing to predict" "$LMTERM" ppl "$nb" --file "$nb/one.txt" --backend cpu
 	rm -rf "$nb"
 }
+# a model whose final norm weight is NaN: an error naming the cause, not "perplexity: nan" and exit 0
+if command -v python3 >/dev/null 2>&1; then
+	nn=${TMPDIR:-/tmp}/lmterm-ppl-nan.$$
+	mkdir -p "$nn" && cp "$DEMO"/* "$nn/" && python3 - "$nn" <<'PY' && {
+import json, os, struct, sys
+d = sys.argv[1]
+for f in sorted(os.listdir(d)):
+    if not f.endswith(".safetensors"):
+        continue
+    p = os.path.join(d, f)
+    with open(p, "r+b") as fh:
+        n = struct.unpack("<Q", fh.read(8))[0]
+        hdr = json.loads(fh.read(n))
+        t = hdr.get("model.norm.weight")
+        if not t:
+            continue
+        nan = {"F32": b"\x00\x00\xc0\x7f", "F16": b"\x00\x7e", "BF16": b"\xc0\x7f"}[t["dtype"]]
+        a, b = t["data_offsets"]
+        fh.seek(8 + n + a)
+        fh.write(nan * ((b - a) // len(nan)))
+        sys.exit(0)
+sys.exit(1)
+PY
+		expect_fail "NaN weights" "not finite" "$LMTERM" ppl "$nn" --file "$TEXT" --max-chars 300 --ctx 64 --backend cpu
+	}
+	rm -rf "$nn"
+fi
 # LMDeploy's Python spelling names the same option
 a=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --ctx 64 --backend cpu --max_chars 300 2>/dev/null)
 b=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars 300 --ctx 64 --backend cpu 2>/dev/null)
