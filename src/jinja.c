@@ -882,6 +882,24 @@ static struct expr *parse_expr(struct jctx *J)
 /* ------------------------------------------------------------------ statements */
 
 /* Parse statements until a tag whose first word is one of `ends` (left unconsumed, name in *which). */
+static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *count, const char **which);
+
+/* The body of a block tag ({% with %}, {% set x %}, {% macro %}, {% filter %}) up to its {% end<tag> %}: the tag ends
+ * where its arguments do, a missing end tag is an error, and parsing goes on after the end tag. */
+static struct stmt **parse_body(struct jctx *J, const char *tag, int *count)
+{
+	if (peek(J)->k != K_END) jerr(J, _("chat template: unexpected '%.*s'"), (int)peek(J)->n, peek(J)->p);
+	char end[16];
+	snprintf(end, sizeof end, "end%s", tag);
+	const char *const ends[] = { end, NULL };
+	const char *which;
+	struct stmt **body = parse_block(J, ends, count, &which);
+	if (!which) jerr(J, _("chat template: {%% %s %%} without {%% %s %%}"), tag, end);
+	J->ti++;
+	J->pos = J->ntoks;
+	return body;
+}
+
 static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *count, const char **which)
 {
 	int cap = 16, n = 0;
@@ -987,14 +1005,7 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 					s->defaults[s->nparams++] = parse_expr(J);
 					if (!accept_op(J, ",")) break;
 				}
-				if (peek(J)->k != K_END)
-					jerr(J, _("chat template: unexpected '%.*s'"), (int)peek(J)->n, peek(J)->p);
-				static const char *const e_with[] = { "endwith", NULL };
-				const char *which2;
-				s->body = parse_block(J, e_with, &s->nb, &which2);
-				if (!which2) jerr(J, _("chat template: {%% with %%} without {%% endwith %%}"));
-				J->ti++;
-				J->pos = J->ntoks;
+				s->body = parse_body(J, "with", &s->nb);
 			} else if (tok_is(w, K_NAME, "set") && J->toks[J->pos].k == K_NAME && tok_is(&J->toks[J->pos + 1], K_OP, ",")) {
 				/* {% set a, b = x %}: x's items to the names */
 				s->k = S_SET;
@@ -1027,12 +1038,7 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 				s->var = take_name(J);
 				if (accept_op(J, ".")) s->var2 = take_name(J);
 				if (peek(J)->k == K_END && !s->var2) { /* {% set x %}...{% endset %}: x is the body's text */
-					static const char *const e_set[] = { "endset", NULL };
-					const char *which2;
-					s->body = parse_block(J, e_set, &s->nb, &which2);
-					if (!which2) jerr(J, _("chat template: {%% set %%} without {%% endset %%}"));
-					J->ti++;
-					J->pos = J->ntoks;
+					s->body = parse_body(J, "set", &s->nb);
 				} else {
 					expect_op(J, "=");
 					s->e = parse_expr(J);
@@ -1058,17 +1064,10 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 						break;
 					}
 				}
-				if (peek(J)->k != K_END)
-					jerr(J, _("chat template: unexpected '%.*s'"), (int)peek(J)->n, peek(J)->p);
-				static const char *const e_mac[] = { "endmacro", NULL };
-				const char *which2;
-				int loops = J->ploops;
+				int loops = J->ploops; /* {% break %} in a macro does not reach a loop around it */
 				J->ploops = 0;
-				s->body = parse_block(J, e_mac, &s->nb, &which2);
+				s->body = parse_body(J, "macro", &s->nb);
 				J->ploops = loops;
-				if (!which2) jerr(J, _("chat template: {%% macro %%} without {%% endmacro %%}"));
-				J->ti++;
-				J->pos = J->ntoks;
 			} else if (tok_is(w, K_NAME, "filter")) {
 				/* {% filter name(args) %}...{% endfilter %}: the body's text through the filter */
 				s->k = S_FILTER;
@@ -1076,14 +1075,7 @@ static struct stmt **parse_block(struct jctx *J, const char *const *ends, int *c
 				f->name = take_name(J);
 				if (accept_op(J, "(")) parse_args(J, f, ")");
 				s->e = f;
-				if (peek(J)->k != K_END)
-					jerr(J, _("chat template: unexpected '%.*s'"), (int)peek(J)->n, peek(J)->p);
-				static const char *const e_fil[] = { "endfilter", NULL };
-				const char *which2;
-				s->body = parse_block(J, e_fil, &s->nb, &which2);
-				if (!which2) jerr(J, _("chat template: {%% filter %%} without {%% endfilter %%}"));
-				J->ti++;
-				J->pos = J->ntoks;
+				s->body = parse_body(J, "filter", &s->nb);
 			} else if (tok_is(w, K_NAME, "break") || tok_is(w, K_NAME, "continue")) {
 				/* transformers enables jinja2.ext.loopcontrols */
 				s->k = w->p[0] == 'b' ? S_BREAK : S_CONTINUE;

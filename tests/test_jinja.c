@@ -25,6 +25,26 @@ static void show(const char *what, const char *s)
 	printf("\"\n");
 }
 
+/* the JSON file td/NAME, parsed; NULL, counted as a failure, if it cannot be read or parsed */
+static cJSON *load_json(const char *td, const char *name)
+{
+	char path[4200], *buf;
+	size_t len;
+	snprintf(path, sizeof path, "%s/%s", td, name);
+	if (read_file(path, &buf, &len) != LM_OK) {
+		printf("FAIL: %s\n", lm_errmsg());
+		fails++;
+		return NULL;
+	}
+	cJSON *j = cJSON_Parse(buf);
+	free(buf);
+	if (!j) {
+		printf("FAIL: %s: not valid JSON\n", path);
+		fails++;
+	}
+	return j;
+}
+
 /* chat_template and bos/eos token texts of a tokenizer_config.json */
 static char *load_cfg(const char *path, char **bos, char **eos)
 {
@@ -96,25 +116,11 @@ static void check_goldens(cJSON *g, const char *key, const char *cfg_path)
  * transformers' settings (gen_extra_goldens.py), byte for byte, or failing with the same raise_exception message. */
 static void check_extra(const char *td)
 {
-	char path[4096], *buf;
-	size_t len;
-	snprintf(path, sizeof path, "%s/templates/extra.json", td);
-	if (read_file(path, &buf, &len) != LM_OK) {
-		printf("FAIL: %s\n", lm_errmsg());
-		fails++;
-		return;
-	}
-	cJSON *tj = cJSON_Parse(buf);
-	free(buf);
-	snprintf(path, sizeof path, "%s/templates/extra_goldens.json", td);
-	if (read_file(path, &buf, &len) != LM_OK) {
-		printf("FAIL: %s\n", lm_errmsg());
-		fails++;
+	cJSON *tj = load_json(td, "templates/extra.json"), *gj = tj ? load_json(td, "templates/extra_goldens.json") : NULL;
+	if (!gj) {
 		cJSON_Delete(tj);
 		return;
 	}
-	cJSON *gj = cJSON_Parse(buf);
-	free(buf);
 	/* strftime_now reads this instant, as the generator's did */
 	char epoch[32];
 	snprintf(epoch, sizeof epoch, "%.0f", cJSON_GetObjectItem(gj, "source_date_epoch")->valuedouble);
@@ -177,16 +183,8 @@ static void check_extra(const char *td)
  * otherwise: "unsupported" ones fail with a message, "renders" ones render where transformers fails. */
 static void check_snippets(const char *td)
 {
-	char path[4096], *buf;
-	size_t len;
-	snprintf(path, sizeof path, "%s/templates/snippet_goldens.json", td);
-	if (read_file(path, &buf, &len) != LM_OK) {
-		printf("FAIL: %s\n", lm_errmsg());
-		fails++;
-		return;
-	}
-	cJSON *j = cJSON_Parse(buf);
-	free(buf);
+	cJSON *j = load_json(td, "templates/snippet_goldens.json");
+	if (!j) return;
 	struct chat_msg m[2] = { { "user", "  hi  " }, { "assistant", "yo" } };
 	const cJSON *c;
 	int n = 0, ok = 0, nerr = 0, known = 0;
@@ -250,15 +248,8 @@ int main(void)
 	if (!td) td = "tests/data-unpacked";
 	if (!src) src = ".";
 	char path[4096];
-	snprintf(path, sizeof path, "%s/templates/goldens.json", td);
-	char *buf;
-	size_t len;
-	if (read_file(path, &buf, &len) != LM_OK) {
-		printf("FAIL: %s\n", lm_errmsg());
-		return 1;
-	}
-	cJSON *g = cJSON_Parse(buf);
-	free(buf);
+	cJSON *g = load_json(td, "templates/goldens.json");
+	if (!g) return 1;
 	snprintf(path, sizeof path, "%s/tokenizers/llama3.tokenizer_config.json", td);
 	check_goldens(g, "llama3", path);
 	snprintf(path, sizeof path, "%s/tokenizers/qwen3.tokenizer_config.json", td);
@@ -284,6 +275,11 @@ int main(void)
 	expect("{# a comment #}{{ messages[0]['role'] }}{{ messages[5] }}", "user");
 	expect_error("{{ messages[5].role }}", "undefined");
 	expect_error("{% if true %}never closed", "endif");
+	expect_error("{% with a = 1 %}x", "{% with %} without {% endwith %}");
+	expect_error("{% set x %}x", "{% set %} without {% endset %}");
+	expect_error("{% macro m() %}x", "{% macro %} without {% endmacro %}");
+	expect_error("{% filter upper %}x", "{% filter %} without {% endfilter %}");
+	expect_error("{% filter upper x %}y{% endfilter %}", "unexpected 'x'");
 	expect_error("{{ 'unterminated }}", "unterminated");
 	expect_error("{{ raise_exception('Only user and assistant roles') }}", "Only user and assistant roles");
 	expect_error("{{ x | frobnicate }}", "frobnicate");

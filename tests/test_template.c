@@ -116,6 +116,26 @@ static void write_file(const char *path, const char *text)
 	fclose(f);
 }
 
+/* the JSON file td/NAME, parsed; NULL, counted as a failure, if it cannot be read or parsed */
+static cJSON *load_json(const char *td, const char *name)
+{
+	char path[4200], *buf;
+	size_t len;
+	snprintf(path, sizeof path, "%s/%s", td, name);
+	if (read_file(path, &buf, &len) != LM_OK) {
+		printf("FAIL: %s\n", lm_errmsg());
+		fails++;
+		return NULL;
+	}
+	cJSON *j = cJSON_Parse(buf);
+	free(buf);
+	if (!j) {
+		printf("FAIL: %s: not valid JSON\n", path);
+		fails++;
+	}
+	return j;
+}
+
 /* An unseen model directory: each real template of $TESTDATA/templates/extra.json as the chat_template of a
  * tokenizer_config.json, chosen with an unknown model_type. Whichever way tmpl_choose goes (a built-in that
  * renders as the template does, or the template itself through the interpreter), the conversations the engine
@@ -123,25 +143,12 @@ static void write_file(const char *path, const char *text)
  * (extra_goldens.json), up to the BOS that a built-in writes and the template leaves to the tokenizer. */
 static void check_unseen(const char *td, const char *dir)
 {
-	char path[4200], dst[4200], *buf;
-	size_t len;
-	snprintf(path, sizeof path, "%s/templates/extra.json", td);
-	if (read_file(path, &buf, &len) != LM_OK) {
-		printf("FAIL: %s\n", lm_errmsg());
-		fails++;
-		return;
-	}
-	cJSON *tj = cJSON_Parse(buf);
-	free(buf);
-	snprintf(path, sizeof path, "%s/templates/extra_goldens.json", td);
-	if (read_file(path, &buf, &len) != LM_OK) {
-		printf("FAIL: %s\n", lm_errmsg());
-		fails++;
+	char dst[4200];
+	cJSON *tj = load_json(td, "templates/extra.json"), *gj = tj ? load_json(td, "templates/extra_goldens.json") : NULL;
+	if (!gj) {
 		cJSON_Delete(tj);
 		return;
 	}
-	cJSON *gj = cJSON_Parse(buf);
-	free(buf);
 	char epoch[32];
 	snprintf(epoch, sizeof epoch, "%.0f", cJSON_GetObjectItem(gj, "source_date_epoch")->valuedouble);
 	setenv("SOURCE_DATE_EPOCH", epoch, 1);
@@ -243,16 +250,10 @@ int main(void)
 {
 	const char *td = getenv("TESTDATA");
 	if (!td) td = "tests/data-unpacked";
-	char path[4096];
-	snprintf(path, sizeof path, "%s/templates/goldens.json", td);
-	char *buf;
+	char path[4096], *buf;
 	size_t len;
-	if (read_file(path, &buf, &len) != LM_OK) {
-		printf("FAIL: %s\n", lm_errmsg());
-		return 1;
-	}
-	cJSON *g = cJSON_Parse(buf);
-	free(buf);
+	cJSON *g = load_json(td, "templates/goldens.json");
+	if (!g) return 1;
 	int m, n;
 	n = check_goldens(g, "tiny-en-zh (chatml)", "chatml", &m);
 	CHECK(n >= 3 && m == n, "chatml: %d of %d", m, n);
