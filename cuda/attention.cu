@@ -40,6 +40,8 @@ namespace cg = cooperative_groups;
 
 // decode: at most MAX_SPLITS splits of at least MIN_SPLIT_KEYS keys of max_ctx each
 enum { MAX_SPLITS = 128, MIN_SPLIT_KEYS = 64, MAX_TICKETS = 1024 };
+// decode: at most MAX_CLUSTER splits are one thread-block cluster (the portable cluster size; decode_splits)
+enum { MAX_CLUSTER = 8 };
 // the fused combine's counters, one per (kv head, row block) of a decode launch; 0 between launches (each
 // launch's last block resets its own). Launches on one stream run in order, so one pool serves them all.
 static __device__ unsigned g_tickets[MAX_TICKETS];
@@ -620,61 +622,91 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 			*(float2 *)(mo + (warp * 16 + rr) * HD + 8 * j + c2) = make_float2(O[j][2 * r], O[j][2 * r + 1]);
 	}
 	__syncthreads();
-	for (int e = tid; e < 16 * HD; e += 128) {
-		const int rr = e / HD, d = e % HD, row = r0 + rr;
-		if (row >= rows) continue;
-		float M = NEG_INF;
+	// 8 threads per row, each with the row's warp weights computed once and HD / 32 float4 columns, the 8
+	// threads of a row on 128 contiguous bytes (no bank conflict); every load of a thread is independent.
+	// (One element per thread per iteration, the weights recomputed for each, was 16 dependent rounds.)
+	{
+		constexpr int TPR = 128 / 16, NJ = HD / (4 * TPR);
+		const int rr = tid / TPR, t8 = tid % TPR, row = r0 + rr;
+		float wt[DC::WARPS], M = NEG_INF, L = 0.f;
 #pragma unroll
 		for (int w = 0; w < DC::WARPS; w++) M = fmaxf(M, mml[w * 16 + rr].x);
-		float acc = 0.f, L = 0.f;
-		if (M != NEG_INF) {
 #pragma unroll
-			for (int w = 0; w < DC::WARPS; w++) {
-				const float2 ml = mml[w * 16 + rr];
-				const float wt = exp2f(ml.x - M); // 0 for an empty warp (m = -inf)
-				acc += wt * mo[(w * 16 + rr) * HD + d];
-				L += wt * ml.y;
-			}
+		for (int w = 0; w < DC::WARPS; w++) {
+			const float2 ml = mml[w * 16 + rr];
+			wt[w] = M == NEG_INF ? 0.f : exp2f(ml.x - M); // 0 for an empty warp (m = -inf)
+			L += wt[w] * ml.y;
 		}
 		const int orow = (row / group) * nh + kvh * group + row % group; // [n][nh] row of out
-		if (clustered) {
-			float *co = (float *)(smem + DC::merge_bytes);
-			co[rr * HD + d] = acc;
-			if (d == 0) ((float2 *)(co + 16 * HD))[rr] = make_float2(M, L);
-		} else if (nsplit == 1) {
-			out[(size_t)orow * HD + d] = act<T>::from_f(acc / L);
-		} else {
-			ws_o[((size_t)split * NR + orow) * HD + d] = acc;
-			if (d == 0) ws_ml[(size_t)split * NR + orow] = make_float2(M, L);
+#pragma unroll
+		for (int j = 0; j < NJ; j++) {
+			const int d = (j * TPR + t8) * 4;
+			float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+			for (int w = 0; w < DC::WARPS; w++) {
+				const float4 v = *(const float4 *)(mo + (w * 16 + rr) * HD + d);
+				acc.x += wt[w] * v.x;
+				acc.y += wt[w] * v.y;
+				acc.z += wt[w] * v.z;
+				acc.w += wt[w] * v.w;
+			}
+			if (row >= rows) continue;
+			if (clustered) {
+				float *co = (float *)(smem + DC::merge_bytes);
+				*(float4 *)(co + rr * HD + d) = acc;
+			} else if (nsplit == 1) {
+				const float inv = 1.f / L;
+				*(uint2 *)(out + (size_t)orow * HD + d) =
+					make_uint2(act<T>::pack(acc.x * inv, acc.y * inv), act<T>::pack(acc.z * inv, acc.w * inv));
+			} else {
+				*(float4 *)(ws_o + ((size_t)split * NR + orow) * HD + d) = acc;
+			}
+		}
+		if (row < rows && t8 == 0) {
+			if (clustered)
+				((float2 *)(smem + DC::merge_bytes + 16 * HD * 4))[rr] = make_float2(M, L);
+			else if (nsplit > 1)
+				ws_ml[(size_t)split * NR + orow] = make_float2(M, L);
 		}
 	}
 	if (clustered) {
 		// The splits of this (kv head, row tile) are one cluster: after a cluster barrier each CTA combines
 		// a share of the outputs from every CTA's shared memory (DSMEM), so no partials go through global
 		// memory, no fence, no ticket. The second barrier keeps every CTA's shared memory alive until the
-		// others have read it.
+		// others have read it. A thread takes two columns of one row and reads every split's (m, l) and
+		// values with independent loads (unrolled over MAX_CLUSTER), so the remote reads overlap: walking
+		// the splits one load after another cost a DSMEM round trip each.
 		cg::cluster_group cl = cg::this_cluster();
 		cl.sync();
 		const int rank = (int)cl.block_rank();
-		float *mine_o = (float *)(smem + DC::merge_bytes);
-		for (int e = rank * 128 + tid; e < 16 * HD; e += nsplit * 128) {
-			const int rr = e / HD, d = e % HD, row = r0 + rr;
+		const float *mine_o = (const float *)(smem + DC::merge_bytes);
+		for (int e = rank * 128 + tid; e < 16 * HD / 2; e += nsplit * 128) {
+			const int rr = e / (HD / 2), d = (e % (HD / 2)) * 2, row = r0 + rr;
 			if (row >= rows) continue;
-			float Mx = NEG_INF;
-			for (int q = 0; q < nsplit; q++) {
+			float2 ml[MAX_CLUSTER], v[MAX_CLUSTER];
+#pragma unroll
+			for (int q = 0; q < MAX_CLUSTER; q++) {
+				if (q >= nsplit) break;
 				const float *po = cl.map_shared_rank(mine_o, q);
-				Mx = fmaxf(Mx, ((const float2 *)(po + 16 * HD))[rr].x);
+				ml[q] = ((const float2 *)(po + 16 * HD))[rr];
+				v[q] = *(const float2 *)(po + rr * HD + d);
 			}
-			float acc = 0.f, L = 0.f;
-			for (int q = 0; q < nsplit; q++) {
-				const float *po = cl.map_shared_rank(mine_o, q);
-				const float2 ml = ((const float2 *)(po + 16 * HD))[rr];
-				const float wt = ml.x == NEG_INF ? 0.f : exp2f(ml.x - Mx); // an empty split weighs 0
-				acc += wt * po[rr * HD + d];
-				L += wt * ml.y;
+			float Mx = NEG_INF;
+#pragma unroll
+			for (int q = 0; q < MAX_CLUSTER; q++)
+				if (q < nsplit) Mx = fmaxf(Mx, ml[q].x);
+			float ax = 0.f, ay = 0.f, L = 0.f;
+#pragma unroll
+			for (int q = 0; q < MAX_CLUSTER; q++) {
+				if (q >= nsplit) break;
+				const float wt = ml[q].x == NEG_INF ? 0.f : exp2f(ml[q].x - Mx); // an empty split weighs 0
+				ax += wt * v[q].x;
+				ay += wt * v[q].y;
+				L += wt * ml[q].y;
 			}
 			const int orow = (row / group) * nh + kvh * group + row % group;
-			out[(size_t)orow * HD + d] = act<T>::from_f(acc / L);
+			const float inv = 1.f / L;
+			*(uint32_t *)(out + (size_t)orow * HD + d) = act<T>::pack(ax * inv, ay * inv);
 		}
 		cl.sync();
 		return;
@@ -743,7 +775,6 @@ static int max_splits(int max_ctx)
 // slower than it (H200, 2026-12-04: 241.3 tokens/s against 236.8 and 238.6), as 8 splits at 545 tokens
 // gained 0.76 us per layer (8.10 against 8.86 us). LMTERM_ATTN_CLUSTER=0 combines through global memory
 // always (the last split to finish; measurement).
-enum { MAX_CLUSTER = 8 };
 static bool cluster_on(void)
 {
 	static int on = -1;
