@@ -485,7 +485,10 @@ template <typename T, int HD, int POLICY> struct decode_cfg {
 	using C = tcfg<T, HD, POLICY>;
 	static constexpr int R = 16, STAGES = 3, WARPS = 4;
 	static constexpr int warp_bytes = STAGES * C::stage_bytes(R) + C::conv_bytes(R);
-	static constexpr int merge_bytes = WARPS * 16 * HD * 4 + WARPS * 16 * 8;
+	// the warps' O rows in the merge area are MO_LD floats apart: with HD, the 8 rows of a warp's fragment
+	// store (64-bit, lanes 4 apart on one row) fell on the same banks, an 8-way conflict on every store
+	static constexpr int MO_LD = HD + 8;
+	static constexpr int merge_bytes = WARPS * 16 * MO_LD * 4 + WARPS * 16 * 8;
 	// a clustered launch's CTA result after the merge area: O [16][HD] and (m, l) [16]
 	static constexpr int merged_bytes = merge_bytes + 16 * HD * 4 + 16 * 8;
 	static constexpr int smem = WARPS * warp_bytes > merged_bytes ? WARPS * warp_bytes : merged_bytes;
@@ -606,9 +609,9 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 	cp_async_wait<0>();
 	__syncthreads();
 
-	// merge the warps: O [warp][16][HD], (m, l) [warp][16]
+	// merge the warps: O [warp][16][MO_LD], (m, l) [warp][16]
 	float *mo = (float *)smem;
-	float2 *mml = (float2 *)(smem + DC::WARPS * 16 * HD * 4);
+	float2 *mml = (float2 *)(smem + DC::WARPS * 16 * DC::MO_LD * 4);
 	const int c2 = (lane & 3) * 2, g8 = lane >> 2;
 #pragma unroll
 	for (int r = 0; r < 2; r++) {
@@ -619,7 +622,7 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 		if ((lane & 3) == 0) mml[warp * 16 + rr] = make_float2(m[r], lt);
 #pragma unroll
 		for (int j = 0; j < HD / 8; j++)
-			*(float2 *)(mo + (warp * 16 + rr) * HD + 8 * j + c2) = make_float2(O[j][2 * r], O[j][2 * r + 1]);
+			*(float2 *)(mo + (warp * 16 + rr) * DC::MO_LD + 8 * j + c2) = make_float2(O[j][2 * r], O[j][2 * r + 1]);
 	}
 	__syncthreads();
 	// 8 threads per row, each with the row's warp weights computed once and HD / 32 float4 columns, the 8
@@ -644,7 +647,7 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 			float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
 			for (int w = 0; w < DC::WARPS; w++) {
-				const float4 v = *(const float4 *)(mo + (w * 16 + rr) * HD + d);
+				const float4 v = *(const float4 *)(mo + (w * 16 + rr) * DC::MO_LD + d);
 				acc.x += wt[w] * v.x;
 				acc.y += wt[w] * v.y;
 				acc.z += wt[w] * v.z;
