@@ -68,28 +68,19 @@ static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *n
 			*(strcmp(n, "no-tui") == 0 ? no_tui : no_color) = b;
 			continue;
 		}
-		static const char *const known[] = {
-			"backend", "model-format", "quant-policy", "cache-max-entry-count", "cache-block-seq-len",
-			"session-len", "chat-template", "temperature", "top-p", "top-k", "min-p", "repetition-penalty",
-			"seed", "max-new-tokens", "threads",
-		};
-		bool is_known = false;
-		for (size_t k = 0; k < ARRAY_SIZE(known); k++) is_known |= strcmp(n, known[k]) == 0;
-		if (!is_known) { /* before its value: '--bogus' last is not "needs a value" */
-			fprintf(stderr, _("lmterm: chat: unknown option '%s'\n"), it.arg);
-			chat_usage(stderr);
-			return 2;
-		}
-		if (opt_value(&it, &val) != LM_OK) goto bad;
+		/* each option that takes a value reads it in its own branch (opt_value: "option '--seed' needs a value"),
+		 * so an unknown option reaches the last branch whether or not an argument follows it */
 		char optname[80];
 		snprintf(optname, sizeof optname, "--%s", n);
 		if (strcmp(n, "backend") == 0) {
+			if (opt_value(&it, &val)) goto bad;
 			if (strcmp(val, "auto") && strcmp(val, "cuda") && strcmp(val, "cpu")) {
 				lm_err(_("--backend: unknown backend '%s' (expected auto, cuda or cpu)"), val);
 				goto bad;
 			}
 			o->backend = val;
 		} else if (strcmp(n, "model-format") == 0) {
+			if (opt_value(&it, &val)) goto bad;
 			if (strcmp(val, "hf") == 0) o->format = FMT_HF;
 			else if (strcmp(val, "awq") == 0) o->format = FMT_AWQ;
 			else {
@@ -97,21 +88,21 @@ static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *n
 				goto bad;
 			}
 		} else if (strcmp(n, "quant-policy") == 0) {
-			if (opt_quant_policy(optname, val, &o->kv_policy) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_quant_policy(optname, val, &o->kv_policy)) goto bad;
 		} else if (strcmp(n, "cache-max-entry-count") == 0) {
-			if (opt_kv_capacity(optname, val, &o->cap) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_kv_capacity(optname, val, &o->cap)) goto bad;
 		} else if (strcmp(n, "cache-block-seq-len") == 0) {
-			if (opt_int(optname, val, 1, 1 << 20, &o->block_len) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_int(optname, val, 1, 1 << 20, &o->block_len)) goto bad;
 		} else if (strcmp(n, "session-len") == 0) {
-			if (opt_int(optname, val, 2, 1 << 30, &o->session_len) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_int(optname, val, 2, 1 << 30, &o->session_len)) goto bad;
 		} else if (strcmp(n, "chat-template") == 0) {
-			o->chat_template = val;
+			if (opt_value(&it, &o->chat_template)) goto bad;
 		} else if (strcmp(n, "temperature") == 0) {
-			if (opt_float(optname, val, 0, 100, &d) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_float(optname, val, 0, 100, &d)) goto bad;
 			o->sampling.temperature = (float)d;
 			o->sampling_given[SG_TEMPERATURE] = true;
 		} else if (strcmp(n, "top-p") == 0) {
-			if (opt_float(optname, val, 0, 1, &d) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_float(optname, val, 0, 1, &d)) goto bad;
 			if (d <= 0) {
 				lm_err(_("--top-p: must be greater than 0 (1 turns it off)"));
 				goto bad;
@@ -119,26 +110,26 @@ static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *n
 			o->sampling.top_p = (float)d;
 			o->sampling_given[SG_TOP_P] = true;
 		} else if (strcmp(n, "top-k") == 0) {
-			if (opt_int(optname, val, 0, 1 << 30, &iv) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_int(optname, val, 0, 1 << 30, &iv)) goto bad;
 			o->sampling.top_k = iv;
 			o->sampling_given[SG_TOP_K] = true;
 		} else if (strcmp(n, "min-p") == 0) {
-			if (opt_float(optname, val, 0, 1, &d) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_float(optname, val, 0, 1, &d)) goto bad;
 			o->sampling.min_p = (float)d;
 			o->sampling_given[SG_MIN_P] = true;
 		} else if (strcmp(n, "repetition-penalty") == 0) {
-			if (opt_float(optname, val, 0.01, 100, &d) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_float(optname, val, 0.01, 100, &d)) goto bad;
 			o->sampling.repetition_penalty = (float)d;
 			o->sampling_given[SG_REPETITION_PENALTY] = true;
 		} else if (strcmp(n, "seed") == 0) {
-			if (opt_u64(optname, val, &o->sampling.seed) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_u64(optname, val, &o->sampling.seed)) goto bad;
 			o->sampling_given[SG_SEED] = true;
 		} else if (strcmp(n, "max-new-tokens") == 0) {
-			if (opt_int(optname, val, 1, 1 << 30, &iv) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_int(optname, val, 1, 1 << 30, &iv)) goto bad;
 			o->sampling.max_new_tokens = iv;
 			o->sampling_given[SG_MAX_NEW_TOKENS] = true;
 		} else if (strcmp(n, "threads") == 0) {
-			if (opt_int(optname, val, 1, 1024, &o->n_threads) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_int(optname, val, 1, 1024, &o->n_threads)) goto bad;
 		} else {
 			fprintf(stderr, _("lmterm: chat: unknown option '%s'\n"), it.arg);
 			chat_usage(stderr);

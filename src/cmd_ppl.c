@@ -170,28 +170,21 @@ int cmd_ppl(int argc, char **argv)
 			ppl_usage(stdout);
 			return 0;
 		}
-		static const char *const known[] = { "file", "ctx", "quant-policy", "tokenizer", "backend", "max-chars" };
-		bool is_known = false;
-		for (size_t k = 0; k < ARRAY_SIZE(known); k++) is_known |= strcmp(n, known[k]) == 0;
-		if (!is_known) { /* before its value: '--bogus' last is not "needs a value" */
-			fprintf(stderr, _("lmterm: ppl: unknown option '%s'\n"), it.arg);
-			ppl_usage(stderr);
-			return 2;
-		}
-		if (opt_value(&it, &val) != LM_OK) goto bad;
+		/* each option reads its value in its own branch ("option '--ctx' needs a value"), so an unknown
+		 * option reaches the last branch whether or not an argument follows it */
 		if (strcmp(n, "file") == 0) {
-			file = val;
+			if (opt_value(&it, &file)) goto bad;
 		} else if (strcmp(n, "ctx") == 0) {
-			if (opt_int("--ctx", val, 2, 1 << 20, &ctx) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_int("--ctx", val, 2, 1 << 20, &ctx)) goto bad;
 		} else if (strcmp(n, "quant-policy") == 0) {
-			if (opt_quant_policy("--quant-policy", val, &policy) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_quant_policy("--quant-policy", val, &policy)) goto bad;
 		} else if (strcmp(n, "tokenizer") == 0) {
-			tok_file = val;
+			if (opt_value(&it, &tok_file)) goto bad;
 		} else if (strcmp(n, "backend") == 0) {
-			backend = val;
+			if (opt_value(&it, &backend)) goto bad;
 		} else if (strcmp(n, "max-chars") == 0) {
 			uint64_t v;
-			if (opt_u64("--max-chars", val, &v) != LM_OK) goto bad;
+			if (opt_value(&it, &val) || opt_u64("--max-chars", val, &v)) goto bad;
 			max_chars = v > LONG_MAX ? LONG_MAX : (long)v; /* (long)2^63 was negative: no limit at all */
 		} else {
 			fprintf(stderr, _("lmterm: ppl: unknown option '%s'\n"), it.arg);

@@ -14,4 +14,11 @@ expect_fail() {
 	if [ $rc -ge 128 ]; then fail "$desc: killed by signal (rc $rc): $out"; return; fi
 	case "$out" in *$pat*) pass "$desc" ;; *) fail "$desc: message '$out' lacks '$pat'" ;; esac
 }
+# expect_usage DESC PATTERN CMD...: a usage error: exit status 2 and PATTERN on stderr
+expect_usage() {
+	desc=$1 pat=$2; shift 2
+	out=$("$@" 2>&1 >/dev/null); rc=$?
+	if [ $rc -ne 2 ]; then fail "$desc: exit $rc, want 2 (a usage error): $out"; return; fi
+	case "$out" in *"$pat"*) pass "$desc" ;; *) fail "$desc: message '$out' lacks '$pat'" ;; esac
+}
 finish() { [ $fails -eq 0 ] && exit 0; echo "$fails failure(s)"; exit 1; }

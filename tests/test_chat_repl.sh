@@ -45,6 +45,16 @@ expect_fail "bad --top-p" "--top-p" "$LMTERM" chat "$MODEL" --top-p 2
 expect_fail "bad --no-tui value" "--no-tui" "$LMTERM" chat "$MODEL" --no-tui=maybe
 expect_fail "unknown option" "--frobnicate" "$LMTERM" chat "$MODEL" --frobnicate
 expect_fail "unknown option last, no value" "unknown option '--frobnicate'" "$LMTERM" chat "$MODEL" --cache-block-seq-len 64 --frobnicate
+# the option parser alone decides: an unknown option given last is unknown (not "needs a value"), a known one
+# given last without its value needs one; both are usage errors (exit 2)
+expect_usage "unknown option last" "lmterm: chat: unknown option '--frobnicate'" "$LMTERM" chat "$MODEL" --frobnicate
+expect_usage "unknown option last, after a flag" "lmterm: chat: unknown option '--frobnicate'" \
+	"$LMTERM" chat "$MODEL" --no-tui --frobnicate
+expect_usage "unknown short option last" "lmterm: chat: unknown option '-x'" "$LMTERM" chat "$MODEL" --seed 1 -x
+expect_usage "--seed last" "lmterm: option '--seed' needs a value" "$LMTERM" chat "$MODEL" --seed
+expect_usage "--chat-template last" "lmterm: option '--chat-template' needs a value" \
+	"$LMTERM" chat "$MODEL" --backend cpu --chat-template
+expect_usage "--session_len last" "lmterm: option '--session_len' needs a value" "$LMTERM" chat "$MODEL" --session_len
 # LMDeploy's Python spelling names the same option
 expect_fail "--session_len is --session-len" "--session-len: 1 is out of range" "$LMTERM" chat "$MODEL" --session_len 1
 expect_fail "a size beyond uint64" "too large" "$LMTERM" chat "$MODEL" --cache-max-entry-count 1e300GiB

@@ -51,6 +51,15 @@ expect_fail "missing text file" "/nonexistent.txt" "$LMTERM" ppl "$MODEL" --file
 expect_fail "bad --ctx" "--ctx" "$LMTERM" ppl "$MODEL" --file "$TEXT" --ctx one
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" ppl "$MODEL" --file "$TEXT" --quant-policy 3
 expect_fail "unknown option last" "unknown option '--bogus'" "$LMTERM" ppl "$MODEL" --file "$TEXT" --bogus
+# the option parser alone decides: an unknown option given last is unknown (not "needs a value", nor "--file is
+# required"), a known one given last without its value needs one; both are usage errors (exit 2)
+expect_usage "unknown option last, exit 2" "lmterm: ppl: unknown option '--bogus'" \
+	"$LMTERM" ppl "$MODEL" --file "$TEXT" --bogus
+expect_usage "unknown option last, no --file" "lmterm: ppl: unknown option '--bogus'" "$LMTERM" ppl "$MODEL" --bogus
+expect_usage "--ctx last" "lmterm: option '--ctx' needs a value" "$LMTERM" ppl "$MODEL" --file "$TEXT" --ctx
+expect_usage "--file last" "lmterm: option '--file' needs a value" "$LMTERM" ppl "$MODEL" --file
+expect_usage "--max_chars last" "lmterm: option '--max_chars' needs a value" \
+	"$LMTERM" ppl "$MODEL" --file "$TEXT" --max_chars
 # a model without BOS and a one-token text: nothing to predict is an error, not "perplexity: -nan (0 tokens)"
 nb=${TMPDIR:-/tmp}/lmterm-ppl-nobos.$$
 mkdir -p "$nb" && cp "$DEMO"/config.json "$DEMO"/tokenizer.json "$DEMO"/model* "$nb/" &&
