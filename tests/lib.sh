@@ -1,5 +1,11 @@
 # tests/lib.sh: helpers for shell tests. Exit 0 pass, 1 fail, 77 skip.
 set -u
+# The tests look for the English messages whatever the locale of whoever runs them: in a Chinese locale, with
+# lmterm's translations installed, they would be translated. Tests of the Chinese messages set the locale
+# per command (LC_ALL=zh_CN.UTF-8 ... , LMTERM_LOCALEDIR).
+unset LANGUAGE
+LC_ALL=C.UTF-8
+export LC_ALL
 : "${LMTERM:=./lmterm}" "${TESTDATA:=tests/data-unpacked}" "${top_srcdir:=.}"
 DEMO="$top_srcdir/models/tiny-en-zh"
 fails=0
