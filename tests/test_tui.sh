@@ -177,6 +177,18 @@ c0=$(ctx_now)
 T send-keys -t tui Enter
 wait_turn "$c0" 60 || fail "no reply to the pasted message"
 
+# 5b. input that ncurses or the terminal could get wrong
+# bytes that are not UTF-8 (Latin-1 text pasted): shown as U+FFFD and the rest of the paste kept (ncurses's
+# get_wch used to drop everything after such a byte)
+printf 'caf\351 au lait' >"$tmp/latin1.txt"
+T load-buffer -b lat1 "$tmp/latin1.txt"
+T paste-buffer -p -b lat1 -t tui
+if wait_for "^> caf.+ au lait" 5; then pass "a pasted byte that is not UTF-8 does not lose the rest of the paste"
+else show "after a Latin-1 paste"; fail "the paste after a byte that is not UTF-8 was lost"; fi
+wait_for "not UTF-8" 2 && pass "a message says the bytes were not UTF-8" || fail "no message about the bytes that are not UTF-8"
+T send-keys -t tui C-u
+sleep 0.3
+
 # 6. F1 help lists the keys; F10 quits and the terminal is usable again
 T send-keys -t tui F1
 wait_for "F10, Ctrl-Q" 5 && pass "F1 shows the keys" || fail "F1 did not show the keys"

@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 bool ui_available(void) { return true; }
 
@@ -32,6 +33,7 @@ static volatile sig_atomic_t term_active;
 static SCREEN *screen;
 static bool atexit_done;
 static int key_ctrl_left, key_ctrl_right;
+static bool bad_input; /* read_wch replaced bytes that are not UTF-8: say so once */
 enum { KEY_PASTE_BEGIN = KEY_MAX + 100, KEY_PASTE_END = KEY_MAX + 101 };
 
 #define PASTE_ON "\033[?2004h"
@@ -123,16 +125,49 @@ bool ui_check_resize(void)
 	return true;
 }
 
+/* One character or key, as get_wch() returns it. In a UTF-8 locale the bytes are decoded here rather than by
+ * get_wch: ncurses 6.4's wget_wch, given a byte that cannot start a character (Latin-1 text pasted, a stray
+ * byte), goes on reading until the input pauses and then drops everything it read, so one such byte lost the
+ * rest of a paste. Here a byte that does not start or continue a character becomes U+FFFD (shown, so the
+ * user sees where), and the bytes after it are kept. */
+static int read_wch(wint_t *ch)
+{
+	if (!ui_utf8) return get_wch(ch);
+	int c = getch();
+	if (c == ERR) return ERR;
+	if (c > 0xff) { *ch = (wint_t)c; return KEY_CODE_YES; } /* a function key */
+	*ch = (wint_t)c;
+	if (c < 0x80) return OK;
+	int need = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 0;
+	char b[4] = { (char)c };
+	int n = 1;
+	if (need) {
+		/* the rest of the character may be a moment behind its first byte */
+		timeout(100);
+		while (n <= need) {
+			int d = getch();
+			if (d == ERR) break;
+			if (d > 0xff || (d & 0xc0) != 0x80) { ungetch(d); break; }
+			b[n++] = (char)d;
+		}
+		nodelay(stdscr, TRUE);
+	}
+	utf8proc_int32_t cp;
+	if (n == need + 1 && utf8proc_iterate((const utf8proc_uint8_t *)b, n, &cp) == n) *ch = (wint_t)cp;
+	else { *ch = 0xfffd; bad_input = true; }
+	return OK;
+}
+
 bool ui_read_key(bool *is_code, wint_t *ch, bool *alt)
 {
 	*alt = false;
-	int r = get_wch(ch);
+	int r = read_wch(ch);
 	if (r == ERR) return false;
 	*is_code = r == KEY_CODE_YES;
 	if (!*is_code && *ch == 27) {
 		/* ESC then a key within ESCDELAY: Alt + that key */
 		wint_t c2;
-		int r2 = get_wch(&c2);
+		int r2 = read_wch(&c2);
 		if (r2 == KEY_CODE_YES) {
 			ungetch((int)c2); /* Esc, then a function key: two keys */
 		} else if (r2 != ERR) {
@@ -613,6 +648,11 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 			bool is_code, alt;
 			wint_t ch;
 			while (!u->quit && ui_read_key(&is_code, &ch, &alt)) flags |= handle_key(u, is_code, ch, alt);
+			if (bad_input) {
+				bad_input = false;
+				set_message(u, "%s", _("bytes that are not UTF-8 were replaced by \xef\xbf\xbd"));
+				flags |= KF_REDRAW;
+			}
 		}
 		double t = now_s();
 		if (u->ready && !u->dead && t - u->t_last_mem >= 1.0) {
