@@ -55,6 +55,16 @@ wait_turn() {
 	done
 	return 1
 }
+# wait_cursor COLUMN SECONDS: until the terminal's cursor is at COLUMN
+wait_cursor() {
+	n=0
+	while [ $n -lt $(($2 * 10)) ]; do
+		[ "$(T display -p -t tui '#{cursor_x}')" = "$1" ] && return 0
+		sleep 0.1
+		n=$((n + 1))
+	done
+	return 1
+}
 # bytes of a figure "12.3 KiB" after LABEL in the memory panel
 figure() {
 	screen | grep -F -- "$1" | head -1 | sed -E "s/.*$1 +([0-9.]+) (B|KiB|MiB|GiB|TiB).*/\1 \2/" |
@@ -187,6 +197,22 @@ if wait_for "^> caf.+ au lait" 5; then pass "a pasted byte that is not UTF-8 doe
 else show "after a Latin-1 paste"; fail "the paste after a byte that is not UTF-8 was lost"; fi
 wait_for "not UTF-8" 2 && pass "a message says the bytes were not UTF-8" || fail "no message about the bytes that are not UTF-8"
 T send-keys -t tui C-u
+sleep 0.3
+# an emoji ZWJ sequence takes the columns of its parts, as curses draws them: the next letter is not drawn
+# over it, and the cursor is where the terminal shows the end of the text
+T send-keys -t tui -l "X👨‍👩‍👧Y"
+wait_cursor 10 5
+# (tmux may keep the joiners in the captured text; they take no column)
+line=$(screen | grep "^> X" | sed "s/$(printf '\342\200\215')//g; s/   .*//; s/ *\$//")
+cx=$(T display -p -t tui '#{cursor_x}')
+if [ "$line" = "> X👨👩👧Y" ] && [ "$cx" -eq 10 ]; then pass "a ZWJ emoji sequence is drawn whole, cursor after it (column $cx)"
+else show "ZWJ sequence"; fail "ZWJ sequence: line '$line', cursor at column $cx (want 10)"; fi
+T send-keys -t tui Left BSpace
+wait_cursor 3 5
+cx=$(T display -p -t tui '#{cursor_x}')
+if screen | grep -q "^> XY  " && [ "$cx" -eq 3 ]; then pass "Backspace deletes the whole ZWJ sequence"
+else show "ZWJ sequence deleted"; fail "Backspace over a ZWJ sequence: cursor at $cx"; fi
+T send-keys -t tui C-u End C-u
 sleep 0.3
 
 # 6. F1 help lists the keys; F10 quits and the terminal is usable again
