@@ -394,6 +394,7 @@ static int repl_run(struct repl *r)
 		printf(_("\n(%s%d tokens, %.1f tokens/s, prompt %d tokens in %.2f s, context %d)\n"),
 		       st.cancelled ? _("stopped, ") : "", st.gen_tokens, rate, st.prompt_tokens, st.prefill_s,
 		       st.context_used);
+		if (st.hit_session_len) fputs(_("(the session is full: type 'end' for a new session)\n"), stdout);
 		fflush(stdout);
 		if (eof) return 0;
 	}

@@ -214,6 +214,23 @@ if screen | grep -q "^> XY  " && [ "$cx" -eq 3 ]; then pass "Backspace deletes t
 else show "ZWJ sequence deleted"; fail "Backspace over a ZWJ sequence: cursor at $cx"; fi
 T send-keys -t tui C-u End C-u
 sleep 0.3
+# a message longer than the whole session: refused with a message that says so, and no empty "Assistant"
+# entry left above it
+T send-keys -t tui F5
+wait_for "New conversation" 10 || fail "F5 did not start a new conversation"
+yes word | head -2600 | tr '\n' ' ' >"$tmp/long.txt"
+T load-buffer -b long "$tmp/long.txt"
+T paste-buffer -p -b long -t tui
+sleep 1
+T send-keys -t tui Enter
+if wait_for "too long" 60; then pass "a message longer than the session is refused as too long"
+else show "a message too long"; fail "no 'too long' message"; fi
+sleep 0.5
+show "after a message too long"
+[ "$(screen | grep -c '^Assistant')" -eq 0 ] && pass "no empty Assistant entry above the error" ||
+	fail "an empty Assistant entry is left above the error"
+screen | grep -q "press F5" && fail "a new conversation is suggested for a message no session can hold" ||
+	pass "no new conversation is suggested for it"
 
 # 6. F1 help lists the keys; F10 quits and the terminal is usable again
 T send-keys -t tui F1

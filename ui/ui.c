@@ -226,9 +226,16 @@ static void note(struct chat_ui *u, enum chat_role r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
-	/* a note in the middle of a streaming reply would split it: put it after */
-	panel_chat_add(&u->chat, r, buf, (int)strlen(buf));
-	if (u->streaming) { panel_chat_add(&u->chat, ROLE_ASSISTANT, "", 0); }
+	/* a note in the middle of a streaming reply would split it: put it after. A reply that has not begun (its
+	 * entry still empty: the turn failed before the first token) moves below the note, else an empty
+	 * "Assistant" would stay above the error once the turn ends. */
+	struct chat_view *c = &u->chat;
+	if (u->streaming && c->n > 0 && c->m[c->n - 1].role == ROLE_ASSISTANT && c->m[c->n - 1].len == 0) {
+		free(c->m[c->n - 1].text);
+		c->n--;
+	}
+	panel_chat_add(c, r, buf, (int)strlen(buf));
+	if (u->streaming) { panel_chat_add(c, ROLE_ASSISTANT, "", 0); }
 }
 
 static void relayout(struct chat_ui *u)
@@ -521,9 +528,15 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 	case EV_TURN_DONE: {
 		const struct turn_stats *t = &ev->u.done;
 		u->streaming = u->chat.streaming = false;
-		if (t->gen_tokens > 0 && t->decode_s > 0) u->status.tok_s = t->gen_tokens / t->decode_s;
-		u->status.ttft_s = t->ttft_s;
-		u->status.have_stats = true;
+		/* a turn that produced nothing (refused, or stopped before the first token) keeps the last figures
+		 * rather than showing 0.0 tok/s */
+		if (t->gen_tokens > 0) {
+			if (t->decode_s > 0) u->status.tok_s = t->gen_tokens / t->decode_s;
+			u->status.ttft_s = t->ttft_s;
+			u->status.have_stats = true;
+		}
+		/* "stopping the reply..." is done with */
+		if (strcmp(u->status.message, _("stopping the reply...")) == 0) u->status.message[0] = 0;
 		u->status.context_used = t->context_used;
 		u->mem.context_used = t->context_used;
 		/* an empty reply leaves no empty assistant entry behind */
