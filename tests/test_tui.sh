@@ -263,6 +263,37 @@ else
 	fail "the second start did not get ready"
 fi
 
+# 7b. terminals that cannot do everything
+# TERM=vt100 has no alternate screen: quitting clears what was drawn, else the shell wrote over the chat
+T send-keys -t tui "clear; TERM=vt100 LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?" Enter
+if wait_for "ctx [0-9]+/[0-9]+" 60; then
+	T send-keys -t tui C-q
+	if wait_for "lmterm-exit=0" 10; then
+		show "after quitting under TERM=vt100"
+		screen | grep -Eq "F1 help|ctx [0-9]" && fail "TERM=vt100: the chat screen was left behind after quitting" ||
+			pass "TERM=vt100: the screen is cleared on quitting"
+	else
+		fail "TERM=vt100: Ctrl-Q did not quit"
+	fi
+else
+	show "TERM=vt100"
+	fail "TERM=vt100: the chat screen did not start"
+fi
+# TERM=dumb cannot move the cursor: the plain prompt, with a message that says why (the full screen used to
+# be drawn there, garbled); the scripted engine has no plain prompt
+if [ "${TUI_FAKE:-0}" != 1 ]; then
+	T send-keys -t tui "clear; TERM=dumb LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?" Enter
+	if wait_for "cannot move the cursor" 60 && wait_for "double enter to end input" 60; then
+		pass "TERM=dumb: the plain prompt, with a message why"
+	else
+		show "TERM=dumb"
+		fail "TERM=dumb: no plain prompt"
+	fi
+	T send-keys -t tui "exit" Enter Enter
+	wait_for "lmterm-exit=0" 20 && pass "TERM=dumb: 'exit' quits" || fail "TERM=dumb: 'exit' did not quit"
+	show "TERM=dumb"
+fi
+
 # 8. Chinese
 if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN\.utf-\?8$'; then
 	mkdir -p "$tmp/locale/zh_CN/LC_MESSAGES"

@@ -63,8 +63,7 @@ static const int fatal_sigs[] = { SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIG
 
 int ui_term_begin(bool no_color)
 {
-	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))
-		return lm_err(_("the full-screen interface needs a terminal; use --no-tui"));
+	if (ui_term_check() != LM_OK) return LM_ERR;
 	ui_utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
 	screen = newterm(NULL, stdout, stdin);
 	if (!screen) {
@@ -107,6 +106,15 @@ int ui_term_begin(bool no_color)
 
 void ui_term_end(void)
 {
+	/* a terminal without an alternate screen (vt100, a console) keeps what was drawn: clear it, else the shell's
+	 * next lines are written over the chat and its status bar */
+	if (term_active && screen) {
+		const char *rmcup = tigetstr("rmcup");
+		if (!rmcup || rmcup == (const char *)-1 || !*rmcup) {
+			clear();
+			refresh();
+		}
+	}
 	term_restore();
 	if (screen) { delscreen(screen); screen = NULL; }
 	for (size_t i = 0; i < ARRAY_SIZE(fatal_sigs); i++) sigaction(fatal_sigs[i], &old_sa[fatal_sigs[i]], NULL);
