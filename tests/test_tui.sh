@@ -55,11 +55,15 @@ wait_turn() {
 	done
 	return 1
 }
-# wait_cursor COLUMN SECONDS: until the terminal's cursor is at COLUMN
-wait_cursor() {
+# wait_input TEXT COLUMN SECONDS: until the input line reads "> TEXT" (joiners, which take no column, and
+# what is right of it removed) with the terminal's cursor at COLUMN; both at once, since a capture taken in the
+# middle of a redraw can show one without the other. Leaves the last values in $line and $cx.
+wait_input() {
 	n=0
-	while [ $n -lt $(($2 * 10)) ]; do
-		[ "$(T display -p -t tui '#{cursor_x}')" = "$1" ] && return 0
+	while [ $n -lt $(($3 * 10)) ]; do
+		line=$(screen | grep "^> " | tail -1 | sed "s/$(printf '\342\200\215')//g; s/   .*//; s/ *\$//")
+		cx=$(T display -p -t tui '#{cursor_x}')
+		[ "$line" = "> $1" ] && [ "$cx" = "$2" ] && return 0
 		sleep 0.1
 		n=$((n + 1))
 	done
@@ -170,7 +174,24 @@ screen | grep -q "Weights" && pass "200x60: the memory panel is beside the chat"
 T resize-window -t tui -x 30 -y 8; sleep 0.5
 show "30x8"
 [ "$(screen | wc -l)" -eq 8 ] && screen | grep -Eq "^>( |$)" && pass "30x8: the chat alone" || fail "30x8: not a sane tiny screen"
+# F3 in a tiny terminal says why nothing shows, and does not hide the panel once the terminal is wide again
+T send-keys -t tui F3
+wait_for "too small" 5 && pass "30x8: F3 says the terminal is too small" || fail "30x8: no message for F3"
+# the settings in a short terminal: the selected field stays in view (Up from the first selects the last)
+T resize-window -t tui -x 40 -y 8
+T send-keys -t tui F2
+if wait_for "Settings" 5; then
+	T send-keys -t tui Up
+	if wait_for "Repetition.*< " 5; then pass "40x8: the selected settings field is in view"
+	else show "40x8, settings"; fail "40x8: the selected settings field is out of view"; fi
+	T send-keys -t tui Escape
+else
+	show "40x8"
+	fail "40x8: F2 did not open the settings"
+fi
 T resize-window -t tui -x 120 -y 40; sleep 0.5
+if wait_for "Weights" 5; then pass "120x40 again: the memory panel is back"
+else show "120x40 after F3 in a tiny terminal"; fail "120x40: F3 pressed in a tiny terminal hid the memory panel"; fi
 
 # 5. bracketed paste: two lines arrive in the input box without being sent, Enter sends them as one message
 you0=$(screen | grep -c "^You")
@@ -201,17 +222,11 @@ sleep 0.3
 # an emoji ZWJ sequence takes the columns of its parts, as curses draws them: the next letter is not drawn
 # over it, and the cursor is where the terminal shows the end of the text
 T send-keys -t tui -l "X👨‍👩‍👧Y"
-wait_cursor 10 5
-# (tmux may keep the joiners in the captured text; they take no column)
-line=$(screen | grep "^> X" | sed "s/$(printf '\342\200\215')//g; s/   .*//; s/ *\$//")
-cx=$(T display -p -t tui '#{cursor_x}')
-if [ "$line" = "> X👨👩👧Y" ] && [ "$cx" -eq 10 ]; then pass "a ZWJ emoji sequence is drawn whole, cursor after it (column $cx)"
+if wait_input "X👨👩👧Y" 10 5; then pass "a ZWJ emoji sequence is drawn whole, cursor after it (column $cx)"
 else show "ZWJ sequence"; fail "ZWJ sequence: line '$line', cursor at column $cx (want 10)"; fi
 T send-keys -t tui Left BSpace
-wait_cursor 3 5
-cx=$(T display -p -t tui '#{cursor_x}')
-if screen | grep -q "^> XY  " && [ "$cx" -eq 3 ]; then pass "Backspace deletes the whole ZWJ sequence"
-else show "ZWJ sequence deleted"; fail "Backspace over a ZWJ sequence: cursor at $cx"; fi
+if wait_input "XY" 3 5; then pass "Backspace deletes the whole ZWJ sequence"
+else show "ZWJ sequence deleted"; fail "Backspace over a ZWJ sequence: line '$line', cursor at $cx (want 3)"; fi
 T send-keys -t tui C-u End C-u
 sleep 0.3
 # a message longer than the whole session: refused with a message that says so, and no empty "Assistant"
@@ -225,7 +240,9 @@ sleep 1
 T send-keys -t tui Enter
 if wait_for "too long" 60; then pass "a message longer than the session is refused as too long"
 else show "a message too long"; fail "no 'too long' message"; fi
-sleep 0.5
+# the turn's end (which removes a reply entry that stayed empty) may be drawn a moment after the error
+n=0
+while [ $n -lt 100 ] && screen | tail -1 | grep -Eq "generating|生成中"; do sleep 0.1; n=$((n + 1)); done
 show "after a message too long"
 [ "$(screen | grep -c '^Assistant')" -eq 0 ] && pass "no empty Assistant entry above the error" ||
 	fail "an empty Assistant entry is left above the error"

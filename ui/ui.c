@@ -487,8 +487,16 @@ static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
 		return KF_REDRAW;
 	}
 	if ((is_code && ch == KEY_F(3)) || (alt && (ch == 'm' || ch == 'M'))) {
+		/* in a tiny terminal the toggle would change nothing now and, once the terminal grows, hide the panel
+		 * the user asked for: say why instead */
+		if (u->lay.tiny) {
+			set_message(u, "%s", _("the terminal is too small for the memory panel"));
+			return KF_REDRAW;
+		}
 		u->lo.mem_toggled = !u->lo.mem_toggled;
-		if (u->lay.tiny) set_message(u, "%s", _("the terminal is too small for the memory panel"));
+		relayout(u);
+		if (u->lo.mem_toggled && !u->lay.wide && !rect_shown(u->lay.mem))
+			set_message(u, "%s", _("the terminal is too small for the memory panel"));
 		return KF_RELAYOUT | KF_REDRAW;
 	}
 	if ((is_code && ch == KEY_F(5)) || (alt && (ch == 'n' || ch == 'N'))) {
