@@ -208,6 +208,21 @@ c0=$(ctx_now)
 T send-keys -t tui Enter
 wait_turn "$c0" 60 || fail "no reply to the pasted message"
 
+# Ctrl-C while the scripted reply streams (the real one may be over before the key arrives): "(stopped)", and
+# the status bar's "stopping the reply..." goes once the reply has stopped
+if [ "${TUI_FAKE:-0}" = 1 ]; then
+	T send-keys -t tui "Stop this one" Enter C-c
+	# the note comes with the end of the turn, in the same redraw as the status bar
+	if wait_for "\(stopped\)" 10; then
+		pass "Ctrl-C stops the reply"
+		screen | tail -1 | grep -q "stopping the reply" && fail "'stopping the reply...' stays after the reply stopped" ||
+			pass "the stopping message goes when the reply has stopped"
+	else
+		show "Ctrl-C"
+		fail "Ctrl-C did not stop the reply"
+	fi
+fi
+
 # 5b. input that ncurses or the terminal could get wrong
 # bytes that are not UTF-8 (Latin-1 text pasted): shown as U+FFFD and the rest of the paste kept (ncurses's
 # get_wch used to drop everything after such a byte)

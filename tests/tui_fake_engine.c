@@ -204,7 +204,14 @@ int engine_start(struct engine **out, const struct engine_opts *o)
 int engine_send(struct engine *e, const struct cmd *c)
 {
 	pthread_mutex_lock(&e->mu);
-	if (e->nc < 64) e->cmds[e->nc++] = *c;
+	/* full: wait for room, as the real engine's engine_send does (a long paste comes in many parts; dropping one
+	 * left the screen "generating" for ever) */
+	while (e->nc >= 64) {
+		pthread_mutex_unlock(&e->mu);
+		sleep_ms(1);
+		pthread_mutex_lock(&e->mu);
+	}
+	e->cmds[e->nc++] = *c;
 	pthread_cond_signal(&e->cv);
 	pthread_mutex_unlock(&e->mu);
 	return LM_OK;
