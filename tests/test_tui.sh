@@ -234,6 +234,14 @@ else show "after a Latin-1 paste"; fail "the paste after a byte that is not UTF-
 wait_for "not UTF-8" 2 && pass "a message says the bytes were not UTF-8" || fail "no message about the bytes that are not UTF-8"
 T send-keys -t tui C-u
 sleep 0.3
+# control characters inside a paste are dropped, not run: Ctrl-U and Ctrl-W cut the input, Ctrl-Q quit
+printf 'keep\025 this\027 pasted\021 text' >"$tmp/ctl.txt"
+T load-buffer -b ctl "$tmp/ctl.txt"
+T paste-buffer -p -b ctl -t tui
+if wait_for "^> keep this pasted text" 5; then pass "control characters in a paste run no command"
+else show "after a paste with control characters"; fail "a paste with control characters was cut or quit"; fi
+T send-keys -t tui C-u
+sleep 0.3
 # an emoji ZWJ sequence takes the columns of its parts, as curses draws them: the next letter is not drawn
 # over it, and the cursor is where the terminal shows the end of the text
 T send-keys -t tui -l "X👨‍👩‍👧Y"

@@ -432,6 +432,22 @@ static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
 	}
 	if (is_code && ch == KEY_PASTE_BEGIN) { u->input.pasting = true; return KF_HANDLED; }
 	if (is_code && ch == KEY_PASTE_END) { u->input.pasting = false; return KF_RELAYOUT | KF_REDRAW; }
+	if (u->input.pasting) {
+		/* pasted text is text: a control character in it (a form feed, a stray Ctrl-Q, Ctrl-U or Ctrl-W) ran
+		 * its command, so a paste could quit and lose the input, or cut it. Printable characters, newlines and
+		 * tabs go to the settings field when that dialog is open, else to the input box (also under the help
+		 * or the quit question, which a pasted 'y' would have answered); the rest is dropped. */
+		bool text = !is_code && (ch == '\r' || ch == '\n' || ch == '\t' || (ch >= 0x20 && ch != 0x7f));
+		if (is_code && ch == KEY_ENTER) { text = true; is_code = false; ch = '\r'; }
+		if (!text) return KF_HANDLED;
+		if (u->lo.overlay == OVERLAY_SETTINGS) {
+			if (ch < 0x20) return KF_HANDLED;
+			int action;
+			return panel_settings_key(&u->settings, false, ch, &action) | KF_REDRAW;
+		}
+		bool sub;
+		return panel_input_key(&u->input, false, ch, false, &sub) | KF_REDRAW;
+	}
 
 	/* keys that work everywhere */
 	if (!is_code && !alt && ch == 12) { clearok(curscr, TRUE); return KF_REDRAW; } /* Ctrl-L */
