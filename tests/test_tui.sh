@@ -231,7 +231,7 @@ T load-buffer -b lat1 "$tmp/latin1.txt"
 T paste-buffer -p -b lat1 -t tui
 if wait_for "^> caf.+ au lait" 5; then pass "a pasted byte that is not UTF-8 does not lose the rest of the paste"
 else show "after a Latin-1 paste"; fail "the paste after a byte that is not UTF-8 was lost"; fi
-wait_for "not UTF-8" 2 && pass "a message says the bytes were not UTF-8" || fail "no message about the bytes that are not UTF-8"
+wait_for "not valid UTF-8" 2 && pass "a message says the input was not UTF-8" || fail "no message about the input that is not UTF-8"
 T send-keys -t tui C-u
 sleep 0.3
 # control characters inside a paste are dropped, not run: Ctrl-U and Ctrl-W cut the input, Ctrl-Q quit
@@ -318,6 +318,19 @@ if wait_for "ctx [0-9]+/[0-9]+" 60; then
 else
 	show "TERM=vt100"
 	fail "TERM=vt100: the chat screen did not start"
+fi
+# the C locale cannot decode a non-ASCII character: it becomes U+FFFD (drawn as '?') and what follows is kept
+# (get_wch dropped everything after the first such byte)
+T send-keys -t tui "clear; LC_ALL=C $CMD; echo lmterm-exit=\$?" Enter
+if wait_for "ctx [0-9]+/[0-9]+" 60; then
+	T send-keys -t tui -l "ab你好cd"
+	if wait_for "^> ab\?+cd" 5; then pass "C locale: non-ASCII input is shown as '?' and what follows is kept"
+	else show "C locale"; fail "C locale: the input after a non-ASCII character was lost"; fi
+	T send-keys -t tui C-q
+	wait_for "lmterm-exit=0" 10 || fail "C locale: Ctrl-Q did not quit"
+else
+	show "C locale"
+	fail "C locale: the chat screen did not start"
 fi
 # TERM=dumb cannot move the cursor: the plain prompt, with a message that says why (the full screen used to
 # be drawn there, garbled); the scripted engine has no plain prompt

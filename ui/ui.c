@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <langinfo.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -133,36 +134,40 @@ bool ui_check_resize(void)
 	return true;
 }
 
-/* One character or key, as get_wch() returns it. In a UTF-8 locale the bytes are decoded here rather than by
- * get_wch: ncurses 6.4's wget_wch, given a byte that cannot start a character (Latin-1 text pasted, a stray
- * byte), goes on reading until the input pauses and then drops everything it read, so one such byte lost the
- * rest of a paste. Here a byte that does not start or continue a character becomes U+FFFD (shown, so the
- * user sees where), and the bytes after it are kept. */
+/* One character or key, as get_wch() returns it. The bytes are decoded here (mbrtowc, the locale's charset)
+ * rather than by get_wch: ncurses 6.4's wget_wch, given a byte that cannot start a character (Latin-1 text
+ * pasted, a stray byte, any non-ASCII byte in the C locale), goes on reading until the input pauses and then
+ * drops everything it read, so one such byte lost the rest of a paste. Here a byte that does not start or
+ * continue a character becomes U+FFFD (shown, so the user sees where), and the bytes after it are kept. */
 static int read_wch(wint_t *ch)
 {
-	if (!ui_utf8) return get_wch(ch);
 	int c = getch();
 	if (c == ERR) return ERR;
 	if (c > 0xff) { *ch = (wint_t)c; return KEY_CODE_YES; } /* a function key */
-	*ch = (wint_t)c;
-	if (c < 0x80) return OK;
-	int need = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 0;
-	char b[4] = { (char)c };
-	int n = 1;
-	if (need) {
+	char b[MB_LEN_MAX];
+	int n = 0;
+	b[n++] = (char)c;
+	for (;;) {
+		mbstate_t st;
+		memset(&st, 0, sizeof st);
+		wchar_t wc;
+		size_t r = mbrtowc(&wc, b, (size_t)n, &st);
+		if (r != (size_t)-1 && r != (size_t)-2) { *ch = r == 0 ? 0 : (wint_t)wc; return OK; }
+		if (r == (size_t)-1) {
+			if (n > 1) ungetch((unsigned char)b[n - 1]); /* the byte that broke it may start the next one */
+			break;
+		}
+		if (n == (int)sizeof b) break;
 		/* the rest of the character may be a moment behind its first byte */
 		timeout(100);
-		while (n <= need) {
-			int d = getch();
-			if (d == ERR) break;
-			if (d > 0xff || (d & 0xc0) != 0x80) { ungetch(d); break; }
-			b[n++] = (char)d;
-		}
+		int d = getch();
 		nodelay(stdscr, TRUE);
+		if (d == ERR) break;
+		if (d > 0xff) { ungetch(d); break; }
+		b[n++] = (char)d;
 	}
-	utf8proc_int32_t cp;
-	if (n == need + 1 && utf8proc_iterate((const utf8proc_uint8_t *)b, n, &cp) == n) *ch = (wint_t)cp;
-	else { *ch = 0xfffd; bad_input = true; }
+	*ch = 0xfffd;
+	bad_input = true;
 	return OK;
 }
 
@@ -695,7 +700,7 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 			while (!u->quit && ui_read_key(&is_code, &ch, &alt)) flags |= handle_key(u, is_code, ch, alt);
 			if (bad_input) {
 				bad_input = false;
-				set_message(u, "%s", _("bytes that are not UTF-8 were replaced by \xef\xbf\xbd"));
+				set_message(u, _("input that is not valid %s was replaced by \xef\xbf\xbd"), nl_langinfo(CODESET));
 				flags |= KF_REDRAW;
 			}
 		}
