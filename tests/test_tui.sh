@@ -2,8 +2,11 @@
 # test_tui: the full-screen chat in a real terminal. tmux runs `lmterm chat` on the demo model (cpu backend) at
 # 120x40; send-keys types, capture-pane reads the screen. Checked: the reply and the memory panel's figures;
 # F2 switches the KV policy to 8 and the KV figures drop; resizing to 60x20 and 200x60 leaves a sane screen;
-# LANG=zh_CN.UTF-8 shows Chinese labels; quitting leaves the terminal usable. Every captured screen is kept in
-# the log. With TUI_FAKE=1 the same checks run against tests/tui_fake_engine (a scripted engine).
+# LANG=zh_CN.UTF-8 shows Chinese labels; quitting leaves the terminal usable. Also what a demanding user does:
+# F3 and the settings in tiny and short terminals, input that is not UTF-8 (pasted Latin-1, the C locale), control
+# characters in a paste, an emoji ZWJ sequence (columns and cursor), a message longer than the session, Ctrl-C,
+# TERM=vt100 (no alternate screen) and TERM=dumb (the plain prompt). Every captured screen is kept in the log.
+# With TUI_FAKE=1 the same checks run against tests/tui_fake_engine (a scripted engine).
 . "${top_srcdir:-.}/tests/lib.sh"
 command -v tmux >/dev/null 2>&1 || skip "tmux is not installed"
 : "${top_builddir:=.}"
