@@ -23,7 +23,6 @@
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
-#include <utf8proc.h>
 
 bool ui_available(void) { return true; }
 
@@ -34,7 +33,7 @@ static volatile sig_atomic_t term_active;
 static SCREEN *screen;
 static bool atexit_done;
 static int key_ctrl_left, key_ctrl_right;
-static bool bad_input; /* read_wch replaced bytes that are not UTF-8: say so once */
+static bool bad_input; /* read_wch replaced bytes the locale could not decode: the chat says so once */
 enum { KEY_PASTE_BEGIN = KEY_MAX + 100, KEY_PASTE_END = KEY_MAX + 101 };
 
 #define PASTE_ON "\033[?2004h"
@@ -73,6 +72,7 @@ int ui_term_begin(bool no_color)
 	}
 	set_term(screen);
 	term_active = 1;
+	bad_input = false;
 	if (!atexit_done) { atexit(term_restore); atexit_done = true; }
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
