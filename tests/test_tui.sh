@@ -226,6 +226,23 @@ if [ "${TUI_FAKE:-0}" = 1 ]; then
 	fi
 fi
 
+# F10 while the scripted reply streams asks first; once the reply has finished the question says so (it went on
+# saying "A reply is being generated"); 'n' keeps the chat
+if [ "${TUI_FAKE:-0}" = 1 ]; then
+	T send-keys -t tui "One more" Enter F10
+	if wait_for "Quit anyway" 10; then
+		wait_for "The reply has finished" 20 && pass "the quit question says when the reply has finished" ||
+			{ show "quit question"; fail "the quit question still says a reply is being generated"; }
+		T send-keys -t tui n
+		n=0
+		while [ $n -lt 50 ] && screen | grep -q "Quit anyway"; do sleep 0.1; n=$((n + 1)); done
+		screen | grep -q "Quit anyway" && fail "'n' did not close the quit question" || pass "'n' keeps the chat"
+	else
+		show "F10 while streaming"
+		fail "F10 while streaming did not ask first"
+	fi
+fi
+
 # 5b. input that ncurses or the terminal could get wrong
 # bytes that are not UTF-8 (Latin-1 text pasted): shown as U+FFFD and the rest of the paste kept (ncurses's
 # get_wch used to drop everything after such a byte)

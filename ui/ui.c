@@ -314,7 +314,9 @@ static void draw(struct chat_ui *u)
 			werase(ov);
 			draw_box(ov, C_("confirm|Quit"), col(COL_BORDER));
 			int iw = getmaxx(ov) - 4;
-			if (getmaxy(ov) > 2) draw_str(ov, 1, 2, iw, _("A reply is being generated."), col(COL_NORMAL));
+			/* the reply may end while the question is up: say so rather than what is no longer true */
+			const char *why = u->streaming ? _("A reply is being generated.") : _("The reply has finished.");
+			if (getmaxy(ov) > 2) draw_str(ov, 1, 2, iw, why, col(COL_NORMAL));
 			if (getmaxy(ov) > 3) draw_str(ov, 2, 2, iw, _("Quit anyway? (y/n)"), col(COL_WARN));
 			break;
 		}
