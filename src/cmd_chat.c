@@ -394,6 +394,7 @@ static int repl_run(struct repl *r)
 		printf(_("\n(%s%d tokens, %.1f tokens/s, prompt %d tokens in %.2f s, context %d)\n"),
 		       st.cancelled ? _("stopped, ") : "", st.gen_tokens, rate, st.prompt_tokens, st.prefill_s,
 		       st.context_used);
+		if (st.hit_session_len) fputs(_("(the session is full: type 'end' for a new session)\n"), stdout);
 		fflush(stdout);
 		if (eof) return 0;
 	}
@@ -421,7 +422,13 @@ int cmd_chat(int argc, char **argv)
 		return 1;
 	}
 
-	bool tui = !no_tui && isatty(0) && isatty(1) && ui_available();
+	bool tui = !no_tui && isatty(0) && isatty(1) && ui_available(), plain_term = false;
+	if (tui && ui_term_check() != LM_OK) {
+		/* a terminal that cannot show the full screen (TERM=dumb, an unknown TERM) still has the REPL */
+		fprintf(stderr, _("lmterm: %s; using the plain prompt (--no-tui)\n"), lm_errmsg());
+		tui = false;
+		plain_term = true;
+	}
 	struct engine *e;
 	if (!tui) { /* the handler must be in place before Ctrl-C can arrive */
 		if (pipe(sig_pipe) != 0) {
@@ -450,7 +457,7 @@ int cmd_chat(int argc, char **argv)
 	}
 	struct repl *r = calloc(1, sizeof *r);
 	r->e = e;
-	r->tty_err = isatty(2);
+	r->tty_err = isatty(2) && !plain_term; /* the progress line's \033[K needs a terminal that knows it */
 	rc = repl_run(r);
 	engine_stop(e);
 	free(r);

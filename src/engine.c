@@ -796,12 +796,13 @@ static void turn_done(struct engine *e, struct turn_stats *st)
 	push_event(e, &ev);
 }
 
+/* How to start a new session differs by front end ('end' in the REPL, F5 in the chat screen): each says it
+ * when the turn ends with hit_session_len, so the message here names no key. */
 static void session_full_msg(struct engine *e, int need)
 {
 	push_error(e, false,
-		   _("the session is full: %d of %d tokens used, this turn needs %d more. Start a new session "
-		     "(type 'end', or reset in the chat screen), or give a larger --session-len or "
-		     "--cache-max-entry-count."),
+		   _("the session is full: %d of %d tokens used, this turn needs %d more. Start a new session, "
+		     "or give a larger --session-len or --cache-max-entry-count."),
 		   e->n_ctx, e->session_len, need);
 }
 
@@ -839,10 +840,18 @@ static void run_turn(struct engine *e, const char *text)
 		kvmgr_seq_trim(&e->kv, &e->seq, e->n_ctx);
 	}
 	if (e->n_ctx + n + 1 > e->session_len) { /* room for the turn and at least one token of reply */
-		session_full_msg(e, n + 1);
+		if (n + 1 > e->session_len) {
+			/* not even an empty session holds it: a new session would not help, so do not suggest one */
+			push_error(e, false,
+				   _("the message is too long: it needs %d tokens and the session holds %d. Shorten it, "
+				     "or give a larger --session-len or --cache-max-entry-count."),
+				   n + 1, e->session_len);
+		} else {
+			session_full_msg(e, n + 1);
+			st.hit_session_len = true;
+		}
 		free(ids);
 		pop_msgs(e, n_msgs0);
-		st.hit_session_len = true;
 		turn_done(e, &st);
 		return;
 	}

@@ -39,6 +39,18 @@ timeout 60 "$LMTERM" chat "$MODEL" $OPTS <&- >/dev/null 2>&1; rc=$?
 printf 'Hello\n\n' | timeout 60 "$LMTERM" chat "$MODEL" $OPTS >&- 2>/dev/null; rc=$?
 [ $rc -eq 1 ] && pass "closed stdout: exit 1" || fail "closed stdout: rc $rc"
 
+# a full session: the engine's message names no key, the REPL says how to start a new session here ('end');
+# a message no session could hold is called too long, with no new session suggested
+out=$(printf 'Tell me a long story about a dragon and a knight.\n\nGo on.\n\nGo on.\n\nGo on.\n\n' |
+	"$LMTERM" chat "$MODEL" --backend cpu --temperature 0 --max-new-tokens 40 --session-len 64 2>&1)
+printf '%s\n' "$out" | grep -q "the session is full" && printf '%s\n' "$out" | grep -q "type 'end' for a new session" &&
+	pass "a full session points at 'end'" || fail "a full session: no hint about 'end': $out"
+long=$(yes word | head -100 | tr '\n' ' ')
+out=$(printf '%s\n\n' "$long" | "$LMTERM" chat "$MODEL" --backend cpu --session-len 64 2>&1)
+if printf '%s\n' "$out" | grep -q "too long" && ! printf '%s\n' "$out" | grep -q "new session"; then
+	pass "a message longer than the session is called too long"
+else fail "a message longer than the session: $out"; fi
+
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" chat "$MODEL" --quant-policy 2
 expect_fail "bad --cache-max-entry-count" "--cache-max-entry-count" "$LMTERM" chat "$MODEL" --cache-max-entry-count 1.5
 expect_fail "bad --top-p" "--top-p" "$LMTERM" chat "$MODEL" --top-p 2

@@ -135,7 +135,14 @@ static void test_width(void)
 	CHECK(text_width("世界", 6) == 4, "CJK is double width: %d", text_width("世界", 6));
 	CHECK(text_width("e\xcc\x81", 3) == 1, "combining mark adds nothing");
 	CHECK(text_width("\xf0\x9f\x98\x80", 4) == 2, "emoji is double width");
-	CHECK(text_width("\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9", 11) == 2, "ZWJ sequence: one wide glyph");
+	/* a ZWJ sequence takes the columns of its parts, as curses places them (else the next character would be
+	 * drawn over it), though it stays one character for the cursor */
+	CHECK(text_width("\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9", 11) == 4, "ZWJ sequence: the width of its parts");
+	{
+		int w, q = text_next("\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9x", 12, 0, &w, NULL);
+		CHECK(q == 11 && w == 4, "ZWJ sequence: one grapheme of 4 columns (%d, %d)", q, w);
+	}
+	CHECK(text_width("\xe0\xa4\x95\xe0\xa4\xbf", 6) == 2, "a spacing vowel sign takes its column, as curses gives it");
 	CHECK(text_width("\x1b", 1) == 0, "control characters take no column");
 	CHECK(text_width("a\xff", 2) == 2, "invalid byte: one column");
 }

@@ -2,8 +2,11 @@
 # test_tui: the full-screen chat in a real terminal. tmux runs `lmterm chat` on the demo model (cpu backend) at
 # 120x40; send-keys types, capture-pane reads the screen. Checked: the reply and the memory panel's figures;
 # F2 switches the KV policy to 8 and the KV figures drop; resizing to 60x20 and 200x60 leaves a sane screen;
-# LANG=zh_CN.UTF-8 shows Chinese labels; quitting leaves the terminal usable. Every captured screen is kept in
-# the log. With TUI_FAKE=1 the same checks run against tests/tui_fake_engine (a scripted engine).
+# LANG=zh_CN.UTF-8 shows Chinese labels; quitting leaves the terminal usable. Also what a demanding user does:
+# F3 and the settings in tiny and short terminals, input that is not UTF-8 (pasted Latin-1, the C locale), control
+# characters in a paste, an emoji ZWJ sequence (columns and cursor), a message longer than the session, Ctrl-C,
+# TERM=vt100 (no alternate screen) and TERM=dumb (the plain prompt). Every captured screen is kept in the log.
+# With TUI_FAKE=1 the same checks run against tests/tui_fake_engine (a scripted engine).
 . "${top_srcdir:-.}/tests/lib.sh"
 command -v tmux >/dev/null 2>&1 || skip "tmux is not installed"
 : "${top_builddir:=.}"
@@ -50,6 +53,20 @@ wait_turn() {
 	while [ $n -lt $(($2 * 10)) ]; do
 		c=$(ctx_now)
 		if [ -n "$c" ] && [ "$c" != "$1" ] && ! screen | tail -1 | grep -Eq "generating|生成中"; then return 0; fi
+		sleep 0.1
+		n=$((n + 1))
+	done
+	return 1
+}
+# wait_input TEXT COLUMN SECONDS: until the input line reads "> TEXT" (joiners, which take no column, and
+# what is right of it removed) with the terminal's cursor at COLUMN; both at once, since a capture taken in the
+# middle of a redraw can show one without the other. Leaves the last values in $line and $cx.
+wait_input() {
+	n=0
+	while [ $n -lt $(($3 * 10)) ]; do
+		line=$(screen | grep "^> " | tail -1 | sed "s/$(printf '\342\200\215')//g; s/   .*//; s/ *\$//")
+		cx=$(T display -p -t tui '#{cursor_x}')
+		[ "$line" = "> $1" ] && [ "$cx" = "$2" ] && return 0
 		sleep 0.1
 		n=$((n + 1))
 	done
@@ -160,7 +177,24 @@ screen | grep -q "Weights" && pass "200x60: the memory panel is beside the chat"
 T resize-window -t tui -x 30 -y 8; sleep 0.5
 show "30x8"
 [ "$(screen | wc -l)" -eq 8 ] && screen | grep -Eq "^>( |$)" && pass "30x8: the chat alone" || fail "30x8: not a sane tiny screen"
+# F3 in a tiny terminal says why nothing shows, and does not hide the panel once the terminal is wide again
+T send-keys -t tui F3
+wait_for "too small" 5 && pass "30x8: F3 says the terminal is too small" || fail "30x8: no message for F3"
+# the settings in a short terminal: the selected field stays in view (Up from the first selects the last)
+T resize-window -t tui -x 40 -y 8
+T send-keys -t tui F2
+if wait_for "Settings" 5; then
+	T send-keys -t tui Up
+	if wait_for "Repetition.*< " 5; then pass "40x8: the selected settings field is in view"
+	else show "40x8, settings"; fail "40x8: the selected settings field is out of view"; fi
+	T send-keys -t tui Escape
+else
+	show "40x8"
+	fail "40x8: F2 did not open the settings"
+fi
 T resize-window -t tui -x 120 -y 40; sleep 0.5
+if wait_for "Weights" 5; then pass "120x40 again: the memory panel is back"
+else show "120x40 after F3 in a tiny terminal"; fail "120x40: F3 pressed in a tiny terminal hid the memory panel"; fi
 
 # 5. bracketed paste: two lines arrive in the input box without being sent, Enter sends them as one message
 you0=$(screen | grep -c "^You")
@@ -176,6 +210,87 @@ fi
 c0=$(ctx_now)
 T send-keys -t tui Enter
 wait_turn "$c0" 60 || fail "no reply to the pasted message"
+
+# Ctrl-C while the scripted reply streams (the real one may be over before the key arrives): "(stopped)", and
+# the status bar's "stopping the reply..." goes once the reply has stopped
+if [ "${TUI_FAKE:-0}" = 1 ]; then
+	T send-keys -t tui "Stop this one" Enter C-c
+	# the note comes with the end of the turn, in the same redraw as the status bar
+	if wait_for "\(stopped\)" 10; then
+		pass "Ctrl-C stops the reply"
+		screen | tail -1 | grep -q "stopping the reply" && fail "'stopping the reply...' stays after the reply stopped" ||
+			pass "the stopping message goes when the reply has stopped"
+	else
+		show "Ctrl-C"
+		fail "Ctrl-C did not stop the reply"
+	fi
+fi
+
+# F10 while the scripted reply streams asks first; once the reply has finished the question says so (it went on
+# saying "A reply is being generated"); 'n' keeps the chat
+if [ "${TUI_FAKE:-0}" = 1 ]; then
+	T send-keys -t tui "One more" Enter F10
+	if wait_for "Quit anyway" 10; then
+		wait_for "The reply has finished" 20 && pass "the quit question says when the reply has finished" ||
+			{ show "quit question"; fail "the quit question still says a reply is being generated"; }
+		T send-keys -t tui n
+		n=0
+		while [ $n -lt 50 ] && screen | grep -q "Quit anyway"; do sleep 0.1; n=$((n + 1)); done
+		screen | grep -q "Quit anyway" && fail "'n' did not close the quit question" || pass "'n' keeps the chat"
+	else
+		show "F10 while streaming"
+		fail "F10 while streaming did not ask first"
+	fi
+fi
+
+# 5b. input that ncurses or the terminal could get wrong
+# bytes that are not UTF-8 (Latin-1 text pasted): shown as U+FFFD and the rest of the paste kept (ncurses's
+# get_wch used to drop everything after such a byte)
+printf 'caf\351 au lait' >"$tmp/latin1.txt"
+T load-buffer -b lat1 "$tmp/latin1.txt"
+T paste-buffer -p -b lat1 -t tui
+if wait_for "^> caf.+ au lait" 5; then pass "a pasted byte that is not UTF-8 does not lose the rest of the paste"
+else show "after a Latin-1 paste"; fail "the paste after a byte that is not UTF-8 was lost"; fi
+wait_for "not valid UTF-8" 2 && pass "a message says the input was not UTF-8" || fail "no message about the input that is not UTF-8"
+T send-keys -t tui C-u
+sleep 0.3
+# control characters inside a paste are dropped, not run: Ctrl-U and Ctrl-W cut the input, Ctrl-Q quit
+printf 'keep\025 this\027 pasted\021 text' >"$tmp/ctl.txt"
+T load-buffer -b ctl "$tmp/ctl.txt"
+T paste-buffer -p -b ctl -t tui
+if wait_for "^> keep this pasted text" 5; then pass "control characters in a paste run no command"
+else show "after a paste with control characters"; fail "a paste with control characters was cut or quit"; fi
+T send-keys -t tui C-u
+sleep 0.3
+# an emoji ZWJ sequence takes the columns of its parts, as curses draws them: the next letter is not drawn
+# over it, and the cursor is where the terminal shows the end of the text
+T send-keys -t tui -l "X👨‍👩‍👧Y"
+if wait_input "X👨👩👧Y" 10 5; then pass "a ZWJ emoji sequence is drawn whole, cursor after it (column $cx)"
+else show "ZWJ sequence"; fail "ZWJ sequence: line '$line', cursor at column $cx (want 10)"; fi
+T send-keys -t tui Left BSpace
+if wait_input "XY" 3 5; then pass "Backspace deletes the whole ZWJ sequence"
+else show "ZWJ sequence deleted"; fail "Backspace over a ZWJ sequence: line '$line', cursor at $cx (want 3)"; fi
+T send-keys -t tui C-u End C-u
+sleep 0.3
+# a message longer than the whole session: refused with a message that says so, and no empty "Assistant"
+# entry left above it
+T send-keys -t tui F5
+wait_for "New conversation" 10 || fail "F5 did not start a new conversation"
+yes word | head -2600 | tr '\n' ' ' >"$tmp/long.txt"
+T load-buffer -b long "$tmp/long.txt"
+T paste-buffer -p -b long -t tui
+sleep 1
+T send-keys -t tui Enter
+if wait_for "too long" 60; then pass "a message longer than the session is refused as too long"
+else show "a message too long"; fail "no 'too long' message"; fi
+# the turn's end (which removes a reply entry that stayed empty) may be drawn a moment after the error
+n=0
+while [ $n -lt 100 ] && screen | tail -1 | grep -Eq "generating|生成中"; do sleep 0.1; n=$((n + 1)); done
+show "after a message too long"
+[ "$(screen | grep -c '^Assistant')" -eq 0 ] && pass "no empty Assistant entry above the error" ||
+	fail "an empty Assistant entry is left above the error"
+screen | grep -q "press F5" && fail "a new conversation is suggested for a message no session can hold" ||
+	pass "no new conversation is suggested for it"
 
 # 6. F1 help lists the keys; F10 quits and the terminal is usable again
 T send-keys -t tui F1
@@ -206,6 +321,50 @@ elif wait_for "ctx [0-9]+/[0-9]+" 60; then
 	show "after SIGTERM"
 else
 	fail "the second start did not get ready"
+fi
+
+# 7b. terminals that cannot do everything
+# TERM=vt100 has no alternate screen: quitting clears what was drawn, else the shell wrote over the chat
+T send-keys -t tui "clear; TERM=vt100 LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?" Enter
+if wait_for "ctx [0-9]+/[0-9]+" 60; then
+	T send-keys -t tui C-q
+	if wait_for "lmterm-exit=0" 10; then
+		show "after quitting under TERM=vt100"
+		screen | grep -Eq "F1 help|ctx [0-9]" && fail "TERM=vt100: the chat screen was left behind after quitting" ||
+			pass "TERM=vt100: the screen is cleared on quitting"
+	else
+		fail "TERM=vt100: Ctrl-Q did not quit"
+	fi
+else
+	show "TERM=vt100"
+	fail "TERM=vt100: the chat screen did not start"
+fi
+# the C locale cannot decode a non-ASCII character: it becomes U+FFFD (drawn as '?') and what follows is kept
+# (get_wch dropped everything after the first such byte)
+T send-keys -t tui "clear; LC_ALL=C $CMD; echo lmterm-exit=\$?" Enter
+if wait_for "ctx [0-9]+/[0-9]+" 60; then
+	T send-keys -t tui -l "ab你好cd"
+	if wait_for "^> ab\?+cd" 5; then pass "C locale: non-ASCII input is shown as '?' and what follows is kept"
+	else show "C locale"; fail "C locale: the input after a non-ASCII character was lost"; fi
+	T send-keys -t tui C-q
+	wait_for "lmterm-exit=0" 10 || fail "C locale: Ctrl-Q did not quit"
+else
+	show "C locale"
+	fail "C locale: the chat screen did not start"
+fi
+# TERM=dumb cannot move the cursor: the plain prompt, with a message that says why (the full screen used to
+# be drawn there, garbled); the scripted engine has no plain prompt
+if [ "${TUI_FAKE:-0}" != 1 ]; then
+	T send-keys -t tui "clear; TERM=dumb LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?" Enter
+	if wait_for "cannot move the cursor" 60 && wait_for "double enter to end input" 60; then
+		pass "TERM=dumb: the plain prompt, with a message why"
+	else
+		show "TERM=dumb"
+		fail "TERM=dumb: no plain prompt"
+	fi
+	T send-keys -t tui "exit" Enter Enter
+	wait_for "lmterm-exit=0" 20 && pass "TERM=dumb: 'exit' quits" || fail "TERM=dumb: 'exit' did not quit"
+	show "TERM=dumb"
 fi
 
 # 8. Chinese

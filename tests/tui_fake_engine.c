@@ -29,6 +29,7 @@ struct engine {
 	bool fail_load;
 	struct engine_info info;
 	int ctx;
+	int submit_bytes;  /* of the message being submitted (it may come in several parts) */
 	bool cancel;
 };
 
@@ -141,7 +142,21 @@ static void *run(void *arg)
 			break;
 		}
 		case CMD_SUBMIT: {
+			/* a message longer than the session (as the engine counts it: ~5 bytes a token) is refused */
+			e->submit_bytes += c.u.submit.len;
 			if (!c.u.submit.last) break;
+			if (e->submit_bytes / 5 + 1 > in->session_len) {
+				struct engine_event er = { .type = EV_ERROR };
+				snprintf(er.u.error.text, sizeof er.u.error.text, "the message is too long: it needs %d tokens "
+					 "and the session holds %d.", e->submit_bytes / 5 + 1, in->session_len);
+				push(e, &er);
+				struct engine_event d = { .type = EV_TURN_DONE };
+				d.u.done.context_used = e->ctx;
+				push(e, &d);
+				e->submit_bytes = 0;
+				break;
+			}
+			e->submit_bytes = 0;
 			e->ctx += 12;
 			int n = 0;
 			bool cancelled = false;
@@ -189,7 +204,14 @@ int engine_start(struct engine **out, const struct engine_opts *o)
 int engine_send(struct engine *e, const struct cmd *c)
 {
 	pthread_mutex_lock(&e->mu);
-	if (e->nc < 64) e->cmds[e->nc++] = *c;
+	/* full: wait for room, as the real engine's engine_send does (a long paste comes in many parts; dropping one
+	 * left the screen "generating" for ever) */
+	while (e->nc >= 64) {
+		pthread_mutex_unlock(&e->mu);
+		sleep_ms(1);
+		pthread_mutex_lock(&e->mu);
+	}
+	e->cmds[e->nc++] = *c;
 	pthread_cond_signal(&e->cv);
 	pthread_mutex_unlock(&e->mu);
 	return LM_OK;

@@ -19,11 +19,22 @@ int draw_text(WINDOW *w, int y, int x, int maxcols, const char *s, int len, attr
 			/* invalid byte, or a character this terminal cannot show */
 			for (int k = 0; k < cw; k++) mvwaddch(w, y, x + cols + k, '?');
 		} else if (cw > 0 && text_drawable(cp)) {
-			/* the grapheme without control characters (a tab is drawn as a space) */
+			/* the grapheme without control characters (a tab is drawn as a space), cut at a character
+			 * boundary when very long (a letter with dozens of combining marks): a partial character would
+			 * be drawn by curses as several cells of escapes */
 			char g[64];
 			int gl = 0;
-			for (int k = p; k < q && gl < (int)sizeof g - 1; k++)
-				if ((unsigned char)s[k] >= 0x20 && s[k] != 0x7f) g[gl++] = s[k];
+			for (int k = p; k < q;) {
+				int n = 1;
+				while (k + n < q && ((unsigned char)s[k + n] & 0xc0) == 0x80) n++;
+				if (gl + n > (int)sizeof g - 1) break;
+				/* a zero width joiner is not sent: terminals differ in whether they join the emoji around
+				 * it into one glyph (and in how many columns they then take), curses does not; without it
+				 * every terminal shows the parts in the columns counted for them */
+				bool zwj = n == 3 && memcmp(s + k, "\xe2\x80\x8d", 3) == 0;
+				if ((unsigned char)s[k] >= 0x20 && s[k] != 0x7f && !zwj) { memcpy(g + gl, s + k, n); gl += n; }
+				k += n;
+			}
 			g[gl] = 0;
 			mvwaddnstr(w, y, x + cols, g, gl);
 		} else if (cp == '\t') {

@@ -50,7 +50,8 @@ void panel_help_draw(WINDOW *w, int *scroll)
 		int k = text_wrap(what, (int)strlen(what), dw, true, wl, 8);
 		for (int j = 0; j < k && j < 8 && y < 1 + rows; j++, line++) {
 			if (line < *scroll) continue;
-			if (j == 0) draw_str(w, y, x, kw, _(keys[i].key), col(COL_TITLE));
+			/* a key cut short keeps a column before its description */
+			if (j == 0) draw_str(w, y, x, kw - 1, _(keys[i].key), col(COL_TITLE));
 			draw_text(w, y, x + kw, dw, what + wl[j].start, wl[j].end - wl[j].start, col(COL_NORMAL));
 			y++;
 		}

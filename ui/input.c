@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #define PROMPT "> "
 #define PROMPT_COLS 2
@@ -131,11 +132,11 @@ int panel_input_key(struct input_view *in, bool is_code, wint_t ch, bool alt, bo
 	case '\t': edit_insert(e, "\t", 1); return KF_HANDLED | KF_RELAYOUT;
 	}
 	if (ch >= 0x20 && ch != 0x7f) {
-		char mb[8];
-		mbstate_t st;
-		memset(&st, 0, sizeof st);
-		size_t k = wcrtomb(mb, (wchar_t)ch, &st);
-		if (k != (size_t)-1) edit_insert(e, mb, (int)k);
+		/* the text is UTF-8 in every locale (the engine reads UTF-8; a locale that cannot show a character
+		 * draws it as '?'), so not wcrtomb, which dropped every non-ASCII character outside UTF-8 locales */
+		utf8proc_uint8_t mb[8];
+		utf8proc_ssize_t k = utf8proc_encode_char((utf8proc_int32_t)ch, mb);
+		if (k > 0) edit_insert(e, (const char *)mb, (int)k);
 		return KF_HANDLED | KF_RELAYOUT;
 	}
 	return 0;

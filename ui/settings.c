@@ -201,16 +201,21 @@ void panel_settings_draw(WINDOW *w, const struct settings_view *s)
 	int h = getmaxy(w), wd = getmaxx(w);
 	werase(w);
 	draw_box(w, C_("settings|Settings"), col(COL_BORDER));
-	int x = 2, iw = wd - 4, y = 2;
+	int x = 2, iw = wd - 4;
 	if (iw < 8) return;
+	/* the fields below a blank row; in a short window without it, and scrolled so that the selected field is
+	 * in view (else Up/Down changed a value that could not be seen) */
+	int y = h - 3 >= SET_N ? 2 : 1, rows = h - 1 - y;
+	int first = rows > 0 && s->sel >= rows ? s->sel - rows + 1 : 0;
 	int lw = 0;
 	for (int f = 0; f < SET_N; f++) lw = MAX(lw, str_cols(field_label(f)));
 	lw = MIN(lw + 2, iw / 2);
-	for (int f = 0; f < SET_N && y < h - 1; f++, y++) {
+	for (int f = first; f < SET_N && y < h - 1; f++, y++) {
 		bool sel = f == s->sel;
 		attr_t a = sel ? col(COL_SEL) : col(COL_NORMAL);
 		if (sel) draw_fill(w, y, x - 1, iw + 2, " ", a);
-		draw_str(w, y, x, lw, field_label(f), a | (sel ? A_BOLD : 0));
+		/* a label cut short keeps a column before the value */
+		draw_str(w, y, x, lw - 1, field_label(f), a | (sel ? A_BOLD : 0));
 		char v[64];
 		if (sel && s->editing) snprintf(v, sizeof v, "%s_", s->buf);
 		else field_value(s, f, v, sizeof v);

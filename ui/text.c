@@ -3,18 +3,23 @@
 #include "text.h"
 
 #include <utf8proc.h>
+#include <wchar.h>
 
 bool text_drawable(int cp)
 {
 	return cp >= 0x20 && cp != 0x7f && !(cp >= 0x80 && cp < 0xa0);
 }
 
-/* width of one code point as a terminal draws it */
+/* width of one code point as curses places it: curses (and the terminals it drives) give every code point of a
+ * grapheme its own wcwidth() cells, so a width of our own (utf8proc's, or one glyph for a ZWJ emoji sequence)
+ * would let the next grapheme overwrite part of this one. utf8proc where the locale does not know the code
+ * point (not a UTF-8 locale: such text is drawn as '?' per column). */
 static int cp_width(int cp)
 {
 	if (cp < 0) return 1;
 	if (!text_drawable(cp)) return cp == '\t' ? 1 : 0;
-	int w = utf8proc_charwidth(cp);
+	int w = wcwidth((wchar_t)cp);
+	if (w < 0) w = utf8proc_charwidth(cp);
 	return w < 0 ? 0 : w > 2 ? 2 : w;
 }
 
@@ -44,7 +49,7 @@ int text_next(const char *s, int len, int pos, int *width, int *cp)
 		prev = d;
 		pos += (int)n;
 	}
-	*width = w > 2 ? 2 : w;
+	*width = w;
 	return pos;
 }
 
@@ -115,11 +120,11 @@ int text_wrap(const char *s, int len, int width, bool word, struct wrap_line *ou
 		if (wrapped && word && start == p && cp == ' ') { start = p = q; continue; }
 		if (word) {
 			if (cp == ' ') { brk = p; brk_cols = cols; brk_next = q; }
-			else if (w == 2 && p > start) { brk = p; brk_cols = cols; brk_next = p; }
+			else if (w >= 2 && p > start) { brk = p; brk_cols = cols; brk_next = p; }
 		}
 		cols += w;
 		p = q;
-		if (word && w == 2) { brk = p; brk_cols = cols; brk_next = p; }
+		if (word && w >= 2) { brk = p; brk_cols = cols; brk_next = p; }
 	}
 	EMIT(start, len, cols);
 #undef EMIT

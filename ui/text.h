@@ -1,12 +1,14 @@
-/* text.h: display width and wrapping of UTF-8 text by terminal columns (utf8proc): CJK and emoji take two
- * columns, combining marks none, control characters none (they are not drawn). Pure functions, no curses. */
+/* text.h: display width and wrapping of UTF-8 text by terminal columns (graphemes from utf8proc, widths from
+ * wcwidth() as curses uses them): CJK and emoji take two columns, combining marks none, control characters none
+ * (they are not drawn). Pure functions, no curses. */
 #ifndef LMTERM_UI_TEXT_H
 #define LMTERM_UI_TEXT_H
 
 #include <stdbool.h>
 
 /* One grapheme cluster (what the user sees as one character) starting at s[pos]: returns the position after
- * it and its width in columns (0..2) in *width. Invalid bytes count as one column each (drawn as '?');
+ * it and its width in columns in *width: the sum of its code points' wcwidth(), as curses places them (a ZWJ
+ * emoji sequence takes the columns of its parts); an emoji with VS16 takes 2. Invalid bytes count as one column each (drawn as '?');
  * *cp gets the first code point (or -1 for an invalid byte). pos must be < len. */
 int text_next(const char *s, int len, int pos, int *width, int *cp);
 /* The start of the grapheme cluster that ends at pos (pos > 0). */

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <langinfo.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -32,6 +33,7 @@ static volatile sig_atomic_t term_active;
 static SCREEN *screen;
 static bool atexit_done;
 static int key_ctrl_left, key_ctrl_right;
+static bool bad_input; /* read_wch replaced bytes the locale could not decode: the chat says so once */
 enum { KEY_PASTE_BEGIN = KEY_MAX + 100, KEY_PASTE_END = KEY_MAX + 101 };
 
 #define PASTE_ON "\033[?2004h"
@@ -61,8 +63,7 @@ static const int fatal_sigs[] = { SIGTERM, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIG
 
 int ui_term_begin(bool no_color)
 {
-	if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))
-		return lm_err(_("the full-screen interface needs a terminal; use --no-tui"));
+	if (ui_term_check() != LM_OK) return LM_ERR;
 	ui_utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
 	screen = newterm(NULL, stdout, stdin);
 	if (!screen) {
@@ -71,6 +72,7 @@ int ui_term_begin(bool no_color)
 	}
 	set_term(screen);
 	term_active = 1;
+	bad_input = false;
 	if (!atexit_done) { atexit(term_restore); atexit_done = true; }
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -105,6 +107,15 @@ int ui_term_begin(bool no_color)
 
 void ui_term_end(void)
 {
+	/* a terminal without an alternate screen (vt100, a console) keeps what was drawn: clear it, else the shell's
+	 * next lines are written over the chat and its status bar */
+	if (term_active && screen) {
+		const char *rmcup = tigetstr("rmcup");
+		if (!rmcup || rmcup == (const char *)-1 || !*rmcup) {
+			clear();
+			refresh();
+		}
+	}
 	term_restore();
 	if (screen) { delscreen(screen); screen = NULL; }
 	for (size_t i = 0; i < ARRAY_SIZE(fatal_sigs); i++) sigaction(fatal_sigs[i], &old_sa[fatal_sigs[i]], NULL);
@@ -123,16 +134,53 @@ bool ui_check_resize(void)
 	return true;
 }
 
+/* One character or key, as get_wch() returns it. The bytes are decoded here (mbrtowc, the locale's charset)
+ * rather than by get_wch: ncurses 6.4's wget_wch, given a byte that cannot start a character (Latin-1 text
+ * pasted, a stray byte, any non-ASCII byte in the C locale), goes on reading until the input pauses and then
+ * drops everything it read, so one such byte lost the rest of a paste. Here a byte that does not start or
+ * continue a character becomes U+FFFD (shown, so the user sees where), and the bytes after it are kept. */
+static int read_wch(wint_t *ch)
+{
+	int c = getch();
+	if (c == ERR) return ERR;
+	if (c > 0xff) { *ch = (wint_t)c; return KEY_CODE_YES; } /* a function key */
+	char b[MB_LEN_MAX];
+	int n = 0;
+	b[n++] = (char)c;
+	for (;;) {
+		mbstate_t st;
+		memset(&st, 0, sizeof st);
+		wchar_t wc;
+		size_t r = mbrtowc(&wc, b, (size_t)n, &st);
+		if (r != (size_t)-1 && r != (size_t)-2) { *ch = r == 0 ? 0 : (wint_t)wc; return OK; }
+		if (r == (size_t)-1) {
+			if (n > 1) ungetch((unsigned char)b[n - 1]); /* the byte that broke it may start the next one */
+			break;
+		}
+		if (n == (int)sizeof b) break;
+		/* the rest of the character may be a moment behind its first byte */
+		timeout(100);
+		int d = getch();
+		nodelay(stdscr, TRUE);
+		if (d == ERR) break;
+		if (d > 0xff) { ungetch(d); break; }
+		b[n++] = (char)d;
+	}
+	*ch = 0xfffd;
+	bad_input = true;
+	return OK;
+}
+
 bool ui_read_key(bool *is_code, wint_t *ch, bool *alt)
 {
 	*alt = false;
-	int r = get_wch(ch);
+	int r = read_wch(ch);
 	if (r == ERR) return false;
 	*is_code = r == KEY_CODE_YES;
 	if (!*is_code && *ch == 27) {
 		/* ESC then a key within ESCDELAY: Alt + that key */
 		wint_t c2;
-		int r2 = get_wch(&c2);
+		int r2 = read_wch(&c2);
 		if (r2 == KEY_CODE_YES) {
 			ungetch((int)c2); /* Esc, then a function key: two keys */
 		} else if (r2 != ERR) {
@@ -191,9 +239,16 @@ static void note(struct chat_ui *u, enum chat_role r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
-	/* a note in the middle of a streaming reply would split it: put it after */
-	panel_chat_add(&u->chat, r, buf, (int)strlen(buf));
-	if (u->streaming) { panel_chat_add(&u->chat, ROLE_ASSISTANT, "", 0); }
+	/* a note in the middle of a streaming reply would split it: put it after. A reply that has not begun (its
+	 * entry still empty: the turn failed before the first token) moves below the note, else an empty
+	 * "Assistant" would stay above the error once the turn ends. */
+	struct chat_view *c = &u->chat;
+	if (u->streaming && c->n > 0 && c->m[c->n - 1].role == ROLE_ASSISTANT && c->m[c->n - 1].len == 0) {
+		free(c->m[c->n - 1].text);
+		c->n--;
+	}
+	panel_chat_add(c, r, buf, (int)strlen(buf));
+	if (u->streaming) { panel_chat_add(c, ROLE_ASSISTANT, "", 0); }
 }
 
 static void relayout(struct chat_ui *u)
@@ -259,7 +314,9 @@ static void draw(struct chat_ui *u)
 			werase(ov);
 			draw_box(ov, C_("confirm|Quit"), col(COL_BORDER));
 			int iw = getmaxx(ov) - 4;
-			if (getmaxy(ov) > 2) draw_str(ov, 1, 2, iw, _("A reply is being generated."), col(COL_NORMAL));
+			/* the reply may end while the question is up: say so rather than what is no longer true */
+			const char *why = u->streaming ? _("A reply is being generated.") : _("The reply has finished.");
+			if (getmaxy(ov) > 2) draw_str(ov, 1, 2, iw, why, col(COL_NORMAL));
 			if (getmaxy(ov) > 3) draw_str(ov, 2, 2, iw, _("Quit anyway? (y/n)"), col(COL_WARN));
 			break;
 		}
@@ -382,6 +439,22 @@ static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
 	}
 	if (is_code && ch == KEY_PASTE_BEGIN) { u->input.pasting = true; return KF_HANDLED; }
 	if (is_code && ch == KEY_PASTE_END) { u->input.pasting = false; return KF_RELAYOUT | KF_REDRAW; }
+	if (u->input.pasting) {
+		/* pasted text is text: a control character in it (a form feed, a stray Ctrl-Q, Ctrl-U or Ctrl-W) ran
+		 * its command, so a paste could quit and lose the input, or cut it. Printable characters, newlines and
+		 * tabs go to the settings field when that dialog is open, else to the input box (also under the help
+		 * or the quit question, which a pasted 'y' would have answered); the rest is dropped. */
+		bool text = !is_code && (ch == '\r' || ch == '\n' || ch == '\t' || (ch >= 0x20 && ch != 0x7f));
+		if (is_code && ch == KEY_ENTER) { text = true; is_code = false; ch = '\r'; }
+		if (!text) return KF_HANDLED;
+		if (u->lo.overlay == OVERLAY_SETTINGS) {
+			if (ch < 0x20) return KF_HANDLED;
+			int action;
+			return panel_settings_key(&u->settings, false, ch, &action) | KF_REDRAW;
+		}
+		bool sub;
+		return panel_input_key(&u->input, false, ch, false, &sub) | KF_REDRAW;
+	}
 
 	/* keys that work everywhere */
 	if (!is_code && !alt && ch == 12) { clearok(curscr, TRUE); return KF_REDRAW; } /* Ctrl-L */
@@ -437,8 +510,16 @@ static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
 		return KF_REDRAW;
 	}
 	if ((is_code && ch == KEY_F(3)) || (alt && (ch == 'm' || ch == 'M'))) {
+		/* in a tiny terminal the toggle would change nothing now and, once the terminal grows, hide the panel
+		 * the user asked for: say why instead */
+		if (u->lay.tiny) {
+			set_message(u, "%s", _("the terminal is too small for the memory panel"));
+			return KF_REDRAW;
+		}
 		u->lo.mem_toggled = !u->lo.mem_toggled;
-		if (u->lay.tiny) set_message(u, "%s", _("the terminal is too small for the memory panel"));
+		relayout(u);
+		if (u->lo.mem_toggled && !u->lay.wide && !rect_shown(u->lay.mem))
+			set_message(u, "%s", _("the terminal is too small for the memory panel"));
 		return KF_RELAYOUT | KF_REDRAW;
 	}
 	if ((is_code && ch == KEY_F(5)) || (alt && (ch == 'n' || ch == 'N'))) {
@@ -486,9 +567,15 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 	case EV_TURN_DONE: {
 		const struct turn_stats *t = &ev->u.done;
 		u->streaming = u->chat.streaming = false;
-		if (t->gen_tokens > 0 && t->decode_s > 0) u->status.tok_s = t->gen_tokens / t->decode_s;
-		u->status.ttft_s = t->ttft_s;
-		u->status.have_stats = true;
+		/* a turn that produced nothing (refused, or stopped before the first token) keeps the last figures
+		 * rather than showing 0.0 tok/s */
+		if (t->gen_tokens > 0) {
+			if (t->decode_s > 0) u->status.tok_s = t->gen_tokens / t->decode_s;
+			u->status.ttft_s = t->ttft_s;
+			u->status.have_stats = true;
+		}
+		/* "stopping the reply..." is done with */
+		if (strcmp(u->status.message, _("stopping the reply...")) == 0) u->status.message[0] = 0;
 		u->status.context_used = t->context_used;
 		u->mem.context_used = t->context_used;
 		/* an empty reply leaves no empty assistant entry behind */
@@ -613,6 +700,11 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 			bool is_code, alt;
 			wint_t ch;
 			while (!u->quit && ui_read_key(&is_code, &ch, &alt)) flags |= handle_key(u, is_code, ch, alt);
+			if (bad_input) {
+				bad_input = false;
+				set_message(u, _("input that is not valid %s was replaced by \xef\xbf\xbd"), nl_langinfo(CODESET));
+				flags |= KF_REDRAW;
+			}
 		}
 		double t = now_s();
 		if (u->ready && !u->dead && t - u->t_last_mem >= 1.0) {

@@ -25,5 +25,8 @@ int ui_progress_run(const char *title, ui_work_fn work, void *ud, struct backend
 
 /* false when the front end is not built in (then callers use the plain REPL / stderr progress) */
 bool ui_available(void);
+/* LM_OK if stdin and stdout are a terminal that can show the full screen; else LM_ERR with the reason
+ * (not a terminal, an unknown TERM, no cursor addressing as with TERM=dumb) */
+int ui_term_check(void);
 
 #endif
