@@ -5,12 +5,14 @@
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t interrupted;
 static double t0;
-static bool tty;
+static bool tty, ansi; /* stderr a terminal; one that knows ESC [ K (not TERM=dumb) */
+static int last_len;    /* bytes of the last line, which a dumb terminal's next line must cover */
 
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
 
@@ -20,8 +22,18 @@ static void report(struct progress_sink *s, const char *stage, int64_t done, int
 	double left = (done > 0 && total > done) ? el / done * (total - done) : 0;
 	char ex[32] = "";
 	if (!isnan(extra)) snprintf(ex, sizeof ex, "  err %.3g", extra);
-	fprintf(stderr, "%s%s  %lld/%lld  %.0fs elapsed, %.0fs left%s%s", tty ? "\r\033[K" : "", stage,
-		(long long)done, (long long)total, el, left, ex, tty ? "" : "\n");
+	char line[512];
+	int n = snprintf(line, sizeof line, "%s  %lld/%lld  %.0fs elapsed, %.0fs left%s", stage, (long long)done,
+			 (long long)total, el, left, ex);
+	if (n < 0) return;
+	if (n >= (int)sizeof line) n = (int)sizeof line - 1;
+	if (!tty)
+		fprintf(stderr, "%s\n", line);
+	else if (ansi)
+		fprintf(stderr, "\r\033[K%s", line);
+	else /* TERM=dumb: a carriage return only, and spaces over what the longer last line left */
+		fprintf(stderr, "\r%s%*s", line, last_len > n ? last_len - n : 0, "");
+	last_len = n;
 	fflush(stderr);
 }
 
@@ -41,6 +53,9 @@ void progress_stderr_init(struct progress_sink *s)
 	interrupted = 0;
 	t0 = now_s();
 	tty = isatty(2);
+	const char *term = getenv("TERM");
+	ansi = tty && term && *term && strcmp(term, "dumb") != 0;
+	last_len = 0;
 	s->report = report;
 	s->cancelled = cancelled;
 	s->ud = NULL;

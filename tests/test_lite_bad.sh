@@ -150,4 +150,21 @@ if [ -f "$out/config.json" ] && [ -f "$out/model.safetensors.index.json" ] && ! 
 	pass "closed stderr pipe: the run completes"
 else fail "closed stderr pipe: no complete $out"; fi
 rm -rf "$out" "$out".tmp-*
+
+# the one progress line on a terminal (stdin is not one, so no panel; script(1) gives the pty): it erases the
+# rest of the line with ESC [ K where TERM knows it, and with TERM=dumb only a carriage return and spaces
+if command -v script >/dev/null 2>&1; then
+	for t in xterm dumb; do
+		TERM=$t script -qec "\"$LMTERM\" lite auto_awq \"$FIX/llama3-rand\" --work-dir \"$out\" --calib-samples 0 \
+			--threads 1 </dev/null" "$tmp/tty.$t" >/dev/null 2>&1
+		rc=$?
+		esc=$(tr -cd '\033' < "$tmp/tty.$t" | wc -c)
+		cr=$(tr -cd '\r' < "$tmp/tty.$t" | wc -c)
+		if [ $rc -ne 0 ] || [ ! -f "$out/config.json" ]; then fail "TERM=$t progress line: rc $rc, no result"
+		elif [ $t = dumb ] && [ "$esc" -eq 0 ] && [ "$cr" -gt 1 ]; then pass "TERM=dumb progress line: no escape sequence"
+		elif [ $t = xterm ] && grep -q "$(printf '\r\033\[K')" "$tmp/tty.$t"; then pass "TERM=xterm progress line erases with ESC [ K"
+		else fail "TERM=$t progress line: $esc escapes, $cr carriage returns: $(tr '\033\r' '^|' < "$tmp/tty.$t" | head -c 300)"; fi
+		rm -rf "$out" "$out".tmp-*
+	done
+fi
 finish
