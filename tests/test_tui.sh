@@ -352,6 +352,34 @@ else
 	show "C locale"
 	fail "C locale: the chat screen did not start"
 fi
+# Ctrl-Z reaches a raw-mode screen as a key: it suspends to the shell (it did nothing), and fg brings the chat
+# back, redrawn and taking input. Run under sh -c, so that the shell does not go on to the echo while
+# lmterm is stopped (the whole sh -c is the stopped job).
+T send-keys -t tui "clear; sh -c 'LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?'" Enter
+if wait_for "ctx [0-9]+/[0-9]+" 60; then
+	T send-keys -t tui C-z
+	if wait_for "Stopped|stopped" 10; then
+		pass "Ctrl-Z suspends to the shell"
+		T send-keys -t tui "fg" Enter
+		if wait_for "ctx [0-9]+/[0-9]+" 10 && screen | tail -1 | grep -q "ctx"; then
+			T send-keys -t tui -l "after fg"
+			if wait_for "^> after fg" 5; then pass "fg brings the chat back, taking input"
+			else show "after fg"; fail "after fg the chat does not take input"; fi
+		else
+			show "after fg"; fail "fg did not bring the chat screen back"
+		fi
+		T send-keys -t tui C-u
+		T send-keys -t tui C-q
+		wait_for "lmterm-exit=0" 10 || fail "Ctrl-Q did not quit after fg"
+	else
+		show "after Ctrl-Z"; fail "Ctrl-Z did not suspend to the shell"
+		T send-keys -t tui C-q
+		wait_for "lmterm-exit=0" 10
+	fi
+else
+	show "Ctrl-Z"
+	fail "Ctrl-Z: the chat screen did not start"
+fi
 # TERM=dumb cannot move the cursor: the plain prompt, with a message that says why (the full screen used to
 # be drawn there, garbled); the scripted engine has no plain prompt
 if [ "${TUI_FAKE:-0}" != 1 ]; then

@@ -22,6 +22,7 @@ static const struct { const char *key, *what; } keys[] = {
 	{ N_("F3, Alt-M"), N_("show or hide the memory panel") },
 	{ N_("F5, Alt-N"), N_("new conversation (clears the context)") },
 	{ N_("Ctrl-L"), N_("redraw the screen") },
+	{ N_("Ctrl-Z"), N_("suspend to the shell (fg resumes)") },
 	{ N_("F10, Ctrl-Q"), N_("quit (asks first while a reply is streaming)") },
 	{ N_("/reset, /quit"), N_("typed as a message: new conversation, quit") },
 };

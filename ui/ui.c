@@ -123,6 +123,29 @@ void ui_term_end(void)
 	sigaction(SIGINT, &old_sa[SIGINT], NULL);
 }
 
+/* Ctrl-Z: raw mode hands it to us as a key, so the shell's job control never saw it. Leave the screen as on
+ * quitting, stop the process group as the terminal driver would (the engine thread stops with it), and take
+ * the screen back when the shell continues us (fg): bracketed paste on again and a full redraw. */
+static void ui_suspend(void)
+{
+	if (!term_active) return;
+	ssize_t r = write(STDOUT_FILENO, PASTE_OFF, sizeof PASTE_OFF - 1);
+	(void)r;
+	endwin();
+	/* the default action stops us; ncurses' own SIGTSTP handler, if it installed one, would end the screen
+	 * a second time and redraw behind our back */
+	struct sigaction dfl, old;
+	memset(&dfl, 0, sizeof dfl);
+	dfl.sa_handler = SIG_DFL;
+	sigaction(SIGTSTP, &dfl, &old);
+	kill(0, SIGTSTP);
+	sigaction(SIGTSTP, &old, NULL);
+	r = write(STDOUT_FILENO, PASTE_ON, sizeof PASTE_ON - 1);
+	ui_winch = 1; /* the terminal may have been resized while we were stopped */
+	clearok(curscr, TRUE);
+	refresh();
+}
+
 bool ui_check_resize(void)
 {
 	if (!ui_winch) return false;
@@ -458,6 +481,7 @@ static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
 
 	/* keys that work everywhere */
 	if (!is_code && !alt && ch == 12) { clearok(curscr, TRUE); return KF_REDRAW; } /* Ctrl-L */
+	if (!is_code && !alt && ch == 26) { ui_suspend(); return KF_RELAYOUT | KF_REDRAW; } /* Ctrl-Z */
 	if ((is_code && ch == KEY_F(10)) || (!is_code && !alt && ch == 17)) { /* F10, Ctrl-Q */
 		if (u->lo.overlay == OVERLAY_CONFIRM) u->quit = true;
 		else want_quit(u);
