@@ -35,3 +35,4 @@ EXTRA_DIST += tests/test_chat_repl.sh tests/test_chat_pty.sh tests/test_chat_pty
 check_PROGRAMS += tests/test_jinja
 TESTS += tests/test_jinja
 tests_test_jinja_LDADD = $(LMTERM_TEST_LIBS)
+EXTRA_DIST += tests/json_file.h

@@ -7,6 +7,8 @@
 #include "config.h"
 #include "jinja.h"
 
+#include "json_file.h"
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,26 +25,6 @@ static void show(const char *what, const char *s)
 		else putchar(*s);
 	}
 	printf("\"\n");
-}
-
-/* the JSON file td/NAME, parsed; NULL, counted as a failure, if it cannot be read or parsed */
-static cJSON *load_json(const char *td, const char *name)
-{
-	char path[4200], *buf;
-	size_t len;
-	snprintf(path, sizeof path, "%s/%s", td, name);
-	if (read_file(path, &buf, &len) != LM_OK) {
-		printf("FAIL: %s\n", lm_errmsg());
-		fails++;
-		return NULL;
-	}
-	cJSON *j = cJSON_Parse(buf);
-	free(buf);
-	if (!j) {
-		printf("FAIL: %s: not valid JSON\n", path);
-		fails++;
-	}
-	return j;
 }
 
 /* chat_template and bos/eos token texts of a tokenizer_config.json */
@@ -78,13 +60,7 @@ static void check_goldens(cJSON *g, const char *key, const char *cfg_path)
 	int n = 0, ok = 0;
 	cJSON_ArrayForEach(c, cases) {
 		struct chat_msg m[16];
-		int nm = 0;
-		const cJSON *e;
-		cJSON_ArrayForEach(e, cJSON_GetObjectItem(c, "messages")) {
-			m[nm].role = cJSON_GetObjectItem(e, "role")->valuestring;
-			m[nm].content = cJSON_GetObjectItem(e, "content")->valuestring;
-			nm++;
-		}
+		int nm = golden_msgs(c, m, 16, &fails);
 		bool gen = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt"));
 		const char *want = cJSON_GetObjectItem(c, "rendered")->valuestring;
 		char *got;
@@ -116,7 +92,7 @@ static void check_goldens(cJSON *g, const char *key, const char *cfg_path)
  * transformers' settings (gen_extra_goldens.py), byte for byte, or failing with the same raise_exception message. */
 static void check_extra(const char *td)
 {
-	cJSON *tj = load_json(td, "templates/extra.json"), *gj = tj ? load_json(td, "templates/extra_goldens.json") : NULL;
+	cJSON *tj = load_json(td, "templates/extra.json", &fails), *gj = tj ? load_json(td, "templates/extra_goldens.json", &fails) : NULL;
 	if (!gj) {
 		cJSON_Delete(tj);
 		return;
@@ -136,13 +112,7 @@ static void check_extra(const char *td)
 		ntmpl++;
 		cJSON_ArrayForEach(c, cJSON_GetObjectItem(golds, t->string)) {
 			struct chat_msg m[16];
-			int nm = 0;
-			const cJSON *x;
-			cJSON_ArrayForEach(x, cJSON_GetObjectItem(c, "messages")) {
-				m[nm].role = cJSON_GetObjectItem(x, "role")->valuestring;
-				m[nm].content = cJSON_GetObjectItem(x, "content")->valuestring;
-				nm++;
-			}
+			int nm = golden_msgs(c, m, 16, &fails);
 			bool gen = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt"));
 			const cJSON *want = cJSON_GetObjectItem(c, "rendered"), *werr = cJSON_GetObjectItem(c, "error");
 			char *got = NULL;
@@ -183,7 +153,7 @@ static void check_extra(const char *td)
  * otherwise: "unsupported" ones fail with a message, "renders" ones render where transformers fails. */
 static void check_snippets(const char *td)
 {
-	cJSON *j = load_json(td, "templates/snippet_goldens.json");
+	cJSON *j = load_json(td, "templates/snippet_goldens.json", &fails);
 	if (!j) return;
 	struct chat_msg m[2] = { { "user", "  hi  " }, { "assistant", "yo" } };
 	const cJSON *c;
@@ -248,7 +218,7 @@ int main(void)
 	if (!td) td = "tests/data-unpacked";
 	if (!src) src = ".";
 	char path[4096];
-	cJSON *g = load_json(td, "templates/goldens.json");
+	cJSON *g = load_json(td, "templates/goldens.json", &fails);
 	if (!g) return 1;
 	snprintf(path, sizeof path, "%s/tokenizers/llama3.tokenizer_config.json", td);
 	check_goldens(g, "llama3", path);

@@ -5,6 +5,8 @@
 #include "config.h"
 #include "template.h"
 
+#include "json_file.h"
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,18 +45,10 @@ static int check_goldens(cJSON *g, const char *key, const char *name, int *match
 	*matched = 0;
 	const cJSON *c;
 	cJSON_ArrayForEach(c, cases) {
-		const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(c, "messages");
 		bool gen = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt"));
 		const char *want = cJSON_GetObjectItemCaseSensitive(c, "rendered")->valuestring;
 		struct chat_msg m[16];
-		int nm = 0;
-		const cJSON *e;
-		cJSON_ArrayForEach(e, msgs) {
-			if (nm == 16) break;
-			m[nm].role = cJSON_GetObjectItemCaseSensitive(e, "role")->valuestring;
-			m[nm].content = cJSON_GetObjectItemCaseSensitive(e, "content")->valuestring;
-			nm++;
-		}
+		int nm = golden_msgs(c, m, 16, &fails);
 		struct tmpl_text tt;
 		if (tmpl_render(&t, m, nm, gen, &tt) != LM_OK) {
 			printf("FAIL: render: %s\n", lm_errmsg());
@@ -116,26 +110,6 @@ static void write_file(const char *path, const char *text)
 	fclose(f);
 }
 
-/* the JSON file td/NAME, parsed; NULL, counted as a failure, if it cannot be read or parsed */
-static cJSON *load_json(const char *td, const char *name)
-{
-	char path[4200], *buf;
-	size_t len;
-	snprintf(path, sizeof path, "%s/%s", td, name);
-	if (read_file(path, &buf, &len) != LM_OK) {
-		printf("FAIL: %s\n", lm_errmsg());
-		fails++;
-		return NULL;
-	}
-	cJSON *j = cJSON_Parse(buf);
-	free(buf);
-	if (!j) {
-		printf("FAIL: %s: not valid JSON\n", path);
-		fails++;
-	}
-	return j;
-}
-
 /* An unseen model directory: each real template of $TESTDATA/templates/extra.json as the chat_template of a
  * tokenizer_config.json, chosen with an unknown model_type. Whichever way tmpl_choose goes (a built-in that
  * renders as the template does, or the template itself through the interpreter), the conversations the engine
@@ -144,7 +118,7 @@ static cJSON *load_json(const char *td, const char *name)
 static void check_unseen(const char *td, const char *dir)
 {
 	char dst[4200];
-	cJSON *tj = load_json(td, "templates/extra.json"), *gj = tj ? load_json(td, "templates/extra_goldens.json") : NULL;
+	cJSON *tj = load_json(td, "templates/extra.json", &fails), *gj = tj ? load_json(td, "templates/extra_goldens.json", &fails) : NULL;
 	if (!gj) {
 		cJSON_Delete(tj);
 		return;
@@ -175,16 +149,11 @@ static void check_unseen(const char *td, const char *dir)
 		int n = 0, ok = 0;
 		const cJSON *c;
 		cJSON_ArrayForEach(c, cJSON_GetObjectItem(cJSON_GetObjectItem(gj, "goldens"), t->string)) {
-			const cJSON *want = cJSON_GetObjectItem(c, "rendered"), *x;
+			const cJSON *want = cJSON_GetObjectItem(c, "rendered");
 			struct chat_msg m[16];
-			int nm = 0;
+			int nm = golden_msgs(c, m, 16, &fails);
 			bool sys = false;
-			cJSON_ArrayForEach(x, cJSON_GetObjectItem(c, "messages")) {
-				m[nm].role = cJSON_GetObjectItem(x, "role")->valuestring;
-				m[nm].content = cJSON_GetObjectItem(x, "content")->valuestring;
-				sys |= strcmp(m[nm].role, "system") == 0;
-				nm++;
-			}
+			for (int i = 0; i < nm; i++) sys |= strcmp(m[i].role, "system") == 0;
 			if (sys || !cJSON_IsString(want)) continue; /* the engine sends no system turn */
 			bool gen = cJSON_IsTrue(cJSON_GetObjectItem(c, "add_generation_prompt"));
 			struct tmpl_text tt;
@@ -252,7 +221,7 @@ int main(void)
 	if (!td) td = "tests/data-unpacked";
 	char path[4096], *buf;
 	size_t len;
-	cJSON *g = load_json(td, "templates/goldens.json");
+	cJSON *g = load_json(td, "templates/goldens.json", &fails);
 	if (!g) return 1;
 	int m, n;
 	n = check_goldens(g, "tiny-en-zh (chatml)", "chatml", &m);
