@@ -569,6 +569,15 @@ static void parse_args(struct jctx *J, struct expr *e, const char *close)
 	}
 }
 
+/* a call of FN, its "(" already taken: "f(a, k=b)" */
+static struct expr *parse_call(struct jctx *J, struct expr *fn)
+{
+	struct expr *c = mk(J, E_CALL);
+	c->a = fn;
+	parse_args(J, c, ")");
+	return c;
+}
+
 static struct expr *parse_primary(struct jctx *J)
 {
 	struct tok *t = peek(J);
@@ -689,10 +698,7 @@ static struct expr *parse_postfix(struct jctx *J)
 			x->d = st;
 			e = x;
 		} else if (accept_op(J, "(")) {
-			struct expr *c = mk(J, E_CALL);
-			c->a = e;
-			parse_args(J, c, ")");
-			e = c;
+			e = parse_call(J, e);
 		} else {
 			break;
 		}
@@ -730,10 +736,7 @@ static struct expr *parse_filtered(struct jctx *J, struct expr *e)
 			e = t;
 		} else if (tok_is(peek(J), K_OP, "(") && e->k == E_FILTER) {
 			J->pos++;
-			struct expr *c = mk(J, E_CALL);
-			c->a = e;
-			parse_args(J, c, ")");
-			e = c;
+			e = parse_call(J, e);
 		} else {
 			break;
 		}
