@@ -457,7 +457,7 @@ int cmd_chat(int argc, char **argv)
 	}
 	struct repl *r = calloc(1, sizeof *r);
 	r->e = e;
-	r->tty_err = isatty(2) && !plain_term; /* the progress line's \033[K needs a terminal that knows it */
+	r->tty_err = term_erases_line(2) && !plain_term; /* the progress line's \033[K needs a terminal that knows it */
 	rc = repl_run(r);
 	engine_stop(e);
 	free(r);

@@ -98,7 +98,7 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 	int n_win = (n_ids + per_win - 1) / per_win;
 	double nll = 0, t0 = now_s();
 	long count = 0;
-	bool tty = isatty(2);
+	bool tty = term_erases_line(2); /* the progress line rewrites itself with ESC [ K */
 	for (int w = 0; w < n_win; w++) {
 		int s = w * per_win, nt = MIN(per_win, n_ids - s), L = 0;
 		if (bos >= 0) win[L++] = bos;

@@ -130,6 +130,12 @@ double now_s(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+bool term_erases_line(int fd)
+{
+	const char *term = getenv("TERM");
+	return isatty(fd) && term && *term && strcmp(term, "dumb") != 0;
+}
+
 int read_file(const char *path, char **buf, size_t *len)
 {
 	/* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below like any non-regular file */

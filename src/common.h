@@ -54,6 +54,10 @@ void to_f32(float *dst, const void *src, enum dtype dt, size_t n);
 /* Wall clock in seconds (CLOCK_MONOTONIC). */
 double now_s(void);
 
+/* fd is a terminal that erases the rest of a line with ESC [ K: a progress line can rewrite itself in place
+ * ("\r...\033[K"). Not under TERM=dumb or without TERM, where that escape is printed as text. */
+bool term_erases_line(int fd);
+
 /* Read a whole file into a NUL-terminated buffer; *len gets its size. LM_ERR with a message naming path. */
 int read_file(const char *path, char **buf, size_t *len);
 /* path join into a caller buffer: "dir/name" */

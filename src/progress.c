@@ -5,7 +5,6 @@
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -53,8 +52,7 @@ void progress_stderr_init(struct progress_sink *s)
 	interrupted = 0;
 	t0 = now_s();
 	tty = isatty(2);
-	const char *term = getenv("TERM");
-	ansi = tty && term && *term && strcmp(term, "dumb") != 0;
+	ansi = term_erases_line(2);
 	last_len = 0;
 	s->report = report;
 	s->cancelled = cancelled;

@@ -112,4 +112,20 @@ if [ -c /dev/full ]; then
 	expect_fail "stdout on a full disk" "standard output" sh -c '"$0" ppl "$1" --file "$2" --max-chars 200 --ctx 64 --backend cpu >/dev/full' \
 		"$LMTERM" "$MODEL" "$TEXT"
 fi
+# the progress line on a terminal (script(1) gives the pty) rewrites itself with ESC [ K, which TERM=dumb
+# prints as text: there no progress line, as when stderr is not a terminal, and the result all the same
+if command -v script >/dev/null 2>&1; then
+	log=$(mktemp) || exit 1
+	for t in xterm dumb; do
+		TERM=$t script -qec "\"$LMTERM\" ppl \"$MODEL\" --file \"$TEXT\" --max-chars 3000 --ctx 64 --backend cpu" \
+			"$log" >/dev/null 2>&1
+		rc=$?
+		esc=$(tr -cd '\033' < "$log" | wc -c)
+		if [ $rc -ne 0 ] || ! grep -q "perplexity" "$log"; then fail "TERM=$t: ppl rc $rc, no perplexity"
+		elif [ $t = dumb ] && [ "$esc" -eq 0 ]; then pass "TERM=dumb: no escape sequence on the terminal"
+		elif [ $t = xterm ] && grep -q "$(printf '\033\\[K')" "$log"; then pass "TERM=xterm: the progress line erases with ESC [ K"
+		else fail "TERM=$t: $esc escapes: $(tr '\033\r' '^|' < "$log" | head -c 300)"; fi
+	done
+	rm -f "$log"
+fi
 finish
