@@ -26,13 +26,18 @@ int lm_err(const char *fmt, ...)
 
 int lm_err_prefix(const char *fmt, ...)
 {
-	char pre[512], old[1024];
+	char pre[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(pre, sizeof pre, fmt, ap);
 	va_end(ap);
-	snprintf(old, sizeof old, "%s", errbuf);
-	snprintf(errbuf, sizeof errbuf, "%s%s", pre, old);
+	/* pre + the message so far, whose end is cut if both do not fit */
+	size_t np = strlen(pre), no = strlen(errbuf);
+	if (np > sizeof errbuf - 1) np = sizeof errbuf - 1;
+	if (no > sizeof errbuf - 1 - np) no = sizeof errbuf - 1 - np;
+	memmove(errbuf + np, errbuf, no);
+	memcpy(errbuf, pre, np);
+	errbuf[np + no] = 0;
 	return LM_ERR;
 }
 

@@ -328,7 +328,7 @@ static void fill_info(struct engine *e)
 	in->kv_capacity_tokens = e->plan.capacity_tokens;
 	in->kv_bytes_per_token = e->kv.kv.bytes_per_token ? e->kv.kv.bytes_per_token : e->plan.bytes_per_token;
 	in->n_layers = c->n_layers;
-	snprintf(in->template_name, sizeof in->template_name, "%s", e->tmpl.name);
+	snprintf(in->template_name, sizeof in->template_name, "%.*s", (int)sizeof in->template_name - 1, e->tmpl.name);
 	in->sampling = e->sp;
 }
 
