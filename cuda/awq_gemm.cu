@@ -327,17 +327,31 @@ template <> struct tile_ops<bf16_t> {
 	}
 };
 
-// CPG = chunks of 64 inputs per group (1 or 2); NB = batch (columns of the n8 tile that are used)
+// CPG = chunks of 64 inputs per group (1 or 2); NB = batch (columns of the n8 tile that are used).
+// pf (LMTERM_AWQ_PF, a measurement switch, off by default): 1 = the block asks the L2 for its whole tile (codes,
+// then scales and zeros) before pdl_wait, 2 = after it, 0 = not at all. A warp's own loads keep only TILE_UG
+// groups in flight; one bulk prefetch per block puts the whole tile in flight at once and, before pdl_wait,
+// while the previous kernel is still running (the weights are never written by an earlier kernel). Measured
+// on the H200 (docs/PERFORMANCE.md, "L2 bulk prefetch"): a loss on w13 and w2 and on the step, a small gain on
+// wqkv and wo alone, which LMTERM_AWQ_PF=3 (only matrices of up to 13 MB) is there to measure in a step.
 template <typename T, int NB, int CPG>
 __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	awq_tile_gemv_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
-			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K)
+			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, int pf)
 {
 	__shared__ float4 red[TILE_MAX_WARPS][32];
-	pdl_wait_trigger();
 	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int g = lane >> 2, t = lane & 3, rt = blockIdx.x;
 	const int KC = K / 64, G = KC / CPG;
+	if (pf == 1 && threadIdx.x == 0) {
+		prefetch_l2_bulk(qw + (size_t)rt * KC * 32, (uint32_t)KC * 512);
+		prefetch_l2_bulk(sz + (size_t)rt * G * 8, (uint32_t)G * 64);
+	}
+	pdl_wait_trigger();
+	if (pf == 2 && threadIdx.x == 0) {
+		prefetch_l2_bulk(qw + (size_t)rt * KC * 32, (uint32_t)KC * 512);
+		prefetch_l2_bulk(sz + (size_t)rt * G * 8, (uint32_t)G * 64);
+	}
 	const uint4 *qt = qw + (size_t)rt * KC * 32 + lane; // chunk c of this tile: qt[32 c]
 	const uint2 *st = sz + (size_t)rt * G * 8 + g;      // group gi: st[8 gi]
 	const bool xon = g < NB;                            // lane g supplies column n = g of B
@@ -425,17 +439,29 @@ static int tile_warps(int N, int G)
 	return w;
 }
 
+static int tile_prefetch(void)
+{
+	static int pf = -1;
+	if (pf < 0) {
+		const char *e = getenv("LMTERM_AWQ_PF");
+		pf = e && atoi(e) >= 1 && atoi(e) <= 3 ? atoi(e) : 0;
+	}
+	return pf;
+}
+
 template <typename T, int NB>
 static void tile_launch_nb(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
 			   int group, cudaStream_t s)
 {
 	const int G = K / group, W = tile_warps(N, G);
+	int pf = tile_prefetch();
+	if (pf == 3) pf = (size_t)N * K <= (size_t)6144 * 4096 ? 1 : 0; // wqkv and wo of a 7B model
 	if (group == 64)
 		klaunch(awq_tile_gemv_kernel<T, NB, 1>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
-			(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
+			(const uint4 *)qw, (const uint2 *)sz, bias, N, K, pf);
 	else
 		klaunch(awq_tile_gemv_kernel<T, NB, 2>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
-			(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
+			(const uint4 *)qw, (const uint2 *)sz, bias, N, K, pf);
 }
 
 template <typename T>

@@ -355,6 +355,116 @@ static int profile(struct fwd *f, struct kv_cache *kv, int32_t tok, int pos, con
 	return LM_OK;
 }
 
+/* LMTERM_BENCH_SKIP=OP[,OP...]: a measurement for developers, not an option. The decode steps run without those
+ * ops of every layer (norm: the RMSNorms; wqkv, attn: RoPE and attention, wo, w13, swiglu, w2), so that the
+ * step's time with and without an op is what the op costs inside the step, with the overlaps and the gaps
+ * between kernels that --profile, timing each op alone, does not see. The tokens are then meaningless; the
+ * prefill and --profile run every op. */
+enum { S_NORM = 1, S_QKV = 2, S_ATTN = 4, S_O = 8, S_W13 = 16, S_SWIGLU = 32, S_W2 = 64 };
+static struct {
+	unsigned mask;
+	const struct backend_i *orig_i;
+	struct backend_i orig, patched;
+	const struct model *m;
+} skip;
+
+static unsigned skip_parse(const char *e)
+{
+	static const char *const names[] = { "norm", "wqkv", "attn", "wo", "w13", "swiglu", "w2" };
+	unsigned mask = 0;
+	char buf[128];
+	snprintf(buf, sizeof buf, "%s", e);
+	for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		size_t i = 0;
+		while (i < ARRAY_SIZE(names) && strcmp(t, names[i])) i++;
+		if (i == ARRAY_SIZE(names)) {
+			lm_err("LMTERM_BENCH_SKIP: unknown op '%s' (norm, wqkv, attn, wo, w13, swiglu, w2)", t);
+			return ~0u;
+		}
+		mask |= 1u << i;
+	}
+	return mask;
+}
+
+static unsigned skip_which(const struct weight *w)
+{
+	for (int l = 0; l < skip.m->cfg.n_layers; l++) {
+		const struct layer_weights *L = &skip.m->layers[l];
+		if (w == &L->wqkv) return S_QKV;
+		if (w == &L->wo) return S_O;
+		if (w == &L->w13) return S_W13;
+		if (w == &L->w2) return S_W2;
+	}
+	return 0;
+}
+
+static int skip_norm(struct backend *be, void *h, void *x, const void *dx, const struct weight *w, int n, float eps)
+{
+	return skip.mask & S_NORM ? LM_OK : skip.orig.add_rmsnorm(be, h, x, dx, w, n, eps);
+}
+
+static int skip_matmul(struct backend *be, void *y, const void *x, const struct weight *w, int n)
+{
+	return skip.mask & skip_which(w) ? LM_OK : skip.orig.matmul(be, y, x, w, n);
+}
+
+static int skip_rope_attention(struct backend *be, void *out, void *qkv, struct kv_cache *kv, int layer, int n_heads)
+{
+	return skip.mask & S_ATTN ? LM_OK : skip.orig.rope_attention(be, out, qkv, kv, layer, n_heads);
+}
+
+static int skip_rope_kv(struct backend *be, void *qkv, struct kv_cache *kv, int layer, int n_heads)
+{
+	return skip.mask & S_ATTN ? LM_OK : skip.orig.rope_kv(be, qkv, kv, layer, n_heads);
+}
+
+static int skip_attention(struct backend *be, void *out, const void *qkv, const struct kv_cache *kv, int layer,
+			  int n_heads)
+{
+	return skip.mask & S_ATTN ? LM_OK : skip.orig.attention(be, out, qkv, kv, layer, n_heads);
+}
+
+static int skip_swiglu(struct backend *be, void *out, const void *gu, int n, int ffn)
+{
+	return skip.mask & S_SWIGLU ? LM_OK : skip.orig.swiglu(be, out, gu, n, ffn);
+}
+
+static int skip_matmul_swiglu(struct backend *be, void *out, void *gu, const void *x, const struct weight *w13, int n)
+{
+	switch (skip.mask & (S_W13 | S_SWIGLU)) {
+	case 0: return skip.orig.matmul_swiglu(be, out, gu, x, w13, n);
+	case S_SWIGLU: return skip.orig.matmul(be, gu, x, w13, n); /* the matmul alone */
+	case S_W13: return skip.orig.swiglu(be, out, gu, n, w13->rows / 2);
+	default: return LM_OK;
+	}
+}
+
+/* be->i becomes a copy whose ops skip what LMTERM_BENCH_SKIP names (NULL: back to the original) */
+static int skip_install(struct backend *be, const struct model *m, bool on)
+{
+	if (!on) {
+		if (skip.orig_i) be->i = skip.orig_i;
+		skip.orig_i = NULL;
+		return LM_OK;
+	}
+	const char *e = getenv("LMTERM_BENCH_SKIP");
+	if (!e || !*e) return LM_OK;
+	if ((skip.mask = skip_parse(e)) == ~0u) return LM_ERR;
+	skip.orig_i = be->i;
+	skip.orig = skip.patched = *be->i;
+	skip.m = m;
+	skip.patched.add_rmsnorm = skip_norm;
+	skip.patched.matmul = skip_matmul;
+	if (skip.orig.rope_attention) skip.patched.rope_attention = skip_rope_attention;
+	if (skip.orig.rope_kv) skip.patched.rope_kv = skip_rope_kv;
+	if (skip.orig.attention) skip.patched.attention = skip_attention;
+	if (skip.orig.swiglu) skip.patched.swiglu = skip_swiglu;
+	if (skip.orig.matmul_swiglu) skip.patched.matmul_swiglu = skip_matmul_swiglu;
+	be->i = &skip.patched;
+	fprintf(stderr, "lmterm: bench: LMTERM_BENCH_SKIP=%s: the decode steps leave those ops out (timing only)\n", e);
+	return LM_OK;
+}
+
 static int run(const struct bench_opts *o)
 {
 	char cfgpath[4200];
@@ -439,6 +549,7 @@ static int run(const struct bench_opts *o)
 			goto out;
 		}
 	}
+	if (skip_install(be, &m, true)) goto out;
 	for (int k = 0; k < o->n; k++) {
 		double t0 = now_s();
 		int32_t tok = next;
@@ -455,6 +566,7 @@ static int run(const struct bench_opts *o)
 		}
 		steps[k] = now_s() - t0;
 	}
+	skip_install(be, &m, false);
 	r.step_s = median(steps + 2, o->n - 2);
 
 	/* the limit: bytes a step reads at the mean context of the timed steps */
@@ -472,6 +584,7 @@ static int run(const struct bench_opts *o)
 	if (o->profile && profile(&fw, &kv, next, P + o->n, blocks, r.step_s)) goto out;
 	rc = LM_OK;
 out:
+	if (be) skip_install(be, &m, false);
 	sampler_free(smp);
 	free(logits);
 	free(ids);

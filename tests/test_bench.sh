@@ -34,6 +34,11 @@ out=$("$LMTERM" bench "$qdir/config.json" --dummy --backend cpu --prompt-len 8 -
 case "$out" in *'"model": "'*'lmterm-bench-q\"\\.'*) pass "bench --json escapes the model path" ;;
 *) fail "bench --json model path: $out" ;; esac
 rm -rf "$qdir"
+# LMTERM_BENCH_SKIP (a developers' measurement): the decode steps run without the ops named, said on stderr
+out=$(LMTERM_BENCH_SKIP=norm,w13,attn "$LMTERM" bench "$cfg" --dummy --backend cpu --prompt-len 8 -n 4 --profile 2>&1)
+case "$out" in *"LMTERM_BENCH_SKIP=norm,w13,attn: the decode steps leave those ops out"*"tokens/s"*"matmul w2"*)
+	pass "LMTERM_BENCH_SKIP" ;; *) fail "LMTERM_BENCH_SKIP: $out" ;; esac
+expect_fail "LMTERM_BENCH_SKIP with an unknown op" "unknown op 'nope'" env LMTERM_BENCH_SKIP=norm,nope "$LMTERM" bench "$cfg" --dummy
 expect_fail "bad --top-p" "--top-p" "$LMTERM" bench "$cfg" --dummy --top-p 0
 expect_fail "bad --temperature" "--temperature" "$LMTERM" bench "$cfg" --dummy --temperature -1
 expect_fail "bad --top-k" "--top-k" "$LMTERM" bench "$cfg" --dummy --top-k x
