@@ -334,7 +334,12 @@ template <> struct tile_ops<bf16_t> {
 // while the previous kernel is still running (the weights are never written by an earlier kernel). Measured
 // on the H200 (docs/PERFORMANCE.md, "L2 bulk prefetch"): a loss on w13 and w2 and on the step, a small gain on
 // wqkv and wo alone, which LMTERM_AWQ_PF=3 (only matrices of up to 13 MB) is there to measure in a step.
-template <typename T, int NB, int CPG>
+// ILP (LMTERM_AWQ_ILP=1, a measurement switch, batch 1 only): a warp's TILE_UG groups are multiplied without
+// the early exit between them (a group past the end has zero weights, scales and x, so it adds exactly 0),
+// and each group's eight mma alternate between two accumulators. A warp issues in order, so with the exit
+// the groups' mma chains ran one after the other (16 dependent mma, each waiting for the last); without it the
+// compiler can interleave four chains of four. The loads of the next pass wait for this arithmetic.
+template <typename T, int NB, int CPG, bool ILP = false>
 __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	awq_tile_gemv_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
 			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, int pf)
@@ -376,10 +381,10 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 		}
 #pragma unroll
 		for (int u = 0; u < TILE_UG; u++) {
-			if (g0 + W * u >= G) break;
+			if (!ILP && g0 + W * u >= G) break;
 			uint32_t k0, k1;
 			tile_ops<T>::zeros(s2[u], k0, k1);
-			float part[4] = { 0.f, 0.f, 0.f, 0.f };
+			float part[4] = { 0.f, 0.f, 0.f, 0.f }, part2[4] = { 0.f, 0.f, 0.f, 0.f };
 #pragma unroll
 			for (int c = 0; c < CPG; c++) {
 				const uint32_t wv[4] = { wq[u][c].x, wq[u][c].y, wq[u][c].z, wq[u][c].w };
@@ -389,9 +394,12 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 				for (int s = 0; s < 4; s++) {
 					uint32_t a[4];
 					tile_ops<T>::dequant(wv[s], k0, k1, a);
-					tile_ops<T>::mma(part, a, xb[2 * s], xb[2 * s + 1]);
+					tile_ops<T>::mma(ILP && (s & 1) ? part2 : part, a, xb[2 * s], xb[2 * s + 1]);
 				}
 			}
+			if (ILP)
+#pragma unroll
+				for (int i = 0; i < 4; i++) part[i] += part2[i];
 			const float sl = __low2float(u2h(s2[u].x)), sh = __low2float(u2h(s2[u].y));
 			acc[0] = fmaf(part[0], sl, acc[0]);
 			acc[1] = fmaf(part[1], sl, acc[1]);
@@ -439,6 +447,13 @@ static int tile_warps(int N, int G)
 	return w;
 }
 
+static bool tile_ilp(void)
+{
+	static int ilp = -1;
+	if (ilp < 0) ilp = getenv("LMTERM_AWQ_ILP") && atoi(getenv("LMTERM_AWQ_ILP")) == 1;
+	return ilp;
+}
+
 static int tile_prefetch(void)
 {
 	static int pf = -1;
@@ -456,7 +471,10 @@ static void tile_launch_nb(void *y, const void *x, const void *qw, const void *s
 	const int G = K / group, W = tile_warps(N, G);
 	int pf = tile_prefetch();
 	if (pf == 3) pf = (size_t)N * K <= (size_t)6144 * 4096 ? 1 : 0; // wqkv and wo of a 7B model
-	if (group == 64)
+	if (NB == 1 && group == 128 && tile_ilp())
+		klaunch(awq_tile_gemv_kernel<T, NB, 2, true>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
+			(const uint4 *)qw, (const uint2 *)sz, bias, N, K, pf);
+	else if (group == 64)
 		klaunch(awq_tile_gemv_kernel<T, NB, 1>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
 			(const uint4 *)qw, (const uint2 *)sz, bias, N, K, pf);
 	else

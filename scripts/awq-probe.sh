@@ -6,7 +6,9 @@
 #   1. lmterm bench --model-format awq (InternLM2.5-7B shapes, p512, 128 steps): the plain step, then the step
 #      without each op in turn (LMTERM_BENCH_SKIP, src/cmd_bench.c): the difference is what the op costs
 #      inside the step, overlaps with its neighbours under PDL included (--profile times each op alone);
-#   2. the same step with LMTERM_AWQ_PF=3 and 1 (cuda/awq_gemm.cu: L2 bulk prefetch of the GEMV tiles);
+#   2. the same step with the GEMV's measurement switches (cuda/awq_gemm.cu): LMTERM_AWQ_ILP=1 (the mma chains
+#      interleaved), LMTERM_AWQ_PF=3 and 1 (L2 bulk prefetch of the tiles), each after test_backend_ops under
+#      it, and a plain run after each (the spread between runs);
 #   3. ncu --set full on the four AWQ GEMVs of one layer of a decode step (stall reasons, occupancy, DRAM
 #      throughput), as text: $OUT/ncu-*.txt.
 # PROBE_SKIPS and PROBE_ENVS replace the lists of 1 and 2; PROBE_NCU=0 leaves out 3.
@@ -37,10 +39,17 @@ for op in ${PROBE_SKIPS:-norm wqkv attn wo w13 swiglu w2 norm,attn,swiglu wqkv,w
 	awq "without $op" LMTERM_BENCH_SKIP=$op
 done
 awq base X=0
-for e in ${PROBE_ENVS:-LMTERM_AWQ_PF=3 LMTERM_AWQ_PF=1}; do
-	awq "$e" $(echo "$e" | tr ',' ' ')
+for e in ${PROBE_ENVS:-LMTERM_AWQ_ILP=1 LMTERM_AWQ_PF=3 LMTERM_AWQ_PF=1 LMTERM_AWQ_ILP=1,LMTERM_AWQ_PF=3}; do
+	vars=$(echo "$e" | tr ',' ' ')
+	# the variant's kernels against the cpu backend first (every op, F16 and BF16)
+	if [ -x tests/test_backend_ops ] && [ "$(left)" -gt 90 ]; then
+		env $vars timeout 90 tests/test_backend_ops > "$OUT/ops.log" 2>&1
+		echo "test_backend_ops with $e: rc $? ($(grep 'checks,' "$OUT/ops.log" | tail -1))"
+		grep -m5 '^FAIL' "$OUT/ops.log"
+	fi
+	awq "$e" $vars
+	awq base X=0
 done
-awq base X=0
 if [ "${PROBE_NCU:-1}" != 0 ] && command -v ncu > /dev/null 2>&1 && [ "$(left)" -gt 120 ]; then
 	# 128 GEMVs a step (4 per layer): skip 3 steps, then wqkv, wo, w13, w2 of layer 0
 	timeout $(( $(left) - 20 )) ncu --kernel-name regex:awq_tile_gemv --launch-skip 384 --launch-count 4 --set full \
