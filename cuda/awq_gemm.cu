@@ -339,7 +339,11 @@ template <> struct tile_ops<bf16_t> {
 // and each group's eight mma alternate between two accumulators. A warp issues in order, so with the exit
 // the groups' mma chains ran one after the other (16 dependent mma, each waiting for the last); without it the
 // compiler can interleave four chains of four. The loads of the next pass wait for this arithmetic.
-template <typename T, int NB, int CPG, bool ILP = false>
+// UG, DX (LMTERM_AWQ_UG=2..4, with ILP; measurement): UG groups per pass, and the x fragments loaded when a
+// group is multiplied (DX) rather than with its weights: x comes from L1 in tens of cycles, while the weights
+// take a DRAM round trip, during which x's 16 registers per group were held for nothing. The registers freed
+// are what lets a warp keep 3 or 4 groups of weights in flight at about the same occupancy.
+template <typename T, int NB, int CPG, bool ILP = false, int UG = TILE_UG, bool DX = false>
 __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	awq_tile_gemv_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
 			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, int pf)
@@ -363,25 +367,36 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
 	float acc[4] = { 0.f, 0.f, 0.f, 0.f };
 
-	for (int g0 = warp; g0 < G; g0 += W * TILE_UG) {
-		uint4 wq[TILE_UG][CPG], xv[TILE_UG][CPG][2];
-		uint2 s2[TILE_UG];
+	for (int g0 = warp; g0 < G; g0 += W * UG) {
+		uint4 wq[UG][CPG], xv[UG][CPG][2];
+		uint2 s2[UG];
 #pragma unroll
-		for (int u = 0; u < TILE_UG; u++) {
+		for (int u = 0; u < UG; u++) {
 			const int gi = g0 + W * u;
 			const bool ok = gi < G;
 #pragma unroll
 			for (int c = 0; c < CPG; c++) {
 				const int ch = gi * CPG + c;
 				wq[u][c] = ok ? ld_stream4(qt + (size_t)ch * 32) : make_uint4(0, 0, 0, 0);
-				xv[u][c][0] = ok && xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
-				xv[u][c][1] = ok && xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
+				if (!DX) {
+					xv[u][c][0] = ok && xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
+					xv[u][c][1] = ok && xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
+				}
 			}
 			s2[u] = ok ? __ldg(st + 8 * gi) : make_uint2(0, 0);
 		}
 #pragma unroll
-		for (int u = 0; u < TILE_UG; u++) {
+		for (int u = 0; u < UG; u++) {
 			if (!ILP && g0 + W * u >= G) break;
+			if (DX) {
+				const bool ok = g0 + W * u < G;
+#pragma unroll
+				for (int c = 0; c < CPG; c++) {
+					const int ch = (g0 + W * u) * CPG + c;
+					xv[u][c][0] = ok && xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
+					xv[u][c][1] = ok && xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
+				}
+			}
 			uint32_t k0, k1;
 			tile_ops<T>::zeros(s2[u], k0, k1);
 			float part[4] = { 0.f, 0.f, 0.f, 0.f }, part2[4] = { 0.f, 0.f, 0.f, 0.f };
@@ -447,11 +462,15 @@ static int tile_warps(int N, int G)
 	return w;
 }
 
-static bool tile_ilp(void)
+// the batch-1 variant (measurement): 0 = v1, 1 = LMTERM_AWQ_ILP=1, 2..4 = LMTERM_AWQ_UG (ILP, x deferred)
+static int tile_variant(void)
 {
-	static int ilp = -1;
-	if (ilp < 0) ilp = getenv("LMTERM_AWQ_ILP") && atoi(getenv("LMTERM_AWQ_ILP")) == 1;
-	return ilp;
+	static int v = -1;
+	if (v < 0) {
+		const char *ug = getenv("LMTERM_AWQ_UG"), *ilp = getenv("LMTERM_AWQ_ILP");
+		v = ug && atoi(ug) >= 2 && atoi(ug) <= 4 ? atoi(ug) : ilp && atoi(ilp) == 1 ? 1 : 0;
+	}
+	return v;
 }
 
 static int tile_prefetch(void)
@@ -468,12 +487,24 @@ template <typename T, int NB>
 static void tile_launch_nb(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
 			   int group, cudaStream_t s)
 {
-	const int G = K / group, W = tile_warps(N, G);
-	int pf = tile_prefetch();
+	const int G = K / group;
+	int W = tile_warps(N, G), pf = tile_prefetch();
+	// the UG variants: no fewer than UG groups per warp (wqkv and wo at UG 4: 8 warps per tile, one pass)
+	if (NB == 1 && group == 128 && tile_variant() >= 2)
+		while (W > 1 && W * tile_variant() > G) W /= 2;
 	if (pf == 3) pf = (size_t)N * K <= (size_t)6144 * 4096 ? 1 : 0; // wqkv and wo of a 7B model
-	if (NB == 1 && group == 128 && tile_ilp())
-		klaunch(awq_tile_gemv_kernel<T, NB, 2, true>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
-			(const uint4 *)qw, (const uint2 *)sz, bias, N, K, pf);
+	void (*k1)(T *, const uint16_t *, const uint4 *, const uint2 *, const float *, int, int, int) = nullptr;
+	if constexpr (NB == 1) {
+		if (group == 128) switch (tile_variant()) {
+			case 1: k1 = awq_tile_gemv_kernel<T, 1, 2, true>; break;
+			case 2: k1 = awq_tile_gemv_kernel<T, 1, 2, true, 2, true>; break;
+			case 3: k1 = awq_tile_gemv_kernel<T, 1, 2, true, 3, true>; break;
+			case 4: k1 = awq_tile_gemv_kernel<T, 1, 2, true, 4, true>; break;
+			}
+	}
+	if (k1)
+		klaunch(k1, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias,
+			N, K, pf);
 	else if (group == 64)
 		klaunch(awq_tile_gemv_kernel<T, NB, 1>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
 			(const uint4 *)qw, (const uint2 *)sz, bias, N, K, pf);

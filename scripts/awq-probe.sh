@@ -7,8 +7,9 @@
 #      without each op in turn (LMTERM_BENCH_SKIP, src/cmd_bench.c): the difference is what the op costs
 #      inside the step, overlaps with its neighbours under PDL included (--profile times each op alone);
 #   2. the same step with the GEMV's measurement switches (cuda/awq_gemm.cu): LMTERM_AWQ_ILP=1 (the mma chains
-#      interleaved), LMTERM_AWQ_PF=3 and 1 (L2 bulk prefetch of the tiles), each after test_backend_ops under
-#      it, and a plain run after each (the spread between runs);
+#      interleaved), LMTERM_AWQ_UG=2..4 (and warps per tile: LMTERM_AWQ_W), LMTERM_AWQ_PF=3 (L2 bulk prefetch
+#      of the small matrices), each after the W4A16 checks of test_backend_ops under it, with each GEMV's time
+#      alone (--profile);
 #   3. ncu --set full on the four AWQ GEMVs of one layer of a decode step (stall reasons, occupancy, DRAM
 #      throughput), as text: $OUT/ncu-*.txt.
 # PROBE_SKIPS and PROBE_ENVS replace the lists of 1 and 2; PROBE_NCU=0 leaves out 3.
@@ -39,17 +40,21 @@ for op in ${PROBE_SKIPS:-norm wqkv attn wo w13 swiglu w2 norm,attn,swiglu wqkv,w
 	awq "without $op" LMTERM_BENCH_SKIP=$op
 done
 awq base X=0
-for e in ${PROBE_ENVS:-LMTERM_AWQ_ILP=1 LMTERM_AWQ_PF=3 LMTERM_AWQ_PF=1 LMTERM_AWQ_ILP=1,LMTERM_AWQ_PF=3}; do
+for e in ${PROBE_ENVS:-X=0 LMTERM_AWQ_ILP=1 LMTERM_AWQ_UG=2 LMTERM_AWQ_UG=3 LMTERM_AWQ_UG=4 LMTERM_AWQ_UG=4,LMTERM_AWQ_W=2 \
+	LMTERM_AWQ_UG=4,LMTERM_AWQ_W=8 LMTERM_AWQ_PF=3}; do
 	vars=$(echo "$e" | tr ',' ' ')
-	# the variant's kernels against the cpu backend first (every op, F16 and BF16)
+	# the variant's kernels against the cpu backend first (the W4A16 checks, F16 and BF16)
 	if [ -x tests/test_backend_ops ] && [ "$(left)" -gt 90 ]; then
-		env $vars timeout 90 tests/test_backend_ops > "$OUT/ops.log" 2>&1
-		echo "test_backend_ops with $e: rc $? ($(grep 'checks,' "$OUT/ops.log" | tail -1))"
+		env $vars LMTERM_TEST_ONLY=awq timeout 60 tests/test_backend_ops > "$OUT/ops.log" 2>&1
+		echo "test_backend_ops (awq) with $e: rc $? ($(grep 'checks,' "$OUT/ops.log" | tail -1))"
 		grep -m5 '^FAIL' "$OUT/ops.log"
 	fi
 	awq "$e" $vars
-	awq base X=0
+	# each GEMV alone under the variant
+	[ "$(left)" -gt 40 ] && env $vars timeout 40 ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda \
+		--model-format awq --prompt-len 512 -n 32 --profile 2>&1 | grep -E "matmul (wqkv|wo|w13|w2) "
 done
+awq base X=0
 if [ "${PROBE_NCU:-1}" != 0 ] && command -v ncu > /dev/null 2>&1 && [ "$(left)" -gt 120 ]; then
 	# 128 GEMVs a step (4 per layer): skip 3 steps, then wqkv, wo, w13, w2 of layer 0
 	timeout $(( $(left) - 20 )) ncu --kernel-name regex:awq_tile_gemv --launch-skip 384 --launch-count 4 --set full \
