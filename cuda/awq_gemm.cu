@@ -328,12 +328,13 @@ template <> struct tile_ops<bf16_t> {
 };
 
 // CPG = chunks of 64 inputs per group (1 or 2); NB = batch (columns of the n8 tile that are used).
-// pf (LMTERM_AWQ_PF, a measurement switch, off by default): 1 = the block asks the L2 for its whole tile (codes,
-// then scales and zeros) before pdl_wait, 2 = after it, 0 = not at all. A warp's own loads keep only TILE_UG
+// pf (LMTERM_AWQ_PF, a measurement switch, off by default): blocks rt < pf ask the L2 for their whole tile (codes,
+// then scales and zeros) before pdl_wait, pf < 0: every block after it, 0: none. A warp's own loads keep only TILE_UG
 // groups in flight; one bulk prefetch per block puts the whole tile in flight at once and, before pdl_wait,
 // while the previous kernel is still running (the weights are never written by an earlier kernel). Measured
 // on the H200 (docs/PERFORMANCE.md, "L2 bulk prefetch"): a loss on w13 and w2 and on the step, a small gain on
-// wqkv and wo alone, which LMTERM_AWQ_PF=3 (only matrices of up to 13 MB) is there to measure in a step.
+// wqkv and wo alone, which LMTERM_AWQ_PF=3 (only matrices of up to 13 MB) is there to measure in a step, and
+// LMTERM_AWQ_PF=4 the first LMTERM_AWQ_PF_MB MB of every matrix only (the ramp, with the L2 not flooded).
 // ILP (LMTERM_AWQ_ILP=1, a measurement switch, batch 1 only): a warp's TILE_UG groups are multiplied without
 // the early exit between them (a group past the end has zero weights, scales and x, so it adds exactly 0),
 // and each group's eight mma alternate between two accumulators. A warp issues in order, so with the exit
@@ -352,12 +353,12 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int g = lane >> 2, t = lane & 3, rt = blockIdx.x;
 	const int KC = K / 64, G = KC / CPG;
-	if (pf == 1 && threadIdx.x == 0) {
+	if (rt < pf && threadIdx.x == 0) {
 		prefetch_l2_bulk(qw + (size_t)rt * KC * 32, (uint32_t)KC * 512);
 		prefetch_l2_bulk(sz + (size_t)rt * G * 8, (uint32_t)G * 64);
 	}
 	pdl_wait_trigger();
-	if (pf == 2 && threadIdx.x == 0) {
+	if (pf < 0 && threadIdx.x == 0) {
 		prefetch_l2_bulk(qw + (size_t)rt * KC * 32, (uint32_t)KC * 512);
 		prefetch_l2_bulk(sz + (size_t)rt * G * 8, (uint32_t)G * 64);
 	}
@@ -478,9 +479,20 @@ static int tile_prefetch(void)
 	static int pf = -1;
 	if (pf < 0) {
 		const char *e = getenv("LMTERM_AWQ_PF");
-		pf = e && atoi(e) >= 1 && atoi(e) <= 3 ? atoi(e) : 0;
+		pf = e && atoi(e) >= 1 && atoi(e) <= 4 ? atoi(e) : 0;
 	}
 	return pf;
+}
+
+// LMTERM_AWQ_PF=4: the first LMTERM_AWQ_PF_MB (default 16) MB of every matrix only
+static size_t tile_prefetch_bytes(void)
+{
+	static long mb = -1;
+	if (mb < 0) {
+		const char *e = getenv("LMTERM_AWQ_PF_MB");
+		mb = e && atol(e) > 0 ? atol(e) : 16;
+	}
+	return (size_t)mb << 20;
 }
 
 template <typename T, int NB>
@@ -492,7 +504,15 @@ static void tile_launch_nb(void *y, const void *x, const void *qw, const void *s
 	// the UG variants: no fewer than UG groups per warp (wqkv and wo at UG 4: 8 warps per tile, one pass)
 	if (NB == 1 && group == 128 && tile_variant() >= 2)
 		while (W > 1 && W * tile_variant() > G) W /= 2;
-	if (pf == 3) pf = (size_t)N * K <= (size_t)6144 * 4096 ? 1 : 0; // wqkv and wo of a 7B model
+	// the kernel's pf: how many leading tiles prefetch before pdl_wait (-1: all of them, after it)
+	const int NT = N / 16;
+	const size_t tile_bytes = (size_t)K / 64 * 512 + (size_t)G * 64;
+	switch (pf) {
+	case 1: pf = NT; break;
+	case 2: pf = -1; break;
+	case 3: pf = (size_t)N * K <= (size_t)6144 * 4096 ? NT : 0; break; // wqkv and wo of a 7B model
+	case 4: pf = (int)MIN((size_t)NT, tile_prefetch_bytes() / tile_bytes); break;
+	}
 	void (*k1)(T *, const uint16_t *, const uint4 *, const uint2 *, const float *, int, int, int) = nullptr;
 	if constexpr (NB == 1) {
 		if (group == 128) switch (tile_variant()) {

@@ -6,13 +6,14 @@
 #   1. lmterm bench --model-format awq (InternLM2.5-7B shapes, p512, 128 steps): the plain step, then the step
 #      without each op in turn (LMTERM_BENCH_SKIP, src/cmd_bench.c): the difference is what the op costs
 #      inside the step, overlaps with its neighbours under PDL included (--profile times each op alone);
-#   2. the same step with the GEMV's measurement switches (cuda/awq_gemm.cu): LMTERM_AWQ_ILP=1 (the mma chains
-#      interleaved), LMTERM_AWQ_UG=2..4 (and warps per tile: LMTERM_AWQ_W), LMTERM_AWQ_PF=3 (L2 bulk prefetch
-#      of the small matrices), each after the W4A16 checks of test_backend_ops under it, with each GEMV's time
-#      alone (--profile);
+#   2. the same step with the GEMV's measurement switches (cuda/awq_gemm.cu): LMTERM_AWQ_ILP=1 (the mma
+#      chains interleaved), LMTERM_AWQ_UG=2..4 (and the warps per tile, LMTERM_AWQ_W), LMTERM_AWQ_PF=3 and 4
+#      (L2 bulk prefetch of the small matrices, of every matrix's first MB), each after the W4A16 checks of
+#      test_backend_ops under it, with each GEMV's time alone (--profile);
 #   3. ncu --set full on the four AWQ GEMVs of one layer of a decode step (stall reasons, occupancy, DRAM
 #      throughput), as text: $OUT/ncu-*.txt.
-# PROBE_SKIPS and PROBE_ENVS replace the lists of 1 and 2; PROBE_NCU=0 leaves out 3.
+# PROBE_SKIPS and PROBE_ENVS replace the lists of 1 and 2 (set but empty: that part left out); PROBE_NCU=0
+# leaves out 3. A whole run takes about 9 minutes: split it over two calls if needed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 top=$(pwd)
@@ -23,7 +24,7 @@ OUT=${OUT:-$top/probe-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$top/lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 t0=$(date +%s)
-left() { echo $(( ${PROBE_BUDGET:-540} - ($(date +%s) - t0) )); }
+left() { echo $(( ${PROBE_BUDGET:-560} - ($(date +%s) - t0) )); }
 nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem,driver_version --format=csv,noheader
 date -u '+%Y-%m-%d %H:%M UTC'
 cfg=configs/internlm2_5-7b-chat.json
@@ -36,12 +37,13 @@ awq() { # label VAR=VALUE... : one AWQ p512 decode run, its decode line
 	echo "$label: ${r:-FAILED}"
 }
 awq base X=0
-for op in ${PROBE_SKIPS:-norm wqkv attn wo w13 swiglu w2 norm,attn,swiglu wqkv,wo,w13,w2}; do
+for op in ${PROBE_SKIPS-norm wqkv attn wo w13 swiglu w2 norm,attn,swiglu wqkv,wo,w13,w2}; do
 	awq "without $op" LMTERM_BENCH_SKIP=$op
 done
 awq base X=0
-for e in ${PROBE_ENVS:-X=0 LMTERM_AWQ_ILP=1 LMTERM_AWQ_UG=2 LMTERM_AWQ_UG=3 LMTERM_AWQ_UG=4 LMTERM_AWQ_UG=4,LMTERM_AWQ_W=2 \
-	LMTERM_AWQ_UG=4,LMTERM_AWQ_W=8 LMTERM_AWQ_PF=3}; do
+# the likeliest first: the time guard ends the list where the call's time runs short
+for e in ${PROBE_ENVS-X=0 LMTERM_AWQ_UG=4 LMTERM_AWQ_ILP=1 LMTERM_AWQ_PF=4 LMTERM_AWQ_PF=3 LMTERM_AWQ_UG=2 \
+	LMTERM_AWQ_UG=4,LMTERM_AWQ_W=2 LMTERM_AWQ_UG=4,LMTERM_AWQ_W=8 LMTERM_AWQ_UG=3 LMTERM_AWQ_PF=4,LMTERM_AWQ_PF_MB=6}; do
 	vars=$(echo "$e" | tr ',' ' ')
 	# the variant's kernels against the cpu backend first (the W4A16 checks, F16 and BF16)
 	if [ -x tests/test_backend_ops ] && [ "$(left)" -gt 90 ]; then
