@@ -3,6 +3,10 @@ check_PROGRAMS += tests/test_layout tests/test_input
 TESTS += tests/test_layout tests/test_input
 tests_test_layout_LDADD = $(UI_LIB) $(LMTERM_TEST_LIBS)
 tests_test_input_LDADD = $(UI_LIB) $(LMTERM_TEST_LIBS)
+# the transcript panel drawn into a curses window and read back (its wrap cache)
+check_PROGRAMS += tests/test_chat_view
+TESTS += tests/test_chat_view
+tests_test_chat_view_LDADD = $(UI_LIB) $(LMTERM_TEST_LIBS) $(NCURSES_LIBS)
 # the chat screen against a scripted engine (for looking at the screen; see tests/test_tui.sh)
 check_PROGRAMS += tests/tui_fake_engine
 tests_tui_fake_engine_LDADD = $(UI_LIB) $(LMTERM_TEST_LIBS) $(NCURSES_LIBS)

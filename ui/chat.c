@@ -42,9 +42,20 @@ void panel_chat_append(struct chat_view *c, const char *text, int len)
 	msg_append(&c->m[c->n - 1], text, len);
 }
 
+static void msg_free(struct chat_msg *m)
+{
+	free(m->text);
+	free(m->wl);
+}
+
+void panel_chat_drop_last(struct chat_view *c)
+{
+	if (c->n > 0) msg_free(&c->m[--c->n]);
+}
+
 void panel_chat_clear(struct chat_view *c)
 {
-	for (int i = 0; i < c->n; i++) free(c->m[i].text);
+	for (int i = 0; i < c->n; i++) msg_free(&c->m[i]);
 	c->n = 0;
 	c->scroll = 0;
 	c->last_total = 0;
@@ -89,21 +100,34 @@ static attr_t role_attr(enum chat_role r)
 struct tline { int msg; int kind; int start, end; };
 enum { TL_LABEL, TL_TEXT, TL_BLANK };
 
-/* lines of message i at width (the label line, the text indented by 2, a blank line after) */
-static int msg_lines(const struct chat_msg *m, int width, struct tline *out, int max, int i)
+/* the message's text wrapped at tw columns, from the cache where neither changed */
+static const struct wrap_line *msg_wrap(struct chat_msg *m, int tw, int *k)
 {
-	int n = 0, tw = width - 3 > 1 ? width - 3 : 1; /* indent 2, margin 1 */
+	if (!m->wl || m->wrap_w != tw || m->wrap_len != m->len) {
+		int nl = text_wrap(m->text, m->len, tw, true, NULL, 0);
+		struct wrap_line *wl = realloc(m->wl, nl * sizeof *wl);
+		if (!wl) abort(); /* out of memory in the UI */
+		text_wrap(m->text, m->len, tw, true, wl, nl);
+		m->wl = wl;
+		m->nwl = nl;
+		m->wrap_w = tw;
+		m->wrap_len = m->len;
+	}
+	*k = m->nwl;
+	return m->wl;
+}
+
+/* lines of message i at width (the label line, the text indented by 2, a blank line after) */
+static int msg_lines(struct chat_msg *m, int width, struct tline *out, int max, int i)
+{
+	int n = 0, k, tw = width - 3 > 1 ? width - 3 : 1; /* indent 2, margin 1 */
 	if (out && n < max) out[n] = (struct tline){ i, TL_LABEL, 0, 0 };
 	n++;
-	int k = text_wrap(m->text, m->len, tw, true, NULL, 0);
-	struct wrap_line *wl = malloc(k * sizeof *wl);
-	if (!wl) abort();
-	text_wrap(m->text, m->len, tw, true, wl, k);
+	const struct wrap_line *wl = msg_wrap(m, tw, &k);
 	for (int j = 0; j < k; j++) {
 		if (out && n < max) out[n] = (struct tline){ i, TL_TEXT, wl[j].start, wl[j].end };
 		n++;
 	}
-	free(wl);
 	if (out && n < max) out[n] = (struct tline){ i, TL_BLANK, 0, 0 };
 	n++;
 	return n;

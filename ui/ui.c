@@ -603,10 +603,8 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		u->status.context_used = t->context_used;
 		u->mem.context_used = t->context_used;
 		/* an empty reply leaves no empty assistant entry behind */
-		if (u->chat.n > 0 && u->chat.m[u->chat.n - 1].role == ROLE_ASSISTANT && u->chat.m[u->chat.n - 1].len == 0) {
-			free(u->chat.m[u->chat.n - 1].text);
-			u->chat.n--;
-		}
+		if (u->chat.n > 0 && u->chat.m[u->chat.n - 1].role == ROLE_ASSISTANT && u->chat.m[u->chat.n - 1].len == 0)
+			panel_chat_drop_last(&u->chat);
 		if (t->cancelled) note(u, ROLE_NOTE, "%s", _("(stopped)"));
 		if (t->hit_session_len)
 			note(u, ROLE_NOTE, "%s", _("The session is full (--session-len): press F5 for a new conversation."));

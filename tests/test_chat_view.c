@@ -1,0 +1,87 @@
+/* test_chat_view: the transcript panel (ui/chat.c) drawn into a curses window on /dev/null and read back:
+ * each message's wrapped lines are cached, and the cache must follow the window's width and the text that
+ * streams into the last message; the view stays anchored at the bottom. */
+#include "config.h"
+#include "ui_int.h"
+
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fails, checks;
+
+#define CHECK(cond, ...) do { checks++; if (!(cond)) { fails++; printf("FAIL line %d: ", __LINE__); \
+	printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+/* row y of the window as text (trailing blanks cut) */
+static const char *row(WINDOW *w, int y)
+{
+	static char buf[512];
+	int n = mvwinnstr(w, y, 0, buf, (int)sizeof buf - 1);
+	if (n < 0) n = 0;
+	buf[n] = 0;
+	while (n > 0 && buf[n - 1] == ' ') buf[--n] = 0;
+	return buf;
+}
+
+/* every cached line of every message fits cols columns and the cache holds what text_wrap gives now */
+static void check_cache(const struct chat_view *c, int cols, const char *when)
+{
+	for (int i = 0; i < c->n; i++) {
+		const struct chat_msg *m = &c->m[i];
+		int k = text_wrap(m->text, m->len, cols, true, NULL, 0);
+		CHECK(m->wl && m->wrap_w == cols && m->nwl == k && m->wrap_len == m->len,
+		      "%s: message %d: cache of width %d, %d lines, %d bytes; want width %d, %d lines, %d bytes", when, i,
+		      m->wrap_w, m->nwl, m->wrap_len, cols, k, m->len);
+		for (int j = 0; m->wl && j < m->nwl; j++)
+			CHECK(m->wl[j].cols <= cols, "%s: message %d line %d takes %d columns of %d", when, i, j,
+			      m->wl[j].cols, cols);
+	}
+}
+
+int main(void)
+{
+	if (!setlocale(LC_ALL, "C.UTF-8")) setlocale(LC_ALL, "");
+	FILE *null = fopen("/dev/null", "w");
+	SCREEN *sc = null ? newterm("vt100", null, stdin) : NULL;
+	if (!sc) {
+		printf("SKIP: no curses terminal\n");
+		return 77;
+	}
+	set_term(sc);
+	const char *para = "The quick brown fox jumps over the lazy dog; 快速的棕色狐狸跳过了懒狗。 ";
+	struct chat_view c = { 0 };
+	for (int i = 0; i < 6; i++) {
+		panel_chat_add(&c, i % 2 ? ROLE_ASSISTANT : ROLE_USER, "", 0);
+		for (int j = 0; j < 4; j++) panel_chat_append(&c, para, (int)strlen(para));
+	}
+	WINDOW *wide = newwin(20, 100, 0, 0), *narrow = newwin(20, 40, 0, 0);
+	panel_chat_draw(wide, &c);
+	check_cache(&c, 97, "width 100"); /* the text is indented by 2, with a margin of 1 */
+	/* a narrower window rewraps every message: a cache kept by message alone would keep 97-column lines */
+	panel_chat_draw(narrow, &c);
+	check_cache(&c, 37, "width 40");
+	/* text streaming into the last message: its lines follow, and the bottom row shows the new end */
+	panel_chat_append(&c, " END-OF-REPLY", 13);
+	panel_chat_draw(narrow, &c);
+	check_cache(&c, 37, "after an append");
+	CHECK(strstr(row(narrow, 19), "END-OF-REPLY") != NULL, "the bottom row is '%s', want the reply's new end",
+	      row(narrow, 19));
+	/* the last message dropped (an empty reply): its cache goes with it, and a new message starts clean */
+	panel_chat_drop_last(&c);
+	CHECK(c.n == 5, "%d messages after dropping the last, want 5", c.n);
+	panel_chat_add(&c, ROLE_ASSISTANT, "short", 5);
+	CHECK(c.m[5].wl == NULL, "a new message has a cache before its first draw");
+	panel_chat_draw(wide, &c);
+	check_cache(&c, 97, "a new message");
+	CHECK(strcmp(row(wide, 19), "  short") == 0, "the bottom row is '%s', want '  short'", row(wide, 19));
+	panel_chat_free(&c);
+	delwin(wide);
+	delwin(narrow);
+	endwin();
+	delscreen(sc);
+	fclose(null);
+	printf("%d checks, %d failure(s)\n", checks, fails);
+	return fails ? 1 : 0;
+}
