@@ -574,7 +574,7 @@ static int olist_copy(struct olist *l, const struct st_tensor *t, int nt)
 		uint16_t *h = malloc(n * sizeof *h);
 		if (!h) { free((void *)o->name); return lm_err(_("out of memory copying '%s'"), t->name); }
 		struct f16_job j = { h, t->data, t->dt, n };
-		awq_parallel(nt, (int)((n + 4095) / 4096), f16_part, &j);
+		lm_parallel(nt, (int)((n + 4095) / 4096), f16_part, &j);
 		o->dt = DT_F16;
 		o->data = h;
 		l->own[l->n++] = h;
@@ -1218,7 +1218,7 @@ static int quantize_all(struct ctx *x)
 					double *G = wh ? gram_groups(xh, sv, mt, x->cols[lin], o->group) : NULL;
 					if (!G) { host_view_free(x, xh); host_view_free(x, wh); lm_err(_("out of memory")); goto out; }
 					struct clip_job j = { wh, G, x->rows[lin], x->cols[lin], o->group };
-					awq_parallel(x->nt, x->rows[lin], clip_rows, &j);
+					lm_parallel(x->nt, x->rows[lin], clip_rows, &j);
 					free(G);
 					if (!d->host) d->upload(d, w.w[lin], wh, sizeof(float) * x->rows[lin] * x->cols[lin]);
 					host_view_free(x, xh);
@@ -1288,7 +1288,7 @@ int awq_quantize(const struct awq_opts *o, struct progress_sink *sink)
 	memset(&x, 0, sizeof x);
 	x.o = o;
 	x.sink = sink;
-	x.nt = o->n_threads > 0 ? o->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	x.nt = o->n_threads > 0 ? o->n_threads : lm_cpu_count();
 	if (x.nt < 1) x.nt = 1;
 	int rc = LM_ERR;
 	if (o->bits != 4) { lm_err(_("--w-bits %d: only 4-bit weights are supported"), o->bits); goto out; }
@@ -1387,7 +1387,7 @@ static void fq_rows(void *ud, int b, int e)
 static void cpu_fake_quant(struct awq_dev *d, float *dst, const float *w, const float *s, int out, int in, int group)
 {
 	struct fq_job j = { dst, w, s, in, group };
-	awq_parallel(d->n_threads, out, fq_rows, &j);
+	lm_parallel(d->n_threads, out, fq_rows, &j);
 }
 
 static void cpu_quantize(struct awq_dev *d, const float *w, int out, int in, int group, int32_t *qweight,

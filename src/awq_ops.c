@@ -21,43 +21,6 @@ typedef float v8 __attribute__((vector_size(32)));
 #define ld8(p) ({ v8 v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define hsum8(v) ({ v8 h_ = (v); (h_[0] + h_[4]) + (h_[1] + h_[5]) + (h_[2] + h_[6]) + (h_[3] + h_[7]); })
 
-/* ---- threads */
-
-struct job {
-	void (*fn)(void *, int, int);
-	void *ud;
-	int begin, end;
-};
-
-static void *job_main(void *p)
-{
-	struct job *j = p;
-	j->fn(j->ud, j->begin, j->end);
-	return NULL;
-}
-
-void awq_parallel(int n_threads, int n, void (*fn)(void *ud, int begin, int end), void *ud)
-{
-	if (n_threads > 64) n_threads = 64;
-	if (n_threads > n) n_threads = n;
-	if (n_threads <= 1) {
-		if (n > 0) fn(ud, 0, n);
-		return;
-	}
-	struct job jobs[64];
-	pthread_t th[64];
-	bool started[64] = { 0 };
-	for (int t = 0; t < n_threads; t++) {
-		jobs[t] = (struct job){ fn, ud, (int)((long)n * t / n_threads), (int)((long)n * (t + 1) / n_threads) };
-		if (t > 0) started[t] = pthread_create(&th[t], NULL, job_main, &jobs[t]) == 0;
-	}
-	job_main(&jobs[0]);
-	for (int t = 1; t < n_threads; t++) {
-		if (started[t]) pthread_join(th[t], NULL);
-		else job_main(&jobs[t]); /* could not start a thread: do its share here */
-	}
-}
-
 /* ---- matmul */
 
 struct mm {
@@ -133,7 +96,7 @@ void awq_matmul(int n_threads, float *y, const float *x, const float *w, const f
 {
 	struct mm a = { y, x, w, bias, m, n, k, m < 16 * n_threads };
 	int units = a.split_n ? (n + 3) / 4 : (m + 3) / 4;
-	awq_parallel(n_threads, units, mm_part, &a);
+	lm_parallel(n_threads, units, mm_part, &a);
 }
 
 /* ---- the rest */
@@ -226,7 +189,7 @@ void awq_attention(int n_threads, float *out, const float *q, const float *k, co
 		   int nh, int nkv, int hd)
 {
 	struct att a = { out, q, k, v, seqlen, nh, nkv, hd };
-	awq_parallel(n_threads, m / seqlen * nh, att_part, &a);
+	lm_parallel(n_threads, m / seqlen * nh, att_part, &a);
 }
 
 void awq_swiglu(float *out, const float *g, const float *u, size_t n)

@@ -6,9 +6,6 @@
 
 #include "common.h"
 
-/* Run fn(ud, i) for i in [0, n) on up to n_threads threads (contiguous ranges). */
-void awq_parallel(int n_threads, int n, void (*fn)(void *ud, int begin, int end), void *ud);
-
 /* y[m][n] = x[m][k] . w[n][k]^T (+ bias[n] if non-NULL) */
 void awq_matmul(int n_threads, float *y, const float *x, const float *w, const float *bias, int m, int n, int k);
 

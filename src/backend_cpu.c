@@ -38,7 +38,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -1049,10 +1048,7 @@ static int cpu_threads(void)
 		int n = atoi(e);
 		if (n > 0) return MIN(n, 256);
 	}
-	cpu_set_t set;
-	if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return MIN(CPU_COUNT(&set), 256);
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n > 0 ? (int)MIN(n, 256) : 1;
+	return MIN(lm_cpu_count(), 256);
 }
 
 static void cpu_model_name(char *out, size_t cap, int threads)

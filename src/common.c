@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,4 +187,47 @@ bool file_exists(const char *path)
 {
 	struct stat st;
 	return stat(path, &st) == 0;
+}
+
+struct job {
+	void (*fn)(void *, int, int);
+	void *ud;
+	int begin, end;
+};
+
+static void *job_main(void *p)
+{
+	struct job *j = p;
+	j->fn(j->ud, j->begin, j->end);
+	return NULL;
+}
+
+void lm_parallel(int n_threads, int n, void (*fn)(void *ud, int begin, int end), void *ud)
+{
+	if (n_threads > 64) n_threads = 64;
+	if (n_threads > n) n_threads = n;
+	if (n_threads <= 1) {
+		if (n > 0) fn(ud, 0, n);
+		return;
+	}
+	struct job jobs[64];
+	pthread_t th[64];
+	bool started[64] = { 0 };
+	for (int t = 0; t < n_threads; t++) {
+		jobs[t] = (struct job){ fn, ud, (int)((long)n * t / n_threads), (int)((long)n * (t + 1) / n_threads) };
+		if (t > 0) started[t] = pthread_create(&th[t], NULL, job_main, &jobs[t]) == 0;
+	}
+	job_main(&jobs[0]);
+	for (int t = 1; t < n_threads; t++) {
+		if (started[t]) pthread_join(th[t], NULL);
+		else job_main(&jobs[t]); /* could not start a thread: do its share here */
+	}
+}
+
+int lm_cpu_count(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (int)n : 1;
 }

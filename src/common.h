@@ -54,6 +54,12 @@ void to_f32(float *dst, const void *src, enum dtype dt, size_t n);
 /* Wall clock in seconds (CLOCK_MONOTONIC). */
 double now_s(void);
 
+/* fn(ud, begin, end) over contiguous ranges that cover [0, n), on up to n_threads threads (the caller's among
+ * them); a thread that cannot be started has its range run by the caller. */
+void lm_parallel(int n_threads, int n, void (*fn)(void *ud, int begin, int end), void *ud);
+/* the processors this process may run on (its affinity mask; at least 1) */
+int lm_cpu_count(void);
+
 /* fd is a terminal that erases the rest of a line with ESC [ K: a progress line can rewrite itself in place
  * ("\r...\033[K"). Not under TERM=dumb or without TERM, where that escape is printed as text. */
 bool term_erases_line(int fd);

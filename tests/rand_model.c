@@ -76,7 +76,7 @@ static int add(struct shard *sh, const char *name, enum dtype dt, int64_t d0, in
 	if (!p) { fprintf(stderr, "rand_model: out of memory for %s\n", name); return -1; }
 	uint64_t s = seed0 + (uint64_t)tensor_no++ * 0x9e3779b97f4a7c15ull;
 	struct fill f = { p, dt, n, splitmix64(&s), centre, half };
-	awq_parallel(nth, (int)((n + BLOCK - 1) / BLOCK), fill_blocks, &f);
+	lm_parallel(nth, (int)((n + BLOCK - 1) / BLOCK), fill_blocks, &f);
 	struct st_out *t = &sh->t[sh->n];
 	t->name = strdup(name);
 	t->dt = dt;

@@ -107,6 +107,9 @@ int main(void)
 	fails += check(16, 128, 128, true);
 	fails += check(16 * (1 + (int)(rnd() % 20)), 128 * (1 + (int)(rnd() % 4)), 128, true);
 	fails += check(16 * (1 + (int)(rnd() % 20)), 64 * (1 + (int)(rnd() % 8)), 64, true);
+	/* 64 row tiles and more are repacked by several threads (ranges of tiles): uneven counts */
+	fails += check(16 * 65, 256, 128, true);
+	fails += check(16 * (64 + (int)(rnd() % 200)), 128, 64, true);
 	return fails ? 1 : 0;
 #endif
 }
