@@ -73,11 +73,7 @@ static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *n
 		char optname[80];
 		snprintf(optname, sizeof optname, "--%s", n);
 		if (strcmp(n, "backend") == 0) {
-			if (opt_value(&it, &val)) goto bad;
-			if (strcmp(val, "auto") && strcmp(val, "cuda") && strcmp(val, "cpu")) {
-				lm_err(_("--backend: unknown backend '%s' (expected auto, cuda or cpu)"), val);
-				goto bad;
-			}
+			if (opt_value(&it, &val) || opt_backend(val)) goto bad;
 			o->backend = val;
 		} else if (strcmp(n, "model-format") == 0) {
 			if (opt_value(&it, &val)) goto bad;

@@ -134,8 +134,8 @@ int cmd_lite(int argc, char **argv)
 		fprintf(stderr, _("lmterm: --dtype '%s': use auto, float16 or bfloat16\n"), dtype);
 		return 2;
 	}
-	if (strcmp(backend, "auto") && strcmp(backend, "cpu") && strcmp(backend, "cuda")) {
-		fprintf(stderr, _("lmterm: --backend '%s': use auto, cpu or cuda\n"), backend);
+	if (opt_backend(backend)) {
+		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 		return 2;
 	}
 	o.backend = backend;

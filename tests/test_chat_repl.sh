@@ -64,6 +64,7 @@ expect_usage "lmterm WORD that is no command nor directory" "unknown command 'no
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" chat "$MODEL" --quant-policy 2
 expect_fail "bad --cache-max-entry-count" "--cache-max-entry-count" "$LMTERM" chat "$MODEL" --cache-max-entry-count 1.5
 expect_fail "bad --top-p" "--top-p" "$LMTERM" chat "$MODEL" --top-p 2
+expect_usage "bad --backend" "unknown backend 'gpu'" "$LMTERM" chat "$MODEL" --backend gpu
 expect_fail "bad --no-tui value" "--no-tui" "$LMTERM" chat "$MODEL" --no-tui=maybe
 expect_fail "unknown option" "--frobnicate" "$LMTERM" chat "$MODEL" --frobnicate
 expect_fail "unknown option last, no value" "unknown option '--frobnicate'" "$LMTERM" chat "$MODEL" --cache-block-seq-len 64 --frobnicate

@@ -66,6 +66,7 @@ expect_fail "-n -1" "-n" "$LMTERM" generate "$DEMO" --ids "1 2 3" -n -1
 expect_fail "unknown option" "--bogus" "$LMTERM" generate "$DEMO" --ids "1 2 3" --bogus
 expect_fail "neither -p nor --ids" "--ids" "$LMTERM" generate "$DEMO"
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" generate "$DEMO" --ids "1" --quant-policy 3
+expect_usage "bad --backend" "unknown backend 'gpu'" "$LMTERM" generate "$DEMO" --ids "1" --backend gpu
 expect_fail "unwritable --dump-logits" "$tmp/no/dir" "$LMTERM" generate "$DEMO" --ids "1 2" --dump-logits "$tmp/no/dir/x"
 # --dump-logits onto something that is not a regular file: refused, and it stays what it was (the file is written
 # beside it and renamed over it, which replaced /dev/full with a regular file when run as root)
