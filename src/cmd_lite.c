@@ -126,6 +126,12 @@ int cmd_lite(int argc, char **argv)
 		fprintf(stderr, _("lmterm: --w-bits %d: only 4-bit weights are supported\n"), o.bits);
 		return 2;
 	}
+	/* the searches score on calibration activations: without any, asking for one would quietly give RTN */
+	if (o.samples == 0 && (o.search_scale || o.search_clip)) {
+		fprintf(stderr, _("lmterm: %s needs calibration data: --calib-samples 0 means plain round-to-nearest\n"),
+			o.search_scale ? "--search-scale" : "--search-clip");
+		return 2;
+	}
 	if (o.group % 8 && o.group != 1) { /* the layout packs 8 values; groups are whole multiples in practice */
 		fprintf(stderr, _("lmterm: --w-group-size %d: use a multiple of 8 (e.g. 32, 64, 128)\n"), o.group);
 		return 2;

@@ -67,6 +67,11 @@ expect_rc "bad boolean" 2 "not a boolean" awq "$FIX/llama3-rand" --work-dir "$ou
 expect_rc "bad integer" 2 "--calib-samples" awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples -3
 expect_rc "unknown option" 2 "--frobnicate" awq "$FIX/llama3-rand" --work-dir "$out" --frobnicate
 expect_rc "bad dtype" 2 "--dtype" awq "$FIX/llama3-rand" --work-dir "$out" --dtype float8
+# a search asked for with no calibration windows (it wrote a plain round-to-nearest model, exit 0)
+expect_rc "--search-scale without calibration" 2 "--search-scale needs calibration data" \
+	awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples 0 --search-scale
+expect_rc "--search-clip without calibration" 2 "--search-clip needs calibration data" \
+	awq "$FIX/llama3-rand" --work-dir "$out" --search-clip true --calib-samples 0
 expect_rc "bad backend" 2 "unknown backend 'gpu'" awq "$FIX/llama3-rand" --work-dir "$out" --backend gpu
 expect_rc "missing model" 1 "nomodel" awq "$tmp/nomodel" --work-dir "$out" --calib-samples 0
 
