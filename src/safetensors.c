@@ -530,7 +530,7 @@ int st_write(const char *path, const struct st_out *t, int n, const char *const 
 	/* a fresh name: an existing "PATH.tmp" of the user's is not overwritten */
 	int fd = mkstemp(tmp);
 	if (fd < 0 || !(fp = fdopen(fd, "wb"))) {
-		rc = lm_err(_("%s: cannot create: %s"), tmp, strerror(errno));
+		rc = lm_err(_("%s: cannot create: %s"), path, strerror(errno)); /* the name given, not the temporary one */
 		if (fd >= 0) {
 			close(fd);
 			unlink(tmp);
@@ -553,7 +553,7 @@ int st_write(const char *path, const struct st_out *t, int n, const char *const 
 	fp = NULL;
 	if (!ok) {
 		unlink(tmp);
-		rc = lm_err(_("%s: write error: %s"), tmp, strerror(e));
+		rc = lm_err(_("%s: write error: %s"), path, strerror(e));
 		goto out;
 	}
 	if (rename(tmp, path) != 0) {
