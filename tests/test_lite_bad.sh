@@ -81,6 +81,13 @@ if awq "$FIX/llama3-rand" --search-scale False --work-dir "$out" --calib-samples
 else fail "--search-scale False run"; fi
 rm -rf "$out"
 
+# the progress lines on stderr give no time left before an item has finished (they said "0s left"), then do
+msg=$(awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples 0 2>&1 >/dev/null)
+if printf '%s\n' "$msg" | grep ' 0/[0-9]' | grep -q 'left'; then fail "progress: time left before any item finished: $msg"
+elif ! printf '%s\n' "$msg" | grep ' 1/[0-9]' | grep -q 's left'; then fail "progress: no time left after an item: $msg"
+else pass "progress: time left only once an item has finished"; fi
+rm -rf "$out"
+
 # Ctrl-C in the middle of calibration: exit non-zero, nothing left
 # (started directly, not through the awq function: a signal to a subshell would not reach lmterm)
 "$LMTERM" lite auto_awq "$FIX/llama3-rand" --work-dir "$out" --calib-dataset "$TESTDATA/text/wiki.test.raw" \
