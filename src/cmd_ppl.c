@@ -185,6 +185,11 @@ int cmd_ppl(int argc, char **argv)
 		} else if (strcmp(n, "max-chars") == 0) {
 			uint64_t v;
 			if (opt_value(&it, &val) || opt_u64("--max-chars", val, &v)) goto bad;
+			if (v == 0) { /* it scored the whole file, the opposite of what it says */
+				lm_err(_("--max-chars: 0 characters leave nothing to score (leave the option out for the "
+					 "whole file)"));
+				goto bad;
+			}
 			max_chars = v > LONG_MAX ? LONG_MAX : (long)v; /* (long)2^63 was negative: no limit at all */
 		} else {
 			fprintf(stderr, _("lmterm: ppl: unknown option '%s'\n"), it.arg);

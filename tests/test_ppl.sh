@@ -50,6 +50,8 @@ expect_fail "missing --file" "--file" "$LMTERM" ppl "$MODEL"
 expect_fail "missing text file" "/nonexistent.txt" "$LMTERM" ppl "$MODEL" --file /nonexistent.txt --backend cpu
 expect_fail "bad --ctx" "--ctx" "$LMTERM" ppl "$MODEL" --file "$TEXT" --ctx one
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" ppl "$MODEL" --file "$TEXT" --quant-policy 3
+# --max-chars 0 scored the whole file (exit 0)
+expect_usage "--max-chars 0" "--max-chars: 0 characters" "$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars 0
 expect_usage "bad --backend" "unknown backend 'gpu'" "$LMTERM" ppl "$MODEL" --file "$TEXT" --backend gpu
 expect_fail "unknown option last" "unknown option '--bogus'" "$LMTERM" ppl "$MODEL" --file "$TEXT" --bogus
 # the option parser alone decides: an unknown option given last is unknown (not "needs a value", nor "--file is
