@@ -21,6 +21,9 @@ pass "$n long options checked"
 for v in $(grep -ohE 'getenv\("[A-Z_]+"\)' src/*.c ui/*.c cuda/*.cu 2>/dev/null | sed -E 's/getenv\("([A-Z_]+)"\)/\1/' | grep -vx -e HOME | sort -u); do
 	documented "$v" && pass "environment variable $v" || fail "environment variable $v is read but not in the manual"
 done
+# each environment variable has one entry (TERM had two)
+dup=$(awk '/^\.SH/ { env = ($0 ~ /ENVIRONMENT/) } env && prev == ".TP" && /^\.B / { print $2 } { prev = $0 }' "$page" | sort | uniq -d)
+[ -z "$dup" ] && pass "ENVIRONMENT: one entry per variable" || fail "ENVIRONMENT lists more than once: $dup"
 for k in F1 F2 F3 F5 F10 Ctrl\\-Q Ctrl\\-C Ctrl\\-L Ctrl\\-J Alt\\-Enter PgUp; do
 	grep -qF -- "$k" "$page" && pass "key $k" || fail "key $k is not in the manual"
 done
