@@ -154,6 +154,23 @@ if command -v tmux >/dev/null 2>&1; then
 		nothing_left "terminal: SIG$sig"
 		T kill-server >/dev/null 2>&1
 	done
+	# after the first layer the panel names its figure: the layer's error (it said "last item: 0.008")
+	T new-session -d -s lite -x 120 -y 40 "\"$LMTERM\" lite auto_awq \"$DEMO\" --work-dir \"$out\" \
+		--calib-dataset \"$TESTDATA/text/wiki.test.raw\" --calib-samples 8 --calib-seqlen 256 --search-scale --threads 1" ||
+		fail "tmux did not start"
+	shown=0
+	for i in $(seq 1 150); do
+		T capture-pane -p -t lite 2>/dev/null | grep -q "1 of 6" && { shown=1; break; }
+		sleep 0.2
+	done
+	pane=$(T capture-pane -p -t lite 2>/dev/null)
+	if [ $shown = 0 ]; then fail "terminal: the first layer did not finish: $(printf '%s\n' "$pane" | head -5)"
+	elif printf '%s\n' "$pane" | grep -q "error of the last layer: 0\.[0-9]"; then pass "terminal: the panel names the layer's error"
+	else fail "terminal: the panel does not name the error: $(printf '%s\n' "$pane" | head -8)"; fi
+	T send-keys -t lite C-c
+	sleep 2
+	T kill-server >/dev/null 2>&1
+	rm -rf "$out" "$out".tmp-*
 fi
 
 # a reader of the progress lines that goes away does not kill the run: the result is complete
