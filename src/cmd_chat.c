@@ -406,11 +406,7 @@ int cmd_chat(int argc, char **argv)
 	bool no_tui = false, no_color = getenv("NO_COLOR") && *getenv("NO_COLOR");
 	int rc = parse_chat_opts(argc, argv, &o, &no_tui, &no_color);
 	if (rc) return rc < 0 ? 0 : rc;
-	if (!o.sampling_given[SG_SEED]) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		o.sampling.seed = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid();
-	}
+	if (!o.sampling_given[SG_SEED]) o.sampling.seed = seed_from_clock();
 	char cfg[4200];
 	path_join(cfg, sizeof cfg, o.model_dir, "config.json");
 	if (!file_exists(cfg)) {

@@ -53,6 +53,9 @@ void to_f32(float *dst, const void *src, enum dtype dt, size_t n);
 
 /* Wall clock in seconds (CLOCK_MONOTONIC). */
 double now_s(void);
+/* a sampler seed when none is given: the wall clock in nanoseconds and the process id, so that runs started in
+ * the same second differ */
+uint64_t seed_from_clock(void);
 
 /* fd is a terminal that erases the rest of a line with ESC [ K: a progress line can rewrite itself in place
  * ("\r...\033[K"). Not under TERM=dumb or without TERM, where that escape is printed as text. */

@@ -58,6 +58,11 @@ for q in 8 4; do
 done
 
 # bad input: one message naming the culprit, non-zero exit, no crash
+# sampling without --seed: runs started within the same second differ (the seed was time(NULL): the same text)
+n_distinct=$(for i in 1 2 3 4; do "$LMTERM" generate "$DEMO" -p "Once upon a time" -n 24 --temperature 1 --backend cpu; done |
+	sort -u | wc -l)
+[ "$n_distinct" -ge 3 ] && pass "sampling without --seed: $n_distinct different texts in 4 runs" ||
+	fail "sampling without --seed: only $n_distinct different texts in 4 quick runs"
 expect_fail "missing model dir" "config.json" "$LMTERM" generate "$tmp/nonexistent" --ids "1 2 3"
 expect_fail "bad --ids" "--ids" "$LMTERM" generate "$DEMO" --ids "1 x 3"
 expect_fail "--ids out of vocabulary" "vocabulary" "$LMTERM" generate "$DEMO" --ids "1 99999"
