@@ -82,6 +82,21 @@ case $("$LMTERM" generate "$DEMO" --ids "1 2" --dump-logits "$tmp/no/dir/x" 2>&1
 mkfifo "$tmp/fifo"
 expect_fail "--dump-logits onto a FIFO" "not a regular file" timeout 60 "$LMTERM" generate "$DEMO" --ids "1 2" -n 1 --dump-logits "$tmp/fifo"
 [ -p "$tmp/fifo" ] && pass "the FIFO is still a FIFO" || fail "--dump-logits replaced the FIFO"
+# SIGTERM while --dump-logits writes (64 MB here): the file is finished and renamed first, then the signal ends
+# lmterm; it used to leave the temporary PATH.tmp-XXXXXX behind. (SIGTERM: a background job ignores SIGINT.)
+mkdir -p "$tmp/sig"
+many=$(yes 100 | head -2000 | tr '\n' ' ')
+"$LMTERM" generate "$DEMO" --ids "$many" -n 1 --print-ids --backend cpu --dump-logits "$tmp/sig/l.st" >/dev/null 2>&1 &
+pid=$!
+i=0
+while ! ls "$tmp/sig/l.st".tmp-* >/dev/null 2>&1 && [ $i -lt 3000 ]; do sleep 0.01; i=$((i + 1)); done
+kill -TERM $pid 2>/dev/null
+wait $pid; rc=$?
+if ls "$tmp/sig/l.st".tmp-* >/dev/null 2>&1; then fail "SIGTERM during --dump-logits: left $(ls "$tmp/sig")"
+elif [ $rc -ne 143 ] && [ $rc -ne 0 ]; then fail "SIGTERM during --dump-logits: rc $rc"
+elif [ -f "$tmp/sig/l.st" ] && [ "$("$ST" shape "$tmp/sig/l.st" logits 2>/dev/null)" = "F32 2000 8192" ]; then
+	pass "SIGTERM during --dump-logits: the file is complete, nothing else left (rc $rc)"
+else fail "SIGTERM during --dump-logits: no complete file: $(ls -l "$tmp/sig")"; fi
 expect_fail "--dump-logits onto a directory" "not a regular file" "$LMTERM" generate "$DEMO" --ids "1 2" -n 1 --dump-logits "$tmp"
 # a file of the user's named like the temporary one is left alone
 echo keep > "$tmp/l2.safetensors.tmp"
