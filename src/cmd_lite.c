@@ -132,7 +132,9 @@ int cmd_lite(int argc, char **argv)
 			o.search_scale ? "--search-scale" : "--search-clip");
 		return 2;
 	}
-	if (o.group % 8 && o.group != 1) { /* the layout packs 8 values; groups are whole multiples in practice */
+	/* the layout packs 8 values, and the loader (config.c) takes only multiples of 8: group 1 wrote a model that
+	 * lmterm itself then refused to load */
+	if (o.group % 8) {
 		fprintf(stderr, _("lmterm: --w-group-size %d: use a multiple of 8 (e.g. 32, 64, 128)\n"), o.group);
 		return 2;
 	}
