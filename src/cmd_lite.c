@@ -132,10 +132,10 @@ int cmd_lite(int argc, char **argv)
 			o.search_scale ? "--search-scale" : "--search-clip");
 		return 2;
 	}
-	/* the layout packs 8 values, and the loader (config.c) takes only multiples of 8: group 1 wrote a model that
-	 * lmterm itself then refused to load */
-	if (o.group % 8) {
-		fprintf(stderr, _("lmterm: --w-group-size %d: use a multiple of 8 (e.g. 32, 64, 128)\n"), o.group);
+	/* a result every backend loads: the cpu backend packs groups of 16 inputs (load_q4), the loader and the
+	 * CUDA backend take multiples of 8; groups 1 and 8 wrote models that lmterm itself then refused on the cpu */
+	if (o.group % 16) {
+		fprintf(stderr, _("lmterm: --w-group-size %d: use a multiple of 16 (e.g. 32, 64, 128)\n"), o.group);
 		return 2;
 	}
 	if (strcmp(dtype, "auto") && strcmp(dtype, "float16") && strcmp(dtype, "bfloat16")) {

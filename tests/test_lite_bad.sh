@@ -36,7 +36,9 @@ expect_rc "embeddings disagree with vocab_size" 1 "model.embed_tokens.weight" aw
 
 expect_rc "group size does not divide" 1 "does not divide" awq "$FIX/llama3-rand" --work-dir "$out" \
 	--w-group-size 256 --calib-samples 0
-expect_rc "group size 1" 2 "multiple of 8" awq "$FIX/llama3-rand" --work-dir "$out" --w-group-size 1 --calib-samples 0
+# sizes whose result lmterm's cpu backend could not load (it wrote them, exit 0)
+expect_rc "group size 1" 2 "multiple of 16" awq "$FIX/llama3-rand" --work-dir "$out" --w-group-size 1 --calib-samples 0
+expect_rc "group size 8" 2 "multiple of 16" awq "$FIX/llama3-rand" --work-dir "$out" --w-group-size 8 --calib-samples 0
 expect_rc "w-bits 8" 2 "4-bit" awq "$FIX/llama3-rand" --work-dir "$out" --w-bits 8
 expect_rc "missing named dataset" 1 "ptb.train.txt" awq "$FIX/llama3-rand" --work-dir "$out"
 expect_rc "missing dataset says where" 1 "$tmp/nocache/lmterm/datasets" awq "$FIX/llama3-rand" --work-dir "$out"
