@@ -73,11 +73,7 @@ static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *n
 		char optname[80];
 		snprintf(optname, sizeof optname, "--%s", n);
 		if (strcmp(n, "backend") == 0) {
-			if (opt_value(&it, &val)) goto bad;
-			if (strcmp(val, "auto") && strcmp(val, "cuda") && strcmp(val, "cpu")) {
-				lm_err(_("--backend: unknown backend '%s' (expected auto, cuda or cpu)"), val);
-				goto bad;
-			}
+			if (opt_value(&it, &val) || opt_backend(val)) goto bad;
 			o->backend = val;
 		} else if (strcmp(n, "model-format") == 0) {
 			if (opt_value(&it, &val)) goto bad;
@@ -410,11 +406,7 @@ int cmd_chat(int argc, char **argv)
 	bool no_tui = false, no_color = getenv("NO_COLOR") && *getenv("NO_COLOR");
 	int rc = parse_chat_opts(argc, argv, &o, &no_tui, &no_color);
 	if (rc) return rc < 0 ? 0 : rc;
-	if (!o.sampling_given[SG_SEED]) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		o.sampling.seed = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid();
-	}
+	if (!o.sampling_given[SG_SEED]) o.sampling.seed = seed_from_clock();
 	char cfg[4200];
 	path_join(cfg, sizeof cfg, o.model_dir, "config.json");
 	if (!file_exists(cfg)) {

@@ -21,7 +21,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #define PREFILL_CHUNK 512
 
@@ -77,7 +76,7 @@ static int parse(struct gen_opts *o, int argc, char **argv)
 		} else if (strcmp(nm, "dump-logits") == 0) {
 			if (opt_value(&it, &o->dump)) return LM_ERR;
 		} else if (strcmp(nm, "backend") == 0) {
-			if (opt_value(&it, &o->backend)) return LM_ERR;
+			if (opt_value(&it, &o->backend) || opt_backend(o->backend)) return LM_ERR;
 		} else if (strcmp(nm, "quant-policy") == 0) {
 			if (opt_value(&it, &v) || opt_quant_policy("--quant-policy", v, &o->policy)) return LM_ERR;
 		} else if (strcmp(nm, "seed") == 0) {
@@ -279,7 +278,7 @@ static int generate(struct run *r)
 	struct sampling sp = { .temperature = 1, .top_p = 1, .top_k = 0, .min_p = 0, .repetition_penalty = 1 };
 	if (sampling_from_generation_config(&sp, o->model)) return LM_ERR;
 	if (o->temperature >= 0) sp.temperature = (float)o->temperature;
-	sp.seed = o->seed_given ? o->seed : (uint64_t)time(NULL);
+	sp.seed = o->seed_given ? o->seed : seed_from_clock(); /* time(NULL) repeated a sample within a second */
 	if (!o->greedy && sp.temperature > 0 && sampler_init(&r->sampler, V, &sp)) return LM_ERR;
 
 	/* sampling on the device where the backend can: the logits stay there, the token comes back */

@@ -126,16 +126,24 @@ int cmd_lite(int argc, char **argv)
 		fprintf(stderr, _("lmterm: --w-bits %d: only 4-bit weights are supported\n"), o.bits);
 		return 2;
 	}
-	if (o.group % 8 && o.group != 1) { /* the layout packs 8 values; groups are whole multiples in practice */
-		fprintf(stderr, _("lmterm: --w-group-size %d: use a multiple of 8 (e.g. 32, 64, 128)\n"), o.group);
+	/* the searches score on calibration activations: without any, asking for one would quietly give RTN */
+	if (o.samples == 0 && (o.search_scale || o.search_clip)) {
+		fprintf(stderr, _("lmterm: %s needs calibration data: --calib-samples 0 means plain round-to-nearest\n"),
+			o.search_scale ? "--search-scale" : "--search-clip");
+		return 2;
+	}
+	/* a result every backend loads: the cpu backend packs groups of 16 inputs (load_q4), the loader and the
+	 * CUDA backend take multiples of 8; groups 1 and 8 wrote models that lmterm itself then refused on the cpu */
+	if (o.group % 16) {
+		fprintf(stderr, _("lmterm: --w-group-size %d: use a multiple of 16 (e.g. 32, 64, 128)\n"), o.group);
 		return 2;
 	}
 	if (strcmp(dtype, "auto") && strcmp(dtype, "float16") && strcmp(dtype, "bfloat16")) {
 		fprintf(stderr, _("lmterm: --dtype '%s': use auto, float16 or bfloat16\n"), dtype);
 		return 2;
 	}
-	if (strcmp(backend, "auto") && strcmp(backend, "cpu") && strcmp(backend, "cuda")) {
-		fprintf(stderr, _("lmterm: --backend '%s': use auto, cpu or cuda\n"), backend);
+	if (opt_backend(backend)) {
+		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 		return 2;
 	}
 	o.backend = backend;

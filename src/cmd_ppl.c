@@ -65,8 +65,7 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 	path_join(path, sizeof path, model_dir, "config.json");
 	if (config_load(&cfg, path) != LM_OK) goto fail;
 	if (backend_create(&be, backend, cfg.dtype) != LM_OK) goto fail;
-	if (model_load(&m, model_dir, be, FMT_AUTO, NULL, NULL) != LM_OK) goto fail;
-	m_ok = true;
+	/* the text is encoded before the weights are read, so that a wrong tokenizer costs seconds */
 	if ((tok_file ? tok_load_file(&tok, tok_file) : tok_load_dir(&tok, model_dir)) != LM_OK) goto fail;
 	/* encode as the tokenizer library does by default (added tokens written in the text are matched) */
 	if (tok_encode(tok, text, len, true, &ids, &n_ids) != LM_OK) goto fail;
@@ -74,6 +73,14 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 		lm_err(_("%s: no tokens to score"), file);
 		goto fail;
 	}
+	for (int i = 0; i < n_ids; i++)
+		if (ids[i] < 0 || ids[i] >= cfg.vocab) { /* another model's tokenizer (--tokenizer) */
+			lm_err(_("%s: the tokenizer gave id %d, outside the model's vocabulary (%d): is it this model's "
+				 "tokenizer?"), tok_file ? tok_file : model_dir, ids[i], cfg.vocab);
+			goto fail;
+		}
+	if (model_load(&m, model_dir, be, FMT_AUTO, NULL, NULL) != LM_OK) goto fail;
+	m_ok = true;
 	int bos = m.cfg.bos_id >= 0 ? m.cfg.bos_id : tok_bos_id(tok);
 
 	int chunk = MIN(CHUNK, ctx);
@@ -181,10 +188,15 @@ int cmd_ppl(int argc, char **argv)
 		} else if (strcmp(n, "tokenizer") == 0) {
 			if (opt_value(&it, &tok_file)) goto bad;
 		} else if (strcmp(n, "backend") == 0) {
-			if (opt_value(&it, &backend)) goto bad;
+			if (opt_value(&it, &backend) || opt_backend(backend)) goto bad;
 		} else if (strcmp(n, "max-chars") == 0) {
 			uint64_t v;
 			if (opt_value(&it, &val) || opt_u64("--max-chars", val, &v)) goto bad;
+			if (v == 0) { /* it scored the whole file, the opposite of what it says */
+				lm_err(_("--max-chars: 0 characters leave nothing to score (leave the option out for the "
+					 "whole file)"));
+				goto bad;
+			}
 			max_chars = v > LONG_MAX ? LONG_MAX : (long)v; /* (long)2^63 was negative: no limit at all */
 		} else {
 			fprintf(stderr, _("lmterm: ppl: unknown option '%s'\n"), it.arg);

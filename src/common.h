@@ -53,6 +53,9 @@ void to_f32(float *dst, const void *src, enum dtype dt, size_t n);
 
 /* Wall clock in seconds (CLOCK_MONOTONIC). */
 double now_s(void);
+/* a sampler seed when none is given: the wall clock in nanoseconds and the process id, so that runs started in
+ * the same second differ */
+uint64_t seed_from_clock(void);
 
 /* fn(ud, begin, end) over contiguous ranges that cover [0, n), on up to n_threads threads (the caller's among
  * them); a thread that cannot be started has its range run by the caller. */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void usage(FILE *f)
@@ -81,6 +82,9 @@ int main(int argc, char **argv)
 		printf("lmterm %s\n", PACKAGE_VERSION);
 		return check_stdout(0);
 	}
+	/* no command: "lmterm [chat] [MODEL] [OPTIONS]", so options or a model directory first are chat's */
+	struct stat st;
+	if (c[0] == '-' || (stat(c, &st) == 0 && S_ISDIR(st.st_mode))) return check_stdout(cmd_chat(argc - 1, argv + 1));
 	fprintf(stderr, _("lmterm: unknown command '%s'\n\n"), c);
 	usage(stderr);
 	return 2;

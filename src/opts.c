@@ -93,6 +93,13 @@ int opt_kv_capacity(const char *opt, const char *val, struct kv_capacity *out)
 	return lm_err(_("%s: unknown unit '%s' in '%s' (use B, KiB, MiB, GiB, KB, MB, GB or tok)"), opt, end, val);
 }
 
+int opt_backend(const char *val)
+{
+	if (strcmp(val, "auto") && strcmp(val, "cuda") && strcmp(val, "cpu"))
+		return lm_err(_("--backend: unknown backend '%s' (expected auto, cuda or cpu)"), val);
+	return LM_OK;
+}
+
 int opt_quant_policy(const char *opt, const char *val, int *out)
 {
 	if (strcmp(val, "0") == 0) *out = 0;

@@ -18,12 +18,13 @@ static void on_sigint(int sig) { (void)sig; interrupted = 1; }
 static void report(struct progress_sink *s, const char *stage, int64_t done, int64_t total, double extra)
 {
 	double el = now_s() - t0;
-	double left = (done > 0 && total > done) ? el / done * (total - done) : 0;
-	char ex[32] = "";
-	if (!isnan(extra)) snprintf(ex, sizeof ex, "  err %.3g", extra);
+	char ex[32] = "", lf[64] = "";
+	if (!isnan(extra)) snprintf(ex, sizeof ex, _("  err %.3g"), extra);
+	/* the time left once an item has finished (before, "0s left" claimed the run was about to end) */
+	if (done > 0 && total > done) snprintf(lf, sizeof lf, _(", %.0fs left"), el / done * (total - done));
 	char line[512];
-	int n = snprintf(line, sizeof line, "%s  %lld/%lld  %.0fs elapsed, %.0fs left%s", stage, (long long)done,
-			 (long long)total, el, left, ex);
+	int n = snprintf(line, sizeof line, _("%s  %lld/%lld  %.0fs elapsed%s%s"), stage, (long long)done,
+			 (long long)total, el, lf, ex);
 	if (n < 0) return;
 	if (n >= (int)sizeof line) n = (int)sizeof line - 1;
 	if (!tty)

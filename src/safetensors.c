@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -463,6 +464,39 @@ static int write_all(FILE *fp, const void *p, size_t n)
 	return n == 0 || fwrite(p, 1, n, fp) == n ? LM_OK : LM_ERR;
 }
 
+/* The signals that end a process by default, held back while st_write has a temporary file: where one still has
+ * its default action (handled or ignored ones are the program's business), a handler notes it instead, and it
+ * is raised again with the default action restored once the file is in place or removed. Blocking would not do:
+ * the backend's worker threads would receive it. */
+static const int stop_signals[] = { SIGINT, SIGTERM, SIGHUP };
+#define N_STOP_SIGNALS ((int)(sizeof stop_signals / sizeof stop_signals[0]))
+static volatile sig_atomic_t stop_pending;
+
+static void on_stop_signal(int sig) { stop_pending = sig; }
+
+static bool stop_signals_hold(struct sigaction *old)
+{
+	stop_pending = 0;
+	for (int i = 0; i < N_STOP_SIGNALS; i++) {
+		sigaction(stop_signals[i], NULL, &old[i]);
+		if (old[i].sa_handler != SIG_DFL || (old[i].sa_flags & SA_SIGINFO)) continue;
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = on_stop_signal;
+		sa.sa_flags = SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		sigaction(stop_signals[i], &sa, NULL);
+	}
+	return true;
+}
+
+static void stop_signals_release(const struct sigaction *old)
+{
+	for (int i = 0; i < N_STOP_SIGNALS; i++)
+		if (old[i].sa_handler == SIG_DFL && !(old[i].sa_flags & SA_SIGINFO)) sigaction(stop_signals[i], &old[i], NULL);
+	if (stop_pending) raise(stop_pending);
+}
+
 int st_write(const char *path, const struct st_out *t, int n, const char *const *meta_kv)
 {
 	/* the file is written beside the target and renamed over it: that would replace a directory's entry
@@ -475,6 +509,8 @@ int st_write(const char *path, const struct st_out *t, int n, const char *const 
 	int rc = LM_OK;
 	char *json = NULL;
 	FILE *fp = NULL;
+	bool held = false; /* the stop signals wait (stop_signals_release at out) */
+	struct sigaction old_act[N_STOP_SIGNALS];
 	char tmp[4096];
 	snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path);
 	if (meta_kv && meta_kv[0]) {
@@ -527,10 +563,13 @@ int st_write(const char *path, const struct st_out *t, int n, const char *const 
 	size_t jl = strlen(json), hl = (jl + 7) & ~(size_t)7;
 	uint8_t len8[8];
 	for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+	/* Ctrl-C (or SIGTERM, SIGHUP) while the temporary file exists would end the process and leave it behind, as
+	 * big as the logits: such a signal waits until the file is renamed into place or removed */
+	held = stop_signals_hold(old_act);
 	/* a fresh name: an existing "PATH.tmp" of the user's is not overwritten */
 	int fd = mkstemp(tmp);
 	if (fd < 0 || !(fp = fdopen(fd, "wb"))) {
-		rc = lm_err(_("%s: cannot create: %s"), tmp, strerror(errno));
+		rc = lm_err(_("%s: cannot create: %s"), path, strerror(errno)); /* the name given, not the temporary one */
 		if (fd >= 0) {
 			close(fd);
 			unlink(tmp);
@@ -553,7 +592,7 @@ int st_write(const char *path, const struct st_out *t, int n, const char *const 
 	fp = NULL;
 	if (!ok) {
 		unlink(tmp);
-		rc = lm_err(_("%s: write error: %s"), tmp, strerror(e));
+		rc = lm_err(_("%s: write error: %s"), path, strerror(e));
 		goto out;
 	}
 	if (rename(tmp, path) != 0) {
@@ -562,6 +601,7 @@ int st_write(const char *path, const struct st_out *t, int n, const char *const 
 		rc = lm_err(_("%s: cannot rename %s into place: %s"), path, tmp, strerror(e));
 	}
 out:
+	if (held) stop_signals_release(old_act);
 	free(json);
 	cJSON_Delete(root);
 	return rc;

@@ -48,4 +48,6 @@ expect_fail "bad --prompt-len" "--prompt-len" "$LMTERM" bench "$cfg" --dummy --p
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" bench "$cfg" --dummy --quant-policy 3
 expect_fail "bad --dtype" "--dtype" "$LMTERM" bench "$cfg" --dummy --dtype fp8
 expect_fail "unknown option" "--bogus" "$LMTERM" bench "$cfg" --dummy --bogus
+# a backend name that is none is a usage error, as in chat (it was exit 1, found when the model was loaded)
+expect_usage "bad --backend" "unknown backend 'gpu'" "$LMTERM" bench "$cfg" --dummy --backend gpu
 finish

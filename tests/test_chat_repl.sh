@@ -51,9 +51,20 @@ if printf '%s\n' "$out" | grep -q "too long" && ! printf '%s\n' "$out" | grep -q
 	pass "a message longer than the session is called too long"
 else fail "a message longer than the session: $out"; fi
 
+# "lmterm [chat] [MODEL] [OPTIONS]": without the word chat, a model directory or options first are chat's
+out=$(printf 'Hello\n\n' | "$LMTERM" "$MODEL" $OPTS 2>&1); rc=$?
+[ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q 'tokens/s' && pass "lmterm MODEL is lmterm chat MODEL" ||
+	fail "lmterm MODEL: rc $rc: $out"
+out=$(printf 'Hello\n\n' | LMTERM_DEMO_MODEL="$MODEL" "$LMTERM" --no-tui $OPTS 2>&1); rc=$?
+[ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q 'tokens/s' && pass "lmterm --no-tui is lmterm chat --no-tui" ||
+	fail "lmterm --no-tui: rc $rc: $out"
+expect_usage "lmterm --frobnicate is chat's unknown option" "chat: unknown option '--frobnicate'" "$LMTERM" --frobnicate
+expect_usage "lmterm WORD that is no command nor directory" "unknown command 'nonesuch-cmd'" "$LMTERM" nonesuch-cmd
+
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" chat "$MODEL" --quant-policy 2
 expect_fail "bad --cache-max-entry-count" "--cache-max-entry-count" "$LMTERM" chat "$MODEL" --cache-max-entry-count 1.5
 expect_fail "bad --top-p" "--top-p" "$LMTERM" chat "$MODEL" --top-p 2
+expect_usage "bad --backend" "unknown backend 'gpu'" "$LMTERM" chat "$MODEL" --backend gpu
 expect_fail "bad --no-tui value" "--no-tui" "$LMTERM" chat "$MODEL" --no-tui=maybe
 expect_fail "unknown option" "--frobnicate" "$LMTERM" chat "$MODEL" --frobnicate
 expect_fail "unknown option last, no value" "unknown option '--frobnicate'" "$LMTERM" chat "$MODEL" --cache-block-seq-len 64 --frobnicate

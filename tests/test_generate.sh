@@ -58,6 +58,11 @@ for q in 8 4; do
 done
 
 # bad input: one message naming the culprit, non-zero exit, no crash
+# sampling without --seed: runs started within the same second differ (the seed was time(NULL): the same text)
+n_distinct=$(for i in 1 2 3 4; do "$LMTERM" generate "$DEMO" -p "Once upon a time" -n 24 --temperature 1 --backend cpu; done |
+	sort -u | wc -l)
+[ "$n_distinct" -ge 3 ] && pass "sampling without --seed: $n_distinct different texts in 4 runs" ||
+	fail "sampling without --seed: only $n_distinct different texts in 4 quick runs"
 expect_fail "missing model dir" "config.json" "$LMTERM" generate "$tmp/nonexistent" --ids "1 2 3"
 expect_fail "bad --ids" "--ids" "$LMTERM" generate "$DEMO" --ids "1 x 3"
 expect_fail "--ids out of vocabulary" "vocabulary" "$LMTERM" generate "$DEMO" --ids "1 99999"
@@ -66,12 +71,32 @@ expect_fail "-n -1" "-n" "$LMTERM" generate "$DEMO" --ids "1 2 3" -n -1
 expect_fail "unknown option" "--bogus" "$LMTERM" generate "$DEMO" --ids "1 2 3" --bogus
 expect_fail "neither -p nor --ids" "--ids" "$LMTERM" generate "$DEMO"
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" generate "$DEMO" --ids "1" --quant-policy 3
-expect_fail "unwritable --dump-logits" "$tmp/no/dir" "$LMTERM" generate "$DEMO" --ids "1 2" --dump-logits "$tmp/no/dir/x"
+expect_usage "bad --backend" "unknown backend 'gpu'" "$LMTERM" generate "$DEMO" --ids "1" --backend gpu
+expect_fail "unwritable --dump-logits" "$tmp/no/dir/x: cannot create" "$LMTERM" generate "$DEMO" --ids "1 2" --dump-logits "$tmp/no/dir/x"
+# the message names the file given, not the temporary name beside it that was never created
+case $("$LMTERM" generate "$DEMO" --ids "1 2" --dump-logits "$tmp/no/dir/x" 2>&1) in
+*.tmp-*) fail "unwritable --dump-logits: the message names the temporary file" ;;
+*) pass "unwritable --dump-logits: the message names the file given" ;; esac
 # --dump-logits onto something that is not a regular file: refused, and it stays what it was (the file is written
 # beside it and renamed over it, which replaced /dev/full with a regular file when run as root)
 mkfifo "$tmp/fifo"
 expect_fail "--dump-logits onto a FIFO" "not a regular file" timeout 60 "$LMTERM" generate "$DEMO" --ids "1 2" -n 1 --dump-logits "$tmp/fifo"
 [ -p "$tmp/fifo" ] && pass "the FIFO is still a FIFO" || fail "--dump-logits replaced the FIFO"
+# SIGTERM while --dump-logits writes (64 MB here): the file is finished and renamed first, then the signal ends
+# lmterm; it used to leave the temporary PATH.tmp-XXXXXX behind. (SIGTERM: a background job ignores SIGINT.)
+mkdir -p "$tmp/sig"
+many=$(yes 100 | head -2000 | tr '\n' ' ')
+"$LMTERM" generate "$DEMO" --ids "$many" -n 1 --print-ids --backend cpu --dump-logits "$tmp/sig/l.st" >/dev/null 2>&1 &
+pid=$!
+i=0
+while ! ls "$tmp/sig/l.st".tmp-* >/dev/null 2>&1 && [ $i -lt 3000 ]; do sleep 0.01; i=$((i + 1)); done
+kill -TERM $pid 2>/dev/null
+wait $pid; rc=$?
+if ls "$tmp/sig/l.st".tmp-* >/dev/null 2>&1; then fail "SIGTERM during --dump-logits: left $(ls "$tmp/sig")"
+elif [ $rc -ne 143 ] && [ $rc -ne 0 ]; then fail "SIGTERM during --dump-logits: rc $rc"
+elif [ -f "$tmp/sig/l.st" ] && [ "$("$ST" shape "$tmp/sig/l.st" logits 2>/dev/null)" = "F32 2000 8192" ]; then
+	pass "SIGTERM during --dump-logits: the file is complete, nothing else left (rc $rc)"
+else fail "SIGTERM during --dump-logits: no complete file: $(ls -l "$tmp/sig")"; fi
 expect_fail "--dump-logits onto a directory" "not a regular file" "$LMTERM" generate "$DEMO" --ids "1 2" -n 1 --dump-logits "$tmp"
 # a file of the user's named like the temporary one is left alone
 echo keep > "$tmp/l2.safetensors.tmp"

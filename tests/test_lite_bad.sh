@@ -36,6 +36,9 @@ expect_rc "embeddings disagree with vocab_size" 1 "model.embed_tokens.weight" aw
 
 expect_rc "group size does not divide" 1 "does not divide" awq "$FIX/llama3-rand" --work-dir "$out" \
 	--w-group-size 256 --calib-samples 0
+# sizes whose result lmterm's cpu backend could not load (it wrote them, exit 0)
+expect_rc "group size 1" 2 "multiple of 16" awq "$FIX/llama3-rand" --work-dir "$out" --w-group-size 1 --calib-samples 0
+expect_rc "group size 8" 2 "multiple of 16" awq "$FIX/llama3-rand" --work-dir "$out" --w-group-size 8 --calib-samples 0
 expect_rc "w-bits 8" 2 "4-bit" awq "$FIX/llama3-rand" --work-dir "$out" --w-bits 8
 expect_rc "missing named dataset" 1 "ptb.train.txt" awq "$FIX/llama3-rand" --work-dir "$out"
 expect_rc "missing dataset says where" 1 "$tmp/nocache/lmterm/datasets" awq "$FIX/llama3-rand" --work-dir "$out"
@@ -67,12 +70,25 @@ expect_rc "bad boolean" 2 "not a boolean" awq "$FIX/llama3-rand" --work-dir "$ou
 expect_rc "bad integer" 2 "--calib-samples" awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples -3
 expect_rc "unknown option" 2 "--frobnicate" awq "$FIX/llama3-rand" --work-dir "$out" --frobnicate
 expect_rc "bad dtype" 2 "--dtype" awq "$FIX/llama3-rand" --work-dir "$out" --dtype float8
+# a search asked for with no calibration windows (it wrote a plain round-to-nearest model, exit 0)
+expect_rc "--search-scale without calibration" 2 "--search-scale needs calibration data" \
+	awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples 0 --search-scale
+expect_rc "--search-clip without calibration" 2 "--search-clip needs calibration data" \
+	awq "$FIX/llama3-rand" --work-dir "$out" --search-clip true --calib-samples 0
+expect_rc "bad backend" 2 "unknown backend 'gpu'" awq "$FIX/llama3-rand" --work-dir "$out" --backend gpu
 expect_rc "missing model" 1 "nomodel" awq "$tmp/nomodel" --work-dir "$out" --calib-samples 0
 
 # "--search-scale False" is false and a following option still parses; RTN of the fixture succeeds
 if awq "$FIX/llama3-rand" --search-scale False --work-dir "$out" --calib-samples 0 2>/dev/null &&
    [ -f "$out/config.json" ] && [ -f "$out/model.safetensors.index.json" ]; then pass "--search-scale False parses"
 else fail "--search-scale False run"; fi
+rm -rf "$out"
+
+# the progress lines on stderr give no time left before an item has finished (they said "0s left"), then do
+msg=$(awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples 0 2>&1 >/dev/null)
+if printf '%s\n' "$msg" | grep ' 0/[0-9]' | grep -q 'left'; then fail "progress: time left before any item finished: $msg"
+elif ! printf '%s\n' "$msg" | grep ' 1/[0-9]' | grep -q 's left'; then fail "progress: no time left after an item: $msg"
+else pass "progress: time left only once an item has finished"; fi
 rm -rf "$out"
 
 # Ctrl-C in the middle of calibration: exit non-zero, nothing left
@@ -141,6 +157,23 @@ if command -v tmux >/dev/null 2>&1; then
 		nothing_left "terminal: SIG$sig"
 		T kill-server >/dev/null 2>&1
 	done
+	# after the first layer the panel names its figure: the layer's error (it said "last item: 0.008")
+	T new-session -d -s lite -x 120 -y 40 "\"$LMTERM\" lite auto_awq \"$DEMO\" --work-dir \"$out\" \
+		--calib-dataset \"$TESTDATA/text/wiki.test.raw\" --calib-samples 8 --calib-seqlen 256 --search-scale --threads 1" ||
+		fail "tmux did not start"
+	shown=0
+	for i in $(seq 1 150); do
+		T capture-pane -p -t lite 2>/dev/null | grep -q "1 of 6" && { shown=1; break; }
+		sleep 0.2
+	done
+	pane=$(T capture-pane -p -t lite 2>/dev/null)
+	if [ $shown = 0 ]; then fail "terminal: the first layer did not finish: $(printf '%s\n' "$pane" | head -5)"
+	elif printf '%s\n' "$pane" | grep -q "error of the last layer: 0\.[0-9]"; then pass "terminal: the panel names the layer's error"
+	else fail "terminal: the panel does not name the error: $(printf '%s\n' "$pane" | head -8)"; fi
+	T send-keys -t lite C-c
+	sleep 2
+	T kill-server >/dev/null 2>&1
+	rm -rf "$out" "$out".tmp-*
 fi
 
 # a reader of the progress lines that goes away does not kill the run: the result is complete

@@ -50,6 +50,18 @@ expect_fail "missing --file" "--file" "$LMTERM" ppl "$MODEL"
 expect_fail "missing text file" "/nonexistent.txt" "$LMTERM" ppl "$MODEL" --file /nonexistent.txt --backend cpu
 expect_fail "bad --ctx" "--ctx" "$LMTERM" ppl "$MODEL" --file "$TEXT" --ctx one
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" ppl "$MODEL" --file "$TEXT" --quant-policy 3
+# another model's tokenizer: its ids past the vocabulary are named before the weights are read (the embedding
+# lookup found them, after loading; here the weights are cut short, so only the early check can speak)
+qt="$TESTDATA/tokenizers/qwen3.tokenizer.json"
+if [ -f "$qt" ]; then
+	bw=$(mktemp -d) && cp "$MODEL"/* "$bw/" && for f in "$bw"/*.safetensors; do : > "$f"; done
+	expect_fail "another model's tokenizer" "qwen3.tokenizer.json: the tokenizer gave id" \
+		"$LMTERM" ppl "$bw" --file "$TEXT" --max-chars 2000 --ctx 128 --backend cpu --tokenizer "$qt"
+	rm -rf "$bw"
+fi
+# --max-chars 0 scored the whole file (exit 0)
+expect_usage "--max-chars 0" "--max-chars: 0 characters" "$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars 0
+expect_usage "bad --backend" "unknown backend 'gpu'" "$LMTERM" ppl "$MODEL" --file "$TEXT" --backend gpu
 expect_fail "unknown option last" "unknown option '--bogus'" "$LMTERM" ppl "$MODEL" --file "$TEXT" --bogus
 # the option parser alone decides: an unknown option given last is unknown (not "needs a value", nor "--file is
 # required"), a known one given last without its value needs one; both are usage errors (exit 2)

@@ -145,6 +145,10 @@ screen | grep -q "Free" && pass "memory panel: free memory line" || fail "memory
 T send-keys -t tui F2
 wait_for "KV quant policy" 5 && pass "F2 opens the settings" || fail "F2 did not open the settings"
 show "settings"
+# policy 0 is named as the status bar names it (the settings said "0 (fp16)" beside "KV f32" on the cpu backend)
+kvs=$(screen | sed -n 's/.* KV \([a-z0-9]*\) .*ctx .*/\1/p' | tail -1)
+[ -n "$kvs" ] && screen | grep -q "KV quant policy *0 ($kvs)" && pass "settings: policy 0 is '$kvs', as in the status bar" ||
+	fail "settings: policy 0 is not named '$kvs' as in the status bar"
 T send-keys -t tui Down
 T send-keys -t tui Right
 wait_for "< 8 \(int8\) >" 5 && pass "the policy field shows 8 (int8)" || fail "the policy field did not change to 8"

@@ -90,14 +90,15 @@ void panel_progress_draw(WINDOW *w, const struct progress_view *p)
 		draw_str(w, y++, x, iw, line, col(COL_NORMAL));
 	}
 	if (y < h - 1 && !isnan(p->extra)) {
-		snprintf(line, sizeof line, _("last item: %.4g"), p->extra);
+		/* the figure is lite auto_awq's (the only work that reports one): the layer's relative output error */
+		snprintf(line, sizeof line, _("error of the last layer: %.4g"), p->extra);
 		draw_str(w, y++, x, iw, line, col(COL_DIM));
 	}
 	if (y < h - 1 && p->cancelling) draw_str(w, y++, x, iw, _("stopping..."), col(COL_WARN));
 	/* the recent figures, as many as fit */
 	if (p->n_log > 0 && y + 2 < h - 1) {
 		y++;
-		draw_str(w, y++, x, iw, _("recent items:"), col(COL_DIM));
+		draw_str(w, y++, x, iw, _("recent layers and their errors:"), col(COL_DIM));
 		int rows = h - 1 - y, first = p->n_log > rows ? p->n_log - rows : 0;
 		for (int i = first; i < p->n_log && y < h - 1; i++) draw_str(w, y++, x + 2, iw - 2, p->log[i], col(COL_NORMAL));
 	}

@@ -27,9 +27,10 @@ void fmt_capacity(char *out, size_t n, const struct kv_capacity *cap)
 }
 
 void panel_settings_open(struct settings_view *s, const struct sampling *sp, const struct kv_capacity *cap,
-			 int policy)
+			 int policy, const char *act_dtype)
 {
 	memset(s, 0, sizeof *s);
+	snprintf(s->act_dtype, sizeof s->act_dtype, "%s", act_dtype ? act_dtype : "");
 	s->sampling = s->sampling0 = *sp;
 	s->cap = s->cap0 = *cap;
 	s->policy = s->policy0 = policy;
@@ -63,7 +64,12 @@ static void field_value(const struct settings_view *s, int f, char *out, size_t 
 {
 	switch (f) {
 	case SET_CACHE: fmt_capacity(out, n, &s->cap); break;
-	case SET_POLICY: snprintf(out, n, "%d (%s)", s->policy, kv_policy_name(s->policy)); break;
+	case SET_POLICY: {
+		char k[16];
+		kv_label(k, sizeof k, s->policy, s->act_dtype); /* what the status bar will say */
+		snprintf(out, n, "%d (%s)", s->policy, k);
+		break;
+	}
 	case SET_TEMP: snprintf(out, n, "%.2f", s->sampling.temperature); break;
 	case SET_TOP_P: snprintf(out, n, "%.2f", s->sampling.top_p); break;
 	case SET_TOP_K: snprintf(out, n, "%d", s->sampling.top_k); break;

@@ -16,6 +16,16 @@ const char *kv_policy_name(int policy)
 	}
 }
 
+void kv_label(char *out, size_t n, int policy, const char *act_dtype)
+{
+	if (policy == 0 && act_dtype && *act_dtype) {
+		snprintf(out, n, "%s", act_dtype);
+		for (char *p = out; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+	} else {
+		snprintf(out, n, "%s", kv_policy_name(policy));
+	}
+}
+
 void panel_status_draw(WINDOW *w, const struct status_view *s, bool tiny)
 {
 	int wd = getmaxx(w);
@@ -41,12 +51,7 @@ void panel_status_draw(WINDOW *w, const struct status_view *s, bool tiny)
 		prio[n] = 4;
 		/* policy 0 keeps the activation dtype: F32 on the cpu reference, F16/BF16 on the GPU */
 		char kvname[16];
-		if (s->info.kv_policy == 0) {
-			snprintf(kvname, sizeof kvname, "%s", s->info.act_dtype);
-			for (char *p = kvname; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
-		} else {
-			snprintf(kvname, sizeof kvname, "%s", kv_policy_name(s->info.kv_policy));
-		}
+		kv_label(kvname, sizeof kvname, s->info.kv_policy, s->info.act_dtype);
 		snprintf(seg[n++], sizeof seg[0], C_("status|KV %s"), kvname);
 		prio[n] = 2;
 		snprintf(seg[n++], sizeof seg[0], C_("status|ctx %d/%d"), s->context_used, s->info.session_len);

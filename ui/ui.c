@@ -433,10 +433,10 @@ static void apply_settings(struct chat_ui *u, int action)
 		u->cap = u->settings.cap;
 		u->rebuilding = true;
 		panel_progress_reset(&u->prog, _("Rebuilding the KV cache"));
-		char cs[32];
+		char cs[32], k[16];
 		fmt_capacity(cs, sizeof cs, &u->cap);
-		snprintf(u->prog.stage, sizeof u->prog.stage, _("cache %s, policy %d (%s)"), cs, u->settings.policy,
-			 kv_policy_name(u->settings.policy));
+		kv_label(k, sizeof k, u->settings.policy, u->settings.act_dtype);
+		snprintf(u->prog.stage, sizeof u->prog.stage, _("cache %s, policy %d (%s)"), cs, u->settings.policy, k);
 	}
 }
 
@@ -529,7 +529,8 @@ static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
 	}
 	if ((is_code && ch == KEY_F(2)) || (alt && (ch == 's' || ch == 'S'))) {
 		if (!u->ready || u->dead) { set_message(u, "%s", _("wait: the model is not ready yet")); return KF_REDRAW; }
-		panel_settings_open(&u->settings, &u->sampling, &u->cap, u->policy);
+		panel_settings_open(&u->settings, &u->sampling, &u->cap, u->policy,
+				    u->status.have_info ? u->status.info.act_dtype : NULL);
 		set_overlay(u, OVERLAY_SETTINGS);
 		return KF_REDRAW;
 	}
@@ -632,11 +633,12 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		u->mem.kv_bytes_per_token = in->kv_bytes_per_token;
 		/* the figures after the rebuild; a full EV_MEM follows (the query below) */
 		if (ev->u.kv_rebuilt.after.total_valid) panel_mem_push(&u->mem, &ev->u.kv_rebuilt.after, u->mem.kv_used, -1);
-		char b0[32], b1[32];
+		char b0[32], b1[32], k[16];
 		fmt_bytes(b0, sizeof b0, ev->u.kv_rebuilt.before.cat[MEM_KV]);
 		fmt_bytes(b1, sizeof b1, ev->u.kv_rebuilt.after.cat[MEM_KV]);
-		note(u, ROLE_NOTE, _("KV cache rebuilt: policy %d (%s), %d tokens, %s (was %s)"), in->kv_policy,
-		     kv_policy_name(in->kv_policy), in->kv_capacity_tokens, b1, b0);
+		kv_label(k, sizeof k, in->kv_policy, in->act_dtype);
+		note(u, ROLE_NOTE, _("KV cache rebuilt: policy %d (%s), %d tokens, %s (was %s)"), in->kv_policy, k,
+		     in->kv_capacity_tokens, b1, b0);
 		struct cmd c = { .type = CMD_MEM_QUERY };
 		send_cmd(u, &c);
 		break;

@@ -116,6 +116,9 @@ struct status_view {
 };
 void panel_status_draw(WINDOW *w, const struct status_view *s, bool tiny);
 const char *kv_policy_name(int policy);
+/* the KV cache's element type as the status bar shows it: policy 0 keeps the activation dtype (act_dtype, may be
+ * NULL before the model is loaded), 8 and 4 are int8 and int4 */
+void kv_label(char *out, size_t n, int policy, const char *act_dtype);
 
 /* ---- settings.c (F2) */
 enum { SET_CACHE, SET_POLICY, SET_TEMP, SET_TOP_P, SET_TOP_K, SET_REP, SET_N };
@@ -127,13 +130,14 @@ struct settings_view {
 	struct sampling sampling0;
 	struct kv_capacity cap0;
 	int policy0;
+	char act_dtype[8];        /* what policy 0 stores (the activation dtype), "" when not known */
 	int sel;
 	bool editing;
 	char buf[40];
 	char msg[160];
 };
 void panel_settings_open(struct settings_view *s, const struct sampling *sp, const struct kv_capacity *cap,
-			 int policy);
+			 int policy, const char *act_dtype);
 /* returns KF_* flags; *action gets SETA_* bits */
 enum { SETA_CLOSE = 1, SETA_KV = 2, SETA_SAMPLING = 4 };
 int panel_settings_key(struct settings_view *s, bool is_code, wint_t ch, int *action);
