@@ -2457,7 +2457,12 @@ static bool test(struct jctx *J, const char *t, struct jval v, struct jval *a, i
 	if (!strcmp(t, "sequence") || !strcmp(t, "iterable")) return v.t == J_LIST || v.t == J_STR || v.t == J_DICT;
 	if (!strcmp(t, "equalto") || !strcmp(t, "eq") || !strcmp(t, "sameas") || !strcmp(t, "==")) return na && equal(v, a[0]);
 	if (!strcmp(t, "odd") || !strcmp(t, "even")) return v.t == J_INT && (v.u.i % 2 != 0) == (t[0] == 'o');
-	if (!strcmp(t, "divisibleby")) return na && v.t == J_INT && num(a[0]) != 0 && v.u.i % inum(a[0]) == 0;
+	if (!strcmp(t, "divisibleby")) { /* value % num == 0, in floats for a float divisor (inum(0.5) is 0) */
+		if (!na || v.t != J_INT || num(a[0]) == 0) return false;
+		if (a[0].t == J_FLOAT) return fmod((double)v.u.i, a[0].u.f) == 0;
+		long long q = inum(a[0]);
+		return q == -1 || v.u.i % q == 0; /* LLONG_MIN % -1 overflows */
+	}
 	jerr(J, _("chat template: unsupported test '%s'"), t);
 	return false;
 }

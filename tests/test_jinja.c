@@ -259,6 +259,11 @@ int main(void)
 	 * would not fit is an error (Python would grow the integer) */
 	expect("{{ 7 % 3 }} {{ -7 % 3 }} {{ 7 % -3 }} {{ -7 // 2 }} {{ 5 % 0.5 }} {{ (-4611686018427387904 * 2) % -1 }}",
 	       "1 2 -2 -4 0.0 0");
+	/* divisibleby as Python's value % num == 0: a float divisor below 1 and -1 under the smallest integer were
+	 * an integer division by 0 and an overflow (SIGFPE) */
+	expect("{{ 10 is divisibleby 0.5 }} {{ 10 is divisibleby 3.0 }} {{ 9 is divisibleby 3 }} "
+	       "{{ (-4611686018427387904 * 2) is divisibleby(-1) }}",
+	       "True False True True");
 	expect_error("{{ 9223372036854775807 + 1 }}", "overflow");
 	expect_error("{{ -(-4611686018427387904 * 2) }}", "overflow");
 	expect_error("{{ 4611686018427387904 * 4 }}", "overflow");
