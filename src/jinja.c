@@ -2626,12 +2626,19 @@ static struct jval call_value(struct jctx *J, struct jval f, const char *name, s
 			jerr(J, _("chat template: range() step must not be zero"));
 			return v_undef();
 		}
-		if ((hi - lo) / st > 100000) {
+		/* in unsigned arithmetic: hi - lo need not fit (range(-2**63, 2**63-1)), LLONG_MIN / -1 traps, and a
+		 * step past the end need not either (range(2**63-2, 2**63-1, 10)) */
+		unsigned long long span = st > 0 ? (hi > lo ? (unsigned long long)hi - (unsigned long long)lo : 0)
+						 : (lo > hi ? (unsigned long long)lo - (unsigned long long)hi : 0);
+		unsigned long long ast = st > 0 ? (unsigned long long)st : 0 - (unsigned long long)st;
+		if (span / ast > 100000) {
 			jerr(J, _("chat template: range() too long"));
 			return v_undef();
 		}
+		long long count = span ? (long long)((span - 1) / ast) + 1 : 0;
 		struct jlist *l = list_new(J, 4);
-		for (long long i = lo; st > 0 ? i < hi : i > hi; i += st) list_push(J, l, v_int(i));
+		for (long long k = 0; k < count; k++)
+			list_push(J, l, v_int((long long)((unsigned long long)lo + (unsigned long long)k * (unsigned long long)st)));
 		return (struct jval){ .t = J_LIST, .u.l = l };
 	}
 	if (!strcmp(fn, "raise_exception")) {

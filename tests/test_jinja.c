@@ -270,6 +270,14 @@ int main(void)
 	expect_error("{{ (-4611686018427387904 * 2) // -1 }}", "overflow");
 	expect_error("{% for i in range(10, 0, 0) %}x{% endfor %}", "step must not be zero");
 	expect_error("{% for i in range(10000000000) %}{% endfor %}", "too long");
+	/* range()'s length where hi - lo does not fit in 64 bits, or the step past the end does not (they were an
+	 * endless loop that took all memory, and LLONG_MIN / -1, a SIGFPE) */
+	expect_error("{{ range(0, -4611686018427387904 * 2, -1) | length }}", "too long");
+	expect_error("{{ range(-4611686018427387904 * 2, 9223372036854775807) | length }}", "too long");
+	expect("{{ range(9223372036854775806, 9223372036854775807, 10) | list }} {{ range(-9223372036854775807, "
+	       "-4611686018427387904 * 2, -3) | list }} {{ range(3, 0, -1) | list }} {{ range(0, 7, 3) | list }} "
+	       "{{ range(5, 1) | list }}",
+	       "[9223372036854775806] [-9223372036854775807] [3, 2, 1] [0, 3, 6] []");
 	expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "chat template:");
 	expect_error("{{ 'x' * 1000000000000 }}", "chat template:");
 	expect_error("{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
