@@ -2748,14 +2748,21 @@ static struct jval eval_node(struct jctx *J, struct expr *e)
 			lo = lo < -1 ? -1 : lo > n - 1 ? n - 1 : lo;
 			hi = hi < -1 ? -1 : hi > n - 1 ? n - 1 : hi;
 		}
+		/* lo, lo + st, ... before hi, counted: adding a step near 2**63 to an index overflowed back into range */
+		unsigned long long span = st > 0 ? (hi > lo ? (unsigned long long)(hi - lo) : 0)
+						 : (lo > hi ? (unsigned long long)(lo - hi) : 0);
+		long long cnt = span ? (long long)((span - 1) / (st > 0 ? (unsigned long long)st : 0 - (unsigned long long)st)) + 1 : 0;
 		if (o.t == J_LIST) {
 			struct jlist *l = list_new(J, 4);
-			for (long long i = lo; st > 0 ? i < hi : i > hi; i += st) list_push(J, l, o.u.l->v[i]);
+			for (long long k = 0; k < cnt; k++) list_push(J, l, o.u.l->v[lo + k * st]);
 			return (struct jval){ .t = J_LIST, .u.l = l };
 		}
 		if (o.t == J_STR) {
 			struct sbuf b = { .J = J };
-			for (long long i = lo; st > 0 ? i < hi : i > hi; i += st) sb_put(&b, o.u.s.p + off[i], off[i + 1] - off[i]);
+			for (long long k = 0; k < cnt; k++) {
+				long long i = lo + k * st;
+				sb_put(&b, o.u.s.p + off[i], off[i + 1] - off[i]);
+			}
 			return v_str(b.p ? b.p : "", b.n);
 		}
 		return v_undef();

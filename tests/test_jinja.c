@@ -278,6 +278,10 @@ int main(void)
 	       "-4611686018427387904 * 2, -3) | list }} {{ range(3, 0, -1) | list }} {{ range(0, 7, 3) | list }} "
 	       "{{ range(5, 1) | list }}",
 	       "[9223372036854775806] [-9223372036854775807] [3, 2, 1] [0, 3, 6] []");
+	/* a slice whose step, added to an index, overflowed back into range (it read outside the string or list) */
+	expect("{{ 'abc'[1::9223372036854775807] }} {{ [1, 2, 3][2::9223372036854775806] }} {{ 'abcdef'[5:0:-4611686018427387904 * 2] }} "
+	       "{{ 'abcdef'[::-2] }} {{ [1, 2, 3, 4, 5][1:4:2] }} {{ 'abcdef'[-2::-1] }}",
+	       "b [3] f fdb [2, 4] edcba");
 	expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "chat template:");
 	expect_error("{{ 'x' * 1000000000000 }}", "chat template:");
 	expect_error("{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
