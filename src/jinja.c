@@ -2366,7 +2366,7 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 			jerr(J, _("chat template: truncate() length shorter than its end"));
 			return v_undef();
 		}
-		if ((long long)len <= length + leeway) return sv;
+		if ((long long)len <= length || (long long)len - length <= leeway) return sv; /* length + leeway may overflow */
 		size_t keep = off[length - (long long)elen];
 		if (!truthy(kwds)) { /* rsplit(" ", 1)[0] */
 			const char *sp = NULL;

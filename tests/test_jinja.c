@@ -278,6 +278,10 @@ int main(void)
 	       "-4611686018427387904 * 2, -3) | list }} {{ range(3, 0, -1) | list }} {{ range(0, 7, 3) | list }} "
 	       "{{ range(5, 1) | list }}",
 	       "[9223372036854775806] [-9223372036854775807] [3, 2, 1] [0, 3, 6] []");
+	/* truncate() with length + leeway past 2**63 (it wrapped negative and cut at an offset past the string's end) */
+	expect("{{ 'hello world' | truncate(9223372036854775807) }}|{{ 'hello world' | truncate(100000000, leeway=9223372036854775807) }}|"
+	       "{{ 'hello world' | truncate(7, leeway=0) }}|{{ 'hello world' | truncate(7, leeway=4) }}",
+	       "hello world|hello world|hell...|hello world");
 	/* a slice whose step, added to an index, overflowed back into range (it read outside the string or list) */
 	expect("{{ 'abc'[1::9223372036854775807] }} {{ [1, 2, 3][2::9223372036854775806] }} {{ 'abcdef'[5:0:-4611686018427387904 * 2] }} "
 	       "{{ 'abcdef'[::-2] }} {{ [1, 2, 3, 4, 5][1:4:2] }} {{ 'abcdef'[-2::-1] }}",
