@@ -2884,8 +2884,9 @@ static struct jval eval_node(struct jctx *J, struct expr *e)
 		}
 		if (!strcmp(op, "*") && ((a.t == J_LIST && b.t == J_INT) || (a.t == J_INT && b.t == J_LIST))) {
 			struct jval l = a.t == J_LIST ? a : b;
-			long long k = a.t == J_INT ? a.u.i : b.u.i;
-			if (k > 0 && (unsigned long long)l.u.l->n * (unsigned long long)k > 1000000) {
+			/* by division: n * k wraps for a k near 2**63, and [] * k is [] at once, not k empty rounds */
+			long long k = !l.u.l->n ? 0 : a.t == J_INT ? a.u.i : b.u.i;
+			if (k > 0 && (unsigned long long)k > 1000000u / (unsigned long long)l.u.l->n) {
 				jerr(J, _("chat template: a list of more than a million items"));
 				return v_undef();
 			}
@@ -2905,12 +2906,13 @@ static struct jval eval_node(struct jctx *J, struct expr *e)
 			return v_undef();
 		}
 		if (a.t == J_STR && b.t == J_INT && !strcmp(op, "*")) {
-			if (b.u.i > 0 && a.u.s.n * (unsigned long long)b.u.i > (64u << 20)) {
+			long long k = a.u.s.n ? b.u.i : 0; /* as for lists */
+			if (k > 0 && (unsigned long long)k > (64u << 20) / a.u.s.n) {
 				jerr(J, _("chat template: a string of more than 64 MiB"));
 				return v_undef();
 			}
 			struct sbuf sb = { .J = J };
-			for (long long i = 0; i < b.u.i; i++) sb_put(&sb, a.u.s.p, a.u.s.n);
+			for (long long i = 0; i < k; i++) sb_put(&sb, a.u.s.p, a.u.s.n);
 			return v_str(sb.p ? sb.p : "", sb.n);
 		}
 		bool ints = a.t != J_FLOAT && b.t != J_FLOAT;

@@ -278,6 +278,13 @@ int main(void)
 	       "-4611686018427387904 * 2, -3) | list }} {{ range(3, 0, -1) | list }} {{ range(0, 7, 3) | list }} "
 	       "{{ range(5, 1) | list }}",
 	       "[9223372036854775806] [-9223372036854775807] [3, 2, 1] [0, 3, 6] []");
+	/* repetition: n * k wrapped past 2**64 to a small size (then took memory until abort()), and an empty list or
+	 * string was repeated k times (for ever) */
+	expect_error("{{ ([1, 2, 3, 4] * 4611686018427387904) | length }}", "more than a million");
+	expect_error("{{ ('abcd' * 4611686018427387904) | length }}", "more than 64 MiB");
+	expect("{{ ([] * 9223372036854775807) | length }} {{ ('' * 9223372036854775807) | length }} {{ [1, 2] * 3 }} "
+	       "{{ 'ab' * 3 }} {{ ([1, 2] * 500000) | length }}",
+	       "0 0 [1, 2, 1, 2, 1, 2] ababab 1000000");
 	/* truncate() with length + leeway past 2**63 (it wrapped negative and cut at an offset past the string's end) */
 	expect("{{ 'hello world' | truncate(9223372036854775807) }}|{{ 'hello world' | truncate(100000000, leeway=9223372036854775807) }}|"
 	       "{{ 'hello world' | truncate(7, leeway=0) }}|{{ 'hello world' | truncate(7, leeway=4) }}",
