@@ -1419,7 +1419,8 @@ static void to_json_r(struct sbuf *b, struct jval v, const struct jsonfmt *f, in
 			if (i) sb_str(b, f->item_sep);
 			if (f->indent >= 0) {
 				sb_str(b, "\n");
-				for (int k = 0; k < (level + 1) * f->indent; k++) sb_str(b, " ");
+				/* until the string limit: a huge indent is a failed render, not billions of rounds */
+				for (long long k = 0; k < (long long)(level + 1) * f->indent && !b->J->failed; k++) sb_str(b, " ");
 			}
 			if (list) {
 				to_json_r(b, v.u.l->v[i], f, level + 1);
@@ -1431,7 +1432,7 @@ static void to_json_r(struct sbuf *b, struct jval v, const struct jsonfmt *f, in
 		}
 		if (f->indent >= 0) {
 			sb_str(b, "\n");
-			for (int k = 0; k < level * f->indent; k++) sb_str(b, " ");
+			for (long long k = 0; k < (long long)level * f->indent && !b->J->failed; k++) sb_str(b, " ");
 		}
 		sb_str(b, list ? "]" : "}");
 		break;

@@ -278,6 +278,11 @@ int main(void)
 	       "-4611686018427387904 * 2, -3) | list }} {{ range(3, 0, -1) | list }} {{ range(0, 7, 3) | list }} "
 	       "{{ range(5, 1) | list }}",
 	       "[9223372036854775806] [-9223372036854775807] [3, 2, 1] [0, 3, 6] []");
+	/* tojson's indent of 2e9 spaces a line: it stops at the memory limit (it went on writing single spaces past
+	 * it, 2e9 rounds, over a minute; the render failed only then) */
+	double t0 = now_s();
+	expect_error("{{ [1] | tojson(indent=2000000000) }}", "chat template:");
+	CHECK(now_s() - t0 < 20, "tojson(indent=2000000000) took %.0f s", now_s() - t0);
 	/* repetition: n * k wrapped past 2**64 to a small size (then took memory until abort()), and an empty list or
 	 * string was repeated k times (for ever) */
 	expect_error("{{ ([1, 2, 3, 4] * 4611686018427387904) | length }}", "more than a million");
