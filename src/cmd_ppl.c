@@ -74,6 +74,13 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 		lm_err(_("%s: no tokens to score"), file);
 		goto fail;
 	}
+	/* as generate's -p: a target id is read from the logits before the next chunk's embedding would refuse it */
+	for (int i = 0; i < n_ids; i++)
+		if (ids[i] < 0 || ids[i] >= m.cfg.vocab) {
+			lm_err(_("%s: the tokenizer gave id %d, outside the model's vocabulary (%d)"), file, ids[i],
+			       m.cfg.vocab);
+			goto fail;
+		}
 	int bos = m.cfg.bos_id >= 0 ? m.cfg.bos_id : tok_bos_id(tok);
 
 	int chunk = MIN(CHUNK, ctx);
