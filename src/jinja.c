@@ -2165,8 +2165,13 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 		if (v.t == J_STR) return (struct jval){ .t = J_FLOAT, .u.f = strtod(ar_strndup(J, v.u.s.p, v.u.s.n), NULL) };
 		return (struct jval){ .t = J_FLOAT, .u.f = num(v) };
 	}
-	if (!strcmp(f, "abs")) return v.t == J_FLOAT ? (struct jval){ .t = J_FLOAT, .u.f = v.u.f < 0 ? -v.u.f : v.u.f }
-					   : v_int(llabs(inum(v)));
+	if (!strcmp(f, "abs")) {
+		if (v.t == J_INT && v.u.i == LLONG_MIN) { /* as unary minus: 2**63 does not fit (llabs is undefined) */
+			jerr(J, _("chat template: integer overflow in '%s'"), "abs");
+			return v_undef();
+		}
+		return v.t == J_FLOAT ? (struct jval){ .t = J_FLOAT, .u.f = v.u.f < 0 ? -v.u.f : v.u.f } : v_int(llabs(inum(v)));
+	}
 	if (!strcmp(f, "round")) {
 		struct jval pr = kwarg(kw, a, na, "precision", 0, npos), me = kwarg(kw, a, na, "method", 1, npos);
 		long long prec = pr.t == J_UNDEF ? 0 : inum(pr);

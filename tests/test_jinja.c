@@ -268,6 +268,8 @@ int main(void)
 	expect_error("{{ -(-4611686018427387904 * 2) }}", "overflow");
 	expect_error("{{ 4611686018427387904 * 4 }}", "overflow");
 	expect_error("{{ (-4611686018427387904 * 2) // -1 }}", "overflow");
+	expect_error("{{ (-4611686018427387904 * 2) | abs }}", "overflow in 'abs'"); /* it printed -9223372036854775808 */
+	expect("{{ -5 | abs }} {{ (-4611686018427387904 * 2 + 1) | abs }} {{ -2.5 | abs }}", "5 9223372036854775807 2.5");
 	expect_error("{% for i in range(10, 0, 0) %}x{% endfor %}", "step must not be zero");
 	expect_error("{% for i in range(10000000000) %}{% endfor %}", "too long");
 	/* range()'s length where hi - lo does not fit in 64 bits, or the step past the end does not (they were an
