@@ -2156,7 +2156,8 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 		if (v.t == J_STR) {
 			char *t = ar_strndup(J, v.u.s.p, v.u.s.n), *e;
 			long long i = strtoll(t, &e, 10);
-			if (*e == '.' || *e == 'e' || *e == 'E') i = (long long)strtod(t, &e);
+			if (*e == '.' || *e == 'e' || *e == 'E') /* through inum: casting 1e300 is undefined */
+				i = inum((struct jval){ .t = J_FLOAT, .u.f = strtod(t, &e) });
 			return v_int(e == t ? inum(kwarg(kw, a, na, "default", 0, npos)) : i);
 		}
 		return v_int(inum(v));
@@ -2260,7 +2261,7 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 			fl |= x.t == J_FLOAT;
 			tot += num(x);
 		}
-		return fl ? (struct jval){ .t = J_FLOAT, .u.f = tot } : v_int((long long)tot);
+		return fl ? (struct jval){ .t = J_FLOAT, .u.f = tot } : v_int(inum((struct jval){ .t = J_FLOAT, .u.f = tot }));
 	}
 	if (!strcmp(f, "select") || !strcmp(f, "reject") || !strcmp(f, "selectattr") || !strcmp(f, "rejectattr")) {
 		/* select(test, args...), selectattr(attribute, test, args...): no test means truthiness */

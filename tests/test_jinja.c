@@ -268,6 +268,9 @@ int main(void)
 	expect_error("{{ -(-4611686018427387904 * 2) }}", "overflow");
 	expect_error("{{ 4611686018427387904 * 4 }}", "overflow");
 	expect_error("{{ (-4611686018427387904 * 2) // -1 }}", "overflow");
+	/* a string of a float past 64 bits: clamped as every float made an integer (the cast, undefined, gave -2**63) */
+	expect("{{ '1e300' | int }} {{ '-1e300' | int }} {{ '2.7' | int }} {{ 'x' | int(5) }}",
+	       "9223372036854775807 -9223372036854775808 2 5");
 	expect_error("{{ (-4611686018427387904 * 2) | abs }}", "overflow in 'abs'"); /* it printed -9223372036854775808 */
 	expect("{{ -5 | abs }} {{ (-4611686018427387904 * 2 + 1) | abs }} {{ -2.5 | abs }}", "5 9223372036854775807 2.5");
 	expect_error("{% for i in range(10, 0, 0) %}x{% endfor %}", "step must not be zero");
