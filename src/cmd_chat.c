@@ -311,8 +311,10 @@ static int send_text(struct engine *e, const char *s)
 	do {
 		/* split at UTF-8 character boundaries */
 		size_t k = n < MSG_TEXT ? n : MSG_TEXT;
-		if (k < n)
+		if (k < n) {
 			while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80) k--;
+			if (k == 0) k = MSG_TEXT; /* no character starts there (not UTF-8): cut anywhere, not at 0 */
+		}
 		memcpy(c.u.submit.text, s, k);
 		c.u.submit.len = (int)k;
 		c.u.submit.last = k == n;

@@ -818,6 +818,7 @@ static void run_turn(struct engine *e, const char *text)
 	bool first = e->n_ctx == 0;
 	int n_msgs0 = e->n_msgs, keep = e->n_ctx;
 	e->rlen = 0;
+	if (e->reply) e->reply[0] = 0; /* a reply with no text is an empty message, not the one before */
 	if (e->tmpl.jinja) {
 		int rc = add_msg(e, "user", text);
 		if (rc == LM_OK) rc = encode_conversation(e, &ids, &n, &keep);

@@ -1419,7 +1419,8 @@ static void to_json_r(struct sbuf *b, struct jval v, const struct jsonfmt *f, in
 			if (i) sb_str(b, f->item_sep);
 			if (f->indent >= 0) {
 				sb_str(b, "\n");
-				for (int k = 0; k < (level + 1) * f->indent; k++) sb_str(b, " ");
+				/* until the string limit: a huge indent is a failed render, not billions of rounds */
+				for (long long k = 0; k < (long long)(level + 1) * f->indent && !b->J->failed; k++) sb_str(b, " ");
 			}
 			if (list) {
 				to_json_r(b, v.u.l->v[i], f, level + 1);
@@ -1431,7 +1432,7 @@ static void to_json_r(struct sbuf *b, struct jval v, const struct jsonfmt *f, in
 		}
 		if (f->indent >= 0) {
 			sb_str(b, "\n");
-			for (int k = 0; k < level * f->indent; k++) sb_str(b, " ");
+			for (long long k = 0; k < (long long)level * f->indent && !b->J->failed; k++) sb_str(b, " ");
 		}
 		sb_str(b, list ? "]" : "}");
 		break;
@@ -2155,7 +2156,8 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 		if (v.t == J_STR) {
 			char *t = ar_strndup(J, v.u.s.p, v.u.s.n), *e;
 			long long i = strtoll(t, &e, 10);
-			if (*e == '.' || *e == 'e' || *e == 'E') i = (long long)strtod(t, &e);
+			if (*e == '.' || *e == 'e' || *e == 'E') /* through inum: casting 1e300 is undefined */
+				i = inum((struct jval){ .t = J_FLOAT, .u.f = strtod(t, &e) });
 			return v_int(e == t ? inum(kwarg(kw, a, na, "default", 0, npos)) : i);
 		}
 		return v_int(inum(v));
@@ -2164,8 +2166,13 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 		if (v.t == J_STR) return (struct jval){ .t = J_FLOAT, .u.f = strtod(ar_strndup(J, v.u.s.p, v.u.s.n), NULL) };
 		return (struct jval){ .t = J_FLOAT, .u.f = num(v) };
 	}
-	if (!strcmp(f, "abs")) return v.t == J_FLOAT ? (struct jval){ .t = J_FLOAT, .u.f = v.u.f < 0 ? -v.u.f : v.u.f }
-					   : v_int(llabs(inum(v)));
+	if (!strcmp(f, "abs")) {
+		if (v.t == J_INT && v.u.i == LLONG_MIN) { /* as unary minus: 2**63 does not fit (llabs is undefined) */
+			jerr(J, _("chat template: integer overflow in '%s'"), "abs");
+			return v_undef();
+		}
+		return v.t == J_FLOAT ? (struct jval){ .t = J_FLOAT, .u.f = v.u.f < 0 ? -v.u.f : v.u.f } : v_int(llabs(inum(v)));
+	}
 	if (!strcmp(f, "round")) {
 		struct jval pr = kwarg(kw, a, na, "precision", 0, npos), me = kwarg(kw, a, na, "method", 1, npos);
 		long long prec = pr.t == J_UNDEF ? 0 : inum(pr);
@@ -2254,7 +2261,7 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 			fl |= x.t == J_FLOAT;
 			tot += num(x);
 		}
-		return fl ? (struct jval){ .t = J_FLOAT, .u.f = tot } : v_int((long long)tot);
+		return fl ? (struct jval){ .t = J_FLOAT, .u.f = tot } : v_int(inum((struct jval){ .t = J_FLOAT, .u.f = tot }));
 	}
 	if (!strcmp(f, "select") || !strcmp(f, "reject") || !strcmp(f, "selectattr") || !strcmp(f, "rejectattr")) {
 		/* select(test, args...), selectattr(attribute, test, args...): no test means truthiness */
@@ -2366,7 +2373,7 @@ static struct jval filter(struct jctx *J, const char *f, struct jval v, struct j
 			jerr(J, _("chat template: truncate() length shorter than its end"));
 			return v_undef();
 		}
-		if ((long long)len <= length + leeway) return sv;
+		if ((long long)len <= length || (long long)len - length <= leeway) return sv; /* length + leeway may overflow */
 		size_t keep = off[length - (long long)elen];
 		if (!truthy(kwds)) { /* rsplit(" ", 1)[0] */
 			const char *sp = NULL;
@@ -2457,7 +2464,12 @@ static bool test(struct jctx *J, const char *t, struct jval v, struct jval *a, i
 	if (!strcmp(t, "sequence") || !strcmp(t, "iterable")) return v.t == J_LIST || v.t == J_STR || v.t == J_DICT;
 	if (!strcmp(t, "equalto") || !strcmp(t, "eq") || !strcmp(t, "sameas") || !strcmp(t, "==")) return na && equal(v, a[0]);
 	if (!strcmp(t, "odd") || !strcmp(t, "even")) return v.t == J_INT && (v.u.i % 2 != 0) == (t[0] == 'o');
-	if (!strcmp(t, "divisibleby")) return na && v.t == J_INT && num(a[0]) != 0 && v.u.i % inum(a[0]) == 0;
+	if (!strcmp(t, "divisibleby")) { /* value % num == 0, in floats for a float divisor (inum(0.5) is 0) */
+		if (!na || v.t != J_INT || num(a[0]) == 0) return false;
+		if (a[0].t == J_FLOAT) return fmod((double)v.u.i, a[0].u.f) == 0;
+		long long q = inum(a[0]);
+		return q == -1 || v.u.i % q == 0; /* LLONG_MIN % -1 overflows */
+	}
 	jerr(J, _("chat template: unsupported test '%s'"), t);
 	return false;
 }
@@ -2621,12 +2633,19 @@ static struct jval call_value(struct jctx *J, struct jval f, const char *name, s
 			jerr(J, _("chat template: range() step must not be zero"));
 			return v_undef();
 		}
-		if ((hi - lo) / st > 100000) {
+		/* in unsigned arithmetic: hi - lo need not fit (range(-2**63, 2**63-1)), LLONG_MIN / -1 traps, and a
+		 * step past the end need not either (range(2**63-2, 2**63-1, 10)) */
+		unsigned long long span = st > 0 ? (hi > lo ? (unsigned long long)hi - (unsigned long long)lo : 0)
+						 : (lo > hi ? (unsigned long long)lo - (unsigned long long)hi : 0);
+		unsigned long long ast = st > 0 ? (unsigned long long)st : 0 - (unsigned long long)st;
+		if (span / ast > 100000) {
 			jerr(J, _("chat template: range() too long"));
 			return v_undef();
 		}
+		long long count = span ? (long long)((span - 1) / ast) + 1 : 0;
 		struct jlist *l = list_new(J, 4);
-		for (long long i = lo; st > 0 ? i < hi : i > hi; i += st) list_push(J, l, v_int(i));
+		for (long long k = 0; k < count; k++)
+			list_push(J, l, v_int((long long)((unsigned long long)lo + (unsigned long long)k * (unsigned long long)st)));
 		return (struct jval){ .t = J_LIST, .u.l = l };
 	}
 	if (!strcmp(fn, "raise_exception")) {
@@ -2736,14 +2755,21 @@ static struct jval eval_node(struct jctx *J, struct expr *e)
 			lo = lo < -1 ? -1 : lo > n - 1 ? n - 1 : lo;
 			hi = hi < -1 ? -1 : hi > n - 1 ? n - 1 : hi;
 		}
+		/* lo, lo + st, ... before hi, counted: adding a step near 2**63 to an index overflowed back into range */
+		unsigned long long span = st > 0 ? (hi > lo ? (unsigned long long)(hi - lo) : 0)
+						 : (lo > hi ? (unsigned long long)(lo - hi) : 0);
+		long long cnt = span ? (long long)((span - 1) / (st > 0 ? (unsigned long long)st : 0 - (unsigned long long)st)) + 1 : 0;
 		if (o.t == J_LIST) {
 			struct jlist *l = list_new(J, 4);
-			for (long long i = lo; st > 0 ? i < hi : i > hi; i += st) list_push(J, l, o.u.l->v[i]);
+			for (long long k = 0; k < cnt; k++) list_push(J, l, o.u.l->v[lo + k * st]);
 			return (struct jval){ .t = J_LIST, .u.l = l };
 		}
 		if (o.t == J_STR) {
 			struct sbuf b = { .J = J };
-			for (long long i = lo; st > 0 ? i < hi : i > hi; i += st) sb_put(&b, o.u.s.p + off[i], off[i + 1] - off[i]);
+			for (long long k = 0; k < cnt; k++) {
+				long long i = lo + k * st;
+				sb_put(&b, o.u.s.p + off[i], off[i + 1] - off[i]);
+			}
 			return v_str(b.p ? b.p : "", b.n);
 		}
 		return v_undef();
@@ -2865,8 +2891,9 @@ static struct jval eval_node(struct jctx *J, struct expr *e)
 		}
 		if (!strcmp(op, "*") && ((a.t == J_LIST && b.t == J_INT) || (a.t == J_INT && b.t == J_LIST))) {
 			struct jval l = a.t == J_LIST ? a : b;
-			long long k = a.t == J_INT ? a.u.i : b.u.i;
-			if (k > 0 && (unsigned long long)l.u.l->n * (unsigned long long)k > 1000000) {
+			/* by division: n * k wraps for a k near 2**63, and [] * k is [] at once, not k empty rounds */
+			long long k = !l.u.l->n ? 0 : a.t == J_INT ? a.u.i : b.u.i;
+			if (k > 0 && (unsigned long long)k > 1000000u / (unsigned long long)l.u.l->n) {
 				jerr(J, _("chat template: a list of more than a million items"));
 				return v_undef();
 			}
@@ -2886,12 +2913,13 @@ static struct jval eval_node(struct jctx *J, struct expr *e)
 			return v_undef();
 		}
 		if (a.t == J_STR && b.t == J_INT && !strcmp(op, "*")) {
-			if (b.u.i > 0 && a.u.s.n * (unsigned long long)b.u.i > (64u << 20)) {
+			long long k = a.u.s.n ? b.u.i : 0; /* as for lists */
+			if (k > 0 && (unsigned long long)k > (64u << 20) / a.u.s.n) {
 				jerr(J, _("chat template: a string of more than 64 MiB"));
 				return v_undef();
 			}
 			struct sbuf sb = { .J = J };
-			for (long long i = 0; i < b.u.i; i++) sb_put(&sb, a.u.s.p, a.u.s.n);
+			for (long long i = 0; i < k; i++) sb_put(&sb, a.u.s.p, a.u.s.n);
 			return v_str(sb.p ? sb.p : "", sb.n);
 		}
 		bool ints = a.t != J_FLOAT && b.t != J_FLOAT;

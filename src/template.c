@@ -223,8 +223,10 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 			cJSON_ArrayForEach(e, ct) {
 				const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "name");
 				const cJSON *tx = cJSON_GetObjectItemCaseSensitive(e, "template");
-				if (cJSON_IsString(n) && cJSON_IsString(tx) && strcmp(n->valuestring, "default") == 0)
+				if (cJSON_IsString(n) && cJSON_IsString(tx) && strcmp(n->valuestring, "default") == 0) {
+					free(jinja); /* a later "default" wins, as in transformers' dict of them */
 					jinja = strdup(tx->valuestring);
+				}
 			}
 		}
 		bos = token_text(o, "bos_token");

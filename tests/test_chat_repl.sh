@@ -50,6 +50,12 @@ out=$(printf '%s\n\n' "$long" | "$LMTERM" chat "$MODEL" --backend cpu --session-
 if printf '%s\n' "$out" | grep -q "too long" && ! printf '%s\n' "$out" | grep -q "new session"; then
 	pass "a message longer than the session is called too long"
 else fail "a message longer than the session: $out"; fi
+# a line of more bytes than one message to the engine holds, none of them starting a UTF-8 character (only
+# continuation bytes): it is sent in pieces all the same (the splitter found no character boundary and sent
+# empty pieces for ever)
+out=$( (head -c 1500 /dev/zero | tr '\0' '\200'; printf '\n\nexit\n\n') | timeout 60 "$LMTERM" chat "$MODEL" $OPTS 2>&1); rc=$?
+[ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q 'tokens/s' && pass "a long line that is not UTF-8: answered, exit 0" ||
+	fail "a long line that is not UTF-8: rc $rc (124: it hung): $out"
 
 # "lmterm [chat] [MODEL] [OPTIONS]": without the word chat, a model directory or options first are chat's
 out=$(printf 'Hello\n\n' | "$LMTERM" "$MODEL" $OPTS 2>&1); rc=$?

@@ -8,7 +8,8 @@
  *    reply; the engine still takes them, the reply stops, and afterwards exactly 600 EV_MEM arrive and the
  *    reply text equals the same reply's text streamed to a reader that kept up (up to where it stopped);
  *  - CMD_RESET; the session length limit's message; the --session-len-does-not-fit warning;
- *  - "<|im_end|>" typed by the user is text, not the special token. */
+ *  - "<|im_end|>" typed by the user is text, not the special token;
+ *  - with the model's own Jinja template, a reply that stops at once is an empty assistant message. */
 #include "config.h"
 #include "engine.h"
 #include "kvmgr.h"
@@ -198,6 +199,8 @@ int main(void)
 		fails++;
 	}
 	struct turn_stats t1 = turn(e, "Continue the story: It was a dark and stormy night.", &c);
+	static char reply1[sizeof c.text];
+	snprintf(reply1, sizeof reply1, "%s", c.text);
 	struct tokenizer *tok;
 	int n_want = -1;
 	if (n_gr && tok_load_dir(&tok, model) == LM_OK) {
@@ -442,6 +445,41 @@ int main(void)
 				struct turn_stats j3 = turn(e, "Continue the story: It was a dark and stormy night.", &c);
 				CHECK(j3.prompt_tokens == j1.prompt_tokens && strcmp(c.text, "") != 0,
 				      "after reset: %d prompt tokens", j3.prompt_tokens);
+				engine_stop(e);
+			}
+
+			/* an empty reply (the first token a stop token) is an empty assistant message: it was the reply
+			 * before it, left in the reply buffer. The second turn's prompt ends with the first turn's greedy
+			 * reply, so the model stops at once; the third turn's template fails if the history repeats. */
+			char *tj = malloc(strlen(reply1) + 1024);
+			sprintf(tj, "{%%- if messages | length > 3 and messages[3].content == messages[1].content %%}"
+				    "{{ raise_exception('the empty reply was recorded as the reply before it') }}{%% endif -%%}"
+				    "<|im_start|>user\n{{ messages[-1].content }}<|im_end|>\n<|im_start|>assistant\n"
+				    "{%% if messages | length == 3 %%}%s{%% endif %%}", reply1);
+			co = read_file(a, &cfg, &l1) == LM_OK ? cJSON_Parse(cfg) : NULL;
+			free(cfg);
+			cJSON_ReplaceItemInObject(co, "chat_template", cJSON_CreateString(tj));
+			txt = cJSON_Print(co);
+			f = fopen(a, "w");
+			fputs(txt, f);
+			fclose(f);
+			free(txt);
+			free(tj);
+			cJSON_Delete(co);
+			o3.sampling.max_new_tokens = 64;
+			if (*reply1 && engine_start(&e, &o3) == LM_OK) {
+				memset(&c, 0, sizeof c);
+				CHECK(wait_for(e, EV_READY, &c), "no EV_READY with the Jinja template: %s", c.last_error);
+				const char *u = "Continue the story: It was a dark and stormy night.";
+				struct turn_stats k1 = turn(e, u, &c);
+				CHECK(k1.gen_tokens > 0 && strcmp(c.text, reply1) == 0, "first reply \"%s\", want \"%s\"", c.text,
+				      reply1);
+				struct turn_stats k2 = turn(e, u, &c);
+				CHECK(k2.gen_tokens == 0 && c.len == 0, "second reply: %d tokens \"%s\", want none", k2.gen_tokens,
+				      c.text);
+				c.n_errors = 0;
+				turn(e, "And then?", &c);
+				CHECK(c.n_errors == 0, "third turn: %s", c.last_error);
 				engine_stop(e);
 			}
 		}

@@ -259,12 +259,50 @@ int main(void)
 	 * would not fit is an error (Python would grow the integer) */
 	expect("{{ 7 % 3 }} {{ -7 % 3 }} {{ 7 % -3 }} {{ -7 // 2 }} {{ 5 % 0.5 }} {{ (-4611686018427387904 * 2) % -1 }}",
 	       "1 2 -2 -4 0.0 0");
+	/* divisibleby as Python's value % num == 0: a float divisor below 1 and -1 under the smallest integer were
+	 * an integer division by 0 and an overflow (SIGFPE) */
+	expect("{{ 10 is divisibleby 0.5 }} {{ 10 is divisibleby 3.0 }} {{ 9 is divisibleby 3 }} "
+	       "{{ (-4611686018427387904 * 2) is divisibleby(-1) }}",
+	       "True False True True");
 	expect_error("{{ 9223372036854775807 + 1 }}", "overflow");
 	expect_error("{{ -(-4611686018427387904 * 2) }}", "overflow");
 	expect_error("{{ 4611686018427387904 * 4 }}", "overflow");
 	expect_error("{{ (-4611686018427387904 * 2) // -1 }}", "overflow");
+	/* a string of a float past 64 bits: clamped as every float made an integer (the cast, undefined, gave -2**63) */
+	expect("{{ '1e300' | int }} {{ '-1e300' | int }} {{ '2.7' | int }} {{ 'x' | int(5) }}",
+	       "9223372036854775807 -9223372036854775808 2 5");
+	expect_error("{{ (-4611686018427387904 * 2) | abs }}", "overflow in 'abs'"); /* it printed -9223372036854775808 */
+	expect("{{ -5 | abs }} {{ (-4611686018427387904 * 2 + 1) | abs }} {{ -2.5 | abs }}", "5 9223372036854775807 2.5");
 	expect_error("{% for i in range(10, 0, 0) %}x{% endfor %}", "step must not be zero");
 	expect_error("{% for i in range(10000000000) %}{% endfor %}", "too long");
+	/* range()'s length where hi - lo does not fit in 64 bits, or the step past the end does not (they were an
+	 * endless loop that took all memory, and LLONG_MIN / -1, a SIGFPE) */
+	expect_error("{{ range(0, -4611686018427387904 * 2, -1) | length }}", "too long");
+	expect_error("{{ range(-4611686018427387904 * 2, 9223372036854775807) | length }}", "too long");
+	expect("{{ range(9223372036854775806, 9223372036854775807, 10) | list }} {{ range(-9223372036854775807, "
+	       "-4611686018427387904 * 2, -3) | list }} {{ range(3, 0, -1) | list }} {{ range(0, 7, 3) | list }} "
+	       "{{ range(5, 1) | list }}",
+	       "[9223372036854775806] [-9223372036854775807] [3, 2, 1] [0, 3, 6] []");
+	/* tojson's indent of 2e9 spaces a line: it stops at the memory limit (it went on writing single spaces past
+	 * it, 2e9 rounds, over a minute; the render failed only then) */
+	double t0 = now_s();
+	expect_error("{{ [1] | tojson(indent=2000000000) }}", "chat template:");
+	CHECK(now_s() - t0 < 20, "tojson(indent=2000000000) took %.0f s", now_s() - t0);
+	/* repetition: n * k wrapped past 2**64 to a small size (then took memory until abort()), and an empty list or
+	 * string was repeated k times (for ever) */
+	expect_error("{{ ([1, 2, 3, 4] * 4611686018427387904) | length }}", "more than a million");
+	expect_error("{{ ('abcd' * 4611686018427387904) | length }}", "more than 64 MiB");
+	expect("{{ ([] * 9223372036854775807) | length }} {{ ('' * 9223372036854775807) | length }} {{ [1, 2] * 3 }} "
+	       "{{ 'ab' * 3 }} {{ ([1, 2] * 500000) | length }}",
+	       "0 0 [1, 2, 1, 2, 1, 2] ababab 1000000");
+	/* truncate() with length + leeway past 2**63 (it wrapped negative and cut at an offset past the string's end) */
+	expect("{{ 'hello world' | truncate(9223372036854775807) }}|{{ 'hello world' | truncate(100000000, leeway=9223372036854775807) }}|"
+	       "{{ 'hello world' | truncate(7, leeway=0) }}|{{ 'hello world' | truncate(7, leeway=4) }}",
+	       "hello world|hello world|hell...|hello world");
+	/* a slice whose step, added to an index, overflowed back into range (it read outside the string or list) */
+	expect("{{ 'abc'[1::9223372036854775807] }} {{ [1, 2, 3][2::9223372036854775806] }} {{ 'abcdef'[5:0:-4611686018427387904 * 2] }} "
+	       "{{ 'abcdef'[::-2] }} {{ [1, 2, 3, 4, 5][1:4:2] }} {{ 'abcdef'[-2::-1] }}",
+	       "b [3] f fdb [2, 4] edcba");
 	expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "chat template:");
 	expect_error("{{ 'x' * 1000000000000 }}", "chat template:");
 	expect_error("{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",

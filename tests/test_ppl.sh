@@ -80,6 +80,14 @@ mkdir -p "$nb" && cp "$DEMO"/config.json "$DEMO"/tokenizer.json "$DEMO"/model* "
 	expect_fail "one token without BOS" "nothing to predict" "$LMTERM" ppl "$nb" --file "$nb/one.txt" --backend cpu
 	rm -rf "$nb"
 }
+# a tokenizer of another model (--tokenizer) giving ids past the model's vocabulary: an error naming the text
+# before any window is scored (the target after a 512-token chunk was read from the logits before the next
+# chunk's embedding refused it: a read past their end, which valgrind shows; here id 56568 is that target)
+big=${TMPDIR:-/tmp}/lmterm-ppl-vocab.$$
+printf 'the%s \344\275\240%s' "$(yes ' the' | head -509 | tr -d '\n')" "$(yes ' the' | head -20 | tr -d '\n')" > "$big"
+expect_fail "a tokenizer with ids past the model's vocabulary" "the tokenizer gave id 56568" \
+	"$LMTERM" ppl "$DEMO" --file "$big" --ctx 1024 --backend cpu --tokenizer "$TESTDATA/tokenizers/qwen3.tokenizer.json"
+rm -f "$big"
 # a model whose final norm weight is NaN: an error naming the cause, not "perplexity: nan" and exit 0
 if command -v python3 >/dev/null 2>&1; then
 	nn=${TMPDIR:-/tmp}/lmterm-ppl-nan.$$

@@ -190,6 +190,19 @@ static void check_unseen(const char *td, const char *dir)
 	      strstr(ct.jinja_error, "urlencode"), "unsupported filter: jinja %p, error '%s'", (void *)ct.jinja,
 	      ct.jinja_error ? ct.jinja_error : "(none)");
 	tmpl_free(&ct);
+	/* a list of named templates: the "default" one, the last where two are (transformers makes a dict of them) */
+	write_file(dst, "{\"chat_template\": [{\"name\": \"default\", \"template\": \"{{ 'first' }}\"}, "
+			"{\"name\": \"tool_use\", \"template\": \"{{ 'tools' }}\"}, "
+			"{\"name\": \"default\", \"template\": \"{% for m in messages %}({{ m.content }}){% endfor %}\"}]}");
+	{
+		static const struct chat_msg hm[] = { { "user", "Hi" } };
+		struct tmpl_text t2;
+		CHECK(tmpl_choose(&ct, NULL, dir, "unseen") == LM_OK && ct.jinja &&
+		      tmpl_render_jinja(&ct, hm, 1, true, &t2) == LM_OK && strcmp(t2.s, "(Hi)") == 0,
+		      "two \"default\" templates: %s", ct.name);
+		tmpl_text_free(&t2);
+		tmpl_free(&ct);
+	}
 	/* newer transformers save the template as chat_template.jinja (processors: chat_template.json) beside a
 	 * tokenizer_config.json without one; that file wins where both are */
 	char side[4200];
