@@ -120,9 +120,11 @@ done
 # The same in a terminal, where the progress panel is full-screen (tmux): SIGTERM and SIGHUP used to go to the
 # terminal's own handler, which restored the screen and ended the process with DIR.tmp-* left behind
 if command -v tmux >/dev/null 2>&1; then
-	sock="lmterm-lite-$$"
+	# a server of its own for each session: a new one on the name of a server still shutting down after
+	# kill-server failed now and then under load ("server exited unexpectedly")
 	T() { tmux -L "$sock" -f /dev/null "$@"; }
 	for sig in TERM HUP; do
+		sock="lmterm-lite-$$-$sig"
 		rm -f "$tmp/pid"
 		T new-session -d -s lite -x 120 -y 40 \
 			"sh -c 'echo \$\$ > $tmp/pid; exec \"$LMTERM\" lite auto_awq \"$FIX/llama3-rand\" --work-dir \"$out\" \
@@ -158,6 +160,7 @@ if command -v tmux >/dev/null 2>&1; then
 		T kill-server >/dev/null 2>&1
 	done
 	# after the first layer the panel names its figure: the layer's error (it said "last item: 0.008")
+	sock="lmterm-lite-$$-panel"
 	T new-session -d -s lite -x 120 -y 40 "\"$LMTERM\" lite auto_awq \"$DEMO\" --work-dir \"$out\" \
 		--calib-dataset \"$TESTDATA/text/wiki.test.raw\" --calib-samples 8 --calib-seqlen 256 --search-scale --threads 1" ||
 		fail "tmux did not start"
