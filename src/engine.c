@@ -342,14 +342,37 @@ static int setup_kv(struct engine *e, const struct kv_capacity *cap, int policy)
 	return LM_OK;
 }
 
+/* A notice, not a failure: the chat screen shows it as a note (EV_ERROR with warning set). */
+static void push_warning(struct engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void push_warning(struct engine *e, const char *fmt, ...)
+{
+	struct engine_event ev;
+	memset(&ev, 0, sizeof ev);
+	ev.type = EV_ERROR;
+	ev.u.error.warning = true;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ev.u.error.text, sizeof ev.u.error.text, fmt, ap);
+	va_end(ap);
+	push_event(e, &ev);
+}
+
 static void warn_session_fit(struct engine *e)
 {
 	if (e->plan.capacity_tokens >= e->session_len_req) return;
-	push_error(e, false,
-		   _("--session-len %d does not fit: the KV cache holds %d tokens (%.1f MiB at %zu bytes per token); "
-		     "%d tokens would need %.1f MiB. Sessions are limited to %d tokens."),
-		   e->session_len_req, e->plan.capacity_tokens, e->plan.bytes / MiB, e->plan.bytes_per_token,
-		   e->session_len_req, (double)e->session_len_req * e->plan.bytes_per_token / MiB, e->session_len);
+	const double need = (double)e->session_len_req * e->plan.bytes_per_token / MiB;
+	if (e->o.session_len > 0)
+		push_warning(e,
+			     _("--session-len %d does not fit: the KV cache holds %d tokens (%.1f MiB at %zu bytes per "
+			       "token); %d tokens would need %.1f MiB. Sessions are limited to %d tokens."),
+			     e->session_len_req, e->plan.capacity_tokens, e->plan.bytes / MiB, e->plan.bytes_per_token,
+			     e->session_len_req, need, e->session_len);
+	else /* the length was the model's context, not something the user asked for */
+		push_warning(e,
+			     _("sessions are limited to %d tokens: the KV cache holds that many (%.1f MiB at %zu bytes "
+			       "per token); the model's context of %d tokens would need %.1f MiB "
+			       "(--cache-max-entry-count sets the cache size)."),
+			     e->session_len, e->plan.bytes / MiB, e->plan.bytes_per_token, e->session_len_req, need);
 }
 
 static int engine_load(struct engine *e)
@@ -1045,10 +1068,10 @@ static void *engine_main(void *arg)
 	} else {
 		struct engine_event ev;
 		memset(&ev, 0, sizeof ev);
+		warn_session_fit(e); /* before EV_READY, which the plain prompt waits for */
 		ev.type = EV_READY;
 		ev.u.info = e->info;
 		push_event(e, &ev);
-		warn_session_fit(e);
 		push_mem(e);
 		struct cmd c;
 		while (!e->quit && next_cmd(e, &c)) {

@@ -91,4 +91,18 @@ expect_fail "not a model directory" "/nonexistent-model" "$LMTERM" chat /nonexis
 expect_fail "unknown template" "nonesuch" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --chat-template nonesuch"
 expect_fail "missing template file" "cannot open" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --chat-template /nonexistent/t.json"
 expect_fail "cache too small" "block" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --cache-max-entry-count 100B"
+# a cache smaller than the session: said before the model's line (it came after the first reply, or never); it
+# names --session-len only where that was given
+out=$(echo | "$LMTERM" chat "$MODEL" --backend cpu --cache-max-entry-count 256tok 2>&1)
+case "$out" in
+*"--session-len"*) fail "a small cache without --session-len: $out" ;;
+"lmterm: sessions are limited to 256 tokens: the KV cache holds that many"*"session 256 tokens"*) pass "a small cache: a word on the session length first" ;;
+*) fail "a small cache: $out" ;;
+esac
+out=$(echo | "$LMTERM" chat "$MODEL" --backend cpu --cache-max-entry-count 256tok --session-len 1024 2>&1)
+case "$out" in
+"lmterm: --session-len 1024 does not fit: the KV cache holds 256 tokens"*"Sessions are limited to 256 tokens."*)
+	pass "--session-len larger than the cache: said first" ;;
+*) fail "--session-len larger than the cache: $out" ;;
+esac
 finish

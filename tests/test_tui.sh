@@ -398,6 +398,24 @@ if [ "${TUI_FAKE:-0}" != 1 ]; then
 	wait_for "lmterm-exit=0" 20 && pass "TERM=dumb: 'exit' quits" || fail "TERM=dumb: 'exit' did not quit"
 	show "TERM=dumb"
 fi
+# a KV cache smaller than the model's context: a note that says how long sessions are (it was an "Error" that
+# named --session-len 2048, an option not given); the real engine only
+if [ "${TUI_FAKE:-0}" != 1 ]; then
+	T send-keys -t tui "clear; LC_ALL=C.UTF-8 $CMD --cache-max-entry-count 256tok; echo lmterm-exit=\$?" Enter
+	if wait_for "sessions are limited to 256 tokens" 60; then
+		if screen | grep -q "^Note" && ! screen | grep -q "^Error" && ! screen | grep -q -- "--session-len"; then
+			pass "a small KV cache: a note on the session length"
+		else
+			show "small KV cache"
+			fail "a small KV cache: not a note, or it names --session-len"
+		fi
+	else
+		show "small KV cache"
+		fail "a small KV cache: no word on the session length"
+	fi
+	T send-keys -t tui C-q
+	wait_for "lmterm-exit=0" 10 || fail "small KV cache: Ctrl-Q did not quit"
+fi
 
 # 8. Chinese
 if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN\.utf-\?8$'; then

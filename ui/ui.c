@@ -650,6 +650,10 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		note(u, ROLE_NOTE, "%s", _("New conversation."));
 		break;
 	case EV_ERROR:
+		if (ev->u.error.warning) { /* nothing failed: a note, and the state stays as it is */
+			note(u, ROLE_NOTE, "%s", ev->u.error.text);
+			break;
+		}
 		if (ev->u.error.fatal && !u->ready) {
 			/* the model did not load: leave the screen and say why on stderr */
 			u->exit_code = 1;
