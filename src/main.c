@@ -19,12 +19,12 @@ static void usage(FILE *f)
 	fprintf(f, _("Usage: lmterm COMMAND [MODEL] [OPTIONS]\n"
 		     "\n"
 		     "Commands:\n"
-		     "  chat [MODEL]         chat with a model (the bundled demo model if none is given)\n"
-		     "  generate MODEL       continue a prompt (-p TEXT or --ids \"1 2 3\")\n"
-		     "  tokenize MODEL TEXT  print token ids (--json: JSON array of strings on stdin)\n"
-		     "  ppl MODEL --file F   perplexity of a text file\n"
-		     "  bench MODEL|CONFIG   prefill and decode speed, memory, roofline ratio\n"
-		     "  lite auto_awq MODEL  quantize weights to 4 bits (AWQ)\n"
+		     "  chat [MODEL]           chat with a model (the bundled demo model if none is given)\n"
+		     "  generate MODEL         continue a prompt (-p TEXT or --ids \"1 2 3\")\n"
+		     "  tokenize MODEL [TEXT]  print token ids (TEXT or stdin; --json: JSON arrays in and out)\n"
+		     "  ppl MODEL --file F     perplexity of a text file\n"
+		     "  bench MODEL|CONFIG     prefill and decode speed, memory, roofline ratio\n"
+		     "  lite auto_awq MODEL    quantize weights to 4 bits (AWQ)\n"
 		     "\n"
 		     "Run 'man lmterm' for every option. Option names follow LMDeploy's.\n"));
 }
