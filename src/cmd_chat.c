@@ -169,19 +169,25 @@ struct repl {
 	int exit_code;
 };
 
-enum { LINE_OK, LINE_EOF, LINE_INTR };
+enum { LINE_OK, LINE_EOF, LINE_INTR, LINE_NOMEM };
 
 /* One line of stdin (without the newline) into a malloc'd *out; waits in poll() so Ctrl-C is seen. */
 static int read_line(struct repl *r, char **out)
 {
 	size_t cap = 256, len = 0;
 	char *line = malloc(cap);
+	if (!line) return LINE_NOMEM;
 	for (;;) {
 		char *nl = memchr(r->inbuf, '\n', r->inlen);
 		size_t take = nl ? (size_t)(nl - r->inbuf) : r->inlen;
 		if (len + take + 1 > cap) {
 			while (len + take + 1 > cap) cap *= 2;
-			line = realloc(line, cap);
+			char *p = realloc(line, cap);
+			if (!p) {
+				free(line);
+				return LINE_NOMEM;
+			}
+			line = p;
 		}
 		memcpy(line + len, r->inbuf, take);
 		len += take;
@@ -343,6 +349,11 @@ static int repl_run(struct repl *r)
 				fputc('\n', stdout);
 				return 0;
 			}
+			if (rc == LINE_NOMEM) { /* a line longer than memory: say so rather than crash */
+				free(text);
+				fprintf(stderr, "lmterm: %s\n", _("out of memory"));
+				return 1;
+			}
 			if (rc == LINE_EOF) {
 				eof = true;
 				break;
@@ -352,7 +363,14 @@ static int repl_run(struct repl *r)
 				break;
 			}
 			size_t l = strlen(line);
-			text = realloc(text, tlen + l + 2);
+			char *t = realloc(text, tlen + l + 2);
+			if (!t) {
+				free(text);
+				free(line);
+				fprintf(stderr, "lmterm: %s\n", _("out of memory"));
+				return 1;
+			}
+			text = t;
 			if (tlen) text[tlen++] = '\n';
 			memcpy(text + tlen, line, l + 1);
 			tlen += l;
