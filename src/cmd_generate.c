@@ -90,6 +90,9 @@ static int parse(struct gen_opts *o, int argc, char **argv)
 	}
 	if (!o->model) return lm_err(_("generate: no MODEL given"));
 	if (!o->prompt == !o->ids) return lm_err(_("generate: give exactly one of -p TEXT and --ids \"1 2 3\""));
+	if (o->greedy && o->temperature > 0) /* greedy won silently */
+		return lm_err(_("generate: --greedy and --temperature %g contradict each other (greedy is temperature 0)"),
+			      o->temperature);
 	return LM_OK;
 }
 

@@ -72,6 +72,9 @@ expect_fail "unknown option" "--bogus" "$LMTERM" generate "$DEMO" --ids "1 2 3" 
 expect_fail "neither -p nor --ids" "--ids" "$LMTERM" generate "$DEMO"
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" generate "$DEMO" --ids "1" --quant-policy 3
 expect_usage "bad --backend" "unknown backend 'gpu'" "$LMTERM" generate "$DEMO" --ids "1" --backend gpu
+expect_usage "--greedy with a temperature" "contradict" "$LMTERM" generate "$DEMO" --ids "1" --greedy --temperature 0.8
+# --greedy with --temperature 0 says the same thing twice: fine
+"$LMTERM" generate "$DEMO" --ids "1" -n 2 --greedy --temperature 0 >/dev/null 2>&1 && pass "--greedy --temperature 0" || fail "--greedy --temperature 0 refused"
 expect_fail "unwritable --dump-logits" "$tmp/no/dir/x: cannot create" "$LMTERM" generate "$DEMO" --ids "1 2" --dump-logits "$tmp/no/dir/x"
 # the message names the file given, not the temporary name beside it that was never created
 case $("$LMTERM" generate "$DEMO" --ids "1 2" --dump-logits "$tmp/no/dir/x" 2>&1) in
