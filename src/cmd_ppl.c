@@ -130,9 +130,11 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 				 "probably damaged"), file, w + 1);
 			goto fail;
 		}
-		if (tty)
-			fprintf(stderr, "\rwindow %d/%d  ppl %.4f  %.1f s\033[K", w + 1, n_win, exp(nll / count),
-				now_s() - t0);
+		if (tty) { /* the escapes stay out of the translated text */
+			fputc('\r', stderr);
+			fprintf(stderr, _("window %d/%d  ppl %.4f  %.1f s"), w + 1, n_win, exp(nll / count), now_s() - t0);
+			fputs("\033[K", stderr);
+		}
 	}
 	if (tty) fprintf(stderr, "\r\033[K");
 	if (count == 0) { /* one token and no BOS before it: nothing is predicted, and 0/0 printed "-nan" */
