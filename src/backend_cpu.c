@@ -36,6 +36,7 @@
 #include "kvquant.h"
 #include "sampler.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1040,13 +1041,18 @@ static const struct backend_i cpu_i = {
 	.graph_end = NULL,
 };
 
-/* LMTERM_THREADS if set, else the CPUs this process may run on */
+/* LMTERM_THREADS if set (1..256; anything else is an error, where a bad value used to be ignored silently),
+ * else the CPUs this process may run on; -1 with a message */
 static int cpu_threads(void)
 {
 	const char *e = getenv("LMTERM_THREADS");
 	if (e && *e) {
-		int n = atoi(e);
-		if (n > 0) return MIN(n, 256);
+		char *end;
+		errno = 0;
+		long n = strtol(e, &end, 10);
+		if (errno || *end || n < 1 || n > 256)
+			return lm_err(_("LMTERM_THREADS='%s': give a number of threads from 1 to 256"), e), -1;
+		return (int)n;
 	}
 	return MIN(lm_cpu_count(), 256);
 }
@@ -1086,6 +1092,11 @@ struct backend *backend_cpu_create(void)
 	c->be.act_size = sizeof(float);
 	c->be.ctx = c;
 	int nt = cpu_threads();
+	if (nt < 0) {
+		pthread_mutex_destroy(&c->mem_mu);
+		free(c);
+		return NULL;
+	}
 	if (pool_init(&c->pool, nt)) {
 		pool_destroy(&c->pool);
 		pthread_mutex_destroy(&c->mem_mu);

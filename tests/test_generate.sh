@@ -71,6 +71,10 @@ expect_fail "-n -1" "-n" "$LMTERM" generate "$DEMO" --ids "1 2 3" -n -1
 expect_fail "unknown option" "--bogus" "$LMTERM" generate "$DEMO" --ids "1 2 3" --bogus
 expect_fail "neither -p nor --ids" "--ids" "$LMTERM" generate "$DEMO"
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" generate "$DEMO" --ids "1" --quant-policy 3
+for t in abc 0 -3 2x 300; do
+	expect_fail "LMTERM_THREADS=$t" "LMTERM_THREADS=?$t?: give a number of threads from 1 to 256" env LMTERM_THREADS=$t "$LMTERM" generate "$DEMO" --ids "1" -n 1 --backend cpu
+done
+LMTERM_THREADS=1 "$LMTERM" generate "$DEMO" --ids "1" -n 2 --backend cpu >/dev/null 2>&1 && pass "LMTERM_THREADS=1" || fail "LMTERM_THREADS=1 refused"
 expect_usage "bad --backend" "unknown backend 'gpu'" "$LMTERM" generate "$DEMO" --ids "1" --backend gpu
 expect_usage "--greedy with a temperature" "contradict" "$LMTERM" generate "$DEMO" --ids "1" --greedy --temperature 0.8
 # --greedy with --temperature 0 says the same thing twice: fine
