@@ -1289,7 +1289,6 @@ int awq_quantize(const struct awq_opts *o, struct progress_sink *sink)
 	x.o = o;
 	x.sink = sink;
 	x.nt = o->n_threads > 0 ? o->n_threads : lm_cpu_count();
-	if (x.nt < 1) x.nt = 1;
 	int rc = LM_ERR;
 	if (o->bits != 4) { lm_err(_("--w-bits %d: only 4-bit weights are supported"), o->bits); goto out; }
 	if (setup(&x, o->model_dir, o->group)) goto out;

@@ -228,18 +228,34 @@ static void emit_text(struct engine *e, const char *s, int n)
 	}
 }
 
-static void push_error(struct engine *e, bool fatal, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void push_error(struct engine *e, bool fatal, const char *fmt, ...)
+/* an EV_ERROR: fatal = the engine stops; warning = a notice, nothing failed (the chat screen shows a note) */
+static void push_msg(struct engine *e, bool fatal, bool warning, const char *fmt, va_list ap)
 {
 	struct engine_event ev;
 	memset(&ev, 0, sizeof ev);
 	ev.type = EV_ERROR;
 	ev.u.error.fatal = fatal;
+	ev.u.error.warning = warning;
+	vsnprintf(ev.u.error.text, sizeof ev.u.error.text, fmt, ap);
+	push_event(e, &ev);
+}
+
+static void push_error(struct engine *e, bool fatal, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void push_error(struct engine *e, bool fatal, const char *fmt, ...)
+{
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(ev.u.error.text, sizeof ev.u.error.text, fmt, ap);
+	push_msg(e, fatal, false, fmt, ap);
 	va_end(ap);
-	push_event(e, &ev);
+}
+
+static void push_warning(struct engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void push_warning(struct engine *e, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	push_msg(e, false, true, fmt, ap);
+	va_end(ap);
 }
 
 static void push_progress(struct engine *e, const char *stage, int64_t done, int64_t total, double t0)
@@ -340,21 +356,6 @@ static int setup_kv(struct engine *e, const struct kv_capacity *cap, int policy)
 	if (kvmgr_alloc(&e->kv, e->be, &e->m.cfg, &e->plan) != LM_OK) return LM_ERR;
 	e->session_len = MIN(e->session_len_req, e->plan.capacity_tokens);
 	return LM_OK;
-}
-
-/* A notice, not a failure: the chat screen shows it as a note (EV_ERROR with warning set). */
-static void push_warning(struct engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void push_warning(struct engine *e, const char *fmt, ...)
-{
-	struct engine_event ev;
-	memset(&ev, 0, sizeof ev);
-	ev.type = EV_ERROR;
-	ev.u.error.warning = true;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(ev.u.error.text, sizeof ev.u.error.text, fmt, ap);
-	va_end(ap);
-	push_event(e, &ev);
 }
 
 static void warn_session_fit(struct engine *e)
