@@ -499,13 +499,12 @@ template <typename T, int NB>
 static void tile_launch_nb(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
 			   int group, cudaStream_t s)
 {
-	const int G = K / group;
+	const int G = K / group, NT = N / 16, v = NB == 1 && group == 128 ? tile_variant() : 0;
 	int W = tile_warps(N, G), pf = tile_prefetch();
 	// the UG variants: no fewer than UG groups per warp (wqkv and wo at UG 4: 8 warps per tile, one pass)
-	if (NB == 1 && group == 128 && tile_variant() >= 2)
-		while (W > 1 && W * tile_variant() > G) W /= 2;
+	if (v >= 2)
+		while (W > 1 && W * v > G) W /= 2;
 	// the kernel's pf: how many leading tiles prefetch before pdl_wait (-1: all of them, after it)
-	const int NT = N / 16;
 	const size_t tile_bytes = (size_t)K / 64 * 512 + (size_t)G * 64;
 	switch (pf) {
 	case 1: pf = NT; break;
@@ -513,24 +512,15 @@ static void tile_launch_nb(void *y, const void *x, const void *qw, const void *s
 	case 3: pf = (size_t)N * K <= (size_t)6144 * 4096 ? NT : 0; break; // wqkv and wo of a 7B model
 	case 4: pf = (int)MIN((size_t)NT, tile_prefetch_bytes() / tile_bytes); break;
 	}
-	void (*k1)(T *, const uint16_t *, const uint4 *, const uint2 *, const float *, int, int, int) = nullptr;
-	if constexpr (NB == 1) {
-		if (group == 128) switch (tile_variant()) {
-			case 1: k1 = awq_tile_gemv_kernel<T, 1, 2, true>; break;
-			case 2: k1 = awq_tile_gemv_kernel<T, 1, 2, true, 2, true>; break;
-			case 3: k1 = awq_tile_gemv_kernel<T, 1, 2, true, 3, true>; break;
-			case 4: k1 = awq_tile_gemv_kernel<T, 1, 2, true, 4, true>; break;
-			}
-	}
-	if (k1)
-		klaunch(k1, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias,
-			N, K, pf);
-	else if (group == 64)
-		klaunch(awq_tile_gemv_kernel<T, NB, 1>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
-			(const uint4 *)qw, (const uint2 *)sz, bias, N, K, pf);
-	else
-		klaunch(awq_tile_gemv_kernel<T, NB, 2>, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x,
-			(const uint4 *)qw, (const uint2 *)sz, bias, N, K, pf);
+	auto kern = group == 64 ? awq_tile_gemv_kernel<T, NB, 1> : awq_tile_gemv_kernel<T, NB, 2>;
+	if constexpr (NB == 1) switch (v) {
+		case 1: kern = awq_tile_gemv_kernel<T, 1, 2, true>; break;
+		case 2: kern = awq_tile_gemv_kernel<T, 1, 2, true, 2, true>; break;
+		case 3: kern = awq_tile_gemv_kernel<T, 1, 2, true, 3, true>; break;
+		case 4: kern = awq_tile_gemv_kernel<T, 1, 2, true, 4, true>; break;
+		}
+	klaunch(kern, NT, W * 32, 0, s, (T *)y, (const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, N, K,
+		pf);
 }
 
 template <typename T>
