@@ -279,8 +279,10 @@ static int generate(struct run *r)
 	/* Sampling: generation_config.json's settings, then the command line's; --greedy or temperature 0 is
 	 * greedy (the argmax, on the device where the backend can). */
 	struct sampling sp = { .temperature = 1, .top_p = 1, .top_k = 0, .min_p = 0, .repetition_penalty = 1 };
-	if (sampling_from_generation_config(&sp, o->model)) return LM_ERR;
+	char warn[1024];
+	if (sampling_from_generation_config(&sp, o->model, warn, sizeof warn)) return LM_ERR;
 	if (o->temperature >= 0) sp.temperature = (float)o->temperature;
+	if (warn[0] && !o->greedy && sp.temperature > 0) fprintf(stderr, "lmterm: %s\n", warn); /* greedy reads none */
 	sp.seed = o->seed_given ? o->seed : seed_from_clock(); /* time(NULL) repeated a sample within a second */
 	if (!o->greedy && sp.temperature > 0 && sampler_init(&r->sampler, V, &sp)) return LM_ERR;
 

@@ -78,6 +78,7 @@ struct engine {
 	int n_ctx;
 	int session_len;           /* effective: min(requested, cache capacity) */
 	int session_len_req;       /* requested (--session-len or the model's max_position_embeddings) */
+	char load_warn[1024];      /* what loading ignored (generation_config.json's bad values), "" if nothing */
 	int32_t stop_ids[16];
 	int n_stop;
 	const char *stop_text[TMPL_MAX_STOP]; /* stop words that are no single token: matched in the text */
@@ -376,6 +377,20 @@ static void warn_session_fit(struct engine *e)
 			     e->session_len, e->plan.bytes / MiB, e->plan.bytes_per_token, e->session_len_req, need);
 }
 
+/* Notes from loading, shown once before EV_READY: a session longer than the model was trained for (past
+ * max_position_embeddings the replies of a model without dynamic RoPE scaling degrade; LMDeploy lets it
+ * run, so this is a note, not an error), and generation_config.json's values that were ignored. */
+static void warn_load(struct engine *e)
+{
+	const struct model_config *c = &e->m.cfg;
+	if (e->o.session_len > c->max_pos && c->rope.type != ROPE_DYNAMIC)
+		push_warning(e,
+			     _("--session-len %d is longer than the model's context of %d tokens "
+			       "(max_position_embeddings in config.json); replies past %d tokens may degrade."),
+			     e->o.session_len, c->max_pos, c->max_pos);
+	if (e->load_warn[0]) push_warning(e, "%s", e->load_warn);
+}
+
 static int engine_load(struct engine *e)
 {
 	e->load_t0 = now_s();
@@ -422,7 +437,8 @@ static int engine_load(struct engine *e)
 	/* sampling: built-in defaults, then generation_config.json, then what the command line gave */
 	struct sampling sp = { .temperature = 0.8f, .top_p = 1.0f, .top_k = 0, .min_p = 0, .repetition_penalty = 1.0f,
 			       .seed = e->o.sampling.seed, .max_new_tokens = 0 };
-	if (sampling_from_generation_config(&sp, e->model_dir) != LM_OK) return LM_ERR;
+	if (sampling_from_generation_config(&sp, e->model_dir, e->load_warn, sizeof e->load_warn) != LM_OK)
+		return LM_ERR;
 	const struct sampling *g = &e->o.sampling;
 	const bool *given = e->o.sampling_given;
 	if (given[SG_TEMPERATURE]) sp.temperature = g->temperature;
@@ -1069,7 +1085,8 @@ static void *engine_main(void *arg)
 	} else {
 		struct engine_event ev;
 		memset(&ev, 0, sizeof ev);
-		warn_session_fit(e); /* before EV_READY, which the plain prompt waits for */
+		warn_load(e); /* before EV_READY, which the plain prompt waits for */
+		warn_session_fit(e);
 		ev.type = EV_READY;
 		ev.u.info = e->info;
 		push_event(e, &ev);

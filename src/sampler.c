@@ -9,7 +9,9 @@
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct cand {
 	float logit;
@@ -241,16 +243,39 @@ int sampler_sample_device(struct sampler *s, struct backend *be, const void *h, 
 	return be->i->sample(be, token, h, lm_head, &a);
 }
 
-static bool json_num(const cJSON *o, const char *key, double *v)
+/* One sampling field of generation_config.json: absent or null (unset, as transformers writes it) leaves *v
+ * alone and returns false; a number within [lo, hi] (lo excluded where lo_open) is stored and returns true;
+ * anything else returns false and adds "key value (why)" to the ignored list. */
+static bool gen_num(const cJSON *o, const char *key, double lo, bool lo_open, double hi, double *v, char *ign,
+		    size_t ign_len)
 {
 	const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
-	if (!cJSON_IsNumber(j)) return false;
-	*v = j->valuedouble;
-	return true;
+	if (!j || cJSON_IsNull(j)) return false;
+	char what[96];
+	if (!cJSON_IsNumber(j)) {
+		char *txt = cJSON_PrintUnformatted(j);
+		snprintf(what, sizeof what, _("%s %.24s (not a number)"), key, txt ? txt : "?");
+		free(txt);
+	} else if (isnan(j->valuedouble) || j->valuedouble < lo || (lo_open && j->valuedouble == lo) ||
+		   j->valuedouble > hi) {
+		char range[48];
+		if (hi >= 1e300)
+			snprintf(range, sizeof range, "%s %g", lo_open ? ">" : ">=", lo);
+		else
+			snprintf(range, sizeof range, "%c%g, %g]", lo_open ? '(' : '[', lo, hi);
+		snprintf(what, sizeof what, _("%s %g (must be %s)"), key, j->valuedouble, range);
+	} else {
+		*v = j->valuedouble;
+		return true;
+	}
+	size_t used = strlen(ign);
+	snprintf(ign + used, ign_len - used, "%s%s", used ? ", " : "", what);
+	return false;
 }
 
-int sampling_from_generation_config(struct sampling *p, const char *model_dir)
+int sampling_from_generation_config(struct sampling *p, const char *model_dir, char *warn, size_t warn_len)
 {
+	if (warn_len) warn[0] = 0;
 	char path[4200];
 	path_join(path, sizeof path, model_dir, "generation_config.json");
 	if (!file_exists(path)) return LM_OK;
@@ -263,18 +288,25 @@ int sampling_from_generation_config(struct sampling *p, const char *model_dir)
 		cJSON_Delete(o);
 		return lm_err(_("%s: not a JSON object"), path);
 	}
-	/* values outside what the command line accepts are ignored, as before; counts beyond int are clamped
-	 * (converting 1e30 to int is undefined and gave INT_MIN, a negative max_new_tokens) */
+	/* The ranges are the command line's (chat's options). A value outside them is ignored, and the caller
+	 * says so (a silent default hid a typo such as "top_p": 90); counts beyond int are clamped (converting
+	 * 1e30 to int is undefined and gave INT_MIN, a negative max_new_tokens). */
+	char ign[512] = "";
+	const double inf = 1e308;
 	double v;
-	if (json_num(o, "temperature", &v) && v >= 0 && v <= 100) p->temperature = (float)v;
-	if (json_num(o, "top_p", &v) && v > 0 && v <= 1) p->top_p = (float)v;
-	if (json_num(o, "top_k", &v) && v >= 0) p->top_k = v < INT_MAX ? (int)v : INT_MAX;
-	if (json_num(o, "min_p", &v) && v >= 0 && v < 1) p->min_p = (float)v;
-	if (json_num(o, "repetition_penalty", &v) && v >= 0.01 && v <= 100) p->repetition_penalty = (float)v;
-	if (json_num(o, "max_new_tokens", &v) && v >= 1) p->max_new_tokens = v < INT_MAX ? (int)v : INT_MAX;
+	if (gen_num(o, "temperature", 0, false, 100, &v, ign, sizeof ign)) p->temperature = (float)v;
+	if (gen_num(o, "top_p", 0, true, 1, &v, ign, sizeof ign)) p->top_p = (float)v;
+	if (gen_num(o, "top_k", 0, false, inf, &v, ign, sizeof ign)) p->top_k = v < INT_MAX ? (int)v : INT_MAX;
+	if (gen_num(o, "min_p", 0, false, 1, &v, ign, sizeof ign)) p->min_p = (float)v;
+	if (gen_num(o, "repetition_penalty", 0.01, false, 100, &v, ign, sizeof ign)) p->repetition_penalty = (float)v;
+	if (gen_num(o, "max_new_tokens", 1, false, inf, &v, ign, sizeof ign))
+		p->max_new_tokens = v < INT_MAX ? (int)v : INT_MAX;
 	/* do_sample false means greedy in transformers, whatever the temperature says */
 	const cJSON *ds = cJSON_GetObjectItemCaseSensitive(o, "do_sample");
 	if (cJSON_IsBool(ds) && !cJSON_IsTrue(ds)) p->temperature = 0;
+	if (ign[0] && warn_len)
+		snprintf(warn, warn_len, _("%s: ignored %s; the defaults or the command line's values are used"), path,
+			 ign);
 	cJSON_Delete(o);
 	return LM_OK;
 }

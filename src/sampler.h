@@ -30,7 +30,8 @@ int sampler_sample_device(struct sampler *s, struct backend *be, const void *h, 
 			  const int32_t *history, int n_history, int32_t *token);
 void sampler_free(struct sampler *s);
 /* Defaults from the model's generation_config.json (temperature, top_p, top_k, repetition_penalty...);
- * fields absent there keep their values in *p. Missing file is not an error. */
-int sampling_from_generation_config(struct sampling *p, const char *model_dir);
+ * fields absent there keep their values in *p. Missing file is not an error. Values of the wrong type or
+ * outside the command line's range are ignored and named in warn ("" when none), for the caller to show. */
+int sampling_from_generation_config(struct sampling *p, const char *model_dir, char *warn, size_t warn_len);
 
 #endif

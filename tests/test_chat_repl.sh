@@ -105,4 +105,29 @@ case "$out" in
 	pass "--session-len larger than the cache: said first" ;;
 *) fail "--session-len larger than the cache: $out" ;;
 esac
+# a session longer than the model's context (max_position_embeddings 2048, no dynamic RoPE): a note, and the
+# session is as long as asked; at the model's length no note
+out=$(echo | "$LMTERM" chat "$MODEL" --backend cpu --session-len 4096 2>&1)
+case "$out" in
+"lmterm: --session-len 4096 is longer than the model's context of 2048 tokens"*"session 4096 tokens"*)
+	pass "--session-len beyond max_position_embeddings: a note first" ;;
+*) fail "--session-len beyond max_position_embeddings: $out" ;;
+esac
+out=$(echo | "$LMTERM" chat "$MODEL" --backend cpu --session-len 2048 2>&1)
+case "$out" in
+*"longer than the model"*) fail "--session-len at max_position_embeddings: $out" ;;
+*"session 2048 tokens"*) pass "--session-len at max_position_embeddings: no note" ;;
+*) fail "--session-len 2048: $out" ;;
+esac
+# generation_config.json's unusable values are named, not silently replaced; the rest of the file still counts
+gdir=${TMPDIR:-/tmp}/lmterm-repl-gen.$$
+mkdir -p "$gdir" && cp "$MODEL"/* "$gdir"/ &&
+	printf '{"eos_token_id": [2, 4], "temperature": "0.7", "top_p": 90, "top_k": 40}\n' >"$gdir/generation_config.json"
+out=$(echo | "$LMTERM" chat "$gdir" --backend cpu 2>&1)
+case "$out" in
+"lmterm: $gdir/generation_config.json: ignored temperature \"0.7\" (not a number), top_p 90 (must be (0, 1])"*"session"*)
+	pass "generation_config.json: bad values named before the model's line" ;;
+*) fail "generation_config.json's bad values: $out" ;;
+esac
+rm -rf "$gdir"
 finish

@@ -122,4 +122,14 @@ if [ -d "$FIX" ]; then
 	id=$("$LMTERM" tokenize "$FIX" "hello world" | tr ' ' '\n' | awk '$1 >= 100 { print; exit }')
 	expect_fail "tokenizer id beyond vocab_size" "gave id $id," "$LMTERM" generate "$tmp/v100" -p "hello world" -n 1
 fi
+# generation_config.json's unusable values: named on stderr when the run samples; a greedy run reads none of them
+mkdir "$tmp/badgen" && cp "$DEMO"/* "$tmp/badgen/" &&
+	printf '{"eos_token_id": [2, 4], "top_p": 90, "min_p": "x"}\n' >"$tmp/badgen/generation_config.json"
+"$LMTERM" generate "$tmp/badgen" -p "Once" -n 2 --seed 1 --backend cpu >/dev/null 2>"$tmp/err" || fail "generate, bad generation_config: $(cat "$tmp/err")"
+case "$(cat "$tmp/err")" in
+*"generation_config.json: ignored top_p 90 (must be (0, 1]), min_p \"x\" (not a number)"*) pass "generate names generation_config's bad values" ;;
+*) fail "generate, bad generation_config: $(cat "$tmp/err")" ;;
+esac
+"$LMTERM" generate "$tmp/badgen" -p "Once" -n 2 --greedy --backend cpu >/dev/null 2>"$tmp/err" || fail "generate --greedy: $(cat "$tmp/err")"
+if grep -q "ignored" "$tmp/err"; then fail "generate --greedy warned about sampling values: $(cat "$tmp/err")"; else pass "generate --greedy: no sampling warning"; fi
 finish

@@ -179,7 +179,7 @@ int main(void)
 	}
 
 	/* generation_config.json: fields read, do_sample=false means greedy, missing file is fine */
-	char dir[] = "/tmp/lmterm-sampler-XXXXXX";
+	char dir[] = "/tmp/lmterm-sampler-XXXXXX", warn[1024];
 	if (mkdtemp(dir)) {
 		char path[256];
 		snprintf(path, sizeof path, "%s/generation_config.json", dir);
@@ -187,7 +187,7 @@ int main(void)
 		fprintf(fp, "{\"temperature\": 0.7, \"top_p\": 0.8, \"top_k\": 50, \"repetition_penalty\": 1.1}");
 		fclose(fp);
 		p = base();
-		CHECK(sampling_from_generation_config(&p, dir) == LM_OK, "%s", lm_errmsg());
+		CHECK(sampling_from_generation_config(&p, dir, warn, sizeof warn) == LM_OK, "%s", lm_errmsg());
 		CHECK(fabsf(p.temperature - 0.7f) < 1e-6 && fabsf(p.top_p - 0.8f) < 1e-6 && p.top_k == 50 &&
 		      fabsf(p.repetition_penalty - 1.1f) < 1e-6, "generation_config values not read");
 		/* absurd values: ignored or clamped, never a float infinity or an undefined conversion to int */
@@ -195,21 +195,38 @@ int main(void)
 		fprintf(fp, "{\"temperature\": 1e300, \"top_k\": 1e30, \"max_new_tokens\": 1e30, \"repetition_penalty\": 1e300}");
 		fclose(fp);
 		p = base();
-		CHECK(sampling_from_generation_config(&p, dir) == LM_OK && p.temperature == base().temperature &&
+		CHECK(sampling_from_generation_config(&p, dir, warn, sizeof warn) == LM_OK && p.temperature == base().temperature &&
 		      p.top_k == INT_MAX && p.max_new_tokens == INT_MAX && p.repetition_penalty == base().repetition_penalty,
 		      "absurd values: temperature %g top_k %d max_new_tokens %d repetition_penalty %g", p.temperature, p.top_k,
 		      p.max_new_tokens, p.repetition_penalty);
+		CHECK(strstr(warn, "temperature 1e+300 (must be [0, 100])") && strstr(warn, "repetition_penalty") &&
+		      !strstr(warn, "top_k") && !strstr(warn, "max_new_tokens"), "warning: '%s'", warn);
+		/* wrong types and values out of range: each named in the warning, none used; null is "unset" */
+		fp = fopen(path, "w");
+		fprintf(fp, "{\"temperature\": \"0.7\", \"top_p\": 90, \"top_k\": -1, \"min_p\": null, "
+			    "\"max_new_tokens\": 0, \"repetition_penalty\": 1.05}");
+		fclose(fp);
+		p = base();
+		CHECK(sampling_from_generation_config(&p, dir, warn, sizeof warn) == LM_OK, "%s", lm_errmsg());
+		CHECK(p.temperature == base().temperature && p.top_p == base().top_p && p.top_k == base().top_k &&
+		      p.min_p == base().min_p && p.max_new_tokens == base().max_new_tokens &&
+		      fabsf(p.repetition_penalty - 1.05f) < 1e-6, "bad values were used");
+		printf("warning: %s\n", warn);
+		CHECK(strstr(warn, "generation_config.json: ignored temperature \"0.7\" (not a number), top_p 90 (must be "
+			       "(0, 1]), top_k -1 (must be >= 0), max_new_tokens 0 (must be >= 1)"),
+		      "warning: '%s'", warn);
 		fp = fopen(path, "w");
 		fprintf(fp, "{\"temperature\": 0.7, \"do_sample\": false}");
 		fclose(fp);
-		CHECK(sampling_from_generation_config(&p, dir) == LM_OK && p.temperature == 0, "do_sample false");
+		CHECK(sampling_from_generation_config(&p, dir, warn, sizeof warn) == LM_OK && p.temperature == 0 &&
+			      !warn[0], "do_sample false");
 		fp = fopen(path, "w");
 		fprintf(fp, "{\"temperature\": ");
 		fclose(fp);
-		CHECK(sampling_from_generation_config(&p, dir) == LM_ERR && strstr(lm_errmsg(), "generation_config"),
+		CHECK(sampling_from_generation_config(&p, dir, warn, sizeof warn) == LM_ERR && strstr(lm_errmsg(), "generation_config"),
 		      "malformed file: '%s'", lm_errmsg());
 		unlink(path);
-		CHECK(sampling_from_generation_config(&p, dir) == LM_OK, "missing file is not an error");
+		CHECK(sampling_from_generation_config(&p, dir, warn, sizeof warn) == LM_OK, "missing file is not an error");
 		rmdir(dir);
 	}
 	/* the cpu backend's sample op (what the engine calls where a backend has one): its logits of h, then
