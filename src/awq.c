@@ -1329,12 +1329,12 @@ static void cpu_rmsnorm(struct awq_dev *d, float *h, const float *x, const float
 }
 static void cpu_rope(struct awq_dev *d, float *x, int m, int n_heads, int hd, int seqlen, const float *inv_freq)
 {
-	awq_rope(x, m, n_heads, hd, seqlen, inv_freq);
+	if (awq_rope(x, m, n_heads, hd, seqlen, inv_freq)) *(bool *)d->impl = true; /* the next sync says so */
 }
 static void cpu_attention(struct awq_dev *d, float *out, const float *q, const float *k, const float *v, int m,
 			  int seqlen, int nh, int nkv, int hd)
 {
-	awq_attention(d->n_threads, out, q, k, v, m, seqlen, nh, nkv, hd);
+	if (awq_attention(d->n_threads, out, q, k, v, m, seqlen, nh, nkv, hd)) *(bool *)d->impl = true;
 }
 static void cpu_swiglu(struct awq_dev *d, float *out, const float *g, const float *u, size_t n) { awq_swiglu(out, g, u, n); }
 static void cpu_add(struct awq_dev *d, float *x, const float *y, size_t n)

@@ -112,10 +112,11 @@ void awq_rmsnorm(float *h, const float *x, const float *w, int m, int d, float e
 	}
 }
 
-void awq_rope(float *x, int m, int n_heads, int hd, int seqlen, const float *inv_freq)
+int awq_rope(float *x, int m, int n_heads, int hd, int seqlen, const float *inv_freq)
 {
 	int half = hd / 2;
 	float *cs = malloc(sizeof(float) * hd);
+	if (!cs) return LM_ERR;
 	for (int i = 0; i < m; i++) {
 		int pos = i % seqlen;
 		for (int j = 0; j < half; j++) {
@@ -133,12 +134,14 @@ void awq_rope(float *x, int m, int n_heads, int hd, int seqlen, const float *inv
 		}
 	}
 	free(cs);
+	return LM_OK;
 }
 
 struct att {
 	float *out;
 	const float *q, *k, *v;
 	int seqlen, nh, nkv, hd;
+	int failed; /* a worker's scratch could not be allocated (set atomically: the workers are threads) */
 };
 
 /* One unit = (sequence, head): S = q k^T with the matmul kernel (the masked upper half is computed and
@@ -147,11 +150,15 @@ struct att {
 FAST_CLONES
 static void att_part(void *ud, int b, int e)
 {
-	const struct att *a = ud;
+	struct att *a = ud;
 	const int hd = a->hd, qw = a->nh * hd, kw = a->nkv * hd, T = a->seqlen, hd8 = hd & ~7;
 	const float scale = 1.0f / sqrtf((float)hd);
 	float *S = malloc(sizeof(float) * T * T), *qh = malloc(sizeof(float) * T * hd);
 	float *kh = malloc(sizeof(float) * T * hd), *vh = malloc(sizeof(float) * T * hd);
+	if (!S || !qh || !kh || !vh) {
+		__atomic_store_n(&a->failed, 1, __ATOMIC_RELAXED);
+		e = b; /* nothing done; the caller reports it */
+	}
 	for (int u = b; u < e; u++) {
 		int s = u / a->nh, h = u % a->nh, kvh = h / (a->nh / a->nkv);
 		size_t r0 = (size_t)s * T;
@@ -185,11 +192,12 @@ static void att_part(void *ud, int b, int e)
 	free(S); free(qh); free(kh); free(vh);
 }
 
-void awq_attention(int n_threads, float *out, const float *q, const float *k, const float *v, int m, int seqlen,
-		   int nh, int nkv, int hd)
+int awq_attention(int n_threads, float *out, const float *q, const float *k, const float *v, int m, int seqlen,
+		  int nh, int nkv, int hd)
 {
-	struct att a = { out, q, k, v, seqlen, nh, nkv, hd };
+	struct att a = { out, q, k, v, seqlen, nh, nkv, hd, 0 };
 	lm_parallel(n_threads, m / seqlen * nh, att_part, &a);
+	return a.failed ? LM_ERR : LM_OK;
 }
 
 void awq_swiglu(float *out, const float *g, const float *u, size_t n)

@@ -129,9 +129,11 @@ int main(int argc, char **argv)
 			awq_matmul(nt, q, h, w->w[0], w->b[0], tt, QD, D);
 			awq_matmul(nt, k, h, w->w[1], w->b[1], tt, KD, D);
 			awq_matmul(nt, v, h, w->w[2], w->b[2], tt, KD, D);
-			awq_rope(q, tt, H, HD, tt, inv);
-			awq_rope(k, tt, KV, HD, tt, inv);
-			awq_attention(nt, att, q, k, v, tt, tt, H, KV, HD);
+			if (awq_rope(q, tt, H, HD, tt, inv) || awq_rope(k, tt, KV, HD, tt, inv) ||
+			    awq_attention(nt, att, q, k, v, tt, tt, H, KV, HD)) {
+				fprintf(stderr, "awq_ppl: out of memory\n");
+				return 1;
+			}
 			awq_matmul(nt, o, att, w->w[3], NULL, tt, D, QD);
 			for (size_t i = 0; i < (size_t)tt * D; i++) x[i] += o[i];
 			awq_rmsnorm(h, x, w->n2, tt, D, C.norm_eps);

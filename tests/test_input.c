@@ -7,6 +7,8 @@
 
 #include <locale.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -200,12 +202,64 @@ static void test_wrap(void)
 	CHECK(text_wrap("abc", 3, 10, true, NULL, 0) == 1, "count only");
 }
 
+/* Out of memory (the address space capped just above what the process uses): an insert, a history step and
+ * a submission fail without losing or changing the text, where they aborted the process before. */
+static void test_oom(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	printf("out-of-memory checks skipped under AddressSanitizer (it reserves the address space up front)\n");
+#else
+	size_t big_len = 256u << 20;
+	char *big = malloc(big_len + 1);
+	struct edit e;
+	if (!big || !edit_init(&e)) { CHECK(0, "setup"); free(big); return; }
+	memset(big, 'a', big_len);
+	big[big_len] = 0;
+	ins(&e, "kept");
+	char *first = edit_take(&e); /* one history entry */
+	ins(&e, "draft text");
+	long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	struct rlimit old;
+	if (!f || fscanf(f, "%ld", &pages) != 1 || getrlimit(RLIMIT_AS, &old) != 0) {
+		CHECK(0, "cannot read the process size");
+		if (f) fclose(f);
+		free(first); free(big); edit_free(&e);
+		return;
+	}
+	fclose(f);
+	struct rlimit lim = old;
+	lim.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (64u << 20); /* room for small allocations, not for 256 MiB */
+	if (setrlimit(RLIMIT_AS, &lim) != 0) { CHECK(0, "setrlimit"); free(first); free(big); edit_free(&e); return; }
+	/* (the text is compared by length first: printing 256 MiB on a failure would bury the log) */
+	edit_left(&e); /* the insert goes before the last character: the tail must come back too */
+	bool ok = edit_insert(&e, big, (int)big_len);
+	CHECK(!ok, "a 256 MiB insert under a 64 MiB margin succeeded");
+	CHECK(e.len == 10 && e.cur == 9, "after the failed insert: length %d cursor %d, want 10 and 9", e.len, e.cur);
+	if (e.len == 10) STR(&e, "draft text");
+	CHECK(!edit_set(&e, big), "edit_set of 256 MiB succeeded");
+	CHECK(e.len == 10 && e.cur == 9, "after the failed set: length %d cursor %d, want 10 and 9", e.len, e.cur);
+	if (e.len == 10) STR(&e, "draft text");
+	setrlimit(RLIMIT_AS, &old);
+	edit_end(&e);
+	/* the history still works afterwards, and the draft comes back */
+	CHECK(edit_up(&e), "up to the history");
+	STR(&e, "kept");
+	CHECK(edit_down(&e), "back down");
+	STR(&e, "draft text");
+	free(first);
+	free(big);
+	edit_free(&e);
+#endif
+}
+
 int main(void)
 {
 	setlocale(LC_ALL, "C.UTF-8");
 	test_edit();
 	test_width();
 	test_wrap();
+	test_oom();
 	printf("%d checks, %d failures\n", checks, fails);
 	return fails ? 1 : 0;
 }

@@ -3,26 +3,34 @@
 #include "edit.h"
 #include "text.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
-static void reserve(struct edit *e, int n)
+/* Room for n more bytes and the NUL. Out of memory: false, and the text stays as it was (what was typed is
+ * never lost; the edit that needed the room is not done). */
+static bool reserve(struct edit *e, int n)
 {
-	if (e->len + n + 1 <= e->cap) return;
+	if (e->len + n + 1 <= e->cap) return true;
 	int cap = e->cap ? e->cap : 64;
-	while (cap < e->len + n + 1) cap *= 2;
+	while (cap < e->len + n + 1) {
+		if (cap > INT_MAX / 2) return false;
+		cap *= 2;
+	}
 	char *b = realloc(e->buf, cap);
-	if (!b) abort(); /* out of memory in the UI: nothing sensible left to do */
+	if (!b) return false;
 	e->buf = b;
 	e->cap = cap;
+	return true;
 }
 
-void edit_init(struct edit *e)
+bool edit_init(struct edit *e)
 {
 	memset(e, 0, sizeof *e);
-	reserve(e, 0);
+	if (!reserve(e, 0)) return false;
 	e->buf[0] = 0;
+	return true;
 }
 
 void edit_free(struct edit *e)
@@ -40,43 +48,60 @@ void edit_clear(struct edit *e)
 	e->buf[0] = 0;
 }
 
-void edit_set(struct edit *e, const char *s)
+bool edit_set(struct edit *e, const char *s)
 {
-	edit_clear(e);
-	int n = (int)strlen(s);
-	reserve(e, n);
+	size_t n = strlen(s);
+	if (n > INT_MAX / 2) return false;
+	const int len = e->len, cur = e->cur;
+	e->len = e->cur = 0; /* the room needed is n, not the old text's length + n */
+	if (!reserve(e, (int)n)) {
+		e->len = len;
+		e->cur = cur;
+		return false;
+	}
 	memcpy(e->buf, s, n + 1);
-	e->len = e->cur = n;
+	e->len = e->cur = (int)n;
+	return true;
 }
 
-static void put(struct edit *e, const char *s, int n)
+static bool put(struct edit *e, const char *s, int n)
 {
-	reserve(e, n);
+	if (!reserve(e, n)) return false;
 	memmove(e->buf + e->cur + n, e->buf + e->cur, e->len - e->cur + 1);
 	memcpy(e->buf + e->cur, s, n);
 	e->len += n;
 	e->cur += n;
+	return true;
 }
 
-void edit_insert(struct edit *e, const char *s, int n)
+bool edit_insert(struct edit *e, const char *s, int n)
 {
 	const utf8proc_uint8_t *u = (const utf8proc_uint8_t *)s;
+	const int cur0 = e->cur;
 	for (int i = 0; i < n;) {
 		utf8proc_int32_t c;
 		utf8proc_ssize_t k = utf8proc_iterate(u + i, n - i, &c);
 		if (k <= 0) { i++; continue; } /* invalid byte: dropped */
+		bool ok = true;
 		if (c == '\r') {
-			put(e, "\n", 1);
+			ok = put(e, "\n", 1);
 			if (i + 1 < n && s[i + 1] == '\n') i++;
 		} else if (c == '\n') {
-			put(e, "\n", 1);
+			ok = put(e, "\n", 1);
 		} else if (c == '\t') {
-			put(e, "    ", 4);
+			ok = put(e, "    ", 4);
 		} else if (text_drawable(c)) {
-			put(e, s + i, (int)k);
+			ok = put(e, s + i, (int)k);
+		}
+		if (!ok) { /* all or nothing: a paste cut short would send half of what the user meant */
+			memmove(e->buf + cur0, e->buf + e->cur, e->len - e->cur + 1);
+			e->len -= e->cur - cur0;
+			e->cur = cur0;
+			return false;
 		}
 		i += (int)k;
 	}
+	return true;
 }
 
 bool edit_left(struct edit *e)
@@ -205,10 +230,11 @@ static int at_column(const struct edit *e, int ls, int le, int col)
 	return p;
 }
 
-static void hist_load(struct edit *e, int pos)
+static bool hist_load(struct edit *e, int pos)
 {
+	if (!edit_set(e, pos < e->n_hist ? e->hist[pos] : (e->draft ? e->draft : ""))) return false;
 	e->hist_pos = pos;
-	edit_set(e, pos < e->n_hist ? e->hist[pos] : (e->draft ? e->draft : ""));
+	return true;
 }
 
 bool edit_up(struct edit *e)
@@ -221,12 +247,13 @@ bool edit_up(struct edit *e)
 		return true;
 	}
 	if (e->hist_pos == 0 || e->n_hist == 0) return false;
-	if (e->hist_pos == e->n_hist) {
+	if (e->hist_pos == e->n_hist) { /* keep the new text; without memory for it, stay on it */
+		char *d = strdup(e->buf);
+		if (!d) return false;
 		free(e->draft);
-		e->draft = strdup(e->buf);
+		e->draft = d;
 	}
-	hist_load(e, e->hist_pos - 1);
-	return true;
+	return hist_load(e, e->hist_pos - 1);
 }
 
 bool edit_down(struct edit *e)
@@ -239,8 +266,7 @@ bool edit_down(struct edit *e)
 		return true;
 	}
 	if (e->hist_pos >= e->n_hist) return false;
-	hist_load(e, e->hist_pos + 1);
-	return true;
+	return hist_load(e, e->hist_pos + 1);
 }
 
 bool edit_blank(const struct edit *e)
@@ -260,14 +286,19 @@ int edit_lines(const struct edit *e)
 char *edit_take(struct edit *e)
 {
 	char *s = strdup(e->buf);
-	if (!s) abort();
+	if (!s) return NULL; /* the text stays in the editor */
 	if (!edit_blank(e) && (e->n_hist == 0 || strcmp(e->hist[e->n_hist - 1], s) != 0)) {
+		/* the history is a convenience: without memory for it the text is sent all the same */
 		if (e->n_hist == e->cap_hist) {
-			e->cap_hist = e->cap_hist ? 2 * e->cap_hist : 16;
-			e->hist = realloc(e->hist, e->cap_hist * sizeof *e->hist);
-			if (!e->hist) abort();
+			int cap = e->cap_hist ? 2 * e->cap_hist : 16;
+			char **h = realloc(e->hist, cap * sizeof *h);
+			if (h) {
+				e->hist = h;
+				e->cap_hist = cap;
+			}
 		}
-		e->hist[e->n_hist++] = strdup(s);
+		char *c = e->n_hist < e->cap_hist ? strdup(s) : NULL;
+		if (c) e->hist[e->n_hist++] = c;
 	}
 	e->hist_pos = e->n_hist;
 	free(e->draft);

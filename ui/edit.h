@@ -16,14 +16,14 @@ struct edit {
 	char *draft;      /* the new text, kept while browsing the history */
 };
 
-void edit_init(struct edit *e);
+bool edit_init(struct edit *e);                        /* false: out of memory */
 void edit_free(struct edit *e);
 void edit_clear(struct edit *e);
-void edit_set(struct edit *e, const char *s);          /* cursor at the end */
+bool edit_set(struct edit *e, const char *s);          /* cursor at the end; false (text unchanged): out of memory */
 
 /* Insert text at the cursor (invalid UTF-8 and control characters other than '\n' and '\t' are dropped,
- * "\r\n" and '\r' become '\n', '\t' becomes four spaces). */
-void edit_insert(struct edit *e, const char *s, int n);
+ * "\r\n" and '\r' become '\n', '\t' becomes four spaces). False: out of memory, nothing inserted. */
+bool edit_insert(struct edit *e, const char *s, int n);
 bool edit_left(struct edit *e);
 bool edit_right(struct edit *e);
 void edit_home(struct edit *e);        /* start of the current line */
@@ -41,7 +41,7 @@ void edit_kill_word_fwd(struct edit *e);    /* Alt-D */
 bool edit_up(struct edit *e);
 bool edit_down(struct edit *e);
 /* Take the text for submission: returns a malloc'd copy (caller frees), records it in the history unless
- * blank or equal to the last entry, and clears the editor. */
+ * blank or equal to the last entry, and clears the editor. NULL: out of memory, the editor is unchanged. */
 char *edit_take(struct edit *e);
 bool edit_blank(const struct edit *e);     /* only spaces and newlines */
 int edit_lines(const struct edit *e);      /* '\n'-separated lines */

@@ -381,6 +381,7 @@ static void submit(struct chat_ui *u)
 	if (u->streaming) { set_message(u, "%s", _("wait: a reply is being generated (Ctrl-C stops it)")); return; }
 	if (edit_blank(&u->input.ed)) return;
 	char *text = edit_take(&u->input.ed);
+	if (!text) { set_message(u, "%s", _("out of memory: the message was not sent (it is still in the input)")); return; }
 	relayout(u);
 	if (strcmp(text, "/quit") == 0 || strcmp(text, "/exit") == 0) { u->quit = true; free(text); return; }
 	if (strcmp(text, "/reset") == 0 || strcmp(text, "/clear") == 0) {
@@ -676,10 +677,13 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 int ui_chat_run(struct engine *e, const struct ui_opts *o)
 {
 	struct chat_ui *u = calloc(1, sizeof *u);
-	if (!u) return 1;
+	if (!u || !edit_init(&u->input.ed)) {
+		free(u);
+		fprintf(stderr, "lmterm: %s\n", _("out of memory"));
+		return 1;
+	}
 	u->e = e;
 	u->o = o;
-	edit_init(&u->input.ed);
 	u->status.model_label = o->model_label;
 	/* the settings dialog starts from the command line's values, else LMDeploy's defaults */
 	/* until EV_READY says which sampling is in force (info.sampling), the engine's own defaults */
@@ -694,6 +698,7 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 	}
 	if (ui_term_begin(o->no_color) != LM_OK) {
 		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		edit_free(&u->input.ed);
 		free(u);
 		return 1;
 	}
