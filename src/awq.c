@@ -166,11 +166,15 @@ static int read_f32(struct ctx *x, const char *name, int rows, int cols, bool op
 {
 	*out = NULL;
 	const struct st_tensor *t = st_set_find(x->set, name);
-	if (!t) return optional ? LM_OK : lm_err(_("%s: tensor '%s' is missing"), x->o->model_dir, name);
+	char full[512];
+	if (!t)
+		return optional ? LM_OK
+				: lm_err(_("%s: tensor '%s' is missing"), x->o->model_dir,
+					 st_set_full(x->set, name, full, sizeof full));
 	bool ok = is_float(t->dt) &&
 		  (rows ? t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols : t->ndim == 1 && t->shape[0] == cols);
 	if (!ok)
-		return lm_err(_("%s: tensor '%s' has dtype %s and %d dims, expected a float %s of [%d%s%d]"), t->file, name,
+		return lm_err(_("%s: tensor '%s' has dtype %s and %d dims, expected a float %s of [%d%s%d]"), t->file, t->name,
 			      dtype_name(t->dt), t->ndim, rows ? "matrix" : "vector", rows ? rows : cols, rows ? ", " : "",
 			      rows ? cols : 0);
 	size_t n = (size_t)(rows ? rows : 1) * cols;
@@ -652,14 +656,17 @@ static int write_layer(struct ctx *x, int l, const struct lw *w, float **deq)
 	int rc = LM_ERR;
 	const char *n1 = is_internlm2(x) ? "attention_norm" : "input_layernorm";
 	const char *n2 = is_internlm2(x) ? "ffn_norm" : "post_attention_layernorm";
-	snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, n1);
+	const char *pre = x->c.tensor_prefix; /* the names written are the checkpoint's, prefix included */
+	snprintf(name, sizeof name, "%smodel.layers.%d.%s.weight", pre, l, n1);
 	if (add_f16(x, &ol, name, w->ln1, x->dim)) goto out;
-	snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, n2);
+	snprintf(name, sizeof name, "%smodel.layers.%d.%s.weight", pre, l, n2);
 	if (add_f16(x, &ol, name, w->ln2, x->dim)) goto out;
 	for (int i = 0; i < L_N; i++) {
 		if (is_internlm2(x) && (i == L_K || i == L_V)) continue;
-		tensor_name(x, base, sizeof base, l, i, "");
-		base[strlen(base) - 1] = 0; /* drop the trailing '.' */
+		char local[200];
+		tensor_name(x, local, sizeof local, l, i, "");
+		local[strlen(local) - 1] = 0; /* drop the trailing '.' */
+		snprintf(base, sizeof base, "%s%s", pre, local);
 		if (is_internlm2(x) && i == L_Q) { /* re-pack q, k, v into wqkv's row order */
 			int rows = x->qd + 2 * x->kvd, hd = x->hd;
 			struct awq_dev *d = x->d;
@@ -694,8 +701,8 @@ static int write_layer(struct ctx *x, int l, const struct lw *w, float **deq)
 		}
 	}
 	/* anything else under this layer's prefix (e.g. rotary_emb.inv_freq in old checkpoints) */
-	char prefix[64];
-	snprintf(prefix, sizeof prefix, "model.layers.%d.", l);
+	char prefix[128];
+	snprintf(prefix, sizeof prefix, "%smodel.layers.%d.", pre, l);
 	for (int i = 0; i < st_set_count(x->set); i++) {
 		const struct st_tensor *t = st_set_get(x->set, i);
 		if (strncmp(t->name, prefix, strlen(prefix)) != 0) continue;
@@ -717,18 +724,48 @@ out:
 	return rc;
 }
 
-/* The last shard: everything outside the decoder layers (embeddings, final norm, lm_head), as fp16. */
-static int write_rest(struct ctx *x)
+/* A tensor of the decoder layers (those go into the layer shards), prefix or not */
+static bool in_layers(const struct ctx *x, const struct st_tensor *t)
+{
+	const char *local = st_set_local(x->set, t->name);
+	return local && strncmp(local, "model.layers.", 13) == 0;
+}
+
+/* The last shards: everything outside the decoder layers (embeddings, final norm, lm_head; a vision-language
+ * model's vision tower and projector), floats as fp16. A shard takes up to 64 tensors and 2 GiB, so a vision
+ * tower of hundreds of tensors (InternViT-6B: 11 GiB) is neither held in memory at once nor one file.
+ * write false: only count the shards (x->n_shards is needed for the file names before any is written). */
+static int write_rest(struct ctx *x, bool write, int *n_out)
 {
 	struct olist ol = { .n = 0 };
-	int rc = LM_OK;
+	const int cap = (int)ARRAY_SIZE(ol.t);
+	const size_t max_bytes = (size_t)2 << 30;
+	size_t bytes = 0;
+	int rc = LM_OK, n = 0, pending = 0;
 	for (int i = 0; i < st_set_count(x->set) && rc == LM_OK; i++) {
 		const struct st_tensor *t = st_set_get(x->set, i);
-		if (strncmp(t->name, "model.layers.", 13) == 0) continue;
-		rc = olist_copy(&ol, t, x->nt);
+		if (in_layers(x, t)) continue;
+		if (pending && (pending == cap || bytes + t->bytes > max_bytes)) {
+			if (write) {
+				rc = write_shard(x, x->nl + n, &ol);
+				olist_free(&ol);
+				ol.n = 0;
+			}
+			n++;
+			pending = 0;
+			bytes = 0;
+			if (rc != LM_OK) break;
+		}
+		if (write) rc = olist_copy(&ol, t, x->nt);
+		pending++;
+		bytes += t->bytes;
 	}
-	if (rc == LM_OK) rc = write_shard(x, x->nl, &ol);
+	if (rc == LM_OK && (pending || n == 0)) {
+		if (write) rc = write_shard(x, x->nl + n, &ol);
+		n++;
+	}
 	olist_free(&ol);
+	if (n_out) *n_out = n;
 	return rc;
 }
 
@@ -744,10 +781,9 @@ static int write_json(const char *path, cJSON *j)
 	return rc;
 }
 
-static int write_config_and_index(struct ctx *x)
+/* quantization_config (AutoAWQ's gemm) and the fp16 dtype into a config object */
+static void mark_quantized(struct ctx *x, cJSON *c)
 {
-	char path[4200];
-	cJSON *c = x->config;
 	cJSON_DeleteItemFromObjectCaseSensitive(c, "quantization_config");
 	cJSON *q = cJSON_AddObjectToObject(c, "quantization_config");
 	cJSON_AddStringToObject(q, "quant_method", "awq");
@@ -761,6 +797,17 @@ static int write_config_and_index(struct ctx *x)
 		cJSON_DeleteItemFromObjectCaseSensitive(c, "dtype");
 		cJSON_AddStringToObject(c, "dtype", "float16");
 	}
+}
+
+static int write_config_and_index(struct ctx *x)
+{
+	char path[4200];
+	cJSON *c = x->config;
+	/* a vision-language model: in llm_config, where LMDeploy's auto_awq puts it, and at the top, where
+	 * vLLM and transformers look first */
+	cJSON *llm = x->c.wrapper[0] ? cJSON_GetObjectItemCaseSensitive(c, "llm_config") : NULL;
+	if (cJSON_IsObject(llm)) mark_quantized(x, llm);
+	mark_quantized(x, c);
 	path_join(path, sizeof path, x->tmpdir, "config.json");
 	if (write_json(path, c)) return LM_ERR;
 
@@ -863,6 +910,7 @@ static int setup(struct ctx *x, const char *model_dir, int group)
 	}
 	if (x->nh % x->nkv) return lm_err(_("%s: %d heads is not a multiple of %d KV heads"), model_dir, x->nh, x->nkv);
 	if (st_set_open(&x->set, model_dir)) return LM_ERR;
+	if (x->c.tensor_prefix[0] && st_set_prefix(x->set, x->c.tensor_prefix)) return LM_ERR;
 	for (int i = 0; i < st_set_count(x->set); i++) {
 		const struct st_tensor *t = st_set_get(x->set, i);
 		if (ends_with(t->name, ".qweight"))
@@ -881,11 +929,13 @@ static int setup(struct ctx *x, const char *model_dir, int group)
 		int r = plain[i].rows, c = plain[i].cols;
 		if (!t) {
 			if (plain[i].optional) continue;
-			return lm_err(_("%s: tensor '%s' is missing"), model_dir, plain[i].name);
+			char full[512];
+			return lm_err(_("%s: tensor '%s' is missing"), model_dir,
+				      st_set_full(x->set, plain[i].name, full, sizeof full));
 		}
 		if (!is_float(t->dt) || (r ? t->ndim != 2 || t->shape[0] != r || t->shape[1] != c : t->ndim != 1 || t->shape[0] != c))
 			return lm_err(_("%s: tensor '%s' has dtype %s and %d dims, expected a float %s of [%d%s%d]"), t->file,
-				      plain[i].name, dtype_name(t->dt), t->ndim, r ? "matrix" : "vector", r ? r : c, r ? ", " : "",
+				      t->name, dtype_name(t->dt), t->ndim, r ? "matrix" : "vector", r ? r : c, r ? ", " : "",
 				      r ? c : 0);
 	}
 	return LM_OK;
@@ -929,9 +979,10 @@ static int embed(struct ctx *x, const int32_t *ids, size_t n, float *X)
 {
 	const char *name = is_internlm2(x) ? "model.tok_embeddings.weight" : "model.embed_tokens.weight";
 	const struct st_tensor *t = st_set_find(x->set, name);
-	if (!t) return lm_err(_("%s: tensor '%s' is missing"), x->o->model_dir, name);
+	char full[512];
+	if (!t) return lm_err(_("%s: tensor '%s' is missing"), x->o->model_dir, st_set_full(x->set, name, full, sizeof full));
 	if (!is_float(t->dt) || t->ndim != 2 || t->shape[1] != x->dim)
-		return lm_err(_("%s: tensor '%s' is not a float [vocab, %d] matrix"), t->file, name, x->dim);
+		return lm_err(_("%s: tensor '%s' is not a float [vocab, %d] matrix"), t->file, t->name, x->dim);
 	size_t es = dtype_size(t->dt), row = es * x->dim;
 	/* the rows as they are stored, gathered into a staging buffer; converted to float32 by d->load */
 	const size_t step = 4096;
@@ -1110,7 +1161,9 @@ static int quantize_all(struct ctx *x)
 
 	memset(&w, 0, sizeof w);
 	x->last_err = NAN;
-	x->n_shards = x->nl + 1;
+	int n_rest;
+	write_rest(x, false, &n_rest);
+	x->n_shards = x->nl + n_rest;
 	x->weight_map = cJSON_CreateObject();
 	if (calib) {
 		char *text;
@@ -1248,7 +1301,7 @@ static int quantize_all(struct ctx *x)
 		}
 	}
 	double t_rest = now_s();
-	if (write_rest(x) || write_config_and_index(x) || copy_side_files(x)) goto out;
+	if (write_rest(x, true, NULL) || write_config_and_index(x) || copy_side_files(x)) goto out;
 	if (x->timing)
 		fprintf(stderr, "awq timing: rest (embeddings, lm_head, config, side files) %.2f s, total %.2f s\n",
 			now_s() - t_rest, now_s() - t_start);

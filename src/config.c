@@ -231,11 +231,11 @@ static int parse_arch(const struct cfg_ctx *x, struct model_config *c)
 	const char *name = NULL;
 	if (a && !cJSON_IsNull(a)) {
 		if (!cJSON_IsArray(a) || !cJSON_IsString(a->child))
-			return lm_err(_("%s: key \"architectures\" is not a list of names"), x->path);
+			return lm_err(_("%s: key \"%sarchitectures\" is not a list of names"), x->path, x->scope);
 		name = a->child->valuestring;
 	}
 	if (mt && !cJSON_IsNull(mt) && !cJSON_IsString(mt))
-		return lm_err(_("%s: key \"model_type\" is not a string"), x->path);
+		return lm_err(_("%s: key \"%smodel_type\" is not a string"), x->path, x->scope);
 	const char *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
 	static const struct { const char *arch, *type; enum arch a; } known[] = {
 		{ "LlamaForCausalLM", "llama", ARCH_LLAMA },
@@ -250,9 +250,9 @@ static int parse_arch(const struct cfg_ctx *x, struct model_config *c)
 			snprintf(c->model_type, sizeof c->model_type, "%s", type ? type : known[i].type);
 			return LM_OK;
 		}
-	if (!name && !type) return lm_err(_("%s: key \"architectures\" is missing"), x->path);
-	return lm_err(_("%s: key \"%s\": unsupported architecture \"%s\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, InternLM2ForCausalLM)"),
-		      x->path, name ? "architectures" : "model_type", name ? name : type);
+	if (!name && !type) return lm_err(_("%s: key \"%sarchitectures\" is missing"), x->path, x->scope);
+	return lm_err(_("%s: key \"%s%s\": unsupported architecture \"%s\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, InternLM2ForCausalLM; InternVLChatModel around one of them)"),
+		      x->path, x->scope, name ? "architectures" : "model_type", name ? name : type);
 }
 
 static int parse_config(const struct cfg_ctx *x, struct model_config *c)
@@ -325,6 +325,30 @@ static int parse_config(const struct cfg_ctx *x, struct model_config *c)
 	return LM_OK;
 }
 
+/* A vision-language checkpoint that wraps one of the language models above: InternVL (1.5, 2, 2.5;
+ * InternVLChatModel) keeps the language model's whole config under "llm_config" and its tensors under
+ * "language_model.", beside the vision tower ("vision_model.") and the projector ("mlp1."). lmterm runs and
+ * quantizes the language model; the rest is carried along untouched (lite auto_awq copies it). */
+static int parse_wrapped(const struct cfg_ctx *x, struct model_config *c)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(x->root, "architectures");
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(x->root, "model_type");
+	const bool internvl = (cJSON_IsArray(a) && cJSON_IsString(a->child) &&
+			       !strcmp(a->child->valuestring, "InternVLChatModel")) ||
+			      (!cJSON_IsArray(a) && cJSON_IsString(mt) && !strcmp(mt->valuestring, "internvl_chat"));
+	if (!internvl) return parse_config(x, c);
+	const cJSON *llm = cJSON_GetObjectItemCaseSensitive(x->root, "llm_config");
+	if (!cJSON_IsObject(llm))
+		return lm_err(_("%s: an InternVL model without an \"llm_config\" object"), x->path);
+	struct cfg_ctx lx = { x->path, llm, "llm_config." };
+	if (parse_config(&lx, c) != LM_OK) return LM_ERR; /* the messages name "llm_config.<key>" */
+	/* LMDeploy writes the quantization_config into llm_config; other tools put it at the top */
+	if (!c->quant_bits && parse_quant(x, c) != LM_OK) return LM_ERR;
+	snprintf(c->wrapper, sizeof c->wrapper, "InternVLChatModel");
+	snprintf(c->tensor_prefix, sizeof c->tensor_prefix, "language_model.");
+	return LM_OK;
+}
+
 static int parse_generation_config(struct model_config *c, const char *path)
 {
 	char *buf;
@@ -358,7 +382,7 @@ int config_load(struct model_config *c, const char *path)
 	}
 	free(buf);
 	struct cfg_ctx x = { path, root, "" };
-	int rc = cJSON_IsObject(root) ? parse_config(&x, c) : lm_err(_("%s: not a JSON object"), path);
+	int rc = cJSON_IsObject(root) ? parse_wrapped(&x, c) : lm_err(_("%s: not a JSON object"), path);
 	cJSON_Delete(root);
 	if (rc != LM_OK) return rc;
 

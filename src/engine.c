@@ -389,6 +389,10 @@ static void warn_load(struct engine *e)
 			       "(max_position_embeddings in config.json); replies past %d tokens may degrade."),
 			     e->o.session_len, c->max_pos, c->max_pos);
 	if (e->load_warn[0]) push_warning(e, "%s", e->load_warn);
+	if (c->wrapper[0])
+		push_warning(e, _("%s is a vision-language model: lmterm runs its language model, so the chat is text "
+				  "only (images are not supported)."),
+			     c->wrapper);
 }
 
 static int engine_load(struct engine *e)

@@ -72,7 +72,9 @@ static const struct st_tensor *need(struct loader *L, const char *name, int ndim
 {
 	const struct st_tensor *t = st_set_find(L->set, name);
 	if (!t) {
-		lm_err(_("%s: tensor '%s' is missing (needed by %s)"), L->where, name, L->m->cfg.arch_name);
+		char full[512];
+		lm_err(_("%s: tensor '%s' is missing (needed by %s)"), L->where, st_set_full(L->set, name, full, sizeof full),
+		       L->m->cfg.arch_name);
 		return NULL;
 	}
 	int64_t want[2] = { d0, d1 };
@@ -80,12 +82,12 @@ static const struct st_tensor *need(struct loader *L, const char *name, int ndim
 		char a[128], b[128];
 		shape_str(a, sizeof a, t->shape, t->ndim);
 		shape_str(b, sizeof b, want, ndim);
-		lm_err(_("%s: tensor '%s' has shape %s, but config.json implies %s"), t->file, name, a, b);
+		lm_err(_("%s: tensor '%s' has shape %s, but config.json implies %s"), t->file, t->name, a, b);
 		return NULL;
 	}
 	bool ok = cls == DTC_DENSE ? is_dense(t->dt) : cls == DTC_I32 ? t->dt == DT_I32 : t->dt == DT_F16;
 	if (!ok) {
-		lm_err(_("%s: tensor '%s' has dtype %s, expected %s"), t->file, name, dtype_name(t->dt),
+		lm_err(_("%s: tensor '%s' has dtype %s, expected %s"), t->file, t->name, dtype_name(t->dt),
 		       cls == DTC_DENSE ? "F32, F16 or BF16" : cls == DTC_I32 ? "I32 (AWQ)" : "F16 (AWQ scales)");
 		return NULL;
 	}
@@ -162,7 +164,7 @@ static int load_linear(struct loader *L, struct weight *w, const char *what, con
 			const struct st_tensor *t = need(L, name, 2, s[i].src_rows, in_cols, DTC_DENSE);
 			if (!t) goto out;
 			if (dt != DT_COUNT && t->dt != dt) {
-				lm_err(_("%s: tensor '%s' is %s but the other parts of %s are %s"), t->file, name,
+				lm_err(_("%s: tensor '%s' is %s but the other parts of %s are %s"), t->file, t->name,
 				       dtype_name(t->dt), what, dtype_name(dt));
 				goto out;
 			}
@@ -205,8 +207,10 @@ static int load_linear(struct loader *L, struct weight *w, const char *what, con
 					char dense[256];
 					snprintf(dense, sizeof dense, "%s.weight", s[i].base);
 					if (st_set_find(L->set, dense)) {
+						char fa[512], fb[512];
 						lm_err(_("%s: tensor '%s' is missing: '%s' is there, dense, but config.json declares AWQ weights"),
-						       L->where, name, dense);
+						       L->where, st_set_full(L->set, name, fa, sizeof fa),
+						       st_set_full(L->set, dense, fb, sizeof fb));
 						goto out;
 					}
 				}
@@ -242,7 +246,7 @@ static int load_linear(struct loader *L, struct weight *w, const char *what, con
 			if (!t && bm == BIAS_IF_PRESENT) continue;
 			if (!(t = need(L, name, 1, s[i].src_rows, 0, DTC_DENSE))) goto out;
 			if (bdt != DT_COUNT && t->dt != bdt) {
-				lm_err(_("%s: tensor '%s' is %s but the other biases of %s are %s"), t->file, name,
+				lm_err(_("%s: tensor '%s' is %s but the other biases of %s are %s"), t->file, t->name,
 				       dtype_name(t->dt), what, dtype_name(bdt));
 				goto out;
 			}
@@ -365,6 +369,10 @@ int model_load(struct model *m, const char *dir, struct backend *be, enum model_
 	path_join(L.where, sizeof L.where, dir, "model.safetensors.index.json");
 	if (!file_exists(L.where)) path_join(L.where, sizeof L.where, dir, "model.safetensors");
 	if (st_set_open(&L.set, dir) != LM_OK) return LM_ERR;
+	if (c->tensor_prefix[0] && st_set_prefix(L.set, c->tensor_prefix) != LM_OK) {
+		st_set_close(L.set);
+		return LM_ERR;
+	}
 	const struct names *nm = c->arch == ARCH_INTERNLM2 ? &internlm2_names : &llama_names;
 	int rc = LM_ERR;
 	if (!(m->layers = calloc((size_t)c->n_layers, sizeof *m->layers))) {

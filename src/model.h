@@ -46,6 +46,8 @@ struct model_config {
 	int n_eos;
 	int quant_bits;       /* 0: dense; 4: AWQ (quantization_config) */
 	int group_size;       /* AWQ group size */
+	char wrapper[32];       /* "" or the vision-language model around this language model: "InternVLChatModel" */
+	char tensor_prefix[32]; /* what the language model's tensor names start with there ("language_model.") */
 };
 
 /* Parse config.json (old or new keys) and, if present beside it, generation_config.json.

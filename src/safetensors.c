@@ -315,6 +315,7 @@ struct st_set {
 	int n;
 	const struct st_tensor **t;       /* [n] all tensors, shard by shard */
 	const struct st_tensor **by_name; /* [n] sorted */
+	char prefix[64];                  /* st_set_find's names are under it (st_set_prefix) */
 };
 
 void st_set_close(struct st_set *s)
@@ -447,7 +448,29 @@ int st_set_count(const struct st_set *s) { return s->n; }
 const struct st_tensor *st_set_get(const struct st_set *s, int i) { return i >= 0 && i < s->n ? s->t[i] : NULL; }
 const struct st_tensor *st_set_find(const struct st_set *s, const char *name)
 {
-	return find_sorted(s->by_name, s->n, name);
+	if (!s->prefix[0]) return find_sorted(s->by_name, s->n, name);
+	char full[512];
+	if (snprintf(full, sizeof full, "%s%s", s->prefix, name) >= (int)sizeof full) return NULL;
+	return find_sorted(s->by_name, s->n, full);
+}
+
+int st_set_prefix(struct st_set *s, const char *prefix)
+{
+	if (strlen(prefix) >= sizeof s->prefix) return lm_err(_("tensor name prefix '%s' is too long"), prefix);
+	snprintf(s->prefix, sizeof s->prefix, "%s", prefix);
+	return LM_OK;
+}
+
+const char *st_set_local(const struct st_set *s, const char *full)
+{
+	size_t n = strlen(s->prefix);
+	return strncmp(full, s->prefix, n) == 0 ? full + n : NULL;
+}
+
+const char *st_set_full(const struct st_set *s, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", s->prefix, name);
+	return buf;
 }
 
 /* ---- writing ---- */

@@ -39,6 +39,12 @@ void st_set_close(struct st_set *s);
 int st_set_count(const struct st_set *s);
 const struct st_tensor *st_set_get(const struct st_set *s, int i);
 const struct st_tensor *st_set_find(const struct st_set *s, const char *name); /* NULL if absent */
+/* The names st_set_find is given are taken under prefix ("language_model." for the language model inside a
+ * vision-language checkpoint). st_set_local: a tensor's name without the prefix, NULL when it is outside it;
+ * st_set_full: prefix + name into buf, for messages and for writing. */
+int st_set_prefix(struct st_set *s, const char *prefix);
+const char *st_set_local(const struct st_set *s, const char *full);
+const char *st_set_full(const struct st_set *s, const char *name, char *buf, size_t len);
 
 /* Writing: tensors in the given order, 8-byte aligned header, optional __metadata__ (key, value pairs,
  * NULL-terminated list; may be NULL). Written to path.tmp and renamed, so a failure leaves no partial file. */
