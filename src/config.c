@@ -156,7 +156,9 @@ static int parse_rope(const struct cfg_ctx *x, struct model_config *c)
 	if (t && !cJSON_IsNull(t) && !cJSON_IsString(t))
 		return lm_err(_("%s: key \"%s.rope_type\" is not a string"), x->path, obj_key);
 	const char *type = t && cJSON_IsString(t) ? t->valuestring : "default";
-	if (!strcmp(type, "default")) {
+	/* Qwen2-VL's multimodal RoPE ("mrope", with an mrope_section): transformers turns it into "default", and
+	 * for text, whose temporal, height and width positions are the same, it is exactly the default RoPE */
+	if (!strcmp(type, "default") || !strcmp(type, "mrope")) {
 		r->type = ROPE_DEFAULT;
 		return LM_OK;
 	}
@@ -242,16 +244,21 @@ static int parse_arch(const struct cfg_ctx *x, struct model_config *c)
 		{ "MistralForCausalLM", "mistral", ARCH_LLAMA },
 		{ "Qwen2ForCausalLM", "qwen2", ARCH_QWEN2 },
 		{ "InternLM2ForCausalLM", "internlm2", ARCH_INTERNLM2 },
+		/* vision-language models whose language model is a Qwen2 at the top of the checkpoint (vision tower
+		 * under "visual."); their M-RoPE is plain RoPE for text, whose three position ids are equal */
+		{ "Qwen2VLForConditionalGeneration", "qwen2_vl", ARCH_QWEN2 },
+		{ "Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl", ARCH_QWEN2 },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
 		if (name ? !strcmp(name, known[i].arch) : type && !strcmp(type, known[i].type)) {
 			c->arch = known[i].a;
 			snprintf(c->arch_name, sizeof c->arch_name, "%s", known[i].arch);
 			snprintf(c->model_type, sizeof c->model_type, "%s", type ? type : known[i].type);
+			if (strstr(known[i].arch, "VLFor")) snprintf(c->wrapper, sizeof c->wrapper, "%s", known[i].arch);
 			return LM_OK;
 		}
 	if (!name && !type) return lm_err(_("%s: key \"%sarchitectures\" is missing"), x->path, x->scope);
-	return lm_err(_("%s: key \"%s%s\": unsupported architecture \"%s\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, InternLM2ForCausalLM; InternVLChatModel around one of them)"),
+	return lm_err(_("%s: key \"%s%s\": unsupported architecture \"%s\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, InternLM2ForCausalLM; InternVLChatModel around one of them; Qwen2-VL and Qwen2.5-VL)"),
 		      x->path, x->scope, name ? "architectures" : "model_type", name ? name : type);
 }
 

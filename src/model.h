@@ -46,7 +46,8 @@ struct model_config {
 	int n_eos;
 	int quant_bits;       /* 0: dense; 4: AWQ (quantization_config) */
 	int group_size;       /* AWQ group size */
-	char wrapper[32];       /* "" or the vision-language model around this language model: "InternVLChatModel" */
+	char wrapper[40];       /* "" or the vision-language model this language model is part of: "InternVLChatModel",
+				 * "Qwen2VLForConditionalGeneration", ... */
 	char tensor_prefix[32]; /* what the language model's tensor names start with there ("language_model.") */
 };
 
