@@ -1076,7 +1076,8 @@ static void cpu_model_name(char *out, size_t cap, int threads)
 			}
 		fclose(f);
 	}
-	snprintf(out, cap, "%.40s, %d threads", model, threads);
+	/* a device name, as a GPU's is: not translated (bench --json reports it too), but "1 thread" all the same */
+	snprintf(out, cap, "%.40s, %d %s", model, threads, threads == 1 ? "thread" : "threads");
 }
 
 struct backend *backend_cpu_create(void)

@@ -158,8 +158,12 @@ int calib_windows(const struct tokenizer *t, const char *text, size_t len, const
 	}
 	if (n < need) {
 		free(all);
-		return lm_err(_("%s: %zu tokens, too short for --calib-samples %d x --calib-seqlen %d = %zu tokens"), path,
-			      n, n_samples, seqlen, need);
+		char has[48], needs[48];
+		snprintf(has, sizeof has, P_("%zu token", "%zu tokens", n), n);
+		snprintf(needs, sizeof needs, P_("%zu token", "%zu tokens", need), need);
+		/* TRANSLATORS: the first %s is the text's "%zu tokens", the last %s the "%zu tokens" needed */
+		return lm_err(_("%s: %s, too short for --calib-samples %d x --calib-seqlen %d = %s"), path, has,
+			      n_samples, seqlen, needs);
 	}
 	int32_t *ids = malloc(need * sizeof *ids);
 	if (!ids) { free(all); return lm_err(_("out of memory")); }

@@ -165,12 +165,15 @@ static void print_text(const struct bench_opts *o, const struct model *m, const 
 		       const struct result *r)
 {
 	const double GB = 1e9, MiB = 1048576.0;
-	printf(_("model      %s: %s, %d layers, dim %d, %s weights, %s activations%s\n"), o->model, m->cfg.arch_name,
-	       m->cfg.n_layers, m->cfg.dim, m->cfg.quant_bits ? "W4A16" : dtype_name(m->cfg.dtype),
+	printf(P_("model      %s: %s, %d layer, dim %d, %s weights, %s activations%s\n",
+		  "model      %s: %s, %d layers, dim %d, %s weights, %s activations%s\n", m->cfg.n_layers),
+	       o->model, m->cfg.arch_name, m->cfg.n_layers, m->cfg.dim,
+	       m->cfg.quant_bits ? "W4A16" : dtype_name(m->cfg.dtype),
 	       dtype_name(be->act_dt), o->dummy ? _(" (random)") : "");
 	printf(_("device     %s (%s backend)\n"), r->ms_ok ? r->ms.device_name : "?", be->i->name);
-	printf(_("prefill    %d tokens in %.2f ms: %.0f tokens/s\n"), o->prompt_len, r->prefill_s * 1e3,
-	       o->prompt_len / r->prefill_s);
+	printf(P_("prefill    %d token in %.2f ms: %.0f tokens/s\n", "prefill    %d tokens in %.2f ms: %.0f tokens/s\n",
+		  o->prompt_len),
+	       o->prompt_len, r->prefill_s * 1e3, o->prompt_len / r->prefill_s);
 	printf(_("first tok  %.2f ms (prefill + greedy next token)\n"), r->ttft_s * 1e3);
 	printf(_("decode     batch 1 at context %d, KV policy %d: %.3f ms/token, %.1f tokens/s (median of %d)\n"),
 	       o->prompt_len, o->policy, r->step_s * 1e3, 1.0 / r->step_s, o->n - 2);

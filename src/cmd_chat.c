@@ -262,15 +262,23 @@ static bool pump(struct repl *r, enum ev_type until, struct turn_stats *done)
 					return false;
 				}
 				break;
-			case EV_READY:
+			case EV_READY: {
 				clear_progress(r);
-				fprintf(stderr, _("%s: %s, %s weights, KV cache %d tokens (policy %d, %zu bytes/token), "
-						  "session %d tokens, template %s\n"),
-					ev.u.info.model_name, ev.u.info.backend, ev.u.info.weight_format,
-					ev.u.info.kv_capacity_tokens, ev.u.info.kv_policy, ev.u.info.kv_bytes_per_token,
-					ev.u.info.session_len, ev.u.info.template_name);
+				const struct engine_info *in = &ev.u.info;
+				char kv[64], sess[64];
+				snprintf(kv, sizeof kv,
+					 P_("KV cache %d token", "KV cache %d tokens", in->kv_capacity_tokens),
+					 in->kv_capacity_tokens);
+				snprintf(sess, sizeof sess, P_("session %d token", "session %d tokens", in->session_len),
+					 in->session_len);
+				/* TRANSLATORS: the fourth %s is "KV cache %d tokens", the fifth "session %d tokens" */
+				fprintf(stderr,
+					_("%s: %s, %s weights, %s (policy %d, %zu bytes/token), %s, template %s\n"),
+					in->model_name, in->backend, in->weight_format, kv, in->kv_policy,
+					in->kv_bytes_per_token, sess, in->template_name);
 				if (until == EV_READY) return true;
 				break;
+			}
 			case EV_TURN_DONE:
 				if (done) *done = ev.u.done;
 				if (until == EV_TURN_DONE) return true;
@@ -407,9 +415,14 @@ static int repl_run(struct repl *r)
 		memset(&st, 0, sizeof st);
 		if (!pump(r, EV_TURN_DONE, &st)) return r->exit_code ? r->exit_code : 1;
 		double rate = st.decode_s > 0 ? st.gen_tokens / st.decode_s : 0;
-		printf(_("\n(%s%d tokens, %.1f tokens/s, prompt %d tokens in %.2f s, context %d)\n"),
-		       st.cancelled ? _("stopped, ") : "", st.gen_tokens, rate, st.prompt_tokens, st.prefill_s,
-		       st.context_used);
+		char gen[64], prompt[96];
+		snprintf(gen, sizeof gen, P_("%d token", "%d tokens", st.gen_tokens), st.gen_tokens);
+		snprintf(prompt, sizeof prompt,
+			 P_("prompt %d token in %.2f s", "prompt %d tokens in %.2f s", st.prompt_tokens),
+			 st.prompt_tokens, st.prefill_s);
+		/* TRANSLATORS: %s: "stopped, " or nothing, then "%d tokens", then "prompt %d tokens in %.2f s" */
+		printf(_("\n(%s%s, %.1f tokens/s, %s, context %d)\n"), st.cancelled ? _("stopped, ") : "", gen, rate,
+		       prompt, st.context_used);
 		if (st.hit_session_len) fputs(_("(the session is full: type 'end' for a new session)\n"), stdout);
 		fflush(stdout);
 		if (eof) return 0;

@@ -365,15 +365,22 @@ static void warn_session_fit(struct engine *e)
 	const double need = (double)e->session_len_req * e->plan.bytes_per_token / MiB;
 	if (e->o.session_len > 0)
 		push_warning(e,
-			     _("--session-len %d does not fit: the KV cache holds %d tokens (%.1f MiB at %zu bytes per "
-			       "token); %d tokens would need %.1f MiB. Sessions are limited to %d tokens."),
+			     P_("--session-len %d does not fit: the KV cache holds %d token (%.1f MiB at %zu bytes per "
+				"token); %d tokens would need %.1f MiB. Sessions are limited to %d token.",
+				"--session-len %d does not fit: the KV cache holds %d tokens (%.1f MiB at %zu bytes per "
+				"token); %d tokens would need %.1f MiB. Sessions are limited to %d tokens.",
+				e->plan.capacity_tokens),
 			     e->session_len_req, e->plan.capacity_tokens, e->plan.bytes / MiB, e->plan.bytes_per_token,
 			     e->session_len_req, need, e->session_len);
 	else /* the length was the model's context, not something the user asked for */
 		push_warning(e,
-			     _("sessions are limited to %d tokens: the KV cache holds that many (%.1f MiB at %zu bytes "
-			       "per token); the model's context of %d tokens would need %.1f MiB "
-			       "(--cache-max-entry-count sets the cache size)."),
+			     P_("sessions are limited to %d token: the KV cache holds that many (%.1f MiB at %zu bytes "
+				"per token); the model's context of %d tokens would need %.1f MiB "
+				"(--cache-max-entry-count sets the cache size).",
+				"sessions are limited to %d tokens: the KV cache holds that many (%.1f MiB at %zu bytes "
+				"per token); the model's context of %d tokens would need %.1f MiB "
+				"(--cache-max-entry-count sets the cache size).",
+				e->session_len),
 			     e->session_len, e->plan.bytes / MiB, e->plan.bytes_per_token, e->session_len_req, need);
 }
 

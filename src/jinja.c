@@ -2579,7 +2579,10 @@ static struct jval call_value(struct jctx *J, struct jval f, const char *name, s
 		int pos = 0;
 		while (pos < na && !(kw && kw[pos])) pos++;
 		if (pos > m->nparams) {
-			jerr(J, _("chat template: macro '%s' takes %d arguments"), m->var, m->nparams);
+			jerr(J,
+			     P_("chat template: macro '%s' takes %d argument",
+				"chat template: macro '%s' takes %d arguments", m->nparams),
+			     m->var, m->nparams);
 			pos = m->nparams;
 		}
 		for (int i = 0; i < m->nparams && !J->failed; i++) {

@@ -71,8 +71,11 @@ int kvmgr_plan(struct backend *be, const struct model_config *c, const struct kv
 		break;
 	}
 	if (n_blocks < 1)
-		return lm_err(_("--cache-max-entry-count: %.1f MiB of KV cache holds no block of %d tokens "
-				"(%zu bytes per token, %.2f MiB per block)"),
+		return lm_err(P_("--cache-max-entry-count: %.1f MiB of KV cache holds no block of %d token "
+				 "(%zu bytes per token, %.2f MiB per block)",
+				 "--cache-max-entry-count: %.1f MiB of KV cache holds no block of %d tokens "
+				 "(%zu bytes per token, %.2f MiB per block)",
+				 block_len),
 			      out->budget / MiB, block_len, out->bytes_per_token, block_bytes / MiB);
 	if (n_blocks > INT32_MAX / block_len) n_blocks = INT32_MAX / block_len;
 	out->n_blocks = (int)n_blocks;

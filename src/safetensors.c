@@ -143,7 +143,11 @@ static int parse_tensor(struct st_file *f, struct st_tensor *t, const cJSON *e, 
 		return lm_err(_("%s: tensor '%s': data_offsets [%llu, %llu]: begin after end"), f->path, name,
 			      (unsigned long long)b, (unsigned long long)en);
 	if (en > data_len)
-		return lm_err(_("%s: tensor '%s': data_offsets [%llu, %llu] past the end of the file (data section is %llu bytes)"),
+		return lm_err(P_("%s: tensor '%s': data_offsets [%llu, %llu] past the end of the file "
+				 "(data section is %llu byte)",
+				 "%s: tensor '%s': data_offsets [%llu, %llu] past the end of the file "
+				 "(data section is %llu bytes)",
+				 data_len),
 			      f->path, name, (unsigned long long)b, (unsigned long long)en, (unsigned long long)data_len);
 	uint64_t es = dtype_size(t->dt);
 	if (count && es > UINT64_MAX / count) huge = true;
@@ -154,10 +158,14 @@ static int parse_tensor(struct st_file *f, struct st_tensor *t, const cJSON *e, 
 		for (int i = 0; i < nd && p < (int)sizeof sh - 24; i++)
 			p += snprintf(sh + p, sizeof sh - p, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
 		if (huge)
-			return lm_err(_("%s: tensor '%s': %llu bytes in data_offsets, but %s [%s] needs more than 2^64"),
+			return lm_err(P_("%s: tensor '%s': %llu byte in data_offsets, but %s [%s] needs more than 2^64",
+					 "%s: tensor '%s': %llu bytes in data_offsets, but %s [%s] needs more than 2^64",
+					 en - b),
 				      f->path, name, (unsigned long long)(en - b), jd->valuestring, sh);
-		return lm_err(_("%s: tensor '%s': %llu bytes in data_offsets, but %s [%s] needs %llu"), f->path, name,
-			      (unsigned long long)(en - b), jd->valuestring, sh, (unsigned long long)(count * es));
+		return lm_err(P_("%s: tensor '%s': %llu byte in data_offsets, but %s [%s] needs %llu",
+				 "%s: tensor '%s': %llu bytes in data_offsets, but %s [%s] needs %llu", en - b),
+			      f->path, name, (unsigned long long)(en - b), jd->valuestring, sh,
+			      (unsigned long long)(count * es));
 	}
 	t->name = strdup(name);
 	if (!t->name) return lm_err(_("%s: out of memory"), f->path);
@@ -264,7 +272,9 @@ int st_open(struct st_file **out, const char *path)
 	if (f->size < 8) {
 		close(fd);
 		st_close(f);
-		return lm_err(_("%s: truncated: %zu bytes, too short for a safetensors header"), path, (size_t)st.st_size);
+		return lm_err(P_("%s: truncated: %zu byte, too short for a safetensors header",
+				 "%s: truncated: %zu bytes, too short for a safetensors header", (size_t)st.st_size),
+			      path, (size_t)st.st_size);
 	}
 	f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
 	int e = errno;

@@ -8,8 +8,8 @@ cd "$top_srcdir" || exit 1
 for po in po/*.po; do
 	if out=$(msgfmt --check -o /dev/null "$po" 2>&1); then pass "msgfmt --check $po"; else fail "msgfmt --check $po: $out"; fi
 done
-# files with _( N_( or C_( calls, against POTFILES.in
-marked=$(grep -lE '(^|[^A-Za-z0-9_])(_|N_|C_)\(' src/*.c ui/*.c cuda/*.cu 2>/dev/null | sort)
+# files with _( N_( C_( or P_( calls, against POTFILES.in
+marked=$(grep -lE '(^|[^A-Za-z0-9_])(_|N_|C_|P_)\(' src/*.c ui/*.c cuda/*.cu 2>/dev/null | sort)
 listed=$(grep -v '^[[:space:]]*#' po/POTFILES.in | sed '/^[[:space:]]*$/d' | sort)
 for f in $marked; do
 	echo "$listed" | grep -qx "$f" || fail "$f marks strings for translation but is not in po/POTFILES.in"
@@ -22,7 +22,7 @@ done
 if command -v xgettext >/dev/null 2>&1 && command -v msgmerge >/dev/null 2>&1; then
 	tmp=${TMPDIR:-/tmp}/lmterm-po.$$
 	mkdir -p "$tmp"
-	xgettext --keyword=_ --keyword=N_ --keyword=C_ --from-code=UTF-8 --language=C -o "$tmp/lmterm.pot" -f po/POTFILES.in
+	xgettext --keyword=_ --keyword=N_ --keyword=C_ --keyword=P_:1,2 --from-code=UTF-8 --language=C -o "$tmp/lmterm.pot" -f po/POTFILES.in
 	msgmerge -q --no-fuzzy-matching -o "$tmp/zh_CN.po" po/zh_CN.po "$tmp/lmterm.pot"
 	untrans=$(msgattrib --untranslated --no-obsolete "$tmp/zh_CN.po" | grep -c '^msgid ' || true)
 	total=$(grep -c '^msgid ' "$tmp/lmterm.pot")

@@ -1,4 +1,4 @@
-# ui tests: layout and editor logic (pure), translations and POTFILES.in, the full screen in tmux.
+# ui tests: layout and editor logic (pure), translations and POTFILES.in, plural forms, the full screen in tmux.
 check_PROGRAMS += tests/test_layout tests/test_input
 TESTS += tests/test_layout tests/test_input
 tests_test_layout_LDADD = $(UI_LIB) $(LMTERM_TEST_LIBS)
@@ -10,8 +10,8 @@ tests_test_chat_view_LDADD = $(UI_LIB) $(LMTERM_TEST_LIBS) $(NCURSES_LIBS)
 # the chat screen against a scripted engine (for looking at the screen; see tests/test_tui.sh)
 check_PROGRAMS += tests/tui_fake_engine
 tests_tui_fake_engine_LDADD = $(UI_LIB) $(LMTERM_TEST_LIBS) $(NCURSES_LIBS)
-TESTS += tests/test_po.sh
-EXTRA_DIST += tests/test_po.sh
+TESTS += tests/test_po.sh tests/test_plural.sh
+EXTRA_DIST += tests/test_po.sh tests/test_plural.sh
 # the full screen in tmux: lmterm chat on the demo model, and the same checks against the scripted engine
 TESTS += tests/test_tui.sh tests/test_tui_fake.sh
 EXTRA_DIST += tests/test_tui.sh tests/test_tui_fake.sh

@@ -187,7 +187,8 @@ void panel_chat_draw(WINDOW *w, struct chat_view *c)
 	free(counts);
 	if (c->scroll > 0 && wd > 12) {
 		char more[64];
-		snprintf(more, sizeof more, _(" %d more lines below (PgDn) "), c->scroll);
+		snprintf(more, sizeof more, P_(" %d more line below (PgDn) ", " %d more lines below (PgDn) ", c->scroll),
+			 c->scroll);
 		int cw = str_cols(more);
 		draw_str(w, h - 1, wd - cw > 0 ? wd - cw : 0, wd, more, col(COL_SEL));
 	}

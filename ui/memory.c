@@ -237,7 +237,7 @@ void panel_mem_draw(WINDOW *w, const struct mem_view *m)
 	}
 	if (y < ymax && m->kv_capacity_tokens > 0) {
 		char v[64];
-		snprintf(v, sizeof v, _("%d tokens"), m->kv_capacity_tokens);
+		snprintf(v, sizeof v, P_("%d token", "%d tokens", m->kv_capacity_tokens), m->kv_capacity_tokens);
 		legend(w, y++, x, iw, 0, COL_NORMAL, C_("mem|KV capacity"), v, NULL);
 	}
 	if (y < ymax && m->kv_bytes_per_token > 0) {

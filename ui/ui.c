@@ -638,8 +638,10 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		fmt_bytes(b0, sizeof b0, ev->u.kv_rebuilt.before.cat[MEM_KV]);
 		fmt_bytes(b1, sizeof b1, ev->u.kv_rebuilt.after.cat[MEM_KV]);
 		kv_label(k, sizeof k, in->kv_policy, in->act_dtype);
-		note(u, ROLE_NOTE, _("KV cache rebuilt: policy %d (%s), %d tokens, %s (was %s)"), in->kv_policy, k,
-		     in->kv_capacity_tokens, b1, b0);
+		note(u, ROLE_NOTE,
+		     P_("KV cache rebuilt: policy %d (%s), %d token, %s (was %s)",
+			"KV cache rebuilt: policy %d (%s), %d tokens, %s (was %s)", in->kv_capacity_tokens),
+		     in->kv_policy, k, in->kv_capacity_tokens, b1, b0);
 		struct cmd c = { .type = CMD_MEM_QUERY };
 		send_cmd(u, &c);
 		break;
