@@ -7,6 +7,7 @@
 #include "i18n.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -430,6 +431,34 @@ out:
 	return rc;
 }
 
+/* No safetensors: say what is there instead, when it is weights in a format lmterm does not read. */
+static int no_weights(const char *dir)
+{
+	char path[4096];
+	static const char *const bin[] = { "pytorch_model.bin", "pytorch_model.bin.index.json", "model.bin" };
+	for (size_t i = 0; i < sizeof bin / sizeof *bin; i++) {
+		path_join(path, sizeof path, dir, bin[i]);
+		if (file_exists(path))
+			return lm_err(_("%s: no model.safetensors or model.safetensors.index.json: the weights are PyTorch "
+					"files (%s), which lmterm does not read; save them as safetensors (transformers: "
+					"model.save_pretrained(dir, safe_serialization=True))"),
+				      dir, bin[i]);
+	}
+	DIR *d = opendir(dir);
+	const struct dirent *e;
+	char gguf[256] = "";
+	while (d && (e = readdir(d)) && !gguf[0]) {
+		size_t n = strlen(e->d_name);
+		if (n > 5 && strcmp(e->d_name + n - 5, ".gguf") == 0) snprintf(gguf, sizeof gguf, "%s", e->d_name);
+	}
+	if (d) closedir(d);
+	if (gguf[0])
+		return lm_err(_("%s: no model.safetensors or model.safetensors.index.json: %s is a GGUF file "
+				"(llama.cpp's format), which lmterm does not read; use the model's Hugging Face directory"),
+			      dir, gguf);
+	return lm_err(_("%s: no model.safetensors or model.safetensors.index.json"), dir);
+}
+
 int st_set_open(struct st_set **out, const char *dir)
 {
 	*out = NULL;
@@ -443,7 +472,7 @@ int st_set_open(struct st_set **out, const char *dir)
 	} else {
 		path_join(path, sizeof path, dir, "model.safetensors");
 		if (file_exists(path)) rc = set_add_file(s, path);
-		else rc = lm_err(_("%s: no model.safetensors or model.safetensors.index.json"), dir);
+		else rc = no_weights(dir);
 	}
 	if (rc == LM_OK) rc = set_index(s);
 	if (rc != LM_OK) {

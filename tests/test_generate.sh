@@ -132,4 +132,10 @@ case "$(cat "$tmp/err")" in
 esac
 "$LMTERM" generate "$tmp/badgen" -p "Once" -n 2 --greedy --backend cpu >/dev/null 2>"$tmp/err" || fail "generate --greedy: $(cat "$tmp/err")"
 if grep -q "ignored" "$tmp/err"; then fail "generate --greedy warned about sampling values: $(cat "$tmp/err")"; else pass "generate --greedy: no sampling warning"; fi
+# weights in a format lmterm does not read: the message says which file it found
+mkdir "$tmp/binw" && cp "$DEMO"/*.json "$DEMO"/tokenizer* "$tmp/binw/" && rm -f "$tmp/binw/model.safetensors.index.json" &&
+	: > "$tmp/binw/pytorch_model.bin"
+expect_fail "PyTorch .bin weights" "the weights are PyTorch files (pytorch_model.bin)" "$LMTERM" generate "$tmp/binw" -p hi -n 1
+rm "$tmp/binw/pytorch_model.bin" && : > "$tmp/binw/model-Q4_K_M.gguf"
+expect_fail "a GGUF file" "model-Q4_K_M.gguf is a GGUF file" "$LMTERM" generate "$tmp/binw" -p hi -n 1
 finish
