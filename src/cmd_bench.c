@@ -85,7 +85,7 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 		} else if (strcmp(nm, "quant-policy") == 0) {
 			if (opt_value(&it, &v) || opt_quant_policy("--quant-policy", v, &o->policy)) return LM_ERR;
 		} else if (strcmp(nm, "backend") == 0) {
-			if (opt_value(&it, &o->backend) || opt_backend(o->backend)) return LM_ERR;
+			if (opt_value(&it, &o->backend) || opt_backend(&o->backend)) return LM_ERR;
 		} else if (strcmp(nm, "dtype") == 0) {
 			if (opt_value(&it, &o->dtype)) return LM_ERR;
 			if (strcmp(o->dtype, "auto") && strcmp(o->dtype, "float16") && strcmp(o->dtype, "bfloat16"))

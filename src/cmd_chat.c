@@ -73,7 +73,7 @@ static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *n
 		char optname[80];
 		snprintf(optname, sizeof optname, "--%s", n);
 		if (strcmp(n, "backend") == 0) {
-			if (opt_value(&it, &val) || opt_backend(val)) goto bad;
+			if (opt_value(&it, &val) || opt_backend(&val)) goto bad;
 			o->backend = val;
 		} else if (strcmp(n, "model-format") == 0) {
 			if (opt_value(&it, &val)) goto bad;
@@ -124,6 +124,12 @@ static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *n
 			if (opt_value(&it, &val) || opt_int(optname, val, 1, 1 << 30, &iv)) goto bad;
 			o->sampling.max_new_tokens = iv;
 			o->sampling_given[SG_MAX_NEW_TOKENS] = true;
+		} else if (strcmp(n, "tp") == 0) { /* LMDeploy's tensor parallelism: lmterm runs on one GPU */
+			if (opt_value(&it, &val) || opt_int(optname, val, 1, 1 << 10, &iv)) goto bad;
+			if (iv != 1) {
+				lm_err(_("--tp %d: lmterm runs a model on one GPU (--tp 1)"), iv);
+				goto bad;
+			}
 		} else if (strcmp(n, "threads") == 0) {
 			if (opt_value(&it, &val) || opt_int(optname, val, 1, 1024, &o->n_threads)) goto bad;
 		} else {

@@ -76,7 +76,7 @@ static int parse(struct gen_opts *o, int argc, char **argv)
 		} else if (strcmp(nm, "dump-logits") == 0) {
 			if (opt_value(&it, &o->dump)) return LM_ERR;
 		} else if (strcmp(nm, "backend") == 0) {
-			if (opt_value(&it, &o->backend) || opt_backend(o->backend)) return LM_ERR;
+			if (opt_value(&it, &o->backend) || opt_backend(&o->backend)) return LM_ERR;
 		} else if (strcmp(nm, "quant-policy") == 0) {
 			if (opt_value(&it, &v) || opt_quant_policy("--quant-policy", v, &o->policy)) return LM_ERR;
 		} else if (strcmp(nm, "seed") == 0) {

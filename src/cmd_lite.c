@@ -142,7 +142,7 @@ int cmd_lite(int argc, char **argv)
 		fprintf(stderr, _("lmterm: --dtype '%s': use auto, float16 or bfloat16\n"), dtype);
 		return 2;
 	}
-	if (opt_backend(backend)) {
+	if (opt_backend(&backend)) {
 		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 		return 2;
 	}

@@ -190,7 +190,7 @@ int cmd_ppl(int argc, char **argv)
 		} else if (strcmp(n, "tokenizer") == 0) {
 			if (opt_value(&it, &tok_file)) goto bad;
 		} else if (strcmp(n, "backend") == 0) {
-			if (opt_value(&it, &backend) || opt_backend(backend)) goto bad;
+			if (opt_value(&it, &backend) || opt_backend(&backend)) goto bad;
 		} else if (strcmp(n, "max-chars") == 0) {
 			uint64_t v;
 			if (opt_value(&it, &val) || opt_u64("--max-chars", val, &v)) goto bad;

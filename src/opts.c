@@ -93,10 +93,13 @@ int opt_kv_capacity(const char *opt, const char *val, struct kv_capacity *out)
 	return lm_err(_("%s: unknown unit '%s' in '%s' (use B, KiB, MiB, GiB, KB, MB, GB or tok)"), opt, end, val);
 }
 
-int opt_backend(const char *val)
+int opt_backend(const char **val)
 {
-	if (strcmp(val, "auto") && strcmp(val, "cuda") && strcmp(val, "cpu"))
-		return lm_err(_("--backend: unknown backend '%s' (expected auto, cuda or cpu)"), val);
+	/* LMDeploy's --backend picks one of its two engines; lmterm has one, which runs where "auto" says, so a
+	 * command copied from an LMDeploy tutorial works as it is */
+	if (!strcmp(*val, "turbomind") || !strcmp(*val, "pytorch")) *val = "auto";
+	if (strcmp(*val, "auto") && strcmp(*val, "cuda") && strcmp(*val, "cpu"))
+		return lm_err(_("--backend: unknown backend '%s' (expected auto, cuda or cpu)"), *val);
 	return LM_OK;
 }
 

@@ -12,8 +12,9 @@ int opt_u64(const char *opt, const char *val, uint64_t *out);
 int opt_float(const char *opt, const char *val, double lo, double hi, double *out);
 /* --cache-max-entry-count: F in (0,1), or SIZE with KiB/MiB/GiB/KB/MB/GB/B, or Ntok */
 int opt_kv_capacity(const char *opt, const char *val, struct kv_capacity *out);
-/* --backend auto|cuda|cpu (whether this build has CUDA is the backend's to say) */
-int opt_backend(const char *val);
+/* --backend auto|cuda|cpu (whether this build has CUDA is the backend's to say); LMDeploy's engine names
+ * turbomind and pytorch become auto in *val */
+int opt_backend(const char **val);
 /* --quant-policy 0|4|8 */
 int opt_quant_policy(const char *opt, const char *val, int *out);
 

@@ -71,6 +71,10 @@ expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" chat "$MODEL" --quan
 expect_fail "bad --cache-max-entry-count" "--cache-max-entry-count" "$LMTERM" chat "$MODEL" --cache-max-entry-count 1.5
 expect_fail "bad --top-p" "--top-p" "$LMTERM" chat "$MODEL" --top-p 2
 expect_usage "bad --backend" "unknown backend 'gpu'" "$LMTERM" chat "$MODEL" --backend gpu
+expect_usage "--tp 2" "--tp 2: lmterm runs a model on one GPU" "$LMTERM" chat "$MODEL" --tp 2
+# LMDeploy's engine names and --tp 1, as its tutorials write them: the chat runs
+out=$(echo | "$LMTERM" chat "$MODEL" --backend turbomind --tp 1 2>&1)
+case "$out" in *"tiny-en-zh: "*"session"*) pass "--backend turbomind --tp 1" ;; *) fail "--backend turbomind --tp 1: $out" ;; esac
 expect_fail "bad --no-tui value" "--no-tui" "$LMTERM" chat "$MODEL" --no-tui=maybe
 expect_fail "unknown option" "--frobnicate" "$LMTERM" chat "$MODEL" --frobnicate
 expect_fail "unknown option last, no value" "unknown option '--frobnicate'" "$LMTERM" chat "$MODEL" --cache-block-seq-len 64 --frobnicate

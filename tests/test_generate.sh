@@ -76,6 +76,9 @@ for t in abc 0 -3 2x 300; do
 done
 LMTERM_THREADS=1 "$LMTERM" generate "$DEMO" --ids "1" -n 2 --backend cpu >/dev/null 2>&1 && pass "LMTERM_THREADS=1" || fail "LMTERM_THREADS=1 refused"
 expect_usage "bad --backend" "unknown backend 'gpu'" "$LMTERM" generate "$DEMO" --ids "1" --backend gpu
+a=$("$LMTERM" generate "$DEMO" --ids "1" -n 3 --greedy --print-ids --backend pytorch 2>&1) &&
+	[ "$a" = "$("$LMTERM" generate "$DEMO" --ids "1" -n 3 --greedy --print-ids 2>&1)" ] &&
+	pass "--backend pytorch is auto" || fail "--backend pytorch: $a"
 expect_usage "--greedy with a temperature" "contradict" "$LMTERM" generate "$DEMO" --ids "1" --greedy --temperature 0.8
 # --greedy with --temperature 0 says the same thing twice: fine
 "$LMTERM" generate "$DEMO" --ids "1" -n 2 --greedy --temperature 0 >/dev/null 2>&1 && pass "--greedy --temperature 0" || fail "--greedy --temperature 0 refused"
