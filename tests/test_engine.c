@@ -392,7 +392,7 @@ int main(void)
 		static const char *const files[] = { "config.json", "generation_config.json", "model.safetensors.index.json",
 						     "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
 						     "tokenizer.json", "tokenizer.model", "special_tokens_map.json" };
-		char a[4200], b2[4200];
+		char a[6400], b2[4200]; /* a: cwd (2048) + model path (4096) + a file name */
 		for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
 			snprintf(a, sizeof a, "%s/%s", model, files[i]);
 			if (a[0] != '/') { /* symlinks need an absolute target */
