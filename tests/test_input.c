@@ -230,7 +230,13 @@ static void test_oom(void)
 	fclose(f);
 	struct rlimit lim = old;
 	lim.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (64u << 20); /* room for small allocations, not for 256 MiB */
-	if (setrlimit(RLIMIT_AS, &lim) != 0) { CHECK(0, "setrlimit"); free(first); free(big); edit_free(&e); return; }
+	if ((old.rlim_cur != RLIM_INFINITY && old.rlim_cur < lim.rlim_cur) || setrlimit(RLIMIT_AS, &lim) != 0) {
+		/* an address-space limit already below ours (a container's): the check cannot be made here */
+		printf("out-of-memory checks skipped: RLIMIT_AS cannot be set to %llu bytes\n",
+		       (unsigned long long)lim.rlim_cur);
+		free(first); free(big); edit_free(&e);
+		return;
+	}
 	/* (the text is compared by length first: printing 256 MiB on a failure would bury the log) */
 	edit_left(&e); /* the insert goes before the last character: the tail must come back too */
 	bool ok = edit_insert(&e, big, (int)big_len);
