@@ -66,6 +66,20 @@ expect_rc "empty work dir" 1 "name the directory" awq "$FIX/llama3-rand" --work-
 ls -d .tmp-* >/dev/null 2>&1 && { fail "empty work dir: left .tmp-* in $(pwd)"; rm -rf .tmp-*; }
 expect_rc "work dir ." 1 "name the directory" awq "$FIX/llama3-rand" --work-dir "$tmp/." --calib-samples 0
 
+# a symbolic link to an empty directory: the result goes there (renaming onto the link failed after the whole
+# run: 'cannot rename ... Not a directory'); a link to nothing is refused before the work
+mkdir "$tmp/target" && ln -s target "$tmp/link"
+if msg=$(awq "$FIX/llama3-rand" --work-dir "$tmp/link/" --calib-samples 0 2>&1 >/dev/null) && [ -L "$tmp/link" ] &&
+   [ -f "$tmp/target/config.json" ] && ! ls -d "$tmp"/*.tmp-* >/dev/null 2>&1; then pass "work dir: a link to an empty directory"
+else fail "work dir: a link to an empty directory: $msg"; fi
+rm -rf "$tmp/target" "$tmp/link"
+ln -s nowhere "$tmp/link"
+out_save=$out; out="$tmp/link"
+expect_rc "work dir: a link to nothing" 1 "symbolic link" awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples 0
+out=$out_save
+ls -d "$tmp"/*.tmp-* >/dev/null 2>&1 && fail "work dir: a link to nothing: left $(ls -d "$tmp"/*.tmp-*)"
+rm -f "$tmp/link"
+
 expect_rc "bad boolean" 2 "not a boolean" awq "$FIX/llama3-rand" --work-dir "$out" --search-scale maybe
 expect_rc "bad integer" 2 "--calib-samples" awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples -3
 expect_rc "unknown option" 2 "--frobnicate" awq "$FIX/llama3-rand" --work-dir "$out" --frobnicate
