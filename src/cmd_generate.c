@@ -212,6 +212,11 @@ static int prepare_prompt(struct run *r)
 		if (tok_encode(r->tok, o->prompt, strlen(o->prompt), true, &enc, &ne)) return LM_ERR;
 		int bos = r->cfg.bos_id >= 0 ? r->cfg.bos_id : tok_bos_id(r->tok);
 		bool add = bos >= 0 && want_bos(o->model, &r->cfg);
+		if (add && bos >= r->cfg.vocab) { /* not the tokenizer's doing, as the message below would say */
+			free(enc);
+			return lm_err(_("%s: BOS token id %d is outside the model's vocabulary (%d)"), o->model, bos,
+				      r->cfg.vocab);
+		}
 		p = malloc(sizeof(int32_t) * (size_t)(ne + 1));
 		if (!p) {
 			free(enc);

@@ -121,5 +121,10 @@ if [ -d "$FIX" ]; then
 	mkdir "$tmp/v100" && cp "$FIX"/* "$tmp/v100/" && sed 's/"vocab_size": 8192/"vocab_size": 100/' "$FIX/config.json" >"$tmp/v100/config.json"
 	id=$("$LMTERM" tokenize "$FIX" "hello world" | tr ' ' '\n' | awk '$1 >= 100 { print; exit }')
 	expect_fail "tokenizer id beyond vocab_size" "gave id $id," "$LMTERM" generate "$tmp/v100" -p "hello world" -n 1
+	# config.json's bos_token_id beyond the vocabulary is named as the BOS (it was blamed on the tokenizer)
+	mkdir "$tmp/bos" && cp "$FIX"/* "$tmp/bos/" && sed 's/"bos_token_id": *[0-9]*/"bos_token_id": 100000/' \
+		"$FIX/config.json" >"$tmp/bos/config.json"
+	expect_fail "bos_token_id beyond vocab_size" "BOS token id 100000 is outside" \
+		"$LMTERM" generate "$tmp/bos" -p "hello world" -n 1 --backend cpu
 fi
 finish
