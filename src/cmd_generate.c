@@ -330,7 +330,8 @@ static int generate(struct run *r)
 			int k = tok_stream_next(&ts, next, buf, sizeof buf);
 			fwrite(buf, 1, (size_t)k, stdout);
 		}
-		fflush(stdout);
+		/* a reader that has gone (SIGPIPE ignored) or a full disk: stop now, not after -n tokens */
+		if (fflush(stdout) != 0) return lm_err(_("writing the output: %s"), strerror(errno));
 		if (is_eos(&r->cfg, next) || j + 1 == o->n) break;
 		if (dev) {
 			if (forward(&r->fw, &r->kv, &r->ids[T + j], 1, T + j, r->blocks, r->kv.n_blocks, -2, NULL, NULL) ||

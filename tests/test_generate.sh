@@ -115,6 +115,12 @@ if [ -c /dev/full ]; then
 	expect_fail "stdout on a full disk" "No space" sh -c '"$0" generate "$1" --ids "1 2" -n 2 >/dev/full' "$LMTERM" "$DEMO"
 	expect_fail "--version on a full disk" "standard output" sh -c '"$0" --version >/dev/full' "$LMTERM"
 fi
+# a reader that goes away while SIGPIPE is ignored (as under Python's subprocess): generation stops at the failed
+# write with a message; it went on for all -n tokens (this prompt has no end of sequence for a million)
+(trap '' PIPE; timeout 30 "$LMTERM" generate "$DEMO" -p hi -n 1000000 --greedy --backend cpu 2>"$tmp/pipe.err"
+	echo $? >"$tmp/pipe.rc") | head -c 1 >/dev/null
+if [ "$(cat "$tmp/pipe.rc")" = 1 ] && grep -q "Broken pipe" "$tmp/pipe.err"; then pass "generate stops when its reader has gone"
+else fail "generate with its reader gone: exit $(cat "$tmp/pipe.rc"): $(cat "$tmp/pipe.err")"; fi
 # a tokenizer whose ids lie beyond config.json's vocab_size: the message names the id (it was read after free)
 FIX="$TESTDATA/fixtures/llama3-rand"
 if [ -d "$FIX" ]; then
