@@ -167,6 +167,7 @@ struct repl {
 	size_t inlen;
 	bool in_eof;
 	int exit_code;
+	int out_errno;        /* a write to stdout failed (reader gone, disk full): the reply stops, the REPL ends */
 };
 
 enum { LINE_OK, LINE_EOF, LINE_INTR, LINE_NOMEM };
@@ -241,6 +242,16 @@ static void clear_progress(struct repl *r)
 
 /* Wait for events until one of type `until` arrives (EV_READY or EV_TURN_DONE); returns false when the
  * engine stopped (fatal error) or the user interrupted while waiting for EV_READY. */
+static void send_cancel(struct repl *r, bool *sent)
+{
+	if (*sent) return;
+	struct cmd c;
+	memset(&c, 0, sizeof c);
+	c.type = CMD_CANCEL;
+	engine_send(r->e, &c);
+	*sent = true;
+}
+
 static bool pump(struct repl *r, enum ev_type until, struct turn_stats *done)
 {
 	bool cancel_sent = false;
@@ -250,7 +261,11 @@ static bool pump(struct repl *r, enum ev_type until, struct turn_stats *done)
 			switch (ev.type) {
 			case EV_TOKEN:
 				fwrite(ev.u.token.text, 1, ev.u.token.len, stdout);
-				fflush(stdout);
+				/* with nobody to read it (SIGPIPE ignored) the reply went on to the session's end */
+				if (fflush(stdout) != 0 && !r->out_errno) {
+					r->out_errno = errno ? errno : EIO;
+					send_cancel(r, &cancel_sent);
+				}
 				break;
 			case EV_PROGRESS: print_progress(r, &ev); break;
 			case EV_ERROR:
@@ -297,13 +312,7 @@ static bool pump(struct repl *r, enum ev_type until, struct turn_stats *done)
 				r->exit_code = 130;
 				return false;
 			}
-			if (!cancel_sent) {
-				struct cmd c;
-				memset(&c, 0, sizeof c);
-				c.type = CMD_CANCEL;
-				engine_send(r->e, &c);
-				cancel_sent = true;
-			}
+			send_cancel(r, &cancel_sent);
 		}
 	}
 }
@@ -406,6 +415,10 @@ static int repl_run(struct repl *r)
 		struct turn_stats st;
 		memset(&st, 0, sizeof st);
 		if (!pump(r, EV_TURN_DONE, &st)) return r->exit_code ? r->exit_code : 1;
+		if (r->out_errno) {
+			fprintf(stderr, _("lmterm: cannot write to standard output: %s\n"), strerror(r->out_errno));
+			return 1;
+		}
 		double rate = st.decode_s > 0 ? st.gen_tokens / st.decode_s : 0;
 		printf(_("\n(%s%d tokens, %.1f tokens/s, prompt %d tokens in %.2f s, context %d)\n"),
 		       st.cancelled ? _("stopped, ") : "", st.gen_tokens, rate, st.prompt_tokens, st.prefill_s,

@@ -38,6 +38,15 @@ timeout 60 "$LMTERM" chat "$MODEL" $OPTS <&- >/dev/null 2>&1; rc=$?
 # a closed stdout: the replies went nowhere, so not a success
 printf 'Hello\n\n' | timeout 60 "$LMTERM" chat "$MODEL" $OPTS >&- 2>/dev/null; rc=$?
 [ $rc -eq 1 ] && pass "closed stdout: exit 1" || fail "closed stdout: rc $rc"
+# a reader that goes away while SIGPIPE is ignored (as under Python's subprocess): the reply stops at the failed
+# write and the REPL ends with a message; it went on to the end of the session (here 32768 tokens, minutes)
+err=/tmp/lmterm-repl-pipe.$$
+(trap '' PIPE; printf 'Hello\n\nAgain\n\n' | timeout 30 "$LMTERM" chat "$MODEL" --backend cpu --temperature 0 --chat-template base \
+	--session-len 32768 --cache-max-entry-count 32768tok 2>"$err"; echo $? >"$err.rc") | head -c 1 >/dev/null
+if [ "$(cat "$err.rc")" = 1 ] && grep -q "cannot write to standard output: Broken pipe" "$err"; then
+	pass "the reader gone: the reply stops, exit 1"
+else fail "the reader gone: exit $(cat "$err.rc") (124: it wrote on): $(cat "$err")"; fi
+rm -f "$err" "$err.rc"
 
 # a full session: the engine's message names no key, the REPL says how to start a new session here ('end');
 # a message no session could hold is called too long, with no new session suggested
