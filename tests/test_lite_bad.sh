@@ -50,6 +50,10 @@ expect_rc "dataset too short" 1 "too short" awq "$FIX/llama3-rand" --work-dir "$
 printf '{"text": "fine"}\n{"txt": 1}\n' > "$tmp/bad.jsonl"
 expect_rc "jsonl without text" 1 "bad.jsonl:2" awq "$FIX/llama3-rand" --work-dir "$out" --calib-dataset "$tmp/bad.jsonl" \
 	--calib-samples 1 --calib-seqlen 4
+# two records run together on one line: the second was dropped without a word (json.loads: 'Extra data')
+printf '{"text": "fine"}\r\n{"text": "one"}{"text": "two"}\n' > "$tmp/two.jsonl"
+expect_rc "jsonl: two records on a line" 1 "two.jsonl:2" awq "$FIX/llama3-rand" --work-dir "$out" \
+	--calib-dataset "$tmp/two.jsonl" --calib-samples 1 --calib-seqlen 4
 
 : > "$tmp/afile"
 out_save=$out; out="$tmp/afile/out"
