@@ -177,9 +177,10 @@ if command -v tmux >/dev/null 2>&1; then
 		nothing_left "terminal: SIG$sig"
 		T kill-server >/dev/null 2>&1
 	done
-	# after the first layer the panel names its figure: the layer's error (it said "last item: 0.008")
+	# after the first layer the panel names its figure: the layer's error (it said "last item: 0.008");
+	# an empty NO_COLOR leaves the colours on, as in chat and as the manual says (lite turned them off)
 	sock="lmterm-lite-$$-panel"
-	T new-session -d -s lite -x 120 -y 40 "\"$LMTERM\" lite auto_awq \"$DEMO\" --work-dir \"$out\" \
+	T new-session -d -s lite -x 120 -y 40 "NO_COLOR= \"$LMTERM\" lite auto_awq \"$DEMO\" --work-dir \"$out\" \
 		--calib-dataset \"$TESTDATA/text/wiki.test.raw\" --calib-samples 8 --calib-seqlen 256 --search-scale --threads 1" ||
 		fail "tmux did not start"
 	shown=0
@@ -191,6 +192,9 @@ if command -v tmux >/dev/null 2>&1; then
 	if [ $shown = 0 ]; then fail "terminal: the first layer did not finish: $(printf '%s\n' "$pane" | head -5)"
 	elif printf '%s\n' "$pane" | grep -q "error of the last layer: 0\.[0-9]"; then pass "terminal: the panel names the layer's error"
 	else fail "terminal: the panel does not name the error: $(printf '%s\n' "$pane" | head -8)"; fi
+	esc=$(printf '\033')
+	T capture-pane -e -p -t lite 2>/dev/null | grep -q "$esc\[[0-9;]*3[0-7]m" && pass "terminal: NO_COLOR= (empty) keeps the colours" ||
+		fail "terminal: NO_COLOR= (empty) turned the colours off"
 	T send-keys -t lite C-c
 	sleep 2
 	T kill-server >/dev/null 2>&1
