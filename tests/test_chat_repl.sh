@@ -99,6 +99,15 @@ expect_fail "a size beyond uint64" "too large" "$LMTERM" chat "$MODEL" --cache-m
 expect_fail "not a model directory" "/nonexistent-model" "$LMTERM" chat /nonexistent-model
 expect_fail "unknown template" "nonesuch" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --chat-template nonesuch"
 expect_fail "missing template file" "cannot open" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --chat-template /nonexistent/t.json"
+# a tokenizer_config.json that is not valid JSON: its chat template was lost without a word (the built-in 'base'
+# was used); now a message naming the file, and --chat-template still works
+bad=/tmp/lmterm-repl-tc.$$
+mkdir -p "$bad" && cp "$MODEL"/* "$bad/" && printf '{"chat_template": "{{ x }}",\n' > "$bad/tokenizer_config.json"
+expect_fail "tokenizer_config.json not valid JSON" "$bad/tokenizer_config.json: not valid JSON" \
+	sh -c "echo | '$LMTERM' chat '$bad' --backend cpu"
+out=$(printf 'hi\n\n' | "$LMTERM" chat "$bad" $OPTS --chat-template chatml 2>&1) &&
+	pass "tokenizer_config.json not valid JSON: --chat-template chatml still chats" || fail "--chat-template chatml: $out"
+rm -rf "$bad"
 expect_fail "cache too small" "block" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --cache-max-entry-count 100B"
 # a cache smaller than the session: said before the model's line (it came after the first reply, or never); it
 # names --session-len only where that was given
