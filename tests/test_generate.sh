@@ -132,5 +132,9 @@ if [ -d "$FIX" ]; then
 		"$FIX/config.json" >"$tmp/bos/config.json"
 	expect_fail "bos_token_id beyond vocab_size" "BOS token id 100000 is outside" \
 		"$LMTERM" generate "$tmp/bos" -p "hello world" -n 1 --backend cpu
+	# a tokenizer_config.json that is not JSON: its add_bos_token was taken as absent without a word
+	mkdir "$tmp/tc" && cp "$FIX"/* "$tmp/tc/" && printf '{"add_bos_token": false,\n' >"$tmp/tc/tokenizer_config.json"
+	expect_fail "tokenizer_config.json not valid JSON" "$tmp/tc/tokenizer_config.json: not a valid JSON object" \
+		"$LMTERM" generate "$tmp/tc" -p "hello world" -n 1 --backend cpu
 fi
 finish
