@@ -168,6 +168,7 @@ struct repl {
 	bool in_eof;
 	int exit_code;
 	int out_errno;        /* a write to stdout failed (reader gone, disk full): the reply stops, the REPL ends */
+	int in_errno;         /* reading stdin failed (it is a directory, an I/O error): not an end of input */
 };
 
 enum { LINE_OK, LINE_EOF, LINE_INTR, LINE_NOMEM };
@@ -207,6 +208,7 @@ static int read_line(struct repl *r, char **out)
 		}
 		struct pollfd p[2] = { { .fd = 0, .events = POLLIN }, { .fd = sig_pipe[0], .events = POLLIN } };
 		if (poll(p, 2, -1) < 0 && errno != EINTR) {
+			r->in_errno = errno;
 			free(line);
 			return LINE_EOF;
 		}
@@ -219,7 +221,11 @@ static int read_line(struct repl *r, char **out)
 		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			ssize_t n = read(0, r->inbuf + r->inlen, sizeof r->inbuf - r->inlen);
 			if (n > 0) r->inlen += n;
-			else if (n == 0 || (errno != EINTR && errno != EAGAIN)) r->in_eof = true;
+			else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+				r->in_eof = true;
+				/* EBADF: a closed stdin, which main reopened write-only, is an empty one */
+				if (n < 0 && errno != EBADF) r->in_errno = errno;
+			}
 		}
 	}
 }
@@ -361,6 +367,11 @@ static int repl_run(struct repl *r)
 			if (rc == LINE_NOMEM) { /* a line longer than memory: say so rather than crash */
 				free(text);
 				fprintf(stderr, "lmterm: %s\n", _("out of memory"));
+				return 1;
+			}
+			if (rc == LINE_EOF && r->in_errno) { /* it ended the REPL with exit 0, as at the end of input */
+				free(text);
+				fprintf(stderr, _("lmterm: cannot read standard input: %s\n"), strerror(r->in_errno));
 				return 1;
 			}
 			if (rc == LINE_EOF) {

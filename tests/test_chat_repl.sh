@@ -35,6 +35,9 @@ out=$("$LMTERM" chat "$MODEL" $OPTS </dev/null 2>/dev/null); rc=$?
 # a closed stdin is an empty one (it used to leave fd 0 to the REPL's signal pipe, which it then waited on for ever)
 timeout 60 "$LMTERM" chat "$MODEL" $OPTS <&- >/dev/null 2>&1; rc=$?
 [ $rc -eq 0 ] && pass "closed stdin: exit 0" || fail "closed stdin: rc $rc (124: it hung)"
+# stdin that cannot be read (a directory) is an error, not the end of the input (exit 0 with no word)
+expect_fail "stdin a directory" "cannot read standard input: Is a directory" \
+	sh -c 'timeout 60 "$0" chat "$1" --backend cpu </' "$LMTERM" "$MODEL"
 # a closed stdout: the replies went nowhere, so not a success
 printf 'Hello\n\n' | timeout 60 "$LMTERM" chat "$MODEL" $OPTS >&- 2>/dev/null; rc=$?
 [ $rc -eq 1 ] && pass "closed stdout: exit 1" || fail "closed stdout: rc $rc"
