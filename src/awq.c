@@ -133,6 +133,7 @@ struct ctx {
 	int dim, qd, kvd, ffn, nh, nkv, hd, nl;
 	int rows[L_N], cols[L_N];
 	int nt;                  /* threads */
+	char dir[4096];          /* the directory renamed into place: work_dir, or the directory a link there names */
 	char tmpdir[4096];
 	int n_shards;
 	cJSON *weight_map;
@@ -1085,10 +1086,19 @@ static int make_tmpdir(struct ctx *x)
 	size_t bl = (size_t)(dir + l - base);
 	if (!l || (l == 1 && dir[0] == '/') || (bl == 1 && base[0] == '.') || (bl == 2 && !strncmp(base, "..", 2)))
 		return lm_err(_("--work-dir '%s': name the directory to create (not '.', '..' or '/')"), dir);
+	/* a symbolic link (to an empty directory): the result replaces the directory it names; renaming onto the
+	 * link itself failed (ENOTDIR), and only after the whole run */
 	struct stat st;
-	if (stat(dir, &st) == 0) {
+	snprintf(x->dir, sizeof x->dir, "%.*s", (int)l, dir);
+	if (lstat(x->dir, &st) == 0 && S_ISLNK(st.st_mode)) {
+		char *r = realpath(x->dir, NULL);
+		if (!r) return lm_err(_("--work-dir %s is a symbolic link that cannot be followed: %s"), dir, strerror(errno));
+		snprintf(x->dir, sizeof x->dir, "%s", r);
+		free(r);
+	}
+	if (stat(x->dir, &st) == 0) {
 		if (!S_ISDIR(st.st_mode)) return lm_err(_("--work-dir %s exists and is not a directory"), dir);
-		DIR *d = opendir(dir);
+		DIR *d = opendir(x->dir);
 		struct dirent *e;
 		bool empty = true;
 		while (d && (e = readdir(d)))
@@ -1097,12 +1107,7 @@ static int make_tmpdir(struct ctx *x)
 		if (!empty)
 			return lm_err(_("--work-dir %s exists and is not empty; remove it or choose another directory"), dir);
 	}
-	snprintf(x->tmpdir, sizeof x->tmpdir, "%s.tmp-XXXXXX", dir);
-	l = strlen(dir);
-	while (l > 1 && x->tmpdir[l - 1] == '/') { /* "out/" -> "out.tmp-..." */
-		memmove(x->tmpdir + l - 1, x->tmpdir + l, strlen(x->tmpdir + l) + 1);
-		l--;
-	}
+	snprintf(x->tmpdir, sizeof x->tmpdir, "%s.tmp-XXXXXX", x->dir); /* x->dir has no trailing '/' */
 	if (!mkdtemp(x->tmpdir)) {
 		int e = errno;
 		x->tmpdir[0] = 0;
@@ -1117,8 +1122,8 @@ static int make_tmpdir(struct ctx *x)
 static int finish_dir(struct ctx *x)
 {
 	const char *dir = x->o->work_dir;
-	rmdir(dir); /* an empty work dir that already existed */
-	if (rename(x->tmpdir, dir) != 0)
+	rmdir(x->dir); /* an empty work dir that already existed */
+	if (rename(x->tmpdir, x->dir) != 0)
 		return lm_err(_("--work-dir %s: cannot rename %s to it: %s"), dir, x->tmpdir, strerror(errno));
 	x->tmpdir[0] = 0;
 	return LM_OK;

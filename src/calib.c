@@ -82,9 +82,12 @@ int calib_read_text(const char *path, size_t max_bytes, char **text, size_t *len
 		line++;
 		*e = 0;
 		if (strspn(p, " \t\r") == (size_t)(e - p)) continue;
-		cJSON *j = cJSON_Parse(p);
+		/* one JSON value per line, as json.loads reads it: what follows the object is not skipped ("{...} x",
+		 * or two records run together, of which the second was lost) */
+		const char *rest = NULL;
+		cJSON *j = cJSON_ParseWithOpts(p, &rest, false);
 		const cJSON *t = j ? cJSON_GetObjectItemCaseSensitive(j, "text") : NULL;
-		if (!cJSON_IsString(t)) {
+		if (!cJSON_IsString(t) || strspn(rest, " \t\r") != strlen(rest)) {
 			cJSON_Delete(j);
 			free(buf);
 			free(out);

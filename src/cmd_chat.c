@@ -173,6 +173,8 @@ struct repl {
 	size_t inlen;
 	bool in_eof;
 	int exit_code;
+	int out_errno;        /* a write to stdout failed (reader gone, disk full): the reply stops, the REPL ends */
+	int in_errno;         /* reading stdin failed (it is a directory, an I/O error): not an end of input */
 };
 
 enum { LINE_OK, LINE_EOF, LINE_INTR, LINE_NOMEM };
@@ -212,6 +214,7 @@ static int read_line(struct repl *r, char **out)
 		}
 		struct pollfd p[2] = { { .fd = 0, .events = POLLIN }, { .fd = sig_pipe[0], .events = POLLIN } };
 		if (poll(p, 2, -1) < 0 && errno != EINTR) {
+			r->in_errno = errno;
 			free(line);
 			return LINE_EOF;
 		}
@@ -224,7 +227,11 @@ static int read_line(struct repl *r, char **out)
 		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			ssize_t n = read(0, r->inbuf + r->inlen, sizeof r->inbuf - r->inlen);
 			if (n > 0) r->inlen += n;
-			else if (n == 0 || (errno != EINTR && errno != EAGAIN)) r->in_eof = true;
+			else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+				r->in_eof = true;
+				/* EBADF: a closed stdin, which main reopened write-only, is an empty one */
+				if (n < 0 && errno != EBADF) r->in_errno = errno;
+			}
 		}
 	}
 }
@@ -247,6 +254,16 @@ static void clear_progress(struct repl *r)
 
 /* Wait for events until one of type `until` arrives (EV_READY or EV_TURN_DONE); returns false when the
  * engine stopped (fatal error) or the user interrupted while waiting for EV_READY. */
+static void send_cancel(struct repl *r, bool *sent)
+{
+	if (*sent) return;
+	struct cmd c;
+	memset(&c, 0, sizeof c);
+	c.type = CMD_CANCEL;
+	engine_send(r->e, &c);
+	*sent = true;
+}
+
 static bool pump(struct repl *r, enum ev_type until, struct turn_stats *done)
 {
 	bool cancel_sent = false;
@@ -256,7 +273,11 @@ static bool pump(struct repl *r, enum ev_type until, struct turn_stats *done)
 			switch (ev.type) {
 			case EV_TOKEN:
 				fwrite(ev.u.token.text, 1, ev.u.token.len, stdout);
-				fflush(stdout);
+				/* with nobody to read it (SIGPIPE ignored) the reply went on to the session's end */
+				if (fflush(stdout) != 0 && !r->out_errno) {
+					r->out_errno = errno ? errno : EIO;
+					send_cancel(r, &cancel_sent);
+				}
 				break;
 			case EV_PROGRESS: print_progress(r, &ev); break;
 			case EV_ERROR:
@@ -311,13 +332,7 @@ static bool pump(struct repl *r, enum ev_type until, struct turn_stats *done)
 				r->exit_code = 130;
 				return false;
 			}
-			if (!cancel_sent) {
-				struct cmd c;
-				memset(&c, 0, sizeof c);
-				c.type = CMD_CANCEL;
-				engine_send(r->e, &c);
-				cancel_sent = true;
-			}
+			send_cancel(r, &cancel_sent);
 		}
 	}
 }
@@ -366,6 +381,11 @@ static int repl_run(struct repl *r)
 			if (rc == LINE_NOMEM) { /* a line longer than memory: say so rather than crash */
 				free(text);
 				fprintf(stderr, "lmterm: %s\n", _("out of memory"));
+				return 1;
+			}
+			if (rc == LINE_EOF && r->in_errno) { /* it ended the REPL with exit 0, as at the end of input */
+				free(text);
+				fprintf(stderr, _("lmterm: cannot read standard input: %s\n"), strerror(r->in_errno));
 				return 1;
 			}
 			if (rc == LINE_EOF) {
@@ -420,6 +440,10 @@ static int repl_run(struct repl *r)
 		struct turn_stats st;
 		memset(&st, 0, sizeof st);
 		if (!pump(r, EV_TURN_DONE, &st)) return r->exit_code ? r->exit_code : 1;
+		if (r->out_errno) {
+			fprintf(stderr, _("lmterm: cannot write to standard output: %s\n"), strerror(r->out_errno));
+			return 1;
+		}
 		double rate = st.decode_s > 0 ? st.gen_tokens / st.decode_s : 0;
 		char gen[64], prompt[96];
 		snprintf(gen, sizeof gen, P_("%d token", "%d tokens", st.gen_tokens), st.gen_tokens);

@@ -138,20 +138,25 @@ static int parse_ids(const char *s, int vocab, int32_t **out, int *n)
 
 /* Whether encoding a text prompt prepends BOS: tokenizer_config.json's add_bos_token where it is set;
  * absent, the Llama family's tokenizers add it (LlamaTokenizer's default) and Qwen2's do not. */
-static bool want_bos(const char *dir, const struct model_config *c)
+static int want_bos(const char *dir, const struct model_config *c, bool *add)
 {
 	char path[4200];
 	path_join(path, sizeof path, dir, "tokenizer_config.json");
 	char *buf;
 	size_t len;
-	bool def = c->arch != ARCH_QWEN2;
-	if (!file_exists(path) || read_file(path, &buf, &len)) return def;
-	cJSON *j = cJSON_Parse(buf);
+	*add = c->arch != ARCH_QWEN2;
+	if (!file_exists(path)) return LM_OK;
+	if (read_file(path, &buf, &len)) return LM_ERR;
+	cJSON *j = cJSON_ParseWithLength(buf, len);
 	free(buf);
-	const cJSON *v = j ? cJSON_GetObjectItemCaseSensitive(j, "add_bos_token") : NULL;
-	bool r = cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
+	if (!cJSON_IsObject(j)) { /* the default was taken without a word, as transformers would not */
+		cJSON_Delete(j);
+		return lm_err(_("%s: not a valid JSON object"), path);
+	}
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "add_bos_token");
+	if (cJSON_IsBool(v)) *add = cJSON_IsTrue(v);
 	cJSON_Delete(j);
-	return r;
+	return LM_OK;
 }
 
 static int32_t argmax_f(const float *v, int n)
@@ -211,7 +216,16 @@ static int prepare_prompt(struct run *r)
 		int ne;
 		if (tok_encode(r->tok, o->prompt, strlen(o->prompt), true, &enc, &ne)) return LM_ERR;
 		int bos = r->cfg.bos_id >= 0 ? r->cfg.bos_id : tok_bos_id(r->tok);
-		bool add = bos >= 0 && want_bos(o->model, &r->cfg);
+		bool add = false;
+		if (bos >= 0 && want_bos(o->model, &r->cfg, &add)) {
+			free(enc);
+			return LM_ERR;
+		}
+		if (add && bos >= r->cfg.vocab) { /* not the tokenizer's doing, as the message below would say */
+			free(enc);
+			return lm_err(_("%s: BOS token id %d is outside the model's vocabulary (%d)"), o->model, bos,
+				      r->cfg.vocab);
+		}
 		p = malloc(sizeof(int32_t) * (size_t)(ne + 1));
 		if (!p) {
 			free(enc);
@@ -327,7 +341,8 @@ static int generate(struct run *r)
 			int k = tok_stream_next(&ts, next, buf, sizeof buf);
 			fwrite(buf, 1, (size_t)k, stdout);
 		}
-		fflush(stdout);
+		/* a reader that has gone (SIGPIPE ignored) or a full disk: stop now, not after -n tokens */
+		if (fflush(stdout) != 0) return lm_err(_("writing the output: %s"), strerror(errno));
 		if (is_eos(&r->cfg, next) || j + 1 == o->n) break;
 		if (dev) {
 			if (forward(&r->fw, &r->kv, &r->ids[T + j], 1, T + j, r->blocks, r->kv.n_blocks, -2, NULL, NULL) ||

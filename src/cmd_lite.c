@@ -165,7 +165,7 @@ int cmd_lite(int argc, char **argv)
 	double t0 = now_s();
 	int rc;
 	if (isatty(0) && isatty(1) && isatty(2) && ui_available()) {
-		struct ui_opts uo = { .no_color = getenv("NO_COLOR") != NULL, .model_label = o.model_dir };
+		struct ui_opts uo = { .no_color = getenv("NO_COLOR") && *getenv("NO_COLOR"), /* no-color.org: non-empty */ .model_label = o.model_dir };
 		struct job j = { .o = &o };
 		/* a cpu backend only for its memory figures (host total/free, this process's RSS) beside the panel */
 		struct backend *be = backend_cpu_create();

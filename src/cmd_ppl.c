@@ -79,9 +79,14 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 				 "tokenizer?"), tok_file ? tok_file : model_dir, ids[i], cfg.vocab);
 			goto fail;
 		}
+	/* before the weights are read too: the embedding lookup found it, naming no file */
+	int bos = cfg.bos_id >= 0 ? cfg.bos_id : tok_bos_id(tok);
+	if (bos >= cfg.vocab) {
+		lm_err(_("%s: BOS token id %d is outside the model's vocabulary (%d)"), model_dir, bos, cfg.vocab);
+		goto fail;
+	}
 	if (model_load(&m, model_dir, be, FMT_AUTO, NULL, NULL) != LM_OK) goto fail;
 	m_ok = true;
-	int bos = m.cfg.bos_id >= 0 ? m.cfg.bos_id : tok_bos_id(tok);
 
 	int chunk = MIN(CHUNK, ctx);
 	if (fwd_init(&f, &m, chunk) != LM_OK) goto fail;

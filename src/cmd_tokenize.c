@@ -8,6 +8,7 @@
 #include "tok.h"
 #include "tok_impl.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,9 @@ static int read_stdin(char **buf, size_t *len)
 		if (k == 0) break;
 	}
 	if (ferror(stdin)) {
+		int e = errno;
 		free(p);
+		errno = e;
 		return LM_ERR;
 	}
 	p[n] = 0;
@@ -219,7 +222,7 @@ int cmd_tokenize(int argc, char **argv)
 	size_t len = 0;
 	if (!text) {
 		if (read_stdin(&in, &len)) {
-			fprintf(stderr, _("lmterm: cannot read stdin\n"));
+			fprintf(stderr, _("lmterm: cannot read standard input: %s\n"), strerror(errno));
 			tok_free(t);
 			return 1;
 		}

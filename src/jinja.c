@@ -2667,8 +2667,17 @@ static struct jval call_value(struct jctx *J, struct jval f, const char *name, s
 		struct tm tm;
 		const char *sde = getenv("SOURCE_DATE_EPOCH");
 		if (sde && *sde) {
-			now = (time_t)strtoll(sde, NULL, 10);
-			gmtime_r(&now, &tm);
+			/* a value that is not a whole number of seconds, or whose year does not fit, gives no date:
+			 * gmtime_r left tm unset ("abc" was 1970, 1e17 uninitialised memory) */
+			char *end;
+			errno = 0;
+			long long v = strtoll(sde, &end, 10);
+			now = (time_t)v;
+			if (errno || *end || end == sde || !gmtime_r(&now, &tm)) {
+				jerr(J, _("chat template: strftime_now(): SOURCE_DATE_EPOCH '%s' is not a usable number of "
+					  "seconds since 1970"), sde);
+				return v_undef();
+			}
 		} else {
 			localtime_r(&now, &tm);
 		}

@@ -25,7 +25,9 @@ int opt_int(const char *opt, const char *val, long lo, long hi, int *out)
 	char *end;
 	errno = 0;
 	long v = strtol(val, &end, 10);
-	if (!*val || *end || errno) return lm_err(_("%s: '%s' is not an integer"), opt, val);
+	if (!*val || *end || (errno && errno != ERANGE)) return lm_err(_("%s: '%s' is not an integer"), opt, val);
+	if (errno == ERANGE) /* an integer, only too long for a long: it said 'not an integer' */
+		return lm_err(_("%s: %s is out of range [%ld, %ld]"), opt, val, lo, hi);
 	if (v < lo || v > hi) return lm_err(_("%s: %ld is out of range [%ld, %ld]"), opt, v, lo, hi);
 	*out = (int)v;
 	return LM_OK;
@@ -38,7 +40,8 @@ int opt_u64(const char *opt, const char *val, uint64_t *out)
 	/* digits only: strtoull would skip blanks and wrap " -5" around to 2^64-5 */
 	if (!isdigit((unsigned char)*val)) return lm_err(_("%s: '%s' is not a non-negative integer"), opt, val);
 	unsigned long long v = strtoull(val, &end, 10);
-	if (*end || errno) return lm_err(_("%s: '%s' is not a non-negative integer"), opt, val);
+	if (*end || (errno && errno != ERANGE)) return lm_err(_("%s: '%s' is not a non-negative integer"), opt, val);
+	if (errno == ERANGE) return lm_err(_("%s: %s is too large (at most %llu)"), opt, val, (unsigned long long)UINT64_MAX);
 	*out = v;
 	return LM_OK;
 }

@@ -196,6 +196,28 @@ static bool builtin_matches(const struct chat_template *t, const char *jinja, co
 	return true;
 }
 
+/* The JSON object in path, or NULL where there is no such file. One that cannot be read or is not a JSON object
+ * is an error: ignoring it chose the built-in "base" without a word, instead of the model's own template. */
+static int json_object_file(const char *path, cJSON **out)
+{
+	*out = NULL;
+	if (!file_exists(path)) return LM_OK;
+	char *buf;
+	size_t len;
+	if (read_file(path, &buf, &len) != LM_OK) return LM_ERR;
+	const char *end = NULL;
+	cJSON *o = cJSON_ParseWithLengthOpts(buf, len, &end, false);
+	size_t at = end && end >= buf && end <= buf + len ? (size_t)(end - buf) : 0;
+	free(buf);
+	if (!o) return lm_err(_("%s: not valid JSON (near byte %zu)"), path, at);
+	if (!cJSON_IsObject(o)) {
+		cJSON_Delete(o);
+		return lm_err(_("%s: not a JSON object"), path);
+	}
+	*out = o;
+	return LM_OK;
+}
+
 int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir, const char *model_type)
 {
 	if (!model_type) model_type = "";
@@ -212,9 +234,9 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 	path_join(path, sizeof path, model_dir, "tokenizer_config.json");
 	char *buf;
 	size_t len;
-	if (file_exists(path) && read_file(path, &buf, &len) == LM_OK) {
-		cJSON *o = cJSON_ParseWithLength(buf, len);
-		free(buf);
+	cJSON *o;
+	if (json_object_file(path, &o) != LM_OK) return LM_ERR;
+	if (o) {
 		const cJSON *ct = cJSON_GetObjectItemCaseSensitive(o, "chat_template");
 		if (cJSON_IsString(ct)) {
 			jinja = strdup(ct->valuestring);
@@ -236,21 +258,19 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 	/* Newer transformers save the template beside tokenizer_config.json, as chat_template.jinja (or, for
 	 * processors, chat_template.json); when there, it is the one transformers uses. */
 	path_join(path, sizeof path, model_dir, "chat_template.jinja");
-	if (file_exists(path) && read_file(path, &buf, &len) == LM_OK) {
+	if (file_exists(path)) {
+		if (read_file(path, &buf, &len) != LM_OK) goto fail;
 		free(jinja);
 		jinja = buf;
 	} else {
 		path_join(path, sizeof path, model_dir, "chat_template.json");
-		if (file_exists(path) && read_file(path, &buf, &len) == LM_OK) {
-			cJSON *o = cJSON_ParseWithLength(buf, len);
-			free(buf);
-			const cJSON *ct = cJSON_GetObjectItemCaseSensitive(o, "chat_template");
-			if (cJSON_IsString(ct)) {
-				free(jinja);
-				jinja = strdup(ct->valuestring);
-			}
-			cJSON_Delete(o);
+		if (json_object_file(path, &o) != LM_OK) goto fail;
+		const cJSON *ct = cJSON_GetObjectItemCaseSensitive(o, "chat_template");
+		if (cJSON_IsString(ct)) {
+			free(jinja);
+			jinja = strdup(ct->valuestring);
 		}
+		cJSON_Delete(o);
 	}
 	if (jinja) name = guess_from_jinja(jinja, model_type);
 	if (!name) {
@@ -282,6 +302,11 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 	free(bos);
 	free(eos);
 	return rc;
+fail:
+	free(jinja);
+	free(bos);
+	free(eos);
+	return LM_ERR;
 }
 
 static int tt_put(struct tmpl_text *tt, const char *s, size_t n, bool user);

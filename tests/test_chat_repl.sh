@@ -35,9 +35,21 @@ out=$("$LMTERM" chat "$MODEL" $OPTS </dev/null 2>/dev/null); rc=$?
 # a closed stdin is an empty one (it used to leave fd 0 to the REPL's signal pipe, which it then waited on for ever)
 timeout 60 "$LMTERM" chat "$MODEL" $OPTS <&- >/dev/null 2>&1; rc=$?
 [ $rc -eq 0 ] && pass "closed stdin: exit 0" || fail "closed stdin: rc $rc (124: it hung)"
+# stdin that cannot be read (a directory) is an error, not the end of the input (exit 0 with no word)
+expect_fail "stdin a directory" "cannot read standard input: Is a directory" \
+	sh -c 'timeout 60 "$0" chat "$1" --backend cpu </' "$LMTERM" "$MODEL"
 # a closed stdout: the replies went nowhere, so not a success
 printf 'Hello\n\n' | timeout 60 "$LMTERM" chat "$MODEL" $OPTS >&- 2>/dev/null; rc=$?
 [ $rc -eq 1 ] && pass "closed stdout: exit 1" || fail "closed stdout: rc $rc"
+# a reader that goes away while SIGPIPE is ignored (as under Python's subprocess): the reply stops at the failed
+# write and the REPL ends with a message; it went on to the end of the session (here 32768 tokens, minutes)
+err=/tmp/lmterm-repl-pipe.$$
+(trap '' PIPE; printf 'Hello\n\nAgain\n\n' | timeout 30 "$LMTERM" chat "$MODEL" --backend cpu --temperature 0 --chat-template base \
+	--session-len 32768 --cache-max-entry-count 32768tok 2>"$err"; echo $? >"$err.rc") | head -c 1 >/dev/null
+if [ "$(cat "$err.rc")" = 1 ] && grep -q "cannot write to standard output: Broken pipe" "$err"; then
+	pass "the reader gone: the reply stops, exit 1"
+else fail "the reader gone: exit $(cat "$err.rc") (124: it wrote on): $(cat "$err")"; fi
+rm -f "$err" "$err.rc"
 
 # a full session: the engine's message names no key, the REPL says how to start a new session here ('end');
 # a message no session could hold is called too long, with no new session suggested
@@ -94,6 +106,15 @@ expect_fail "a size beyond uint64" "too large" "$LMTERM" chat "$MODEL" --cache-m
 expect_fail "not a model directory" "/nonexistent-model" "$LMTERM" chat /nonexistent-model
 expect_fail "unknown template" "nonesuch" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --chat-template nonesuch"
 expect_fail "missing template file" "cannot open" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --chat-template /nonexistent/t.json"
+# a tokenizer_config.json that is not valid JSON: its chat template was lost without a word (the built-in 'base'
+# was used); now a message naming the file, and --chat-template still works
+bad=/tmp/lmterm-repl-tc.$$
+mkdir -p "$bad" && cp "$MODEL"/* "$bad/" && printf '{"chat_template": "{{ x }}",\n' > "$bad/tokenizer_config.json"
+expect_fail "tokenizer_config.json not valid JSON" "$bad/tokenizer_config.json: not valid JSON" \
+	sh -c "echo | '$LMTERM' chat '$bad' --backend cpu"
+out=$(printf 'hi\n\n' | "$LMTERM" chat "$bad" $OPTS --chat-template chatml 2>&1) &&
+	pass "tokenizer_config.json not valid JSON: --chat-template chatml still chats" || fail "--chat-template chatml: $out"
+rm -rf "$bad"
 expect_fail "cache too small" "block" sh -c "echo | '$LMTERM' chat '$MODEL' --backend cpu --cache-max-entry-count 100B"
 # a cache smaller than the session: said before the model's line (it came after the first reply, or never); it
 # names --session-len only where that was given

@@ -118,12 +118,27 @@ if [ -c /dev/full ]; then
 	expect_fail "stdout on a full disk" "No space" sh -c '"$0" generate "$1" --ids "1 2" -n 2 >/dev/full' "$LMTERM" "$DEMO"
 	expect_fail "--version on a full disk" "standard output" sh -c '"$0" --version >/dev/full' "$LMTERM"
 fi
+# a reader that goes away while SIGPIPE is ignored (as under Python's subprocess): generation stops at the failed
+# write with a message; it went on for all -n tokens (this prompt has no end of sequence for a million)
+(trap '' PIPE; timeout 30 "$LMTERM" generate "$DEMO" -p hi -n 1000000 --greedy --backend cpu 2>"$tmp/pipe.err"
+	echo $? >"$tmp/pipe.rc") | head -c 1 >/dev/null
+if [ "$(cat "$tmp/pipe.rc")" = 1 ] && grep -q "Broken pipe" "$tmp/pipe.err"; then pass "generate stops when its reader has gone"
+else fail "generate with its reader gone: exit $(cat "$tmp/pipe.rc"): $(cat "$tmp/pipe.err")"; fi
 # a tokenizer whose ids lie beyond config.json's vocab_size: the message names the id (it was read after free)
 FIX="$TESTDATA/fixtures/llama3-rand"
 if [ -d "$FIX" ]; then
 	mkdir "$tmp/v100" && cp "$FIX"/* "$tmp/v100/" && sed 's/"vocab_size": 8192/"vocab_size": 100/' "$FIX/config.json" >"$tmp/v100/config.json"
 	id=$("$LMTERM" tokenize "$FIX" "hello world" | tr ' ' '\n' | awk '$1 >= 100 { print; exit }')
 	expect_fail "tokenizer id beyond vocab_size" "gave id $id," "$LMTERM" generate "$tmp/v100" -p "hello world" -n 1
+	# config.json's bos_token_id beyond the vocabulary is named as the BOS (it was blamed on the tokenizer)
+	mkdir "$tmp/bos" && cp "$FIX"/* "$tmp/bos/" && sed 's/"bos_token_id": *[0-9]*/"bos_token_id": 100000/' \
+		"$FIX/config.json" >"$tmp/bos/config.json"
+	expect_fail "bos_token_id beyond vocab_size" "BOS token id 100000 is outside" \
+		"$LMTERM" generate "$tmp/bos" -p "hello world" -n 1 --backend cpu
+	# a tokenizer_config.json that is not JSON: its add_bos_token was taken as absent without a word
+	mkdir "$tmp/tc" && cp "$FIX"/* "$tmp/tc/" && printf '{"add_bos_token": false,\n' >"$tmp/tc/tokenizer_config.json"
+	expect_fail "tokenizer_config.json not valid JSON" "$tmp/tc/tokenizer_config.json: not a valid JSON object" \
+		"$LMTERM" generate "$tmp/tc" -p "hello world" -n 1 --backend cpu
 fi
 # generation_config.json's unusable values: named on stderr when the run samples; a greedy run reads none of them
 mkdir "$tmp/badgen" && cp "$DEMO"/* "$tmp/badgen/" &&

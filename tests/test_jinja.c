@@ -369,6 +369,20 @@ int main(void)
 	       "[1, 'a', {'k': None}, \"it's\"] 1.0 2.5e-07 1e+16 3.5 -4 2 1024 0.30000000000000004 100.0");
 	expect("{{ strftime_now('%Y-%m-%d %a %b %d') }} {{ strftime_now is defined }}",
 	       "2024-12-04 Wed Dec 04 True");
+	{ /* a SOURCE_DATE_EPOCH that gives no date is an error: "abc" was 1970, and past gmtime's years the date
+	   * was read from an uninitialised struct tm */
+		char keep[64];
+		snprintf(keep, sizeof keep, "%s", getenv("SOURCE_DATE_EPOCH") ? getenv("SOURCE_DATE_EPOCH") : "");
+		static const char *const bad[] = { "abc", "12x", "99999999999999999", "-99999999999999999",
+						   "99999999999999999999" };
+		for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+			setenv("SOURCE_DATE_EPOCH", bad[i], 1);
+			expect_error("{{ strftime_now('%Y') }}", "SOURCE_DATE_EPOCH");
+		}
+		setenv("SOURCE_DATE_EPOCH", "0", 1);
+		expect("{{ strftime_now('%Y-%m-%d %H:%M %a') }}", "1970-01-01 00:00 Thu");
+		setenv("SOURCE_DATE_EPOCH", keep, 1);
+	}
 	expect("{{ 'X' is upper }} {{ 3 is in [1, 3] }} {{ 'a,b,c'.rsplit(',', 1) }} {{ 'abc'.startswith(('x', 'a')) }} {{ 'a b  c'.split(none, 1) if false else 'a,b,c'.split(',', 1) }}",
 	       "True True ['a,b', 'c'] True ['a', 'b,c']");
 	expect("{% filter upper %}abc{{ 'd' }}{% endfilter %}",

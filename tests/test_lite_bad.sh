@@ -50,6 +50,10 @@ expect_rc "dataset too short" 1 "too short" awq "$FIX/llama3-rand" --work-dir "$
 printf '{"text": "fine"}\n{"txt": 1}\n' > "$tmp/bad.jsonl"
 expect_rc "jsonl without text" 1 "bad.jsonl:2" awq "$FIX/llama3-rand" --work-dir "$out" --calib-dataset "$tmp/bad.jsonl" \
 	--calib-samples 1 --calib-seqlen 4
+# two records run together on one line: the second was dropped without a word (json.loads: 'Extra data')
+printf '{"text": "fine"}\r\n{"text": "one"}{"text": "two"}\n' > "$tmp/two.jsonl"
+expect_rc "jsonl: two records on a line" 1 "two.jsonl:2" awq "$FIX/llama3-rand" --work-dir "$out" \
+	--calib-dataset "$tmp/two.jsonl" --calib-samples 1 --calib-seqlen 4
 
 : > "$tmp/afile"
 out_save=$out; out="$tmp/afile/out"
@@ -65,6 +69,20 @@ rm -rf "$out"
 expect_rc "empty work dir" 1 "name the directory" awq "$FIX/llama3-rand" --work-dir "" --calib-samples 0
 ls -d .tmp-* >/dev/null 2>&1 && { fail "empty work dir: left .tmp-* in $(pwd)"; rm -rf .tmp-*; }
 expect_rc "work dir ." 1 "name the directory" awq "$FIX/llama3-rand" --work-dir "$tmp/." --calib-samples 0
+
+# a symbolic link to an empty directory: the result goes there (renaming onto the link failed after the whole
+# run: 'cannot rename ... Not a directory'); a link to nothing is refused before the work
+mkdir "$tmp/target" && ln -s target "$tmp/link"
+if msg=$(awq "$FIX/llama3-rand" --work-dir "$tmp/link/" --calib-samples 0 2>&1 >/dev/null) && [ -L "$tmp/link" ] &&
+   [ -f "$tmp/target/config.json" ] && ! ls -d "$tmp"/*.tmp-* >/dev/null 2>&1; then pass "work dir: a link to an empty directory"
+else fail "work dir: a link to an empty directory: $msg"; fi
+rm -rf "$tmp/target" "$tmp/link"
+ln -s nowhere "$tmp/link"
+out_save=$out; out="$tmp/link"
+expect_rc "work dir: a link to nothing" 1 "symbolic link" awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples 0
+out=$out_save
+ls -d "$tmp"/*.tmp-* >/dev/null 2>&1 && fail "work dir: a link to nothing: left $(ls -d "$tmp"/*.tmp-*)"
+rm -f "$tmp/link"
 
 expect_rc "bad boolean" 2 "not a boolean" awq "$FIX/llama3-rand" --work-dir "$out" --search-scale maybe
 expect_rc "bad integer" 2 "--calib-samples" awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples -3
@@ -159,9 +177,10 @@ if command -v tmux >/dev/null 2>&1; then
 		nothing_left "terminal: SIG$sig"
 		T kill-server >/dev/null 2>&1
 	done
-	# after the first layer the panel names its figure: the layer's error (it said "last item: 0.008")
+	# after the first layer the panel names its figure: the layer's error (it said "last item: 0.008");
+	# an empty NO_COLOR leaves the colours on, as in chat and as the manual says (lite turned them off)
 	sock="lmterm-lite-$$-panel"
-	T new-session -d -s lite -x 120 -y 40 "\"$LMTERM\" lite auto_awq \"$DEMO\" --work-dir \"$out\" \
+	T new-session -d -s lite -x 120 -y 40 "NO_COLOR= \"$LMTERM\" lite auto_awq \"$DEMO\" --work-dir \"$out\" \
 		--calib-dataset \"$TESTDATA/text/wiki.test.raw\" --calib-samples 8 --calib-seqlen 256 --search-scale --threads 1" ||
 		fail "tmux did not start"
 	shown=0
@@ -173,6 +192,9 @@ if command -v tmux >/dev/null 2>&1; then
 	if [ $shown = 0 ]; then fail "terminal: the first layer did not finish: $(printf '%s\n' "$pane" | head -5)"
 	elif printf '%s\n' "$pane" | grep -q "error of the last layer: 0\.[0-9]"; then pass "terminal: the panel names the layer's error"
 	else fail "terminal: the panel does not name the error: $(printf '%s\n' "$pane" | head -8)"; fi
+	esc=$(printf '\033')
+	T capture-pane -e -p -t lite 2>/dev/null | grep -q "$esc\[[0-9;]*3[0-7]m" && pass "terminal: NO_COLOR= (empty) keeps the colours" ||
+		fail "terminal: NO_COLOR= (empty) turned the colours off"
 	T send-keys -t lite C-c
 	sleep 2
 	T kill-server >/dev/null 2>&1

@@ -78,6 +78,11 @@ mkdir -p "$nb" && cp "$DEMO"/config.json "$DEMO"/tokenizer.json "$DEMO"/model* "
 	sed 's/"bos_token_id": *[0-9]*,//' "$DEMO/config.json" > "$nb/config.json" &&
 	printf '{"add_bos_token": false}\n' > "$nb/tokenizer_config.json" && printf 'the' > "$nb/one.txt" && {
 	expect_fail "one token without BOS" "nothing to predict" "$LMTERM" ppl "$nb" --file "$nb/one.txt" --backend cpu
+	# a bos_token_id beyond the vocabulary: named as the BOS before the weights are read (the embedding lookup
+	# found it: 'token id 100000 is outside the vocabulary', naming no file)
+	sed 's/"bos_token_id": *[0-9]*/"bos_token_id": 100000/' "$DEMO/config.json" > "$nb/config.json" &&
+		expect_fail "bos_token_id beyond the vocabulary" "$nb: BOS token id 100000 is outside" \
+		"$LMTERM" ppl "$nb" --file "$nb/one.txt" --backend cpu
 	rm -rf "$nb"
 }
 # a tokenizer of another model (--tokenizer) giving ids past the model's vocabulary: an error naming the text

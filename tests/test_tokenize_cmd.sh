@@ -47,6 +47,8 @@ expect_fail "malformed tokenizer.json" "$tmp/tokenizer.json" "$LMTERM" tokenize 
 head -c 5000 "$DEMO/tokenizer.model" > "$tmp/cut.model"
 expect_fail "truncated tokenizer.model" "$tmp/cut.model" "$LMTERM" tokenize "$tmp/cut.model" "hi"
 expect_fail "bad JSON on stdin" "JSON" sh -c 'echo "[1, 2" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"
+expect_fail "stdin a directory" "cannot read standard input: Is a directory" sh -c '"$0" tokenize "$1" <"$2"' \
+	"$LMTERM" "$DEMO" "$tmp"
 expect_fail "non-string in JSON" "not a string" sh -c 'echo "[\"a\", 2]" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"
 expect_fail "lone surrogate in JSON" "JSON" sh -c 'echo "[\"\\ud800\"]" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"
 expect_fail "JSON not an array" "JSON" sh -c 'echo "{}" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"
