@@ -60,6 +60,18 @@ static bool ends_with(const char *s, const char *suf)
 	return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
+/* A "\u0000" in a record's text would end the C string that cJSON returns, and the rest of the record with it
+ * (a record that began with one gave "0 tokens, too short"). A NUL is no meaningful text: it becomes a space,
+ * and the text after it is kept. An escaped backslash is stepped over whole: "\\u0000" is the text \u0000. */
+static void nul_escapes_to_spaces(char *line)
+{
+	for (char *p = line; *p; p++) {
+		if (*p != '\\' || !p[1]) continue;
+		if (strncmp(p + 1, "u0000", 5) == 0) memcpy(p + 1, "u0020", 5);
+		p++;
+	}
+}
+
 int calib_read_text(const char *path, size_t max_bytes, char **text, size_t *len)
 {
 	char *buf;
@@ -82,6 +94,7 @@ int calib_read_text(const char *path, size_t max_bytes, char **text, size_t *len
 		line++;
 		*e = 0;
 		if (strspn(p, " \t\r") == (size_t)(e - p)) continue;
+		nul_escapes_to_spaces(p);
 		/* one JSON value per line, as json.loads reads it: what follows the object is not skipped ("{...} x",
 		 * or two records run together, of which the second was lost) */
 		const char *rest = NULL;

@@ -54,6 +54,13 @@ expect_rc "jsonl without text" 1 "bad.jsonl:2" awq "$FIX/llama3-rand" --work-dir
 printf '{"text": "fine"}\r\n{"text": "one"}{"text": "two"}\n' > "$tmp/two.jsonl"
 expect_rc "jsonl: two records on a line" 1 "two.jsonl:2" awq "$FIX/llama3-rand" --work-dir "$out" \
 	--calib-dataset "$tmp/two.jsonl" --calib-samples 1 --calib-seqlen 4
+# a NUL ("\u0000") in a record's text is read as a space and the rest of the text is used (the text was cut
+# there: "0 tokens, too short")
+printf '{"text": "\\u0000The rest of this record is plain text, long enough for one window of sixteen tokens."}\n' > "$tmp/nul.jsonl"
+if msg=$(awq "$FIX/llama3-rand" --work-dir "$out" --calib-dataset "$tmp/nul.jsonl" --calib-samples 1 --calib-seqlen 16 \
+	2>&1 >/dev/null) && [ -f "$out/config.json" ]; then pass "jsonl: the text after a NUL is used"
+else fail "jsonl: a NUL in the text: $msg"; fi
+rm -rf "$out" "$out".tmp-*
 
 : > "$tmp/afile"
 out_save=$out; out="$tmp/afile/out"
