@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "i18n.h"
 #include "opts.h"
+#include "text.h"
 #include "ui.h"
 
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 #define PROMPT "double enter to end input >>> "
 
@@ -179,7 +181,31 @@ struct repl {
 
 enum { LINE_OK, LINE_EOF, LINE_INTR, LINE_NOMEM };
 
-/* One line of stdin (without the newline) into a malloc'd *out; waits in poll() so Ctrl-C is seen. */
+/* Control characters are dropped as the chat screen's editor drops them (ui/edit.c), the rest of the line
+ * kept: a NUL ended the line's C string and the text after it with it, and an ESC or a Ctrl-A went to the
+ * model. The '\r' of a "\r\n" line end goes the same way. A tab is kept, and so are bytes that are not UTF-8
+ * (the tokenizer reads them as bytes). Returns the new length. */
+static size_t drop_controls(char *s, size_t len)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len;) {
+		utf8proc_int32_t c;
+		utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &c);
+		if (k <= 0) {
+			s[o++] = s[i++];
+			continue;
+		}
+		if (c == '\t' || text_drawable(c)) {
+			memmove(s + o, s + i, k);
+			o += k;
+		}
+		i += k;
+	}
+	return o;
+}
+
+/* One line of stdin (without the newline, control characters dropped) into a malloc'd *out; waits in poll()
+ * so Ctrl-C is seen. */
 static int read_line(struct repl *r, char **out)
 {
 	size_t cap = 256, len = 0;
@@ -203,7 +229,7 @@ static int read_line(struct repl *r, char **out)
 		memmove(r->inbuf, r->inbuf + used, r->inlen - used);
 		r->inlen -= used;
 		if (nl || (r->in_eof && len)) {
-			if (len && line[len - 1] == '\r') len--;
+			len = drop_controls(line, len);
 			line[len] = 0;
 			*out = line;
 			return LINE_OK;

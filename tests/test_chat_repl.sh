@@ -69,6 +69,16 @@ out=$( (head -c 1500 /dev/zero | tr '\0' '\200'; printf '\n\nexit\n\n') | timeou
 [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q 'tokens/s' && pass "a long line that is not UTF-8: answered, exit 0" ||
 	fail "a long line that is not UTF-8: rc $rc (124: it hung): $out"
 
+# control characters in a line are dropped and the rest kept, as the chat screen's editor does: a NUL cut the line
+# there (the model never saw " world"), an ESC went to the model
+ptoks() { printf "$1" | "$LMTERM" chat "$MODEL" --backend cpu --temperature 0 --max-new-tokens 1 2>&1 | sed -n 's/.*prompt \([0-9]*\) token.*/\1/p'; }
+want=$(ptoks 'Hello world\n')
+for c in "a NUL:Hello\\000 world" "a NUL first:\\000Hello world" "an ESC and a CR:Hello\\033 world\\r"; do
+	got=$(ptoks "${c#*:}\\n")
+	[ -n "$want" ] && [ "$got" = "$want" ] && pass "${c%%:*} in a line: dropped, the rest kept" ||
+		fail "${c%%:*} in a line: a prompt of '$got' tokens, want '$want'"
+done
+
 # "lmterm [chat] [MODEL] [OPTIONS]": without the word chat, a model directory or options first are chat's
 out=$(printf 'Hello\n\n' | "$LMTERM" "$MODEL" $OPTS 2>&1); rc=$?
 [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q 'tokens/s' && pass "lmterm MODEL is lmterm chat MODEL" ||
