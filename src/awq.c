@@ -591,13 +591,23 @@ static int olist_copy(struct olist *l, const struct st_tensor *t, int nt)
 	return LM_OK;
 }
 
+/* A file of the result could not be written, most often because the disk is full. It is named in the work
+ * dir the user gave: the temporary directory it was written to is gone by the time the message is read.
+ * e = 0 (no system error): the writer's own message stands. */
+static int write_failed(struct ctx *x, const char *file, int e)
+{
+	if (!e) return LM_ERR;
+	return lm_err(_("--work-dir %s: cannot write %s: %s; nothing was left behind"), x->o->work_dir, file,
+		      strerror(e));
+}
+
 static int write_shard(struct ctx *x, int idx, struct olist *l)
 {
 	char file[64], path[4200];
 	snprintf(file, sizeof file, "model-%05d-of-%05d.safetensors", idx + 1, x->n_shards);
 	path_join(path, sizeof path, x->tmpdir, file);
 	static const char *const meta[] = { "format", "pt", NULL };
-	if (st_write(path, l->t, l->n, meta) != LM_OK) return LM_ERR;
+	if (st_write(path, l->t, l->n, meta) != LM_OK) return write_failed(x, file, errno);
 	for (int i = 0; i < l->n; i++) {
 		size_t n = 1;
 		for (int d = 0; d < l->t[i].ndim; d++) n *= l->t[i].shape[d];
@@ -770,16 +780,18 @@ static int write_rest(struct ctx *x, bool write, int *n_out)
 	return rc;
 }
 
-static int write_json(const char *path, cJSON *j)
+static int write_json(struct ctx *x, const char *file, cJSON *j)
 {
+	char path[4200];
+	path_join(path, sizeof path, x->tmpdir, file);
 	char *s = cJSON_Print(j);
 	if (!s) return lm_err(_("out of memory"));
 	FILE *f = fopen(path, "w");
-	int rc = LM_OK;
-	if (!f || fputs(s, f) < 0 || fputc('\n', f) < 0) rc = lm_err(_("%s: cannot write: %s"), path, strerror(errno));
-	if (f && fclose(f) != 0 && rc == LM_OK) rc = lm_err(_("%s: cannot write: %s"), path, strerror(errno));
+	int e = 0;
+	if (!f || fputs(s, f) < 0 || fputc('\n', f) < 0) e = errno;
+	if (f && fclose(f) != 0 && !e) e = errno;
 	free(s);
-	return rc;
+	return e ? write_failed(x, file, e) : LM_OK;
 }
 
 /* quantization_config (AutoAWQ's gemm) and the fp16 dtype into a config object */
@@ -802,21 +814,18 @@ static void mark_quantized(struct ctx *x, cJSON *c)
 
 static int write_config_and_index(struct ctx *x)
 {
-	char path[4200];
 	cJSON *c = x->config;
 	/* a vision-language model: in llm_config, where LMDeploy's auto_awq puts it, and at the top, where
 	 * vLLM and transformers look first */
 	cJSON *llm = x->c.wrapper[0] ? cJSON_GetObjectItemCaseSensitive(c, "llm_config") : NULL;
 	if (cJSON_IsObject(llm)) mark_quantized(x, llm);
 	mark_quantized(x, c);
-	path_join(path, sizeof path, x->tmpdir, "config.json");
-	if (write_json(path, c)) return LM_ERR;
+	if (write_json(x, "config.json", c)) return LM_ERR;
 
 	cJSON *idx = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(idx, "metadata");
 	cJSON_AddNumberToObject(meta, "total_size", (double)x->total_bytes);
 	cJSON_AddItemReferenceToObject(idx, "weight_map", x->weight_map);
-	path_join(path, sizeof path, x->tmpdir, "model.safetensors.index.json");
-	int rc = write_json(path, idx);
+	int rc = write_json(x, "model.safetensors.index.json", idx);
 	cJSON_Delete(idx);
 	return rc;
 }
@@ -849,8 +858,10 @@ static int copy_side_files(struct ctx *x)
 		if (read_file(src, &buf, &len)) { rc = LM_ERR; break; }
 		path_join(dst, sizeof dst, x->tmpdir, n);
 		FILE *f = fopen(dst, "wb");
-		if (!f || fwrite(buf, 1, len, f) != len) rc = lm_err(_("%s: cannot write: %s"), dst, strerror(errno));
-		if (f && fclose(f) != 0 && rc == LM_OK) rc = lm_err(_("%s: cannot write: %s"), dst, strerror(errno));
+		int err = 0;
+		if (!f || fwrite(buf, 1, len, f) != len) err = errno;
+		if (f && fclose(f) != 0 && !err) err = errno;
+		if (err) rc = write_failed(x, n, err);
 		free(buf);
 	}
 	closedir(d);

@@ -572,6 +572,7 @@ int st_write(const char *path, const struct st_out *t, int n, const char *const 
 	char *json = NULL;
 	FILE *fp = NULL;
 	bool held = false; /* the stop signals wait (stop_signals_release at out) */
+	int sys_err = 0;   /* errno of a failed create, write or rename, left in errno for the caller */
 	struct sigaction old_act[N_STOP_SIGNALS];
 	char tmp[4096];
 	snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path);
@@ -631,7 +632,8 @@ int st_write(const char *path, const struct st_out *t, int n, const char *const 
 	/* a fresh name: an existing "PATH.tmp" of the user's is not overwritten */
 	int fd = mkstemp(tmp);
 	if (fd < 0 || !(fp = fdopen(fd, "wb"))) {
-		rc = lm_err(_("%s: cannot create: %s"), path, strerror(errno)); /* the name given, not the temporary one */
+		sys_err = errno;
+		rc = lm_err(_("%s: cannot create: %s"), path, strerror(sys_err)); /* the name given, not the temporary one */
 		if (fd >= 0) {
 			close(fd);
 			unlink(tmp);
@@ -654,11 +656,12 @@ int st_write(const char *path, const struct st_out *t, int n, const char *const 
 	fp = NULL;
 	if (!ok) {
 		unlink(tmp);
+		sys_err = e;
 		rc = lm_err(_("%s: write error: %s"), path, strerror(e));
 		goto out;
 	}
 	if (rename(tmp, path) != 0) {
-		e = errno;
+		e = sys_err = errno;
 		unlink(tmp);
 		rc = lm_err(_("%s: cannot rename %s into place: %s"), path, tmp, strerror(e));
 	}
@@ -666,5 +669,6 @@ out:
 	if (held) stop_signals_release(old_act);
 	free(json);
 	cJSON_Delete(root);
+	if (rc != LM_OK) errno = sys_err;
 	return rc;
 }

@@ -47,7 +47,9 @@ const char *st_set_local(const struct st_set *s, const char *full);
 const char *st_set_full(const struct st_set *s, const char *name, char *buf, size_t len);
 
 /* Writing: tensors in the given order, 8-byte aligned header, optional __metadata__ (key, value pairs,
- * NULL-terminated list; may be NULL). Written to path.tmp and renamed, so a failure leaves no partial file. */
+ * NULL-terminated list; may be NULL). Written to path.tmp and renamed, so a failure leaves no partial file.
+ * On failure errno is the cause where creating, writing or renaming the file failed (ENOSPC: the disk is
+ * full), else 0, for a caller that names the file in its own words. */
 struct st_out {
 	const char *name;
 	enum dtype dt;

@@ -91,6 +91,25 @@ out=$out_save
 ls -d "$tmp"/*.tmp-* >/dev/null 2>&1 && fail "work dir: a link to nothing: left $(ls -d "$tmp"/*.tmp-*)"
 rm -f "$tmp/link"
 
+# a full disk: a 200 KiB tmpfs, mounted in a user and mount namespace of lmterm's own where the system lets an
+# unprivileged user have one (unshare -rm), else not tested. The message names the work dir given and the
+# cause; it named the file in the temporary directory, already removed by then
+mkdir "$tmp/small"
+if unshare -rm sh -c 'mount -t tmpfs -o size=200k tmpfs "$1"' sh "$tmp/small" 2>/dev/null; then
+	msg=$(unshare -rm sh -c 'mount -t tmpfs -o size=200k tmpfs "$1" || exit 99
+		"$2" lite auto_awq "$3" --work-dir "$1/out" --calib-samples 0 2>&1 >/dev/null; echo "rc $?"; ls -A "$1"' \
+		sh "$tmp/small" "$LMTERM" "$FIX/llama3-rand")
+	case "$msg" in
+	*"--work-dir $tmp/small/out: cannot write model-0000"*"No space left on device; nothing was left behind"*)
+		case "$msg" in
+		*.tmp-*) fail "full disk: the message names the temporary directory: $msg" ;;
+		*"rc 1") pass "full disk: the work dir and the cause named, nothing left" ;;
+		*) fail "full disk: not exit 1 with nothing left: $msg" ;;
+		esac ;;
+	*) fail "full disk: $msg" ;;
+	esac
+else echo "not tested: a full disk (no tmpfs can be mounted in a user namespace here)"; fi
+
 expect_rc "bad boolean" 2 "not a boolean" awq "$FIX/llama3-rand" --work-dir "$out" --search-scale maybe
 expect_rc "bad integer" 2 "--calib-samples" awq "$FIX/llama3-rand" --work-dir "$out" --calib-samples -3
 expect_rc "unknown option" 2 "--frobnicate" awq "$FIX/llama3-rand" --work-dir "$out" --frobnicate
