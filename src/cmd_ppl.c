@@ -24,7 +24,7 @@
 static void ppl_usage(FILE *f)
 {
 	fprintf(f, _("Usage: lmterm ppl MODEL --file TEXT [--ctx N] [--quant-policy 0|4|8] [--backend auto|cuda|cpu]\n"
-		     "         [--max-chars N] [--tokenizer tokenizer.json|tokenizer.model]\n"
+		     "         [--max-chars N] [--tokenizer tokenizer.json|tokenizer.model|DIR]\n"
 		     "Perplexity of the text: windows of N-1 tokens (default 2048), each after BOS; ends with a line\n"
 		     "'perplexity: P (T tokens)'.\n"));
 }
@@ -66,7 +66,7 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 	if (config_load(&cfg, path) != LM_OK) goto fail;
 	if (backend_create(&be, backend, cfg.dtype) != LM_OK) goto fail;
 	/* the text is encoded before the weights are read, so that a wrong tokenizer costs seconds */
-	if ((tok_file ? tok_load_file(&tok, tok_file) : tok_load_dir(&tok, model_dir)) != LM_OK) goto fail;
+	if ((tok_file ? tok_load(&tok, tok_file) : tok_load_dir(&tok, model_dir)) != LM_OK) goto fail;
 	/* encode as the tokenizer library does by default (added tokens written in the text are matched) */
 	if (tok_encode(tok, text, len, true, &ids, &n_ids) != LM_OK) goto fail;
 	if (n_ids < 1) {

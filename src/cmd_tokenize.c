@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static int read_stdin(char **buf, size_t *len)
 {
@@ -211,9 +210,7 @@ int cmd_tokenize(int argc, char **argv)
 	}
 
 	struct tokenizer *t;
-	struct stat st;
-	int rc = stat(model, &st) == 0 && S_ISDIR(st.st_mode) ? tok_load_dir(&t, model) : tok_load_file(&t, model);
-	if (rc) {
+	if (tok_load(&t, model)) {
 		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 		return 1;
 	}

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- hashing and maps ---- */
 
@@ -380,6 +381,12 @@ int tok_load_dir(struct tokenizer **t, const char *dir)
 	if (file_exists(p)) return tok_load_file(t, p);
 	*t = NULL;
 	return lm_err(_("%s: no tokenizer.json or tokenizer.model"), dir);
+}
+
+int tok_load(struct tokenizer **t, const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? tok_load_dir(t, path) : tok_load_file(t, path);
 }
 
 enum tok_kind tok_kind(const struct tokenizer *t) { return t->kind; }

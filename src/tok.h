@@ -21,6 +21,9 @@ enum tok_kind { TOK_SPM, TOK_HF_JSON };
 int tok_load_dir(struct tokenizer **t, const char *dir);
 /* Load one file; the format is told by the name (.json / .model). */
 int tok_load_file(struct tokenizer **t, const char *path);
+/* A model or tokenizer directory (as tok_load_dir) or one tokenizer file (as tok_load_file): what the user
+ * may name wherever a command takes a tokenizer (tokenize MODEL, ppl --tokenizer). */
+int tok_load(struct tokenizer **t, const char *path);
 void tok_free(struct tokenizer *t);
 enum tok_kind tok_kind(const struct tokenizer *t);
 

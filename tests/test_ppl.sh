@@ -34,6 +34,14 @@ echo "policy 0, tokenizer.model: ppl $ps over $ns tokens"
 [ "$ns" = "$want_tok" ] && pass "token count $ns (tokenizer.model)" || fail "token count $ns, transformers scored $want_tok"
 within "$ps" "$want_ppl" 0.005 && pass "policy 0 within 0.5% of transformers (tokenizer.model)" ||
 	fail "policy 0, tokenizer.model: $ps vs $want_ppl"
+# --tokenizer DIR takes a model or tokenizer directory's tokenizer, as tokenize MODEL does ("not a regular file"):
+# a directory holding only tokenizer.model scores as that file does
+td=$(mktemp -d) && cp "$MODEL/tokenizer.model" "$td/"
+a=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars 2000 --ctx 128 --backend cpu --tokenizer "$MODEL/tokenizer.model" 2>&1 | tail -n 1)
+b=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars 2000 --ctx 128 --backend cpu --tokenizer "$td" 2>&1 | tail -n 1)
+case "$a" in "perplexity: "*) [ "$b" = "$a" ] && pass "--tokenizer DIR: $b" || fail "--tokenizer DIR: '$b', the file gives '$a'" ;;
+*) fail "--tokenizer FILE: $a" ;; esac
+rm -rf "$td"
 r0=$(ppl 0); p0=${r0% *} n0=${r0#* }
 echo "policy 0: ppl $p0 over $n0 tokens"
 [ $((n0 - want_tok)) -ge -2 ] && [ $((n0 - want_tok)) -le 2 ] && pass "token count $n0 (tokenizer.json)" ||
