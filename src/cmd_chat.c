@@ -140,7 +140,7 @@ static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *n
 			return 2;
 		}
 	}
-	o->model_dir = model ? model : demo_model_dir();
+	o->model_dir = model; /* NULL: the demo model, chosen by cmd_chat */
 	return 0;
 bad:
 	fprintf(stderr, "lmterm: %s\n", lm_errmsg());
@@ -496,10 +496,20 @@ int cmd_chat(int argc, char **argv)
 	int rc = parse_chat_opts(argc, argv, &o, &no_tui, &no_color);
 	if (rc) return rc < 0 ? 0 : rc;
 	if (!o.sampling_given[SG_SEED]) o.sampling.seed = seed_from_clock();
+	const bool demo = !o.model_dir;
+	if (demo) o.model_dir = demo_model_dir();
 	char cfg[4200];
 	path_join(cfg, sizeof cfg, o.model_dir, "config.json");
 	if (!file_exists(cfg)) {
-		fprintf(stderr, _("lmterm: %s: not a model directory (no config.json)\n"), o.model_dir);
+		/* with no MODEL given, the path came from the environment or the installation: say which */
+		const char *env = getenv("LMTERM_DEMO_MODEL");
+		if (demo && env && *env)
+			fprintf(stderr, _("lmterm: LMTERM_DEMO_MODEL=%s: not a model directory (no config.json)\n"), env);
+		else if (demo)
+			fprintf(stderr, _("lmterm: the demo model %s is missing (no config.json): give a MODEL, or set "
+					  "LMTERM_DEMO_MODEL to a model directory\n"), o.model_dir);
+		else
+			fprintf(stderr, _("lmterm: %s: not a model directory (no config.json)\n"), o.model_dir);
 		return 1;
 	}
 

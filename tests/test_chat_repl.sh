@@ -86,6 +86,9 @@ out=$(printf 'Hello\n\n' | "$LMTERM" "$MODEL" $OPTS 2>&1); rc=$?
 out=$(printf 'Hello\n\n' | LMTERM_DEMO_MODEL="$MODEL" "$LMTERM" --no-tui $OPTS 2>&1); rc=$?
 [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q 'tokens/s' && pass "lmterm --no-tui is lmterm chat --no-tui" ||
 	fail "lmterm --no-tui: rc $rc: $out"
+# a demo model path that is no model: the message names the variable it came from (it named only the path)
+expect_fail "LMTERM_DEMO_MODEL not a model" "LMTERM_DEMO_MODEL=/nonexistent-demo: not a model directory" \
+	env LMTERM_DEMO_MODEL=/nonexistent-demo "$LMTERM" chat --no-tui
 expect_usage "lmterm --frobnicate is chat's unknown option" "chat: unknown option '--frobnicate'" "$LMTERM" --frobnicate
 expect_usage "lmterm WORD that is no command nor directory" "unknown command 'nonesuch-cmd'" "$LMTERM" nonesuch-cmd
 
