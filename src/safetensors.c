@@ -376,6 +376,41 @@ static int set_index(struct st_set *s)
 	return LM_OK;
 }
 
+/* A shard of the set that the index does not name is never opened, so a tensor only there is missing: an
+ * lm_head alone in the last shard, left out of the index, made the model tie its embeddings without a word.
+ * The shard names say how many there are ("model-00002-of-00002.safetensors"): each one of that pattern that
+ * exists but is not named is refused, naming a tensor it holds. Only the headers of such files are read. */
+static int unnamed_shards(const struct st_set *s, const char *dir, const char *ipath, const char *named)
+{
+	const char *of = strstr(named, "-of-"), *num = of;
+	while (num && num > named && num[-1] >= '0' && num[-1] <= '9') num--;
+	char *end;
+	long total = of ? strtol(of + 4, &end, 10) : 0;
+	if (!of || num == of || of - num > 6 || total < 1 || total > 99999 || strcmp(end, ".safetensors") != 0)
+		return LM_OK; /* not a numbered set: nothing to compare */
+	char name[4096], path[4096];
+	for (long i = 1; i <= total; i++) {
+		snprintf(name, sizeof name, "%.*s%0*ld%s", (int)(num - named), named, (int)(of - num), i, of);
+		path_join(path, sizeof path, dir, name);
+		bool named_too = false;
+		for (int k = 0; k < s->n_files && !named_too; k++) named_too = strcmp(s->files[k]->path, path) == 0;
+		if (named_too || !file_exists(path)) continue;
+		struct st_file *f;
+		if (st_open(&f, path) != LM_OK) return LM_ERR;
+		int n = f->n;
+		int rc = n == 0 ? LM_OK
+				: lm_err(P_("%s: shard %s is not in weight_map, but holds %d tensor ('%s'); add it to the "
+					    "index or remove the file",
+					    "%s: shard %s is not in weight_map, but holds %d tensors ('%s', ...); add them to "
+					    "the index or remove the file",
+					    n),
+					 ipath, name, n, f->t[0].name);
+		st_close(f);
+		if (rc != LM_OK) return rc;
+	}
+	return LM_OK;
+}
+
 static int open_index(struct st_set *s, const char *dir, const char *ipath)
 {
 	char *buf;
@@ -416,6 +451,7 @@ static int open_index(struct st_set *s, const char *dir, const char *ipath)
 		rc = lm_err(_("%s: key \"weight_map\" names no tensors"), ipath);
 		goto out;
 	}
+	if ((rc = unnamed_shards(s, dir, ipath, wm->child->valuestring)) != LM_OK) goto out;
 	/* every tensor the index names is where it says */
 	for (const cJSON *e = wm->child; e; e = e->next) {
 		path_join(path, sizeof path, dir, e->valuestring);

@@ -693,6 +693,37 @@ static void check_bad_models(const char *fixtures)
 	write_bytes(p, "{\"weight_map\": [", 16);
 	expect_load_fail("malformed index", d, FMT_AUTO, "model.safetensors.index.json", "JSON");
 
+	/* an lm_head alone in the last shard, which the index leaves out: the model tied its embeddings without a
+	 * word; now the shard the index does not name is refused. Named, the same shards load with their lm_head. */
+	make_model("unnamed", src, NULL, "lm_head.weight", d, sizeof d);
+	{
+		char a[4200], b[4200];
+		snprintf(a, sizeof a, "%s/model.safetensors", d);
+		snprintf(b, sizeof b, "%s/model-00001-of-00002.safetensors", d);
+		CHECK(rename(a, b) == 0, "rename %s", a);
+		struct st_set *ss;
+		CHECK(st_set_open(&ss, src) == LM_OK, "%s: %s", src, lm_errmsg());
+		const struct st_tensor *t = st_set_find(ss, "lm_head.weight");
+		struct st_out head = { .name = t->name, .dt = t->dt, .ndim = t->ndim, .data = t->data };
+		memcpy(head.shape, t->shape, sizeof t->shape);
+		snprintf(b, sizeof b, "%s/model-00002-of-00002.safetensors", d);
+		CHECK(st_write(b, &head, 1, NULL) == LM_OK, "%s: %s", b, lm_errmsg());
+		st_set_close(ss);
+		snprintf(p, sizeof p, "%s/model.safetensors.index.json", d);
+		const char *idx4 = "{\"weight_map\": {\"model.norm.weight\": \"model-00001-of-00002.safetensors\"}}";
+		write_bytes(p, idx4, strlen(idx4));
+		expect_load_fail("an index leaving out the shard of lm_head", d, FMT_AUTO, "model-00002-of-00002.safetensors",
+				 "lm_head.weight");
+		const char *idx5 = "{\"weight_map\": {\"model.norm.weight\": \"model-00001-of-00002.safetensors\", "
+				   "\"lm_head.weight\": \"model-00002-of-00002.safetensors\"}}";
+		write_bytes(p, idx5, strlen(idx5));
+		struct model m;
+		int rc = model_load(&m, d, &rec_be, FMT_AUTO, NULL, NULL);
+		CHECK(rc == LM_OK && !m.lm_head.shared, "lm_head in a shard of its own, named: %s",
+		      rc == LM_OK ? "tied" : lm_errmsg());
+		if (rc == LM_OK) model_free(&m);
+	}
+
 	/* AWQ: the wrong --model-format, and unsupported quantization configs */
 	snprintf(src, sizeof src, "%s/llama3-rand-awq", fixtures);
 	expect_load_fail("--model-format hf on an AWQ model", src, FMT_HF, src, "awq");
