@@ -168,6 +168,29 @@ static void print_ids(FILE *f, const int32_t *ids, int n, const char *sep)
 	for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? sep : "", ids[i]);
 }
 
+/* The --json answer, built whole in *out (malloc'd) before any of it is written: a text that fails to encode
+ * leaves nothing on stdout (the arrays before it were printed, which a reader could take for the answer). */
+static int json_answer(const struct tokenizer *t, const struct jtext *texts, int nt, char **out, size_t *len)
+{
+	FILE *m = open_memstream(out, len);
+	if (!m) return lm_err(_("out of memory"));
+	int rc = LM_OK;
+	fputc('[', m);
+	for (int i = 0; i < nt; i++) {
+		int32_t *ids;
+		int nid;
+		if ((rc = tok_encode(t, texts[i].s, texts[i].n, true, &ids, &nid)) != LM_OK) break;
+		fputs(i ? ", [" : "[", m);
+		print_ids(m, ids, nid, ", ");
+		fputc(']', m);
+		free(ids);
+	}
+	fputs("]\n", m);
+	if (fclose(m) != 0 && rc == LM_OK) rc = lm_err(_("out of memory"));
+	if (rc != LM_OK) free(*out);
+	return rc;
+}
+
 static int usage_to(FILE *f)
 {
 	fprintf(f, _("usage: lmterm tokenize MODEL [TEXT] [--json]\n"));
@@ -245,21 +268,15 @@ int cmd_tokenize(int argc, char **argv)
 			fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 			status = 1;
 		} else {
-			putchar('[');
-			for (int i = 0; i < nt && !status; i++) {
-				int32_t *ids;
-				int nid;
-				if (tok_encode(t, texts[i].s, texts[i].n, true, &ids, &nid)) {
-					fprintf(stderr, "lmterm: %s\n", lm_errmsg());
-					status = 1;
-					break;
-				}
-				printf(i ? ", [" : "[");
-				print_ids(stdout, ids, nid, ", ");
-				putchar(']');
-				free(ids);
+			char *ans;
+			size_t alen;
+			if (json_answer(t, texts, nt, &ans, &alen)) {
+				fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+				status = 1;
+			} else {
+				fwrite(ans, 1, alen, stdout);
+				free(ans);
 			}
-			printf("]\n");
 		}
 		for (int i = 0; i < nt; i++) free(texts[i].s);
 		free(texts);

@@ -58,6 +58,9 @@ r='{"type": "Replace", "pattern": {"String": "a"}, "content": "aaaaaaaaaaaaaaaaa
 sed "s/\"normalizer\": null/\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [$r, $r, $r, $r, $r, $r, $r, $r]}/" \
 	"$DEMO/tokenizer.json" > "$tmp/grow.json"
 expect_fail "normalizer that grows the text" "64 times" timeout 60 "$LMTERM" tokenize "$tmp/grow.json" "banana"
+# --json where a later text fails to encode: the message and nothing on stdout (it left "[[...]" behind)
+got=$(printf '["hi", "banana"]' | timeout 60 "$LMTERM" tokenize "$tmp/grow.json" --json 2>/dev/null); rc=$?
+[ $rc -eq 1 ] && [ -z "$got" ] && pass "--json: a failed text leaves stdout empty" || fail "--json, a failed text: rc $rc, stdout '$got'"
 # a FIFO is refused at once (it waited for a writer)
 mkfifo "$tmp/fifo" && expect_fail "a FIFO as the tokenizer" "not a regular file" timeout 30 "$LMTERM" tokenize "$tmp/fifo" "hi"
 out=$("$LMTERM" tokenize --help 2>/dev/null); rc=$?
