@@ -5,7 +5,9 @@
 # LANG=zh_CN.UTF-8 shows Chinese labels; quitting leaves the terminal usable. Also what a demanding user does:
 # F3 and the settings in tiny and short terminals, input that is not UTF-8 (pasted Latin-1, the C locale), control
 # characters in a paste, an emoji ZWJ sequence (columns and cursor), a message longer than the session, Ctrl-C,
-# TERM=vt100 (no alternate screen) and TERM=dumb (the plain prompt). Every captured screen is kept in the log.
+# TERM=vt100 (no alternate screen) and TERM=dumb (the plain prompt). /save writes the conversation as Markdown
+# (a name with spaces, a directory, never over a file, notes left out, a reply stopped or still arriving
+# marked). Every captured screen is kept in the log.
 # With TUI_FAKE=1 the same checks run against tests/tui_fake_engine (a scripted engine).
 . "${top_srcdir:-.}/tests/lib.sh"
 command -v tmux >/dev/null 2>&1 || skip "tmux is not installed"
@@ -132,6 +134,34 @@ if screen | grep -q "^> Hello, how are you?"; then pass "Up recalls the last mes
 T send-keys -t tui C-u
 sleep 0.2
 
+# /save: the conversation as Markdown, to a name with spaces; never over an existing file; a directory takes
+# the default name
+saved="$tmp/saved chat.md"
+T send-keys -t tui "/save $saved" Enter
+if wait_for "saved 2 messages to $tmp/saved chat.md" 5; then pass "/save FILE: the status bar says what was saved"
+else show "/save"; fail "/save FILE: no 'saved 2 messages' in the status bar"; fi
+if [ -f "$saved" ] && [ "$(head -1 "$saved")" = "# lmterm chat" ] && grep -qx -- "- Model: tiny-en-zh" "$saved" &&
+	grep -Eq -- "^- Date: [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}" "$saved" &&
+	[ "$(grep -c '^## ' "$saved")" -eq 2 ] && sed -n '/^## User$/,/^## /p' "$saved" | grep -qx "Hello, how are you?" &&
+	sed -n '/^## Assistant$/,$p' "$saved" | grep -qF -- "$reply"; then
+	pass "/save: a header with the model and date, the message and the reply under ## User and ## Assistant"
+else
+	fail "/save: the file is not the conversation:"; cat "$saved"
+fi
+sum=$(cksum <"$saved")
+T send-keys -t tui "/save $saved" Enter
+if wait_for "saved chat.md exists \(not overwritten\); try /save .*saved chat-1.md" 5 && [ "$(cksum <"$saved")" = "$sum" ]; then
+	pass "/save does not overwrite a file, and suggests another name"
+else show "/save over a file"; fail "/save over an existing file: no refusal, or the file changed"; fi
+mkdir "$tmp/dir"
+T send-keys -t tui "/save $tmp/dir" Enter
+if wait_for "saved 2 messages to $tmp/dir/lmterm-chat-[0-9]{8}-[0-9]{6}\.md" 5 && [ "$(ls -A "$tmp/dir" | wc -l)" -eq 1 ] &&
+	ls "$tmp/dir"/lmterm-chat-*.md >/dev/null 2>&1; then pass "/save DIRECTORY: the default name in it, nothing else left"
+else show "/save DIRECTORY"; ls -A "$tmp/dir"; fail "/save DIRECTORY: not lmterm-chat-YYYYMMDD-HHMMSS.md alone"; fi
+T send-keys -t tui "/save $tmp/no such dir/x.md" Enter
+wait_for "cannot save to $tmp/no such dir/x.md: No such file" 5 && pass "/save to a missing directory: the error" ||
+	{ show "/save to a missing directory"; fail "/save to a missing directory: no error message"; }
+
 # 2. memory panel figures
 sleep 1.5
 wt=$(figure "Weights") kv0=$(figure "KV in use") pt0=$(figure "KV per token") tot=$(figure "Total")
@@ -164,6 +194,12 @@ if [ "$kv1" != NA ] && [ "$kv0" != NA ] && [ "$kv1" -lt "$kv0" ]; then pass "KV 
 c0=$(ctx_now)
 T send-keys -t tui "And again?" Enter
 wait_turn "$c0" 60 && wait_for "And again\?" 1 && pass "the conversation goes on after the rebuild" || fail "no reply after the rebuild"
+# the note of the rebuild is on the screen, not in the saved conversation
+T send-keys -t tui "/save $tmp/rebuilt.md" Enter
+if wait_for "saved 4 messages to" 5 && [ "$(grep -c '^## ' "$tmp/rebuilt.md")" -eq 4 ] && grep -qx "And again?" "$tmp/rebuilt.md" &&
+	! grep -q "KV cache rebuilt" "$tmp/rebuilt.md"; then pass "/save leaves the notes out"
+else show "/save after the rebuild"; fail "/save after the rebuild: not 4 messages without the note"; cat "$tmp/rebuilt.md"; fi
+T send-keys -t tui C-l # the message stays until a key: the status bar's figures back
 
 # 4. resizing
 T resize-window -t tui -x 60 -y 20; sleep 0.5
@@ -227,6 +263,28 @@ if [ "${TUI_FAKE:-0}" = 1 ]; then
 	else
 		show "Ctrl-C"
 		fail "Ctrl-C did not stop the reply"
+	fi
+	# /save while a reply streams (a slow one: "Slow" makes the scripted engine take 0.3 s a word) saves what
+	# has arrived, marked incomplete; once the reply is stopped, marked stopped
+	c0=$(ctx_now)
+	T send-keys -t tui "Slow reply, to save" Enter
+	sleep 1
+	T send-keys -t tui "/save $tmp/streaming.md" Enter
+	if wait_for "the reply still arriving is marked incomplete" 5 &&
+		[ "$(grep '^## ' "$tmp/streaming.md" | tail -1)" = "## Assistant (incomplete)" ] &&
+		last=$(sed -n '/^## Assistant (incomplete)$/,$p' "$tmp/streaming.md") &&
+		printf '%s\n' "$last" | grep -q "^Hello! This" && ! printf '%s\n' "$last" | grep -q "Done\."; then
+		pass "/save while a reply streams: what has arrived, marked incomplete"
+	else
+		show "/save while streaming"; fail "/save while streaming:"; cat "$tmp/streaming.md"
+	fi
+	T send-keys -t tui C-c
+	wait_turn "$c0" 20 || fail "Ctrl-C did not stop the slow reply"
+	T send-keys -t tui "/save $tmp/stopped.md" Enter
+	if wait_for "saved [0-9]+ messages to $tmp/stopped.md" 5 && [ "$(grep '^## ' "$tmp/stopped.md" | tail -1)" = "## Assistant (stopped)" ]; then
+		pass "/save after Ctrl-C: the reply is marked stopped"
+	else
+		show "/save after Ctrl-C"; fail "/save after Ctrl-C:"; cat "$tmp/stopped.md"
 	fi
 fi
 

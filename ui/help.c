@@ -25,6 +25,8 @@ static const struct { const char *key, *what; } keys[] = {
 	{ N_("Ctrl-Z"), N_("suspend to the shell (fg resumes)") },
 	{ N_("F10, Ctrl-Q"), N_("quit (asks first while a reply is streaming)") },
 	{ N_("/reset, /quit"), N_("typed as a message: new conversation, quit") },
+	{ N_("/save [FILE]"), N_("typed as a message: save the conversation as Markdown (default: "
+				 "lmterm-chat-DATE-TIME.md here)") },
 };
 
 void panel_help_draw(WINDOW *w, int *scroll)

@@ -6,6 +6,7 @@
  * wnoutrefresh()es each and calls doupdate() once. SIGWINCH only sets a flag; the loop resizes. */
 #include "config.h"
 #include "i18n.h"
+#include "transcript.h"
 #include "ui.h"
 #include "ui_int.h"
 
@@ -374,15 +375,64 @@ static void send_cmd(struct chat_ui *u, const struct cmd *c)
 	if (engine_send(u->e, c) != LM_OK) set_message(u, "%s", lm_errmsg());
 }
 
+/* /save [FILE]: the messages and replies as the transcript shows them, without its notes and errors; a reply
+ * still arriving is saved as far as it has come, marked incomplete */
+static void save_chat(struct chat_ui *u, const char *arg)
+{
+	const struct chat_view *c = &u->chat;
+	struct tr_msg *m = malloc((c->n + 1) * sizeof *m);
+	if (!m) { set_message(u, "%s", _("out of memory")); return; }
+	int n = 0;
+	for (int i = 0; i < c->n; i++) {
+		if (c->m[i].role != ROLE_USER && c->m[i].role != ROLE_ASSISTANT) continue;
+		m[n++] = (struct tr_msg){ .role = c->m[i].role == ROLE_USER ? TR_USER : TR_ASSISTANT,
+					  .state = c->m[i].stopped ? TR_STOPPED : TR_WHOLE,
+					  .text = c->m[i].text, .len = (size_t)c->m[i].len };
+	}
+	/* the reply being generated: the last assistant entry (and the parts a note split from it) */
+	bool partial = false;
+	if (u->streaming && n > 0 && m[n - 1].role == TR_ASSISTANT) {
+		m[n - 1].state = TR_INCOMPLETE;
+		for (int i = n - 1; i >= 0 && m[i].role == TR_ASSISTANT; i--) partial |= m[i].len > 0;
+	}
+	const char *model = u->status.have_info && u->status.info.model_name[0] ? u->status.info.model_name
+										: u->o->model_label;
+	char *path;
+	int k;
+	if (transcript_save(arg, model, m, n, &path, &k) != LM_OK) {
+		set_message(u, "%s", lm_errmsg());
+	} else {
+		if (partial)
+			set_message(u, P_("saved %d message to %s; the reply still arriving is marked incomplete",
+					  "saved %d messages to %s; the reply still arriving is marked incomplete", k),
+				    k, path);
+		else
+			set_message(u, P_("saved %d message to %s", "saved %d messages to %s", k), k, path);
+		free(path);
+	}
+	free(m);
+}
+
 static void submit(struct chat_ui *u)
 {
-	if (u->dead) { set_message(u, "%s", _("the engine stopped; F10 quits")); return; }
-	if (!u->ready || u->rebuilding) { set_message(u, "%s", _("wait: the model is not ready yet")); return; }
-	if (u->streaming) { set_message(u, "%s", _("wait: a reply is being generated (Ctrl-C stops it)")); return; }
+	/* /save works in every state: while a reply arrives, and after the engine stopped, most of all */
+	const char *arg;
+	bool save = transcript_is_save(u->input.ed.buf, &arg);
+	if (!save) {
+		if (u->dead) { set_message(u, "%s", _("the engine stopped; F10 quits")); return; }
+		if (!u->ready || u->rebuilding) { set_message(u, "%s", _("wait: the model is not ready yet")); return; }
+		if (u->streaming) { set_message(u, "%s", _("wait: a reply is being generated (Ctrl-C stops it)")); return; }
+	}
 	if (edit_blank(&u->input.ed)) return;
 	char *text = edit_take(&u->input.ed);
 	if (!text) { set_message(u, "%s", _("out of memory: the message was not sent (it is still in the input)")); return; }
 	relayout(u);
+	if (save) {
+		transcript_is_save(text, &arg);
+		save_chat(u, arg);
+		free(text);
+		return;
+	}
 	if (strcmp(text, "/quit") == 0 || strcmp(text, "/exit") == 0) { u->quit = true; free(text); return; }
 	if (strcmp(text, "/reset") == 0 || strcmp(text, "/clear") == 0) {
 		struct cmd c = { .type = CMD_RESET };
@@ -607,6 +657,12 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		/* an empty reply leaves no empty assistant entry behind */
 		if (u->chat.n > 0 && u->chat.m[u->chat.n - 1].role == ROLE_ASSISTANT && u->chat.m[u->chat.n - 1].len == 0)
 			panel_chat_drop_last(&u->chat);
+		/* a stopped reply says so when saved (the "(stopped)" note below is not saved) */
+		for (int i = u->chat.n - 1; t->cancelled && i >= 0; i--) {
+			struct chat_msg *m = &u->chat.m[i];
+			if (m->role == ROLE_USER) break;
+			if (m->role == ROLE_ASSISTANT) { m->stopped = true; break; }
+		}
 		if (t->cancelled) note(u, ROLE_NOTE, "%s", _("(stopped)"));
 		if (t->hit_session_len)
 			note(u, ROLE_NOTE, "%s", _("The session is full (--session-len): press F5 for a new conversation."));
