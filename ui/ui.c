@@ -5,6 +5,7 @@
  * handlers that return KF_* flags; one pass then lays out (if needed), draws every panel into its window,
  * wnoutrefresh()es each and calls doupdate() once. SIGWINCH only sets a flag; the loop resizes. */
 #include "config.h"
+#include "histfile.h"
 #include "i18n.h"
 #include "transcript.h"
 #include "ui.h"
@@ -244,6 +245,8 @@ struct chat_ui {
 	int policy;
 	double t_submit, t_first, t_last_mem;
 	int n_token_events;
+	struct histfile hist;    /* the input history across sessions (hist.path NULL: none) */
+	bool hist_failed;        /* its last write failed (and said so): the next failure says nothing new */
 };
 
 static void set_message(struct chat_ui *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -413,6 +416,27 @@ static void save_chat(struct chat_ui *u, const char *arg)
 	free(m);
 }
 
+/* Commands typed as messages are recalled by Up in this session but not kept in the history file: a /quit
+ * ending every session would be the first thing Up found in the next. */
+static bool is_command(const char *t)
+{
+	const char *arg;
+	return strcmp(t, "/quit") == 0 || strcmp(t, "/exit") == 0 || strcmp(t, "/reset") == 0 ||
+	       strcmp(t, "/clear") == 0 || transcript_is_save(t, &arg);
+}
+
+/* the text just taken from the editor, into the history file; a failure is a message, never the chat's */
+static void hist_record(struct chat_ui *u, const char *text)
+{
+	if (!u->hist.path || !u->input.ed.took_new || is_command(text)) return;
+	if (histfile_append(&u->hist, text) == LM_OK) {
+		u->hist_failed = false;
+	} else {
+		if (!u->hist_failed) set_message(u, "%s", lm_errmsg());
+		u->hist_failed = true;
+	}
+}
+
 static void submit(struct chat_ui *u)
 {
 	/* /save works in every state: while a reply arrives, and after the engine stopped, most of all */
@@ -427,6 +451,7 @@ static void submit(struct chat_ui *u)
 	char *text = edit_take(&u->input.ed);
 	if (!text) { set_message(u, "%s", _("out of memory: the message was not sent (it is still in the input)")); return; }
 	relayout(u);
+	hist_record(u, text);
 	if (save) {
 		transcript_is_save(text, &arg);
 		save_chat(u, arg);
@@ -760,6 +785,11 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 		free(u);
 		return 1;
 	}
+	/* the input history of earlier sessions; without it the chat goes on, with a word in the status bar */
+	if (histfile_path(&u->hist.path) != LM_OK || (u->hist.path && histfile_load(&u->hist, &u->input.ed) != LM_OK)) {
+		set_message(u, "%s", lm_errmsg());
+		u->hist_failed = true;
+	}
 	panel_progress_reset(&u->prog, _("Loading the model"));
 	u->lo.overlay = OVERLAY_PROGRESS;
 	relayout(u);
@@ -823,6 +853,7 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 	if (rc) fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 	panel_chat_free(&u->chat);
 	edit_free(&u->input.ed);
+	histfile_free(&u->hist);
 	free(u);
 	return rc;
 }
