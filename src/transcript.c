@@ -95,6 +95,7 @@ static char *resolve(const char *arg, const struct tm *now, bool *dflt)
 	}
 	char name[64];
 	strftime(name, sizeof name, DEFAULT_FMT, now);
+	*dflt = n == 0;
 	const char *home = "";
 	if (n >= 1 && arg[0] == '~' && (n == 1 || arg[1] == '/')) {
 		home = getenv("HOME");
@@ -107,7 +108,6 @@ static char *resolve(const char *arg, const struct tm *now, bool *dflt)
 	}
 	char *path;
 	struct stat st;
-	*dflt = n == 0;
 	if (asprintf(&path, "%s%.*s", home, (int)n, arg) < 0) path = NULL;
 	if (path && !*dflt && (path[strlen(path) - 1] == '/' || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))) {
 		/* a directory: the default name in it */

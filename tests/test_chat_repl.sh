@@ -32,7 +32,7 @@ sdir=$(mktemp -d "${TMPDIR:-/tmp}/lmterm-save.XXXXXX")
 mkdir "$sdir/home" "$sdir/cwd"
 abs_lmterm=$(cd "$(dirname "$LMTERM")" && pwd)/$(basename "$LMTERM")
 abs_model=$(cd "$MODEL" && pwd)
-out=$(cd "$sdir/cwd" && printf 'Hello\nthere\n\n/save\n\n/save my notes.md\n\nAnd again?\n\n/save my notes.md\n\n/save ~/saved.md\n\n/save %s\n\nend\n\n/save\n\nexit\n\n' \
+out=$(cd "$sdir/cwd" && printf 'Hello\nthere\n\n/save\n\n/save my notes.md\n\nAnd again?\n\n/save my notes.md\n\n/save ~/saved.md\n\n/save ~\n\n/save %s\n\nend\n\n/save\n\nexit\n\n' \
 	"$sdir/no such dir/x.md" | HOME="$sdir/home" "$abs_lmterm" chat "$abs_model" $OPTS 2>&1); rc=$?
 printf '%s\n' "$out"
 [ $rc -eq 0 ] && pass "/save: exit status 0" || fail "/save: exit status $rc"
@@ -58,6 +58,8 @@ printf '%s\n' "$out" | grep -qF "lmterm: my notes.md exists (not overwritten); t
 if printf '%s\n' "$out" | grep -qF "lmterm: saved 4 messages to $sdir/home/saved.md" && [ "$(grep -c '^## ' "$sdir/home/saved.md")" -eq 4 ]; then
 	pass "/save ~/FILE: in HOME, the whole conversation"
 else fail "/save ~/saved.md: not in HOME, or not 4 messages"; fi
+ls "$sdir/home"/lmterm-chat-*.md >/dev/null 2>&1 && pass "/save ~: the default name in HOME" ||
+	fail "/save ~: no lmterm-chat-YYYYMMDD-HHMMSS.md in HOME"
 printf '%s\n' "$out" | grep -qF "lmterm: cannot save to $sdir/no such dir/x.md: No such file or directory" &&
 	pass "/save to a missing directory: the error" || fail "/save to a missing directory: no error"
 printf '%s\n' "$out" | grep -qF "lmterm: nothing to save yet: the conversation is empty" &&
