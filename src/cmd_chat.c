@@ -8,6 +8,7 @@
 #include "i18n.h"
 #include "opts.h"
 #include "text.h"
+#include "transcript.h"
 #include "ui.h"
 
 #include <errno.h>
@@ -30,7 +31,8 @@ static void chat_usage(FILE *f)
 		     "         [--chat-template NAME|FILE] [--temperature T] [--top-p P] [--top-k K] [--min-p P]\n"
 		     "         [--repetition-penalty R] [--seed S] [--max-new-tokens N] [--no-tui] [--no-color]\n"
 		     "Without MODEL the bundled demo model is opened. In the plain REPL an empty line sends the\n"
-		     "input, 'end' starts a new session, 'exit' quits, Ctrl-C stops a reply.\n"));
+		     "input, 'end' starts a new session, 'exit' quits, Ctrl-C stops a reply, and /save [FILE] writes\n"
+		     "the conversation as Markdown (default lmterm-chat-YYYYMMDD-HHMMSS.md).\n"));
 }
 
 /* ------------------------------------------------------------------ option parsing */
@@ -177,6 +179,8 @@ struct repl {
 	int exit_code;
 	int out_errno;        /* a write to stdout failed (reader gone, disk full): the reply stops, the REPL ends */
 	int in_errno;         /* reading stdin failed (it is a directory, an I/O error): not an end of input */
+	struct transcript log; /* this session's messages and replies, for /save */
+	char model[128];
 };
 
 enum { LINE_OK, LINE_EOF, LINE_INTR, LINE_NOMEM };
@@ -298,6 +302,7 @@ static bool pump(struct repl *r, enum ev_type until, struct turn_stats *done)
 		while (engine_poll(r->e, &ev)) {
 			switch (ev.type) {
 			case EV_TOKEN:
+				transcript_append(&r->log, ev.u.token.text, (size_t)ev.u.token.len);
 				fwrite(ev.u.token.text, 1, ev.u.token.len, stdout);
 				/* with nobody to read it (SIGPIPE ignored) the reply went on to the session's end */
 				if (fflush(stdout) != 0 && !r->out_errno) {
@@ -318,6 +323,7 @@ static bool pump(struct repl *r, enum ev_type until, struct turn_stats *done)
 			case EV_READY: {
 				clear_progress(r);
 				const struct engine_info *in = &ev.u.info;
+				snprintf(r->model, sizeof r->model, "%s", in->model_name);
 				char kv[64], sess[64];
 				snprintf(kv, sizeof kv,
 					 P_("KV cache %d token", "KV cache %d tokens", in->kv_capacity_tokens),
@@ -447,16 +453,36 @@ static int repl_run(struct repl *r)
 			free(text);
 			return 0;
 		}
+		const char *arg;
+		if (transcript_is_save(text, &arg)) {
+			char *path;
+			int k;
+			if (r->log.oom) lm_err("%s", _("out of memory: the conversation was not kept, so it cannot be saved"));
+			if (!r->log.oom && transcript_save(arg, r->model, r->log.m, r->log.n, &path, &k) == LM_OK) {
+				fprintf(stderr, "lmterm: ");
+				fprintf(stderr, P_("saved %d message to %s", "saved %d messages to %s", k), k, path);
+				fputc('\n', stderr);
+				free(path);
+			} else {
+				fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+			}
+			free(text);
+			if (eof) return 0;
+			continue;
+		}
 		if (strcmp(text, "end") == 0) {
 			free(text);
 			struct cmd c;
 			memset(&c, 0, sizeof c);
 			c.type = CMD_RESET;
 			if (engine_send(r->e, &c) != LM_OK || !pump(r, EV_SESSION_RESET, NULL)) return 1;
+			transcript_clear(&r->log);
 			fputs(_("(new session)\n"), stdout);
 			if (eof) return 0;
 			continue;
 		}
+		transcript_add(&r->log, TR_USER, text, strlen(text));
+		transcript_add(&r->log, TR_ASSISTANT, "", 0); /* the reply, as it arrives */
 		int rc = send_text(r->e, text);
 		free(text);
 		if (rc != LM_OK) {
@@ -466,6 +492,9 @@ static int repl_run(struct repl *r)
 		struct turn_stats st;
 		memset(&st, 0, sizeof st);
 		if (!pump(r, EV_TURN_DONE, &st)) return r->exit_code ? r->exit_code : 1;
+		transcript_drop_empty(&r->log); /* a refused message or a reply stopped before its first token */
+		if (st.cancelled && r->log.n > 0 && r->log.m[r->log.n - 1].role == TR_ASSISTANT)
+			r->log.m[r->log.n - 1].state = TR_STOPPED;
 		if (r->out_errno) {
 			fprintf(stderr, _("lmterm: cannot write to standard output: %s\n"), strerror(r->out_errno));
 			return 1;
@@ -551,6 +580,7 @@ int cmd_chat(int argc, char **argv)
 	r->tty_err = term_erases_line(2) && !plain_term; /* the progress line's \033[K needs a terminal that knows it */
 	rc = repl_run(r);
 	engine_stop(e);
+	transcript_free(&r->log);
 	free(r);
 	signal(SIGINT, SIG_DFL);
 	close(sig_pipe[0]);

@@ -6,6 +6,11 @@ set -u
 unset LANGUAGE
 LC_ALL=C.UTF-8
 export LC_ALL
+# The chat screen appends every message sent to its input history file ($XDG_STATE_HOME/lmterm/history): set
+# and empty, there is none, so that no test writes into the home of whoever runs it. Tests of the history file
+# set LMTERM_HISTFILE or XDG_STATE_HOME per command, to a temporary directory.
+LMTERM_HISTFILE=
+export LMTERM_HISTFILE
 : "${LMTERM:=./lmterm}" "${TESTDATA:=tests/data-unpacked}" "${top_srcdir:=.}"
 DEMO="$top_srcdir/models/tiny-en-zh"
 fails=0

@@ -1,6 +1,7 @@
 #!/bin/sh
 # lmterm chat as a REPL through a pipe (stdin and stdout not terminals: the REPL is chosen by itself):
 # two turns, `end`, a turn in the new session, `exit`; EOF quits cleanly; special tokens never shown;
+# /save writes the conversation as Markdown (the default name, a name with spaces, ~/, never over a file);
 # bad options get one clear message. The pseudo-terminal half (Ctrl-C) is tests/test_chat_pty.py.
 . "${top_srcdir:-.}/tests/lib.sh"
 MODEL=${TEST_MODEL:-$DEMO}
@@ -24,6 +25,48 @@ set -- $ctx
 if [ $# -eq 3 ] && [ "$2" -gt "$1" ] && [ "$3" -lt "$2" ]; then pass "context $1 -> $2, then $3 after 'end'"
 else fail "contexts: $ctx"; fi
 case "$out" in *'<|im_'*|*'</s>'*) fail "a special token was shown" ;; *) pass "no special tokens shown" ;; esac
+
+# /save: the conversation so far as Markdown, in the current directory by default; a name with spaces; never
+# over an existing file; ~/ is HOME; after 'end' there is nothing to save; nothing left behind
+sdir=$(mktemp -d "${TMPDIR:-/tmp}/lmterm-save.XXXXXX")
+mkdir "$sdir/home" "$sdir/cwd"
+abs_lmterm=$(cd "$(dirname "$LMTERM")" && pwd)/$(basename "$LMTERM")
+abs_model=$(cd "$MODEL" && pwd)
+out=$(cd "$sdir/cwd" && printf 'Hello\nthere\n\n/save\n\n/save my notes.md\n\nAnd again?\n\n/save my notes.md\n\n/save ~/saved.md\n\n/save ~\n\n/save %s\n\nend\n\n/save\n\nexit\n\n' \
+	"$sdir/no such dir/x.md" | HOME="$sdir/home" "$abs_lmterm" chat "$abs_model" $OPTS 2>&1); rc=$?
+printf '%s\n' "$out"
+[ $rc -eq 0 ] && pass "/save: exit status 0" || fail "/save: exit status $rc"
+n_stats=$(printf '%s\n' "$out" | grep -c 'tokens/s')
+[ "$n_stats" -eq 2 ] && pass "/save is not sent to the model (2 replies)" || fail "$n_stats replies, want 2"
+dflt=$(printf '%s\n' "$out" | sed -n 's/.*lmterm: saved 2 messages to \(lmterm-chat-[0-9]\{8\}-[0-9]\{6\}\.md\)$/\1/p')
+if [ -n "$dflt" ] && [ -f "$sdir/cwd/$dflt" ]; then pass "/save: the default name $dflt in the current directory"
+else fail "/save without a name: no lmterm-chat-YYYYMMDD-HHMMSS.md"; fi
+f="$sdir/cwd/my notes.md"
+if [ -f "$f" ] && [ "$(head -1 "$f")" = "# lmterm chat" ] && grep -qx -- "- Model: tiny-en-zh" "$f" &&
+	grep -Eq -- "^- Date: [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}$" "$f" &&
+	[ "$(grep '^## ' "$f" | tr '\n' ,)" = "## User,## Assistant," ] &&
+	[ "$(sed -n '/^## User$/,/^## Assistant$/p' "$f")" = "$(printf '## User\n\nHello\nthere\n\n## Assistant')" ]; then
+	pass "/save my notes.md: the header, the two-line message verbatim, the reply"
+else fail "/save my notes.md:"; cat "$f"; fi
+# the reply in the file is the one printed (its first line)
+first=$(sed -n '/^## Assistant$/,$p' "$f" | sed '1,2d' | head -1)
+[ -n "$first" ] && printf '%s\n' "$out" | grep -qF -- "$first" && pass "/save: the reply as it was printed" ||
+	fail "/save: the reply's first line '$first' was not printed"
+printf '%s\n' "$out" | grep -qF "lmterm: my notes.md exists (not overwritten); try /save my notes-1.md" &&
+	[ "$(grep -c '^## ' "$f")" -eq 2 ] && pass "/save does not overwrite a file, and suggests another name" ||
+	fail "/save over an existing file: no refusal, or the file changed"
+if printf '%s\n' "$out" | grep -qF "lmterm: saved 4 messages to $sdir/home/saved.md" && [ "$(grep -c '^## ' "$sdir/home/saved.md")" -eq 4 ]; then
+	pass "/save ~/FILE: in HOME, the whole conversation"
+else fail "/save ~/saved.md: not in HOME, or not 4 messages"; fi
+ls "$sdir/home"/lmterm-chat-*.md >/dev/null 2>&1 && pass "/save ~: the default name in HOME" ||
+	fail "/save ~: no lmterm-chat-YYYYMMDD-HHMMSS.md in HOME"
+printf '%s\n' "$out" | grep -qF "lmterm: cannot save to $sdir/no such dir/x.md: No such file or directory" &&
+	pass "/save to a missing directory: the error" || fail "/save to a missing directory: no error"
+printf '%s\n' "$out" | grep -qF "lmterm: nothing to save yet: the conversation is empty" &&
+	pass "/save after 'end': nothing to save" || fail "/save after 'end': no 'nothing to save'"
+left=$(cd "$sdir" && find . -name '*.tmp' -o -name '.lmterm-save*')
+[ -z "$left" ] && pass "/save leaves no temporary file" || fail "/save left $left"
+rm -rf "$sdir"
 
 # EOF without 'exit': the pending input is answered, then a clean exit
 out=$(printf 'Hello' | "$LMTERM" chat "$MODEL" $OPTS 2>/dev/null); rc=$?

@@ -1,13 +1,17 @@
 /* test_input: the input editor (cursor by character over UTF-8, CJK, emoji and combining marks; Home/End;
- * word jumps; Delete/Backspace; kill keys; multi-line Up/Down; history) and the display-width wrapping used by
- * the transcript and the input box. Pure functions: no terminal needed. */
+ * word jumps; Delete/Backspace; kill keys; multi-line Up/Down; history), the history file (escaping, load and
+ * append round trip, trimming, its path from the environment) and the display-width wrapping used by the
+ * transcript and the input box. Pure functions: no terminal needed. */
 #include "config.h"
+#include "common.h"
 #include "edit.h"
+#include "histfile.h"
 #include "text.h"
 
 #include <locale.h>
 #include <stdio.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +206,157 @@ static void test_wrap(void)
 	CHECK(text_wrap("abc", 3, 10, true, NULL, 0) == 1, "count only");
 }
 
+/* the lines of a file (-1: cannot be read); the last one in last (static) */
+static int file_lines(const char *path, const char **last)
+{
+	static char buf[256];
+	FILE *f = fopen(path, "r");
+	if (!f) return -1;
+	int n = 0;
+	char line[256];
+	buf[0] = 0;
+	while (fgets(line, sizeof line, f)) {
+		n++;
+		snprintf(buf, sizeof buf, "%s", line);
+	}
+	fclose(f);
+	buf[strcspn(buf, "\n")] = 0;
+	if (last) *last = buf;
+	return n;
+}
+
+static void test_histfile(void)
+{
+	/* escaping: one line per entry, \n and \\ escaped, any other backslash itself */
+	const char *entries[] = { "one", "two\nlines", "back\\slash \\n not a newline", "ends in a backslash\\",
+				  "\n\nblank lines around\n\n", "中文\n第二行", "a \\\nb" };
+	const int ne = (int)(sizeof entries / sizeof *entries);
+	char *x = histfile_escape("a\nb\\n\\");
+	CHECK(x && strcmp(x, "a\\nb\\\\n\\\\") == 0, "escaped '%s'", x ? x : "(null)");
+	if (x) {
+		histfile_unescape(x);
+		CHECK(strcmp(x, "a\nb\\n\\") == 0, "unescaped '%s'", x);
+	}
+	free(x);
+
+	char dir[] = "/tmp/lmterm-hist.XXXXXX";
+	if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
+	char path[256];
+	/* directories that do not exist yet are made */
+	snprintf(path, sizeof path, "%s/state/lmterm/history", dir);
+	struct histfile h = { .path = strdup(path) };
+	for (int i = 0; i < ne; i++) CHECK(histfile_append(&h, entries[i]) == LM_OK, "append %d: %s", i, lm_errmsg());
+	CHECK(file_lines(path, NULL) == ne, "%d lines in the file, want %d (one per entry)", file_lines(path, NULL), ne);
+	struct stat st;
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "mode %o, want 600", (unsigned)(st.st_mode & 0777));
+	/* a new session reads the same entries, multi-line and backslashes intact */
+	struct edit e;
+	edit_init(&e);
+	struct histfile h2 = { .path = strdup(path) };
+	CHECK(histfile_load(&h2, &e) == LM_OK, "load: %s", lm_errmsg());
+	CHECK(e.n_hist == ne, "loaded %d entries, want %d", e.n_hist, ne);
+	for (int i = 0; i < ne && i < e.n_hist; i++)
+		CHECK(strcmp(e.hist[i], entries[i]) == 0, "entry %d: '%s', want '%s'", i, e.hist[i], entries[i]);
+	/* Up recalls the newest first */
+	CHECK(edit_up(&e), "up into the loaded history");
+	STR(&e, entries[ne - 1]);
+	edit_free(&e);
+	histfile_free(&h2);
+
+	/* a file edited by hand: blank lines and repeats skipped, control characters dropped, unknown escapes kept */
+	FILE *f = fopen(path, "w");
+	fputs("first\n\nfirst\nsecond\\t\x1b[1m\n\n   \nthird\\\n", f);
+	fclose(f);
+	edit_init(&e);
+	h2.path = strdup(path);
+	CHECK(histfile_load(&h2, &e) == LM_OK, "load: %s", lm_errmsg());
+	CHECK(e.n_hist == 3, "hand-edited file: %d entries, want 3", e.n_hist);
+	if (e.n_hist == 3) {
+		CHECK(strcmp(e.hist[0], "first") == 0, "'%s'", e.hist[0]);
+		CHECK(strcmp(e.hist[1], "second\\t[1m") == 0, "'%s'", e.hist[1]);
+		CHECK(strcmp(e.hist[2], "third\\") == 0, "'%s'", e.hist[2]);
+	}
+	edit_free(&e);
+	histfile_free(&h2);
+
+	/* trimming on loading: 1050 entries -> the last 1000, in memory and in the file */
+	f = fopen(path, "w");
+	for (int i = 0; i < EDIT_HIST_MAX + 50; i++) fprintf(f, "entry %d\n", i);
+	fclose(f);
+	edit_init(&e);
+	h2.path = strdup(path);
+	CHECK(histfile_load(&h2, &e) == LM_OK, "load: %s", lm_errmsg());
+	CHECK(e.n_hist == EDIT_HIST_MAX && strcmp(e.hist[0], "entry 50") == 0, "%d entries loaded, the first '%s'",
+	      e.n_hist, e.n_hist ? e.hist[0] : "");
+	const char *last;
+	CHECK(file_lines(path, &last) == EDIT_HIST_MAX, "after loading the file holds %d entries, want %d",
+	      file_lines(path, NULL), EDIT_HIST_MAX);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "trimmed: mode %o, want 600", (unsigned)(st.st_mode & 0777));
+	/* appending: not rewritten for HISTFILE_SLACK entries, then trimmed again */
+	for (int i = 0; i < HISTFILE_SLACK; i++) {
+		char t[32];
+		snprintf(t, sizeof t, "new %d", i);
+		histfile_append(&h2, t);
+	}
+	CHECK(file_lines(path, NULL) == EDIT_HIST_MAX + HISTFILE_SLACK, "%d lines, want %d (appended, not rewritten)",
+	      file_lines(path, NULL), EDIT_HIST_MAX + HISTFILE_SLACK);
+	CHECK(histfile_append(&h2, "the newest") == LM_OK, "append: %s", lm_errmsg());
+	CHECK(file_lines(path, &last) == EDIT_HIST_MAX && strcmp(last, "the newest") == 0,
+	      "past the slack: %d lines ending '%s', want %d ending 'the newest'", file_lines(path, NULL), last, EDIT_HIST_MAX);
+	edit_free(&e);
+	histfile_free(&h2);
+	/* the editor's own history keeps the last EDIT_HIST_MAX too */
+	edit_init(&e);
+	for (int i = 0; i < EDIT_HIST_MAX + 5; i++) {
+		char t[32];
+		snprintf(t, sizeof t, "x%d", i);
+		ins(&e, t);
+		free(edit_take(&e));
+	}
+	CHECK(e.n_hist == EDIT_HIST_MAX && strcmp(e.hist[0], "x5") == 0, "in memory: %d entries, first '%s'", e.n_hist, e.hist[0]);
+	CHECK(!e.took_new || strcmp(e.hist[e.n_hist - 1], "x1004") == 0, "the newest is last");
+	ins(&e, "x1004");
+	free(edit_take(&e));
+	CHECK(!e.took_new, "a repeat of the last entry is not recorded");
+	edit_free(&e);
+
+	/* a history file that cannot be read or written (a directory): an error that names it */
+	h2.path = strdup(dir);
+	edit_init(&e);
+	CHECK(histfile_load(&h2, &e) == LM_ERR && strstr(lm_errmsg(), dir), "loading a directory: '%s'", lm_errmsg());
+	CHECK(histfile_append(&h2, "x") == LM_ERR && strstr(lm_errmsg(), dir), "appending to a directory: '%s'", lm_errmsg());
+	edit_free(&e);
+	histfile_free(&h2);
+	histfile_free(&h);
+
+	/* where the file is */
+	char *p;
+	setenv("HOME", "/home/someone", 1);
+	unsetenv("XDG_STATE_HOME");
+	unsetenv("LMTERM_HISTFILE");
+	CHECK(histfile_path(&p) == LM_OK && p && strcmp(p, "/home/someone/.local/state/lmterm/history") == 0, "default: %s", p);
+	free(p);
+	setenv("XDG_STATE_HOME", "/xdg/state", 1);
+	CHECK(histfile_path(&p) == LM_OK && p && strcmp(p, "/xdg/state/lmterm/history") == 0, "XDG_STATE_HOME: %s", p);
+	free(p);
+	setenv("XDG_STATE_HOME", "relative/state", 1); /* not absolute: ignored, as the XDG spec says */
+	CHECK(histfile_path(&p) == LM_OK && p && strcmp(p, "/home/someone/.local/state/lmterm/history") == 0, "relative XDG_STATE_HOME: %s", p);
+	free(p);
+	setenv("LMTERM_HISTFILE", "/some/file", 1);
+	CHECK(histfile_path(&p) == LM_OK && p && strcmp(p, "/some/file") == 0, "LMTERM_HISTFILE: %s", p);
+	free(p);
+	setenv("LMTERM_HISTFILE", "", 1);
+	CHECK(histfile_path(&p) == LM_OK && p == NULL, "LMTERM_HISTFILE empty: no history file, got %s", p);
+	free(p);
+	unsetenv("LMTERM_HISTFILE");
+	unsetenv("XDG_STATE_HOME");
+	unsetenv("HOME");
+	CHECK(histfile_path(&p) == LM_ERR && strstr(lm_errmsg(), "HOME"), "no HOME: '%s'", lm_errmsg());
+
+	snprintf(path, sizeof path, "rm -rf '%s'", dir);
+	CHECK(system(path) == 0, "rm -rf %s", dir);
+}
+
 /* Out of memory (the address space capped just above what the process uses): an insert, a history step and
  * a submission fail without losing or changing the text, where they aborted the process before. */
 static void test_oom(void)
@@ -265,6 +420,7 @@ int main(void)
 	test_edit();
 	test_width();
 	test_wrap();
+	test_histfile();
 	test_oom();
 	printf("%d checks, %d failures\n", checks, fails);
 	return fails ? 1 : 0;

@@ -5,7 +5,10 @@
 # LANG=zh_CN.UTF-8 shows Chinese labels; quitting leaves the terminal usable. Also what a demanding user does:
 # F3 and the settings in tiny and short terminals, input that is not UTF-8 (pasted Latin-1, the C locale), control
 # characters in a paste, an emoji ZWJ sequence (columns and cursor), a message longer than the session, Ctrl-C,
-# TERM=vt100 (no alternate screen) and TERM=dumb (the plain prompt). Every captured screen is kept in the log.
+# TERM=vt100 (no alternate screen) and TERM=dumb (the plain prompt). /save writes the conversation as Markdown
+# (a name with spaces, a directory, never over a file, notes left out, a reply stopped or still arriving marked),
+# and the input history is kept across sessions in $XDG_STATE_HOME/lmterm/history (multi-line, commands left
+# out, mode 0600, an unreadable file only a message). Every captured screen is kept in the log.
 # With TUI_FAKE=1 the same checks run against tests/tui_fake_engine (a scripted engine).
 . "${top_srcdir:-.}/tests/lib.sh"
 command -v tmux >/dev/null 2>&1 || skip "tmux is not installed"
@@ -100,10 +103,16 @@ sane() {
 	fail "$1 x $2: $why"
 }
 
-# a shell in the pane, so that after quitting we can see the terminal is usable again
-T new-session -d -s tui -x 120 -y 40 "env -u LC_ALL LANG=C.UTF-8 PS1='tui-shell\$ ' sh" || fail "tmux did not start"
+# a shell in the pane, so that after quitting we can see the terminal is usable again. Its HOME is a temporary
+# one and LMTERM_HISTFILE is empty (no history file); the sessions that test the history file set
+# XDG_STATE_HOME and unset LMTERM_HISTFILE ($HIST).
+mkdir -p "$tmp/home"
+T new-session -d -s tui -x 120 -y 40 "env -u LC_ALL LANG=C.UTF-8 HOME='$tmp/home' LMTERM_HISTFILE= PS1='tui-shell\$ ' sh" ||
+	fail "tmux did not start"
 T set -g status off
-T send-keys -t tui "LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?" Enter
+HIST="env -u LMTERM_HISTFILE XDG_STATE_HOME=$tmp/state"
+histfile="$tmp/state/lmterm/history"
+T send-keys -t tui "LC_ALL=C.UTF-8 $HIST $CMD; echo lmterm-exit=\$?" Enter
 
 # 1. ready, then a reply
 if wait_for "cpu .* ctx [0-9]+/[0-9]+" 60; then pass "the model loaded: status bar shows backend and context"; else show "loading"; fail "the model did not load within 60 s"; finish; fi
@@ -131,6 +140,34 @@ sleep 0.3
 if screen | grep -q "^> Hello, how are you?"; then pass "Up recalls the last message"; else show "history"; fail "Up did not recall the last message"; fi
 T send-keys -t tui C-u
 sleep 0.2
+
+# /save: the conversation as Markdown, to a name with spaces; never over an existing file; a directory takes
+# the default name
+saved="$tmp/saved chat.md"
+T send-keys -t tui "/save $saved" Enter
+if wait_for "saved 2 messages to $tmp/saved chat.md" 5; then pass "/save FILE: the status bar says what was saved"
+else show "/save"; fail "/save FILE: no 'saved 2 messages' in the status bar"; fi
+if [ -f "$saved" ] && [ "$(head -1 "$saved")" = "# lmterm chat" ] && grep -qx -- "- Model: tiny-en-zh" "$saved" &&
+	grep -Eq -- "^- Date: [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}" "$saved" &&
+	[ "$(grep -c '^## ' "$saved")" -eq 2 ] && sed -n '/^## User$/,/^## /p' "$saved" | grep -qx "Hello, how are you?" &&
+	sed -n '/^## Assistant$/,$p' "$saved" | grep -qF -- "$reply"; then
+	pass "/save: a header with the model and date, the message and the reply under ## User and ## Assistant"
+else
+	fail "/save: the file is not the conversation:"; cat "$saved"
+fi
+sum=$(cksum <"$saved")
+T send-keys -t tui "/save $saved" Enter
+if wait_for "saved chat.md exists \(not overwritten\); try /save .*saved chat-1.md" 5 && [ "$(cksum <"$saved")" = "$sum" ]; then
+	pass "/save does not overwrite a file, and suggests another name"
+else show "/save over a file"; fail "/save over an existing file: no refusal, or the file changed"; fi
+mkdir "$tmp/dir"
+T send-keys -t tui "/save $tmp/dir" Enter
+if wait_for "saved 2 messages to $tmp/dir/lmterm-chat-[0-9]{8}-[0-9]{6}\.md" 5 && [ "$(ls -A "$tmp/dir" | wc -l)" -eq 1 ] &&
+	ls "$tmp/dir"/lmterm-chat-*.md >/dev/null 2>&1; then pass "/save DIRECTORY: the default name in it, nothing else left"
+else show "/save DIRECTORY"; ls -A "$tmp/dir"; fail "/save DIRECTORY: not lmterm-chat-YYYYMMDD-HHMMSS.md alone"; fi
+T send-keys -t tui "/save $tmp/no such dir/x.md" Enter
+wait_for "cannot save to $tmp/no such dir/x.md: No such file" 5 && pass "/save to a missing directory: the error" ||
+	{ show "/save to a missing directory"; fail "/save to a missing directory: no error message"; }
 
 # 2. memory panel figures
 sleep 1.5
@@ -164,6 +201,12 @@ if [ "$kv1" != NA ] && [ "$kv0" != NA ] && [ "$kv1" -lt "$kv0" ]; then pass "KV 
 c0=$(ctx_now)
 T send-keys -t tui "And again?" Enter
 wait_turn "$c0" 60 && wait_for "And again\?" 1 && pass "the conversation goes on after the rebuild" || fail "no reply after the rebuild"
+# the note of the rebuild is on the screen, not in the saved conversation
+T send-keys -t tui "/save $tmp/rebuilt.md" Enter
+if wait_for "saved 4 messages to" 5 && [ "$(grep -c '^## ' "$tmp/rebuilt.md")" -eq 4 ] && grep -qx "And again?" "$tmp/rebuilt.md" &&
+	! grep -q "KV cache rebuilt" "$tmp/rebuilt.md"; then pass "/save leaves the notes out"
+else show "/save after the rebuild"; fail "/save after the rebuild: not 4 messages without the note"; cat "$tmp/rebuilt.md"; fi
+T send-keys -t tui C-l # the message stays until a key: the status bar's figures back
 
 # 4. resizing
 T resize-window -t tui -x 60 -y 20; sleep 0.5
@@ -227,6 +270,28 @@ if [ "${TUI_FAKE:-0}" = 1 ]; then
 	else
 		show "Ctrl-C"
 		fail "Ctrl-C did not stop the reply"
+	fi
+	# /save while a reply streams (a slow one: "Slow" makes the scripted engine take 0.3 s a word) saves what
+	# has arrived, marked incomplete; once the reply is stopped, marked stopped
+	c0=$(ctx_now)
+	T send-keys -t tui "Slow reply, to save" Enter
+	sleep 1
+	T send-keys -t tui "/save $tmp/streaming.md" Enter
+	if wait_for "the reply still arriving is marked incomplete" 5 &&
+		[ "$(grep '^## ' "$tmp/streaming.md" | tail -1)" = "## Assistant (incomplete)" ] &&
+		last=$(sed -n '/^## Assistant (incomplete)$/,$p' "$tmp/streaming.md") &&
+		printf '%s\n' "$last" | grep -q "^Hello! This" && ! printf '%s\n' "$last" | grep -q "Done\."; then
+		pass "/save while a reply streams: what has arrived, marked incomplete"
+	else
+		show "/save while streaming"; fail "/save while streaming:"; cat "$tmp/streaming.md"
+	fi
+	T send-keys -t tui C-c
+	wait_turn "$c0" 20 || fail "Ctrl-C did not stop the slow reply"
+	T send-keys -t tui "/save $tmp/stopped.md" Enter
+	if wait_for "saved [0-9]+ messages to $tmp/stopped.md" 5 && [ "$(grep '^## ' "$tmp/stopped.md" | tail -1)" = "## Assistant (stopped)" ]; then
+		pass "/save after Ctrl-C: the reply is marked stopped"
+	else
+		show "/save after Ctrl-C"; fail "/save after Ctrl-C:"; cat "$tmp/stopped.md"
 	fi
 fi
 
@@ -296,6 +361,11 @@ show "after a message too long"
 screen | grep -q "press F5" && fail "a new conversation is suggested for a message no session can hold" ||
 	pass "no new conversation is suggested for it"
 
+# the last message of this session, on two lines: the next session's Up recalls it
+c0=$(ctx_now)
+T send-keys -t tui "history one" C-j "history two \\n not a newline" Enter
+wait_turn "$c0" 60 || fail "no reply to the two-line message"
+
 # 6. F1 help lists the keys; F10 quits and the terminal is usable again
 T send-keys -t tui F1
 wait_for "F10, Ctrl-Q" 5 && pass "F1 shows the keys" || fail "F1 did not show the keys"
@@ -308,6 +378,39 @@ T send-keys -t tui "stty -a | tr ' ' '\n' | grep -x -e echo -e icanon -e icrnl |
 if wait_for "echo icanon|icanon echo|icrnl.*icanon.*echo|echo.*icanon" 5 && wait_for "^echo.*:stty|:stty" 2; then pass "the terminal is restored (echo, icanon)"; else fail "the terminal was not restored"; fi
 show "the shell after quitting"
 screen | grep -qF 'tui-shell$' && pass "the shell prompt is back" || fail "no shell prompt after quitting"
+
+# 6b. the input history across sessions: one line per message (a newline as \n, a backslash as \\), no
+# commands, mode 0600; the next session's Up recalls the last message, both lines
+if [ -f "$histfile" ] && grep -qxF "Hello, how are you?" "$histfile" && grep -qxF "And again?" "$histfile" &&
+	grep -qxF 'pasted line one\npasted line two' "$histfile" && grep -qxF 'history one\nhistory two \\n not a newline' "$histfile"; then
+	pass "the history file holds the messages sent, multi-line ones on one line"
+else fail "the history file $histfile lacks messages:"; cat "$histfile"; fi
+grep -q "^/save" "$histfile" && fail "the history file holds /save commands" || pass "the history file holds no /save"
+[ "$(ls -l "$histfile" | cut -c1-10)" = "-rw-------" ] && pass "the history file's mode is 0600" ||
+	fail "the history file's mode: $(ls -l "$histfile")"
+T send-keys -t tui "clear; LC_ALL=C.UTF-8 $HIST $CMD; echo lmterm-exit=\$?" Enter
+if wait_for "ctx [0-9]+/[0-9]+" 60; then
+	T send-keys -t tui Up
+	if wait_for "^> history one" 5 && wait_for "history two .n not a newline" 1; then pass "a new session: Up recalls the last message of the one before, both lines"
+	else show "Up in a new session"; fail "a new session: Up did not recall the last message"; fi
+	T send-keys -t tui C-q
+	wait_for "lmterm-exit=0" 10 || fail "history session: Ctrl-Q did not quit"
+else
+	show "history session"; fail "the history session did not start"
+fi
+# a history file that cannot be read (a directory): a message, and the chat goes on
+T send-keys -t tui "clear; LC_ALL=C.UTF-8 LMTERM_HISTFILE=$tmp/dir $CMD; echo lmterm-exit=\$?" Enter
+# (the message stays until a key: Ctrl-L, then the status bar says when the model is ready)
+if wait_for "cannot read the input history $tmp/dir: Is a directory" 60 && T send-keys -t tui C-l && wait_for "ctx [0-9]+/[0-9]+" 60; then
+	pass "an unreadable history file: a message in the status bar"
+	c0=$(ctx_now)
+	T send-keys -t tui "still chatting" Enter
+	wait_turn "$c0" 60 && pass "an unreadable history file: the chat goes on" || fail "an unreadable history file: no reply"
+	T send-keys -t tui C-q
+	wait_for "lmterm-exit=0" 10 || fail "unreadable history: Ctrl-Q did not quit"
+else
+	show "unreadable history file"; fail "an unreadable history file: no message, or the chat did not start"
+fi
 
 # 7. killed by a signal: the terminal is restored all the same
 T send-keys -t tui "clear; LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?" Enter
@@ -436,4 +539,7 @@ if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN
 else
 	echo "SKIP: zh_CN: msgfmt or the zh_CN.UTF-8 locale is missing"
 fi
+# LMTERM_HISTFILE empty (every session but the history ones): no history file
+[ -e "$tmp/home/.local/state/lmterm" ] && fail "with LMTERM_HISTFILE empty, a history file was written in HOME" ||
+	pass "LMTERM_HISTFILE empty: no history file"
 finish

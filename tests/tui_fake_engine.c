@@ -1,6 +1,6 @@
 /* tui_fake_engine: the chat screen driven by a scripted stand-in for the engine (same engine.h calls), so the
  * front end can be looked at and tested in tmux without a model: canned replies (English, Chinese, emoji)
- * streamed word by word, memory figures that follow the KV policy, a load with progress, a rebuild.
+ * streamed word by word (slowly for a message that begins with "Slow"), memory figures that follow the KV policy, a load with progress, a rebuild.
  * Usage: tui_fake_engine [--no-color] [--fail-load] */
 #include "config.h"
 #include "engine.h"
@@ -30,6 +30,7 @@ struct engine {
 	struct engine_info info;
 	int ctx;
 	int submit_bytes;  /* of the message being submitted (it may come in several parts) */
+	bool slow;         /* it began with "Slow" */
 	bool cancel;
 };
 
@@ -142,6 +143,8 @@ static void *run(void *arg)
 			break;
 		}
 		case CMD_SUBMIT: {
+			/* a message that begins with "Slow" is answered at 0.3 s a word (time to act while it streams) */
+			if (e->submit_bytes == 0) e->slow = strncmp(c.u.submit.text, "Slow", 4) == 0;
 			/* a message longer than the session (as the engine counts it: ~5 bytes a token) is refused */
 			e->submit_bytes += c.u.submit.len;
 			if (!c.u.submit.last) break;
@@ -172,7 +175,7 @@ static void *run(void *arg)
 				push(e, &t);
 				n++;
 				e->ctx++;
-				sleep_ms(40);
+				sleep_ms(e->slow ? 300 : 40);
 			}
 			struct engine_event d = { .type = EV_TURN_DONE };
 			d.u.done.gen_tokens = n;

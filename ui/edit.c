@@ -283,23 +283,43 @@ int edit_lines(const struct edit *e)
 	return n;
 }
 
+static bool blank(const char *s)
+{
+	for (; *s; s++)
+		if (*s != ' ' && *s != '\n') return false;
+	return true;
+}
+
+bool edit_hist_add(struct edit *e, const char *s)
+{
+	if (blank(s) || (e->n_hist > 0 && strcmp(e->hist[e->n_hist - 1], s) == 0)) return false;
+	char *c = strdup(s);
+	if (!c) return false;
+	if (e->n_hist == EDIT_HIST_MAX) { /* the oldest goes */
+		free(e->hist[0]);
+		memmove(e->hist, e->hist + 1, (e->n_hist - 1) * sizeof *e->hist);
+		e->n_hist--;
+	} else if (e->n_hist == e->cap_hist) {
+		int cap = e->cap_hist ? 2 * e->cap_hist : 16;
+		if (cap > EDIT_HIST_MAX) cap = EDIT_HIST_MAX;
+		char **h = realloc(e->hist, cap * sizeof *h);
+		if (!h) {
+			free(c);
+			return false;
+		}
+		e->hist = h;
+		e->cap_hist = cap;
+	}
+	e->hist[e->n_hist++] = c;
+	return true;
+}
+
 char *edit_take(struct edit *e)
 {
 	char *s = strdup(e->buf);
 	if (!s) return NULL; /* the text stays in the editor */
-	if (!edit_blank(e) && (e->n_hist == 0 || strcmp(e->hist[e->n_hist - 1], s) != 0)) {
-		/* the history is a convenience: without memory for it the text is sent all the same */
-		if (e->n_hist == e->cap_hist) {
-			int cap = e->cap_hist ? 2 * e->cap_hist : 16;
-			char **h = realloc(e->hist, cap * sizeof *h);
-			if (h) {
-				e->hist = h;
-				e->cap_hist = cap;
-			}
-		}
-		char *c = e->n_hist < e->cap_hist ? strdup(s) : NULL;
-		if (c) e->hist[e->n_hist++] = c;
-	}
+	/* without memory for the history entry the text is sent all the same */
+	e->took_new = edit_hist_add(e, s);
 	e->hist_pos = e->n_hist;
 	free(e->draft);
 	e->draft = NULL;

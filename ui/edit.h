@@ -6,6 +6,9 @@
 
 #include <stdbool.h>
 
+/* the history keeps the last EDIT_HIST_MAX texts (the history file, ui/histfile.c, as many) */
+#define EDIT_HIST_MAX 1000
+
 struct edit {
 	char *buf;        /* NUL-terminated */
 	int len, cap;
@@ -14,6 +17,7 @@ struct edit {
 	int n_hist, cap_hist;
 	int hist_pos;     /* n_hist = editing the new text; else browsing hist[hist_pos] */
 	char *draft;      /* the new text, kept while browsing the history */
+	bool took_new;    /* the last edit_take added its text to the history (not blank, not a repeat) */
 };
 
 bool edit_init(struct edit *e);                        /* false: out of memory */
@@ -41,8 +45,12 @@ void edit_kill_word_fwd(struct edit *e);    /* Alt-D */
 bool edit_up(struct edit *e);
 bool edit_down(struct edit *e);
 /* Take the text for submission: returns a malloc'd copy (caller frees), records it in the history unless
- * blank or equal to the last entry, and clears the editor. NULL: out of memory, the editor is unchanged. */
+ * blank or equal to the last entry (took_new says whether it did), and clears the editor. NULL: out of memory,
+ * the editor is unchanged. */
 char *edit_take(struct edit *e);
+/* Add s to the end of the history unless blank or equal to the last entry; beyond EDIT_HIST_MAX the oldest
+ * goes. True when added (false also without memory for it: the history is a convenience). */
+bool edit_hist_add(struct edit *e, const char *s);
 bool edit_blank(const struct edit *e);     /* only spaces and newlines */
 int edit_lines(const struct edit *e);      /* '\n'-separated lines */
 

@@ -14,7 +14,7 @@ static const struct { const char *key, *what; } keys[] = {
 	{ N_("Backspace, Delete"), N_("delete a character") },
 	{ N_("Ctrl-W, Alt-D"), N_("delete a word before / after the cursor") },
 	{ N_("Ctrl-U, Ctrl-K"), N_("delete to the start / end of the line") },
-	{ N_("Up, Down"), N_("move between lines; earlier messages (history)") },
+	{ N_("Up, Down"), N_("move between lines; earlier messages (history, kept across sessions)") },
 	{ N_("PgUp, PgDn, wheel"), N_("scroll the conversation") },
 	{ N_("Ctrl-C"), N_("stop the reply being generated") },
 	{ N_("F1, Alt-H"), N_("this help") },
@@ -25,6 +25,8 @@ static const struct { const char *key, *what; } keys[] = {
 	{ N_("Ctrl-Z"), N_("suspend to the shell (fg resumes)") },
 	{ N_("F10, Ctrl-Q"), N_("quit (asks first while a reply is streaming)") },
 	{ N_("/reset, /quit"), N_("typed as a message: new conversation, quit") },
+	{ N_("/save [FILE]"), N_("typed as a message: save the conversation as Markdown (default: "
+				 "lmterm-chat-DATE-TIME.md here)") },
 };
 
 void panel_help_draw(WINDOW *w, int *scroll)

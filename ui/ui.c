@@ -5,7 +5,9 @@
  * handlers that return KF_* flags; one pass then lays out (if needed), draws every panel into its window,
  * wnoutrefresh()es each and calls doupdate() once. SIGWINCH only sets a flag; the loop resizes. */
 #include "config.h"
+#include "histfile.h"
 #include "i18n.h"
+#include "transcript.h"
 #include "ui.h"
 #include "ui_int.h"
 
@@ -243,6 +245,8 @@ struct chat_ui {
 	int policy;
 	double t_submit, t_first, t_last_mem;
 	int n_token_events;
+	struct histfile hist;    /* the input history across sessions (hist.path NULL: none) */
+	bool hist_failed;        /* its last write failed (and said so): the next failure says nothing new */
 };
 
 static void set_message(struct chat_ui *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -374,15 +378,86 @@ static void send_cmd(struct chat_ui *u, const struct cmd *c)
 	if (engine_send(u->e, c) != LM_OK) set_message(u, "%s", lm_errmsg());
 }
 
+/* /save [FILE]: the messages and replies as the transcript shows them, without its notes and errors; a reply
+ * still arriving is saved as far as it has come, marked incomplete */
+static void save_chat(struct chat_ui *u, const char *arg)
+{
+	const struct chat_view *c = &u->chat;
+	struct tr_msg *m = malloc((c->n + 1) * sizeof *m);
+	if (!m) { set_message(u, "%s", _("out of memory")); return; }
+	int n = 0;
+	for (int i = 0; i < c->n; i++) {
+		if (c->m[i].role != ROLE_USER && c->m[i].role != ROLE_ASSISTANT) continue;
+		m[n++] = (struct tr_msg){ .role = c->m[i].role == ROLE_USER ? TR_USER : TR_ASSISTANT,
+					  .state = c->m[i].stopped ? TR_STOPPED : TR_WHOLE,
+					  .text = c->m[i].text, .len = (size_t)c->m[i].len };
+	}
+	/* the reply being generated: the last assistant entry (and the parts a note split from it) */
+	bool partial = false;
+	if (u->streaming && n > 0 && m[n - 1].role == TR_ASSISTANT) {
+		m[n - 1].state = TR_INCOMPLETE;
+		for (int i = n - 1; i >= 0 && m[i].role == TR_ASSISTANT; i--) partial |= m[i].len > 0;
+	}
+	const char *model = u->status.have_info && u->status.info.model_name[0] ? u->status.info.model_name
+										: u->o->model_label;
+	char *path;
+	int k;
+	if (transcript_save(arg, model, m, n, &path, &k) != LM_OK) {
+		set_message(u, "%s", lm_errmsg());
+	} else {
+		if (partial)
+			set_message(u, P_("saved %d message to %s; the reply still arriving is marked incomplete",
+					  "saved %d messages to %s; the reply still arriving is marked incomplete", k),
+				    k, path);
+		else
+			set_message(u, P_("saved %d message to %s", "saved %d messages to %s", k), k, path);
+		free(path);
+	}
+	free(m);
+}
+
+/* Commands typed as messages are recalled by Up in this session but not kept in the history file: a /quit
+ * ending every session would be the first thing Up found in the next. */
+static bool is_command(const char *t)
+{
+	const char *arg;
+	return strcmp(t, "/quit") == 0 || strcmp(t, "/exit") == 0 || strcmp(t, "/reset") == 0 ||
+	       strcmp(t, "/clear") == 0 || transcript_is_save(t, &arg);
+}
+
+/* the text just taken from the editor, into the history file; a failure is a message, never the chat's */
+static void hist_record(struct chat_ui *u, const char *text)
+{
+	if (!u->hist.path || !u->input.ed.took_new || is_command(text)) return;
+	if (histfile_append(&u->hist, text) == LM_OK) {
+		u->hist_failed = false;
+	} else {
+		if (!u->hist_failed) set_message(u, "%s", lm_errmsg());
+		u->hist_failed = true;
+	}
+}
+
 static void submit(struct chat_ui *u)
 {
-	if (u->dead) { set_message(u, "%s", _("the engine stopped; F10 quits")); return; }
-	if (!u->ready || u->rebuilding) { set_message(u, "%s", _("wait: the model is not ready yet")); return; }
-	if (u->streaming) { set_message(u, "%s", _("wait: a reply is being generated (Ctrl-C stops it)")); return; }
+	/* /save works in every state: while a reply arrives, and after the engine stopped, most of all */
+	const char *arg;
+	bool save = transcript_is_save(u->input.ed.buf, &arg);
+	if (!save) {
+		if (u->dead) { set_message(u, "%s", _("the engine stopped; F10 quits")); return; }
+		if (!u->ready || u->rebuilding) { set_message(u, "%s", _("wait: the model is not ready yet")); return; }
+		if (u->streaming) { set_message(u, "%s", _("wait: a reply is being generated (Ctrl-C stops it)")); return; }
+	}
 	if (edit_blank(&u->input.ed)) return;
 	char *text = edit_take(&u->input.ed);
 	if (!text) { set_message(u, "%s", _("out of memory: the message was not sent (it is still in the input)")); return; }
 	relayout(u);
+	hist_record(u, text);
+	if (save) {
+		transcript_is_save(text, &arg);
+		save_chat(u, arg);
+		free(text);
+		return;
+	}
 	if (strcmp(text, "/quit") == 0 || strcmp(text, "/exit") == 0) { u->quit = true; free(text); return; }
 	if (strcmp(text, "/reset") == 0 || strcmp(text, "/clear") == 0) {
 		struct cmd c = { .type = CMD_RESET };
@@ -607,6 +682,12 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		/* an empty reply leaves no empty assistant entry behind */
 		if (u->chat.n > 0 && u->chat.m[u->chat.n - 1].role == ROLE_ASSISTANT && u->chat.m[u->chat.n - 1].len == 0)
 			panel_chat_drop_last(&u->chat);
+		/* a stopped reply says so when saved (the "(stopped)" note below is not saved) */
+		for (int i = u->chat.n - 1; t->cancelled && i >= 0; i--) {
+			struct chat_msg *m = &u->chat.m[i];
+			if (m->role == ROLE_USER) break;
+			if (m->role == ROLE_ASSISTANT) { m->stopped = true; break; }
+		}
 		if (t->cancelled) note(u, ROLE_NOTE, "%s", _("(stopped)"));
 		if (t->hit_session_len)
 			note(u, ROLE_NOTE, "%s", _("The session is full (--session-len): press F5 for a new conversation."));
@@ -704,6 +785,11 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 		free(u);
 		return 1;
 	}
+	/* the input history of earlier sessions; without it the chat goes on, with a word in the status bar */
+	if (histfile_path(&u->hist.path) != LM_OK || (u->hist.path && histfile_load(&u->hist, &u->input.ed) != LM_OK)) {
+		set_message(u, "%s", lm_errmsg());
+		u->hist_failed = true;
+	}
 	panel_progress_reset(&u->prog, _("Loading the model"));
 	u->lo.overlay = OVERLAY_PROGRESS;
 	relayout(u);
@@ -767,6 +853,7 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 	if (rc) fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 	panel_chat_free(&u->chat);
 	edit_free(&u->input.ed);
+	histfile_free(&u->hist);
 	free(u);
 	return rc;
 }
