@@ -8,6 +8,13 @@ EXTRA_DIST += tests/lib.sh tests/unpack-data.sh
 check_DATA = tests/data-unpacked/.stamp
 tests/data-unpacked/.stamp: $(srcdir)/tests/unpack-data.sh
 	$(AM_V_GEN)sh $(srcdir)/tests/unpack-data.sh $(srcdir)/tests/data tests/data-unpacked
+# what make dist copies (automake's DISTFILES), relative to the source tree, for tests/test_dist.sh
+check_DATA += tests/distfiles.list
+tests/distfiles.list: Makefile
+	$(AM_V_GEN)$(MKDIR_P) tests && for f in $(DISTFILES) $(DIST_SUBDIRS); do echo "$${f#$(srcdir)/}"; done > $@
+CLEANFILES += tests/distfiles.list
+TESTS += tests/test_dist.sh
+EXTRA_DIST += tests/test_dist.sh
 clean-local: clean-local-testdata
 clean-local-testdata:
 	rm -rf tests/data-unpacked
