@@ -48,7 +48,13 @@ if [ -x "$LMTERM" ]; then
 	[ $n -ge 8 ] && pass "lite: $n defaults in --help agree with the manual" || fail "lite --help: only $n defaults found"
 fi
 if command -v groff >/dev/null 2>&1; then
-	w=$(sed -e 's/@VERSION@/0/' -e 's/@prefix@/\/usr/' "$page" | groff -man -Tutf8 -ww -z 2>&1)
+	w=$(sed -e 's/@VERSION@/0/' -e 's|@pkgdatadir@|/usr/share/lmterm|' -e 's|@localedir@|/usr/share/locale|' "$page" | groff -man -Tutf8 -ww -z 2>&1)
 	[ -z "$w" ] && pass "groff renders it without warnings" || fail "groff warnings: $w"
+fi
+# the page make builds has every @NAME@ replaced
+built=${top_builddir:-.}/man/lmterm.1
+if [ -f "$built" ]; then
+	left=$(grep -o '@[A-Za-z_]*@' "$built" | sort -u | tr '\n' ' ')
+	[ -z "$left" ] && pass "$built: all substituted" || fail "$built leaves $left"
 fi
 finish
