@@ -63,6 +63,9 @@ struct chat_view {
 	int n, cap;
 	int scroll;          /* lines scrolled up from the bottom */
 	int last_total;      /* lines at the last draw (keeps the view still while scrolled and text arrives) */
+	int last_w;          /* the window's width at the last draw */
+	int anchor_msg, anchor_off; /* the bottom row's message and text offset (-1: its label, INT_MAX: the
+				       blank after it), so that a new width (a resize, F3) keeps it at the bottom */
 	int page;            /* rows at the last draw, for PgUp/PgDn */
 	bool streaming;      /* the last message is a reply still arriving */
 };
