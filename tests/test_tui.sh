@@ -518,6 +518,22 @@ if [ "${TUI_FAKE:-0}" != 1 ]; then
 	fi
 	T send-keys -t tui C-q
 	wait_for "lmterm-exit=0" 10 || fail "small KV cache: Ctrl-Q did not quit"
+	# a reply cut short by the session's end (and its error) is saved as incomplete, not as a whole reply
+	T send-keys -t tui "clear; LC_ALL=C.UTF-8 $CMD --temperature 0 --session-len 40; echo lmterm-exit=\$?" Enter
+	if wait_for "ctx [0-9]+/40" 60; then
+		T send-keys -t tui "Tell me a long story about cats" Enter
+		wait_for "session is full" 60 || fail "--session-len 40: the session did not fill up"
+		T send-keys -t tui "/save $tmp/cut.md" Enter
+		if wait_for "saved 2 messages" 5 && [ "$(grep '^## ' "$tmp/cut.md" | tail -1)" = "## Assistant (incomplete)" ]; then
+			pass "/save: a reply cut short by the session's end is marked incomplete"
+		else
+			show "/save after the session filled up"; fail "/save: the reply cut short is not marked incomplete:"; cat "$tmp/cut.md"
+		fi
+		T send-keys -t tui C-q
+		wait_for "lmterm-exit=0" 10 || fail "--session-len 40: Ctrl-Q did not quit"
+	else
+		show "--session-len 40"; fail "--session-len 40: the chat did not start"
+	fi
 fi
 
 # 8. Chinese

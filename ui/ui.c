@@ -389,7 +389,7 @@ static void save_chat(struct chat_ui *u, const char *arg)
 	for (int i = 0; i < c->n; i++) {
 		if (c->m[i].role != ROLE_USER && c->m[i].role != ROLE_ASSISTANT) continue;
 		m[n++] = (struct tr_msg){ .role = c->m[i].role == ROLE_USER ? TR_USER : TR_ASSISTANT,
-					  .state = c->m[i].stopped ? TR_STOPPED : TR_WHOLE,
+					  .state = c->m[i].stopped ? TR_STOPPED : c->m[i].cut ? TR_INCOMPLETE : TR_WHOLE,
 					  .text = c->m[i].text, .len = (size_t)c->m[i].len };
 	}
 	/* the reply being generated: the last assistant entry (and the parts a note split from it) */
@@ -641,6 +641,20 @@ static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
 	return f | KF_REDRAW;
 }
 
+/* the reply of the last turn, for /save: stopped with Ctrl-C, or cut short (the session's end, an error) */
+static void mark_reply(struct chat_ui *u, bool stopped)
+{
+	for (int i = u->chat.n - 1; i >= 0; i--) {
+		struct chat_msg *m = &u->chat.m[i];
+		if (m->role == ROLE_USER) break;
+		if (m->role == ROLE_ASSISTANT && m->len > 0) {
+			if (stopped) m->stopped = true;
+			else m->cut = true;
+			break;
+		}
+	}
+}
+
 static void on_event(struct chat_ui *u, const struct engine_event *ev)
 {
 	switch (ev->type) {
@@ -682,12 +696,10 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		/* an empty reply leaves no empty assistant entry behind */
 		if (u->chat.n > 0 && u->chat.m[u->chat.n - 1].role == ROLE_ASSISTANT && u->chat.m[u->chat.n - 1].len == 0)
 			panel_chat_drop_last(&u->chat);
-		/* a stopped reply says so when saved (the "(stopped)" note below is not saved) */
-		for (int i = u->chat.n - 1; t->cancelled && i >= 0; i--) {
-			struct chat_msg *m = &u->chat.m[i];
-			if (m->role == ROLE_USER) break;
-			if (m->role == ROLE_ASSISTANT) { m->stopped = true; break; }
-		}
+		/* a stopped reply says so when saved (the "(stopped)" note below is not saved), as does one that the
+		 * session's end cut short */
+		if (t->cancelled) mark_reply(u, true);
+		else if (t->hit_session_len) mark_reply(u, false);
 		if (t->cancelled) note(u, ROLE_NOTE, "%s", _("(stopped)"));
 		if (t->hit_session_len)
 			note(u, ROLE_NOTE, "%s", _("The session is full (--session-len): press F5 for a new conversation."));
@@ -745,6 +757,7 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 			lm_err("%s", ev->u.error.text);
 			break;
 		}
+		if (u->streaming) mark_reply(u, false); /* what came of the reply before the error is not all of it */
 		note(u, ROLE_ERROR, "%s", ev->u.error.text);
 		if (ev->u.error.fatal) u->dead = true;
 		if (u->rebuilding) u->rebuilding = false; /* a failed rebuild leaves the old cache */

@@ -53,6 +53,7 @@ struct chat_msg {
 	char *text;
 	int len, cap;
 	bool stopped;        /* a reply stopped with Ctrl-C (/save says so) */
+	bool cut;            /* a reply cut short by the session's end or an error (/save: incomplete) */
 	/* text[0..wrap_len) wrapped at wrap_w columns: a draw rewraps only a message whose text or width changed
 	 * (rewrapping the whole transcript took 8 ms a draw at 150 KB of text, and a draw comes with every token) */
 	struct wrap_line *wl;
