@@ -168,6 +168,18 @@ else show "/save DIRECTORY"; ls -A "$tmp/dir"; fail "/save DIRECTORY: not lmterm
 T send-keys -t tui "/save $tmp/no such dir/x.md" Enter
 wait_for "cannot save to $tmp/no such dir/x.md: No such file" 5 && pass "/save to a missing directory: the error" ||
 	{ show "/save to a missing directory"; fail "/save to a missing directory: no error message"; }
+# a message wider than the status bar (a long path, named twice) is shown whole in the transcript: the status bar
+# cut it at its width, and at 160 bytes before, so the free name suggested was lost (F3 hides the memory panel,
+# so that the transcript holds the path on one line)
+long="$tmp/a-rather-long-directory-name-to-hold-the-notes"
+mkdir "$long"
+T send-keys -t tui F3 "/save $long/conversation.md" Enter
+wait_for "saved 2 messages" 5 || fail "/save to a long path: not saved"
+T send-keys -t tui "/save $long/conversation.md" Enter
+if wait_for "conversation.md exists" 5 && wait_for "$long/conversation-1\.md" 2; then pass "/save: a long message is shown whole, the suggested name too"
+else show "/save over a file with a long path"; fail "/save over a file with a long path: the suggested name is not on the screen"; fi
+T send-keys -t tui F3
+wait_for "Weights" 5 || fail "F3 did not show the memory panel again"
 
 # 2. memory panel figures
 sleep 1.5

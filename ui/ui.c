@@ -247,6 +247,7 @@ struct chat_ui {
 	int n_token_events;
 	struct histfile hist;    /* the input history across sessions (hist.path NULL: none) */
 	bool hist_failed;        /* its last write failed (and said so): the next failure says nothing new */
+	char later_note[sizeof ((struct status_view *)0)->message]; /* report()'s note, for when the reply ends */
 };
 
 static void set_message(struct chat_ui *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -276,6 +277,27 @@ static void note(struct chat_ui *u, enum chat_role r, const char *fmt, ...)
 	}
 	panel_chat_add(c, r, buf, (int)strlen(buf));
 	if (u->streaming) { panel_chat_add(c, ROLE_ASSISTANT, "", 0); }
+}
+
+/* A message that names a file (/save's result, the history file's trouble): in the status bar, and where it is
+ * wider than the status bar, whole in the transcript too, as a note (not saved by /save). The status bar cut
+ * such a message at its width, and at 160 bytes before: '... exists (not overwritten); try /save' lost the
+ * free name it suggests. */
+static void report(struct chat_ui *u, const char *msg)
+{
+	set_message(u, "%s", msg);
+	int room = u->win[W_STATUS] ? getmaxx(u->win[W_STATUS]) - 2 : COLS - 2;
+	if (str_cols(msg) <= room) return;
+	/* not in the middle of a reply arriving (a note there splits it in two): after it */
+	if (u->streaming) snprintf(u->later_note, sizeof u->later_note, "%s", msg);
+	else note(u, ROLE_NOTE, "%s", msg);
+}
+
+static void flush_later_note(struct chat_ui *u)
+{
+	if (!u->later_note[0]) return;
+	note(u, ROLE_NOTE, "%s", u->later_note);
+	u->later_note[0] = 0;
 }
 
 static void relayout(struct chat_ui *u)
@@ -403,14 +425,16 @@ static void save_chat(struct chat_ui *u, const char *arg)
 	char *path;
 	int k;
 	if (transcript_save(arg, model, m, n, &path, &k) != LM_OK) {
-		set_message(u, "%s", lm_errmsg());
+		report(u, lm_errmsg());
 	} else {
+		char msg[sizeof u->status.message];
 		if (partial)
-			set_message(u, P_("saved %d message to %s; the reply still arriving is marked incomplete",
-					  "saved %d messages to %s; the reply still arriving is marked incomplete", k),
-				    k, path);
+			snprintf(msg, sizeof msg, P_("saved %d message to %s; the reply still arriving is marked incomplete",
+						     "saved %d messages to %s; the reply still arriving is marked incomplete", k),
+				 k, path);
 		else
-			set_message(u, P_("saved %d message to %s", "saved %d messages to %s", k), k, path);
+			snprintf(msg, sizeof msg, P_("saved %d message to %s", "saved %d messages to %s", k), k, path);
+		report(u, msg);
 		free(path);
 	}
 	free(m);
@@ -432,7 +456,7 @@ static void hist_record(struct chat_ui *u, const char *text)
 	if (histfile_append(&u->hist, text) == LM_OK) {
 		u->hist_failed = false;
 	} else {
-		if (!u->hist_failed) set_message(u, "%s", lm_errmsg());
+		if (!u->hist_failed) report(u, lm_errmsg());
 		u->hist_failed = true;
 	}
 }
@@ -703,6 +727,7 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		if (t->cancelled) note(u, ROLE_NOTE, "%s", _("(stopped)"));
 		if (t->hit_session_len)
 			note(u, ROLE_NOTE, "%s", _("The session is full (--session-len): press F5 for a new conversation."));
+		flush_later_note(u);
 		struct cmd c = { .type = CMD_MEM_QUERY };
 		send_cmd(u, &c);
 		break;
@@ -766,6 +791,7 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 	case EV_QUIT:
 		if (!u->quit) u->dead = true;
 		u->streaming = u->chat.streaming = false;
+		flush_later_note(u);
 		break;
 	}
 }
@@ -800,7 +826,7 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 	}
 	/* the input history of earlier sessions; without it the chat goes on, with a word in the status bar */
 	if (histfile_path(&u->hist.path) != LM_OK || (u->hist.path && histfile_load(&u->hist, &u->input.ed) != LM_OK)) {
-		set_message(u, "%s", lm_errmsg());
+		report(u, lm_errmsg());
 		u->hist_failed = true;
 	}
 	panel_progress_reset(&u->prog, _("Loading the model"));

@@ -117,7 +117,7 @@ struct status_view {
 	bool have_stats;
 	const char *state;        /* "loading", "generating", "rebuilding KV cache", NULL */
 	const char *model_label;
-	char message[160];        /* a transient message (errors, "busy"), shown until the next key */
+	char message[1024];       /* a transient message (errors, "busy"), shown until the next key */
 };
 void panel_status_draw(WINDOW *w, const struct status_view *s, bool tiny);
 const char *kv_policy_name(int policy);
