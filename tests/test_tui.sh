@@ -305,6 +305,21 @@ if [ "${TUI_FAKE:-0}" = 1 ]; then
 	else
 		show "/save after Ctrl-C"; fail "/save after Ctrl-C:"; cat "$tmp/stopped.md"
 	fi
+	# a KV rebuild applied (F2) while a reply streams begins when the reply ends, as the engine takes it: until
+	# then the reply stays in view and the status bar says so (the rebuild's panel covered the reply, and the
+	# status bar said "rebuilding KV cache", while the reply went on)
+	c0=$(ctx_now)
+	T send-keys -t tui "Slow reply, then a rebuild" Enter
+	sleep 1
+	T send-keys -t tui F2 Down Right Enter
+	if wait_for "rebuilt when the reply has finished" 5 && sleep 0.5 && ! screen | grep -qi "rebuilding the KV cache" &&
+		screen | tail -1 | grep -q "rebuilt when the reply has finished"; then
+		pass "a rebuild applied while a reply streams waits for it, the reply in view"
+	else
+		show "F2 while streaming"; fail "a rebuild applied while a reply streams: its panel is up, or no word of the wait"
+	fi
+	wait_turn "$c0" 20 || fail "the slow reply did not finish"
+	wait_for "KV cache rebuilt" 10 && pass "the rebuild follows the reply" || { show "after the reply"; fail "no rebuild after the reply"; }
 fi
 
 # F10 while the scripted reply streams asks first; once the reply has finished the question says so (it went on

@@ -325,8 +325,8 @@ static const char *state_text(const struct chat_ui *u)
 {
 	if (u->dead) return C_("state|engine stopped");
 	if (!u->ready) return C_("state|loading");
+	if (u->streaming) return C_("state|generating"); /* a rebuild asked for meanwhile waits for the reply */
 	if (u->rebuilding) return C_("state|rebuilding KV cache");
-	if (u->streaming) return C_("state|generating");
 	return NULL;
 }
 
@@ -339,7 +339,7 @@ static void draw(struct chat_ui *u)
 		double dt = now_s() - u->t_first;
 		if (dt > 0.2) { u->status.tok_s = (u->n_token_events - 1) / dt; u->status.have_stats = true; }
 	}
-	u->mem.rebuilding = u->rebuilding;
+	u->mem.rebuilding = u->rebuilding && !u->streaming; /* as the progress overlay: see sync_progress_overlay */
 	if (u->status.have_info) {
 		u->mem.kv_capacity_tokens = u->status.info.kv_capacity_tokens;
 		u->mem.kv_bytes_per_token = u->status.info.kv_bytes_per_token;
@@ -387,10 +387,12 @@ static void set_overlay(struct chat_ui *u, enum overlay ov)
 	relayout(u);
 }
 
-/* the progress overlay is up while the model loads or the KV cache is rebuilt, unless another one is */
+/* the progress overlay is up while the model loads or the KV cache is rebuilt, unless another one is. A rebuild
+ * applied while a reply is being generated begins when the reply ends (the engine takes it after the turn):
+ * until then the reply stays in view (the overlay covered it, saying "rebuilding" while the reply went on). */
 static void sync_progress_overlay(struct chat_ui *u)
 {
-	bool want = !u->dead && (!u->ready || u->rebuilding);
+	bool want = !u->dead && (!u->ready || (u->rebuilding && !u->streaming));
 	if (want && u->lo.overlay == OVERLAY_NONE) set_overlay(u, OVERLAY_PROGRESS);
 	else if (!want && u->lo.overlay == OVERLAY_PROGRESS) set_overlay(u, OVERLAY_NONE);
 }
@@ -537,6 +539,7 @@ static void apply_settings(struct chat_ui *u, int action)
 		fmt_capacity(cs, sizeof cs, &u->cap);
 		kv_label(k, sizeof k, u->settings.policy, u->settings.act_dtype);
 		snprintf(u->prog.stage, sizeof u->prog.stage, _("cache %s, policy %d (%s)"), cs, u->settings.policy, k);
+		if (u->streaming) set_message(u, "%s", _("the KV cache will be rebuilt when the reply has finished"));
 	}
 }
 
@@ -713,8 +716,11 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 			u->status.ttft_s = t->ttft_s;
 			u->status.have_stats = true;
 		}
-		/* "stopping the reply..." is done with */
-		if (strcmp(u->status.message, _("stopping the reply...")) == 0) u->status.message[0] = 0;
+		/* "stopping the reply..." is done with, and so is the wait for it */
+		if (strcmp(u->status.message, _("stopping the reply...")) == 0 ||
+		    strcmp(u->status.message, _("the KV cache will be rebuilt when the reply has finished")) == 0)
+			u->status.message[0] = 0;
+		if (u->rebuilding) u->prog.t0 = now_s(); /* the rebuild that waited for the reply begins now */
 		u->status.context_used = t->context_used;
 		u->mem.context_used = t->context_used;
 		/* an empty reply leaves no empty assistant entry behind */
@@ -785,7 +791,7 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		if (u->streaming) mark_reply(u, false); /* what came of the reply before the error is not all of it */
 		note(u, ROLE_ERROR, "%s", ev->u.error.text);
 		if (ev->u.error.fatal) u->dead = true;
-		if (u->rebuilding) u->rebuilding = false; /* a failed rebuild leaves the old cache */
+		if (u->rebuilding && !u->streaming) u->rebuilding = false; /* a failed rebuild leaves the old cache */
 		u->streaming = u->chat.streaming = false;
 		break;
 	case EV_QUIT:
