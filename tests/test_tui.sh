@@ -397,6 +397,14 @@ wait_turn "$c0" 60 || fail "no reply to the two-line message"
 T send-keys -t tui F1
 wait_for "F10, Ctrl-Q" 5 && pass "F1 shows the keys" || fail "F1 did not show the keys"
 show "help"
+# in a narrow terminal the keys and descriptions wrap, and scrolling reaches the end of the last one (8 lines of a
+# description were kept, and a key's first columns: "/save [FIL" and "lmterm-chat", the rest lost)
+T resize-window -t tui -x 30 -y 40
+sleep 0.3
+for i in 1 2 3 4 5 6; do T send-keys -t tui Down Down Down Down Down Down Down Down Down Down; done
+if wait_for "md here\)" 5 && wait_for "\[FILE\]" 1; then pass "30 columns: the help scrolls to the end of its last entry, its key whole"
+else show "help at 30 columns"; fail "30 columns: the end of the help is not shown"; fi
+T resize-window -t tui -x 120 -y 40
 T send-keys -t tui Escape
 sleep 0.3
 T send-keys -t tui F10
