@@ -318,6 +318,15 @@ if [ "${TUI_FAKE:-0}" = 1 ]; then
 	else
 		show "F2 while streaming"; fail "a rebuild applied while a reply streams: its panel is up, or no word of the wait"
 	fi
+	# meanwhile Enter says why it waits (it said "the model is not ready yet"), and F2 does not open the settings
+	# again (a second rebuild was queued behind the first)
+	T send-keys -t tui "next" Enter
+	wait_for "wait: a reply is being generated" 5 && pass "Enter while a reply streams, a rebuild to follow: the reply is named" ||
+		{ show "Enter, a rebuild to follow"; fail "Enter while a reply streams, a rebuild to follow: not 'a reply is being generated'"; }
+	T send-keys -t tui C-u F2
+	sleep 0.5
+	if screen | grep -q "KV quant policy"; then show "F2, a rebuild to follow"; fail "F2 opened the settings with a rebuild still to come"; T send-keys -t tui Escape
+	else pass "F2 with a rebuild still to come: the settings stay closed"; fi
 	wait_turn "$c0" 20 || fail "the slow reply did not finish"
 	wait_for "KV cache rebuilt" 10 && pass "the rebuild follows the reply" || { show "after the reply"; fail "no rebuild after the reply"; }
 fi

@@ -470,8 +470,9 @@ static void submit(struct chat_ui *u)
 	bool save = transcript_is_save(u->input.ed.buf, &arg);
 	if (!save) {
 		if (u->dead) { set_message(u, "%s", _("the engine stopped; F10 quits")); return; }
-		if (!u->ready || u->rebuilding) { set_message(u, "%s", _("wait: the model is not ready yet")); return; }
+		if (!u->ready) { set_message(u, "%s", _("wait: the model is not ready yet")); return; }
 		if (u->streaming) { set_message(u, "%s", _("wait: a reply is being generated (Ctrl-C stops it)")); return; }
+		if (u->rebuilding) { set_message(u, "%s", _("wait: the KV cache is being rebuilt")); return; }
 	}
 	if (edit_blank(&u->input.ed)) return;
 	char *text = edit_take(&u->input.ed);
@@ -632,6 +633,13 @@ static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
 	}
 	if ((is_code && ch == KEY_F(2)) || (alt && (ch == 's' || ch == 'S'))) {
 		if (!u->ready || u->dead) { set_message(u, "%s", _("wait: the model is not ready yet")); return KF_REDRAW; }
+		/* one rebuild at a time: the dialog opened over the rebuild's panel, and a second one applied there
+		 * was queued behind the first */
+		if (u->rebuilding) {
+			set_message(u, "%s", u->streaming ? _("the KV cache will be rebuilt when the reply has finished")
+							  : _("wait: the KV cache is being rebuilt"));
+			return KF_REDRAW;
+		}
 		panel_settings_open(&u->settings, &u->sampling, &u->cap, u->policy,
 				    u->status.have_info ? u->status.info.act_dtype : NULL);
 		set_overlay(u, OVERLAY_SETTINGS);
