@@ -1002,6 +1002,7 @@ static void reconfig_kv(struct engine *e, const struct kv_capacity *cap, int pol
 	kvmgr_free(&e->kv);
 	if (setup_kv(e, cap, policy) != LM_OK) {
 		push_error(e, false, _("KV cache not changed: %s"), lm_errmsg());
+		ev.u.kv_rebuilt.kept = true;
 		if (setup_kv(e, &old_cap, old_policy) != LM_OK) {
 			push_error(e, true, _("the previous KV cache (%.1f MiB) could not be allocated again: %s"),
 				   old.bytes / MiB, lm_errmsg());

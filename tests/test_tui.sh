@@ -219,6 +219,26 @@ if wait_for "saved 4 messages to" 5 && [ "$(grep -c '^## ' "$tmp/rebuilt.md")" -
 	! grep -q "KV cache rebuilt" "$tmp/rebuilt.md"; then pass "/save leaves the notes out"
 else show "/save after the rebuild"; fail "/save after the rebuild: not 4 messages without the note"; cat "$tmp/rebuilt.md"; fi
 T send-keys -t tui C-l # the message stays until a key: the status bar's figures back
+# a cache size that does not fit: the error, and no "KV cache rebuilt" note after it; F2 then shows the size in
+# force (it showed the one refused, which a later change of the policy asked for again); the real engine only
+if [ "${TUI_FAKE:-0}" != 1 ]; then
+	nb=$(screen | grep -c "KV cache rebuilt")
+	T send-keys -t tui F2
+	wait_for "KV quant policy" 5 || fail "F2 did not open the settings"
+	T send-keys -t tui 9999GiB Enter
+	if wait_for "KV cache not changed" 60; then
+		sleep 1
+		[ "$(screen | grep -c "KV cache rebuilt")" -eq "$nb" ] && pass "a cache that does not fit: no 'rebuilt' note after the error" ||
+			{ show "a cache that does not fit"; fail "a 'KV cache rebuilt' note follows 'KV cache not changed'"; }
+		T send-keys -t tui F2
+		if wait_for "KV quant policy" 5 && ! screen | grep -q "9999GiB"; then pass "a cache that does not fit: F2 shows the size in force"
+		else show "F2 after a cache that does not fit"; fail "F2 shows the cache size that was refused"; fi
+		T send-keys -t tui Escape
+	else
+		show "9999GiB"; fail "a cache of 9999GiB: no 'KV cache not changed'"
+	fi
+	T send-keys -t tui C-l
+fi
 
 # 4. resizing
 T resize-window -t tui -x 60 -y 20; sleep 0.5

@@ -242,6 +242,7 @@ struct chat_ui {
 	int exit_code;
 	struct sampling sampling;
 	struct kv_capacity cap;
+	struct kv_capacity cap_kept; /* the size in force before a rebuild, back if the rebuild fails */
 	int policy;
 	double t_submit, t_first, t_last_mem;
 	int n_token_events;
@@ -533,6 +534,7 @@ static void apply_settings(struct chat_ui *u, int action)
 		c.u.kv.cap = u->settings.cap;
 		c.u.kv.policy = u->settings.policy;
 		send_cmd(u, &c);
+		u->cap_kept = u->cap;
 		u->cap = u->settings.cap;
 		u->rebuilding = true;
 		panel_progress_reset(&u->prog, _("Rebuilding the KV cache"));
@@ -766,6 +768,14 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		u->mem.kv_bytes_per_token = in->kv_bytes_per_token;
 		/* the figures after the rebuild; a full EV_MEM follows (the query below) */
 		if (ev->u.kv_rebuilt.after.total_valid) panel_mem_push(&u->mem, &ev->u.kv_rebuilt.after, u->mem.kv_used, -1);
+		if (ev->u.kv_rebuilt.kept) {
+			/* the error said "KV cache not changed": the settings show the size in force again, not the
+			 * one refused, and no "rebuilt" note contradicts the error */
+			u->cap = u->cap_kept;
+			struct cmd c = { .type = CMD_MEM_QUERY };
+			send_cmd(u, &c);
+			break;
+		}
 		char b0[32], b1[32], k[16];
 		fmt_bytes(b0, sizeof b0, ev->u.kv_rebuilt.before.cat[MEM_KV]);
 		fmt_bytes(b1, sizeof b1, ev->u.kv_rebuilt.after.cat[MEM_KV]);
@@ -799,7 +809,6 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		if (u->streaming) mark_reply(u, false); /* what came of the reply before the error is not all of it */
 		note(u, ROLE_ERROR, "%s", ev->u.error.text);
 		if (ev->u.error.fatal) u->dead = true;
-		if (u->rebuilding && !u->streaming) u->rebuilding = false; /* a failed rebuild leaves the old cache */
 		u->streaming = u->chat.streaming = false;
 		break;
 	case EV_QUIT:
