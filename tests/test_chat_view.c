@@ -107,6 +107,39 @@ int main(void)
 	      "width 40 -> 100 while scrolled back: the bottom row shows '%s', want the text of %s still there",
 	      row(wide, 19), tag);
 	panel_chat_free(&v);
+
+	/* the input box: Up and Down move by the rows it shows (a long line wraps over them), and only from the
+	 * first row on into the history; Up in the middle of a long line put an older message in its place */
+	struct input_view in = { 0 };
+	edit_init(&in.ed);
+	edit_hist_add(&in.ed, "an older message");
+	in.ed.hist_pos = in.ed.n_hist;
+	char longl[151];
+	for (int i = 0; i < 150; i++) longl[i] = (char)('a' + i % 26);
+	longl[150] = 0;
+	edit_insert(&in.ed, longl, 150);
+	WINDOW *box = newwin(6, 40, 0, 0); /* 38 columns of text beside the prompt: rows of 38, 38, 38, 36 */
+	int cy, cx;
+	bool sub;
+	panel_input_draw(box, &in, false, &cy, &cx);
+	static const int want[] = { 112, 74, 36 };
+	for (int i = 0; i < 3; i++) {
+		panel_input_key(&in, true, KEY_UP, false, &sub);
+		CHECK(strcmp(in.ed.buf, longl) == 0 && in.ed.cur == want[i], "Up %d in a line of 4 rows: cursor at %d, want %d%s",
+		      i + 1, in.ed.cur, want[i], strcmp(in.ed.buf, longl) ? " (the text was replaced)" : "");
+		panel_input_draw(box, &in, false, &cy, &cx);
+	}
+	panel_input_key(&in, true, KEY_UP, false, &sub);
+	CHECK(strcmp(in.ed.buf, "an older message") == 0, "Up from the first row: '%s', want the history's entry", in.ed.buf);
+	panel_input_draw(box, &in, false, &cy, &cx);
+	panel_input_key(&in, true, KEY_DOWN, false, &sub);
+	CHECK(strcmp(in.ed.buf, longl) == 0 && in.ed.cur == 150, "Down back to the draft: cursor at %d", in.ed.cur);
+	in.ed.cur = 10;
+	panel_input_draw(box, &in, false, &cy, &cx);
+	panel_input_key(&in, true, KEY_DOWN, false, &sub);
+	CHECK(strcmp(in.ed.buf, longl) == 0 && in.ed.cur == 48, "Down from row 1, column 10: cursor at %d, want 48", in.ed.cur);
+	edit_free(&in.ed);
+	delwin(box);
 	delwin(wide);
 	delwin(narrow);
 	endwin();

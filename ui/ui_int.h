@@ -83,6 +83,7 @@ struct input_view {
 	struct edit ed;
 	bool pasting;        /* inside a bracketed paste: Enter inserts a newline */
 	const char *hint;    /* shown dimmed when empty */
+	int width;           /* the box's width at the last draw (Up and Down move by the rows it shows) */
 };
 int panel_input_lines(const struct input_view *in, int width);
 /* draws, and returns the cursor's screen position in *cy, *cx (window-relative) */
