@@ -180,6 +180,7 @@ struct repl {
 	int out_errno;        /* a write to stdout failed (reader gone, disk full): the reply stops, the REPL ends */
 	int in_errno;         /* reading stdin failed (it is a directory, an I/O error): not an end of input */
 	struct transcript log; /* this session's messages and replies, for /save */
+	bool turn_error;      /* an error came during the turn: its reply, if any, was cut short */
 	char model[128];
 };
 
@@ -315,6 +316,7 @@ static bool pump(struct repl *r, enum ev_type until, struct turn_stats *done)
 				clear_progress(r);
 				fflush(stdout);
 				fprintf(stderr, "%slmterm: %s\n", until == EV_TURN_DONE ? "\n" : "", ev.u.error.text);
+				if (until == EV_TURN_DONE && !ev.u.error.warning) r->turn_error = true;
 				if (ev.u.error.fatal) {
 					r->exit_code = 1;
 					return false;
@@ -491,10 +493,13 @@ static int repl_run(struct repl *r)
 		}
 		struct turn_stats st;
 		memset(&st, 0, sizeof st);
+		r->turn_error = false;
 		if (!pump(r, EV_TURN_DONE, &st)) return r->exit_code ? r->exit_code : 1;
 		transcript_drop_empty(&r->log); /* a refused message or a reply stopped before its first token */
-		if (st.cancelled && r->log.n > 0 && r->log.m[r->log.n - 1].role == TR_ASSISTANT)
-			r->log.m[r->log.n - 1].state = TR_STOPPED;
+		/* a reply cut short by the session's end or by an error is saved as incomplete, not as a whole one */
+		if (r->log.n > 0 && r->log.m[r->log.n - 1].role == TR_ASSISTANT)
+			r->log.m[r->log.n - 1].state = st.cancelled ? TR_STOPPED
+						       : st.hit_session_len || r->turn_error ? TR_INCOMPLETE : TR_WHOLE;
 		if (r->out_errno) {
 			fprintf(stderr, _("lmterm: cannot write to standard output: %s\n"), strerror(r->out_errno));
 			return 1;

@@ -52,6 +52,7 @@ struct engine {
 	pthread_t th;
 	bool thread_started;
 	_Atomic int finished;      /* the engine thread has pushed EV_QUIT and is about to return */
+	_Atomic int stop_load;     /* engine_stop was called: a load under way stops at the next layer */
 	double load_t0;
 
 	struct engine_opts o;      /* strings below are owned copies */
@@ -291,10 +292,11 @@ static void push_mem(struct engine *e)
 
 /* ------------------------------------------------------------------ loading */
 
-static void load_progress(void *ud, int done, int total)
+static bool load_progress(void *ud, int done, int total)
 {
 	struct engine *e = ud;
 	push_progress(e, _("loading weights"), done, total, e->load_t0);
+	return !atomic_load(&e->stop_load); /* engine_stop: the chat quit while loading */
 }
 
 /* tokenizer_config.json's add_bos_token (absent: true when the tokenizer has a BOS) */
@@ -1002,6 +1004,7 @@ static void reconfig_kv(struct engine *e, const struct kv_capacity *cap, int pol
 	kvmgr_free(&e->kv);
 	if (setup_kv(e, cap, policy) != LM_OK) {
 		push_error(e, false, _("KV cache not changed: %s"), lm_errmsg());
+		ev.u.kv_rebuilt.kept = true;
 		if (setup_kv(e, &old_cap, old_policy) != LM_OK) {
 			push_error(e, true, _("the previous KV cache (%.1f MiB) could not be allocated again: %s"),
 				   old.bytes / MiB, lm_errmsg());
@@ -1218,6 +1221,9 @@ void engine_stop(struct engine *e)
 {
 	if (!e) return;
 	if (e->thread_started) {
+		/* quitting while the model loads: the rest of the load was waited for, the screen already gone (a
+		 * terminal that did nothing for the seconds a large model takes) */
+		atomic_store(&e->stop_load, 1);
 		struct cmd c;
 		memset(&c, 0, sizeof c);
 		c.type = CMD_QUIT;

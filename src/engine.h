@@ -98,7 +98,8 @@ struct engine_event {
 		struct turn_stats done;
 		struct { struct mem_stats mem; size_t kv_used_bytes; int context_used; } mem;
 		struct { char stage[64]; int64_t done, total; double elapsed_s; double extra; } progress;
-		struct { struct mem_stats before, after; struct engine_info info; } kv_rebuilt;
+		/* kept: the new cache could not be set up (an error said why) and the previous one is back */
+		struct { struct mem_stats before, after; struct engine_info info; bool kept; } kv_rebuilt;
 		struct { char text[MSG_TEXT]; bool fatal, warning; } error; /* warning: a notice, nothing failed */
 		struct engine_info info;
 	} u;

@@ -346,7 +346,7 @@ out:
 }
 
 int model_load(struct model *m, const char *dir, struct backend *be, enum model_format fmt,
-	       void (*progress)(void *ud, int done, int total), void *ud)
+	       bool (*progress)(void *ud, int done, int total), void *ud)
 {
 	memset(m, 0, sizeof *m);
 	snprintf(m->dir, sizeof m->dir, "%s", dir);
@@ -382,7 +382,10 @@ int model_load(struct model *m, const char *dir, struct backend *be, enum model_
 	if (load_plain(&L, &m->tok_embed, nm->embed, c->vocab, c->dim) != LM_OK) goto fail;
 	for (int l = 0; l < c->n_layers; l++) {
 		if (load_layer(&L, l, nm) != LM_OK) goto fail;
-		if (progress) progress(ud, l + 1, c->n_layers);
+		if (progress && !progress(ud, l + 1, c->n_layers)) {
+			lm_err("%s", _("interrupted"));
+			goto fail;
+		}
 	}
 	if (load_plain(&L, &m->final_norm, nm->norm, 1, c->dim) != LM_OK) goto fail;
 	/* tied: the flag, or a checkpoint without an lm_head (transformers then ties too) */

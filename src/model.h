@@ -110,9 +110,10 @@ struct model {
 enum model_format { FMT_AUTO, FMT_HF, FMT_AWQ };
 
 /* Load config, safetensors (single or sharded) and hand every weight to the backend.
- * progress (may be NULL) is called after each layer: done of total. */
+ * progress (may be NULL) is called after each layer: done of total; it returns false to stop the load, which
+ * then fails with "interrupted" (the chat quit while loading). */
 int model_load(struct model *m, const char *dir, struct backend *be, enum model_format fmt,
-	       void (*progress)(void *ud, int done, int total), void *ud);
+	       bool (*progress)(void *ud, int done, int total), void *ud);
 /* A model of the config's shapes with random weights made by the backend itself (bench --dummy). */
 int model_init_dummy(struct model *m, const struct model_config *c, struct backend *be, uint64_t seed);
 void model_free(struct model *m);

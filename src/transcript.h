@@ -4,8 +4,8 @@
  *
  * The file: "# lmterm chat", a list with the model's name and the date, then per message a heading
  * "## User" or "## Assistant" and the text verbatim. A reply stopped with Ctrl-C is headed
- * "## Assistant (stopped)", one still being generated "## Assistant (incomplete)": /save during a reply saves
- * what has arrived. The labels are English in every locale, so that the file reads the same to a script. */
+ * "## Assistant (stopped)", one still being generated or cut short (by the session's end or an error)
+ * "## Assistant (incomplete)": /save during a reply saves what has arrived. The labels are English in every locale, so that the file reads the same to a script. */
 #ifndef LMTERM_TRANSCRIPT_H
 #define LMTERM_TRANSCRIPT_H
 

@@ -67,6 +67,14 @@ printf '%s\n' "$out" | grep -qF "lmterm: nothing to save yet: the conversation i
 left=$(cd "$sdir" && find . -name '*.tmp' -o -name '.lmterm-save*')
 [ -z "$left" ] && pass "/save leaves no temporary file" || fail "/save left $left"
 rm -rf "$sdir"
+# a reply cut short by the session's end is saved as incomplete (it was saved as a whole reply, unmarked)
+sdir=$(mktemp -d "${TMPDIR:-/tmp}/lmterm-save.XXXXXX")
+out=$(cd "$sdir" && printf 'Tell me a long story about cats\n\n/save cut.md\n\n' |
+	"$LMTERM" chat "$MODEL" --backend cpu --temperature 0 --session-len 40 2>&1)
+if printf '%s\n' "$out" | grep -q "the session is full" && [ "$(grep '^## ' "$sdir/cut.md" | tail -1)" = "## Assistant (incomplete)" ]; then
+	pass "/save: a reply cut short by the session's end is marked incomplete"
+else fail "/save after the session filled up: the reply is not marked incomplete:"; printf '%s\n' "$out"; cat "$sdir/cut.md"; fi
+rm -rf "$sdir"
 
 # EOF without 'exit': the pending input is answered, then a clean exit
 out=$(printf 'Hello' | "$LMTERM" chat "$MODEL" $OPTS 2>/dev/null); rc=$?

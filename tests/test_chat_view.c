@@ -1,6 +1,7 @@
 /* test_chat_view: the transcript panel (ui/chat.c) drawn into a curses window on /dev/null and read back:
  * each message's wrapped lines are cached, and the cache must follow the window's width and the text that
- * streams into the last message; the view stays anchored at the bottom. */
+ * streams into the last message; the view stays anchored at the bottom, and a view scrolled back keeps its
+ * bottom row's text there when the width changes. */
 #include "config.h"
 #include "ui_int.h"
 
@@ -77,6 +78,68 @@ int main(void)
 	check_cache(&c, 97, "a new message");
 	CHECK(strcmp(row(wide, 19), "  short") == 0, "the bottom row is '%s', want '  short'", row(wide, 19));
 	panel_chat_free(&c);
+
+	/* scrolled back, then the width changes (a resize, F3): the text that was on the bottom row stays there.
+	 * Every word of message i is tagged "mNN:", so a row says which message it shows. The view kept the count
+	 * of lines below it plus what the whole transcript gained in rewrapping, and moved by that much. */
+	struct chat_view v = { 0 };
+	for (int i = 0; i < 40; i++) {
+		char t[400];
+		int n = 0;
+		for (int j = 0; j < 24; j++) n += snprintf(t + n, sizeof t - n, "m%02d:w%d ", i, j);
+		panel_chat_add(&v, i % 2 ? ROLE_ASSISTANT : ROLE_USER, t, n);
+	}
+	panel_chat_draw(wide, &v);
+	char tag[8] = "";
+	for (int k = 0; k < 4 && !tag[0]; k++) { /* 25 lines back or a little more, to a row of text */
+		panel_chat_scroll(&v, k ? 1 : 25);
+		panel_chat_draw(wide, &v);
+		const char *r = strchr(row(wide, 19), 'm');
+		if (r) snprintf(tag, sizeof tag, "%.4s", r);
+	}
+	CHECK(tag[0] == 'm', "scrolled back 25 lines at width 100: no text on the bottom row ('%s')", row(wide, 19));
+	panel_chat_draw(narrow, &v);
+	CHECK(tag[0] && strstr(row(narrow, 19), tag) != NULL,
+	      "width 100 -> 40 while scrolled back: the bottom row shows '%s', want the text of %s still there",
+	      row(narrow, 19), tag);
+	panel_chat_draw(wide, &v);
+	CHECK(tag[0] && strstr(row(wide, 19), tag) != NULL,
+	      "width 40 -> 100 while scrolled back: the bottom row shows '%s', want the text of %s still there",
+	      row(wide, 19), tag);
+	panel_chat_free(&v);
+
+	/* the input box: Up and Down move by the rows it shows (a long line wraps over them), and only from the
+	 * first row on into the history; Up in the middle of a long line put an older message in its place */
+	struct input_view in = { 0 };
+	edit_init(&in.ed);
+	edit_hist_add(&in.ed, "an older message");
+	in.ed.hist_pos = in.ed.n_hist;
+	char longl[151];
+	for (int i = 0; i < 150; i++) longl[i] = (char)('a' + i % 26);
+	longl[150] = 0;
+	edit_insert(&in.ed, longl, 150);
+	WINDOW *box = newwin(6, 40, 0, 0); /* 38 columns of text beside the prompt: rows of 38, 38, 38, 36 */
+	int cy, cx;
+	bool sub;
+	panel_input_draw(box, &in, false, &cy, &cx);
+	static const int want[] = { 112, 74, 36 };
+	for (int i = 0; i < 3; i++) {
+		panel_input_key(&in, true, KEY_UP, false, &sub);
+		CHECK(strcmp(in.ed.buf, longl) == 0 && in.ed.cur == want[i], "Up %d in a line of 4 rows: cursor at %d, want %d%s",
+		      i + 1, in.ed.cur, want[i], strcmp(in.ed.buf, longl) ? " (the text was replaced)" : "");
+		panel_input_draw(box, &in, false, &cy, &cx);
+	}
+	panel_input_key(&in, true, KEY_UP, false, &sub);
+	CHECK(strcmp(in.ed.buf, "an older message") == 0, "Up from the first row: '%s', want the history's entry", in.ed.buf);
+	panel_input_draw(box, &in, false, &cy, &cx);
+	panel_input_key(&in, true, KEY_DOWN, false, &sub);
+	CHECK(strcmp(in.ed.buf, longl) == 0 && in.ed.cur == 150, "Down back to the draft: cursor at %d", in.ed.cur);
+	in.ed.cur = 10;
+	panel_input_draw(box, &in, false, &cy, &cx);
+	panel_input_key(&in, true, KEY_DOWN, false, &sub);
+	CHECK(strcmp(in.ed.buf, longl) == 0 && in.ed.cur == 48, "Down from row 1, column 10: cursor at %d, want 48", in.ed.cur);
+	edit_free(&in.ed);
+	delwin(box);
 	delwin(wide);
 	delwin(narrow);
 	endwin();

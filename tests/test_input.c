@@ -278,6 +278,17 @@ static void test_histfile(void)
 	}
 	edit_free(&e);
 	histfile_free(&h2);
+	/* CRLF line ends: the CR is not part of the entry (it became a trailing new line) */
+	f = fopen(path, "w");
+	fputs("one\r\ntwo\\nlines\r\n", f);
+	fclose(f);
+	edit_init(&e);
+	h2.path = strdup(path);
+	CHECK(histfile_load(&h2, &e) == LM_OK, "load: %s", lm_errmsg());
+	CHECK(e.n_hist == 2 && strcmp(e.hist[0], "one") == 0 && strcmp(e.hist[1], "two\nlines") == 0,
+	      "CRLF file: %d entries, the last '%s'", e.n_hist, e.n_hist ? e.hist[e.n_hist - 1] : "");
+	edit_free(&e);
+	histfile_free(&h2);
 
 	/* trimming on loading: 1050 entries -> the last 1000, in memory and in the file */
 	f = fopen(path, "w");

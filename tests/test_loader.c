@@ -107,12 +107,28 @@ static const struct backend_i rec_i = {
 static struct backend rec_be = { .i = &rec_i, .act_dt = DT_F32, .act_size = 4 };
 
 static int progress_calls, progress_last;
-static void on_progress(void *ud, int done, int total)
+static int progress_stop_at; /* > 0: the callback asks the load to stop after that layer */
+static bool on_progress(void *ud, int done, int total)
 {
 	progress_calls++;
 	progress_last = done;
 	(void)ud;
 	(void)total;
+	return progress_stop_at <= 0 || done < progress_stop_at;
+}
+
+/* a progress callback that returns false stops the load: "interrupted", nothing left allocated (the chat quit
+ * while loading waited for the whole load before) */
+static void check_stop(const char *dir)
+{
+	struct model m;
+	progress_calls = 0;
+	progress_stop_at = 2;
+	int rc = model_load(&m, dir, &rec_be, FMT_AUTO, on_progress, NULL);
+	progress_stop_at = 0;
+	CHECK(rc == LM_ERR && strstr(lm_errmsg(), "interrupted") && progress_calls == 2,
+	      "a load asked to stop after layer 2: rc %d, '%s', %d progress calls", rc, lm_errmsg(), progress_calls);
+	if (rc == LM_OK) model_free(&m);
 }
 
 /* ---- (a) fused weights against the raw tensors ---- */
@@ -1281,6 +1297,7 @@ int main(void)
 		check_model(p, models[i]);
 	}
 	check_model(demo, "tiny-en-zh (demo)");
+	check_stop(demo);
 	CHECK(misaligned_inputs == 0, "%d host weights handed over misaligned", misaligned_inputs);
 	snprintf(p, sizeof p, "%s/models/tiny-en-zh-internlm2", td);
 	check_twins(demo, p);

@@ -168,6 +168,18 @@ else show "/save DIRECTORY"; ls -A "$tmp/dir"; fail "/save DIRECTORY: not lmterm
 T send-keys -t tui "/save $tmp/no such dir/x.md" Enter
 wait_for "cannot save to $tmp/no such dir/x.md: No such file" 5 && pass "/save to a missing directory: the error" ||
 	{ show "/save to a missing directory"; fail "/save to a missing directory: no error message"; }
+# a message wider than the status bar (a long path, named twice) is shown whole in the transcript: the status bar
+# cut it at its width, and at 160 bytes before, so the free name suggested was lost (F3 hides the memory panel,
+# so that the transcript holds the path on one line)
+long="$tmp/a-rather-long-directory-name-to-hold-the-notes"
+mkdir "$long"
+T send-keys -t tui F3 "/save $long/conversation.md" Enter
+wait_for "saved 2 messages" 5 || fail "/save to a long path: not saved"
+T send-keys -t tui "/save $long/conversation.md" Enter
+if wait_for "conversation.md exists" 5 && wait_for "$long/conversation-1\.md" 2; then pass "/save: a long message is shown whole, the suggested name too"
+else show "/save over a file with a long path"; fail "/save over a file with a long path: the suggested name is not on the screen"; fi
+T send-keys -t tui F3
+wait_for "Weights" 5 || fail "F3 did not show the memory panel again"
 
 # 2. memory panel figures
 sleep 1.5
@@ -207,6 +219,26 @@ if wait_for "saved 4 messages to" 5 && [ "$(grep -c '^## ' "$tmp/rebuilt.md")" -
 	! grep -q "KV cache rebuilt" "$tmp/rebuilt.md"; then pass "/save leaves the notes out"
 else show "/save after the rebuild"; fail "/save after the rebuild: not 4 messages without the note"; cat "$tmp/rebuilt.md"; fi
 T send-keys -t tui C-l # the message stays until a key: the status bar's figures back
+# a cache size that does not fit: the error, and no "KV cache rebuilt" note after it; F2 then shows the size in
+# force (it showed the one refused, which a later change of the policy asked for again); the real engine only
+if [ "${TUI_FAKE:-0}" != 1 ]; then
+	nb=$(screen | grep -c "KV cache rebuilt")
+	T send-keys -t tui F2
+	wait_for "KV quant policy" 5 || fail "F2 did not open the settings"
+	T send-keys -t tui 9999GiB Enter
+	if wait_for "KV cache not changed" 60; then
+		sleep 1
+		[ "$(screen | grep -c "KV cache rebuilt")" -eq "$nb" ] && pass "a cache that does not fit: no 'rebuilt' note after the error" ||
+			{ show "a cache that does not fit"; fail "a 'KV cache rebuilt' note follows 'KV cache not changed'"; }
+		T send-keys -t tui F2
+		if wait_for "KV quant policy" 5 && ! screen | grep -q "9999GiB"; then pass "a cache that does not fit: F2 shows the size in force"
+		else show "F2 after a cache that does not fit"; fail "F2 shows the cache size that was refused"; fi
+		T send-keys -t tui Escape
+	else
+		show "9999GiB"; fail "a cache of 9999GiB: no 'KV cache not changed'"
+	fi
+	T send-keys -t tui C-l
+fi
 
 # 4. resizing
 T resize-window -t tui -x 60 -y 20; sleep 0.5
@@ -293,6 +325,30 @@ if [ "${TUI_FAKE:-0}" = 1 ]; then
 	else
 		show "/save after Ctrl-C"; fail "/save after Ctrl-C:"; cat "$tmp/stopped.md"
 	fi
+	# a KV rebuild applied (F2) while a reply streams begins when the reply ends, as the engine takes it: until
+	# then the reply stays in view and the status bar says so (the rebuild's panel covered the reply, and the
+	# status bar said "rebuilding KV cache", while the reply went on)
+	c0=$(ctx_now)
+	T send-keys -t tui "Slow reply, then a rebuild" Enter
+	sleep 1
+	T send-keys -t tui F2 Down Right Enter
+	if wait_for "rebuilt when the reply has finished" 5 && sleep 0.5 && ! screen | grep -qi "rebuilding the KV cache" &&
+		screen | tail -1 | grep -q "rebuilt when the reply has finished"; then
+		pass "a rebuild applied while a reply streams waits for it, the reply in view"
+	else
+		show "F2 while streaming"; fail "a rebuild applied while a reply streams: its panel is up, or no word of the wait"
+	fi
+	# meanwhile Enter says why it waits (it said "the model is not ready yet"), and F2 does not open the settings
+	# again (a second rebuild was queued behind the first)
+	T send-keys -t tui "next" Enter
+	wait_for "wait: a reply is being generated" 5 && pass "Enter while a reply streams, a rebuild to follow: the reply is named" ||
+		{ show "Enter, a rebuild to follow"; fail "Enter while a reply streams, a rebuild to follow: not 'a reply is being generated'"; }
+	T send-keys -t tui C-u F2
+	sleep 0.5
+	if screen | grep -q "KV quant policy"; then show "F2, a rebuild to follow"; fail "F2 opened the settings with a rebuild still to come"; T send-keys -t tui Escape
+	else pass "F2 with a rebuild still to come: the settings stay closed"; fi
+	wait_turn "$c0" 20 || fail "the slow reply did not finish"
+	wait_for "KV cache rebuilt" 10 && pass "the rebuild follows the reply" || { show "after the reply"; fail "no rebuild after the reply"; }
 fi
 
 # F10 while the scripted reply streams asks first; once the reply has finished the question says so (it went on
@@ -370,6 +426,14 @@ wait_turn "$c0" 60 || fail "no reply to the two-line message"
 T send-keys -t tui F1
 wait_for "F10, Ctrl-Q" 5 && pass "F1 shows the keys" || fail "F1 did not show the keys"
 show "help"
+# in a narrow terminal the keys and descriptions wrap, and scrolling reaches the end of the last one (8 lines of a
+# description were kept, and a key's first columns: "/save [FIL" and "lmterm-chat", the rest lost)
+T resize-window -t tui -x 30 -y 40
+sleep 0.3
+for i in 1 2 3 4 5 6; do T send-keys -t tui Down Down Down Down Down Down Down Down Down Down; done
+if wait_for "md here\)" 5 && wait_for "\[FILE\]" 1; then pass "30 columns: the help scrolls to the end of its last entry, its key whole"
+else show "help at 30 columns"; fail "30 columns: the end of the help is not shown"; fi
+T resize-window -t tui -x 120 -y 40
 T send-keys -t tui Escape
 sleep 0.3
 T send-keys -t tui F10
@@ -518,6 +582,22 @@ if [ "${TUI_FAKE:-0}" != 1 ]; then
 	fi
 	T send-keys -t tui C-q
 	wait_for "lmterm-exit=0" 10 || fail "small KV cache: Ctrl-Q did not quit"
+	# a reply cut short by the session's end (and its error) is saved as incomplete, not as a whole reply
+	T send-keys -t tui "clear; LC_ALL=C.UTF-8 $CMD --temperature 0 --session-len 40; echo lmterm-exit=\$?" Enter
+	if wait_for "ctx [0-9]+/40" 60; then
+		T send-keys -t tui "Tell me a long story about cats" Enter
+		wait_for "session is full" 60 || fail "--session-len 40: the session did not fill up"
+		T send-keys -t tui "/save $tmp/cut.md" Enter
+		if wait_for "saved 2 messages" 5 && [ "$(grep '^## ' "$tmp/cut.md" | tail -1)" = "## Assistant (incomplete)" ]; then
+			pass "/save: a reply cut short by the session's end is marked incomplete"
+		else
+			show "/save after the session filled up"; fail "/save: the reply cut short is not marked incomplete:"; cat "$tmp/cut.md"
+		fi
+		T send-keys -t tui C-q
+		wait_for "lmterm-exit=0" 10 || fail "--session-len 40: Ctrl-Q did not quit"
+	else
+		show "--session-len 40"; fail "--session-len 40: the chat did not start"
+	fi
 fi
 
 # 8. Chinese

@@ -32,6 +32,8 @@ struct engine {
 	int submit_bytes;  /* of the message being submitted (it may come in several parts) */
 	bool slow;         /* it began with "Slow" */
 	bool cancel;
+	struct cmd later;  /* a command that came during a reply (a KV rebuild): done after it, as the engine does */
+	bool have_later;
 };
 
 static void push(struct engine *e, const struct engine_event *ev)
@@ -117,7 +119,8 @@ static void *run(void *arg)
 	push(e, &ev);
 	struct cmd c;
 	for (;;) {
-		take(e, &c, true);
+		if (e->have_later) { c = e->later; e->have_later = false; }
+		else take(e, &c, true);
 		switch (c.type) {
 		case CMD_QUIT: { struct engine_event q = { .type = EV_QUIT }; push(e, &q); return NULL; }
 		case CMD_MEM_QUERY: mem(e); break;
@@ -168,6 +171,7 @@ static void *run(void *arg)
 				if (take(e, &c2, false)) {
 					if (c2.type == CMD_CANCEL) { cancelled = true; break; }
 					if (c2.type == CMD_MEM_QUERY) mem(e);
+					if (c2.type == CMD_RECONFIG_KV || c2.type == CMD_RESET) { e->later = c2; e->have_later = true; }
 				}
 				struct engine_event t = { .type = EV_TOKEN };
 				t.u.token.len = (int)strlen(reply[i]);

@@ -5,6 +5,7 @@
 #include "i18n.h"
 #include "ui_int.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,9 +153,27 @@ void panel_chat_draw(WINDOW *w, struct chat_view *c)
 	if (!counts) abort();
 	for (int i = 0; i < c->n; i++) total += counts[i] = msg_lines(&c->m[i], wd, NULL, 0, i);
 	total--; /* no blank line after the last message */
-	/* text arriving below a scrolled view moves the view up with it, so what is read stays put */
-	if (c->scroll > 0 && total > c->last_total) c->scroll += total - c->last_total;
+	if (c->scroll > 0 && wd != c->last_w && c->anchor_msg < c->n) {
+		/* a new width rewraps every message, so the count of lines below says nothing any more: the text
+		 * that was on the bottom row goes back there (counting the lines that the whole transcript gained
+		 * or lost moved a long transcript by as many lines, far from what was being read) */
+		int line = 0, k, tw = wd - 3 > 1 ? wd - 3 : 1;
+		for (int i = 0; i < c->anchor_msg; i++) line += counts[i];
+		if (c->anchor_off == INT_MAX) { /* the blank line after the message */
+			line += counts[c->anchor_msg] - 1;
+		} else if (c->anchor_off >= 0) {
+			const struct wrap_line *wl = msg_wrap(&c->m[c->anchor_msg], tw, &k);
+			int j = 0;
+			while (j + 1 < k && wl[j + 1].start <= c->anchor_off) j++;
+			line += 1 + j;
+		}
+		c->scroll = total - 1 - line > 0 ? total - 1 - line : 0;
+	} else if (c->scroll > 0 && total > c->last_total) {
+		/* text arriving below a scrolled view moves the view up with it, so what is read stays put */
+		c->scroll += total - c->last_total;
+	}
 	c->last_total = total;
+	c->last_w = wd;
 	int maxscroll = total > h ? total - h : 0;
 	if (c->scroll > maxscroll) c->scroll = maxscroll;
 	int first = total - h - c->scroll; /* index of the line at the top row */
@@ -169,6 +188,10 @@ void panel_chat_draw(WINDOW *w, struct chat_view *c)
 		for (int j = 0; j < counts[i] && line < first + h; j++, line++) {
 			if (line < first) continue;
 			int y = line - first;
+			if (y == h - 1) {
+				c->anchor_msg = i;
+				c->anchor_off = tl[j].kind == TL_LABEL ? -1 : tl[j].kind == TL_TEXT ? tl[j].start : INT_MAX;
+			}
 			if (tl[j].kind == TL_LABEL) {
 				attr_t a = role_attr(m->role);
 				int cx = draw_str(w, y, 0, wd, role_label(m->role), a);

@@ -3,6 +3,7 @@
 #include "i18n.h"
 #include "ui_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const struct { const char *key, *what; } keys[] = {
@@ -41,23 +42,31 @@ void panel_help_draw(WINDOW *w, int *scroll)
 	for (int i = 0; i < n; i++) kw = MAX(kw, str_cols(_(keys[i].key)));
 	kw = MIN(kw + 2, iw / 2);
 	int dw = iw - kw;
-	/* every description wrapped to the room beside the keys: count the lines, then draw from *scroll */
+	/* every key and description wrapped to its column (a key keeps a column before its description), as many
+	 * lines as the longer of the two; count the lines, then draw from *scroll. A narrow window kept 8 lines of a
+	 * description and the first columns of a key ("/save [FIL"), so the end of the list could not be read. */
 	int total = 0;
-	for (int i = 0; i < n; i++) total += text_wrap(_(keys[i].what), (int)strlen(_(keys[i].what)), dw, true, NULL, 0);
+	for (int i = 0; i < n; i++)
+		total += MAX(text_wrap(_(keys[i].key), (int)strlen(_(keys[i].key)), kw - 1, true, NULL, 0),
+			     text_wrap(_(keys[i].what), (int)strlen(_(keys[i].what)), dw, true, NULL, 0));
 	if (*scroll > total - rows) *scroll = total - rows;
 	if (*scroll < 0) *scroll = 0;
 	int line = 0, y = 1;
 	for (int i = 0; i < n && y < 1 + rows; i++) {
-		const char *what = _(keys[i].what);
-		struct wrap_line wl[8];
-		int k = text_wrap(what, (int)strlen(what), dw, true, wl, 8);
-		for (int j = 0; j < k && j < 8 && y < 1 + rows; j++, line++) {
+		const char *key = _(keys[i].key), *what = _(keys[i].what);
+		int nk = text_wrap(key, (int)strlen(key), kw - 1, true, NULL, 0);
+		int nd = text_wrap(what, (int)strlen(what), dw, true, NULL, 0);
+		struct wrap_line *kl = malloc((nk + nd) * sizeof *kl), *dl = kl + nk;
+		if (!kl) return;
+		text_wrap(key, (int)strlen(key), kw - 1, true, kl, nk);
+		text_wrap(what, (int)strlen(what), dw, true, dl, nd);
+		for (int j = 0; j < MAX(nk, nd) && y < 1 + rows; j++, line++) {
 			if (line < *scroll) continue;
-			/* a key cut short keeps a column before its description */
-			if (j == 0) draw_str(w, y, x, kw - 1, _(keys[i].key), col(COL_TITLE));
-			draw_text(w, y, x + kw, dw, what + wl[j].start, wl[j].end - wl[j].start, col(COL_NORMAL));
+			if (j < nk) draw_text(w, y, x, kw - 1, key + kl[j].start, kl[j].end - kl[j].start, col(COL_TITLE));
+			if (j < nd) draw_text(w, y, x + kw, dw, what + dl[j].start, dl[j].end - dl[j].start, col(COL_NORMAL));
 			y++;
 		}
+		free(kl);
 	}
 	const char *foot = total > rows ? _("Up/Down: scroll  Esc or any other key: close") : _("Esc or any key: close");
 	draw_str(w, h - 2, x, iw, foot, col(COL_DIM));

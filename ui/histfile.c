@@ -113,6 +113,9 @@ static int read_entries(FILE *f, struct ring *r)
 	errno = 0;
 	while ((k = getline(&line, &cap, f)) >= 0) {
 		if (k > 0 && line[k - 1] == '\n') line[--k] = 0;
+		/* a CR before it (a file that went through Windows): not part of the entry, where the editor would
+		 * make it a new line and every entry recalled ended in an empty one (lmterm never writes a CR) */
+		if (k > 0 && line[k - 1] == '\r') line[--k] = 0;
 		if (k == 0) continue;
 		r->lines++;
 		if (k > INT_MAX / 8) continue; /* not an entry the editor could hold */

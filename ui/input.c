@@ -47,9 +47,40 @@ int panel_input_lines(const struct input_view *in, int width)
 	return l + 1 > n ? l + 1 : n;
 }
 
+/* Up/Down by the rows the box shows: a long line wraps over several rows, and Up in its middle went to the
+ * history (an older message in place of the text) instead of to the row above. False from the first (last)
+ * row: the editor's Up (Down) then goes on into the history. */
+static bool move_row(struct input_view *in, int dir)
+{
+	if (in->width <= 0) return false;
+	struct wrap_line *wl;
+	int n = wrap(in, in->width, &wl);
+	int tw = in->width - PROMPT_COLS > 1 ? in->width - PROMPT_COLS : 1, l, c;
+	cursor_at(in, wl, n, tw, &l, &c);
+	int t = l + dir;
+	bool ok = t >= 0 && t < n;
+	if (ok) {
+		/* the same column in row t, short of the end of a row that wraps on: that offset is shown at the
+		 * start of the next row */
+		const char *b = in->ed.buf;
+		bool wraps = t + 1 < n && wl[t + 1].start == wl[t].end;
+		int p = wl[t].start, col = 0, w;
+		while (p < wl[t].end) {
+			int q = text_next(b, in->ed.len, p, &w, NULL);
+			if (col + w > c || (wraps && q >= wl[t].end)) break;
+			col += w;
+			p = q;
+		}
+		in->ed.cur = p;
+	}
+	free(wl);
+	return ok;
+}
+
 void panel_input_draw(WINDOW *w, struct input_view *in, bool busy, int *cy, int *cx)
 {
 	int h = getmaxy(w), wd = getmaxx(w);
+	in->width = wd;
 	werase(w);
 	int y0 = 0;
 	if (h >= 2) { /* the rule line, with a hint about multi-line input when there is room */
@@ -91,8 +122,8 @@ int panel_input_key(struct input_view *in, bool is_code, wint_t ch, bool alt, bo
 		case KEY_END: edit_end(e); return KF_HANDLED | KF_REDRAW;
 		case KEY_BACKSPACE: edit_backspace(e); return KF_HANDLED | KF_RELAYOUT;
 		case KEY_DC: edit_delete(e); return KF_HANDLED | KF_RELAYOUT;
-		case KEY_UP: edit_up(e); return KF_HANDLED | KF_RELAYOUT;
-		case KEY_DOWN: edit_down(e); return KF_HANDLED | KF_RELAYOUT;
+		case KEY_UP: if (!move_row(in, -1)) edit_up(e); return KF_HANDLED | KF_RELAYOUT;
+		case KEY_DOWN: if (!move_row(in, +1)) edit_down(e); return KF_HANDLED | KF_RELAYOUT;
 		case KEY_ENTER:
 			if (in->pasting) { edit_insert(e, "\n", 1); return KF_HANDLED | KF_RELAYOUT; }
 			*submit = true;
@@ -127,8 +158,8 @@ int panel_input_key(struct input_view *in, bool is_code, wint_t ch, bool alt, bo
 	case 11: edit_kill_line_end(e); return KF_HANDLED | KF_RELAYOUT;   /* Ctrl-K */
 	case 21: edit_kill_line_start(e); return KF_HANDLED | KF_RELAYOUT; /* Ctrl-U */
 	case 23: edit_kill_word_back(e); return KF_HANDLED | KF_RELAYOUT;  /* Ctrl-W */
-	case 16: edit_up(e); return KF_HANDLED | KF_RELAYOUT;     /* Ctrl-P */
-	case 14: edit_down(e); return KF_HANDLED | KF_RELAYOUT;   /* Ctrl-N */
+	case 16: if (!move_row(in, -1)) edit_up(e); return KF_HANDLED | KF_RELAYOUT;   /* Ctrl-P */
+	case 14: if (!move_row(in, +1)) edit_down(e); return KF_HANDLED | KF_RELAYOUT; /* Ctrl-N */
 	case '\t': edit_insert(e, "\t", 1); return KF_HANDLED | KF_RELAYOUT;
 	}
 	if (ch >= 0x20 && ch != 0x7f) {

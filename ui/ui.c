@@ -242,11 +242,13 @@ struct chat_ui {
 	int exit_code;
 	struct sampling sampling;
 	struct kv_capacity cap;
+	struct kv_capacity cap_kept; /* the size in force before a rebuild, back if the rebuild fails */
 	int policy;
 	double t_submit, t_first, t_last_mem;
 	int n_token_events;
 	struct histfile hist;    /* the input history across sessions (hist.path NULL: none) */
 	bool hist_failed;        /* its last write failed (and said so): the next failure says nothing new */
+	char later_note[sizeof ((struct status_view *)0)->message]; /* report()'s note, for when the reply ends */
 };
 
 static void set_message(struct chat_ui *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -278,6 +280,27 @@ static void note(struct chat_ui *u, enum chat_role r, const char *fmt, ...)
 	if (u->streaming) { panel_chat_add(c, ROLE_ASSISTANT, "", 0); }
 }
 
+/* A message that names a file (/save's result, the history file's trouble): in the status bar, and where it is
+ * wider than the status bar, whole in the transcript too, as a note (not saved by /save). The status bar cut
+ * such a message at its width, and at 160 bytes before: '... exists (not overwritten); try /save' lost the
+ * free name it suggests. */
+static void report(struct chat_ui *u, const char *msg)
+{
+	set_message(u, "%s", msg);
+	int room = u->win[W_STATUS] ? getmaxx(u->win[W_STATUS]) - 2 : COLS - 2;
+	if (str_cols(msg) <= room) return;
+	/* not in the middle of a reply arriving (a note there splits it in two): after it */
+	if (u->streaming) snprintf(u->later_note, sizeof u->later_note, "%s", msg);
+	else note(u, ROLE_NOTE, "%s", msg);
+}
+
+static void flush_later_note(struct chat_ui *u)
+{
+	if (!u->later_note[0]) return;
+	note(u, ROLE_NOTE, "%s", u->later_note);
+	u->later_note[0] = 0;
+}
+
 static void relayout(struct chat_ui *u)
 {
 	int rows = LINES, cols = COLS;
@@ -303,8 +326,8 @@ static const char *state_text(const struct chat_ui *u)
 {
 	if (u->dead) return C_("state|engine stopped");
 	if (!u->ready) return C_("state|loading");
+	if (u->streaming) return C_("state|generating"); /* a rebuild asked for meanwhile waits for the reply */
 	if (u->rebuilding) return C_("state|rebuilding KV cache");
-	if (u->streaming) return C_("state|generating");
 	return NULL;
 }
 
@@ -317,7 +340,7 @@ static void draw(struct chat_ui *u)
 		double dt = now_s() - u->t_first;
 		if (dt > 0.2) { u->status.tok_s = (u->n_token_events - 1) / dt; u->status.have_stats = true; }
 	}
-	u->mem.rebuilding = u->rebuilding;
+	u->mem.rebuilding = u->rebuilding && !u->streaming; /* as the progress overlay: see sync_progress_overlay */
 	if (u->status.have_info) {
 		u->mem.kv_capacity_tokens = u->status.info.kv_capacity_tokens;
 		u->mem.kv_bytes_per_token = u->status.info.kv_bytes_per_token;
@@ -365,10 +388,12 @@ static void set_overlay(struct chat_ui *u, enum overlay ov)
 	relayout(u);
 }
 
-/* the progress overlay is up while the model loads or the KV cache is rebuilt, unless another one is */
+/* the progress overlay is up while the model loads or the KV cache is rebuilt, unless another one is. A rebuild
+ * applied while a reply is being generated begins when the reply ends (the engine takes it after the turn):
+ * until then the reply stays in view (the overlay covered it, saying "rebuilding" while the reply went on). */
 static void sync_progress_overlay(struct chat_ui *u)
 {
-	bool want = !u->dead && (!u->ready || u->rebuilding);
+	bool want = !u->dead && (!u->ready || (u->rebuilding && !u->streaming));
 	if (want && u->lo.overlay == OVERLAY_NONE) set_overlay(u, OVERLAY_PROGRESS);
 	else if (!want && u->lo.overlay == OVERLAY_PROGRESS) set_overlay(u, OVERLAY_NONE);
 }
@@ -389,7 +414,7 @@ static void save_chat(struct chat_ui *u, const char *arg)
 	for (int i = 0; i < c->n; i++) {
 		if (c->m[i].role != ROLE_USER && c->m[i].role != ROLE_ASSISTANT) continue;
 		m[n++] = (struct tr_msg){ .role = c->m[i].role == ROLE_USER ? TR_USER : TR_ASSISTANT,
-					  .state = c->m[i].stopped ? TR_STOPPED : TR_WHOLE,
+					  .state = c->m[i].stopped ? TR_STOPPED : c->m[i].cut ? TR_INCOMPLETE : TR_WHOLE,
 					  .text = c->m[i].text, .len = (size_t)c->m[i].len };
 	}
 	/* the reply being generated: the last assistant entry (and the parts a note split from it) */
@@ -403,14 +428,16 @@ static void save_chat(struct chat_ui *u, const char *arg)
 	char *path;
 	int k;
 	if (transcript_save(arg, model, m, n, &path, &k) != LM_OK) {
-		set_message(u, "%s", lm_errmsg());
+		report(u, lm_errmsg());
 	} else {
+		char msg[sizeof u->status.message];
 		if (partial)
-			set_message(u, P_("saved %d message to %s; the reply still arriving is marked incomplete",
-					  "saved %d messages to %s; the reply still arriving is marked incomplete", k),
-				    k, path);
+			snprintf(msg, sizeof msg, P_("saved %d message to %s; the reply still arriving is marked incomplete",
+						     "saved %d messages to %s; the reply still arriving is marked incomplete", k),
+				 k, path);
 		else
-			set_message(u, P_("saved %d message to %s", "saved %d messages to %s", k), k, path);
+			snprintf(msg, sizeof msg, P_("saved %d message to %s", "saved %d messages to %s", k), k, path);
+		report(u, msg);
 		free(path);
 	}
 	free(m);
@@ -432,7 +459,7 @@ static void hist_record(struct chat_ui *u, const char *text)
 	if (histfile_append(&u->hist, text) == LM_OK) {
 		u->hist_failed = false;
 	} else {
-		if (!u->hist_failed) set_message(u, "%s", lm_errmsg());
+		if (!u->hist_failed) report(u, lm_errmsg());
 		u->hist_failed = true;
 	}
 }
@@ -444,8 +471,9 @@ static void submit(struct chat_ui *u)
 	bool save = transcript_is_save(u->input.ed.buf, &arg);
 	if (!save) {
 		if (u->dead) { set_message(u, "%s", _("the engine stopped; F10 quits")); return; }
-		if (!u->ready || u->rebuilding) { set_message(u, "%s", _("wait: the model is not ready yet")); return; }
+		if (!u->ready) { set_message(u, "%s", _("wait: the model is not ready yet")); return; }
 		if (u->streaming) { set_message(u, "%s", _("wait: a reply is being generated (Ctrl-C stops it)")); return; }
+		if (u->rebuilding) { set_message(u, "%s", _("wait: the KV cache is being rebuilt")); return; }
 	}
 	if (edit_blank(&u->input.ed)) return;
 	char *text = edit_take(&u->input.ed);
@@ -506,6 +534,7 @@ static void apply_settings(struct chat_ui *u, int action)
 		c.u.kv.cap = u->settings.cap;
 		c.u.kv.policy = u->settings.policy;
 		send_cmd(u, &c);
+		u->cap_kept = u->cap;
 		u->cap = u->settings.cap;
 		u->rebuilding = true;
 		panel_progress_reset(&u->prog, _("Rebuilding the KV cache"));
@@ -513,6 +542,7 @@ static void apply_settings(struct chat_ui *u, int action)
 		fmt_capacity(cs, sizeof cs, &u->cap);
 		kv_label(k, sizeof k, u->settings.policy, u->settings.act_dtype);
 		snprintf(u->prog.stage, sizeof u->prog.stage, _("cache %s, policy %d (%s)"), cs, u->settings.policy, k);
+		if (u->streaming) set_message(u, "%s", _("the KV cache will be rebuilt when the reply has finished"));
 	}
 }
 
@@ -605,6 +635,13 @@ static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
 	}
 	if ((is_code && ch == KEY_F(2)) || (alt && (ch == 's' || ch == 'S'))) {
 		if (!u->ready || u->dead) { set_message(u, "%s", _("wait: the model is not ready yet")); return KF_REDRAW; }
+		/* one rebuild at a time: the dialog opened over the rebuild's panel, and a second one applied there
+		 * was queued behind the first */
+		if (u->rebuilding) {
+			set_message(u, "%s", u->streaming ? _("the KV cache will be rebuilt when the reply has finished")
+							  : _("wait: the KV cache is being rebuilt"));
+			return KF_REDRAW;
+		}
 		panel_settings_open(&u->settings, &u->sampling, &u->cap, u->policy,
 				    u->status.have_info ? u->status.info.act_dtype : NULL);
 		set_overlay(u, OVERLAY_SETTINGS);
@@ -641,6 +678,20 @@ static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
 	return f | KF_REDRAW;
 }
 
+/* the reply of the last turn, for /save: stopped with Ctrl-C, or cut short (the session's end, an error) */
+static void mark_reply(struct chat_ui *u, bool stopped)
+{
+	for (int i = u->chat.n - 1; i >= 0; i--) {
+		struct chat_msg *m = &u->chat.m[i];
+		if (m->role == ROLE_USER) break;
+		if (m->role == ROLE_ASSISTANT && m->len > 0) {
+			if (stopped) m->stopped = true;
+			else m->cut = true;
+			break;
+		}
+	}
+}
+
 static void on_event(struct chat_ui *u, const struct engine_event *ev)
 {
 	switch (ev->type) {
@@ -675,22 +726,24 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 			u->status.ttft_s = t->ttft_s;
 			u->status.have_stats = true;
 		}
-		/* "stopping the reply..." is done with */
-		if (strcmp(u->status.message, _("stopping the reply...")) == 0) u->status.message[0] = 0;
+		/* "stopping the reply..." is done with, and so is the wait for it */
+		if (strcmp(u->status.message, _("stopping the reply...")) == 0 ||
+		    strcmp(u->status.message, _("the KV cache will be rebuilt when the reply has finished")) == 0)
+			u->status.message[0] = 0;
+		if (u->rebuilding) u->prog.t0 = now_s(); /* the rebuild that waited for the reply begins now */
 		u->status.context_used = t->context_used;
 		u->mem.context_used = t->context_used;
 		/* an empty reply leaves no empty assistant entry behind */
 		if (u->chat.n > 0 && u->chat.m[u->chat.n - 1].role == ROLE_ASSISTANT && u->chat.m[u->chat.n - 1].len == 0)
 			panel_chat_drop_last(&u->chat);
-		/* a stopped reply says so when saved (the "(stopped)" note below is not saved) */
-		for (int i = u->chat.n - 1; t->cancelled && i >= 0; i--) {
-			struct chat_msg *m = &u->chat.m[i];
-			if (m->role == ROLE_USER) break;
-			if (m->role == ROLE_ASSISTANT) { m->stopped = true; break; }
-		}
+		/* a stopped reply says so when saved (the "(stopped)" note below is not saved), as does one that the
+		 * session's end cut short */
+		if (t->cancelled) mark_reply(u, true);
+		else if (t->hit_session_len) mark_reply(u, false);
 		if (t->cancelled) note(u, ROLE_NOTE, "%s", _("(stopped)"));
 		if (t->hit_session_len)
 			note(u, ROLE_NOTE, "%s", _("The session is full (--session-len): press F5 for a new conversation."));
+		flush_later_note(u);
 		struct cmd c = { .type = CMD_MEM_QUERY };
 		send_cmd(u, &c);
 		break;
@@ -715,6 +768,14 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		u->mem.kv_bytes_per_token = in->kv_bytes_per_token;
 		/* the figures after the rebuild; a full EV_MEM follows (the query below) */
 		if (ev->u.kv_rebuilt.after.total_valid) panel_mem_push(&u->mem, &ev->u.kv_rebuilt.after, u->mem.kv_used, -1);
+		if (ev->u.kv_rebuilt.kept) {
+			/* the error said "KV cache not changed": the settings show the size in force again, not the
+			 * one refused, and no "rebuilt" note contradicts the error */
+			u->cap = u->cap_kept;
+			struct cmd c = { .type = CMD_MEM_QUERY };
+			send_cmd(u, &c);
+			break;
+		}
 		char b0[32], b1[32], k[16];
 		fmt_bytes(b0, sizeof b0, ev->u.kv_rebuilt.before.cat[MEM_KV]);
 		fmt_bytes(b1, sizeof b1, ev->u.kv_rebuilt.after.cat[MEM_KV]);
@@ -745,14 +806,15 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 			lm_err("%s", ev->u.error.text);
 			break;
 		}
+		if (u->streaming) mark_reply(u, false); /* what came of the reply before the error is not all of it */
 		note(u, ROLE_ERROR, "%s", ev->u.error.text);
 		if (ev->u.error.fatal) u->dead = true;
-		if (u->rebuilding) u->rebuilding = false; /* a failed rebuild leaves the old cache */
 		u->streaming = u->chat.streaming = false;
 		break;
 	case EV_QUIT:
 		if (!u->quit) u->dead = true;
 		u->streaming = u->chat.streaming = false;
+		flush_later_note(u);
 		break;
 	}
 }
@@ -787,7 +849,7 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 	}
 	/* the input history of earlier sessions; without it the chat goes on, with a word in the status bar */
 	if (histfile_path(&u->hist.path) != LM_OK || (u->hist.path && histfile_load(&u->hist, &u->input.ed) != LM_OK)) {
-		set_message(u, "%s", lm_errmsg());
+		report(u, lm_errmsg());
 		u->hist_failed = true;
 	}
 	panel_progress_reset(&u->prog, _("Loading the model"));

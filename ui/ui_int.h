@@ -53,6 +53,7 @@ struct chat_msg {
 	char *text;
 	int len, cap;
 	bool stopped;        /* a reply stopped with Ctrl-C (/save says so) */
+	bool cut;            /* a reply cut short by the session's end or an error (/save: incomplete) */
 	/* text[0..wrap_len) wrapped at wrap_w columns: a draw rewraps only a message whose text or width changed
 	 * (rewrapping the whole transcript took 8 ms a draw at 150 KB of text, and a draw comes with every token) */
 	struct wrap_line *wl;
@@ -63,6 +64,9 @@ struct chat_view {
 	int n, cap;
 	int scroll;          /* lines scrolled up from the bottom */
 	int last_total;      /* lines at the last draw (keeps the view still while scrolled and text arrives) */
+	int last_w;          /* the window's width at the last draw */
+	int anchor_msg, anchor_off; /* the bottom row's message and text offset (-1: its label, INT_MAX: the
+				       blank after it), so that a new width (a resize, F3) keeps it at the bottom */
 	int page;            /* rows at the last draw, for PgUp/PgDn */
 	bool streaming;      /* the last message is a reply still arriving */
 };
@@ -79,6 +83,7 @@ struct input_view {
 	struct edit ed;
 	bool pasting;        /* inside a bracketed paste: Enter inserts a newline */
 	const char *hint;    /* shown dimmed when empty */
+	int width;           /* the box's width at the last draw (Up and Down move by the rows it shows) */
 };
 int panel_input_lines(const struct input_view *in, int width);
 /* draws, and returns the cursor's screen position in *cy, *cx (window-relative) */
@@ -113,7 +118,7 @@ struct status_view {
 	bool have_stats;
 	const char *state;        /* "loading", "generating", "rebuilding KV cache", NULL */
 	const char *model_label;
-	char message[160];        /* a transient message (errors, "busy"), shown until the next key */
+	char message[1024];       /* a transient message (errors, "busy"), shown until the next key */
 };
 void panel_status_draw(WINDOW *w, const struct status_view *s, bool tiny);
 const char *kv_policy_name(int policy);
