@@ -1118,7 +1118,13 @@ static int make_tmpdir(struct ctx *x)
 		if (!empty)
 			return lm_err(_("--work-dir %s exists and is not empty; remove it or choose another directory"), dir);
 	}
-	snprintf(x->tmpdir, sizeof x->tmpdir, "%s.tmp-XXXXXX", x->dir); /* x->dir has no trailing '/' */
+	/* x->dir has no trailing '/' */
+	if (snprintf(x->tmpdir, sizeof x->tmpdir, "%.*s.tmp-XXXXXX", (int)(sizeof x->tmpdir - 12), x->dir) >=
+		    (int)sizeof x->tmpdir ||
+	    strlen(x->dir) > sizeof x->tmpdir - 12) {
+		x->tmpdir[0] = 0;
+		return lm_err(_("--work-dir %s: the path is too long"), dir);
+	}
 	if (!mkdtemp(x->tmpdir)) {
 		int e = errno;
 		x->tmpdir[0] = 0;

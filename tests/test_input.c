@@ -338,6 +338,21 @@ static void test_histfile(void)
 	CHECK(histfile_append(&h2, "x") == LM_ERR && strstr(lm_errmsg(), dir), "appending to a directory: '%s'", lm_errmsg());
 	edit_free(&e);
 	histfile_free(&h2);
+	/* a FIFO (no writer, no reader): an error at once, where opening it blocked the chat's start for ever */
+	char fifo[600];
+	snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+	if (mkfifo(fifo, 0600) == 0) {
+		h2.path = strdup(fifo);
+		edit_init(&e);
+		alarm(10); /* a hang fails the test by SIGALRM instead of running into the harness's timeout */
+		CHECK(histfile_load(&h2, &e) == LM_ERR && strstr(lm_errmsg(), "not a regular file"), "loading a FIFO: '%s'",
+		      lm_errmsg());
+		CHECK(histfile_append(&h2, "x") == LM_ERR, "appending to a FIFO succeeded");
+		alarm(0);
+		edit_free(&e);
+		histfile_free(&h2);
+		unlink(fifo);
+	}
 	histfile_free(&h);
 
 	/* where the file is */

@@ -182,13 +182,20 @@ out:
 /* read the file (into e's history unless e is NULL) and trim it if it holds more than EDIT_HIST_MAX */
 static int load_trim(struct histfile *h, struct edit *e)
 {
-	int fd = open(h->path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO (or a device) named by LMTERM_HISTFILE must not hang the start; only a regular file
+	 * is read (the flag does nothing to one) */
+	int fd = open(h->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ENOENT) {
 			h->lines = 0;
 			return LM_OK;
 		}
 		return lm_err(_("cannot read the input history %s: %s"), h->path, strerror(errno));
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return lm_err(_("cannot read the input history %s: %s"), h->path, _("not a regular file"));
 	}
 	/* exclusive: a trim may follow, and no append may come between the reading and the rename */
 	flock(fd, LOCK_EX);
@@ -226,10 +233,12 @@ int histfile_append(struct histfile *h, const char *entry)
 	if (!l) return lm_err("%s", _("out of memory"));
 	int fd = -1, err = 0;
 	for (int tries = 0;; tries++) {
-		fd = open(h->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		fd = open(h->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
 		if (fd < 0 && errno == ENOENT && mkdirs(h->path) == 0)
-			fd = open(h->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+			fd = open(h->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
 		if (fd < 0) { err = errno; break; }
+		struct stat rs;
+		if (fstat(fd, &rs) == 0 && !S_ISREG(rs.st_mode)) { err = EINVAL; break; } /* a FIFO: never block on it */
 		if (flock(fd, LOCK_EX) != 0) break; /* no locks here (some network file systems): append all the same */
 		/* another session's trim renamed a new file over the one opened: append to the new one */
 		struct stat a, b;

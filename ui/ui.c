@@ -272,10 +272,8 @@ static void note(struct chat_ui *u, enum chat_role r, const char *fmt, ...)
 	 * entry still empty: the turn failed before the first token) moves below the note, else an empty
 	 * "Assistant" would stay above the error once the turn ends. */
 	struct chat_view *c = &u->chat;
-	if (u->streaming && c->n > 0 && c->m[c->n - 1].role == ROLE_ASSISTANT && c->m[c->n - 1].len == 0) {
-		free(c->m[c->n - 1].text);
-		c->n--;
-	}
+	if (u->streaming && c->n > 0 && c->m[c->n - 1].role == ROLE_ASSISTANT && c->m[c->n - 1].len == 0)
+		panel_chat_drop_last(c); /* its text and its wrap cache (freeing only the text leaked the cache) */
 	panel_chat_add(c, r, buf, (int)strlen(buf));
 	if (u->streaming) { panel_chat_add(c, ROLE_ASSISTANT, "", 0); }
 }
