@@ -192,10 +192,11 @@ static int load_trim(struct histfile *h, struct edit *e)
 		}
 		return lm_err(_("cannot read the input history %s: %s"), h->path, strerror(errno));
 	}
-	struct stat st;
+	struct stat st = { 0 };
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return lm_err(_("cannot read the input history %s: %s"), h->path, _("not a regular file"));
+		return lm_err(_("cannot read the input history %s: %s"), h->path,
+			      S_ISDIR(st.st_mode) ? strerror(EISDIR) : _("not a regular file"));
 	}
 	/* exclusive: a trim may follow, and no append may come between the reading and the rename */
 	flock(fd, LOCK_EX);
