@@ -269,7 +269,7 @@ static bool gen_num(const cJSON *o, const char *key, double lo, bool lo_open, do
 		return true;
 	}
 	size_t used = strlen(ign);
-	snprintf(ign + used, ign_len - used, "%s%s", used ? ", " : "", what);
+	snprintf(ign + used, ign_len - used, "%s%s", used ? C_("list separator|, ") : "", what);
 	return false;
 }
 

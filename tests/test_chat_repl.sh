@@ -218,5 +218,15 @@ case "$out" in
 	pass "generation_config.json: bad values named before the model's line" ;;
 *) fail "generation_config.json's bad values: $out" ;;
 esac
+# in Chinese the list reads with a Chinese comma (it was an English ", " between translated items)
+if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN\.utf-\?8$'; then
+	mkdir -p "$gdir/locale/zh_CN/LC_MESSAGES" &&
+		msgfmt -o "$gdir/locale/zh_CN/LC_MESSAGES/lmterm.mo" "$top_srcdir/po/zh_CN.po" || fail "msgfmt zh_CN.po"
+	out=$(echo | LC_ALL=zh_CN.UTF-8 LMTERM_LOCALEDIR="$gdir/locale" "$LMTERM" chat "$gdir" --backend cpu 2>&1)
+	case "$out" in
+	*'已忽略 temperature "0.7"（不是数字），top_p 90'*) pass "zh_CN: the ignored values, listed with a Chinese comma" ;;
+	*) fail "zh_CN: generation_config note: $out" ;;
+	esac
+fi
 rm -rf "$gdir"
 finish
