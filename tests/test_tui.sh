@@ -476,6 +476,20 @@ else
 	show "unreadable history file"; fail "an unreadable history file: no message, or the chat did not start"
 fi
 
+# Ctrl-C while the model loads: the load stops and lmterm quits (it said only "nothing to stop; F10 quits").
+# The scripted engine's load takes 5 s with FAKE_SLOW_LOAD; the real one is over too soon to be interrupted.
+if [ "${TUI_FAKE:-0}" = 1 ]; then
+	T send-keys -t tui "clear; FAKE_SLOW_LOAD=1 LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?" Enter
+	if wait_for "loading shard" 10; then
+		T send-keys -t tui C-c
+		wait_for "lmterm-exit=0" 3 && pass "Ctrl-C while the model loads quits" ||
+			{ show "Ctrl-C during load"; fail "Ctrl-C while the model loads did not quit"; }
+		wait_for "lmterm-exit=" 10 || T send-keys -t tui C-q
+	else
+		show "slow load"; fail "the slow load did not show its progress"
+	fi
+fi
+
 # 7. killed by a signal: the terminal is restored all the same
 T send-keys -t tui "clear; LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?" Enter
 if ! command -v pgrep >/dev/null 2>&1; then

@@ -34,6 +34,7 @@ struct engine {
 	bool cancel;
 	struct cmd later;  /* a command that came during a reply (a KV rebuild): done after it, as the engine does */
 	bool have_later;
+	bool quit;         /* engine_stop was called: a load in progress stops, as the engine's does */
 };
 
 static void push(struct engine *e, const struct engine_event *ev)
@@ -92,7 +93,10 @@ static void *run(void *arg)
 		ev.u.progress.total = 5;
 		ev.u.progress.extra = 0.0 / 0.0;
 		push(e, &ev);
-		sleep_ms(100);
+		/* FAKE_SLOW_LOAD: a load of seconds, for keys pressed while it runs; it stops once told to quit */
+		for (int t = 0; t < (getenv("FAKE_SLOW_LOAD") ? 10 : 1) && !__atomic_load_n(&e->quit, __ATOMIC_RELAXED); t++)
+			sleep_ms(100);
+		if (__atomic_load_n(&e->quit, __ATOMIC_RELAXED)) return NULL;
 	}
 	if (e->fail_load) {
 		struct engine_event ev = { .type = EV_ERROR };
@@ -237,6 +241,7 @@ int engine_event_fd(struct engine *e) { return e->efd; }
 
 void engine_stop(struct engine *e)
 {
+	__atomic_store_n(&e->quit, true, __ATOMIC_RELAXED);
 	struct cmd c = { .type = CMD_QUIT };
 	engine_send(e, &c);
 	pthread_join(e->th, NULL);

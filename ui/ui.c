@@ -591,8 +591,10 @@ static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
 		else want_quit(u);
 		return KF_REDRAW;
 	}
-	if (!is_code && !alt && ch == 3) { /* Ctrl-C: stop the reply */
-		if (u->streaming) {
+	if (!is_code && !alt && ch == 3) { /* Ctrl-C: stop the reply; while the model loads, stop that and quit */
+		if (!u->ready && !u->dead && !u->rebuilding) {
+			u->quit = true; /* nothing to lose yet; the engine stops the load at the next layer */
+		} else if (u->streaming) {
 			struct cmd c = { .type = CMD_CANCEL };
 			send_cmd(u, &c);
 			set_message(u, "%s", _("stopping the reply..."));
