@@ -239,22 +239,23 @@ static int parse_arch(const struct cfg_ctx *x, struct model_config *c)
 	if (mt && !cJSON_IsNull(mt) && !cJSON_IsString(mt))
 		return lm_err(_("%s: key \"%smodel_type\" is not a string"), x->path, x->scope);
 	const char *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
-	static const struct { const char *arch, *type; enum arch a; } known[] = {
-		{ "LlamaForCausalLM", "llama", ARCH_LLAMA },
-		{ "MistralForCausalLM", "mistral", ARCH_LLAMA },
-		{ "Qwen2ForCausalLM", "qwen2", ARCH_QWEN2 },
-		{ "InternLM2ForCausalLM", "internlm2", ARCH_INTERNLM2 },
+	/* vl: a vision-language model whose language model this is (its arch name becomes c->wrapper) */
+	static const struct { const char *arch, *type; enum arch a; bool vl; } known[] = {
+		{ "LlamaForCausalLM", "llama", ARCH_LLAMA, false },
+		{ "MistralForCausalLM", "mistral", ARCH_LLAMA, false },
+		{ "Qwen2ForCausalLM", "qwen2", ARCH_QWEN2, false },
+		{ "InternLM2ForCausalLM", "internlm2", ARCH_INTERNLM2, false },
 		/* vision-language models whose language model is a Qwen2 at the top of the checkpoint (vision tower
 		 * under "visual."); their M-RoPE is plain RoPE for text, whose three position ids are equal */
-		{ "Qwen2VLForConditionalGeneration", "qwen2_vl", ARCH_QWEN2 },
-		{ "Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl", ARCH_QWEN2 },
+		{ "Qwen2VLForConditionalGeneration", "qwen2_vl", ARCH_QWEN2, true },
+		{ "Qwen2_5_VLForConditionalGeneration", "qwen2_5_vl", ARCH_QWEN2, true },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
 		if (name ? !strcmp(name, known[i].arch) : type && !strcmp(type, known[i].type)) {
 			c->arch = known[i].a;
 			snprintf(c->arch_name, sizeof c->arch_name, "%s", known[i].arch);
 			snprintf(c->model_type, sizeof c->model_type, "%s", type ? type : known[i].type);
-			if (strstr(known[i].arch, "VLFor")) snprintf(c->wrapper, sizeof c->wrapper, "%s", known[i].arch);
+			if (known[i].vl) snprintf(c->wrapper, sizeof c->wrapper, "%s", known[i].arch);
 			return LM_OK;
 		}
 	if (!name && !type) return lm_err(_("%s: key \"%sarchitectures\" is missing"), x->path, x->scope);
