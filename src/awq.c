@@ -830,12 +830,6 @@ static int write_config_and_index(struct ctx *x)
 	return rc;
 }
 
-static bool ends_with(const char *s, const char *suf)
-{
-	size_t a = strlen(s), b = strlen(suf);
-	return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
 /* Copy the tokenizer, generation config, chat template and remote code: every plain file of the model
  * directory but the weights, their index and config.json. */
 static int copy_side_files(struct ctx *x)

@@ -54,12 +54,6 @@ int calib_resolve(const char *arg, char *out, size_t n)
 	return LM_OK;
 }
 
-static bool ends_with(const char *s, const char *suf)
-{
-	size_t a = strlen(s), b = strlen(suf);
-	return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
 /* A "\u0000" in a record's text would end the C string that cJSON returns, and the rest of the record with it
  * (a record that began with one gave "0 tokens, too short"). A NUL is no meaningful text: it becomes a space,
  * and the text after it is kept. An escaped backslash is stepped over whole: "\\u0000" is the text \u0000. */

@@ -190,6 +190,12 @@ void path_join(char *out, size_t n, const char *dir, const char *name)
 	snprintf(out, n, "%s%s%s", dir, (l && dir[l - 1] == '/') ? "" : "/", name);
 }
 
+bool ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
 bool file_exists(const char *path)
 {
 	struct stat st;

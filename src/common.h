@@ -72,6 +72,7 @@ int read_file(const char *path, char **buf, size_t *len);
 /* path join into a caller buffer: "dir/name" */
 void path_join(char *out, size_t n, const char *dir, const char *name);
 bool file_exists(const char *path);
+bool ends_with(const char *s, const char *suffix);
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))

@@ -483,10 +483,8 @@ static int no_weights(const char *dir)
 	DIR *d = opendir(dir);
 	const struct dirent *e;
 	char gguf[256] = "";
-	while (d && (e = readdir(d)) && !gguf[0]) {
-		size_t n = strlen(e->d_name);
-		if (n > 5 && strcmp(e->d_name + n - 5, ".gguf") == 0) snprintf(gguf, sizeof gguf, "%s", e->d_name);
-	}
+	while (d && (e = readdir(d)) && !gguf[0])
+		if (ends_with(e->d_name, ".gguf")) snprintf(gguf, sizeof gguf, "%s", e->d_name);
 	if (d) closedir(d);
 	if (gguf[0])
 		return lm_err(_("%s: no model.safetensors or model.safetensors.index.json: %s is a GGUF file "

@@ -331,12 +331,6 @@ void tok_free(struct tokenizer *t)
 	free(t);
 }
 
-static bool ends_with(const char *s, const char *suf)
-{
-	size_t n = strlen(s), m = strlen(suf);
-	return n >= m && !strcmp(s + n - m, suf);
-}
-
 int tok_load_mem(struct tokenizer **out, const char *name, const char *data, size_t len, bool json)
 {
 	*out = NULL;

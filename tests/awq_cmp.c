@@ -14,12 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool ends_with(const char *s, const char *suf)
-{
-	size_t a = strlen(s), b = strlen(suf);
-	return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
 static size_t nibbles_equal(const int32_t *a, const int32_t *b, size_t n)
 {
 	size_t eq = 0;
