@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,37 @@ double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* While running, now_run_s() is the monotonic clock less run_offset_ns (the time spent stopped so far); while
+ * paused it reads run_frozen_ns, its value at the pause. Frozen before the process stops, so that a thread that
+ * wakes at SIGCONT before the pausing one has called run_clock_resume() still does not count the stop. */
+static _Atomic int64_t run_offset_ns, run_frozen_ns; /* run_frozen_ns 0: running */
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+double now_run_s(void)
+{
+	int64_t f = atomic_load(&run_frozen_ns);
+	return (f ? f : mono_ns() - atomic_load(&run_offset_ns)) * 1e-9;
+}
+
+void run_clock_pause(void)
+{
+	atomic_store(&run_frozen_ns, mono_ns() - atomic_load(&run_offset_ns));
+}
+
+void run_clock_resume(void)
+{
+	int64_t f = atomic_load(&run_frozen_ns);
+	if (!f) return;
+	atomic_store(&run_offset_ns, mono_ns() - f); /* the clock goes on from where it stood */
+	atomic_store(&run_frozen_ns, 0);
 }
 
 uint64_t seed_from_clock(void)

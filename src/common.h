@@ -53,6 +53,12 @@ void to_f32(float *dst, const void *src, enum dtype dt, size_t n);
 
 /* Wall clock in seconds (CLOCK_MONOTONIC). */
 double now_s(void);
+/* Seconds on a clock that stands still while the process is stopped between run_clock_pause() and
+ * run_clock_resume() (the chat screen's Ctrl-Z until fg): a reply's tokens/s leaves out the time it was stopped,
+ * which CLOCK_MONOTONIC counts. Any thread may read it; one at a time may pause and resume it. */
+double now_run_s(void);
+void run_clock_pause(void);
+void run_clock_resume(void);
 /* a sampler seed when none is given: the wall clock in nanoseconds and the process id, so that runs started in
  * the same second differ */
 uint64_t seed_from_clock(void);

@@ -865,7 +865,8 @@ static void run_turn(struct engine *e, const char *text)
 	memset(&st, 0, sizeof st);
 	e->cancel = false;
 	e->n_hold = 0;
-	double t0 = now_s();
+	/* the turn's times on the clock that leaves out a stop (Ctrl-Z): tokens/s is the speed of the generation */
+	double t0 = now_run_s();
 	int32_t *ids;
 	int n;
 	bool first = e->n_ctx == 0;
@@ -928,12 +929,12 @@ static void run_turn(struct engine *e, const char *text)
 		kvmgr_seq_trim(&e->kv, &e->seq, e->n_ctx);
 		pop_msgs(e, n_msgs0);
 		st.cancelled = true;
-		st.prefill_s = now_s() - t0;
+		st.prefill_s = now_run_s() - t0;
 		turn_done(e, &st);
 		return;
 	}
 	st.prompt_tokens = n;
-	double t1 = now_s();
+	double t1 = now_run_s();
 	st.prefill_s = t1 - t0;
 
 	struct tok_stream ts;
@@ -946,7 +947,7 @@ static void run_turn(struct engine *e, const char *text)
 			push_error(e, false, _("sampling failed: %s"), lm_errmsg());
 			break;
 		}
-		if (st.gen_tokens == 0) st.ttft_s = now_s() - t0;
+		if (st.gen_tokens == 0) st.ttft_s = now_run_s() - t0;
 		if (is_stop(e, id)) break;
 		if (e->n_ctx + 1 > e->session_len) {
 			st.hit_session_len = true;
@@ -971,7 +972,7 @@ static void run_turn(struct engine *e, const char *text)
 	}
 	if (!reply_text(e, piece, tok_stream_flush(&ts, piece, sizeof piece))) emit_text(e, e->hold, e->n_hold);
 	e->n_hold = 0;
-	st.decode_s = now_s() - t1;
+	st.decode_s = now_run_s() - t1;
 	if (e->tmpl.jinja && add_msg(e, "assistant", e->reply ? e->reply : "") != LM_OK)
 		push_error(e, false, "%s", lm_errmsg());
 	if (st.hit_session_len) session_full_msg(e, 1);

@@ -565,6 +565,41 @@ else
 	show "Ctrl-Z"
 	fail "Ctrl-Z: the chat screen did not start"
 fi
+# a reply stopped with Ctrl-Z and continued with fg: its tokens/s leaves out the time it was stopped (it counted
+# it: stopped 8 s in a reply of 4 to 6 s, the figure was under half the speed). The same reply twice, the second
+# stopped for 8 s in the middle: the two figures are alike. The scripted engine times its slow reply (0.3 s a
+# word) as the engine does; the real one writes 1500 tokens.
+if [ "${TUI_FAKE:-0}" = 1 ]; then LONG=; else LONG="--temperature 0 --max-new-tokens 1500 --session-len 4096"; fi
+rate_now() { screen | tail -1 | grep -oE '[0-9]+\.[0-9] tok/s' | cut -d' ' -f1; }
+T send-keys -t tui "clear; sh -c 'LC_ALL=C.UTF-8 $CMD $LONG; echo lmterm-exit=\$?'" Enter
+if wait_for "ctx [0-9]+/[0-9]+" 60; then
+	c0=$(ctx_now)
+	T send-keys -t tui "Slow: tell me a long story about cats" Enter
+	wait_turn "$c0" 60 || fail "Ctrl-Z and tokens/s: the first reply did not finish"
+	r1=$(rate_now)
+	T send-keys -t tui F5
+	wait_for "New conversation" 10 || fail "Ctrl-Z and tokens/s: F5 did not start a new conversation"
+	c0=$(ctx_now)
+	T send-keys -t tui "Slow: tell me a long story about cats" Enter
+	wait_for "generating" 10 && sleep 1
+	T send-keys -t tui C-z
+	if wait_for "Stopped|stopped" 10; then
+		sleep 8
+		T send-keys -t tui "fg" Enter
+		wait_turn "$c0" 60 || fail "Ctrl-Z and tokens/s: the stopped reply did not finish after fg"
+		r2=$(rate_now)
+		show "a reply stopped for 8 s: $r2 tok/s, the same reply not stopped: $r1 tok/s"
+		if [ -n "$r1" ] && [ -n "$r2" ] && awk "BEGIN { exit !($r2 > $r1 / 2) }"; then
+			pass "a reply stopped with Ctrl-Z: $r2 tok/s, as the same reply not stopped ($r1), the stop left out"
+		else fail "a reply stopped with Ctrl-Z: $r2 tok/s, the same reply not stopped $r1: the stop was counted"; fi
+	else
+		show "Ctrl-Z during a reply"; fail "Ctrl-Z during a reply did not suspend to the shell"
+	fi
+	T send-keys -t tui C-q
+	wait_for "lmterm-exit=0" 10 || fail "Ctrl-Q did not quit after a reply stopped with Ctrl-Z"
+else
+	show "Ctrl-Z during a reply"; fail "Ctrl-Z during a reply: the chat screen did not start"
+fi
 # TERM=dumb cannot move the cursor: the plain prompt, with a message that says why (the full screen used to
 # be drawn there, garbled); the scripted engine has no plain prompt
 if [ "${TUI_FAKE:-0}" != 1 ]; then

@@ -170,6 +170,7 @@ static void *run(void *arg)
 			e->ctx += 12;
 			int n = 0;
 			bool cancelled = false;
+			double t1 = now_run_s(); /* timed as the engine times its replies: a stop (Ctrl-Z) left out */
 			for (size_t i = 0; i < sizeof reply / sizeof *reply; i++) {
 				struct cmd c2;
 				if (take(e, &c2, false)) {
@@ -187,7 +188,7 @@ static void *run(void *arg)
 			}
 			struct engine_event d = { .type = EV_TURN_DONE };
 			d.u.done.gen_tokens = n;
-			d.u.done.decode_s = n * 0.04;
+			d.u.done.decode_s = now_run_s() - t1;
 			d.u.done.ttft_s = 0.05;
 			d.u.done.context_used = e->ctx;
 			d.u.done.cancelled = cancelled;

@@ -140,7 +140,9 @@ static void ui_suspend(void)
 	memset(&dfl, 0, sizeof dfl);
 	dfl.sa_handler = SIG_DFL;
 	sigaction(SIGTSTP, &dfl, &old);
+	run_clock_pause(); /* a reply stopped with us is timed without the stop (tokens/s) */
 	kill(0, SIGTSTP);
+	run_clock_resume();
 	sigaction(SIGTSTP, &old, NULL);
 	r = write(STDOUT_FILENO, PASTE_ON, sizeof PASTE_ON - 1);
 	ui_winch = 1; /* the terminal may have been resized while we were stopped */
@@ -335,7 +337,7 @@ static void draw(struct chat_ui *u)
 	if (u->streaming && u->t_first > 0 && u->n_token_events > 1) {
 		/* live speed while the reply streams (events are close to tokens); the final figure comes with
 		 * EV_TURN_DONE */
-		double dt = now_s() - u->t_first;
+		double dt = now_run_s() - u->t_first; /* as the engine times it: a stop (Ctrl-Z) is left out */
 		if (dt > 0.2) { u->status.tok_s = (u->n_token_events - 1) / dt; u->status.have_stats = true; }
 	}
 	u->mem.rebuilding = u->rebuilding && !u->streaming; /* as the progress overlay: see sync_progress_overlay */
@@ -710,7 +712,7 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		}
 		break;
 	case EV_TOKEN:
-		if (u->t_first == 0) u->t_first = now_s();
+		if (u->t_first == 0) u->t_first = now_run_s();
 		u->n_token_events++;
 		if (u->chat.n == 0 || u->chat.m[u->chat.n - 1].role != ROLE_ASSISTANT)
 			panel_chat_add(&u->chat, ROLE_ASSISTANT, "", 0);
