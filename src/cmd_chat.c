@@ -513,7 +513,18 @@ static int repl_run(struct repl *r)
 		/* TRANSLATORS: %s: "stopped, " or nothing, then "%d tokens", then "prompt %d tokens in %.2f s" */
 		printf(_("\n(%s%s, %.1f tokens/s, %s, context %d)\n"), st.cancelled ? _("stopped, ") : "", gen, rate,
 		       prompt, st.context_used);
-		if (st.hit_session_len) fputs(_("(the session is full: type 'end' for a new session)\n"), stdout);
+		/* the engine leaves this to the front end, which knows how a new session is started here */
+		if (st.hit_session_len && st.need_tokens > 0) {
+			fflush(stdout);
+			fprintf(stderr,
+				_("lmterm: the session is full: %d of %d tokens are used and this message needs %d; type "
+				  "'end' for a new session, or give a larger --session-len or --cache-max-entry-count\n"),
+				st.context_used, st.session_len, st.need_tokens);
+		} else if (st.hit_session_len) {
+			printf(_("(the session is full, %d of %d tokens: type 'end' for a new session, or give a larger "
+				 "--session-len or --cache-max-entry-count)\n"),
+			       st.context_used, st.session_len);
+		}
 		fflush(stdout);
 		if (eof) return 0;
 	}

@@ -845,18 +845,9 @@ static void turn_done(struct engine *e, struct turn_stats *st)
 	memset(&ev, 0, sizeof ev);
 	ev.type = EV_TURN_DONE;
 	st->context_used = e->n_ctx;
+	st->session_len = e->session_len;
 	ev.u.done = *st;
 	push_event(e, &ev);
-}
-
-/* How to start a new session differs by front end ('end' in the REPL, F5 in the chat screen): each says it
- * when the turn ends with hit_session_len, so the message here names no key. */
-static void session_full_msg(struct engine *e, int need)
-{
-	push_error(e, false,
-		   _("the session is full: %d of %d tokens used, this turn needs %d more. Start a new session, "
-		     "or give a larger --session-len or --cache-max-entry-count."),
-		   e->n_ctx, e->session_len, need);
 }
 
 static void run_turn(struct engine *e, const char *text)
@@ -902,8 +893,8 @@ static void run_turn(struct engine *e, const char *text)
 				     "or give a larger --session-len or --cache-max-entry-count."),
 				   n + 1, e->session_len);
 		} else {
-			session_full_msg(e, n + 1);
-			st.hit_session_len = true;
+			st.hit_session_len = true; /* the front end says so, with its key for a new session */
+			st.need_tokens = n + 1;
 		}
 		free(ids);
 		pop_msgs(e, n_msgs0);
@@ -975,7 +966,6 @@ static void run_turn(struct engine *e, const char *text)
 	st.decode_s = now_run_s() - t1;
 	if (e->tmpl.jinja && add_msg(e, "assistant", e->reply ? e->reply : "") != LM_OK)
 		push_error(e, false, "%s", lm_errmsg());
-	if (st.hit_session_len) session_full_msg(e, 1);
 	turn_done(e, &st);
 }
 

@@ -88,7 +88,11 @@ struct turn_stats {
 	double prefill_s, decode_s, ttft_s;
 	int context_used;         /* tokens in the session after the turn */
 	bool cancelled;
-	bool hit_session_len;     /* stopped because the session is full */
+	bool hit_session_len;     /* stopped because the session is full; no EV_ERROR says so: each front end does,
+				   * naming its own way to a new session */
+	int need_tokens;          /* hit_session_len before any reply: the tokens this turn needed (its message and
+				   * one of reply); 0: the reply was cut short */
+	int session_len;          /* tokens the session may hold */
 };
 
 struct engine_event {

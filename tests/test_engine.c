@@ -7,7 +7,7 @@
  *  - never blocking, never losing: with the UI not reading, 600 memory queries and a CANCEL are sent during a
  *    reply; the engine still takes them, the reply stops, and afterwards exactly 600 EV_MEM arrive and the
  *    reply text equals the same reply's text streamed to a reader that kept up (up to where it stopped);
- *  - CMD_RESET; the session length limit's message; the --session-len-does-not-fit warning;
+ *  - CMD_RESET; a full session (said in the turn's stats, no error); the --session-len-does-not-fit warning;
  *  - "<|im_end|>" typed by the user is text, not the special token;
  *  - with the model's own Jinja template, a reply that stops at once is an empty assistant message. */
 #include "config.h"
@@ -345,9 +345,17 @@ int main(void)
 	struct turn_stats tl = turn(e, "Tell me a very long story about a dragon, a princess, a castle and a knight, "
 				       "with many twists, set in a faraway kingdom by the sea, and make it sad.", &c);
 	for (int i = 0; i < 5 && !tl.hit_session_len; i++) tl = turn(e, "Go on, and make it longer.", &c);
-	CHECK(tl.hit_session_len && c.n_errors >= 1 && strstr(c.last_error, "session"),
-	      "full session: hit=%d, message '%s'", tl.hit_session_len, c.last_error);
+	/* the front end says it (with its key for a new session): no error from the engine as well */
+	CHECK(tl.hit_session_len && c.n_errors == 0 && tl.session_len == 64,
+	      "full session: hit=%d, session %d, %d errors ('%s')", tl.hit_session_len, tl.session_len, c.n_errors,
+	      c.last_error);
 	CHECK(tl.context_used <= 64, "context %d beyond the session length", tl.context_used);
+	/* a message the full session cannot take: how many tokens it needed, no reply, no error */
+	struct turn_stats tm = turn(e, "And then?", &c);
+	CHECK(tm.hit_session_len && tm.need_tokens > 1 && tm.gen_tokens == 0 && c.n_errors == 0 &&
+	      tm.context_used == tl.context_used, "a message the full session cannot take: hit=%d, need %d, %d generated, "
+	      "%d errors, context %d (was %d)", tm.hit_session_len, tm.need_tokens, tm.gen_tokens, c.n_errors,
+	      tm.context_used, tl.context_used);
 	engine_stop(e);
 
 	/* 9. a text stop word (no single token) from an LMDeploy JSON template ends the reply before it */

@@ -631,17 +631,29 @@ if [ "${TUI_FAKE:-0}" != 1 ]; then
 	fi
 	T send-keys -t tui C-q
 	wait_for "lmterm-exit=0" 10 || fail "small KV cache: Ctrl-Q did not quit"
-	# a reply cut short by the session's end (and its error) is saved as incomplete, not as a whole reply
+	# a reply cut short by the session's end is saved as incomplete, not as a whole reply
 	T send-keys -t tui "clear; LC_ALL=C.UTF-8 $CMD --temperature 0 --session-len 40; echo lmterm-exit=\$?" Enter
 	if wait_for "ctx [0-9]+/40" 60; then
 		T send-keys -t tui "Tell me a long story about cats" Enter
 		wait_for "session is full" 60 || fail "--session-len 40: the session did not fill up"
+		# said once, as a note that names F5 (an error, then a note, said the same thing)
+		sleep 0.5
+		if [ "$(screen | grep -c "session is full")" -eq 1 ] && screen | grep -q "^Note" && ! screen | grep -q "^Error" &&
+			wait_for "F5 starts a new" 1; then pass "a reply cut short by the session's end: one note, naming F5"
+		else show "a reply cut short by the session's end"; fail "a reply cut short by the session's end: not one note naming F5"; fi
 		T send-keys -t tui "/save $tmp/cut.md" Enter
 		if wait_for "saved 2 messages" 5 && [ "$(grep '^## ' "$tmp/cut.md" | tail -1)" = "## Assistant (incomplete)" ]; then
 			pass "/save: a reply cut short by the session's end is marked incomplete"
 		else
 			show "/save after the session filled up"; fail "/save: the reply cut short is not marked incomplete:"; cat "$tmp/cut.md"
 		fi
+		# a message the full session cannot take: one error (it was an error and a note too)
+		T send-keys -t tui "And then?" Enter
+		wait_for "this message needs" 10 || fail "a full session: no word on the message it cannot take"
+		sleep 0.5
+		if [ "$(screen | grep -c "session is full")" -eq 2 ] && [ "$(screen | grep -c "^Error")" -eq 1 ] &&
+			[ "$(screen | grep -c "^Note")" -eq 1 ]; then pass "a message the full session cannot take: one error"
+		else show "a message the full session cannot take"; fail "a message the full session cannot take: not one error"; fi
 		T send-keys -t tui C-q
 		wait_for "lmterm-exit=0" 10 || fail "--session-len 40: Ctrl-Q did not quit"
 	else

@@ -694,6 +694,25 @@ static void mark_reply(struct chat_ui *u, bool stopped)
 	}
 }
 
+/* The session is full: said once, here, with this screen's key for a new conversation (the engine sends no
+ * error for it; an error and then a note said the same thing). A reply cut short at the limit is a note, as the
+ * end of any reply; a message that could not be answered at all is an error, as one too long for any session. */
+static void session_full(struct chat_ui *u, const struct turn_stats *t)
+{
+	/* what sets the length of a session: the KV cache (F2 resizes it), or --session-len below what it holds */
+	const char *how = t->session_len < u->status.info.kv_capacity_tokens
+				  ? _("F5 starts a new conversation; --session-len sets how long one may be.")
+				  : _("F5 starts a new conversation; the KV cache's size (F2) sets how long one may be.");
+	if (t->need_tokens > 0)
+		/* TRANSLATORS: %s is "F5 starts a new conversation; ..." */
+		note(u, ROLE_ERROR, _("The session is full: %d of %d tokens are used and this message needs %d. %s"),
+		     t->context_used, t->session_len, t->need_tokens, how);
+	else
+		/* TRANSLATORS: %s is "F5 starts a new conversation; ..." */
+		note(u, ROLE_NOTE, _("The session is full (%d of %d tokens): the reply was cut short. %s"),
+		     t->context_used, t->session_len, how);
+}
+
 static void on_event(struct chat_ui *u, const struct engine_event *ev)
 {
 	switch (ev->type) {
@@ -743,8 +762,7 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		if (t->cancelled) mark_reply(u, true);
 		else if (t->hit_session_len) mark_reply(u, false);
 		if (t->cancelled) note(u, ROLE_NOTE, "%s", _("(stopped)"));
-		if (t->hit_session_len)
-			note(u, ROLE_NOTE, "%s", _("The session is full (--session-len): press F5 for a new conversation."));
+		if (t->hit_session_len) session_full(u, t);
 		flush_later_note(u);
 		struct cmd c = { .type = CMD_MEM_QUERY };
 		send_cmd(u, &c);
