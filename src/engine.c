@@ -980,7 +980,11 @@ static void reset_session(struct engine *e)
 	push_event(e, &ev);
 }
 
-/* Drop the cache, allocate it anew, re-read the conversation into it. */
+/* Drop the cache, allocate it anew, re-read the conversation into it. A cache too small for the conversation so
+ * far is refused, as one that does not fit in memory is: the previous cache is set up again and the conversation
+ * read back into it (it was reset, while the screen went on showing it). Should the conversation not be read in
+ * all the same (out of memory, a backend error), the session is empty and EV_KV_REBUILT says so (reset), before
+ * the error that says why, so that the screen clears its transcript first. */
 static void reconfig_kv(struct engine *e, const struct kv_capacity *cap, int policy)
 {
 	struct engine_event ev;
@@ -990,10 +994,17 @@ static void reconfig_kv(struct engine *e, const struct kv_capacity *cap, int pol
 	struct kv_plan old = e->plan;
 	struct kv_capacity old_cap = e->o.cap;
 	int old_policy = e->plan.policy;
+	int n = e->n_ctx;
 
 	e->seq.n_blocks = 0; /* the blocks die with the pool */
 	kvmgr_free(&e->kv);
-	if (setup_kv(e, cap, policy) != LM_OK) {
+	int rc = setup_kv(e, cap, policy);
+	if (rc == LM_OK && n > e->session_len) { /* a full session (n == session_len) still fits */
+		rc = lm_err(_("the conversation so far (%d tokens) does not fit a cache of %d tokens: start a new "
+			      "conversation first, or choose a larger size"), n, e->session_len);
+		kvmgr_free(&e->kv);
+	}
+	if (rc != LM_OK) {
 		push_error(e, false, _("KV cache not changed: %s"), lm_errmsg());
 		ev.u.kv_rebuilt.kept = true;
 		if (setup_kv(e, &old_cap, old_policy) != LM_OK) {
@@ -1005,45 +1016,43 @@ static void reconfig_kv(struct engine *e, const struct kv_capacity *cap, int pol
 	} else {
 		e->o.cap = *cap;
 	}
-	int n = e->n_ctx;
-	if (n > 0 && n + 1 > e->session_len) {
-		push_error(e, false, _("the conversation (%d tokens) does not fit the new KV cache (%d tokens): the "
-				       "session was reset"), n, e->session_len);
-		e->n_ctx = 0;
-		pop_msgs(e, 0);
-		n = 0;
-	}
-	if (n > 0) {
+	char why[MSG_TEXT] = "";
+	if (n > e->session_len) /* the previous cache, set up again, is smaller than it was */
+		snprintf(why, sizeof why, _("the conversation (%d tokens) does not fit the KV cache (%d tokens) any more: "
+					    "a new conversation begins"), n, e->session_len);
+	int32_t *ids = !why[0] && n > 0 ? malloc(sizeof *ids * n) : NULL;
+	if (!why[0] && n > 0 && !ids)
+		snprintf(why, sizeof why, "%s", _("out of memory re-reading the conversation: a new conversation begins"));
+	if (ids) {
 		/* re-prefill in chunks, reporting progress */
-		int32_t *ids = malloc(sizeof *ids * n);
-		if (!ids) {
-			push_error(e, false, _("out of memory re-reading the conversation: the session was reset"));
-			e->n_ctx = 0;
-		} else {
-			memcpy(ids, e->ctx, sizeof *ids * n);
-			e->n_ctx = 0;
-			double t0 = now_s();
-			for (int i = 0; i < n;) {
-				int c = MIN(e->prefill_chunk, n - i);
-				push_progress(e, _("re-reading the conversation"), i, n, t0);
-				bool last = i + c == n;
-				if (feed(e, ids + i, c, last, NULL, NULL) != LM_OK) {
-					push_error(e, false, _("re-reading the conversation failed (%s): the session was reset"),
-						   lm_errmsg());
-					e->n_ctx = 0;
-					kvmgr_seq_trim(&e->kv, &e->seq, 0);
-					break;
-				}
-				i += c;
+		memcpy(ids, e->ctx, sizeof *ids * n);
+		e->n_ctx = 0;
+		double t0 = now_s();
+		for (int i = 0; i < n;) {
+			int c = MIN(e->prefill_chunk, n - i);
+			push_progress(e, _("re-reading the conversation"), i, n, t0);
+			bool last = i + c == n;
+			if (feed(e, ids + i, c, last, NULL, NULL) != LM_OK) {
+				snprintf(why, sizeof why, _("re-reading the conversation failed (%s): a new conversation begins"),
+					 lm_errmsg());
+				break;
 			}
-			push_progress(e, _("re-reading the conversation"), n, n, t0);
-			free(ids);
+			i += c;
 		}
+		push_progress(e, _("re-reading the conversation"), n, n, t0);
+		free(ids);
+	}
+	if (why[0]) { /* nothing of the conversation is in the cache: the session starts again, all of it */
+		e->n_ctx = 0;
+		kvmgr_seq_trim(&e->kv, &e->seq, 0);
+		pop_msgs(e, 0);
+		ev.u.kv_rebuilt.reset = true;
 	}
 	fill_info(e);
 	get_mem(e, &ev.u.kv_rebuilt.after);
 	ev.u.kv_rebuilt.info = e->info;
 	push_event(e, &ev);
+	if (why[0]) push_error(e, false, "%s", why);
 	warn_session_fit(e);
 	push_mem(e);
 }

@@ -23,7 +23,8 @@ enum cmd_type {
 	CMD_CANCEL,        /* stop the reply being generated */
 	CMD_RESET,         /* clear the session (conversation and its KV) */
 	CMD_SET_SAMPLING,  /* new sampling parameters */
-	CMD_RECONFIG_KV,   /* new cache capacity and/or policy: rebuild the cache, re-prefill the conversation */
+	CMD_RECONFIG_KV,   /* new cache capacity and/or policy: rebuild the cache, re-prefill the conversation (a
+			    * cache too small for it is refused) */
 	CMD_MEM_QUERY,     /* ask for an EV_MEM now */
 	CMD_QUIT,
 };
@@ -102,8 +103,10 @@ struct engine_event {
 		struct turn_stats done;
 		struct { struct mem_stats mem; size_t kv_used_bytes; int context_used; } mem;
 		struct { char stage[64]; int64_t done, total; double elapsed_s; double extra; } progress;
-		/* kept: the new cache could not be set up (an error said why) and the previous one is back */
-		struct { struct mem_stats before, after; struct engine_info info; bool kept; } kv_rebuilt;
+		/* kept: the new cache could not be set up, or was too small for the conversation (an error said why),
+		 * and the previous one is back; reset: the conversation could not be read into the cache, the session
+		 * is empty (an error follows that says why) */
+		struct { struct mem_stats before, after; struct engine_info info; bool kept, reset; } kv_rebuilt;
 		struct { char text[MSG_TEXT]; bool fatal, warning; } error; /* warning: a notice, nothing failed */
 		struct engine_info info;
 	} u;

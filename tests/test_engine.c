@@ -3,7 +3,8 @@
  *    the ChatML turn, reply text = decode of greedy_ids up to <|im_end|>);
  *  - a second turn prefills only its new tokens, the context accumulates;
  *  - KV bytes per token reported for policies 0, 8 and 4 equal the formula (data + fp16 scale/zero);
- *    CMD_RECONFIG_KV rebuilds the cache (memory before/after), keeps the conversation;
+ *    CMD_RECONFIG_KV rebuilds the cache (memory before/after), keeps the conversation, and refuses a cache too
+ *    small for it;
  *  - never blocking, never losing: with the UI not reading, 600 memory queries and a CANCEL are sent during a
  *    reply; the engine still takes them, the reply stops, and afterwards exactly 600 EV_MEM arrive and the
  *    reply text equals the same reply's text streamed to a reader that kept up (up to where it stopped);
@@ -268,6 +269,28 @@ int main(void)
 	struct turn_stats t3 = turn(e, "Thank you.", &c);
 	CHECK(t3.context_used == ctx + t3.prompt_tokens + t3.gen_tokens, "conversation not kept across rebuilds: %d",
 	      t3.context_used);
+
+	/* 3b. a cache too small for the conversation so far is refused: the previous cache is back, the conversation
+	 * read into it (it was reset) */
+	CHECK(t3.context_used > 64, "the conversation (%d tokens) is not longer than the smallest cache", t3.context_used);
+	{
+		struct cmd cm;
+		memset(&cm, 0, sizeof cm);
+		cm.type = CMD_RECONFIG_KV;
+		cm.u.kv.cap = (struct kv_capacity){ .kind = KVCAP_TOKENS, .tokens = 64 };
+		cm.u.kv.policy = 4;
+		CHECK(engine_send(e, &cm) == LM_OK, "send");
+		int errs = c.n_errors;
+		CHECK(wait_for(e, EV_KV_REBUILT, &c), "no EV_KV_REBUILT");
+		CHECK(c.rebuilt.u.kv_rebuilt.kept && !c.rebuilt.u.kv_rebuilt.reset && c.n_errors == errs + 1 &&
+		      strstr(c.last_error, "does not fit") && c.info.kv_capacity_tokens == 1024,
+		      "a cache too small for the conversation: kept %d, reset %d, capacity %d, message '%s'",
+		      c.rebuilt.u.kv_rebuilt.kept, c.rebuilt.u.kv_rebuilt.reset, c.info.kv_capacity_tokens, c.last_error);
+		struct turn_stats t = turn(e, "Go on.", &c);
+		CHECK(t.context_used == t3.context_used + t.prompt_tokens + t.gen_tokens,
+		      "the conversation not kept after a cache too small for it: context %d, was %d", t.context_used,
+		      t3.context_used);
+	}
 
 	/* 4. reset: the next turn is a first turn again (BOS, no close of a previous reply) */
 	send_cmd(e, CMD_RESET);

@@ -238,6 +238,30 @@ if [ "${TUI_FAKE:-0}" != 1 ]; then
 		show "9999GiB"; fail "a cache of 9999GiB: no 'KV cache not changed'"
 	fi
 	T send-keys -t tui C-l
+	# a cache too small for the conversation so far is refused too: the conversation stays in the model's context
+	# and on the screen (the session was reset while the screen went on showing the transcript)
+	c0=$(ctx_now)
+	while [ "${c0:-0}" -le 64 ]; do # longer than the smallest cache (64 tokens, a block)
+		T send-keys -t tui "Tell me more." Enter
+		wait_turn "$c0" 60 || { fail "no reply to make the conversation longer"; break; }
+		c0=$(ctx_now)
+	done
+	T send-keys -t tui F2
+	wait_for "KV quant policy" 5 || fail "F2 did not open the settings"
+	T send-keys -t tui 64tok Enter
+	if wait_for "KV cache not changed: the conversation so far \($c0 tokens\) does not fit" 60; then
+		sleep 1
+		show "a cache too small for the conversation"
+		if [ "$(ctx_now)" = "$c0" ] && screen | grep -q "^You" && ! screen | grep -q "does not fit the new"; then
+			pass "a cache too small for the conversation: refused, the conversation kept ($c0 tokens)"
+		else fail "a cache too small for the conversation: the context is $(ctx_now), was $c0, or the transcript went"; fi
+		T send-keys -t tui C-l "Go on." Enter
+		if wait_turn "$c0" 60 && [ "$(ctx_now)" -gt "$c0" ]; then pass "after it the conversation goes on from $c0 tokens"
+		else show "after a cache too small"; fail "after a cache too small: the context is $(ctx_now), was $c0"; fi
+	else
+		show "a cache too small for the conversation"; fail "a cache of 64 tokens for $c0: not refused"
+	fi
+	T send-keys -t tui C-l
 fi
 
 # 4. resizing
@@ -488,6 +512,34 @@ if [ "${TUI_FAKE:-0}" = 1 ]; then
 	else
 		show "slow load"; fail "the slow load did not show its progress"
 	fi
+fi
+
+# a rebuild that cannot read the conversation back (a backend error) leaves an empty session: the transcript goes
+# with it, and the error says why (the screen showed the conversation the model no longer had). The scripted
+# engine fails so with FAKE_REREAD_FAIL.
+if [ "${TUI_FAKE:-0}" = 1 ]; then
+	T send-keys -t tui "clear; FAKE_REREAD_FAIL=1 LC_ALL=C.UTF-8 $CMD; echo lmterm-exit=\$?" Enter
+	if wait_for "ctx [0-9]+/[0-9]+" 60; then
+		c0=$(ctx_now)
+		T send-keys -t tui "Remember this." Enter
+		wait_turn "$c0" 60 || fail "FAKE_REREAD_FAIL: no reply"
+		T send-keys -t tui F2
+		wait_for "KV quant policy" 5 || fail "F2 did not open the settings"
+		T send-keys -t tui Down Right Enter
+		if wait_for "a new conversation begins" 10 && wait_for "KV cache rebuilt" 1; then
+			sleep 0.5
+			show "a rebuild that could not read the conversation back"
+			if ! screen | grep -q "Remember this" && ! screen | grep -q "^Assistant" && [ "$(ctx_now)" = 0 ]; then
+				pass "a rebuild that loses the conversation clears the transcript, and says why"
+			else fail "a rebuild that loses the conversation: the transcript is still on the screen"; fi
+		else
+			show "FAKE_REREAD_FAIL"; fail "a rebuild that loses the conversation: no error"
+		fi
+	else
+		show "FAKE_REREAD_FAIL"; fail "FAKE_REREAD_FAIL: the chat screen did not start"
+	fi
+	T send-keys -t tui C-q
+	wait_for "lmterm-exit=0" 10 || fail "FAKE_REREAD_FAIL: Ctrl-Q did not quit"
 fi
 
 # 7. killed by a signal: the terminal is restored all the same

@@ -1,6 +1,7 @@
 /* tui_fake_engine: the chat screen driven by a scripted stand-in for the engine (same engine.h calls), so the
  * front end can be looked at and tested in tmux without a model: canned replies (English, Chinese, emoji)
- * streamed word by word (slowly for a message that begins with "Slow"), memory figures that follow the KV policy, a load with progress, a rebuild.
+ * streamed word by word (slowly for a message that begins with "Slow"), memory figures that follow the KV policy, a load with progress, a rebuild
+ * (FAKE_REREAD_FAIL: one that cannot read the conversation back).
  * Usage: tui_fake_engine [--no-color] [--fail-load] */
 #include "config.h"
 #include "engine.h"
@@ -145,7 +146,17 @@ static void *run(void *arg)
 			in->kv_bytes_per_token = c.u.kv.policy == 8 ? 1536 + 96 : c.u.kv.policy == 4 ? 768 + 96 : 3072;
 			r.u.kv_rebuilt.after.cat[MEM_KV] = (size_t)in->kv_capacity_tokens * in->kv_bytes_per_token;
 			r.u.kv_rebuilt.info = *in;
+			/* FAKE_REREAD_FAIL: the conversation cannot be read into the new cache, as when the backend fails:
+			 * the session is empty, and the error comes after the event, as the engine sends them */
+			bool fail = getenv("FAKE_REREAD_FAIL") && e->ctx > 0;
+			if (fail) { e->ctx = 0; r.u.kv_rebuilt.reset = true; }
 			push(e, &r);
+			if (fail) {
+				struct engine_event er = { .type = EV_ERROR };
+				snprintf(er.u.error.text, sizeof er.u.error.text, "re-reading the conversation failed (a "
+					 "backend error): a new conversation begins");
+				push(e, &er);
+			}
 			mem(e);
 			break;
 		}

@@ -788,6 +788,12 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		u->mem.kv_bytes_per_token = in->kv_bytes_per_token;
 		/* the figures after the rebuild; a full EV_MEM follows (the query below) */
 		if (ev->u.kv_rebuilt.after.total_valid) panel_mem_push(&u->mem, &ev->u.kv_rebuilt.after, u->mem.kv_used, -1);
+		if (ev->u.kv_rebuilt.reset) {
+			/* the conversation could not be read into the cache (the error that follows says why): the
+			 * transcript goes too, as with F5, so that the screen does not show one the model no longer has */
+			panel_chat_clear(&u->chat);
+			u->status.context_used = u->mem.context_used = 0;
+		}
 		if (ev->u.kv_rebuilt.kept) {
 			/* the error said "KV cache not changed": the settings show the size in force again, not the
 			 * one refused, and no "rebuilt" note contradicts the error */
