@@ -13,11 +13,11 @@
 #   3. ncu --set full on the four AWQ GEMVs of one layer of a decode step (stall reasons, occupancy, DRAM
 #      throughput), as text: $OUT/ncu-*.txt.
 # PROBE_SKIPS and PROBE_ENVS replace the lists of 1 and 2 (set but empty: that part left out); PROBE_NCU=0
-# leaves out 3. A whole run takes about 9 minutes: split it over two calls if needed.
+# leaves out 3, PROBE_NCU_ENV (VAR=VALUE...) profiles a variant. A whole run takes about 9 minutes: split it over two calls if needed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 top=$(pwd)
-for f in lmterm.xz; do
+for f in lmterm.xz tests/test_backend_ops.xz; do
 	[ -f "$f" ] && xz -dc "$f" > "${f%.xz}" && chmod +x "${f%.xz}" && rm -f "$f"
 done
 OUT=${OUT:-$top/probe-out}
@@ -50,6 +50,7 @@ for e in ${PROBE_ENVS-X=0 LMTERM_AWQ_UG=4 LMTERM_AWQ_ILP=1 LMTERM_AWQ_PF=4 LMTER
 		env $vars LMTERM_TEST_ONLY=awq timeout 60 tests/test_backend_ops > "$OUT/ops.log" 2>&1
 		echo "test_backend_ops (awq) with $e: rc $? ($(grep 'checks,' "$OUT/ops.log" | tail -1))"
 		grep -m5 '^FAIL' "$OUT/ops.log"
+		mv "$OUT/ops.log" "$OUT/ops-$(echo "$e" | tr -c 'A-Za-z0-9\n' _).log"
 	fi
 	awq "$e" $vars
 	# each GEMV alone under the variant
@@ -59,7 +60,8 @@ done
 awq base X=0
 if [ "${PROBE_NCU:-1}" != 0 ] && command -v ncu > /dev/null 2>&1 && [ "$(left)" -gt 120 ]; then
 	# 128 GEMVs a step (4 per layer): skip 3 steps, then wqkv, wo, w13, w2 of layer 0
-	timeout $(( $(left) - 20 )) ncu --kernel-name regex:awq_tile_gemv --launch-skip 384 --launch-count 4 --set full \
+	# PROBE_NCU_ENV: VAR=VALUE... for the profiled run (a variant of the GEMV)
+	timeout $(( $(left) - 20 )) env ${PROBE_NCU_ENV:-X=0} ncu --kernel-name regex:awq_tile_gemv --launch-skip 384 --launch-count 4 --set full \
 		-o "$OUT/gemv" ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --model-format awq \
 		--prompt-len 512 -n 8 > "$OUT/ncu-run.txt" 2>&1
 	ncu --import "$OUT/gemv.ncu-rep" --page details > "$OUT/ncu-details.txt" 2>&1
