@@ -443,6 +443,111 @@ __global__ void __maxnreg__(TILE_REGS)
 	}
 }
 
+// The same product with the codes staged through shared memory (LMTERM_AWQ_RING=S, a measurement switch):
+// each warp keeps a ring of S one-group slots filled by cp.async (LDGSTS: the bytes in flight hold no
+// registers), so while it multiplies group j, groups j + 1 .. j + S - 1 are on their way; v1 above holds a
+// pass's codes in registers and has nothing in flight while it multiplies its last group. The group's
+// scales and zeros travel in the slot too (lanes 0..7, 8 bytes each); x is read from L1 when multiplied.
+static __device__ __forceinline__ void cp_async16(void *smem, const void *g)
+{
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((uint32_t)__cvta_generic_to_shared(smem)), "l"(g));
+}
+static __device__ __forceinline__ void cp_async8(void *smem, const void *g)
+{
+	asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"((uint32_t)__cvta_generic_to_shared(smem)), "l"(g));
+}
+static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N> static __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
+
+template <int CPG> struct ring_slot {
+	uint4 q[CPG][32];
+	uint2 sz[8];
+};
+
+template <typename T, int NB, int CPG, int S>
+__global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
+	awq_tile_ring_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
+			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K)
+{
+	extern __shared__ uint4 ring_mem[];
+	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	const int g = lane >> 2, t = lane & 3, rt = blockIdx.x;
+	const int KC = K / 64, G = KC / CPG;
+	ring_slot<CPG> *slot = (ring_slot<CPG> *)ring_mem + warp * S;
+	const uint4 *qt = qw + (size_t)rt * KC * 32 + lane;
+	const uint2 *st = sz + (size_t)rt * G * 8;
+	const int J = (G - warp + W - 1) / W; // this warp's groups: warp + W j, j < J
+	auto issue = [&](int j) {
+		if (j < J) {
+			const int gi = warp + W * j;
+			ring_slot<CPG> *sl = slot + j % S;
+#pragma unroll
+			for (int c = 0; c < CPG; c++) cp_async16(&sl->q[c][lane], qt + (size_t)(gi * CPG + c) * 32);
+			if (lane < 8) cp_async8(&sl->sz[lane], st + 8 * gi + lane);
+		}
+		cp_async_commit(); // an empty group past the end keeps the count that wait_group relies on
+	};
+	pdl_wait_trigger();
+#pragma unroll
+	for (int j = 0; j < S - 1; j++) issue(j);
+	const bool xon = g < NB;
+	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t);
+	float acc[4] = { 0.f, 0.f, 0.f, 0.f };
+	for (int j = 0; j < J; j++) {
+		issue(j + S - 1);
+		cp_async_wait<S - 1>(); // group j has landed (this lane's copies; the warp's after __syncwarp)
+		__syncwarp();
+		const ring_slot<CPG> *sl = slot + j % S;
+		const int gi = warp + W * j;
+		const uint2 s2 = sl->sz[g];
+		uint32_t k0, k1;
+		tile_ops<T>::zeros(s2, k0, k1);
+		float part[4] = { 0.f, 0.f, 0.f, 0.f };
+#pragma unroll
+		for (int c = 0; c < CPG; c++) {
+			const int ch = gi * CPG + c;
+			const uint4 wq = sl->q[c][lane];
+			const uint4 x0 = xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
+			const uint4 x1 = xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
+			const uint32_t wv[4] = { wq.x, wq.y, wq.z, wq.w };
+			const uint32_t xb[8] = { x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w };
+#pragma unroll
+			for (int s = 0; s < 4; s++) {
+				uint32_t a[4];
+				tile_ops<T>::dequant(wv[s], k0, k1, a);
+				tile_ops<T>::mma(part, a, xb[2 * s], xb[2 * s + 1]);
+			}
+		}
+		const float sl0 = __low2float(u2h(s2.x)), sh0 = __low2float(u2h(s2.y));
+		acc[0] = fmaf(part[0], sl0, acc[0]);
+		acc[1] = fmaf(part[1], sl0, acc[1]);
+		acc[2] = fmaf(part[2], sh0, acc[2]);
+		acc[3] = fmaf(part[3], sh0, acc[3]);
+		__syncwarp(); // every lane has read slot j % S before the next issue refills it
+	}
+	if (W > 1) { // the partial sums through the warps' first slots (their copies are all done: J <= j)
+		cp_async_wait<0>();
+		__syncwarp();
+		((float4 *)slot)[lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+		__syncthreads();
+		if (warp) return;
+		for (int w = 1; w < W; w++) {
+			const float4 p = ((const float4 *)((ring_slot<CPG> *)ring_mem + w * S))[lane];
+			acc[0] += p.x, acc[1] += p.y, acc[2] += p.z, acc[3] += p.w;
+		}
+	}
+	const int r0 = 16 * rt + g, r1 = r0 + 8;
+	const float b0 = bias ? bias[r0] : 0.f, b1 = bias ? bias[r1] : 0.f;
+	if (2 * t < NB) {
+		y[(size_t)(2 * t) * N + r0] = from_f<T>(acc[0] + b0);
+		y[(size_t)(2 * t) * N + r1] = from_f<T>(acc[2] + b1);
+	}
+	if (2 * t + 1 < NB) {
+		y[(size_t)(2 * t + 1) * N + r0] = from_f<T>(acc[1] + b0);
+		y[(size_t)(2 * t + 1) * N + r1] = from_f<T>(acc[3] + b1);
+	}
+}
+
 // warps per block: enough warps on the whole GPU to keep the loads in flight (about 32 per SM, 132 SMs)
 // LMTERM_AWQ_W=1..16 sets it for every shape (measurement: the warps per block set how many waves the grid
 // takes and how many passes each warp makes: by default a warp of wqkv or wo makes one pass, of w13 two)
@@ -478,11 +583,36 @@ static auto tile_kernel(void)
 								   : awq_tile_gemv_kernel<T, NB, CPG>;
 }
 
+template <typename T, int NB, int CPG, int S>
+static void ring_launch(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K, int W,
+			cudaStream_t s)
+{
+	const size_t smem = (size_t)W * S * sizeof(ring_slot<CPG>);
+	static bool attr = false; // above 48 KB a kernel has to ask for it
+	if (!attr) {
+		cudaFuncSetAttribute(awq_tile_ring_kernel<T, NB, CPG, S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+				     TILE_MAX_WARPS * S * (int)sizeof(ring_slot<CPG>));
+		attr = true;
+	}
+	klaunch(awq_tile_ring_kernel<T, NB, CPG, S>, N / 16, W * 32, smem, s, (T *)y, (const uint16_t *)x,
+		(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
+}
+
 template <typename T, int NB>
 static void tile_launch_nb(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
 			   int group, cudaStream_t s)
 {
 	const int G = K / group, W = tile_warps(N, G);
+	static const int ring = env_switch("LMTERM_AWQ_RING", 8);
+	if (ring && group == 128) {
+		switch (ring) {
+		case 2: return ring_launch<T, NB, 2, 2>(y, x, qw, sz, bias, N, K, W, s);
+		case 3: return ring_launch<T, NB, 2, 3>(y, x, qw, sz, bias, N, K, W, s);
+		case 4: return ring_launch<T, NB, 2, 4>(y, x, qw, sz, bias, N, K, W, s);
+		case 6: return ring_launch<T, NB, 2, 6>(y, x, qw, sz, bias, N, K, W, s);
+		case 8: return ring_launch<T, NB, 2, 8>(y, x, qw, sz, bias, N, K, W, s);
+		}
+	}
 	auto kern = group == 64 ? tile_kernel<T, NB, 1>() : tile_kernel<T, NB, 2>();
 	klaunch(kern, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, N, K);
 }
