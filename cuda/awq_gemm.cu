@@ -464,7 +464,7 @@ template <int CPG> struct ring_slot {
 	uint2 sz[8];
 };
 
-template <typename T, int NB, int CPG, int S>
+template <typename T, int NB, int CPG, int S, bool E>
 __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	awq_tile_ring_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
 			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K)
@@ -487,9 +487,13 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 		}
 		cp_async_commit(); // an empty group past the end keeps the count that wait_group relies on
 	};
-	pdl_wait_trigger();
+	// E (LMTERM_AWQ_EARLY=1): the first S - 1 groups are asked for before pdl_wait (no kernel writes the
+	// weights), while the previous kernel finishes; they hold shared memory, not registers
+	pdl_launch_dependents();
+	if (!E) pdl_wait();
 #pragma unroll
 	for (int j = 0; j < S - 1; j++) issue(j);
+	if (E) pdl_wait();
 	const bool xon = g < NB;
 	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t);
 	float acc[4] = { 0.f, 0.f, 0.f, 0.f };
@@ -587,15 +591,17 @@ template <typename T, int NB, int CPG, int S>
 static void ring_launch(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K, int W,
 			cudaStream_t s)
 {
+	static const int early = env_switch("LMTERM_AWQ_EARLY", 1);
+	auto kern = early ? awq_tile_ring_kernel<T, NB, CPG, S, true> : awq_tile_ring_kernel<T, NB, CPG, S, false>;
 	const size_t smem = (size_t)W * S * sizeof(ring_slot<CPG>);
 	static bool attr = false; // above 48 KB a kernel has to ask for it
 	if (!attr) {
-		cudaFuncSetAttribute(awq_tile_ring_kernel<T, NB, CPG, S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+		cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
 				     TILE_MAX_WARPS * S * (int)sizeof(ring_slot<CPG>));
 		attr = true;
 	}
-	klaunch(awq_tile_ring_kernel<T, NB, CPG, S>, N / 16, W * 32, smem, s, (T *)y, (const uint16_t *)x,
-		(const uint4 *)qw, (const uint2 *)sz, bias, N, K);
+	klaunch(kern, N / 16, W * 32, smem, s, (T *)y, (const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias,
+		N, K);
 }
 
 template <typename T, int NB>
