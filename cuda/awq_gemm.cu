@@ -24,6 +24,7 @@
 #include "kernels.h"
 #include "ops_common.cuh"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -354,7 +355,7 @@ template <> struct tile_ops<bf16_t> {
 // the L2 for the codes of the pass PN ahead (prefetch.global.L2: no registers, nothing waits), so that more
 // bytes are in flight than the registers of one pass hold. LH (LMTERM_AWQ_LH=1): the code loads carry the
 // L2::256B hint (the L2 fetches 256-byte blocks from DRAM; a warp's chunk is 512 contiguous bytes).
-template <typename T, int NB, int CPG, int PN = 0, bool LH = false>
+template <typename T, int NB, int CPG, int PN = 0, bool LH = false, bool E = false>
 __global__ void __maxnreg__(TILE_REGS)
 	awq_tile_gemv_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
 			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K)
@@ -363,8 +364,17 @@ __global__ void __maxnreg__(TILE_REGS)
 	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int g = lane >> 2, t = lane & 3, rt = blockIdx.x;
 	const int KC = K / 64, G = KC / CPG;
-	pdl_wait_trigger();
 	const uint4 *qt = qw + (size_t)rt * KC * 32 + lane; // chunk c of this tile: qt[32 c]
+	pdl_launch_dependents();
+	// E (LMTERM_AWQ_EARLY=1, measurement): the first pass's codes asked of the L2 before pdl_wait (no kernel
+	// writes them), while the previous kernel finishes; a prefetch holds no registers
+	if (E)
+#pragma unroll
+		for (int u = 0; u < TILE_UG; u++)
+			if (warp + W * u < G)
+#pragma unroll
+				for (int c = 0; c < CPG; c++) prefetch_l2(qt + (size_t)((warp + W * u) * CPG + c) * 32);
+	pdl_wait();
 	const uint2 *st = sz + (size_t)rt * G * 8 + g;      // group gi: st[8 gi]
 	const bool xon = g < NB;                            // lane g supplies column n = g of B
 	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
@@ -563,6 +573,14 @@ static int tile_warps(int N, int G)
 		w_env = e && atoi(e) >= 1 && atoi(e) <= TILE_MAX_WARPS ? atoi(e) : 0;
 	}
 	if (w_env) return w_env < G ? w_env : G;
+	// LMTERM_AWQ_WN=N:W,...: W warps for the matrices of N rows (measurement)
+	const char *wn = getenv("LMTERM_AWQ_WN");
+	for (const char *p = wn; p && *p;) {
+		int n = 0, w = 0;
+		if (sscanf(p, "%d:%d", &n, &w) == 2 && n == N && w >= 1 && w <= TILE_MAX_WARPS) return w < G ? w : G;
+		p = strchr(p, ',');
+		p = p ? p + 1 : NULL;
+	}
 	const int tiles = N / 16, want = 132 * 32;
 	int w = 1;
 	while (w < TILE_MAX_WARPS && tiles * w < want) w *= 2;
@@ -580,7 +598,9 @@ static int env_switch(const char *name, int max)
 template <typename T, int NB, int CPG>
 static auto tile_kernel(void)
 {
-	static const int pn = env_switch("LMTERM_AWQ_PN", 2), lh = env_switch("LMTERM_AWQ_LH", 1);
+	static const int pn = env_switch("LMTERM_AWQ_PN", 2), lh = env_switch("LMTERM_AWQ_LH", 1),
+			 e = env_switch("LMTERM_AWQ_EARLY", 1);
+	if (e) return lh ? awq_tile_gemv_kernel<T, NB, CPG, 0, true, true> : awq_tile_gemv_kernel<T, NB, CPG, 0, false, true>;
 	if (lh) return pn == 2 ? awq_tile_gemv_kernel<T, NB, CPG, 2, true> : pn ? awq_tile_gemv_kernel<T, NB, CPG, 1, true>
 										: awq_tile_gemv_kernel<T, NB, CPG, 0, true>;
 	return pn == 2 ? awq_tile_gemv_kernel<T, NB, CPG, 2> : pn ? awq_tile_gemv_kernel<T, NB, CPG, 1>
