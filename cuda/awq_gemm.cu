@@ -24,7 +24,6 @@
 #include "kernels.h"
 #include "ops_common.cuh"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,17 +37,6 @@ static __device__ __forceinline__ uint4 ld_stream4(const uint4 *p)
 		     : "l"(p));
 	return v;
 }
-
-static __device__ __forceinline__ uint4 ld_stream4_256(const uint4 *p)
-{
-	uint4 v;
-	asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
-		     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-		     : "l"(p));
-	return v;
-}
-
-static __device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 static __device__ __forceinline__ uint32_t lop_or(uint32_t w, int sh, uint32_t magic)
 {
@@ -351,11 +339,9 @@ template <> struct tile_ops<bf16_t> {
 };
 
 // CPG = chunks of 64 inputs per group (1 or 2); NB = batch (columns of the n8 tile that are used).
-// Measurement switches (off by default): PN (LMTERM_AWQ_PN=1|2): while a warp multiplies a pass, its lanes ask
-// the L2 for the codes of the pass PN ahead (prefetch.global.L2: no registers, nothing waits), so that more
-// bytes are in flight than the registers of one pass hold. LH (LMTERM_AWQ_LH=1): the code loads carry the
-// L2::256B hint (the L2 fetches 256-byte blocks from DRAM; a warp's chunk is 512 contiguous bytes).
-template <typename T, int NB, int CPG, int PN = 0, bool LH = false, bool E = false>
+// 56 registers (the most ptxas used before the LOP3 fix): two 512-thread blocks or nine 128-thread blocks
+// per multiprocessor; without the cap, ptxas may take 80 and halve the warps that keep loads in flight.
+template <typename T, int NB, int CPG>
 __global__ void __maxnreg__(TILE_REGS)
 	awq_tile_gemv_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
 			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K)
@@ -364,32 +350,14 @@ __global__ void __maxnreg__(TILE_REGS)
 	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int g = lane >> 2, t = lane & 3, rt = blockIdx.x;
 	const int KC = K / 64, G = KC / CPG;
+	pdl_wait_trigger();
 	const uint4 *qt = qw + (size_t)rt * KC * 32 + lane; // chunk c of this tile: qt[32 c]
-	pdl_launch_dependents();
-	// E (LMTERM_AWQ_EARLY=1, measurement): the first pass's codes asked of the L2 before pdl_wait (no kernel
-	// writes them), while the previous kernel finishes; a prefetch holds no registers
-	if (E)
-#pragma unroll
-		for (int u = 0; u < TILE_UG; u++)
-			if (warp + W * u < G)
-#pragma unroll
-				for (int c = 0; c < CPG; c++) prefetch_l2(qt + (size_t)((warp + W * u) * CPG + c) * 32);
-	pdl_wait();
 	const uint2 *st = sz + (size_t)rt * G * 8 + g;      // group gi: st[8 gi]
 	const bool xon = g < NB;                            // lane g supplies column n = g of B
 	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
 	float acc[4] = { 0.f, 0.f, 0.f, 0.f };
 
 	for (int g0 = warp; g0 < G; g0 += W * TILE_UG) {
-		if constexpr (PN > 0) {
-#pragma unroll
-			for (int u = 0; u < TILE_UG; u++) {
-				const int gi = g0 + W * (TILE_UG * PN + u);
-				if (gi < G)
-#pragma unroll
-					for (int c = 0; c < CPG; c++) prefetch_l2(qt + (size_t)(gi * CPG + c) * 32);
-			}
-		}
 		uint4 wq[TILE_UG][CPG], xv[TILE_UG][CPG][2];
 		uint2 s2[TILE_UG];
 #pragma unroll
@@ -399,8 +367,7 @@ __global__ void __maxnreg__(TILE_REGS)
 #pragma unroll
 			for (int c = 0; c < CPG; c++) {
 				const int ch = gi * CPG + c;
-				wq[u][c] = !ok ? make_uint4(0, 0, 0, 0) : LH ? ld_stream4_256(qt + (size_t)ch * 32)
-									       : ld_stream4(qt + (size_t)ch * 32);
+				wq[u][c] = ok ? ld_stream4(qt + (size_t)ch * 32) : make_uint4(0, 0, 0, 0);
 				xv[u][c][0] = ok && xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
 				xv[u][c][1] = ok && xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
 			}
@@ -453,175 +420,31 @@ __global__ void __maxnreg__(TILE_REGS)
 	}
 }
 
-// The same product with the codes staged through shared memory (LMTERM_AWQ_RING=S, a measurement switch):
-// each warp keeps a ring of S one-group slots filled by cp.async (LDGSTS: the bytes in flight hold no
-// registers), so while it multiplies group j, groups j + 1 .. j + S - 1 are on their way; v1 above holds a
-// pass's codes in registers and has nothing in flight while it multiplies its last group. The group's
-// scales and zeros travel in the slot too (lanes 0..7, 8 bytes each); x is read from L1 when multiplied.
-static __device__ __forceinline__ void cp_async16(void *smem, const void *g)
-{
-	asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((uint32_t)__cvta_generic_to_shared(smem)), "l"(g));
-}
-static __device__ __forceinline__ void cp_async8(void *smem, const void *g)
-{
-	asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"((uint32_t)__cvta_generic_to_shared(smem)), "l"(g));
-}
-static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
-template <int N> static __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
-
-template <int CPG> struct ring_slot {
-	uint4 q[CPG][32];
-	uint2 sz[8];
-};
-
-template <typename T, int NB, int CPG, int S, bool E>
-__global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
-	awq_tile_ring_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
-			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K)
-{
-	extern __shared__ uint4 ring_mem[];
-	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-	const int g = lane >> 2, t = lane & 3, rt = blockIdx.x;
-	const int KC = K / 64, G = KC / CPG;
-	ring_slot<CPG> *slot = (ring_slot<CPG> *)ring_mem + warp * S;
-	const uint4 *qt = qw + (size_t)rt * KC * 32 + lane;
-	const uint2 *st = sz + (size_t)rt * G * 8;
-	const int J = (G - warp + W - 1) / W; // this warp's groups: warp + W j, j < J
-	auto issue = [&](int j) {
-		if (j < J) {
-			const int gi = warp + W * j;
-			ring_slot<CPG> *sl = slot + j % S;
-#pragma unroll
-			for (int c = 0; c < CPG; c++) cp_async16(&sl->q[c][lane], qt + (size_t)(gi * CPG + c) * 32);
-			if (lane < 8) cp_async8(&sl->sz[lane], st + 8 * gi + lane);
-		}
-		cp_async_commit(); // an empty group past the end keeps the count that wait_group relies on
-	};
-	// E (LMTERM_AWQ_EARLY=1): the first S - 1 groups are asked for before pdl_wait (no kernel writes the
-	// weights), while the previous kernel finishes; they hold shared memory, not registers
-	pdl_launch_dependents();
-	if (!E) pdl_wait();
-#pragma unroll
-	for (int j = 0; j < S - 1; j++) issue(j);
-	if (E) pdl_wait();
-	const bool xon = g < NB;
-	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t);
-	float acc[4] = { 0.f, 0.f, 0.f, 0.f };
-	for (int j = 0; j < J; j++) {
-		issue(j + S - 1);
-		cp_async_wait<S - 1>(); // group j has landed (this lane's copies; the warp's after __syncwarp)
-		__syncwarp();
-		const ring_slot<CPG> *sl = slot + j % S;
-		const int gi = warp + W * j;
-		const uint2 s2 = sl->sz[g];
-		uint32_t k0, k1;
-		tile_ops<T>::zeros(s2, k0, k1);
-		float part[4] = { 0.f, 0.f, 0.f, 0.f };
-#pragma unroll
-		for (int c = 0; c < CPG; c++) {
-			const int ch = gi * CPG + c;
-			const uint4 wq = sl->q[c][lane];
-			const uint4 x0 = xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
-			const uint4 x1 = xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
-			const uint32_t wv[4] = { wq.x, wq.y, wq.z, wq.w };
-			const uint32_t xb[8] = { x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w };
-#pragma unroll
-			for (int s = 0; s < 4; s++) {
-				uint32_t a[4];
-				tile_ops<T>::dequant(wv[s], k0, k1, a);
-				tile_ops<T>::mma(part, a, xb[2 * s], xb[2 * s + 1]);
-			}
-		}
-		const float sl0 = __low2float(u2h(s2.x)), sh0 = __low2float(u2h(s2.y));
-		acc[0] = fmaf(part[0], sl0, acc[0]);
-		acc[1] = fmaf(part[1], sl0, acc[1]);
-		acc[2] = fmaf(part[2], sh0, acc[2]);
-		acc[3] = fmaf(part[3], sh0, acc[3]);
-		__syncwarp(); // every lane has read slot j % S before the next issue refills it
-	}
-	if (W > 1) { // the partial sums through the warps' first slots (their copies are all done: J <= j)
-		cp_async_wait<0>();
-		__syncwarp();
-		((float4 *)slot)[lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
-		__syncthreads();
-		if (warp) return;
-		for (int w = 1; w < W; w++) {
-			const float4 p = ((const float4 *)((ring_slot<CPG> *)ring_mem + w * S))[lane];
-			acc[0] += p.x, acc[1] += p.y, acc[2] += p.z, acc[3] += p.w;
-		}
-	}
-	const int r0 = 16 * rt + g, r1 = r0 + 8;
-	const float b0 = bias ? bias[r0] : 0.f, b1 = bias ? bias[r1] : 0.f;
-	if (2 * t < NB) {
-		y[(size_t)(2 * t) * N + r0] = from_f<T>(acc[0] + b0);
-		y[(size_t)(2 * t) * N + r1] = from_f<T>(acc[2] + b1);
-	}
-	if (2 * t + 1 < NB) {
-		y[(size_t)(2 * t + 1) * N + r0] = from_f<T>(acc[1] + b0);
-		y[(size_t)(2 * t + 1) * N + r1] = from_f<T>(acc[3] + b1);
-	}
-}
-
-// warps per block: enough warps on the whole GPU to keep the loads in flight (about 32 per SM, 132 SMs)
-// LMTERM_AWQ_W=1..16 sets it for every shape (measurement: the warps per block set how many waves the grid
-// takes and how many passes each warp makes: by default a warp of wqkv or wo makes one pass, of w13 two)
+// Warps per block: enough warps on the whole GPU to keep the loads in flight (about 32 per SM), then fewer if
+// that alone puts the grid in one wave instead of part of a second: wqkv (384 tiles) at 16 warps runs 264
+// blocks, then 120; at 8 warps all 384 at once, each warp making two passes (6.75 against 7.37 us alone,
+// H200, 2026-12-05). Not below 8: w13 at 2 warps (one wave) took 23.8 us against 19.5 at 4 (1.5 waves).
+// LMTERM_AWQ_W=1..16 sets it for every shape (measurement).
 static int tile_warps(int N, int G)
 {
-	static int w_env = -1;
+	static int w_env = -1, sms = 0;
 	if (w_env < 0) {
 		const char *e = getenv("LMTERM_AWQ_W");
 		w_env = e && atoi(e) >= 1 && atoi(e) <= TILE_MAX_WARPS ? atoi(e) : 0;
+		int dev = 0;
+		if (cudaGetDevice(&dev) != cudaSuccess ||
+		    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms < 1)
+			sms = 132;
 	}
 	if (w_env) return w_env < G ? w_env : G;
-	// LMTERM_AWQ_WN=N:W,...: W warps for the matrices of N rows (measurement)
-	const char *wn = getenv("LMTERM_AWQ_WN");
-	for (const char *p = wn; p && *p;) {
-		int n = 0, w = 0;
-		if (sscanf(p, "%d:%d", &n, &w) == 2 && n == N && w >= 1 && w <= TILE_MAX_WARPS) return w < G ? w : G;
-		p = strchr(p, ',');
-		p = p ? p + 1 : NULL;
-	}
-	const int tiles = N / 16, want = 132 * 32;
+	const int tiles = N / 16, want = sms * 32;
 	int w = 1;
 	while (w < TILE_MAX_WARPS && tiles * w < want) w *= 2;
 	while (w > 1 && w > G) w /= 2;
+	// blocks that fit on one multiprocessor at w warps (registers; 2048 threads)
+	auto per_sm = [](int w) { return MIN(65536 / (TILE_REGS * 32 * w), 64 / w); };
+	if (w >= 16 && tiles > sms * per_sm(w) && tiles <= sms * per_sm(w / 2) && w / 2 <= G / TILE_UG) w /= 2;
 	return w;
-}
-
-// the measurement switches' values, read once: LMTERM_AWQ_PN (0..2), LMTERM_AWQ_LH (0, 1)
-static int env_switch(const char *name, int max)
-{
-	const char *e = getenv(name);
-	return e && atoi(e) >= 1 && atoi(e) <= max ? atoi(e) : 0;
-}
-
-template <typename T, int NB, int CPG>
-static auto tile_kernel(void)
-{
-	static const int pn = env_switch("LMTERM_AWQ_PN", 2), lh = env_switch("LMTERM_AWQ_LH", 1),
-			 e = env_switch("LMTERM_AWQ_EARLY", 1);
-	if (e) return lh ? awq_tile_gemv_kernel<T, NB, CPG, 0, true, true> : awq_tile_gemv_kernel<T, NB, CPG, 0, false, true>;
-	if (lh) return pn == 2 ? awq_tile_gemv_kernel<T, NB, CPG, 2, true> : pn ? awq_tile_gemv_kernel<T, NB, CPG, 1, true>
-										: awq_tile_gemv_kernel<T, NB, CPG, 0, true>;
-	return pn == 2 ? awq_tile_gemv_kernel<T, NB, CPG, 2> : pn ? awq_tile_gemv_kernel<T, NB, CPG, 1>
-								   : awq_tile_gemv_kernel<T, NB, CPG>;
-}
-
-template <typename T, int NB, int CPG, int S>
-static void ring_launch(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K, int W,
-			cudaStream_t s)
-{
-	static const int early = env_switch("LMTERM_AWQ_EARLY", 1);
-	auto kern = early ? awq_tile_ring_kernel<T, NB, CPG, S, true> : awq_tile_ring_kernel<T, NB, CPG, S, false>;
-	const size_t smem = (size_t)W * S * sizeof(ring_slot<CPG>);
-	static bool attr = false; // above 48 KB a kernel has to ask for it
-	if (!attr) {
-		cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
-				     TILE_MAX_WARPS * S * (int)sizeof(ring_slot<CPG>));
-		attr = true;
-	}
-	klaunch(kern, N / 16, W * 32, smem, s, (T *)y, (const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias,
-		N, K);
 }
 
 template <typename T, int NB>
@@ -629,17 +452,7 @@ static void tile_launch_nb(void *y, const void *x, const void *qw, const void *s
 			   int group, cudaStream_t s)
 {
 	const int G = K / group, W = tile_warps(N, G);
-	static const int ring = env_switch("LMTERM_AWQ_RING", 8);
-	if (ring && group == 128) {
-		switch (ring) {
-		case 2: return ring_launch<T, NB, 2, 2>(y, x, qw, sz, bias, N, K, W, s);
-		case 3: return ring_launch<T, NB, 2, 3>(y, x, qw, sz, bias, N, K, W, s);
-		case 4: return ring_launch<T, NB, 2, 4>(y, x, qw, sz, bias, N, K, W, s);
-		case 6: return ring_launch<T, NB, 2, 6>(y, x, qw, sz, bias, N, K, W, s);
-		case 8: return ring_launch<T, NB, 2, 8>(y, x, qw, sz, bias, N, K, W, s);
-		}
-	}
-	auto kern = group == 64 ? tile_kernel<T, NB, 1>() : tile_kernel<T, NB, 2>();
+	auto kern = group == 64 ? awq_tile_gemv_kernel<T, NB, 1> : awq_tile_gemv_kernel<T, NB, 2>;
 	klaunch(kern, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, N, K);
 }
 
