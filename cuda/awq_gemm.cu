@@ -6,7 +6,7 @@
 // - Tiled (N % 16 == 0, K % 64 == 0, group 64 or 128: every real checkpoint). Decode (batch 1..8) on the
 //   tensor cores: the weights are the A operand of mma.m16n8k16 (16 output rows), the batch the n8
 //   columns, so batch 8 costs what batch 1 costs and nothing is left to the CUDA cores but the dequant:
-//   one shift, four LOP3 and four HSUB2/HFMA2 per 8 weights (the layout is described below, before the
+//   one shift, four LOP3 and four HSUB2 per 8 weights (the layout is described below, before the
 //   kernels). Every lane issues 16-byte loads of its own fragments (coalesced: a warp reads 512
 //   contiguous bytes per instruction), ld.global.nc.L1::no_allocate so that x stays in L1, scale and zero
 //   read once per group and row.
@@ -250,15 +250,16 @@ extern "C" void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, c
 // 64 kc + 16 t + [0, 16): two 16-byte loads. Word s: element i (a_i of the fragment) sits at bits
 // 16 (i & 1) + 4 (i >> 1): the pair j = (a_2j, a_2j+1) is (w >> 4j) & 0x000f000f, as in the row layout,
 // so OR-ing the fp16 exponent of 1024 (0x6400) makes 1024 + q of pair 0, and the unshifted mask
-// 0x00f000f0 makes 1024 + 16 q of pair 1: four LOP3, one shift and four HSUB2/HFMA2 (which also take the
-// zero off) turn one word into the four A registers; bf16 (7 mantissa bits) uses one shift per pair.
+// 0x00f000f0 under the exponent of 64 (0x5400) makes 64 + q of pair 1: four LOP3, one shift and four
+// HSUB2 (which also take the zero off) turn one word into the four A registers; bf16 (7 mantissa bits)
+// uses one shift per pair.
 // sz: half2 (scale, zero) [N/16][K/group][8][2]: lane g reads rows g and g + 8 of its tile as 8 bytes.
 // A warp multiplies one group (128 inputs: 8 mma) with the fp32 accumulator started at zero, then adds
 // it times the rows' scales: (q - z) and x are exact fp16, so only the fp32 sums round.
 // A block is one row tile; its W warps split K (warp w takes groups w, w + W, ...), TILE_UG groups
 // in flight per warp, and add their partial sums through shared memory at the end.
 
-enum { TILE_MAX_WARPS = 16, TILE_UG = 2 };
+enum { TILE_MAX_WARPS = 16, TILE_UG = 2, TILE_REGS = 56 };
 
 extern "C" bool awq_tiled_layout(int N, int K, int group)
 {
@@ -276,24 +277,34 @@ static __device__ __forceinline__ half2 u2h(uint32_t u) { return *(half2 *)&u; }
 static __device__ __forceinline__ uint32_t b2u(__nv_bfloat162 h) { return *(uint32_t *)&h; }
 static __device__ __forceinline__ __nv_bfloat162 u2b(uint32_t u) { return *(__nv_bfloat162 *)&u; }
 
+// (w & MASK) | MAGIC in one LOP3: written in C, ptxas emits an AND then an OR (two ALU instructions per
+// register; both constants are immediates and LOP3 takes one), which made the dequant ALU-bound (ncu, 2026-12-05)
+template <uint32_t MASK, uint32_t MAGIC> static __device__ __forceinline__ uint32_t and_or(uint32_t w)
+{
+	uint32_t r;
+	asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(w), "n"(MASK), "n"(MAGIC));
+	return r;
+}
+
 template <typename T> struct tile_ops;
 template <> struct tile_ops<half> {
-	// per group: k0 = (1024 + z_g) twice (pairs 0, 2: row g), k1 = -(64 + z_g+8) twice (pairs 1, 3)
+	// per group: k0 = (1024 + z_g) twice (pairs 0, 2: row g), k1 = (64 + z_g+8) twice (pairs 1, 3)
 	static __device__ __forceinline__ void zeros(uint2 s, uint32_t &k0, uint32_t &k1)
 	{
 		const half zl = __high2half(u2h(s.x)), zh = __high2half(u2h(s.y));
-		const half a = __hadd(zl, __float2half(1024.f)), b = __hneg(__hadd(zh, __float2half(64.f)));
+		const half a = __hadd(zl, __float2half(1024.f)), b = __hadd(zh, __float2half(64.f));
 		k0 = h2u(__halves2half2(a, a));
 		k1 = h2u(__halves2half2(b, b));
 	}
+	// pairs 0 and 2 (bits 0..3 of each half) read 1024 + q under the exponent of 1024 (0x6400), pairs 1 and 3
+	// (bits 4..7) 64 + q under the exponent of 64 (0x5400): one LOP3 each, then the exact (q - z)
 	static __device__ __forceinline__ void dequant(uint32_t w, uint32_t k0, uint32_t k1, uint32_t a[4])
 	{
 		const uint32_t w8 = w >> 8;
-		const half2 sixteenth = __float2half2_rn(1.f / 16);
-		a[0] = h2u(__hsub2(u2h((w & 0x000f000fu) | 0x64006400u), u2h(k0)));
-		a[1] = h2u(__hfma2(u2h((w & 0x00f000f0u) | 0x64006400u), sixteenth, u2h(k1)));
-		a[2] = h2u(__hsub2(u2h((w8 & 0x000f000fu) | 0x64006400u), u2h(k0)));
-		a[3] = h2u(__hfma2(u2h((w8 & 0x00f000f0u) | 0x64006400u), sixteenth, u2h(k1)));
+		a[0] = h2u(__hsub2(u2h(and_or<0x000f000fu, 0x64006400u>(w)), u2h(k0)));
+		a[1] = h2u(__hsub2(u2h(and_or<0x00f000f0u, 0x54005400u>(w)), u2h(k1)));
+		a[2] = h2u(__hsub2(u2h(and_or<0x000f000fu, 0x64006400u>(w8)), u2h(k0)));
+		a[3] = h2u(__hsub2(u2h(and_or<0x00f000f0u, 0x54005400u>(w8)), u2h(k1)));
 	}
 	static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
 	{
@@ -316,7 +327,7 @@ template <> struct tile_ops<bf16_t> {
 	{
 #pragma unroll
 		for (int j = 0; j < 4; j++)
-			a[j] = b2u(__hsub2(u2b(((w >> (4 * j)) & 0x000f000fu) | 0x43004300u), u2b(j & 1 ? k1 : k0)));
+			a[j] = b2u(__hsub2(u2b(and_or<0x000f000fu, 0x43004300u>(w >> (4 * j))), u2b(j & 1 ? k1 : k0)));
 	}
 	static __device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
 	{
@@ -328,79 +339,46 @@ template <> struct tile_ops<bf16_t> {
 };
 
 // CPG = chunks of 64 inputs per group (1 or 2); NB = batch (columns of the n8 tile that are used).
-// pf (LMTERM_AWQ_PF, a measurement switch, off by default): blocks rt < pf ask the L2 for their whole tile (codes,
-// then scales and zeros) before pdl_wait, pf < 0: every block after it, 0: none. A warp's own loads keep only TILE_UG
-// groups in flight; one bulk prefetch per block puts the whole tile in flight at once and, before pdl_wait,
-// while the previous kernel is still running (the weights are never written by an earlier kernel). Measured
-// on the H200 (docs/PERFORMANCE.md, "L2 bulk prefetch"): a loss on w13 and w2 and on the step, a small gain on
-// wqkv and wo alone, which LMTERM_AWQ_PF=3 (only matrices of up to 13 MB) is there to measure in a step, and
-// LMTERM_AWQ_PF=4 the first LMTERM_AWQ_PF_MB MB of every matrix only (the ramp, with the L2 not flooded).
-// ILP (LMTERM_AWQ_ILP=1, a measurement switch, batch 1 only): a warp's TILE_UG groups are multiplied without
-// the early exit between them (a group past the end has zero weights, scales and x, so it adds exactly 0),
-// and each group's eight mma alternate between two accumulators. A warp issues in order, so with the exit
-// the groups' mma chains ran one after the other (16 dependent mma, each waiting for the last); without it the
-// compiler can interleave four chains of four. The loads of the next pass wait for this arithmetic.
-// UG, DX (LMTERM_AWQ_UG=2..4, with ILP; measurement): UG groups per pass, and the x fragments loaded when a
-// group is multiplied (DX) rather than with its weights: x comes from L1 in tens of cycles, while the weights
-// take a DRAM round trip, during which x's 16 registers per group were held for nothing. The registers freed
-// are what lets a warp keep 3 or 4 groups of weights in flight at about the same occupancy.
-template <typename T, int NB, int CPG, bool ILP = false, int UG = TILE_UG, bool DX = false>
-__global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
+// 56 registers (the most ptxas used before the LOP3 fix): two 512-thread blocks or nine 128-thread blocks
+// per multiprocessor; without the cap, ptxas may take 80 and halve the warps that keep loads in flight.
+template <typename T, int NB, int CPG>
+__global__ void __maxnreg__(TILE_REGS)
 	awq_tile_gemv_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
-			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, int pf)
+			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K)
 {
 	__shared__ float4 red[TILE_MAX_WARPS][32];
 	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int g = lane >> 2, t = lane & 3, rt = blockIdx.x;
 	const int KC = K / 64, G = KC / CPG;
-	if (rt < pf && threadIdx.x == 0) {
-		prefetch_l2_bulk(qw + (size_t)rt * KC * 32, (uint32_t)KC * 512);
-		prefetch_l2_bulk(sz + (size_t)rt * G * 8, (uint32_t)G * 64);
-	}
 	pdl_wait_trigger();
-	if (pf < 0 && threadIdx.x == 0) {
-		prefetch_l2_bulk(qw + (size_t)rt * KC * 32, (uint32_t)KC * 512);
-		prefetch_l2_bulk(sz + (size_t)rt * G * 8, (uint32_t)G * 64);
-	}
 	const uint4 *qt = qw + (size_t)rt * KC * 32 + lane; // chunk c of this tile: qt[32 c]
 	const uint2 *st = sz + (size_t)rt * G * 8 + g;      // group gi: st[8 gi]
 	const bool xon = g < NB;                            // lane g supplies column n = g of B
 	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
 	float acc[4] = { 0.f, 0.f, 0.f, 0.f };
 
-	for (int g0 = warp; g0 < G; g0 += W * UG) {
-		uint4 wq[UG][CPG], xv[UG][CPG][2];
-		uint2 s2[UG];
+	for (int g0 = warp; g0 < G; g0 += W * TILE_UG) {
+		uint4 wq[TILE_UG][CPG], xv[TILE_UG][CPG][2];
+		uint2 s2[TILE_UG];
 #pragma unroll
-		for (int u = 0; u < UG; u++) {
+		for (int u = 0; u < TILE_UG; u++) {
 			const int gi = g0 + W * u;
 			const bool ok = gi < G;
 #pragma unroll
 			for (int c = 0; c < CPG; c++) {
 				const int ch = gi * CPG + c;
 				wq[u][c] = ok ? ld_stream4(qt + (size_t)ch * 32) : make_uint4(0, 0, 0, 0);
-				if (!DX) {
-					xv[u][c][0] = ok && xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
-					xv[u][c][1] = ok && xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
-				}
+				xv[u][c][0] = ok && xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
+				xv[u][c][1] = ok && xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
 			}
 			s2[u] = ok ? __ldg(st + 8 * gi) : make_uint2(0, 0);
 		}
 #pragma unroll
-		for (int u = 0; u < UG; u++) {
-			if (!ILP && g0 + W * u >= G) break;
-			if (DX) {
-				const bool ok = g0 + W * u < G;
-#pragma unroll
-				for (int c = 0; c < CPG; c++) {
-					const int ch = (g0 + W * u) * CPG + c;
-					xv[u][c][0] = ok && xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
-					xv[u][c][1] = ok && xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
-				}
-			}
+		for (int u = 0; u < TILE_UG; u++) {
+			if (g0 + W * u >= G) break;
 			uint32_t k0, k1;
 			tile_ops<T>::zeros(s2[u], k0, k1);
-			float part[4] = { 0.f, 0.f, 0.f, 0.f }, part2[4] = { 0.f, 0.f, 0.f, 0.f };
+			float part[4] = { 0.f, 0.f, 0.f, 0.f };
 #pragma unroll
 			for (int c = 0; c < CPG; c++) {
 				const uint32_t wv[4] = { wq[u][c].x, wq[u][c].y, wq[u][c].z, wq[u][c].w };
@@ -410,12 +388,9 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 				for (int s = 0; s < 4; s++) {
 					uint32_t a[4];
 					tile_ops<T>::dequant(wv[s], k0, k1, a);
-					tile_ops<T>::mma(ILP && (s & 1) ? part2 : part, a, xb[2 * s], xb[2 * s + 1]);
+					tile_ops<T>::mma(part, a, xb[2 * s], xb[2 * s + 1]);
 				}
 			}
-			if (ILP)
-#pragma unroll
-				for (int i = 0; i < 4; i++) part[i] += part2[i];
 			const float sl = __low2float(u2h(s2[u].x)), sh = __low2float(u2h(s2[u].y));
 			acc[0] = fmaf(part[0], sl, acc[0]);
 			acc[1] = fmaf(part[1], sl, acc[1]);
@@ -445,82 +420,40 @@ __global__ void __launch_bounds__(TILE_MAX_WARPS * 32)
 	}
 }
 
-// warps per block: enough warps on the whole GPU to keep the loads in flight (about 32 per SM, 132 SMs)
-// LMTERM_AWQ_W=1..16 sets it for every shape (measurement: the warps per block set how many waves the grid
-// takes and how many passes each warp makes: by default a warp of wqkv or wo makes one pass, of w13 two)
+// Warps per block: enough warps on the whole GPU to keep the loads in flight (about 32 per SM), then fewer if
+// that alone puts the grid in one wave instead of part of a second: wqkv (384 tiles) at 16 warps runs 264
+// blocks, then 120; at 8 warps all 384 at once, each warp making two passes (6.75 against 7.37 us alone,
+// H200, 2026-12-05). Not below 8: w13 at 2 warps (one wave) took 23.8 us against 19.5 at 4 (1.5 waves).
+// LMTERM_AWQ_W=1..16 sets it for every shape (measurement).
 static int tile_warps(int N, int G)
 {
-	static int w_env = -1;
+	static int w_env = -1, sms = 0;
 	if (w_env < 0) {
 		const char *e = getenv("LMTERM_AWQ_W");
 		w_env = e && atoi(e) >= 1 && atoi(e) <= TILE_MAX_WARPS ? atoi(e) : 0;
+		int dev = 0;
+		if (cudaGetDevice(&dev) != cudaSuccess ||
+		    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms < 1)
+			sms = 132;
 	}
 	if (w_env) return w_env < G ? w_env : G;
-	const int tiles = N / 16, want = 132 * 32;
+	const int tiles = N / 16, want = sms * 32;
 	int w = 1;
 	while (w < TILE_MAX_WARPS && tiles * w < want) w *= 2;
 	while (w > 1 && w > G) w /= 2;
+	// blocks that fit on one multiprocessor at w warps (registers; 2048 threads)
+	auto per_sm = [](int w) { return MIN(65536 / (TILE_REGS * 32 * w), 64 / w); };
+	if (w >= 16 && tiles > sms * per_sm(w) && tiles <= sms * per_sm(w / 2) && w / 2 <= G / TILE_UG) w /= 2;
 	return w;
-}
-
-// the batch-1 variant (measurement): 0 = v1, 1 = LMTERM_AWQ_ILP=1, 2..4 = LMTERM_AWQ_UG (ILP, x deferred)
-static int tile_variant(void)
-{
-	static int v = -1;
-	if (v < 0) {
-		const char *ug = getenv("LMTERM_AWQ_UG"), *ilp = getenv("LMTERM_AWQ_ILP");
-		v = ug && atoi(ug) >= 2 && atoi(ug) <= 4 ? atoi(ug) : ilp && atoi(ilp) == 1 ? 1 : 0;
-	}
-	return v;
-}
-
-static int tile_prefetch(void)
-{
-	static int pf = -1;
-	if (pf < 0) {
-		const char *e = getenv("LMTERM_AWQ_PF");
-		pf = e && atoi(e) >= 1 && atoi(e) <= 4 ? atoi(e) : 0;
-	}
-	return pf;
-}
-
-// LMTERM_AWQ_PF=4: the first LMTERM_AWQ_PF_MB (default 16) MB of every matrix only
-static size_t tile_prefetch_bytes(void)
-{
-	static long mb = -1;
-	if (mb < 0) {
-		const char *e = getenv("LMTERM_AWQ_PF_MB");
-		mb = e && atol(e) > 0 ? atol(e) : 16;
-	}
-	return (size_t)mb << 20;
 }
 
 template <typename T, int NB>
 static void tile_launch_nb(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
 			   int group, cudaStream_t s)
 {
-	const int G = K / group, NT = N / 16, v = NB == 1 && group == 128 ? tile_variant() : 0;
-	int W = tile_warps(N, G), pf = tile_prefetch();
-	// the UG variants: no fewer than UG groups per warp (wqkv and wo at UG 4: 8 warps per tile, one pass)
-	if (v >= 2)
-		while (W > 1 && W * v > G) W /= 2;
-	// the kernel's pf: how many leading tiles prefetch before pdl_wait (-1: all of them, after it)
-	const size_t tile_bytes = (size_t)K / 64 * 512 + (size_t)G * 64;
-	switch (pf) {
-	case 1: pf = NT; break;
-	case 2: pf = -1; break;
-	case 3: pf = (size_t)N * K <= (size_t)6144 * 4096 ? NT : 0; break; // wqkv and wo of a 7B model
-	case 4: pf = (int)MIN((size_t)NT, tile_prefetch_bytes() / tile_bytes); break;
-	}
+	const int G = K / group, W = tile_warps(N, G);
 	auto kern = group == 64 ? awq_tile_gemv_kernel<T, NB, 1> : awq_tile_gemv_kernel<T, NB, 2>;
-	if constexpr (NB == 1) switch (v) {
-		case 1: kern = awq_tile_gemv_kernel<T, 1, 2, true>; break;
-		case 2: kern = awq_tile_gemv_kernel<T, 1, 2, true, 2, true>; break;
-		case 3: kern = awq_tile_gemv_kernel<T, 1, 2, true, 3, true>; break;
-		case 4: kern = awq_tile_gemv_kernel<T, 1, 2, true, 4, true>; break;
-		}
-	klaunch(kern, NT, W * 32, 0, s, (T *)y, (const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, N, K,
-		pf);
+	klaunch(kern, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, N, K);
 }
 
 template <typename T>

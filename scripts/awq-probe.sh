@@ -6,18 +6,17 @@
 #   1. lmterm bench --model-format awq (InternLM2.5-7B shapes, p512, 128 steps): the plain step, then the step
 #      without each op in turn (LMTERM_BENCH_SKIP, src/cmd_bench.c): the difference is what the op costs
 #      inside the step, overlaps with its neighbours under PDL included (--profile times each op alone);
-#   2. the same step with the GEMV's measurement switches (cuda/awq_gemm.cu): LMTERM_AWQ_ILP=1 (the mma
-#      chains interleaved), LMTERM_AWQ_UG=2..4 (and the warps per tile, LMTERM_AWQ_W), LMTERM_AWQ_PF=3 and 4
-#      (L2 bulk prefetch of the small matrices, of every matrix's first MB), each after the W4A16 checks of
-#      test_backend_ops under it, with each GEMV's time alone (--profile);
+#   2. the same step under each VAR=VALUE[,VAR=VALUE] of PROBE_ENVS (a kernel's measurement switch, e.g.
+#      LMTERM_AWQ_W=8: warps per tile), each after the W4A16 checks of test_backend_ops under it, with each
+#      GEMV's time alone (--profile);
 #   3. ncu --set full on the four AWQ GEMVs of one layer of a decode step (stall reasons, occupancy, DRAM
 #      throughput), as text: $OUT/ncu-*.txt.
 # PROBE_SKIPS and PROBE_ENVS replace the lists of 1 and 2 (set but empty: that part left out); PROBE_NCU=0
-# leaves out 3. A whole run takes about 9 minutes: split it over two calls if needed.
+# leaves out 3, PROBE_NCU_ENV (VAR=VALUE...) profiles a variant. A whole run took 1 to 3 minutes on the H200.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 top=$(pwd)
-for f in lmterm.xz; do
+for f in lmterm.xz tests/test_backend_ops.xz; do
 	[ -f "$f" ] && xz -dc "$f" > "${f%.xz}" && chmod +x "${f%.xz}" && rm -f "$f"
 done
 OUT=${OUT:-$top/probe-out}
@@ -42,14 +41,14 @@ for op in ${PROBE_SKIPS-norm wqkv attn wo w13 swiglu w2 norm,attn,swiglu wqkv,wo
 done
 awq base X=0
 # the likeliest first: the time guard ends the list where the call's time runs short
-for e in ${PROBE_ENVS-X=0 LMTERM_AWQ_UG=4 LMTERM_AWQ_ILP=1 LMTERM_AWQ_PF=4 LMTERM_AWQ_PF=3 LMTERM_AWQ_UG=2 \
-	LMTERM_AWQ_UG=4,LMTERM_AWQ_W=2 LMTERM_AWQ_UG=4,LMTERM_AWQ_W=8 LMTERM_AWQ_UG=3 LMTERM_AWQ_PF=4,LMTERM_AWQ_PF_MB=6}; do
+for e in ${PROBE_ENVS-X=0 LMTERM_AWQ_W=4 LMTERM_AWQ_W=8 LMTERM_AWQ_W=16 LMTERM_PDL=0}; do
 	vars=$(echo "$e" | tr ',' ' ')
 	# the variant's kernels against the cpu backend first (the W4A16 checks, F16 and BF16)
 	if [ -x tests/test_backend_ops ] && [ "$(left)" -gt 90 ]; then
 		env $vars LMTERM_TEST_ONLY=awq timeout 60 tests/test_backend_ops > "$OUT/ops.log" 2>&1
 		echo "test_backend_ops (awq) with $e: rc $? ($(grep 'checks,' "$OUT/ops.log" | tail -1))"
 		grep -m5 '^FAIL' "$OUT/ops.log"
+		mv "$OUT/ops.log" "$OUT/ops-$(echo "$e" | tr -c 'A-Za-z0-9\n' _).log"
 	fi
 	awq "$e" $vars
 	# each GEMV alone under the variant
@@ -59,7 +58,8 @@ done
 awq base X=0
 if [ "${PROBE_NCU:-1}" != 0 ] && command -v ncu > /dev/null 2>&1 && [ "$(left)" -gt 120 ]; then
 	# 128 GEMVs a step (4 per layer): skip 3 steps, then wqkv, wo, w13, w2 of layer 0
-	timeout $(( $(left) - 20 )) ncu --kernel-name regex:awq_tile_gemv --launch-skip 384 --launch-count 4 --set full \
+	# PROBE_NCU_ENV: VAR=VALUE... for the profiled run (a variant of the GEMV)
+	timeout $(( $(left) - 20 )) env ${PROBE_NCU_ENV:-X=0} ncu --kernel-name regex:awq_tile_gemv --launch-skip 384 --launch-count 4 --set full \
 		-o "$OUT/gemv" ./lmterm bench "$cfg" --dummy --dtype float16 --backend cuda --model-format awq \
 		--prompt-len 512 -n 8 > "$OUT/ncu-run.txt" 2>&1
 	ncu --import "$OUT/gemv.ncu-rep" --page details > "$OUT/ncu-details.txt" 2>&1
