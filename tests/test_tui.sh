@@ -303,7 +303,8 @@ else show "120x40 after F3 in a tiny terminal"; fail "120x40: F3 pressed in a ti
 you0=$(screen | grep -c "^You")
 T set-buffer -b lmpaste "$(printf 'pasted line one\npasted line two')"
 T paste-buffer -p -b lmpaste -t tui
-sleep 0.5
+wait_for "pasted line two" 5 # under load the paste takes more than the half second this slept before
+sleep 0.3                     # and a wrongly sent message would show by now
 show "after a bracketed paste"
 if screen | grep -q "pasted line one" && screen | grep -q "pasted line two" && [ "$(screen | grep -c "^You")" -eq "$you0" ]; then
 	pass "a bracketed paste of two lines stays in the input box"
