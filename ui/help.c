@@ -69,5 +69,7 @@ void panel_help_draw(WINDOW *w, int *scroll)
 		free(kl);
 	}
 	const char *foot = total > rows ? _("Up/Down: scroll  Esc or any other key: close") : _("Esc or any key: close");
+	/* a narrow window: the short form rather than a cut one (measured in columns, as Chinese takes two) */
+	if (str_cols(foot) > iw) foot = total > rows ? _("Up/Down: scroll  Esc: close") : _("Esc: close");
 	draw_str(w, h - 2, x, iw, foot, col(COL_DIM));
 }

@@ -229,23 +229,37 @@ void panel_settings_draw(WINDOW *w, const struct settings_view *s)
 		snprintf(shown, sizeof shown, sel && !s->editing ? "< %s >" : "  %s  ", v);
 		draw_str(w, y, x + lw, iw - lw, shown, a);
 	}
-	y++;
-	if (y < h - 1) {
-		/* the selected field's hint, or the last error */
-		const char *t = s->msg[0] ? s->msg : field_hint(s->sel);
-		struct wrap_line wl[3];
-		int n = text_wrap(t, (int)strlen(t), iw, true, wl, 3);
-		for (int i = 0; i < n && i < 3 && y < h - 2; i++, y++)
-			draw_text(w, y, x, iw, t + wl[i].start, wl[i].end - wl[i].start, s->msg[0] ? col(COL_ERROR) : col(COL_DIM));
-	}
 	bool kv_changed = !cap_equal(&s->cap, &s->cap0) || s->policy != s->policy0;
-	/* the keys at the bottom, on two lines where the width needs them */
+	/* the keys at the bottom, on two lines where the width needs them; where the full list takes more, or
+	 * leaves no row for the field's hint, the short form on one line (at 40 columns the Chinese list takes
+	 * three lines, and at 14 rows none of it was drawn) */
+	int avail = h - 1 - y; /* the rows below the fields, above the border */
 	const char *keys = _("Up/Down: field  Left/Right: change  type a value  Enter: apply  Esc: cancel");
+	int nk = text_wrap(keys, (int)strlen(keys), iw, true, NULL, 0);
+	if (nk > 2 || nk >= avail) {
+		keys = _("Enter: apply  Esc: cancel");
+		nk = 1;
+	}
+	if (nk > avail) nk = MAX(avail, 0);
 	struct wrap_line kl[2];
-	int nk = text_wrap(keys, (int)strlen(keys), iw, true, kl, 2);
-	if (nk > 2) nk = 2;
+	text_wrap(keys, (int)strlen(keys), iw, true, kl, 2);
 	int ky = h - 1 - nk;
-	if (kv_changed && ky - 1 > y) draw_str(w, ky - 1, x, iw, _("Applying rebuilds the KV cache; the conversation is kept."), col(COL_WARN));
-	for (int i = 0; i < nk && ky + i > y - 1 && ky + i < h - 1; i++)
+	/* the selected field's hint, or the last error, between the fields and the keys: after a blank row where
+	 * there is room for it, else right below the fields */
+	const char *t = s->msg[0] ? s->msg : field_hint(s->sel);
+	struct wrap_line wl[3];
+	int n = MIN(text_wrap(t, (int)strlen(t), iw, true, wl, 3), 3);
+	if (n < ky - y) y++;
+	for (int i = 0; i < n && y < ky; i++, y++)
+		draw_text(w, y, x, iw, t + wl[i].start, wl[i].end - wl[i].start, s->msg[0] ? col(COL_ERROR) : col(COL_DIM));
+	if (kv_changed) { /* above the keys, on two lines where there is room (one cut off the end at 40 columns) */
+		const char *warn = _("Applying rebuilds the KV cache; the conversation is kept.");
+		struct wrap_line ww[2];
+		int nw = MIN(text_wrap(warn, (int)strlen(warn), iw, true, ww, 2), 2);
+		if (ky - nw <= y) nw = 1;
+		for (int i = 0; i < nw && ky - nw > y; i++)
+			draw_text(w, ky - nw + i, x, iw, warn + ww[i].start, ww[i].end - ww[i].start, col(COL_WARN));
+	}
+	for (int i = 0; i < nk; i++)
 		draw_text(w, ky + i, x, iw, keys + kl[i].start, kl[i].end - kl[i].start, col(COL_DIM));
 }
