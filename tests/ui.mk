@@ -15,6 +15,9 @@ EXTRA_DIST += tests/test_po.sh tests/test_plural.sh
 # the full screen in tmux: lmterm chat on the demo model, and the same checks against the scripted engine
 TESTS += tests/test_tui.sh tests/test_tui_fake.sh
 EXTRA_DIST += tests/test_tui.sh tests/test_tui_fake.sh
+# the dialogs' key hints at 40x14, in English and Chinese
+TESTS += tests/test_tui_small.sh
+EXTRA_DIST += tests/test_tui_small.sh
 # the manual documents every command, option, environment variable and key
 TESTS += tests/test_man.sh
 EXTRA_DIST += tests/test_man.sh
