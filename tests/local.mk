@@ -7,7 +7,7 @@ EXTRA_DIST += tests/lib.sh tests/unpack-data.sh
 # unpack xz test data once, before any test runs
 check_DATA = tests/data-unpacked/.stamp
 tests/data-unpacked/.stamp: $(srcdir)/tests/unpack-data.sh
-	$(AM_V_GEN)sh $(srcdir)/tests/unpack-data.sh $(srcdir)/tests/data tests/data-unpacked
+	$(AM_V_GEN)XZ='$(XZ)' sh $(srcdir)/tests/unpack-data.sh $(srcdir)/tests/data tests/data-unpacked
 # what make dist copies (automake's DISTFILES), relative to the source tree, for tests/test_dist.sh
 check_DATA += tests/distfiles.list
 tests/distfiles.list: Makefile
@@ -15,6 +15,8 @@ tests/distfiles.list: Makefile
 CLEANFILES += tests/distfiles.list
 TESTS += tests/test_dist.sh
 EXTRA_DIST += tests/test_dist.sh
+TESTS += tests/test_xz.sh
+EXTRA_DIST += tests/test_xz.sh
 clean-local: clean-local-testdata
 clean-local-testdata:
 	rm -rf tests/data-unpacked
