@@ -1,7 +1,8 @@
 # tests/: `make check`. C tests link liblmterm; GPU tests exit 77 (skip) where no GPU is present.
 # Test data copied from ../shared lives in tests/data (big files xz-compressed; tests/data.sh unpacks them).
 AM_TESTS_ENVIRONMENT = top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
-	LMTERM='$(abs_top_builddir)/lmterm' TESTDATA='$(abs_top_builddir)/tests/data-unpacked'; export top_srcdir top_builddir LMTERM TESTDATA;
+	LMTERM='$(abs_top_builddir)/lmterm' TESTDATA='$(abs_top_builddir)/tests/data-unpacked' \
+	pkgdatadir='$(pkgdatadir)'; export top_srcdir top_builddir LMTERM TESTDATA pkgdatadir;
 EXTRA_DIST += tests/lib.sh tests/unpack-data.sh
 
 # unpack xz test data once, before any test runs
@@ -17,6 +18,8 @@ TESTS += tests/test_dist.sh
 EXTRA_DIST += tests/test_dist.sh
 TESTS += tests/test_xz.sh
 EXTRA_DIST += tests/test_xz.sh
+TESTS += tests/test_installed_paths.sh
+EXTRA_DIST += tests/test_installed_paths.sh
 clean-local: clean-local-testdata
 clean-local-testdata:
 	rm -rf tests/data-unpacked
