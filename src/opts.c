@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 int opt_bool(const char *opt, const char *val, bool *out)
 {
@@ -165,13 +166,32 @@ const char *opt_value_optional(struct opt_iter *it, bool (*accept)(const char *)
 	return NULL;
 }
 
+/* Whether this process is the lmterm that make built in the build tree (its executable lies in LMTERM_BUILDDIR),
+ * not an installed copy: only that one may read the source tree, which an installed program must not depend on
+ * (it may have been moved, changed or deleted). Decided at run time because make install copies the same binary.
+ * Without /proc (not Linux) the answer is no: the installed paths, or LMTERM_DEMO_MODEL, are used. */
+static bool running_from_build_tree(void)
+{
+	char exe[4096], builddir[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0) return false;
+	exe[n] = '\0';
+	char *slash = strrchr(exe, '/');
+	if (!slash) return false;
+	*slash = '\0';
+	/* /proc/self/exe is already resolved; resolve the build directory the same way */
+	return realpath(LMTERM_BUILDDIR, builddir) && strcmp(exe, builddir) == 0;
+}
+
 const char *demo_model_dir(void)
 {
 	static char buf[4096];
 	const char *env = getenv("LMTERM_DEMO_MODEL");
 	if (env && *env) return env;
-	snprintf(buf, sizeof buf, "%s/models/tiny-en-zh", PKGDATADIR);
-	if (file_exists(buf)) return buf;
-	snprintf(buf, sizeof buf, "%s/models/tiny-en-zh", LMTERM_SRCDIR);
+	/* the uninstalled binary opens the source tree's model, not whatever an earlier make install left */
+	if (running_from_build_tree())
+		snprintf(buf, sizeof buf, "%s/models/tiny-en-zh", LMTERM_SRCDIR);
+	else
+		snprintf(buf, sizeof buf, "%s/models/tiny-en-zh", PKGDATADIR);
 	return buf;
 }

@@ -36,7 +36,8 @@ int opt_value(struct opt_iter *it, const char **val);
 /* optional value: "=value", or the next argument if it does not start with '-'; NULL if none */
 const char *opt_value_optional(struct opt_iter *it, bool (*accept)(const char *));
 
-/* The demo model shipped with lmterm: $LMTERM_DEMO_MODEL, the installed copy, or the source tree's. */
+/* The demo model shipped with lmterm: $LMTERM_DEMO_MODEL, else the source tree's for the lmterm run from its
+ * build tree, else the installed copy (an installed lmterm never looks into the build or source tree). */
 const char *demo_model_dir(void);
 
 #endif
