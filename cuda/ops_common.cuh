@@ -88,13 +88,4 @@ template <typename F> static inline void for_batch(int n, F &&f)
 		return LM_OK;                                                                                  \
 	} while (0)
 
-// Ask the L2 for [p, p + bytes) through the TMA unit (sm_90 bulk prefetch): one instruction starts the whole
-// transfer and nothing waits for it. p and bytes must be multiples of 16.
-static __device__ __forceinline__ void prefetch_l2_bulk(const void *p, uint32_t bytes)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-	asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#endif
-}
-
 #endif
