@@ -18,7 +18,7 @@ check_PROGRAMS += tests/test_awq_layout
 TESTS += tests/test_awq_layout
 tests_test_awq_layout_LDADD = $(LMTERM_TEST_LIBS)
 # the GPU round (one device call): build here, carry, run there
-EXTRA_DIST += scripts/gpu-round.sh scripts/awq-probe.sh
+EXTRA_DIST += scripts/gpu-round.sh scripts/awq-probe.sh scripts/issue5-h100.sh
 # W4A16 kernel speed per InternLM2.5-7B shape for the GPU rounds (not a test: prints, asserts nothing)
 check_PROGRAMS += tests/bench_awq
 tests_bench_awq_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS) -I$(top_srcdir)/cuda
