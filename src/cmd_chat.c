@@ -30,6 +30,8 @@ static void chat_usage(FILE *f)
 		     "         [--cache-max-entry-count F|SIZE] [--cache-block-seq-len N] [--session-len N]\n"
 		     "         [--chat-template NAME|FILE] [--temperature T] [--top-p P] [--top-k K] [--min-p P]\n"
 		     "         [--repetition-penalty R] [--seed S] [--max-new-tokens N] [--no-tui] [--no-color]\n"
+		     "         [--dtype auto|float16|bfloat16] [--rope-scaling-factor F] [--eager-mode]\n"
+		     "LMDeploy's --tp 1, --device cuda, --enable-prefix-caching and --communicator are accepted.\n"
 		     "Without MODEL the bundled demo model is opened. In the plain REPL an empty line sends the\n"
 		     "input, 'end' starts a new session, 'exit' quits, Ctrl-C stops a reply, and /save [FILE] writes\n"
 		     "the conversation as Markdown (default lmterm-chat-YYYYMMDD-HHMMSS.md).\n"));
@@ -128,14 +130,10 @@ static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *n
 			if (opt_value(&it, &val) || opt_int(optname, val, 1, 1 << 30, &iv)) goto bad;
 			o->sampling.max_new_tokens = iv;
 			o->sampling_given[SG_MAX_NEW_TOKENS] = true;
-		} else if (strcmp(n, "tp") == 0) { /* LMDeploy's tensor parallelism: lmterm runs on one GPU */
-			if (opt_value(&it, &val) || opt_int(optname, val, 1, 1 << 10, &iv)) goto bad;
-			if (iv != 1) {
-				lm_err(_("--tp %d: lmterm runs a model on one GPU (--tp 1)"), iv);
-				goto bad;
-			}
 		} else if (strcmp(n, "threads") == 0) {
 			if (opt_value(&it, &val) || opt_int(optname, val, 1, 1024, &o->n_threads)) goto bad;
+		} else if ((iv = opt_engine_extra(&it, &o->x)) != 0) { /* LMDeploy's engine options: --dtype, --tp, ... */
+			if (iv < 0) goto bad;
 		} else {
 			fprintf(stderr, _("lmterm: chat: unknown option '%s'\n"), it.arg);
 			chat_usage(stderr);
@@ -553,8 +551,8 @@ int cmd_chat(int argc, char **argv)
 		else if (demo)
 			fprintf(stderr, _("lmterm: the demo model %s is missing (no config.json): give a MODEL, or set "
 					  "LMTERM_DEMO_MODEL to a model directory\n"), o.model_dir);
-		else
-			fprintf(stderr, _("lmterm: %s: not a model directory (no config.json)\n"), o.model_dir);
+		else if (check_model_dir(o.model_dir) != LM_OK)
+			fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 		return 1;
 	}
 

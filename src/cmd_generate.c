@@ -31,13 +31,15 @@ struct gen_opts {
 	uint64_t seed;
 	bool seed_given;
 	double temperature; /* < 0: not given */
+	struct engine_extra x; /* --dtype, --rope-scaling-factor, --eager-mode, ... */
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, _("Usage: lmterm generate MODEL (-p TEXT | --ids \"1 2 3\") [-n N] [--greedy] [--print-ids]\n"
 		     "                       [--dump-logits FILE] [--backend auto|cuda|cpu] [--quant-policy 0|4|8]\n"
-		     "                       [--seed S] [--temperature T]\n"));
+		     "                       [--seed S] [--temperature T] [--dtype auto|float16|bfloat16]\n"
+		     "                       [--rope-scaling-factor F] [--eager-mode]\n"));
 }
 
 /* 2 for usage errors: print the message and the usage */
@@ -85,7 +87,9 @@ static int parse(struct gen_opts *o, int argc, char **argv)
 		} else if (strcmp(nm, "temperature") == 0) {
 			if (opt_value(&it, &v) || opt_float("--temperature", v, 0, 100, &o->temperature)) return LM_ERR;
 		} else {
-			return lm_err(_("generate: unknown option '%s'"), it.arg);
+			int r = opt_engine_extra(&it, &o->x);
+			if (r < 0) return LM_ERR;
+			if (r == 0) return lm_err(_("generate: unknown option '%s'"), it.arg);
 		}
 	}
 	if (!o->model) return lm_err(_("generate: no MODEL given"));
@@ -266,15 +270,17 @@ static int generate(struct run *r)
 {
 	struct gen_opts *o = &r->o;
 	char path[4200];
+	if (check_model_dir(o->model)) return LM_ERR;
 	path_join(path, sizeof path, o->model, "config.json");
 	if (config_load(&r->cfg, path)) return LM_ERR;
-	if (backend_create(&r->be, o->backend, r->cfg.dtype)) return LM_ERR;
+	if (backend_create(&r->be, o->backend, o->x.dtype ? (enum dtype)o->x.dtype : r->cfg.dtype)) return LM_ERR;
 	/* the tokenizer: for a text prompt, and to print text */
 	if (o->prompt || !o->print_ids)
 		if (tok_load_dir(&r->tok, o->model)) return LM_ERR;
 	if (prepare_prompt(r)) return LM_ERR;
 	if (model_load(&r->m, o->model, r->be, FMT_AUTO, NULL, NULL)) return LM_ERR;
 	r->model_loaded = true;
+	if (o->x.rope_scaling_factor > 0) config_rope_dynamic(&r->m.cfg, o->x.rope_scaling_factor);
 
 	const int T = r->T, V = r->cfg.vocab;
 	/* KV cache: blocks of 64 tokens for the prompt and the continuation */
@@ -287,6 +293,7 @@ static int generate(struct run *r)
 	if (r->be->i->kv_alloc(r->be, &r->kv)) return LM_ERR;
 	if (fwd_init(&r->fw, &r->m, MIN(T, PREFILL_CHUNK))) return LM_ERR;
 	r->fw_ready = true;
+	r->fw.eager = o->x.eager;
 	r->logits = malloc(sizeof(float) * V * (size_t)(o->dump ? T : 1));
 	if (!r->logits) return lm_err(_("out of memory allocating logits"));
 

@@ -33,6 +33,7 @@ static void usage(FILE *f)
 		     "  --backend auto|cpu|cuda   where calibration runs (auto: the GPU when there is one)\n"
 		     "  --search-tokens N         calibration tokens the searches score on (default: all, at most 16384)\n"
 		     "  --threads N               CPU threads (default: all cores)\n"
+		     "  --device cuda, --clamp-zeros  accepted for LMDeploy compatibility (no effect)\n"
 		     "\n"
 		     "Named datasets are read from $LMTERM_DATA, then $XDG_CACHE_HOME/lmterm/datasets\n"
 		     "(ptb.train.txt, wiki.train.raw, c4.jsonl, pileval.jsonl).\n"));
@@ -109,7 +110,22 @@ int cmd_lite(int argc, char **argv)
 		else if (!strcmp(n, "w-group-size")) { if (!(e = opt_value(&it, &v))) e = opt_int("--w-group-size", v, 1, 1 << 20, &o.group); }
 		else if (!strcmp(n, "threads")) { if (!(e = opt_value(&it, &v))) e = opt_int("--threads", v, 1, 1024, &o.n_threads); }
 		else if (!strcmp(n, "search-tokens")) { if (!(e = opt_value(&it, &v))) e = opt_int("--search-tokens", v, 1, 1 << 30, &o.search_tokens); }
-		else {
+		/* the rest of LMDeploy's auto_awq options */
+		else if (!strcmp(n, "device")) {
+			if (!(e = opt_value(&it, &v)) && strcmp(v, "cuda"))
+				e = lm_err(_("--device %s: lmterm runs on NVIDIA GPUs (cuda) or on the CPU (--backend cpu)"), v);
+		} else if (!strcmp(n, "revision") || !strcmp(n, "download-dir")) {
+			e = opt_engine_extra(&it, &(struct engine_extra){ 0 }); /* lmterm does not download: the message */
+		} else if (!strcmp(n, "w-sym")) {
+			e = lm_err(_("--w-sym: symmetric weights are not supported; lmterm writes AutoAWQ's gemm format with "
+				     "zero points, which LMDeploy's TurboMind, vLLM and AutoAWQ load"));
+		} else if (!strcmp(n, "clamp-zeros")) {
+			/* LMDeploy's guard against a division by a zero weight scale; lmterm's smoothing scales are bounded
+			 * away from zero (make_scales in awq.c), so there is nothing to clamp */
+			bool b;
+			v = opt_value_optional(&it, is_bool_word);
+			if (v) e = opt_bool(it.arg, v, &b);
+		} else {
 			fprintf(stderr, _("lmterm: lite auto_awq: unknown option '%s'\n"), it.arg);
 			return 2;
 		}
@@ -149,7 +165,7 @@ int cmd_lite(int argc, char **argv)
 	o.backend = backend;
 
 	/* everything that can be checked before the long part, so a mistake costs seconds */
-	if (awq_check_model(o.model_dir, o.group)) {
+	if (check_model_dir(o.model_dir) || awq_check_model(o.model_dir, o.group)) {
 		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 		return 1;
 	}

@@ -25,6 +25,7 @@ static void ppl_usage(FILE *f)
 {
 	fprintf(f, _("Usage: lmterm ppl MODEL --file TEXT [--ctx N] [--quant-policy 0|4|8] [--backend auto|cuda|cpu]\n"
 		     "         [--max-chars N] [--tokenizer tokenizer.json|tokenizer.model|DIR]\n"
+		     "         [--dtype auto|float16|bfloat16] [--rope-scaling-factor F] [--eager-mode]\n"
 		     "Perplexity of the text: windows of N-1 tokens (default 2048), each after BOS; ends with a line\n"
 		     "'perplexity: P (T tokens)'.\n"));
 }
@@ -41,7 +42,7 @@ static size_t utf8_prefix(const char *s, size_t len, long n)
 }
 
 static int ppl_run(const char *model_dir, const char *file, int ctx, int policy, const char *backend, long max_chars,
-		   const char *tok_file)
+		   const char *tok_file, const struct engine_extra *x)
 {
 	int rc = 1;
 	struct backend *be = NULL;
@@ -62,9 +63,10 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 
 	char path[4200];
 	struct model_config cfg;
+	if (check_model_dir(model_dir) != LM_OK) goto fail;
 	path_join(path, sizeof path, model_dir, "config.json");
 	if (config_load(&cfg, path) != LM_OK) goto fail;
-	if (backend_create(&be, backend, cfg.dtype) != LM_OK) goto fail;
+	if (backend_create(&be, backend, x->dtype ? (enum dtype)x->dtype : cfg.dtype) != LM_OK) goto fail;
 	/* the text is encoded before the weights are read, so that a wrong tokenizer costs seconds */
 	if ((tok_file ? tok_load(&tok, tok_file) : tok_load_dir(&tok, model_dir)) != LM_OK) goto fail;
 	/* encode as the tokenizer library does by default (added tokens written in the text are matched) */
@@ -87,10 +89,12 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 	}
 	if (model_load(&m, model_dir, be, FMT_AUTO, NULL, NULL) != LM_OK) goto fail;
 	m_ok = true;
+	if (x->rope_scaling_factor > 0) config_rope_dynamic(&m.cfg, x->rope_scaling_factor);
 
 	int chunk = MIN(CHUNK, ctx);
 	if (fwd_init(&f, &m, chunk) != LM_OK) goto fail;
 	f_ok = true;
+	f.eager = x->eager;
 	struct kv_capacity cap = { .kind = KVCAP_TOKENS, .tokens = (uint64_t)ctx };
 	struct kv_plan plan;
 	if (kvmgr_plan(be, &m.cfg, &cap, policy, 64, 0, &plan) != LM_OK || kvmgr_alloc(&kv, be, &m.cfg, &plan) != LM_OK)
@@ -168,8 +172,9 @@ int cmd_ppl(int argc, char **argv)
 	struct opt_iter it;
 	opt_iter_init(&it, argc, argv);
 	const char *model = NULL, *file = NULL, *backend = "auto", *tok_file = NULL, *val;
-	int ctx = 2048, policy = 0;
+	int ctx = 2048, policy = 0, r;
 	long max_chars = 0;
+	struct engine_extra x = { 0 };
 	while (opt_next(&it)) {
 		const char *n = it.name;
 		if (!n) {
@@ -205,6 +210,8 @@ int cmd_ppl(int argc, char **argv)
 				goto bad;
 			}
 			max_chars = v > LONG_MAX ? LONG_MAX : (long)v; /* (long)2^63 was negative: no limit at all */
+		} else if ((r = opt_engine_extra(&it, &x)) != 0) { /* --dtype, --rope-scaling-factor, ... */
+			if (r < 0) goto bad;
 		} else {
 			fprintf(stderr, _("lmterm: ppl: unknown option '%s'\n"), it.arg);
 			ppl_usage(stderr);
@@ -216,7 +223,7 @@ int cmd_ppl(int argc, char **argv)
 		ppl_usage(stderr);
 		return 2;
 	}
-	return ppl_run(model, file, ctx, policy, backend, max_chars, tok_file);
+	return ppl_run(model, file, ctx, policy, backend, max_chars, tok_file, &x);
 bad:
 	fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 	return 2;

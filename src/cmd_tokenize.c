@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int read_stdin(char **buf, size_t *len)
 {
@@ -233,7 +234,7 @@ int cmd_tokenize(int argc, char **argv)
 	}
 
 	struct tokenizer *t;
-	if (tok_load(&t, model)) {
+	if ((access(model, F_OK) != 0 && check_model_dir(model)) || tok_load(&t, model)) { /* missing: a model id? */
 		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 		return 1;
 	}

@@ -440,3 +440,10 @@ void rope_inv_freq(const struct model_config *c, int seq_len, float *inv_freq, f
 	}
 	if (mscale) *mscale = 1.0f;
 }
+
+void config_rope_dynamic(struct model_config *c, double factor)
+{
+	c->rope.type = ROPE_DYNAMIC;
+	c->rope.factor = (float)factor;
+	c->rope.orig_max_pos = c->max_pos;
+}

@@ -411,11 +411,13 @@ static int engine_load(struct engine *e)
 	char path[4200];
 	path_join(path, sizeof path, e->model_dir, "config.json");
 	if (config_load(&cfg, path) != LM_OK) return LM_ERR;
-	if (backend_create(&e->be, e->backend_name, cfg.dtype) != LM_OK) return LM_ERR;
+	if (backend_create(&e->be, e->backend_name, e->o.x.dtype ? (enum dtype)e->o.x.dtype : cfg.dtype) != LM_OK)
+		return LM_ERR;
 	if (e->o.n_threads > 0) e->be->n_threads = e->o.n_threads;
 	push_progress(e, _("loading weights"), 0, cfg.n_layers, e->load_t0);
 	if (model_load(&e->m, e->model_dir, e->be, e->o.format, load_progress, e) != LM_OK) return LM_ERR;
 	e->model_loaded = true;
+	if (e->o.x.rope_scaling_factor > 0) config_rope_dynamic(&e->m.cfg, e->o.x.rope_scaling_factor);
 	const struct model_config *c = &e->m.cfg;
 	push_progress(e, _("loading tokenizer"), 0, 1, e->load_t0);
 	if (tok_load_dir(&e->tok, e->model_dir) != LM_OK) return LM_ERR;
@@ -440,6 +442,7 @@ static int engine_load(struct engine *e)
 	e->prefill_chunk = MIN(PREFILL_CHUNK, e->session_len_req);
 	if (fwd_init(&e->f, &e->m, e->prefill_chunk) != LM_OK) return LM_ERR;
 	e->fwd_ok = true;
+	e->f.eager = e->o.x.eager;
 	e->logits = malloc(sizeof *e->logits * c->vocab);
 	e->ctx = malloc(sizeof *e->ctx * e->session_len_req);
 	if (!e->logits || !e->ctx) return lm_err(_("out of memory"));

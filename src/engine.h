@@ -112,6 +112,17 @@ struct engine_event {
 	} u;
 };
 
+/* LMDeploy's engine options (lmdeploy chat's list) that chat, generate and ppl take (opt_engine_extra); what
+ * lmterm does with each is in the man page. All zero is LMDeploy's defaults. dtype: 0 auto (the model's: fp16
+ * for fp16/fp32 models, bf16 for bf16), else DT_F16 or DT_BF16 (both non-zero); rope_scaling_factor: 0 off,
+ * else dynamic NTK RoPE with that factor (as TurboMind); eager: no CUDA graphs (the PyTorch engine's eager
+ * mode). */
+struct engine_extra {
+	int dtype;
+	double rope_scaling_factor;
+	bool eager;
+};
+
 struct engine_opts {
 	const char *model_dir;
 	const char *backend;        /* auto|cuda|cpu */
@@ -125,6 +136,7 @@ struct engine_opts {
 	bool sampling_given[8];     /* which sampling fields came from the command line (else generation_config);
 				     * indexed by SG_* below */
 	int n_threads;
+	struct engine_extra x;
 };
 
 /* indices of engine_opts.sampling_given */

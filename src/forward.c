@@ -15,7 +15,7 @@
  * Decode steps (n == 1) run between graph_begin and graph_end where the backend has them: the op sequence
  * from embed to the final norm is the same for every token (ids, positions and the block table are step
  * state, not op arguments), so it can be captured once and replayed. The logits or argmax, which wait for
- * their result on the host, stay outside the graph. With a tap hook set, no graph is used. */
+ * their result on the host, stay outside the graph. With a tap hook set, or eager set, no graph is used. */
 #include "config.h"
 #include "forward.h"
 #include "i18n.h"
@@ -178,7 +178,7 @@ int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int p
 	rope_inv_freq(c, pos0 + n, f->inv_freq, &st.rope_mscale);
 	if (b->set_step(be, &st)) return LM_ERR;
 
-	bool graph = n == 1 && !f->tap && b->graph_begin && b->graph_end;
+	bool graph = n == 1 && !f->tap && !f->eager && b->graph_begin && b->graph_end;
 	int rc;
 	if (graph) {
 		rc = b->graph_begin(be, GRAPH_DECODE);

@@ -29,6 +29,7 @@ struct fwd {
 	 * of n rows of act_dt. Used by AWQ calibration to gather activation statistics. */
 	void (*tap)(void *ud, int layer, int point, const void *x, int n, int width);
 	void *tap_ud;
+	bool eager;   /* decode steps run op by op, never as a graph (--eager-mode) */
 };
 enum { FWD_TAP_QKV, FWD_TAP_O, FWD_TAP_W13, FWD_TAP_W2 };
 

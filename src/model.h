@@ -58,6 +58,9 @@ int config_load(struct model_config *c, const char *config_json_path);
  * (dynamic NTK rescales the base once seq_len exceeds max_pos). Also returns attention scaling
  * (1.0 for every type we support) in *mscale if non-NULL. */
 void rope_inv_freq(const struct model_config *c, int seq_len, float *inv_freq, float *mscale);
+/* --rope-scaling-factor F (F >= 1): dynamic NTK RoPE with factor F against max_position_embeddings, as TurboMind
+ * makes it, whatever the model's own scaling was */
+void config_rope_dynamic(struct model_config *c, double factor);
 
 /* A weight as a backend holds it. dense: data [rows][cols] of dt.
  * AWQ (dt == DT_Q4): qweight/qzeros/scales in the backend's own layout (it may repack at load);

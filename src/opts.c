@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int opt_bool(const char *opt, const char *val, bool *out)
@@ -113,6 +114,99 @@ int opt_quant_policy(const char *opt, const char *val, int *out)
 	else if (strcmp(val, "4") == 0) *out = 4;
 	else if (strcmp(val, "8") == 0) *out = 8;
 	else return lm_err(_("%s: '%s' is not a KV quant policy (0 = fp16/bf16, 8 = int8, 4 = int4)"), opt, val);
+	return LM_OK;
+}
+
+int opt_dtype(const char *opt, const char *val, int *out)
+{
+	if (!strcmp(val, "auto")) *out = 0;
+	else if (!strcmp(val, "float16")) *out = DT_F16;
+	else if (!strcmp(val, "bfloat16")) *out = DT_BF16;
+	else return lm_err(_("%s: '%s' is not auto, float16 or bfloat16"), opt, val);
+	return LM_OK;
+}
+
+static bool is_bool_word(const char *v)
+{
+	bool b;
+	return opt_bool("", v, &b) == LM_OK;
+}
+
+int opt_engine_extra(struct opt_iter *it, struct engine_extra *x)
+{
+	const char *n = it->name, *val;
+	if (!n) return 0;
+	char opt[80];
+	snprintf(opt, sizeof opt, "--%s", n);
+	if (!strcmp(n, "dtype")) {
+		if (opt_value(it, &val) || opt_dtype(opt, val, &x->dtype)) return LM_ERR;
+	} else if (!strcmp(n, "rope-scaling-factor")) {
+		/* LMDeploy (TurboMind): a factor other than 0 makes the RoPE dynamic NTK with that factor */
+		double f;
+		if (opt_value(it, &val) || opt_float(opt, val, 0, 1e6, &f)) return LM_ERR;
+		if (f > 0 && f < 1)
+			return lm_err(_("%s: %g: the factor of dynamic NTK RoPE must be at least 1 (0 turns it off)"), opt, f);
+		x->rope_scaling_factor = f;
+	} else if (!strcmp(n, "eager-mode") || !strcmp(n, "enable-prefix-caching")) {
+		/* flags in LMDeploy; a boolean value may follow here, as for --no-tui */
+		bool b = true;
+		const char *v = opt_value_optional(it, is_bool_word);
+		if (v && opt_bool(opt, v, &b)) return LM_ERR;
+		/* prefix caching needs nothing: a conversation's KV cache is kept between turns, and a turn
+		 * prefills only the tokens that differ from it, which is what the cache gives a single chat */
+		if (!strcmp(n, "eager-mode")) x->eager = b;
+	} else if (!strcmp(n, "tp")) { /* tensor parallelism: lmterm runs a model on one GPU */
+		int tp;
+		if (opt_value(it, &val) || opt_int(opt, val, 1, 1 << 10, &tp)) return LM_ERR;
+		if (tp != 1) return lm_err(_("--tp %d: lmterm runs a model on one GPU (--tp 1)"), tp);
+	} else if (!strcmp(n, "device")) {
+		if (opt_value(it, &val)) return LM_ERR;
+		if (strcmp(val, "cuda"))
+			return lm_err(_("--device %s: lmterm runs on NVIDIA GPUs (cuda) or on the CPU (--backend cpu)"), val);
+	} else if (!strcmp(n, "communicator")) { /* how TurboMind's GPUs talk: nothing to do on one GPU */
+		if (opt_value(it, &val)) return LM_ERR;
+		if (strcmp(val, "nccl") && strcmp(val, "native") && strcmp(val, "cuda-ipc"))
+			return lm_err(_("--communicator: '%s' is not nccl, native or cuda-ipc"), val);
+	} else if (!strcmp(n, "adapters")) {
+		return lm_err(_("--adapters: LoRA adapters are not supported; merge the adapter into the model first "
+				"(peft's merge_and_unload) and give the merged model's directory"));
+	} else if (!strcmp(n, "revision") || !strcmp(n, "download-dir")) {
+		return lm_err(_("%s: lmterm does not download models; download the model first (for example "
+				"huggingface-cli download ORG/NAME --revision REV --local-dir DIR) and give its directory"),
+			      opt);
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+/* org/name with the characters a Hugging Face model id may hold, and no path of its own */
+static bool looks_like_hub_id(const char *s)
+{
+	const char *slash = strchr(s, '/');
+	if (!slash || slash == s || !slash[1] || strchr(slash + 1, '/') || s[0] == '.' || s[0] == '~') return false;
+	for (const char *c = s; *c; c++)
+		if (!isalnum((unsigned char)*c) && !strchr("/._-", *c)) return false;
+	return true;
+}
+
+int check_model_dir(const char *dir)
+{
+	struct stat st;
+	if (stat(dir, &st) != 0) {
+		int e = errno;
+		if (e == ENOENT && looks_like_hub_id(dir))
+			return lm_err(_("%s: no such directory. lmterm runs a model from a local directory and does not "
+					"download it; if this is a Hugging Face model id, download it first, e.g. "
+					"huggingface-cli download %s --local-dir %s"),
+				      dir, dir, strchr(dir, '/') + 1);
+		return lm_err("%s: %s", dir, strerror(e));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return lm_err(_("%s: not a directory (a model is a directory with config.json and its weights)"), dir);
+	char cfg[4200];
+	path_join(cfg, sizeof cfg, dir, "config.json");
+	if (!file_exists(cfg)) return lm_err(_("%s: not a model directory (no config.json)"), dir);
 	return LM_OK;
 }
 

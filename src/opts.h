@@ -18,6 +18,17 @@ int opt_backend(const char **val);
 /* --quant-policy 0|4|8 */
 int opt_quant_policy(const char *opt, const char *val, int *out);
 
+/* LMDeploy's engine options (struct engine_extra, engine.h) */
+struct opt_iter;
+/* If the current option is one of them, read and check its value: 1 (taken), LM_ERR (a bad value or one
+ * lmterm cannot honour, with the message set); 0 if it is none of them. */
+int opt_engine_extra(struct opt_iter *it, struct engine_extra *x);
+/* --dtype auto|float16|bfloat16 into 0, DT_F16, DT_BF16 */
+int opt_dtype(const char *opt, const char *val, int *out);
+/* The model directory a command was given exists and holds config.json; else LM_ERR with a message that,
+ * for something that looks like a Hugging Face model id (org/name), says how to download it. */
+int check_model_dir(const char *dir);
+
 /* Simple long-option scanner over argv: for each argv[i] starting with "--", splits "--name=value".
  * getopt is avoided so that "--search-scale" may take an optional value and errors name the option. */
 struct opt_iter {
