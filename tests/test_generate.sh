@@ -63,7 +63,9 @@ n_distinct=$(for i in 1 2 3 4; do "$LMTERM" generate "$DEMO" -p "Once upon a tim
 	sort -u | wc -l)
 [ "$n_distinct" -ge 3 ] && pass "sampling without --seed: $n_distinct different texts in 4 runs" ||
 	fail "sampling without --seed: only $n_distinct different texts in 4 quick runs"
-expect_fail "missing model dir" "config.json" "$LMTERM" generate "$tmp/nonexistent" --ids "1 2 3"
+expect_fail "missing model dir" "nonexistent: No such file or directory" "$LMTERM" generate "$tmp/nonexistent" --ids "1 2 3"
+mkdir "$tmp/empty"
+expect_fail "a directory without config.json" "not a model directory (no config.json)" "$LMTERM" generate "$tmp/empty" --ids "1 2 3"
 expect_fail "bad --ids" "--ids" "$LMTERM" generate "$DEMO" --ids "1 x 3"
 expect_fail "--ids out of vocabulary" "vocabulary" "$LMTERM" generate "$DEMO" --ids "1 99999"
 expect_fail "empty --ids" "--ids" "$LMTERM" generate "$DEMO" --ids " "

@@ -133,7 +133,7 @@ a=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --ctx 64 --backend cpu --max_chars 300
 b=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars 300 --ctx 64 --backend cpu 2>/dev/null)
 [ -n "$a" ] && [ "$a" = "$b" ] && pass "--max_chars is --max-chars" || fail "--max_chars: '$a' vs '$b'"
 expect_fail "--seed-like wrap of ' -5'" "not a non-negative integer" "$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars " -5"
-expect_fail "not a model" "config.json" "$LMTERM" ppl /nonexistent-model --file "$TEXT" --backend cpu
+expect_fail "not a model" "/nonexistent-model: No such file or directory" "$LMTERM" ppl /nonexistent-model --file "$TEXT" --backend cpu
 # a FIFO as the text (or anywhere a file is read) is refused at once, not waited on for a writer
 fifo=${TMPDIR:-/tmp}/lmterm-ppl-fifo.$$
 rm -f "$fifo" && mkfifo "$fifo" && {
