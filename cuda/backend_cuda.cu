@@ -1153,13 +1153,20 @@ __global__ void probe_kernel(int *p)
 	if (p) *p = 1;
 }
 
+static char cuda_why_not[160];
+
+extern "C" const char *backend_cuda_why_not(void) { return cuda_why_not; }
+
 extern "C" int backend_cuda_available(void)
 {
 	int n = 0;
-	if (cudaGetDeviceCount(&n) != cudaSuccess) {
+	cudaError_t e = cudaGetDeviceCount(&n);
+	if (e != cudaSuccess) {
+		snprintf(cuda_why_not, sizeof cuda_why_not, "%s", cudaGetErrorString(e));
 		cudaGetLastError();
 		return 0;
 	}
+	if (n <= 0) snprintf(cuda_why_not, sizeof cuda_why_not, "%s", cudaGetErrorString(cudaErrorNoDevice));
 	return n > 0;
 }
 

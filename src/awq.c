@@ -1344,9 +1344,10 @@ static int dev_create(struct ctx *x)
 #if HAVE_CUDA
 	const char *tf = getenv("LMTERM_AWQ_TF32");
 	bool tf32 = tf && strcmp(tf, "0") != 0;
-	if (!strcmp(b, "cuda") || (!strcmp(b, "auto") && backend_cuda_available())) return awq_dev_cuda_create(&x->d, tf32);
+	if (!strcmp(b, "cuda") || (!strcmp(b, "auto") && backend_auto_uses_cuda())) return awq_dev_cuda_create(&x->d, tf32);
 #else
 	if (!strcmp(b, "cuda")) return lm_err(_("--backend cuda: this lmterm was built without CUDA (configure --with-cuda)"));
+	if (!strcmp(b, "auto")) backend_auto_uses_cuda(); /* for its note */
 #endif
 	return awq_dev_cpu_create(&x->d, x->nt);
 }

@@ -164,6 +164,13 @@ struct backend {
 int backend_create(struct backend **out, const char *name, enum dtype model_dtype);
 void backend_destroy(struct backend *be);
 bool backend_cuda_built(void);
+/* What "auto" chooses: true for cuda. When it falls back to the cpu while the machine has an NVIDIA driver (a
+ * GPU this lmterm cannot use: built without CUDA, or CUDA fails on it), backend_fallback_note() says why, and
+ * the commands show it, since a model on the CPU is many times slower; else the note is "". */
+bool backend_auto_uses_cuda(void);
+const char *backend_fallback_note(void);
+/* the note for: a build with CUDA or not, an NVIDIA driver present or not, CUDA's error (or NULL); "" for none */
+void backend_fallback_text(char *buf, size_t n, bool built_cuda, bool nvidia_driver, const char *cuda_error);
 
 /* For backends' weight_load/weight_free: allocate one part of w (data, qweight, scales, ...) as MEM_WEIGHTS
  * and count its bytes in w->bytes; free every part of w (unless it is shared) through be->i->free. */
@@ -174,6 +181,7 @@ struct backend *backend_cpu_create(void);
 /* the CUDA backend (cuda/backend_cuda.cu, built when configure found CUDA): NULL + message when no GPU */
 struct backend *backend_cuda_create(enum dtype model_dtype);
 int backend_cuda_available(void); /* 1 if a usable GPU is present */
+const char *backend_cuda_why_not(void); /* after backend_cuda_available() returned 0: CUDA's reason */
 
 #ifdef __cplusplus
 }

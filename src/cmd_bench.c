@@ -500,6 +500,7 @@ static int run(const struct bench_opts *o)
 	const int P = o->prompt_len, total = P + o->n + 1;
 
 	if (backend_create(&be, o->backend, cfg.dtype)) goto out;
+	if (*backend_fallback_note()) fprintf(stderr, _("lmterm: note: %s\n"), backend_fallback_note());
 	if (o->dummy) {
 		if (model_init_dummy(&m, &cfg, be, o->seed)) goto out;
 	} else if (model_load(&m, o->model, be, o->fmt, NULL, NULL)) {

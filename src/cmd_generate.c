@@ -274,6 +274,7 @@ static int generate(struct run *r)
 	path_join(path, sizeof path, o->model, "config.json");
 	if (config_load(&r->cfg, path)) return LM_ERR;
 	if (backend_create(&r->be, o->backend, o->x.dtype ? (enum dtype)o->x.dtype : r->cfg.dtype)) return LM_ERR;
+	if (*backend_fallback_note()) fprintf(stderr, _("lmterm: note: %s\n"), backend_fallback_note());
 	/* the tokenizer: for a text prompt, and to print text */
 	if (o->prompt || !o->print_ids)
 		if (tok_load_dir(&r->tok, o->model)) return LM_ERR;

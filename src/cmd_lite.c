@@ -194,6 +194,8 @@ int cmd_lite(int argc, char **argv)
 		rc = awq_quantize(&o, &s);
 		progress_stderr_finish(&s);
 	}
+	/* after the progress panel, which would have covered it */
+	if (*backend_fallback_note()) fprintf(stderr, _("lmterm: note: %s\n"), backend_fallback_note());
 	if (rc != LM_OK) {
 		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
 		return 1;

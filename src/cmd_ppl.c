@@ -67,6 +67,7 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 	path_join(path, sizeof path, model_dir, "config.json");
 	if (config_load(&cfg, path) != LM_OK) goto fail;
 	if (backend_create(&be, backend, x->dtype ? (enum dtype)x->dtype : cfg.dtype) != LM_OK) goto fail;
+	if (*backend_fallback_note()) fprintf(stderr, _("lmterm: note: %s\n"), backend_fallback_note());
 	/* the text is encoded before the weights are read, so that a wrong tokenizer costs seconds */
 	if ((tok_file ? tok_load(&tok, tok_file) : tok_load_dir(&tok, model_dir)) != LM_OK) goto fail;
 	/* encode as the tokenizer library does by default (added tokens written in the text are matched) */

@@ -414,6 +414,7 @@ static int engine_load(struct engine *e)
 	if (backend_create(&e->be, e->backend_name, e->o.x.dtype ? (enum dtype)e->o.x.dtype : cfg.dtype) != LM_OK)
 		return LM_ERR;
 	if (e->o.n_threads > 0) e->be->n_threads = e->o.n_threads;
+	if (*backend_fallback_note()) push_warning(e, "%s", backend_fallback_note()); /* a GPU it cannot use */
 	push_progress(e, _("loading weights"), 0, cfg.n_layers, e->load_t0);
 	if (model_load(&e->m, e->model_dir, e->be, e->o.format, load_progress, e) != LM_OK) return LM_ERR;
 	e->model_loaded = true;

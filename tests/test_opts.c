@@ -3,6 +3,7 @@
 #include "config.h"
 #include "opts.h"
 #include "common.h"
+#include "backend.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -61,6 +62,38 @@ int main(void)
 	}
 	CHECK(f32_to_bf16(1.0f) == 0x3f80 && bf16_to_f32(0x3f80) == 1.0f);
 	CHECK(f32_to_f16(65520.0f) == 0x7c00); /* rounds to inf */
+
+	/* LMDeploy's engine options */
+	struct engine_extra x = { 0 };
+	struct opt_iter it;
+	char *av[] = { "--dtype", "bfloat16", "--rope-scaling-factor=2.5", "--eager-mode", "false", "--tp", "1",
+		       "--device", "cuda", "--enable-prefix-caching", "--communicator", "native", "--session-len", "4" };
+	int taken = 0, others = 0;
+	opt_iter_init(&it, (int)(sizeof av / sizeof av[0]), av);
+	x.eager = true;
+	while (opt_next(&it)) {
+		int r = opt_engine_extra(&it, &x);
+		CHECK(r >= 0);
+		if (r == 1) taken++;
+		else { others++; opt_value(&it, &(const char *){ 0 }); } /* --session-len is chat's own */
+	}
+	CHECK(taken == 7 && others == 1);
+	CHECK(x.dtype == DT_BF16 && fabs(x.rope_scaling_factor - 2.5) < 1e-12 && !x.eager);
+	int dt = 99;
+	CHECK(opt_dtype("--dtype", "auto", &dt) == LM_OK && dt == 0);
+	CHECK(opt_dtype("--dtype", "float16", &dt) == LM_OK && dt == DT_F16 && dt != 0);
+	CHECK(opt_dtype("--dtype", "float32", &dt) == LM_ERR && strstr(lm_errmsg(), "float32"));
+
+	/* the note for a GPU that "auto" cannot use: only where an NVIDIA driver is present */
+	char note[512];
+	backend_fallback_text(note, sizeof note, true, false, "no CUDA-capable device is detected");
+	CHECK(note[0] == '\0');
+	backend_fallback_text(note, sizeof note, false, false, NULL);
+	CHECK(note[0] == '\0');
+	backend_fallback_text(note, sizeof note, true, true, "CUDA driver version is insufficient for CUDA runtime version");
+	CHECK(strstr(note, "driver version is insufficient") && strstr(note, "CPU") && strstr(note, "--backend cpu"));
+	backend_fallback_text(note, sizeof note, false, true, NULL);
+	CHECK(strstr(note, "built without CUDA") && strstr(note, "--with-cuda"));
 
 	if (fails) return 1;
 	printf("opts: all checks passed\n");
