@@ -1153,6 +1153,32 @@ __global__ void probe_kernel(int *p)
 	if (p) *p = 1;
 }
 
+extern "C" void backend_cuda_describe(char *buf, size_t n)
+{
+	int rt = 0, drv = 0, ndev = 0;
+	cudaRuntimeGetVersion(&rt);
+	cudaDriverGetVersion(&drv);
+	int len = drv ? snprintf(buf, n, _("CUDA runtime %d.%d, driver %d.%d; "), rt / 1000, rt % 1000 / 10, drv / 1000,
+				 drv % 1000 / 10)
+		      : snprintf(buf, n, _("CUDA runtime %d.%d, no NVIDIA driver; "), rt / 1000, rt % 1000 / 10);
+	if (len < 0 || (size_t)len >= n) return;
+	cudaError_t e = cudaGetDeviceCount(&ndev);
+	if (e != cudaSuccess || ndev <= 0) {
+		snprintf(buf + len, n - (size_t)len, _("GPU: none usable (%s)"),
+			 cudaGetErrorString(e != cudaSuccess ? e : cudaErrorNoDevice));
+		cudaGetLastError();
+		return;
+	}
+	cudaDeviceProp p;
+	if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) {
+		cudaGetLastError();
+		snprintf(buf + len, n - (size_t)len, _("GPU: %d device(s), properties unreadable"), ndev);
+		return;
+	}
+	snprintf(buf + len, n - (size_t)len, _("GPU 0 of %d: %s (sm_%d%d, %.1f GiB)"), ndev, p.name, p.major, p.minor,
+		 p.totalGlobalMem / 1073741824.0);
+}
+
 static char cuda_why_not[160];
 
 extern "C" const char *backend_cuda_why_not(void) { return cuda_why_not; }

@@ -182,6 +182,8 @@ struct backend *backend_cpu_create(void);
 struct backend *backend_cuda_create(enum dtype model_dtype);
 int backend_cuda_available(void); /* 1 if a usable GPU is present */
 const char *backend_cuda_why_not(void); /* after backend_cuda_available() returned 0: CUDA's reason */
+/* one line for --version: CUDA's runtime and driver versions, and the first GPU or why there is none */
+void backend_cuda_describe(char *buf, size_t n);
 
 #ifdef __cplusplus
 }

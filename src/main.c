@@ -1,6 +1,7 @@
 /* lmterm: run large language models on your own GPU from a terminal.
  * main: locale and gettext, then one subcommand. */
 #include "config.h"
+#include "backend.h"
 #include "cmds.h"
 #include "common.h"
 #include "i18n.h"
@@ -80,6 +81,14 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(c, "--version") == 0 || strcmp(c, "-V") == 0) {
 		printf("lmterm %s\n", PACKAGE_VERSION);
+		/* what LMDeploy's check_env would be asked for: whether this build can use the GPU, and which */
+#if HAVE_CUDA
+		char d[512];
+		backend_cuda_describe(d, sizeof d);
+		printf(_("CUDA backend: built; %s\n"), d);
+#else
+		printf(_("CUDA backend: not built (configure --with-cuda, with the CUDA toolkit installed)\n"));
+#endif
 		return check_stdout(0);
 	}
 	/* no command: "lmterm [chat] [MODEL] [OPTIONS]", so options or a model directory first are chat's */
