@@ -116,6 +116,12 @@ echo keep > "$tmp/l2.safetensors.tmp"
 	fail "--dump-logits beside a .tmp file: $(cat "$tmp/err")"
 [ "$(cat "$tmp/l2.safetensors.tmp")" = keep ] && pass "an existing PATH.tmp is not overwritten" || fail "PATH.tmp was overwritten"
 ls "$tmp"/l2.safetensors.tmp-* >/dev/null 2>&1 && fail "--dump-logits left a temporary file"
+# --version: the version, then whether the CUDA backend is built and what CUDA sees (here: whatever this machine has)
+v2=$("$LMTERM" --version | sed -n 2p)
+case "$v2" in
+"CUDA backend: built; CUDA runtime "*"; GPU"*|"CUDA backend: not built (configure --with-cuda"*) pass "--version: $v2" ;;
+*) fail "--version's second line: '$v2'" ;;
+esac
 if [ -c /dev/full ]; then
 	expect_fail "stdout on a full disk" "No space" sh -c '"$0" generate "$1" --ids "1 2" -n 2 >/dev/full' "$LMTERM" "$DEMO"
 	expect_fail "--version on a full disk" "standard output" sh -c '"$0" --version >/dev/full' "$LMTERM"
