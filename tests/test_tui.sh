@@ -288,7 +288,7 @@ T resize-window -t tui -x 40 -y 8
 T send-keys -t tui F2
 if wait_for "Settings" 5; then
 	T send-keys -t tui Up
-	if wait_for "Repetition.*< " 5; then pass "40x8: the selected settings field is in view"
+	if wait_for "Repeat penalty.*< " 5; then pass "40x8: the selected settings field is in view"
 	else show "40x8, settings"; fail "40x8: the selected settings field is out of view"; fi
 	T send-keys -t tui Escape
 else
