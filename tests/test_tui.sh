@@ -11,7 +11,7 @@
 # out, mode 0600, an unreadable file only a message). Every captured screen is kept in the log.
 # With TUI_FAKE=1 the same checks run against tests/tui_fake_engine (a scripted engine).
 . "${top_srcdir:-.}/tests/lib.sh"
-command -v tmux >/dev/null 2>&1 || skip "tmux is not installed"
+. "${top_srcdir:-.}/tests/tmux.sh"
 : "${top_builddir:=.}"
 if [ "${TUI_FAKE:-0}" = 1 ]; then
 	PROG="$top_builddir/tests/tui_fake_engine"
@@ -26,28 +26,7 @@ else
 	fi
 fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/lmterm-tui.XXXXXX")
-sock="lmterm-tui-$$"
-T() { tmux -L "$sock" -f /dev/null "$@"; }
-cleanup() { T kill-server >/dev/null 2>&1; rm -rf "$tmp"; }
-trap cleanup EXIT INT TERM
-
-screen() { T capture-pane -p -t tui; }
-show() { # keep the screen in the log
-	echo "---- screen: $1 ($(T display -p -t tui '#{pane_width}x#{pane_height}'))"
-	screen | sed 's/^/|/'
-	echo "----"
-}
-# wait_for PATTERN SECONDS: until the screen matches the extended regex
-wait_for() {
-	n=0
-	while [ $n -lt $(($2 * 10)) ]; do
-		screen | grep -Eq -- "$1" && return 0
-		sleep 0.1
-		n=$((n + 1))
-	done
-	return 1
-}
+tmux_setup tui
 # the context figure of the status bar ("ctx 33/2048"), and waiting for a turn to finish: the figure moved on
 # from BEFORE and the status bar no longer says "generating"
 ctx_now() { screen | tail -1 | grep -oE '[0-9]+/[0-9]+' | head -1 | cut -d/ -f1; }
@@ -87,7 +66,7 @@ sane_once() {
 	w=$1 h=$2
 	lines=$(screen | wc -l)
 	[ "$lines" -eq "$h" ] || { why="$lines lines on the screen"; return 1; }
-	wide=$(screen | while IFS= read -r l; do printf '%s\n' "$l" | wc -L; done | sort -n | tail -1)
+	wide=$(widest)
 	[ "$wide" -le "$w" ] || { why="a line is $wide columns wide"; return 1; }
 	screen | tail -1 | grep -q "tiny-en-zh" || { why="no status bar at the bottom"; return 1; }
 	screen | grep -Eq "^>( |$)" || { why="no input prompt"; return 1; }

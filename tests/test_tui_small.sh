@@ -5,41 +5,19 @@
 # one does not fit, and no line is wider than the terminal. Every settings field shows its label and its value
 # whole at 40x14 and 40x20 ("Repetition penalty" was cut to "Repetition pena").
 . "${top_srcdir:-.}/tests/lib.sh"
-command -v tmux >/dev/null 2>&1 || skip "tmux is not installed"
+. "${top_srcdir:-.}/tests/tmux.sh"
 : "${top_builddir:=.}"
 PROG="$top_builddir/tests/tui_fake_engine"
 [ -x "$PROG" ] || skip "$PROG is not built"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/lmterm-tui-small.XXXXXX")
-# one tmux server per locale: a new session started just after kill-server can meet the old server on its way out
-sock="lmterm-tui-small-$$-en"
-T() { tmux -L "$sock" -f /dev/null "$@"; }
-cleanup() {
-	for sock in "lmterm-tui-small-$$-en" "lmterm-tui-small-$$-zh"; do T kill-server >/dev/null 2>&1; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
-screen() { T capture-pane -p -t tui; }
-show() { echo "---- screen: $1"; screen | sed 's/^/|/'; echo "----"; }
-wait_for() { # wait_for FIXED-STRING SECONDS
-	n=0
-	while [ $n -lt $(($2 * 10)) ]; do
-		screen | grep -qF -- "$1" && return 0
-		sleep 0.1
-		n=$((n + 1))
-	done
-	return 1
-}
-# columns of the widest line on the screen (wc -L counts a Chinese character as two in a UTF-8 locale)
-widest() { screen | while IFS= read -r l; do printf '%s\n' "$l" | wc -L; done | sort -n | tail -1; }
+tmux_setup tui-small
 
 # run LANG READY: the scripted chat at 40x14 in that locale, up to its status bar
 run() {
 	T new-session -d -s tui -x 40 -y 14 "env LC_ALL=$1 LANG=$1 LMTERM_LOCALEDIR=$tmp/locale LMTERM_HISTFILE= $PROG" ||
 		{ fail "$1: tmux did not start"; return 1; }
 	T set -g status off
-	wait_for "$2" 30 || { show "$1: loading"; fail "$1: the chat did not start"; return 1; }
+	wait_for_text "$2" 30 || { show "$1: loading"; fail "$1: the chat did not start"; return 1; }
 }
 # check NAME KEY WAIT-FOR EXPECT...: press KEY, wait for WAIT-FOR, then every EXPECT is on the screen and no line
 # is wider than 40 columns; Escape closes the dialog. An EXPECT "LABEL|VALUE" is a settings field: its line
@@ -48,7 +26,7 @@ check() {
 	name=$1 key=$2 ready=$3
 	shift 3
 	T send-keys -t tui $key
-	if ! wait_for "$ready" 5; then show "$name"; fail "$name: the dialog did not open"; return; fi
+	if ! wait_for_text "$ready" 5; then show "$name"; fail "$name: the dialog did not open"; return; fi
 	sleep 0.3
 	ok=1
 	for e in "$@"; do
@@ -89,7 +67,7 @@ if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN
 	mkdir -p "$tmp/locale/zh_CN/LC_MESSAGES"
 	msgfmt -o "$tmp/locale/zh_CN/LC_MESSAGES/lmterm.mo" "$top_srcdir/po/zh_CN.po"
 	T kill-server >/dev/null 2>&1
-	sock="lmterm-tui-small-$$-zh"
+	tmux_server "lmterm-tui-small-$$-zh" # one server per locale
 	if run zh_CN.UTF-8 "上下文 0/"; then
 		check "zh_CN 40x14 settings" "F2 Down Right" "KV 量化策略" "Esc：取消" "Enter：应用" "占用更少内存）" \
 			"KV 缓存大小|0.80" "KV 量化策略|8 (int8)" "温度|0.70" "Top-p|0.90" "Top-k|40" "重复惩罚|1.10"
