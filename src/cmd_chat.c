@@ -162,6 +162,33 @@ static void on_sigint(int sig)
 	errno = saved;
 }
 
+/* Ctrl-Z (the terminal sends SIGTSTP): freeze the engine's run clock, stop as the default action would, and
+ * start the clock again at fg, so that a reply stopped with us is timed without the stop (tokens/s, the
+ * prompt's time), as in the chat screen (ui_suspend). The handler runs with the action reset to the default and
+ * SIGTSTP unblocked (SA_RESETHAND | SA_NODEFER), so raise() stops us there; in an orphaned process group it
+ * does not, as the default action would not. The clock is atomics and clock_gettime(): async-signal-safe. */
+static void on_sigtstp(int sig);
+
+static void install_sigtstp(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_sigtstp;
+	sa.sa_flags = SA_RESETHAND | SA_NODEFER | SA_RESTART; /* SA_RESTART: a reply's write is not cut short */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTSTP, &sa, NULL);
+}
+
+static void on_sigtstp(int sig)
+{
+	int saved = errno;
+	run_clock_pause();
+	raise(sig); /* returns at SIGCONT */
+	install_sigtstp();
+	run_clock_resume();
+	errno = saved;
+}
+
 static void drain_sig_pipe(void)
 {
 	char buf[64];
@@ -564,6 +591,7 @@ int cmd_chat(int argc, char **argv)
 		plain_term = true;
 	}
 	struct engine *e;
+	struct sigaction old_tstp;
 	if (!tui) { /* the handler must be in place before Ctrl-C can arrive */
 		if (pipe(sig_pipe) != 0) {
 			fprintf(stderr, "lmterm: pipe: %s\n", strerror(errno));
@@ -576,6 +604,8 @@ int cmd_chat(int argc, char **argv)
 		sa.sa_handler = on_sigint;
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: poll() returns at once */
+		sigaction(SIGTSTP, NULL, &old_tstp);
+		if (old_tstp.sa_handler != SIG_IGN) install_sigtstp(); /* ignored by who started us: it stays so */
 	}
 	if (engine_start(&e, &o) != LM_OK) {
 		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
@@ -597,6 +627,7 @@ int cmd_chat(int argc, char **argv)
 	transcript_free(&r->log);
 	free(r);
 	signal(SIGINT, SIG_DFL);
+	sigaction(SIGTSTP, &old_tstp, NULL);
 	close(sig_pipe[0]);
 	close(sig_pipe[1]);
 	return rc;

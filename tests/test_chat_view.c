@@ -1,7 +1,8 @@
 /* test_chat_view: the transcript panel (ui/chat.c) drawn into a curses window on /dev/null and read back:
  * each message's wrapped lines are cached, and the cache must follow the window's width and the text that
  * streams into the last message; the view stays anchored at the bottom, and a view scrolled back keeps its
- * bottom row's text there when the width changes. */
+ * bottom row's text there when the width changes. Text is measured as curses places it (a character that wcwidth()
+ * does not know, VS16). */
 #include "config.h"
 #include "ui_int.h"
 
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
+#include <wchar.h>
 
 static int fails, checks;
 
@@ -41,6 +44,81 @@ static void check_cache(const struct chat_view *c, int cols, const char *when)
 	}
 }
 
+/* a code point that this C library's wcwidth() does not know (-1): an emoji newer than its tables (Unicode 15,
+ * 16), else one that is unassigned; 0 if it knows them all */
+static int unknown_cp(void)
+{
+	static const int cand[] = { 0x1FAE8, 0x1FAE9, 0x1FADC, 0x0378 };
+	for (size_t i = 0; i < sizeof cand / sizeof *cand; i++)
+		if (wcwidth((wchar_t)cand[i]) < 0) return cand[i];
+	return 0;
+}
+
+/* the first character of cell (y, x), with the combining ones after it in *rest (0 terminated) */
+static wchar_t cell(WINDOW *w, int y, int x, wchar_t rest[CCHARW_MAX + 1])
+{
+	cchar_t cc;
+	attr_t a;
+	short pair;
+	rest[0] = 0;
+	if (mvwin_wch(w, y, x, &cc) == ERR || getcchar(&cc, rest, &a, &pair, NULL) == ERR) return 0;
+	return rest[0];
+}
+
+/* Text measured as curses places it: the columns that text_width() counts are those that curses moves by when
+ * it adds the same text (else the next character is drawn off from where it was counted), and draw_text() puts
+ * nothing in a cell that curses would draw blank. curses gives a character that wcwidth() does not know one
+ * cell and draws it blank: it is drawn as U+FFFD. A variation selector 16 does not widen a character in curses,
+ * and terminals differ on it: it is not sent. */
+static void check_widths(void)
+{
+	WINDOW *w = newwin(2, 40, 0, 0);
+	char unk[8] = "";
+	int u = unknown_cp();
+	if (u) {
+		utf8proc_ssize_t n = utf8proc_encode_char(u, (utf8proc_uint8_t *)unk);
+		unk[n] = 0;
+	} else {
+		printf("note: wcwidth() knows every candidate code point: U+FFFD is not checked\n");
+	}
+	char s1[32];
+	snprintf(s1, sizeof s1, "A%sB", unk);
+	const char *texts[] = { s1, "C\xe2\x9d\xa4\xef\xb8\x8f" "D", /* a heart with VS16 */
+				"1\xef\xb8\x8f\xe2\x83\xa3" "E", /* keycap one */
+				"\xf0\x9f\x91\x8d\xef\xb8\x8f" "F", /* thumbs up with VS16 */
+				"\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9" "G", "caf\x65\xcc\x81" "H" };
+	for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+		const char *t = texts[i];
+		werase(w);
+		wmove(w, 0, 0);
+		waddstr(w, t);
+		int by_curses = getcurx(w);
+		CHECK(text_width(t, (int)strlen(t)) == by_curses, "text %zu ('%s'): text_width %d columns, curses moves by %d",
+		      i, t, text_width(t, (int)strlen(t)), by_curses);
+		werase(w);
+		int drawn = draw_text(w, 1, 0, 40, t, (int)strlen(t), A_NORMAL);
+		wchar_t rest[CCHARW_MAX + 1];
+		wchar_t last = cell(w, 1, drawn - 1, rest);
+		CHECK(last == (wchar_t)t[strlen(t) - 1], "text %zu ('%s'): the last letter is not in the last of the %d columns",
+		      i, t, drawn);
+		for (int x = 0; x < drawn; x++) {
+			wchar_t c = cell(w, 1, x, rest);
+			CHECK(c == 0 || wcwidth(c) >= 0, "text %zu ('%s'): column %d holds U+%04X, which curses draws blank", i, t,
+			      x, (unsigned)c);
+			for (int k = 0; rest[k]; k++)
+				CHECK(rest[k] != 0xFE0F, "text %zu ('%s'): column %d holds a VS16", i, t, x);
+		}
+	}
+	if (u) {
+		wchar_t rest[CCHARW_MAX + 1];
+		werase(w);
+		draw_text(w, 1, 0, 40, s1, (int)strlen(s1), A_NORMAL);
+		CHECK(cell(w, 1, 1, rest) == 0xFFFD, "U+%04X: drawn as U+%04X, want U+FFFD", (unsigned)u,
+		      (unsigned)cell(w, 1, 1, rest));
+	}
+	delwin(w);
+}
+
 int main(void)
 {
 	if (!setlocale(LC_ALL, "C.UTF-8")) setlocale(LC_ALL, "");
@@ -51,6 +129,8 @@ int main(void)
 		return 77;
 	}
 	set_term(sc);
+	ui_utf8 = true; /* as ui.c sets it in a UTF-8 locale */
+	check_widths();
 	const char *para = "The quick brown fox jumps over the lazy dog; 快速的棕色狐狸跳过了懒狗。 ";
 	struct chat_view c = { 0 };
 	for (int i = 0; i < 6; i++) {

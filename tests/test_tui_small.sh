@@ -2,55 +2,45 @@
 # test_tui_small: the dialogs' key hints at 40x14, in English and in Chinese (two columns a character), against
 # tests/tui_fake_engine in tmux. The settings (F2) showed no keys at all there, and at 40x20 cut the Chinese list
 # after "Esc：取"; the help's (F1) footer lost "close". Each hint is shown whole, in its short form where the full
-# one does not fit, and no line is wider than the terminal.
+# one does not fit, and no line is wider than the terminal. Every settings field shows its label and its value
+# whole at 40x14 and 40x20 ("Repetition penalty" was cut to "Repetition pena").
 . "${top_srcdir:-.}/tests/lib.sh"
-command -v tmux >/dev/null 2>&1 || skip "tmux is not installed"
+. "${top_srcdir:-.}/tests/tmux.sh"
 : "${top_builddir:=.}"
 PROG="$top_builddir/tests/tui_fake_engine"
 [ -x "$PROG" ] || skip "$PROG is not built"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/lmterm-tui-small.XXXXXX")
-# one tmux server per locale: a new session started just after kill-server can meet the old server on its way out
-sock="lmterm-tui-small-$$-en"
-T() { tmux -L "$sock" -f /dev/null "$@"; }
-cleanup() {
-	for sock in "lmterm-tui-small-$$-en" "lmterm-tui-small-$$-zh"; do T kill-server >/dev/null 2>&1; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
-
-screen() { T capture-pane -p -t tui; }
-show() { echo "---- screen: $1"; screen | sed 's/^/|/'; echo "----"; }
-wait_for() { # wait_for FIXED-STRING SECONDS
-	n=0
-	while [ $n -lt $(($2 * 10)) ]; do
-		screen | grep -qF -- "$1" && return 0
-		sleep 0.1
-		n=$((n + 1))
-	done
-	return 1
-}
-# columns of the widest line on the screen (wc -L counts a Chinese character as two in a UTF-8 locale)
-widest() { screen | while IFS= read -r l; do printf '%s\n' "$l" | wc -L; done | sort -n | tail -1; }
+tmux_setup tui-small
 
 # run LANG READY: the scripted chat at 40x14 in that locale, up to its status bar
 run() {
 	T new-session -d -s tui -x 40 -y 14 "env LC_ALL=$1 LANG=$1 LMTERM_LOCALEDIR=$tmp/locale LMTERM_HISTFILE= $PROG" ||
 		{ fail "$1: tmux did not start"; return 1; }
 	T set -g status off
-	wait_for "$2" 30 || { show "$1: loading"; fail "$1: the chat did not start"; return 1; }
+	wait_for_text "$2" 30 || { show "$1: loading"; fail "$1: the chat did not start"; return 1; }
 }
 # check NAME KEY WAIT-FOR EXPECT...: press KEY, wait for WAIT-FOR, then every EXPECT is on the screen and no line
-# is wider than 40 columns; Escape closes the dialog
+# is wider than 40 columns; Escape closes the dialog. An EXPECT "LABEL|VALUE" is a settings field: its line
+# holds LABEL whole, then VALUE whole (the label was cut to "Repetition pena" at 40 columns)
 check() {
 	name=$1 key=$2 ready=$3
 	shift 3
 	T send-keys -t tui $key
-	if ! wait_for "$ready" 5; then show "$name"; fail "$name: the dialog did not open"; return; fi
+	if ! wait_for_text "$ready" 5; then show "$name"; fail "$name: the dialog did not open"; return; fi
 	sleep 0.3
 	ok=1
 	for e in "$@"; do
-		screen | grep -qF -- "$e" || { fail "$name: '$e' is not shown"; ok=0; }
+		case $e in
+		*"|"*)
+			label=${e%%|*} value=${e#*|}
+			line=$(screen | grep -F -- "$label " | head -1)
+			case $line in
+			*"$label "*" $value "* | *"$label "*" $value") ;;
+			*) fail "$name: the field '$label' is not shown whole with its value '$value'"; ok=0 ;;
+			esac
+			;;
+		*) screen | grep -qF -- "$e" || { fail "$name: '$e' is not shown"; ok=0; } ;;
+		esac
 	done
 	w=$(widest)
 	[ "$w" -le 40 ] || { fail "$name: a line is $w columns wide"; ok=0; }
@@ -61,11 +51,15 @@ check() {
 
 # English. F2 then Down Right: the KV policy changed, so the dialog also warns of the rebuild.
 if run C.UTF-8 "ctx 0/"; then
-	check "40x14 settings" "F2 Down Right" "KV quant policy" "Esc: cancel" "Enter: apply" "less memory per token)"
+	check "40x14 settings" "F2 Down Right" "KV quant policy" "Esc: cancel" "Enter: apply" "less memory per token)" \
+		"KV cache size|0.80" "KV quant policy|8 (int8)" "Temperature|0.70" "Top-p|0.90" "Top-k|40" \
+		"Repeat penalty|1.10"
 	check "40x14 help" F1 "send the message" "Esc: close"
 	T resize-window -t tui -x 40 -y 20
 	sleep 0.5
-	check "40x20 settings" "F2 Down Right" "KV quant policy" "Esc: cancel" "the conversation is kept."
+	check "40x20 settings" "F2 Down Right" "KV quant policy" "Esc: cancel" "the conversation is kept." \
+		"KV cache size|0.80" "KV quant policy|8 (int8)" "Temperature|0.70" "Top-p|0.90" "Top-k|40" \
+		"Repeat penalty|1.10"
 fi
 
 # Chinese
@@ -73,13 +67,15 @@ if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN
 	mkdir -p "$tmp/locale/zh_CN/LC_MESSAGES"
 	msgfmt -o "$tmp/locale/zh_CN/LC_MESSAGES/lmterm.mo" "$top_srcdir/po/zh_CN.po"
 	T kill-server >/dev/null 2>&1
-	sock="lmterm-tui-small-$$-zh"
+	tmux_server "lmterm-tui-small-$$-zh" # one server per locale
 	if run zh_CN.UTF-8 "上下文 0/"; then
-		check "zh_CN 40x14 settings" "F2 Down Right" "KV 量化策略" "Esc：取消" "Enter：应用" "占用更少内存）"
+		check "zh_CN 40x14 settings" "F2 Down Right" "KV 量化策略" "Esc：取消" "Enter：应用" "占用更少内存）" \
+			"KV 缓存大小|0.80" "KV 量化策略|8 (int8)" "温度|0.70" "Top-p|0.90" "Top-k|40" "重复惩罚|1.10"
 		check "zh_CN 40x14 help" F1 "发送消息" "Esc" "：关闭"
 		T resize-window -t tui -x 40 -y 20
 		sleep 0.5
-		check "zh_CN 40x20 settings" "F2 Down Right" "KV 量化策略" "Esc：取消" "对话内容会" "保留。"
+		check "zh_CN 40x20 settings" "F2 Down Right" "KV 量化策略" "Esc：取消" "对话内容会" "保留。" \
+			"KV 缓存大小|0.80" "KV 量化策略|8 (int8)" "温度|0.70" "Top-p|0.90" "Top-k|40" "重复惩罚|1.10"
 	fi
 else
 	echo "SKIP: zh_CN: msgfmt or the zh_CN.UTF-8 locale is missing"

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <utf8proc.h>
 
 bool ui_utf8;
 
@@ -25,14 +26,22 @@ int draw_text(WINDOW *w, int y, int x, int maxcols, const char *s, int len, attr
 			char g[64];
 			int gl = 0;
 			for (int k = p; k < q;) {
-				int n = 1;
-				while (k + n < q && ((unsigned char)s[k + n] & 0xc0) == 0x80) n++;
-				if (gl + n > (int)sizeof g - 1) break;
+				utf8proc_int32_t c;
+				int n = (int)utf8proc_iterate((const utf8proc_uint8_t *)s + k, q - k, &c);
+				if (n <= 0) break; /* not reached: a grapheme ends before an invalid byte */
+				/* a character that wcwidth() does not know (an emoji newer than the C library): curses
+				 * gives it one cell and draws that blank; U+FFFD shows something is there */
+				bool rep = text_replaced(c);
+				const char *b = rep ? "\xef\xbf\xbd" : s + k;
+				int bn = rep ? 3 : n;
+				if (gl + bn > (int)sizeof g - 1) break;
 				/* a zero width joiner is not sent: terminals differ in whether they join the emoji around
 				 * it into one glyph (and in how many columns they then take), curses does not; without it
-				 * every terminal shows the parts in the columns counted for them */
-				bool zwj = n == 3 && memcmp(s + k, "\xe2\x80\x8d", 3) == 0;
-				if ((unsigned char)s[k] >= 0x20 && s[k] != 0x7f && !zwj) { memcpy(g + gl, s + k, n); gl += n; }
+				 * every terminal shows the parts in the columns counted for them. Nor a variation selector
+				 * (VS15, VS16), for the same reason: some terminals draw "❤️" in two columns, curses
+				 * counts one. */
+				bool skip = c == 0x200D || c == 0xFE0E || c == 0xFE0F;
+				if (text_drawable(c) && !skip) { memcpy(g + gl, b, bn); gl += bn; }
 				k += n;
 			}
 			g[gl] = 0;

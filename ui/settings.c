@@ -44,7 +44,7 @@ static const char *field_label(int f)
 	case SET_TEMP: return C_("settings|Temperature");
 	case SET_TOP_P: return C_("settings|Top-p");
 	case SET_TOP_K: return C_("settings|Top-k");
-	default: return C_("settings|Repetition penalty");
+	default: return C_("settings|Repeat penalty"); /* as llama.cpp says; at 40 columns labels get 15 */
 	}
 }
 

@@ -2,6 +2,8 @@
 #include "config.h"
 #include "text.h"
 
+#include <langinfo.h>
+#include <string.h>
 #include <utf8proc.h>
 #include <wchar.h>
 
@@ -10,16 +12,28 @@ bool text_drawable(int cp)
 	return cp >= 0x20 && cp != 0x7f && !(cp >= 0x80 && cp < 0xa0);
 }
 
+static bool utf8_locale(void)
+{
+	return strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
+}
+
+bool text_replaced(int cp)
+{
+	return text_drawable(cp) && wcwidth((wchar_t)cp) < 0 && utf8_locale();
+}
+
 /* width of one code point as curses places it: curses (and the terminals it drives) give every code point of a
  * grapheme its own wcwidth() cells, so a width of our own (utf8proc's, or one glyph for a ZWJ emoji sequence)
- * would let the next grapheme overwrite part of this one. utf8proc where the locale does not know the code
- * point (not a UTF-8 locale: such text is drawn as '?' per column). */
+ * would let the next grapheme overwrite part of this one. A code point that wcwidth() does not know (-1: an
+ * emoji newer than the C library's tables, an unassigned one) gets one cell from curses, which draws it blank:
+ * one column, drawn as U+FFFD (text_replaced). In a locale that is not UTF-8 every such character is drawn as
+ * '?' per column: utf8proc's width. */
 static int cp_width(int cp)
 {
 	if (cp < 0) return 1;
 	if (!text_drawable(cp)) return cp == '\t' ? 1 : 0;
 	int w = wcwidth((wchar_t)cp);
-	if (w < 0) w = utf8proc_charwidth(cp);
+	if (w < 0) w = utf8_locale() ? 1 : utf8proc_charwidth(cp);
 	return w < 0 ? 0 : w > 2 ? 2 : w;
 }
 
@@ -43,8 +57,7 @@ int text_next(const char *s, int len, int pos, int *width, int *cp)
 		n = utf8proc_iterate(u + pos, len - pos, &d);
 		if (n <= 0 || d == '\n' || d == '\r') break;
 		if (utf8proc_grapheme_break_stateful(prev, d, &state)) break;
-		/* a variation selector 16 makes the emoji before it wide */
-		if (d == 0xFE0F && w == 1) w = 2;
+		/* a variation selector 16 adds no column, as in curses (draw_text does not send it) */
 		w += cp_width(d);
 		prev = d;
 		pos += (int)n;

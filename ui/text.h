@@ -8,7 +8,8 @@
 
 /* One grapheme cluster (what the user sees as one character) starting at s[pos]: returns the position after
  * it and its width in columns in *width: the sum of its code points' wcwidth(), as curses places them (a ZWJ
- * emoji sequence takes the columns of its parts); an emoji with VS16 takes 2. Invalid bytes count as one column each (drawn as '?');
+ * emoji sequence takes the columns of its parts; a VS16 adds none; a code point that wcwidth() does not know
+ * takes 1, see text_replaced). Invalid bytes count as one column each (drawn as '?');
  * *cp gets the first code point (or -1 for an invalid byte). pos must be < len. */
 int text_next(const char *s, int len, int pos, int *width, int *cp);
 /* The start of the grapheme cluster that ends at pos (pos > 0). */
@@ -17,6 +18,9 @@ int text_prev(const char *s, int len, int pos);
 int text_width(const char *s, int len);
 /* Is this code point drawn? (not a control character) */
 bool text_drawable(int cp);
+/* Is it drawn as U+FFFD? A code point that wcwidth() does not know (an emoji newer than the C library) in a
+ * UTF-8 locale: curses would draw its cell blank. */
+bool text_replaced(int cp);
 
 struct wrap_line {
 	int start, end;  /* bytes [start, end) of the text shown on this line (no '\n', no break space) */
