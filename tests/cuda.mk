@@ -7,8 +7,8 @@ tests_test_attn_ops_LDADD = $(LMTERM_TEST_LIBS)
 # cuda backend (cuda): every op against the cpu backend; the golden model test on the cuda backend.
 # Both exit 77 without a GPU.
 check_PROGRAMS += tests/test_backend_ops
-TESTS += tests/test_backend_ops tests/test_golden_cuda.sh
-EXTRA_DIST += tests/test_golden_cuda.sh
+TESTS += tests/test_backend_ops tests/test_golden_cuda.sh tests/test_cuda_opts.sh
+EXTRA_DIST += tests/test_golden_cuda.sh tests/test_cuda_opts.sh
 tests_test_backend_ops_LDADD = $(LMTERM_TEST_LIBS)
 # lmterm bench on the cpu backend (runs everywhere)
 TESTS += tests/test_bench.sh
