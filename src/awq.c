@@ -824,14 +824,14 @@ static int write_config_and_index(struct ctx *x)
 	cJSON *c = x->config;
 	/* a vision-language model: in the language model's config (InternVL's llm_config, LLaVA's text_config),
 	 * where LMDeploy's auto_awq puts it, and at the top, where vLLM, transformers and AutoAWQ look */
-	cJSON *llm = x->c.wrapper[0] ? cJSON_GetObjectItemCaseSensitive(c, "llm_config") : NULL;
-	if (x->c.wrapper[0] && !llm) llm = cJSON_GetObjectItemCaseSensitive(c, "text_config");
+	const bool llava = !strncmp(x->c.wrapper, "Llava", 5);
+	cJSON *llm = x->c.wrapper[0] ? cJSON_GetObjectItemCaseSensitive(c, llava ? "text_config" : "llm_config") : NULL;
 	/* LLaVA: vLLM and transformers build the vision tower and the projector with the quantization_config
-	 * too, so it names them as dense. vLLM matches a name anywhere in a module's path; transformers
+	 * too, so it names them as dense. vLLM matches a name anywhere in a module's path; transformers 5
 	 * from the start of it, where 4.52 and later put them under "model." (whichever layout was loaded) */
 	static const char *const llava_keep[] = { "vision_tower", "multi_modal_projector", "model.vision_tower",
 						  "model.multi_modal_projector", NULL };
-	const char *const *keep = !strncmp(x->c.wrapper, "Llava", 5) ? llava_keep : NULL;
+	const char *const *keep = llava ? llava_keep : NULL;
 	if (cJSON_IsObject(llm)) mark_quantized(x, llm, keep);
 	mark_quantized(x, c, keep);
 	if (write_json(x, "config.json", c)) return LM_ERR;
