@@ -667,17 +667,17 @@ static int write_layer(struct ctx *x, int l, const struct lw *w, float **deq)
 	int rc = LM_ERR;
 	const char *n1 = is_internlm2(x) ? "attention_norm" : "input_layernorm";
 	const char *n2 = is_internlm2(x) ? "ffn_norm" : "post_attention_layernorm";
-	const char *pre = x->c.tensor_prefix; /* the names written are the checkpoint's, prefix included */
-	snprintf(name, sizeof name, "%smodel.layers.%d.%s.weight", pre, l, n1);
-	if (add_f16(x, &ol, name, w->ln1, x->dim)) goto out;
-	snprintf(name, sizeof name, "%smodel.layers.%d.%s.weight", pre, l, n2);
-	if (add_f16(x, &ol, name, w->ln2, x->dim)) goto out;
+	char local[200];
+	/* the names written are the checkpoint's own (st_set_full: a wrapper's prefix included) */
+	snprintf(local, sizeof local, "model.layers.%d.%s.weight", l, n1);
+	if (add_f16(x, &ol, st_set_full(x->set, local, name, sizeof name), w->ln1, x->dim)) goto out;
+	snprintf(local, sizeof local, "model.layers.%d.%s.weight", l, n2);
+	if (add_f16(x, &ol, st_set_full(x->set, local, name, sizeof name), w->ln2, x->dim)) goto out;
 	for (int i = 0; i < L_N; i++) {
 		if (is_internlm2(x) && (i == L_K || i == L_V)) continue;
-		char local[200];
 		tensor_name(x, local, sizeof local, l, i, "");
 		local[strlen(local) - 1] = 0; /* drop the trailing '.' */
-		snprintf(base, sizeof base, "%s%s", pre, local);
+		st_set_full(x->set, local, base, sizeof base);
 		if (is_internlm2(x) && i == L_Q) { /* re-pack q, k, v into wqkv's row order */
 			int rows = x->qd + 2 * x->kvd, hd = x->hd;
 			struct awq_dev *d = x->d;
@@ -713,7 +713,8 @@ static int write_layer(struct ctx *x, int l, const struct lw *w, float **deq)
 	}
 	/* anything else under this layer's prefix (e.g. rotary_emb.inv_freq in old checkpoints) */
 	char prefix[128];
-	snprintf(prefix, sizeof prefix, "%smodel.layers.%d.", pre, l);
+	snprintf(local, sizeof local, "model.layers.%d.", l);
+	st_set_full(x->set, local, prefix, sizeof prefix);
 	for (int i = 0; i < st_set_count(x->set); i++) {
 		const struct st_tensor *t = st_set_get(x->set, i);
 		if (strncmp(t->name, prefix, strlen(prefix)) != 0) continue;
@@ -738,7 +739,8 @@ out:
 /* A tensor of the decoder layers (those go into the layer shards), prefix or not */
 static bool in_layers(const struct ctx *x, const struct st_tensor *t)
 {
-	const char *local = st_set_local(x->set, t->name);
+	char buf[512];
+	const char *local = st_set_local(x->set, t->name, buf, sizeof buf);
 	return local && strncmp(local, "model.layers.", 13) == 0;
 }
 
@@ -794,8 +796,9 @@ static int write_json(struct ctx *x, const char *file, cJSON *j)
 	return e ? write_failed(x, file, e) : LM_OK;
 }
 
-/* quantization_config (AutoAWQ's gemm) and the fp16 dtype into a config object */
-static void mark_quantized(struct ctx *x, cJSON *c)
+/* quantization_config (AutoAWQ's gemm) and the fp16 dtype into a config object; keep (NULL-terminated, or NULL):
+ * the modules_to_not_convert, the modules whose linears stay dense */
+static void mark_quantized(struct ctx *x, cJSON *c, const char *const *keep)
 {
 	cJSON_DeleteItemFromObjectCaseSensitive(c, "quantization_config");
 	cJSON *q = cJSON_AddObjectToObject(c, "quantization_config");
@@ -804,6 +807,10 @@ static void mark_quantized(struct ctx *x, cJSON *c)
 	cJSON_AddNumberToObject(q, "bits", x->o->bits);
 	cJSON_AddNumberToObject(q, "group_size", x->o->group);
 	cJSON_AddBoolToObject(q, "zero_point", 1);
+	if (keep) {
+		cJSON *k = cJSON_AddArrayToObject(q, "modules_to_not_convert");
+		for (; *keep; keep++) cJSON_AddItemToArray(k, cJSON_CreateString(*keep));
+	}
 	cJSON_DeleteItemFromObjectCaseSensitive(c, "torch_dtype");
 	cJSON_AddStringToObject(c, "torch_dtype", "float16");
 	if (cJSON_GetObjectItemCaseSensitive(c, "dtype")) {
@@ -815,11 +822,18 @@ static void mark_quantized(struct ctx *x, cJSON *c)
 static int write_config_and_index(struct ctx *x)
 {
 	cJSON *c = x->config;
-	/* a vision-language model: in llm_config, where LMDeploy's auto_awq puts it, and at the top, where
-	 * vLLM and transformers look first */
-	cJSON *llm = x->c.wrapper[0] ? cJSON_GetObjectItemCaseSensitive(c, "llm_config") : NULL;
-	if (cJSON_IsObject(llm)) mark_quantized(x, llm);
-	mark_quantized(x, c);
+	/* a vision-language model: in the language model's config (InternVL's llm_config, LLaVA's text_config),
+	 * where LMDeploy's auto_awq puts it, and at the top, where vLLM, transformers and AutoAWQ look */
+	const bool llava = !strncmp(x->c.wrapper, "Llava", 5);
+	cJSON *llm = x->c.wrapper[0] ? cJSON_GetObjectItemCaseSensitive(c, llava ? "text_config" : "llm_config") : NULL;
+	/* LLaVA: vLLM and transformers build the vision tower and the projector with the quantization_config
+	 * too, so it names them as dense. vLLM matches a name anywhere in a module's path; transformers 5
+	 * from the start of it, where 4.52 and later put them under "model." (whichever layout was loaded) */
+	static const char *const llava_keep[] = { "vision_tower", "multi_modal_projector", "model.vision_tower",
+						  "model.multi_modal_projector", NULL };
+	const char *const *keep = llava ? llava_keep : NULL;
+	if (cJSON_IsObject(llm)) mark_quantized(x, llm, keep);
+	mark_quantized(x, c, keep);
 	if (write_json(x, "config.json", c)) return LM_ERR;
 
 	cJSON *idx = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(idx, "metadata");
@@ -915,8 +929,7 @@ static int setup(struct ctx *x, const char *model_dir, int group)
 				      model_dir, what[i], rows[i]);
 	}
 	if (x->nh % x->nkv) return lm_err(_("%s: %d heads is not a multiple of %d KV heads"), model_dir, x->nh, x->nkv);
-	if (st_set_open(&x->set, model_dir)) return LM_ERR;
-	if (x->c.tensor_prefix[0] && st_set_prefix(x->set, x->c.tensor_prefix)) return LM_ERR;
+	if (model_open_tensors(&x->c, model_dir, &x->set)) return LM_ERR;
 	for (int i = 0; i < st_set_count(x->set); i++) {
 		const struct st_tensor *t = st_set_get(x->set, i);
 		if (ends_with(t->name, ".qweight"))

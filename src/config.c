@@ -18,10 +18,31 @@
 #include <string.h>
 #include <strings.h>
 
+/* What transformers' config class of a model_type gives the keys that a LLaVA text_config leaves out.
+ * save_pretrained writes a sub-config as its difference from the defaults, so llava-1.5-7b-hf's text_config
+ * has no hidden_size at all; LlamaConfig, MistralConfig and Qwen2Config fill in these (rms_norm_eps 1e-6,
+ * rope_theta 10000, tie_word_embeddings false and no biases beyond Qwen2's are lmterm's defaults anyway). */
+struct text_defaults {
+	const char *type;
+	int vocab, dim, ffn, layers, heads;
+	int kv_heads;      /* 0: as many as heads */
+	int max_pos;
+	int bos, eos;      /* -1: none */
+};
+
+static const struct text_defaults text_defaults[] = {
+	{ "llama", 32000, 4096, 11008, 32, 32, 0, 2048, 1, 2 },
+	{ "mistral", 32000, 4096, 14336, 32, 32, 8, 4096 * 32, 1, 2 },
+	{ "qwen2", 151936, 4096, 22016, 32, 32, 32, 32768, -1, -1 },
+};
+
 struct cfg_ctx {
 	const char *path;
 	const cJSON *root;
 	const char *scope; /* "" or "rope_parameters." etc.: how messages name a nested key */
+	/* a LLaVA text_config: its model_type's class defaults for the keys it lacks, and the architecture comes
+	 * from model_type (as transformers builds it); NULL: a config read as it is, whose size keys are required */
+	const struct text_defaults *dflt;
 };
 
 /* An integer key: absent -> def (or an error when required, def < 0 meaning required). */
@@ -139,7 +160,7 @@ static int parse_rope(const struct cfg_ctx *x, struct model_config *c)
 	/* theta: inside rope_parameters in the new style, top level in the old */
 	char scope[32];
 	snprintf(scope, sizeof scope, "%s.", obj_key);
-	struct cfg_ctx sx = { x->path, x->root, scope };
+	struct cfg_ctx sx = { x->path, x->root, scope, x->dflt };
 	bool have_theta = false;
 	if (rp && get_float(&sx, rp, "rope_theta", 10000.0, &have_theta, &r->theta) != LM_OK) return LM_ERR;
 	if (!have_theta && get_float(x, x->root, "rope_theta", 10000.0, NULL, &r->theta) != LM_OK) return LM_ERR;
@@ -206,7 +227,7 @@ static int parse_quant(const struct cfg_ctx *x, struct model_config *c)
 		return lm_err(_("%s: key \"quantization_config.version\": \"%s\" is not supported (only gemm)"), x->path,
 			      cJSON_IsString(v) ? v->valuestring : "?");
 	/* AutoAWQ's own quant_config.json spells them w_bit and q_group_size */
-	struct cfg_ctx qx = { x->path, x->root, "quantization_config." };
+	struct cfg_ctx qx = { x->path, x->root, "quantization_config.", NULL };
 	const char *bk = cJSON_GetObjectItemCaseSensitive(q, "w_bit") ? "w_bit" : "bits";
 	const char *gk = cJSON_GetObjectItemCaseSensitive(q, "q_group_size") ? "q_group_size" : "group_size";
 	if (get_int(&qx, q, bk, REQUIRED, 1, 64, &c->quant_bits) != LM_OK ||
@@ -239,6 +260,10 @@ static int parse_arch(const struct cfg_ctx *x, struct model_config *c)
 	if (mt && !cJSON_IsNull(mt) && !cJSON_IsString(mt))
 		return lm_err(_("%s: key \"%smodel_type\" is not a string"), x->path, x->scope);
 	const char *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
+	if (x->dflt) { /* a LLaVA text_config: transformers builds the model its model_type names */
+		name = NULL;
+		type = x->dflt->type;
+	}
 	/* vl: a vision-language model whose language model this is (its arch name becomes c->wrapper) */
 	static const struct { const char *arch, *type; enum arch a; bool vl; } known[] = {
 		{ "LlamaForCausalLM", "llama", ARCH_LLAMA, false },
@@ -259,7 +284,7 @@ static int parse_arch(const struct cfg_ctx *x, struct model_config *c)
 			return LM_OK;
 		}
 	if (!name && !type) return lm_err(_("%s: key \"%sarchitectures\" is missing"), x->path, x->scope);
-	return lm_err(_("%s: key \"%s%s\": unsupported architecture \"%s\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, InternLM2ForCausalLM; InternVLChatModel around one of them; Qwen2-VL and Qwen2.5-VL)"),
+	return lm_err(_("%s: key \"%s%s\": unsupported architecture \"%s\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, InternLM2ForCausalLM; InternVLChatModel around one of them; Qwen2-VL and Qwen2.5-VL; LLaVA and LLaVA-NeXT around Llama, Mistral or Qwen2)"),
 		      x->path, x->scope, name ? "architectures" : "model_type", name ? name : type);
 }
 
@@ -267,13 +292,15 @@ static int parse_config(const struct cfg_ctx *x, struct model_config *c)
 {
 	if (parse_arch(x, c) != LM_OK) return LM_ERR;
 	const cJSON *r = x->root;
-	if (get_int(x, r, "vocab_size", REQUIRED, 1, INT32_MAX, &c->vocab) != LM_OK ||
-	    get_int(x, r, "hidden_size", REQUIRED, 1, 1 << 20, &c->dim) != LM_OK ||
-	    get_int(x, r, "num_hidden_layers", REQUIRED, 1, 1 << 16, &c->n_layers) != LM_OK ||
-	    get_int(x, r, "num_attention_heads", REQUIRED, 1, 1 << 16, &c->n_heads) != LM_OK ||
-	    get_int(x, r, "intermediate_size", REQUIRED, 1, 1 << 24, &c->ffn) != LM_OK ||
-	    get_int(x, r, "num_key_value_heads", c->n_heads, 1, 1 << 16, &c->n_kv_heads) != LM_OK ||
-	    get_int(x, r, "max_position_embeddings", 2048, 1, INT32_MAX, &c->max_pos) != LM_OK)
+	const struct text_defaults *d = x->dflt;
+	if (get_int(x, r, "vocab_size", d ? d->vocab : REQUIRED, 1, INT32_MAX, &c->vocab) != LM_OK ||
+	    get_int(x, r, "hidden_size", d ? d->dim : REQUIRED, 1, 1 << 20, &c->dim) != LM_OK ||
+	    get_int(x, r, "num_hidden_layers", d ? d->layers : REQUIRED, 1, 1 << 16, &c->n_layers) != LM_OK ||
+	    get_int(x, r, "num_attention_heads", d ? d->heads : REQUIRED, 1, 1 << 16, &c->n_heads) != LM_OK ||
+	    get_int(x, r, "intermediate_size", d ? d->ffn : REQUIRED, 1, 1 << 24, &c->ffn) != LM_OK ||
+	    get_int(x, r, "num_key_value_heads", d && d->kv_heads ? d->kv_heads : c->n_heads, 1, 1 << 16,
+		    &c->n_kv_heads) != LM_OK ||
+	    get_int(x, r, "max_position_embeddings", d ? d->max_pos : 2048, 1, INT32_MAX, &c->max_pos) != LM_OK)
 		return LM_ERR;
 	if (c->n_heads % c->n_kv_heads)
 		return lm_err(_("%s: key \"num_key_value_heads\" = %d does not divide num_attention_heads = %d"), x->path,
@@ -326,10 +353,57 @@ static int parse_config(const struct cfg_ctx *x, struct model_config *c)
 
 	if (parse_dtype(x, c) != LM_OK || parse_rope(x, c) != LM_OK || parse_quant(x, c) != LM_OK) return LM_ERR;
 
+	/* a text_config without the keys has its class's ids (null, written out, is none) */
 	c->bos_id = -1;
-	if (get_int(x, r, "bos_token_id", -1, -1, INT32_MAX, &c->bos_id) != LM_OK) return LM_ERR;
+	const cJSON *bos = cJSON_GetObjectItemCaseSensitive(r, "bos_token_id");
+	if (d && !bos) c->bos_id = d->bos;
+	else if (get_int(x, r, "bos_token_id", -1, -1, INT32_MAX, &c->bos_id) != LM_OK) return LM_ERR;
 	c->n_eos = 0;
-	if (add_eos(c, x->path, cJSON_GetObjectItemCaseSensitive(r, "eos_token_id")) != LM_OK) return LM_ERR;
+	const cJSON *eos = cJSON_GetObjectItemCaseSensitive(r, "eos_token_id");
+	if (d && !eos) {
+		if (d->eos >= 0) c->eos_ids[c->n_eos++] = d->eos;
+	} else if (add_eos(c, x->path, eos) != LM_OK) {
+		return LM_ERR;
+	}
+	return LM_OK;
+}
+
+static bool has_key(const cJSON *o, const char *key)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
+	return j && !cJSON_IsNull(j);
+}
+
+/* LLaVA as llava-hf publishes it (LlavaForConditionalGeneration: LLaVA 1.5, llava-interleave-qwen;
+ * LlavaNextForConditionalGeneration: LLaVA 1.6): the language model's config under "text_config", often only
+ * its differences from its model_type's defaults (struct text_defaults). Its dtype, when it has none, is the
+ * top level's. The tensors are in one of two layouts (model_open_tensors). */
+static int parse_llava(const struct cfg_ctx *x, struct model_config *c, const char *arch)
+{
+	const cJSON *tc = cJSON_GetObjectItemCaseSensitive(x->root, "text_config");
+	if (!tc || cJSON_IsNull(tc))
+		return lm_err(_("%s: key \"text_config\" is missing (%s keeps its language model's config there)"), x->path,
+			      arch);
+	if (!cJSON_IsObject(tc)) return lm_err(_("%s: key \"%s\" is not an object"), x->path, "text_config");
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(tc, "model_type");
+	/* transformers takes llama for a text_config without model_type; every text_config it writes has one, so
+	 * one without is not guessed at here */
+	if (!mt || cJSON_IsNull(mt))
+		return lm_err(_("%s: key \"text_config.model_type\" is missing (llama, mistral or qwen2)"), x->path);
+	if (!cJSON_IsString(mt)) return lm_err(_("%s: key \"%smodel_type\" is not a string"), x->path, "text_config.");
+	struct cfg_ctx tx = { x->path, tc, "text_config.", NULL };
+	for (size_t i = 0; i < ARRAY_SIZE(text_defaults); i++)
+		if (!strcmp(mt->valuestring, text_defaults[i].type)) tx.dflt = &text_defaults[i];
+	if (!tx.dflt)
+		return lm_err(_("%s: key \"text_config.model_type\": unsupported language model \"%s\" in %s (supported: llama, mistral, qwen2)"),
+			      x->path, mt->valuestring, arch);
+	if (parse_config(&tx, c) != LM_OK) return LM_ERR;
+	if (!has_key(tc, "dtype") && !has_key(tc, "torch_dtype") && parse_dtype(x, c) != LM_OK) return LM_ERR;
+	/* LMDeploy's auto_awq writes quantization_config into text_config (the language model's config);
+	 * AutoAWQ, vLLM and transformers use the top level's */
+	if (!c->quant_bits && parse_quant(x, c) != LM_OK) return LM_ERR;
+	snprintf(c->wrapper, sizeof c->wrapper, "%s", arch);
+	snprintf(c->tensor_prefix, sizeof c->tensor_prefix, "language_model.");
 	return LM_OK;
 }
 
@@ -337,18 +411,25 @@ static int parse_config(const struct cfg_ctx *x, struct model_config *c)
  * InternVLChatModel) keeps the language model's whole config under "llm_config" and its tensors under
  * "language_model.", beside the vision tower ("vision_model.") and the projector ("mlp1."). lmterm runs and
  * quantizes the language model; the rest is carried along untouched (lite auto_awq copies it). */
+static bool is_arch(const cJSON *root, const char *arch, const char *type)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+	return (cJSON_IsArray(a) && cJSON_IsString(a->child) && !strcmp(a->child->valuestring, arch)) ||
+	       (!cJSON_IsArray(a) && cJSON_IsString(mt) && !strcmp(mt->valuestring, type));
+}
+
 static int parse_wrapped(const struct cfg_ctx *x, struct model_config *c)
 {
-	const cJSON *a = cJSON_GetObjectItemCaseSensitive(x->root, "architectures");
-	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(x->root, "model_type");
-	const bool internvl = (cJSON_IsArray(a) && cJSON_IsString(a->child) &&
-			       !strcmp(a->child->valuestring, "InternVLChatModel")) ||
-			      (!cJSON_IsArray(a) && cJSON_IsString(mt) && !strcmp(mt->valuestring, "internvl_chat"));
-	if (!internvl) return parse_config(x, c);
+	if (is_arch(x->root, "LlavaForConditionalGeneration", "llava"))
+		return parse_llava(x, c, "LlavaForConditionalGeneration");
+	if (is_arch(x->root, "LlavaNextForConditionalGeneration", "llava_next"))
+		return parse_llava(x, c, "LlavaNextForConditionalGeneration");
+	if (!is_arch(x->root, "InternVLChatModel", "internvl_chat")) return parse_config(x, c);
 	const cJSON *llm = cJSON_GetObjectItemCaseSensitive(x->root, "llm_config");
 	if (!cJSON_IsObject(llm))
 		return lm_err(_("%s: an InternVL model without an \"llm_config\" object"), x->path);
-	struct cfg_ctx lx = { x->path, llm, "llm_config." };
+	struct cfg_ctx lx = { x->path, llm, "llm_config.", NULL };
 	if (parse_config(&lx, c) != LM_OK) return LM_ERR; /* the messages name "llm_config.<key>" */
 	/* LMDeploy writes the quantization_config into llm_config; other tools put it at the top */
 	if (!c->quant_bits && parse_quant(x, c) != LM_OK) return LM_ERR;
@@ -368,7 +449,7 @@ static int parse_generation_config(struct model_config *c, const char *path)
 		cJSON_Delete(root);
 		return lm_err(_("%s: not a valid JSON object"), path);
 	}
-	struct cfg_ctx x = { path, root, "" };
+	struct cfg_ctx x = { path, root, "", NULL };
 	int rc = add_eos(c, path, cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"));
 	if (rc == LM_OK && c->bos_id < 0) rc = get_int(&x, root, "bos_token_id", -1, -1, INT32_MAX, &c->bos_id);
 	cJSON_Delete(root);
@@ -389,7 +470,7 @@ int config_load(struct model_config *c, const char *path)
 		return lm_err(_("%s: not valid JSON (near byte %zu)"), path, at);
 	}
 	free(buf);
-	struct cfg_ctx x = { path, root, "" };
+	struct cfg_ctx x = { path, root, "", NULL };
 	int rc = cJSON_IsObject(root) ? parse_wrapped(&x, c) : lm_err(_("%s: not a JSON object"), path);
 	cJSON_Delete(root);
 	if (rc != LM_OK) return rc;

@@ -3162,8 +3162,8 @@ static void exec_list(struct jctx *J, struct stmt **l, int n)
 	for (int i = 0; i < n && !J->failed && !J->brk; i++) exec(J, l[i]);
 }
 
-int jinja_render(const char *tmpl, const struct chat_msg *msgs, int n, bool add_generation_prompt, const char *bos,
-		 const char *eos, char **out)
+static int render(const char *tmpl, const struct chat_msg *msgs, int n, bool parts, bool add_generation_prompt,
+		  const char *bos, const char *eos, char **out)
 {
 	struct jctx J;
 	memset(&J, 0, sizeof J);
@@ -3193,7 +3193,16 @@ int jinja_render(const char *tmpl, const struct chat_msg *msgs, int n, bool add_
 		for (int i = 0; i < n; i++) {
 			struct jdict *d = dict_new(&J);
 			dict_set(&J, d, "role", v_cstr(msgs[i].role));
-			dict_set(&J, d, "content", v_cstr(msgs[i].content));
+			if (parts) { /* [{"type": "text", "text": content}] */
+				struct jdict *pd = dict_new(&J);
+				dict_set(&J, pd, "type", v_cstr("text"));
+				dict_set(&J, pd, "text", v_cstr(msgs[i].content));
+				struct jlist *pl = list_new(&J, 1);
+				list_push(&J, pl, (struct jval){ .t = J_DICT, .u.d = pd });
+				dict_set(&J, d, "content", (struct jval){ .t = J_LIST, .u.l = pl });
+			} else {
+				dict_set(&J, d, "content", v_cstr(msgs[i].content));
+			}
 			list_push(&J, ml, (struct jval){ .t = J_DICT, .u.d = d });
 		}
 		scope_set(&J, "messages", (struct jval){ .t = J_LIST, .u.l = ml });
@@ -3218,4 +3227,16 @@ int jinja_render(const char *tmpl, const struct chat_msg *msgs, int n, bool add_
 		J.ar = c;
 	}
 	return rc;
+}
+
+int jinja_render(const char *tmpl, const struct chat_msg *msgs, int n, bool add_generation_prompt, const char *bos,
+		 const char *eos, char **out)
+{
+	return render(tmpl, msgs, n, false, add_generation_prompt, bos, eos, out);
+}
+
+int jinja_render_parts(const char *tmpl, const struct chat_msg *msgs, int n, bool add_generation_prompt,
+		       const char *bos, const char *eos, char **out)
+{
+	return render(tmpl, msgs, n, true, add_generation_prompt, bos, eos, out);
 }

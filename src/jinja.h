@@ -23,4 +23,9 @@
 int jinja_render(const char *tmpl, const struct chat_msg *msgs, int n, bool add_generation_prompt, const char *bos,
 		 const char *eos, char **out);
 
+/* The same with each message's content a list of one part, [{"type": "text", "text": CONTENT}], as a processor's
+ * chat template takes it (llava-hf's chat_template.json renders only the parts of type "text"). */
+int jinja_render_parts(const char *tmpl, const struct chat_msg *msgs, int n, bool add_generation_prompt,
+		       const char *bos, const char *eos, char **out);
+
 #endif

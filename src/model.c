@@ -345,6 +345,34 @@ out:
 	return rc;
 }
 
+int model_open_tensors(const struct model_config *c, const char *dir, struct st_set **set)
+{
+	if (st_set_open(set, dir) != LM_OK) return LM_ERR;
+	const char *local = "", *prefix = c->tensor_prefix;
+	if (!strncmp(c->wrapper, "Llava", 5)) {
+		/* LlavaForConditionalGeneration and LlavaNext...: transformers 4.52 moved the language model's
+		 * decoder from language_model.model.* to model.language_model.* and its head from
+		 * language_model.lm_head to lm_head; checkpoints of both ages are about */
+		static const char old[] = "language_model.model.embed_tokens.weight",
+				  new[] = "model.language_model.embed_tokens.weight";
+		if (!st_set_find(*set, old) && st_set_find(*set, new)) {
+			local = "model.";
+			prefix = "model.language_model.";
+		} else if (!st_set_find(*set, old)) {
+			st_set_close(*set);
+			*set = NULL;
+			return lm_err(_("%s: neither '%s' (LLaVA as transformers before 4.52 saves it) nor '%s' (4.52 and later) is there"),
+				      dir, old, new);
+		}
+	}
+	if ((local[0] || prefix[0]) && st_set_prefix(*set, local, prefix) != LM_OK) {
+		st_set_close(*set);
+		*set = NULL;
+		return LM_ERR;
+	}
+	return LM_OK;
+}
+
 int model_load(struct model *m, const char *dir, struct backend *be, enum model_format fmt,
 	       bool (*progress)(void *ud, int done, int total), void *ud)
 {
@@ -368,11 +396,7 @@ int model_load(struct model *m, const char *dir, struct backend *be, enum model_
 	struct loader L = { .m = m, .dir = dir, .awq = c->quant_bits != 0 };
 	path_join(L.where, sizeof L.where, dir, "model.safetensors.index.json");
 	if (!file_exists(L.where)) path_join(L.where, sizeof L.where, dir, "model.safetensors");
-	if (st_set_open(&L.set, dir) != LM_OK) return LM_ERR;
-	if (c->tensor_prefix[0] && st_set_prefix(L.set, c->tensor_prefix) != LM_OK) {
-		st_set_close(L.set);
-		return LM_ERR;
-	}
+	if (model_open_tensors(c, dir, &L.set) != LM_OK) return LM_ERR;
 	const struct names *nm = c->arch == ARCH_INTERNLM2 ? &internlm2_names : &llama_names;
 	int rc = LM_ERR;
 	if (!(m->layers = calloc((size_t)c->n_layers, sizeof *m->layers))) {

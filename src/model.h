@@ -17,6 +17,7 @@ extern "C" {
 #endif
 
 struct backend;
+struct st_set;
 
 enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_INTERNLM2 };
 enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_DYNAMIC };
@@ -47,8 +48,9 @@ struct model_config {
 	int quant_bits;       /* 0: dense; 4: AWQ (quantization_config) */
 	int group_size;       /* AWQ group size */
 	char wrapper[40];       /* "" or the vision-language model this language model is part of: "InternVLChatModel",
-				 * "Qwen2VLForConditionalGeneration", ... */
-	char tensor_prefix[32]; /* what the language model's tensor names start with there ("language_model.") */
+				 * "Qwen2VLForConditionalGeneration", "LlavaForConditionalGeneration", ... */
+	char tensor_prefix[32]; /* what the language model's tensor names start with there ("language_model."); LLaVA
+				 * has two layouts, and model_open_tensors finds which one a checkpoint has */
 };
 
 /* Parse config.json (old or new keys) and, if present beside it, generation_config.json.
@@ -117,6 +119,11 @@ enum model_format { FMT_AUTO, FMT_HF, FMT_AWQ };
  * then fails with "interrupted" (the chat quit while loading). */
 int model_load(struct model *m, const char *dir, struct backend *be, enum model_format fmt,
 	       bool (*progress)(void *ud, int done, int total), void *ud);
+/* The checkpoint's tensors (st_set_open), named as the language model's own ("model.layers.0...", "lm_head.weight")
+ * whatever the wrapper: st_set_prefix with c's tensor prefix, or for LLaVA the layout its tensors have
+ * (language_model.model.* and language_model.lm_head as transformers saved them before 4.52,
+ * model.language_model.* and lm_head from 4.52 on). Errors name the directory. */
+int model_open_tensors(const struct model_config *c, const char *dir, struct st_set **set);
 /* A model of the config's shapes with random weights made by the backend itself (bench --dummy). */
 int model_init_dummy(struct model *m, const struct model_config *c, struct backend *be, uint64_t seed);
 void model_free(struct model *m);

@@ -326,7 +326,7 @@ struct st_set {
 	int n;
 	const struct st_tensor **t;       /* [n] all tensors, shard by shard */
 	const struct st_tensor **by_name; /* [n] sorted */
-	char prefix[64];                  /* st_set_find's names are under it (st_set_prefix) */
+	char local[32], prefix[64];       /* st_set_prefix: a name starting with local is read as prefix + the rest */
 };
 
 void st_set_close(struct st_set *s)
@@ -521,28 +521,41 @@ int st_set_count(const struct st_set *s) { return s->n; }
 const struct st_tensor *st_set_get(const struct st_set *s, int i) { return i >= 0 && i < s->n ? s->t[i] : NULL; }
 const struct st_tensor *st_set_find(const struct st_set *s, const char *name)
 {
-	if (!s->prefix[0]) return find_sorted(s->by_name, s->n, name);
+	if (!s->prefix[0] && !s->local[0]) return find_sorted(s->by_name, s->n, name);
 	char full[512];
-	if (snprintf(full, sizeof full, "%s%s", s->prefix, name) >= (int)sizeof full) return NULL;
-	return find_sorted(s->by_name, s->n, full);
+	size_t nl = strlen(s->local), n = strlen(name);
+	if ((strncmp(name, s->local, nl) == 0 ? strlen(s->prefix) + n - nl : n) >= sizeof full) return NULL;
+	return find_sorted(s->by_name, s->n, st_set_full(s, name, full, sizeof full));
 }
 
-int st_set_prefix(struct st_set *s, const char *prefix)
+int st_set_prefix(struct st_set *s, const char *local, const char *prefix)
 {
-	if (strlen(prefix) >= sizeof s->prefix) return lm_err(_("tensor name prefix '%s' is too long"), prefix);
+	if (strlen(prefix) >= sizeof s->prefix || strlen(local) >= sizeof s->local)
+		return lm_err(_("tensor name prefix '%s' is too long"), strlen(prefix) >= sizeof s->prefix ? prefix : local);
+	snprintf(s->local, sizeof s->local, "%s", local);
 	snprintf(s->prefix, sizeof s->prefix, "%s", prefix);
 	return LM_OK;
 }
 
-const char *st_set_local(const struct st_set *s, const char *full)
+/* The local name whose full name is full: local + the rest where full starts with prefix; else full itself,
+ * unless it starts with local (the full name of such a local name is elsewhere: full is outside). */
+const char *st_set_local(const struct st_set *s, const char *full, char *buf, size_t len)
 {
-	size_t n = strlen(s->prefix);
-	return strncmp(full, s->prefix, n) == 0 ? full + n : NULL;
+	size_t np = strlen(s->prefix), nl = strlen(s->local);
+	if (strncmp(full, s->prefix, np) == 0) {
+		if (snprintf(buf, len, "%s%s", s->local, full + np) >= (int)len) return NULL;
+		return buf;
+	}
+	if (strncmp(full, s->local, nl) == 0) return NULL;
+	if (snprintf(buf, len, "%s", full) >= (int)len) return NULL;
+	return buf;
 }
 
 const char *st_set_full(const struct st_set *s, const char *name, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s%s", s->prefix, name);
+	size_t nl = strlen(s->local);
+	if (strncmp(name, s->local, nl) == 0) snprintf(buf, len, "%s%s", s->prefix, name + nl);
+	else snprintf(buf, len, "%s", name);
 	return buf;
 }
 

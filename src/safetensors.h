@@ -39,11 +39,15 @@ void st_set_close(struct st_set *s);
 int st_set_count(const struct st_set *s);
 const struct st_tensor *st_set_get(const struct st_set *s, int i);
 const struct st_tensor *st_set_find(const struct st_set *s, const char *name); /* NULL if absent */
-/* The names st_set_find is given are taken under prefix ("language_model." for the language model inside a
- * vision-language checkpoint). st_set_local: a tensor's name without the prefix, NULL when it is outside it;
- * st_set_full: prefix + name into buf, for messages and for writing. */
-int st_set_prefix(struct st_set *s, const char *prefix);
-const char *st_set_local(const struct st_set *s, const char *full);
+/* The names st_set_find is given are taken under a prefix, for the language model inside a vision-language
+ * checkpoint: a name that starts with local is read as prefix + the rest of it; others as they are.
+ * ("", "language_model.") puts every name under "language_model."; ("model.", "model.language_model.") reads
+ * "model.layers.0..." as "model.language_model.layers.0..." and leaves "lm_head.weight" alone (LLaVA as
+ * transformers 4.52 and later saves it).
+ * st_set_full: the full name of a local one into buf, for messages and for writing. st_set_local: the local
+ * name of a tensor's full name into buf, NULL when the tensor is outside (no local name gives it). */
+int st_set_prefix(struct st_set *s, const char *local, const char *prefix);
+const char *st_set_local(const struct st_set *s, const char *full, char *buf, size_t len);
 const char *st_set_full(const struct st_set *s, const char *name, char *buf, size_t len);
 
 /* Writing: tensors in the given order, 8-byte aligned header, optional __metadata__ (key, value pairs,

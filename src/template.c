@@ -161,8 +161,15 @@ static char *token_text(const cJSON *o, const char *key)
 	return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
 }
 
+static int render_as(const char *jinja, bool parts, const struct chat_msg *m, int n, bool gen, const char *bos,
+		     const char *eos, char **out)
+{
+	return (parts ? jinja_render_parts : jinja_render)(jinja, m, n, gen, bos, eos, out);
+}
+
 /* Does the built-in render these conversations exactly as the model's own template does? */
-static bool builtin_matches(const struct chat_template *t, const char *jinja, const char *bos, const char *eos)
+static bool builtin_matches(const struct chat_template *t, const char *jinja, bool parts, const char *bos,
+			    const char *eos)
 {
 	static const struct chat_msg a[] = { { "user", "Hello" } };
 	static const struct chat_msg b[] = { { "system", "Be brief." }, { "user", "Hi" }, { "assistant", "Hello!" },
@@ -175,7 +182,7 @@ static bool builtin_matches(const struct chat_template *t, const char *jinja, co
 		/* A probe the template refuses (Gemma's and Mistral's raise on a system message) says nothing either
 		 * way; the built-in is taken when it renders every probe the template renders as it does (all of
 		 * them when the template renders none: then it cannot be used anyway). */
-		if (jinja_render(jinja, probes[i].m, probes[i].n, probes[i].gen, bos, eos, &j) != LM_OK) {
+		if (render_as(jinja, parts, probes[i].m, probes[i].n, probes[i].gen, bos, eos, &j) != LM_OK) {
 			lm_err_clear();
 			continue;
 		}
@@ -281,20 +288,33 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 	int rc = tmpl_builtin(t, name);
 	/* the model's own template where the built-in would render differently (and the interpreter runs it) */
 	if (rc == LM_OK && jinja) {
-		char *probe;
+		char *probe = NULL, *pp = NULL, *err = NULL;
 		static const struct chat_msg m[] = { { "user", "Hello" } };
-		if (jinja_render(jinja, m, 1, true, bos, eos, &probe) != LM_OK) {
+		int prc = jinja_render(jinja, m, 1, true, bos, eos, &probe);
+		bool parts = false;
+		/* a processor's template (llava-hf's) iterates over a list of parts: a string's text is lost, or
+		 * fails; such a template gets the parts form, as transformers' processors are given it */
+		if (prc != LM_OK || !strstr(probe, "Hello")) {
+			if (prc != LM_OK) err = strdup(lm_errmsg());
+			if (jinja_render_parts(jinja, m, 1, true, bos, eos, &pp) == LM_OK && strstr(pp, "Hello")) {
+				parts = true;
+				prc = LM_OK;
+			}
+			if (err && prc != LM_OK) lm_err("%s", err);
+		}
+		free(err);
+		free(probe);
+		free(pp);
+		if (prc != LM_OK) {
 			/* the built-in stays, and the engine says why the model's own template could not be used */
 			t->jinja_error = strdup(lm_errmsg());
-		} else {
-			free(probe);
-			if (!builtin_matches(t, jinja, bos, eos)) {
-				snprintf(t->name, sizeof t->name, "jinja (%s)", name);
-				t->jinja = jinja;
-				t->bos_text = bos;
-				t->eos_text = eos;
-				jinja = bos = eos = NULL;
-			}
+		} else if (!builtin_matches(t, jinja, parts, bos, eos)) {
+			snprintf(t->name, sizeof t->name, "jinja (%s)", name);
+			t->jinja = jinja;
+			t->bos_text = bos;
+			t->eos_text = eos;
+			t->content_parts = parts;
+			jinja = bos = eos = NULL;
 		}
 		lm_err_clear();
 	}
@@ -321,7 +341,8 @@ int tmpl_render_jinja(const struct chat_template *t, const struct chat_msg *msgs
 {
 	memset(out, 0, sizeof *out);
 	char *real, *ph = NULL;
-	if (jinja_render(t->jinja, msgs, n, add_generation_prompt, t->bos_text, t->eos_text, &real) != LM_OK)
+	if (render_as(t->jinja, t->content_parts, msgs, n, add_generation_prompt, t->bos_text, t->eos_text, &real) !=
+	    LM_OK)
 		return LM_ERR;
 	struct chat_msg *pm = malloc(sizeof *pm * (n ? n : 1));
 	char (*names)[24] = malloc(sizeof *names * (n ? n : 1));
@@ -331,7 +352,8 @@ int tmpl_render_jinja(const struct chat_template *t, const struct chat_msg *msgs
 		pm[i] = msgs[i];
 		if (strcmp(msgs[i].role, "user") == 0) pm[i].content = names[i];
 	}
-	bool exact = rc == LM_OK && jinja_render(t->jinja, pm, n, add_generation_prompt, t->bos_text, t->eos_text, &ph) == LM_OK;
+	bool exact = rc == LM_OK && render_as(t->jinja, t->content_parts, pm, n, add_generation_prompt, t->bos_text,
+					      t->eos_text, &ph) == LM_OK;
 	lm_err_clear();
 	if (exact) { /* rebuild from the placeholders */
 		const char *p = ph;

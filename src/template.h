@@ -32,6 +32,8 @@ struct chat_template {
 	 * tokens differ from the cache. NULL for built-ins. bos/eos: the token texts the template may use. */
 	char *jinja;
 	char *bos_text, *eos_text;
+	bool content_parts;      /* the template takes each message's content as a list of parts (a processor's
+				  * chat_template.json, LLaVA's): with a plain string it would drop the text */
 	/* Why the model's own chat_template is not used although it differs from the built-in: the interpreter's
 	 * message for it (an unsupported construct, a raise_exception), for the engine to report; else NULL. */
 	char *jinja_error;

@@ -1009,6 +1009,114 @@ static int load_cfg_text(const char *sub, const char *text, const char *gen, str
 	return config_load(c, path);
 }
 
+/* LLaVA's text_config as llava-hf publishes it: only what differs from the model_type's transformers defaults
+ * (LlamaConfig, MistralConfig, Qwen2Config), which fill in the rest; the dtype from the top where it has none. */
+static void check_llava_config(void)
+{
+	struct model_config c;
+	char path[4300];
+	/* llava-hf/llava-1.5-7b-hf's config.json (the vision_config shortened) */
+	int rc = load_cfg_text("llava15",
+			       "{\"architectures\": [\"LlavaForConditionalGeneration\"], \"ignore_index\": -100, \"image_token_index\": 32000,"
+			       " \"model_type\": \"llava\", \"pad_token_id\": 32001, \"projector_hidden_act\": \"gelu\","
+			       " \"text_config\": {\"_name_or_path\": \"lmsys/vicuna-7b-v1.5\", \"architectures\": [\"LlamaForCausalLM\"],"
+			       " \"max_position_embeddings\": 4096, \"model_type\": \"llama\", \"rms_norm_eps\": 1e-05,"
+			       " \"torch_dtype\": \"float16\", \"vocab_size\": 32064}, \"tie_word_embeddings\": false,"
+			       " \"torch_dtype\": \"float16\", \"transformers_version\": \"4.36.0.dev0\","
+			       " \"vision_config\": {\"hidden_size\": 1024, \"model_type\": \"clip_vision_model\"},"
+			       " \"vision_feature_layer\": -2, \"vision_feature_select_strategy\": \"default\", \"vocab_size\": 32064}",
+			       NULL, &c, path, sizeof path);
+	CHECK(rc == LM_OK, "llava-1.5 config: %s", lm_errmsg());
+	if (rc == LM_OK)
+		CHECK(c.arch == ARCH_LLAMA && !strcmp(c.arch_name, "LlamaForCausalLM") && !strcmp(c.model_type, "llama") &&
+			      !strcmp(c.wrapper, "LlavaForConditionalGeneration") &&
+			      !strcmp(c.tensor_prefix, "language_model.") && c.vocab == 32064 && c.dim == 4096 &&
+			      c.ffn == 11008 && c.n_layers == 32 && c.n_heads == 32 && c.n_kv_heads == 32 && c.head_dim == 128 &&
+			      c.max_pos == 4096 && fabsf(c.norm_eps - 1e-5f) < 1e-12f && c.rope.type == ROPE_DEFAULT &&
+			      c.rope.theta == 10000 && !c.tie_embed && !c.qkv_bias && c.dtype == DT_F16 && c.bos_id == 1 &&
+			      c.n_eos == 1 && c.eos_ids[0] == 2 && c.quant_bits == 0,
+		      "llava-1.5 fields: dim %d ffn %d layers %d heads %d/%d max_pos %d bos %d eos %d", c.dim, c.ffn,
+		      c.n_layers, c.n_heads, c.n_kv_heads, c.max_pos, c.bos_id, c.n_eos ? c.eos_ids[0] : -1);
+
+	/* llava-hf/llava-v1.6-mistral-7b-hf's text_config: its own dtype (bfloat16) over the top level's */
+	rc = load_cfg_text("llava16",
+			   "{\"architectures\": [\"LlavaNextForConditionalGeneration\"], \"model_type\": \"llava_next\","
+			   " \"text_config\": {\"_name_or_path\": \"mistralai/Mistral-7B-Instruct-v0.2\", \"architectures\":"
+			   " [\"MistralForCausalLM\"], \"intermediate_size\": 14336, \"max_position_embeddings\": 32768,"
+			   " \"model_type\": \"mistral\", \"num_key_value_heads\": 8, \"rms_norm_eps\": 1e-05, \"rope_theta\": 1000000.0,"
+			   " \"sliding_window\": null, \"torch_dtype\": \"bfloat16\", \"vocab_size\": 32064},"
+			   " \"torch_dtype\": \"float16\", \"use_image_newline_parameter\": true}",
+			   NULL, &c, path, sizeof path);
+	CHECK(rc == LM_OK, "llava-1.6-mistral config: %s", lm_errmsg());
+	if (rc == LM_OK)
+		CHECK(c.arch == ARCH_LLAMA && !strcmp(c.arch_name, "MistralForCausalLM") &&
+			      !strcmp(c.wrapper, "LlavaNextForConditionalGeneration") && c.vocab == 32064 && c.dim == 4096 &&
+			      c.ffn == 14336 && c.n_layers == 32 && c.n_heads == 32 && c.n_kv_heads == 8 && c.max_pos == 32768 &&
+			      c.rope.theta == 1000000 && c.dtype == DT_BF16 && c.bos_id == 1 && c.n_eos == 1 && c.eos_ids[0] == 2,
+		      "llava-1.6-mistral fields");
+
+	/* nothing but model_type: the class defaults whole; the dtype from the top (the new "dtype" key);
+	 * the architecture is the model_type's whatever text_config's architectures say, as transformers builds it */
+	rc = load_cfg_text("mistral-min",
+			   "{\"model_type\": \"llava\", \"dtype\": \"bfloat16\", \"text_config\": {\"model_type\": \"mistral\","
+			   " \"architectures\": [\"LlamaForCausalLM\"]}}",
+			   NULL, &c, path, sizeof path);
+	CHECK(rc == LM_OK && !strcmp(c.arch_name, "MistralForCausalLM") && c.vocab == 32000 && c.ffn == 14336 &&
+		      c.n_kv_heads == 8 && c.max_pos == 131072 && fabsf(c.norm_eps - 1e-6f) < 1e-12f && c.dtype == DT_BF16 &&
+		      !strcmp(c.wrapper, "LlavaForConditionalGeneration"),
+	      "mistral defaults: rc %d '%s' kv %d max_pos %d", rc, lm_errmsg(), c.n_kv_heads, c.max_pos);
+	rc = load_cfg_text("qwen2-min", "{\"model_type\": \"llava\", \"text_config\": {\"model_type\": \"qwen2\"}}", NULL,
+			   &c, path, sizeof path);
+	CHECK(rc == LM_OK && c.arch == ARCH_QWEN2 && c.vocab == 151936 && c.dim == 4096 && c.ffn == 22016 &&
+		      c.n_kv_heads == 32 && c.max_pos == 32768 && c.qkv_bias && !c.tie_embed && c.bos_id == -1 &&
+		      c.n_eos == 0 && c.dtype == DT_F32,
+	      "qwen2 defaults: rc %d '%s'", rc, lm_errmsg());
+	/* llava-interleave-qwen-0.5b-like: tied, its own ids; an explicit null eos is none, the bos default stays */
+	rc = load_cfg_text("qwen2-05",
+			   "{\"architectures\": [\"LlavaForConditionalGeneration\"], \"text_config\": {\"model_type\": \"qwen2\","
+			   " \"hidden_size\": 896, \"num_attention_heads\": 14, \"num_key_value_heads\": 2, \"intermediate_size\": 4864,"
+			   " \"num_hidden_layers\": 24, \"tie_word_embeddings\": true, \"rope_theta\": 1000000.0,"
+			   " \"bos_token_id\": 151643, \"eos_token_id\": 151645, \"torch_dtype\": \"bfloat16\"}}",
+			   NULL, &c, path, sizeof path);
+	CHECK(rc == LM_OK && c.dim == 896 && c.head_dim == 64 && c.n_kv_heads == 2 && c.tie_embed && c.bos_id == 151643 &&
+		      c.n_eos == 1 && c.eos_ids[0] == 151645 && c.vocab == 151936,
+	      "llava-interleave-qwen: rc %d '%s'", rc, lm_errmsg());
+	rc = load_cfg_text("llama-null", "{\"model_type\": \"llava\", \"text_config\": {\"model_type\": \"llama\", \"eos_token_id\": null}}",
+			   NULL, &c, path, sizeof path);
+	CHECK(rc == LM_OK && c.bos_id == 1 && c.n_eos == 0, "null eos: rc %d, bos %d, %d eos", rc, c.bos_id, c.n_eos);
+	/* AWQ: quantization_config in text_config (LMDeploy's auto_awq) or at the top (AutoAWQ, vLLM) */
+	static const char *const awq[] = {
+		"{\"model_type\": \"llava\", \"text_config\": {\"model_type\": \"llama\", \"quantization_config\":"
+		" {\"quant_method\": \"awq\", \"bits\": 4, \"group_size\": 64}}}",
+		"{\"model_type\": \"llava\", \"quantization_config\": {\"quant_method\": \"awq\", \"bits\": 4, \"group_size\": 64,"
+		" \"modules_to_not_convert\": [\"vision_tower\"]}, \"text_config\": {\"model_type\": \"llama\"}}",
+	};
+	for (int i = 0; i < 2; i++) {
+		rc = load_cfg_text("llava-awq", awq[i], NULL, &c, path, sizeof path);
+		CHECK(rc == LM_OK && c.quant_bits == 4 && c.group_size == 64, "llava AWQ %d: rc %d '%s'", i, rc, lm_errmsg());
+	}
+	/* the defaults are a text_config's only: a plain config without hidden_size is still refused */
+	rc = load_cfg_text("llama-nohidden", "{\"model_type\": \"llama\", \"vocab_size\": 10}", NULL, &c, path, sizeof path);
+	CHECK(rc == LM_ERR && strstr(lm_errmsg(), "\"hidden_size\" is missing"), "plain config without hidden_size: '%s'",
+	      lm_errmsg());
+	/* bad text_configs: one message naming the file and the key */
+	static const struct { const char *text, *want; } bad[] = {
+		{ "{\"model_type\": \"llava_next\"}", "key \"text_config\" is missing" },
+		{ "{\"model_type\": \"llava\", \"text_config\": \"llama\"}", "key \"text_config\" is not an object" },
+		{ "{\"model_type\": \"llava\", \"text_config\": {\"hidden_size\": 64}}", "key \"text_config.model_type\" is missing" },
+		{ "{\"model_type\": \"llava\", \"text_config\": {\"model_type\": \"internlm2\"}}", "unsupported language model \"internlm2\"" },
+		{ "{\"model_type\": \"llava\", \"text_config\": {\"model_type\": \"llama\", \"num_hidden_layers\": 0}}",
+		  "\"text_config.num_hidden_layers\" = 0 is out of range" },
+		{ "{\"model_type\": \"llava\", \"torch_dtype\": \"int8\", \"text_config\": {\"model_type\": \"llama\"}}", "int8" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		rc = load_cfg_text("llava-bad", bad[i].text, NULL, &c, path, sizeof path);
+		CHECK(rc == LM_ERR && strstr(lm_errmsg(), path) && strstr(lm_errmsg(), bad[i].want), "bad text_config %zu: rc %d '%s'",
+		      i, rc, lm_errmsg());
+	}
+	printf("ok: LLaVA text_config: llava-1.5 and 1.6 as published, the llama/mistral/qwen2 defaults, AWQ in either place, bad ones\n");
+}
+
 static void check_config(const char *demo, const char *fixtures)
 {
 	struct model_config c, ref;
@@ -1062,6 +1170,8 @@ static void check_config(const char *demo, const char *fixtures)
 	} else {
 		CHECK(0, "llama3 old keys: %s", lm_errmsg());
 	}
+
+	check_llava_config();
 
 	/* errors name the file and key */
 	static const struct { const char *desc, *text, *gen, *want; } bad[] = {

@@ -222,6 +222,34 @@ static void check_unseen(const char *td, const char *dir)
 	      strcmp(tt.s, "[Hi]") == 0, "chat_template.json: %s", ct.name);
 	tmpl_text_free(&tt);
 	tmpl_free(&ct);
+	/* llava-hf's chat_template.json (LLaVA 1.5, LLaVA-NeXT vicuna) renders only content parts of type "text":
+	 * given a string it would drop the user's text, so it is given [{"type": "text", "text": ...}] as
+	 * transformers' processors are; what it renders is what jinja2 renders for those messages */
+	write_file(side, "{\"chat_template\": \"{% for message in messages %}{% if message['role'] != 'system' %}"
+			 "{{ message['role'].upper() + ': '}}{% endif %}{# Render all images first #}{% for content in "
+			 "message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}"
+			 "{# Render all text next #}{% if message['role'] != 'assistant' %}{% for content in "
+			 "message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}{% endfor %}"
+			 "{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+			 "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}"
+			 "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}\"}");
+	{
+		static const struct chat_msg conv[] = { { "user", "Hi" }, { "assistant", "Hello!" }, { "user", "2+2?" } };
+		CHECK(tmpl_choose(&ct, NULL, dir, "llama") == LM_OK && ct.jinja && ct.content_parts &&
+		      tmpl_render_jinja(&ct, conv, 3, true, &tt) == LM_OK &&
+		      strcmp(tt.s, "USER: Hi ASSISTANT: Hello! USER: 2+2? ASSISTANT:") == 0 && tt.n_user == 2,
+		      "llava's chat_template.json: %s, parts %d, '%s'", ct.name, ct.content_parts, tt.s ? tt.s : "");
+		tmpl_text_free(&tt);
+		tmpl_free(&ct);
+	}
+	/* a template that handles both forms (Qwen2-VL's) keeps the string */
+	write_file(side, "{\"chat_template\": \"{% for m in messages %}{% if m.content is string %}<{{ m.content }}>"
+			 "{% else %}{% for c in m.content %}({{ c.text }}){% endfor %}{% endif %}{% endfor %}\"}");
+	CHECK(tmpl_choose(&ct, NULL, dir, "llama") == LM_OK && ct.jinja && !ct.content_parts &&
+	      tmpl_render_jinja(&ct, um, 1, true, &tt) == LM_OK && strcmp(tt.s, "<Hi>") == 0,
+	      "a template of both forms: %s", ct.name);
+	tmpl_text_free(&tt);
+	tmpl_free(&ct);
 	unlink(side);
 	unlink(dst);
 	cJSON_Delete(tj);
