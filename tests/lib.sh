@@ -32,4 +32,11 @@ expect_usage() {
 	if [ $rc -ne 2 ]; then fail "$desc: exit $rc, want 2 (a usage error): $out"; return; fi
 	case "$out" in *"$pat"*) pass "$desc" ;; *) fail "$desc: message '$out' lacks '$pat'" ;; esac
 }
+# zh_ok: the Chinese messages can be checked: msgfmt and a zh_CN.UTF-8 locale are there, and this build has
+# translations (a build configured with --disable-nls prints English whatever the locale)
+zh_ok() {
+	command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN\.utf-\?8$' &&
+		grep -q '^#define ENABLE_NLS 1' "${top_builddir:-.}/config.h" 2>/dev/null
+}
+ZH_SKIP="SKIP: zh_CN: msgfmt, the zh_CN.UTF-8 locale or translations (configure --disable-nls) missing"
 finish() { [ $fails -eq 0 ] && exit 0; echo "$fails failure(s)"; exit 1; }

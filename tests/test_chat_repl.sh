@@ -219,7 +219,7 @@ case "$out" in
 *) fail "generation_config.json's bad values: $out" ;;
 esac
 # in Chinese the list reads with a Chinese comma (it was an English ", " between translated items)
-if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN\.utf-\?8$'; then
+if zh_ok; then
 	mkdir -p "$gdir/locale/zh_CN/LC_MESSAGES" &&
 		msgfmt -o "$gdir/locale/zh_CN/LC_MESSAGES/lmterm.mo" "$top_srcdir/po/zh_CN.po" || fail "msgfmt zh_CN.po"
 	out=$(echo | LC_ALL=zh_CN.UTF-8 LMTERM_LOCALEDIR="$gdir/locale" "$LMTERM" chat "$gdir" --backend cpu 2>&1)

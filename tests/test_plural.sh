@@ -53,7 +53,7 @@ expect_fail "a one-byte safetensors file" "model.safetensors: truncated: 1 byte,
 	"$LMTERM" generate "$tmp/m" --ids 1 -n 1 --backend cpu
 
 # the same lines in Chinese
-if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN\.utf-\?8$'; then
+if zh_ok; then
 	mkdir -p "$tmp/locale/zh_CN/LC_MESSAGES"
 	msgfmt -o "$tmp/locale/zh_CN/LC_MESSAGES/lmterm.mo" "$top_srcdir/po/zh_CN.po" || fail "msgfmt zh_CN.po"
 	zh() { LC_ALL=zh_CN.UTF-8 LANG=zh_CN.UTF-8 LMTERM_LOCALEDIR="$tmp/locale" "$@"; }
@@ -72,6 +72,6 @@ if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN
 	out=$(zh "$LMTERM" generate "$tmp/m" --ids 1 -n 1 --backend cpu 2>&1)
 	has "zh_CN: truncated file" "$out" "文件被截断：1 字节，"
 else
-	echo "SKIP: zh_CN: msgfmt or the zh_CN.UTF-8 locale is missing"
+	echo "$ZH_SKIP"
 fi
 finish

@@ -608,32 +608,30 @@ else
 	fail "Ctrl-Z: the chat screen did not start"
 fi
 # a reply stopped with Ctrl-Z and continued with fg: its tokens/s leaves out the time it was stopped (it counted
-# it: stopped 8 s in a reply of 4 to 6 s, the figure was under half the speed). The same reply twice, the second
-# stopped for 8 s in the middle: the two figures are alike. The scripted engine times its slow reply (0.3 s a
-# word) as the engine does; the real one writes 1500 tokens.
+# it: stopped 8 s in a reply of 4 to 6 s, the figure was under half the speed). The check does not compare two
+# rates, which load alone can set apart: the time the engine measured for the reply is at most
+# (context added) / (tokens/s), and that must stay under the reply's wall time less half the 10 s stop; counting
+# the stop, it would be the wall time itself. Load slows both sides alike. The scripted engine times its slow
+# reply (0.3 s a word) as the engine does; the real one writes 1500 tokens.
 if [ "${TUI_FAKE:-0}" = 1 ]; then LONG=; else LONG="--temperature 0 --max-new-tokens 1500 --session-len 4096"; fi
 rate_now() { screen | tail -1 | grep -oE '[0-9]+\.[0-9] tok/s' | cut -d' ' -f1; }
 T send-keys -t tui "clear; sh -c 'LC_ALL=C.UTF-8 $CMD $LONG; echo lmterm-exit=\$?'" Enter
 if wait_for "ctx [0-9]+/[0-9]+" 60; then
 	c0=$(ctx_now)
-	T send-keys -t tui "Slow: tell me a long story about cats" Enter
-	wait_turn "$c0" 60 || fail "Ctrl-Z and tokens/s: the first reply did not finish"
-	r1=$(rate_now)
-	T send-keys -t tui F5
-	wait_for "New conversation" 10 || fail "Ctrl-Z and tokens/s: F5 did not start a new conversation"
-	c0=$(ctx_now)
+	t0=$(date +%s.%N)
 	T send-keys -t tui "Slow: tell me a long story about cats" Enter
 	wait_for "generating" 10 && sleep 1
 	T send-keys -t tui C-z
 	if wait_for "Stopped|stopped" 10; then
-		sleep 8
+		sleep 10
 		T send-keys -t tui "fg" Enter
 		wait_turn "$c0" 60 || fail "Ctrl-Z and tokens/s: the stopped reply did not finish after fg"
-		r2=$(rate_now)
-		show "a reply stopped for 8 s: $r2 tok/s, the same reply not stopped: $r1 tok/s"
-		if [ -n "$r1" ] && [ -n "$r2" ] && awk "BEGIN { exit !($r2 > $r1 / 2) }"; then
-			pass "a reply stopped with Ctrl-Z: $r2 tok/s, as the same reply not stopped ($r1), the stop left out"
-		else fail "a reply stopped with Ctrl-Z: $r2 tok/s, the same reply not stopped $r1: the stop was counted"; fi
+		t1=$(date +%s.%N)
+		r=$(rate_now) c1=$(ctx_now)
+		show "a reply stopped for 10 s: $r tok/s, context $c0 -> $c1, $t0 -> $t1"
+		if [ -n "$r" ] && [ -n "$c1" ] && awk "BEGIN { m = ($c1 - $c0) / $r; w = $t1 - $t0; exit !(m < w - 5) }"; then
+			pass "a reply stopped with Ctrl-Z: $r tok/s, the stop left out ($((c1 - c0)) tokens of context in $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }") s)"
+		else fail "a reply stopped with Ctrl-Z: $r tok/s, $((c1 - c0)) tokens of context: the 10 s stop was counted"; fi
 	else
 		show "Ctrl-Z during a reply"; fail "Ctrl-Z during a reply did not suspend to the shell"
 	fi
@@ -704,7 +702,7 @@ if [ "${TUI_FAKE:-0}" != 1 ]; then
 fi
 
 # 8. Chinese
-if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN\.utf-\?8$'; then
+if zh_ok; then
 	mkdir -p "$tmp/locale/zh_CN/LC_MESSAGES"
 	msgfmt -o "$tmp/locale/zh_CN/LC_MESSAGES/lmterm.mo" "$top_srcdir/po/zh_CN.po"
 	T send-keys -t tui "clear; LC_ALL=zh_CN.UTF-8 LANG=zh_CN.UTF-8 LMTERM_LOCALEDIR=$tmp/locale $CMD; echo lmterm-exit=\$?" Enter
@@ -720,7 +718,7 @@ if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN
 	T send-keys -t tui C-q
 	wait_for "lmterm-exit=0" 10 && pass "zh_CN: Ctrl-Q quits" || fail "zh_CN: Ctrl-Q did not quit"
 else
-	echo "SKIP: zh_CN: msgfmt or the zh_CN.UTF-8 locale is missing"
+	echo "$ZH_SKIP"
 fi
 # LMTERM_HISTFILE empty (every session but the history ones): no history file
 [ -e "$tmp/home/.local/state/lmterm" ] && fail "with LMTERM_HISTFILE empty, a history file was written in HOME" ||

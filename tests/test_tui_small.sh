@@ -63,7 +63,7 @@ if run C.UTF-8 "ctx 0/"; then
 fi
 
 # Chinese
-if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN\.utf-\?8$'; then
+if zh_ok; then
 	mkdir -p "$tmp/locale/zh_CN/LC_MESSAGES"
 	msgfmt -o "$tmp/locale/zh_CN/LC_MESSAGES/lmterm.mo" "$top_srcdir/po/zh_CN.po"
 	T kill-server >/dev/null 2>&1
@@ -78,6 +78,6 @@ if command -v msgfmt >/dev/null 2>&1 && locale -a 2>/dev/null | grep -qi '^zh_CN
 			"KV 缓存大小|0.80" "KV 量化策略|8 (int8)" "温度|0.70" "Top-p|0.90" "Top-k|40" "重复惩罚|1.10"
 	fi
 else
-	echo "SKIP: zh_CN: msgfmt or the zh_CN.UTF-8 locale is missing"
+	echo "$ZH_SKIP"
 fi
 finish
