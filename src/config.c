@@ -28,12 +28,13 @@ struct text_defaults {
 	int kv_heads;      /* 0: as many as heads */
 	int max_pos;
 	int bos, eos;      /* -1: none */
+	int sliding;       /* sliding_window (MistralConfig: 4096); 0: none */
 };
 
 static const struct text_defaults text_defaults[] = {
-	{ "llama", 32000, 4096, 11008, 32, 32, 0, 2048, 1, 2 },
-	{ "mistral", 32000, 4096, 14336, 32, 32, 8, 4096 * 32, 1, 2 },
-	{ "qwen2", 151936, 4096, 22016, 32, 32, 32, 32768, -1, -1 },
+	{ "llama", 32000, 4096, 11008, 32, 32, 0, 2048, 1, 2, 0 },
+	{ "mistral", 32000, 4096, 14336, 32, 32, 8, 4096 * 32, 1, 2, 4096 },
+	{ "qwen2", 151936, 4096, 22016, 32, 32, 32, 32768, -1, -1, 0 },
 };
 
 struct cfg_ctx {
@@ -342,6 +343,16 @@ static int parse_config(const struct cfg_ctx *x, struct model_config *c)
 		if (get_bool(x, r, "bias", false, &c->qkv_bias) != LM_OK) return LM_ERR;
 		break;
 	case ARCH_LLAMA:
+		/* transformers' Mistral attends to the last sliding_window tokens only (Mistral 7B v0.1: 4096; null
+		 * from v0.2 on); Llama has no such key */
+		c->sliding_window = 0;
+		if (!strcmp(c->model_type, "mistral")) {
+			const cJSON *sw = cJSON_GetObjectItemCaseSensitive(r, "sliding_window");
+			if (!sw) c->sliding_window = d ? d->sliding : 0;
+			else if (!cJSON_IsNull(sw) &&
+				 get_int(x, r, "sliding_window", 0, 1, INT32_MAX, &c->sliding_window) != LM_OK)
+				return LM_ERR;
+		}
 		if (get_bool(x, r, "attention_bias", false, &c->qkv_bias) != LM_OK) return LM_ERR;
 		if (get_bool(x, r, "mlp_bias", false, &b) != LM_OK) return LM_ERR;
 		if (b) return lm_err(_("%s: key \"mlp_bias\" = true is not supported"), x->path);

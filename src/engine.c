@@ -388,7 +388,8 @@ static void warn_session_fit(struct engine *e)
 
 /* Notes from loading, shown once before EV_READY: a session longer than the model was trained for (past
  * max_position_embeddings the replies of a model without dynamic RoPE scaling degrade; LMDeploy lets it
- * run, so this is a note, not an error), and generation_config.json's values that were ignored. */
+ * run, so this is a note, not an error), a session longer than Mistral's sliding window (full attention
+ * here), and generation_config.json's values that were ignored. */
 static void warn_load(struct engine *e)
 {
 	const struct model_config *c = &e->m.cfg;
@@ -397,6 +398,11 @@ static void warn_load(struct engine *e)
 			     _("--session-len %d is longer than the model's context of %d tokens "
 			       "(max_position_embeddings in config.json); replies past %d tokens may degrade."),
 			     e->o.session_len, c->max_pos, c->max_pos);
+	if (c->sliding_window > 0 && e->session_len > c->sliding_window)
+		push_warning(e,
+			     _("this model attends to its last %d tokens only (sliding_window in config.json), which "
+			       "lmterm does not do: past %d tokens of conversation, its replies differ from transformers'."),
+			     c->sliding_window, c->sliding_window);
 	if (e->load_warn[0]) push_warning(e, "%s", e->load_warn);
 	if (c->wrapper[0])
 		push_warning(e, _("%s is a vision-language model: lmterm runs its language model, so the chat is text "

@@ -47,6 +47,7 @@ struct model_config {
 	int n_eos;
 	int quant_bits;       /* 0: dense; 4: AWQ (quantization_config) */
 	int group_size;       /* AWQ group size */
+	int sliding_window;   /* Mistral's sliding-window attention span (0: none); not implemented: a note says so */
 	char wrapper[40];       /* "" or the vision-language model this language model is part of: "InternVLChatModel",
 				 * "Qwen2VLForConditionalGeneration", "LlavaForConditionalGeneration", ... */
 	char tensor_prefix[32]; /* what the language model's tensor names start with there ("language_model."); LLaVA

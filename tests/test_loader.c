@@ -1052,7 +1052,8 @@ static void check_llava_config(void)
 		CHECK(c.arch == ARCH_LLAMA && !strcmp(c.arch_name, "MistralForCausalLM") &&
 			      !strcmp(c.wrapper, "LlavaNextForConditionalGeneration") && c.vocab == 32064 && c.dim == 4096 &&
 			      c.ffn == 14336 && c.n_layers == 32 && c.n_heads == 32 && c.n_kv_heads == 8 && c.max_pos == 32768 &&
-			      c.rope.theta == 1000000 && c.dtype == DT_BF16 && c.bos_id == 1 && c.n_eos == 1 && c.eos_ids[0] == 2,
+			      c.rope.theta == 1000000 && c.dtype == DT_BF16 && c.bos_id == 1 && c.n_eos == 1 && c.eos_ids[0] == 2 &&
+			      c.sliding_window == 0 /* null: none */,
 		      "llava-1.6-mistral fields");
 
 	/* nothing but model_type: the class defaults whole; the dtype from the top (the new "dtype" key);
@@ -1063,7 +1064,7 @@ static void check_llava_config(void)
 			   NULL, &c, path, sizeof path);
 	CHECK(rc == LM_OK && !strcmp(c.arch_name, "MistralForCausalLM") && c.vocab == 32000 && c.ffn == 14336 &&
 		      c.n_kv_heads == 8 && c.max_pos == 131072 && fabsf(c.norm_eps - 1e-6f) < 1e-12f && c.dtype == DT_BF16 &&
-		      !strcmp(c.wrapper, "LlavaForConditionalGeneration"),
+		      !strcmp(c.wrapper, "LlavaForConditionalGeneration") && c.sliding_window == 4096 /* MistralConfig's */,
 	      "mistral defaults: rc %d '%s' kv %d max_pos %d", rc, lm_errmsg(), c.n_kv_heads, c.max_pos);
 	rc = load_cfg_text("qwen2-min", "{\"model_type\": \"llava\", \"text_config\": {\"model_type\": \"qwen2\"}}", NULL,
 			   &c, path, sizeof path);
