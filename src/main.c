@@ -91,9 +91,11 @@ int main(int argc, char **argv)
 #endif
 		return check_stdout(0);
 	}
-	/* no command: "lmterm [chat] [MODEL] [OPTIONS]", so options or a model directory first are chat's */
+	/* no command: "lmterm [chat] [MODEL] [OPTIONS]", so options or a model first are chat's: a directory, or
+	 * anything with a slash (a path, or a Hugging Face id, which chat explains how to download) */
 	struct stat st;
-	if (c[0] == '-' || (stat(c, &st) == 0 && S_ISDIR(st.st_mode))) return check_stdout(cmd_chat(argc - 1, argv + 1));
+	if (c[0] == '-' || strchr(c, '/') || (stat(c, &st) == 0 && S_ISDIR(st.st_mode)))
+		return check_stdout(cmd_chat(argc - 1, argv + 1));
 	fprintf(stderr, _("lmterm: unknown command '%s'\n\n"), c);
 	usage(stderr);
 	return 2;

@@ -50,6 +50,7 @@ expect_fail "lite --device cuda --clamp-zeros accepted" "$tmp/file" \
 hub=internlm/internlm2_5-7b-chat
 how="huggingface-cli download $hub --local-dir internlm2_5-7b-chat"
 expect_fail "chat $hub" "$how" "$LMTERM" chat $hub --no-tui
+expect_fail "lmterm $hub (chat without the word)" "$how" "$LMTERM" $hub --no-tui
 expect_fail "generate $hub" "$how" "$LMTERM" generate $hub -p hi
 expect_fail "ppl $hub" "$how" "$LMTERM" ppl $hub --file "$DEMO/config.json"
 expect_fail "lite auto_awq $hub" "$how" "$LMTERM" lite auto_awq $hub
