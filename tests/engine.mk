@@ -36,3 +36,15 @@ check_PROGRAMS += tests/test_jinja
 TESTS += tests/test_jinja
 tests_test_jinja_LDADD = $(LMTERM_TEST_LIBS)
 EXTRA_DIST += tests/json_file.h
+
+# libFuzzer target for the chat-template interpreter (needs clang; not part of make check):
+#   make fuzz-jinja && ./tests/fuzz-jinja -max_total_time=300 -max_len=8192 CORPUS
+# (a corpus: each template of tests/data/templates/extra.json and snippet_goldens.json in a file of its own)
+EXTRA_DIST += tests/fuzz_jinja.c
+fuzz-jinja: tests/fuzz-jinja
+tests/fuzz-jinja: $(srcdir)/tests/fuzz_jinja.c $(srcdir)/src/jinja.c $(srcdir)/src/jinja.h $(srcdir)/src/common.c
+	$(AM_V_CC)$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined $(DEFS) -I$(top_builddir) -I$(srcdir)/src \
+		$(CJSON_CFLAGS) $(UTF8PROC_CFLAGS) -DLOCALEDIR=\"$(localedir)\" -o $@ $(srcdir)/tests/fuzz_jinja.c \
+		$(srcdir)/src/jinja.c $(srcdir)/src/common.c $(CJSON_LIBS) $(UTF8PROC_LIBS) $(LIBINTL) -lm
+CLEANFILES += tests/fuzz-jinja
+.PHONY: fuzz-jinja
