@@ -1,5 +1,5 @@
 /* lmterm bench MODEL|CONFIG.json [--dummy] [--prompt-len N] [-n N] [--quant-policy P] [--backend B]
- *              [--dtype auto|float16|bfloat16] [--model-format hf|awq] [--json]
+ *              [--dtype auto|float16|bfloat16] [--model-format hf|awq|gptq] [--json]
  *              [--temperature T] [--top-k K] [--top-p P] [--min-p M] [--repetition-penalty R]
  *
  * Speed and memory of one model on one backend:
@@ -49,7 +49,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, _("Usage: lmterm bench MODEL|CONFIG.json [--dummy] [--prompt-len N] [-n N] [--quant-policy 0|4|8]\n"
 		     "                    [--backend auto|cuda|cpu] [--dtype auto|float16|bfloat16]\n"
-		     "                    [--model-format hf|awq] [--seed S] [--json] [--profile]\n"
+		     "                    [--model-format hf|awq|gptq] [--seed S] [--json] [--profile]\n"
 		     "                    [--temperature T] [--top-k K] [--top-p P] [--min-p M] [--repetition-penalty R]\n"));
 }
 
@@ -94,7 +94,8 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 			if (opt_value(&it, &v)) return LM_ERR;
 			if (strcmp(v, "hf") == 0) o->fmt = FMT_HF;
 			else if (strcmp(v, "awq") == 0) o->fmt = FMT_AWQ;
-			else return lm_err(_("--model-format: '%s' is not hf or awq"), v);
+			else if (strcmp(v, "gptq") == 0) o->fmt = FMT_GPTQ;
+			else return lm_err(_("--model-format: '%s' is not hf, awq or gptq"), v);
 		} else if (strcmp(nm, "seed") == 0) {
 			if (opt_value(&it, &v) || opt_u64("--seed", v, &o->seed)) return LM_ERR;
 		} else if (strcmp(nm, "temperature") == 0) {
@@ -481,9 +482,11 @@ static int run(const struct bench_opts *o)
 	if (config_load(&cfg, cfgpath)) return LM_ERR;
 	if (strcmp(o->dtype, "float16") == 0) cfg.dtype = DT_F16;
 	else if (strcmp(o->dtype, "bfloat16") == 0) cfg.dtype = DT_BF16;
-	if (o->dummy && o->fmt == FMT_AWQ && !cfg.quant_bits) {
+	if (o->dummy && (o->fmt == FMT_AWQ || o->fmt == FMT_GPTQ) && !cfg.quant_bits) {
+		/* GPTQ runs as AWQ once loaded (model.c converts it), so their dummy weights are the same */
 		cfg.quant_bits = 4;
 		cfg.group_size = 128;
+		cfg.quant = o->fmt == FMT_AWQ ? QUANT_AWQ : QUANT_GPTQ;
 	}
 
 	struct backend *be = NULL;

@@ -26,7 +26,7 @@
 
 static void chat_usage(FILE *f)
 {
-	fprintf(f, _("Usage: lmterm chat [MODEL] [--backend auto|cuda|cpu] [--model-format hf|awq] [--quant-policy 0|4|8]\n"
+	fprintf(f, _("Usage: lmterm chat [MODEL] [--backend auto|cuda|cpu] [--model-format hf|awq|gptq] [--quant-policy 0|4|8]\n"
 		     "         [--cache-max-entry-count F|SIZE] [--cache-block-seq-len N] [--session-len N]\n"
 		     "         [--chat-template NAME|FILE] [--temperature T] [--top-p P] [--top-k K] [--min-p P]\n"
 		     "         [--repetition-penalty R] [--seed S] [--max-new-tokens N] [--no-tui] [--no-color]\n"
@@ -85,8 +85,9 @@ static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *n
 			if (opt_value(&it, &val)) goto bad;
 			if (strcmp(val, "hf") == 0) o->format = FMT_HF;
 			else if (strcmp(val, "awq") == 0) o->format = FMT_AWQ;
+			else if (strcmp(val, "gptq") == 0) o->format = FMT_GPTQ;
 			else {
-				lm_err(_("--model-format: '%s' is not a model format (hf or awq)"), val);
+				lm_err(_("--model-format: '%s' is not a model format (hf, awq or gptq)"), val);
 				goto bad;
 			}
 		} else if (strcmp(n, "quant-policy") == 0) {

@@ -209,26 +209,80 @@ static int parse_rope(const struct cfg_ctx *x, struct model_config *c)
 	return LM_OK;
 }
 
-/* quantization_config: only AutoAWQ's 4-bit gemm layout. */
+/* GPTQ, 4-bit, without act-order, as AutoGPTQ, GPTQModel and optimum write it. What is read was checked against
+ * AutoGPTQ's QuantLinear (qlinear_cuda_old.py: pack() and the torch forward), GPTQModel's quantize config
+ * (checkpoint_format / format, is_marlin_format, pack_dtype) and convert_gptq_v1_to_v2_format_module, and LMDeploy's
+ * TurboMind converter (it asserts desc_act false and sym true, and reads qzeros + 1):
+ * - bits 4; group_size > 0, or -1 for one group of all the inputs (AutoGPTQ: group_size = infeatures);
+ * - desc_act true (act-order) permutes the inputs' groups through g_idx: refused, as LMDeploy refuses it;
+ * - sym true or false: the zeros are read from qzeros either way (sym writes 8 everywhere), so asymmetric
+ *   checkpoints run too, though LMDeploy takes only sym;
+ * - checkpoint_format (GPTQModel's newer key: format) "gptq" (v1: qzeros hold z - 1) or "gptq_v2" (z);
+ *   marlin, bitblas and other repacked formats are refused, as is a pack_dtype other than int32.
+ * qx names the keys: "quantization_config." in config.json, "" in AutoGPTQ's quantize_config.json. */
+static int parse_gptq(const struct cfg_ctx *qx, const cJSON *q, struct model_config *c)
+{
+	int group;
+	if (get_int(qx, q, "bits", REQUIRED, 1, 64, &c->quant_bits) != LM_OK ||
+	    get_int(qx, q, "group_size", REQUIRED, -1, INT32_MAX, &group) != LM_OK)
+		return LM_ERR;
+	if (c->quant_bits != 4)
+		return lm_err(_("%s: key \"%sbits\" = %d: only 4-bit GPTQ is supported"), qx->path, qx->scope,
+			      c->quant_bits);
+	if (group != -1 && (group <= 0 || group % 8))
+		return lm_err(_("%s: key \"%sgroup_size\" = %d: expected -1 or a positive multiple of 8"), qx->path,
+			      qx->scope, group);
+	c->group_size = group;
+	bool desc_act, marlin;
+	if (get_bool(qx, q, "desc_act", false, &desc_act) != LM_OK || get_bool(qx, q, "sym", true, &c->quant_sym) != LM_OK ||
+	    get_bool(qx, q, "is_marlin_format", false, &marlin) != LM_OK)
+		return LM_ERR;
+	if (desc_act)
+		return lm_err(_("%s: key \"%sdesc_act\" = true: GPTQ with act-order is not supported (as in LMDeploy); use a checkpoint quantized with desc_act false"),
+			      qx->path, qx->scope);
+	if (marlin)
+		return lm_err(_("%s: key \"%sis_marlin_format\" = true: Marlin-packed GPTQ is not supported (only the gptq and gptq_v2 layouts)"),
+			      qx->path, qx->scope);
+	const char *fk = "checkpoint_format";
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(q, fk);
+	if (!f || cJSON_IsNull(f)) f = cJSON_GetObjectItemCaseSensitive(q, fk = "format");
+	c->gptq_v2 = false;
+	if (f && !cJSON_IsNull(f)) {
+		if (!cJSON_IsString(f) || (strcmp(f->valuestring, "gptq") && strcmp(f->valuestring, "gptq_v2")))
+			return lm_err(_("%s: key \"%s%s\": \"%s\" is not supported (gptq or gptq_v2)"), qx->path, qx->scope,
+				      fk, cJSON_IsString(f) ? f->valuestring : "?");
+		c->gptq_v2 = !strcmp(f->valuestring, "gptq_v2");
+	}
+	const cJSON *pd = cJSON_GetObjectItemCaseSensitive(q, "pack_dtype");
+	if (pd && !cJSON_IsNull(pd) && (!cJSON_IsString(pd) || strcmp(pd->valuestring, "int32")))
+		return lm_err(_("%s: key \"%spack_dtype\": \"%s\" is not supported (int32)"), qx->path, qx->scope,
+			      cJSON_IsString(pd) ? pd->valuestring : "?");
+	c->quant = QUANT_GPTQ;
+	return LM_OK;
+}
+
+/* quantization_config: AutoAWQ's 4-bit gemm layout, or GPTQ (parse_gptq). */
 static int parse_quant(const struct cfg_ctx *x, struct model_config *c)
 {
 	const cJSON *q = cJSON_GetObjectItemCaseSensitive(x->root, "quantization_config");
 	c->quant_bits = 0;
 	c->group_size = 0;
+	c->quant = QUANT_NONE;
 	if (!q || cJSON_IsNull(q)) return LM_OK;
 	if (!cJSON_IsObject(q)) return lm_err(_("%s: key \"quantization_config\" is not an object"), x->path);
 	const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "quant_method");
 	if (!cJSON_IsString(m))
 		return lm_err(_("%s: key \"quantization_config.quant_method\" is missing or not a string"), x->path);
+	struct cfg_ctx qx = { x->path, x->root, "quantization_config.", NULL };
+	if (!strcasecmp(m->valuestring, "gptq")) return parse_gptq(&qx, q, c);
 	if (strcasecmp(m->valuestring, "awq") != 0)
-		return lm_err(_("%s: key \"quantization_config.quant_method\": \"%s\" is not supported (only awq, as lmterm lite auto_awq writes)"),
+		return lm_err(_("%s: key \"quantization_config.quant_method\": \"%s\" is not supported (awq or gptq)"),
 			      x->path, m->valuestring);
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(q, "version");
 	if (v && !cJSON_IsNull(v) && (!cJSON_IsString(v) || strcasecmp(v->valuestring, "gemm") != 0))
 		return lm_err(_("%s: key \"quantization_config.version\": \"%s\" is not supported (only gemm)"), x->path,
 			      cJSON_IsString(v) ? v->valuestring : "?");
 	/* AutoAWQ's own quant_config.json spells them w_bit and q_group_size */
-	struct cfg_ctx qx = { x->path, x->root, "quantization_config.", NULL };
 	const char *bk = cJSON_GetObjectItemCaseSensitive(q, "w_bit") ? "w_bit" : "bits";
 	const char *gk = cJSON_GetObjectItemCaseSensitive(q, "q_group_size") ? "q_group_size" : "group_size";
 	if (get_int(&qx, q, bk, REQUIRED, 1, 64, &c->quant_bits) != LM_OK ||
@@ -245,6 +299,45 @@ static int parse_quant(const struct cfg_ctx *x, struct model_config *c)
 	if (!zp)
 		return lm_err(_("%s: key \"quantization_config.zero_point\" = false: only AWQ with zero points is supported"),
 			      x->path);
+	c->quant = QUANT_AWQ;
+	return LM_OK;
+}
+
+/* AutoGPTQ's quantize_config.json beside config.json (bits, group_size, desc_act, sym; no quant_method: it is
+ * GPTQ's own file). transformers and LMDeploy read only config.json's quantization_config, which checkpoints
+ * written through transformers/optimum carry as well; AutoGPTQ's from_quantized reads this file, and older
+ * checkpoints (AutoGPTQ before optimum) have only it. So: without a quantization_config it says the model is
+ * GPTQ; beside a GPTQ quantization_config the two must agree (else which one describes the tensors?); beside
+ * an AWQ one it is not read. */
+static int read_quantize_config(struct model_config *c, const char *path)
+{
+	char *buf;
+	size_t len;
+	if (read_file(path, &buf, &len) != LM_OK) return LM_ERR;
+	cJSON *root = cJSON_ParseWithLength(buf, len);
+	free(buf);
+	if (!root || !cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return lm_err(_("%s: not a valid JSON object"), path);
+	}
+	struct cfg_ctx x = { path, root, "", NULL };
+	struct model_config g = *c;
+	int rc = LM_OK;
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "quant_method");
+	if (m && !cJSON_IsNull(m) && (!cJSON_IsString(m) || strcasecmp(m->valuestring, "gptq")))
+		rc = lm_err(_("%s: key \"quant_method\": \"%s\" is not supported (gptq)"), path,
+			    cJSON_IsString(m) ? m->valuestring : "?");
+	if (rc == LM_OK) rc = parse_gptq(&x, root, &g);
+	cJSON_Delete(root);
+	if (rc != LM_OK) return rc;
+	if (c->quant == QUANT_NONE) {
+		*c = g;
+		return LM_OK;
+	}
+	if (g.group_size != c->group_size || g.quant_sym != c->quant_sym || g.gptq_v2 != c->gptq_v2)
+		return lm_err(_("%s: group_size %d, sym %s, format %s, but config.json's quantization_config says group_size %d, sym %s, format %s"),
+			      path, g.group_size, g.quant_sym ? "true" : "false", g.gptq_v2 ? "gptq_v2" : "gptq",
+			      c->group_size, c->quant_sym ? "true" : "false", c->gptq_v2 ? "gptq_v2" : "gptq");
 	return LM_OK;
 }
 
@@ -492,9 +585,14 @@ int config_load(struct model_config *c, const char *path)
 	char *slash = strrchr(gpath, '/');
 	if (slash) slash[1] = 0;
 	else gpath[0] = 0;
-	if (strlen(gpath) + sizeof "generation_config.json" <= sizeof gpath) {
+	size_t dl = strlen(gpath);
+	if (dl + sizeof "generation_config.json" <= sizeof gpath) {
 		strcat(gpath, "generation_config.json");
 		if (file_exists(gpath)) rc = parse_generation_config(c, gpath);
+	}
+	if (rc == LM_OK && c->quant != QUANT_AWQ && dl + sizeof "quantize_config.json" <= sizeof gpath) {
+		strcpy(gpath + dl, "quantize_config.json");
+		if (file_exists(gpath)) rc = read_quantize_config(c, gpath);
 	}
 	return rc;
 }

@@ -337,8 +337,8 @@ static void fill_info(struct engine *e)
 	const char *name = slash && slash[1] ? slash + 1 : e->model_dir;
 	snprintf(in->model_name, sizeof in->model_name, "%s", name);
 	snprintf(in->backend, sizeof in->backend, "%s", e->be->i->name);
-	if (c->quant_bits) snprintf(in->weight_format, sizeof in->weight_format, "awq w%dg%d", c->quant_bits,
-				    c->group_size);
+	if (c->quant_bits) snprintf(in->weight_format, sizeof in->weight_format, "%s w%dg%d",
+				    c->quant == QUANT_GPTQ ? "gptq" : "awq", c->quant_bits, c->group_size);
 	else snprintf(in->weight_format, sizeof in->weight_format, "%s", c->dtype == DT_BF16 ? "bf16" :
 		      c->dtype == DT_F16 ? "fp16" : "fp32");
 	snprintf(in->act_dtype, sizeof in->act_dtype, "%s", dtype_name(e->be->act_dt));

@@ -44,7 +44,7 @@ struct loader {
 	struct st_set *set;
 	const char *dir;
 	char where[4096]; /* what holds the tensors: model.safetensors or the shard index, for messages */
-	bool awq;
+	enum quant_method quant;
 };
 
 /* rows [row0, row0 + nrows) of the linear named base (out features src_rows) */
@@ -88,7 +88,7 @@ static const struct st_tensor *need(struct loader *L, const char *name, int ndim
 	bool ok = cls == DTC_DENSE ? is_dense(t->dt) : cls == DTC_I32 ? t->dt == DT_I32 : t->dt == DT_F16;
 	if (!ok) {
 		lm_err(_("%s: tensor '%s' has dtype %s, expected %s"), t->file, t->name, dtype_name(t->dt),
-		       cls == DTC_DENSE ? "F32, F16 or BF16" : cls == DTC_I32 ? "I32 (AWQ)" : "F16 (AWQ scales)");
+		       cls == DTC_DENSE ? "F32, F16 or BF16" : cls == DTC_I32 ? "I32 (AWQ, GPTQ)" : "F16 (AWQ, GPTQ scales)");
 		return NULL;
 	}
 	return t;
@@ -142,6 +142,86 @@ static void gather(uint8_t *dst, size_t dst_w, size_t nrep, size_t unit, const s
 	}
 }
 
+/* ---- GPTQ ----
+ * GPTQ (AutoGPTQ's QuantLinear, desc_act false) is turned into AutoAWQ's gemm layout here, on the host, so that
+ * every backend's AWQ path (CPU reference, CUDA tiled GEMV and dequant + cuBLAS) runs it unchanged. Checked
+ * against AutoGPTQ's qlinear_cuda_old.py (pack: input row 8r + i in bits 4i of qweight[r][c]; output 8c + j in
+ * bits 4j of qzeros[g][c], written as z - 1; forward: w = s * (q - (z_stored + 1)), no mask after the + 1),
+ * GPTQModel's convert_gptq_v1_to_v2_format_module (v2 stores z: v1 words + 0x11111111) and LMDeploy's
+ * process_gptq (qzeros unpacked, + 1). The result is exact: the same codes, zeros and fp16 scales. */
+
+static const int awq_order[8] = { 0, 2, 4, 6, 1, 3, 5, 7 }; /* AutoAWQ: nibble n holds output 8c + awq_order[n] */
+
+static uint32_t ld32(const void *p, size_t i) /* the mapping may leave int32 tensors unaligned */
+{
+	uint32_t v;
+	memcpy(&v, (const uint8_t *)p + 4 * i, 4);
+	return v;
+}
+
+int gptq_to_awq(const void *qweight, const void *qzeros, int in, int out, int group, bool v2, int32_t *aw_qweight,
+		int32_t *aw_qzeros)
+{
+	const size_t n8 = (size_t)out / 8;
+	/* codes: 8 inputs per GPTQ word become one nibble in each of 8 AutoAWQ words (one per input row) */
+	for (size_t r = 0; r < (size_t)in / 8; r++)
+		for (size_t c8 = 0; c8 < n8; c8++) {
+			uint32_t w[8]; /* GPTQ words of outputs 8c8 .. 8c8 + 7, inputs 8r .. 8r + 7 */
+			for (int j = 0; j < 8; j++) w[j] = ld32(qweight, r * out + 8 * c8 + j);
+			for (int i = 0; i < 8; i++) {
+				uint32_t o = 0;
+				for (int n = 0; n < 8; n++) o |= ((w[awq_order[n]] >> (4 * i)) & 15u) << (4 * n);
+				aw_qweight[(8 * r + i) * n8 + c8] = (int32_t)o;
+			}
+		}
+	/* zeros: the same words along the output, nibbles reordered, and v1's "minus one" undone */
+	for (size_t gi = 0; gi < (size_t)(in / group); gi++)
+		for (size_t c8 = 0; c8 < n8; c8++) {
+			uint32_t word = ld32(qzeros, gi * n8 + c8), o = 0;
+			for (int n = 0; n < 8; n++) {
+				uint32_t z = (word >> (4 * awq_order[n])) & 15u;
+				if (!v2 && z == 15)
+					return lm_err(_("GPTQ zero point 16 (qzeros holds 15, the zero minus one) in group %zu, output %zu: 4 bits cannot hold it (an asymmetric checkpoint in the old gptq format; gptq_v2 stores zeros as they are)"),
+						      gi, 8 * c8 + awq_order[n]);
+				o |= (v2 ? z : z + 1) << (4 * n);
+			}
+			aw_qzeros[gi * n8 + c8] = (int32_t)o;
+		}
+	return LM_OK;
+}
+
+/* One GPTQ linear (out x in features, group g) read, checked and converted: *qw [in][out/8], *qz [in/g][out/8]
+ * in AutoAWQ's layout, malloc'ed. g_idx, where present, must be the plain i / g of desc_act false. */
+static int gptq_linear(struct loader *L, const char *base, int out, int in, int g, int32_t **qw, int32_t **qz)
+{
+	char name[256];
+	*qw = *qz = NULL;
+	if (in % 8)
+		return lm_err(_("%s: %s: GPTQ needs input features in multiples of 8 (%d)"), L->dir, base, in);
+	snprintf(name, sizeof name, "%s.g_idx", base);
+	const struct st_tensor *gt = st_set_find(L->set, name);
+	if (gt) {
+		if (!(gt = need(L, name, 1, in, 0, DTC_I32))) return LM_ERR;
+		for (int i = 0; i < in; i++) {
+			int32_t v = (int32_t)ld32(gt->data, i);
+			if (v != i / g)
+				return lm_err(_("%s: tensor '%s': g_idx[%d] = %d, not %d: the inputs are permuted (act-order, desc_act), which is not supported"),
+					      gt->file, gt->name, i, v, i / g);
+		}
+	}
+	snprintf(name, sizeof name, "%s.qweight", base);
+	const struct st_tensor *tw = need(L, name, 2, in / 8, out, DTC_I32);
+	snprintf(name, sizeof name, "%s.qzeros", base);
+	const struct st_tensor *tz = tw ? need(L, name, 2, in / g, out / 8, DTC_I32) : NULL;
+	if (!tz) return LM_ERR;
+	*qw = malloc((size_t)in * out / 2);
+	*qz = malloc((size_t)(in / g) * out / 2);
+	if (!*qw || !*qz) return lm_err(_("%s: out of memory assembling %s"), L->dir, base);
+	if (gptq_to_awq(tw->data, tz->data, in, out, g, L->m->cfg.gptq_v2, *qw, *qz) != LM_OK)
+		return lm_err_prefix("%s: %s: ", tz->file, tz->name);
+	return LM_OK;
+}
+
 /* A linear layer [out_rows][in_cols] made of segments of source linears (see struct seg). */
 static int load_linear(struct loader *L, struct weight *w, const char *what, const struct seg *s, int ns, int in_cols,
 		       enum bias_mode bm)
@@ -155,9 +235,17 @@ static int load_linear(struct loader *L, struct weight *w, const char *what, con
 	int rc = LM_ERR;
 	struct host_weight hw = { .rows = out_rows, .cols = in_cols };
 	char name[256];
-	if (!pc) return lm_err(_("out of memory"));
+	/* GPTQ: each source linear converted to AutoAWQ's layout (conv), and which one each segment reads (cv_of) */
+	struct { const char *base; int32_t *qw, *qz; } *conv = calloc((size_t)ns, sizeof *conv);
+	int *cv_of = calloc((size_t)ns, sizeof *cv_of), nconv = 0;
+	if (!pc || !conv || !cv_of) {
+		free(pc);
+		free(conv);
+		free(cv_of);
+		return lm_err(_("out of memory"));
+	}
 
-	if (!L->awq) {
+	if (L->quant == QUANT_NONE) {
 		enum dtype dt = DT_COUNT;
 		for (int i = 0; i < ns; i++) {
 			snprintf(name, sizeof name, "%s.weight", s[i].base);
@@ -185,38 +273,63 @@ static int load_linear(struct loader *L, struct weight *w, const char *what, con
 		}
 	} else {
 		/* AutoAWQ gemm: qweight [in][out/8] I32, qzeros [in/g][out/8] I32, scales [in/g][out] F16; the output
-		 * dimension is inner, so a row segment is a column range (of out/8 words for the packed ones) */
-		int g = L->m->cfg.group_size;
+		 * dimension is inner, so a row segment is a column range (of out/8 words for the packed ones). GPTQ's
+		 * qweight and qzeros are converted to it first, once per source linear (InternLM2's wqkv is one source of
+		 * many segments); its scales are AutoAWQ's already. GPTQ's group -1 is one group of all the inputs. */
+		int g = L->m->cfg.group_size > 0 ? L->m->cfg.group_size : in_cols;
+		const char *fmt_name = L->quant == QUANT_GPTQ ? "GPTQ" : "AWQ";
 		if (in_cols % g) {
-			lm_err(_("%s: %s: input features %d are not a multiple of the AWQ group size %d"), L->dir, what,
-			       in_cols, g);
+			lm_err(_("%s: %s: input features %d are not a multiple of the %s group size %d"), L->dir, what,
+			       in_cols, fmt_name, g);
 			goto out;
 		}
 		static const char *const sfx[3] = { "qweight", "qzeros", "scales" };
 		const int nrep[3] = { in_cols, in_cols / g, in_cols / g };
+		for (int i = 0; i < ns; i++) {
+			if (s[i].row0 % 8 || s[i].nrows % 8 || s[i].src_rows % 8) {
+				lm_err(_("%s: %s: AWQ needs output features in multiples of 8 (%s has %d)"), L->dir, what,
+				       s[i].base, s[i].src_rows);
+				goto out;
+			}
+			snprintf(name, sizeof name, "%s.qweight", s[i].base);
+			if (!st_set_find(L->set, name)) {
+				char dense[256];
+				snprintf(dense, sizeof dense, "%s.weight", s[i].base);
+				if (st_set_find(L->set, dense)) {
+					char fa[512], fb[512];
+					lm_err(_("%s: tensor '%s' is missing: '%s' is there, dense, but config.json declares %s weights"),
+					       L->where, st_set_full(L->set, name, fa, sizeof fa),
+					       st_set_full(L->set, dense, fb, sizeof fb), fmt_name);
+					goto out;
+				}
+			}
+			if (L->quant == QUANT_GPTQ) {
+				int j = 0;
+				while (j < nconv && strcmp(conv[j].base, s[i].base)) j++;
+				if (j == nconv) {
+					conv[nconv].base = s[i].base;
+					if (gptq_linear(L, s[i].base, s[i].src_rows, in_cols, g, &conv[nconv].qw, &conv[nconv].qz) != LM_OK) {
+						nconv++;
+						goto out;
+					}
+					nconv++;
+				}
+				cv_of[i] = j;
+			}
+		}
 		for (int k = 0; k < 3; k++) {
 			int div = k < 2 ? 8 : 1; /* 8 nibbles per int32 */
 			for (int i = 0; i < ns; i++) {
-				if (s[i].row0 % 8 || s[i].nrows % 8 || s[i].src_rows % 8) {
-					lm_err(_("%s: %s: AWQ needs output features in multiples of 8 (%s has %d)"), L->dir,
-					       what, s[i].base, s[i].src_rows);
-					goto out;
+				const void *src;
+				if (L->quant == QUANT_GPTQ && k < 2) {
+					src = k == 0 ? (const void *)conv[cv_of[i]].qw : (const void *)conv[cv_of[i]].qz;
+				} else {
+					snprintf(name, sizeof name, "%s.%s", s[i].base, sfx[k]);
+					const struct st_tensor *t = need(L, name, 2, nrep[k], s[i].src_rows / div, k < 2 ? DTC_I32 : DTC_F16);
+					if (!t) goto out;
+					src = t->data;
 				}
-				snprintf(name, sizeof name, "%s.%s", s[i].base, sfx[k]);
-				if (k == 0 && !st_set_find(L->set, name)) {
-					char dense[256];
-					snprintf(dense, sizeof dense, "%s.weight", s[i].base);
-					if (st_set_find(L->set, dense)) {
-						char fa[512], fb[512];
-						lm_err(_("%s: tensor '%s' is missing: '%s' is there, dense, but config.json declares AWQ weights"),
-						       L->where, st_set_full(L->set, name, fa, sizeof fa),
-						       st_set_full(L->set, dense, fb, sizeof fb));
-						goto out;
-					}
-				}
-				const struct st_tensor *t = need(L, name, 2, nrep[k], s[i].src_rows / div, k < 2 ? DTC_I32 : DTC_F16);
-				if (!t) goto out;
-				pc[i] = (struct piece){ t->data, (size_t)s[i].src_rows / div, (size_t)s[i].row0 / div,
+				pc[i] = (struct piece){ src, (size_t)s[i].src_rows / div, (size_t)s[i].row0 / div,
 							(size_t)s[i].nrows / div };
 			}
 			const void *p = pc[0].src;
@@ -275,6 +388,12 @@ static int load_linear(struct loader *L, struct weight *w, const char *what, con
 	rc = hand_over(L, w, &hw, what);
 out:
 	for (int k = 0; k < 4; k++) free(buf[k]);
+	for (int j = 0; j < nconv; j++) {
+		free(conv[j].qw);
+		free(conv[j].qz);
+	}
+	free(conv);
+	free(cv_of);
 	free(pc);
 	return rc;
 }
@@ -383,17 +502,25 @@ int model_load(struct model *m, const char *dir, struct backend *be, enum model_
 	path_join(path, sizeof path, dir, "config.json");
 	if (config_load(&m->cfg, path) != LM_OK) return LM_ERR;
 	const struct model_config *c = &m->cfg;
-	if (fmt == FMT_AWQ && c->quant_bits == 0)
+	/* --model-format must agree with what config.json (or quantize_config.json) says, as in LMDeploy */
+	static const char *const qname[] = { [QUANT_NONE] = "hf", [QUANT_AWQ] = "awq", [QUANT_GPTQ] = "gptq" };
+	if (fmt == FMT_AWQ && c->quant == QUANT_NONE)
 		return lm_err(_("%s: --model-format awq, but config.json has no AWQ quantization_config (is this an fp16/bf16 model? use --model-format hf)"),
 			      dir);
-	if (fmt == FMT_HF && c->quant_bits != 0)
-		return lm_err(_("%s: --model-format hf, but config.json says the weights are %d-bit AWQ (use --model-format awq)"),
-			      dir, c->quant_bits);
+	if (fmt == FMT_GPTQ && c->quant == QUANT_NONE)
+		return lm_err(_("%s: --model-format gptq, but config.json has no GPTQ quantization_config (and there is no quantize_config.json; is this an fp16/bf16 model? use --model-format hf)"),
+			      dir);
+	if (fmt == FMT_HF && c->quant != QUANT_NONE)
+		return lm_err(_("%s: --model-format hf, but config.json says the weights are %d-bit %s (use --model-format %s)"),
+			      dir, c->quant_bits, c->quant == QUANT_GPTQ ? "GPTQ" : "AWQ", qname[c->quant]);
+	if ((fmt == FMT_AWQ && c->quant == QUANT_GPTQ) || (fmt == FMT_GPTQ && c->quant == QUANT_AWQ))
+		return lm_err(_("%s: --model-format %s, but the quantization config says %s (use --model-format %s)"), dir,
+			      qname[fmt == FMT_AWQ ? QUANT_AWQ : QUANT_GPTQ], qname[c->quant], qname[c->quant]);
 	if (c->arch == ARCH_INTERNLM2 && c->quant_bits && c->head_dim % 8)
 		return lm_err(_("%s: AWQ InternLM2 needs head_dim a multiple of 8 (config.json: head_dim %d)"), dir,
 			      c->head_dim);
 
-	struct loader L = { .m = m, .dir = dir, .awq = c->quant_bits != 0 };
+	struct loader L = { .m = m, .dir = dir, .quant = c->quant };
 	path_join(L.where, sizeof L.where, dir, "model.safetensors.index.json");
 	if (!file_exists(L.where)) path_join(L.where, sizeof L.where, dir, "model.safetensors");
 	if (model_open_tensors(c, dir, &L.set) != LM_OK) return LM_ERR;

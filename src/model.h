@@ -20,6 +20,7 @@ struct backend;
 struct st_set;
 
 enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_INTERNLM2 };
+enum quant_method { QUANT_NONE, QUANT_AWQ, QUANT_GPTQ };
 enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_DYNAMIC };
 
 struct rope_cfg {
@@ -45,8 +46,11 @@ struct model_config {
 	int bos_id;           /* -1 if none */
 	int eos_ids[MAX_EOS]; /* config.json, then generation_config.json adds its own */
 	int n_eos;
-	int quant_bits;       /* 0: dense; 4: AWQ (quantization_config) */
-	int group_size;       /* AWQ group size */
+	int quant_bits;       /* 0: dense; 4: AWQ or GPTQ (quantization_config) */
+	enum quant_method quant;
+	int group_size;       /* inputs per scale and zero; GPTQ's -1: one group of all the inputs of a linear */
+	bool gptq_v2;         /* GPTQ checkpoint_format "gptq_v2": qzeros hold z; else ("gptq", v1) z - 1 */
+	bool quant_sym;       /* GPTQ sym (zero 8 everywhere); informative: the zeros are read either way */
 	int sliding_window;   /* Mistral's sliding-window attention span (0: none); not implemented: a note says so */
 	char wrapper[40];       /* "" or the vision-language model this language model is part of: "InternVLChatModel",
 				 * "Qwen2VLForConditionalGeneration", "LlavaForConditionalGeneration", ... */
@@ -113,7 +117,7 @@ struct model {
 	size_t weight_bytes;
 };
 
-enum model_format { FMT_AUTO, FMT_HF, FMT_AWQ };
+enum model_format { FMT_AUTO, FMT_HF, FMT_AWQ, FMT_GPTQ };
 
 /* Load config, safetensors (single or sharded) and hand every weight to the backend.
  * progress (may be NULL) is called after each layer: done of total; it returns false to stop the load, which
@@ -126,6 +130,14 @@ int model_load(struct model *m, const char *dir, struct backend *be, enum model_
  * model.language_model.* and lm_head from 4.52 on). Errors name the directory. */
 int model_open_tensors(const struct model_config *c, const char *dir, struct st_set **set);
 /* A model of the config's shapes with random weights made by the backend itself (bench --dummy). */
+/* GPTQ (AutoGPTQ's layout, desc_act false) to AutoAWQ's gemm layout, for one linear of in x out features
+ * (in % 8 == 0, out % 8 == 0, group dividing in): qweight int32 [in/8][out] (nibble i of word (r, c) = input
+ * 8r + i, output c) -> aw_qweight int32 [in][out/8]; qzeros int32 [in/group][out/8] (nibble j = output 8c + j,
+ * holding z - 1, or z with v2) -> aw_qzeros int32 [in/group][out/8] holding z; the scales are the same in both.
+ * The inputs may be unaligned (they come from the file's mapping). Fails, naming the group and output, where a
+ * v1 zero is 16 (stored 15), which 4 bits cannot hold. */
+int gptq_to_awq(const void *qweight, const void *qzeros, int in, int out, int group, bool v2, int32_t *aw_qweight,
+		int32_t *aw_qzeros);
 int model_init_dummy(struct model *m, const struct model_config *c, struct backend *be, uint64_t seed);
 void model_free(struct model *m);
 

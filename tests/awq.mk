@@ -14,3 +14,9 @@ EXTRA_DIST += tests/test_rand_model.sh tests/test_awq_cuda.sh scripts/awq-gpu-ro
 tests_test_awq_ops_LDADD = $(LMTERM_TEST_LIBS)
 tests_rand_model_LDADD = $(LMTERM_TEST_LIBS)
 tests_awq_cmp_LDADD = $(LMTERM_TEST_LIBS)
+# GPTQ checkpoints (--model-format gptq): the hand-packed layout, and fixtures quantized by tests/make_gptq.py
+# against their exact dequantization
+check_PROGRAMS += tests/test_gptq_pack
+TESTS += tests/test_gptq_pack tests/test_gptq.sh
+EXTRA_DIST += tests/test_gptq.sh tests/make_gptq.py
+tests_test_gptq_pack_LDADD = $(LMTERM_TEST_LIBS)

@@ -745,8 +745,10 @@ static void check_bad_models(const char *fixtures)
 	expect_load_fail("--model-format hf on an AWQ model", src, FMT_HF, src, "awq");
 	make_model("gemv", src, edit_quant, NULL, d, sizeof d);
 	expect_load_fail("AWQ gemv version", d, FMT_AUTO, "config.json", "quantization_config.version");
+	/* AutoAWQ's tensors under a GPTQ config: GPTQ's qweight is [in/8][out], not AutoAWQ's [in][out/8] */
 	make_model("gptq", src, edit_gptq, NULL, d, sizeof d);
-	expect_load_fail("gptq quantization", d, FMT_AUTO, "config.json", "gptq");
+	expect_load_fail("AWQ tensors, GPTQ config", d, FMT_AUTO, "model.safetensors", "qweight' has shape [128, 16], but config.json implies [16, 128]");
+	expect_load_fail("--model-format awq on a GPTQ config", d, FMT_AWQ, d, "use --model-format gptq");
 	make_model("awqmissing", src, NULL, "model.layers.0.self_attn.k_proj.scales", d, sizeof d);
 	expect_load_fail("AWQ scales missing", d, FMT_AUTO, "model.safetensors", "model.layers.0.self_attn.k_proj.scales");
 	/* a dense checkpoint whose config.json claims AWQ */
