@@ -1162,6 +1162,10 @@ extern "C" void backend_cuda_describe(char *buf, size_t n)
 				 drv % 1000 / 10)
 		      : snprintf(buf, n, _("CUDA runtime %d.%d, no NVIDIA driver; "), rt / 1000, rt % 1000 / 10);
 	if (len < 0 || (size_t)len >= n) return;
+	if (!drv) { /* CUDA's error would say the driver is too old for the runtime, of a driver that is not there */
+		snprintf(buf + len, n - (size_t)len, _("GPU: none"));
+		return;
+	}
 	cudaError_t e = cudaGetDeviceCount(&ndev);
 	if (e != cudaSuccess || ndev <= 0) {
 		snprintf(buf + len, n - (size_t)len, _("GPU: none usable (%s)"),
