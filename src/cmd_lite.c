@@ -117,8 +117,13 @@ int cmd_lite(int argc, char **argv)
 		} else if (!strcmp(n, "revision") || !strcmp(n, "download-dir")) {
 			e = opt_engine_extra(&it, &(struct engine_extra){ 0 }); /* lmterm does not download: the message */
 		} else if (!strcmp(n, "w-sym")) {
-			e = lm_err(_("--w-sym: symmetric weights are not supported; lmterm writes AutoAWQ's gemm format with "
-				     "zero points, which LMDeploy's TurboMind, vLLM and AutoAWQ load"));
+			/* a boolean value may follow, as for --clamp-zeros: false is what lmterm does */
+			bool sym = true;
+			v = opt_value_optional(&it, is_bool_word);
+			if (v) e = opt_bool(it.arg, v, &sym);
+			if (!e && sym)
+				e = lm_err(_("--w-sym: symmetric weights are not supported; lmterm writes AutoAWQ's gemm "
+					     "format with zero points, which LMDeploy's TurboMind, vLLM and AutoAWQ load"));
 		} else if (!strcmp(n, "clamp-zeros")) {
 			/* LMDeploy's guard against a division by a zero weight scale; lmterm's smoothing scales are bounded
 			 * away from zero (make_scales in awq.c), so there is nothing to clamp */

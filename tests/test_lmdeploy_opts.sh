@@ -45,6 +45,11 @@ expect_usage "lite --clamp-zeros maybe" "'maybe' is not a boolean" "$LMTERM" lit
 : > "$tmp/file"
 expect_fail "lite --device cuda --clamp-zeros accepted" "$tmp/file" \
 	"$LMTERM" lite auto_awq "$DEMO" --device cuda --clamp-zeros --work-dir "$tmp/file" --calib-samples 0
+# --w-sym false asks for what lmterm does (asymmetric, with zero points), as --clamp-zeros false is taken
+expect_fail "lite --w-sym false accepted" "$tmp/file" \
+	"$LMTERM" lite auto_awq "$DEMO" --w-sym false --w_sym=no --work-dir "$tmp/file" --calib-samples 0
+expect_usage "lite --w-sym=true" "--w-sym: symmetric weights are not supported" "$LMTERM" lite auto_awq "$DEMO" --w-sym=true
+expect_usage "lite --w-sym=maybe" "'maybe' is not a boolean" "$LMTERM" lite auto_awq "$DEMO" --w-sym=maybe
 
 # a Hugging Face model id that is not a directory here: how to get it
 hub=internlm/internlm2_5-7b-chat
