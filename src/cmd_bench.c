@@ -476,7 +476,8 @@ static int run(const struct bench_opts *o)
 	bool dir = is_dir(o->model);
 	if (dir) snprintf(cfgpath, sizeof cfgpath, "%s/config.json", o->model);
 	else snprintf(cfgpath, sizeof cfgpath, "%s", o->model);
-	if (!dir && !file_exists(o->model)) return check_model_dir(o->model); /* its message: missing, a model id */
+	/* its messages: missing, a model id, a directory without config.json */
+	if ((dir || !file_exists(o->model)) && check_model_dir(o->model)) return LM_ERR;
 	if (!dir && !o->dummy)
 		return lm_err(_("bench: %s is a config file: add --dummy to run it with random weights"), o->model);
 	if (config_load(&cfg, cfgpath)) return LM_ERR;

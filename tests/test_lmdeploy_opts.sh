@@ -64,6 +64,16 @@ expect_fail "bench $hub" "$how" "$LMTERM" bench $hub
 expect_fail "a missing path is not taken for a model id" "$tmp/none: No such file or directory" \
 	"$LMTERM" generate "$tmp/none" -p hi
 expect_fail "a file is not a model directory" "not a directory" "$LMTERM" generate "$DEMO/config.json" -p hi
+# an empty directory: every command says what is missing (bench said it could not open DIR/config.json)
+mkdir "$tmp/empty"
+for c in "chat --no-tui" "generate -p hi" "ppl --file $DEMO/config.json" "bench" "bench --dummy"; do
+	set -- $c
+	cmd=$1; shift
+	expect_fail "$cmd on an empty directory" "$tmp/empty: not a model directory (no config.json)" \
+		"$LMTERM" $cmd "$tmp/empty" "$@"
+done
+expect_fail "lite on an empty directory" "$tmp/empty: not a model directory (no config.json)" \
+	"$LMTERM" lite auto_awq "$tmp/empty"
 
 # --rope-scaling-factor F is dynamic NTK RoPE with factor F, as if config.json said so: a copy of the demo model
 # with a 16-token context (a), the same with {"type": "dynamic", "factor": 2} in config.json (b); 40 prompt
