@@ -903,7 +903,9 @@ static int setup(struct ctx *x, const char *model_dir, int group)
 	if (read_config_json(model_dir, &x->config)) return LM_ERR;
 	path_join(path, sizeof path, model_dir, "config.json");
 	if (config_load(&x->c, path)) return LM_ERR;
-	if (x->c.quant_bits) return lm_err(_("%s: the model is already quantized"), model_dir);
+	if (x->c.quant_bits) /* a quantization_config in text_config, or GPTQ's quantize_config.json */
+		return lm_err(_("%s: the model is already quantized (%d-bit %s); quantize the original fp16/bf16 model"),
+			      model_dir, x->c.quant_bits, x->c.quant == QUANT_GPTQ ? "GPTQ" : "AWQ");
 	if (x->c.arch != ARCH_LLAMA && x->c.arch != ARCH_QWEN2 && x->c.arch != ARCH_INTERNLM2)
 		return lm_err(_("%s: architecture %s is not supported by auto_awq (Llama, Mistral, Qwen2, InternLM2 are)"),
 			      model_dir, x->c.arch_name);

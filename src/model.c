@@ -204,9 +204,16 @@ static int gptq_linear(struct loader *L, const char *base, int out, int in, int 
 		if (!(gt = need(L, name, 1, in, 0, DTC_I32))) return LM_ERR;
 		for (int i = 0; i < in; i++) {
 			int32_t v = (int32_t)ld32(gt->data, i);
-			if (v != i / g)
-				return lm_err(_("%s: tensor '%s': g_idx[%d] = %d, not %d: the inputs are permuted (act-order, desc_act), which is not supported"),
-					      gt->file, gt->name, i, v, i / g);
+			if (v == i / g) continue;
+			/* in order, only in groups of another size: the quantization config's group_size is wrong */
+			int k = 1, n0 = 0;
+			while (k < in && (int32_t)ld32(gt->data, k) >= (int32_t)ld32(gt->data, k - 1)) k++;
+			while (n0 < in && (int32_t)ld32(gt->data, n0) == 0) n0++;
+			if (k == in && n0 > 0 && n0 < in)
+				return lm_err(_("%s: tensor '%s': g_idx holds groups of %d inputs, but the quantization config says group_size %d"),
+					      gt->file, gt->name, n0, L->m->cfg.group_size);
+			return lm_err(_("%s: tensor '%s': g_idx[%d] = %d, not %d: the inputs are permuted (act-order, desc_act), which is not supported"),
+				      gt->file, gt->name, i, v, i / g);
 		}
 	}
 	snprintf(name, sizeof name, "%s.qweight", base);
@@ -287,8 +294,8 @@ static int load_linear(struct loader *L, struct weight *w, const char *what, con
 		const int nrep[3] = { in_cols, in_cols / g, in_cols / g };
 		for (int i = 0; i < ns; i++) {
 			if (s[i].row0 % 8 || s[i].nrows % 8 || s[i].src_rows % 8) {
-				lm_err(_("%s: %s: AWQ needs output features in multiples of 8 (%s has %d)"), L->dir, what,
-				       s[i].base, s[i].src_rows);
+				lm_err(_("%s: %s: %s needs output features in multiples of 8 (%s has %d)"), L->dir, what,
+				       fmt_name, s[i].base, s[i].src_rows);
 				goto out;
 			}
 			snprintf(name, sizeof name, "%s.qweight", s[i].base);
@@ -511,14 +518,14 @@ int model_load(struct model *m, const char *dir, struct backend *be, enum model_
 		return lm_err(_("%s: --model-format gptq, but config.json has no GPTQ quantization_config (and there is no quantize_config.json; is this an fp16/bf16 model? use --model-format hf)"),
 			      dir);
 	if (fmt == FMT_HF && c->quant != QUANT_NONE)
-		return lm_err(_("%s: --model-format hf, but config.json says the weights are %d-bit %s (use --model-format %s)"),
+		return lm_err(_("%s: --model-format hf, but the quantization config says the weights are %d-bit %s (use --model-format %s)"),
 			      dir, c->quant_bits, c->quant == QUANT_GPTQ ? "GPTQ" : "AWQ", qname[c->quant]);
 	if ((fmt == FMT_AWQ && c->quant == QUANT_GPTQ) || (fmt == FMT_GPTQ && c->quant == QUANT_AWQ))
 		return lm_err(_("%s: --model-format %s, but the quantization config says %s (use --model-format %s)"), dir,
 			      qname[fmt == FMT_AWQ ? QUANT_AWQ : QUANT_GPTQ], qname[c->quant], qname[c->quant]);
 	if (c->arch == ARCH_INTERNLM2 && c->quant_bits && c->head_dim % 8)
-		return lm_err(_("%s: AWQ InternLM2 needs head_dim a multiple of 8 (config.json: head_dim %d)"), dir,
-			      c->head_dim);
+		return lm_err(_("%s: %s InternLM2 needs head_dim a multiple of 8 (config.json: head_dim %d)"), dir,
+			      c->quant == QUANT_GPTQ ? "GPTQ" : "AWQ", c->head_dim);
 
 	struct loader L = { .m = m, .dir = dir, .quant = c->quant };
 	path_join(L.where, sizeof L.where, dir, "model.safetensors.index.json");

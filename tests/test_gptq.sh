@@ -87,6 +87,24 @@ echo '{"bits": 4, "group_size": 128, "desc_act": true, "sym": true}' > "$tmp/b/q
 expect_fail "quantize_config.json with desc_act" "quantize_config.json: key \"desc_act\" = true" "$LMTERM" generate "$tmp/b" --ids "1 2" -n 1 --backend cpu
 echo '{"bits": 4, "group_size": 128, "desc_act": false, "sym": true, "checkpoint_format": "gptq"}' > "$tmp/b/quantize_config.json"
 out=$("$LMTERM" generate "$tmp/b" --ids "1 2" -n 1 --backend cpu 2>&1) && pass "quantize_config.json agreeing" || fail "quantize_config.json agreeing: $out"
+# a checkpoint of AutoGPTQ's quantize_config.json only: the messages do not say config.json declares it, and lite
+# says what to do (it said 'already quantized', no more)
+rm -rf "$tmp/b" "$tmp/d"
+$MG quantize "$FIX/llama3-rand" "$tmp/b" "$tmp/d" --group 32 --quantize-config only
+expect_fail "lite auto_awq on quantize_config.json's GPTQ" "already quantized (4-bit GPTQ); quantize the original" \
+	"$LMTERM" lite auto_awq "$tmp/b" --work-dir "$tmp/w" --calib-samples 0
+expect_fail "--model-format hf on quantize_config.json's GPTQ" "hf, but the quantization config says the weights are 4-bit GPTQ" \
+	"$LMTERM" bench "$tmp/b" --model-format hf --backend cpu -n 4
+# a group_size that g_idx contradicts (in order, groups of 32): the message says so, not act-order
+echo '{"bits": 4, "group_size": 64, "desc_act": false, "sym": true}' > "$tmp/b/quantize_config.json"
+expect_fail "group_size other than g_idx's" "g_idx holds groups of 32 inputs, but the quantization config says group_size 64" \
+	"$LMTERM" generate "$tmp/b" --ids "1 2" -n 1 --backend cpu
+# GPTQ InternLM2 with a head_dim of 4: the message names GPTQ (it said AWQ)
+rm -rf "$tmp/b" "$tmp/d"
+$MG quantize "$FIX/internlm2-rand" "$tmp/b" "$tmp/d" --group 32
+edit "$tmp/b/config.json" "c.update(num_attention_heads=32, num_key_value_heads=16, head_dim=4)"
+expect_fail "GPTQ InternLM2 head_dim 4" "GPTQ InternLM2 needs head_dim a multiple of 8" \
+	"$LMTERM" generate "$tmp/b" --ids "1 2" -n 1 --backend cpu
 # bad tensors
 for k in permuted-gidx no-qzeros qweight-shape zero16; do
 	rm -rf "$tmp/b" "$tmp/d"
