@@ -204,6 +204,31 @@ static void test_wrap(void)
 	n = text_wrap("abcdef", 6, 4, false, ln, 16);
 	CHECK(n == 2 && ln[0].cols == 4 && ln[1].cols == 2, "char wrap");
 	CHECK(text_wrap("abc", 3, 10, true, NULL, 0) == 1, "count only");
+
+	/* kinsoku: no line starts with closing punctuation or ends with an opening bracket, where the width leaves
+	 * a choice (here from 6 columns: the widest unit, such as "（一" or "在：", takes 4) */
+	const char *zh = "你好，世界！这是（一个）测试。“引号”也在内：好。《书名》、顿号；分号？问号";
+	static const char *const closing[] = { "，", "！", "。", "）", "”", "：", "、", "；", "？", "》" };
+	static const char *const opening[] = { "（", "“", "《" };
+	for (int w = 6; w <= 60; w++) {
+		check_wrap(zh, w, true);
+		struct wrap_line zl[64];
+		int zn = text_wrap(zh, (int)strlen(zh), w, true, zl, 64);
+		for (int i = 0; i < zn && i < 64; i++) {
+			const char *a = zh + zl[i].start, *b = zh + zl[i].end;
+			for (size_t k = 0; k < sizeof closing / sizeof *closing; k++)
+				CHECK(i == 0 || strncmp(a, closing[k], strlen(closing[k])) != 0,
+				      "w=%d: line %d starts with '%s': '%.*s'", w, i, closing[k], (int)(b - a), a);
+			for (size_t k = 0; k < sizeof opening / sizeof *opening; k++) {
+				size_t ol = strlen(opening[k]);
+				CHECK(i == zn - 1 || b - a < (long)ol || strncmp(b - ol, opening[k], ol) != 0,
+				      "w=%d: line %d ends with '%s': '%.*s'", w, i, opening[k], (int)(b - a), a);
+			}
+		}
+	}
+	n = text_wrap("你好，世界", (int)strlen("你好，世界"), 4, true, ln, 16);
+	CHECK(n == 3 && ln[0].cols == 2 && ln[1].cols == 4 && ln[2].cols == 4,
+	      "'，' goes to the next line with '好': n=%d, %d/%d cols", n, ln[0].cols, n > 1 ? ln[1].cols : -1);
 }
 
 /* the lines of a file (-1: cannot be read); the last one in last (static) */

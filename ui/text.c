@@ -90,13 +90,37 @@ int text_width(const char *s, int len)
 	return cols;
 }
 
+/* Chinese and Japanese line breaking (kinsoku): a line does not start with closing punctuation nor end with an
+ * opening bracket, so "（" stays with what it opens and "，" with what it follows. Only between wide characters:
+ * ASCII text breaks at its spaces. */
+static bool no_break_before(int cp)
+{
+	static const int close[] = { 0x3001, 0x3002, 0xff0c, 0xff0e, 0xff1a, 0xff1b, 0xff01, 0xff1f, 0xff09, 0x300b,
+				     0x300d, 0x300f, 0x3011, 0x3009, 0x3015, 0x3017, 0x201d, 0x2019, 0x2026, 0xff5e,
+				     0x30fc, 0xff3d, 0xff5d, 0x00b7, 0x30fb };
+	for (size_t i = 0; i < sizeof close / sizeof *close; i++)
+		if (cp == close[i]) return true;
+	return false;
+}
+
+static bool no_break_after(int cp)
+{
+	static const int open[] = { 0xff08, 0x300a, 0x300c, 0x300e, 0x3010, 0x3008, 0x3014, 0x3016, 0x201c, 0x2018,
+				    0xff3b, 0xff5b };
+	for (size_t i = 0; i < sizeof open / sizeof *open; i++)
+		if (cp == open[i]) return true;
+	return false;
+}
+
 int text_wrap(const char *s, int len, int width, bool word, struct wrap_line *out, int max)
 {
 	if (width < 1) width = 1;
 	int n = 0;
 #define EMIT(a, b, c) do { if (out && n < max) { out[n].start = (a); out[n].end = (b); out[n].cols = (c); } n++; } while (0)
-	int start = 0, cols = 0, p = 0;
+	int start = 0, cols = 0, p = 0, prev_cp = -1;
 	int brk = -1, brk_cols = 0, brk_next = 0; /* last break: line ends at brk, next line starts at brk_next */
+	int pbrk = -1, pbrk_cols = 0, pbrk_next = 0; /* the one before it, for when kinsoku takes the last back */
+#define SET_BRK(a, b, c) do { pbrk = brk, pbrk_cols = brk_cols, pbrk_next = brk_next; brk = (a), brk_cols = (b), brk_next = (c); } while (0)
 	while (p < len) {
 		int w, cp;
 		int q = text_next(s, len, p, &w, &cp);
@@ -104,8 +128,14 @@ int text_wrap(const char *s, int len, int width, bool word, struct wrap_line *ou
 			EMIT(start, p, cols);
 			start = p = q;
 			cols = 0;
-			brk = -1;
+			brk = pbrk = -1;
+			prev_cp = -1;
 			continue;
+		}
+		/* closing punctuation: the break just before it (after the wide character before) is not one */
+		if (word && brk == p && brk_next == p && no_break_before(cp)) {
+			brk = pbrk, brk_cols = pbrk_cols, brk_next = pbrk_next;
+			pbrk = -1;
 		}
 		if (word && cp == ' ' && cols + w > width) { /* the space itself overflows: break here */
 			EMIT(start, p, cols);
@@ -126,20 +156,22 @@ int text_wrap(const char *s, int len, int width, bool word, struct wrap_line *ou
 				start = p;
 				cols = 0;
 			}
-			brk = -1;
+			brk = pbrk = -1;
 			wrapped = true;
 		}
 		/* a space that falls on the wrap is not carried to the start of the next line */
-		if (wrapped && word && start == p && cp == ' ') { start = p = q; continue; }
+		if (wrapped && word && start == p && cp == ' ') { start = p = q; prev_cp = cp; continue; }
 		if (word) {
-			if (cp == ' ') { brk = p; brk_cols = cols; brk_next = q; }
-			else if (w >= 2 && p > start) { brk = p; brk_cols = cols; brk_next = p; }
+			if (cp == ' ') SET_BRK(p, cols, q);
+			else if (w >= 2 && p > start && !no_break_after(prev_cp) && !no_break_before(cp)) SET_BRK(p, cols, p);
 		}
 		cols += w;
 		p = q;
-		if (word && w >= 2) { brk = p; brk_cols = cols; brk_next = p; }
+		if (word && w >= 2 && !no_break_after(cp)) SET_BRK(p, cols, p);
+		prev_cp = cp;
 	}
 	EMIT(start, len, cols);
+#undef SET_BRK
 #undef EMIT
 	return n;
 }
