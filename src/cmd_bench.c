@@ -615,12 +615,12 @@ int cmd_bench(int argc, char **argv)
 		return 0;
 	}
 	if (rc) {
-		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 		usage(stderr);
 		return 2;
 	}
 	if (run(&o)) {
-		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 		return 1;
 	}
 	return 0;

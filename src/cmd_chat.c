@@ -144,7 +144,7 @@ static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *n
 	o->model_dir = model; /* NULL: the demo model, chosen by cmd_chat */
 	return 0;
 bad:
-	fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+	fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 	return 2;
 }
 
@@ -440,7 +440,7 @@ static int repl_run(struct repl *r)
 			}
 			if (rc == LINE_NOMEM) { /* a line longer than memory: say so rather than crash */
 				free(text);
-				fprintf(stderr, "lmterm: %s\n", _("out of memory"));
+				fprintf(stderr, _("lmterm: %s\n"), _("out of memory"));
 				return 1;
 			}
 			if (rc == LINE_EOF && r->in_errno) { /* it ended the REPL with exit 0, as at the end of input */
@@ -461,7 +461,7 @@ static int repl_run(struct repl *r)
 			if (!t) {
 				free(text);
 				free(line);
-				fprintf(stderr, "lmterm: %s\n", _("out of memory"));
+				fprintf(stderr, _("lmterm: %s\n"), _("out of memory"));
 				return 1;
 			}
 			text = t;
@@ -492,7 +492,7 @@ static int repl_run(struct repl *r)
 				fputc('\n', stderr);
 				free(path);
 			} else {
-				fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+				fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 			}
 			free(text);
 			if (eof) return 0;
@@ -514,7 +514,7 @@ static int repl_run(struct repl *r)
 		int rc = send_text(r->e, text);
 		free(text);
 		if (rc != LM_OK) {
-			fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+			fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 			return 1;
 		}
 		struct turn_stats st;
@@ -580,7 +580,7 @@ int cmd_chat(int argc, char **argv)
 			fprintf(stderr, _("lmterm: the demo model %s is missing (no config.json): give a MODEL, or set "
 					  "LMTERM_DEMO_MODEL to a model directory\n"), o.model_dir);
 		else if (check_model_dir(o.model_dir) != LM_OK)
-			fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+			fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 		return 1;
 	}
 
@@ -609,7 +609,7 @@ int cmd_chat(int argc, char **argv)
 		if (old_tstp.sa_handler != SIG_IGN) install_sigtstp(); /* ignored by who started us: it stays so */
 	}
 	if (engine_start(&e, &o) != LM_OK) {
-		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 		return 1;
 	}
 	if (tui) {

@@ -45,7 +45,7 @@ static void usage(FILE *f)
 /* 2 for usage errors: print the message and the usage */
 static int usage_err(void)
 {
-	fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+	fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 	usage(stderr);
 	return 2;
 }
@@ -308,7 +308,7 @@ static int generate(struct run *r)
 	char warn[1024];
 	if (sampling_from_generation_config(&sp, o->model, warn, sizeof warn)) return LM_ERR;
 	if (o->temperature >= 0) sp.temperature = (float)o->temperature;
-	if (warn[0] && !o->greedy && sp.temperature > 0) fprintf(stderr, "lmterm: %s\n", warn); /* greedy reads none */
+	if (warn[0] && !o->greedy && sp.temperature > 0) fprintf(stderr, _("lmterm: %s\n"), warn); /* greedy reads none */
 	sp.seed = o->seed_given ? o->seed : seed_from_clock(); /* time(NULL) repeated a sample within a second */
 	if (!o->greedy && sp.temperature > 0 && sampler_init(&r->sampler, V, &sp)) return LM_ERR;
 
@@ -387,7 +387,7 @@ int cmd_generate(int argc, char **argv)
 	}
 	if (rc) return usage_err();
 	rc = generate(&r);
-	if (rc) fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+	if (rc) fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 	run_free(&r);
 	return rc ? 1 : 0;
 }

@@ -135,7 +135,7 @@ int cmd_lite(int argc, char **argv)
 			return 2;
 		}
 		if (e) {
-			fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+			fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 			return 2;
 		}
 	}
@@ -164,20 +164,20 @@ int cmd_lite(int argc, char **argv)
 		return 2;
 	}
 	if (opt_backend(&backend)) {
-		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 		return 2;
 	}
 	o.backend = backend;
 
 	/* everything that can be checked before the long part, so a mistake costs seconds */
 	if (check_model_dir(o.model_dir) || awq_check_model(o.model_dir, o.group)) {
-		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 		return 1;
 	}
 	char dspath[4096];
 	if (o.samples > 0) {
 		if (calib_resolve(dataset, dspath, sizeof dspath)) {
-			fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+			fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 			return 1;
 		}
 		o.dataset = dspath;
@@ -202,7 +202,7 @@ int cmd_lite(int argc, char **argv)
 	/* after the progress panel, which would have covered it */
 	if (*backend_fallback_note()) fprintf(stderr, _("lmterm: note: %s\n"), backend_fallback_note());
 	if (rc != LM_OK) {
-		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 		return 1;
 	}
 	fprintf(stderr, _("lmterm: wrote %s (AWQ w4 g%d) in %.1f s\n"), o.work_dir, o.group, now_s() - t0);

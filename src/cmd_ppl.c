@@ -158,7 +158,7 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 	printf("perplexity: %.4f (%ld tokens)\n", exp(nll / count), count);
 	rc = 0;
 fail:
-	if (rc) fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+	if (rc) fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 	free(logits);
 	free(win);
 	free(ids);
@@ -230,6 +230,6 @@ int cmd_ppl(int argc, char **argv)
 	}
 	return ppl_run(model, file, ctx, policy, backend, max_chars, tok_file, &x);
 bad:
-	fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+	fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 	return 2;
 }

@@ -235,7 +235,7 @@ int cmd_tokenize(int argc, char **argv)
 
 	struct tokenizer *t;
 	if ((access(model, F_OK) != 0 && check_model_dir(model)) || tok_load(&t, model)) { /* missing: a model id? */
-		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 		return 1;
 	}
 
@@ -255,7 +255,7 @@ int cmd_tokenize(int argc, char **argv)
 		int32_t *ids;
 		int nid;
 		if (tok_encode(t, s, n, true, &ids, &nid)) {
-			fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+			fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 			status = 1;
 		} else {
 			print_ids(stdout, ids, nid, " ");
@@ -266,13 +266,13 @@ int cmd_tokenize(int argc, char **argv)
 		struct jtext *texts;
 		int nt;
 		if (jarray(in, len, &texts, &nt)) {
-			fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+			fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 			status = 1;
 		} else {
 			char *ans;
 			size_t alen;
 			if (json_answer(t, texts, nt, &ans, &alen)) {
-				fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+				fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 				status = 1;
 			} else {
 				fwrite(ans, 1, alen, stdout);

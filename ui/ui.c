@@ -850,7 +850,7 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 	struct chat_ui *u = calloc(1, sizeof *u);
 	if (!u || !edit_init(&u->input.ed)) {
 		free(u);
-		fprintf(stderr, "lmterm: %s\n", _("out of memory"));
+		fprintf(stderr, _("lmterm: %s\n"), _("out of memory"));
 		return 1;
 	}
 	u->e = e;
@@ -868,7 +868,7 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 		u->policy = o->engine->kv_policy;
 	}
 	if (ui_term_begin(o->no_color) != LM_OK) {
-		fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+		fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 		edit_free(&u->input.ed);
 		free(u);
 		return 1;
@@ -938,7 +938,7 @@ int ui_chat_run(struct engine *e, const struct ui_opts *o)
 		if (u->win[i]) delwin(u->win[i]);
 	ui_term_end();
 	int rc = u->exit_code;
-	if (rc) fprintf(stderr, "lmterm: %s\n", lm_errmsg());
+	if (rc) fprintf(stderr, _("lmterm: %s\n"), lm_errmsg());
 	panel_chat_free(&u->chat);
 	edit_free(&u->input.ed);
 	histfile_free(&u->hist);
