@@ -5,6 +5,7 @@
 #include "cmds.h"
 #include "common.h"
 #include "i18n.h"
+#include "template.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,8 +27,21 @@ static void usage(FILE *f)
 		     "  ppl MODEL --file F     perplexity of a text file\n"
 		     "  bench MODEL|CONFIG     prefill and decode speed, memory, roofline ratio\n"
 		     "  lite auto_awq MODEL    quantize weights to 4 bits (AWQ)\n"
+		     "  list                   the built-in chat templates (for --chat-template)\n"
 		     "\n"
 		     "Run 'man lmterm' for every option. Option names follow LMDeploy's.\n"));
+}
+
+/* lmterm list: LMDeploy's `lmdeploy list`, the names --chat-template takes */
+static int cmd_list(int argc, char **argv)
+{
+	if (argc > 0 && strcmp(argv[0], "--help") && strcmp(argv[0], "-h")) {
+		fprintf(stderr, _("lmterm: list: unexpected argument '%s'\n"), argv[0]);
+		return 2;
+	}
+	printf(_("The built-in chat templates (--chat-template NAME; by default the model's own template is used):\n"));
+	for (int i = 0; tmpl_builtin_names[i]; i++) printf("%s\n", tmpl_builtin_names[i]);
+	return 0;
 }
 
 /* A closed stdin, stdout or stderr would be taken by the next open() or pipe(): the chat REPL would then wait on
@@ -71,7 +85,7 @@ int main(int argc, char **argv)
 	const char *c = argv[1];
 	static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
 		{ "chat", cmd_chat }, { "generate", cmd_generate }, { "tokenize", cmd_tokenize },
-		{ "ppl", cmd_ppl }, { "bench", cmd_bench }, { "lite", cmd_lite },
+		{ "ppl", cmd_ppl }, { "bench", cmd_bench }, { "lite", cmd_lite }, { "list", cmd_list },
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
 		if (strcmp(c, cmds[i].name) == 0) return check_stdout(cmds[i].fn(argc - 2, argv + 2));

@@ -51,6 +51,15 @@ expect_fail "lite --w-sym false accepted" "$tmp/file" \
 expect_usage "lite --w-sym=true" "--w-sym: symmetric weights are not supported" "$LMTERM" lite auto_awq "$DEMO" --w-sym=true
 expect_usage "lite --w-sym=maybe" "'maybe' is not a boolean" "$LMTERM" lite auto_awq "$DEMO" --w-sym=maybe
 
+# lmterm list (lmdeploy list): the names --chat-template takes, each of them taken
+names=$("$LMTERM" list | tail -n +2)
+[ "$(echo "$names" | wc -l)" -ge 5 ] && pass "list: $(echo $names)" || fail "list printed '$names'"
+for t in $names; do
+	printf 'exit\n' | "$LMTERM" chat "$DEMO" --no-tui --backend cpu --chat-template "$t" > /dev/null 2>"$tmp/err" ||
+		fail "list names '$t', which --chat-template refuses: $(cat "$tmp/err")"
+done
+expect_usage "list x" "list: unexpected argument 'x'" "$LMTERM" list x
+
 # a Hugging Face model id that is not a directory here: how to get it
 hub=internlm/internlm2_5-7b-chat
 how="huggingface-cli download $hub --local-dir internlm2_5-7b-chat"

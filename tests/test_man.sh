@@ -7,7 +7,7 @@ page=man/lmterm.1.in
 [ -f "$page" ] || { fail "$page is missing"; finish; }
 # roff escapes hyphens: look for "\-\-name"
 documented() { grep -qF -- "$(printf '%s' "$1" | sed 's/-/\\-/g')" "$page"; }
-for c in chat generate tokenize ppl bench "lite auto_awq"; do
+for c in chat generate tokenize ppl bench "lite auto_awq" list; do
 	documented "$c" && pass "command $c" || fail "command '$c' is not in the manual"
 done
 opts=$( (grep -ohE 'strcmp\((n|name), "[a-z][a-z0-9-]*"\)' src/cmd_*.c; grep -ohE '"--[a-z][a-z0-9-]+' src/cmd_*.c) |
