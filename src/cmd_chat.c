@@ -39,12 +39,6 @@ static void chat_usage(FILE *f)
 
 /* ------------------------------------------------------------------ option parsing */
 
-static bool is_bool_word(const char *v)
-{
-	bool b;
-	return opt_bool("", v, &b) == LM_OK;
-}
-
 /* returns 0 ok, 2 usage error (message printed), -1 help printed */
 static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *no_tui, bool *no_color)
 {
@@ -69,7 +63,7 @@ static int parse_chat_opts(int argc, char **argv, struct engine_opts *o, bool *n
 		}
 		if (strcmp(n, "no-tui") == 0 || strcmp(n, "no-color") == 0) {
 			bool b = true;
-			const char *v = opt_value_optional(&it, is_bool_word);
+			const char *v = opt_value_optional(&it, opt_is_bool);
 			if (v && opt_bool(it.arg, v, &b) != LM_OK) goto bad;
 			*(strcmp(n, "no-tui") == 0 ? no_tui : no_color) = b;
 			continue;

@@ -284,10 +284,7 @@ static int generate(struct run *r)
 	if (o->x.rope_scaling_factor > 0) config_rope_dynamic(&r->m.cfg, o->x.rope_scaling_factor);
 
 	const int T = r->T, V = r->cfg.vocab;
-	if (r->cfg.sliding_window > 0 && T + o->n > r->cfg.sliding_window)
-		fprintf(stderr, _("lmterm: note: this model attends to its last %d tokens only (sliding_window in "
-				  "config.json), which lmterm does not do: past %d tokens, the output differs from "
-				  "transformers'\n"), r->cfg.sliding_window, r->cfg.sliding_window);
+	note_sliding_window(&r->cfg, T + o->n);
 	/* KV cache: blocks of 64 tokens for the prompt and the continuation */
 	r->kv = (struct kv_cache){ .n_layers = r->cfg.n_layers, .n_kv_heads = r->cfg.n_kv_heads,
 				   .head_dim = r->cfg.head_dim, .block_len = 64, .policy = o->policy };

@@ -39,14 +39,6 @@ static void usage(FILE *f)
 		     "(ptb.train.txt, wiki.train.raw, c4.jsonl, pileval.jsonl).\n"));
 }
 
-static bool is_bool_word(const char *s)
-{
-	bool b;
-	int rc = opt_bool("", s, &b);
-	lm_err_clear();
-	return rc == LM_OK;
-}
-
 /* The quantizer runs on the progress panel's worker thread; lm_err's message is per thread, so it is
  * carried back here. */
 struct job {
@@ -94,7 +86,7 @@ int cmd_lite(int argc, char **argv)
 		if (!strcmp(n, "help") || !strcmp(n, "h")) { usage(stdout); return 0; }
 		if (!strcmp(n, "search-scale") || !strcmp(n, "search-clip")) {
 			bool *dst = !strcmp(n, "search-scale") ? &o.search_scale : &o.search_clip;
-			v = opt_value_optional(&it, is_bool_word);
+			v = opt_value_optional(&it, opt_is_bool);
 			/* a word that is not a boolean after MODEL was given can only be a bad value */
 			if (!v && o.model_dir && it.i < it.argc && it.argv[it.i][0] != '-') v = it.argv[it.i++];
 			if (!v) *dst = true;
@@ -119,7 +111,7 @@ int cmd_lite(int argc, char **argv)
 		} else if (!strcmp(n, "w-sym")) {
 			/* a boolean value may follow, as for --clamp-zeros: false is what lmterm does */
 			bool sym = true;
-			v = opt_value_optional(&it, is_bool_word);
+			v = opt_value_optional(&it, opt_is_bool);
 			if (v) e = opt_bool(it.arg, v, &sym);
 			if (!e && sym)
 				e = lm_err(_("--w-sym: symmetric weights are not supported; lmterm writes AutoAWQ's gemm "
@@ -128,7 +120,7 @@ int cmd_lite(int argc, char **argv)
 			/* LMDeploy's guard against a division by a zero weight scale; lmterm's smoothing scales are bounded
 			 * away from zero (make_scales in awq.c), so there is nothing to clamp */
 			bool b;
-			v = opt_value_optional(&it, is_bool_word);
+			v = opt_value_optional(&it, opt_is_bool);
 			if (v) e = opt_bool(it.arg, v, &b);
 		} else {
 			fprintf(stderr, _("lmterm: lite auto_awq: unknown option '%s'\n"), it.arg);

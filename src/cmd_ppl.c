@@ -92,10 +92,7 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 	m_ok = true;
 	if (x->rope_scaling_factor > 0) config_rope_dynamic(&m.cfg, x->rope_scaling_factor);
 
-	if (m.cfg.sliding_window > 0 && ctx > m.cfg.sliding_window)
-		fprintf(stderr, _("lmterm: note: this model attends to its last %d tokens only (sliding_window in "
-				  "config.json), which lmterm does not do: past %d tokens, the output differs from "
-				  "transformers'\n"), m.cfg.sliding_window, m.cfg.sliding_window);
+	note_sliding_window(&m.cfg, ctx);
 	int chunk = MIN(CHUNK, ctx);
 	if (fwd_init(&f, &m, chunk) != LM_OK) goto fail;
 	f_ok = true;

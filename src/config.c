@@ -303,6 +303,22 @@ static int parse_quant(const struct cfg_ctx *x, struct model_config *c)
 	return LM_OK;
 }
 
+/* A JSON file whose top level is an object (a file beside config.json), parsed; NULL with the message set */
+static cJSON *read_json_object(const char *path)
+{
+	char *buf;
+	size_t len;
+	if (read_file(path, &buf, &len) != LM_OK) return NULL;
+	cJSON *root = cJSON_ParseWithLength(buf, len);
+	free(buf);
+	if (!root || !cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		lm_err(_("%s: not a valid JSON object"), path);
+		return NULL;
+	}
+	return root;
+}
+
 /* AutoGPTQ's quantize_config.json beside config.json (bits, group_size, desc_act, sym; no quant_method: it is
  * GPTQ's own file). transformers and LMDeploy read only config.json's quantization_config, which checkpoints
  * written through transformers/optimum carry as well; AutoGPTQ's from_quantized reads this file, and older
@@ -311,15 +327,8 @@ static int parse_quant(const struct cfg_ctx *x, struct model_config *c)
  * an AWQ one it is not read. */
 static int read_quantize_config(struct model_config *c, const char *path)
 {
-	char *buf;
-	size_t len;
-	if (read_file(path, &buf, &len) != LM_OK) return LM_ERR;
-	cJSON *root = cJSON_ParseWithLength(buf, len);
-	free(buf);
-	if (!root || !cJSON_IsObject(root)) {
-		cJSON_Delete(root);
-		return lm_err(_("%s: not a valid JSON object"), path);
-	}
+	cJSON *root = read_json_object(path);
+	if (!root) return LM_ERR;
 	struct cfg_ctx x = { path, root, "", NULL };
 	struct model_config g = *c;
 	int rc = LM_OK;
@@ -544,15 +553,8 @@ static int parse_wrapped(const struct cfg_ctx *x, struct model_config *c)
 
 static int parse_generation_config(struct model_config *c, const char *path)
 {
-	char *buf;
-	size_t len;
-	if (read_file(path, &buf, &len) != LM_OK) return LM_ERR;
-	cJSON *root = cJSON_ParseWithLength(buf, len);
-	free(buf);
-	if (!root || !cJSON_IsObject(root)) {
-		cJSON_Delete(root);
-		return lm_err(_("%s: not a valid JSON object"), path);
-	}
+	cJSON *root = read_json_object(path);
+	if (!root) return LM_ERR;
 	struct cfg_ctx x = { path, root, "", NULL };
 	int rc = add_eos(c, path, cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"));
 	if (rc == LM_OK && c->bos_id < 0) rc = get_int(&x, root, "bos_token_id", -1, -1, INT32_MAX, &c->bos_id);

@@ -22,6 +22,14 @@ int opt_bool(const char *opt, const char *val, bool *out)
 	return lm_err(_("%s: '%s' is not a boolean (use true/false, yes/no or 1/0)"), opt, val);
 }
 
+bool opt_is_bool(const char *val)
+{
+	bool b;
+	const bool ok = opt_bool("", val, &b) == LM_OK;
+	lm_err_clear();
+	return ok;
+}
+
 int opt_int(const char *opt, const char *val, long lo, long hi, int *out)
 {
 	char *end;
@@ -126,12 +134,6 @@ int opt_dtype(const char *opt, const char *val, int *out)
 	return LM_OK;
 }
 
-static bool is_bool_word(const char *v)
-{
-	bool b;
-	return opt_bool("", v, &b) == LM_OK;
-}
-
 int opt_engine_extra(struct opt_iter *it, struct engine_extra *x)
 {
 	const char *n = it->name, *val;
@@ -150,7 +152,7 @@ int opt_engine_extra(struct opt_iter *it, struct engine_extra *x)
 	} else if (!strcmp(n, "eager-mode") || !strcmp(n, "enable-prefix-caching")) {
 		/* flags in LMDeploy; a boolean value may follow here, as for --no-tui */
 		bool b = true;
-		const char *v = opt_value_optional(it, is_bool_word);
+		const char *v = opt_value_optional(it, opt_is_bool);
 		if (v && opt_bool(opt, v, &b)) return LM_ERR;
 		/* prefix caching needs nothing: a conversation's KV cache is kept between turns, and a turn
 		 * prefills only the tokens that differ from it, which is what the cache gives a single chat */
@@ -258,6 +260,14 @@ const char *opt_value_optional(struct opt_iter *it, bool (*accept)(const char *)
 	if (it->i < it->argc && it->argv[it->i][0] != '-' && (!accept || accept(it->argv[it->i])))
 		return it->argv[it->i++];
 	return NULL;
+}
+
+void note_sliding_window(const struct model_config *c, int tokens)
+{
+	if (c->sliding_window > 0 && tokens > c->sliding_window)
+		fprintf(stderr, _("lmterm: note: this model attends to its last %d tokens only (sliding_window in "
+				  "config.json), which lmterm does not do: past %d tokens, the output differs from "
+				  "transformers'\n"), c->sliding_window, c->sliding_window);
 }
 
 /* Whether this process is the lmterm that make built in the build tree (its executable lies in LMTERM_BUILDDIR),

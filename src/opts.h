@@ -7,6 +7,8 @@
 
 /* true/false/yes/no/1/0 (any case) and nothing else */
 int opt_bool(const char *opt, const char *val, bool *out);
+/* whether val is one of those (a probe for opt_value_optional: it leaves no message) */
+bool opt_is_bool(const char *val);
 int opt_int(const char *opt, const char *val, long lo, long hi, int *out);
 int opt_u64(const char *opt, const char *val, uint64_t *out);
 int opt_float(const char *opt, const char *val, double lo, double hi, double *out);
@@ -28,6 +30,9 @@ int opt_dtype(const char *opt, const char *val, int *out);
 /* The model directory a command was given exists and holds config.json; else LM_ERR with a message that,
  * for something that looks like a Hugging Face model id (org/name), says how to download it. */
 int check_model_dir(const char *dir);
+/* generate and ppl: a note on stderr where a sequence of tokens outgrows Mistral's sliding window, which lmterm
+ * does not apply (the chat says it in its own words, engine.c) */
+void note_sliding_window(const struct model_config *c, int tokens);
 
 /* Simple long-option scanner over argv: for each argv[i] starting with "--", splits "--name=value".
  * getopt is avoided so that "--search-scale" may take an optional value and errors name the option. */
