@@ -35,7 +35,7 @@ if [ "$mode" = prepare ]; then
 	cp "$top/lmterm" "$dest/"
 	cp "$top/tests/test_backend_ops" "$top/tests/test_golden" "$top/tests/test_attn_ops" "$dest/tests/"
 	cp "$top/tests/lib.sh" "$top/tests/unpack-data.sh" "$top/tests/test_golden_cuda.sh" "$top/tests/test_cuda_opts.sh" \
-		"$top/tests/test_gptq.sh" "$top/tests/make_gptq.py" "$dest/tests/"
+		"$top/tests/test_gptq.sh" "$top/tests/make_gptq.py" "$top/tests/st_io.py" "$dest/tests/"
 	cp "$top/scripts/gpu-round.sh" "$top/scripts/awq-probe.sh" "$dest/scripts/"
 	cp -r "$top/configs" "$dest/"
 	cp -P /usr/lib/x86_64-linux-gnu/libcjson.so.1* /usr/lib/x86_64-linux-gnu/libutf8proc.so.2* "$dest/lib/"

@@ -28,33 +28,7 @@ import shutil
 import struct
 import sys
 
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = []
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        out.append((name, info["dtype"], info["shape"], data[a:b]))
-    return out
-
-
-def write_safetensors(path, tensors):
-    header, off = {"__metadata__": {"format": "pt"}}, 0
-    for name, dt, shape, raw in tensors:
-        header[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(raw)]}
-        off += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for t in tensors:
-            f.write(t[3])
+from st_io import read_safetensors, write_safetensors  # tests/st_io.py, beside this file
 
 
 def to_floats(dt, raw):

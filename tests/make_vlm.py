@@ -33,33 +33,7 @@ import shutil
 import struct
 import sys
 
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = []
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        out.append((name, info["dtype"], info["shape"], data[a:b]))
-    return out
-
-
-def write_safetensors(path, tensors):
-    header, off = {"__metadata__": {"format": "pt"}}, 0
-    for name, dt, shape, raw in tensors:
-        header[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(raw)]}
-        off += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for t in tensors:
-            f.write(t[3])
+from st_io import read_safetensors, write_safetensors, write_tensors  # tests/st_io.py, beside this file
 
 
 def pattern(n, size, seed):
@@ -146,19 +120,7 @@ def main():
         vision += [(vis + "encoder.layers.%d.attn.qkv.weight" % l, "BF16", [96, 32], pattern(96 * 32, 2, l)),
                    (vis + "encoder.layers.%d.attn.qkv.bias" % l, "BF16", [96], pattern(96, 2, l + 1)),
                    (vis + "encoder.layers.%d.ls1" % l, "F32", [32], pattern(32, 4, l + 2))]
-    tensors = vision + lm
-    if shards == 1:
-        write_safetensors(os.path.join(dst, "model.safetensors"), tensors)
-    else:
-        per = (len(tensors) + shards - 1) // shards
-        wm = {}
-        for s in range(shards):
-            fn = "model-%05d-of-%05d.safetensors" % (s + 1, shards)
-            part = tensors[s * per:(s + 1) * per]
-            write_safetensors(os.path.join(dst, fn), part)
-            wm.update({t[0]: fn for t in part})
-        with open(os.path.join(dst, "model.safetensors.index.json"), "w") as f:
-            json.dump({"metadata": {"total_size": sum(len(t[3]) for t in tensors)}, "weight_map": wm}, f, indent=2)
+    write_tensors(dst, vision + lm, shards)
     vcfg = {"hidden_size": 32, "num_hidden_layers": 1, "image_size": 4, "patch_size": 2}
     if qvl:
         cfg = dict(llm, architectures=["Qwen2VLForConditionalGeneration"], model_type="qwen2_vl",
@@ -191,21 +153,6 @@ def main():
     if not qvl:
         with open(os.path.join(dst, "modeling_internvl_chat.py"), "w") as f:
             f.write("# remote code stand-in: copied as it is\n")
-
-
-def write_tensors(dst, tensors, shards):
-    if shards == 1:
-        write_safetensors(os.path.join(dst, "model.safetensors"), tensors)
-        return
-    per = (len(tensors) + shards - 1) // shards
-    wm = {}
-    for s in range(shards):
-        fn = "model-%05d-of-%05d.safetensors" % (s + 1, shards)
-        part = tensors[s * per:(s + 1) * per]
-        write_safetensors(os.path.join(dst, fn), part)
-        wm.update({t[0]: fn for t in part})
-    with open(os.path.join(dst, "model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {"total_size": sum(len(t[3]) for t in tensors)}, "weight_map": wm}, f, indent=2)
 
 
 def llava(args, opt):
