@@ -7,6 +7,7 @@
 #include <cuda_bf16.h>
 #include <stdint.h>
 
+#include "cp_async.cuh"
 #include "pdl.cuh"
 
 typedef __nv_bfloat16 bf16;
@@ -51,22 +52,6 @@ static __device__ __forceinline__ float warp_min(float v)
 	return v;
 }
 
-static __device__ __forceinline__ uint32_t smem_addr(const void *p)
-{
-	return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-// 16-byte global -> shared copy; src_bytes 0 fills the destination with zeros (rows past the context)
-static __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes)
-{
-	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-		     "r"(src_bytes));
-}
-static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> static __device__ __forceinline__ void cp_async_wait()
-{
-	asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
 
 static __device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p)
 {

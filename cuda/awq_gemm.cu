@@ -23,6 +23,7 @@
 #include "config.h"
 #include "kernels.h"
 #include "ops_common.cuh"
+#include "cp_async.cuh"
 
 #include <stdlib.h>
 #include <string.h>
@@ -338,19 +339,64 @@ template <> struct tile_ops<bf16_t> {
 	}
 };
 
-// CPG = chunks of 64 inputs per group (1 or 2); NB = batch (columns of the n8 tile that are used).
+// The folded norms (backend.h, matmul_residual and norm_matmul): what the kernel does with a tile's sums.
+//   EPI_PLAIN: y = acc + bias.
+//   EPI_RESID (wo, w2; y unused): d = act(acc + bias) as the plain kernel stores it, then, as add_rmsnorm
+//     would: x = act(x + d) in place, xw = act(x * nw) and part[b][tile] = the sum of x^2 over the tile's 16
+//     rows (in a fixed order: the norm's scale comes out the same in every block that reads it).
+//   EPI_NORM (wqkv): rstd_b = rsqrt(sum of part[b][0 .. K/16) / K + eps), summed in the same order by every
+//     block; y = act(rstd * acc + bias).
+//   EPI_NORM_SWIGLU (w13 with its rows interleaved at load: tile rows 0-7 gate rows 8 rt .. 8 rt + 7, rows
+//     8-15 the same rows of up): gate and up as EPI_NORM rounds them, y[b][8 rt + g] = act(silu(gate) up),
+//     y of width N / 2.
+// The epilogue's inputs (the partial sums, or x's and nw's 16 rows) are copied into shared memory by
+// cp.async at the start, after pdl_wait: in flight during the main loop, in no register.
+enum { EPI_PLAIN, EPI_RESID, EPI_NORM, EPI_NORM_SWIGLU };
+struct tile_epi {
+	int kind;          // EPI_*
+	uint16_t *res;     // RESID: x [n][N], updated in place
+	uint16_t *xw;      // RESID: x * nw [n][N]
+	const float *nw;   // RESID: the next norm's weight [N]
+	float *part;       // RESID: written [n][N / 16]; NORM: read [n][K / 16]
+	float eps;         // NORM
+};
+
+// dynamic shared memory an epilogue needs: RESID 16 floats of nw, then NB x 16 activations of x
+static size_t tile_epi_smem(int kind, int NB, int K)
+{
+	return kind == EPI_RESID ? 64 + 32 * (size_t)NB : kind == EPI_PLAIN ? 0 : (size_t)NB * (K / 16) * sizeof(float);
+}
+
+static __device__ __forceinline__ float silu_f(float g) { return g / (1.f + __expf(-g)); }
+
+// CPG = chunks of 64 inputs per group (1 or 2); NB = batch (columns of the n8 tile that are used); FOLD: the
+// kernel with the epilogues of tile_epi (a second instance, so that the plain one stays the code measured).
 // 56 registers (the most ptxas used before the LOP3 fix): two 512-thread blocks or nine 128-thread blocks
 // per multiprocessor; without the cap, ptxas may take 80 and halve the warps that keep loads in flight.
-template <typename T, int NB, int CPG>
+template <typename T, int NB, int CPG, bool FOLD>
 __global__ void __maxnreg__(TILE_REGS)
 	awq_tile_gemv_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
-			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K)
+			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, tile_epi e)
 {
 	__shared__ float4 red[TILE_MAX_WARPS][32];
+	extern __shared__ float4 epi_sm[];
 	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int g = lane >> 2, t = lane & 3, rt = blockIdx.x;
 	const int KC = K / 64, G = KC / CPG;
 	pdl_wait_trigger();
+	if constexpr (FOLD) {
+		if (e.kind == EPI_RESID) { // 4 pieces of nw's 16 floats, then 2 of x's 16 activations per token
+			for (int i = threadIdx.x; i < 4 + 2 * NB; i += blockDim.x)
+				cp_async16(epi_sm + i,
+					   i < 4 ? (const void *)(e.nw + 16 * rt + 4 * i)
+						 : (const void *)(e.res + (size_t)((i - 4) >> 1) * N + 16 * rt + 8 * ((i - 4) & 1)),
+					   16);
+		} else {
+			for (int i = threadIdx.x; i < NB * (K / 64); i += blockDim.x)
+				cp_async16(epi_sm + i, (const float4 *)e.part + i, 16);
+		}
+		cp_async_commit();
+	}
 	const uint4 *qt = qw + (size_t)rt * KC * 32 + lane; // chunk c of this tile: qt[32 c]
 	const uint2 *st = sz + (size_t)rt * G * 8 + g;      // group gi: st[8 gi]
 	const bool xon = g < NB;                            // lane g supplies column n = g of B
@@ -398,6 +444,10 @@ __global__ void __maxnreg__(TILE_REGS)
 			acc[3] = fmaf(part[3], sh, acc[3]);
 		}
 	}
+	if constexpr (FOLD) {
+		cp_async_wait<0>();
+		if (W == 1) __syncthreads(); // the other lanes' copies (with W > 1, the barrier below)
+	}
 	if (W > 1) {
 		red[warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
 		__syncthreads();
@@ -410,13 +460,72 @@ __global__ void __maxnreg__(TILE_REGS)
 	// D fragment: acc[0], acc[1] = row g, columns 2t, 2t + 1; acc[2], acc[3] = row g + 8
 	const int r0 = 16 * rt + g, r1 = r0 + 8;
 	const float b0 = bias ? bias[r0] : 0.f, b1 = bias ? bias[r1] : 0.f;
-	if (2 * t < NB) {
-		y[(size_t)(2 * t) * N + r0] = from_f<T>(acc[0] + b0);
-		y[(size_t)(2 * t) * N + r1] = from_f<T>(acc[2] + b1);
+	if (!FOLD || e.kind == EPI_PLAIN) {
+		if (2 * t < NB) {
+			y[(size_t)(2 * t) * N + r0] = from_f<T>(acc[0] + b0);
+			y[(size_t)(2 * t) * N + r1] = from_f<T>(acc[2] + b1);
+		}
+		if (2 * t + 1 < NB) {
+			y[(size_t)(2 * t + 1) * N + r0] = from_f<T>(acc[1] + b0);
+			y[(size_t)(2 * t + 1) * N + r1] = from_f<T>(acc[3] + b1);
+		}
+		return;
 	}
-	if (2 * t + 1 < NB) {
-		y[(size_t)(2 * t + 1) * N + r0] = from_f<T>(acc[1] + b0);
-		y[(size_t)(2 * t + 1) * N + r1] = from_f<T>(acc[3] + b1);
+	if (e.kind == EPI_RESID) {
+		const float *nws = (const float *)epi_sm;
+		const T *xs = (const T *)(epi_sm + 4); // [NB][16]
+		const float w0 = nws[g], w1 = nws[g + 8];
+		float ss[2];
+#pragma unroll
+		for (int j = 0; j < 2; j++) { // column (token) 2t + j
+			const int c = 2 * t + j;
+			ss[j] = 0.f;
+			if (c < NB) {
+				const float d0 = to_f(from_f<T>(acc[j] + b0)), d1 = to_f(from_f<T>(acc[2 + j] + b1));
+				const T x0 = from_f<T>(to_f(xs[16 * c + g]) + d0), x1 = from_f<T>(to_f(xs[16 * c + g + 8]) + d1);
+				T *xr0 = (T *)e.res + (size_t)c * N, *xw0 = (T *)e.xw + (size_t)c * N;
+				xr0[r0] = x0;
+				xr0[r1] = x1;
+				xw0[r0] = from_f<T>(to_f(x0) * w0);
+				xw0[r1] = from_f<T>(to_f(x1) * w1);
+				ss[j] = to_f(x0) * to_f(x0) + to_f(x1) * to_f(x1);
+			}
+		}
+		// the tile's 16 rows: the 8 lanes of this t (g = lane >> 2), in a fixed order
+#pragma unroll
+		for (int o = 4; o < 32; o <<= 1) {
+			ss[0] += __shfl_xor_sync(0xffffffffu, ss[0], o);
+			ss[1] += __shfl_xor_sync(0xffffffffu, ss[1], o);
+		}
+		if (g == 0) {
+			if (2 * t < NB) e.part[(size_t)(2 * t) * (N / 16) + rt] = ss[0];
+			if (2 * t + 1 < NB) e.part[(size_t)(2 * t + 1) * (N / 16) + rt] = ss[1];
+		}
+		return;
+	}
+	// EPI_NORM, EPI_NORM_SWIGLU: the norm's scale of tokens 2t and 2t + 1
+	const float *ps = (const float *)epi_sm;
+	const int P = K / 16;
+	float rs[2] = { 0.f, 0.f };
+#pragma unroll
+	for (int b = 0; b < NB; b++) {
+		float v = 0.f;
+		for (int i = lane; i < P; i += 32) v += ps[b * P + i];
+		v = rsqrtf(warp_sum_f(v) / K + e.eps);
+		if (b == 2 * t) rs[0] = v;
+		if (b == 2 * t + 1) rs[1] = v;
+	}
+#pragma unroll
+	for (int j = 0; j < 2; j++) {
+		const int c = 2 * t + j;
+		if (c >= NB) break;
+		const T o0 = from_f<T>(acc[j] * rs[j] + b0), o1 = from_f<T>(acc[2 + j] * rs[j] + b1);
+		if (e.kind == EPI_NORM) {
+			y[(size_t)c * N + r0] = o0;
+			y[(size_t)c * N + r1] = o1;
+		} else {
+			y[(size_t)c * (N / 2) + 8 * rt + g] = from_f<T>(silu_f(to_f(o0)) * to_f(o1));
+		}
 	}
 }
 
@@ -449,18 +558,20 @@ static int tile_warps(int N, int G)
 
 template <typename T, int NB>
 static void tile_launch_nb(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
-			   int group, cudaStream_t s)
+			   int group, const tile_epi &e, cudaStream_t s)
 {
 	const int G = K / group, W = tile_warps(N, G);
-	auto kern = group == 64 ? awq_tile_gemv_kernel<T, NB, 1> : awq_tile_gemv_kernel<T, NB, 2>;
-	klaunch(kern, N / 16, W * 32, 0, s, (T *)y, (const uint16_t *)x, (const uint4 *)qw, (const uint2 *)sz, bias, N, K);
+	auto kern = e.kind == EPI_PLAIN ? (group == 64 ? awq_tile_gemv_kernel<T, NB, 1, false> : awq_tile_gemv_kernel<T, NB, 2, false>)
+					: (group == 64 ? awq_tile_gemv_kernel<T, NB, 1, true> : awq_tile_gemv_kernel<T, NB, 2, true>);
+	klaunch(kern, N / 16, W * 32, tile_epi_smem(e.kind, NB, K), s, (T *)y, (const uint16_t *)x, (const uint4 *)qw,
+		(const uint2 *)sz, bias, N, K, e);
 }
 
 template <typename T>
 static void tile_launch_t(void *y, const void *x, const void *qw, const void *sz, const float *bias, int n, int N,
-			  int K, int group, cudaStream_t s)
+			  int K, int group, const tile_epi &e, cudaStream_t s)
 {
-	for_batch(n, [&](auto nb) { tile_launch_nb<T, decltype(nb)::value>(y, x, qw, sz, bias, N, K, group, s); });
+	for_batch(n, [&](auto nb) { tile_launch_nb<T, decltype(nb)::value>(y, x, qw, sz, bias, N, K, group, e, s); });
 }
 
 // prefill: one thread per 16-byte vector of the tiled layout = rows g, g + 8 of a tile, 16 inputs each
@@ -523,6 +634,7 @@ struct repack_job {
 	const int32_t *qweight, *qzeros;
 	const uint16_t *scales;
 	int N, K, group;
+	bool gate_up;
 };
 
 // row tiles [rt0, rt1) of awq_repack_tiled
@@ -532,12 +644,15 @@ static void repack_tiles(void *ud, int rt0, int rt1)
 	const int N = j->N, K = j->K, N8 = N / 8, KC = K / 64, G = K / j->group;
 	int nib_of_col[8]; // AutoAWQ: which nibble holds column 8c + j
 	for (int i = 0; i < 8; i++) nib_of_col[awq_order[i]] = i;
+	// the AutoAWQ word column (8 output rows) of tile rt's rows 8 h .. 8 h + 7: the next two in order, or with
+	// gate_up (EPI_NORM_SWIGLU) gate rows 8 rt .. 8 rt + 7 and then the same rows of up
+	auto col8 = [&](int rt, int h) { return j->gate_up ? h * (N8 / 2) + rt : 2 * rt + h; };
 	uint8_t tile[16][64];
 	for (int kc = 0; kc < KC; kc++)
 		for (int rt = rt0; rt < rt1; rt++) {
 			for (int kk = 0; kk < 64; kk++)
 				for (int h = 0; h < 2; h++) {
-					const uint32_t wd = (uint32_t)j->qweight[(size_t)(64 * kc + kk) * N8 + 2 * rt + h];
+					const uint32_t wd = (uint32_t)j->qweight[(size_t)(64 * kc + kk) * N8 + col8(rt, h)];
 					for (int c = 0; c < 8; c++) tile[8 * h + c][kk] = (wd >> (4 * nib_of_col[c])) & 15u;
 				}
 			uint32_t *o = j->qw + ((size_t)rt * KC + kc) * 128;
@@ -557,7 +672,7 @@ static void repack_tiles(void *ud, int rt0, int rt1)
 		for (int gi = 0; gi < G; gi++)
 			for (int g = 0; g < 8; g++)
 				for (int h = 0; h < 2; h++) {
-					const int n = 16 * rt + g + 8 * h;
+					const int n = 8 * col8(rt, h) + g; // the AutoAWQ row
 					const uint32_t zw = (uint32_t)j->qzeros[(size_t)gi * N8 + n / 8];
 					const size_t o = (((size_t)rt * G + gi) * 8 + g) * 2 + h;
 					j->sz[2 * o] = j->scales[(size_t)gi * N + n];
@@ -568,9 +683,9 @@ static void repack_tiles(void *ud, int rt0, int rt1)
 // At load, on the host: single-threaded it took 0.12 s for a w13 of 28672 x 4096 (7 s for a 7B model, more
 // than reading and uploading its 3.9 GB), so the row tiles are shared out over the processors (at most 16).
 extern "C" void awq_repack_tiled(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros,
-				 const uint16_t *scales, int N, int K, int group)
+				 const uint16_t *scales, int N, int K, int group, bool gate_up)
 {
-	repack_job j = { qw, sz, qweight, qzeros, scales, N, K, group };
+	repack_job j = { qw, sz, qweight, qzeros, scales, N, K, group, gate_up };
 	const int NT = N / 16;
 	lm_parallel(NT >= 64 ? MIN(lm_cpu_count(), 16) : 1, NT, repack_tiles, &j); // small ones: no threads
 }
@@ -591,13 +706,47 @@ extern "C" int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void
 		return lm_err("AWQ gemv: unsupported shape (batch %d, K %d, group %d)", n, K, group);
 	if (N <= 0) return LM_OK;
 	if (awq_tiled_layout(N, K, group)) {
-		if (act == DT_BF16) tile_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, s);
-		else tile_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, s);
+		const tile_epi e = { EPI_PLAIN, nullptr, nullptr, nullptr, nullptr, 0.f };
+		if (act == DT_BF16) tile_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, e, s);
+		else tile_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, e, s);
 	} else {
 		if (act == DT_BF16) awq_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, s);
 		else awq_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, s);
 	}
 	LAUNCHED("AWQ gemv");
+}
+
+// the folded norms (struct tile_epi): whether this weight's GEMV at batch n can carry them
+extern "C" bool k_awq_fold_supported(int n, int N, int K, int group)
+{
+	return n >= 1 && n <= 8 && awq_tiled_layout(N, K, group) && tile_epi_smem(EPI_NORM, n, K) <= 48 * 1024;
+}
+
+// x += a . W^T (+ bias), xw = x * nw, part = the sums of x^2 per row tile (EPI_RESID)
+extern "C" int k_awq_gemv_residual(void *x, void *xw, float *part, const void *a, const uint32_t *qw, const void *sz,
+				   const float *bias, const float *nw, int n, int N, int K, int group, enum dtype act,
+				   cudaStream_t s)
+{
+	if (!k_awq_fold_supported(n, N, K, group))
+		return lm_err("AWQ gemv + residual: unsupported shape (batch %d, %d x %d, group %d)", n, N, K, group);
+	const tile_epi e = { EPI_RESID, (uint16_t *)x, (uint16_t *)xw, nw, part, 0.f };
+	if (act == DT_BF16) tile_launch_t<bf16_t>(nullptr, a, qw, sz, bias, n, N, K, group, e, s);
+	else tile_launch_t<half>(nullptr, a, qw, sz, bias, n, N, K, group, e, s);
+	LAUNCHED("AWQ gemv + residual");
+}
+
+// y = rmsnorm(x) . W^T (+ bias) from xw = x * nw and the sums of x^2 (EPI_NORM); with swiglu, W's rows
+// interleaved by awq_repack_tiled(gate_up) and y = swiglu of that, [n][N / 2] (EPI_NORM_SWIGLU)
+extern "C" int k_awq_gemv_norm(void *y, const void *xw, const float *part, float eps, bool swiglu, const uint32_t *qw,
+			       const void *sz, const float *bias, int n, int N, int K, int group, enum dtype act,
+			       cudaStream_t s)
+{
+	if (!k_awq_fold_supported(n, N, K, group))
+		return lm_err("AWQ gemv + norm: unsupported shape (batch %d, %d x %d, group %d)", n, N, K, group);
+	const tile_epi e = { swiglu ? EPI_NORM_SWIGLU : EPI_NORM, nullptr, nullptr, nullptr, (float *)part, eps };
+	if (act == DT_BF16) tile_launch_t<bf16_t>(y, xw, qw, sz, bias, n, N, K, group, e, s);
+	else tile_launch_t<half>(y, xw, qw, sz, bias, n, N, K, group, e, s);
+	LAUNCHED("AWQ gemv + norm");
 }
 
 extern "C" int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int N, int K, int group,

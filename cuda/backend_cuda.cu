@@ -204,6 +204,11 @@ struct cuda_be {
 
 	void *awq_scratch;
 	size_t awq_scratch_bytes;
+	// the norms folded into the AWQ GEMVs (matmul_residual, norm_matmul): LMTERM_FOLD=1, a measurement switch
+	// until an H100 round has compared it with the unfolded step; the sums of squares between the two ops
+	bool fold;
+	float *norm_part;
+	size_t norm_part_cap; // floats: tokens x rows / 16
 
 	struct graph_slot graphs[MAX_GRAPHS];
 	int capturing;    // key + 1 while a capture is open
@@ -424,7 +429,11 @@ static int load_q4(struct backend *be, struct weight *w, const struct host_weigh
 	uint32_t *qw = (uint32_t *)malloc(nw * 4);
 	uint16_t *sz = (uint16_t *)malloc(nsz * 4);
 	int rc = qw && sz ? LM_OK : lm_err(_("out of memory"));
-	if (!rc && awq_tiled_layout(N, K, g)) awq_repack_tiled(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g);
+	// w13 for the SwiGLU in the folded GEMV's epilogue (k_awq_gemv_norm): its rows interleaved (no
+	// architecture has a bias on w13; one would stay in the plain order)
+	const bool gu = cb(be)->fold && src->gate_up && !src->bias && awq_tiled_layout(N, K, g);
+	if (!rc && awq_tiled_layout(N, K, g))
+		awq_repack_tiled(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g, gu);
 	else if (!rc) awq_repack(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g);
 	if (!rc) rc = weight_alloc_part(be, w, &w->qweight, nw * 4);
 	if (!rc) rc = weight_alloc_part(be, w, &w->scales, nsz * 4);
@@ -435,6 +444,7 @@ static int load_q4(struct backend *be, struct weight *w, const struct host_weigh
 	if (rc) return LM_ERR;
 	w->dt = DT_Q4;
 	w->group = g;
+	w->gu_interleaved = gu;
 	k_pdl_prefer(true); // AWQ decode gains from PDL (cuda/fill.cu)
 	return LM_OK;
 }
@@ -473,6 +483,7 @@ static int cu_weight_random(struct backend *be, struct weight *w, enum dtype dt,
 {
 	struct cuda_be *c = cb(be);
 	const int group_hint = w->group; // model_init_dummy says the AWQ group size here
+	const bool gate_up = w->gate_up; // and whether this is w13
 	memset(w, 0, sizeof *w);
 	w->rows = rows;
 	w->cols = cols;
@@ -491,6 +502,8 @@ static int cu_weight_random(struct backend *be, struct weight *w, enum dtype dt,
 		if (!rc) rc = k_fill_half2(w->scales, nsz, scale / 8, 8.f, c->s);
 		w->dt = DT_Q4;
 		w->group = g;
+		w->gu_interleaved = c->fold && gate_up && awq_tiled_layout(rows, cols, g); // random rows: any order
+
 		k_pdl_prefer(true);
 	} else if (dt == DT_F32 || dt == DT_F16 || dt == DT_BF16) {
 		const enum dtype sdt = rows == 1 ? DT_F32 : be->act_dt;
@@ -748,7 +761,40 @@ static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void 
 		return op_rc(c, k_gemv_swiglu(out, x, w->data, (const float *)w->bias, n, w->rows, w->cols, be->act_dt,
 					      c->s));
 	if (cu_matmul(be, gu, x, w, n)) return LM_ERR;
+	if (w->gu_interleaved) return op_rc(c, k_swiglu_interleaved(out, gu, n, w->rows / 2, be->act_dt, c->s));
 	return op_rc(c, k_swiglu(out, gu, n, w->rows / 2, be->act_dt, c->s));
+}
+
+// The norms folded into the AWQ GEMVs (backend.h; cuda/awq_gemm.cu, struct tile_epi), with LMTERM_FOLD=1: wo
+// and w2 end their residual branch, wqkv and w13 apply the norm's scale. A layer is then four GEMVs and the
+// attention: the two add_rmsnorm kernels and the swiglu kernel (2-2.5 us each on the H200 at batch 1, mostly
+// launch and ramp) are gone.
+static int cu_matmul_residual(struct backend *be, void *x, void *xw, const void *a, const struct weight *w,
+			      const struct weight *nw, int n)
+{
+	struct cuda_be *c = cb(be);
+	const int N = w->rows, K = w->cols;
+	if (!c->fold || n <= 0 || w->dt != DT_Q4 || w->gu_interleaved || nw->dt != DT_F32 || !nw->data ||
+	    nw->cols != N || (size_t)n * (N / 16) > c->norm_part_cap || !k_awq_fold_supported(n, N, K, w->group))
+		return 1;
+	return op_rc(c, k_awq_gemv_residual(x, xw, c->norm_part, a, (const uint32_t *)w->qweight, w->scales,
+					    (const float *)w->bias, (const float *)nw->data, n, N, K, w->group, be->act_dt,
+					    c->s));
+}
+
+static int cu_norm_matmul(struct backend *be, void *y, void *gu, void *xw, const struct weight *w, int n, float eps)
+{
+	struct cuda_be *c = cb(be);
+	const int N = w->rows, K = w->cols;
+	if (!c->norm_part) return op_rc(c, lm_err(_("norm_matmul: no matmul_residual before it")));
+	if (n <= 0) return LM_OK;
+	if (w->dt == DT_Q4 && (!gu || w->gu_interleaved) && (size_t)n * (K / 16) <= c->norm_part_cap &&
+	    k_awq_fold_supported(n, N, K, w->group))
+		return op_rc(c, k_awq_gemv_norm(y, xw, c->norm_part, eps, gu != NULL, (const uint32_t *)w->qweight,
+						w->scales, (const float *)w->bias, n, N, K, w->group, be->act_dt, c->s));
+	// a weight the epilogue cannot take: finish the norm (xw becomes h), then the plain op
+	if (op_rc(c, k_norm_apply(xw, c->norm_part, n, K, eps, be->act_dt, c->s))) return LM_ERR;
+	return gu ? cu_matmul_swiglu(be, y, gu, xw, w, n) : cu_matmul(be, y, xw, w, n);
 }
 
 static int cu_rope_kv(struct backend *be, void *qkv, struct kv_cache *kv, int layer, int n_heads)
@@ -1140,6 +1186,8 @@ static const struct backend_i cuda_i = {
 	.rope_attention = cu_rope_attention,
 	.swiglu = cu_swiglu,
 	.matmul_swiglu = cu_matmul_swiglu,
+	.matmul_residual = cu_matmul_residual,
+	.norm_matmul = cu_norm_matmul,
 	.logits = cu_logits,
 	.argmax = cu_argmax,
 	.sample = cu_sample,
@@ -1270,6 +1318,16 @@ extern "C" struct backend *backend_cuda_create(enum dtype model_dtype)
 		return NULL;
 	}
 	cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH);
+	const char *fe = getenv("LMTERM_FOLD");
+	if (fe && !strcmp(fe, "1")) { // allocated here, since a decode graph's capture may be the first to need it
+		c->norm_part_cap = (size_t)8 * 8192; // 8 tokens of a model width up to 131072
+		c->norm_part = (float *)cu_alloc(&c->be, c->norm_part_cap * sizeof(float), MEM_OTHER);
+		if (!c->norm_part) {
+			cu_destroy(&c->be);
+			return NULL;
+		}
+		c->fold = true;
+	}
 	// what the driver holds for us beyond our allocations: context, module images, cuBLAS
 	CREATE_CK(cudaDeviceSynchronize(), "initialization");
 	size_t used = 0;

@@ -21,9 +21,15 @@ int k_embed(void *x, const void *table, const int32_t *ids, int n, int dim, int 
 /* if dx: x += dx (rounded to act); h = act(w * act(x * rsqrt(mean(x^2) + eps))), as transformers */
 int k_add_rmsnorm(void *h, void *x, const void *dx, const float *w, int n, int dim, float eps, enum dtype act,
 		  cudaStream_t s);
+/* the folded norm (k_awq_gemv_residual) finished where its GEMV cannot: xw[i][:] *= rsqrt(sum(part[i][0 .. dim/16))
+ * / dim + eps), in place, rounded to act, which makes xw the norm's output h */
+int k_norm_apply(void *xw, const float *part, int n, int dim, float eps, enum dtype act, cudaStream_t s);
 
 /* out[n][ffn] = silu(gu[:, :ffn]) * gu[:, ffn:] */
 int k_swiglu(void *out, const void *gu, int n, int ffn, enum dtype act, cudaStream_t s);
+/* the same on a gu whose rows come from an interleaved w13 (awq_repack_tiled, gate_up): per 16, 8 of gate then
+ * the same 8 of up; ffn % 8 == 0 */
+int k_swiglu_interleaved(void *out, const void *gu, int n, int ffn, enum dtype act, cudaStream_t s);
 
 /* y[n][N] = x[n][K] . W[N][K]^T (+ bias[N], float), W in act, n in 1..8, K % 8 == 0.
  * y_f32: y is float (logits) instead of act. */
@@ -50,6 +56,17 @@ bool awq_tiled_layout(int N, int K, int group);
 int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void *sz, const float *bias, int n, int N,
 	       int K, int group, enum dtype act, cudaStream_t s);
 bool k_awq_gemv_supported(int n, int N, int K, int group);
+/* the decode step's norms folded into the tiled GEMV (backend.h, matmul_residual and norm_matmul), n in 1..8:
+ * residual: x += a . W^T (+ bias) rounded as matmul then add_rmsnorm would, xw = x * nw, part[n][N/16] = the
+ *   sums of x^2 per 16 rows;
+ * norm: y = rsqrt(sum(part[b]) / K + eps) (xw . W^T) (+ bias); with swiglu, W's rows interleaved by
+ *   awq_repack_tiled(gate_up) and y[n][N/2] = silu(gate) * up of that. */
+bool k_awq_fold_supported(int n, int N, int K, int group);
+int k_awq_gemv_residual(void *x, void *xw, float *part, const void *a, const uint32_t *qw, const void *sz,
+			const float *bias, const float *nw, int n, int N, int K, int group, enum dtype act,
+			cudaStream_t s);
+int k_awq_gemv_norm(void *y, const void *xw, const float *part, float eps, bool swiglu, const uint32_t *qw,
+		    const void *sz, const float *bias, int n, int N, int K, int group, enum dtype act, cudaStream_t s);
 /* dequantize rows [r0, r0 + rows) of the N into dst[rows][K] of act (for prefill through cuBLAS);
  * tiled layout: r0 and rows multiples of 16 */
 int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int rows, int N, int K, int group,
@@ -58,8 +75,11 @@ int k_awq_dequant(void *dst, const uint32_t *qw, const void *sz, int r0, int row
  * -> the row layout, or the tiled one (same sizes: N K / 2 bytes of codes, N K / g half2) */
 void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros,
 		const uint16_t *scales, int N, int K, int group);
+/* gate_up (w13: rows gate, then up): tile rt holds gate rows 8 rt .. 8 rt + 7, then the same rows of up, so that
+ * a tile's GEMV epilogue has both halves of its SwiGLU (k_awq_gemv_norm with swiglu; other GEMVs then give
+ * rows in that order: k_swiglu_interleaved) */
 void awq_repack_tiled(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros,
-		      const uint16_t *scales, int N, int K, int group);
+		      const uint16_t *scales, int N, int K, int group, bool gate_up);
 
 /* *out = first index of the largest of v[n] (float, as torch.argmax) */
 int k_argmax(int32_t *out, const float *v, int n, cudaStream_t s);

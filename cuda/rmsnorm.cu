@@ -166,3 +166,33 @@ extern "C" int k_add_rmsnorm(void *h, void *x, const void *dx, const float *w, i
 	}
 	LAUNCHED("add_rmsnorm");
 }
+
+// k_norm_apply: one block per row; the sums of squares in the order the GEMV epilogue (cuda/awq_gemm.cu,
+// EPI_NORM) adds them, so that both paths scale a token alike
+template <typename T>
+__global__ void __launch_bounds__(256) norm_apply_kernel(T *xw, const float *part, int dim, float eps)
+{
+	pdl_wait_trigger();
+	const int P = dim / 16;
+	const float *pr = part + (size_t)blockIdx.x * P;
+	T *row = xw + (size_t)blockIdx.x * dim;
+	__shared__ float inv_s;
+	if (threadIdx.x < 32) {
+		float v = 0.f;
+		for (int i = threadIdx.x; i < P; i += 32) v += pr[i];
+		v = warp_sum_f(v);
+		if (threadIdx.x == 0) inv_s = rsqrtf(v / dim + eps);
+	}
+	__syncthreads();
+	const float inv = inv_s;
+	for (int c = threadIdx.x; c < dim; c += blockDim.x) row[c] = from_f<T>(to_f(row[c]) * inv);
+}
+
+extern "C" int k_norm_apply(void *xw, const float *part, int n, int dim, float eps, enum dtype act, cudaStream_t s)
+{
+	if (n <= 0) return LM_OK;
+	if (dim % 16) return lm_err("norm_apply: dim %d is not a multiple of 16", dim);
+	if (act == DT_BF16) klaunch(norm_apply_kernel<bf16_t>, n, 256, 0, s, (bf16_t *)xw, part, dim, eps);
+	else klaunch(norm_apply_kernel<half>, n, 256, 0, s, (half *)xw, part, dim, eps);
+	LAUNCHED("norm_apply");
+}

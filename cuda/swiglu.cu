@@ -9,7 +9,8 @@
 
 static __device__ __forceinline__ float silu_f(float g) { return g / (1.f + __expf(-g)); }
 
-template <typename T>
+// INTER: gu's rows from an interleaved w13 (awq_repack_tiled, gate_up): 8 of gate, then the same 8 of up
+template <typename T, bool INTER>
 __global__ void swiglu_vec(uint16_t *out, const uint16_t *gu, int n, int ffn)
 {
 	pdl_wait_trigger();
@@ -18,8 +19,8 @@ __global__ void swiglu_vec(uint16_t *out, const uint16_t *gu, int n, int ffn)
 	for (size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x; t < total; t += (size_t)gridDim.x * blockDim.x) {
 		const size_t i = t / nv, c = t % nv;
 		vec8 g, u, o;
-		g.u = __ldg((const uint4 *)(gu + i * 2 * ffn) + c);
-		u.u = __ldg((const uint4 *)(gu + i * 2 * ffn + ffn) + c);
+		g.u = __ldg((const uint4 *)(gu + i * 2 * ffn) + (INTER ? 2 * c : c));
+		u.u = __ldg((const uint4 *)(gu + i * 2 * ffn + (INTER ? 0 : ffn)) + (INTER ? 2 * c + 1 : c));
 #pragma unroll
 		for (int k = 0; k < 8; k++) set_elem<T>(o, k, silu_f(elem<T>(g, k)) * elem<T>(u, k));
 		((uint4 *)(out + i * ffn))[c] = o.u;
@@ -44,11 +45,21 @@ extern "C" int k_swiglu(void *out, const void *gu, int n, int ffn, enum dtype ac
 	int blocks = (int)((work + 255) / 256);
 	if (blocks > 65535) blocks = 65535;
 	if (ffn % 8 == 0) {
-		if (act == DT_BF16) klaunch(swiglu_vec<bf16_t>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
-		else klaunch(swiglu_vec<half>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
+		if (act == DT_BF16) klaunch(swiglu_vec<bf16_t, false>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
+		else klaunch(swiglu_vec<half, false>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
 	} else {
 		if (act == DT_BF16) klaunch(swiglu_scalar<bf16_t>, blocks, 256, 0, s, (bf16_t *)out, (const bf16_t *)gu, n, ffn);
 		else klaunch(swiglu_scalar<half>, blocks, 256, 0, s, (half *)out, (const half *)gu, n, ffn);
 	}
+	LAUNCHED("swiglu");
+}
+
+extern "C" int k_swiglu_interleaved(void *out, const void *gu, int n, int ffn, enum dtype act, cudaStream_t s)
+{
+	if (n <= 0) return LM_OK;
+	if (ffn % 8) return lm_err("swiglu: interleaved rows need ffn %% 8 == 0 (ffn %d)", ffn);
+	const int blocks = (int)MIN(((size_t)n * (ffn / 8) + 255) / 256, (size_t)65535);
+	if (act == DT_BF16) klaunch(swiglu_vec<bf16_t, true>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
+	else klaunch(swiglu_vec<half, true>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
 	LAUNCHED("swiglu");
 }

@@ -11,10 +11,14 @@
 #        3. tests/test_golden_cuda.sh       the golden models on the cuda backend (fp16/bf16 tolerances),
 #           tests/test_cuda_opts.sh         --eager-mode and --dtype on the cuda backend,
 #           tests/test_gptq.sh              GPTQ checkpoints against their dequantization, on the cuda backend
+#           tests/test_golden_fold.sh       the golden models with LMTERM_FOLD=1 (the norms folded into the
+#                                           AWQ GEMVs), cpu and cuda
 #        4. lmterm bench configs/internlm2_5-7b-chat.json --dummy --dtype float16:
 #             prompt 512 and 2048 (prefill, TTFT, decode at that context), decode at a 4096-token
 #             context with --quant-policy 0, 8 and 4, and p512 decode sampling (T 0.8, top-k 40, top-p 0.9)
-#        5. lmterm bench --profile (each op of a decode step alone), by default and with LMTERM_PDL=0 and 1
+#             and the AWQ model at 512 with and without LMTERM_FOLD=1
+#        5. lmterm bench --profile (each op of a decode step alone), by default and with LMTERM_PDL=0 and 1,
+#           and the AWQ model with LMTERM_FOLD=1
 #        6. tests/test_backend_ops under compute-sanitizer memcheck (150 s at most)
 #      and prints a short table last. Logs and the bench JSON go to $OUT (fetched by the device tool).
 #      ROUND_LEAN=1 leaves out the LMTERM_PDL=1 runs and the AWQ bench (a round shared with other work).
@@ -35,6 +39,7 @@ if [ "$mode" = prepare ]; then
 	cp "$top/lmterm" "$dest/"
 	cp "$top/tests/test_backend_ops" "$top/tests/test_golden" "$top/tests/test_attn_ops" "$dest/tests/"
 	cp "$top/tests/lib.sh" "$top/tests/unpack-data.sh" "$top/tests/test_golden_cuda.sh" "$top/tests/test_cuda_opts.sh" \
+		"$top/tests/test_golden_fold.sh" \
 		"$top/tests/test_gptq.sh" "$top/tests/make_gptq.py" "$top/tests/st_io.py" "$dest/tests/"
 	cp "$top/scripts/gpu-round.sh" "$top/scripts/awq-probe.sh" "$dest/scripts/"
 	cp -r "$top/configs" "$dest/"
@@ -124,6 +129,9 @@ grep -E "^(ok|FAIL|SKIP)" "$OUT/cuda_opts.log"
 # GPTQ checkpoints on the GPU (W4A16 kernels) against their dense dequantization (fp16 GEMV), fp16 tolerance
 GPTQ_BACKEND=cuda GPTQ_RTOL=3e-2 timeout $(lim 120) sh tests/test_gptq.sh > "$OUT/gptq.log" 2>&1; r_gptq=$?
 grep -E "^FAIL|\(cuda\)" "$OUT/gptq.log" | head -15
+# the decode step's norms folded into the AWQ GEMVs (LMTERM_FOLD=1): the golden models, cpu then cuda
+timeout $(lim 120) sh tests/test_golden_fold.sh > "$OUT/golden_fold.log" 2>&1; r_fold=$?
+grep -E "rel err|FAIL|failure|^ok" "$OUT/golden_fold.log" | tail -12
 
 cfg=configs/internlm2_5-7b-chat.json
 : > "$OUT/bench.jsonl"
@@ -149,6 +157,13 @@ bench kv0-4k 4096 64 0
 bench kv8-4k 4096 64 8
 bench kv4-4k 4096 64 4
 bench p512-smp 512 128 0 --temperature 0.8 --top-k 40 --top-p 0.9
+# the AWQ decode step (issue 5) as it is and with its norms folded into the GEMVs, twice each, interleaved
+for k in a b; do
+	bench awq-$k 512 128 0 --model-format awq
+	export LMTERM_FOLD=1
+	bench awq-fold-$k 512 128 0 --model-format awq
+	unset LMTERM_FOLD
+done
 if [ "$lean" != 1 ]; then
 	pdl=1
 	bench p512-pdl 512 128 0
@@ -181,7 +196,7 @@ cat "$OUT/bench512.txt"
 # ROUND_PROFILES: more runs as NAME:VAR=VALUE[,VAR=VALUE] (e.g. gemv9:LMTERM_GEMV=9; a list of PDL families
 # as LMTERM_PDL=gemv+norm, since the comma separates the variables), each also running the
 # backend-ops test under that environment; a NAME that starts with awq profiles the AWQ model
-for run in base:X=0 $([ "$lean" = 1 ] || echo pdl0:LMTERM_PDL=0 pdl1:LMTERM_PDL=1 awq:X=0) ${ROUND_PROFILES:-}; do
+for run in base:X=0 awqfold:LMTERM_FOLD=1 $([ "$lean" = 1 ] || echo pdl0:LMTERM_PDL=0 pdl1:LMTERM_PDL=1 awq:X=0) ${ROUND_PROFILES:-}; do
 	[ "$(left)" -gt 40 ] || break
 	name=${run%%:*} envs=$(echo "${run#*:}" | tr ',' ' ')
 	echo "== profile $name ($envs)" >> "$OUT/profile.txt"
@@ -205,7 +220,7 @@ fi
 
 echo
 echo "== GPU round: $(head -2 "$OUT/gpu.txt" | tail -1)"
-echo "tests: backend_ops $(status $r_ops) (PDL $(status $r_pdl)), attn_ops $(status $r_attn), golden(cuda) $(status $r_gold), LMDeploy options(cuda) $(status $r_opts), gptq(cuda) $(status $r_gptq), memcheck $(status $r_san)"
+echo "tests: backend_ops $(status $r_ops) (PDL $(status $r_pdl)), attn_ops $(status $r_attn), golden(cuda) $(status $r_gold), LMDeploy options(cuda) $(status $r_opts), gptq(cuda) $(status $r_gptq), folded norms $(status $r_fold), memcheck $(status $r_san)"
 printf '%-11s %-6s %-6s %12s %9s %12s %9s %9s\n' run prompt policy prefill_tok/s ttft_ms decode_tok/s roofline copy_GB/s
 sed -e 's/[{},]/ /g' "$OUT/bench.jsonl" | awk '{
 	for (i = 1; i <= NF; i++) { k = $i; gsub(/[":]/, "", k); v[k] = $(i + 1) }

@@ -42,7 +42,7 @@ enum { KV_POLICY_NONE = 0, KV_POLICY_INT4 = 4, KV_POLICY_INT8 = 8 };
 
 /* A paged KV cache: n_blocks blocks of block_len tokens, for all layers. The pool's layout is the
  * backend's own; the forward pass only names blocks by index (the block table in struct step). */
-enum { BACKEND_GRAPH_PROFILE = 4, BACKEND_MAX_GRAPHS = 16 };
+enum { BACKEND_GRAPH_PROFILE = 4, BACKEND_MAX_GRAPHS = 20 };
 
 struct kv_cache {
 	int n_layers, n_kv_heads, head_dim;
@@ -130,6 +130,20 @@ struct backend_i {
 	/* optional: out[n][ffn] = swiglu(x[n][dim] . w13^T) in one op where the backend can fuse them; gu is the
 	 * [n][2 ffn] buffer matmul + swiglu would use (the backend may use it as scratch). NULL = those two. */
 	int (*matmul_swiglu)(struct backend *be, void *out, void *gu, const void *x, const struct weight *w13, int n);
+	/* optional, the decode step's norms folded into its GEMVs (NULL = not offered). Since rmsnorm(x) . W^T =
+	 * rstd * ((x * nw) . W^T) with one scalar rstd per token, a norm needs no kernel of its own: the GEMV that
+	 * ends the residual branch adds to x, writes x * nw and the partial sums of x^2, and the GEMV that follows
+	 * the norm applies rstd in its epilogue.
+	 * matmul_residual: x += a . W^T (rounded as matmul then add_rmsnorm's add would round it), then
+	 *   xw = x * nw (nw: the next norm's weight) and the sums of squares of x, kept by the backend for the next
+	 *   norm_matmul. Returns 1, having done nothing, where it cannot fuse this weight at this n (the caller
+	 *   then takes matmul and add_rmsnorm).
+	 * norm_matmul: only right after a matmul_residual that returned 0, on its xw: y = rmsnorm(x) . W^T (+ bias)
+	 *   (eps: the norm's); with gu non-NULL, y = swiglu of that as matmul_swiglu gives it (gu its scratch). Any
+	 *   weight; xw may be overwritten. */
+	int (*matmul_residual)(struct backend *be, void *x, void *xw, const void *a, const struct weight *w,
+			       const struct weight *nw, int n);
+	int (*norm_matmul)(struct backend *be, void *y, void *gu, void *xw, const struct weight *w, int n, float eps);
 	/* logits_host[n][vocab] (float) = h[n][dim] . lm_head^T; waits for the result */
 	int (*logits)(struct backend *be, float *logits_host, const void *h, const struct weight *lm_head, int n);
 	/* optional: argmax of h[dim] . lm_head^T on the device; NULL = use logits() */

@@ -167,6 +167,12 @@ struct cpu {
 	float **scratch;         /* [n_threads] per-thread float scratch (MEM_OTHER) */
 	size_t scratch_floats;   /* floats in each */
 	char name[64];
+	/* the folded norms (matmul_residual, norm_matmul) with LMTERM_FOLD=1, as the cuda backend offers them:
+	 * here the same arithmetic in another order, so that the forward pass's folded path is checked against
+	 * the goldens without a GPU; the sums of squares of x per token between the two ops */
+	bool fold;
+	double *fold_ss;
+	int fold_n;
 };
 
 static struct cpu *cpu_of(struct backend *be) { return be->ctx; }
@@ -783,6 +789,57 @@ static int cpu_add_rmsnorm(struct backend *be, void *hv, void *xv, const void *d
 	return LM_OK;
 }
 
+/* x += a . W^T; xw = x * nw; the sums of x^2 kept for cpu_norm_matmul (backend.h) */
+static int cpu_matmul_residual(struct backend *be, void *xv, void *xwv, const void *a, const struct weight *w,
+			       const struct weight *nw, int n)
+{
+	struct cpu *c = cpu_of(be);
+	const int dim = w->rows;
+	if (!c->fold || n <= 0 || nw->dt != DT_F32 || nw->cols != dim) return 1;
+	float *dx = malloc(sizeof(float) * (size_t)n * dim);
+	double *ss = realloc(c->fold_ss, sizeof(double) * (size_t)n);
+	if (!dx || !ss) {
+		free(dx);
+		return lm_err(_("out of memory"));
+	}
+	c->fold_ss = ss;
+	c->fold_n = n;
+	if (matmul_f32(c, dx, a, w, n)) {
+		free(dx);
+		return LM_ERR;
+	}
+	const float *wt = nw->data;
+	for (int i = 0; i < n; i++) {
+		float *x = (float *)xv + (size_t)i * dim, *xw = (float *)xwv + (size_t)i * dim;
+		const float *d = dx + (size_t)i * dim;
+		ss[i] = 0;
+		for (int k = 0; k < dim; k++) {
+			x[k] += d[k];
+			ss[i] += (double)x[k] * x[k];
+			xw[k] = x[k] * wt[k];
+		}
+	}
+	free(dx);
+	return LM_OK;
+}
+
+static int cpu_swiglu(struct backend *be, void *outv, const void *guv, int n, int ffn);
+
+/* y = (xw * rstd) . W^T, or its SwiGLU: the norm finished in place, then the plain ops */
+static int cpu_norm_matmul(struct backend *be, void *y, void *gu, void *xwv, const struct weight *w, int n, float eps)
+{
+	struct cpu *c = cpu_of(be);
+	const int dim = w->cols;
+	if (!c->fold_ss || n > c->fold_n) return lm_err(_("norm_matmul: no matmul_residual before it"));
+	for (int i = 0; i < n; i++) {
+		float *xw = (float *)xwv + (size_t)i * dim;
+		const float inv = 1.0f / sqrtf((float)(c->fold_ss[i] / dim) + eps);
+		for (int k = 0; k < dim; k++) xw[k] *= inv;
+	}
+	if (!gu) return matmul_f32(c, y, xwv, w, n);
+	return matmul_f32(c, gu, xwv, w, n) ? LM_ERR : cpu_swiglu(be, y, gu, n, w->rows / 2);
+}
+
 static int cpu_swiglu(struct backend *be, void *outv, const void *guv, int n, int ffn)
 {
 	for (int i = 0; i < n; i++) {
@@ -1008,6 +1065,7 @@ static void cpu_destroy(struct backend *be)
 	pool_destroy(&c->pool);
 	for (int t = 0; c->scratch && t < c->pool.n; t++) cpu_free(be, c->scratch[t]);
 	free(c->scratch);
+	free(c->fold_ss);
 	pthread_mutex_destroy(&c->mem_mu);
 	free(c);
 }
@@ -1034,6 +1092,8 @@ static const struct backend_i cpu_i = {
 	.rope_kv = cpu_rope_kv,
 	.attention = cpu_attention,
 	.swiglu = cpu_swiglu,
+	.matmul_residual = cpu_matmul_residual,
+	.norm_matmul = cpu_norm_matmul,
 	.logits = cpu_logits,
 	.argmax = NULL,      /* forward() takes the logits and picks on the host */
 	.sample = cpu_sample, /* the logits, then the host sampler (src/sampler.c) */
@@ -1112,5 +1172,7 @@ struct backend *backend_cpu_create(void)
 		return NULL;
 	}
 	cpu_model_name(c->name, sizeof c->name, c->pool.n);
+	const char *fe = getenv("LMTERM_FOLD");
+	c->fold = fe && !strcmp(fe, "1");
 	return &c->be;
 }

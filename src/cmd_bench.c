@@ -255,9 +255,14 @@ static void print_json(const struct bench_opts *o, const struct model *m, const 
  * between two kernels; the lm_head with the argmax is timed as the step does it (synchronously). The sum
  * against the measured step shows what the ops cost and what is left (gaps between different kernels in
  * the step's graph, the host's share of a step). */
-enum { P_NORM, P_QKV, P_ROPE, P_ATTN, P_ROPE_ATTN, P_O, P_W13, P_SWIGLU, P_W13_SWIGLU, P_W2, P_N };
+enum {
+	P_NORM, P_QKV, P_ROPE, P_ATTN, P_ROPE_ATTN, P_O, P_W13, P_SWIGLU, P_W13_SWIGLU, P_W2,
+	P_QKV_NORM, P_O_RES, P_W13_NORM, P_W2_RES, P_N /* the last four: the norms folded into the GEMVs */
+};
 static const char *const p_name[P_N] = { "add_rmsnorm", "matmul wqkv", "rope_kv", "attention", "rope_attention",
-					  "matmul wo", "matmul w13", "swiglu", "matmul_swiglu w13", "matmul w2" };
+					  "matmul wo", "matmul w13", "swiglu", "matmul_swiglu w13", "matmul w2",
+					  "norm_matmul wqkv", "matmul_residual wo", "norm_matmul w13+swiglu",
+					  "matmul_residual w2" };
 
 static int p_op(int k, struct fwd *f, struct kv_cache *kv, int l)
 {
@@ -276,6 +281,10 @@ static int p_op(int k, struct fwd *f, struct kv_cache *kv, int l)
 	case P_W13: return b->matmul(be, f->gu, f->h, &L->w13, 1);
 	case P_SWIGLU: return b->swiglu(be, f->ff, f->gu, 1, c->ffn);
 	case P_W13_SWIGLU: return b->matmul_swiglu(be, f->ff, f->gu, f->h, &L->w13, 1);
+	case P_QKV_NORM: return b->norm_matmul(be, f->qkv, NULL, f->h, &L->wqkv, 1, c->norm_eps);
+	case P_O_RES: return b->matmul_residual(be, f->x, f->h, f->att, &L->wo, &L->ffn_norm, 1);
+	case P_W13_NORM: return b->norm_matmul(be, f->ff, f->gu, f->h, &L->w13, 1, c->norm_eps);
+	case P_W2_RES: return b->matmul_residual(be, f->x, f->h, f->ff, &L->w2, &L->attn_norm, 1);
 	default: return b->matmul(be, f->dx, f->ff, &L->w2, 1);
 	}
 }
@@ -284,10 +293,10 @@ static size_t p_bytes(int k, const struct model *m, const struct kv_cache *kv, i
 {
 	const struct layer_weights *L = &m->layers[0];
 	switch (k) {
-	case P_QKV: return L->wqkv.bytes;
-	case P_O: return L->wo.bytes;
-	case P_W13: case P_W13_SWIGLU: return L->w13.bytes;
-	case P_W2: return L->w2.bytes;
+	case P_QKV: case P_QKV_NORM: return L->wqkv.bytes;
+	case P_O: case P_O_RES: return L->wo.bytes;
+	case P_W13: case P_W13_SWIGLU: case P_W13_NORM: return L->w13.bytes;
+	case P_W2: case P_W2_RES: return L->w2.bytes;
 	case P_ATTN: case P_ROPE_ATTN: return kv->bytes_per_token / (size_t)MAX(m->cfg.n_layers, 1) * (size_t)ctx;
 	default: return 0;
 	}
@@ -303,6 +312,12 @@ static int profile(struct fwd *f, struct kv_cache *kv, int32_t tok, int pos, con
 			   .inv_freq = f->inv_freq, .rope_mscale = 1.0f };
 	rope_inv_freq(&m->cfg, pos + 1, f->inv_freq, &st.rope_mscale);
 	double sum = 0;
+	/* whether the step folds its norms into the GEMVs (forward.c): a matmul_residual that does not decline */
+	int fold = 1;
+	if (b->matmul_residual && nl > 0) {
+		if (b->set_step(be, &st)) return LM_ERR;
+		if ((fold = p_op(P_O_RES, f, kv, 0)) < 0) return LM_ERR;
+	}
 	printf(_("profile    each op alone, %d launches per replay (%s); context %d\n"), nl,
 	       b->graph_begin ? _("graph") : _("no graph"), pos + 1);
 	printf("           %-24s %9s %9s %10s %7s\n", "op", "us/call", "GB/s", "ms/step", "share");
@@ -310,10 +325,14 @@ static int profile(struct fwd *f, struct kv_cache *kv, int32_t tok, int pos, con
 		/* the step runs either w13 then swiglu, or the fused op, and either rope_kv then attention or the
 		 * fused op: only those count in the sum; a step has two norms per layer */
 		const bool glu = b->matmul_swiglu != NULL, ra = b->rope_attention != NULL;
-		const bool in_step = (glu ? k != P_W13 && k != P_SWIGLU : k != P_W13_SWIGLU) &&
-				     (ra ? k != P_ROPE && k != P_ATTN : k != P_ROPE_ATTN);
-		if ((k == P_W13_SWIGLU && !glu) || (k == P_ROPE_ATTN && !ra)) continue;
-		const double count = k == P_NORM ? 2.0 : 1.0;
+		const bool folded_op = k >= P_QKV_NORM;
+		bool in_step = (glu ? k != P_W13 && k != P_SWIGLU : k != P_W13_SWIGLU) &&
+			       (ra ? k != P_ROPE && k != P_ATTN : k != P_ROPE_ATTN);
+		/* folded, the step runs the four folded GEMVs and the attention (and two norms in all) */
+		if (fold == 0) in_step = in_step && (folded_op || k == P_NORM || k == P_ROPE || k == P_ATTN || k == P_ROPE_ATTN);
+		else in_step = in_step && !folded_op;
+		if ((k == P_W13_SWIGLU && !glu) || (k == P_ROPE_ATTN && !ra) || (folded_op && fold != 0)) continue;
+		const double count = k != P_NORM ? 1.0 : fold == 0 ? 2.0 / MAX(nl, 1) : 2.0;
 		double t0 = 0;
 		for (int rep = -2; rep < R; rep++) {
 			if (rep == 0) {
@@ -443,6 +462,18 @@ static int skip_matmul_swiglu(struct backend *be, void *out, void *gu, const voi
 	}
 }
 
+/* folded norms (forward.c): a skipped GEMV leaves x and the norm's sums as they were (timing only) */
+static int skip_matmul_residual(struct backend *be, void *x, void *xw, const void *a, const struct weight *w,
+				const struct weight *nw, int n)
+{
+	return skip.mask & skip_which(w) ? 0 : skip.orig.matmul_residual(be, x, xw, a, w, nw, n);
+}
+
+static int skip_norm_matmul(struct backend *be, void *y, void *gu, void *xw, const struct weight *w, int n, float eps)
+{
+	return skip.mask & skip_which(w) ? LM_OK : skip.orig.norm_matmul(be, y, gu, xw, w, n, eps);
+}
+
 /* be->i becomes a copy whose ops skip what LMTERM_BENCH_SKIP names (NULL: back to the original) */
 static int skip_install(struct backend *be, const struct model *m, bool on)
 {
@@ -464,6 +495,8 @@ static int skip_install(struct backend *be, const struct model *m, bool on)
 	if (skip.orig.attention) skip.patched.attention = skip_attention;
 	if (skip.orig.swiglu) skip.patched.swiglu = skip_swiglu;
 	if (skip.orig.matmul_swiglu) skip.patched.matmul_swiglu = skip_matmul_swiglu;
+	if (skip.orig.matmul_residual) skip.patched.matmul_residual = skip_matmul_residual;
+	if (skip.orig.norm_matmul) skip.patched.norm_matmul = skip_norm_matmul;
 	be->i = &skip.patched;
 	fprintf(stderr, "lmterm: bench: LMTERM_BENCH_SKIP=%s: the decode steps leave those ops out (timing only)\n", e);
 	return LM_OK;

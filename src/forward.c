@@ -111,7 +111,13 @@ static int32_t argmax_host(const float *v, int n)
 	return best;
 }
 
-/* embed .. final norm: the part of a step that may run as a graph; leaves the normed output in f->h */
+/* embed .. final norm: the part of a step that may run as a graph; leaves the normed output in f->h.
+ *
+ * Where the backend folds the norms into its GEMVs (matmul_residual, norm_matmul: backend.h), the output
+ * projection and the down projection each end their residual branch with x += dx and the next norm's x * w
+ * in f->h (`folded`), and the GEMV after the norm applies its scale: a layer is then its four GEMVs and
+ * the attention, with no norm or SwiGLU kernel between. Taps see each linear's true input, so they take
+ * the unfolded ops; so does the last layer's down projection, which the final norm follows. */
 static int body(struct fwd *f, struct kv_cache *kv, int n)
 {
 	struct backend *be = f->be;
@@ -119,16 +125,22 @@ static int body(struct fwd *f, struct kv_cache *kv, int n)
 	const struct model *m = f->m;
 	const struct model_config *c = &m->cfg;
 	const int dim = c->dim, nh = c->n_heads, hd = c->head_dim, ffn = c->ffn;
+	const bool fold = b->matmul_residual && b->norm_matmul && !f->tap;
+	bool folded = false; /* f->h holds x * norm weight, the norm's scale still to apply */
+	int rc;
 
 	/* token embeddings: x = tok_embed[ids] */
 	if (b->embed(be, f->x, &m->tok_embed)) return LM_ERR;
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct layer_weights *L = &m->layers[l];
 		/* attention norm; the previous layer's MLP output is added to the residual first */
-		if (b->add_rmsnorm(be, f->h, f->x, l ? f->dx : NULL, &L->attn_norm, n, c->norm_eps)) return LM_ERR;
+		if (!folded && b->add_rmsnorm(be, f->h, f->x, l ? f->dx : NULL, &L->attn_norm, n, c->norm_eps))
+			return LM_ERR;
 		/* q, k, v projections in one GEMM: qkv = h . Wqkv^T (+ bias) */
 		if (tap(f, l, FWD_TAP_QKV, f->h, n, dim)) return LM_ERR;
-		if (b->matmul(be, f->qkv, f->h, &L->wqkv, n)) return LM_ERR;
+		if (folded ? b->norm_matmul(be, f->qkv, NULL, f->h, &L->wqkv, n, c->norm_eps)
+			   : b->matmul(be, f->qkv, f->h, &L->wqkv, n))
+			return LM_ERR;
 		/* RoPE on q and k, then k and v of these tokens into the cache; causal attention of q over the
 		 * cache: att = softmax(q k^T / sqrt(hd)) v (one op where the backend folds them together) */
 		if (b->rope_attention) {
@@ -136,24 +148,35 @@ static int body(struct fwd *f, struct kv_cache *kv, int n)
 		} else if (b->rope_kv(be, f->qkv, kv, l, nh) || b->attention(be, f->att, f->qkv, kv, l, nh)) {
 			return LM_ERR;
 		}
-		/* output projection: dx = att . Wo^T */
+		/* output projection: dx = att . Wo^T; the residual x += dx, then the FFN norm */
 		if (tap(f, l, FWD_TAP_O, f->att, n, nh * hd)) return LM_ERR;
-		if (b->matmul(be, f->dx, f->att, &L->wo, n)) return LM_ERR;
-		/* residual x += dx, then the FFN norm */
-		if (b->add_rmsnorm(be, f->h, f->x, f->dx, &L->ffn_norm, n, c->norm_eps)) return LM_ERR;
+		rc = fold ? b->matmul_residual(be, f->x, f->h, f->att, &L->wo, &L->ffn_norm, n) : 1;
+		if (rc < 0) return LM_ERR;
+		folded = rc == 0;
+		if (!folded && (b->matmul(be, f->dx, f->att, &L->wo, n) ||
+				b->add_rmsnorm(be, f->h, f->x, f->dx, &L->ffn_norm, n, c->norm_eps)))
+			return LM_ERR;
 		/* gate and up projections in one GEMM: gu = h . [W1; W3]^T; SwiGLU: ff = silu(gate) * up (fused with
 		 * the GEMM where the backend can) */
 		if (tap(f, l, FWD_TAP_W13, f->h, n, dim)) return LM_ERR;
-		if (b->matmul_swiglu) {
+		if (folded) {
+			if (b->norm_matmul(be, f->ff, f->gu, f->h, &L->w13, n, c->norm_eps)) return LM_ERR;
+		} else if (b->matmul_swiglu) {
 			if (b->matmul_swiglu(be, f->ff, f->gu, f->h, &L->w13, n)) return LM_ERR;
 		} else if (b->matmul(be, f->gu, f->h, &L->w13, n) || b->swiglu(be, f->ff, f->gu, n, ffn)) {
 			return LM_ERR;
 		}
-		/* down projection: dx = ff . W2^T (added to x by the next norm) */
+		/* down projection: dx = ff . W2^T, added to x by the next norm (or here, with the next norm's
+		 * x * w, where folded) */
 		if (tap(f, l, FWD_TAP_W2, f->ff, n, ffn)) return LM_ERR;
-		if (b->matmul(be, f->dx, f->ff, &L->w2, n)) return LM_ERR;
+		rc = fold && l + 1 < c->n_layers
+			     ? b->matmul_residual(be, f->x, f->h, f->ff, &L->w2, &m->layers[l + 1].attn_norm, n)
+			     : 1;
+		if (rc < 0) return LM_ERR;
+		folded = rc == 0;
+		if (!folded && b->matmul(be, f->dx, f->ff, &L->w2, n)) return LM_ERR;
 	}
-	/* last residual add and the final norm */
+	/* last residual add and the final norm (the last down projection is never folded) */
 	return b->add_rmsnorm(be, f->h, f->x, c->n_layers ? f->dx : NULL, &m->final_norm, n, c->norm_eps);
 }
 

@@ -231,7 +231,7 @@ static int gptq_linear(struct loader *L, const char *base, int out, int in, int 
 
 /* A linear layer [out_rows][in_cols] made of segments of source linears (see struct seg). */
 static int load_linear(struct loader *L, struct weight *w, const char *what, const struct seg *s, int ns, int in_cols,
-		       enum bias_mode bm)
+		       enum bias_mode bm, bool gate_up)
 {
 	int out_rows = 0;
 	for (int i = 0; i < ns; i++) out_rows += s[i].nrows;
@@ -240,7 +240,7 @@ static int load_linear(struct loader *L, struct weight *w, const char *what, con
 	struct piece *pc = calloc((size_t)ns, sizeof *pc);
 	void *buf[4] = { 0 };
 	int rc = LM_ERR;
-	struct host_weight hw = { .rows = out_rows, .cols = in_cols };
+	struct host_weight hw = { .rows = out_rows, .cols = in_cols, .gate_up = gate_up };
 	char name[256];
 	/* GPTQ: each source linear converted to AutoAWQ's layout (conv), and which one each segment reads (cv_of) */
 	struct { const char *base; int32_t *qw, *qz; } *conv = calloc((size_t)ns, sizeof *conv);
@@ -447,12 +447,12 @@ static int load_layer(struct loader *L, int l, const struct names *nm)
 		for (int j = 0; j < nkv; j++) seg_set(&s[ns++], pre, nm->wqkv, qkv_rows, (j * (g + 2) + g + 1) * hd, hd);
 	}
 	snprintf(what, sizeof what, "layer %d wqkv", l);
-	int rc = load_linear(L, &lw->wqkv, what, s, ns, c->dim, qkv_bm);
+	int rc = load_linear(L, &lw->wqkv, what, s, ns, c->dim, qkv_bm, false);
 	if (rc != LM_OK) goto out;
 
 	seg_set(&s[0], pre, nm->o, c->dim, 0, c->dim);
 	snprintf(what, sizeof what, "layer %d wo", l);
-	if ((rc = load_linear(L, &lw->wo, what, s, 1, nh * hd, o_bm)) != LM_OK) goto out;
+	if ((rc = load_linear(L, &lw->wo, what, s, 1, nh * hd, o_bm, false)) != LM_OK) goto out;
 
 	snprintf(base, sizeof base, "%s%s", pre, nm->ffn_norm);
 	if ((rc = load_plain(L, &lw->ffn_norm, base, 1, c->dim)) != LM_OK) goto out;
@@ -461,11 +461,11 @@ static int load_layer(struct loader *L, int l, const struct names *nm)
 	seg_set(&s[0], pre, nm->gate, c->ffn, 0, c->ffn);
 	seg_set(&s[1], pre, nm->up, c->ffn, 0, c->ffn);
 	snprintf(what, sizeof what, "layer %d w13", l);
-	if ((rc = load_linear(L, &lw->w13, what, s, 2, c->dim, BIAS_NONE)) != LM_OK) goto out;
+	if ((rc = load_linear(L, &lw->w13, what, s, 2, c->dim, BIAS_NONE, true)) != LM_OK) goto out;
 
 	seg_set(&s[0], pre, nm->down, c->dim, 0, c->dim);
 	snprintf(what, sizeof what, "layer %d w2", l);
-	rc = load_linear(L, &lw->w2, what, s, 1, c->ffn, BIAS_NONE);
+	rc = load_linear(L, &lw->w2, what, s, 1, c->ffn, BIAS_NONE, false);
 out:
 	free(s);
 	return rc;
@@ -586,7 +586,8 @@ static void fill_dense(void *p, enum dtype dt, size_t n, float scale, float offs
 
 /* One random weight: by the backend where it can, else made here and loaded. Norm weights (rows == 1)
  * stay near 1 so activations keep a sane scale. */
-static int dummy_weight(struct model *m, struct weight *w, bool quant, int rows, int cols, bool bias, uint64_t seed)
+static int dummy_weight(struct model *m, struct weight *w, bool quant, int rows, int cols, bool bias, uint64_t seed,
+			bool gate_up)
 {
 	struct backend *be = m->be;
 	const struct model_config *c = &m->cfg;
@@ -595,12 +596,13 @@ static int dummy_weight(struct model *m, struct weight *w, bool quant, int rows,
 	memset(w, 0, sizeof *w);
 	if (be->i->weight_random) {
 		w->group = quant ? c->group_size : 0; /* read by the backend for DT_Q4 */
+		w->gate_up = gate_up;
 		if (be->i->weight_random(be, w, dt, rows, cols, scale, seed) != LM_OK) return LM_ERR;
 		m->weight_bytes += w->bytes;
 		return LM_OK;
 	}
 	uint64_t rng = seed;
-	struct host_weight hw = { .dt = dt, .rows = rows, .cols = cols };
+	struct host_weight hw = { .dt = dt, .rows = rows, .cols = cols, .gate_up = gate_up };
 	void *buf[4] = { 0 };
 	int rc = LM_ERR;
 	if (!quant) {
@@ -654,24 +656,24 @@ int model_init_dummy(struct model *m, const struct model_config *c, struct backe
 	bool q = c->quant_bits != 0;
 	int hd = c->head_dim, qkv = (c->n_heads + 2 * c->n_kv_heads) * hd;
 	uint64_t s = seed * 1000003u;
-	int rc = dummy_weight(m, &m->tok_embed, false, c->vocab, c->dim, false, s++);
+	int rc = dummy_weight(m, &m->tok_embed, false, c->vocab, c->dim, false, s++, false);
 	for (int l = 0; rc == LM_OK && l < c->n_layers; l++) {
 		struct layer_weights *lw = &m->layers[l];
-		if ((rc = dummy_weight(m, &lw->attn_norm, false, 1, c->dim, false, s++)) != LM_OK ||
-		    (rc = dummy_weight(m, &lw->wqkv, q, qkv, c->dim, c->qkv_bias, s++)) != LM_OK ||
-		    (rc = dummy_weight(m, &lw->wo, q, c->dim, c->n_heads * hd, false, s++)) != LM_OK ||
-		    (rc = dummy_weight(m, &lw->ffn_norm, false, 1, c->dim, false, s++)) != LM_OK ||
-		    (rc = dummy_weight(m, &lw->w13, q, 2 * c->ffn, c->dim, false, s++)) != LM_OK)
+		if ((rc = dummy_weight(m, &lw->attn_norm, false, 1, c->dim, false, s++, false)) != LM_OK ||
+		    (rc = dummy_weight(m, &lw->wqkv, q, qkv, c->dim, c->qkv_bias, s++, false)) != LM_OK ||
+		    (rc = dummy_weight(m, &lw->wo, q, c->dim, c->n_heads * hd, false, s++, false)) != LM_OK ||
+		    (rc = dummy_weight(m, &lw->ffn_norm, false, 1, c->dim, false, s++, false)) != LM_OK ||
+		    (rc = dummy_weight(m, &lw->w13, q, 2 * c->ffn, c->dim, false, s++, true)) != LM_OK)
 			break;
-		rc = dummy_weight(m, &lw->w2, q, c->dim, c->ffn, false, s++);
+		rc = dummy_weight(m, &lw->w2, q, c->dim, c->ffn, false, s++, false);
 	}
-	if (rc == LM_OK) rc = dummy_weight(m, &m->final_norm, false, 1, c->dim, false, s++);
+	if (rc == LM_OK) rc = dummy_weight(m, &m->final_norm, false, 1, c->dim, false, s++, false);
 	if (rc == LM_OK) {
 		if (c->tie_embed) {
 			m->lm_head = m->tok_embed;
 			m->lm_head.shared = true;
 		} else {
-			rc = dummy_weight(m, &m->lm_head, false, c->vocab, c->dim, false, s++);
+			rc = dummy_weight(m, &m->lm_head, false, c->vocab, c->dim, false, s++, false);
 		}
 	}
 	if (rc != LM_OK) {

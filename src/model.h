@@ -81,6 +81,10 @@ struct weight {
 	void *bias;
 	size_t bytes;         /* device/host bytes this weight holds (for the memory panel) */
 	bool shared;          /* aliases another weight (tied lm_head): not freed, not counted twice */
+	/* w13 (rows: gate, then up): a backend may keep the rows interleaved for a SwiGLU fused into its GEMV's
+	 * epilogue; it says so in gu_interleaved, and then only matmul_swiglu and norm_matmul may use the weight
+	 * (a plain matmul's rows would come out in its order). gate_up is the loader's hint to weight_random. */
+	bool gate_up, gu_interleaved;
 };
 
 /* A weight as the loader has it on the host, before the backend takes it. */
@@ -95,6 +99,7 @@ struct host_weight {
 	int group;
 	const void *bias;     /* [rows] of bias_dt, or NULL */
 	enum dtype bias_dt;
+	bool gate_up;         /* w13: rows gate (first half), then up (second half); see struct weight */
 };
 
 struct layer_weights {

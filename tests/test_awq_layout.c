@@ -14,7 +14,7 @@
 void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros, const uint16_t *scales,
 		int N, int K, int group);
 void awq_repack_tiled(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros,
-		      const uint16_t *scales, int N, int K, int group);
+		      const uint16_t *scales, int N, int K, int group, bool gate_up);
 
 static uint64_t rng;
 static uint32_t rnd(void)
@@ -42,7 +42,7 @@ static float tiled_weight(const uint32_t *qw, const uint16_t *sz, int K, int g, 
 	return ((float)q - f16_to_f32(sz[2 * o + 1])) * f16_to_f32(sz[2 * o]);
 }
 
-static int check(int N, int K, int g, bool tiled)
+static int check_gu(int N, int K, int g, bool tiled, bool gate_up)
 {
 	const int G = K / g;
 	int32_t *qweight = malloc((size_t)K * N / 8 * 4), *qzeros = malloc((size_t)G * N / 8 * 4);
@@ -52,11 +52,13 @@ static int check(int N, int K, int g, bool tiled)
 	for (size_t i = 0; i < (size_t)K * N / 8; i++) qweight[i] = (int32_t)rnd();
 	for (size_t i = 0; i < (size_t)G * N / 8; i++) qzeros[i] = (int32_t)rnd();
 	for (size_t i = 0; i < (size_t)G * N; i++) scales[i] = f32_to_f16((float)(rnd() % 1000 + 1) * 1e-4f);
-	if (tiled) awq_repack_tiled(qw, sz, qweight, qzeros, scales, N, K, g);
+	if (tiled) awq_repack_tiled(qw, sz, qweight, qzeros, scales, N, K, g, gate_up);
 	else awq_repack(qw, sz, qweight, qzeros, scales, N, K, g);
 	int bad = 0;
-	for (int n = 0; n < N && bad < 5; n++)
+	for (int p = 0; p < N && bad < 5; p++)
 		for (int k = 0; k < K && bad < 5; k++) {
+			/* p: the row as the kernels hold it; n: its AutoAWQ row */
+			const int n = !gate_up ? p : p % 16 < 8 ? 8 * (p / 16) + p % 16 : N / 2 + 8 * (p / 16) + p % 16 - 8;
 			int nib = -1;
 			for (int i = 0; i < 8; i++)
 				if (order[i] == n % 8) nib = i;
@@ -64,20 +66,20 @@ static int check(int N, int K, int g, bool tiled)
 			int z = ((uint32_t)qzeros[(size_t)(k / g) * (N / 8) + n / 8] >> (4 * nib)) & 15;
 			float want = (float)(q - z) * f16_to_f32(scales[(size_t)(k / g) * N + n]);
 			/* as the kernels read it */
-			uint32_t w = qw[(size_t)n * (K / 8) + k / 8];
+			uint32_t w = qw[(size_t)p * (K / 8) + k / 8];
 			int t = k % 8, j = t / 2;
 			uint32_t pair = (w >> (4 * j)) & 0x000f000fu;
 			int gq = (int)(t % 2 ? pair >> 16 : pair & 0xffff);
-			float s = f16_to_f32(sz[((size_t)n * G + k / g) * 2]), gz = f16_to_f32(sz[((size_t)n * G + k / g) * 2 + 1]);
-			float got = tiled ? tiled_weight(qw, sz, K, g, n, k) : ((float)gq - gz) * s;
+			float s = f16_to_f32(sz[((size_t)p * G + k / g) * 2]), gz = f16_to_f32(sz[((size_t)p * G + k / g) * 2 + 1]);
+			float got = tiled ? tiled_weight(qw, sz, K, g, p, k) : ((float)gq - gz) * s;
 			if (got != want) {
-				printf("FAIL: [%d x %d] g%d: w[%d][%d] = %g from the repacked layout, %g from AutoAWQ's\n", N, K, g,
-				       n, k, got, want);
+				printf("FAIL: [%d x %d] g%d%s: w[%d][%d] = %g from the repacked layout (row %d), %g from AutoAWQ's\n",
+				       N, K, g, gate_up ? " gate_up" : "", n, k, got, p, want);
 				bad++;
 			}
 		}
-	printf("%s [%d x %d] group %d, %s layout: %s\n", bad ? "FAIL" : "ok", N, K, g, tiled ? "tiled" : "row",
-	       bad ? "mismatch" : "every weight equal");
+	printf("%s [%d x %d] group %d, %s layout%s: %s\n", bad ? "FAIL" : "ok", N, K, g, tiled ? "tiled" : "row",
+	       gate_up ? " (gate_up rows)" : "", bad ? "mismatch" : "every weight equal");
 	free(qweight);
 	free(qzeros);
 	free(scales);
@@ -85,6 +87,8 @@ static int check(int N, int K, int g, bool tiled)
 	free(qw);
 	return bad != 0;
 }
+
+static int check(int N, int K, int g, bool tiled) { return check_gu(N, K, g, tiled, false); }
 #endif
 
 int main(void)
@@ -110,6 +114,10 @@ int main(void)
 	/* 64 row tiles and more are repacked by several threads (ranges of tiles): uneven counts */
 	fails += check(16 * 65, 256, 128, true);
 	fails += check(16 * (64 + (int)(rnd() % 200)), 128, 64, true);
+	/* w13 interleaved for the folded SwiGLU: gate and up halves of N / 2 rows each */
+	fails += check_gu(64, 256, 128, true, true);
+	fails += check_gu(32 * (1 + (int)(rnd() % 20)), 64 * (1 + (int)(rnd() % 8)), 64, true, true);
+	fails += check_gu(16 * 66, 256, 128, true, true); /* odd tile count, several threads */
 	return fails ? 1 : 0;
 #endif
 }

@@ -2,7 +2,7 @@
  * ggml's test-backend-ops does, for F16 and BF16 activations:
  *   allocator (exact bytes and peaks per category), embed, add_rmsnorm (with and without the residual),
  *   matmul (GEMV batch 1..8, cuBLAS beyond, K not a multiple of 8, bias, F32 weights converted),
- *   W4A16 matmul (AWQ layout repacked; GEMV and dequant + cuBLAS), matmul + swiglu fused, swiglu, rope_kv + attention over a
+ *   W4A16 matmul (AWQ layout repacked; GEMV and dequant + cuBLAS), the norms folded into it, matmul + swiglu fused, swiglu, rope_kv + attention over a
  *   paged cache (policies 0/8/4, prefill then decode then a chunk), logits (float), argmax, and a decode
  *   step captured as a CUDA graph and replayed at new positions.
  * Inputs are fresh random values every run (seed printed; LMTERM_TEST_SEED repeats a run), rounded to the
@@ -309,22 +309,39 @@ static void test_matmul(int N, int K, int n, enum dtype wdt, bool bias)
 	free(xv);
 }
 
-/* W4A16 from AutoAWQ's layout (random codes, zeros and scales); swiglu: the matmul_swiglu op (N = 2 ffn)
- * against the cpu's matmul then swiglu */
-static void test_awq_op(int N, int K, int group, int n, bool bias, bool swiglu)
+/* a random AutoAWQ host weight [N x K] (codes, zeros, scales near 1 / (8 sqrt(K))); awq_host_free frees it */
+static struct host_weight awq_host_new(int N, int K, int group)
 {
-	char what[96];
-	if (swiglu && !gpu->i->matmul_swiglu) return;
-	const int G = K / group, F = N / 2;
+	const int G = K / group;
 	int32_t *qw = malloc((size_t)K * N / 8 * 4), *qz = malloc((size_t)G * N / 8 * 4);
 	uint16_t *sc = malloc((size_t)G * N * 2);
-	float *bv = bias ? host_dense(DT_F32, 1, N, 0.5f) : NULL;
 	if (!qw || !qz || !sc) DIE("out of memory");
 	for (size_t i = 0; i < (size_t)K * N / 8; i++) qw[i] = (int32_t)rnext();
 	for (size_t i = 0; i < (size_t)G * N / 8; i++) qz[i] = (int32_t)rnext();
 	for (size_t i = 0; i < (size_t)G * N; i++) sc[i] = f32_to_f16((0.5f + 0.5f * fabsf(frand())) / (8 * sqrtf((float)K)));
-	struct host_weight hw = { .dt = DT_Q4, .rows = N, .cols = K, .qweight = qw, .qzeros = qz, .scales = sc,
-				  .group = group, .bias = bv, .bias_dt = DT_F32 };
+	return (struct host_weight){ .dt = DT_Q4, .rows = N, .cols = K, .qweight = qw, .qzeros = qz, .scales = sc,
+				     .group = group, .bias_dt = DT_F32 };
+}
+
+static void awq_host_free(struct host_weight *hw)
+{
+	free((void *)hw->qweight);
+	free((void *)hw->qzeros);
+	free((void *)hw->scales);
+}
+
+/* W4A16 from AutoAWQ's layout (random codes, zeros and scales); swiglu: the matmul_swiglu op (N = 2 ffn)
+ * against the cpu's matmul then swiglu; gate_up: the weight loaded as a w13 (rows interleaved for the folded
+ * SwiGLU where the layout allows, so matmul_swiglu's GEMV and GEMM paths run the interleaved swiglu) */
+static void test_awq_op_gu(int N, int K, int group, int n, bool bias, bool swiglu, bool gate_up)
+{
+	char what[120];
+	if (swiglu && !gpu->i->matmul_swiglu) return;
+	const int F = N / 2;
+	float *bv = bias ? host_dense(DT_F32, 1, N, 0.5f) : NULL;
+	struct host_weight hw = awq_host_new(N, K, group);
+	hw.bias = bv;
+	hw.gate_up = gate_up;
 	struct weight wc, wg;
 	load_both(&wc, &wg, &hw, "awq");
 	struct buf x = buf_new((size_t)n * K), y = buf_new((size_t)n * N), o = buf_new((size_t)n * (swiglu ? F : 1));
@@ -336,7 +353,8 @@ static void test_awq_op(int N, int K, int group, int n, bool bias, bool swiglu)
 		if (cpu->i->matmul(cpu, y.c, x.c, &wc, n) || cpu->i->swiglu(cpu, o.c, y.c, n, F) ||
 		    gpu->i->matmul_swiglu(gpu, o.g, y.g, x.g, &wg, n))
 			DIE("awq matmul_swiglu");
-		snprintf(what, sizeof what, "matmul_swiglu W4A16 [%d x %d] g%d n %d%s", N, K, group, n, bias ? " +bias" : "");
+		snprintf(what, sizeof what, "matmul_swiglu W4A16 [%d x %d] g%d n %d%s%s", N, K, group, n, bias ? " +bias" : "",
+			 wg.gu_interleaved ? " (rows interleaved)" : "");
 		compare_buf(what, &o, 3 * b_round());
 	} else {
 		if (cpu->i->matmul(cpu, y.c, x.c, &wc, n) || gpu->i->matmul(gpu, y.g, x.g, &wg, n)) DIE("awq matmul");
@@ -348,11 +366,93 @@ static void test_awq_op(int N, int K, int group, int n, bool bias, bool swiglu)
 	buf_free(&y);
 	buf_free(&o);
 	free_both(&wc, &wg);
-	free(qw);
-	free(qz);
-	free(sc);
+	awq_host_free(&hw);
 	free(bv);
 	free(xv);
+}
+
+static void test_awq_op(int N, int K, int group, int n, bool bias, bool swiglu)
+{
+	test_awq_op_gu(N, K, group, n, bias, swiglu, false);
+}
+
+/* The norms folded into the GEMVs (backend.h: matmul_residual, then norm_matmul; the cuda backend with
+ * LMTERM_FOLD=1, set by main): x += a . Wr^T with xw = x * nw, then y = rmsnorm(x) . Wn^T (+ bias), or its SwiGLU
+ * with Wn a w13, against the cpu's matmul, add_rmsnorm and matmul (and swiglu). fold: whether the residual
+ * GEMV is expected to take the fold (tiled layout, n <= 8); where it declines it must leave x as it was. A
+ * next weight the epilogue cannot take (row layout) goes through the norm's own kernel, then the plain op. */
+static void test_fold(int dim, int ka, int nn, int group, int n, bool bias, bool swiglu, bool fold)
+{
+	char what[120];
+	if (!gpu->i->matmul_residual || !gpu->i->norm_matmul) return;
+	const float eps = 1e-5f;
+	struct host_weight hr = awq_host_new(dim, ka, group), hn = awq_host_new(nn, dim, group);
+	float *bv = bias ? host_dense(DT_F32, 1, nn, 0.5f) : NULL;
+	hn.bias = bv;
+	hn.gate_up = swiglu;
+	float *nwv = host_dense(DT_F32, 1, dim, 0.5f);
+	for (int i = 0; i < dim; i++) nwv[i] += 1.0f;
+	struct host_weight hnw = { .dt = DT_F32, .rows = 1, .cols = dim, .data = nwv };
+	struct weight rc, rg, nc, ng, wc, wg;
+	load_both(&rc, &rg, &hr, "fold: the residual GEMV's weight");
+	load_both(&nc, &ng, &hn, "fold: the next GEMV's weight");
+	load_both(&wc, &wg, &hnw, "fold: the norm weight");
+	const int ny = swiglu ? nn / 2 : nn;
+	struct buf x = buf_new((size_t)n * dim), a = buf_new((size_t)n * ka), dx = buf_new((size_t)n * dim),
+		   h = buf_new((size_t)n * dim), gu = buf_new((size_t)n * nn), y = buf_new((size_t)n * ny);
+	float *xv = rand_vec(x.n, 3.0f), *av = rand_vec(a.n, 1.0f);
+	buf_put(&x, xv);
+	buf_put(&a, av);
+	buf_poison(&h);
+	buf_poison(&y);
+	const int r = gpu->i->matmul_residual(gpu, x.g, h.g, a.g, &rg, &wg, n);
+	if (r < 0) DIE("matmul_residual");
+	snprintf(what, sizeof what, "matmul_residual [%d x %d] g%d n %d: %s", dim, ka, group, n,
+		 fold ? "folds" : "declines");
+	checks++;
+	if (r != (fold ? 0 : 1)) {
+		printf("FAIL %s: returned %d\n", what, r);
+		fails++;
+	} else {
+		printf("ok   %s\n", what);
+	}
+	if (r == 1) { /* declined: x untouched */
+		float *cv = malloc(x.n * sizeof(float));
+		if (!cv) DIE("out of memory");
+		for (size_t i = 0; i < x.n; i++) cv[i] = xv[i];
+		if (cpu->i->upload(cpu, x.c, cv, x.n * sizeof(float))) DIE("upload");
+		snprintf(what, sizeof what, "matmul_residual n %d declined: x as it was", n);
+		compare_buf(what, &x, 0.0);
+		free(cv);
+	} else if (r == 0) {
+		if (cpu->i->matmul(cpu, dx.c, a.c, &rc, n) || cpu->i->add_rmsnorm(cpu, h.c, x.c, dx.c, &wc, n, eps) ||
+		    gpu->i->norm_matmul(gpu, y.g, swiglu ? gu.g : NULL, h.g, &ng, n, eps))
+			DIE("fold");
+		if (swiglu ? cpu->i->matmul(cpu, gu.c, h.c, &nc, n) || cpu->i->swiglu(cpu, y.c, gu.c, n, ny)
+			   : cpu->i->matmul(cpu, y.c, h.c, &nc, n))
+			DIE("fold: cpu");
+		snprintf(what, sizeof what, "matmul_residual [%d x %d] g%d n %d: x", dim, ka, group, n);
+		compare_buf(what, &x, b_round());
+		snprintf(what, sizeof what, "norm_matmul%s [%d x %d] n %d%s%s", swiglu ? "+swiglu" : "", nn, dim, n,
+			 bias ? " +bias" : "", ng.gu_interleaved ? " (epilogue)" : "");
+		/* xw rounded where the cpu's h is not, then the GEMV's sums */
+		compare_buf(what, &y, 3 * b_round());
+	}
+	buf_free(&x);
+	buf_free(&a);
+	buf_free(&dx);
+	buf_free(&h);
+	buf_free(&gu);
+	buf_free(&y);
+	free_both(&rc, &rg);
+	free_both(&nc, &ng);
+	free_both(&wc, &wg);
+	awq_host_free(&hr);
+	awq_host_free(&hn);
+	free(bv);
+	free(nwv);
+	free(xv);
+	free(av);
 }
 
 static void test_awq(int N, int K, int group, int n, bool bias) { test_awq_op(N, K, group, n, bias, false); }
@@ -1044,6 +1144,20 @@ static void run_all(void)
 	test_awq(1552, 14336, 64, 3, true); /* an odd tile count, group 64 */
 	test_awq_op(28672, 4096, 128, 1, false, true); /* w13 + SwiGLU, InternLM2.5-7B */
 	test_awq_op(28672, 4096, 128, 8, true, true);
+	/* a w13 with its rows interleaved for the folded SwiGLU, through matmul_swiglu: GEMV and GEMM paths */
+	test_awq_op_gu(512, 1024, 128, 3, false, true, true);
+	test_awq_op_gu(512, 1024, 128, 40, false, true, true);
+	test_awq_op_gu(1056, 512, 64, 8, false, true, true);
+	/* the folded norms: wo -> wqkv (+bias as Qwen2's), w2 -> w13 + SwiGLU at InternLM2.5-7B's shapes, every
+	 * batch; a next weight in the row layout (the norm's own kernel); n 12: declined */
+	for (int n = 1; n <= 8; n++) test_fold(512, 512, 768, 128, n, n == 2, false, true);
+	for (int n = 1; n <= 8; n += 7) test_fold(512, 1024, 2048, 64, n, false, true, true);
+	test_fold(4096, 4096, 6144, 128, 1, true, false, true);
+	test_fold(4096, 14336, 28672, 128, 1, false, true, true);
+	test_fold(4096, 14336, 28672, 128, 8, false, true, true);
+	test_fold(512, 512, 264, 128, 3, true, false, true);  /* next: N % 16 != 0, row layout */
+	test_fold(512, 512, 264, 128, 2, false, true, true);  /* next w13 of ffn 132: not interleaved */
+	test_fold(512, 512, 768, 128, 12, false, false, false);
 	if (awq_only) return;
 
 	test_matmul(130, 4104, 1, act, true); /* K / 8 not a multiple of 32: the partial last iteration */
@@ -1099,6 +1213,8 @@ int main(void)
 	uint64_t seed = e && *e ? strtoull(e, NULL, 10) : (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)clock();
 	if (!seed) seed = 1;
 	printf("seed %llu (LMTERM_TEST_SEED repeats it)\n", (unsigned long long)seed);
+	/* the folded norms' ops (test_fold) and w13 layout; nothing else the tests load is a w13 */
+	setenv("LMTERM_FOLD", "1", 1);
 	const enum dtype acts[2] = { DT_F16, DT_BF16 };
 	for (int ai = 0; ai < 2; ai++) {
 		rng = seed + (uint64_t)ai * 0x9E3779B97F4A7C15ull;
