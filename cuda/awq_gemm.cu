@@ -719,7 +719,8 @@ extern "C" int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void
 // the folded norms (struct tile_epi): whether this weight's GEMV at batch n can carry them
 extern "C" bool k_awq_fold_supported(int n, int N, int K, int group)
 {
-	return n >= 1 && n <= 8 && awq_tiled_layout(N, K, group) && tile_epi_smem(EPI_NORM, n, K) <= 48 * 1024;
+	// shared memory: the 8 KB of red[] and the epilogue's must stay under the 48 KB a block gets without opting in
+	return n >= 1 && n <= 8 && awq_tiled_layout(N, K, group) && tile_epi_smem(EPI_NORM, n, K) <= 32 * 1024;
 }
 
 // x += a . W^T (+ bias), xw = x * nw, part = the sums of x^2 per row tile (EPI_RESID)
