@@ -2,7 +2,7 @@
 """make_qwen3: a tiny random Qwen3 (Qwen3ForCausalLM) and a reference forward pass, written from transformers'
 modeling_qwen3.py (not from lmterm's C), standard library only.
 
-  make_qwen3.py make DST TOKDIR [--bias] [--seed S]
+  make_qwen3.py make DST TOKDIR [--bias] [--seed S] [--break swap-qk-norm|no-k-norm]
   make_qwen3.py check MODEL LOGITS.safetensors "PROMPT IDS" "GENERATED IDS" TOL [--kv-bits 8|4]
 
 make: DST gets config.json, model.safetensors (F32) and the tokenizer files of TOKDIR (the qwen2-rand fixture's
@@ -11,6 +11,8 @@ SentencePiece tokenizer.model and configs: vocab_size is its 8192). The shape ex
 rope_theta 1e6, q_norm and k_norm per layer whose weights differ from each other and from 1, and projections that
 give q and k heads an RMS far from 1, so that a missing, swapped or misplaced per-head norm changes the logits.
 --bias: attention_bias true (q, k, v and o biases, as Qwen3Attention builds them then).
+--break (controls): swap-qk-norm writes each layer's q_norm as k_norm and k_norm as q_norm (the same shapes: only
+the values tell them apart); no-k-norm leaves model.layers.1.self_attn.k_norm.weight out.
 
 check: the reference forward of MODEL (dense, or AutoAWQ gemm checkpoints dequantized here: w = (q - z) * s) over
 PROMPT + GENERATED[:-1] in double precision: the logits of every prompt position must match LOGITS (lmterm generate
@@ -82,6 +84,15 @@ def do_make(argv):
         add(p + "mlp.up_proj.weight", [FFN, HID], u(FFN * HID, 0.25))
         add(p + "mlp.down_proj.weight", [HID, FFN], u(HID * FFN, 0.5))
     add("model.norm.weight", [HID], u(HID, 0.2, 1.0))
+    brk = argv[argv.index("--break") + 1] if "--break" in argv else ""
+    if brk == "swap-qk-norm":
+        swap = {"q_norm": "k_norm", "k_norm": "q_norm"}
+        t = [(n.replace(n.split(".")[-2], swap[n.split(".")[-2]]) if n.split(".")[-2] in swap else n, d, sh, r)
+             for n, d, sh, r in t]
+    elif brk == "no-k-norm":
+        t = [x for x in t if x[0] != "model.layers.1.self_attn.k_norm.weight"]
+    elif brk:
+        sys.exit("make_qwen3.py: unknown --break " + brk)
     os.makedirs(dst, exist_ok=True)
     write_safetensors(os.path.join(dst, "model.safetensors"), t)
     cfg = {
