@@ -193,10 +193,14 @@ __global__ void __launch_bounds__(256) qk_norm_heads(T *qkv, const float *wq, co
 		ss += f * f;
 	}
 	const float inv = rsqrtf(warp_sum_f(ss) / hd + eps);
-	for (int c = lane, k = 0; c < hd; c += 32, k++) {
-		const float wc = k < 8 ? wr[k] : w[c];
-		x[c] = from_f<T>(wc * to_f(from_f<T>(to_f(x[c]) * inv)));
+	// the first 8 chunks with the weights held in registers (unrolled: no local-memory array), the rest of a
+	// head longer than 256 with the weights read again
+#pragma unroll
+	for (int k = 0; k < 8; k++) {
+		const int c = lane + 32 * k;
+		if (c < hd) x[c] = from_f<T>(wr[k] * to_f(from_f<T>(to_f(x[c]) * inv)));
 	}
+	for (int c = lane + 256; c < hd; c += 32) x[c] = from_f<T>(w[c] * to_f(from_f<T>(to_f(x[c]) * inv)));
 }
 
 extern "C" int k_qk_norm(void *qkv, const float *wq, const float *wk, int n, int nh, int nkv, int hd, float eps,
