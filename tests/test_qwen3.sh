@@ -92,6 +92,16 @@ fi
 # the engine: a chat turn (the template of the borrowed tokenizer_config.json)
 out=$(printf 'hello\n\nexit\n' | "$LMTERM" chat "$tmp/q3" --no-tui --backend cpu --max-new-tokens 3 2>&1) &&
 	pass "chat on qwen3" || fail "chat on qwen3: $out"
+# two turns through Qwen3's own chat template (tests/data/tokenizers/qwen3.tokenizer_config.json's) in the
+# interpreter: the engine re-renders the conversation, whose earlier replies the template rewrites
+rm -rf "$tmp/t" && cp -r "$tmp/q3" "$tmp/t"
+python3 -c "import json, sys; c = json.load(open(sys.argv[1])); c['chat_template'] = json.load(open(sys.argv[2]))['chat_template']; json.dump(c, open(sys.argv[1], 'w'))" \
+	"$tmp/t/tokenizer_config.json" "$TESTDATA/tokenizers/qwen3.tokenizer_config.json"
+out=$(printf 'hello\n\nhow are you\n\nexit\n' | "$LMTERM" chat "$tmp/t" --no-tui --backend cpu --temperature 0 --max-new-tokens 3 2>&1)
+case "$out" in
+*"template jinja (qwen3)"*"(3 tokens"*"(3 tokens"*) pass "chat, two turns through Qwen3's own template" ;;
+*) fail "chat through Qwen3's own template: $out" ;;
+esac
 out=$(printf 'hello\n\nexit\n' | "$LMTERM" chat "$tmp/awq" --model-format awq --quant-policy 8 --no-tui --backend cpu \
 	--max-new-tokens 3 2>&1) && pass "chat on qwen3 AWQ --model-format awq --quant-policy 8" || fail "chat on AWQ: $out"
 # bench --profile lists the qk_norm op; bench --dummy from a Qwen3-0.6B-shaped config (a quarter of its layers)
