@@ -8,6 +8,7 @@
 #   - --quant-policy 8 and 4: the reference stores K (normed, rotated) and V as LMDeploy's int8/int4 KV cache does;
 #   - the AWQ round trip: lite auto_awq on the tiny model, whose result keeps model_type qwen3 and fp16 q/k norms,
 #     and loads back; the reference runs its exact dequantization (q - z) * s.
+# InternVL around the tiny Qwen3 runs (and quantizes) as the bare model.
 # Controls (the comparison can fail): the unquantized reference against --quant-policy 8's logits, and a model
 # with q_norm and k_norm swapped against the reference of the original, must NOT match. Then: chat and bench
 # --profile (the qk_norm op) on it, bench --dummy from a config.json, and bad input (a missing k_norm, head_dim
@@ -88,6 +89,18 @@ EOF
 	[ "$B" = cpu ] && check "qwen3 AWQ --quant-policy 8" "$tmp/awq" --quant-policy 8 -- --kv-bits 8
 fi
 [ "$B" = cpu ] || finish
+
+# InternVL around a Qwen3 (InternVL 3.5's language models are Qwen3s; tests/make_vlm.py's layout): the language
+# model gives the bare model's logits, and auto_awq of the wrapped model the bare model's quantized logits, bit for bit
+python3 "$top_srcdir/tests/make_vlm.py" "$tmp/q3" "$tmp/ivl" --layout internvl || fail "make_vlm.py"
+"$LMTERM" lite auto_awq "$tmp/ivl" --work-dir "$tmp/ivl-awq" --calib-dataset "$calib" --calib-samples 4 --calib-seqlen 32 \
+	--w-group-size 32 >"$tmp/out" 2>&1 || fail "lite auto_awq of InternVL around Qwen3: $(tail -c 300 "$tmp/out")"
+for pair in "q3 ivl" "awq ivl-awq"; do
+	set -- $pair
+	"$LMTERM" generate "$tmp/$1" --ids "$IDS" -n 2 --greedy --backend cpu --dump-logits "$tmp/l1.st" >/dev/null 2>&1 &&
+		"$LMTERM" generate "$tmp/$2" --ids "$IDS" -n 2 --greedy --backend cpu --dump-logits "$tmp/l2.st" >/dev/null 2>"$tmp/err" &&
+		cmp -s "$tmp/l1.st" "$tmp/l2.st" && pass "$2: the logits of $1, bit for bit" || fail "$2 differs from $1: $(cat "$tmp/err")"
+done
 
 # the engine: a chat turn (the template of the borrowed tokenizer_config.json)
 out=$(printf 'hello\n\nexit\n' | "$LMTERM" chat "$tmp/q3" --no-tui --backend cpu --max-new-tokens 3 2>&1) &&
