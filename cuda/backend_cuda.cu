@@ -683,6 +683,17 @@ static int cu_add_rmsnorm(struct backend *be, void *h, void *x, const void *dx, 
 	return op_rc(c, k_add_rmsnorm(h, x, dx, (const float *)w->data, n, w->cols, eps, be->act_dt, c->s));
 }
 
+static int cu_qk_norm(struct backend *be, void *qkv, const struct weight *qn, const struct weight *kn, int n,
+		      int n_heads, int n_kv_heads, float eps)
+{
+	struct cuda_be *c = cb(be);
+	if (qn->dt != DT_F32 || kn->dt != DT_F32 || !qn->data || !kn->data || qn->rows != 1 || kn->rows != 1 ||
+	    qn->cols != kn->cols)
+		return op_rc(c, lm_err(_("qk_norm: the norm weights must be float vectors of head_dim")));
+	return op_rc(c, k_qk_norm(qkv, (const float *)qn->data, (const float *)kn->data, n, n_heads, n_kv_heads,
+				  qn->cols, eps, be->act_dt, c->s));
+}
+
 // y[n][N] = x[n][K] . W^T through cuBLAS; A is W (row-major [N][K] = column-major K x N, transposed)
 static int blas_gemm(struct cuda_be *c, void *y, cudaDataType_t yt, const void *x, const void *w, enum dtype wdt,
 		     int n, int N, int K, int ldy)
@@ -1181,6 +1192,7 @@ static const struct backend_i cuda_i = {
 	.embed = cu_embed,
 	.add_rmsnorm = cu_add_rmsnorm,
 	.matmul = cu_matmul,
+	.qk_norm = cu_qk_norm,
 	.rope_kv = cu_rope_kv,
 	.attention = cu_attention,
 	.rope_attention = cu_rope_attention,

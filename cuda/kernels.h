@@ -25,6 +25,11 @@ int k_add_rmsnorm(void *h, void *x, const void *dx, const float *w, int n, int d
  * / dim + eps), in place, rounded to act, which makes xw the norm's output h */
 int k_norm_apply(void *xw, const float *part, int n, int dim, float eps, enum dtype act, cudaStream_t s);
 
+/* Qwen3's q/k norms, in place on qkv[n][(nh + 2 nkv) hd]: each of the nh q heads of a row
+ * h = act(wq * act(h * rsqrt(mean(h^2) + eps))), each of the nkv k heads with wk (float [hd]); v untouched */
+int k_qk_norm(void *qkv, const float *wq, const float *wk, int n, int nh, int nkv, int hd, float eps, enum dtype act,
+	      cudaStream_t s);
+
 /* out[n][ffn] = silu(gu[:, :ffn]) * gu[:, ffn:] */
 int k_swiglu(void *out, const void *gu, int n, int ffn, enum dtype act, cudaStream_t s);
 /* the same on a gu whose rows come from an interleaved w13 (awq_repack_tiled, gate_up): per 16, 8 of gate then

@@ -1,4 +1,4 @@
-// rmsnorm.cu: RMSNorm fused with the residual add that precedes it.
+// rmsnorm.cu: RMSNorm fused with the residual add that precedes it; and Qwen3's per-head q/k norm.
 //
 //   x += dx (rounded to the activation type, as torch adds two fp16/bf16 tensors);
 //   h = act(w * act(x * rsqrt(mean(x^2) + eps)))
@@ -195,4 +195,54 @@ extern "C" int k_norm_apply(void *xw, const float *part, int n, int dim, float e
 	if (act == DT_BF16) klaunch(norm_apply_kernel<bf16_t>, n, 256, 0, s, (bf16_t *)xw, part, dim, eps);
 	else klaunch(norm_apply_kernel<half>, n, 256, 0, s, (half *)xw, part, dim, eps);
 	LAUNCHED("norm_apply");
+}
+
+// Qwen3's q_norm and k_norm: the same normalization (float, rounded to the activation type, then the weight) on
+// each head of hd elements of the fused qkv rows, in place: the nh q heads of a row with wq, its nkv k heads with
+// wk, the v heads untouched. One warp per head: a head is 64..256 elements in every Qwen3, too short for a
+// block, and a warp reduces without shared memory or a barrier. The weights are read before the wait (PDL).
+template <typename T>
+__global__ void __launch_bounds__(256) qk_norm_heads(T *qkv, const float *wq, const float *wk, int n, int nh,
+						     int nkv, int hd, float eps)
+{
+	pdl_launch_dependents();
+	const int heads = nh + nkv;
+	const int head = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+	const bool live = head < n * heads; // the whole warp agrees: no lane may leave before the others reduce
+	const int tok = live ? head / heads : 0, h = live ? head % heads : 0;
+	const float *w = h < nh ? wq : wk;
+	float wr[8];
+#pragma unroll
+	for (int k = 0; k < 8; k++) wr[k] = live && lane + 32 * k < hd ? __ldg(w + lane + 32 * k) : 0.f;
+	pdl_wait();
+	if (!live) return;
+	T *x = qkv + (size_t)tok * (nh + 2 * nkv) * hd + (size_t)h * hd;
+	float ss = 0.f;
+	for (int c = lane; c < hd; c += 32) {
+		const float f = to_f(x[c]);
+		ss += f * f;
+	}
+	const float inv = rsqrtf(warp_sum_f(ss) / hd + eps);
+	// the first 8 chunks with the weights held in registers (unrolled: no local-memory array), the rest of a
+	// head longer than 256 with the weights read again
+#pragma unroll
+	for (int k = 0; k < 8; k++) {
+		const int c = lane + 32 * k;
+		if (c < hd) x[c] = from_f<T>(wr[k] * to_f(from_f<T>(to_f(x[c]) * inv)));
+	}
+	for (int c = lane + 256; c < hd; c += 32) x[c] = from_f<T>(w[c] * to_f(from_f<T>(to_f(x[c]) * inv)));
+}
+
+extern "C" int k_qk_norm(void *qkv, const float *wq, const float *wk, int n, int nh, int nkv, int hd, float eps,
+			 enum dtype act, cudaStream_t s)
+{
+	if (n <= 0 || nh + nkv <= 0) return LM_OK;
+	const int per_block = 8; // heads (warps) per block
+	const long long heads = (long long)n * (nh + nkv);
+	const unsigned blocks = (unsigned)((heads + per_block - 1) / per_block);
+	if (act == DT_BF16)
+		klaunch(qk_norm_heads<bf16_t>, blocks, 32 * per_block, 0, s, (bf16_t *)qkv, wq, wk, n, nh, nkv, hd, eps);
+	else
+		klaunch(qk_norm_heads<half>, blocks, 32 * per_block, 0, s, (half *)qkv, wq, wk, n, nh, nkv, hd, eps);
+	LAUNCHED("qk_norm");
 }

@@ -13,6 +13,7 @@
 #           tests/test_gptq.sh              GPTQ checkpoints against their dequantization, on the cuda backend
 #           tests/test_golden_fold.sh       the golden models with LMTERM_FOLD=1 (the norms folded into the
 #                                           AWQ GEMVs), cpu and cuda
+#           tests/test_qwen3.sh             a tiny Qwen3 (q/k norms) against its reference forward, AWQ round trip
 #        4. lmterm bench configs/internlm2_5-7b-chat.json --dummy --dtype float16:
 #             prompt 512 and 2048 (prefill, TTFT, decode at that context), decode at a 4096-token
 #             context with --quant-policy 0, 8 and 4, and p512 decode sampling (T 0.8, top-k 40, top-p 0.9)
@@ -40,7 +41,8 @@ if [ "$mode" = prepare ]; then
 	cp "$top/tests/test_backend_ops" "$top/tests/test_golden" "$top/tests/test_attn_ops" "$dest/tests/"
 	cp "$top/tests/lib.sh" "$top/tests/unpack-data.sh" "$top/tests/test_golden_cuda.sh" "$top/tests/test_cuda_opts.sh" \
 		"$top/tests/test_golden_fold.sh" \
-		"$top/tests/test_gptq.sh" "$top/tests/make_gptq.py" "$top/tests/st_io.py" "$dest/tests/"
+		"$top/tests/test_gptq.sh" "$top/tests/make_gptq.py" "$top/tests/st_io.py" "$top/tests/test_qwen3.sh" \
+		"$top/tests/make_qwen3.py" "$dest/tests/"
 	cp "$top/scripts/gpu-round.sh" "$top/scripts/awq-probe.sh" "$dest/scripts/"
 	cp -r "$top/configs" "$dest/"
 	cp -P /usr/lib/x86_64-linux-gnu/libcjson.so.1* /usr/lib/x86_64-linux-gnu/libutf8proc.so.2* "$dest/lib/"
@@ -132,6 +134,9 @@ grep -E "^FAIL|\(cuda\)" "$OUT/gptq.log" | head -15
 # the decode step's norms folded into the AWQ GEMVs (LMTERM_FOLD=1): the golden models, cpu then cuda
 timeout $(lim 120) sh tests/test_golden_fold.sh > "$OUT/golden_fold.log" 2>&1; r_fold=$?
 grep -E "rel err|FAIL|failure|^ok" "$OUT/golden_fold.log" | tail -12
+# Qwen3's q/k norms on the GPU (qk_norm kernel, in the decode graph) against the reference forward
+QWEN3_BACKEND=cuda QWEN3_RTOL=3e-2 timeout $(lim 90) sh tests/test_qwen3.sh > "$OUT/qwen3.log" 2>&1; r_qwen3=$?
+grep -E "^FAIL|\(cuda\)" "$OUT/qwen3.log" | head -10
 
 cfg=configs/internlm2_5-7b-chat.json
 : > "$OUT/bench.jsonl"
@@ -220,7 +225,7 @@ fi
 
 echo
 echo "== GPU round: $(head -2 "$OUT/gpu.txt" | tail -1)"
-echo "tests: backend_ops $(status $r_ops) (PDL $(status $r_pdl)), attn_ops $(status $r_attn), golden(cuda) $(status $r_gold), LMDeploy options(cuda) $(status $r_opts), gptq(cuda) $(status $r_gptq), folded norms $(status $r_fold), memcheck $(status $r_san)"
+echo "tests: backend_ops $(status $r_ops) (PDL $(status $r_pdl)), attn_ops $(status $r_attn), golden(cuda) $(status $r_gold), LMDeploy options(cuda) $(status $r_opts), gptq(cuda) $(status $r_gptq), qwen3(cuda) $(status $r_qwen3), folded norms $(status $r_fold), memcheck $(status $r_san)"
 printf '%-11s %-6s %-6s %12s %9s %12s %9s %9s\n' run prompt policy prefill_tok/s ttft_ms decode_tok/s roofline copy_GB/s
 sed -e 's/[{},]/ /g' "$OUT/bench.jsonl" | awk '{
 	for (i = 1; i <= NF; i++) { k = $i; gsub(/[":]/, "", k); v[k] = $(i + 1) }

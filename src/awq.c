@@ -118,6 +118,7 @@ struct lw {                      /* one decoder layer, float32, logical (unfused
 	float *w[L_N];           /* [out][in]: q [qd][dim], k,v [kvd][dim], o [dim][qd], g,u [ffn][dim], d [dim][ffn] */
 	float *b[L_N];           /* biases or NULL */
 	float *ln1, *ln2;        /* [dim] */
+	float *qn, *kn;          /* [hd] Qwen3's q_norm and k_norm (not quantized, not scaled), or NULL */
 };
 
 struct ctx {
@@ -191,6 +192,8 @@ static void lw_free(struct awq_dev *d, struct lw *w)
 	for (int i = 0; i < L_N; i++) { d->free(d, w->w[i]); d->free(d, w->b[i]); }
 	d->free(d, w->ln1);
 	d->free(d, w->ln2);
+	d->free(d, w->qn);
+	d->free(d, w->kn);
 	memset(w, 0, sizeof *w);
 }
 
@@ -214,6 +217,12 @@ static int lw_load(struct ctx *x, int l, struct lw *w)
 	if (read_f32(x, name, 0, x->dim, false, &w->ln1)) goto fail;
 	snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, n2);
 	if (read_f32(x, name, 0, x->dim, false, &w->ln2)) goto fail;
+	if (x->c.qk_norm) { /* the calibration forward must normalize q and k as the model does */
+		snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
+		if (read_f32(x, name, 0, x->hd, false, &w->qn)) goto fail;
+		snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
+		if (read_f32(x, name, 0, x->hd, false, &w->kn)) goto fail;
+	}
 	for (int i = 0; i < L_N; i++) {
 		if (is_internlm2(x) && (i == L_K || i == L_V)) continue;
 		if (is_internlm2(x) && i == L_Q) { /* split the packed wqkv */
@@ -275,15 +284,20 @@ static void scratch_free(struct awq_dev *d, struct scratch *s)
 	memset(s, 0, sizeof *s);
 }
 
-/* attention block: h [m][dim] (normed) -> att [m][qd] (o's input), ao [m][dim] (o's output) */
-static void attn_block(const struct ctx *x, float *const *w, float *const *b, const float *h, int m, float *att,
-		       float *ao, struct scratch *s)
+/* attention block: h [m][dim] (normed) -> att [m][qd] (o's input), ao [m][dim] (o's output); lw: the layer
+ * (its q/k norms; w and b may be other versions of its linears) */
+static void attn_block(const struct ctx *x, const struct lw *lw, float *const *w, float *const *b, const float *h,
+		       int m, float *att, float *ao, struct scratch *s)
 {
 	int T = x->o->seqlen;
 	struct awq_dev *d = x->d;
 	d->matmul(d, s->q, h, w[L_Q], b[L_Q], m, x->qd, x->dim);
 	d->matmul(d, s->k, h, w[L_K], b[L_K], m, x->kvd, x->dim);
 	d->matmul(d, s->v, h, w[L_V], b[L_V], m, x->kvd, x->dim);
+	if (lw->qn) { /* Qwen3: each head RMS-normed before RoPE; q [m][nh][hd] is m nh rows of hd (in place) */
+		d->rmsnorm(d, s->q, s->q, lw->qn, m * x->nh, x->hd, x->c.norm_eps);
+		d->rmsnorm(d, s->k, s->k, lw->kn, m * x->nkv, x->hd, x->c.norm_eps);
+	}
 	d->rope(d, s->q, m, x->nh, x->hd, T, x->inv_freq);
 	d->rope(d, s->k, m, x->nkv, x->hd, T, x->inv_freq);
 	d->attention(d, att, s->q, s->k, s->v, m, T, x->nh, x->nkv, x->hd);
@@ -412,7 +426,7 @@ static int search_ratio(struct ctx *x, int g, const struct lw *w, const double *
 			ww[lin] = fq[j];
 		}
 		const float *ref;
-		if (g == G_QKV) { attn_block(x, ww, bb, sub->h, m, t1, out, s); ref = sub->ao; }
+		if (g == G_QKV) { attn_block(x, w, ww, bb, sub->h, m, t1, out, s); ref = sub->ao; }
 		else if (g == G_GU) { mlp_block(x, ww, bb, sub->h2, m, t1, out, s); ref = sub->mo; }
 		else if (g == G_D) { d->matmul(d, out, sub->a, ww[L_D], bb[L_D], m, x->dim, x->ffn); ref = sub->mo; }
 		else { d->matmul(d, out, sub->att, ww[L_O], bb[L_O], m, x->dim, x->qd); ref = sub->ao; }
@@ -906,8 +920,8 @@ static int setup(struct ctx *x, const char *model_dir, int group)
 	if (x->c.quant_bits) /* a quantization_config in text_config, or GPTQ's quantize_config.json */
 		return lm_err(_("%s: the model is already quantized (%d-bit %s); quantize the original fp16/bf16 model"),
 			      model_dir, x->c.quant_bits, x->c.quant == QUANT_GPTQ ? "GPTQ" : "AWQ");
-	if (x->c.arch != ARCH_LLAMA && x->c.arch != ARCH_QWEN2 && x->c.arch != ARCH_INTERNLM2)
-		return lm_err(_("%s: architecture %s is not supported by auto_awq (Llama, Mistral, Qwen2, InternLM2 are)"),
+	if (x->c.arch != ARCH_LLAMA && x->c.arch != ARCH_QWEN2 && x->c.arch != ARCH_QWEN3 && x->c.arch != ARCH_INTERNLM2)
+		return lm_err(_("%s: architecture %s is not supported by auto_awq (Llama, Mistral, Qwen2, Qwen3, InternLM2 are)"),
 			      model_dir, x->c.arch_name);
 	x->dim = x->c.dim;
 	x->nh = x->c.n_heads;
@@ -1045,7 +1059,7 @@ static int calibrate_layer(struct ctx *x, const struct lw *w, float *X, size_t N
 		int keep = t0 < (size_t)sub->m ? (int)MIN((size_t)m, sub->m - t0) : 0;
 		if (keep) d->copy(d, sub->x + t0 * x->dim, xc, sizeof(float) * keep * x->dim);
 		d->rmsnorm(d, h, xc, w->ln1, m, x->dim, eps);
-		attn_block(x, w->w, w->b, h, m, att, ao, s);
+		attn_block(x, w, w->w, w->b, h, m, att, ao, s);
 		d->add(d, xc, ao, (size_t)m * x->dim);
 		d->rmsnorm(d, h2, xc, w->ln2, m, x->dim, eps);
 		mlp_block(x, w->w, w->b, h2, m, a, mo, s);
@@ -1082,7 +1096,7 @@ static double layer_error(struct ctx *x, float *const *deq, const struct lw *w, 
 	if (big) {
 		d->copy(d, xc, sub->x, sizeof(float) * nd);
 		d->rmsnorm(d, h, xc, w->ln1, m, x->dim, x->c.norm_eps);
-		attn_block(x, deq, w->b, h, m, big, t, s);
+		attn_block(x, w, deq, w->b, h, m, big, t, s);
 		d->add(d, xc, t, nd);
 		d->rmsnorm(d, h, xc, w->ln2, m, x->dim, x->c.norm_eps);
 		mlp_block(x, deq, w->b, h, m, big, t, s);

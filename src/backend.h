@@ -115,6 +115,12 @@ struct backend_i {
 			   float eps);
 	/* y[n][w.rows] = x[n][w.cols] . W^T (+ bias) */
 	int (*matmul)(struct backend *be, void *y, const void *x, const struct weight *w, int n);
+	/* Qwen3's q/k norms, in place on qkv[n][(nh + 2 nkv) hd], hd = q_norm->cols = k_norm->cols (float vectors):
+	 * each of the nh q heads of a row becomes rmsnorm(head) * q_norm, each of the nkv k heads
+	 * rmsnorm(head) * k_norm, the v heads are left alone; as add_rmsnorm on rows of hd
+	 * (normalized in float, rounded to act_dt, then the weight). Before rope_kv: the cache gets normed k. */
+	int (*qk_norm)(struct backend *be, void *qkv, const struct weight *q_norm, const struct weight *k_norm, int n,
+		       int n_heads, int n_kv_heads, float eps);
 	/* qkv[n][(nh + 2 nkv) hd]: rotate q and k (positions pos0+i, step's inv_freq), then store k and v of
 	 * the n tokens into the cache (quantized per kv->policy) */
 	int (*rope_kv)(struct backend *be, void *qkv, struct kv_cache *kv, int layer, int n_heads);

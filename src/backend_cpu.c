@@ -840,6 +840,30 @@ static int cpu_norm_matmul(struct backend *be, void *y, void *gu, void *xwv, con
 	return matmul_f32(c, gu, xwv, w, n) ? LM_ERR : cpu_swiglu(be, y, gu, n, w->rows / 2);
 }
 
+/* One row of hd in place: x = w * (x * rsqrt(mean(x^2) + eps)), as cpu_add_rmsnorm */
+static void rmsnorm_row(float *x, const float *w, int hd, float eps)
+{
+	double ss = 0;
+	for (int k = 0; k < hd; k++) ss += (double)x[k] * x[k];
+	float inv = 1.0f / sqrtf((float)(ss / hd) + eps);
+	for (int k = 0; k < hd; k++) x[k] = w[k] * (x[k] * inv);
+}
+
+/* Qwen3RMSNorm on each q head (q_norm) and each k head (k_norm) of every token's qkv row */
+static int cpu_qk_norm(struct backend *be, void *qkvv, const struct weight *qn, const struct weight *kn, int n,
+		       int n_heads, int n_kv_heads, float eps)
+{
+	if (qn->dt != DT_F32 || kn->dt != DT_F32 || qn->rows != 1 || kn->rows != 1 || qn->cols != kn->cols)
+		return lm_err(_("qk_norm: the norm weights must be F32 vectors of head_dim on the cpu backend"));
+	const int hd = qn->cols, width = (n_heads + 2 * n_kv_heads) * hd;
+	for (int i = 0; i < n; i++) {
+		float *row = (float *)qkvv + (size_t)i * width;
+		for (int h = 0; h < n_heads; h++) rmsnorm_row(row + (size_t)h * hd, qn->data, hd, eps);
+		for (int h = 0; h < n_kv_heads; h++) rmsnorm_row(row + (size_t)(n_heads + h) * hd, kn->data, hd, eps);
+	}
+	return LM_OK;
+}
+
 static int cpu_swiglu(struct backend *be, void *outv, const void *guv, int n, int ffn)
 {
 	for (int i = 0; i < n; i++) {
@@ -1089,6 +1113,7 @@ static const struct backend_i cpu_i = {
 	.embed = cpu_embed,
 	.add_rmsnorm = cpu_add_rmsnorm,
 	.matmul = cpu_matmul,
+	.qk_norm = cpu_qk_norm,
 	.rope_kv = cpu_rope_kv,
 	.attention = cpu_attention,
 	.swiglu = cpu_swiglu,

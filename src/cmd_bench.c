@@ -144,7 +144,8 @@ static size_t decode_weight_bytes(const struct model *m)
 	size_t b = 0;
 	for (int l = 0; l < m->cfg.n_layers; l++) {
 		const struct layer_weights *L = &m->layers[l];
-		b += L->attn_norm.bytes + L->wqkv.bytes + L->wo.bytes + L->ffn_norm.bytes + L->w13.bytes + L->w2.bytes;
+		b += L->attn_norm.bytes + L->wqkv.bytes + L->q_norm.bytes + L->k_norm.bytes + L->wo.bytes +
+		     L->ffn_norm.bytes + L->w13.bytes + L->w2.bytes;
 	}
 	b += m->final_norm.bytes;
 	b += m->lm_head.shared ? m->tok_embed.bytes : m->lm_head.bytes;
@@ -256,12 +257,12 @@ static void print_json(const struct bench_opts *o, const struct model *m, const 
  * against the measured step shows what the ops cost and what is left (gaps between different kernels in
  * the step's graph, the host's share of a step). */
 enum {
-	P_NORM, P_QKV, P_ROPE, P_ATTN, P_ROPE_ATTN, P_O, P_W13, P_SWIGLU, P_W13_SWIGLU, P_W2,
+	P_NORM, P_QKV, P_QK_NORM, P_ROPE, P_ATTN, P_ROPE_ATTN, P_O, P_W13, P_SWIGLU, P_W13_SWIGLU, P_W2,
 	P_QKV_NORM, P_O_RES, P_W13_NORM, P_W2_RES, P_N /* the last four: the norms folded into the GEMVs */
 };
-static const char *const p_name[P_N] = { "add_rmsnorm", "matmul wqkv", "rope_kv", "attention", "rope_attention",
-					  "matmul wo", "matmul w13", "swiglu", "matmul_swiglu w13", "matmul w2",
-					  "norm_matmul wqkv", "matmul_residual wo", "norm_matmul w13+swiglu",
+static const char *const p_name[P_N] = { "add_rmsnorm", "matmul wqkv", "qk_norm", "rope_kv", "attention",
+					  "rope_attention", "matmul wo", "matmul w13", "swiglu", "matmul_swiglu w13",
+					  "matmul w2", "norm_matmul wqkv", "matmul_residual wo", "norm_matmul w13+swiglu",
 					  "matmul_residual w2" };
 
 static int p_op(int k, struct fwd *f, struct kv_cache *kv, int l)
@@ -274,6 +275,7 @@ static int p_op(int k, struct fwd *f, struct kv_cache *kv, int l)
 	switch (k) {
 	case P_NORM: return b->add_rmsnorm(be, f->h, f->x, f->dx, &L->attn_norm, 1, c->norm_eps);
 	case P_QKV: return b->matmul(be, f->qkv, f->h, &L->wqkv, 1);
+	case P_QK_NORM: return b->qk_norm(be, f->qkv, &L->q_norm, &L->k_norm, 1, c->n_heads, c->n_kv_heads, c->norm_eps);
 	case P_ROPE: return b->rope_kv(be, f->qkv, kv, l, c->n_heads);
 	case P_ATTN: return b->attention(be, f->att, f->qkv, kv, l, c->n_heads);
 	case P_ROPE_ATTN: return b->rope_attention(be, f->att, f->qkv, kv, l, c->n_heads);
@@ -329,9 +331,13 @@ static int profile(struct fwd *f, struct kv_cache *kv, int32_t tok, int pos, con
 		bool in_step = (glu ? k != P_W13 && k != P_SWIGLU : k != P_W13_SWIGLU) &&
 			       (ra ? k != P_ROPE && k != P_ATTN : k != P_ROPE_ATTN);
 		/* folded, the step runs the four folded GEMVs and the attention (and two norms in all) */
-		if (fold == 0) in_step = in_step && (folded_op || k == P_NORM || k == P_ROPE || k == P_ATTN || k == P_ROPE_ATTN);
+		if (fold == 0)
+			in_step = in_step && (folded_op || k == P_NORM || k == P_QK_NORM || k == P_ROPE || k == P_ATTN ||
+					      k == P_ROPE_ATTN);
 		else in_step = in_step && !folded_op;
-		if ((k == P_W13_SWIGLU && !glu) || (k == P_ROPE_ATTN && !ra) || (folded_op && fold != 0)) continue;
+		if ((k == P_W13_SWIGLU && !glu) || (k == P_ROPE_ATTN && !ra) || (k == P_QK_NORM && !m->cfg.qk_norm) ||
+		    (folded_op && fold != 0))
+			continue;
 		const double count = k != P_NORM ? 1.0 : fold == 0 ? 2.0 / MAX(nl, 1) : 2.0;
 		double t0 = 0;
 		for (int rep = -2; rep < R; rep++) {

@@ -373,6 +373,7 @@ static int parse_arch(const struct cfg_ctx *x, struct model_config *c)
 		{ "MistralForCausalLM", "mistral", ARCH_LLAMA, false },
 		{ "Qwen2ForCausalLM", "qwen2", ARCH_QWEN2, false },
 		{ "InternLM2ForCausalLM", "internlm2", ARCH_INTERNLM2, false },
+		{ "Qwen3ForCausalLM", "qwen3", ARCH_QWEN3, false },
 		/* vision-language models whose language model is a Qwen2 at the top of the checkpoint (vision tower
 		 * under "visual."); their M-RoPE is plain RoPE for text, whose three position ids are equal */
 		{ "Qwen2VLForConditionalGeneration", "qwen2_vl", ARCH_QWEN2, true },
@@ -387,7 +388,7 @@ static int parse_arch(const struct cfg_ctx *x, struct model_config *c)
 			return LM_OK;
 		}
 	if (!name && !type) return lm_err(_("%s: key \"%sarchitectures\" is missing"), x->path, x->scope);
-	return lm_err(_("%s: key \"%s%s\": unsupported architecture \"%s\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, InternLM2ForCausalLM; InternVLChatModel around one of them; Qwen2-VL and Qwen2.5-VL; LLaVA and LLaVA-NeXT around Llama, Mistral or Qwen2)"),
+	return lm_err(_("%s: key \"%s%s\": unsupported architecture \"%s\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, InternLM2ForCausalLM; InternVLChatModel around one of them; Qwen2-VL and Qwen2.5-VL; LLaVA and LLaVA-NeXT around Llama, Mistral or Qwen2)"),
 		      x->path, x->scope, name ? "architectures" : "model_type", name ? name : type);
 }
 
@@ -409,7 +410,9 @@ static int parse_config(const struct cfg_ctx *x, struct model_config *c)
 		return lm_err(_("%s: key \"num_key_value_heads\" = %d does not divide num_attention_heads = %d"), x->path,
 			      c->n_kv_heads, c->n_heads);
 	const cJSON *hd = cJSON_GetObjectItemCaseSensitive(r, "head_dim");
-	if (!hd || cJSON_IsNull(hd)) {
+	if ((!hd || cJSON_IsNull(hd)) && c->arch == ARCH_QWEN3) {
+		c->head_dim = 128; /* Qwen3Config's default, not hidden_size / heads (Qwen3-0.6B: 1024 / 16 = 64) */
+	} else if (!hd || cJSON_IsNull(hd)) {
 		if (c->dim % c->n_heads)
 			return lm_err(_("%s: key \"hidden_size\" = %d is not a multiple of num_attention_heads = %d (and no head_dim)"),
 				      x->path, c->dim, c->n_heads);
@@ -443,6 +446,15 @@ static int parse_config(const struct cfg_ctx *x, struct model_config *c)
 		break;
 	case ARCH_INTERNLM2:
 		if (get_bool(x, r, "bias", false, &c->qkv_bias) != LM_OK) return LM_ERR;
+		break;
+	case ARCH_QWEN3:
+		/* Qwen2 with q_norm and k_norm, and q/k/v/o biases only with attention_bias (false in every Qwen3) */
+		c->qk_norm = true;
+		if (get_bool(x, r, "attention_bias", false, &c->qkv_bias) != LM_OK) return LM_ERR;
+		if (get_bool(x, r, "use_sliding_window", false, &b) != LM_OK) return LM_ERR;
+		if (b)
+			return lm_err(_("%s: key \"use_sliding_window\" = true: sliding-window attention is not supported"),
+				      x->path);
 		break;
 	case ARCH_LLAMA:
 		/* transformers' Mistral attends to the last sliding_window tokens only (Mistral 7B v0.1: 4096; null

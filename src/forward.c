@@ -1,8 +1,9 @@
 /* forward.c: the one forward pass, in model order, against struct backend_i.
  *
- * A Llama-family decoder (Llama, Mistral, Qwen2, InternLM2 after the loader's reordering):
+ * A Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, InternLM2 after the loader's reordering):
  *   x = embed(ids)
  *   per layer:  x += attention(rmsnorm(x)) ; x += mlp(rmsnorm(x))
+ *   (Qwen3's attention RMS-normalizes each q and k head after the projection, before RoPE)
  *   logits = lm_head(rmsnorm(x))
  * The residual add is fused into the next norm: add_rmsnorm(h, x, dx) does x += dx, h = rmsnorm(x). (Fusing
  * the output projection into that norm as well, a last-block epilogue, was measured slower on the H200: the
@@ -140,6 +141,9 @@ static int body(struct fwd *f, struct kv_cache *kv, int n)
 		if (tap(f, l, FWD_TAP_QKV, f->h, n, dim)) return LM_ERR;
 		if (folded ? b->norm_matmul(be, f->qkv, NULL, f->h, &L->wqkv, n, c->norm_eps)
 			   : b->matmul(be, f->qkv, f->h, &L->wqkv, n))
+			return LM_ERR;
+		/* Qwen3: RMSNorm of each q head and each k head (before RoPE, so the cache holds normed k) */
+		if (c->qk_norm && b->qk_norm(be, f->qkv, &L->q_norm, &L->k_norm, n, nh, c->n_kv_heads, c->norm_eps))
 			return LM_ERR;
 		/* RoPE on q and k, then k and v of these tokens into the cache; causal attention of q over the
 		 * cache: att = softmax(q k^T / sqrt(hd)) v (one op where the backend folds them together) */

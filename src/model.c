@@ -21,6 +21,7 @@
 struct names {
 	const char *embed, *norm, *lm_head;
 	const char *attn_norm, *ffn_norm;           /* per layer, without ".weight" */
+	const char *q_norm, *k_norm;                /* per layer: Qwen3's per-head norms (cfg.qk_norm) */
 	const char *q, *k, *v, *wqkv;               /* wqkv: packed (InternLM2), else q, k, v */
 	const char *o, *gate, *up, *down;
 };
@@ -28,6 +29,7 @@ struct names {
 static const struct names llama_names = {
 	.embed = "model.embed_tokens", .norm = "model.norm", .lm_head = "lm_head",
 	.attn_norm = "input_layernorm", .ffn_norm = "post_attention_layernorm",
+	.q_norm = "self_attn.q_norm", .k_norm = "self_attn.k_norm",
 	.q = "self_attn.q_proj", .k = "self_attn.k_proj", .v = "self_attn.v_proj",
 	.o = "self_attn.o_proj", .gate = "mlp.gate_proj", .up = "mlp.up_proj", .down = "mlp.down_proj",
 };
@@ -449,6 +451,12 @@ static int load_layer(struct loader *L, int l, const struct names *nm)
 	snprintf(what, sizeof what, "layer %d wqkv", l);
 	int rc = load_linear(L, &lw->wqkv, what, s, ns, c->dim, qkv_bm, false);
 	if (rc != LM_OK) goto out;
+	if (c->qk_norm) { /* [head_dim] each, dense in every format (AWQ and GPTQ leave norms alone) */
+		snprintf(base, sizeof base, "%s%s", pre, nm->q_norm);
+		if ((rc = load_plain(L, &lw->q_norm, base, 1, hd)) != LM_OK) goto out;
+		snprintf(base, sizeof base, "%s%s", pre, nm->k_norm);
+		if ((rc = load_plain(L, &lw->k_norm, base, 1, hd)) != LM_OK) goto out;
+	}
 
 	seg_set(&s[0], pre, nm->o, c->dim, 0, c->dim);
 	snprintf(what, sizeof what, "layer %d wo", l);
@@ -661,6 +669,8 @@ int model_init_dummy(struct model *m, const struct model_config *c, struct backe
 		struct layer_weights *lw = &m->layers[l];
 		if ((rc = dummy_weight(m, &lw->attn_norm, false, 1, c->dim, false, s++, false)) != LM_OK ||
 		    (rc = dummy_weight(m, &lw->wqkv, q, qkv, c->dim, c->qkv_bias, s++, false)) != LM_OK ||
+		    (c->qk_norm && (rc = dummy_weight(m, &lw->q_norm, false, 1, hd, false, s++, false)) != LM_OK) ||
+		    (c->qk_norm && (rc = dummy_weight(m, &lw->k_norm, false, 1, hd, false, s++, false)) != LM_OK) ||
 		    (rc = dummy_weight(m, &lw->wo, q, c->dim, c->n_heads * hd, false, s++, false)) != LM_OK ||
 		    (rc = dummy_weight(m, &lw->ffn_norm, false, 1, c->dim, false, s++, false)) != LM_OK ||
 		    (rc = dummy_weight(m, &lw->w13, q, 2 * c->ffn, c->dim, false, s++, true)) != LM_OK)
@@ -699,6 +709,8 @@ void model_free(struct model *m)
 			struct layer_weights *lw = &m->layers[l];
 			weight_release(be, &lw->attn_norm);
 			weight_release(be, &lw->wqkv);
+			weight_release(be, &lw->q_norm);
+			weight_release(be, &lw->k_norm);
 			weight_release(be, &lw->wo);
 			weight_release(be, &lw->ffn_norm);
 			weight_release(be, &lw->w13);

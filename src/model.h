@@ -6,7 +6,9 @@
  *   w13    [ 2 * ffn ][ dim ]                              rows: gate (w1) then up (w3)
  *   w2     [ dim ][ ffn ]
  * Llama/Qwen2's separate q,k,v (and gate,up) are concatenated at load; InternLM2's packed wqkv
- * (per kv head: its q heads, then k, then v) is reordered. One fused GEMM each saves launches and re-reads. */
+ * (per kv head: its q heads, then k, then v) is reordered. One fused GEMM each saves launches and re-reads.
+ * Qwen3 adds q_norm and k_norm [head_dim]: an RMSNorm of each q head and each k head, between the
+ * projection and RoPE. */
 #ifndef LMTERM_MODEL_H
 #define LMTERM_MODEL_H
 
@@ -19,7 +21,7 @@ extern "C" {
 struct backend;
 struct st_set;
 
-enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_INTERNLM2 };
+enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_INTERNLM2, ARCH_QWEN3 };
 enum quant_method { QUANT_NONE, QUANT_AWQ, QUANT_GPTQ };
 enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_DYNAMIC };
 
@@ -36,12 +38,13 @@ struct rope_cfg {
 struct model_config {
 	enum arch arch;
 	char arch_name[64];   /* "LlamaForCausalLM", ... as in config.json */
-	char model_type[32];  /* "llama", "qwen2", "internlm2" */
+	char model_type[32];  /* "llama", "qwen2", "internlm2", "qwen3" */
 	int vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn, max_pos;
 	float norm_eps;
 	struct rope_cfg rope;
 	bool tie_embed;       /* lm_head shares tok_embed */
-	bool qkv_bias;        /* qwen2, internlm2 with bias=true */
+	bool qkv_bias;        /* qwen2, internlm2 with bias=true, llama and qwen3 with attention_bias=true */
+	bool qk_norm;         /* qwen3: q and k RMS-normed per head (q_norm, k_norm) before RoPE */
 	enum dtype dtype;     /* torch_dtype / dtype: DT_F32, DT_F16 or DT_BF16 */
 	int bos_id;           /* -1 if none */
 	int eos_ids[MAX_EOS]; /* config.json, then generation_config.json adds its own */
@@ -105,6 +108,8 @@ struct host_weight {
 struct layer_weights {
 	struct weight attn_norm; /* [dim] */
 	struct weight wqkv;      /* see top of file */
+	struct weight q_norm;    /* [head_dim], with cfg.qk_norm (else empty) */
+	struct weight k_norm;    /* [head_dim], with cfg.qk_norm (else empty) */
 	struct weight wo;
 	struct weight ffn_norm;  /* [dim] */
 	struct weight w13;

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const tmpl_builtin_names[] = { "internlm2", "chatml", "llama3", "llama2", "base", NULL };
+const char *const tmpl_builtin_names[] = { "internlm2", "chatml", "qwen3", "llama3", "llama2", "base", NULL };
 
 struct builtin {
 	const char *name, *prefix, *system, *meta, *eosys, *user, *eoh, *assistant, *eoa, *sep;
@@ -24,6 +24,10 @@ static const struct builtin builtins[] = {
 	  "<|im_start|>assistant\n", "<|im_end|>", "\n", { "<|im_end|>", "<|action_end|>" }, false, false, false },
 	/* Qwen2 and the demo models */
 	{ "chatml", "", "<|im_start|>system\n", "", "<|im_end|>\n", "<|im_start|>user\n", "<|im_end|>\n",
+	  "<|im_start|>assistant\n", "<|im_end|>", "\n", { "<|im_end|>", "<|endoftext|>" }, false, false, false },
+	/* LMDeploy's "qwen3": ChatML, thinking left on (no empty <think></think> after the prompt), for a Qwen3 without
+	 * its own template; Qwen3's own Jinja template (it drops the reasoning of earlier turns) is preferred */
+	{ "qwen3", "", "<|im_start|>system\n", "", "<|im_end|>\n", "<|im_start|>user\n", "<|im_end|>\n",
 	  "<|im_start|>assistant\n", "<|im_end|>", "\n", { "<|im_end|>", "<|endoftext|>" }, false, false, false },
 	{ "llama3", "<|begin_of_text|>", "<|start_header_id|>system<|end_header_id|>\n\n", "", "<|eot_id|>",
 	  "<|start_header_id|>user<|end_header_id|>\n\n", "<|eot_id|>",
@@ -65,7 +69,7 @@ int tmpl_builtin(struct chat_template *t, const char *name)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(builtins); i++)
 		if (strcmp(builtins[i].name, name) == 0) return from_builtin(t, &builtins[i]);
-	return lm_err(_("--chat-template: unknown template '%s' (built in: internlm2, chatml, llama3, llama2, base; "
+	return lm_err(_("--chat-template: unknown template '%s' (built in: internlm2, chatml, qwen3, llama3, llama2, base; "
 			"or a JSON file in LMDeploy's format)"), name);
 }
 
@@ -148,6 +152,7 @@ static const char *guess_from_jinja(const char *j, const char *model_type)
 	if (strstr(j, "<|start_header_id|>")) return "llama3";
 	if (strstr(j, "<|im_start|>")) {
 		if (strcmp(model_type, "internlm2") == 0 && strstr(j, "bos_token")) return "internlm2";
+		if (strcmp(model_type, "qwen3") == 0) return "qwen3";
 		return "chatml";
 	}
 	if (strstr(j, "[INST]")) return "llama2";
@@ -283,6 +288,7 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 	if (!name) {
 		if (strcmp(model_type, "internlm2") == 0) name = "internlm2";
 		else if (strcmp(model_type, "qwen2") == 0) name = "chatml";
+		else if (strcmp(model_type, "qwen3") == 0) name = "qwen3";
 		else name = "base";
 	}
 	int rc = tmpl_builtin(t, name);

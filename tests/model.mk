@@ -6,6 +6,9 @@ tests_test_kvquant_LDADD = $(LMTERM_TEST_LIBS)
 check_PROGRAMS += tests/test_golden tests/st_tool
 TESTS += tests/test_golden tests/test_generate.sh tests/test_lmdeploy_opts.sh tests/test_golden_fold.sh
 EXTRA_DIST += tests/test_generate.sh tests/test_lmdeploy_opts.sh tests/test_golden_fold.sh
+# Qwen3 (q/k norms) against an independent reference forward: fp32, KV int8/int4, AWQ round trip
+TESTS += tests/test_qwen3.sh
+EXTRA_DIST += tests/test_qwen3.sh tests/make_qwen3.py
 tests_test_golden_LDADD = $(LMTERM_TEST_LIBS)
 tests_st_tool_LDADD = $(LMTERM_TEST_LIBS)
 tests_test_backend_cpu_LDADD = $(LMTERM_TEST_LIBS)

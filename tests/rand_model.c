@@ -233,6 +233,11 @@ int main(int argc, char **argv)
 				ADD("model.layers.%d.self_attn.k_proj.bias", kvd, 0, 0.0f, half);
 				ADD("model.layers.%d.self_attn.v_proj.bias", kvd, 0, 0.0f, half);
 			}
+			if (c.qkv_bias && c.arch == ARCH_QWEN3) ADD("model.layers.%d.self_attn.o_proj.bias", dim, 0, 0.0f, half);
+			if (c.qk_norm) { /* Qwen3 */
+				ADD("model.layers.%d.self_attn.q_norm.weight", c.head_dim, 0, 1.0f, 0.25f);
+				ADD("model.layers.%d.self_attn.k_norm.weight", c.head_dim, 0, 1.0f, 0.25f);
+			}
 			ADD("model.layers.%d.self_attn.o_proj.weight", dim, qd, 0.0f, half);
 			ADD("model.layers.%d.post_attention_layernorm.weight", dim, 0, 1.0f, 0.25f);
 			ADD("model.layers.%d.mlp.gate_proj.weight", ffn, dim, 0.0f, half);

@@ -2,7 +2,7 @@
  * not reach (inputs not a multiple of 8, outputs not a multiple of 4, more tokens than a tile), and its
  * memory accounting (exact bytes per category, peaks, host figures from /proc).
  *  - matmul with F32, F16, BF16 and AWQ weights (the AWQ one built in AutoAWQ's gemm layout here), with bias
- *  - embed, add_rmsnorm, swiglu, logits
+ *  - embed, add_rmsnorm, swiglu, logits; qk_norm (Qwen3's per-head q/k RMSNorm, head_dim 6, v untouched)
  *  - alloc/free per category; weight bytes; mem_stats valid flags */
 #include "config.h"
 #include "backend.h"
@@ -158,6 +158,7 @@ int main(void)
 		return 1;
 	}
 	double e = 0;
+	int rc;
 	for (int i = 0; i < NT; i++)
 		for (int k = 0; k < D; k++) e = fmax(e, fabs(x[i * D + k] - tab[ids[i] * D + k]));
 	check(e == 0, "embed", e, 0);
@@ -182,8 +183,45 @@ int main(void)
 	be->i->logits(be, lg, h, &wtab, NT);
 	ref_mm(r, h, tab, NULL, NT, V, D);
 	check(rel(lg, r, NT * V) <= 1e-6, "logits", rel(lg, r, NT * V), 1e-6);
+
+	/* qk_norm: 3 q heads, 1 k head and 1 v head of 6 per token, in place; the weights differ per head kind */
+	enum { QH = 3, KH = 1, HD = 6, QW = (QH + 2 * KH) * HD };
+	float qkv[NT * QW], qn[HD], kn[HD];
+	double qr[NT * QW];
+	for (int i = 0; i < NT * QW; i++) qr[i] = qkv[i] = 3 * frand();
+	uint16_t qn16[HD]; /* q_norm as a bf16 checkpoint holds it (float in the backend), k_norm as F32 */
+	for (int i = 0; i < HD; i++) {
+		qn16[i] = f32_to_bf16(1 + 0.5f * frand());
+		qn[i] = bf16_to_f32(qn16[i]);
+		kn[i] = 0.5f + frand();
+	}
+	for (int i = 0; i < NT; i++)
+		for (int hh = 0; hh < QH + KH; hh++) {
+			double *v = qr + i * QW + hh * HD, ss = 0;
+			for (int k = 0; k < HD; k++) ss += v[k] * v[k];
+			for (int k = 0; k < HD; k++) v[k] = (hh < QH ? qn[k] : kn[k]) * v[k] / sqrt(ss / HD + 1e-6);
+		}
+	struct host_weight hq = { .dt = DT_BF16, .rows = 1, .cols = HD, .data = qn16 },
+			   hk = { .dt = DT_F32, .rows = 1, .cols = HD, .data = kn };
+	struct weight wq, wk;
+	if (be->i->weight_load(be, &wq, &hq) || be->i->weight_load(be, &wk, &hk) ||
+	    be->i->qk_norm(be, qkv, &wq, &wk, NT, QH, KH, 1e-6f)) {
+		printf("FAIL: qk_norm: %s\n", lm_errmsg());
+		return 1;
+	}
+	check(rel(qkv, qr, NT * QW) <= 1e-6, "qk_norm: q, k normed per head, v as it was", rel(qkv, qr, NT * QW), 1e-6);
+	e = 0;
+	for (int i = 0; i < NT; i++)
+		for (int k = (QH + KH) * HD; k < QW; k++) e = fmax(e, fabs(qkv[i * QW + k] - qr[i * QW + k]));
+	check(e == 0, "qk_norm: v heads untouched", e, 0);
+	rc = be->i->qk_norm(be, qkv, &wq, &wn, NT, QH, KH, 1e-6f); /* a k_norm of another size */
+	printf("qk_norm with norms of %d and %d: %s\n", wq.cols, wn.cols, rc ? lm_errmsg() : "accepted");
+	if (!rc) fails++;
+	be->i->weight_free(be, &wq);
+	be->i->weight_free(be, &wk);
+
 	ids[2] = V; /* out of the vocabulary: an error, not a read past the table */
-	int rc = be->i->embed(be, x, &wtab);
+	rc = be->i->embed(be, x, &wtab);
 	printf("embed of id %d: %s\n", V, rc ? lm_errmsg() : "accepted");
 	if (!rc) fails++;
 

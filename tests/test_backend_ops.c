@@ -1,6 +1,7 @@
 /* test_backend_ops: every op and fused op of the cuda backend against the cpu backend (the reference), as
  * ggml's test-backend-ops does, for F16 and BF16 activations:
  *   allocator (exact bytes and peaks per category), embed, add_rmsnorm (with and without the residual),
+ *   qk_norm (Qwen3's per-head q/k RMSNorm, in place on the qkv rows),
  *   matmul (GEMV batch 1..8, cuBLAS beyond, K not a multiple of 8, bias, F32 weights converted),
  *   W4A16 matmul (AWQ layout repacked; GEMV and dequant + cuBLAS), the norms folded into it, matmul + swiglu fused, swiglu, rope_kv + attention over a
  *   paged cache (policies 0/8/4, prefill then decode then a chunk), logits (float), argmax, and a decode
@@ -283,6 +284,52 @@ static void test_rmsnorm(int dim, int n, bool with_dx)
 	free(w);
 	free(xv);
 	free(dv);
+}
+
+/* Qwen3's q_norm/k_norm on qkv rows of nh q, nkv k and nkv v heads of hd: q and k heads normed in place, v
+ * left exactly as it was */
+static void test_qk_norm(int nh, int nkv, int hd, int n)
+{
+	char what[96];
+	float *wq = host_dense(DT_F32, 1, hd, 0.5f), *wk = host_dense(DT_F32, 1, hd, 0.5f);
+	for (int i = 0; i < hd; i++) {
+		wq[i] += 1.0f;
+		wk[i] += 1.0f;
+	}
+	struct host_weight hq = { .dt = DT_F32, .rows = 1, .cols = hd, .data = wq },
+			   hk = { .dt = DT_F32, .rows = 1, .cols = hd, .data = wk };
+	struct weight cq, gq, ck, gk;
+	load_both(&cq, &gq, &hq, "qk_norm");
+	load_both(&ck, &gk, &hk, "qk_norm");
+	struct buf qkv = buf_new((size_t)n * (nh + 2 * nkv) * hd);
+	float *v = rand_vec(qkv.n, 4.0f);
+	buf_put(&qkv, v);
+	const float eps = 1e-6f;
+	if (cpu->i->qk_norm(cpu, qkv.c, &cq, &ck, n, nh, nkv, eps) || gpu->i->qk_norm(gpu, qkv.g, &gq, &gk, n, nh, nkv, eps))
+		DIE("qk_norm");
+	snprintf(what, sizeof what, "qk_norm nh %d nkv %d hd %d n %d", nh, nkv, hd, n);
+	/* rounded twice on the gpu (the norm, then the weight), as add_rmsnorm */
+	compare_buf(what, &qkv, 2.5 * b_round());
+	/* the v heads: untouched, bit for bit */
+	uint16_t *h = malloc(qkv.n * 2);
+	if (!h || gpu->i->download(gpu, h, qkv.g, qkv.n * 2)) DIE("download");
+	size_t changed = 0;
+	for (int i = 0; i < n; i++)
+		for (int k = (nh + nkv) * hd; k < (nh + 2 * nkv) * hd; k++) {
+			size_t at = (size_t)i * (nh + 2 * nkv) * hd + k;
+			changed += h[at] != to_act(v[at]);
+		}
+	checks++;
+	printf("%-4s qk_norm nh %d nkv %d hd %d n %d: v heads untouched (%zu changed)\n", changed ? "FAIL" : "ok", nh,
+	       nkv, hd, n, changed);
+	if (changed) fails++;
+	free(h);
+	buf_free(&qkv);
+	free_both(&cq, &gq);
+	free_both(&ck, &gk);
+	free(wq);
+	free(wk);
+	free(v);
 }
 
 static void test_matmul(int N, int K, int n, enum dtype wdt, bool bias)
@@ -609,8 +656,8 @@ static void test_attention(int nh, int nkv, int hd, int policy, int fused)
 
 /* a decode step (embed, norm, qkv, rope_kv, attention, wo) as forward.c runs it: in a graph on the gpu,
  * replayed at new positions with new ids (rope_attention where the backend has it, as forward.c); plain on the
- * cpu */
-static void test_graph(void)
+ * cpu. qk: with Qwen3's qk_norm between the qkv projection and RoPE. */
+static void test_graph(bool qk)
 {
 	const int vocab = 500, dim = 256, nh = 4, nkv = 2, hd = 64, qw = (nh + 2 * nkv) * hd, bl = 16;
 	struct kv_cache kc = { .n_layers = 1, .n_kv_heads = nkv, .head_dim = hd, .block_len = bl, .n_blocks = 8 };
@@ -620,17 +667,26 @@ static void test_graph(void)
 	int32_t blocks[8] = { 3, 7, 1, 0, 5, 2, 6, 4 };
 	void *tab = host_dense(act, vocab, dim, 1.0f), *wqkv = host_dense(act, qw, dim, 0.1f),
 	     *wo = host_dense(act, dim, nh * hd, 0.1f);
-	float *nw = host_dense(DT_F32, 1, dim, 0.2f);
+	float *nw = host_dense(DT_F32, 1, dim, 0.2f), *qn = host_dense(DT_F32, 1, hd, 0.2f),
+	      *kn = host_dense(DT_F32, 1, hd, 0.2f);
 	for (int i = 0; i < dim; i++) nw[i] += 1.f;
+	for (int i = 0; i < hd; i++) {
+		qn[i] += 1.f;
+		kn[i] += 1.f;
+	}
 	struct host_weight h_tab = { .dt = act, .rows = vocab, .cols = dim, .data = tab },
 			   h_qkv = { .dt = act, .rows = qw, .cols = dim, .data = wqkv },
 			   h_wo = { .dt = act, .rows = dim, .cols = nh * hd, .data = wo },
-			   h_nw = { .dt = DT_F32, .rows = 1, .cols = dim, .data = nw };
-	struct weight c_tab, g_tab, c_qkv, g_qkv, c_wo, g_wo, c_nw, g_nw;
+			   h_nw = { .dt = DT_F32, .rows = 1, .cols = dim, .data = nw },
+			   h_qn = { .dt = DT_F32, .rows = 1, .cols = hd, .data = qn },
+			   h_kn = { .dt = DT_F32, .rows = 1, .cols = hd, .data = kn };
+	struct weight c_tab, g_tab, c_qkv, g_qkv, c_wo, g_wo, c_nw, g_nw, c_qn, g_qn, c_kn, g_kn;
 	load_both(&c_tab, &g_tab, &h_tab, "graph");
 	load_both(&c_qkv, &g_qkv, &h_qkv, "graph");
 	load_both(&c_wo, &g_wo, &h_wo, "graph");
 	load_both(&c_nw, &g_nw, &h_nw, "graph");
+	load_both(&c_qn, &g_qn, &h_qn, "graph");
+	load_both(&c_kn, &g_kn, &h_kn, "graph");
 	/* buffers for 20 tokens (the prefill), then decode steps use row 0 */
 	const int T = 20;
 	struct buf x = buf_new((size_t)T * dim), h = buf_new((size_t)T * dim), q = buf_new((size_t)T * qw),
@@ -646,7 +702,7 @@ static void test_graph(void)
 			struct backend *be = bes[bi];
 			bool g = bi == 1 && n == 1;
 			const struct weight *tb = bi ? &g_tab : &c_tab, *wq = bi ? &g_qkv : &c_qkv, *wot = bi ? &g_wo : &c_wo,
-					    *wn = bi ? &g_nw : &c_nw;
+					    *wn = bi ? &g_nw : &c_nw, *wqn = bi ? &g_qn : &c_qn, *wkn = bi ? &g_kn : &c_kn;
 			struct kv_cache *kv = bi ? &kg : &kc;
 			void *X = bi ? x.g : x.c, *H = bi ? h.g : h.c, *Q = bi ? q.g : q.c, *A = bi ? a.g : a.c,
 			     *O = bi ? o.g : o.c;
@@ -655,6 +711,7 @@ static void test_graph(void)
 			if (rc == 1) replays++;
 			if (rc == 0 && (be->i->embed(be, X, tb) || be->i->add_rmsnorm(be, H, X, NULL, wn, n, 1e-5f) ||
 					be->i->matmul(be, Q, H, wq, n) ||
+					(qk && be->i->qk_norm(be, Q, wqn, wkn, n, nh, nkv, 1e-6f)) ||
 					(be->i->rope_attention ? be->i->rope_attention(be, A, Q, kv, 0, nh)
 							       : be->i->rope_kv(be, Q, kv, 0, nh) ||
 								 be->i->attention(be, A, Q, kv, 0, nh)) ||
@@ -664,7 +721,7 @@ static void test_graph(void)
 		}
 		if (gpu->i->sync(gpu)) DIE("sync");
 		char what[96];
-		snprintf(what, sizeof what, "decode step %d (pos %d) through %s", step, pos0,
+		snprintf(what, sizeof what, "decode step %d (pos %d)%s through %s", step, pos0, qk ? " +qk_norm" : "",
 			 step == 0 ? "plain ops" : "a CUDA graph");
 		/* compare only the rows this step wrote */
 		struct buf view = o;
@@ -693,12 +750,16 @@ static void test_graph(void)
 	free_both(&c_qkv, &g_qkv);
 	free_both(&c_wo, &g_wo);
 	free_both(&c_nw, &g_nw);
+	free_both(&c_qn, &g_qn);
+	free_both(&c_kn, &g_kn);
 	cpu->i->kv_free(cpu, &kc);
 	gpu->i->kv_free(gpu, &kg);
 	free(tab);
 	free(wqkv);
 	free(wo);
 	free(nw);
+	free(qn);
+	free(kn);
 }
 
 /* ---- sampling on the device (backend op sample) against the host sampler (src/sampler.c) ---- */
@@ -1106,6 +1167,15 @@ static void run_all(void)
 	test_rmsnorm(16384, 1, true); /* beyond the registers: the loop */
 	test_rmsnorm(1000, 2, false);
 
+	/* Qwen3's q/k norms: Qwen3-0.6B..8B's heads (16/8, 32/8 of 128), one token and a prefill; head sizes
+	 * of 64 and 256, one not a multiple of 32 (a partial warp pass), and a head beyond 8 chunks per lane */
+	test_qk_norm(16, 8, 128, 1);
+	test_qk_norm(32, 8, 128, 37);
+	test_qk_norm(4, 2, 64, 5);
+	test_qk_norm(8, 1, 256, 3);
+	test_qk_norm(3, 3, 40, 2);
+	test_qk_norm(2, 1, 512, 2);
+
 	const int ns[] = { 1, 2, 3, 4, 5, 7, 8, 9, 40 };
 	for (size_t i = 0; i < ARRAY_SIZE(ns); i++) test_matmul(384, 256, ns[i], act, i % 3 == 0);
 	test_matmul(1000, 4096, 1, act, false);
@@ -1185,7 +1255,8 @@ static void run_all(void)
 		}
 		test_attention(28, 4, 128, pol[p], 1); /* Qwen2-7B's group of 7 */
 	}
-	test_graph();
+	test_graph(false);
+	test_graph(true);
 	test_sample_all();
 
 	/* everything given back */

@@ -1,8 +1,8 @@
 /* The Jinja interpreter runs the real chat_template texts of Llama 3, Qwen3 (with its <think> handling) and the
- * demo models and reproduces $TESTDATA/templates/goldens.json byte for byte; it runs 45 more real templates of
- * popular models (templates/extra.json: Llama 3.1-3.3, Qwen2.5, QwQ, Mistral v0.1-v7/Nemo/Small 3.2, Gemma 1-3,
+ * demo models and reproduces $TESTDATA/templates/goldens.json byte for byte; it runs 46 more real templates of
+ * popular models (templates/extra.json: Llama 3.1-3.3, Qwen2.5, Qwen3, QwQ, Mistral v0.1-v7/Nemo/Small 3.2, Gemma 1-3,
  * Phi-3/3.5/4, DeepSeek, GLM, Granite, gpt-oss, Command R, Kimi, ...) as Python's jinja2 does under transformers'
- * settings (extra_goldens.json) and 219 small templates, one rule each (snippet_goldens.json); plus expression and
+ * settings (extra_goldens.json) and 225 small templates, one rule each (snippet_goldens.json); plus expression and
  * whitespace cases whose results Jinja defines, errors for what it does not support, and its bounds. */
 #include "config.h"
 #include "jinja.h"

@@ -1011,6 +1011,56 @@ static int load_cfg_text(const char *sub, const char *text, const char *gen, str
 	return config_load(c, path);
 }
 
+/* Qwen3: Qwen3-0.6B's config.json as published (head_dim 128 while hidden / heads is 64); head_dim absent is
+ * Qwen3Config's 128; model_type alone names it; attention_bias gives the q/k/v/o biases; InternVL around it */
+static void check_qwen3_config(void)
+{
+	struct model_config c;
+	char path[4300];
+	int rc = load_cfg_text("qwen3-06b",
+			       "{\"architectures\": [\"Qwen3ForCausalLM\"], \"attention_bias\": false, \"attention_dropout\": 0.0,"
+			       " \"bos_token_id\": 151643, \"eos_token_id\": 151645, \"head_dim\": 128, \"hidden_act\": \"silu\","
+			       " \"hidden_size\": 1024, \"initializer_range\": 0.02, \"intermediate_size\": 3072,"
+			       " \"max_position_embeddings\": 40960, \"max_window_layers\": 28, \"model_type\": \"qwen3\","
+			       " \"num_attention_heads\": 16, \"num_hidden_layers\": 28, \"num_key_value_heads\": 8,"
+			       " \"rms_norm_eps\": 1e-06, \"rope_scaling\": null, \"rope_theta\": 1000000, \"sliding_window\": null,"
+			       " \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\", \"transformers_version\": \"4.51.0\","
+			       " \"use_cache\": true, \"use_sliding_window\": false, \"vocab_size\": 151936}",
+			       NULL, &c, path, sizeof path);
+	CHECK(rc == LM_OK && c.arch == ARCH_QWEN3 && !strcmp(c.arch_name, "Qwen3ForCausalLM") &&
+		      !strcmp(c.model_type, "qwen3") && c.dim == 1024 && c.n_heads == 16 && c.n_kv_heads == 8 &&
+		      c.head_dim == 128 && c.qk_norm && !c.qkv_bias && c.tie_embed && c.rope.theta == 1e6f &&
+		      fabsf(c.norm_eps - 1e-6f) < 1e-12f && c.dtype == DT_BF16 && c.n_eos == 1 && c.eos_ids[0] == 151645 &&
+		      c.sliding_window == 0,
+	      "Qwen3-0.6B: rc %d '%s' arch %d head_dim %d qk_norm %d", rc, lm_errmsg(), c.arch, c.head_dim, c.qk_norm);
+	rc = load_cfg_text("qwen3-nohd",
+			   "{\"model_type\": \"qwen3\", \"hidden_size\": 1024, \"num_attention_heads\": 16,"
+			   " \"num_hidden_layers\": 2, \"intermediate_size\": 3072, \"vocab_size\": 1000, \"attention_bias\": true}",
+			   NULL, &c, path, sizeof path);
+	CHECK(rc == LM_OK && c.arch == ARCH_QWEN3 && c.head_dim == 128 && c.qkv_bias && c.qk_norm && c.n_kv_heads == 16,
+	      "Qwen3 without head_dim or architectures: rc %d '%s' head_dim %d", rc, lm_errmsg(), c.head_dim);
+	/* a Qwen2 is unchanged: hidden / heads, no q/k norms */
+	rc = load_cfg_text("qwen2-nohd",
+			   "{\"model_type\": \"qwen2\", \"hidden_size\": 1024, \"num_attention_heads\": 16,"
+			   " \"num_hidden_layers\": 2, \"intermediate_size\": 3072, \"vocab_size\": 1000}",
+			   NULL, &c, path, sizeof path);
+	CHECK(rc == LM_OK && c.arch == ARCH_QWEN2 && c.head_dim == 64 && !c.qk_norm && c.qkv_bias,
+	      "Qwen2: rc %d '%s' head_dim %d", rc, lm_errmsg(), c.head_dim);
+	rc = load_cfg_text("qwen3-sw",
+			   "{\"model_type\": \"qwen3\", \"hidden_size\": 64, \"num_attention_heads\": 4, \"num_hidden_layers\": 2,"
+			   " \"intermediate_size\": 128, \"vocab_size\": 100, \"use_sliding_window\": true}",
+			   NULL, &c, path, sizeof path);
+	CHECK(rc == LM_ERR && strstr(lm_errmsg(), "use_sliding_window\" = true"), "Qwen3 sliding window: '%s'", lm_errmsg());
+	/* InternVL 3.5's layout: the language model's config under llm_config */
+	rc = load_cfg_text("ivl-qwen3",
+			   "{\"architectures\": [\"InternVLChatModel\"], \"llm_config\": {\"architectures\": [\"Qwen3ForCausalLM\"],"
+			   " \"model_type\": \"qwen3\", \"hidden_size\": 64, \"num_attention_heads\": 4, \"num_key_value_heads\": 2,"
+			   " \"head_dim\": 32, \"num_hidden_layers\": 2, \"intermediate_size\": 128, \"vocab_size\": 100}}",
+			   NULL, &c, path, sizeof path);
+	CHECK(rc == LM_OK && c.arch == ARCH_QWEN3 && c.qk_norm && c.head_dim == 32 && !strcmp(c.wrapper, "InternVLChatModel"),
+	      "InternVL around Qwen3: rc %d '%s'", rc, lm_errmsg());
+}
+
 /* LLaVA's text_config as llava-hf publishes it: only what differs from the model_type's transformers defaults
  * (LlamaConfig, MistralConfig, Qwen2Config), which fill in the rest; the dtype from the top where it has none. */
 static void check_llava_config(void)
@@ -1175,6 +1225,7 @@ static void check_config(const char *demo, const char *fixtures)
 	}
 
 	check_llava_config();
+	check_qwen3_config();
 
 	/* errors name the file and key */
 	static const struct { const char *desc, *text, *gen, *want; } bad[] = {

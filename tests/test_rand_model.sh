@@ -1,6 +1,6 @@
 #!/bin/sh
 # test_rand_model: tests/rand_model writes random-weight models that lmterm loads and runs (Llama, Qwen2 with
-# biases and tied embeddings, InternLM2 with packed wqkv), deterministically for a seed whatever the thread
+# biases and tied embeddings, InternLM2 with packed wqkv, Qwen3 with q/k norms and a head_dim of its own), deterministically for a seed whatever the thread
 # count, and refuses a tokenizer larger than the config's vocabulary.
 . "${top_srcdir:-.}/tests/lib.sh"
 RM=${top_builddir:-.}/tests/rand_model
@@ -11,7 +11,8 @@ common='"hidden_size":128,"intermediate_size":384,"num_attention_heads":4,"num_k
 echo "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\",$common,\"torch_dtype\":\"bfloat16\",\"initializer_range\":0.05}" > "$tmp/llama.json"
 echo "{\"architectures\":[\"Qwen2ForCausalLM\"],\"model_type\":\"qwen2\",$common,\"tie_word_embeddings\":true,\"torch_dtype\":\"float16\"}" > "$tmp/qwen2.json"
 echo "{\"architectures\":[\"InternLM2ForCausalLM\"],\"model_type\":\"internlm2\",$common,\"bias\":false,\"torch_dtype\":\"bfloat16\"}" > "$tmp/internlm2.json"
-for a in llama qwen2 internlm2; do
+echo "{\"architectures\":[\"Qwen3ForCausalLM\"],\"model_type\":\"qwen3\",$common,\"head_dim\":64,\"tie_word_embeddings\":true,\"torch_dtype\":\"bfloat16\"}" > "$tmp/qwen3.json"
+for a in llama qwen2 internlm2 qwen3; do
 	"$RM" "$tmp/$a.json" "$tmp/$a" --tokenizer "$DEMO" --threads 2 2>"$tmp/log" || { fail "$a: $(cat "$tmp/log")"; continue; }
 	n=$(ls "$tmp/$a"/model-*.safetensors | wc -l)
 	[ "$n" -eq 3 ] && pass "$a: 3 shards" || fail "$a: $n shards"
@@ -25,6 +26,8 @@ grep -q 'self_attn.q_proj.bias' "$tmp/qwen2/model.safetensors.index.json" && pas
 grep -q 'lm_head' "$tmp/qwen2/model.safetensors.index.json" && fail "qwen2: lm_head written though tied" || pass "qwen2: tied, no lm_head"
 grep -q 'attention.wqkv.weight' "$tmp/internlm2/model.safetensors.index.json" && grep -q '"output.weight"' "$tmp/internlm2/model.safetensors.index.json" \
 	&& pass "internlm2: packed wqkv, output.weight" || fail "internlm2: names"
+grep -q 'self_attn.k_norm.weight' "$tmp/qwen3/model.safetensors.index.json" && ! grep -q 'q_proj.bias' "$tmp/qwen3/model.safetensors.index.json" \
+	&& pass "qwen3: q/k norms, no biases" || fail "qwen3: names"
 # same seed, other thread count: the same bytes; another seed: other bytes
 "$RM" "$tmp/llama.json" "$tmp/llama1" --tokenizer "$DEMO" --threads 1 2>/dev/null
 "$RM" "$tmp/llama.json" "$tmp/llama2" --tokenizer "$DEMO" --threads 2 --seed 2 2>/dev/null

@@ -272,7 +272,7 @@ int main(void)
 	n = check_goldens(g, "llama3", "llama3", &m);
 	CHECK(n >= 3 && m == n, "llama3: %d of %d", m, n);
 	/* Qwen3's own template adds <think> blocks that only its Jinja text reproduces: informational */
-	check_goldens(g, "qwen3", "chatml", &m);
+	check_goldens(g, "qwen3", "qwen3", &m);
 	cJSON_Delete(g);
 
 	/* choosing from tokenizer_config.json */
@@ -280,7 +280,8 @@ int main(void)
 	if (!mkdtemp(dir)) return 1;
 	struct { const char *file, *model_type, *want; } choose[] = {
 		{ "tokenizers/llama3.tokenizer_config.json", "llama", "llama3" },
-		{ "tokenizers/qwen3.tokenizer_config.json", "qwen3", "jinja (chatml)" }, /* <think>: its own */
+		{ "tokenizers/qwen3.tokenizer_config.json", "qwen3", "jinja (qwen3)" }, /* <think>: its own */
+		{ "tokenizers/qwen3.tokenizer_config.json", "unseen", "jinja (chatml)" },
 		{ "tokenizers/llama2.tokenizer_config.json", "llama", "base" }, /* it has no chat_template */
 		{ "models/tiny-en-zh-internlm2/tokenizer_config.json", "internlm2", "chatml" },
 	};
@@ -330,6 +331,21 @@ int main(void)
 	struct chat_template t;
 	CHECK(tmpl_choose(&t, NULL, dir, "internlm2") == LM_OK && strcmp(t.name, "internlm2") == 0,
 	      "no tokenizer_config.json, model_type internlm2");
+	tmpl_free(&t);
+	/* a Qwen3 without a template of its own: LMDeploy's "qwen3" (ChatML, Qwen3's stop words), which
+	 * --chat-template names too */
+	CHECK(tmpl_choose(&t, NULL, dir, "qwen3") == LM_OK && strcmp(t.name, "qwen3") == 0 && t.n_stop == 2 &&
+	      strcmp(t.stop_words[0], "<|im_end|>") == 0, "no tokenizer_config.json, model_type qwen3: %s", t.name);
+	tmpl_free(&t);
+	CHECK(tmpl_choose(&t, "qwen3", dir, "llama") == LM_OK && strcmp(t.name, "qwen3") == 0, "--chat-template qwen3");
+	{
+		static const struct chat_msg q[] = { { "system", "S" }, { "user", "Hi" } };
+		struct tmpl_text tq;
+		CHECK(tmpl_render(&t, q, 2, true, &tq) == LM_OK &&
+		      strcmp(tq.s, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n") == 0,
+		      "qwen3 built-in: '%s'", tq.s ? tq.s : "");
+		tmpl_text_free(&tq);
+	}
 	tmpl_free(&t);
 
 	/* LMDeploy JSON templates */

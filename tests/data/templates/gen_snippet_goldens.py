@@ -230,6 +230,14 @@ CASES += [
  "{{ 0x1F }} {{ 0o17 }} {{ 0b101 }} {{ 1_000_000 }} {{ 1_0.5 }} {{ 2e3 }} {{ 2.5e-3 }} {{ 1E2 }}",
  "{{ 99999999999999999999 }}",
 ]
+CASES += [  # Qwen3's chat template, one of its constructs at a time
+ "{% set ns = namespace(a=true, i=messages|length - 1) %}{% for m in messages[::-1] %}{% set index = (messages|length - 1) - loop.index0 %}{% if ns.a and m.role == 'user' %}{% set ns.a = false %}{% set ns.i = index %}{% endif %}{% endfor %}{{ ns.i }}{{ ns.a }}",
+ "{% set c = '<think>\\nr1\\n</think>\\n\\nanswer' %}[{{ c.split('</think>')[-1].lstrip('\\n') }}][{{ c.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') }}]",
+ "[{{ '\\n x\\n\\n'.strip('\\n') }}]{{ 'abc'.startswith('<tool_response>') }}{{ 'x</tool_response>'.endswith('</tool_response>') }}{{ not('a'.startswith('a') and 'b'.endswith('c')) }}",
+ "{% set m = {'role': 'assistant', 'content': 'x', 'reasoning_content': 'r'} %}{{ m.reasoning_content is defined and m.reasoning_content is not none }}{{ messages[1].reasoning_content is defined }}",
+ "{% if enable_thinking is defined and enable_thinking is false %}off{% endif %}|{% set enable_thinking = false %}{% if enable_thinking is defined and enable_thinking is false %}off{% endif %}{{ 0 is false }}{{ none is false }}",
+ "{% for m in messages %}{% if loop.last or (not loop.last and m.content) %}[{{ loop.index0 }}{{ messages[loop.index0 - 1].role }}]{% endif %}{% endfor %}",
+]
 CASES += [  # syntax errors: each must fail, none may pass silently
  "{% if true false %}x{% endif %}",
  "{% for x in [1] junk %}x{% endfor %}",

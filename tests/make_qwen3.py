@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""make_qwen3: a tiny random Qwen3 (Qwen3ForCausalLM) and a reference forward pass, written from transformers'
+modeling_qwen3.py (not from lmterm's C), standard library only.
+
+  make_qwen3.py make DST TOKDIR [--bias] [--seed S] [--break swap-qk-norm|no-k-norm]
+  make_qwen3.py check MODEL LOGITS.safetensors "PROMPT IDS" "GENERATED IDS" TOL [--kv-bits 8|4]
+
+make: DST gets config.json, model.safetensors (F32) and the tokenizer files of TOKDIR (the qwen2-rand fixture's
+SentencePiece tokenizer.model and configs: vocab_size is its 8192). The shape exercises what Qwen3 adds to Qwen2: hidden 64,
+4 heads of head_dim 32 (not hidden / heads = 16), 2 KV heads (GQA), 2 layers, intermediate 128, tied embeddings,
+rope_theta 1e6, q_norm and k_norm per layer whose weights differ from each other and from 1, and projections that
+give q and k heads an RMS far from 1, so that a missing, swapped or misplaced per-head norm changes the logits.
+--bias: attention_bias true (q, k, v and o biases, as Qwen3Attention builds them then).
+--break (controls): swap-qk-norm writes each layer's q_norm as k_norm and k_norm as q_norm (the same shapes: only
+the values tell them apart); no-k-norm leaves model.layers.1.self_attn.k_norm.weight out.
+
+check: the reference forward of MODEL (dense, or AutoAWQ gemm checkpoints dequantized here: w = (q - z) * s) over
+PROMPT + GENERATED[:-1] in double precision: the logits of every prompt position must match LOGITS (lmterm generate
+--dump-logits: [T][vocab] F32) within TOL, as max |a - b| / max |b|, and the greedy token after each position from
+the last prompt one on must be GENERATED. --kv-bits: K (after the norm and RoPE) and V stored as LMDeploy's
+quant_policy 8 / 4 stores them (per token and KV head: scale = (max - min) / (2^b - 1), zero = min, both fp16,
+q = round-half-even((x - zero) / scale)), attention reading the dequantized values.
+
+The forward, as Qwen3ForCausalLM computes it:
+  x = embed[ids]
+  per layer: h = rmsnorm(x) * input_layernorm
+             q = h Wq^T (+ bq), split into heads of head_dim, each head rmsnorm(q_head) * q_norm; k likewise with
+             k_norm; v = h Wv^T (+ bv); RoPE (rotate_half) on q and k; attention softmax(q k^T / sqrt(head_dim))
+             causal, KV head j serving q heads j*g .. j*g+g-1 (repeat_kv); x += attn Wo^T (+ bo)
+             h = rmsnorm(x) * post_attention_layernorm; x += down(silu(gate(h)) * up(h))
+  logits = (rmsnorm(x) * norm) embed^T   (tied)
+rmsnorm(v) = v / sqrt(mean(v^2) + rms_norm_eps)."""
+import json
+import math
+import os
+import random
+import shutil
+import struct
+import sys
+from operator import mul
+
+from st_io import read_safetensors, write_safetensors  # tests/st_io.py, beside this file
+
+VOCAB, HID, NH, NKV, HD, FFN, LAYERS = 8192, 64, 4, 2, 32, 128, 2
+EPS, THETA = 1e-6, 1000000.0
+
+
+def f32(vals):
+    return struct.pack("<%df" % len(vals), *vals)
+
+
+def do_make(argv):
+    dst, tokdir = argv[0], argv[1]
+    bias = "--bias" in argv
+    seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 1
+    rng = random.Random(seed)
+
+    def u(n, a, c=0.0):
+        return [c + a * (2 * rng.random() - 1) for _ in range(n)]
+
+    t = []
+
+    def add(name, shape, vals):
+        t.append((name, "F32", shape, f32(vals)))
+
+    add("model.embed_tokens.weight", [VOCAB, HID], u(VOCAB * HID, 0.25))
+    for i in range(LAYERS):
+        p = "model.layers.%d." % i
+        add(p + "input_layernorm.weight", [HID], u(HID, 0.2, 1.0))
+        add(p + "post_attention_layernorm.weight", [HID], u(HID, 0.2, 1.0))
+        # q/k projections give heads of RMS ~ 2..3, which the per-head norms bring back to ~1
+        add(p + "self_attn.q_proj.weight", [NH * HD, HID], u(NH * HD * HID, 0.6))
+        add(p + "self_attn.k_proj.weight", [NKV * HD, HID], u(NKV * HD * HID, 0.6))
+        add(p + "self_attn.v_proj.weight", [NKV * HD, HID], u(NKV * HD * HID, 0.6))
+        add(p + "self_attn.o_proj.weight", [HID, NH * HD], u(HID * NH * HD, 0.5))
+        add(p + "self_attn.q_norm.weight", [HD], u(HD, 0.5, 1.2))
+        add(p + "self_attn.k_norm.weight", [HD], u(HD, 0.5, 0.8))
+        if bias:
+            add(p + "self_attn.q_proj.bias", [NH * HD], u(NH * HD, 0.5))
+            add(p + "self_attn.k_proj.bias", [NKV * HD], u(NKV * HD, 0.5))
+            add(p + "self_attn.v_proj.bias", [NKV * HD], u(NKV * HD, 0.5))
+            add(p + "self_attn.o_proj.bias", [HID], u(HID, 0.2))
+        add(p + "mlp.gate_proj.weight", [FFN, HID], u(FFN * HID, 0.25))
+        add(p + "mlp.up_proj.weight", [FFN, HID], u(FFN * HID, 0.25))
+        add(p + "mlp.down_proj.weight", [HID, FFN], u(HID * FFN, 0.5))
+    add("model.norm.weight", [HID], u(HID, 0.2, 1.0))
+    brk = argv[argv.index("--break") + 1] if "--break" in argv else ""
+    if brk == "swap-qk-norm":
+        swap = {"q_norm": "k_norm", "k_norm": "q_norm"}
+        t = [(n.replace(n.split(".")[-2], swap[n.split(".")[-2]]) if n.split(".")[-2] in swap else n, d, sh, r)
+             for n, d, sh, r in t]
+    elif brk == "no-k-norm":
+        t = [x for x in t if x[0] != "model.layers.1.self_attn.k_norm.weight"]
+    elif brk:
+        sys.exit("make_qwen3.py: unknown --break " + brk)
+    os.makedirs(dst, exist_ok=True)
+    write_safetensors(os.path.join(dst, "model.safetensors"), t)
+    cfg = {
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "attention_bias": bias,
+        "attention_dropout": 0.0, "bos_token_id": 1, "eos_token_id": 2, "head_dim": HD, "hidden_act": "silu",
+        "hidden_size": HID, "initializer_range": 0.02, "intermediate_size": FFN, "max_position_embeddings": 40960,
+        "max_window_layers": LAYERS, "num_attention_heads": NH, "num_hidden_layers": LAYERS,
+        "num_key_value_heads": NKV, "rms_norm_eps": EPS, "rope_scaling": None, "rope_theta": THETA,
+        "sliding_window": None, "tie_word_embeddings": True, "torch_dtype": "float32", "use_cache": True,
+        "use_sliding_window": False, "vocab_size": VOCAB,
+    }
+    with open(os.path.join(dst, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    for n in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"):
+        if os.path.exists(os.path.join(tokdir, n)):
+            shutil.copy(os.path.join(tokdir, n), os.path.join(dst, n))
+
+
+# ---------------------------------------------------------------- reading a checkpoint
+
+def to_floats(dt, raw):
+    n = len(raw) // {"F32": 4, "F16": 2, "BF16": 2, "I32": 4}[dt]
+    if dt == "F32":
+        return list(struct.unpack("<%df" % n, raw))
+    if dt == "F16":
+        return list(struct.unpack("<%de" % n, raw))
+    if dt == "I32":
+        return list(struct.unpack("<%di" % n, raw))
+    return list(struct.unpack("<%df" % n, b"".join(b"\0\0" + raw[i:i + 2] for i in range(0, len(raw), 2))))
+
+
+def load(model):
+    files = [f for f in sorted(os.listdir(model)) if f.endswith(".safetensors")]
+    t = {}
+    for f in files:
+        for name, dt, shape, raw in read_safetensors(os.path.join(model, f)):
+            t[name] = (shape, to_floats(dt, raw))
+    with open(os.path.join(model, "config.json")) as f:
+        cfg = json.load(f)
+    return cfg, t
+
+
+AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+def weight(t, base, out, inp, group):
+    """rows [out][inp] of the linear base: dense, or AutoAWQ gemm dequantized"""
+    if base + ".weight" in t:
+        v = t[base + ".weight"][1]
+        return [v[r * inp:(r + 1) * inp] for r in range(out)]
+    qw, qz, sc = (t[base + s][1] for s in (".qweight", ".qzeros", ".scales"))
+    o8 = out // 8
+    w = [[0.0] * inp for _ in range(out)]
+    for k in range(inp):
+        g = k // group
+        for c in range(o8):
+            word, zword = qw[k * o8 + c] & 0xffffffff, qz[g * o8 + c] & 0xffffffff
+            for i in range(8):
+                o = 8 * c + AWQ_ORDER[i]
+                q, z = (word >> (4 * i)) & 15, (zword >> (4 * i)) & 15
+                w[o][k] = (q - z) * sc[g * out + o]
+    return w
+
+
+# ---------------------------------------------------------------- the forward pass
+
+def rmsnorm(x, w, eps):
+    r = 1.0 / math.sqrt(sum(v * v for v in x) / len(x) + eps)
+    return [a * (v * r) for v, a in zip(x, w)]
+
+
+def linear(W, x, b=None):
+    y = [sum(map(mul, row, x)) for row in W]
+    return [a + c for a, c in zip(y, b)] if b else y
+
+
+def f16(x):
+    return struct.unpack("<e", struct.pack("<e", x))[0]
+
+
+def kv_quant(x, bits):
+    lo, hi = min(x), max(x)
+    s, z = f16((hi - lo) / ((1 << bits) - 1)), f16(lo)
+    qmax = (1 << bits) - 1
+    return [min(qmax, max(0, round((v - z) / s))) * s + z if s > 0 else z for v in x]
+
+
+def forward(cfg, t, ids, kv_bits):
+    hid, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = cfg.get("head_dim") or 128
+    ffn, eps, theta = cfg["intermediate_size"], cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
+    q_cfg = cfg.get("quantization_config") or {}
+    group = q_cfg.get("group_size", 0)
+    emb = t["model.embed_tokens.weight"][1]
+    E = [emb[i * hid:(i + 1) * hid] for i in range(cfg["vocab_size"])]
+    inv = [1.0 / theta ** (2 * i / hd) for i in range(hd // 2)]
+    half, grp, T = hd // 2, nh // nkv, len(ids)
+    x = [list(E[i]) for i in ids]
+
+    def vec(name):
+        return t[name][1] if name in t else None
+
+    for layer in range(cfg["num_hidden_layers"]):
+        p = "model.layers.%d." % layer
+        W = {n: weight(t, p + n, o, i, group) for n, o, i in (
+            ("self_attn.q_proj", nh * hd, hid), ("self_attn.k_proj", nkv * hd, hid), ("self_attn.v_proj", nkv * hd, hid),
+            ("self_attn.o_proj", hid, nh * hd), ("mlp.gate_proj", ffn, hid), ("mlp.up_proj", ffn, hid),
+            ("mlp.down_proj", hid, ffn))}
+        B = {n: vec(p + n + ".bias") for n in W}
+        qn, kn = vec(p + "self_attn.q_norm.weight"), vec(p + "self_attn.k_norm.weight")
+        Q, K, V = [], [], []
+        for pos in range(T):
+            h = rmsnorm(x[pos], vec(p + "input_layernorm.weight"), eps)
+            q = linear(W["self_attn.q_proj"], h, B["self_attn.q_proj"])
+            k = linear(W["self_attn.k_proj"], h, B["self_attn.k_proj"])
+            v = linear(W["self_attn.v_proj"], h, B["self_attn.v_proj"])
+            qh = [rmsnorm(q[j * hd:(j + 1) * hd], qn, eps) for j in range(nh)]
+            kh = [rmsnorm(k[j * hd:(j + 1) * hd], kn, eps) for j in range(nkv)]
+            vh = [v[j * hd:(j + 1) * hd] for j in range(nkv)]
+            cs = [math.cos(pos * f) for f in inv]
+            sn = [math.sin(pos * f) for f in inv]
+
+            def rope(a):  # a * cos + rotate_half(a) * sin
+                return [a[d] * cs[d] - a[d + half] * sn[d] for d in range(half)] + \
+                       [a[d + half] * cs[d] + a[d] * sn[d] for d in range(half)]
+            qh = [rope(a) for a in qh]
+            kh = [rope(a) for a in kh]
+            if kv_bits:
+                kh = [kv_quant(a, kv_bits) for a in kh]
+                vh = [kv_quant(a, kv_bits) for a in vh]
+            Q.append(qh)
+            K.append(kh)
+            V.append(vh)
+        scale = 1.0 / math.sqrt(hd)
+        for pos in range(T):
+            att = []
+            for j in range(nh):
+                kvh = j // grp
+                s = [sum(map(mul, Q[pos][j], K[u][kvh])) * scale for u in range(pos + 1)]
+                m = max(s)
+                e = [math.exp(a - m) for a in s]
+                z = sum(e)
+                o = [0.0] * hd
+                for u in range(pos + 1):
+                    wgt = e[u] / z
+                    o = [a + wgt * b for a, b in zip(o, V[u][kvh])]
+                att += o
+            dx = linear(W["self_attn.o_proj"], att, B["self_attn.o_proj"])
+            x[pos] = [a + b for a, b in zip(x[pos], dx)]
+            h = rmsnorm(x[pos], vec(p + "post_attention_layernorm.weight"), eps)
+            g = linear(W["mlp.gate_proj"], h)
+            up = linear(W["mlp.up_proj"], h)
+            a = [gv / (1.0 + math.exp(-gv)) * uv for gv, uv in zip(g, up)]
+            x[pos] = [xa + xb for xa, xb in zip(x[pos], linear(W["mlp.down_proj"], a))]
+    head = E if "lm_head.weight" not in t else weight(t, "lm_head", cfg["vocab_size"], hid, 0)
+    nw = vec("model.norm.weight")
+    return [linear(head, rmsnorm(x[pos], nw, eps)) for pos in range(T)]
+
+
+def do_check(argv):
+    model, dump, prompt, gen, tol = argv[0], argv[1], argv[2].split(), argv[3].split(), float(argv[4])
+    kv_bits = int(argv[argv.index("--kv-bits") + 1]) if "--kv-bits" in argv else 0
+    cfg, t = load(model)
+    ids = [int(i) for i in prompt] + [int(i) for i in gen[:-1]]
+    logits = forward(cfg, t, ids, kv_bits)
+    (_, dt, shape, raw), = read_safetensors(dump)
+    got = to_floats(dt, raw)
+    T, V = len(prompt), cfg["vocab_size"]
+    if shape != [T, V]:
+        print("dump has shape %s, expected [%d, %d]" % (shape, T, V))
+        return 1
+    num = max(abs(got[p * V + i] - logits[p][i]) for p in range(T) for i in range(V))
+    den = max(abs(logits[p][i]) for p in range(T) for i in range(V))
+    want = [max(range(V), key=lambda i, r=logits[p]: r[i]) for p in range(T - 1, len(ids))]
+    ok = num / den <= tol and [str(i) for i in want] == gen
+    print("relative error %.2e (tol %.0e), reference greedy %s, lmterm %s" % (num / den, tol,
+          " ".join(map(str, want)), " ".join(gen)))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "make":
+        do_make(sys.argv[2:])
+        sys.exit(0)
+    if len(sys.argv) >= 7 and sys.argv[1] == "check":
+        sys.exit(do_check(sys.argv[2:]))
+    sys.exit(__doc__)
