@@ -725,6 +725,11 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		u->mem.kv_capacity_tokens = ev->u.info.kv_capacity_tokens;
 		u->mem.kv_bytes_per_token = ev->u.info.kv_bytes_per_token;
 		u->prog.active = false;
+		/* the notes of the load (a CPU fallback, a sliding window, a session longer than the model's
+		 * context, ...) came before this; anchored at the bottom, the first of them began above the top row
+		 * of a small terminal, where nothing said there was more. They are read from the first line, with
+		 * "N more lines below (PgDn)" where they do not fit; a message sent goes back to the bottom. */
+		if (u->chat.n > 0) panel_chat_show_top(&u->chat);
 		{
 			struct cmd c = { .type = CMD_MEM_QUERY };
 			send_cmd(u, &c);
