@@ -224,9 +224,16 @@ int opt_next(struct opt_iter *it)
 {
 	if (it->i >= it->argc) return 0;
 	const char *a = it->argv[it->i++];
+	/* "--" ends the options, as getopt's does: `lmterm tokenize MODEL -- -x` had no way to say TEXT "-x" */
+	if (!it->ended && strcmp(a, "--") == 0) {
+		it->ended = true;
+		if (it->i >= it->argc) return 0;
+		a = it->argv[it->i++];
+	}
 	it->arg = a;
 	it->value = NULL;
 	it->name = NULL;
+	if (it->ended) return 1;
 	if (a[0] == '-' && a[1] == '-' && a[2]) {
 		const char *eq = strchr(a + 2, '=');
 		size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);

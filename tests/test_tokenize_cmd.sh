@@ -25,6 +25,9 @@ check_ids "model leaves <s> as text" "3730 7245 3738 6894 297 3003 345 3730 7245
 check_ids "stdin text" "2378 3930 15 3741 548 4079 15 15 3741 548 4258" \
 	sh -c "printf 'line1\nline2\n\nline4' | \"\$0\" tokenize \"\$1\"" "$LMTERM" "$DEMO"
 check_ids "empty text" "" "$LMTERM" tokenize "$DEMO" ""
+# a TEXT that begins with '-' after "--" (it was an unknown option, with no way around it but stdin)
+check_ids "-- then a text that begins with -" "$(printf '%s' '-x --json' | "$LMTERM" tokenize "$DEMO")" \
+	"$LMTERM" tokenize "$DEMO" -- "-x --json"
 
 # --json
 got=$(printf '["Hello world", "", "\\u4f60\\u597d"]' | "$LMTERM" tokenize "$DEMO" --json 2>"$tmp/err"); rc=$?
