@@ -130,6 +130,8 @@ static bool commit(struct settings_view *s)
 		break;
 	case SET_TOP_P:
 		rc = opt_float("--top-p", s->buf, 0, 1, &d);
+		/* as the command line says (cmd_chat.c): top-p 0 keeps no token; the arrows stop at 0.05 */
+		if (rc == LM_OK && d <= 0) rc = lm_err(_("--top-p: must be greater than 0 (1 turns it off)"));
 		if (rc == LM_OK) s->sampling.top_p = (float)d;
 		break;
 	case SET_TOP_K:
