@@ -3,7 +3,7 @@
 # tests/tui_fake_engine in tmux. The settings (F2) showed no keys at all there, and at 40x20 cut the Chinese list
 # after "Esc：取"; the help's (F1) footer lost "close". Each hint is shown whole, in its short form where the full
 # one does not fit, and no line is wider than the terminal. Every settings field shows its label and its value
-# whole at 40x14 and 40x20 ("Repetition penalty" was cut to "Repetition pena").
+# whole at 40x14 and 40x20 ("Repetition penalty" was cut to "Repetition pena"). The progress screen's keys too.
 . "${top_srcdir:-.}/tests/lib.sh"
 . "${top_srcdir:-.}/tests/tmux.sh"
 : "${top_builddir:=.}"
@@ -49,6 +49,20 @@ check() {
 	sleep 0.3
 }
 
+# progress LANG KEYS-REGEX: the progress screen (lite auto_awq's) at 40x14; its status bar shows its keys whole, in a
+# shorter form where they do not fit (it was cut to "Ctrl-C: stop  F3: memory pa"); Ctrl-C stops the work
+progress() {
+	T new-session -d -s prog -x 40 -y 14 "env LC_ALL=$1 LANG=$1 LMTERM_LOCALEDIR=$tmp/locale $PROG --progress 300; sleep 30" ||
+		{ fail "$1 progress: tmux did not start"; return; }
+	n=0
+	while [ $n -lt 100 ] && ! T capture-pane -p -t prog | tail -1 | grep -q "Ctrl-C"; do sleep 0.1; n=$((n + 1)); done
+	last=$(T capture-pane -p -t prog | tail -1)
+	if printf '%s\n' "$last" | grep -Eq -- "$2"; then pass "$1 40x14 progress: the keys are shown whole"
+	else T capture-pane -p -t prog | sed 's/^/|/'; fail "$1 40x14 progress: the status bar '$last' does not end in whole keys"; fi
+	T send-keys -t prog C-c
+	T kill-session -t prog
+}
+
 # English. F2 then Down Right: the KV policy changed, so the dialog also warns of the rebuild.
 if run C.UTF-8 "ctx 0/"; then
 	check "40x14 settings" "F2 Down Right" "KV quant policy" "Esc: cancel" "Enter: apply" "less memory per token)" \
@@ -60,6 +74,7 @@ if run C.UTF-8 "ctx 0/"; then
 	check "40x20 settings" "F2 Down Right" "KV quant policy" "Esc: cancel" "the conversation is kept." \
 		"KV cache size|0.80" "KV quant policy|8 (int8)" "Temperature|0.70" "Top-p|0.90" "Top-k|40" \
 		"Repeat penalty|1.10"
+	progress C.UTF-8 "Ctrl-C: stop( +F3: memory( panel)?)? *$"
 fi
 
 # Chinese
@@ -76,6 +91,7 @@ if zh_ok; then
 		sleep 0.5
 		check "zh_CN 40x20 settings" "F2 Down Right" "KV 量化策略" "Esc：取消" "对话内容会" "保留。" \
 			"KV 缓存大小|0.80" "KV 量化策略|8 (int8)" "温度|0.70" "Top-p|0.90" "Top-k|40" "重复惩罚|1.10"
+		progress zh_CN.UTF-8 "Ctrl-C：停止( +F3：内存(面板)?)? *$"
 	fi
 else
 	echo "$ZH_SKIP"

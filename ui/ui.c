@@ -1075,8 +1075,17 @@ int ui_progress_run(const char *title, ui_work_fn work, void *ud, struct backend
 		if (wp) { panel_progress_draw(wp, &view); wnoutrefresh(wp); }
 		if (wm && mem) { panel_mem_draw(wm, mem); wnoutrefresh(wm); }
 		if (ws) {
-			snprintf(st.message, sizeof st.message, "%s  %s", title,
-				 p->cancel ? _("stopping...") : _("Ctrl-C: stop  F3: memory panel"));
+			/* the keys whole, in fewer words where the line is short (at 40 columns it was cut after
+			 * "F3: memory pa"); the title is also the progress panel's, so it goes first */
+			const char *keys[] = { _("Ctrl-C: stop  F3: memory panel"), _("Ctrl-C: stop  F3: memory"),
+					       _("Ctrl-C: stop") };
+			const char *k = p->cancel ? _("stopping...") : keys[0];
+			for (size_t i = 1; !p->cancel && i < ARRAY_SIZE(keys) && str_cols(k) > getmaxx(ws) - 2; i++)
+				k = keys[i];
+			if (str_cols(title) + 2 + str_cols(k) <= getmaxx(ws) - 2)
+				snprintf(st.message, sizeof st.message, "%s  %s", title, k);
+			else
+				snprintf(st.message, sizeof st.message, "%s", k);
 			panel_status_draw(ws, &st, lay.tiny);
 			wnoutrefresh(ws);
 		}
