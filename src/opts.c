@@ -208,7 +208,11 @@ int check_model_dir(const char *dir)
 		return lm_err(_("%s: not a directory (a model is a directory with config.json and its weights)"), dir);
 	char cfg[4200];
 	path_join(cfg, sizeof cfg, dir, "config.json");
-	if (!file_exists(cfg)) return lm_err(_("%s: not a model directory (no config.json)"), dir);
+	if (stat(cfg, &st) != 0) {
+		/* a directory that cannot be read (no permission) was "not a model directory (no config.json)" */
+		if (errno != ENOENT) return lm_err("%s: %s", cfg, strerror(errno));
+		return lm_err(_("%s: not a model directory (no config.json)"), dir);
+	}
 	return LM_OK;
 }
 
