@@ -3,7 +3,8 @@
 # tests/tui_fake_engine in tmux. The settings (F2) showed no keys at all there, and at 40x20 cut the Chinese list
 # after "Esc：取"; the help's (F1) footer lost "close". Each hint is shown whole, in its short form where the full
 # one does not fit, and no line is wider than the terminal. Every settings field shows its label and its value
-# whole at 40x14 and 40x20 ("Repetition penalty" was cut to "Repetition pena"). The progress screen's keys too.
+# whole at 40x14 and 40x20 ("Repetition penalty" was cut to "Repetition pena"). The progress screen's keys too,
+# and a status bar message too long for one row.
 . "${top_srcdir:-.}/tests/lib.sh"
 . "${top_srcdir:-.}/tests/tmux.sh"
 : "${top_builddir:=.}"
@@ -63,12 +64,31 @@ progress() {
 	T kill-session -t prog
 }
 
+# busy NAME LINE...: Enter while a slow reply streams; the status bar's message ("wait: a reply is being
+# generated (Ctrl-C stops it)") is shown whole, over as many rows as it needs (it was cut at the edge, "(Ctrl-")
+busy() {
+	name=$1
+	shift
+	T send-keys -t tui "Slow reply" Enter
+	sleep 0.5
+	T send-keys -t tui x Enter
+	ok=1
+	for l in "$@"; do wait_for_text "$l" 5 || { fail "$name: '$l' is not shown"; ok=0; }; done
+	w=$(widest)
+	[ "$w" -le 40 ] || { fail "$name: a line is $w columns wide"; ok=0; }
+	if [ $ok = 1 ]; then pass "$name: the status bar's message is shown whole"; else show "$name"; fi
+	T send-keys -t tui C-c C-u
+	wait_for_text "(stopped)" 10 || fail "$name: the reply did not stop"
+	T send-keys -t tui C-l # the message goes with the next key
+}
+
 # English. F2 then Down Right: the KV policy changed, so the dialog also warns of the rebuild.
 if run C.UTF-8 "ctx 0/"; then
 	check "40x14 settings" "F2 Down Right" "KV quant policy" "Esc: cancel" "Enter: apply" "less memory per token)" \
 		"KV cache size|0.80" "KV quant policy|8 (int8)" "Temperature|0.70" "Top-p|0.90" "Top-k|40" \
 		"Repeat penalty|1.10"
 	check "40x14 help" F1 "send the message" "Esc: close"
+	busy "40x14 busy" "wait: a reply is being generated" "(Ctrl-C stops it)"
 	T resize-window -t tui -x 40 -y 20
 	sleep 0.5
 	check "40x20 settings" "F2 Down Right" "KV quant policy" "Esc: cancel" "the conversation is kept." \

@@ -307,6 +307,9 @@ static void relayout(struct chat_ui *u)
 	/* the input box's height depends on its text wrapped at the width it will have */
 	u->lo.mode = LAYOUT_CHAT;
 	u->lo.input_lines = 1;
+	/* the status bar's message, wrapped as panel_status_draw wraps it */
+	const char *msg = u->status.message;
+	u->lo.status_lines = msg[0] && cols > 3 ? text_wrap(msg, (int)strlen(msg), cols - 2, true, NULL, 0) : 1;
 	layout_compute(&u->lay, cols, rows, &u->lo);
 	if (rect_shown(u->lay.input)) {
 		u->lo.input_lines = panel_input_lines(&u->input, u->lay.input.w);
