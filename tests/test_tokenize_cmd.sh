@@ -47,6 +47,14 @@ mkdir -p "$tmp/empty"
 expect_fail "dir without tokenizer" "$tmp/empty" "$LMTERM" tokenize "$tmp/empty" "hi"
 printf '{"model": {"type": "BPE", "vocab": ' > "$tmp/tokenizer.json"
 expect_fail "malformed tokenizer.json" "$tmp/tokenizer.json" "$LMTERM" tokenize "$tmp/tokenizer.json" "hi"
+# an empty one (a download that failed) says so (it was "malformed JSON near byte 0"), in a model directory too
+mkdir -p "$tmp/emptytok" && : >"$tmp/emptytok/tokenizer.json"
+expect_fail "empty tokenizer.json" "$tmp/emptytok/tokenizer.json: the file is empty" "$LMTERM" tokenize "$tmp/emptytok" "hi"
+cp "$DEMO/config.json" "$tmp/emptytok/"
+expect_fail "empty tokenizer.json: generate" "$tmp/emptytok/tokenizer.json: the file is empty" \
+	"$LMTERM" generate "$tmp/emptytok" -p hi -n 1
+: >"$tmp/emptytok/config.json"
+expect_fail "empty config.json" "$tmp/emptytok/config.json: the file is empty" "$LMTERM" generate "$tmp/emptytok" -p hi -n 1
 head -c 5000 "$DEMO/tokenizer.model" > "$tmp/cut.model"
 expect_fail "truncated tokenizer.model" "$tmp/cut.model" "$LMTERM" tokenize "$tmp/cut.model" "hi"
 expect_fail "bad JSON on stdin" "JSON" sh -c 'echo "[1, 2" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"
