@@ -120,6 +120,10 @@ sleep 0.3
 if screen | grep -q "^> Hello, how are you?"; then pass "Up recalls the last message"; else show "history"; fail "Up did not recall the last message"; fi
 T send-keys -t tui C-u
 sleep 0.2
+# Ctrl-D in an empty input (a shell's end of input) did nothing at all: it says what quits, and quits nothing
+T send-keys -t tui C-d
+if wait_for "the input is empty; F10 or Ctrl-Q quits" 5; then pass "Ctrl-D in an empty input says what quits"
+else show "Ctrl-D"; fail "Ctrl-D in an empty input: no word of what quits"; fi
 
 # /save: the conversation as Markdown, to a name with spaces; never over an existing file; a directory takes
 # the default name

@@ -677,6 +677,12 @@ static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
 		return KF_REDRAW;
 	}
 	if (u->lo.overlay == OVERLAY_PROGRESS && !is_code && ch == 27) return KF_HANDLED; /* cannot close */
+	/* Ctrl-D deletes the character under the cursor; in an empty input, where a shell would end, it did nothing
+	 * at all. It does not quit (holding it down to clear a line would end the chat): it says what does. */
+	if (!is_code && !alt && ch == 4 && u->input.ed.len == 0) {
+		set_message(u, "%s", _("the input is empty; F10 or Ctrl-Q quits"));
+		return KF_REDRAW;
+	}
 	bool sub;
 	int f = panel_input_key(&u->input, is_code, ch, alt, &sub);
 	if (sub) submit(u);
