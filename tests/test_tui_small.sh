@@ -4,7 +4,7 @@
 # after "Esc：取"; the help's (F1) footer lost "close". Each hint is shown whole, in its short form where the full
 # one does not fit, and no line is wider than the terminal. Every settings field shows its label and its value
 # whole at 40x14 and 40x20 ("Repetition penalty" was cut to "Repetition pena"). The progress screen's keys too,
-# and a status bar message too long for one row.
+# and a status bar message too long for one row, and the time left while the model loads.
 . "${top_srcdir:-.}/tests/lib.sh"
 . "${top_srcdir:-.}/tests/tmux.sh"
 : "${top_builddir:=.}"
@@ -64,6 +64,18 @@ progress() {
 	T kill-session -t prog
 }
 
+# loading LANG REGEX: the model's load at 40x14 (the scripted engine's, slowed); the progress line keeps the time
+# left, dropping the rate first (it was cut to "2 of 5  1.00/s  elapsed 1s  left")
+loading() {
+	T new-session -d -s load -x 40 -y 14 "env FAKE_SLOW_LOAD=1 LC_ALL=$1 LANG=$1 LMTERM_LOCALEDIR=$tmp/locale $PROG; sleep 30" ||
+		{ fail "$1 loading: tmux did not start"; return; }
+	n=0
+	while [ $n -lt 100 ] && ! T capture-pane -p -t load | grep -q "shard 2"; do sleep 0.1; n=$((n + 1)); done
+	if T capture-pane -p -t load | grep -Eq -- "$2"; then pass "$1 40x14 loading: the time left is shown"
+	else T capture-pane -p -t load | sed 's/^/|/'; fail "$1 40x14 loading: no time left on the progress line"; fi
+	T kill-session -t load
+}
+
 # busy NAME LINE...: Enter while a slow reply streams; the status bar's message ("wait: a reply is being
 # generated (Ctrl-C stops it)") is shown whole, over as many rows as it needs (it was cut at the edge, "(Ctrl-")
 busy() {
@@ -95,6 +107,7 @@ if run C.UTF-8 "ctx 0/"; then
 		"KV cache size|0.80" "KV quant policy|8 (int8)" "Temperature|0.70" "Top-p|0.90" "Top-k|40" \
 		"Repeat penalty|1.10"
 	progress C.UTF-8 "Ctrl-C: stop( +F3: memory( panel)?)? *$"
+	loading C.UTF-8 "[0-9] of 5 .*left ([0-9]|--)"
 fi
 
 # Chinese
@@ -112,6 +125,7 @@ if zh_ok; then
 		check "zh_CN 40x20 settings" "F2 Down Right" "KV 量化策略" "Esc：取消" "对话内容会" "保留。" \
 			"KV 缓存大小|0.80" "KV 量化策略|8 (int8)" "温度|0.70" "Top-p|0.90" "Top-k|40" "重复惩罚|1.10"
 		progress zh_CN.UTF-8 "Ctrl-C：停止( +F3：内存(面板)?)? *$"
+		loading zh_CN.UTF-8 "[0-9] / 5 .*剩余 ([0-9]|--)"
 	fi
 else
 	echo "$ZH_SKIP"
