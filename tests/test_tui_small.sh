@@ -4,7 +4,8 @@
 # after "Esc：取"; the help's (F1) footer lost "close". Each hint is shown whole, in its short form where the full
 # one does not fit, and no line is wider than the terminal. Every settings field shows its label and its value
 # whole at 40x14 and 40x20 ("Repetition penalty" was cut to "Repetition pena"). The progress screen's keys too,
-# and a status bar message too long for one row, and the time left while the model loads.
+# and a status bar message too long for one row, the time left while the model loads, and the settings' error
+# for a value that does not parse.
 . "${top_srcdir:-.}/tests/lib.sh"
 . "${top_srcdir:-.}/tests/tmux.sh"
 : "${top_builddir:=.}"
@@ -101,6 +102,10 @@ if run C.UTF-8 "ctx 0/"; then
 		"Repeat penalty|1.10"
 	check "40x14 help" F1 "send the message" "Esc: close"
 	busy "40x14 busy" "wait: a reply is being generated" "(Ctrl-C stops it)"
+	# a value that does not parse: its error whole, with what to type (its end was cut: "nor a size such as ...")
+	check "40x14 settings error" "F2 a b c Enter" "is neither" "or 32768tok" "Esc: cancel" "KV cache size|abc_"
+	T send-keys -t tui Escape # the check's Escape dropped the typing; this one closes the dialog
+	sleep 0.3
 	T resize-window -t tui -x 40 -y 20
 	sleep 0.5
 	check "40x20 settings" "F2 Down Right" "KV quant policy" "Esc: cancel" "the conversation is kept." \
@@ -120,6 +125,9 @@ if zh_ok; then
 		check "zh_CN 40x14 settings" "F2 Down Right" "KV 量化策略" "Esc：取消" "Enter：应用" "占用更少内存）" \
 			"KV 缓存大小|0.80" "KV 量化策略|8 (int8)" "温度|0.70" "Top-p|0.90" "Top-k|40" "重复惩罚|1.10"
 		check "zh_CN 40x14 help" F1 "发送消息" "Esc" "：关闭"
+		check "zh_CN 40x14 settings error" "F2 a b c Enter" "(0,1) 之间的比例" "32768tok 这样的" "Esc：取消"
+		T send-keys -t tui Escape
+		sleep 0.3
 		T resize-window -t tui -x 40 -y 20
 		sleep 0.5
 		check "zh_CN 40x20 settings" "F2 Down Right" "KV 量化策略" "Esc：取消" "对话内容会" "保留。" \
