@@ -1084,8 +1084,8 @@ int ui_progress_run(const char *title, ui_work_fn work, void *ud, struct backend
 		if (wp) { panel_progress_draw(wp, &view); wnoutrefresh(wp); }
 		if (wm && mem) { panel_mem_draw(wm, mem); wnoutrefresh(wm); }
 		if (ws) {
-			/* the keys whole, in fewer words where the line is short (at 40 columns it was cut after
-			 * "F3: memory pa"); the title is also the progress panel's, so it goes first */
+			/* the keys whole, in fewer words where the line is short (at 40 columns the Chinese was cut
+			 * after "F3：内存面"); the title is also the progress panel's, so it goes first */
 			const char *keys[] = { _("Ctrl-C: stop  F3: memory panel"), _("Ctrl-C: stop  F3: memory"),
 					       _("Ctrl-C: stop") };
 			const char *k = p->cancel ? _("stopping...") : keys[0];
