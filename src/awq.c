@@ -914,9 +914,10 @@ static int read_config_json(const char *model_dir, cJSON **out)
 static int setup(struct ctx *x, const char *model_dir, int group)
 {
 	char path[4200];
-	if (read_config_json(model_dir, &x->config)) return LM_ERR;
+	/* config_load first: it says where a config.json that is not valid JSON breaks ("not a JSON object" did not) */
 	path_join(path, sizeof path, model_dir, "config.json");
 	if (config_load(&x->c, path)) return LM_ERR;
+	if (read_config_json(model_dir, &x->config)) return LM_ERR;
 	if (x->c.quant_bits) /* a quantization_config in text_config, or GPTQ's quantize_config.json */
 		return lm_err(_("%s: the model is already quantized (%d-bit %s); quantize the original fp16/bf16 model"),
 			      model_dir, x->c.quant_bits, x->c.quant == QUANT_GPTQ ? "GPTQ" : "AWQ");

@@ -304,7 +304,8 @@ static size_t p_bytes(int k, const struct model *m, const struct kv_cache *kv, i
 	}
 }
 
-static int profile(struct fwd *f, struct kv_cache *kv, int32_t tok, int pos, const int32_t *blocks, double step_s)
+static int profile(FILE *out, struct fwd *f, struct kv_cache *kv, int32_t tok, int pos, const int32_t *blocks,
+		   double step_s)
 {
 	struct backend *be = f->be;
 	const struct backend_i *b = be->i;
@@ -320,9 +321,9 @@ static int profile(struct fwd *f, struct kv_cache *kv, int32_t tok, int pos, con
 		if (b->set_step(be, &st)) return LM_ERR;
 		if ((fold = p_op(P_O_RES, f, kv, 0)) < 0) return LM_ERR;
 	}
-	printf(_("profile    each op alone, %d launches per replay (%s); context %d\n"), nl,
-	       b->graph_begin ? _("graph") : _("no graph"), pos + 1);
-	printf("           %-24s %9s %9s %10s %7s\n", "op", "us/call", "GB/s", "ms/step", "share");
+	fprintf(out, _("profile    each op alone, %d launches per replay (%s); context %d\n"), nl,
+		b->graph_begin ? _("graph") : _("no graph"), pos + 1);
+	fprintf(out, "           %-24s %9s %9s %10s %7s\n", "op", "us/call", "GB/s", "ms/step", "share");
 	for (int k = 0; k < P_N; k++) {
 		/* the step runs either w13 then swiglu, or the fused op, and either rope_kv then attention or the
 		 * fused op: only those count in the sum; a step has two norms per layer */
@@ -356,10 +357,10 @@ static int profile(struct fwd *f, struct kv_cache *kv, int32_t tok, int pos, con
 		double per = (now_s() - t0) / ((double)R * nl);
 		size_t by = p_bytes(k, m, kv, pos + 1);
 		if (in_step) sum += per * nl * count;
-		printf("         %c %-24s %9.2f ", in_step ? ' ' : '(', p_name[k], 1e6 * per);
-		if (by) printf("%9.0f ", (double)by / per / 1e9);
-		else printf("%9s ", "-");
-		printf("%10.3f %6.1f%%\n", 1e3 * per * nl * count, 100.0 * per * nl * count / step_s);
+		fprintf(out, "         %c %-24s %9.2f ", in_step ? ' ' : '(', p_name[k], 1e6 * per);
+		if (by) fprintf(out, "%9.0f ", (double)by / per / 1e9);
+		else fprintf(out, "%9s ", "-");
+		fprintf(out, "%10.3f %6.1f%%\n", 1e3 * per * nl * count, 100.0 * per * nl * count / step_s);
 	}
 	/* the lm_head and the argmax, as a step runs them (they wait for the token on the host) */
 	if (b->set_step(be, &st)) return LM_ERR;
@@ -375,12 +376,12 @@ static int profile(struct fwd *f, struct kv_cache *kv, int32_t tok, int pos, con
 	double per = (now_s() - t0) / R;
 	free(lg);
 	sum += per;
-	printf("           %-24s %9.2f %9.0f %10.3f %6.1f%%\n", "lm_head + argmax", 1e6 * per,
-	       (double)(m->lm_head.shared ? m->tok_embed.bytes : m->lm_head.bytes) / per / 1e9, 1e3 * per,
-	       100.0 * per / step_s);
-	printf(_("           sum %.3f ms of a %.3f ms step (ops marked '(' are not part of it); the rest (%.3f ms) is gaps between different kernels and "
-		 "the host\n"),
-	       1e3 * sum, 1e3 * step_s, 1e3 * (step_s - sum));
+	fprintf(out, "           %-24s %9.2f %9.0f %10.3f %6.1f%%\n", "lm_head + argmax", 1e6 * per,
+		(double)(m->lm_head.shared ? m->tok_embed.bytes : m->lm_head.bytes) / per / 1e9, 1e3 * per,
+		100.0 * per / step_s);
+	fprintf(out, _("           sum %.3f ms of a %.3f ms step (ops marked '(' are not part of it); the rest (%.3f ms) is gaps between different kernels and "
+		       "the host\n"),
+		1e3 * sum, 1e3 * step_s, 1e3 * (step_s - sum));
 	return LM_OK;
 }
 
@@ -629,7 +630,8 @@ static int run(const struct bench_opts *o)
 
 	if (o->json) print_json(o, &m, be, &r);
 	else print_text(o, &m, be, &r);
-	if (o->profile && profile(&fw, &kv, next, P + o->n, blocks, r.step_s)) goto out;
+	/* with --json the table goes to stderr: stdout stays one JSON object (the table after it broke every parser) */
+	if (o->profile && profile(o->json ? stderr : stdout, &fw, &kv, next, P + o->n, blocks, r.step_s)) goto out;
 	rc = LM_OK;
 out:
 	if (be) skip_install(be, &m, false);

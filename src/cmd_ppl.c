@@ -93,6 +93,12 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 	if (x->rope_scaling_factor > 0) config_rope_dynamic(&m.cfg, x->rope_scaling_factor);
 
 	note_sliding_window(&m.cfg, ctx);
+	/* as chat says of --session-len (engine.c): windows longer than the model was trained for score positions
+	 * it never saw, and without a word the perplexity looked like any other */
+	if (m.cfg.max_pos > 0 && ctx > m.cfg.max_pos && m.cfg.rope.type != ROPE_DYNAMIC)
+		fprintf(stderr, _("lmterm: note: --ctx %d is longer than the model's context of %d tokens "
+				  "(max_position_embeddings in config.json); predictions past %d tokens may degrade\n"),
+			ctx, m.cfg.max_pos, m.cfg.max_pos);
 	int chunk = MIN(CHUNK, ctx);
 	if (fwd_init(&f, &m, chunk) != LM_OK) goto fail;
 	f_ok = true;

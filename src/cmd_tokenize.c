@@ -194,7 +194,8 @@ static int json_answer(const struct tokenizer *t, const struct jtext *texts, int
 
 static int usage_to(FILE *f)
 {
-	fprintf(f, _("usage: lmterm tokenize MODEL [TEXT] [--json]\n"));
+	/* "Usage:" as every other command says it; "--" before a TEXT that begins with '-' */
+	fprintf(f, _("Usage: lmterm tokenize MODEL [--] [TEXT] [--json]\n"));
 	return 2;
 }
 static int usage(void) { return usage_to(stderr); }

@@ -580,6 +580,10 @@ int config_load(struct model_config *c, const char *path)
 	char *buf;
 	size_t len;
 	if (read_file(path, &buf, &len) != LM_OK) return LM_ERR;
+	if (len == 0) { /* "not valid JSON (near byte 0)" */
+		free(buf);
+		return lm_err(_("%s: the file is empty"), path);
+	}
 	const char *end = NULL;
 	cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, false);
 	if (!root) {

@@ -208,7 +208,11 @@ int check_model_dir(const char *dir)
 		return lm_err(_("%s: not a directory (a model is a directory with config.json and its weights)"), dir);
 	char cfg[4200];
 	path_join(cfg, sizeof cfg, dir, "config.json");
-	if (!file_exists(cfg)) return lm_err(_("%s: not a model directory (no config.json)"), dir);
+	if (stat(cfg, &st) != 0) {
+		/* a directory that cannot be read (no permission) was "not a model directory (no config.json)" */
+		if (errno != ENOENT) return lm_err("%s: %s", cfg, strerror(errno));
+		return lm_err(_("%s: not a model directory (no config.json)"), dir);
+	}
 	return LM_OK;
 }
 
@@ -224,9 +228,16 @@ int opt_next(struct opt_iter *it)
 {
 	if (it->i >= it->argc) return 0;
 	const char *a = it->argv[it->i++];
+	/* "--" ends the options, as getopt's does: `lmterm tokenize MODEL -- -x` had no way to say TEXT "-x" */
+	if (!it->ended && strcmp(a, "--") == 0) {
+		it->ended = true;
+		if (it->i >= it->argc) return 0;
+		a = it->argv[it->i++];
+	}
 	it->arg = a;
 	it->value = NULL;
 	it->name = NULL;
+	if (it->ended) return 1;
 	if (a[0] == '-' && a[1] == '-' && a[2]) {
 		const char *eq = strchr(a + 2, '=');
 		size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);

@@ -34,7 +34,8 @@ int check_model_dir(const char *dir);
  * does not apply (the chat says it in its own words, engine.c) */
 void note_sliding_window(const struct model_config *c, int tokens);
 
-/* Simple long-option scanner over argv: for each argv[i] starting with "--", splits "--name=value".
+/* Simple long-option scanner over argv: for each argv[i] starting with "--", splits "--name=value"; after "--"
+ * everything is a positional (tokenize's TEXT "-x", a MODEL named "--m").
  * getopt is avoided so that "--search-scale" may take an optional value and errors name the option. */
 struct opt_iter {
 	int argc, i;
@@ -43,6 +44,7 @@ struct opt_iter {
 	const char *value;  /* value given with '=' or NULL */
 	const char *arg;    /* the positional or the raw argument */
 	char namebuf[64];
+	bool ended;         /* "--" was seen: every argument after it is a positional */
 };
 void opt_iter_init(struct opt_iter *it, int argc, char **argv);
 /* returns 1 with it->name/arg set, 0 at the end */

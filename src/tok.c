@@ -6,6 +6,7 @@
 #include "tok_impl.h"
 #include "i18n.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -374,6 +375,9 @@ int tok_load_dir(struct tokenizer **t, const char *dir)
 	path_join(p, sizeof(p), dir, "tokenizer.model");
 	if (file_exists(p)) return tok_load_file(t, p);
 	*t = NULL;
+	/* a directory that cannot be read (no permission) has them, for all we know: say why */
+	struct stat st;
+	if (stat(p, &st) != 0 && errno != ENOENT) return lm_err("%s: %s", p, strerror(errno));
 	return lm_err(_("%s: no tokenizer.json or tokenizer.model"), dir);
 }
 

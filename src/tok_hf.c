@@ -543,6 +543,8 @@ static int load_model(struct tokenizer *t, struct hf *hf, const char *path, cons
 int tok_hf_load(struct tokenizer *t, const char *path, const char *data, size_t len)
 {
 	bytelevel_init();
+	/* an empty file (a download that failed) said "malformed JSON near byte 0" */
+	if (len == 0) return lm_err(_("%s: the file is empty"), path);
 	cJSON *root = cJSON_ParseWithLength(data, len);
 	if (!root) {
 		const char *at = cJSON_GetErrorPtr();

@@ -4,6 +4,8 @@
 . "${top_srcdir:-.}/tests/lib.sh"
 cfg="$TESTDATA/fixtures/llama3-rand/config.json"
 [ -f "$cfg" ] || skip "no $cfg"
+errf=$(mktemp) || exit 1
+trap 'rm -f "$errf"' EXIT
 out=$("$LMTERM" bench "$cfg" --dummy --backend cpu --prompt-len 12 -n 5 --quant-policy 8 --json 2>&1); rc=$?
 if [ $rc -ne 0 ]; then fail "bench --json: rc $rc: $out"; else
 	for key in '"prefill_tok_s": ' '"ttft_s": ' '"decode_tok_s": ' '"quant_policy": 8' '"prompt_len": 12' \
@@ -12,6 +14,14 @@ if [ $rc -ne 0 ]; then fail "bench --json: rc $rc: $out"; else
 	done
 	case "$out" in *'"weights": 0,'*) fail "bench: no weight bytes counted: $out" ;; *) pass "bench --json" ;; esac
 fi
+# --json --profile: standard output is the JSON object alone, the table on stderr (it followed the JSON on stdout)
+out=$("$LMTERM" bench "$cfg" --dummy --backend cpu --prompt-len 8 -n 4 --json --profile 2>"$errf")
+case "$out" in
+"{"*"}") if [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] && grep -q "each op alone" "$errf"; then
+		pass "bench --json --profile: the JSON alone on stdout"
+	else fail "bench --json --profile: stdout '$out', stderr $(cat "$errf")"; fi ;;
+*) fail "bench --json --profile: stdout is not the JSON alone: $out" ;;
+esac
 out=$("$LMTERM" bench "$cfg" --dummy --backend cpu --prompt-len 8 -n 4 2>&1) || fail "bench text: $out"
 case "$out" in *"tokens/s"*"memory"*) pass "bench text report" ;; *) fail "bench text report: $out" ;; esac
 # sampled decode steps: the settings in the report, the backend's sample op used (the cpu backend has one)

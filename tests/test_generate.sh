@@ -66,6 +66,23 @@ n_distinct=$(for i in 1 2 3 4; do "$LMTERM" generate "$DEMO" -p "Once upon a tim
 expect_fail "missing model dir" "nonexistent: No such file or directory" "$LMTERM" generate "$tmp/nonexistent" --ids "1 2 3"
 mkdir "$tmp/empty"
 expect_fail "a directory without config.json" "not a model directory (no config.json)" "$LMTERM" generate "$tmp/empty" --ids "1 2 3"
+# a model directory that cannot be read: the reason, not "no config.json" (as root, run as nobody where setpriv is)
+mkdir "$tmp/noperm" && cp "$DEMO/config.json" "$tmp/noperm/" && chmod 0 "$tmp/noperm" && chmod a+x "$tmp"
+asuser=
+[ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 && asuser="setpriv --reuid=65534 --regid=65534 --clear-groups"
+if { [ "$(id -u)" != 0 ] || [ -n "$asuser" ]; } && $asuser "$LMTERM" --version >/dev/null 2>&1; then
+	want="noperm/config.json: Permission denied"
+	expect_fail "generate: an unreadable model directory" "$want" $asuser "$LMTERM" generate "$tmp/noperm" --ids "1 2"
+	echo "some text" >"$tmp/t.txt" && chmod 644 "$tmp/t.txt"
+	expect_fail "ppl: an unreadable model directory" "$want" $asuser "$LMTERM" ppl "$tmp/noperm" --file "$tmp/t.txt"
+	expect_fail "bench: an unreadable model directory" "$want" $asuser "$LMTERM" bench "$tmp/noperm"
+	expect_fail "chat: an unreadable model directory" "$want" $asuser "$LMTERM" chat "$tmp/noperm" --no-tui
+	expect_fail "tokenize: an unreadable model directory" "noperm/tokenizer.model: Permission denied" \
+		$asuser "$LMTERM" tokenize "$tmp/noperm" hi
+else
+	echo "SKIP: an unreadable model directory: running as root without setpriv, or lmterm out of nobody's reach"
+fi
+chmod 755 "$tmp/noperm"
 expect_fail "bad --ids" "--ids" "$LMTERM" generate "$DEMO" --ids "1 x 3"
 expect_fail "--ids out of vocabulary" "vocabulary" "$LMTERM" generate "$DEMO" --ids "1 99999"
 expect_fail "empty --ids" "--ids" "$LMTERM" generate "$DEMO" --ids " "

@@ -121,6 +121,15 @@ static void test_edit(void)
 	ins(&h, "   ");
 	free(edit_take(&h)); /* blank: not recorded */
 	CHECK(h.n_hist == 2, "history holds %d entries, want 2", h.n_hist);
+	/* a paste that ends with a newline: taken (and recorded) without its blank last lines */
+	ins(&h, "pasted\n  line \n\n  \n");
+	t = edit_take(&h);
+	CHECK(strcmp(t, "pasted\n  line ") == 0, "take '%s'", t);
+	CHECK(h.n_hist == 3 && strcmp(h.hist[2], t) == 0, "history: %d entries, the last '%s'", h.n_hist,
+	      h.n_hist ? h.hist[h.n_hist - 1] : "");
+	free(t);
+	free(h.hist[--h.n_hist]); /* as it was for the checks below */
+	h.hist_pos = h.n_hist;
 	ins(&h, "draft");
 	CHECK(edit_up(&h), "up into history");
 	STR(&h, "second");

@@ -13,8 +13,8 @@ static void check(bool ok, const char *what, int c, int r, const struct layout_o
 {
 	checks++;
 	if (!ok && fails++ < 20)
-		printf("FAIL %dx%d mode %d overlay %d toggled %d lines %d: %s\n", c, r, o->mode, o->overlay,
-		       o->mem_toggled, o->input_lines, what);
+		printf("FAIL %dx%d mode %d overlay %d toggled %d lines %d status %d: %s\n", c, r, o->mode, o->overlay,
+		       o->mem_toggled, o->input_lines, o->status_lines, what);
 }
 
 static bool inside(struct rect a, int c, int r)
@@ -64,7 +64,11 @@ static void one(int c, int r, const struct layout_opts *o)
 		check(rect_shown(l.progress), "progress shown", c, r, o);
 		check(!rect_shown(l.transcript) && !rect_shown(l.input), "no chat in progress mode", c, r, o);
 	}
-	if (r >= 4) check(rect_shown(l.status) && l.status.y == r - 1 && l.status.w == c, "status bar at bottom", c, r, o);
+	if (r >= 4) check(rect_shown(l.status) && l.status.y + l.status.h == r && l.status.w == c, "status bar at bottom", c, r, o);
+	if (r >= 4) {
+		int want = o->status_lines < 1 ? 1 : o->status_lines > 3 ? 3 : o->status_lines;
+		check(l.status.h == (r >= 12 ? want : 1), "status bar as tall as its message, up to 3 rows from 12", c, r, o);
+	}
 	if (l.tiny) check(!rect_shown(l.mem), "tiny: chat alone", c, r, o);
 	check(l.tiny == (c < LAYOUT_TINY_COLS || r < LAYOUT_TINY_ROWS), "tiny flag", c, r, o);
 	if (l.wide && !o->mem_toggled) check(rect_shown(l.mem) && l.mem.w >= LAYOUT_MEM_MIN_W, "wide: memory beside", c, r, o);
@@ -95,13 +99,15 @@ int main(void)
 			for (int mode = 0; mode < 2; mode++)
 				for (int ov = 0; ov <= OVERLAY_CONFIRM; ov++)
 					for (int t = 0; t < 2; t++)
-						for (int lines = 1; lines <= 12; lines += 5) {
-							o.mode = mode;
-							o.overlay = ov;
-							o.mem_toggled = t;
-							o.input_lines = lines;
-							one(c, r, &o);
-						}
+						for (int lines = 1; lines <= 12; lines += 5)
+							for (int sl = 0; sl <= 4; sl += 2) {
+								o.mode = mode;
+								o.overlay = ov;
+								o.mem_toggled = t;
+								o.input_lines = lines;
+								o.status_lines = sl;
+								one(c, r, &o);
+							}
 		}
 	/* degenerate sizes must not crash or produce garbage */
 	for (int c = 1; c < 20; c++)

@@ -27,6 +27,10 @@ expect_rc "already quantized" 1 "already quantized" awq "$FIX/llama3-rand-awq" -
 mkdir -p "$tmp/gpt2" && cp "$FIX/llama3-rand/"* "$tmp/gpt2/"
 sed 's/LlamaForCausalLM/GPT2LMHeadModel/' "$FIX/llama3-rand/config.json" > "$tmp/gpt2/config.json"
 expect_rc "unsupported architecture" 1 "GPT2LMHeadModel" awq "$tmp/gpt2" --work-dir "$out" --calib-samples 0
+# a config.json that is not valid JSON: where it breaks, as the other commands say ("not a JSON object" did not)
+mkdir -p "$tmp/badjson" && cp "$FIX/llama3-rand/"* "$tmp/badjson/" && printf '{"architectures": [' > "$tmp/badjson/config.json"
+expect_rc "config.json not valid JSON" 1 "badjson/config.json: not valid JSON (near byte" awq "$tmp/badjson" \
+	--work-dir "$out" --calib-samples 0
 
 # tensors outside the layers are copied as they are: one that disagrees with config.json is refused up front
 # (round-to-nearest used to write a result that no loader accepts, and exit 0)

@@ -79,6 +79,17 @@ int main(void)
 	}
 	CHECK(taken == 7 && others == 1);
 	CHECK(x.dtype == DT_BF16 && fabs(x.rope_scaling_factor - 2.5) < 1e-12 && !x.eager);
+	/* "--" ends the options: what follows is a positional even where it begins with '-' */
+	char *av2[] = { "--json", "--", "--json", "-x" };
+	opt_iter_init(&it, 4, av2);
+	CHECK(opt_next(&it) && it.name && !strcmp(it.name, "json"));
+	CHECK(opt_next(&it) && !it.name && !strcmp(it.arg, "--json"));
+	CHECK(opt_next(&it) && !it.name && !strcmp(it.arg, "-x"));
+	CHECK(!opt_next(&it));
+	char *av3[] = { "m", "--" };
+	opt_iter_init(&it, 2, av3);
+	CHECK(opt_next(&it) && !it.name && !opt_next(&it));
+
 	int dt = 99;
 	CHECK(opt_dtype("--dtype", "auto", &dt) == LM_OK && dt == 0);
 	CHECK(opt_dtype("--dtype", "float16", &dt) == LM_OK && dt == DT_F16 && dt != 0);

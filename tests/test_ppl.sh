@@ -57,6 +57,12 @@ within "$p4" "$p0" 0.05 && pass "int4 KV within 5% of policy 0" || fail "policy 
 expect_fail "missing --file" "--file" "$LMTERM" ppl "$MODEL"
 expect_fail "missing text file" "/nonexistent.txt" "$LMTERM" ppl "$MODEL" --file /nonexistent.txt --backend cpu
 expect_fail "bad --ctx" "--ctx" "$LMTERM" ppl "$MODEL" --file "$TEXT" --ctx one
+# a --ctx past the model's context (max_position_embeddings 2048) is scored, with a note saying so (none came)
+err=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars 300 --ctx 4096 --backend cpu 2>&1 >/dev/null)
+case "$err" in *"--ctx 4096 is longer than the model's context of 2048 tokens"*) pass "--ctx past the model's context: a note" ;;
+*) fail "--ctx past the model's context: no note: $err" ;; esac
+err=$("$LMTERM" ppl "$MODEL" --file "$TEXT" --max-chars 300 --ctx 2048 --backend cpu 2>&1 >/dev/null)
+[ -z "$err" ] && pass "--ctx within the model's context: no note" || fail "--ctx 2048: $err"
 expect_fail "bad --quant-policy" "--quant-policy" "$LMTERM" ppl "$MODEL" --file "$TEXT" --quant-policy 3
 # another model's tokenizer: its ids past the vocabulary are named before the weights are read (the embedding
 # lookup found them, after loading; here the weights are cut short, so only the early check can speak)

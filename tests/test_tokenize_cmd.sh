@@ -25,6 +25,9 @@ check_ids "model leaves <s> as text" "3730 7245 3738 6894 297 3003 345 3730 7245
 check_ids "stdin text" "2378 3930 15 3741 548 4079 15 15 3741 548 4258" \
 	sh -c "printf 'line1\nline2\n\nline4' | \"\$0\" tokenize \"\$1\"" "$LMTERM" "$DEMO"
 check_ids "empty text" "" "$LMTERM" tokenize "$DEMO" ""
+# a TEXT that begins with '-' after "--" (it was an unknown option, with no way around it but stdin)
+check_ids "-- then a text that begins with -" "$(printf '%s' '-x --json' | "$LMTERM" tokenize "$DEMO")" \
+	"$LMTERM" tokenize "$DEMO" -- "-x --json"
 
 # --json
 got=$(printf '["Hello world", "", "\\u4f60\\u597d"]' | "$LMTERM" tokenize "$DEMO" --json 2>"$tmp/err"); rc=$?
@@ -44,6 +47,14 @@ mkdir -p "$tmp/empty"
 expect_fail "dir without tokenizer" "$tmp/empty" "$LMTERM" tokenize "$tmp/empty" "hi"
 printf '{"model": {"type": "BPE", "vocab": ' > "$tmp/tokenizer.json"
 expect_fail "malformed tokenizer.json" "$tmp/tokenizer.json" "$LMTERM" tokenize "$tmp/tokenizer.json" "hi"
+# an empty one (a download that failed) says so (it was "malformed JSON near byte 0"), in a model directory too
+mkdir -p "$tmp/emptytok" && : >"$tmp/emptytok/tokenizer.json"
+expect_fail "empty tokenizer.json" "$tmp/emptytok/tokenizer.json: the file is empty" "$LMTERM" tokenize "$tmp/emptytok" "hi"
+cp "$DEMO/config.json" "$tmp/emptytok/"
+expect_fail "empty tokenizer.json: generate" "$tmp/emptytok/tokenizer.json: the file is empty" \
+	"$LMTERM" generate "$tmp/emptytok" -p hi -n 1
+: >"$tmp/emptytok/config.json"
+expect_fail "empty config.json" "$tmp/emptytok/config.json: the file is empty" "$LMTERM" generate "$tmp/emptytok" -p hi -n 1
 head -c 5000 "$DEMO/tokenizer.model" > "$tmp/cut.model"
 expect_fail "truncated tokenizer.model" "$tmp/cut.model" "$LMTERM" tokenize "$tmp/cut.model" "hi"
 expect_fail "bad JSON on stdin" "JSON" sh -c 'echo "[1, 2" | "$0" tokenize "$1" --json' "$LMTERM" "$DEMO"

@@ -120,6 +120,10 @@ sleep 0.3
 if screen | grep -q "^> Hello, how are you?"; then pass "Up recalls the last message"; else show "history"; fail "Up did not recall the last message"; fi
 T send-keys -t tui C-u
 sleep 0.2
+# Ctrl-D in an empty input (a shell's end of input) did nothing at all: it says what quits, and quits nothing
+T send-keys -t tui C-d
+if wait_for "the input is empty; F10 or Ctrl-Q quits" 5; then pass "Ctrl-D in an empty input says what quits"
+else show "Ctrl-D"; fail "Ctrl-D in an empty input: no word of what quits"; fi
 
 # /save: the conversation as Markdown, to a name with spaces; never over an existing file; a directory takes
 # the default name
@@ -178,7 +182,11 @@ show "settings"
 kvs=$(screen | sed -n 's/.* KV \([a-z0-9]*\) .*ctx .*/\1/p' | tail -1)
 [ -n "$kvs" ] && screen | grep -q "KV quant policy *0 ($kvs)" && pass "settings: policy 0 is '$kvs', as in the status bar" ||
 	fail "settings: policy 0 is not named '$kvs' as in the status bar"
-T send-keys -t tui Down
+# top-p 0 typed in (the fourth field) is refused as on the command line (it was taken: "top-p 0.00")
+T send-keys -t tui Down Down Down 0 Enter
+if wait_for "top-p: must be greater than 0" 5 && screen | grep -q "KV quant policy"; then pass "settings: top-p 0 is refused"
+else show "settings, top-p 0"; fail "settings: top-p 0 was not refused"; fi
+T send-keys -t tui Escape Up Up # the typing dropped, back to the policy field
 T send-keys -t tui Right
 wait_for "< 8 \(int8\) >" 5 && pass "the policy field shows 8 (int8)" || fail "the policy field did not change to 8"
 show "settings, policy 8"

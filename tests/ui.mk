@@ -18,6 +18,9 @@ EXTRA_DIST += tests/test_tui.sh tests/test_tui_fake.sh
 # the dialogs' key hints at 40x14, in English and Chinese
 TESTS += tests/test_tui_small.sh
 EXTRA_DIST += tests/test_tui_small.sh
+# the notes of the load at 40x14, read from the first
+TESTS += tests/test_tui_notes.sh
+EXTRA_DIST += tests/test_tui_notes.sh
 # their tmux helpers, sourced
 EXTRA_DIST += tests/tmux.sh
 # the manual documents every command, option, environment variable and key

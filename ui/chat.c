@@ -61,6 +61,7 @@ void panel_chat_clear(struct chat_view *c)
 	c->scroll = 0;
 	c->last_total = 0;
 	c->streaming = false;
+	c->from_top = false;
 }
 
 void panel_chat_free(struct chat_view *c)
@@ -76,6 +77,8 @@ void panel_chat_scroll(struct chat_view *c, int lines)
 	if (c->scroll < 0) c->scroll = 0;
 	/* the upper bound is applied at the next draw, when the number of lines is known */
 }
+
+void panel_chat_show_top(struct chat_view *c) { c->from_top = true; }
 
 static const char *role_label(enum chat_role r)
 {
@@ -175,6 +178,8 @@ void panel_chat_draw(WINDOW *w, struct chat_view *c)
 	c->last_total = total;
 	c->last_w = wd;
 	int maxscroll = total > h ? total - h : 0;
+	if (c->from_top) c->scroll = maxscroll;
+	c->from_top = false;
 	if (c->scroll > maxscroll) c->scroll = maxscroll;
 	int first = total - h - c->scroll; /* index of the line at the top row */
 	if (first < 0) first = 0;

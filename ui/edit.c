@@ -318,6 +318,16 @@ char *edit_take(struct edit *e)
 {
 	char *s = strdup(e->buf);
 	if (!s) return NULL; /* the text stays in the editor */
+	/* blank lines at the end go: text pasted from a file ends with a newline, which was sent to the model and
+	 * shown, saved and recalled as an empty last line. Spaces at the end of the last line stay. */
+	size_t n = strlen(s);
+	for (;;) {
+		size_t k = n;
+		while (k > 0 && s[k - 1] == ' ') k--;
+		if (k == 0 || s[k - 1] != '\n') break;
+		n = k - 1;
+	}
+	s[n] = 0;
 	/* without memory for the history entry the text is sent all the same */
 	e->took_new = edit_hist_add(e, s);
 	e->hist_pos = e->n_hist;

@@ -44,9 +44,9 @@ void edit_kill_word_fwd(struct edit *e);    /* Alt-D */
  * step back (forward) through the history. Return false when there is nowhere to go. */
 bool edit_up(struct edit *e);
 bool edit_down(struct edit *e);
-/* Take the text for submission: returns a malloc'd copy (caller frees), records it in the history unless
- * blank or equal to the last entry (took_new says whether it did), and clears the editor. NULL: out of memory,
- * the editor is unchanged. */
+/* Take the text for submission: returns a malloc'd copy without its blank last lines (caller frees), records it
+ * in the history unless blank or equal to the last entry (took_new says whether it did), and clears the editor.
+ * NULL: out of memory, the editor is unchanged. */
 char *edit_take(struct edit *e);
 /* Add s to the end of the history unless blank or equal to the last entry; beyond EDIT_HIST_MAX the oldest
  * goes. True when added (false also without memory for it: the history is a convenience). */

@@ -41,11 +41,14 @@ void layout_compute(struct layout *l, int cols, int rows, const struct layout_op
 	l->tiny = cols < LAYOUT_TINY_COLS || rows < LAYOUT_TINY_ROWS;
 	l->wide = !l->tiny && cols >= LAYOUT_WIDE_COLS;
 
-	/* status bar: the bottom row, when there is room for it and something above it */
+	/* status bar: the bottom row, when there is room for it and something above it; a message too long for one
+	 * row (at 40 columns "wait: a reply is being generated (Ctrl-" was all there was of one) takes up to three
+	 * while it is shown, where the screen has twelve rows or more */
 	int body_h = rows;
 	if (rows >= 4) {
-		l->status = mk(rows - 1, 0, 1, cols);
-		body_h = rows - 1;
+		int sh = clampi(o->status_lines, 1, rows >= 12 ? 3 : 1);
+		l->status = mk(rows - sh, 0, sh, cols);
+		body_h = rows - sh;
 	}
 
 	/* the memory panel: beside the body when wide (unless toggled off), above the chat when toggled on

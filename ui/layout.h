@@ -27,6 +27,7 @@ struct layout_opts {
 	enum overlay overlay;
 	bool mem_toggled;  /* the memory key was pressed: hides the side panel when wide, shows it when narrow */
 	int input_lines;   /* lines the input text needs (>= 1); the input box grows up to a third of the screen */
+	int status_lines;  /* lines the status bar's message needs (<= 1: one); up to 3 where the screen has room */
 };
 
 struct layout {

@@ -80,10 +80,17 @@ void panel_progress_draw(WINDOW *w, const struct progress_view *p)
 	if (isnan(left)) snprintf(l, sizeof l, "--");
 	else fmt_duration(l, sizeof l, left);
 	if (y < h - 1) {
-		if (p->total > 0 && rate > 0)
+		if (p->total > 0 && rate > 0) {
+			/* where the line does not fit, the rate goes first, then the time elapsed: the time left was
+			 * what a narrow panel cut ("...elapsed 0s  left") */
 			snprintf(line, sizeof line, _("%lld of %lld  %.2f/s  elapsed %s  left %s"), (long long)p->done,
 				 (long long)p->total, rate, e, l);
-		else if (p->total > 0)
+			if (str_cols(line) > iw)
+				snprintf(line, sizeof line, _("%lld of %lld  elapsed %s  left %s"), (long long)p->done,
+					 (long long)p->total, e, l);
+			if (str_cols(line) > iw)
+				snprintf(line, sizeof line, _("%lld of %lld  left %s"), (long long)p->done, (long long)p->total, l);
+		} else if (p->total > 0)
 			snprintf(line, sizeof line, _("%lld of %lld  elapsed %s"), (long long)p->done, (long long)p->total, e);
 		else
 			snprintf(line, sizeof line, _("elapsed %s"), e);

@@ -130,6 +130,8 @@ static bool commit(struct settings_view *s)
 		break;
 	case SET_TOP_P:
 		rc = opt_float("--top-p", s->buf, 0, 1, &d);
+		/* as the command line says (cmd_chat.c): top-p 0 keeps no token; the arrows stop at 0.05 */
+		if (rc == LM_OK && d <= 0) rc = lm_err(_("--top-p: must be greater than 0 (1 turns it off)"));
 		if (rc == LM_OK) s->sampling.top_p = (float)d;
 		break;
 	case SET_TOP_K:
@@ -212,11 +214,21 @@ void panel_settings_draw(WINDOW *w, const struct settings_view *s)
 	/* the fields below a blank row; in a short window without it, and scrolled so that the selected field is
 	 * in view (else Up/Down changed a value that could not be seen) */
 	int y = h - 3 >= SET_N ? 2 : 1, rows = h - 1 - y;
+	/* the selected field's hint, or the last error, goes between the fields and the keys. An error is read whole:
+	 * where it has no room, the fields give up the blank row above them, then rows (at 40x14 the error lost its
+	 * end, "nor a size such as 6GiB, 512MiB or 32768tok", which says what to type) */
+	const char *t = s->msg[0] ? s->msg : field_hint(s->sel);
+	struct wrap_line wl[4];
+	int nt = MIN(text_wrap(t, (int)strlen(t), iw, true, wl, 4), 4);
+	if (s->msg[0] && 1 + SET_N + nt + 1 > h - 2) {
+		y = 1;
+		rows = MIN(SET_N, MAX(1, h - 3 - nt));
+	}
 	int first = rows > 0 && s->sel >= rows ? s->sel - rows + 1 : 0;
 	int lw = 0;
 	for (int f = 0; f < SET_N; f++) lw = MAX(lw, str_cols(field_label(f)));
 	lw = MIN(lw + 2, iw / 2);
-	for (int f = first; f < SET_N && y < h - 1; f++, y++) {
+	for (int f = first; f < SET_N && f < first + rows && y < h - 1; f++, y++) {
 		bool sel = f == s->sel;
 		attr_t a = sel ? col(COL_SEL) : col(COL_NORMAL);
 		if (sel) draw_fill(w, y, x - 1, iw + 2, " ", a);
@@ -244,11 +256,8 @@ void panel_settings_draw(WINDOW *w, const struct settings_view *s)
 	struct wrap_line kl[2];
 	text_wrap(keys, (int)strlen(keys), iw, true, kl, 2);
 	int ky = h - 1 - nk;
-	/* the selected field's hint, or the last error, between the fields and the keys: after a blank row where
-	 * there is room for it, else right below the fields */
-	const char *t = s->msg[0] ? s->msg : field_hint(s->sel);
-	struct wrap_line wl[3];
-	int n = MIN(text_wrap(t, (int)strlen(t), iw, true, wl, 3), 3);
+	/* the hint or the error: after a blank row where there is room for it, else right below the fields */
+	int n = s->msg[0] ? nt : MIN(nt, 3);
 	if (n < ky - y) y++;
 	for (int i = 0; i < n && y < ky; i++, y++)
 		draw_text(w, y, x, iw, t + wl[i].start, wl[i].end - wl[i].start, s->msg[0] ? col(COL_ERROR) : col(COL_DIM));

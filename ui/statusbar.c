@@ -35,8 +35,18 @@ void panel_status_draw(WINDOW *w, const struct status_view *s, bool tiny)
 	int prio[10]; /* which segment goes first when the line is short: the highest number */
 	int n = 0;
 	if (s->message[0]) {
-		/* a message takes the whole line until the next key */
-		draw_str(w, 0, 1, wd - 1, s->message, col(COL_STATUS));
+		/* a message takes the whole bar until the next key, wrapped over its rows (the layout gives a long one
+		 * up to three) */
+		struct wrap_line wl[3];
+		int len = (int)strlen(s->message), rows = MIN(getmaxy(w), 3);
+		int k = wd > 3 && rows > 0 ? text_wrap(s->message, len, wd - 2, true, wl, rows) : 0;
+		if (k < 1) {
+			draw_str(w, 0, 1, wd - 1, s->message, col(COL_STATUS));
+			return;
+		}
+		if (k > rows) { k = rows; wl[k - 1].end = len; } /* more lines than rows: the last is cut at the edge */
+		for (int i = 0; i < k; i++)
+			draw_text(w, i, 1, wd - 1, s->message + wl[i].start, wl[i].end - wl[i].start, col(COL_STATUS));
 		return;
 	}
 	const char *model = s->have_info && s->info.model_name[0] ? s->info.model_name : s->model_label ? s->model_label : "";

@@ -307,6 +307,9 @@ static void relayout(struct chat_ui *u)
 	/* the input box's height depends on its text wrapped at the width it will have */
 	u->lo.mode = LAYOUT_CHAT;
 	u->lo.input_lines = 1;
+	/* the status bar's message, wrapped as panel_status_draw wraps it */
+	const char *msg = u->status.message;
+	u->lo.status_lines = msg[0] && cols > 3 ? text_wrap(msg, (int)strlen(msg), cols - 2, true, NULL, 0) : 1;
 	layout_compute(&u->lay, cols, rows, &u->lo);
 	if (rect_shown(u->lay.input)) {
 		u->lo.input_lines = panel_input_lines(&u->input, u->lay.input.w);
@@ -674,6 +677,12 @@ static int handle_key(struct chat_ui *u, bool is_code, wint_t ch, bool alt)
 		return KF_REDRAW;
 	}
 	if (u->lo.overlay == OVERLAY_PROGRESS && !is_code && ch == 27) return KF_HANDLED; /* cannot close */
+	/* Ctrl-D deletes the character under the cursor; in an empty input, where a shell would end, it did nothing
+	 * at all. It does not quit (holding it down to clear a line would end the chat): it says what does. */
+	if (!is_code && !alt && ch == 4 && u->input.ed.len == 0) {
+		set_message(u, "%s", _("the input is empty; F10 or Ctrl-Q quits"));
+		return KF_REDRAW;
+	}
 	bool sub;
 	int f = panel_input_key(&u->input, is_code, ch, alt, &sub);
 	if (sub) submit(u);
@@ -725,6 +734,11 @@ static void on_event(struct chat_ui *u, const struct engine_event *ev)
 		u->mem.kv_capacity_tokens = ev->u.info.kv_capacity_tokens;
 		u->mem.kv_bytes_per_token = ev->u.info.kv_bytes_per_token;
 		u->prog.active = false;
+		/* the notes of the load (a CPU fallback, a sliding window, a session longer than the model's
+		 * context, ...) came before this; anchored at the bottom, the first of them began above the top row
+		 * of a small terminal, where nothing said there was more. They are read from the first line, with
+		 * "N more lines below (PgDn)" where they do not fit; a message sent goes back to the bottom. */
+		if (u->chat.n > 0) panel_chat_show_top(&u->chat);
 		{
 			struct cmd c = { .type = CMD_MEM_QUERY };
 			send_cmd(u, &c);
@@ -1070,8 +1084,17 @@ int ui_progress_run(const char *title, ui_work_fn work, void *ud, struct backend
 		if (wp) { panel_progress_draw(wp, &view); wnoutrefresh(wp); }
 		if (wm && mem) { panel_mem_draw(wm, mem); wnoutrefresh(wm); }
 		if (ws) {
-			snprintf(st.message, sizeof st.message, "%s  %s", title,
-				 p->cancel ? _("stopping...") : _("Ctrl-C: stop  F3: memory panel"));
+			/* the keys whole, in fewer words where the line is short (at 40 columns the Chinese was cut
+			 * after "F3：内存面"); the title is also the progress panel's, so it goes first */
+			const char *keys[] = { _("Ctrl-C: stop  F3: memory panel"), _("Ctrl-C: stop  F3: memory"),
+					       _("Ctrl-C: stop") };
+			const char *k = p->cancel ? _("stopping...") : keys[0];
+			for (size_t i = 1; !p->cancel && i < ARRAY_SIZE(keys) && str_cols(k) > getmaxx(ws) - 2; i++)
+				k = keys[i];
+			if (str_cols(title) + 2 + str_cols(k) <= getmaxx(ws) - 2)
+				snprintf(st.message, sizeof st.message, "%s  %s", title, k);
+			else
+				snprintf(st.message, sizeof st.message, "%s", k);
 			panel_status_draw(ws, &st, lay.tiny);
 			wnoutrefresh(ws);
 		}

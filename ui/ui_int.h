@@ -69,6 +69,7 @@ struct chat_view {
 				       blank after it), so that a new width (a resize, F3) keeps it at the bottom */
 	int page;            /* rows at the last draw, for PgUp/PgDn */
 	bool streaming;      /* the last message is a reply still arriving */
+	bool from_top;       /* the next draw shows the first line on the top row (panel_chat_show_top) */
 };
 void panel_chat_add(struct chat_view *c, enum chat_role r, const char *text, int len);
 void panel_chat_append(struct chat_view *c, const char *text, int len);
@@ -76,6 +77,8 @@ void panel_chat_clear(struct chat_view *c);
 void panel_chat_drop_last(struct chat_view *c);
 void panel_chat_free(struct chat_view *c);
 void panel_chat_scroll(struct chat_view *c, int lines); /* > 0: up (older) */
+/* scroll to the first line at the next draw, when the number of lines is known (the start-up notes) */
+void panel_chat_show_top(struct chat_view *c);
 void panel_chat_draw(WINDOW *w, struct chat_view *c);
 
 /* ---- input.c: the input box */
