@@ -141,14 +141,15 @@ static int parse_ids(const char *s, int vocab, int32_t **out, int *n)
 }
 
 /* Whether encoding a text prompt prepends BOS: tokenizer_config.json's add_bos_token where it is set;
- * absent, the Llama family's tokenizers add it (LlamaTokenizer's default) and Qwen2's (Qwen3's too) do not. */
+ * absent, the Llama family's tokenizers add it (LlamaTokenizer's default) and Qwen2's (Qwen3's too) do not, nor do
+ * Phi-3's (its LlamaTokenizer says add_bos_token false) and Phi-4's (GPT2Tokenizer). */
 static int want_bos(const char *dir, const struct model_config *c, bool *add)
 {
 	char path[4200];
 	path_join(path, sizeof path, dir, "tokenizer_config.json");
 	char *buf;
 	size_t len;
-	*add = c->arch != ARCH_QWEN2 && c->arch != ARCH_QWEN3;
+	*add = c->arch != ARCH_QWEN2 && c->arch != ARCH_QWEN3 && c->arch != ARCH_PHI3;
 	if (!file_exists(path)) return LM_OK;
 	if (read_file(path, &buf, &len)) return LM_ERR;
 	cJSON *j = cJSON_ParseWithLength(buf, len);

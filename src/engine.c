@@ -388,7 +388,7 @@ static void warn_session_fit(struct engine *e)
 
 /* Notes from loading, shown once before EV_READY: a session longer than the model was trained for (past
  * max_position_embeddings the replies of a model without dynamic RoPE scaling degrade; LMDeploy lets it
- * run, so this is a note, not an error), a session longer than Mistral's sliding window (full attention
+ * run, so this is a note, not an error), a session longer than Mistral's or Phi-3's sliding window (full attention
  * here), and generation_config.json's values that were ignored. */
 static void warn_load(struct engine *e)
 {
