@@ -190,7 +190,11 @@ static bool builtin_matches(const struct chat_template *t, const char *jinja, bo
 	static const struct chat_msg b[] = { { "system", "Be brief." }, { "user", "Hi" }, { "assistant", "Hello!" },
 					     { "user", "Tell me a story." } };
 	static const struct chat_msg c[] = { { "user", "2+2?" }, { "assistant", "4" } };
-	struct { const struct chat_msg *m; int n; bool gen; } probes[] = { { a, 1, true }, { b, 4, true }, { c, 2, false } };
+	/* two user turns in a row (a reply that was cut off): Phi-4's template opens the assistant's turn after every
+	 * user turn, which no built-in does */
+	static const struct chat_msg d[] = { { "user", "Hello" }, { "user", "Who are you?" } };
+	struct { const struct chat_msg *m; int n; bool gen; } probes[] = { { a, 1, true }, { b, 4, true }, { c, 2, false },
+									   { d, 2, true } };
 	for (size_t i = 0; i < ARRAY_SIZE(probes); i++) {
 		struct tmpl_text tt;
 		char *j;
