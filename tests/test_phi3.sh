@@ -16,7 +16,8 @@
 #     exact dequantization.
 # Controls (the comparison can fail): gate and up halves swapped, the LongRoPE model read without its rope_scaling
 # or with attention_factor 1, and the unquantized reference against --quant-policy 8's logits must NOT match.
-# Then: chat (the built-in phi-3 template for a Phi-3 without one), bench --dummy on Phi-3-mini-128k's RoPE, the
+# InternVL around the tiny Phi-3 runs (and quantizes) as the bare model. Then: chat (the built-in phi-3 template
+# for a Phi-3 without one), bench --dummy on Phi-3-mini-128k's RoPE, the
 # sliding_window note, and bad input (a qkv_proj of the wrong shape, partial_rotary_factor 0.75, yarn).
 # PHI3_BACKEND=cuda PHI3_RTOL=3e-2 (the GPU round): the same on the GPU (fp16 activations), the greedy ids
 # compared over the first 4 tokens, as test_qwen3.sh does.
@@ -128,6 +129,22 @@ else
 	fail "make_gptq.py quantize: $(cat "$tmp/out")"
 fi
 [ "$B" = cpu ] || finish
+
+# InternVL around a Phi-3 (Mini-InternVL-Chat-4B-V1-5's language model is Phi-3-mini; tests/make_vlm.py's layout):
+# the language model gives the bare model's logits, and auto_awq of the wrapped model the bare model's quantized
+# logits, bit for bit
+if python3 "$top_srcdir/tests/make_vlm.py" "$tmp/p" "$tmp/ivl" --layout internvl >"$tmp/out" 2>&1 &&
+	"$LMTERM" lite auto_awq "$tmp/ivl" --work-dir "$tmp/ivl-awq" --calib-dataset "$calib" --calib-samples 4 \
+		--calib-seqlen 32 --w-group-size 32 >"$tmp/out" 2>&1; then
+	for pair in "p ivl" "awq-p ivl-awq"; do
+		set -- $pair
+		"$LMTERM" generate "$tmp/$1" --ids "$IDS" -n 2 --greedy --backend cpu --dump-logits "$tmp/l1.st" >/dev/null 2>&1 &&
+			"$LMTERM" generate "$tmp/$2" --ids "$IDS" -n 2 --greedy --backend cpu --dump-logits "$tmp/l2.st" >/dev/null 2>"$tmp/err" &&
+			cmp -s "$tmp/l1.st" "$tmp/l2.st" && pass "$2: the logits of $1, bit for bit" || fail "$2 differs from $1: $(cat "$tmp/err")"
+	done
+else
+	fail "InternVL around Phi-3: $(tail -c 300 "$tmp/out")"
+fi
 
 # the engine: a chat turn, the built-in phi-3 template where the model has none of its own (LMDeploy's)
 rm -rf "$tmp/t" && cp -r "$tmp/p" "$tmp/t" && edit "$tmp/t/tokenizer_config.json" "c.pop('chat_template', None)"
