@@ -357,7 +357,8 @@ static int generate(struct run *r)
 		/* a reader that has gone (SIGPIPE ignored) or a full disk: stop now, not after -n tokens */
 		if (fflush(stdout) != 0) return lm_err(_("writing the output: %s"), strerror(errno));
 		if (is_eos(&r->cfg, next) || j + 1 == o->n) break;
-		/* LongRoPE's switch to the long factors: the cached positions again first, rotated as the new one */
+		/* LongRoPE's switch to the long factors: the cached positions again first, rotated as the new one
+		 * (fwd_rope_refeed reads rope_len, 0 here) */
 		const int again = fwd_rope_refeed(&r->fw, T + j, 1);
 		r->fw.rope_len = again ? T + j + 1 : 0;
 		for (int p0 = 0; p0 < again; p0 += r->fw.max_tokens)

@@ -764,7 +764,7 @@ static int encode_conversation(struct engine *e, int32_t **out, int *n_out, int 
 static int feed_ex(struct engine *e, const int32_t *ids, int n, bool want_logits, int32_t *argmax, bool on_dev,
 		   bool *cancelled)
 {
-	/* LongRoPE's switch to the long factors: what the cache holds is fed again from position 0 (its ids are
+	/* LongRoPE's switch between its factors: what the cache holds is fed again from position 0 (its ids are
 	 * e->ctx), rotated as the new tokens are */
 	const int again = fwd_rope_refeed(&e->f, e->n_ctx, n);
 	e->f.rope_len = e->n_ctx + n; /* the RoPE of the whole sequence, whatever the chunks */
@@ -781,10 +781,10 @@ static int feed_ex(struct engine *e, const int32_t *ids, int n, bool want_logits
 	int rc = LM_OK;
 	for (int i = 0; i < n && rc == LM_OK;) {
 		int c = MIN(e->prefill_chunk, n - i);
-		if (kvmgr_seq_fit(&e->kv, &e->seq, e->n_ctx + c) != LM_OK) return LM_ERR;
 		bool last = i + c == n;
 		int nl = last && want_logits ? (argmax ? -1 : on_dev ? -2 : 1) : 0;
-		if (forward(&e->f, &e->kv.kv, ids + i, c, e->n_ctx, e->seq.blocks, e->seq.n_blocks, nl, e->logits,
+		if (kvmgr_seq_fit(&e->kv, &e->seq, e->n_ctx + c) != LM_OK ||
+		    forward(&e->f, &e->kv.kv, ids + i, c, e->n_ctx, e->seq.blocks, e->seq.n_blocks, nl, e->logits,
 			    argmax) != LM_OK) {
 			rc = LM_ERR;
 			break;

@@ -188,7 +188,8 @@ static int body(struct fwd *f, struct kv_cache *kv, int n)
 int fwd_rope_refeed(const struct fwd *f, int pos0, int n)
 {
 	const struct rope_cfg *r = &f->m->cfg.rope;
-	return r->type == ROPE_LONGROPE && pos0 > 0 && pos0 <= r->orig_max_pos && pos0 + n > r->orig_max_pos ? pos0 : 0;
+	if (r->type != ROPE_LONGROPE || pos0 <= 0) return 0;
+	return (MAX(pos0 + n, f->rope_len) > r->orig_max_pos) != f->kv_long ? pos0 : 0;
 }
 
 int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int pos0, const int32_t *blocks,
@@ -209,7 +210,9 @@ int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int p
 	/* the step state: ids, positions, block table, RoPE frequencies for sequence length pos0 + n */
 	struct step st = { .ids = ids, .n = n, .pos0 = pos0, .blocks = blocks, .n_blocks = n_blocks,
 			   .inv_freq = f->inv_freq, .rope_mscale = 1.0f };
-	rope_inv_freq(c, MAX(pos0 + n, f->rope_len), f->inv_freq, &st.rope_mscale);
+	const int seq_len = MAX(pos0 + n, f->rope_len);
+	rope_inv_freq(c, seq_len, f->inv_freq, &st.rope_mscale);
+	f->kv_long = c->rope.type == ROPE_LONGROPE && seq_len > c->rope.orig_max_pos;
 	if (b->set_step(be, &st)) return LM_ERR;
 
 	bool graph = n == 1 && !f->tap && !f->eager && b->graph_begin && b->graph_end;
