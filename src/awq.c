@@ -964,8 +964,8 @@ static int setup(struct ctx *x, const char *model_dir, int group)
 	if (x->c.quant_bits) /* a quantization_config in text_config, or GPTQ's quantize_config.json */
 		return lm_err(_("%s: the model is already quantized (%d-bit %s); quantize the original fp16/bf16 model"),
 			      model_dir, x->c.quant_bits, x->c.quant == QUANT_GPTQ ? "GPTQ" : "AWQ");
-	if (x->c.arch != ARCH_LLAMA && x->c.arch != ARCH_QWEN2 && x->c.arch != ARCH_QWEN3 && x->c.arch != ARCH_INTERNLM2 &&
-	    x->c.arch != ARCH_PHI3)
+	const enum arch a = x->c.arch;
+	if (a != ARCH_LLAMA && a != ARCH_QWEN2 && a != ARCH_QWEN3 && a != ARCH_INTERNLM2 && a != ARCH_PHI3)
 		return lm_err(_("%s: architecture %s is not supported by auto_awq (Llama, Mistral, Qwen2, Qwen3, Phi-3, InternLM2 are)"),
 			      model_dir, x->c.arch_name);
 	x->dim = x->c.dim;

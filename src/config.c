@@ -706,8 +706,8 @@ void rope_inv_freq(const struct model_config *c, int seq_len, float *inv_freq, f
 			}
 		} else if (r->type == ROPE_LONGROPE) {
 			/* _compute_longrope_parameters: the long factors once the sequence outgrows the trained length
-			 * (decided per forward call, as transformers does; K cached with the other factors is fed again:
-			 * fwd_rope_refeed) */
+			 * (decided per forward call, as transformers does; K cached with the other factors is fed
+			 * again: fwd_rope_refeed) */
 			f /= seq_len > r->orig_max_pos ? r->long_factor[i] : r->short_factor[i];
 		}
 		inv_freq[i] = (float)f;

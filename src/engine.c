@@ -771,7 +771,7 @@ static int feed_ex(struct engine *e, const int32_t *ids, int n, bool want_logits
 	e->n_ctx -= again;
 	for (int i = 0; i < again;) {
 		int c = MIN(e->prefill_chunk, again - i);
-		if (forward(&e->f, &e->kv.kv, e->ctx + i, c, i, e->seq.blocks, e->seq.n_blocks, 0, NULL, NULL) != LM_OK) {
+		if (forward(&e->f, &e->kv.kv, e->ctx + i, c, i, e->seq.blocks, e->seq.n_blocks, 0, NULL, NULL)) {
 			e->f.rope_len = 0;
 			return LM_ERR;
 		}

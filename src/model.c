@@ -555,7 +555,9 @@ int model_load(struct model *m, const char *dir, struct backend *be, enum model_
 	path_join(L.where, sizeof L.where, dir, "model.safetensors.index.json");
 	if (!file_exists(L.where)) path_join(L.where, sizeof L.where, dir, "model.safetensors");
 	if (model_open_tensors(c, dir, &L.set) != LM_OK) return LM_ERR;
-	const struct names *nm = c->arch == ARCH_INTERNLM2 ? &internlm2_names : c->arch == ARCH_PHI3 ? &phi3_names : &llama_names;
+	const struct names *nm = &llama_names;
+	if (c->arch == ARCH_INTERNLM2) nm = &internlm2_names;
+	else if (c->arch == ARCH_PHI3) nm = &phi3_names;
 	int rc = LM_ERR;
 	if (!(m->layers = calloc((size_t)c->n_layers, sizeof *m->layers))) {
 		lm_err(_("out of memory"));
