@@ -42,7 +42,7 @@ if [ "$mode" = prepare ]; then
 	cp "$top/tests/lib.sh" "$top/tests/unpack-data.sh" "$top/tests/test_golden_cuda.sh" "$top/tests/test_cuda_opts.sh" \
 		"$top/tests/test_golden_fold.sh" \
 		"$top/tests/test_gptq.sh" "$top/tests/make_gptq.py" "$top/tests/st_io.py" "$top/tests/test_qwen3.sh" \
-		"$top/tests/make_qwen3.py" "$dest/tests/"
+		"$top/tests/make_qwen3.py" "$top/tests/test_phi3.sh" "$top/tests/make_phi3.py" "$dest/tests/"
 	cp "$top/scripts/gpu-round.sh" "$top/scripts/awq-probe.sh" "$dest/scripts/"
 	cp -r "$top/configs" "$dest/"
 	cp -P /usr/lib/x86_64-linux-gnu/libcjson.so.1* /usr/lib/x86_64-linux-gnu/libutf8proc.so.2* "$dest/lib/"
@@ -137,6 +137,9 @@ grep -E "rel err|FAIL|failure|^ok" "$OUT/golden_fold.log" | tail -12
 # Qwen3's q/k norms on the GPU (qk_norm kernel, in the decode graph) against the reference forward
 QWEN3_BACKEND=cuda QWEN3_RTOL=3e-2 timeout $(lim 90) sh tests/test_qwen3.sh > "$OUT/qwen3.log" 2>&1; r_qwen3=$?
 grep -E "^FAIL|\(cuda\)" "$OUT/qwen3.log" | head -10
+# Phi-3's fused tensors and LongRoPE (cos/sin scaled, both regimes, the switch) on the GPU against the reference
+PHI3_BACKEND=cuda PHI3_RTOL=3e-2 timeout $(lim 90) sh tests/test_phi3.sh > "$OUT/phi3.log" 2>&1; r_phi3=$?
+grep -E "^FAIL|\(cuda\)" "$OUT/phi3.log" | head -14
 
 cfg=configs/internlm2_5-7b-chat.json
 : > "$OUT/bench.jsonl"
@@ -225,7 +228,7 @@ fi
 
 echo
 echo "== GPU round: $(head -2 "$OUT/gpu.txt" | tail -1)"
-echo "tests: backend_ops $(status $r_ops) (PDL $(status $r_pdl)), attn_ops $(status $r_attn), golden(cuda) $(status $r_gold), LMDeploy options(cuda) $(status $r_opts), gptq(cuda) $(status $r_gptq), qwen3(cuda) $(status $r_qwen3), folded norms $(status $r_fold), memcheck $(status $r_san)"
+echo "tests: backend_ops $(status $r_ops) (PDL $(status $r_pdl)), attn_ops $(status $r_attn), golden(cuda) $(status $r_gold), LMDeploy options(cuda) $(status $r_opts), gptq(cuda) $(status $r_gptq), qwen3(cuda) $(status $r_qwen3), phi3(cuda) $(status $r_phi3), folded norms $(status $r_fold), memcheck $(status $r_san)"
 printf '%-11s %-6s %-6s %12s %9s %12s %9s %9s\n' run prompt policy prefill_tok/s ttft_ms decode_tok/s roofline copy_GB/s
 sed -e 's/[{},]/ /g' "$OUT/bench.jsonl" | awk '{
 	for (i = 1; i <= NF; i++) { k = $i; gsub(/[":]/, "", k); v[k] = $(i + 1) }

@@ -140,6 +140,7 @@ struct ctx {
 	cJSON *weight_map;
 	uint64_t total_bytes;
 	float *inv_freq;         /* [hd/2], a buffer of d */
+	float *rope_ms;          /* [hd] of RoPE's cos/sin scale (longrope's attention factor), or NULL where it is 1 */
 	int layer;               /* for progress */
 	double last_err;
 	double last_report;      /* now_s() of the last report */
@@ -150,6 +151,7 @@ enum tstage { T_LOAD, T_FORWARD, T_STATS, T_SEARCH, T_QUANT, T_WRITE, T_ERR, T_N
 static void tstage(struct ctx *x, int stage);
 
 static bool is_internlm2(const struct ctx *x) { return x->c.arch == ARCH_INTERNLM2; }
+static bool is_phi3(const struct ctx *x) { return x->c.arch == ARCH_PHI3; }
 
 static void tensor_name(const struct ctx *x, char *buf, size_t n, int layer, int lin, const char *suffix)
 {
@@ -158,8 +160,30 @@ static void tensor_name(const struct ctx *x, char *buf, size_t n, int layer, int
 					  "mlp.down_proj" };
 	static const char *intern[L_N] = { "attention.wqkv", "attention.wqkv", "attention.wqkv", "attention.wo",
 					   "feed_forward.w1", "feed_forward.w3", "feed_forward.w2" };
-	snprintf(buf, n, "model.layers.%d.%s.%s", layer, (is_internlm2(x) ? intern : llama)[lin], suffix);
+	static const char *phi3[L_N] = { "self_attn.qkv_proj", "self_attn.qkv_proj", "self_attn.qkv_proj",
+					 "self_attn.o_proj",   "mlp.gate_up_proj",   "mlp.gate_up_proj",
+					 "mlp.down_proj" };
+	snprintf(buf, n, "model.layers.%d.%s.%s", layer, (is_internlm2(x) ? intern : is_phi3(x) ? phi3 : llama)[lin],
+		 suffix);
 }
+
+/* A checkpoint's fused linears: InternLM2's wqkv and Phi-3's qkv_proj hold q, k and v, Phi-3's gate_up_proj gate
+ * and up. The search and the scaling work on the logical linears (the smoothing pairs are AutoAWQ's: a fused
+ * tensor is scaled as the linears it holds), so a fused tensor is split as it is read and packed again, in its
+ * own order and under its own name, as it is written (AutoAWQ quantizes it as one linear, which is the same: the
+ * groups run along the inputs, which the parts share). fused_first: the first logical linear of the tensor lin
+ * is stored in (the one whose name it has), or -1 where lin is a tensor of its own. */
+static int fused_first(const struct ctx *x, int lin)
+{
+	if ((is_internlm2(x) || is_phi3(x)) && lin >= L_Q && lin <= L_V) return L_Q;
+	if (is_phi3(x) && (lin == L_G || lin == L_U)) return L_G;
+	return -1;
+}
+
+static int fused_last(int first) { return first == L_Q ? L_V : L_U; }
+
+/* Rows of lin that stay together in the fused tensor: InternLM2 interleaves heads, Phi-3 keeps each part whole */
+static int fused_chunk(const struct ctx *x, int lin) { return is_internlm2(x) ? x->hd : x->rows[lin]; }
 
 static bool is_float(enum dtype dt) { return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16; }
 
@@ -207,6 +231,15 @@ static size_t intern_row(const struct ctx *x, int lin, int r)
 	return ((size_t)kvh * (g + 2) + slot) * hd + off;
 }
 
+/* Where row r (a multiple of fused_chunk) of the logical linear lin lies in its fused tensor */
+static size_t fused_row(const struct ctx *x, int lin, int r)
+{
+	if (is_internlm2(x)) return intern_row(x, lin, r);
+	size_t at = 0;
+	for (int j = fused_first(x, lin); j < lin; j++) at += x->rows[j];
+	return at + r;
+}
+
 static int lw_load(struct ctx *x, int l, struct lw *w)
 {
 	char name[256];
@@ -224,23 +257,27 @@ static int lw_load(struct ctx *x, int l, struct lw *w)
 		if (read_f32(x, name, 0, x->hd, false, &w->kn)) goto fail;
 	}
 	for (int i = 0; i < L_N; i++) {
-		if (is_internlm2(x) && (i == L_K || i == L_V)) continue;
-		if (is_internlm2(x) && i == L_Q) { /* split the packed wqkv */
+		const int first = fused_first(x, i);
+		if (first >= 0 && i != first) continue;
+		if (first >= 0) { /* split the fused tensor into its logical linears (all of the same inputs) */
 			float *p, *pb;
-			int rows = x->qd + 2 * x->kvd;
-			tensor_name(x, name, sizeof name, l, L_Q, "weight");
-			if (read_f32(x, name, rows, x->dim, false, &p)) goto fail;
-			tensor_name(x, name, sizeof name, l, L_Q, "bias");
+			const int last = fused_last(first), in = x->cols[first];
+			int rows = 0;
+			for (int lin = first; lin <= last; lin++) rows += x->rows[lin];
+			tensor_name(x, name, sizeof name, l, first, "weight");
+			if (read_f32(x, name, rows, in, false, &p)) goto fail;
+			tensor_name(x, name, sizeof name, l, first, "bias");
 			if (read_f32(x, name, 0, rows, true, &pb)) { x->d->free(x->d, p); goto fail; }
 			struct awq_dev *d = x->d;
-			for (int lin = L_Q; lin <= L_V; lin++) {
-				w->w[lin] = d->alloc(d, sizeof(float) * x->rows[lin] * x->dim);
+			for (int lin = first; lin <= last; lin++) {
+				const int ch = fused_chunk(x, lin);
+				w->w[lin] = d->alloc(d, sizeof(float) * x->rows[lin] * in);
 				if (pb) w->b[lin] = d->alloc(d, sizeof(float) * x->rows[lin]);
 				if (!w->w[lin] || (pb && !w->b[lin])) { d->free(d, p); d->free(d, pb); goto fail; }
-				for (int r = 0; r < x->rows[lin]; r += x->hd) {
-					size_t src = intern_row(x, lin, r);
-					d->copy(d, w->w[lin] + (size_t)r * x->dim, p + src * x->dim, sizeof(float) * x->hd * x->dim);
-					if (pb) d->copy(d, w->b[lin] + r, pb + src, sizeof(float) * x->hd);
+				for (int r = 0; r < x->rows[lin]; r += ch) {
+					size_t src = fused_row(x, lin, r);
+					d->copy(d, w->w[lin] + (size_t)r * in, p + src * in, sizeof(float) * ch * in);
+					if (pb) d->copy(d, w->b[lin] + r, pb + src, sizeof(float) * ch);
 				}
 			}
 			d->free(d, p);
@@ -300,6 +337,10 @@ static void attn_block(const struct ctx *x, const struct lw *lw, float *const *w
 	}
 	d->rope(d, s->q, m, x->nh, x->hd, T, x->inv_freq);
 	d->rope(d, s->k, m, x->nkv, x->hd, T, x->inv_freq);
+	if (x->rope_ms) { /* cos and sin times the scale is the rotation times it (each head a row of hd) */
+		d->scale_cols(d, s->q, m * x->nh, x->hd, x->rope_ms);
+		d->scale_cols(d, s->k, m * x->nkv, x->hd, x->rope_ms);
+	}
 	d->attention(d, att, s->q, s->k, s->v, m, T, x->nh, x->nkv, x->hd);
 	d->matmul(d, ao, att, w[L_O], b[L_O], m, x->dim, x->qd);
 }
@@ -688,33 +729,36 @@ static int write_layer(struct ctx *x, int l, const struct lw *w, float **deq)
 	snprintf(local, sizeof local, "model.layers.%d.%s.weight", l, n2);
 	if (add_f16(x, &ol, st_set_full(x->set, local, name, sizeof name), w->ln2, x->dim)) goto out;
 	for (int i = 0; i < L_N; i++) {
-		if (is_internlm2(x) && (i == L_K || i == L_V)) continue;
+		const int first = fused_first(x, i);
+		if (first >= 0 && i != first) continue;
 		tensor_name(x, local, sizeof local, l, i, "");
 		local[strlen(local) - 1] = 0; /* drop the trailing '.' */
 		st_set_full(x->set, local, base, sizeof base);
-		if (is_internlm2(x) && i == L_Q) { /* re-pack q, k, v into wqkv's row order */
-			int rows = x->qd + 2 * x->kvd, hd = x->hd;
+		if (first >= 0) { /* pack the logical linears into the fused tensor's row order, quantized as one */
+			const int last = fused_last(first), in = x->cols[first];
+			int rows = 0;
+			for (int lin = first; lin <= last; lin++) rows += x->rows[lin];
 			struct awq_dev *d = x->d;
-			float *p = d->alloc(d, sizeof(float) * rows * x->dim);
-			float *pb = p && w->b[L_Q] ? d->alloc(d, sizeof(float) * rows) : NULL;
-			float *pd = p && deq ? d->alloc(d, sizeof(float) * rows * x->dim) : NULL;
-			if (!p || (w->b[L_Q] && !pb) || (deq && !pd)) { d->free(d, p); d->free(d, pb); goto out; }
-			for (int lin = L_Q; lin <= L_V; lin++)
-				for (int r = 0; r < x->rows[lin]; r += hd) {
-					size_t dst = intern_row(x, lin, r);
-					d->copy(d, p + dst * x->dim, w->w[lin] + (size_t)r * x->dim, sizeof(float) * hd * x->dim);
-					if (pb) d->copy(d, pb + dst, w->b[lin] + r, sizeof(float) * hd);
+			float *p = d->alloc(d, sizeof(float) * rows * in);
+			float *pb = p && w->b[first] ? d->alloc(d, sizeof(float) * rows) : NULL;
+			float *pd = p && deq ? d->alloc(d, sizeof(float) * rows * in) : NULL;
+			if (!p || (w->b[first] && !pb) || (deq && !pd)) { d->free(d, p); d->free(d, pb); goto out; }
+			for (int lin = first; lin <= last; lin++)
+				for (int r = 0, ch = fused_chunk(x, lin); r < x->rows[lin]; r += ch) {
+					size_t dst = fused_row(x, lin, r);
+					d->copy(d, p + dst * in, w->w[lin] + (size_t)r * in, sizeof(float) * ch * in);
+					if (pb) d->copy(d, pb + dst, w->b[lin] + r, sizeof(float) * ch);
 				}
-			int e = add_quantized(x, &ol, base, p, rows, x->dim, pd);
+			int e = add_quantized(x, &ol, base, p, rows, in, pd);
 			if (!e && pb) {
 				snprintf(name, sizeof name, "%s.bias", base);
 				e = add_f16(x, &ol, name, pb, rows);
 			}
 			if (!e && pd)
-				for (int lin = L_Q; lin <= L_V; lin++)
-					for (int r = 0; r < x->rows[lin]; r += hd)
-						d->copy(d, deq[lin] + (size_t)r * x->dim, pd + intern_row(x, lin, r) * x->dim,
-							sizeof(float) * hd * x->dim);
+				for (int lin = first; lin <= last; lin++)
+					for (int r = 0, ch = fused_chunk(x, lin); r < x->rows[lin]; r += ch)
+						d->copy(d, deq[lin] + (size_t)r * in, pd + fused_row(x, lin, r) * in,
+							sizeof(float) * ch * in);
 			d->free(d, p); d->free(d, pb); d->free(d, pd);
 			if (e) goto out;
 			continue;
@@ -921,8 +965,9 @@ static int setup(struct ctx *x, const char *model_dir, int group)
 	if (x->c.quant_bits) /* a quantization_config in text_config, or GPTQ's quantize_config.json */
 		return lm_err(_("%s: the model is already quantized (%d-bit %s); quantize the original fp16/bf16 model"),
 			      model_dir, x->c.quant_bits, x->c.quant == QUANT_GPTQ ? "GPTQ" : "AWQ");
-	if (x->c.arch != ARCH_LLAMA && x->c.arch != ARCH_QWEN2 && x->c.arch != ARCH_QWEN3 && x->c.arch != ARCH_INTERNLM2)
-		return lm_err(_("%s: architecture %s is not supported by auto_awq (Llama, Mistral, Qwen2, Qwen3, InternLM2 are)"),
+	const enum arch a = x->c.arch;
+	if (a != ARCH_LLAMA && a != ARCH_QWEN2 && a != ARCH_QWEN3 && a != ARCH_INTERNLM2 && a != ARCH_PHI3)
+		return lm_err(_("%s: architecture %s is not supported by auto_awq (Llama, Mistral, Qwen2, Qwen3, Phi-3, InternLM2 are)"),
 			      model_dir, x->c.arch_name);
 	x->dim = x->c.dim;
 	x->nh = x->c.n_heads;
@@ -1248,8 +1293,14 @@ static int quantize_all(struct ctx *x)
 		if (scratch_init(&s, x, MAX(chunk, sub.m))) goto out;
 		float *inv = malloc(f * x->hd);
 		if (!inv) { lm_err(_("out of memory")); goto out; }
-		rope_inv_freq(&x->c, T, inv, NULL);
+		float ms;
+		rope_inv_freq(&x->c, T, inv, &ms);
 		d->upload(d, x->inv_freq, inv, f * x->hd);
+		if (ms != 1.0f) { /* the calibration windows' own regime, as the model runs them */
+			for (int i = 0; i < x->hd; i++) inv[i] = ms;
+			if (!(x->rope_ms = d->alloc(d, f * x->hd))) { free(inv); goto out; }
+			d->upload(d, x->rope_ms, inv, f * x->hd);
+		}
 		free(inv);
 		if (embed(x, ids, N, X)) goto out;
 		t_embed = now_s() - t_start - t_tok;
@@ -1362,6 +1413,8 @@ out:
 	for (int i = 0; i < L_N; i++) d->free(d, deq[i]);
 	d->free(d, x->inv_freq);
 	x->inv_freq = NULL;
+	d->free(d, x->rope_ms);
+	x->rope_ms = NULL;
 	scratch_free(d, &s);
 	if (tok) tok_free(tok);
 	return rc;

@@ -61,7 +61,7 @@ struct step {
 	const int32_t *blocks;    /* block table of the sequence: block index for positions [b*block_len, ...) */
 	int n_blocks;             /* entries in blocks (covers pos0 + n) */
 	const float *inv_freq;    /* [head_dim/2] RoPE inverse frequencies for this step */
-	float rope_mscale;        /* attention scaling of cos/sin (1 for the types supported) */
+	float rope_mscale;        /* scale of cos/sin: longrope's attention factor (1 for the other types) */
 };
 
 /* One sampling step as the host sampler would take it (sampler_args() in src/sampler.h fills it): the

@@ -141,14 +141,15 @@ static int parse_ids(const char *s, int vocab, int32_t **out, int *n)
 }
 
 /* Whether encoding a text prompt prepends BOS: tokenizer_config.json's add_bos_token where it is set;
- * absent, the Llama family's tokenizers add it (LlamaTokenizer's default) and Qwen2's (Qwen3's too) do not. */
+ * absent, the Llama family's tokenizers add it (LlamaTokenizer's default) and Qwen2's (Qwen3's too) do not, nor do
+ * Phi-3's (its LlamaTokenizer says add_bos_token false) and Phi-4's (GPT2Tokenizer). */
 static int want_bos(const char *dir, const struct model_config *c, bool *add)
 {
 	char path[4200];
 	path_join(path, sizeof path, dir, "tokenizer_config.json");
 	char *buf;
 	size_t len;
-	*add = c->arch != ARCH_QWEN2 && c->arch != ARCH_QWEN3;
+	*add = c->arch != ARCH_QWEN2 && c->arch != ARCH_QWEN3 && c->arch != ARCH_PHI3;
 	if (!file_exists(path)) return LM_OK;
 	if (read_file(path, &buf, &len)) return LM_ERR;
 	cJSON *j = cJSON_ParseWithLength(buf, len);
@@ -313,9 +314,11 @@ static int generate(struct run *r)
 	const bool dev = r->sampler && sampler_on_device(r->be);
 	const size_t row = (size_t)r->cfg.dim * r->be->act_size;
 
-	/* prefill in chunks; logits of every prompt position with --dump-logits, else of the last one */
+	/* prefill in chunks (RoPE for the whole prompt, as one call computes it); logits of every prompt position
+	 * with --dump-logits, else of the last one */
 	int32_t next = -1;
 	int n_last = 1;
+	r->fw.rope_len = T;
 	for (int p0 = 0; p0 < T; p0 += PREFILL_CHUNK) {
 		int n = MIN(PREFILL_CHUNK, T - p0);
 		bool last = p0 + n == T;
@@ -324,6 +327,7 @@ static int generate(struct run *r)
 		if (forward(&r->fw, &r->kv, r->ids + p0, n, p0, r->blocks, r->kv.n_blocks, nl, lg, NULL)) return LM_ERR;
 		n_last = n;
 	}
+	r->fw.rope_len = 0;
 	if (o->dump) {
 		struct st_out t = { .name = "logits", .dt = DT_F32, .ndim = 2, .shape = { T, V }, .data = r->logits };
 		if (st_write(o->dump, &t, 1, NULL)) return LM_ERR;
@@ -353,6 +357,15 @@ static int generate(struct run *r)
 		/* a reader that has gone (SIGPIPE ignored) or a full disk: stop now, not after -n tokens */
 		if (fflush(stdout) != 0) return lm_err(_("writing the output: %s"), strerror(errno));
 		if (is_eos(&r->cfg, next) || j + 1 == o->n) break;
+		/* LongRoPE's switch to the long factors: the cached positions again first, rotated as the new one
+		 * (fwd_rope_refeed reads rope_len, 0 here) */
+		const int again = fwd_rope_refeed(&r->fw, T + j, 1);
+		r->fw.rope_len = again ? T + j + 1 : 0;
+		for (int p0 = 0; p0 < again; p0 += r->fw.max_tokens)
+			if (forward(&r->fw, &r->kv, r->ids + p0, MIN(r->fw.max_tokens, again - p0), p0, r->blocks,
+				    r->kv.n_blocks, 0, NULL, NULL))
+				return LM_ERR;
+		r->fw.rope_len = 0;
 		if (dev) {
 			if (forward(&r->fw, &r->kv, &r->ids[T + j], 1, T + j, r->blocks, r->kv.n_blocks, -2, NULL, NULL) ||
 			    sampler_sample_device(r->sampler, r->be, r->fw.h, &r->m.lm_head, r->ids, T + j + 1, &next))

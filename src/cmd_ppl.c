@@ -128,6 +128,7 @@ static int ppl_run(const char *model_dir, const char *file, int ctx, int policy,
 		if (bos >= 0) win[L++] = bos;
 		memcpy(win + L, ids + s, sizeof *win * nt);
 		L += nt;
+		f.rope_len = L; /* one window is one call of transformers' */
 		for (int p = 0; p < L - 1; p += chunk) { /* positions p.. predict win[p+1..] */
 			int c = MIN(chunk, L - p);
 			if (forward(&f, &kv.kv, win + p, c, p, seq.blocks, seq.n_blocks, c, logits, NULL) != LM_OK)

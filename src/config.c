@@ -97,6 +97,12 @@ static int get_bool(const struct cfg_ctx *x, const cJSON *obj, const char *key, 
 
 #define REQUIRED LLONG_MIN
 
+static bool has_key(const cJSON *o, const char *key)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
+	return j && !cJSON_IsNull(j);
+}
+
 /* eos_token_id: an integer, a list of them, or null. Adds ids not already present. */
 static int add_eos(struct model_config *c, const char *path, const cJSON *j)
 {
@@ -137,6 +143,62 @@ static int parse_dtype(const struct cfg_ctx *x, struct model_config *c)
 	else if (!strcmp(s, "float32") || !strcmp(s, "float")) c->dtype = DT_F32;
 	else return lm_err(_("%s: key \"%s\": unsupported dtype \"%s\" (expected float16, bfloat16 or float32)"), x->path,
 			   key, j->valuestring);
+	return LM_OK;
+}
+
+/* A list of n positive numbers: a longrope factor list (one per rotated pair of a head). */
+static int get_factors(const struct cfg_ctx *x, const cJSON *obj, const char *key, int n, float *out)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, key);
+	if (!a || cJSON_IsNull(a)) return lm_err(_("%s: key \"%s%s\" is missing"), x->path, x->scope, key);
+	if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n)
+		return lm_err(_("%s: key \"%s%s\" must be a list of %d numbers (head_dim / 2)"), x->path, x->scope, key, n);
+	int i = 0;
+	for (const cJSON *e = a->child; e; e = e->next, i++) {
+		if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || e->valuedouble > FLT_MAX)
+			return lm_err(_("%s: key \"%s%s\": entry %d is not a positive number"), x->path, x->scope, key, i);
+		out[i] = (float)e->valuedouble;
+	}
+	return LM_OK;
+}
+
+/* LongRoPE (transformers' _compute_longrope_parameters): per-frequency divisors, short_factor up to
+ * original_max_position_embeddings tokens and long_factor beyond, and cos/sin scaled by attention_factor, by
+ * default sqrt(1 + ln(factor) / ln(original)) with factor = max_position_embeddings / original (Phi-3 keeps
+ * original_max_position_embeddings at the top level; newer configs may keep it in the RoPE object, and without
+ * it the original is max_position_embeddings and the factor the object's own). */
+static int parse_longrope(const struct cfg_ctx *x, struct model_config *c, const cJSON *rp, const char *obj_key)
+{
+	struct rope_cfg *r = &c->rope;
+	char scope[32];
+	snprintf(scope, sizeof scope, "%s.", obj_key);
+	struct cfg_ctx sx = { x->path, x->root, scope, x->dflt };
+	r->type = ROPE_LONGROPE;
+	int half = c->head_dim / 2;
+	if (half > MAX_ROPE_HALF)
+		return lm_err(_("%s: longrope with head_dim %d: at most %d is supported"), x->path, c->head_dim,
+			      2 * MAX_ROPE_HALF);
+	if (get_factors(&sx, rp, "short_factor", half, r->short_factor) != LM_OK ||
+	    get_factors(&sx, rp, "long_factor", half, r->long_factor) != LM_OK)
+		return LM_ERR;
+	const bool in_obj = has_key(rp, "original_max_position_embeddings");
+	if (in_obj || has_key(x->root, "original_max_position_embeddings")) {
+		if (get_int(in_obj ? &sx : x, in_obj ? rp : x->root, "original_max_position_embeddings", REQUIRED, 1,
+			    INT32_MAX, &r->orig_max_pos) != LM_OK)
+			return LM_ERR;
+		r->factor = (float)((double)c->max_pos / r->orig_max_pos);
+	} else {
+		r->orig_max_pos = c->max_pos;
+		if (get_float(&sx, rp, "factor", 1.0, NULL, &r->factor) != LM_OK) return LM_ERR;
+	}
+	bool have_af = false;
+	if (get_float(&sx, rp, "attention_factor", 1.0, &have_af, &r->attn_factor) != LM_OK) return LM_ERR;
+	if (have_af && !(r->attn_factor > 0))
+		return lm_err(_("%s: key \"%sattention_factor\" = %g must be positive"), x->path, scope, r->attn_factor);
+	if (!have_af)
+		r->attn_factor = r->factor <= 1.0f || r->orig_max_pos <= 1
+					 ? 1.0f
+					 : (float)sqrt(1.0 + log((double)r->factor) / log((double)r->orig_max_pos));
 	return LM_OK;
 }
 
@@ -184,10 +246,12 @@ static int parse_rope(const struct cfg_ctx *x, struct model_config *c)
 		r->type = ROPE_DEFAULT;
 		return LM_OK;
 	}
+	/* "su" is what the first Phi-3 128k configs called longrope (transformers renames it) */
+	if (!strcmp(type, "longrope") || !strcmp(type, "su")) return parse_longrope(x, c, rp, obj_key);
 	if (!strcmp(type, "linear")) r->type = ROPE_LINEAR;
 	else if (!strcmp(type, "llama3")) r->type = ROPE_LLAMA3;
 	else if (!strcmp(type, "dynamic")) r->type = ROPE_DYNAMIC;
-	else return lm_err(_("%s: key \"%s.rope_type\": unsupported RoPE type \"%s\" (supported: default, linear, llama3, dynamic)"),
+	else return lm_err(_("%s: key \"%s.rope_type\": unsupported RoPE type \"%s\" (supported: default, linear, llama3, dynamic, longrope)"),
 			   x->path, obj_key, type);
 	char k[64];
 	snprintf(k, sizeof k, "%s.factor", obj_key);
@@ -374,6 +438,7 @@ static int parse_arch(const struct cfg_ctx *x, struct model_config *c)
 		{ "Qwen2ForCausalLM", "qwen2", ARCH_QWEN2, false },
 		{ "InternLM2ForCausalLM", "internlm2", ARCH_INTERNLM2, false },
 		{ "Qwen3ForCausalLM", "qwen3", ARCH_QWEN3, false },
+		{ "Phi3ForCausalLM", "phi3", ARCH_PHI3, false },
 		/* vision-language models whose language model is a Qwen2 at the top of the checkpoint (vision tower
 		 * under "visual."); their M-RoPE is plain RoPE for text, whose three position ids are equal */
 		{ "Qwen2VLForConditionalGeneration", "qwen2_vl", ARCH_QWEN2, true },
@@ -388,7 +453,7 @@ static int parse_arch(const struct cfg_ctx *x, struct model_config *c)
 			return LM_OK;
 		}
 	if (!name && !type) return lm_err(_("%s: key \"%sarchitectures\" is missing"), x->path, x->scope);
-	return lm_err(_("%s: key \"%s%s\": unsupported architecture \"%s\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, InternLM2ForCausalLM; InternVLChatModel around one of them; Qwen2-VL and Qwen2.5-VL; LLaVA and LLaVA-NeXT around Llama, Mistral or Qwen2)"),
+	return lm_err(_("%s: key \"%s%s\": unsupported architecture \"%s\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, InternLM2ForCausalLM; InternVLChatModel around one of them; Qwen2-VL and Qwen2.5-VL; LLaVA and LLaVA-NeXT around Llama, Mistral or Qwen2)"),
 		      x->path, x->scope, name ? "architectures" : "model_type", name ? name : type);
 }
 
@@ -456,6 +521,12 @@ static int parse_config(const struct cfg_ctx *x, struct model_config *c)
 			return lm_err(_("%s: key \"use_sliding_window\" = true: sliding-window attention is not supported"),
 				      x->path);
 		break;
+	case ARCH_PHI3:
+		/* Mistral's decoder with fused qkv_proj and gate_up_proj, no biases; Phi-3-mini-4k attends to its last
+		 * sliding_window (2047) tokens, which, as for Mistral, is not implemented: a note says so */
+		c->sliding_window = 0;
+		if (get_int(x, r, "sliding_window", 0, 1, INT32_MAX, &c->sliding_window) != LM_OK) return LM_ERR;
+		break;
 	case ARCH_LLAMA:
 		/* transformers' Mistral attends to the last sliding_window tokens only (Mistral 7B v0.1: 4096; null
 		 * from v0.2 on); Llama has no such key */
@@ -491,12 +562,6 @@ static int parse_config(const struct cfg_ctx *x, struct model_config *c)
 		return LM_ERR;
 	}
 	return LM_OK;
-}
-
-static bool has_key(const cJSON *o, const char *key)
-{
-	const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
-	return j && !cJSON_IsNull(j);
 }
 
 /* LLaVA as llava-hf publishes it (LlavaForConditionalGeneration: LLaVA 1.5, llava-interleave-qwen;
@@ -643,10 +708,15 @@ void rope_inv_freq(const struct model_config *c, int seq_len, float *inv_freq, f
 				double s = (old / wl - r->low_freq_factor) / (r->high_freq_factor - r->low_freq_factor);
 				f = (1 - s) * f / r->factor + s * f;
 			}
+		} else if (r->type == ROPE_LONGROPE) {
+			/* _compute_longrope_parameters: the long factors once the sequence outgrows the trained length
+			 * (decided per forward call, as transformers does; K cached with the other factors is fed
+			 * again: fwd_rope_refeed) */
+			f /= seq_len > r->orig_max_pos ? r->long_factor[i] : r->short_factor[i];
 		}
 		inv_freq[i] = (float)f;
 	}
-	if (mscale) *mscale = 1.0f;
+	if (mscale) *mscale = r->type == ROPE_LONGROPE ? r->attn_factor : 1.0f;
 }
 
 void config_rope_dynamic(struct model_config *c, double factor)

@@ -388,7 +388,7 @@ static void warn_session_fit(struct engine *e)
 
 /* Notes from loading, shown once before EV_READY: a session longer than the model was trained for (past
  * max_position_embeddings the replies of a model without dynamic RoPE scaling degrade; LMDeploy lets it
- * run, so this is a note, not an error), a session longer than Mistral's sliding window (full attention
+ * run, so this is a note, not an error), a session longer than Mistral's or Phi-3's sliding window (full attention
  * here), and generation_config.json's values that were ignored. */
 static void warn_load(struct engine *e)
 {
@@ -764,14 +764,31 @@ static int encode_conversation(struct engine *e, int32_t **out, int *n_out, int 
 static int feed_ex(struct engine *e, const int32_t *ids, int n, bool want_logits, int32_t *argmax, bool on_dev,
 		   bool *cancelled)
 {
-	for (int i = 0; i < n;) {
+	/* LongRoPE's switch between its factors: what the cache holds is fed again from position 0 (its ids are
+	 * e->ctx), rotated as the new tokens are */
+	const int again = fwd_rope_refeed(&e->f, e->n_ctx, n);
+	e->f.rope_len = e->n_ctx + n; /* the RoPE of the whole sequence, whatever the chunks */
+	e->n_ctx -= again;
+	for (int i = 0; i < again;) {
+		int c = MIN(e->prefill_chunk, again - i);
+		if (forward(&e->f, &e->kv.kv, e->ctx + i, c, i, e->seq.blocks, e->seq.n_blocks, 0, NULL, NULL)) {
+			e->f.rope_len = 0;
+			return LM_ERR;
+		}
+		e->n_ctx += c;
+		i += c;
+	}
+	int rc = LM_OK;
+	for (int i = 0; i < n && rc == LM_OK;) {
 		int c = MIN(e->prefill_chunk, n - i);
-		if (kvmgr_seq_fit(&e->kv, &e->seq, e->n_ctx + c) != LM_OK) return LM_ERR;
 		bool last = i + c == n;
 		int nl = last && want_logits ? (argmax ? -1 : on_dev ? -2 : 1) : 0;
-		if (forward(&e->f, &e->kv.kv, ids + i, c, e->n_ctx, e->seq.blocks, e->seq.n_blocks, nl, e->logits,
-			    argmax) != LM_OK)
-			return LM_ERR;
+		if (kvmgr_seq_fit(&e->kv, &e->seq, e->n_ctx + c) != LM_OK ||
+		    forward(&e->f, &e->kv.kv, ids + i, c, e->n_ctx, e->seq.blocks, e->seq.n_blocks, nl, e->logits,
+			    argmax) != LM_OK) {
+			rc = LM_ERR;
+			break;
+		}
 		if (nl == -2) /* the last position's normed hidden state, for the device sampler */
 			e->h_last = (const char *)e->f.h + (size_t)(c - 1) * e->m.cfg.dim * e->be->act_size;
 		memcpy(e->ctx + e->n_ctx, ids + i, sizeof *ids * c);
@@ -781,11 +798,12 @@ static int feed_ex(struct engine *e, const int32_t *ids, int n, bool want_logits
 			drain_cmds_busy(e, true);
 			if (e->cancel) {
 				*cancelled = true;
-				return LM_OK;
+				break;
 			}
 		}
 	}
-	return LM_OK;
+	e->f.rope_len = 0;
+	return rc;
 }
 
 static bool greedy_fast(const struct engine *e)

@@ -9,9 +9,10 @@
  * the output projection into that norm as well, a last-block epilogue, was measured slower on the H200: the
  * serial tail cost more than the launch it saved; docs/PERFORMANCE.md.)
  *
- * RoPE frequencies are computed on the host per call for the sequence length pos0 + n, as transformers
- * does per forward (dynamic NTK rescales once the sequence outgrows max_position_embeddings; K already in
- * the cache keeps the rotation of its own step, as in transformers' incremental generation).
+ * RoPE frequencies are computed on the host per call for the sequence length pos0 + n (or f->rope_len, the
+ * length of a prompt fed in chunks), as transformers does per forward (dynamic NTK rescales once the sequence
+ * outgrows max_position_embeddings; K already in the cache keeps the rotation of its own step, as in
+ * transformers' incremental generation, except for LongRoPE's switch: fwd_rope_refeed).
  *
  * Decode steps (n == 1) run between graph_begin and graph_end where the backend has them: the op sequence
  * from embed to the final norm is the same for every token (ids, positions and the block table are step
@@ -184,6 +185,13 @@ static int body(struct fwd *f, struct kv_cache *kv, int n)
 	return b->add_rmsnorm(be, f->h, f->x, c->n_layers ? f->dx : NULL, &m->final_norm, n, c->norm_eps);
 }
 
+int fwd_rope_refeed(const struct fwd *f, int pos0, int n)
+{
+	const struct rope_cfg *r = &f->m->cfg.rope;
+	if (r->type != ROPE_LONGROPE || pos0 <= 0) return 0;
+	return (MAX(pos0 + n, f->rope_len) > r->orig_max_pos) != f->kv_long ? pos0 : 0;
+}
+
 int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int pos0, const int32_t *blocks,
 	    int n_blocks, int n_logits, float *logits, int32_t *argmax_out)
 {
@@ -202,7 +210,9 @@ int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int p
 	/* the step state: ids, positions, block table, RoPE frequencies for sequence length pos0 + n */
 	struct step st = { .ids = ids, .n = n, .pos0 = pos0, .blocks = blocks, .n_blocks = n_blocks,
 			   .inv_freq = f->inv_freq, .rope_mscale = 1.0f };
-	rope_inv_freq(c, pos0 + n, f->inv_freq, &st.rope_mscale);
+	const int seq_len = MAX(pos0 + n, f->rope_len);
+	rope_inv_freq(c, seq_len, f->inv_freq, &st.rope_mscale);
+	f->kv_long = c->rope.type == ROPE_LONGROPE && seq_len > c->rope.orig_max_pos;
 	if (b->set_step(be, &st)) return LM_ERR;
 
 	bool graph = n == 1 && !f->tap && !f->eager && b->graph_begin && b->graph_end;

@@ -30,6 +30,10 @@ struct fwd {
 	void (*tap)(void *ud, int layer, int point, const void *x, int n, int width);
 	void *tap_ud;
 	bool eager;   /* decode steps run op by op, never as a graph (--eager-mode) */
+	/* > pos0 + n: the length of the sequence a run of calls is feeding (a prompt in chunks), whose RoPE is
+	 * computed for all of it, as transformers computes it in one call (dynamic NTK, longrope); 0 otherwise */
+	int rope_len;
+	bool kv_long; /* the last call rotated K with LongRoPE's long factors (what the cache holds: fwd_rope_refeed) */
 };
 enum { FWD_TAP_QKV, FWD_TAP_O, FWD_TAP_W13, FWD_TAP_W2 };
 
@@ -46,6 +50,14 @@ size_t fwd_workspace_bytes(const struct model *m, struct backend *be, int max_to
  * nothing is waited for: the caller samples from row n-1 of f->h itself (backend_i.sample). */
 int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int pos0, const int32_t *blocks,
 	    int n_blocks, int n_logits, float *logits, int32_t *argmax_out);
+
+/* LongRoPE switches from the short to the long factors once a sequence outgrows
+ * original_max_position_embeddings, but K already in the cache keeps the rotation of the short ones; there
+ * transformers' Phi3ForCausalLM drops its cache and recomputes the whole sequence (prepare_inputs_for_generation),
+ * and so must a caller about to feed n tokens after pos0 cached ones (with f->rope_len as it will be set): how
+ * many cached positions to feed again, from position 0, in the same run (0: none). The same holds the other way,
+ * for a conversation cut back below the switch whose cache was written with the long factors. */
+int fwd_rope_refeed(const struct fwd *f, int pos0, int n);
 
 #ifdef __cplusplus
 }

@@ -23,7 +23,9 @@ struct names {
 	const char *attn_norm, *ffn_norm;           /* per layer, without ".weight" */
 	const char *q_norm, *k_norm;                /* per layer: Qwen3's per-head norms (cfg.qk_norm) */
 	const char *q, *k, *v, *wqkv;               /* wqkv: packed (InternLM2), else q, k, v */
+	const char *qkv;                            /* q, k, v rows one after the other (Phi-3), else NULL */
 	const char *o, *gate, *up, *down;
+	const char *gate_up;                        /* gate rows, then up rows (Phi-3), else NULL */
 };
 
 static const struct names llama_names = {
@@ -32,6 +34,13 @@ static const struct names llama_names = {
 	.q_norm = "self_attn.q_norm", .k_norm = "self_attn.k_norm",
 	.q = "self_attn.q_proj", .k = "self_attn.k_proj", .v = "self_attn.v_proj",
 	.o = "self_attn.o_proj", .gate = "mlp.gate_proj", .up = "mlp.up_proj", .down = "mlp.down_proj",
+};
+
+/* Phi-3, Phi-3.5, Phi-4: Mistral's names, but fused already in the order model.h wants, so each is one segment */
+static const struct names phi3_names = {
+	.embed = "model.embed_tokens", .norm = "model.norm", .lm_head = "lm_head",
+	.attn_norm = "input_layernorm", .ffn_norm = "post_attention_layernorm",
+	.qkv = "self_attn.qkv_proj", .o = "self_attn.o_proj", .gate_up = "mlp.gate_up_proj", .down = "mlp.down_proj",
 };
 
 static const struct names internlm2_names = {
@@ -434,7 +443,10 @@ static int load_layer(struct loader *L, int l, const struct names *nm)
 	struct seg *s = calloc((size_t)(nh + 2 * nkv), sizeof *s);
 	if (!s) return lm_err(_("out of memory"));
 	int ns;
-	if (!nm->wqkv) {
+	if (nm->qkv) {
+		seg_set(&s[0], pre, nm->qkv, qkv_rows, 0, qkv_rows);
+		ns = 1;
+	} else if (!nm->wqkv) {
 		seg_set(&s[0], pre, nm->q, nh * hd, 0, nh * hd);
 		seg_set(&s[1], pre, nm->k, nkv * hd, 0, nkv * hd);
 		seg_set(&s[2], pre, nm->v, nkv * hd, 0, nkv * hd);
@@ -466,10 +478,14 @@ static int load_layer(struct loader *L, int l, const struct names *nm)
 	if ((rc = load_plain(L, &lw->ffn_norm, base, 1, c->dim)) != LM_OK) goto out;
 
 	/* w13: gate (w1) rows, then up (w3) rows */
-	seg_set(&s[0], pre, nm->gate, c->ffn, 0, c->ffn);
-	seg_set(&s[1], pre, nm->up, c->ffn, 0, c->ffn);
+	if (nm->gate_up) {
+		seg_set(&s[0], pre, nm->gate_up, 2 * c->ffn, 0, 2 * c->ffn);
+	} else {
+		seg_set(&s[0], pre, nm->gate, c->ffn, 0, c->ffn);
+		seg_set(&s[1], pre, nm->up, c->ffn, 0, c->ffn);
+	}
 	snprintf(what, sizeof what, "layer %d w13", l);
-	if ((rc = load_linear(L, &lw->w13, what, s, 2, c->dim, BIAS_NONE, true)) != LM_OK) goto out;
+	if ((rc = load_linear(L, &lw->w13, what, s, nm->gate_up ? 1 : 2, c->dim, BIAS_NONE, true)) != LM_OK) goto out;
 
 	seg_set(&s[0], pre, nm->down, c->dim, 0, c->dim);
 	snprintf(what, sizeof what, "layer %d w2", l);
@@ -539,7 +555,9 @@ int model_load(struct model *m, const char *dir, struct backend *be, enum model_
 	path_join(L.where, sizeof L.where, dir, "model.safetensors.index.json");
 	if (!file_exists(L.where)) path_join(L.where, sizeof L.where, dir, "model.safetensors");
 	if (model_open_tensors(c, dir, &L.set) != LM_OK) return LM_ERR;
-	const struct names *nm = c->arch == ARCH_INTERNLM2 ? &internlm2_names : &llama_names;
+	const struct names *nm = &llama_names;
+	if (c->arch == ARCH_INTERNLM2) nm = &internlm2_names;
+	else if (c->arch == ARCH_PHI3) nm = &phi3_names;
 	int rc = LM_ERR;
 	if (!(m->layers = calloc((size_t)c->n_layers, sizeof *m->layers))) {
 		lm_err(_("out of memory"));

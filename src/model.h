@@ -8,7 +8,7 @@
  * Llama/Qwen2's separate q,k,v (and gate,up) are concatenated at load; InternLM2's packed wqkv
  * (per kv head: its q heads, then k, then v) is reordered. One fused GEMM each saves launches and re-reads.
  * Qwen3 adds q_norm and k_norm [head_dim]: an RMSNorm of each q head and each k head, between the
- * projection and RoPE. */
+ * projection and RoPE. Phi-3 stores wqkv (qkv_proj) and w13 (gate_up_proj) already fused in this order. */
 #ifndef LMTERM_MODEL_H
 #define LMTERM_MODEL_H
 
@@ -21,9 +21,11 @@ extern "C" {
 struct backend;
 struct st_set;
 
-enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_INTERNLM2, ARCH_QWEN3 };
+enum arch { ARCH_LLAMA, ARCH_QWEN2, ARCH_INTERNLM2, ARCH_QWEN3, ARCH_PHI3 };
 enum quant_method { QUANT_NONE, QUANT_AWQ, QUANT_GPTQ };
-enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_DYNAMIC };
+enum rope_type { ROPE_DEFAULT, ROPE_LINEAR, ROPE_LLAMA3, ROPE_DYNAMIC, ROPE_LONGROPE };
+
+#define MAX_ROPE_HALF 256 /* longrope's factor lists: head_dim / 2 entries, head_dim up to 512 */
 
 struct rope_cfg {
 	enum rope_type type;
@@ -31,14 +33,18 @@ struct rope_cfg {
 	float factor;           /* linear / llama3 / dynamic factor */
 	float low_freq_factor;  /* llama3 */
 	float high_freq_factor; /* llama3 */
-	int orig_max_pos;       /* llama3: original_max_position_embeddings; dynamic: max_position_embeddings */
+	int orig_max_pos;       /* llama3, longrope: original_max_position_embeddings; dynamic: max_position_embeddings */
+	/* longrope (Phi-3 128k, Phi-3.5): inv_freq[i] divided by long_factor[i] once the sequence is longer than
+	 * orig_max_pos, else by short_factor[i]; cos and sin times attn_factor */
+	float short_factor[MAX_ROPE_HALF], long_factor[MAX_ROPE_HALF];
+	float attn_factor;
 };
 
 #define MAX_EOS 8
 struct model_config {
 	enum arch arch;
 	char arch_name[64];   /* "LlamaForCausalLM", ... as in config.json */
-	char model_type[32];  /* "llama", "qwen2", "internlm2", "qwen3" */
+	char model_type[32];  /* "llama", "qwen2", "internlm2", "qwen3", "phi3" */
 	int vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn, max_pos;
 	float norm_eps;
 	struct rope_cfg rope;
@@ -54,7 +60,8 @@ struct model_config {
 	int group_size;       /* inputs per scale and zero; GPTQ's -1: one group of all the inputs of a linear */
 	bool gptq_v2;         /* GPTQ checkpoint_format "gptq_v2": qzeros hold z; else ("gptq", v1) z - 1 */
 	bool quant_sym;       /* GPTQ sym (zero 8 everywhere); informative: the zeros are read either way */
-	int sliding_window;   /* Mistral's sliding-window attention span (0: none); not implemented: a note says so */
+	int sliding_window;   /* Mistral's and Phi-3's sliding-window attention span (0: none); not implemented: a
+			       * note says so */
 	char wrapper[40];       /* "" or the vision-language model this language model is part of: "InternVLChatModel",
 				 * "Qwen2VLForConditionalGeneration", "LlavaForConditionalGeneration", ... */
 	char tensor_prefix[32]; /* what the language model's tensor names start with there ("language_model."); LLaVA
@@ -65,8 +72,9 @@ struct model_config {
  * Errors name the file and the key. */
 int config_load(struct model_config *c, const char *config_json_path);
 /* Compute RoPE inverse frequencies [head_dim/2] for a sequence of seq_len tokens, as transformers does
- * (dynamic NTK rescales the base once seq_len exceeds max_pos). Also returns attention scaling
- * (1.0 for every type we support) in *mscale if non-NULL. */
+ * (dynamic NTK rescales the base once seq_len exceeds max_pos; longrope takes its long factors once seq_len
+ * exceeds original_max_position_embeddings). Also returns the scale of cos and sin (longrope's attention
+ * factor; 1.0 for the other types) in *mscale if non-NULL. */
 void rope_inv_freq(const struct model_config *c, int seq_len, float *inv_freq, float *mscale);
 /* --rope-scaling-factor F (F >= 1): dynamic NTK RoPE with factor F against max_position_embeddings, as TurboMind
  * makes it, whatever the model's own scaling was */

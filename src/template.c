@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const tmpl_builtin_names[] = { "internlm2", "chatml", "qwen3", "llama3", "llama2", "base", NULL };
+const char *const tmpl_builtin_names[] = { "internlm2", "chatml", "qwen3", "phi-3", "phi-4", "llama3", "llama2", "base",
+					    NULL };
 
 struct builtin {
 	const char *name, *prefix, *system, *meta, *eosys, *user, *eoh, *assistant, *eoa, *sep;
@@ -29,6 +30,13 @@ static const struct builtin builtins[] = {
 	 * its own template; Qwen3's own Jinja template (it drops the reasoning of earlier turns) is preferred */
 	{ "qwen3", "", "<|im_start|>system\n", "", "<|im_end|>\n", "<|im_start|>user\n", "<|im_end|>\n",
 	  "<|im_start|>assistant\n", "<|im_end|>", "\n", { "<|im_end|>", "<|endoftext|>" }, false, false, false },
+	/* LMDeploy's "phi-3" (Phi-3, Phi-3.5): <|user|>\n{user}<|end|>\n<|assistant|>\n{reply}<|end|>\n, as their own
+	 * templates write it */
+	{ "phi-3", "", "<|system|>\n", "", "<|end|>\n", "<|user|>\n", "<|end|>\n", "<|assistant|>\n", "<|end|>\n", "",
+	  { "<|end|>", "<|endoftext|>", "<|assistant|>" }, false, false, false },
+	/* Phi-4's own template: ChatML with <|im_sep|> after the role and no newlines */
+	{ "phi-4", "", "<|im_start|>system<|im_sep|>", "", "<|im_end|>", "<|im_start|>user<|im_sep|>", "<|im_end|>",
+	  "<|im_start|>assistant<|im_sep|>", "<|im_end|>", "", { "<|im_end|>", "<|endoftext|>" }, false, false, false },
 	{ "llama3", "<|begin_of_text|>", "<|start_header_id|>system<|end_header_id|>\n\n", "", "<|eot_id|>",
 	  "<|start_header_id|>user<|end_header_id|>\n\n", "<|eot_id|>",
 	  "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>", "",
@@ -69,7 +77,7 @@ int tmpl_builtin(struct chat_template *t, const char *name)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(builtins); i++)
 		if (strcmp(builtins[i].name, name) == 0) return from_builtin(t, &builtins[i]);
-	return lm_err(_("--chat-template: unknown template '%s' (built in: internlm2, chatml, qwen3, llama3, llama2, base; "
+	return lm_err(_("--chat-template: unknown template '%s' (built in: internlm2, chatml, qwen3, phi-3, phi-4, llama3, llama2, base; "
 			"or a JSON file in LMDeploy's format)"), name);
 }
 
@@ -150,6 +158,8 @@ int tmpl_load_json(struct chat_template *t, const char *path)
 static const char *guess_from_jinja(const char *j, const char *model_type)
 {
 	if (strstr(j, "<|start_header_id|>")) return "llama3";
+	if (strstr(j, "<|im_sep|>")) return "phi-4"; /* before ChatML, whose markers it has too */
+	if (strstr(j, "<|assistant|>") && strstr(j, "<|end|>")) return "phi-3";
 	if (strstr(j, "<|im_start|>")) {
 		if (strcmp(model_type, "internlm2") == 0 && strstr(j, "bos_token")) return "internlm2";
 		if (strcmp(model_type, "qwen3") == 0) return "qwen3";
@@ -180,7 +190,11 @@ static bool builtin_matches(const struct chat_template *t, const char *jinja, bo
 	static const struct chat_msg b[] = { { "system", "Be brief." }, { "user", "Hi" }, { "assistant", "Hello!" },
 					     { "user", "Tell me a story." } };
 	static const struct chat_msg c[] = { { "user", "2+2?" }, { "assistant", "4" } };
-	struct { const struct chat_msg *m; int n; bool gen; } probes[] = { { a, 1, true }, { b, 4, true }, { c, 2, false } };
+	/* two user turns in a row (a reply that was cut off): Phi-4's template opens the assistant's turn after every
+	 * user turn, which no built-in does */
+	static const struct chat_msg d[] = { { "user", "Hello" }, { "user", "Who are you?" } };
+	struct { const struct chat_msg *m; int n; bool gen; } probes[] = { { a, 1, true }, { b, 4, true }, { c, 2, false },
+									   { d, 2, true } };
 	for (size_t i = 0; i < ARRAY_SIZE(probes); i++) {
 		struct tmpl_text tt;
 		char *j;
@@ -289,6 +303,7 @@ int tmpl_choose(struct chat_template *t, const char *arg, const char *model_dir,
 		if (strcmp(model_type, "internlm2") == 0) name = "internlm2";
 		else if (strcmp(model_type, "qwen2") == 0) name = "chatml";
 		else if (strcmp(model_type, "qwen3") == 0) name = "qwen3";
+		else if (strcmp(model_type, "phi3") == 0) name = "phi-3"; /* Phi-4 has a template of its own */
 		else name = "base";
 	}
 	int rc = tmpl_builtin(t, name);

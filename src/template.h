@@ -1,6 +1,6 @@
 /* template.h: chat templates in LMDeploy's terms (system, meta_instruction, eosys, user, eoh, assistant, eoa,
- * separator, stop_words), built in for internlm2, chatml, qwen3, llama3, llama2 and base, or read from a JSON file in
- * LMDeploy's format. A conversation renders as
+ * separator, stop_words), built in for internlm2, chatml, qwen3, phi-3, phi-4, llama3, llama2 and base, or read
+ * from a JSON file in LMDeploy's format. A conversation renders as
  *
  *   prefix [system (system text | meta_instruction) eosys]
  *   { user TEXT eoh  assistant REPLY eoa separator }*  [assistant]            (generation prompt)
@@ -52,7 +52,8 @@ struct tmpl_text {
 	int n_user, cap_user;
 };
 
-/* Built-in template by name: internlm2, chatml, qwen3, llama3, llama2, base. LM_ERR (message names it) if unknown. */
+/* Built-in template by name: internlm2, chatml, qwen3, phi-3, phi-4, llama3, llama2, base. LM_ERR (message names
+ * it) if unknown. */
 int tmpl_builtin(struct chat_template *t, const char *name);
 /* LMDeploy's JSON format; errors name the file and key. */
 int tmpl_load_json(struct chat_template *t, const char *path);

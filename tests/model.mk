@@ -9,6 +9,10 @@ EXTRA_DIST += tests/test_generate.sh tests/test_lmdeploy_opts.sh tests/test_gold
 # Qwen3 (q/k norms) against an independent reference forward: fp32, KV int8/int4, AWQ round trip
 TESTS += tests/test_qwen3.sh
 EXTRA_DIST += tests/test_qwen3.sh tests/make_qwen3.py
+# Phi-3 (fused qkv_proj and gate_up_proj, LongRoPE) against an independent reference forward: fp32, KV int8,
+# AWQ and GPTQ round trips
+TESTS += tests/test_phi3.sh
+EXTRA_DIST += tests/test_phi3.sh tests/make_phi3.py
 tests_test_golden_LDADD = $(LMTERM_TEST_LIBS)
 tests_st_tool_LDADD = $(LMTERM_TEST_LIBS)
 tests_test_backend_cpu_LDADD = $(LMTERM_TEST_LIBS)

@@ -1011,6 +1011,63 @@ static int load_cfg_text(const char *sub, const char *text, const char *gen, str
 	return config_load(c, path);
 }
 
+/* Phi-3: Phi-3-mini-128k-instruct's config.json as published, but for its factor lists (48 values each, made
+ * here): longrope ("su" in the first configs), original_max_position_embeddings 4096 at the top level, so the
+ * attention factor is sqrt(1 + ln(131072 / 4096) / ln 4096); short factors up to 4096 tokens, long ones beyond.
+ * Phi-3-mini-4k's: default RoPE, its sliding_window 2047 kept for the note. */
+static void check_phi3_config(void)
+{
+	struct model_config c;
+	char path[4300], text[8192], sf[1024] = "", lf[1024] = "";
+	for (int i = 0; i < 48; i++) {
+		snprintf(sf + strlen(sf), sizeof sf - strlen(sf), "%s%g", i ? ", " : "", 1.0 + 0.02 * i);
+		snprintf(lf + strlen(lf), sizeof lf - strlen(lf), "%s%g", i ? ", " : "", 1.0 + 0.5 * i);
+	}
+	static const char *const types[] = { "\"type\": \"longrope\"", "\"type\": \"su\"" };
+	for (int k = 0; k < 2; k++) {
+		snprintf(text, sizeof text,
+			 "{\"architectures\": [\"Phi3ForCausalLM\"], \"attention_bias\": false, \"bos_token_id\": 1,"
+			 " \"eos_token_id\": 32000, \"hidden_act\": \"silu\", \"hidden_size\": 3072,"
+			 " \"intermediate_size\": 8192, \"max_position_embeddings\": 131072, \"model_type\": \"phi3\","
+			 " \"num_attention_heads\": 32, \"num_hidden_layers\": 32, \"num_key_value_heads\": 32,"
+			 " \"original_max_position_embeddings\": 4096, \"rms_norm_eps\": 1e-05, \"rope_scaling\": {%s,"
+			 " \"short_factor\": [%s], \"long_factor\": [%s]}, \"rope_theta\": 10000.0,"
+			 " \"sliding_window\": 262144, \"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\","
+			 " \"vocab_size\": 32064}",
+			 types[k], sf, lf);
+		int rc = load_cfg_text("phi3-128k", text, NULL, &c, path, sizeof path);
+		CHECK(rc == LM_OK, "phi-3-mini-128k config (%s): %s", types[k], lm_errmsg());
+		if (rc != LM_OK) continue;
+		CHECK(c.arch == ARCH_PHI3 && !strcmp(c.model_type, "phi3") && c.head_dim == 96 && c.n_kv_heads == 32 &&
+			      !c.tie_embed && !c.qkv_bias && c.sliding_window == 262144 && c.rope.type == ROPE_LONGROPE &&
+			      c.rope.orig_max_pos == 4096 && c.rope.factor == 32,
+		      "phi-3-mini-128k fields");
+		float a[48], b[48], ma, mb;
+		rope_inv_freq(&c, 4096, a, &ma);
+		rope_inv_freq(&c, 4097, b, &mb);
+		int bad = 0;
+		for (int i = 0; i < 48; i++) {
+			double f = pow(10000.0, -2.0 * i / 96);
+			bad += rel(a[i], f / (1.0 + 0.02 * i)) > 1e-6;
+			bad += rel(b[i], f / (1.0 + 0.5 * i)) > 1e-6;
+		}
+		double af = sqrt(1 + log(32.0) / log(4096.0));
+		CHECK(bad == 0 && fabs(ma - af) < 1e-6 && ma == mb, "longrope: %d bad, attention factor %g (want %g)", bad,
+		      ma, af);
+	}
+	int rc = load_cfg_text("phi3-4k",
+			       "{\"architectures\": [\"Phi3ForCausalLM\"], \"hidden_size\": 3072, \"intermediate_size\": 8192,"
+			       " \"max_position_embeddings\": 4096, \"model_type\": \"phi3\", \"num_attention_heads\": 32,"
+			       " \"num_hidden_layers\": 32, \"num_key_value_heads\": 32, \"original_max_position_embeddings\": 4096,"
+			       " \"rope_scaling\": null, \"sliding_window\": 2047, \"vocab_size\": 32064}",
+			       NULL, &c, path, sizeof path);
+	float a[48], ms;
+	if (rc == LM_OK) rope_inv_freq(&c, 5000, a, &ms);
+	CHECK(rc == LM_OK && c.sliding_window == 2047 && c.rope.type == ROPE_DEFAULT && ms == 1.0f &&
+		      rel(a[47], pow(10000.0, -94.0 / 96)) < 1e-6,
+	      "phi-3-mini-4k config: %s", lm_errmsg());
+}
+
 /* Qwen3: Qwen3-0.6B's config.json as published (head_dim 128 while hidden / heads is 64); head_dim absent is
  * Qwen3Config's 128; model_type alone names it; attention_bias gives the q/k/v/o biases; InternVL around it */
 static void check_qwen3_config(void)
@@ -1226,6 +1283,7 @@ static void check_config(const char *demo, const char *fixtures)
 
 	check_llava_config();
 	check_qwen3_config();
+	check_phi3_config();
 
 	/* errors name the file and key */
 	static const struct { const char *desc, *text, *gen, *want; } bad[] = {

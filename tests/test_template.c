@@ -274,6 +274,47 @@ int main(void)
 	/* Qwen3's own template adds <think> blocks that only its Jinja text reproduces: informational */
 	check_goldens(g, "qwen3", "qwen3", &m);
 	cJSON_Delete(g);
+	/* the Phi built-ins against the models' own templates as jinja2 renders them, on the conversations a chat
+	 * renders (a generation prompt, turns that alternate): without one Phi-3.5's ends with eos_token, and Phi-4's
+	 * opens an assistant turn after every user turn, which the probes send to the template itself */
+	if (!(g = load_json(td, "templates/extra_goldens.json", &fails))) return 1;
+	static const struct { const char *key, *name; } phi[] = { { "phi-3.5-mini-instruct", "phi-3" }, { "phi-4", "phi-4" } };
+	for (size_t k = 0; k < ARRAY_SIZE(phi); k++) {
+		const cJSON *cases = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(g, "goldens"), phi[k].key);
+		struct chat_template t;
+		CHECK(tmpl_builtin(&t, phi[k].name) == LM_OK, "%s", lm_errmsg());
+		const cJSON *c;
+		n = m = 0;
+		cJSON_ArrayForEach(c, cases) {
+			struct chat_msg cm[16];
+			int nm = golden_msgs(c, cm, 16, &fails);
+			bool alt = true;
+			for (int i = 1; i < nm; i++) alt &= strcmp(cm[i].role, cm[i - 1].role) != 0;
+			if (!alt || !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt"))) continue;
+			struct tmpl_text tt;
+			n++;
+			if (tmpl_render(&t, cm, nm, true, &tt) != LM_OK) continue;
+			const char *want = cJSON_GetObjectItemCaseSensitive(c, "rendered")->valuestring;
+			if (strcmp(tt.s, want) == 0) m++;
+			else show("want", want), show("got ", tt.s);
+			tmpl_text_free(&tt);
+		}
+		CHECK(n >= 3 && m == n, "%s built-in against %s's template: %d of %d", phi[k].name, phi[k].key, m, n);
+		tmpl_free(&t);
+	}
+	cJSON_Delete(g);
+	/* a Phi-3 without a template of its own gets LMDeploy's phi-3, which --chat-template names too */
+	{
+		char d0[] = "/tmp/lmterm-tmpl-phi-XXXXXX";
+		struct chat_template t;
+		CHECK(mkdtemp(d0) && tmpl_choose(&t, NULL, d0, "phi3") == LM_OK && strcmp(t.name, "phi-3") == 0 &&
+		      t.n_stop == 3 && strcmp(t.stop_words[0], "<|end|>") == 0, "no tokenizer_config.json, model_type phi3: %s", t.name);
+		tmpl_free(&t);
+		CHECK(tmpl_choose(&t, "phi-4", d0, "phi3") == LM_OK && strcmp(t.name, "phi-4") == 0 &&
+		      strcmp(t.stop_words[0], "<|im_end|>") == 0, "--chat-template phi-4");
+		tmpl_free(&t);
+		rmdir(d0);
+	}
 
 	/* choosing from tokenizer_config.json */
 	char dir[] = "/tmp/lmterm-tmpl-XXXXXX";

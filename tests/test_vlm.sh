@@ -157,8 +157,8 @@ mkdir "$tmp/nollm" && cp "$tmp/ivlq"/* "$tmp/nollm/" &&
 	python3 -c "import json,sys; c=json.load(open(sys.argv[1])); del c['llm_config']; json.dump(c, open(sys.argv[1],'w'))" "$tmp/nollm/config.json"
 expect_fail "InternVL without llm_config" "llm_config" "$LMTERM" generate "$tmp/nollm" -p hi -n 1
 cp "$tmp/ivlq/config.json" "$tmp/nollm/config.json" &&
-	python3 -c "import json,sys; c=json.load(open(sys.argv[1])); c['llm_config']['architectures']=['Phi3ForCausalLM']; json.dump(c, open(sys.argv[1],'w'))" "$tmp/nollm/config.json"
-expect_fail "InternVL around an unsupported language model" '"llm_config.architectures": unsupported architecture "Phi3ForCausalLM"' \
+	python3 -c "import json,sys; c=json.load(open(sys.argv[1])); c['llm_config']['architectures']=['Gemma2ForCausalLM']; json.dump(c, open(sys.argv[1],'w'))" "$tmp/nollm/config.json"
+expect_fail "InternVL around an unsupported language model" '"llm_config.architectures": unsupported architecture "Gemma2ForCausalLM"' \
 	"$LMTERM" lite auto_awq "$tmp/nollm" --work-dir "$tmp/never" --calib-samples 0
 [ -e "$tmp/never" ] && fail "a work dir was left for an unsupported model"
 # LLaVA: text_config missing, not an object, without model_type, of an unknown model_type; tensors in neither layout
