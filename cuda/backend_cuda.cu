@@ -204,8 +204,8 @@ struct cuda_be {
 
 	void *awq_scratch;
 	size_t awq_scratch_bytes;
-	// the norms folded into the AWQ GEMVs (matmul_residual, norm_matmul): LMTERM_FOLD=1, a measurement switch
-	// until an H100 round has compared it with the unfolded step; the sums of squares between the two ops
+	// the norms folded into the AWQ GEMVs (matmul_residual, norm_matmul), unless LMTERM_FOLD=0; the sums of squares
+	// between the two ops
 	bool fold;
 	float *norm_part;
 	size_t norm_part_cap; // floats: tokens x rows / 16
@@ -776,7 +776,7 @@ static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void 
 	return op_rc(c, k_swiglu(out, gu, n, w->rows / 2, be->act_dt, c->s));
 }
 
-// The norms folded into the AWQ GEMVs (backend.h; cuda/awq_gemm.cu, struct tile_epi), with LMTERM_FOLD=1: wo
+// The norms folded into the AWQ GEMVs (backend.h; cuda/awq_gemm.cu, struct tile_epi), unless LMTERM_FOLD=0: wo
 // and w2 end their residual branch, wqkv and w13 apply the norm's scale. A layer is then four GEMVs and the
 // attention: the two add_rmsnorm kernels and the swiglu kernel (2-2.5 us each on the H200 at batch 1, mostly
 // launch and ramp) are gone.
@@ -1330,8 +1330,10 @@ extern "C" struct backend *backend_cuda_create(enum dtype model_dtype)
 		return NULL;
 	}
 	cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH);
+	// on unless LMTERM_FOLD=0: measured on the H100 (2026-12-05), AWQ decode 470-475 tokens/s folded against
+	// 448-452 (docs/PERFORMANCE.md); 16-bit weights decline it and keep their step
 	const char *fe = getenv("LMTERM_FOLD");
-	if (fe && !strcmp(fe, "1")) { // allocated here, since a decode graph's capture may be the first to need it
+	if (!fe || strcmp(fe, "0")) { // allocated here, since a decode graph's capture may be the first to need it
 		c->norm_part_cap = (size_t)8 * 8192; // 8 tokens of a model width up to 131072
 		c->norm_part = (float *)cu_alloc(&c->be, c->norm_part_cap * sizeof(float), MEM_OTHER);
 		if (!c->norm_part) {

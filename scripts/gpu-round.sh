@@ -11,15 +11,15 @@
 #        3. tests/test_golden_cuda.sh       the golden models on the cuda backend (fp16/bf16 tolerances),
 #           tests/test_cuda_opts.sh         --eager-mode and --dtype on the cuda backend,
 #           tests/test_gptq.sh              GPTQ checkpoints against their dequantization, on the cuda backend
-#           tests/test_golden_fold.sh       the golden models with LMTERM_FOLD=1 (the norms folded into the
-#                                           AWQ GEMVs), cpu and cuda
+#           tests/test_golden_fold.sh       the golden models on the other side of LMTERM_FOLD (the norms folded
+#                                           into the GEMVs): folded on the cpu, unfolded on cuda
 #           tests/test_qwen3.sh             a tiny Qwen3 (q/k norms) against its reference forward, AWQ round trip
 #        4. lmterm bench configs/internlm2_5-7b-chat.json --dummy --dtype float16:
 #             prompt 512 and 2048 (prefill, TTFT, decode at that context), decode at a 4096-token
 #             context with --quant-policy 0, 8 and 4, and p512 decode sampling (T 0.8, top-k 40, top-p 0.9)
-#             and the AWQ model at 512 with and without LMTERM_FOLD=1
+#             and the AWQ model at 512 as it is and with LMTERM_FOLD=0 (its norms not folded into the GEMVs)
 #        5. lmterm bench --profile (each op of a decode step alone), by default and with LMTERM_PDL=0 and 1,
-#           and the AWQ model with LMTERM_FOLD=1
+#           and the AWQ model (and with LMTERM_FOLD=0)
 #        6. tests/test_backend_ops under compute-sanitizer memcheck (150 s at most)
 #      and prints a short table last. Logs and the bench JSON go to $OUT (fetched by the device tool).
 #      ROUND_LEAN=1 leaves out the LMTERM_PDL=1 runs and the AWQ bench (a round shared with other work).
@@ -131,7 +131,7 @@ grep -E "^(ok|FAIL|SKIP)" "$OUT/cuda_opts.log"
 # GPTQ checkpoints on the GPU (W4A16 kernels) against their dense dequantization (fp16 GEMV), fp16 tolerance
 GPTQ_BACKEND=cuda GPTQ_RTOL=3e-2 timeout $(lim 120) sh tests/test_gptq.sh > "$OUT/gptq.log" 2>&1; r_gptq=$?
 grep -E "^FAIL|\(cuda\)" "$OUT/gptq.log" | head -15
-# the decode step's norms folded into the AWQ GEMVs (LMTERM_FOLD=1): the golden models, cpu then cuda
+# the golden models on the other side of LMTERM_FOLD: the cpu folded, cuda unfolded
 timeout $(lim 120) sh tests/test_golden_fold.sh > "$OUT/golden_fold.log" 2>&1; r_fold=$?
 grep -E "rel err|FAIL|failure|^ok" "$OUT/golden_fold.log" | tail -12
 # Qwen3's q/k norms on the GPU (qk_norm kernel, in the decode graph) against the reference forward
@@ -165,11 +165,11 @@ bench kv0-4k 4096 64 0
 bench kv8-4k 4096 64 8
 bench kv4-4k 4096 64 4
 bench p512-smp 512 128 0 --temperature 0.8 --top-k 40 --top-p 0.9
-# the AWQ decode step (issue 5) as it is and with its norms folded into the GEMVs, twice each, interleaved
+# the AWQ decode step (issue 5) as it is (its norms folded into the GEMVs) and without the fold, twice each
 for k in a b; do
 	bench awq-$k 512 128 0 --model-format awq
-	export LMTERM_FOLD=1
-	bench awq-fold-$k 512 128 0 --model-format awq
+	export LMTERM_FOLD=0
+	bench awq-nofold-$k 512 128 0 --model-format awq
 	unset LMTERM_FOLD
 done
 if [ "$lean" != 1 ]; then
@@ -204,7 +204,7 @@ cat "$OUT/bench512.txt"
 # ROUND_PROFILES: more runs as NAME:VAR=VALUE[,VAR=VALUE] (e.g. gemv9:LMTERM_GEMV=9; a list of PDL families
 # as LMTERM_PDL=gemv+norm, since the comma separates the variables), each also running the
 # backend-ops test under that environment; a NAME that starts with awq profiles the AWQ model
-for run in base:X=0 awqfold:LMTERM_FOLD=1 $([ "$lean" = 1 ] || echo pdl0:LMTERM_PDL=0 pdl1:LMTERM_PDL=1 awq:X=0) ${ROUND_PROFILES:-}; do
+for run in base:X=0 awq:X=0 $([ "$lean" = 1 ] || echo pdl0:LMTERM_PDL=0 pdl1:LMTERM_PDL=1 awqnofold:LMTERM_FOLD=0) ${ROUND_PROFILES:-}; do
 	[ "$(left)" -gt 40 ] || break
 	name=${run%%:*} envs=$(echo "${run#*:}" | tr ',' ' ')
 	echo "== profile $name ($envs)" >> "$OUT/profile.txt"

@@ -50,6 +50,10 @@ from make_qwen3 import f32, kv_quant, linear, load, rmsnorm, to_floats, weight  
 from st_io import read_safetensors, write_safetensors  # tests/st_io.py
 
 VOCAB, HID, NH, HD, FFN, LAYERS = 8192, 64, 4, 16, 128, 2
+# PHI3_HIDDEN: Phi-3's head_dim is hidden / heads, and the CUDA attention kernels take 64 or 128 (test_phi3.sh sets
+# 256 on cuda)
+HID = int(os.environ.get("PHI3_HIDDEN", HID))
+HD = HID // NH
 EPS, THETA = 1e-5, 10000.0
 ORIG, MAXPOS = 16, 64
 

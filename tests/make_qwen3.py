@@ -42,6 +42,8 @@ from operator import mul
 from st_io import read_safetensors, write_safetensors  # tests/st_io.py, beside this file
 
 VOCAB, HID, NH, NKV, HD, FFN, LAYERS = 8192, 64, 4, 2, 32, 128, 2
+# QWEN3_HEAD_DIM: the CUDA attention kernels take head_dim 64 or 128 (test_qwen3.sh sets 64 on cuda)
+HD = int(os.environ.get("QWEN3_HEAD_DIM", HD))
 EPS, THETA = 1e-6, 1000000.0
 
 
