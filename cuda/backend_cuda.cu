@@ -1330,7 +1330,7 @@ extern "C" struct backend *backend_cuda_create(enum dtype model_dtype)
 		return NULL;
 	}
 	cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH);
-	// on unless LMTERM_FOLD=0: measured on the H100 (2026-12-05), AWQ decode 470-475 tokens/s folded against
+	// on unless LMTERM_FOLD=0: measured on the H100 (2026-12-05), AWQ decode 468-475 tokens/s folded against
 	// 448-452 (docs/PERFORMANCE.md); 16-bit weights decline it and keep their step
 	const char *fe = getenv("LMTERM_FOLD");
 	if (!fe || strcmp(fe, "0")) { // allocated here, since a decode graph's capture may be the first to need it
