@@ -40,3 +40,22 @@ zh_ok() {
 }
 ZH_SKIP="SKIP: zh_CN: msgfmt, the zh_CN.UTF-8 locale or translations (configure --disable-nls) missing"
 finish() { [ $fails -eq 0 ] && exit 0; echo "$fails failure(s)"; exit 1; }
+# Tests of an architecture against an independent reference forward (tests/make_qwen3.py, make_phi3.py):
+# ref_check DESC MODEL [GENERATE-ARGS...] [-- CHECK-ARGS...]: lmterm generate's logits (--dump-logits) and 8
+# greedy ids from $IDS on backend $B against "$REF check" at tolerance $RTOL (off the cpu, the first 4 ids only:
+# a 16-bit model may part from the float32 continuation later, at a near tie); uses $LMTERM and the scratch $tmp
+first4() { if [ "$B" = cpu ]; then echo "$1"; else echo "$1" | cut -d' ' -f1-4; fi; }
+ref_check() {
+	desc=$1 m=$2; shift 2
+	gargs= cargs=
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do gargs="$gargs $1"; shift; done
+	[ $# -gt 0 ] && shift && cargs="$*"
+	# shellcheck disable=SC2086
+	ids=$("$LMTERM" generate "$m" --ids "$IDS" -n 8 --greedy --print-ids --backend "$B" --dump-logits "$tmp/l.st" \
+		$gargs 2>"$tmp/err") || { fail "$desc: generate: $(cat "$tmp/err")"; return 1; }
+	[ "$B" = cpu ] || ids=$(first4 "$ids")
+	# shellcheck disable=SC2086
+	if out=$($REF check "$m" "$tmp/l.st" "$IDS" "$ids" "$RTOL" $cargs); then pass "$desc ($B): $out"; return 0; fi
+	fail "$desc ($B): $out"
+	return 1
+}

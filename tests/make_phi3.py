@@ -46,8 +46,8 @@ import shutil
 import sys
 from operator import mul
 
-from make_qwen3 import f32, kv_quant, linear, load, rmsnorm, to_floats, weight  # tests/make_qwen3.py
-from st_io import read_safetensors, write_safetensors  # tests/st_io.py
+from make_qwen3 import compare_dump, f32, kv_quant, linear, load, rmsnorm, weight  # tests/make_qwen3.py
+from st_io import write_safetensors  # tests/st_io.py
 
 VOCAB, HID, NH, HD, FFN, LAYERS = 8192, 64, 4, 16, 128, 2
 # PHI3_HIDDEN: Phi-3's head_dim is hidden / heads, and the CUDA attention kernels take 64 or 128 (test_phi3.sh sets
@@ -217,18 +217,7 @@ def do_check(argv):
             regime[key] = forward(cfg, t, ids, kv_bits, seq_len)
         return regime[key][p]
     logits = [row(p, T) for p in range(T)] + [row(p, p + 1) for p in range(T, len(ids))]
-    (_, dt, shape, raw), = read_safetensors(dump)
-    got = to_floats(dt, raw)
-    if shape != [T, V]:
-        print("dump has shape %s, expected [%d, %d]" % (shape, T, V))
-        return 1
-    num = max(abs(got[p * V + i] - logits[p][i]) for p in range(T) for i in range(V))
-    den = max(abs(logits[p][i]) for p in range(T) for i in range(V))
-    want = [max(range(V), key=lambda i, r=logits[p]: r[i]) for p in range(T - 1, len(ids))]
-    ok = num / den <= tol and [str(i) for i in want] == gen
-    print("relative error %.2e (tol %.0e), reference greedy %s, lmterm %s" % (num / den, tol,
-          " ".join(map(str, want)), " ".join(gen)))
-    return 0 if ok else 1
+    return compare_dump(dump, logits, T, V, ids, gen, tol)
 
 
 if __name__ == "__main__":

@@ -260,9 +260,15 @@ def do_check(argv):
     cfg, t = load(model)
     ids = [int(i) for i in prompt] + [int(i) for i in gen[:-1]]
     logits = forward(cfg, t, ids, kv_bits)
+    return compare_dump(dump, logits, len(prompt), cfg["vocab_size"], ids, gen, tol)
+
+
+def compare_dump(dump, logits, T, V, ids, gen, tol):
+    """lmterm's --dump-logits of the T prompt positions against the reference's logits (relative error over the
+    largest logit, at most tol), and its greedy ids gen against the reference's argmax of every position after
+    the prompt's last; prints both and returns the exit status (also used by make_phi3.py)"""
     (_, dt, shape, raw), = read_safetensors(dump)
     got = to_floats(dt, raw)
-    T, V = len(prompt), cfg["vocab_size"]
     if shape != [T, V]:
         print("dump has shape %s, expected [%d, %d]" % (shape, T, V))
         return 1

@@ -20,7 +20,6 @@ IDS="1 5 9 33 100 7 4000 12"
 # tests on the GPU do
 B=${GPTQ_BACKEND:-cpu} RTOL=${GPTQ_RTOL:-1e-4}
 gen() { "$LMTERM" generate "$1" --ids "$IDS" -n 8 --greedy --print-ids --backend "$B" --dump-logits "$2" 2>"$tmp/err"; }
-first4() { if [ "$B" = cpu ]; then echo "$1"; else echo "$1" | cut -d' ' -f1-4; fi; }
 
 # same: DESC GPTQ_DIR DENSE_DIR: logits within RTOL and the same greedy ids
 same() {

@@ -36,23 +36,8 @@ SHORT="1 5 9 33 100 7 4000 12"
 CROSS="$SHORT 8 77 300 2000"
 LONG="$CROSS 45 6 91 17 23 5000 64 3"
 IDS=$SHORT
-first4() { if [ "$B" = cpu ]; then echo "$1"; else echo "$1" | cut -d' ' -f1-4; fi; }
-
-# check DESC MODEL [GENERATE-ARGS...] [-- CHECK-ARGS...]: generate from $IDS, then the reference
-check() {
-	desc=$1 m=$2; shift 2
-	gargs= cargs=
-	while [ $# -gt 0 ] && [ "$1" != -- ]; do gargs="$gargs $1"; shift; done
-	[ $# -gt 0 ] && shift && cargs="$*"
-	# shellcheck disable=SC2086
-	ids=$("$LMTERM" generate "$m" --ids "$IDS" -n 8 --greedy --print-ids --backend "$B" --dump-logits "$tmp/l.st" \
-		$gargs 2>"$tmp/err") || { fail "$desc: generate: $(cat "$tmp/err")"; return 1; }
-	[ "$B" = cpu ] || ids=$(first4 "$ids")
-	# shellcheck disable=SC2086
-	if out=$($MP check "$m" "$tmp/l.st" "$IDS" "$ids" "$RTOL" $cargs); then pass "$desc ($B): $out"; return 0; fi
-	fail "$desc ($B): $out"
-	return 1
-}
+REF=$MP
+check() { ref_check "$@"; } # tests/lib.sh
 # differs DESC MODEL REFERENCE-MODEL: lmterm's output of MODEL must not pass REFERENCE-MODEL's check
 differs() {
 	ids=$("$LMTERM" generate "$2" --ids "$IDS" -n 8 --greedy --print-ids --backend "$B" --dump-logits "$tmp/c.st" \

@@ -26,23 +26,8 @@ B=${QWEN3_BACKEND:-cpu} RTOL=${QWEN3_RTOL:-1e-4}
 # the CUDA attention kernels take head_dim 64 or 128 (the cpu run keeps 32, which is not hidden / heads either)
 [ "$B" = cpu ] || { QWEN3_HEAD_DIM=64; export QWEN3_HEAD_DIM; }
 IDS="1 5 9 33 100 7 4000 12"
-first4() { if [ "$B" = cpu ]; then echo "$1"; else echo "$1" | cut -d' ' -f1-4; fi; }
-
-# check DESC MODEL [GENERATE-ARGS...] [-- CHECK-ARGS...]: generate, then the reference
-check() {
-	desc=$1 m=$2; shift 2
-	gargs= cargs=
-	while [ $# -gt 0 ] && [ "$1" != -- ]; do gargs="$gargs $1"; shift; done
-	[ $# -gt 0 ] && shift && cargs="$*"
-	# shellcheck disable=SC2086
-	ids=$("$LMTERM" generate "$m" --ids "$IDS" -n 8 --greedy --print-ids --backend "$B" --dump-logits "$tmp/l.st" \
-		$gargs 2>"$tmp/err") || { fail "$desc: generate: $(cat "$tmp/err")"; return 1; }
-	[ "$B" = cpu ] || ids=$(first4 "$ids")
-	# shellcheck disable=SC2086
-	if out=$($MQ check "$m" "$tmp/l.st" "$IDS" "$ids" "$RTOL" $cargs); then pass "$desc ($B): $out"; return 0; fi
-	fail "$desc ($B): $out"
-	return 1
-}
+REF=$MQ
+check() { ref_check "$@"; } # tests/lib.sh
 
 $MQ make "$tmp/q3" "$TOK" || { fail "make_qwen3.py make"; finish; }
 check "qwen3 fp32" "$tmp/q3"
