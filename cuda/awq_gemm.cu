@@ -367,8 +367,6 @@ static size_t tile_epi_smem(int kind, int NB, int K)
 	return kind == EPI_RESID ? 64 + 32 * (size_t)NB : kind == EPI_PLAIN ? 0 : (size_t)NB * (K / 16) * sizeof(float);
 }
 
-static __device__ __forceinline__ float silu_f(float g) { return g / (1.f + __expf(-g)); }
-
 // CPG = chunks of 64 inputs per group (1 or 2); NB = batch (columns of the n8 tile that are used); FOLD: the
 // kernel with the epilogues of tile_epi (a second instance, so that the plain one stays the code measured).
 // 56 registers (the most ptxas used before the LOP3 fix): two 512-thread blocks or nine 128-thread blocks

@@ -204,9 +204,8 @@ struct cuda_be {
 
 	void *awq_scratch;
 	size_t awq_scratch_bytes;
-	// the norms folded into the AWQ GEMVs (matmul_residual, norm_matmul), unless LMTERM_FOLD=0; the sums of squares
-	// between the two ops
-	bool fold;
+	// the norms folded into the AWQ GEMVs (matmul_residual, norm_matmul), unless LMTERM_FOLD=0: the sums of squares
+	// between the two ops; NULL when not folding
 	float *norm_part;
 	size_t norm_part_cap; // floats: tokens x rows / 16
 
@@ -431,7 +430,7 @@ static int load_q4(struct backend *be, struct weight *w, const struct host_weigh
 	int rc = qw && sz ? LM_OK : lm_err(_("out of memory"));
 	// w13 for the SwiGLU in the folded GEMV's epilogue (k_awq_gemv_norm): its rows interleaved (no
 	// architecture has a bias on w13; one would stay in the plain order)
-	const bool gu = cb(be)->fold && src->gate_up && !src->bias && awq_tiled_layout(N, K, g);
+	const bool gu = cb(be)->norm_part && src->gate_up && !src->bias && awq_tiled_layout(N, K, g);
 	if (!rc && awq_tiled_layout(N, K, g))
 		awq_repack_tiled(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g, gu);
 	else if (!rc) awq_repack(qw, sz, src->qweight, src->qzeros, src->scales, N, K, g);
@@ -502,8 +501,7 @@ static int cu_weight_random(struct backend *be, struct weight *w, enum dtype dt,
 		if (!rc) rc = k_fill_half2(w->scales, nsz, scale / 8, 8.f, c->s);
 		w->dt = DT_Q4;
 		w->group = g;
-		w->gu_interleaved = c->fold && gate_up && awq_tiled_layout(rows, cols, g); // random rows: any order
-
+		w->gu_interleaved = c->norm_part && gate_up && awq_tiled_layout(rows, cols, g); // random rows: any order
 		k_pdl_prefer(true);
 	} else if (dt == DT_F32 || dt == DT_F16 || dt == DT_BF16) {
 		const enum dtype sdt = rows == 1 ? DT_F32 : be->act_dt;
@@ -772,8 +770,7 @@ static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void 
 		return op_rc(c, k_gemv_swiglu(out, x, w->data, (const float *)w->bias, n, w->rows, w->cols, be->act_dt,
 					      c->s));
 	if (cu_matmul(be, gu, x, w, n)) return LM_ERR;
-	if (w->gu_interleaved) return op_rc(c, k_swiglu_interleaved(out, gu, n, w->rows / 2, be->act_dt, c->s));
-	return op_rc(c, k_swiglu(out, gu, n, w->rows / 2, be->act_dt, c->s));
+	return op_rc(c, k_swiglu(out, gu, n, w->rows / 2, w->gu_interleaved, be->act_dt, c->s));
 }
 
 // The norms folded into the AWQ GEMVs (backend.h; cuda/awq_gemm.cu, struct tile_epi), unless LMTERM_FOLD=0: wo
@@ -785,7 +782,7 @@ static int cu_matmul_residual(struct backend *be, void *x, void *xw, const void 
 {
 	struct cuda_be *c = cb(be);
 	const int N = w->rows, K = w->cols;
-	if (!c->fold || n <= 0 || w->dt != DT_Q4 || w->gu_interleaved || nw->dt != DT_F32 || !nw->data ||
+	if (!c->norm_part || n <= 0 || w->dt != DT_Q4 || w->gu_interleaved || nw->dt != DT_F32 || !nw->data ||
 	    nw->cols != N || (size_t)n * (N / 16) > c->norm_part_cap || !k_awq_fold_supported(n, N, K, w->group))
 		return 1;
 	return op_rc(c, k_awq_gemv_residual(x, xw, c->norm_part, a, (const uint32_t *)w->qweight, w->scales,
@@ -869,7 +866,7 @@ static int cu_rope_attention(struct backend *be, void *out, void *qkv, struct kv
 static int cu_swiglu(struct backend *be, void *out, const void *gu, int n, int ffn)
 {
 	struct cuda_be *c = cb(be);
-	return op_rc(c, k_swiglu(out, gu, n, ffn, be->act_dt, c->s));
+	return op_rc(c, k_swiglu(out, gu, n, ffn, false, be->act_dt, c->s));
 }
 
 static int logits_buf(struct backend *be, size_t floats)
@@ -1340,7 +1337,6 @@ extern "C" struct backend *backend_cuda_create(enum dtype model_dtype)
 			cu_destroy(&c->be);
 			return NULL;
 		}
-		c->fold = true;
 	}
 	// what the driver holds for us beyond our allocations: context, module images, cuBLAS
 	CREATE_CK(cudaDeviceSynchronize(), "initialization");

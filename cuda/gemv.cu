@@ -121,7 +121,7 @@ __global__ void __launch_bounds__(W * 32) gemv_kernel(TO *__restrict__ y, const 
 #pragma unroll
 			for (int b = 0; b < NB; b++) {
 				const float g = acc[b][0] + bg;
-				y[(size_t)b * F + row0] = from_f<TO>(g / (1.f + __expf(-g)) * (acc[b][1] + bu));
+				y[(size_t)b * F + row0] = from_f<TO>(silu_f(g) * (acc[b][1] + bu));
 			}
 		}
 		return;

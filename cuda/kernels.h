@@ -30,11 +30,9 @@ int k_norm_apply(void *xw, const float *part, int n, int dim, float eps, enum dt
 int k_qk_norm(void *qkv, const float *wq, const float *wk, int n, int nh, int nkv, int hd, float eps, enum dtype act,
 	      cudaStream_t s);
 
-/* out[n][ffn] = silu(gu[:, :ffn]) * gu[:, ffn:] */
-int k_swiglu(void *out, const void *gu, int n, int ffn, enum dtype act, cudaStream_t s);
-/* the same on a gu whose rows come from an interleaved w13 (awq_repack_tiled, gate_up): per 16, 8 of gate then
- * the same 8 of up; ffn % 8 == 0 */
-int k_swiglu_interleaved(void *out, const void *gu, int n, int ffn, enum dtype act, cudaStream_t s);
+/* out[n][ffn] = silu(gu[:, :ffn]) * gu[:, ffn:]; interleaved: gu's rows come from an interleaved w13
+ * (awq_repack_tiled, gate_up): per 16, 8 of gate then the same 8 of up (ffn % 8 == 0) */
+int k_swiglu(void *out, const void *gu, int n, int ffn, bool interleaved, enum dtype act, cudaStream_t s);
 
 /* y[n][N] = x[n][K] . W[N][K]^T (+ bias[N], float), W in act, n in 1..8, K % 8 == 0.
  * y_f32: y is float (logits) instead of act. */
@@ -82,7 +80,7 @@ void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_
 		const uint16_t *scales, int N, int K, int group);
 /* gate_up (w13: rows gate, then up): tile rt holds gate rows 8 rt .. 8 rt + 7, then the same rows of up, so that
  * a tile's GEMV epilogue has both halves of its SwiGLU (k_awq_gemv_norm with swiglu; other GEMVs then give
- * rows in that order: k_swiglu_interleaved) */
+ * rows in that order: k_swiglu's interleaved) */
 void awq_repack_tiled(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros,
 		      const uint16_t *scales, int N, int K, int group, bool gate_up);
 

@@ -44,6 +44,9 @@ template <typename T> static __device__ __forceinline__ void unpack8(const vec8 
 	for (int i = 0; i < 8; i++) f[i] = elem<T>(v, i);
 }
 
+// SiLU in float, as the swiglu kernel and the folded w13 GEMV's epilogue take it: x / (1 + exp(-x))
+static __device__ __forceinline__ float silu_f(float g) { return g / (1.f + __expf(-g)); }
+
 static __device__ __forceinline__ float warp_sum_f(float v)
 {
 #pragma unroll

@@ -7,8 +7,6 @@
 #include "kernels.h"
 #include "ops_common.cuh"
 
-static __device__ __forceinline__ float silu_f(float g) { return g / (1.f + __expf(-g)); }
-
 // INTER: gu's rows from an interleaved w13 (awq_repack_tiled, gate_up): 8 of gate, then the same 8 of up
 template <typename T, bool INTER>
 __global__ void swiglu_vec(uint16_t *out, const uint16_t *gu, int n, int ffn)
@@ -38,28 +36,22 @@ __global__ void swiglu_scalar(T *out, const T *gu, int n, int ffn)
 	}
 }
 
-extern "C" int k_swiglu(void *out, const void *gu, int n, int ffn, enum dtype act, cudaStream_t s)
+extern "C" int k_swiglu(void *out, const void *gu, int n, int ffn, bool interleaved, enum dtype act, cudaStream_t s)
 {
 	if (n <= 0) return LM_OK;
+	if (interleaved && ffn % 8) return lm_err("swiglu: interleaved rows need ffn %% 8 == 0 (ffn %d)", ffn);
 	const size_t work = (size_t)n * (ffn % 8 == 0 ? ffn / 8 : ffn);
 	int blocks = (int)((work + 255) / 256);
 	if (blocks > 65535) blocks = 65535;
-	if (ffn % 8 == 0) {
+	if (interleaved) {
+		if (act == DT_BF16) klaunch(swiglu_vec<bf16_t, true>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
+		else klaunch(swiglu_vec<half, true>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
+	} else if (ffn % 8 == 0) {
 		if (act == DT_BF16) klaunch(swiglu_vec<bf16_t, false>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
 		else klaunch(swiglu_vec<half, false>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
 	} else {
 		if (act == DT_BF16) klaunch(swiglu_scalar<bf16_t>, blocks, 256, 0, s, (bf16_t *)out, (const bf16_t *)gu, n, ffn);
 		else klaunch(swiglu_scalar<half>, blocks, 256, 0, s, (half *)out, (const half *)gu, n, ffn);
 	}
-	LAUNCHED("swiglu");
-}
-
-extern "C" int k_swiglu_interleaved(void *out, const void *gu, int n, int ffn, enum dtype act, cudaStream_t s)
-{
-	if (n <= 0) return LM_OK;
-	if (ffn % 8) return lm_err("swiglu: interleaved rows need ffn %% 8 == 0 (ffn %d)", ffn);
-	const int blocks = (int)MIN(((size_t)n * (ffn / 8) + 255) / 256, (size_t)65535);
-	if (act == DT_BF16) klaunch(swiglu_vec<bf16_t, true>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
-	else klaunch(swiglu_vec<half, true>, blocks, 256, 0, s, (uint16_t *)out, (const uint16_t *)gu, n, ffn);
 	LAUNCHED("swiglu");
 }

@@ -767,24 +767,28 @@ static int cpu_embed(struct backend *be, void *x, const struct weight *table)
 	return LM_OK;
 }
 
-/* As transformers' RMSNorm in float32: h = w * (x * rsqrt(mean(x^2) + eps)). The sum of squares is taken
- * in double, which is nearer to torch's blocked float reduction than a running float sum. */
+/* As transformers' RMSNorm in float32: h = w * (x * rsqrt(mean(x^2) + eps)) for one row of n (h may be x). The
+ * sum of squares is taken in double, which is nearer to torch's blocked float reduction than a running float sum. */
+static void rmsnorm_row(float *h, const float *x, const float *w, int n, float eps)
+{
+	double ss = 0;
+	for (int k = 0; k < n; k++) ss += (double)x[k] * x[k];
+	float inv = 1.0f / sqrtf((float)(ss / n) + eps);
+	for (int k = 0; k < n; k++) h[k] = w[k] * (x[k] * inv);
+}
+
 static int cpu_add_rmsnorm(struct backend *be, void *hv, void *xv, const void *dxv, const struct weight *w, int n,
 			   float eps)
 {
 	if (w->dt != DT_F32) return lm_err(_("rmsnorm: weight must be F32 on the cpu backend"));
 	const int dim = w->cols;
-	const float *wt = w->data;
 	for (int i = 0; i < n; i++) {
-		float *x = (float *)xv + (size_t)i * dim, *h = (float *)hv + (size_t)i * dim;
+		float *x = (float *)xv + (size_t)i * dim;
 		if (dxv) {
 			const float *dx = (const float *)dxv + (size_t)i * dim;
 			for (int k = 0; k < dim; k++) x[k] += dx[k];
 		}
-		double ss = 0;
-		for (int k = 0; k < dim; k++) ss += (double)x[k] * x[k];
-		float inv = 1.0f / sqrtf((float)(ss / dim) + eps);
-		for (int k = 0; k < dim; k++) h[k] = wt[k] * (x[k] * inv);
+		rmsnorm_row((float *)hv + (size_t)i * dim, x, w->data, dim, eps);
 	}
 	return LM_OK;
 }
@@ -840,15 +844,6 @@ static int cpu_norm_matmul(struct backend *be, void *y, void *gu, void *xwv, con
 	return matmul_f32(c, gu, xwv, w, n) ? LM_ERR : cpu_swiglu(be, y, gu, n, w->rows / 2);
 }
 
-/* One row of hd in place: x = w * (x * rsqrt(mean(x^2) + eps)), as cpu_add_rmsnorm */
-static void rmsnorm_row(float *x, const float *w, int hd, float eps)
-{
-	double ss = 0;
-	for (int k = 0; k < hd; k++) ss += (double)x[k] * x[k];
-	float inv = 1.0f / sqrtf((float)(ss / hd) + eps);
-	for (int k = 0; k < hd; k++) x[k] = w[k] * (x[k] * inv);
-}
-
 /* Qwen3RMSNorm on each q head (q_norm) and each k head (k_norm) of every token's qkv row */
 static int cpu_qk_norm(struct backend *be, void *qkvv, const struct weight *qn, const struct weight *kn, int n,
 		       int n_heads, int n_kv_heads, float eps)
@@ -858,8 +853,10 @@ static int cpu_qk_norm(struct backend *be, void *qkvv, const struct weight *qn, 
 	const int hd = qn->cols, width = (n_heads + 2 * n_kv_heads) * hd;
 	for (int i = 0; i < n; i++) {
 		float *row = (float *)qkvv + (size_t)i * width;
-		for (int h = 0; h < n_heads; h++) rmsnorm_row(row + (size_t)h * hd, qn->data, hd, eps);
-		for (int h = 0; h < n_kv_heads; h++) rmsnorm_row(row + (size_t)(n_heads + h) * hd, kn->data, hd, eps);
+		for (int h = 0; h < n_heads + n_kv_heads; h++) { /* in place: the q heads, then the k heads */
+			float *head = row + (size_t)h * hd;
+			rmsnorm_row(head, head, h < n_heads ? qn->data : kn->data, hd, eps);
+		}
 	}
 	return LM_OK;
 }

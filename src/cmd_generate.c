@@ -361,10 +361,8 @@ static int generate(struct run *r)
 		 * (fwd_rope_refeed reads rope_len, 0 here) */
 		const int again = fwd_rope_refeed(&r->fw, T + j, 1);
 		r->fw.rope_len = again ? T + j + 1 : 0;
-		for (int p0 = 0; p0 < again; p0 += r->fw.max_tokens)
-			if (forward(&r->fw, &r->kv, r->ids + p0, MIN(r->fw.max_tokens, again - p0), p0, r->blocks,
-				    r->kv.n_blocks, 0, NULL, NULL))
-				return LM_ERR;
+		if (fwd_feed_again(&r->fw, &r->kv, r->ids, again, r->fw.max_tokens, r->blocks, r->kv.n_blocks))
+			return LM_ERR;
 		r->fw.rope_len = 0;
 		if (dev) {
 			if (forward(&r->fw, &r->kv, &r->ids[T + j], 1, T + j, r->blocks, r->kv.n_blocks, -2, NULL, NULL) ||

@@ -503,7 +503,15 @@ static int parse_config(const struct cfg_ctx *x, struct model_config *c)
 	bool b = false;
 	switch (c->arch) {
 	case ARCH_QWEN2:
-		c->qkv_bias = true;
+	case ARCH_QWEN3:
+		/* Qwen3 is Qwen2 with q_norm and k_norm, and q/k/v/o biases only with attention_bias (false in every
+		 * Qwen3) */
+		if (c->arch == ARCH_QWEN3) {
+			c->qk_norm = true;
+			if (get_bool(x, r, "attention_bias", false, &c->qkv_bias) != LM_OK) return LM_ERR;
+		} else {
+			c->qkv_bias = true;
+		}
 		if (get_bool(x, r, "use_sliding_window", false, &b) != LM_OK) return LM_ERR;
 		if (b)
 			return lm_err(_("%s: key \"use_sliding_window\" = true: sliding-window attention is not supported"),
@@ -511,15 +519,6 @@ static int parse_config(const struct cfg_ctx *x, struct model_config *c)
 		break;
 	case ARCH_INTERNLM2:
 		if (get_bool(x, r, "bias", false, &c->qkv_bias) != LM_OK) return LM_ERR;
-		break;
-	case ARCH_QWEN3:
-		/* Qwen2 with q_norm and k_norm, and q/k/v/o biases only with attention_bias (false in every Qwen3) */
-		c->qk_norm = true;
-		if (get_bool(x, r, "attention_bias", false, &c->qkv_bias) != LM_OK) return LM_ERR;
-		if (get_bool(x, r, "use_sliding_window", false, &b) != LM_OK) return LM_ERR;
-		if (b)
-			return lm_err(_("%s: key \"use_sliding_window\" = true: sliding-window attention is not supported"),
-				      x->path);
 		break;
 	case ARCH_PHI3:
 		/* Mistral's decoder with fused qkv_proj and gate_up_proj, no biases; Phi-3-mini-4k attends to its last

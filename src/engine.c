@@ -768,15 +768,9 @@ static int feed_ex(struct engine *e, const int32_t *ids, int n, bool want_logits
 	 * e->ctx), rotated as the new tokens are */
 	const int again = fwd_rope_refeed(&e->f, e->n_ctx, n);
 	e->f.rope_len = e->n_ctx + n; /* the RoPE of the whole sequence, whatever the chunks */
-	e->n_ctx -= again;
-	for (int i = 0; i < again;) {
-		int c = MIN(e->prefill_chunk, again - i);
-		if (forward(&e->f, &e->kv.kv, e->ctx + i, c, i, e->seq.blocks, e->seq.n_blocks, 0, NULL, NULL)) {
-			e->f.rope_len = 0;
-			return LM_ERR;
-		}
-		e->n_ctx += c;
-		i += c;
+	if (fwd_feed_again(&e->f, &e->kv.kv, e->ctx, again, e->prefill_chunk, e->seq.blocks, e->seq.n_blocks)) {
+		e->f.rope_len = 0;
+		return LM_ERR;
 	}
 	int rc = LM_OK;
 	for (int i = 0; i < n && rc == LM_OK;) {

@@ -192,6 +192,14 @@ int fwd_rope_refeed(const struct fwd *f, int pos0, int n)
 	return (MAX(pos0 + n, f->rope_len) > r->orig_max_pos) != f->kv_long ? pos0 : 0;
 }
 
+int fwd_feed_again(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int chunk, const int32_t *blocks,
+		   int n_blocks)
+{
+	for (int p0 = 0; p0 < n; p0 += chunk)
+		if (forward(f, kv, ids + p0, MIN(chunk, n - p0), p0, blocks, n_blocks, 0, NULL, NULL)) return LM_ERR;
+	return LM_OK;
+}
+
 int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int pos0, const int32_t *blocks,
 	    int n_blocks, int n_logits, float *logits, int32_t *argmax_out)
 {

@@ -58,6 +58,10 @@ int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int p
  * many cached positions to feed again, from position 0, in the same run (0: none). The same holds the other way,
  * for a conversation cut back below the switch whose cache was written with the long factors. */
 int fwd_rope_refeed(const struct fwd *f, int pos0, int n);
+/* Feeds ids[0..n) again at positions 0.., chunk tokens a call, no logits: the cached positions fwd_rope_refeed
+ * asks for, rotated as f->rope_len says */
+int fwd_feed_again(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int chunk, const int32_t *blocks,
+		   int n_blocks);
 
 #ifdef __cplusplus
 }
