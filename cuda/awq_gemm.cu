@@ -25,6 +25,7 @@
 #include "ops_common.cuh"
 #include "cp_async.cuh"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -374,14 +375,38 @@ static size_t tile_epi_smem(int kind, int NB, int K)
 template <typename T, int NB, int CPG, bool FOLD>
 __global__ void __maxnreg__(TILE_REGS)
 	awq_tile_gemv_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
-			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, tile_epi e)
+			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, tile_epi e, bool pre)
 {
 	__shared__ float4 red[TILE_MAX_WARPS][32];
 	extern __shared__ float4 epi_sm[];
 	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	const int g = lane >> 2, t = lane & 3, rt = blockIdx.x;
 	const int KC = K / 64, G = KC / CPG;
-	pdl_wait_trigger();
+	const uint4 *qt = qw + (size_t)rt * KC * 32 + lane; // chunk c of this tile: qt[32 c]
+	const uint2 *st = sz + (size_t)rt * G * 8 + g;      // group gi: st[8 gi]
+	const bool xon = g < NB;                            // lane g supplies column n = g of B
+	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
+	float acc[4] = { 0.f, 0.f, 0.f, 0.f };
+	uint4 wq[TILE_UG][CPG];
+	uint2 s2[TILE_UG];
+	// the codes and scales of the pass starting at group g0 (x is loaded at the top of the pass)
+	auto load_w = [&](int g0) {
+#pragma unroll
+		for (int u = 0; u < TILE_UG; u++) {
+			const int gi = g0 + W * u;
+			const bool ok = gi < G;
+#pragma unroll
+			for (int c = 0; c < CPG; c++)
+				wq[u][c] = ok ? ld_stream4(qt + (size_t)(gi * CPG + c) * 32) : make_uint4(0, 0, 0, 0);
+			s2[u] = ok ? __ldg(st + 8 * gi) : make_uint2(0, 0);
+		}
+	};
+	// pre: the first pass's weights are asked for before waiting for the kernel that writes x (PDL), so
+	// they are in flight during that kernel's tail (the weights are written by no kernel of the step)
+	pdl_launch_dependents();
+	if (pre) load_w(warp);
+	pdl_wait();
+	if (!pre) load_w(warp);
 	if constexpr (FOLD) {
 		if (e.kind == EPI_RESID) { // 4 pieces of nw's 16 floats, then 2 of x's 16 activations per token
 			for (int i = threadIdx.x; i < 4 + 2 * NB; i += blockDim.x)
@@ -395,27 +420,19 @@ __global__ void __maxnreg__(TILE_REGS)
 		}
 		cp_async_commit();
 	}
-	const uint4 *qt = qw + (size_t)rt * KC * 32 + lane; // chunk c of this tile: qt[32 c]
-	const uint2 *st = sz + (size_t)rt * G * 8 + g;      // group gi: st[8 gi]
-	const bool xon = g < NB;                            // lane g supplies column n = g of B
-	const uint4 *xr = (const uint4 *)(x + (size_t)(xon ? g : 0) * K + 16 * t); // chunk c: xr + 8 c
-	float acc[4] = { 0.f, 0.f, 0.f, 0.f };
 
-	for (int g0 = warp; g0 < G; g0 += W * TILE_UG) {
-		uint4 wq[TILE_UG][CPG], xv[TILE_UG][CPG][2];
-		uint2 s2[TILE_UG];
+	// one pass: x's chunks of groups g0 + W u, then the products with the codes in wq and s2
+	auto pass = [&](int g0) {
+		uint4 xv[TILE_UG][CPG][2];
 #pragma unroll
 		for (int u = 0; u < TILE_UG; u++) {
-			const int gi = g0 + W * u;
-			const bool ok = gi < G;
+			const bool ok = g0 + W * u < G && xon;
 #pragma unroll
 			for (int c = 0; c < CPG; c++) {
-				const int ch = gi * CPG + c;
-				wq[u][c] = ok ? ld_stream4(qt + (size_t)ch * 32) : make_uint4(0, 0, 0, 0);
-				xv[u][c][0] = ok && xon ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
-				xv[u][c][1] = ok && xon ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
+				const int ch = (g0 + W * u) * CPG + c;
+				xv[u][c][0] = ok ? __ldg(xr + 8 * ch) : make_uint4(0, 0, 0, 0);
+				xv[u][c][1] = ok ? __ldg(xr + 8 * ch + 1) : make_uint4(0, 0, 0, 0);
 			}
-			s2[u] = ok ? __ldg(st + 8 * gi) : make_uint2(0, 0);
 		}
 #pragma unroll
 		for (int u = 0; u < TILE_UG; u++) {
@@ -441,6 +458,11 @@ __global__ void __maxnreg__(TILE_REGS)
 			acc[2] = fmaf(part[2], sh, acc[2]);
 			acc[3] = fmaf(part[3], sh, acc[3]);
 		}
+	};
+	if (warp < G) pass(warp); // its codes were loaded above
+	for (int g0 = warp + W * TILE_UG; g0 < G; g0 += W * TILE_UG) {
+		load_w(g0);
+		pass(g0);
 	}
 	if constexpr (FOLD) {
 		cp_async_wait<0>();
@@ -544,6 +566,21 @@ static int tile_warps(int N, int G)
 			sms = 132;
 	}
 	if (w_env) return w_env < G ? w_env : G;
+	// LMTERM_AWQ_WN=N:W[,N:W...]: W warps for the matrices of N rows only (measurement)
+	static char wn[128];
+	static int wn_read;
+	if (!wn_read) {
+		const char *e = getenv("LMTERM_AWQ_WN");
+		if (e) snprintf(wn, sizeof wn, "%s", e);
+		wn_read = 1;
+	}
+	for (const char *p = wn; *p;) {
+		int n = 0, w = 0;
+		if (sscanf(p, "%d:%d", &n, &w) == 2 && n == N && w >= 1 && w <= TILE_MAX_WARPS) return w < G ? w : G;
+		p = strchr(p, ',');
+		if (!p) break;
+		p++;
+	}
 	const int tiles = N / 16, want = sms * 32;
 	int w = 1;
 	while (w < TILE_MAX_WARPS && tiles * w < want) w *= 2;
@@ -554,6 +591,18 @@ static int tile_warps(int N, int G)
 	return w;
 }
 
+// Whether the first pass's weights are loaded before pdl_wait (the kernel's `pre`). LMTERM_AWQ_PRE=0 or 1
+// (measurement).
+static bool tile_pre(void)
+{
+	static int pre = -1;
+	if (pre < 0) {
+		const char *e = getenv("LMTERM_AWQ_PRE");
+		pre = e && *e ? strcmp(e, "0") != 0 : 0;
+	}
+	return pre == 1;
+}
+
 template <typename T, int NB>
 static void tile_launch_nb(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
 			   int group, const tile_epi &e, cudaStream_t s)
@@ -562,7 +611,7 @@ static void tile_launch_nb(void *y, const void *x, const void *qw, const void *s
 	auto kern = e.kind == EPI_PLAIN ? (group == 64 ? awq_tile_gemv_kernel<T, NB, 1, false> : awq_tile_gemv_kernel<T, NB, 2, false>)
 					: (group == 64 ? awq_tile_gemv_kernel<T, NB, 1, true> : awq_tile_gemv_kernel<T, NB, 2, true>);
 	klaunch(kern, N / 16, W * 32, tile_epi_smem(e.kind, NB, K), s, (T *)y, (const uint16_t *)x, (const uint4 *)qw,
-		(const uint2 *)sz, bias, N, K, e);
+		(const uint2 *)sz, bias, N, K, e, tile_pre());
 }
 
 template <typename T>
