@@ -554,7 +554,7 @@ __global__ void __maxnreg__(TILE_REGS)
 // blocks, then 120; at 8 warps all 384 at once, each warp making two passes (6.75 against 7.37 us alone,
 // H200, 2026-12-05). Not below 8: w13 at 2 warps (one wave) took 23.8 us against 19.5 at 4 (1.5 waves).
 // LMTERM_AWQ_W=1..16 sets it for every shape (measurement).
-static int tile_warps(int N, int G)
+static int tile_warps(int N, int K, int G)
 {
 	static int w_env = -1, sms = 0;
 	if (w_env < 0) {
@@ -566,7 +566,8 @@ static int tile_warps(int N, int G)
 			sms = 132;
 	}
 	if (w_env) return w_env < G ? w_env : G;
-	// LMTERM_AWQ_WN=N:W[,N:W...]: W warps for the matrices of N rows only (measurement)
+	// LMTERM_AWQ_WN=N:W[,N:W...]: W warps for the matrices of N rows only, NxK:W of N rows and K inputs
+	// (measurement)
 	static char wn[128];
 	static int wn_read;
 	if (!wn_read) {
@@ -575,8 +576,10 @@ static int tile_warps(int N, int G)
 		wn_read = 1;
 	}
 	for (const char *p = wn; *p;) {
-		int n = 0, w = 0;
-		if (sscanf(p, "%d:%d", &n, &w) == 2 && n == N && w >= 1 && w <= TILE_MAX_WARPS) return w < G ? w : G;
+		int n = 0, k = 0, w = 0;
+		const bool nk = sscanf(p, "%dx%d:%d", &n, &k, &w) == 3;
+		if ((nk || sscanf(p, "%d:%d", &n, &w) == 2) && n == N && (!nk || k == K) && w >= 1 && w <= TILE_MAX_WARPS)
+			return w < G ? w : G;
 		p = strchr(p, ',');
 		if (!p) break;
 		p++;
@@ -591,14 +594,17 @@ static int tile_warps(int N, int G)
 	return w;
 }
 
-// Whether the first pass's weights are loaded before pdl_wait (the kernel's `pre`). LMTERM_AWQ_PRE=0 or 1
-// (measurement).
+// Whether each warp's first pass of weights is loaded before pdl_wait (the kernel's `pre`): by default yes.
+// Under PDL the blocks of a GEMV become resident while the kernel before it drains (its last wave, the
+// attention's merge), and their loads keep the memory busy there: 459-463 -> 477-480 tokens/s for the 7B AWQ
+// step on the H100 (2026-12-05, docs/PERFORMANCE.md). wo's whole matrix (one pass per warp) is then read
+// during the attention. LMTERM_AWQ_PRE=0: after the wait (measurement).
 static bool tile_pre(void)
 {
 	static int pre = -1;
 	if (pre < 0) {
 		const char *e = getenv("LMTERM_AWQ_PRE");
-		pre = e && *e ? strcmp(e, "0") != 0 : 0;
+		pre = !(e && strcmp(e, "0") == 0);
 	}
 	return pre == 1;
 }
@@ -607,7 +613,7 @@ template <typename T, int NB>
 static void tile_launch_nb(void *y, const void *x, const void *qw, const void *sz, const float *bias, int N, int K,
 			   int group, const tile_epi &e, cudaStream_t s)
 {
-	const int G = K / group, W = tile_warps(N, G);
+	const int G = K / group, W = tile_warps(N, K, G);
 	auto kern = e.kind == EPI_PLAIN ? (group == 64 ? awq_tile_gemv_kernel<T, NB, 1, false> : awq_tile_gemv_kernel<T, NB, 2, false>)
 					: (group == 64 ? awq_tile_gemv_kernel<T, NB, 1, true> : awq_tile_gemv_kernel<T, NB, 2, true>);
 	klaunch(kern, N / 16, W * 32, tile_epi_smem(e.kind, NB, K), s, (T *)y, (const uint16_t *)x, (const uint4 *)qw,

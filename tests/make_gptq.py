@@ -3,7 +3,7 @@
 
   make_gptq.py quantize SRC GPTQ_DIR DENSE_DIR [--group G|-1] [--asym] [--format gptq|gptq_v2]
                [--quantize-config both|only] [--break KIND]
-  make_gptq.py compare A.safetensors B.safetensors TOL
+  make_gptq.py compare A.safetensors B.safetensors TOL [IDS]
 
 quantize: every 2-D tensor of a decoder layer (model.layers.*: q/k/v/o, gate/up/down, InternLM2's wqkv, wo, w1-w3)
 is quantized to 4 bits by round-to-nearest per group of G inputs, with GPTQ's own quantizer rule (AutoGPTQ's
@@ -20,7 +20,10 @@ dequantization (q - z) * s as F32 (exact: a 5-bit integer times an fp16), everyt
 --break makes a bad checkpoint: permuted-gidx, no-qzeros, qweight-shape, zero16 (a v1 zero nibble of 15).
 
 compare: two F32 safetensors of one tensor each (lmterm generate --dump-logits); fails when
-max |a - b| / max |b| exceeds TOL. Standard library only."""
+max |a - b| / max |b| over A's rows exceeds TOL. With IDS (the greedy ids that followed A's prompt of T rows),
+B holds the logits of A's prompt and those ids, teacher-forced (T + len(IDS) - 1 rows), and each id must be B's
+argmax at the row it was chosen from, or within TOL max |b| of it (a near tie, which two roundings may break
+apart). Standard library only."""
 import array
 import json
 import os
@@ -143,22 +146,42 @@ def do_quantize(argv):
             json.dump(dict(q, checkpoint_format="gptq_v2" if v2 else "gptq"), f, indent=2)
 
 
-def do_compare(a, b, tol):
+def do_compare(a, b, tol, ids=None):
     (na, da, sa, ra), = read_safetensors(a)
     (nb, db, sb, rb), = read_safetensors(b)
-    if sa != sb:
-        print("shapes differ: %s %s" % (sa, sb))
+    tol = float(tol)
+    ids = [int(i) for i in ids.split()] if ids is not None else []
+    T, V = sa[0], sa[-1]
+    want = [T + max(len(ids) - 1, 0), V]
+    if len(sa) != 2 or sb != want:
+        print("shapes differ: %s %s (expected %s)" % (sa, sb, want))
         return 1
     x, y = to_floats(da, ra), to_floats(db, rb)
-    err = max(abs(p - q) for p, q in zip(x, y)) / max(abs(q) for q in y)
-    print("max |a - b| / max |b| = %.3g (%d logits)" % (err, len(x)))
-    return 0 if err <= float(tol) else 1
+    n = T * V
+    err = max(abs(p - q) for p, q in zip(x, y[:n])) / max(abs(q) for q in y[:n])
+    print("max |a - b| / max |b| = %.3g (%d logits)" % (err, n), end="")
+    ok = err <= tol
+    ties = 0
+    for j, i in enumerate(ids):
+        row = y[(T - 1 + j) * V:(T + j) * V]
+        top = max(range(V), key=lambda k: row[k])
+        if i != top:
+            gap = row[top] - row[i] if 0 <= i < V else float("inf")
+            if gap <= tol * max(abs(v) for v in row):
+                ties += 1
+            else:
+                print("; id %d of %d: %d, %.4g below the argmax %d" % (j + 1, len(ids), i, gap, top), end="")
+                ok = False
+    if ids:
+        print(", %d ids teacher-forced (%d near ties)" % (len(ids), ties), end="")
+    print()
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
     if len(sys.argv) >= 5 and sys.argv[1] == "quantize":
         do_quantize(sys.argv[2:])
-    elif len(sys.argv) == 5 and sys.argv[1] == "compare":
+    elif len(sys.argv) in (5, 6) and sys.argv[1] == "compare":
         sys.exit(do_compare(*sys.argv[2:]))
     else:
         sys.exit(__doc__)

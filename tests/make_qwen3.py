@@ -266,7 +266,9 @@ def do_check(argv):
 def compare_dump(dump, logits, T, V, ids, gen, tol):
     """lmterm's --dump-logits of the T prompt positions against the reference's logits (relative error over the
     largest logit, at most tol), and its greedy ids gen against the reference's argmax of every position after
-    the prompt's last; prints both and returns the exit status (also used by make_phi3.py)"""
+    the prompt's last (the reference is fed lmterm's ids, so each position compares on its own: an id that is not
+    the argmax passes only as a near tie, within tol times the row's largest |logit| of it, where 16-bit
+    rounding may choose either); prints both and returns the exit status (also used by make_phi3.py)"""
     (_, dt, shape, raw), = read_safetensors(dump)
     got = to_floats(dt, raw)
     if shape != [T, V]:
@@ -275,9 +277,19 @@ def compare_dump(dump, logits, T, V, ids, gen, tol):
     num = max(abs(got[p * V + i] - logits[p][i]) for p in range(T) for i in range(V))
     den = max(abs(logits[p][i]) for p in range(T) for i in range(V))
     want = [max(range(V), key=lambda i, r=logits[p]: r[i]) for p in range(T - 1, len(ids))]
-    ok = num / den <= tol and [str(i) for i in want] == gen
-    print("relative error %.2e (tol %.0e), reference greedy %s, lmterm %s" % (num / den, tol,
-          " ".join(map(str, want)), " ".join(gen)))
+    ok = num / den <= tol and len(gen) == len(want)
+    ties = 0
+    for j, (w, g) in enumerate(zip(want, gen)):
+        r = logits[T - 1 + j]
+        g = int(g)
+        if g == w:
+            continue
+        if 0 <= g < V and r[w] - r[g] <= tol * max(abs(v) for v in r):
+            ties += 1
+        else:
+            ok = False
+    print("relative error %.2e (tol %.0e), reference greedy %s, lmterm %s%s" % (num / den, tol,
+          " ".join(map(str, want)), " ".join(gen), " (%d near ties)" % ties if ties else ""))
     return 0 if ok else 1
 
 
