@@ -42,8 +42,9 @@ ZH_SKIP="SKIP: zh_CN: msgfmt, the zh_CN.UTF-8 locale or translations (configure 
 finish() { [ $fails -eq 0 ] && exit 0; echo "$fails failure(s)"; exit 1; }
 # Tests of an architecture against an independent reference forward (tests/make_qwen3.py, make_phi3.py):
 # ref_check DESC MODEL [GENERATE-ARGS...] [-- CHECK-ARGS...]: lmterm generate's logits (--dump-logits) and 8
-# greedy ids from $IDS on backend $B against "$REF check" at tolerance $RTOL (off the cpu, the first 4 ids only:
-# a 16-bit model may part from the float32 continuation later, at a near tie); uses $LMTERM and the scratch $tmp
+# greedy ids from $IDS on backend $B against "$REF check" at tolerance $RTOL (off the cpu, the first 4 ids only);
+# the reference is fed lmterm's ids, and an id other than its argmax passes only as a near tie within the
+# tolerance (16-bit rounding may choose either); uses $LMTERM and the scratch $tmp
 first4() { if [ "$B" = cpu ]; then echo "$1"; else echo "$1" | cut -d' ' -f1-4; fi; }
 ref_check() {
 	desc=$1 m=$2; shift 2

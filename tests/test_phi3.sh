@@ -11,7 +11,9 @@
 #     (transformers then recomputes the whole sequence with the long factors, and so does lmterm);
 #   - the AWQ round trip: lite auto_awq on the tiny models (GQA: no v -> o smoothing; without GQA: v -> o; LongRoPE
 #     calibrated with the long factors), whose result keeps model_type phi3 and the fused names; the reference runs
-#     its exact dequantization (q - z) * s;
+#     its exact dequantization (q - z) * s; and where the smoothing went (make_phi3.py smoothing: each pair's
+#     consumer columns scaled as its producer was divided, within the quantization's error; controls: each pair's
+#     scale taken as 1 must fail);
 #   - GPTQ (tests/make_gptq.py quantizes the fused tensors as they are): the same logits as the dense model of its
 #     exact dequantization.
 # Controls (the comparison can fail): gate and up halves swapped, the LongRoPE model read without its rope_scaling
@@ -20,7 +22,8 @@
 # for a Phi-3 without one), bench --dummy on Phi-3-mini-128k's RoPE, the
 # sliding_window note, and bad input (a qkv_proj of the wrong shape, partial_rotary_factor 0.75, yarn).
 # PHI3_BACKEND=cuda PHI3_RTOL=3e-2 (the GPU round): the same on the GPU (fp16 activations), the greedy ids
-# compared over the first 4 tokens, as test_qwen3.sh does.
+# compared over the first 4 tokens (each the reference's argmax, or a near tie within the tolerance), as
+# test_qwen3.sh does.
 . "${top_srcdir:-.}/tests/lib.sh"
 command -v python3 >/dev/null 2>&1 || skip "python3 is not installed"
 MP="python3 $top_srcdir/tests/make_phi3.py"
@@ -100,7 +103,21 @@ print(" ".join(map(str, bad)))
 sys.exit(1 if bad else 0)
 EOF
 	check "phi3 AWQ ($m, lite auto_awq) against its dequantization" "$tmp/awq-$m"
+	# where the smoothing went (make_phi3.py smoothing): each pair's consumer scaled as its producer was
+	# (ref_check sets m: the model's name comes from the directory)
+	mm=${m##*/awq-}
+	[ "$mm" = lr ] && continue
+	out=$($MP smoothing "$tmp/$mm" "$tmp/awq-$mm") && pass "auto_awq smoothing pairs ($mm): $out" ||
+		fail "auto_awq smoothing pairs ($mm): $out"
 done
+# controls: with one pair's scale taken as 1, its consumer no longer matches (v -> o: without GQA only)
+if [ -d "$tmp/awq-pm" ]; then
+	for pair in in-qkv post-gate up-down v-o; do
+		out=$($MP smoothing "$tmp/pm" "$tmp/awq-pm" --assume-none $pair) &&
+			fail "control: smoothing $pair taken as none still matches: $out" ||
+			pass "control: smoothing $pair taken as none: ${out##*; }"
+	done
+fi
 IDS=$LONG
 [ -d "$tmp/awq-lr" ] && check "longrope AWQ, a long prompt" "$tmp/awq-lr"
 IDS=$SHORT

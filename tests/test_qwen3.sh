@@ -14,7 +14,8 @@
 # --profile (the qk_norm op) on it, bench --dummy from a config.json, and bad input (a missing k_norm, head_dim
 # absent: Qwen3Config's 128, not hidden / heads; use_sliding_window).
 # QWEN3_BACKEND=cuda QWEN3_RTOL=3e-2 (the GPU round): the same on the GPU (fp16 activations), the greedy ids
-# compared over the first 4 tokens, as test_gptq.sh does.
+# compared over the first 4 tokens (each the reference's argmax, or a near tie within the tolerance), as
+# test_gptq.sh does.
 . "${top_srcdir:-.}/tests/lib.sh"
 command -v python3 >/dev/null 2>&1 || skip "python3 is not installed"
 MQ="python3 $top_srcdir/tests/make_qwen3.py"
