@@ -6,6 +6,7 @@ only. The checkpoint reading, AutoAWQ dequantization and the small numeric helpe
   make_phi3.py make DST TOKDIR [--seed S] [--no-gqa] [--longrope] [--sliding-window N]
                [--break swap-gate-up|qkv-rows]
   make_phi3.py check MODEL LOGITS.safetensors "PROMPT IDS" "GENERATED IDS" TOL [--kv-bits 8|4]
+  make_phi3.py smoothing MODEL AWQ_DIR [--assume-none in-qkv|post-gate|up-down|v-o]
 
 make: DST gets config.json, model.safetensors (F32) and the tokenizer files of TOKDIR (the qwen2-rand fixture's:
 vocab_size is its 8192). hidden 64, 4 heads of head_dim 16 (hidden / heads: Phi3Config has no head_dim), 2 KV
@@ -17,6 +18,9 @@ short_factor, long_factor: 8 different values each}, original_max_position_embed
 max_position_embeddings 64 (attention factor sqrt(1 + ln 4 / ln 16)). --sliding-window N: sliding_window N
 (Phi-3-mini-4k has 2047; the default is null, as Phi-4's). --break (controls and bad input): swap-gate-up writes
 gate_up_proj as [up; gate]; qkv-rows writes layer 1's qkv_proj without its last KV head's v rows.
+
+smoothing: where lmterm lite auto_awq put its smoothing scales in AWQ_DIR, the result of quantizing MODEL (see
+do_smoothing).
 
 check: the reference forward of MODEL (dense, or AutoAWQ gemm dequantized: w = (q - z) * s) over PROMPT +
 GENERATED[:-1] in double precision, as Phi3ForCausalLM.generate computes it: the prompt's logits in one call
