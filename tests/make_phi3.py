@@ -19,8 +19,8 @@ max_position_embeddings 64 (attention factor sqrt(1 + ln 4 / ln 16)). --sliding-
 (Phi-3-mini-4k has 2047; the default is null, as Phi-4's). --break (controls and bad input): swap-gate-up writes
 gate_up_proj as [up; gate]; qkv-rows writes layer 1's qkv_proj without its last KV head's v rows.
 
-smoothing: where lmterm lite auto_awq put its smoothing scales in AWQ_DIR, the result of quantizing MODEL (see
-do_smoothing).
+smoothing: where lmterm lite auto_awq put its smoothing scales in AWQ_DIR, the result of quantizing MODEL
+(make_qwen3.py's do_smoothing, which reads the fused and the separate tensors).
 
 check: the reference forward of MODEL (dense, or AutoAWQ gemm dequantized: w = (q - z) * s) over PROMPT +
 GENERATED[:-1] in double precision, as Phi3ForCausalLM.generate computes it: the prompt's logits in one call
@@ -50,7 +50,7 @@ import shutil
 import sys
 from operator import mul
 
-from make_qwen3 import compare_dump, f32, kv_quant, linear, load, rmsnorm, weight  # tests/make_qwen3.py
+from make_qwen3 import compare_dump, do_smoothing, f32, kv_quant, linear, load, rmsnorm, weight  # tests/make_qwen3.py
 from st_io import write_safetensors  # tests/st_io.py
 
 VOCAB, HID, NH, HD, FFN, LAYERS = 8192, 64, 4, 16, 128, 2
@@ -222,81 +222,6 @@ def do_check(argv):
         return regime[key][p]
     logits = [row(p, T) for p in range(T)] + [row(p, p + 1) for p in range(T, len(ids))]
     return compare_dump(dump, logits, T, V, ids, gen, tol)
-
-
-def rel(a, b):
-    """||a - b|| / ||b|| over two matrices (lists of rows)"""
-    num = sum((x - y) ** 2 for ra, rb in zip(a, b) for x, y in zip(ra, rb))
-    return math.sqrt(num / max(sum(y * y for rb in b for y in rb), 1e-30))
-
-
-def do_smoothing(argv):
-    """Where auto_awq put its smoothing (LMDeploy's pairs for Phi-3: input_layernorm -> qkv_proj,
-    post_attention_layernorm -> gate_up_proj, the up half -> down_proj, and v -> o_proj only without GQA), read
-    from the output against the original: a norm's scale per input channel is s = original / new, a linear's
-    (up, v) is fitted per row from the dequantized rows (new row ~ original row / s); then each consumer's
-    dequantized columns must be the original's times s within the quantization's error, and closer than the
-    original's unscaled, where s is not all ones. --assume-none PAIR (in-qkv, post-gate, up-down, v-o) takes that
-    pair's s as 1: a control that must fail where auto_awq scaled the pair."""
-    orig, awq = argv[0], argv[1]
-    none = argv[argv.index("--assume-none") + 1] if "--assume-none" in argv else ""
-    cfg, to = load(orig)
-    _, ta = load(awq)
-    grp = json.load(open(os.path.join(awq, "config.json")))["quantization_config"]["group_size"]
-    hid, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    hd, ffn = hid // nh, cfg["intermediate_size"]
-    rows_qkv, vr0 = (nh + 2 * nkv) * hd, (nh + nkv) * hd
-    bad, report = [], []
-
-    def fit_rows(new, old):  # per row r: new[r] ~ old[r] / s_r
-        return [sum(x * x for x in o) / sum(x * y for x, y in zip(o, n)) for n, o in zip(new, old)]
-
-    def scaled(W, s):  # W's columns times s
-        return [[w * c for w, c in zip(row, s)] for row in W]
-
-    def spread(s):
-        return max(abs(math.log(abs(c))) for c in s)
-
-    def judge(name, deq, W, s, sp):  # sp: the spread of the scale auto_awq applied (before --assume-none)
-        e1, e0 = rel(deq, scaled(W, s)), rel(deq, W)
-        ok = e1 <= 0.25 and (sp < 0.05 or e1 < 0.95 * e0)
-        report.append("%s %.3f (unscaled %.3f)" % (name, e1, e0))
-        if not ok:
-            bad.append(name)
-
-    for layer in range(cfg["num_hidden_layers"]):
-        p = "model.layers.%d." % layer
-        lin = lambda t, n, out, inp, g: weight(t, p + n, out, inp, g)
-        qkv_o, qkv_a = lin(to, "self_attn.qkv_proj", rows_qkv, hid, 0), lin(ta, "self_attn.qkv_proj", rows_qkv, hid, grp)
-        o_o, o_a = lin(to, "self_attn.o_proj", hid, nh * hd, 0), lin(ta, "self_attn.o_proj", hid, nh * hd, grp)
-        gu_o, gu_a = lin(to, "mlp.gate_up_proj", 2 * ffn, hid, 0), lin(ta, "mlp.gate_up_proj", 2 * ffn, hid, grp)
-        d_o, d_a = lin(to, "mlp.down_proj", hid, ffn, 0), lin(ta, "mlp.down_proj", hid, ffn, grp)
-        n1 = [a / b for a, b in zip(to[p + "input_layernorm.weight"][1], ta[p + "input_layernorm.weight"][1])]
-        n2 = [a / b for a, b in zip(to[p + "post_attention_layernorm.weight"][1],
-                                    ta[p + "post_attention_layernorm.weight"][1])]
-        sp1, sp2 = spread(n1), spread(n2)
-        if none == "in-qkv":
-            n1 = [1.0] * hid
-        if none == "post-gate":
-            n2 = [1.0] * hid
-        # q and k rows carry the input norm's scale alone; v's rows also v -> o's (without GQA)
-        judge("layer %d in-qkv" % layer, qkv_a[:vr0], qkv_o[:vr0], n1, sp1)
-        sv = fit_rows(qkv_a[vr0:], scaled(qkv_o[vr0:], n1)) if nkv == nh else [1.0] * (nkv * hd)
-        spv = spread(sv)
-        if none == "v-o":
-            sv = [1.0] * len(sv)
-        judge("layer %d v-rows" % layer, [[x * c for x in r] for r, c in zip(qkv_a[vr0:], sv)], qkv_o[vr0:], n1,
-              max(sp1, spv))
-        if nkv == nh:
-            judge("layer %d v-o" % layer, o_a, o_o, sv, spv)
-        judge("layer %d post-gate" % layer, gu_a[:ffn], gu_o[:ffn], n2, sp2)
-        su = fit_rows(gu_a[ffn:], scaled(gu_o[ffn:], n2))
-        spu = spread(su)
-        if none == "up-down":
-            su = [1.0] * ffn
-        judge("layer %d up-down" % layer, d_a, d_o, su, spu)
-    print("; ".join(report) + ("; FAILED: " + ", ".join(bad) if bad else ""))
-    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
 #   - fp32 on the cpu backend; with attention_bias (q/k/v/o biases);
 #   - --quant-policy 8 and 4: the reference stores K (normed, rotated) and V as LMDeploy's int8/int4 KV cache does;
 #   - the AWQ round trip: lite auto_awq on the tiny model, whose result keeps model_type qwen3 and fp16 q/k norms,
-#     and loads back; the reference runs its exact dequantization (q - z) * s.
+#     and loads back; the reference runs its exact dequantization (q - z) * s; where the smoothing went
+#     (make_qwen3.py smoothing: each consumer's columns scaled as its producer was divided; controls: each pair's
+#     scale taken as 1 must fail).
 # InternVL around the tiny Qwen3 runs (and quantizes) as the bare model.
 # Controls (the comparison can fail): the unquantized reference against --quant-policy 8's logits, and a model
 # with q_norm and k_norm swapped against the reference of the original, must NOT match. Then: chat and bench
@@ -75,6 +77,14 @@ sys.exit(1 if bad else 0)
 EOF
 	check "qwen3 AWQ (lite auto_awq) against its dequantization" "$tmp/awq"
 	[ "$B" = cpu ] && check "qwen3 AWQ --quant-policy 8" "$tmp/awq" --quant-policy 8 -- --kv-bits 8
+	# where the smoothing went (make_qwen3.py smoothing); controls: a pair's scale taken as 1 must fail
+	out=$($MQ smoothing "$tmp/q3" "$tmp/awq") && pass "auto_awq smoothing pairs: $out" ||
+		fail "auto_awq smoothing pairs: $out"
+	for pair in in-qkv post-gate up-down; do
+		out=$($MQ smoothing "$tmp/q3" "$tmp/awq" --assume-none $pair) &&
+			fail "control: smoothing $pair taken as none still matches: $out" ||
+			pass "control: smoothing $pair taken as none: ${out##*; }"
+	done
 fi
 [ "$B" = cpu ] || finish
 
