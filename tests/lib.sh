@@ -25,6 +25,18 @@ expect_fail() {
 	if [ $rc -ge 128 ]; then fail "$desc: killed by signal (rc $rc): $out"; return; fi
 	case "$out" in *$pat*) pass "$desc" ;; *) fail "$desc: message '$out' lacks '$pat'" ;; esac
 }
+# copy_edit SRC DST FILE PYTHON: DST a copy of the model directory SRC whose JSON file FILE has had PYTHON run on it
+# (the parsed file as c)
+copy_edit() {
+	rm -rf "$2" && cp -r "$1" "$2" &&
+		python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); $4; json.dump(c, open(p, 'w'))" "$2/$3"
+}
+# bad_config DESC PATTERN SRC PYTHON: lmterm generate on a copy of SRC ($tmp/b) whose config.json PYTHON edited
+# fails with PATTERN (expect_fail)
+bad_config() {
+	copy_edit "$3" "$tmp/b" config.json "$4" || { fail "$1: could not edit a copy of $3"; return; }
+	expect_fail "$1" "$2" "$LMTERM" generate "$tmp/b" --ids "1 2" -n 1 --backend cpu
+}
 # expect_usage DESC PATTERN CMD...: a usage error: exit status 2 and PATTERN on stderr
 expect_usage() {
 	desc=$1 pat=$2; shift 2

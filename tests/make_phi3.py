@@ -48,9 +48,8 @@ import os
 import random
 import shutil
 import sys
-from operator import mul
 
-from make_qwen3 import compare_dump, do_smoothing, f32, kv_quant, linear, load, rmsnorm, weight  # tests/make_qwen3.py
+from make_qwen3 import attend, compare_dump, do_smoothing, f32, kv_quant, linear, load, rmsnorm, weight  # tests/make_qwen3.py
 from st_io import write_safetensors  # tests/st_io.py
 
 VOCAB, HID, NH, HD, FFN, LAYERS = 8192, 64, 4, 16, 128, 2
@@ -180,19 +179,8 @@ def forward(cfg, t, ids, kv_bits, seq_len):
             Q.append(qh)
             K.append(kh)
             V.append(vh)
-        scale = 1.0 / math.sqrt(hd)
         for pos in range(T):
-            att = []
-            for j in range(nh):
-                kvh = j // grp
-                s = [sum(map(mul, Q[pos][j], K[w][kvh])) * scale for w in range(pos + 1)]
-                m = max(s)
-                e = [math.exp(a - m) for a in s]
-                z = sum(e)
-                o = [0.0] * hd
-                for w in range(pos + 1):
-                    o = [a + e[w] / z * b for a, b in zip(o, V[w][kvh])]
-                att += o
+            att = attend(Q, K, V, pos, grp)
             x[pos] = [a + b for a, b in zip(x[pos], linear(Wo, att))]
             gu = linear(Wgu, rmsnorm(x[pos], ln2, eps))
             gate, up = gu[:ffn], gu[ffn:]

@@ -183,6 +183,27 @@ def kv_quant(x, bits):
     return [min(qmax, max(0, round((v - z) / s))) * s + z if s > 0 else z for v in x]
 
 
+def attend(Q, K, V, pos, grp):
+    """causal attention of position pos: Q[t][head], K[t][kv head], V[t][kv head] (rows of head_dim), kv head
+    j // grp serving q head j, softmax(q k^T / sqrt(head_dim)) over positions 0..pos; the heads' outputs
+    concatenated"""
+    hd = len(Q[pos][0])
+    scale = 1.0 / math.sqrt(hd)
+    att = []
+    for j in range(len(Q[pos])):
+        kvh = j // grp
+        s = [sum(map(mul, Q[pos][j], K[u][kvh])) * scale for u in range(pos + 1)]
+        m = max(s)
+        e = [math.exp(a - m) for a in s]
+        z = sum(e)
+        o = [0.0] * hd
+        for u in range(pos + 1):
+            wgt = e[u] / z
+            o = [a + wgt * b for a, b in zip(o, V[u][kvh])]
+        att += o
+    return att
+
+
 def forward(cfg, t, ids, kv_bits):
     hid, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = cfg.get("head_dim") or 128
@@ -229,20 +250,8 @@ def forward(cfg, t, ids, kv_bits):
             Q.append(qh)
             K.append(kh)
             V.append(vh)
-        scale = 1.0 / math.sqrt(hd)
         for pos in range(T):
-            att = []
-            for j in range(nh):
-                kvh = j // grp
-                s = [sum(map(mul, Q[pos][j], K[u][kvh])) * scale for u in range(pos + 1)]
-                m = max(s)
-                e = [math.exp(a - m) for a in s]
-                z = sum(e)
-                o = [0.0] * hd
-                for u in range(pos + 1):
-                    wgt = e[u] / z
-                    o = [a + wgt * b for a, b in zip(o, V[u][kvh])]
-                att += o
+            att = attend(Q, K, V, pos, grp)
             dx = linear(W["self_attn.o_proj"], att, B["self_attn.o_proj"])
             x[pos] = [a + b for a, b in zip(x[pos], dx)]
             h = rmsnorm(x[pos], vec(p + "post_attention_layernorm.weight"), eps)

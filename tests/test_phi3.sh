@@ -47,7 +47,6 @@ differs() {
 		2>"$tmp/err") && ! $MP check "$3" "$tmp/c.st" "$IDS" "$(first4 "$ids")" "$RTOL" >"$tmp/out" &&
 		pass "control: $1: $(cat "$tmp/out")" || fail "control: $1 matches the reference: $(cat "$tmp/err" "$tmp/out")"
 }
-edit() { python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); $2; json.dump(c, open(p, 'w'))" "$1"; }
 
 $MP make "$tmp/p" "$TOK" || { fail "make_phi3.py make"; finish; }
 check "phi3 fp32 (GQA)" "$tmp/p"
@@ -68,9 +67,9 @@ for IDS in "$SHORT" "$LONG" "$CROSS"; do
 	check "longrope, a prompt of $(echo $IDS | wc -w) tokens (original_max_position_embeddings 16)" "$tmp/lr"
 done
 IDS=$LONG
-rm -rf "$tmp/nr" && cp -r "$tmp/lr" "$tmp/nr" && edit "$tmp/nr/config.json" "c['rope_scaling'] = None"
+copy_edit "$tmp/lr" "$tmp/nr" config.json "c['rope_scaling'] = None"
 differs "the longrope model without its rope_scaling" "$tmp/nr" "$tmp/lr"
-rm -rf "$tmp/af" && cp -r "$tmp/lr" "$tmp/af" && edit "$tmp/af/config.json" "c['rope_scaling']['attention_factor'] = 1.0"
+copy_edit "$tmp/lr" "$tmp/af" config.json "c['rope_scaling']['attention_factor'] = 1.0"
 differs "the longrope model with attention_factor 1" "$tmp/af" "$tmp/lr"
 IDS=$SHORT
 
@@ -152,7 +151,7 @@ else
 fi
 
 # the engine: a chat turn, the built-in phi-3 template where the model has none of its own (LMDeploy's)
-rm -rf "$tmp/t" && cp -r "$tmp/p" "$tmp/t" && edit "$tmp/t/tokenizer_config.json" "c.pop('chat_template', None)"
+copy_edit "$tmp/p" "$tmp/t" tokenizer_config.json "c.pop('chat_template', None)"
 out=$(printf 'hello\n\nexit\n' | "$LMTERM" chat "$tmp/t" --no-tui --backend cpu --max-new-tokens 3 2>&1)
 case "$out" in
 *"template phi-3"*"(3 tokens"*) pass "chat on phi3 with the built-in phi-3 template" ;;
@@ -193,15 +192,11 @@ $MP make "$tmp/bq" "$TOK" --break qkv-rows
 PH=${PHI3_HIDDEN:-64}
 expect_fail "a qkv_proj without its last rows" "tensor 'model.layers.1.self_attn.qkv_proj.weight' has shape ?$((7 * PH / 4)), $PH?, but config.json implies ?$((8 * PH / 4)), $PH?" \
 	"$LMTERM" generate "$tmp/bq" --ids "1 2" -n 1 --backend cpu
-rm -rf "$tmp/b" && cp -r "$tmp/p" "$tmp/b" && edit "$tmp/b/config.json" "c['partial_rotary_factor'] = 0.75"
-expect_fail "partial_rotary_factor 0.75 (Phi-4-mini)" "partial_rotary_factor\" = 0.75: only full rotary embeddings are supported" \
-	"$LMTERM" generate "$tmp/b" --ids "1 2" -n 1 --backend cpu
-rm -rf "$tmp/b" && cp -r "$tmp/lr" "$tmp/b" && edit "$tmp/b/config.json" "c['rope_scaling']['long_factor'] = c['rope_scaling']['long_factor'][:5]"
-expect_fail "a long_factor of 5 entries" "rope_scaling.long_factor\" must be a list of $((PH / 8)) numbers (head_dim / 2)" \
-	"$LMTERM" generate "$tmp/b" --ids "1 2" -n 1 --backend cpu
-rm -rf "$tmp/b" && cp -r "$tmp/lr" "$tmp/b" && edit "$tmp/b/config.json" "c['rope_scaling']['type'] = 'yarn'"
-expect_fail "yarn" "unsupported RoPE type \"yarn\" (supported: default, linear, llama3, dynamic, longrope)" \
-	"$LMTERM" generate "$tmp/b" --ids "1 2" -n 1 --backend cpu
-rm -rf "$tmp/b" && cp -r "$tmp/p" "$tmp/b" && edit "$tmp/b/config.json" "c['architectures'] = ['Phi4MMForCausalLM']"
-expect_fail "an unknown architecture lists Phi3" "Phi3ForCausalLM" "$LMTERM" generate "$tmp/b" --ids "1 2" -n 1 --backend cpu
+bad_config "partial_rotary_factor 0.75 (Phi-4-mini)" "partial_rotary_factor\" = 0.75: only full rotary embeddings are supported" \
+	"$tmp/p" "c['partial_rotary_factor'] = 0.75"
+bad_config "a long_factor of 5 entries" "rope_scaling.long_factor\" must be a list of $((PH / 8)) numbers (head_dim / 2)" \
+	"$tmp/lr" "c['rope_scaling']['long_factor'] = c['rope_scaling']['long_factor'][:5]"
+bad_config "yarn" "unsupported RoPE type \"yarn\" (supported: default, linear, llama3, dynamic, longrope)" \
+	"$tmp/lr" "c['rope_scaling']['type'] = 'yarn'"
+bad_config "an unknown architecture lists Phi3" "Phi3ForCausalLM" "$tmp/p" "c['architectures'] = ['Phi4MMForCausalLM']"
 finish
