@@ -492,7 +492,41 @@ template <typename T, int HD, int POLICY> struct decode_cfg {
 	// a clustered launch's CTA result after the merge area: O [16][HD] and (m, l) [16]
 	static constexpr int merged_bytes = merge_bytes + 16 * HD * 4 + 16 * 8;
 	static constexpr int smem = WARPS * warp_bytes > merged_bytes ? WARPS * warp_bytes : merged_bytes;
+	// the pushed combine (cluster_push): every CTA's share of the splits' results, written there by the
+	// others while it may still be in its main loop, so after everything else: O [nsplit][16 HD / nsplit] and
+	// (m, l) [MAX_CLUSTER][16]
+	static constexpr int recv_bytes = 16 * HD * 4 + MAX_CLUSTER * 16 * 8;
+	static constexpr int smem_push = smem + recv_bytes;
 };
+
+// barrier.cluster in its two halves (cg's sync is both at once): the pushed combine arrives at its start and
+// waits before its first remote store (every CTA of the cluster has then started), and its second phase
+// releases the stores to the CTA that combines them
+static __device__ __forceinline__ void cluster_arrive_relaxed() { asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory"); }
+static __device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
+static __device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+
+// out's row orow, columns d and d + 1, from nsplit splits' (max, sum) ml and unnormalized pairs v
+template <typename T, int HD>
+static __device__ __forceinline__ void combine_pair(T *__restrict__ out, const float2 ml[MAX_CLUSTER],
+						    const float2 v[MAX_CLUSTER], int nsplit, int orow, int d)
+{
+	float Mx = NEG_INF;
+#pragma unroll
+	for (int q = 0; q < MAX_CLUSTER; q++)
+		if (q < nsplit) Mx = fmaxf(Mx, ml[q].x);
+	float ax = 0.f, ay = 0.f, L = 0.f;
+#pragma unroll
+	for (int q = 0; q < MAX_CLUSTER; q++) {
+		if (q >= nsplit) break;
+		const float wt = ml[q].x == NEG_INF ? 0.f : exp2f(ml[q].x - Mx); // an empty split weighs 0
+		ax += wt * v[q].x;
+		ay += wt * v[q].y;
+		L += wt * ml[q].y;
+	}
+	const float inv = 1.f / L;
+	*(uint32_t *)(out + (size_t)orow * HD + d) = act<T>::pack(ax * inv, ay * inv);
+}
 
 // grid (nsplit, nkv, ceil(rows / 16)). Writes the split's unnormalized O and its (max, sum) to the workspace,
 // or, with one split, the final output.
@@ -509,7 +543,9 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 						     const int32_t *__restrict__ blocks, float sl2,
 						     unsigned *__restrict__ tickets, const float *__restrict__ rope_cs,
 						     float mscale, int clustered)
+// clustered: 0 no cluster, 1 the pulled combine, 2 the pushed one (cluster_push)
 {
+	if (clustered == 2) cluster_arrive_relaxed();
 	// ROPE: this kernel writes the step's only new slot itself, so the cached keys it reads were written by
 	// earlier steps: its first stages are loaded before waiting for the projection (PDL), and only q waits.
 	if (ROPE) pdl_launch_dependents();
@@ -625,6 +661,12 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 			*(float2 *)(mo + (warp * 16 + rr) * DC::MO_LD + 8 * j + c2) = make_float2(O[j][2 * r], O[j][2 * r + 1]);
 	}
 	__syncthreads();
+	// pushed combine: rank q's share is the rows [q S / HD, (q + 1) S / HD) (S = 16 HD / nsplit elements, whole
+	// rows: nsplit <= MAX_CLUSTER), stored by every split straight into q's receive area
+	const int S = 16 * HD / nsplit;
+	float *recv_o = (float *)(smem + DC::smem);
+	float2 *recv_ml = (float2 *)(smem + DC::smem + 16 * HD * 4);
+	if (clustered == 2) cluster_wait(); // every CTA of the cluster has started (arrived at its start)
 	// 8 threads per row, each with the row's warp weights computed once and HD / 32 float4 columns, the 8
 	// threads of a row on 128 contiguous bytes (no bank conflict); every load of a thread is independent.
 	// (One element per thread per iteration, the weights recomputed for each, was 16 dependent rounds.)
@@ -654,7 +696,11 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 				acc.w += wt[w] * v.w;
 			}
 			if (row >= rows) continue;
-			if (clustered) {
+			if (clustered == 2) {
+				const int e = rr * HD + d, q = e / S;
+				float *dst = cg::this_cluster().map_shared_rank(recv_o, q);
+				*(float4 *)(dst + split * S + e % S) = acc;
+			} else if (clustered) {
 				float *co = (float *)(smem + DC::merge_bytes);
 				*(float4 *)(co + rr * HD + d) = acc;
 			} else if (nsplit == 1) {
@@ -666,11 +712,34 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 			}
 		}
 		if (row < rows && t8 == 0) {
-			if (clustered)
+			if (clustered == 2)
+				cg::this_cluster().map_shared_rank(recv_ml, rr * HD / S)[split * 16 + rr] = make_float2(M, L);
+			else if (clustered)
 				((float2 *)(smem + DC::merge_bytes + 16 * HD * 4))[rr] = make_float2(M, L);
 			else if (nsplit > 1)
 				ws_ml[(size_t)split * NR + orow] = make_float2(M, L);
 		}
+	}
+	if (clustered == 2) {
+		// The pushed combine: one barrier phase (the stores above released to their readers), then each CTA
+		// combines its own rows from its own shared memory. No CTA reads another's memory after the
+		// barrier, so none waits for the others before it exits (the pulled combine's second barrier).
+		cluster_arrive();
+		cluster_wait();
+		const int rank = split;
+		for (int i = 2 * tid; i < S; i += 256) {
+			const int e = rank * S + i, rr = e / HD, d = e % HD, row = r0 + rr;
+			if (row >= rows) continue;
+			float2 ml[MAX_CLUSTER], v[MAX_CLUSTER];
+#pragma unroll
+			for (int q = 0; q < MAX_CLUSTER; q++) {
+				if (q >= nsplit) break;
+				ml[q] = recv_ml[q * 16 + rr];
+				v[q] = *(const float2 *)(recv_o + q * S + i);
+			}
+			combine_pair<T, HD>(out, ml, v, nsplit, (row / group) * nh + kvh * group + row % group, d);
+		}
+		return;
 	}
 	if (clustered) {
 		// The splits of this (kv head, row tile) are one cluster: after a cluster barrier each CTA combines
@@ -694,22 +763,7 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 				ml[q] = ((const float2 *)(po + 16 * HD))[rr];
 				v[q] = *(const float2 *)(po + rr * HD + d);
 			}
-			float Mx = NEG_INF;
-#pragma unroll
-			for (int q = 0; q < MAX_CLUSTER; q++)
-				if (q < nsplit) Mx = fmaxf(Mx, ml[q].x);
-			float ax = 0.f, ay = 0.f, L = 0.f;
-#pragma unroll
-			for (int q = 0; q < MAX_CLUSTER; q++) {
-				if (q >= nsplit) break;
-				const float wt = ml[q].x == NEG_INF ? 0.f : exp2f(ml[q].x - Mx); // an empty split weighs 0
-				ax += wt * v[q].x;
-				ay += wt * v[q].y;
-				L += wt * ml[q].y;
-			}
-			const int orow = (row / group) * nh + kvh * group + row % group;
-			const float inv = 1.f / L;
-			*(uint32_t *)(out + (size_t)orow * HD + d) = act<T>::pack(ax * inv, ay * inv);
+			combine_pair<T, HD>(out, ml, v, nsplit, (row / group) * nh + kvh * group + row % group, d);
 		}
 		cl.sync();
 		return;
@@ -788,6 +842,19 @@ static bool cluster_on(void)
 	return on == 1;
 }
 
+// The clustered combine pushed (each split stores its results into the CTA that combines them, one barrier
+// phase) rather than pulled (a barrier, each CTA reads the others' results, a second barrier so that none
+// exits while read). LMTERM_ATTN_PUSH=1 takes it (measurement).
+static bool cluster_push(void)
+{
+	static int on = -1;
+	if (on < 0) {
+		const char *e = getenv("LMTERM_ATTN_PUSH");
+		on = e && strcmp(e, "1") == 0;
+	}
+	return on == 1;
+}
+
 // Splits for a decode launch: about two CTAs per multiprocessor, each split at least MIN_SPLIT_KEYS keys of
 // max_ctx, at most MAX_CLUSTER with the clustered combine. LMTERM_ATTN_SPLITS overrides it (tuning).
 static int decode_splits(int ctas_per_split, int max_ctx)
@@ -849,18 +916,20 @@ template <typename T, int HD, int P, bool ROPE> static cudaError_t run_decode(co
 	using DC = decode_cfg<T, HD, P>;
 	static bool ready;
 	if (!ready) {
-		cudaError_t e = allow_smem(decode_kernel<T, HD, P, ROPE>, DC::smem);
+		cudaError_t e = allow_smem(decode_kernel<T, HD, P, ROPE>, DC::smem_push);
 		if (e != cudaSuccess) return e;
 		ready = true;
 	}
 	const int rows = a.st->n * (a.nh / a.g.n_kv_heads);
 	dim3 grid(a.nsplit, a.g.n_kv_heads, (rows + 15) / 16);
 	const float sl2 = 1.4426950408889634f / sqrtf((float)HD);
-	if (a.nsplit > 1 && a.nsplit <= MAX_CLUSTER && cluster_on())
-		return klaunch_cluster(decode_kernel<T, HD, P, ROPE>, grid, 128, DC::smem, a.s, a.nsplit, (T *)a.out,
-				       a.ws_o, a.ws_ml, (const T *)a.qkv, (uint8_t *)a.pool, a.g, a.layer, a.nh,
-				       a.st->n, a.st->pos0, a.st->blocks, sl2, (unsigned *)nullptr, a.st->rope_cs,
-				       a.st->rope_mscale, 1);
+	if (a.nsplit > 1 && a.nsplit <= MAX_CLUSTER && cluster_on()) {
+		const bool push = cluster_push();
+		return klaunch_cluster(decode_kernel<T, HD, P, ROPE>, grid, 128, push ? DC::smem_push : DC::smem, a.s,
+				       a.nsplit, (T *)a.out, a.ws_o, a.ws_ml, (const T *)a.qkv, (uint8_t *)a.pool, a.g,
+				       a.layer, a.nh, a.st->n, a.st->pos0, a.st->blocks, sl2, (unsigned *)nullptr,
+				       a.st->rope_cs, a.st->rope_mscale, push ? 2 : 1);
+	}
 	// the combine fused into the last split needs a ticket per (kv head, row block): a fixed pool (the split
 	// path is taken only for small grids); beyond it, the combine kernel
 	unsigned *tickets = nullptr;
