@@ -781,6 +781,8 @@ static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void 
 // How many bytes of the hinted weight (prefetch_next: w13, from wo's blocks) go into the L2 ahead of their GEMV.
 // wo's blocks are resident during the attention, which leaves the memory mostly idle (its K/V are 2.3 MB at a
 // 545-token context; wo's first pass is loaded there already): LMTERM_AWQ_NEXT_PF=MB sets it (0: off).
+// LMTERM_AWQ_SELF_PF=K: that GEMV's first K blocks also ask for its own last K tiles, whose blocks find no room
+// beside the attention's and start only when it ends (measurement).
 static size_t next_pf_bytes(void)
 {
 	static long mb = -1;
@@ -789,6 +791,16 @@ static size_t next_pf_bytes(void)
 		mb = e && *e ? MAX(0, atol(e)) : 0;
 	}
 	return (size_t)mb << 20;
+}
+
+static int self_pf_tiles(void)
+{
+	static int k = -1;
+	if (k < 0) {
+		const char *e = getenv("LMTERM_AWQ_SELF_PF");
+		k = e && *e ? MAX(0, atoi(e)) : 0;
+	}
+	return k;
 }
 
 static int cu_prefetch_next(struct backend *be, const struct weight *w)
@@ -812,7 +824,7 @@ static int cu_matmul_residual(struct backend *be, void *x, void *xw, const void 
 		return 1;
 	return op_rc(c, k_awq_gemv_residual(x, xw, c->norm_part, a, (const uint32_t *)w->qweight, w->scales,
 					    (const float *)w->bias, (const float *)nw->data, n, N, K, w->group, pf, pf_bytes,
-					    be->act_dt, c->s));
+					    pw ? self_pf_tiles() : 0, be->act_dt, c->s));
 }
 
 static int cu_norm_matmul(struct backend *be, void *y, void *gu, void *xw, const struct weight *w, int n, float eps)
