@@ -506,6 +506,46 @@ static __device__ __forceinline__ void cluster_arrive_relaxed() { asm volatile("
 static __device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
 static __device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
 
+// The mbarrier form of the pushed combine (clustered == 3): each split's results go to their CTA by st.async,
+// which counts their bytes on that CTA's mbarrier; the CTA waits for its own bytes only (no cluster barrier).
+static __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+static __device__ __forceinline__ uint32_t cluster_addr(uint32_t a, int rank)
+{
+	uint32_t r;
+	asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(rank));
+	return r;
+}
+static __device__ __forceinline__ void st_async(uint32_t a, float4 v, uint32_t bar)
+{
+	asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];" ::"r"(a),
+		     "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w), "r"(bar)
+		     : "memory");
+}
+static __device__ __forceinline__ void st_async(uint32_t a, float2 v, uint32_t bar)
+{
+	asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v2.f32 [%0], {%1, %2}, [%3];" ::"r"(a), "f"(v.x),
+		     "f"(v.y), "r"(bar)
+		     : "memory");
+}
+// one arrival (this thread's, with the bytes to expect), so the phase ends when those bytes have landed
+static __device__ __forceinline__ void mbar_init_expect(uint64_t *bar, uint32_t bytes)
+{
+	asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(bar)) : "memory");
+	asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+	asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+static __device__ __forceinline__ void mbar_wait0(uint64_t *bar)
+{
+	uint32_t done;
+	do {
+		asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], 0; "
+			     "selp.u32 %0, 1, 0, p; }"
+			     : "=r"(done)
+			     : "r"(smem_u32(bar))
+			     : "memory");
+	} while (!done);
+}
+
 // out's row orow, columns d and d + 1, from nsplit splits' (max, sum) ml and unnormalized pairs v
 template <typename T, int HD>
 static __device__ __forceinline__ void combine_pair(T *__restrict__ out, const float2 ml[MAX_CLUSTER],
@@ -543,9 +583,12 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 						     const int32_t *__restrict__ blocks, float sl2,
 						     unsigned *__restrict__ tickets, const float *__restrict__ rope_cs,
 						     float mscale, int clustered)
-// clustered: 0 no cluster, 1 the pulled combine, 2 the pushed one (cluster_push)
+// clustered: 0 no cluster, 1 the pulled combine, 2 the pushed one, 3 pushed with st.async (cluster_push)
 {
-	if (clustered == 2) cluster_arrive_relaxed();
+	__shared__ uint64_t rx_bar; // clustered == 3: the bytes of this CTA's share, from every split
+	if (clustered == 3 && threadIdx.x == 0) // every split sends every row of the share, valid or not
+		mbar_init_expect(&rx_bar, gridDim.x * (16 * HD / gridDim.x * 4 + 16 / gridDim.x * 8));
+	if (clustered >= 2) cluster_arrive_relaxed(); // (after the mbarrier's init: the others store to it)
 	// ROPE: this kernel writes the step's only new slot itself, so the cached keys it reads were written by
 	// earlier steps: its first stages are loaded before waiting for the projection (PDL), and only q waits.
 	if (ROPE) pdl_launch_dependents();
@@ -666,7 +709,7 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 	const int S = 16 * HD / nsplit;
 	float *recv_o = (float *)(smem + DC::smem);
 	float2 *recv_ml = (float2 *)(smem + DC::smem + 16 * HD * 4);
-	if (clustered == 2) cluster_wait(); // every CTA of the cluster has started (arrived at its start)
+	if (clustered >= 2) cluster_wait(); // every CTA of the cluster has started (arrived at its start)
 	// 8 threads per row, each with the row's warp weights computed once and HD / 32 float4 columns, the 8
 	// threads of a row on 128 contiguous bytes (no bank conflict); every load of a thread is independent.
 	// (One element per thread per iteration, the weights recomputed for each, was 16 dependent rounds.)
@@ -695,6 +738,12 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 				acc.z += wt[w] * v.z;
 				acc.w += wt[w] * v.w;
 			}
+			if (clustered == 3) { // every row (the receiver counts bytes); it skips those past rows
+				const int e = rr * HD + d, q = e / S;
+				st_async(cluster_addr(smem_u32(recv_o + split * S + e % S), q), acc,
+					 cluster_addr(smem_u32(&rx_bar), q));
+				continue;
+			}
 			if (row >= rows) continue;
 			if (clustered == 2) {
 				const int e = rr * HD + d, q = e / S;
@@ -711,7 +760,11 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 				*(float4 *)(ws_o + ((size_t)split * NR + orow) * HD + d) = acc;
 			}
 		}
-		if (row < rows && t8 == 0) {
+		if (clustered == 3 && t8 == 0) {
+			const int q = rr * HD / S;
+			st_async(cluster_addr(smem_u32(recv_ml + split * 16 + rr), q), make_float2(M, L),
+				 cluster_addr(smem_u32(&rx_bar), q));
+		} else if (row < rows && t8 == 0) {
 			if (clustered == 2)
 				cg::this_cluster().map_shared_rank(recv_ml, rr * HD / S)[split * 16 + rr] = make_float2(M, L);
 			else if (clustered)
@@ -720,12 +773,17 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 				ws_ml[(size_t)split * NR + orow] = make_float2(M, L);
 		}
 	}
-	if (clustered == 2) {
-		// The pushed combine: one barrier phase (the stores above released to their readers), then each CTA
-		// combines its own rows from its own shared memory. No CTA reads another's memory after the
-		// barrier, so none waits for the others before it exits (the pulled combine's second barrier).
-		cluster_arrive();
-		cluster_wait();
+	if (clustered >= 2) {
+		// The pushed combine: one barrier phase (the stores above released to their readers), or with
+		// st.async the wait for this CTA's own bytes, then each CTA combines its own rows from its own
+		// shared memory. No CTA reads another's memory after that, so none waits for the others before it
+		// exits (the pulled combine's second barrier).
+		if (clustered == 3) {
+			mbar_wait0(&rx_bar);
+		} else {
+			cluster_arrive();
+			cluster_wait();
+		}
 		const int rank = split;
 		for (int i = 2 * tid; i < S; i += 256) {
 			const int e = rank * S + i, rr = e / HD, d = e % HD, row = r0 + rr;
@@ -844,15 +902,17 @@ static bool cluster_on(void)
 
 // The clustered combine pushed (each split stores its results into the CTA that combines them, one barrier
 // phase) rather than pulled (a barrier, each CTA reads the others' results, a second barrier so that none
-// exits while read). LMTERM_ATTN_PUSH=1 takes it (measurement).
-static bool cluster_push(void)
+// exits while read): 2.044-2.052 against 2.078-2.102 ms per step of the 7B AWQ model at 545 tokens (H100,
+// 2026-12-05, docs/PERFORMANCE.md). LMTERM_ATTN_PUSH=0 pulls, =2 pushes by st.async onto the receiver's
+// mbarrier, no cluster barrier (measurement). Returns the kernel's `clustered`.
+static int cluster_mode(void)
 {
-	static int on = -1;
-	if (on < 0) {
+	static int mode = -1;
+	if (mode < 0) {
 		const char *e = getenv("LMTERM_ATTN_PUSH");
-		on = e && strcmp(e, "1") == 0;
+		mode = e && strcmp(e, "0") == 0 ? 1 : e && strcmp(e, "2") == 0 ? 3 : 2;
 	}
-	return on == 1;
+	return mode;
 }
 
 // Splits for a decode launch: about two CTAs per multiprocessor, each split at least MIN_SPLIT_KEYS keys of
@@ -924,11 +984,12 @@ template <typename T, int HD, int P, bool ROPE> static cudaError_t run_decode(co
 	dim3 grid(a.nsplit, a.g.n_kv_heads, (rows + 15) / 16);
 	const float sl2 = 1.4426950408889634f / sqrtf((float)HD);
 	if (a.nsplit > 1 && a.nsplit <= MAX_CLUSTER && cluster_on()) {
-		const bool push = cluster_push();
+		const int mode = cluster_mode();
+		const bool push = mode >= 2;
 		return klaunch_cluster(decode_kernel<T, HD, P, ROPE>, grid, 128, push ? DC::smem_push : DC::smem, a.s,
 				       a.nsplit, (T *)a.out, a.ws_o, a.ws_ml, (const T *)a.qkv, (uint8_t *)a.pool, a.g,
 				       a.layer, a.nh, a.st->n, a.st->pos0, a.st->blocks, sl2, (unsigned *)nullptr,
-				       a.st->rope_cs, a.st->rope_mscale, push ? 2 : 1);
+				       a.st->rope_cs, a.st->rope_mscale, mode);
 	}
 	// the combine fused into the last split needs a ticket per (kv head, row block): a fixed pool (the split
 	// path is taken only for small grids); beyond it, the combine kernel

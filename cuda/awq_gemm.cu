@@ -360,9 +360,6 @@ struct tile_epi {
 	const float *nw;   // RESID: the next norm's weight [N]
 	float *part;       // RESID: written [n][N / 16]; NORM: read [n][K / 16]
 	float eps;         // NORM
-	const uint8_t *pf; // bytes of the next weight that block b asks the L2 for: [pf + b pf_block, + pf_block)
-	unsigned pf_block; // (k_awq_gemv_residual's pf; 0: none)
-	int pf_self;       // blocks b < pf_self ask the L2 for tile N / 16 - pf_self + b of this weight
 };
 
 // dynamic shared memory an epilogue needs: RESID 16 floats of nw, then NB x 16 activations of x
@@ -408,20 +405,6 @@ __global__ void __maxnreg__(TILE_REGS)
 	// they are in flight during that kernel's tail (the weights are written by no kernel of the step)
 	pdl_launch_dependents();
 	if (pre) load_w(warp);
-	if (FOLD && threadIdx.x == 0) { // after this block's own first loads, so queued behind them
-		if (e.pf_block)
-			asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(e.pf + (size_t)rt * e.pf_block),
-				     "r"(e.pf_block)
-				     : "memory");
-		if (rt < e.pf_self) { // a tile whose block will only start once blocks finish: its codes and scales
-			const int ot = N / 16 - e.pf_self + rt;
-			asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(qw + (size_t)ot * KC * 32),
-				     "r"(KC * 512)
-				     : "memory");
-			asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(sz + (size_t)ot * G * 8), "r"(G * 64)
-				     : "memory");
-		}
-	}
 	pdl_wait();
 	if (!pre) load_w(warp);
 	if constexpr (FOLD) {
@@ -776,7 +759,7 @@ extern "C" int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void
 		return lm_err("AWQ gemv: unsupported shape (batch %d, K %d, group %d)", n, K, group);
 	if (N <= 0) return LM_OK;
 	if (awq_tiled_layout(N, K, group)) {
-		const tile_epi e = { EPI_PLAIN, nullptr, nullptr, nullptr, nullptr, 0.f, nullptr, 0, 0 };
+		const tile_epi e = { EPI_PLAIN, nullptr, nullptr, nullptr, nullptr, 0.f };
 		if (act == DT_BF16) tile_launch_t<bf16_t>(y, x, qw, sz, bias, n, N, K, group, e, s);
 		else tile_launch_t<half>(y, x, qw, sz, bias, n, N, K, group, e, s);
 	} else {
@@ -793,19 +776,14 @@ extern "C" bool k_awq_fold_supported(int n, int N, int K, int group)
 	return n >= 1 && n <= 8 && awq_tiled_layout(N, K, group) && tile_epi_smem(EPI_NORM, n, K) <= 32 * 1024;
 }
 
-// x += a . W^T (+ bias), xw = x * nw, part = the sums of x^2 per row tile (EPI_RESID); and the first pf_bytes
-// at pf (the next weight's, 16-byte aligned) asked into the L2, each block its share, before pdl_wait, and
-// the last pf_self tiles of this weight by its first pf_self blocks (where the tiled layout is used)
+// x += a . W^T (+ bias), xw = x * nw, part = the sums of x^2 per row tile (EPI_RESID)
 extern "C" int k_awq_gemv_residual(void *x, void *xw, float *part, const void *a, const uint32_t *qw, const void *sz,
-				   const float *bias, const float *nw, int n, int N, int K, int group, const void *pf,
-				   size_t pf_bytes, int pf_self, enum dtype act, cudaStream_t s)
+				   const float *bias, const float *nw, int n, int N, int K, int group, enum dtype act,
+				   cudaStream_t s)
 {
 	if (!k_awq_fold_supported(n, N, K, group))
 		return lm_err("AWQ gemv + residual: unsupported shape (batch %d, %d x %d, group %d)", n, N, K, group);
-	// whole 16-byte units per block (the bulk prefetch's rule); pf is a cudaMalloc'd weight: aligned
-	const size_t per = pf && (uintptr_t)pf % 16 == 0 ? pf_bytes / (size_t)(N / 16) / 16 * 16 : 0;
-	const tile_epi e = { EPI_RESID, (uint16_t *)x, (uint16_t *)xw, nw, part, 0.f, (const uint8_t *)pf,
-			     (unsigned)MIN(per, (size_t)1 << 30), MAX(0, MIN(pf_self, N / 16)) };
+	const tile_epi e = { EPI_RESID, (uint16_t *)x, (uint16_t *)xw, nw, part, 0.f };
 	if (act == DT_BF16) tile_launch_t<bf16_t>(nullptr, a, qw, sz, bias, n, N, K, group, e, s);
 	else tile_launch_t<half>(nullptr, a, qw, sz, bias, n, N, K, group, e, s);
 	LAUNCHED("AWQ gemv + residual");
@@ -819,8 +797,7 @@ extern "C" int k_awq_gemv_norm(void *y, const void *xw, const float *part, float
 {
 	if (!k_awq_fold_supported(n, N, K, group))
 		return lm_err("AWQ gemv + norm: unsupported shape (batch %d, %d x %d, group %d)", n, N, K, group);
-	const tile_epi e = { swiglu ? EPI_NORM_SWIGLU : EPI_NORM, nullptr, nullptr, nullptr, (float *)part, eps,
-			     nullptr, 0, 0 };
+	const tile_epi e = { swiglu ? EPI_NORM_SWIGLU : EPI_NORM, nullptr, nullptr, nullptr, (float *)part, eps };
 	if (act == DT_BF16) tile_launch_t<bf16_t>(y, xw, qw, sz, bias, n, N, K, group, e, s);
 	else tile_launch_t<half>(y, xw, qw, sz, bias, n, N, K, group, e, s);
 	LAUNCHED("AWQ gemv + norm");

@@ -208,7 +208,6 @@ struct cuda_be {
 	// between the two ops; NULL when not folding
 	float *norm_part;
 	size_t norm_part_cap; // floats: tokens x rows / 16
-	const struct weight *pf_next; // prefetch_next's weight, for the next matmul_residual
 
 	struct graph_slot graphs[MAX_GRAPHS];
 	int capturing;    // key + 1 while a capture is open
@@ -778,53 +777,17 @@ static int cu_matmul_swiglu(struct backend *be, void *out, void *gu, const void 
 // and w2 end their residual branch, wqkv and w13 apply the norm's scale. A layer is then four GEMVs and the
 // attention: the two add_rmsnorm kernels and the swiglu kernel (2-2.5 us each on the H200 at batch 1, mostly
 // launch and ramp) are gone.
-// How many bytes of the hinted weight (prefetch_next: w13, from wo's blocks) go into the L2 ahead of their GEMV.
-// wo's blocks are resident during the attention, which leaves the memory mostly idle (its K/V are 2.3 MB at a
-// 545-token context; wo's first pass is loaded there already): LMTERM_AWQ_NEXT_PF=MB sets it (0: off).
-// LMTERM_AWQ_SELF_PF=K: that GEMV's first K blocks also ask for its own last K tiles, whose blocks find no room
-// beside the attention's and start only when it ends (measurement).
-static size_t next_pf_bytes(void)
-{
-	static long mb = -1;
-	if (mb < 0) {
-		const char *e = getenv("LMTERM_AWQ_NEXT_PF");
-		mb = e && *e ? MAX(0, atol(e)) : 0;
-	}
-	return (size_t)mb << 20;
-}
-
-static int self_pf_tiles(void)
-{
-	static int k = -1;
-	if (k < 0) {
-		const char *e = getenv("LMTERM_AWQ_SELF_PF");
-		k = e && *e ? MAX(0, atoi(e)) : 0;
-	}
-	return k;
-}
-
-static int cu_prefetch_next(struct backend *be, const struct weight *w)
-{
-	cb(be)->pf_next = w;
-	return LM_OK;
-}
-
 static int cu_matmul_residual(struct backend *be, void *x, void *xw, const void *a, const struct weight *w,
 			      const struct weight *nw, int n)
 {
 	struct cuda_be *c = cb(be);
 	const int N = w->rows, K = w->cols;
-	const struct weight *pw = c->pf_next; // the hint holds for this op only
-	c->pf_next = NULL;
-	// the codes of a 4-bit weight (its largest array, the one its GEMV streams first)
-	const void *pf = pw && pw->dt == DT_Q4 && pw->qweight ? pw->qweight : NULL;
-	const size_t pf_bytes = pf ? MIN(next_pf_bytes(), (size_t)pw->rows * pw->cols / 2) : 0;
 	if (!c->norm_part || n <= 0 || w->dt != DT_Q4 || w->gu_interleaved || nw->dt != DT_F32 || !nw->data ||
 	    nw->cols != N || (size_t)n * (N / 16) > c->norm_part_cap || !k_awq_fold_supported(n, N, K, w->group))
 		return 1;
 	return op_rc(c, k_awq_gemv_residual(x, xw, c->norm_part, a, (const uint32_t *)w->qweight, w->scales,
-					    (const float *)w->bias, (const float *)nw->data, n, N, K, w->group, pf, pf_bytes,
-					    pw ? self_pf_tiles() : 0, be->act_dt, c->s));
+					    (const float *)w->bias, (const float *)nw->data, n, N, K, w->group, be->act_dt,
+					    c->s));
 }
 
 static int cu_norm_matmul(struct backend *be, void *y, void *gu, void *xw, const struct weight *w, int n, float eps)
@@ -1234,7 +1197,6 @@ static const struct backend_i cuda_i = {
 	.matmul_swiglu = cu_matmul_swiglu,
 	.matmul_residual = cu_matmul_residual,
 	.norm_matmul = cu_norm_matmul,
-	.prefetch_next = cu_prefetch_next,
 	.logits = cu_logits,
 	.argmax = cu_argmax,
 	.sample = cu_sample,

@@ -61,15 +61,13 @@ int k_awq_gemv(void *y, const void *x, const uint32_t *qw, const void *sz, const
 bool k_awq_gemv_supported(int n, int N, int K, int group);
 /* the decode step's norms folded into the tiled GEMV (backend.h, matmul_residual and norm_matmul), n in 1..8:
  * residual: x += a . W^T (+ bias) rounded as matmul then add_rmsnorm would, xw = x * nw, part[n][N/16] = the
- *   sums of x^2 per 16 rows; and the first pf_bytes at pf (NULL: none; the next weight) asked into the L2,
- *   before the wait for the previous kernel (an L2 bulk prefetch, no result changes), and the last pf_self
- *   tiles of W by the first pf_self blocks (those that start only when others end);
+ *   sums of x^2 per 16 rows;
  * norm: y = rsqrt(sum(part[b]) / K + eps) (xw . W^T) (+ bias); with swiglu, W's rows interleaved by
  *   awq_repack_tiled(gate_up) and y[n][N/2] = silu(gate) * up of that. */
 bool k_awq_fold_supported(int n, int N, int K, int group);
 int k_awq_gemv_residual(void *x, void *xw, float *part, const void *a, const uint32_t *qw, const void *sz,
-			const float *bias, const float *nw, int n, int N, int K, int group, const void *pf,
-			size_t pf_bytes, int pf_self, enum dtype act, cudaStream_t s);
+			const float *bias, const float *nw, int n, int N, int K, int group, enum dtype act,
+			cudaStream_t s);
 int k_awq_gemv_norm(void *y, const void *xw, const float *part, float eps, bool swiglu, const uint32_t *qw,
 		    const void *sz, const float *bias, int n, int N, int K, int group, enum dtype act, cudaStream_t s);
 /* dequantize rows [r0, r0 + rows) of the N into dst[rows][K] of act (for prefill through cuBLAS);

@@ -150,10 +150,6 @@ struct backend_i {
 	int (*matmul_residual)(struct backend *be, void *x, void *xw, const void *a, const struct weight *w,
 			       const struct weight *nw, int n);
 	int (*norm_matmul)(struct backend *be, void *y, void *gu, void *xw, const struct weight *w, int n, float eps);
-	/* optional, a hint (NULL = none): w is read by the op after the next one, which is a matmul_residual. That
-	 * op may start moving part of w closer while it waits for its input (cuda: into the L2 during the
-	 * attention, when the memory is otherwise idle). Changes no result; the hint holds for that one op. */
-	int (*prefetch_next)(struct backend *be, const struct weight *w);
 	/* logits_host[n][vocab] (float) = h[n][dim] . lm_head^T; waits for the result */
 	int (*logits)(struct backend *be, float *logits_host, const void *h, const struct weight *lm_head, int n);
 	/* optional: argmax of h[dim] . lm_head^T on the device; NULL = use logits() */

@@ -155,7 +155,6 @@ static int body(struct fwd *f, struct kv_cache *kv, int n)
 		}
 		/* output projection: dx = att . Wo^T; the residual x += dx, then the FFN norm */
 		if (tap(f, l, FWD_TAP_O, f->att, n, nh * hd)) return LM_ERR;
-		if (fold && b->prefetch_next && b->prefetch_next(be, &L->w13)) return LM_ERR;
 		rc = fold ? b->matmul_residual(be, f->x, f->h, f->att, &L->wo, &L->ffn_norm, n) : 1;
 		if (rc < 0) return LM_ERR;
 		folded = rc == 0;
