@@ -900,17 +900,18 @@ static bool cluster_on(void)
 	return on == 1;
 }
 
-// The clustered combine pushed (each split stores its results into the CTA that combines them, one barrier
-// phase) rather than pulled (a barrier, each CTA reads the others' results, a second barrier so that none
-// exits while read): 2.044-2.052 against 2.078-2.102 ms per step of the 7B AWQ model at 545 tokens (H100,
-// 2026-12-05, docs/PERFORMANCE.md). LMTERM_ATTN_PUSH=0 pulls, =2 pushes by st.async onto the receiver's
-// mbarrier, no cluster barrier (measurement). Returns the kernel's `clustered`.
+// The clustered combine pushed: each split stores its share of results into the CTA that combines it, by
+// st.async counted on that CTA's mbarrier, and each CTA waits for its own bytes only. Pulled (a cluster
+// barrier, each CTA reads the others' results, a second barrier so that none exits while read), the 7B AWQ
+// step at 545 tokens took 2.093-2.118 ms on the H100; pushed with one cluster barrier phase 2.071-2.084;
+// pushed by st.async 2.038-2.082 (2026-12-05, the same call, docs/PERFORMANCE.md). LMTERM_ATTN_PUSH=0
+// pulls, =1 pushes with the barrier (measurement). Returns the kernel's `clustered`.
 static int cluster_mode(void)
 {
 	static int mode = -1;
 	if (mode < 0) {
 		const char *e = getenv("LMTERM_ATTN_PUSH");
-		mode = e && strcmp(e, "0") == 0 ? 1 : e && strcmp(e, "2") == 0 ? 3 : 2;
+		mode = e && strcmp(e, "0") == 0 ? 1 : e && strcmp(e, "1") == 0 ? 2 : 3;
 	}
 	return mode;
 }

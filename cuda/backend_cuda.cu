@@ -171,7 +171,7 @@ struct cuda_be {
 	int32_t *d_ids, *d_blocks, *d_pos0;
 	float *d_inv;
 	int ids_cap, blocks_cap, inv_cap;
-	void *h_stage; // pinned: [pos0][inv_cap floats][ids_cap][blocks_cap]
+	void *h_stage; // pinned: [pos0][inv_cap floats][ids_cap][blocks_cap]; d_pos0 is the same on the device
 	size_t stage_bytes;
 	cudaEvent_t staged; // the last step's copies out of h_stage have finished
 	bool stage_pending;
@@ -564,18 +564,6 @@ static void cu_kv_free(struct backend *be, struct kv_cache *kv)
 // ------------------------------------------------------------------------------------------------------
 // step state
 
-static int grow_i32(struct backend *be, int32_t **p, int *cap, int need)
-{
-	if (*cap >= need) return LM_OK;
-	int n = MAX(need, 2 * *cap);
-	int32_t *q = (int32_t *)cu_alloc(be, (size_t)n * sizeof(int32_t), MEM_OTHER);
-	if (!q) return LM_ERR;
-	cu_free(be, *p);
-	*p = q;
-	*cap = n;
-	return LM_OK;
-}
-
 static int cu_set_step(struct backend *be, const struct step *s)
 {
 	struct cuda_be *c = cb(be);
@@ -587,17 +575,25 @@ static int cu_set_step(struct backend *be, const struct step *s)
 	// the previous step's copies must be out of the staging buffer before it is overwritten
 	if (c->stage_pending) CK(cudaEventSynchronize(c->staged), "step state");
 	c->stage_pending = false;
-	if (grow_i32(be, &c->d_ids, &c->ids_cap, s->n) || grow_i32(be, &c->d_blocks, &c->blocks_cap, s->n_blocks))
-		return LM_ERR;
-	// d_inv: inv_freq [nf], then cos [nf] and sin [nf] of pos0 * inv_freq[i] (attn_step.rope_cs)
-	if (c->inv_cap < 3 * nf) {
-		float *q = (float *)cu_alloc(be, (size_t)3 * nf * sizeof(float), MEM_OTHER);
-		if (!q) return LM_ERR;
-		cu_free(be, c->d_inv);
-		c->d_inv = q;
-		c->inv_cap = 3 * nf;
+	// One device arena laid out as the pinned staging buffer, [pos0, 16 bytes][inv_cap floats][ids_cap]
+	// [blocks_cap], so that a step's state goes up in one copy: four copies were four operations in the stream
+	// before the step's first kernel, and four API calls on the host while the GPU waited for them.
+	// d_inv: inv_freq [nf], then cos [nf] and sin [nf] of pos0 * inv_freq[i] (attn_step.rope_cs).
+	if (c->ids_cap < s->n || c->blocks_cap < s->n_blocks || c->inv_cap < 3 * nf) {
+		const int ids_cap = MAX(s->n, 2 * c->ids_cap), blocks_cap = MAX(s->n_blocks, 2 * c->blocks_cap);
+		const int inv_cap = MAX(3 * nf, c->inv_cap);
+		char *d = (char *)cu_alloc(be, 16 + ((size_t)inv_cap + ids_cap + blocks_cap) * 4, MEM_OTHER);
+		if (!d) return LM_ERR;
+		cu_free(be, c->d_pos0); // the previous arena (its base), if any
+		c->d_pos0 = (int32_t *)d;
+		c->d_inv = (float *)(d + 16);
+		c->d_ids = (int32_t *)(c->d_inv + inv_cap);
+		c->d_blocks = c->d_ids + ids_cap;
+		c->ids_cap = ids_cap;
+		c->blocks_cap = blocks_cap;
+		c->inv_cap = inv_cap;
 	}
-	const size_t need = 16 + (size_t)c->inv_cap * 4 + (size_t)c->ids_cap * 4 + (size_t)c->blocks_cap * 4;
+	const size_t need = 16 + ((size_t)c->inv_cap + c->ids_cap + c->blocks_cap) * 4;
 	if (c->stage_bytes < need) {
 		if (c->h_stage) cudaFreeHost(c->h_stage);
 		c->h_stage = NULL;
@@ -619,10 +615,8 @@ static int cu_set_step(struct backend *be, const struct step *s)
 	}
 	memcpy(h_ids, s->ids, (size_t)s->n * sizeof(int32_t));
 	memcpy(h_blocks, s->blocks, (size_t)s->n_blocks * sizeof(int32_t));
-	CK(cudaMemcpyAsync(c->d_pos0, h_pos0, 4, cudaMemcpyHostToDevice, c->s), "step state");
-	CK(cudaMemcpyAsync(c->d_inv, h_inv, (size_t)3 * nf * 4, cudaMemcpyHostToDevice, c->s), "step state");
-	CK(cudaMemcpyAsync(c->d_ids, h_ids, (size_t)s->n * 4, cudaMemcpyHostToDevice, c->s), "step state");
-	CK(cudaMemcpyAsync(c->d_blocks, h_blocks, (size_t)s->n_blocks * 4, cudaMemcpyHostToDevice, c->s), "step state");
+	CK(cudaMemcpyAsync(c->d_pos0, h, (size_t)((char *)(h_blocks + s->n_blocks) - h), cudaMemcpyHostToDevice, c->s),
+	   "step state");
 	CK(cudaEventRecord(c->staged, c->s), "step state");
 	c->stage_pending = true;
 	try {
@@ -1319,10 +1313,9 @@ extern "C" struct backend *backend_cuda_create(enum dtype model_dtype)
 	const size_t blas_ws = 32u << 20;
 	c->blas_ws = cu_alloc(&c->be, blas_ws, MEM_OTHER);
 	c->d_tok = c->blas_ws ? (int32_t *)cu_alloc(&c->be, sizeof(int32_t), MEM_OTHER) : NULL;
-	c->d_pos0 = c->d_tok ? (int32_t *)cu_alloc(&c->be, sizeof(int32_t), MEM_OTHER) : NULL;
-	if (!c->d_pos0 || cublasSetStream(c->blas, c->s) != CUBLAS_STATUS_SUCCESS ||
+	if (!c->d_tok || cublasSetStream(c->blas, c->s) != CUBLAS_STATUS_SUCCESS ||
 	    cublasSetWorkspace(c->blas, c->blas_ws, blas_ws) != CUBLAS_STATUS_SUCCESS) {
-		if (c->d_pos0) lm_err(_("cuBLAS: cannot set the stream or workspace"));
+		if (c->d_tok) lm_err(_("cuBLAS: cannot set the stream or workspace"));
 		cu_destroy(&c->be);
 		return NULL;
 	}
