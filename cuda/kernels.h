@@ -121,6 +121,11 @@ int k_f32_to_act(void *dst, const float *src, size_t n, enum dtype act, cudaStre
 /* half2 (scale, zero) pairs: all = (scale, zero) */
 int k_fill_half2(void *dst, size_t n, float a, float b, cudaStream_t s);
 
+/* measurement (tests/bench_handoff, cuda/handoff.cu): microseconds per stage of a graph of `steps` stages that
+ * hand one word per block to the next stage, the best of `reps` replays */
+enum { HANDOFF_PLAIN, HANDOFF_PDL, HANDOFF_FLAG, HANDOFF_BARRIER };
+int k_handoff_bench(int mode, int blocks, int steps, int reps, float *us_per_stage);
+
 #ifdef __cplusplus
 }
 #endif

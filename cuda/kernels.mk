@@ -7,3 +7,5 @@ cuda_liblmterm_cuda_a_SOURCES += cuda/kernels.h cuda/ops_common.cuh cuda/pdl.cuh
 	cuda/gemv.cu cuda/awq_gemm.cu cuda/sample.cu cuda/fill.cu
 # AWQ calibration on the GPU (awq): the cuda implementation of src/awq_dev.h
 cuda_liblmterm_cuda_a_SOURCES += cuda/awq_calib.cu
+# measurement only (tests/bench_handoff): what a grid-to-grid handoff costs
+cuda_liblmterm_cuda_a_SOURCES += cuda/handoff.cu

@@ -33,12 +33,13 @@ mode=${1:-run}
 if [ "$mode" = prepare ]; then
 	dest=${2:?usage: gpu-round.sh prepare DEST}
 	top=$(cd "$(dirname "$0")/.." && pwd)
-	for f in lmterm tests/test_backend_ops tests/test_golden tests/test_attn_ops; do
+	for f in lmterm tests/test_backend_ops tests/test_golden tests/test_attn_ops tests/bench_handoff; do
 		[ -x "$top/$f" ] || { echo "gpu-round: $top/$f is not built (make -j2 && make -j2 check TESTS=)"; exit 1; }
 	done
 	rm -rf "$dest" && mkdir -p "$dest/tests" "$dest/lib" "$dest/scripts" "$dest/data"
 	cp "$top/lmterm" "$dest/"
-	cp "$top/tests/test_backend_ops" "$top/tests/test_golden" "$top/tests/test_attn_ops" "$dest/tests/"
+	cp "$top/tests/test_backend_ops" "$top/tests/test_golden" "$top/tests/test_attn_ops" "$top/tests/bench_handoff" \
+		"$dest/tests/"
 	cp "$top/tests/lib.sh" "$top/tests/unpack-data.sh" "$top/tests/test_golden_cuda.sh" "$top/tests/test_cuda_opts.sh" \
 		"$top/tests/test_golden_fold.sh" \
 		"$top/tests/test_gptq.sh" "$top/tests/make_gptq.py" "$top/tests/st_io.py" "$top/tests/test_qwen3.sh" \
@@ -74,8 +75,10 @@ if [ "$mode" = prepare ]; then
 		echo "$m" >> "$dest/data/real-models"
 	done
 	# the device call's tree is limited (64 MiB with everything else carried): stripped, xz-compressed
-	strip "$dest/lmterm" "$dest/tests/test_backend_ops" "$dest/tests/test_golden" "$dest/tests/test_attn_ops"
-	xz -6 -T2 "$dest/lmterm" "$dest/tests/test_backend_ops" "$dest/tests/test_golden" "$dest/tests/test_attn_ops"
+	strip "$dest/lmterm" "$dest/tests/test_backend_ops" "$dest/tests/test_golden" "$dest/tests/test_attn_ops" \
+		"$dest/tests/bench_handoff"
+	xz -6 -T2 "$dest/lmterm" "$dest/tests/test_backend_ops" "$dest/tests/test_golden" "$dest/tests/test_attn_ops" \
+		"$dest/tests/bench_handoff"
 	du -sh "$dest"
 	exit 0
 fi

@@ -11,6 +11,7 @@
 #          --backend cuda --model-format awq --prompt-len 512 -n 128, three times (issue: >= 500 tokens/s),
 #          then each op alone (--profile); the W4A16 checks of test_backend_ops; the same decode with
 #          LMTERM_FOLD=0 (the norms and the SwiGLU not folded into the GEMVs, as before 2026-12-05)
+#          and tests/bench_handoff (the cost of a grid-to-grid handoff)
 #       2. fp16 decode, the same command without --model-format awq, twice (the card's reference ratio)
 #       3. tests/rand_model writes InternLM2.5-7B's shape with random bf16 weights; lmterm lite auto_awq on it
 #          with the seed's settings: ptb, 128 x 2048, group 128, --backend cuda (issue: <= 5 minutes);
@@ -54,6 +55,8 @@ tail -n 22 "$OUT/awq-profile.log"
 LMTERM_TEST_ONLY=awq timeout 90 tests/test_backend_ops > "$OUT/ops-awq.log" 2>&1
 echo "test_backend_ops (W4A16 checks, the folded norms' among them): rc $? ($(grep 'checks,' "$OUT/ops-awq.log" | tail -1))"
 grep -E "^FAIL" "$OUT/ops-awq.log" | head -5
+# what a grid-to-grid handoff costs (PDL's wait against a counter and a grid barrier): the step pays one per op
+timeout 60 tests/bench_handoff 2>&1 | tee "$OUT/handoff.log"
 # the step without the fold, for comparison (the folded ops are among the W4A16 checks above)
 for i in 1 2; do
 	LMTERM_FOLD=0 bench --model-format awq -n 128 > "$OUT/awq-nofold-$i.log" 2>&1

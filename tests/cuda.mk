@@ -25,3 +25,7 @@ tests_bench_awq_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS) -I$(top_srcdir)/cuda
 tests_bench_awq_LDADD = $(LMTERM_TEST_LIBS)
 EXTRA_DIST += scripts/awq-round.sh
 EXTRA_DIST += scripts/sample-round.sh
+# what handing results from one grid to the next costs: PDL, a counter, a grid barrier (prints, asserts nothing)
+check_PROGRAMS += tests/bench_handoff
+tests_bench_handoff_CPPFLAGS = $(AM_CPPFLAGS) $(CUDA_CFLAGS) -I$(top_srcdir)/cuda
+tests_bench_handoff_LDADD = $(LMTERM_TEST_LIBS)
