@@ -492,7 +492,7 @@ template <typename T, int HD, int POLICY> struct decode_cfg {
 	// a clustered launch's CTA result after the merge area: O [16][HD] and (m, l) [16]
 	static constexpr int merged_bytes = merge_bytes + 16 * HD * 4 + 16 * 8;
 	static constexpr int smem = WARPS * warp_bytes > merged_bytes ? WARPS * warp_bytes : merged_bytes;
-	// the pushed combine (cluster_push): every CTA's share of the splits' results, written there by the
+	// the pushed combine (cluster_mode): every CTA's share of the splits' results, written there by the
 	// others while it may still be in its main loop, so after everything else: O [nsplit][16 HD / nsplit] and
 	// (m, l) [MAX_CLUSTER][16]
 	static constexpr int recv_bytes = 16 * HD * 4 + MAX_CLUSTER * 16 * 8;
@@ -569,7 +569,8 @@ static __device__ __forceinline__ void combine_pair(T *__restrict__ out, const f
 }
 
 // grid (nsplit, nkv, ceil(rows / 16)). Writes the split's unnormalized O and its (max, sum) to the workspace,
-// or, with one split, the final output.
+// or, with one split, the final output. clustered: 0 no cluster, 1 the pulled combine, 2 the pushed one, 3
+// pushed with st.async (cluster_mode).
 // ROPE (a decode step of one token): qkv holds q, k and v as the projection left them (rope_kv not run).
 // Each warp rotates its Q fragments in registers (rope_q_frag) while its first cache loads are in flight. The warp
 // whose sub-tile holds the new token's position computes its k and v, stores them into the cache (for the
@@ -583,7 +584,6 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 						     const int32_t *__restrict__ blocks, float sl2,
 						     unsigned *__restrict__ tickets, const float *__restrict__ rope_cs,
 						     float mscale, int clustered)
-// clustered: 0 no cluster, 1 the pulled combine, 2 the pushed one, 3 pushed with st.async (cluster_push)
 {
 	__shared__ uint64_t rx_bar; // clustered == 3: the bytes of this CTA's share, from every split
 	if (clustered == 3 && threadIdx.x == 0) // every split sends every row of the share, valid or not
@@ -738,17 +738,16 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 				acc.z += wt[w] * v.z;
 				acc.w += wt[w] * v.w;
 			}
+			// pushed: to rank q, at this split's slot of q's share
+			const int e = rr * HD + d, q = e / S;
+			float *const slot = recv_o + split * S + e % S;
 			if (clustered == 3) { // every row (the receiver counts bytes); it skips those past rows
-				const int e = rr * HD + d, q = e / S;
-				st_async(cluster_addr(smem_u32(recv_o + split * S + e % S), q), acc,
-					 cluster_addr(smem_u32(&rx_bar), q));
+				st_async(cluster_addr(smem_u32(slot), q), acc, cluster_addr(smem_u32(&rx_bar), q));
 				continue;
 			}
 			if (row >= rows) continue;
 			if (clustered == 2) {
-				const int e = rr * HD + d, q = e / S;
-				float *dst = cg::this_cluster().map_shared_rank(recv_o, q);
-				*(float4 *)(dst + split * S + e % S) = acc;
+				*(float4 *)cg::this_cluster().map_shared_rank(slot, q) = acc;
 			} else if (clustered) {
 				float *co = (float *)(smem + DC::merge_bytes);
 				*(float4 *)(co + rr * HD + d) = acc;
@@ -892,12 +891,8 @@ static int max_splits(int max_ctx)
 // always (the last split to finish; measurement).
 static bool cluster_on(void)
 {
-	static int on = -1;
-	if (on < 0) {
-		const char *e = getenv("LMTERM_ATTN_CLUSTER");
-		on = !(e && strcmp(e, "0") == 0);
-	}
-	return on == 1;
+	static const bool on = !env_is("LMTERM_ATTN_CLUSTER", "0");
+	return on;
 }
 
 // The clustered combine pushed: each split stores its share of results into the CTA that combines it, by
@@ -908,11 +903,7 @@ static bool cluster_on(void)
 // pulls, =1 pushes with the barrier (measurement). Returns the kernel's `clustered`.
 static int cluster_mode(void)
 {
-	static int mode = -1;
-	if (mode < 0) {
-		const char *e = getenv("LMTERM_ATTN_PUSH");
-		mode = e && strcmp(e, "0") == 0 ? 1 : e && strcmp(e, "1") == 0 ? 2 : 3;
-	}
+	static const int mode = env_is("LMTERM_ATTN_PUSH", "0") ? 1 : env_is("LMTERM_ATTN_PUSH", "1") ? 2 : 3;
 	return mode;
 }
 

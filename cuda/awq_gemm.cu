@@ -265,12 +265,9 @@ enum { TILE_MAX_WARPS = 16, TILE_UG = 2, TILE_REGS = 56 };
 
 extern "C" bool awq_tiled_layout(int N, int K, int group)
 {
-	static int row_forced = -1; // LMTERM_AWQ_LAYOUT=row: the row layout everywhere (A/B measurements)
-	if (row_forced < 0) {
-		const char *e = getenv("LMTERM_AWQ_LAYOUT");
-		row_forced = e && strcmp(e, "row") == 0;
-	}
-	return row_forced != 1 && N > 0 && N % 16 == 0 && K > 0 && K % 64 == 0 && (group == 64 || group == 128) &&
+	// LMTERM_AWQ_LAYOUT=row: the row layout everywhere (A/B measurements)
+	static const bool row_forced = env_is("LMTERM_AWQ_LAYOUT", "row");
+	return !row_forced && N > 0 && N % 16 == 0 && K > 0 && K % 64 == 0 && (group == 64 || group == 128) &&
 	       K % group == 0;
 }
 
@@ -601,12 +598,8 @@ static int tile_warps(int N, int K, int G)
 // during the attention. LMTERM_AWQ_PRE=0: after the wait (measurement).
 static bool tile_pre(void)
 {
-	static int pre = -1;
-	if (pre < 0) {
-		const char *e = getenv("LMTERM_AWQ_PRE");
-		pre = !(e && strcmp(e, "0") == 0);
-	}
-	return pre == 1;
+	static const bool pre = !env_is("LMTERM_AWQ_PRE", "0");
+	return pre;
 }
 
 template <typename T, int NB>

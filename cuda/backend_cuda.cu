@@ -849,7 +849,7 @@ static int cu_rope_attention(struct backend *be, void *out, void *qkv, struct kv
 {
 	struct cuda_be *c = cb(be);
 	if (!c->have_step) return op_rc(c, lm_err(_("attention: no step set")));
-	static const bool separate = getenv("LMTERM_ROPE_KV_KERNEL") && strcmp(getenv("LMTERM_ROPE_KV_KERNEL"), "1") == 0;
+	static const bool separate = env_is("LMTERM_ROPE_KV_KERNEL", "1");
 	if (separate) return cu_rope_kv(be, qkv, kv, layer, n_heads) || cu_attention(be, out, qkv, kv, layer, n_heads);
 	if (attn_ws_ensure(be, kv, n_heads)) return LM_ERR;
 	struct attn_step st = attn_st(c);
@@ -917,8 +917,7 @@ static int sample_setup(struct backend *be)
 	const char *e = getenv("LMTERM_SAMPLE_BLOCKS");
 	c->smp_blocks = e && *e ? MAX(1, atoi(e)) : k_sample_max_blocks();
 	c->smp_blocks = MIN(c->smp_blocks, k_sample_max_blocks());
-	e = getenv("LMTERM_SAMPLE_FAST");
-	c->smp_radix_only = e && strcmp(e, "0") == 0;
+	c->smp_radix_only = env_is("LMTERM_SAMPLE_FAST", "0");
 	return LM_OK;
 }
 

@@ -228,6 +228,12 @@ bool ends_with(const char *s, const char *suffix)
 	return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+bool env_is(const char *name, const char *val)
+{
+	const char *e = getenv(name);
+	return e && strcmp(e, val) == 0;
+}
+
 bool file_exists(const char *path)
 {
 	struct stat st;

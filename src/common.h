@@ -79,6 +79,8 @@ int read_file(const char *path, char **buf, size_t *len);
 void path_join(char *out, size_t n, const char *dir, const char *name);
 bool file_exists(const char *path);
 bool ends_with(const char *s, const char *suffix);
+/* whether the environment variable name is set to exactly val (the measurement switches; callers cache it) */
+bool env_is(const char *name, const char *val);
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
