@@ -31,19 +31,8 @@ import shutil
 import struct
 import sys
 
-from st_io import read_safetensors, write_safetensors  # tests/st_io.py, beside this file
-
-
-def to_floats(dt, raw):
-    n = len(raw) // {"F32": 4, "F16": 2, "BF16": 2}[dt]
-    if dt == "F32":
-        return list(struct.unpack("<%df" % n, raw))
-    if dt == "F16":
-        return list(struct.unpack("<%de" % n, raw))
-    h = array.array("H")
-    h.frombytes(raw)
-    w = array.array("I", [x << 16 for x in h])
-    return list(struct.unpack("<%df" % n, w.tobytes()))
+from make_qwen3 import next_id  # tests/make_qwen3.py
+from st_io import read_safetensors, to_floats, write_safetensors  # tests/st_io.py, beside this file
 
 
 def f16(x):
@@ -164,14 +153,12 @@ def do_compare(a, b, tol, ids=None):
     ties = 0
     for j, i in enumerate(ids):
         row = y[(T - 1 + j) * V:(T + j) * V]
-        top = max(range(V), key=lambda k: row[k])
-        if i != top:
+        verdict, top = next_id(row, i, tol)
+        ties += verdict == "tie"
+        if verdict == "wrong":
             gap = row[top] - row[i] if 0 <= i < V else float("inf")
-            if gap <= tol * max(abs(v) for v in row):
-                ties += 1
-            else:
-                print("; id %d of %d: %d, %.4g below the argmax %d" % (j + 1, len(ids), i, gap, top), end="")
-                ok = False
+            print("; id %d of %d: %d, %.4g below the argmax %d" % (j + 1, len(ids), i, gap, top), end="")
+            ok = False
     if ids:
         print(", %d ids teacher-forced (%d near ties)" % (len(ids), ties), end="")
     print()

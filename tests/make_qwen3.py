@@ -40,7 +40,7 @@ import struct
 import sys
 from operator import mul
 
-from st_io import read_safetensors, write_safetensors  # tests/st_io.py, beside this file
+from st_io import read_safetensors, to_floats, write_safetensors  # tests/st_io.py, beside this file
 
 VOCAB, HID, NH, NKV, HD, FFN, LAYERS = 8192, 64, 4, 2, 32, 128, 2
 # QWEN3_HEAD_DIM: the CUDA attention kernels take head_dim 64 or 128 (test_qwen3.sh sets 64 on cuda)
@@ -115,17 +115,6 @@ def do_make(argv):
 
 
 # ---------------------------------------------------------------- reading a checkpoint
-
-def to_floats(dt, raw):
-    n = len(raw) // {"F32": 4, "F16": 2, "BF16": 2, "I32": 4}[dt]
-    if dt == "F32":
-        return list(struct.unpack("<%df" % n, raw))
-    if dt == "F16":
-        return list(struct.unpack("<%de" % n, raw))
-    if dt == "I32":
-        return list(struct.unpack("<%di" % n, raw))
-    return list(struct.unpack("<%df" % n, b"".join(b"\0\0" + raw[i:i + 2] for i in range(0, len(raw), 2))))
-
 
 def load(model):
     files = [f for f in sorted(os.listdir(model)) if f.endswith(".safetensors")]
@@ -273,6 +262,18 @@ def do_check(argv):
     return compare_dump(dump, logits, len(prompt), cfg["vocab_size"], ids, gen, tol)
 
 
+def next_id(row, i, tol):
+    """The verdict on id i chosen after a position whose logits are row, and the row's argmax: "argmax"; "tie" (not
+    the argmax, but within tol times the row's largest |logit| of it, where 16-bit rounding may choose either); or
+    "wrong" (also for an id outside the vocabulary). Shared by compare_dump and make_gptq.py compare."""
+    top = max(range(len(row)), key=lambda k: row[k])
+    if i == top:
+        return "argmax", top
+    if 0 <= i < len(row) and row[top] - row[i] <= tol * max(abs(v) for v in row):
+        return "tie", top
+    return "wrong", top
+
+
 def compare_dump(dump, logits, T, V, ids, gen, tol):
     """lmterm's --dump-logits of the T prompt positions against the reference's logits (relative error over the
     largest logit, at most tol), and its greedy ids gen against the reference's argmax of every position after
@@ -289,15 +290,10 @@ def compare_dump(dump, logits, T, V, ids, gen, tol):
     want = [max(range(V), key=lambda i, r=logits[p]: r[i]) for p in range(T - 1, len(ids))]
     ok = num / den <= tol and len(gen) == len(want)
     ties = 0
-    for j, (w, g) in enumerate(zip(want, gen)):
-        r = logits[T - 1 + j]
-        g = int(g)
-        if g == w:
-            continue
-        if 0 <= g < V and r[w] - r[g] <= tol * max(abs(v) for v in r):
-            ties += 1
-        else:
-            ok = False
+    for j, g in enumerate(gen[:len(want)]):
+        verdict, _ = next_id(logits[T - 1 + j], int(g), tol)
+        ties += verdict == "tie"
+        ok = ok and verdict != "wrong"
     print("relative error %.2e (tol %.0e), reference greedy %s, lmterm %s%s" % (num / den, tol,
           " ".join(map(str, want)), " ".join(gen), " (%d near ties)" % ties if ties else ""))
     return 0 if ok else 1

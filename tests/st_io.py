@@ -1,8 +1,24 @@
 """st_io: safetensors files read and written with the standard library only, for the test utilities that write
 checkpoints (tests/make_vlm.py, tests/make_gptq.py). A tensor is (name, dtype, shape, raw bytes)."""
+import array
 import json
 import os
 import struct
+
+
+def to_floats(dt, raw):
+    """a tensor's raw bytes of dtype dt (F32, F16, BF16; I32 as ints) as a list of numbers"""
+    n = len(raw) // {"F32": 4, "F16": 2, "BF16": 2, "I32": 4}[dt]
+    if dt == "F32":
+        return list(struct.unpack("<%df" % n, raw))
+    if dt == "F16":
+        return list(struct.unpack("<%de" % n, raw))
+    if dt == "I32":
+        return list(struct.unpack("<%di" % n, raw))
+    h = array.array("H")
+    h.frombytes(raw)
+    w = array.array("I", [x << 16 for x in h])
+    return list(struct.unpack("<%df" % n, w.tobytes()))
 
 
 def read_safetensors(path):
