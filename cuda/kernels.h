@@ -14,11 +14,16 @@
 extern "C" {
 #endif
 
-/* x[i][dim] = table[ids[i]][dim] (ids on the device; an id outside [0, vocab) gives a zero row) */
-int k_embed(void *x, const void *table, const int32_t *ids, int n, int dim, int vocab, enum dtype act,
-	    cudaStream_t s);
+/* x[i][dim] = table[ids[i]][dim] (ids on the device; an id outside [0, vocab) gives a zero row); where *chain
+ * is non-zero (read on the device: the step state says so), x[0] = table[*tok] instead (a chained step) */
+int k_embed(void *x, const void *table, const int32_t *ids, const int32_t *chain, const int32_t *tok, int n, int dim,
+	    int vocab, enum dtype act, cudaStream_t s);
 
 /* if dx: x += dx (rounded to act); h = act(w * act(x * rsqrt(mean(x^2) + eps))), as transformers */
+/* k_embed, then k_add_rmsnorm of x (no dx) in the same kernel, where k_embed_rmsnorm_supported(dim) */
+bool k_embed_rmsnorm_supported(int dim);
+int k_embed_rmsnorm(void *h, void *x, const void *table, const int32_t *ids, const int32_t *chain, const int32_t *tok,
+		    int vocab, const float *w, int n, int dim, float eps, enum dtype act, cudaStream_t s);
 int k_add_rmsnorm(void *h, void *x, const void *dx, const float *w, int n, int dim, float eps, enum dtype act,
 		  cudaStream_t s);
 /* the folded norm (k_awq_gemv_residual) finished where its GEMV cannot: xw[i][:] *= rsqrt(sum(part[i][0 .. dim/16))
@@ -84,8 +89,9 @@ void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_
 void awq_repack_tiled(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros,
 		      const uint16_t *scales, int N, int K, int group, bool gate_up);
 
-/* *out = first index of the largest of v[n] (float, as torch.argmax) */
-int k_argmax(int32_t *out, const float *v, int n, cudaStream_t s);
+/* *out = first index of the largest of v[n] (float, as torch.argmax); the same into *out2 unless NULL (mapped
+ * host memory: the id for the host without a copy in the stream) */
+int k_argmax(int32_t *out, int32_t *out2, const float *v, int n, cudaStream_t s);
 
 /* sampling on the device with src/sampler.c's semantics (cuda/sample.cu) */
 typedef struct k_sample_params {
@@ -98,7 +104,7 @@ typedef struct k_sample_params {
 } k_sample_params;
 size_t k_sample_ws_bytes(void);
 /* k_argmax over many blocks; ws of k_sample_ws_bytes(), zeroed once when allocated */
-int k_argmax_multi(int32_t *out, const float *v, int n, void *ws, cudaStream_t s);
+int k_argmax_multi(int32_t *out, int32_t *out2, const float *v, int n, void *ws, cudaStream_t s);
 /* the blocks k_sample may run as one cooperative grid here (1 = no cooperative launch) */
 int k_sample_max_blocks(void);
 /* *out = the token; logits[n] (float) get the repetition penalty in place; hist[n_hist] device ids;

@@ -56,9 +56,16 @@ __global__ void __launch_bounds__(256) add_rmsnorm_vec(uint16_t *h, uint16_t *x,
 // The same with the row in registers (C 16-byte chunks per thread, dim <= 8 C blockDim): the norm weight is
 // loaded before waiting for the previous kernel (PDL) and x is not read twice, so a decode step's norm (one
 // block, a chain of dependent loads) costs fewer round trips.
+// With e.table, the row is the token's embedding instead of x (written to x; dx unused): the first layer's
+// norm done by the embedding lookup, one kernel and one wait fewer per step. The ids as k_embed reads them.
+struct emb_src {
+	const uint16_t *table;
+	const int32_t *ids, *chain, *tok;
+	int vocab;
+};
 template <typename T, int C>
 __global__ void __launch_bounds__(256) add_rmsnorm_reg(uint16_t *h, uint16_t *x, const uint16_t *dx,
-						       const float *w, int dim, float eps)
+						       const float *w, int dim, float eps, emb_src e)
 {
 	pdl_launch_dependents();
 	const size_t row = (size_t)blockIdx.x * dim;
@@ -66,6 +73,7 @@ __global__ void __launch_bounds__(256) add_rmsnorm_reg(uint16_t *h, uint16_t *x,
 	const uint4 *dr = dx ? (const uint4 *)(dx + row) : nullptr;
 	uint4 *hr = (uint4 *)(h + row);
 	const int nv = dim / 8;
+	const uint4 *src = xr;
 	float4 w0[C], w1[C];
 #pragma unroll
 	for (int k = 0; k < C; k++) {
@@ -76,13 +84,18 @@ __global__ void __launch_bounds__(256) add_rmsnorm_reg(uint16_t *h, uint16_t *x,
 		}
 	}
 	pdl_wait();
+	if (e.table) { // an id outside the vocabulary (only a bug gets here: the host checks them) gives zeros
+		const int id = e.chain && *e.chain ? *e.tok : e.ids[blockIdx.x];
+		src = id >= 0 && id < e.vocab ? (const uint4 *)(e.table + (size_t)id * dim) : nullptr;
+	}
 	vec8 v[C], d[C];
 #pragma unroll
 	for (int k = 0; k < C; k++) {
 		const int c = threadIdx.x + k * blockDim.x;
 		if (c < nv) {
-			v[k].u = xr[c];
-			if (dr) d[k].u = dr[c];
+			v[k].u = src ? src[c] : make_uint4(0, 0, 0, 0);
+			if (e.table) xr[c] = v[k].u;
+			else if (dr) d[k].u = dr[c];
 		}
 	}
 	float ss = 0.f;
@@ -90,7 +103,7 @@ __global__ void __launch_bounds__(256) add_rmsnorm_reg(uint16_t *h, uint16_t *x,
 	for (int k = 0; k < C; k++) {
 		const int c = threadIdx.x + k * blockDim.x;
 		if (c >= nv) break;
-		if (dr) {
+		if (dr && !e.table) {
 #pragma unroll
 			for (int i = 0; i < 8; i++) set_elem<T>(v[k], i, elem<T>(v[k], i) + elem<T>(d[k], i));
 			xr[c] = v[k].u;
@@ -135,21 +148,26 @@ __global__ void __launch_bounds__(256) add_rmsnorm_scalar(T *h, T *x, const T *d
 		h[row + c] = from_f<T>(w[c] * to_f(from_f<T>(to_f(x[row + c]) * inv)));
 }
 
-extern "C" int k_add_rmsnorm(void *h, void *x, const void *dx, const float *w, int n, int dim, float eps,
-			     enum dtype act, cudaStream_t s)
+static bool norm_in_regs(int dim)
+{
+	return dim % 8 == 0 && dim <= 8 * 4 * (dim >= 2048 ? 256 : 128);
+}
+
+static int add_rmsnorm(void *h, void *x, const void *dx, const float *w, int n, int dim, float eps, enum dtype act,
+		       cudaStream_t s, emb_src e)
 {
 	if (n <= 0) return LM_OK;
 	const int threads = dim >= 2048 ? 256 : 128;
-	if (dim % 8 == 0 && dim <= 8 * 4 * threads) { // the row in registers: up to 4 chunks per thread
+	if (norm_in_regs(dim)) { // the row in registers: up to 4 chunks per thread
 		const int C = (dim / 8 + threads - 1) / threads;
 		if (act == DT_BF16) {
-			if (C == 1) klaunch(add_rmsnorm_reg<bf16_t, 1>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps);
-			else if (C == 2) klaunch(add_rmsnorm_reg<bf16_t, 2>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps);
-			else klaunch(add_rmsnorm_reg<bf16_t, 4>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps);
+			if (C == 1) klaunch(add_rmsnorm_reg<bf16_t, 1>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps, e);
+			else if (C == 2) klaunch(add_rmsnorm_reg<bf16_t, 2>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps, e);
+			else klaunch(add_rmsnorm_reg<bf16_t, 4>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps, e);
 		} else {
-			if (C == 1) klaunch(add_rmsnorm_reg<half, 1>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps);
-			else if (C == 2) klaunch(add_rmsnorm_reg<half, 2>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps);
-			else klaunch(add_rmsnorm_reg<half, 4>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps);
+			if (C == 1) klaunch(add_rmsnorm_reg<half, 1>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps, e);
+			else if (C == 2) klaunch(add_rmsnorm_reg<half, 2>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps, e);
+			else klaunch(add_rmsnorm_reg<half, 4>, n, threads, 0, s, (uint16_t *)h, (uint16_t *)x, (const uint16_t *)dx, w, dim, eps, e);
 		}
 	} else if (dim % 8 == 0) {
 		if (act == DT_BF16)
@@ -165,6 +183,25 @@ extern "C" int k_add_rmsnorm(void *h, void *x, const void *dx, const float *w, i
 		klaunch(add_rmsnorm_scalar<half>, n, threads, 0, s, (half *)h, (half *)x, (const half *)dx, w, dim, eps);
 	}
 	LAUNCHED("add_rmsnorm");
+}
+
+extern "C" int k_add_rmsnorm(void *h, void *x, const void *dx, const float *w, int n, int dim, float eps,
+			     enum dtype act, cudaStream_t s)
+{
+	return add_rmsnorm(h, x, dx, w, n, dim, eps, act, s, emb_src{});
+}
+
+extern "C" bool k_embed_rmsnorm_supported(int dim)
+{
+	return norm_in_regs(dim);
+}
+
+extern "C" int k_embed_rmsnorm(void *h, void *x, const void *table, const int32_t *ids, const int32_t *chain,
+			       const int32_t *tok, int vocab, const float *w, int n, int dim, float eps, enum dtype act,
+			       cudaStream_t s)
+{
+	if (!norm_in_regs(dim)) return lm_err("embedding + norm: dim %d", dim);
+	return add_rmsnorm(h, x, nullptr, w, n, dim, eps, act, s, emb_src{ (const uint16_t *)table, ids, chain, tok, vocab });
 }
 
 // k_norm_apply: one block per row; the sums of squares in the order the GEMV epilogue (cuda/awq_gemm.cu,

@@ -51,7 +51,7 @@ static __device__ __forceinline__ void block_best(float &bv, int &bi, int n, flo
 	}
 }
 
-__global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, const float *v, int n)
+__global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, int32_t *out2, const float *v, int n)
 {
 	float bv = -FLT_MAX;
 	int bi = n; // "none yet"; loses every comparison with a real index on ties
@@ -65,13 +65,16 @@ __global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, const float 
 	__shared__ float sv[32];
 	__shared__ int si[32];
 	block_best(bv, bi, n, sv, si);
-	if (threadIdx.x == 0) *out = bi == n ? 0 : bi;
+	if (threadIdx.x == 0) {
+		*out = bi == n ? 0 : bi;
+		if (out2) *out2 = bi == n ? 0 : bi;
+	}
 }
 
-extern "C" int k_argmax(int32_t *out, const float *v, int n, cudaStream_t s)
+extern "C" int k_argmax(int32_t *out, int32_t *out2, const float *v, int n, cudaStream_t s)
 {
 	if (n <= 0) return lm_err("argmax: empty vector");
-	argmax_kernel<<<1, 1024, 0, s>>>(out, v, n);
+	argmax_kernel<<<1, 1024, 0, s>>>(out, out2, v, n);
 	LAUNCHED("argmax");
 }
 
@@ -716,7 +719,8 @@ extern "C" int k_sample_max_blocks(void)
 // walk.
 enum { AMX_THREADS = 256, AMX_PER_THREAD = 8 };
 
-__global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out, const float *v, int n, smp_ws *ws)
+__global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out, int32_t *out2, const float *v, int n,
+										    smp_ws *ws)
 {
 	__shared__ float rv[AMX_THREADS / 32];
 	__shared__ int ri[AMX_THREADS / 32];
@@ -752,16 +756,17 @@ __global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out,
 	block_best(bv, bi, n, rv, ri); // rv, ri: free again since the barrier after the ticket
 	if (tid == 0) {
 		*out = bi == n ? 0 : bi;
+		if (out2) *out2 = bi == n ? 0 : bi;
 		ws->ticket = 0;
 	}
 }
 
-extern "C" int k_argmax_multi(int32_t *out, const float *v, int n, void *ws, cudaStream_t s)
+extern "C" int k_argmax_multi(int32_t *out, int32_t *out2, const float *v, int n, void *ws, cudaStream_t s)
 {
 	if (n <= 0) return lm_err("argmax: empty vector");
 	const int per_block = AMX_THREADS * AMX_PER_THREAD;
 	const int blocks = (n + per_block - 1) / per_block;
-	if (blocks > SMP_MAX_BLOCKS) return k_argmax(out, v, n, s);
-	argmax_multi_kernel<<<blocks, AMX_THREADS, 0, s>>>(out, v, n, (smp_ws *)ws);
+	if (blocks > SMP_MAX_BLOCKS) return k_argmax(out, out2, v, n, s);
+	argmax_multi_kernel<<<blocks, AMX_THREADS, 0, s>>>(out, out2, v, n, (smp_ws *)ws);
 	LAUNCHED("argmax");
 }

@@ -43,6 +43,9 @@ enum { KV_POLICY_NONE = 0, KV_POLICY_INT4 = 4, KV_POLICY_INT8 = 8 };
 /* A paged KV cache: n_blocks blocks of block_len tokens, for all layers. The pool's layout is the
  * backend's own; the forward pass only names blocks by index (the block table in struct step). */
 enum { BACKEND_GRAPH_PROFILE = 4, BACKEND_MAX_GRAPHS = 20 };
+/* greedy ids started on the device and not yet taken (backend_i.argmax_start): the step being taken and
+ * the one enqueued after it */
+enum { BACKEND_MAX_PENDING = 2 };
 
 struct kv_cache {
 	int n_layers, n_kv_heads, head_dim;
@@ -62,6 +65,8 @@ struct step {
 	int n_blocks;             /* entries in blocks (covers pos0 + n) */
 	const float *inv_freq;    /* [head_dim/2] RoPE inverse frequencies for this step */
 	float rope_mscale;        /* scale of cos/sin: longrope's attention factor (1 for the other types) */
+	bool chain;               /* n == 1 and ids unused: the token is the one the previous step's argmax_start
+	                           * (or argmax, sample) left on the device, not yet known to the host */
 };
 
 /* One sampling step as the host sampler would take it (sampler_args() in src/sampler.h fills it): the
@@ -110,6 +115,10 @@ struct backend_i {
 	/* ops; n = tokens in this step (== step.n); all buffers are [n][...] in act_dt unless said */
 	/* x[n][dim] = tok_embed[ids[i]] */
 	int (*embed)(struct backend *be, void *x, const struct weight *table);
+	/* optional: embed, then add_rmsnorm(h, x, NULL, w, n, eps), as one op (the first layer's norm); returns 1,
+	 * having done nothing, where it cannot (the caller then takes the two) */
+	int (*embed_norm)(struct backend *be, void *x, void *h, const struct weight *table, const struct weight *w,
+			  int n, float eps);
 	/* if dx: x += dx; then h = rmsnorm(x) * w (eps) */
 	int (*add_rmsnorm)(struct backend *be, void *h, void *x, const void *dx, const struct weight *w, int n,
 			   float eps);
@@ -154,6 +163,12 @@ struct backend_i {
 	int (*logits)(struct backend *be, float *logits_host, const void *h, const struct weight *lm_head, int n);
 	/* optional: argmax of h[dim] . lm_head^T on the device; NULL = use logits() */
 	int (*argmax)(struct backend *be, int32_t *token_host, const void *h, const struct weight *lm_head);
+	/* optional, both or neither: greedy decoding one step ahead of the host. argmax_start enqueues the argmax
+	 * of h[dim] . lm_head^T and returns at once; the id stays on the device for the next step (struct step
+	 * chain) and is handed to the host by argmax_take, oldest first, waiting for it. At most
+	 * BACKEND_MAX_PENDING started and not taken. NULL = forward() takes the argmax at once */
+	int (*argmax_start)(struct backend *be, const void *h, const struct weight *lm_head);
+	int (*argmax_take)(struct backend *be, int32_t *token_host);
 	/* optional: the next token sampled from h[dim] . lm_head^T on the device with src/sampler.c's semantics
 	 * and the host sampler's uniform (struct sample_args); waits for the token. With lm_head NULL, h is
 	 * instead float logits[a->vocab] in backend memory (left unchanged). NULL = logits() and the host sampler */

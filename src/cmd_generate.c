@@ -9,6 +9,7 @@
 #include "config.h"
 #include "backend.h"
 #include "cmds.h"
+#include "common.h"
 #include "forward.h"
 #include "i18n.h"
 #include "model.h"
@@ -346,6 +347,12 @@ static int generate(struct run *r)
 	struct tok_stream ts;
 	if (r->tok) tok_stream_init(&ts, r->tok, true);
 	char buf[1024]; /* one token's text; longer pieces are cut by tok_stream_next */
+	/* greedy: one step ahead of the host. Step j + 1, fed step j's id on the device, is enqueued before that id
+	 * is taken, so the GPU never waits for the host's round trip; if the id is an end of sequence, the step
+	 * after it was for nothing (it wrote the cache one position past the end). Not with LongRoPE, whose
+	 * switch of factors may feed the cache again between two steps. LMTERM_CHAIN=0: one step at a time */
+	const bool chain = !r->sampler && r->cfg.rope.type != ROPE_LONGROPE && !env_is("LMTERM_CHAIN", "0");
+	bool ahead = false; /* step j, fed next at T + j, is already enqueued */
 	for (int j = 0; j < o->n; j++) {
 		r->ids[T + j] = next;
 		if (o->print_ids) {
@@ -357,6 +364,16 @@ static int generate(struct run *r)
 		/* a reader that has gone (SIGPIPE ignored) or a full disk: stop now, not after -n tokens */
 		if (fflush(stdout) != 0) return lm_err(_("writing the output: %s"), strerror(errno));
 		if (is_eos(&r->cfg, next) || j + 1 == o->n) break;
+		if (chain) {
+			if (!ahead &&
+			    forward(&r->fw, &r->kv, &r->ids[T + j], 1, T + j, r->blocks, r->kv.n_blocks, -3, NULL, NULL))
+				return LM_ERR;
+			ahead = j + 2 < o->n; /* the step after this id's, unless this id is the last one wanted */
+			if (ahead && forward(&r->fw, &r->kv, NULL, 1, T + j + 1, r->blocks, r->kv.n_blocks, -3, NULL, NULL))
+				return LM_ERR;
+			if (fwd_take(&r->fw, &next)) return LM_ERR;
+			continue;
+		}
 		/* LongRoPE's switch to the long factors: the cached positions again first, rotated as the new one
 		 * (fwd_rope_refeed reads rope_len, 0 here) */
 		const int again = fwd_rope_refeed(&r->fw, T + j, 1);
@@ -376,6 +393,8 @@ static int generate(struct run *r)
 			return LM_ERR;
 		}
 	}
+	int32_t unused;
+	if (ahead && fwd_take(&r->fw, &unused)) return LM_ERR; /* the step after an end of sequence */
 	if (!o->print_ids && r->tok) {
 		int k = tok_stream_flush(&ts, buf, sizeof buf);
 		fwrite(buf, 1, (size_t)k, stdout);

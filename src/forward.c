@@ -131,13 +131,18 @@ static int body(struct fwd *f, struct kv_cache *kv, int n)
 	bool folded = false; /* f->h holds x * norm weight, the norm's scale still to apply */
 	int rc;
 
-	/* token embeddings: x = tok_embed[ids] */
-	if (b->embed(be, f->x, &m->tok_embed)) return LM_ERR;
+	/* token embeddings: x = tok_embed[ids], with the first layer's norm where the backend does both at once */
+	rc = b->embed_norm && c->n_layers && !f->tap
+		     ? b->embed_norm(be, f->x, f->h, &m->tok_embed, &m->layers[0].attn_norm, n, c->norm_eps)
+		     : 1;
+	if (rc < 0 || (rc && b->embed(be, f->x, &m->tok_embed))) return LM_ERR;
+	bool normed = rc == 0; /* f->h already holds the first layer's attention norm */
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct layer_weights *L = &m->layers[l];
 		/* attention norm; the previous layer's MLP output is added to the residual first */
-		if (!folded && b->add_rmsnorm(be, f->h, f->x, l ? f->dx : NULL, &L->attn_norm, n, c->norm_eps))
+		if (!folded && !normed && b->add_rmsnorm(be, f->h, f->x, l ? f->dx : NULL, &L->attn_norm, n, c->norm_eps))
 			return LM_ERR;
+		normed = false;
 		/* q, k, v projections in one GEMM: qkv = h . Wqkv^T (+ bias) */
 		if (tap(f, l, FWD_TAP_QKV, f->h, n, dim)) return LM_ERR;
 		if (folded ? b->norm_matmul(be, f->qkv, NULL, f->h, &L->wqkv, n, c->norm_eps)
@@ -211,13 +216,19 @@ int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int p
 	if (pos0 < 0 || (int64_t)n_blocks * kv->block_len < (int64_t)pos0 + n)
 		return lm_err(_("forward: the block table (%d blocks of %d) does not cover positions up to %d"), n_blocks,
 			      kv->block_len, pos0 + n);
-	if (n_logits < -2 || n_logits > n) return lm_err(_("forward: %d logits rows for %d tokens"), n_logits, n);
+	if (n_logits < -3 || n_logits > n) return lm_err(_("forward: %d logits rows for %d tokens"), n_logits, n);
 	if ((n_logits > 0 && !logits) || (n_logits == -1 && !argmax_out))
 		return lm_err(_("forward: no output buffer"));
+	const bool dev_chain = b->argmax_start && b->argmax_take;
+	if (!ids && (n != 1 || !f->have_last))
+		return lm_err(_("forward: a chained step takes one token, after a greedy step"));
+	if (n_logits == -3 && f->n_pend >= BACKEND_MAX_PENDING)
+		return lm_err(_("forward: %d greedy ids started and not taken"), f->n_pend);
 
 	/* the step state: ids, positions, block table, RoPE frequencies for sequence length pos0 + n */
-	struct step st = { .ids = ids, .n = n, .pos0 = pos0, .blocks = blocks, .n_blocks = n_blocks,
-			   .inv_freq = f->inv_freq, .rope_mscale = 1.0f };
+	struct step st = { .ids = ids ? ids : &f->last_id, .n = n, .pos0 = pos0, .blocks = blocks, .n_blocks = n_blocks,
+			   .inv_freq = f->inv_freq, .rope_mscale = 1.0f, .chain = !ids && dev_chain };
+	f->have_last = false;
 	const int seq_len = MAX(pos0 + n, f->rope_len);
 	rope_inv_freq(c, seq_len, f->inv_freq, &st.rope_mscale);
 	f->kv_long = c->rope.type == ROPE_LONGROPE && seq_len > c->rope.orig_max_pos;
@@ -244,11 +255,38 @@ int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int p
 	if (n_logits == -2) return LM_OK; /* the caller takes f->h's last row (device sampling), no wait */
 	/* greedy next token of the last position: on the device where the backend can */
 	const void *last = rows_at(f, f->h, n - 1, (size_t)c->dim);
-	if (b->argmax) return b->argmax(be, argmax_out, last, &f->m->lm_head);
-	float *tmp = malloc(sizeof(float) * (size_t)vocab);
-	if (!tmp) return lm_err(_("out of memory"));
-	rc = b->logits(be, tmp, last, &f->m->lm_head, 1);
-	if (!rc) *argmax_out = argmax_host(tmp, vocab);
-	free(tmp);
+	int32_t id = 0;
+	if (n_logits == -3 && dev_chain) {
+		rc = b->argmax_start(be, last, &f->m->lm_head);
+	} else if (b->argmax) {
+		rc = b->argmax(be, &id, last, &f->m->lm_head);
+	} else {
+		float *tmp = malloc(sizeof(float) * (size_t)vocab);
+		if (!tmp) return lm_err(_("out of memory"));
+		rc = b->logits(be, tmp, last, &f->m->lm_head, 1);
+		if (!rc) id = argmax_host(tmp, vocab);
+		free(tmp);
+	}
+	if (rc) return rc;
+	if (n_logits == -1) *argmax_out = id;
+	if (n_logits == -3) f->pend[f->n_pend] = id; /* what fwd_take hands over without argmax_take */
+	f->n_pend += n_logits == -3;
+	f->last_id = id;
+	f->have_last = true;
+	return LM_OK;
+}
+
+int fwd_take(struct fwd *f, int32_t *id)
+{
+	const struct backend_i *b = f->be->i;
+	if (f->n_pend <= 0) return lm_err(_("forward: no greedy id started"));
+	int rc = LM_OK;
+	if (b->argmax_start && b->argmax_take) {
+		rc = b->argmax_take(f->be, id);
+	} else {
+		*id = f->pend[0];
+		memmove(f->pend, f->pend + 1, sizeof f->pend[0] * (size_t)(f->n_pend - 1));
+	}
+	f->n_pend--;
 	return rc;
 }

@@ -34,6 +34,12 @@ struct fwd {
 	 * computed for all of it, as transformers computes it in one call (dynamic NTK, longrope); 0 otherwise */
 	int rope_len;
 	bool kv_long; /* the last call rotated K with LongRoPE's long factors (what the cache holds: fwd_rope_refeed) */
+	/* greedy decoding one step ahead (n_logits -3, fwd_take): ids started and not taken (on the host where
+	 * the backend has no argmax_start), and whether the last call left a greedy id a chained step may feed */
+	int32_t pend[BACKEND_MAX_PENDING];
+	int n_pend;
+	bool have_last;
+	int32_t last_id; /* that id, where the backend has no argmax_start */
 };
 enum { FWD_TAP_QKV, FWD_TAP_O, FWD_TAP_W13, FWD_TAP_W2 };
 
@@ -47,9 +53,15 @@ size_t fwd_workspace_bytes(const struct model *m, struct backend *be, int max_to
  * n_logits: how many of the last positions to compute logits for (0..n), written to logits[n_logits][vocab].
  * If n_logits == -1, only the greedy next token of the last position is computed, into *argmax_out
  * (on the device where the backend can). If n_logits == -2, nothing is computed after the final norm and
- * nothing is waited for: the caller samples from row n-1 of f->h itself (backend_i.sample). */
+ * nothing is waited for: the caller samples from row n-1 of f->h itself (backend_i.sample).
+ * If n_logits == -3, the greedy next token is started and not waited for: fwd_take hands it over later, so
+ * that the caller can enqueue the next step first (greedy decoding one step ahead of the host). ids == NULL
+ * (n == 1): the token is the greedy id of the call before (n_logits -1 or -3), which may still be on the
+ * device: a chained step. */
 int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int pos0, const int32_t *blocks,
 	    int n_blocks, int n_logits, float *logits, int32_t *argmax_out);
+/* the oldest greedy id started by forward(n_logits -3) and not yet taken, waiting for it */
+int fwd_take(struct fwd *f, int32_t *id);
 
 /* LongRoPE switches from the short to the long factors once a sequence outgrows
  * original_max_position_embeddings, but K already in the cache keeps the rotation of the short ones; there

@@ -1,6 +1,7 @@
 /* test_backend_ops: every op and fused op of the cuda backend against the cpu backend (the reference), as
  * ggml's test-backend-ops does, for F16 and BF16 activations:
- *   allocator (exact bytes and peaks per category), embed, add_rmsnorm (with and without the residual),
+ *   allocator (exact bytes and peaks per category), embed (alone and with the first norm: embed_norm),
+ *   add_rmsnorm (with and without the residual),
  *   qk_norm (Qwen3's per-head q/k RMSNorm, in place on the qkv rows),
  *   matmul (GEMV batch 1..8, cuBLAS beyond, K not a multiple of 8, bias, F32 weights converted),
  *   W4A16 matmul (AWQ layout repacked; GEMV and dequant + cuBLAS), the norms folded into it, matmul + swiglu fused, swiglu, rope_kv + attention over a
@@ -253,6 +254,52 @@ static void test_embed(int vocab, int dim, int n, const int32_t *blocks, int nb)
 	buf_free(&x);
 	free_both(&wc, &wg);
 	free(tab);
+}
+
+/* the gpu's embed_norm (the lookup and the first norm in one kernel) against the cpu's embed, add_rmsnorm */
+static void test_embed_norm(int vocab, int dim, int n, const int32_t *blocks, int nb)
+{
+	char what[96];
+	void *tab = host_dense(act, vocab, dim, 1.0f);
+	float *w = host_dense(DT_F32, 1, dim, 1.0f);
+	struct host_weight ht = { .dt = act, .rows = vocab, .cols = dim, .data = tab };
+	struct host_weight hn = { .dt = DT_F32, .rows = 1, .cols = dim, .data = w };
+	struct weight tc, tg, nc, ng;
+	load_both(&tc, &tg, &ht, "embed");
+	load_both(&nc, &ng, &hn, "rmsnorm");
+	int32_t ids[64];
+	for (int i = 0; i < n; i++) ids[i] = irand(vocab);
+	set_step_both(ids, n, 0, blocks, nb);
+	struct buf x = buf_new((size_t)n * dim), h = buf_new((size_t)n * dim);
+	buf_poison(&x);
+	buf_poison(&h);
+	const float eps = 1e-5f;
+	int rc = gpu->i->embed_norm ? gpu->i->embed_norm(gpu, x.g, h.g, &tg, &ng, n, eps) : 1;
+	if (rc < 0 || cpu->i->embed(cpu, x.c, &tc) || cpu->i->add_rmsnorm(cpu, h.c, x.c, NULL, &nc, n, eps))
+		DIE("embed_norm");
+	if (rc == 0) {
+		snprintf(what, sizeof what, "embed_norm vocab %d dim %d n %d: x", vocab, dim, n);
+		compare_buf(what, &x, 0.0);
+		snprintf(what, sizeof what, "embed_norm vocab %d dim %d n %d: h", vocab, dim, n);
+		compare_buf(what, &h, 2.5 * b_round());
+		/* an id outside the vocabulary is an error */
+		ids[n - 1] = vocab;
+		set_step_both(ids, n, 0, blocks, nb);
+		checks++;
+		if (gpu->i->embed_norm(gpu, x.g, h.g, &tg, &ng, n, eps) == LM_OK) {
+			printf("FAIL: embed_norm accepted token id %d of a %d-token vocabulary\n", vocab, vocab);
+			fails++;
+		}
+	} else if (dim % 8 == 0 && dim <= 8192) {
+		printf("FAIL: embed_norm refused dim %d\n", dim);
+		fails++;
+	}
+	buf_free(&x);
+	buf_free(&h);
+	free_both(&tc, &tg);
+	free_both(&nc, &ng);
+	free(tab);
+	free(w);
 }
 
 static void test_rmsnorm(int dim, int n, bool with_dx)
@@ -579,6 +626,25 @@ static void test_logits(int V, int dim, int n)
 		bool ok = tok == best && (tok == cbest || fabsf(lc[tok] - lc[cbest]) <= 1e-4f * fabsf(lc[cbest]));
 		printf("%-4s argmax vocab %d: %d (gpu logits %d, cpu logits %d)\n", ok ? "ok" : "FAIL", V, tok, best, cbest);
 		if (!ok) fails++;
+		/* started twice (the second on other logits), then taken in order; a third take has nothing */
+		if (gpu->i->argmax_start) {
+			struct buf h2 = buf_new((size_t)dim);
+			float *hv2 = rand_vec(h2.n, 2.0f);
+			buf_put(&h2, hv2);
+			int32_t tok2 = -1, t1 = -1, t2 = -1;
+			if (gpu->i->argmax(gpu, &tok2, h2.g, &wg) || gpu->i->argmax_start(gpu, h.g, &wg) ||
+			    gpu->i->argmax_start(gpu, h2.g, &wg))
+				DIE("argmax_start");
+			checks++;
+			const bool third = gpu->i->argmax_start(gpu, h.g, &wg) != LM_OK; /* two pending at most */
+			if (gpu->i->argmax_take(gpu, &t1) || gpu->i->argmax_take(gpu, &t2)) DIE("argmax_take");
+			ok = t1 == tok && t2 == tok2 && third && gpu->i->argmax_take(gpu, &t1) != LM_OK;
+			printf("%-4s argmax_start, argmax_take: %d %d (argmax %d %d)%s\n", ok ? "ok" : "FAIL", t1, t2, tok,
+			       tok2, third ? "" : ", a third start accepted");
+			if (!ok) fails++;
+			buf_free(&h2);
+			free(hv2);
+		}
 	}
 	buf_free(&h);
 	free_both(&wc, &wg);
@@ -1156,6 +1222,9 @@ static void run_all(void)
 	for (int d = 0; d < 32; d++) inv_freq[d] = powf(10000.f, -2.f * d / 64);
 	test_embed(1000, 256, 7, blocks, 4);
 	test_embed(300, 100, 3, blocks, 4);
+	test_embed_norm(1000, 4096, 1, blocks, 4);
+	test_embed_norm(1000, 256, 7, blocks, 4);
+	test_embed_norm(300, 100, 3, blocks, 4);
 	cpu->i->kv_free(cpu, &kc);
 	gpu->i->kv_free(gpu, &kg);
 

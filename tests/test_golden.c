@@ -198,6 +198,30 @@ static int run_case(struct model *m, const char *mname, const char *cname, const
 	}
 	double t_gen = now_s() - t0;
 
+	/* 2b. the same, one step ahead of the host as generate and bench decode (forward -3: each step is
+	 * enqueued, fed the id of the step before on the device, before that id is taken): the very same ids */
+	if (!rc && G > 1) {
+		int32_t *gen2 = calloc((size_t)G, sizeof(int32_t));
+		int j = 1;
+		rc = gen2 ? forward(&fw, &kv, ids, T, 0, blocks, kv.n_blocks, -1, NULL, &gen2[0]) : lm_err("out of memory");
+		if (!rc) rc = forward(&fw, &kv, &gen2[0], 1, T, blocks, kv.n_blocks, -3, NULL, NULL);
+		for (; !rc && j < G; j++) {
+			if (j + 1 < G) rc = forward(&fw, &kv, NULL, 1, T + j, blocks, kv.n_blocks, -3, NULL, NULL);
+			if (!rc) rc = fwd_take(&fw, &gen2[j]);
+		}
+		if (rc) {
+			printf("FAIL: %s/%s: greedy one step ahead: %s\n", mname, cname, lm_errmsg());
+			bad = 1;
+		} else if (memcmp(gen, gen2, sizeof(int32_t) * (size_t)G) != 0) {
+			for (j = 0; gen[j] == gen2[j]; j++) {
+			}
+			printf("FAIL: %s/%s: greedy one step ahead gives %d at token %d, one at a time %d\n", mname, cname,
+			       gen2[j], j, gen[j]);
+			bad = 1;
+		}
+		free(gen2);
+	}
+
 	/* Where greedy parts from the golden, is it a near tie? The golden's tokens up to there in one prefill
 	 * call on this backend, and the two candidates' logits at the last position compared with the tie margin
 	 * of the prompt's logits. A decode path that disagrees with this backend's own prefill is no tie. */
