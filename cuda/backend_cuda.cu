@@ -149,6 +149,7 @@ struct graph_slot {
 	int bound;      // the max_ctx its attention launches were sized for
 	int n;          // tokens per step
 	float mscale;   // RoPE scale baked into it
+	bool argmax;    // it ends with an argmax_start's lm_head and argmax: each launch starts an id
 };
 
 struct cuda_be {
@@ -221,6 +222,7 @@ struct cuda_be {
 	int capturing;    // key + 1 while a capture is open
 	bool eager;       // graph_begin ran the ops without a graph
 	bool capture_bad; // an op failed while capturing
+	bool capture_argmax; // argmax_start was captured
 	double copy_bw;
 };
 
@@ -618,6 +620,7 @@ static int cu_set_step(struct backend *be, const struct step *s)
 	int32_t *h_blocks = h_ids + c->ids_cap;
 	h_pos0[0] = s->pos0;
 	h_pos0[1] = s->chain; // the embedding's flag: the token is d_tok
+	h_pos0[2] = (c->tok_head + c->tok_n) % BACKEND_MAX_PENDING; // the slot of h_tok an argmax_start fills
 	memcpy(h_inv, s->inv_freq, (size_t)nf * sizeof(float));
 	for (int i = 0; i < nf; i++) { // the angle as the device forms it (a float product), then exact sin/cos
 		const double a = (double)((float)s->pos0 * s->inv_freq[i]);
@@ -951,13 +954,14 @@ static int sample_setup(struct backend *be)
 	return LM_OK;
 }
 
-// the lm_head and the argmax into d_tok and *host (mapped host memory), enqueued
-static int argmax_enqueue(struct backend *be, const void *h, const struct weight *lm_head, int32_t *host)
+// the lm_head and the argmax into d_tok and host[*slot] (mapped host memory; host[0] without slot), enqueued
+static int argmax_enqueue(struct backend *be, const void *h, const struct weight *lm_head, int32_t *host,
+			  const int32_t *slot)
 {
 	struct cuda_be *c = cb(be);
 	if (logits_dev(be, h, lm_head, 1) ||
-	    (c->smp_blocks > 1 ? k_argmax_multi(c->d_tok, host, c->d_logits, lm_head->rows, c->smp_ws, c->s)
-			       : k_argmax(c->d_tok, host, c->d_logits, lm_head->rows, c->s)))
+	    (c->smp_blocks > 1 ? k_argmax_multi(c->d_tok, host, slot, c->d_logits, lm_head->rows, c->smp_ws, c->s)
+			       : k_argmax(c->d_tok, host, slot, c->d_logits, lm_head->rows, c->s)))
 		return LM_ERR;
 	c->tok_on_dev = true;
 	return LM_OK;
@@ -969,26 +973,43 @@ static int cu_argmax(struct backend *be, int32_t *token_host, const void *h, con
 	if (c->capturing) return lm_err(_("argmax: not allowed in a graph"));
 	if (logits_buf(be, (size_t)lm_head->rows)) return LM_ERR;
 	if (sample_setup(be)) return LM_ERR;
-	if (argmax_enqueue(be, h, lm_head, c->h_tok_dev)) return LM_ERR;
+	if (argmax_enqueue(be, h, lm_head, c->h_tok_dev, NULL)) return LM_ERR;
 	CK(cudaStreamSynchronize(c->s), "argmax");
 	*token_host = *(volatile int32_t *)c->h_tok;
+	return LM_OK;
+}
+
+// an id started by argmax_start (or a graph that holds one) is in the stream: its event, one more pending
+static int tok_post(struct cuda_be *c)
+{
+	const int slot = (c->tok_head + c->tok_n) % BACKEND_MAX_PENDING;
+	CK(cudaEventRecord(c->tok_ev[slot], c->s), "argmax");
+	c->tok_n++;
 	return LM_OK;
 }
 
 // Greedy decoding one step ahead of the host: the next step (a chained one) is enqueued before this one's id
 // is taken, so the GPU goes from step to step without waiting for the host's round trip (the copy of the id,
 // the wake-up, the next step's state and launch: 25-30 us of a 2.04 ms step of the 7B AWQ model on the H100).
+// May be captured (after a first call outside a graph has made its buffers): the graph then ends with the
+// lm_head and the argmax under PDL, and each launch starts an id. The id goes to the slot of h_tok that the
+// step state names (set_step: the slot of the next start), so one graph serves both slots; every launch of
+// such a graph follows its own set_step (forward.c).
 static int cu_argmax_start(struct backend *be, const void *h, const struct weight *lm_head)
 {
 	struct cuda_be *c = cb(be);
-	if (c->capturing) return lm_err(_("argmax: not allowed in a graph"));
+	if (c->capturing) { // (the pending count is checked where the graph is launched)
+		if (!c->smp_ws || c->logits_cap < (size_t)lm_head->rows)
+			return op_rc(c, lm_err(_("argmax: captured before its buffers were made")));
+		c->capture_argmax = true;
+		return op_rc(c, argmax_enqueue(be, h, lm_head, c->h_tok_dev + 1, c->d_pos0 + 2));
+	}
+	// outside a graph the slot is known here (the step state's is that of the first start after set_step)
 	if (c->tok_n >= BACKEND_MAX_PENDING) return lm_err(_("argmax: %d ids started and not taken"), c->tok_n);
 	if (logits_buf(be, (size_t)lm_head->rows) || sample_setup(be)) return LM_ERR;
 	const int slot = (c->tok_head + c->tok_n) % BACKEND_MAX_PENDING;
-	if (argmax_enqueue(be, h, lm_head, c->h_tok_dev + 1 + slot)) return LM_ERR;
-	CK(cudaEventRecord(c->tok_ev[slot], c->s), "argmax");
-	c->tok_n++;
-	return LM_OK;
+	if (argmax_enqueue(be, h, lm_head, c->h_tok_dev + 1 + slot, NULL)) return LM_ERR;
+	return tok_post(c);
 }
 
 static int cu_argmax_take(struct backend *be, int32_t *token_host)
@@ -1021,8 +1042,11 @@ static int cu_graph_begin(struct backend *be, int key)
 	}
 	if (g->exec && g->gen == gen && g->n == c->n && ctx <= g->bound && g->mscale == c->mscale) {
 		if (check_ids(c, c->vocab)) return LM_ERR;
+		if (g->argmax && c->tok_n >= BACKEND_MAX_PENDING)
+			return lm_err(_("argmax: %d ids started and not taken"), c->tok_n);
 		c->max_ctx = g->bound;
 		CK(cudaGraphLaunch(g->exec, c->s), "graph launch");
+		if (g->argmax && tok_post(c)) return LM_ERR;
 		return 1;
 	}
 	// the first step of a shape runs plainly: it sizes the workspaces (no allocation may happen in a capture)
@@ -1034,6 +1058,7 @@ static int cu_graph_begin(struct backend *be, int key)
 	CK(cudaStreamBeginCapture(c->s, cudaStreamCaptureModeThreadLocal), "graph capture");
 	c->capturing = key + 1;
 	c->capture_bad = false;
+	c->capture_argmax = false;
 	return 0;
 }
 
@@ -1075,8 +1100,11 @@ static int cu_graph_end(struct backend *be, int key)
 	g->bound = bound;
 	g->n = c->n;
 	g->mscale = c->mscale;
+	g->argmax = c->capture_argmax;
+	if (g->argmax && c->tok_n >= BACKEND_MAX_PENDING)
+		return lm_err(_("argmax: %d ids started and not taken"), c->tok_n);
 	CK(cudaGraphLaunch(g->exec, c->s), "graph launch");
-	return LM_OK;
+	return g->argmax ? tok_post(c) : LM_OK;
 }
 
 // ------------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 //    over one block per 2048 logits, the last block to finish reducing the blocks' bests (the default).
 //  - sample_kernel: src/sampler.c's sampling (repetition penalty, temperature, top-k, top-p, min-p, the
 //    draw with the host's uniform); its design comment is below.
+#define PDL_FAMILY "argmax" // LMTERM_PDL=argmax,... (cuda/pdl.cuh): the argmax kernels only
 #include "config.h"
 #include "kernels.h"
 #include "ops_common.cuh"
@@ -51,8 +52,10 @@ static __device__ __forceinline__ void block_best(float &bv, int &bi, int n, flo
 	}
 }
 
-__global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, int32_t *out2, const float *v, int n)
+__global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, int32_t *out2, const int32_t *slot, const float *v,
+						      int n)
 {
+	pdl_wait_trigger();
 	float bv = -FLT_MAX;
 	int bi = n; // "none yet"; loses every comparison with a real index on ties
 	for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -67,14 +70,14 @@ __global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, int32_t *out
 	block_best(bv, bi, n, sv, si);
 	if (threadIdx.x == 0) {
 		*out = bi == n ? 0 : bi;
-		if (out2) *out2 = bi == n ? 0 : bi;
+		if (out2) out2[slot ? *slot : 0] = bi == n ? 0 : bi;
 	}
 }
 
-extern "C" int k_argmax(int32_t *out, int32_t *out2, const float *v, int n, cudaStream_t s)
+extern "C" int k_argmax(int32_t *out, int32_t *out2, const int32_t *slot, const float *v, int n, cudaStream_t s)
 {
 	if (n <= 0) return lm_err("argmax: empty vector");
-	argmax_kernel<<<1, 1024, 0, s>>>(out, out2, v, n);
+	klaunch(argmax_kernel, 1, 1024, 0, s, out, out2, slot, v, n);
 	LAUNCHED("argmax");
 }
 
@@ -719,9 +722,10 @@ extern "C" int k_sample_max_blocks(void)
 // walk.
 enum { AMX_THREADS = 256, AMX_PER_THREAD = 8 };
 
-__global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out, int32_t *out2, const float *v, int n,
-										    smp_ws *ws)
+__global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out, int32_t *out2, const int32_t *slot,
+										    const float *v, int n, smp_ws *ws)
 {
+	pdl_wait_trigger();
 	__shared__ float rv[AMX_THREADS / 32];
 	__shared__ int ri[AMX_THREADS / 32];
 	__shared__ bool last;
@@ -756,17 +760,18 @@ __global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out,
 	block_best(bv, bi, n, rv, ri); // rv, ri: free again since the barrier after the ticket
 	if (tid == 0) {
 		*out = bi == n ? 0 : bi;
-		if (out2) *out2 = bi == n ? 0 : bi;
+		if (out2) out2[slot ? *slot : 0] = bi == n ? 0 : bi;
 		ws->ticket = 0;
 	}
 }
 
-extern "C" int k_argmax_multi(int32_t *out, int32_t *out2, const float *v, int n, void *ws, cudaStream_t s)
+extern "C" int k_argmax_multi(int32_t *out, int32_t *out2, const int32_t *slot, const float *v, int n, void *ws,
+			      cudaStream_t s)
 {
 	if (n <= 0) return lm_err("argmax: empty vector");
 	const int per_block = AMX_THREADS * AMX_PER_THREAD;
 	const int blocks = (n + per_block - 1) / per_block;
-	if (blocks > SMP_MAX_BLOCKS) return k_argmax(out, out2, v, n, s);
-	argmax_multi_kernel<<<blocks, AMX_THREADS, 0, s>>>(out, out2, v, n, (smp_ws *)ws);
+	if (blocks > SMP_MAX_BLOCKS) return k_argmax(out, out2, slot, v, n, s);
+	klaunch(argmax_multi_kernel, blocks, AMX_THREADS, 0, s, out, out2, slot, v, n, (smp_ws *)ws);
 	LAUNCHED("argmax");
 }

@@ -26,6 +26,7 @@
 
 /* a decode step's graph key */
 #define GRAPH_DECODE 1
+#define GRAPH_DECODE_ARGMAX 2 /* the same, then the lm_head and the greedy argmax started (n_logits -3) */
 
 struct ws_sizes {
 	size_t x, qkv, att, gu, ff; /* elements per token */
@@ -235,15 +236,21 @@ int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int p
 	if (b->set_step(be, &st)) return LM_ERR;
 
 	bool graph = n == 1 && !f->tap && !f->eager && b->graph_begin && b->graph_end;
+	/* greedy one step ahead: the lm_head and the argmax in the step's graph too, so that they follow the final
+	 * norm under PDL instead of a launch after the graph (once a step outside has made their buffers: no
+	 * allocation may happen in a capture). LMTERM_CHAIN=1: outside (measurement) */
+	const bool in_graph = graph && n_logits == -3 && dev_chain && f->argmax_made && !env_is("LMTERM_CHAIN", "1");
+	const void *last = rows_at(f, f->h, n - 1, (size_t)c->dim);
 	int rc;
 	if (graph) {
-		rc = b->graph_begin(be, GRAPH_DECODE);
+		const int key = in_graph ? GRAPH_DECODE_ARGMAX : GRAPH_DECODE;
+		rc = b->graph_begin(be, key);
 		if (rc < 0) return LM_ERR;
-		if (rc == 0 && body(f, kv, n)) {
-			b->graph_end(be, GRAPH_DECODE);
+		if (rc == 0 && (body(f, kv, n) || (in_graph && b->argmax_start(be, last, &f->m->lm_head)))) {
+			b->graph_end(be, key);
 			return LM_ERR;
 		}
-		if (b->graph_end(be, GRAPH_DECODE)) return LM_ERR;
+		if (b->graph_end(be, key)) return LM_ERR;
 	} else if (body(f, kv, n)) {
 		return LM_ERR;
 	}
@@ -254,10 +261,12 @@ int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int p
 	if (n_logits == 0) return b->sync(be);
 	if (n_logits == -2) return LM_OK; /* the caller takes f->h's last row (device sampling), no wait */
 	/* greedy next token of the last position: on the device where the backend can */
-	const void *last = rows_at(f, f->h, n - 1, (size_t)c->dim);
 	int32_t id = 0;
-	if (n_logits == -3 && dev_chain) {
+	if (in_graph) {
+		rc = LM_OK; /* started by the graph */
+	} else if (n_logits == -3 && dev_chain) {
 		rc = b->argmax_start(be, last, &f->m->lm_head);
+		f->argmax_made = !rc;
 	} else if (b->argmax) {
 		rc = b->argmax(be, &id, last, &f->m->lm_head);
 	} else {

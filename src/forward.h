@@ -39,6 +39,7 @@ struct fwd {
 	int32_t pend[BACKEND_MAX_PENDING];
 	int n_pend;
 	bool have_last;
+	bool argmax_made; /* an argmax_start has run outside a graph (its buffers exist) */
 	int32_t last_id; /* that id, where the backend has no argmax_start */
 };
 enum { FWD_TAP_QKV, FWD_TAP_O, FWD_TAP_W13, FWD_TAP_W2 };
