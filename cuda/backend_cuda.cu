@@ -200,6 +200,10 @@ struct cuda_be {
 	cudaEvent_t tok_ev[BACKEND_MAX_PENDING];
 	int tok_head, tok_n;
 	bool tok_on_dev, chain;
+	// the last graph launched ends with an argmax that advanced the arena to position adv_pos0 (k_step_adv):
+	// a chained step there with the same block table and frequencies needs no copy
+	bool adv_valid;
+	int adv_pos0;
 	// device sampling (cu_sample): scratch, the penalty's stamps [smp_vocab], the history ids on the device
 	// and the host copy of what was uploaded (only a changed tail is sent again)
 	void *smp_ws;
@@ -574,6 +578,21 @@ static void cu_kv_free(struct backend *be, struct kv_cache *kv)
 // ------------------------------------------------------------------------------------------------------
 // step state
 
+// Whether the arena already holds step s: the graph before it advanced the state to s's position (and chained
+// it), and s has the block table, frequencies and scale that were last uploaded (the staging buffer holds them).
+// LMTERM_STEP_COPY=1 copies every step (measurement).
+static bool step_advanced(struct cuda_be *c, const struct step *s, int nf)
+{
+	static const bool copy = env_is("LMTERM_STEP_COPY", "1");
+	if (copy || !c->adv_valid || s->n != 1 || s->pos0 != c->adv_pos0 || s->n_blocks != c->n_blocks ||
+	    s->rope_mscale != c->mscale || !c->h_stage)
+		return false;
+	const float *h_inv = (const float *)((char *)c->h_stage + 16);
+	const int32_t *h_blocks = (const int32_t *)(h_inv + c->inv_cap) + c->ids_cap;
+	return !memcmp(h_inv, s->inv_freq, sizeof(float) * (size_t)nf) &&
+	       !memcmp(h_blocks, s->blocks, sizeof(int32_t) * (size_t)s->n_blocks);
+}
+
 static int cu_set_step(struct backend *be, const struct step *s)
 {
 	struct cuda_be *c = cb(be);
@@ -604,7 +623,16 @@ static int cu_set_step(struct backend *be, const struct step *s)
 		c->ids_cap = ids_cap;
 		c->blocks_cap = blocks_cap;
 		c->inv_cap = inv_cap;
+	} else if (s->chain && step_advanced(c, s, nf)) { // the argmax before it has made this state on the device
+		c->adv_valid = false;
+		c->ids.clear();
+		c->chain = true;
+		c->n = 1;
+		c->pos0 = s->pos0;
+		c->max_ctx = s->pos0 + 1;
+		return LM_OK;
 	}
+	c->adv_valid = false;
 	const size_t need = 16 + ((size_t)c->inv_cap + c->ids_cap + c->blocks_cap) * 4;
 	if (c->stage_bytes < need) {
 		if (c->h_stage) cudaFreeHost(c->h_stage);
@@ -956,12 +984,12 @@ static int sample_setup(struct backend *be)
 
 // the lm_head and the argmax into d_tok and host[*slot] (mapped host memory; host[0] without slot), enqueued
 static int argmax_enqueue(struct backend *be, const void *h, const struct weight *lm_head, int32_t *host,
-			  const int32_t *slot)
+			  const int32_t *slot, k_step_adv adv)
 {
 	struct cuda_be *c = cb(be);
 	if (logits_dev(be, h, lm_head, 1) ||
-	    (c->smp_blocks > 1 ? k_argmax_multi(c->d_tok, host, slot, c->d_logits, lm_head->rows, c->smp_ws, c->s)
-			       : k_argmax(c->d_tok, host, slot, c->d_logits, lm_head->rows, c->s)))
+	    (c->smp_blocks > 1 ? k_argmax_multi(c->d_tok, host, slot, adv, c->d_logits, lm_head->rows, c->smp_ws, c->s)
+			       : k_argmax(c->d_tok, host, slot, adv, c->d_logits, lm_head->rows, c->s)))
 		return LM_ERR;
 	c->tok_on_dev = true;
 	return LM_OK;
@@ -973,13 +1001,23 @@ static int cu_argmax(struct backend *be, int32_t *token_host, const void *h, con
 	if (c->capturing) return lm_err(_("argmax: not allowed in a graph"));
 	if (logits_buf(be, (size_t)lm_head->rows)) return LM_ERR;
 	if (sample_setup(be)) return LM_ERR;
-	if (argmax_enqueue(be, h, lm_head, c->h_tok_dev, NULL)) return LM_ERR;
+	if (argmax_enqueue(be, h, lm_head, c->h_tok_dev, NULL, k_step_adv{})) return LM_ERR;
 	CK(cudaStreamSynchronize(c->s), "argmax");
 	*token_host = *(volatile int32_t *)c->h_tok;
 	return LM_OK;
 }
 
 // an id started by argmax_start (or a graph that holds one) is in the stream: its event, one more pending
+static int tok_post(struct cuda_be *c);
+
+// a graph that ends with argmax_start's kernels was launched: an id started, the state advanced (k_step_adv)
+static int graph_started_id(struct cuda_be *c)
+{
+	c->adv_valid = true;
+	c->adv_pos0 = c->pos0 + 1;
+	return tok_post(c);
+}
+
 static int tok_post(struct cuda_be *c)
 {
 	const int slot = (c->tok_head + c->tok_n) % BACKEND_MAX_PENDING;
@@ -1002,13 +1040,14 @@ static int cu_argmax_start(struct backend *be, const void *h, const struct weigh
 		if (!c->smp_ws || c->logits_cap < (size_t)lm_head->rows)
 			return op_rc(c, lm_err(_("argmax: captured before its buffers were made")));
 		c->capture_argmax = true;
-		return op_rc(c, argmax_enqueue(be, h, lm_head, c->h_tok_dev + 1, c->d_pos0 + 2));
+		const k_step_adv adv = { c->d_pos0, c->d_inv, c->kv_head_dim / 2, BACKEND_MAX_PENDING };
+		return op_rc(c, argmax_enqueue(be, h, lm_head, c->h_tok_dev + 1, c->d_pos0 + 2, adv));
 	}
 	// outside a graph the slot is known here (the step state's is that of the first start after set_step)
 	if (c->tok_n >= BACKEND_MAX_PENDING) return lm_err(_("argmax: %d ids started and not taken"), c->tok_n);
 	if (logits_buf(be, (size_t)lm_head->rows) || sample_setup(be)) return LM_ERR;
 	const int slot = (c->tok_head + c->tok_n) % BACKEND_MAX_PENDING;
-	if (argmax_enqueue(be, h, lm_head, c->h_tok_dev + 1 + slot, NULL)) return LM_ERR;
+	if (argmax_enqueue(be, h, lm_head, c->h_tok_dev + 1 + slot, NULL, k_step_adv{})) return LM_ERR;
 	return tok_post(c);
 }
 
@@ -1046,7 +1085,7 @@ static int cu_graph_begin(struct backend *be, int key)
 			return lm_err(_("argmax: %d ids started and not taken"), c->tok_n);
 		c->max_ctx = g->bound;
 		CK(cudaGraphLaunch(g->exec, c->s), "graph launch");
-		if (g->argmax && tok_post(c)) return LM_ERR;
+		if (g->argmax && graph_started_id(c)) return LM_ERR;
 		return 1;
 	}
 	// the first step of a shape runs plainly: it sizes the workspaces (no allocation may happen in a capture)
@@ -1104,7 +1143,7 @@ static int cu_graph_end(struct backend *be, int key)
 	if (g->argmax && c->tok_n >= BACKEND_MAX_PENDING)
 		return lm_err(_("argmax: %d ids started and not taken"), c->tok_n);
 	CK(cudaGraphLaunch(g->exec, c->s), "graph launch");
-	return g->argmax ? tok_post(c) : LM_OK;
+	return g->argmax ? graph_started_id(c) : LM_OK;
 }
 
 // ------------------------------------------------------------------------------------------------------

@@ -89,10 +89,18 @@ void awq_repack(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_
 void awq_repack_tiled(uint32_t *qw, uint16_t *sz, const int32_t *qweight, const int32_t *qzeros,
 		      const uint16_t *scales, int N, int K, int group, bool gate_up);
 
+/* The step state advanced on the device by the argmax that ends a chained decode step, so that the next step
+ * (the next position, the same block table and frequencies) needs no copy from the host: state [pos0, chain,
+ * slot], inv [inv_freq nf][cos nf][sin nf] as the backend's arena holds them; state NULL: none */
+typedef struct k_step_adv {
+	int32_t *state;
+	float *inv;
+	int nf, slots;
+} k_step_adv;
 /* *out = first index of the largest of v[n] (float, as torch.argmax); the same into out2[*slot] (out2[0] with
  * slot NULL) unless out2 is NULL (mapped host memory: the id for the host without a copy in the stream; slot
- * on the device, so that a graph writes where the step says) */
-int k_argmax(int32_t *out, int32_t *out2, const int32_t *slot, const float *v, int n, cudaStream_t s);
+ * on the device, so that a graph writes where the step says); then the state advanced (adv) */
+int k_argmax(int32_t *out, int32_t *out2, const int32_t *slot, k_step_adv adv, const float *v, int n, cudaStream_t s);
 
 /* sampling on the device with src/sampler.c's semantics (cuda/sample.cu) */
 typedef struct k_sample_params {
@@ -105,7 +113,8 @@ typedef struct k_sample_params {
 } k_sample_params;
 size_t k_sample_ws_bytes(void);
 /* k_argmax over many blocks; ws of k_sample_ws_bytes(), zeroed once when allocated */
-int k_argmax_multi(int32_t *out, int32_t *out2, const int32_t *slot, const float *v, int n, void *ws, cudaStream_t s);
+int k_argmax_multi(int32_t *out, int32_t *out2, const int32_t *slot, k_step_adv adv, const float *v, int n, void *ws,
+		   cudaStream_t s);
 /* the blocks k_sample may run as one cooperative grid here (1 = no cooperative launch) */
 int k_sample_max_blocks(void);
 /* *out = the token; logits[n] (float) get the repetition penalty in place; hist[n_hist] device ids;

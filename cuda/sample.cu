@@ -52,8 +52,29 @@ static __device__ __forceinline__ void block_best(float &bv, int &bi, int n, flo
 	}
 }
 
-__global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, int32_t *out2, const int32_t *slot, const float *v,
-						      int n)
+// The next position's step state, by the whole block once the id is written (k_step_adv): cos and sin of
+// pos0 * inv_freq as set_step forms them (the float product, then double sin and cos rounded to float), the
+// chain flag (the next step embeds this id) and the next slot of the host's ids. Every kernel of this step
+// has completed (under PDL each kernel waits for the one before), so none reads the state while it changes.
+static __device__ void step_advance(const k_step_adv a)
+{
+	__syncthreads(); // the slot was read for this step's id
+	const int p = a.state[0] + 1;
+	for (int i = threadIdx.x; i < a.nf; i += blockDim.x) {
+		const double ang = (double)__fmul_rn((float)p, a.inv[i]);
+		a.inv[a.nf + i] = (float)cos(ang);
+		a.inv[2 * a.nf + i] = (float)sin(ang);
+	}
+	__syncthreads(); // every thread has read pos0
+	if (threadIdx.x == 0) {
+		a.state[0] = p;
+		a.state[1] = 1;
+		a.state[2] = (a.state[2] + 1) % a.slots;
+	}
+}
+
+__global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, int32_t *out2, const int32_t *slot, k_step_adv adv,
+						      const float *v, int n)
 {
 	pdl_wait_trigger();
 	float bv = -FLT_MAX;
@@ -72,12 +93,14 @@ __global__ void __launch_bounds__(1024) argmax_kernel(int32_t *out, int32_t *out
 		*out = bi == n ? 0 : bi;
 		if (out2) out2[slot ? *slot : 0] = bi == n ? 0 : bi;
 	}
+	if (adv.state) step_advance(adv);
 }
 
-extern "C" int k_argmax(int32_t *out, int32_t *out2, const int32_t *slot, const float *v, int n, cudaStream_t s)
+extern "C" int k_argmax(int32_t *out, int32_t *out2, const int32_t *slot, k_step_adv adv, const float *v, int n,
+			cudaStream_t s)
 {
 	if (n <= 0) return lm_err("argmax: empty vector");
-	klaunch(argmax_kernel, 1, 1024, 0, s, out, out2, slot, v, n);
+	klaunch(argmax_kernel, 1, 1024, 0, s, out, out2, slot, adv, v, n);
 	LAUNCHED("argmax");
 }
 
@@ -723,7 +746,8 @@ extern "C" int k_sample_max_blocks(void)
 enum { AMX_THREADS = 256, AMX_PER_THREAD = 8 };
 
 __global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out, int32_t *out2, const int32_t *slot,
-										    const float *v, int n, smp_ws *ws)
+										    k_step_adv adv, const float *v, int n,
+										    smp_ws *ws)
 {
 	pdl_wait_trigger();
 	__shared__ float rv[AMX_THREADS / 32];
@@ -763,15 +787,16 @@ __global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out,
 		if (out2) out2[slot ? *slot : 0] = bi == n ? 0 : bi;
 		ws->ticket = 0;
 	}
+	if (adv.state) step_advance(adv);
 }
 
-extern "C" int k_argmax_multi(int32_t *out, int32_t *out2, const int32_t *slot, const float *v, int n, void *ws,
-			      cudaStream_t s)
+extern "C" int k_argmax_multi(int32_t *out, int32_t *out2, const int32_t *slot, k_step_adv adv, const float *v, int n,
+			      void *ws, cudaStream_t s)
 {
 	if (n <= 0) return lm_err("argmax: empty vector");
 	const int per_block = AMX_THREADS * AMX_PER_THREAD;
 	const int blocks = (n + per_block - 1) / per_block;
-	if (blocks > SMP_MAX_BLOCKS) return k_argmax(out, out2, slot, v, n, s);
-	klaunch(argmax_multi_kernel, blocks, AMX_THREADS, 0, s, out, out2, slot, v, n, (smp_ws *)ws);
+	if (blocks > SMP_MAX_BLOCKS) return k_argmax(out, out2, slot, adv, v, n, s);
+	klaunch(argmax_multi_kernel, blocks, AMX_THREADS, 0, s, out, out2, slot, adv, v, n, (smp_ws *)ws);
 	LAUNCHED("argmax");
 }
