@@ -810,6 +810,45 @@ static int feed(struct engine *e, const int32_t *ids, int n, bool want_logits, i
 	return feed_ex(e, ids, n, want_logits, argmax, false, cancelled);
 }
 
+/* Greedy decoding one step ahead of the host (as cmd_generate's decode loop): feeds id at e->n_ctx and starts
+ * its greedy successor, unless the chained step before has fed it already (*ahead); with then, enqueues the
+ * step after it too, fed that successor on the device, before waiting for the successor (fwd_take) into *next:
+ * so the GPU has the next step queued while the host handles this token. On an error e->n_ctx stays, as
+ * feed_ex's does; what is left started is for drop_ahead. */
+static int feed_ahead(struct engine *e, int32_t id, bool then, bool *ahead, int32_t *next)
+{
+	const int pos = e->n_ctx;
+	if (!*ahead && (kvmgr_seq_fit(&e->kv, &e->seq, pos + 1) != LM_OK ||
+			forward(&e->f, &e->kv.kv, &id, 1, pos, e->seq.blocks, e->seq.n_blocks, -3, NULL, NULL) != LM_OK))
+		return LM_ERR;
+	/* no block for the next position: that token goes one step at a time, and fails there, as it did */
+	*ahead = then && kvmgr_seq_fit(&e->kv, &e->seq, pos + 2) == LM_OK;
+	if (*ahead &&
+	    forward(&e->f, &e->kv.kv, NULL, 1, pos + 1, e->seq.blocks, e->seq.n_blocks, -3, NULL, NULL) != LM_OK) {
+		*ahead = false;
+		return LM_ERR;
+	}
+	if (fwd_take(&e->f, next) != LM_OK) return LM_ERR;
+	e->ctx[pos] = id;
+	e->n_ctx = pos + 1;
+	return LM_OK;
+}
+
+/* The end of a reply: takes and drops the greedy ids still started, those of a step after the last token
+ * that was fed for nothing (that token a stop id, or a text stop word, a cancel or an error came first). The
+ * cache beyond e->n_ctx is overwritten by the next turn; the block taken for it is given back. */
+static int drop_ahead(struct engine *e)
+{
+	if (e->f.n_pend == 0) return LM_OK;
+	int rc = LM_OK;
+	while (e->f.n_pend > 0) {
+		int32_t unused;
+		if (fwd_take(&e->f, &unused) != LM_OK) rc = LM_ERR;
+	}
+	kvmgr_seq_trim(&e->kv, &e->seq, e->n_ctx);
+	return rc;
+}
+
 /* The next token from the last position fed: the greedy token computed with it, or sampled on the device
  * (the logits stayed there), or by the host sampler from e->logits. */
 static int next_token(struct engine *e, bool greedy, bool on_dev, int32_t next, int32_t *id)
@@ -954,6 +993,11 @@ static void run_turn(struct engine *e, const char *text)
 	tok_stream_init(&ts, e->tok, true);
 	char piece[MSG_TEXT];
 	int max_new = e->sp.max_new_tokens > 0 ? e->sp.max_new_tokens : INT_MAX;
+	/* greedy: one step ahead of the host (feed_ahead), so that the GPU never waits for it between tokens. Not
+	 * with LongRoPE, whose switch of factors may feed the cache again between two steps. LMTERM_CHAIN=0: one
+	 * step at a time */
+	const bool chain = e->m.cfg.rope.type != ROPE_LONGROPE && !env_is("LMTERM_CHAIN", "0");
+	bool ahead = false; /* the chained step has fed next at e->n_ctx already */
 	for (;;) {
 		int32_t id;
 		if (next_token(e, greedy, on_dev, next, &id) != LM_OK) {
@@ -969,7 +1013,19 @@ static void run_turn(struct engine *e, const char *text)
 		greedy = greedy_fast(e); /* sampling may have changed mid-reply */
 		on_dev = !greedy && sampler_on_device(e->be);
 		bool more = st.gen_tokens + 1 < max_new;
-		if (feed_ex(e, &id, 1, more, greedy ? &next : NULL, on_dev, NULL) != LM_OK) {
+		int rc;
+		if (ahead || (chain && greedy && more)) {
+			/* the step after id's only where this loop would feed that token anyway, unless it is a stop
+			 * id: the token wanted with its successor, and room for it in the session */
+			bool then = chain && greedy && st.gen_tokens + 2 < max_new && e->n_ctx + 2 <= e->session_len;
+			rc = feed_ahead(e, id, then, &ahead, &next);
+			/* next is a greedy id even where sampling has been turned on since its step was enqueued: it
+			 * is the next token, sampling applies to the one after */
+			greedy = true;
+		} else {
+			rc = feed_ex(e, &id, 1, more, greedy ? &next : NULL, on_dev, NULL);
+		}
+		if (rc != LM_OK) {
 			push_error(e, false, _("decode failed: %s"), lm_errmsg());
 			break;
 		}
@@ -983,6 +1039,7 @@ static void run_turn(struct engine *e, const char *text)
 			break;
 		}
 	}
+	if (drop_ahead(e) != LM_OK) push_error(e, false, _("decode failed: %s"), lm_errmsg());
 	if (!reply_text(e, piece, tok_stream_flush(&ts, piece, sizeof piece))) emit_text(e, e->hold, e->n_hold);
 	e->n_hold = 0;
 	st.decode_s = now_run_s() - t1;

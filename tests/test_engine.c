@@ -10,7 +10,8 @@
  *    reply text equals the same reply's text streamed to a reader that kept up (up to where it stopped);
  *  - CMD_RESET; a full session (said in the turn's stats, no error); the --session-len-does-not-fit warning;
  *  - "<|im_end|>" typed by the user is text, not the special token;
- *  - with the model's own Jinja template, a reply that stops at once is an empty assistant message. */
+ *  - with the model's own Jinja template, a reply that stops at once is an empty assistant message;
+ *  - greedy replies one step ahead of the host are those of one step at a time (LMTERM_CHAIN=0): same_script. */
 #include "config.h"
 #include "engine.h"
 #include "kvmgr.h"
@@ -105,14 +106,104 @@ static struct turn_stats turn(struct engine *e, const char *text, struct collect
 	return c->done;
 }
 
-static void set_sampling(struct engine *e, int max_new)
+static void set_sampling_rp(struct engine *e, int max_new, float repetition_penalty)
 {
 	struct cmd c;
 	memset(&c, 0, sizeof c);
 	c.type = CMD_SET_SAMPLING;
 	c.u.sampling = (struct sampling){ .temperature = 0, .top_p = 1, .top_k = 0, .min_p = 0,
-					  .repetition_penalty = 1, .seed = 1, .max_new_tokens = max_new };
+					  .repetition_penalty = repetition_penalty, .seed = 1, .max_new_tokens = max_new };
 	CHECK(engine_send(e, &c) == LM_OK, "send: %s", lm_errmsg());
+}
+
+static void set_sampling(struct engine *e, int max_new)
+{
+	set_sampling_rp(e, max_new, 1);
+}
+
+/* A conversation replayed with greedy decoding one step ahead of the host (the default) and one step at a time
+ * (LMTERM_CHAIN=0): the replies, their token counts and the contexts must be the same. It ends replies on a
+ * stop id, on --max-new-tokens (1, 2, 7 and 300), on a full session or a text stop word where the options
+ * make one; a turn sampled with a repetition penalty reads the session's ids (a wrong id in the engine's
+ * context changes it, and a Jinja template's cache reuse, in prompt_tokens); after a cancelled reply (its
+ * length depends on timing: not compared) and a reset, a reply would go wrong if an id had been left started. */
+struct script {
+	int n;
+	struct turn_stats st[16];
+	char text[16][65536];
+};
+
+static void script_turn(struct engine *e, const char *text, struct collected *c, struct script *s)
+{
+	s->st[s->n] = turn(e, text, c);
+	snprintf(s->text[s->n], sizeof s->text[0], "%s", c->text);
+	s->n++;
+}
+
+static void run_script(const struct engine_opts *o, bool chain, struct script *s)
+{
+	static struct collected c;
+	struct engine *e;
+	memset(s, 0, sizeof *s);
+	if (!chain) setenv("LMTERM_CHAIN", "0", 1);
+	printf("-- the same conversation, greedy %s:\n", chain ? "one step ahead" : "one step at a time");
+	if (engine_start(&e, o) != LM_OK) {
+		printf("FAIL: engine_start: %s\n", lm_errmsg());
+		fails++;
+		unsetenv("LMTERM_CHAIN");
+		return;
+	}
+	memset(&c, 0, sizeof c);
+	CHECK(wait_for(e, EV_READY, &c), "no EV_READY: %s", c.last_error);
+	const char *story = "Continue the story: Once upon a time, there was a little girl.";
+	set_sampling(e, 300);
+	script_turn(e, story, &c, s);
+	set_sampling(e, 7);
+	script_turn(e, "And then?", &c, s);
+	set_sampling(e, 1);
+	script_turn(e, "Go on.", &c, s);
+	set_sampling(e, 2);
+	script_turn(e, "Go on.", &c, s);
+	set_sampling(e, 300);
+	script_turn(e, "Tell me another story, about a dragon.", &c, s);
+	set_sampling_rp(e, 40, 1.3f);
+	script_turn(e, "Tell it again.", &c, s);
+	/* greedy turned off mid-reply and on again (where depends on timing: not compared); a cancel */
+	int errs = c.n_errors;
+	set_sampling(e, 300);
+	submit(e, story);
+	set_sampling_rp(e, 300, 1.3f);
+	CHECK(wait_for(e, EV_TURN_DONE, &c), "no EV_TURN_DONE");
+	submit(e, "And then?");
+	set_sampling(e, 300);
+	CHECK(wait_for(e, EV_TURN_DONE, &c), "no EV_TURN_DONE");
+	CHECK(c.n_errors == errs, "sampling changed mid-reply: %s", c.last_error);
+	submit(e, story);
+	send_cmd(e, CMD_CANCEL);
+	CHECK(wait_for(e, EV_TURN_DONE, &c), "no EV_TURN_DONE after CANCEL");
+	send_cmd(e, CMD_RESET);
+	CHECK(wait_for(e, EV_SESSION_RESET, &c), "no EV_SESSION_RESET");
+	script_turn(e, story, &c, s);
+	engine_stop(e);
+	unsetenv("LMTERM_CHAIN");
+}
+
+static void same_script(const char *what, const struct engine_opts *o)
+{
+	static struct script a, b;
+	run_script(o, false, &a);
+	run_script(o, true, &b);
+	CHECK(a.n == b.n, "%s: %d turns one step at a time, %d one step ahead", what, a.n, b.n);
+	for (int i = 0; i < a.n && i < b.n; i++) {
+		const struct turn_stats *x = &a.st[i], *y = &b.st[i];
+		CHECK(strcmp(a.text[i], b.text[i]) == 0 && x->gen_tokens == y->gen_tokens &&
+		      x->prompt_tokens == y->prompt_tokens && x->context_used == y->context_used &&
+		      x->hit_session_len == y->hit_session_len && x->cancelled == y->cancelled,
+		      "%s, turn %d: one step at a time %d prompt + %d generated tokens, context %d%s: \"%s\"; "
+		      "one step ahead %d + %d, context %d%s: \"%s\"", what, i + 1, x->prompt_tokens, x->gen_tokens,
+		      x->context_used, x->hit_session_len ? " (session full)" : "", a.text[i], y->prompt_tokens,
+		      y->gen_tokens, y->context_used, y->hit_session_len ? " (session full)" : "", b.text[i]);
+	}
 }
 
 /* input_ids and greedy_ids of a golden case (safetensors: 8-byte header length, JSON header, data) */
@@ -350,6 +441,9 @@ int main(void)
 	CHECK(c.done.cancelled && c.done.gen_tokens < tr.gen_tokens, "cancel: %d tokens, cancelled=%d", c.done.gen_tokens,
 	      c.done.cancelled);
 	engine_stop(e);
+	same_script("ChatML", &o);
+	o.session_len = 100;
+	same_script("a session of 100 tokens in a larger cache", &o);
 
 	/* 8. a session length the cache cannot hold is reported at start; a full session says so */
 	o.cap = (struct kv_capacity){ .kind = KVCAP_TOKENS, .tokens = 64 };
@@ -380,6 +474,7 @@ int main(void)
 	      "%d errors, context %d (was %d)", tm.hit_session_len, tm.need_tokens, tm.gen_tokens, c.n_errors,
 	      tm.context_used, tl.context_used);
 	engine_stop(e);
+	same_script("a session of 64 tokens", &o);
 
 	/* 9. a text stop word (no single token) from an LMDeploy JSON template ends the reply before it */
 	char tpath[] = "/tmp/lmterm-engine-tmpl-XXXXXX";
@@ -412,6 +507,7 @@ int main(void)
 			      strncmp(ref, c.text, c.len) == 0,
 			      "stop word 'eighteen': reply \"%s\", reference \"%.200s\"", c.text, ref);
 			engine_stop(e);
+			same_script("the stop word 'eighteen'", &o2);
 		}
 		unlink(tpath);
 	}
@@ -477,6 +573,7 @@ int main(void)
 				CHECK(j3.prompt_tokens == j1.prompt_tokens && strcmp(c.text, "") != 0,
 				      "after reset: %d prompt tokens", j3.prompt_tokens);
 				engine_stop(e);
+				same_script("Jinja", &o3);
 			}
 
 			/* an empty reply (the first token a stop token) is an empty assistant message: it was the reply
