@@ -602,8 +602,9 @@ static int run(const struct bench_opts *o)
 	if (skip_install(be, &m, true)) goto out;
 	/* greedy: one step ahead, as generate and chat decode (step k + 1 is enqueued, fed on the device with
 	 * step k's id, before that id is taken), so a step's time is the interval between two ids; LMTERM_CHAIN=0
-	 * waits for each id before the next step (measurement) */
-	const bool chain = !smp && !env_is("LMTERM_CHAIN", "0");
+	 * waits for each id before the next step (measurement). Only where the backend starts ids on the device:
+	 * elsewhere forward() computes each id when the step is enqueued, and the intervals would be shifted */
+	const bool chain = !smp && be->i->argmax_start && !env_is("LMTERM_CHAIN", "0");
 	if (chain) {
 		double t0 = now_s();
 		ids[P] = next;
