@@ -199,7 +199,7 @@ struct cuda_be {
 	int32_t *h_tok_dev;
 	cudaEvent_t tok_ev[BACKEND_MAX_PENDING];
 	int tok_head, tok_n;
-	bool tok_on_dev, chain;
+	bool tok_on_dev;
 	// the last graph launched ends with an argmax that advanced the arena to position adv_pos0 (k_step_adv):
 	// a chained step there with the same block table and frequencies needs no copy
 	bool adv_valid;
@@ -593,46 +593,16 @@ static bool step_advanced(struct cuda_be *c, const struct step *s, int nf)
 	       !memcmp(h_blocks, s->blocks, sizeof(int32_t) * (size_t)s->n_blocks);
 }
 
-static int cu_set_step(struct backend *be, const struct step *s)
+// the slot of h_tok (and tok_ev) that the next id started fills (argmax_start)
+static int tok_next_slot(const struct cuda_be *c)
 {
-	struct cuda_be *c = cb(be);
-	if (c->capturing) return lm_err(_("set_step: a graph capture is open"));
-	if (s->n <= 0 || s->pos0 < 0 || (!s->ids && !s->chain) || !s->inv_freq || !s->blocks || s->n_blocks <= 0)
-		return lm_err(_("set_step: bad step (n %d, pos0 %d, %d blocks)"), s->n, s->pos0, s->n_blocks);
-	if (s->chain && (s->n != 1 || !c->tok_on_dev))
-		return lm_err(_("set_step: a chained step needs one token and a device argmax before it"));
-	if (c->kv_head_dim <= 0) return lm_err(_("set_step: no KV cache has been allocated"));
-	const int nf = c->kv_head_dim / 2;
-	// the previous step's copies must be out of the staging buffer before it is overwritten
-	if (c->stage_pending) CK(cudaEventSynchronize(c->staged), "step state");
-	c->stage_pending = false;
-	// One device arena laid out as the pinned staging buffer, [pos0, 16 bytes][inv_cap floats][ids_cap]
-	// [blocks_cap], so that a step's state goes up in one copy: four copies were four operations in the stream
-	// before the step's first kernel, and four API calls on the host while the GPU waited for them.
-	// d_inv: inv_freq [nf], then cos [nf] and sin [nf] of pos0 * inv_freq[i] (attn_step.rope_cs).
-	if (c->ids_cap < s->n || c->blocks_cap < s->n_blocks || c->inv_cap < 3 * nf) {
-		const int ids_cap = MAX(s->n, 2 * c->ids_cap), blocks_cap = MAX(s->n_blocks, 2 * c->blocks_cap);
-		const int inv_cap = MAX(3 * nf, c->inv_cap);
-		char *d = (char *)cu_alloc(be, 16 + ((size_t)inv_cap + ids_cap + blocks_cap) * 4, MEM_OTHER);
-		if (!d) return LM_ERR;
-		cu_free(be, c->d_pos0); // the previous arena (its base), if any
-		c->d_pos0 = (int32_t *)d;
-		c->d_inv = (float *)(d + 16);
-		c->d_ids = (int32_t *)(c->d_inv + inv_cap);
-		c->d_blocks = c->d_ids + ids_cap;
-		c->ids_cap = ids_cap;
-		c->blocks_cap = blocks_cap;
-		c->inv_cap = inv_cap;
-	} else if (s->chain && step_advanced(c, s, nf)) { // the argmax before it has made this state on the device
-		c->adv_valid = false;
-		c->ids.clear();
-		c->chain = true;
-		c->n = 1;
-		c->pos0 = s->pos0;
-		c->max_ctx = s->pos0 + 1;
-		return LM_OK;
-	}
-	c->adv_valid = false;
+	return (c->tok_head + c->tok_n) % BACKEND_MAX_PENDING;
+}
+
+// The step's state into the staging buffer (the previous copy out of it: cu_set_step), then up in one copy to
+// the arena (its layout: cu_set_step)
+static int step_upload(struct cuda_be *c, const struct step *s, int nf)
+{
 	const size_t need = 16 + ((size_t)c->inv_cap + c->ids_cap + c->blocks_cap) * 4;
 	if (c->stage_bytes < need) {
 		if (c->h_stage) cudaFreeHost(c->h_stage);
@@ -648,7 +618,7 @@ static int cu_set_step(struct backend *be, const struct step *s)
 	int32_t *h_blocks = h_ids + c->ids_cap;
 	h_pos0[0] = s->pos0;
 	h_pos0[1] = s->chain; // the embedding's flag: the token is d_tok
-	h_pos0[2] = (c->tok_head + c->tok_n) % BACKEND_MAX_PENDING; // the slot of h_tok an argmax_start fills
+	h_pos0[2] = tok_next_slot(c); // the slot of h_tok an argmax_start fills
 	memcpy(h_inv, s->inv_freq, (size_t)nf * sizeof(float));
 	for (int i = 0; i < nf; i++) { // the angle as the device forms it (a float product), then exact sin/cos
 		const double a = (double)((float)s->pos0 * s->inv_freq[i]);
@@ -661,13 +631,52 @@ static int cu_set_step(struct backend *be, const struct step *s)
 	   "step state");
 	CK(cudaEventRecord(c->staged, c->s), "step state");
 	c->stage_pending = true;
+	return LM_OK;
+}
+
+static int cu_set_step(struct backend *be, const struct step *s)
+{
+	struct cuda_be *c = cb(be);
+	if (c->capturing) return lm_err(_("set_step: a graph capture is open"));
+	if (s->n <= 0 || s->pos0 < 0 || (!s->ids && !s->chain) || !s->inv_freq || !s->blocks || s->n_blocks <= 0)
+		return lm_err(_("set_step: bad step (n %d, pos0 %d, %d blocks)"), s->n, s->pos0, s->n_blocks);
+	if (s->chain && (s->n != 1 || !c->tok_on_dev))
+		return lm_err(_("set_step: a chained step needs one token and a device argmax before it"));
+	if (c->kv_head_dim <= 0) return lm_err(_("set_step: no KV cache has been allocated"));
+	const int nf = c->kv_head_dim / 2;
+	// the previous step's copy must be out of the staging buffer and the arena before either is replaced
+	if (c->stage_pending) CK(cudaEventSynchronize(c->staged), "step state");
+	c->stage_pending = false;
+	// One device arena laid out as the pinned staging buffer, [pos0, 16 bytes][inv_cap floats][ids_cap]
+	// [blocks_cap], so that a step's state goes up in one copy: four copies were four operations in the stream
+	// before the step's first kernel, and four API calls on the host while the GPU waited for them.
+	// d_inv: inv_freq [nf], then cos [nf] and sin [nf] of pos0 * inv_freq[i] (attn_step.rope_cs).
+	bool fresh = false; // a new arena: nothing of the step on the device yet
+	if (c->ids_cap < s->n || c->blocks_cap < s->n_blocks || c->inv_cap < 3 * nf) {
+		const int ids_cap = MAX(s->n, 2 * c->ids_cap), blocks_cap = MAX(s->n_blocks, 2 * c->blocks_cap);
+		const int inv_cap = MAX(3 * nf, c->inv_cap);
+		char *d = (char *)cu_alloc(be, 16 + ((size_t)inv_cap + ids_cap + blocks_cap) * 4, MEM_OTHER);
+		if (!d) return LM_ERR;
+		cu_free(be, c->d_pos0); // the previous arena (its base), if any
+		c->d_pos0 = (int32_t *)d;
+		c->d_inv = (float *)(d + 16);
+		c->d_ids = (int32_t *)(c->d_inv + inv_cap);
+		c->d_blocks = c->d_ids + ids_cap;
+		c->ids_cap = ids_cap;
+		c->blocks_cap = blocks_cap;
+		c->inv_cap = inv_cap;
+		fresh = true;
+	}
+	// the argmax before a chained step may have made its state on the device already: no copy then
+	const bool advanced = !fresh && s->chain && step_advanced(c, s, nf);
+	c->adv_valid = false;
+	if (!advanced && step_upload(c, s, nf)) return LM_ERR;
 	try {
 		if (s->chain) c->ids.clear(); // an argmax's id: in the vocabulary of the lm_head
 		else c->ids.assign(s->ids, s->ids + s->n);
 	} catch (...) {
 		return lm_err(_("out of memory"));
 	}
-	c->chain = s->chain;
 	c->n = s->n;
 	c->pos0 = s->pos0;
 	c->n_blocks = s->n_blocks;
@@ -983,11 +992,12 @@ static int sample_setup(struct backend *be)
 }
 
 // the lm_head and the argmax into d_tok and host[*slot] (mapped host memory; host[0] without slot), enqueued
+// (their buffers made on the first call; in a capture they must exist: cu_argmax_start)
 static int argmax_enqueue(struct backend *be, const void *h, const struct weight *lm_head, int32_t *host,
 			  const int32_t *slot, k_step_adv adv)
 {
 	struct cuda_be *c = cb(be);
-	if (logits_dev(be, h, lm_head, 1) ||
+	if (logits_buf(be, (size_t)lm_head->rows) || sample_setup(be) || logits_dev(be, h, lm_head, 1) ||
 	    (c->smp_blocks > 1 ? k_argmax_multi(c->d_tok, host, slot, adv, c->d_logits, lm_head->rows, c->smp_ws, c->s)
 			       : k_argmax(c->d_tok, host, slot, adv, c->d_logits, lm_head->rows, c->s)))
 		return LM_ERR;
@@ -999,16 +1009,26 @@ static int cu_argmax(struct backend *be, int32_t *token_host, const void *h, con
 {
 	struct cuda_be *c = cb(be);
 	if (c->capturing) return lm_err(_("argmax: not allowed in a graph"));
-	if (logits_buf(be, (size_t)lm_head->rows)) return LM_ERR;
-	if (sample_setup(be)) return LM_ERR;
 	if (argmax_enqueue(be, h, lm_head, c->h_tok_dev, NULL, k_step_adv{})) return LM_ERR;
 	CK(cudaStreamSynchronize(c->s), "argmax");
 	*token_host = *(volatile int32_t *)c->h_tok;
 	return LM_OK;
 }
 
+// whether another id may be started
+static int tok_room(const struct cuda_be *c)
+{
+	if (c->tok_n >= BACKEND_MAX_PENDING) return lm_err(_("argmax: %d ids started and not taken"), c->tok_n);
+	return LM_OK;
+}
+
 // an id started by argmax_start (or a graph that holds one) is in the stream: its event, one more pending
-static int tok_post(struct cuda_be *c);
+static int tok_post(struct cuda_be *c)
+{
+	CK(cudaEventRecord(c->tok_ev[tok_next_slot(c)], c->s), "argmax");
+	c->tok_n++;
+	return LM_OK;
+}
 
 // a graph that ends with argmax_start's kernels was launched: an id started, the state advanced (k_step_adv)
 static int graph_started_id(struct cuda_be *c)
@@ -1016,14 +1036,6 @@ static int graph_started_id(struct cuda_be *c)
 	c->adv_valid = true;
 	c->adv_pos0 = c->pos0 + 1;
 	return tok_post(c);
-}
-
-static int tok_post(struct cuda_be *c)
-{
-	const int slot = (c->tok_head + c->tok_n) % BACKEND_MAX_PENDING;
-	CK(cudaEventRecord(c->tok_ev[slot], c->s), "argmax");
-	c->tok_n++;
-	return LM_OK;
 }
 
 // Greedy decoding one step ahead of the host: the next step (a chained one) is enqueued before this one's id
@@ -1044,10 +1056,8 @@ static int cu_argmax_start(struct backend *be, const void *h, const struct weigh
 		return op_rc(c, argmax_enqueue(be, h, lm_head, c->h_tok_dev + 1, c->d_pos0 + 2, adv));
 	}
 	// outside a graph the slot is known here (the step state's is that of the first start after set_step)
-	if (c->tok_n >= BACKEND_MAX_PENDING) return lm_err(_("argmax: %d ids started and not taken"), c->tok_n);
-	if (logits_buf(be, (size_t)lm_head->rows) || sample_setup(be)) return LM_ERR;
-	const int slot = (c->tok_head + c->tok_n) % BACKEND_MAX_PENDING;
-	if (argmax_enqueue(be, h, lm_head, c->h_tok_dev + 1 + slot, NULL, k_step_adv{})) return LM_ERR;
+	if (tok_room(c) || argmax_enqueue(be, h, lm_head, c->h_tok_dev + 1 + tok_next_slot(c), NULL, k_step_adv{}))
+		return LM_ERR;
 	return tok_post(c);
 }
 
@@ -1081,8 +1091,7 @@ static int cu_graph_begin(struct backend *be, int key)
 	}
 	if (g->exec && g->gen == gen && g->n == c->n && ctx <= g->bound && g->mscale == c->mscale) {
 		if (check_ids(c, c->vocab)) return LM_ERR;
-		if (g->argmax && c->tok_n >= BACKEND_MAX_PENDING)
-			return lm_err(_("argmax: %d ids started and not taken"), c->tok_n);
+		if (g->argmax && tok_room(c)) return LM_ERR;
 		c->max_ctx = g->bound;
 		CK(cudaGraphLaunch(g->exec, c->s), "graph launch");
 		if (g->argmax && graph_started_id(c)) return LM_ERR;
@@ -1140,8 +1149,7 @@ static int cu_graph_end(struct backend *be, int key)
 	g->n = c->n;
 	g->mscale = c->mscale;
 	g->argmax = c->capture_argmax;
-	if (g->argmax && c->tok_n >= BACKEND_MAX_PENDING)
-		return lm_err(_("argmax: %d ids started and not taken"), c->tok_n);
+	if (g->argmax && tok_room(c)) return LM_ERR;
 	CK(cudaGraphLaunch(g->exec, c->s), "graph launch");
 	return g->argmax ? graph_started_id(c) : LM_OK;
 }

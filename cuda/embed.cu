@@ -1,9 +1,9 @@
 // embed.cu: token embedding lookup, x[i] = table[ids[i]].
 //
 // One block per token; the ids come from the backend's device step state, so a captured decode graph
-// reads the current step's token. In a chained step (the state's flag *chain) the token is the one the
-// previous step's argmax left on the device (*tok), which the host has not seen yet. A row is copied with 16-byte loads when dim % 8 == 0. An id outside
-// the vocabulary (the host checks ids before a step, so only a bug gets here) gives a zero row.
+// reads the current step's token (or, in a chained step, the previous step's id on the device: step_token).
+// A row is copied with 16-byte loads when dim % 8 == 0. An id outside the vocabulary (the host checks ids
+// before a step, so only a bug gets here) gives a zero row.
 #define PDL_FAMILY "embed" // LMTERM_PDL=embed,... (cuda/pdl.cuh)
 #include "config.h"
 #include "kernels.h"
@@ -15,7 +15,7 @@ __global__ void embed_kernel(uint16_t *x, const uint16_t *table, const int32_t *
 {
 	pdl_wait_trigger();
 	const int i = blockIdx.x;
-	const int id = chain && *chain ? *tok : ids[i];
+	const int id = step_token(ids, chain, tok, i);
 	const bool ok = id >= 0 && id < vocab;
 	uint16_t *dst = x + (size_t)i * dim;
 	const uint16_t *src = table + (size_t)(ok ? id : 0) * dim;

@@ -45,6 +45,13 @@ template <typename T> static __device__ __forceinline__ void unpack8(const vec8 
 }
 
 // SiLU in float, as the swiglu kernel and the folded w13 GEMV's epilogue take it: x / (1 + exp(-x))
+// token i of a step (k_embed, k_embed_rmsnorm): ids[i] from the step state, or in a chained step (the state's
+// flag *chain) the id the previous step's argmax left on the device (*tok), which the host has not seen yet
+static __device__ __forceinline__ int step_token(const int32_t *ids, const int32_t *chain, const int32_t *tok, int i)
+{
+	return chain && *chain ? *tok : ids[i];
+}
+
 static __device__ __forceinline__ float silu_f(float g) { return g / (1.f + __expf(-g)); }
 
 static __device__ __forceinline__ float warp_sum_f(float v)

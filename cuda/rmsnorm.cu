@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(256) add_rmsnorm_reg(uint16_t *h, uint16_t *x,
 	}
 	pdl_wait();
 	if (e.table) { // an id outside the vocabulary (only a bug gets here: the host checks them) gives zeros
-		const int id = e.chain && *e.chain ? *e.tok : e.ids[blockIdx.x];
+		const int id = step_token(e.ids, e.chain, e.tok, blockIdx.x);
 		src = id >= 0 && id < e.vocab ? (const uint4 *)(e.table + (size_t)id * dim) : nullptr;
 	}
 	vec8 v[C], d[C];

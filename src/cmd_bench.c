@@ -607,13 +607,11 @@ static int run(const struct bench_opts *o)
 	const bool chain = !smp && be->i->argmax_start && !env_is("LMTERM_CHAIN", "0");
 	if (chain) {
 		double t0 = now_s();
-		ids[P] = next;
-		if (forward(&fw, &kv, &ids[P], 1, P, blocks, kv.n_blocks, -3, NULL, NULL)) goto out;
+		bool ahead = false;
 		for (int k = 0; k < o->n; k++) {
-			if (k + 1 < o->n && forward(&fw, &kv, NULL, 1, P + k + 1, blocks, kv.n_blocks, -3, NULL, NULL))
+			ids[P + k] = next;
+			if (fwd_greedy_ahead(&fw, &kv, next, P + k, k + 1 < o->n, blocks, kv.n_blocks, &ahead, &next))
 				goto out;
-			if (fwd_take(&fw, &next)) goto out;
-			if (k + 1 < o->n) ids[P + k + 1] = next;
 			const double t1 = now_s();
 			steps[k] = t1 - t0;
 			t0 = t1;

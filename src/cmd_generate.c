@@ -364,14 +364,10 @@ static int generate(struct run *r)
 		/* a reader that has gone (SIGPIPE ignored) or a full disk: stop now, not after -n tokens */
 		if (fflush(stdout) != 0) return lm_err(_("writing the output: %s"), strerror(errno));
 		if (is_eos(&r->cfg, next) || j + 1 == o->n) break;
-		if (chain) {
-			if (!ahead &&
-			    forward(&r->fw, &r->kv, &r->ids[T + j], 1, T + j, r->blocks, r->kv.n_blocks, -3, NULL, NULL))
+		if (chain) { /* the step after this id's, unless this id is the last one wanted */
+			if (fwd_greedy_ahead(&r->fw, &r->kv, next, T + j, j + 2 < o->n, r->blocks, r->kv.n_blocks, &ahead,
+					     &next))
 				return LM_ERR;
-			ahead = j + 2 < o->n; /* the step after this id's, unless this id is the last one wanted */
-			if (ahead && forward(&r->fw, &r->kv, NULL, 1, T + j + 1, r->blocks, r->kv.n_blocks, -3, NULL, NULL))
-				return LM_ERR;
-			if (fwd_take(&r->fw, &next)) return LM_ERR;
 			continue;
 		}
 		/* LongRoPE's switch to the long factors: the cached positions again first, rotated as the new one
@@ -393,8 +389,7 @@ static int generate(struct run *r)
 			return LM_ERR;
 		}
 	}
-	int32_t unused;
-	if (ahead && fwd_take(&r->fw, &unused)) return LM_ERR; /* the step after an end of sequence */
+	if (fwd_drop(&r->fw)) return LM_ERR; /* the step after an end of sequence */
 	if (!o->print_ids && r->tok) {
 		int k = tok_stream_flush(&ts, buf, sizeof buf);
 		fwrite(buf, 1, (size_t)k, stdout);

@@ -810,25 +810,17 @@ static int feed(struct engine *e, const int32_t *ids, int n, bool want_logits, i
 	return feed_ex(e, ids, n, want_logits, argmax, false, cancelled);
 }
 
-/* Greedy decoding one step ahead of the host (as cmd_generate's decode loop): feeds id at e->n_ctx and starts
- * its greedy successor, unless the chained step before has fed it already (*ahead); with then, enqueues the
- * step after it too, fed that successor on the device, before waiting for the successor (fwd_take) into *next:
- * so the GPU has the next step queued while the host handles this token. On an error e->n_ctx stays, as
- * feed_ex's does; what is left started is for drop_ahead. */
+/* Greedy decoding one step ahead of the host: fwd_greedy_ahead on the session's cache, with the blocks for id's
+ * position (and with then the next one) taken first. On an error e->n_ctx stays, as feed_ex's does; what is left
+ * started is for drop_ahead. */
 static int feed_ahead(struct engine *e, int32_t id, bool then, bool *ahead, int32_t *next)
 {
 	const int pos = e->n_ctx;
-	if (!*ahead && (kvmgr_seq_fit(&e->kv, &e->seq, pos + 1) != LM_OK ||
-			forward(&e->f, &e->kv.kv, &id, 1, pos, e->seq.blocks, e->seq.n_blocks, -3, NULL, NULL) != LM_OK))
-		return LM_ERR;
+	if (!*ahead && kvmgr_seq_fit(&e->kv, &e->seq, pos + 1) != LM_OK) return LM_ERR;
 	/* no block for the next position: that token goes one step at a time, and fails there, as it did */
-	*ahead = then && kvmgr_seq_fit(&e->kv, &e->seq, pos + 2) == LM_OK;
-	if (*ahead &&
-	    forward(&e->f, &e->kv.kv, NULL, 1, pos + 1, e->seq.blocks, e->seq.n_blocks, -3, NULL, NULL) != LM_OK) {
-		*ahead = false;
+	then = then && kvmgr_seq_fit(&e->kv, &e->seq, pos + 2) == LM_OK;
+	if (fwd_greedy_ahead(&e->f, &e->kv.kv, id, pos, then, e->seq.blocks, e->seq.n_blocks, ahead, next) != LM_OK)
 		return LM_ERR;
-	}
-	if (fwd_take(&e->f, next) != LM_OK) return LM_ERR;
 	e->ctx[pos] = id;
 	e->n_ctx = pos + 1;
 	return LM_OK;
@@ -840,11 +832,7 @@ static int feed_ahead(struct engine *e, int32_t id, bool then, bool *ahead, int3
 static int drop_ahead(struct engine *e)
 {
 	if (e->f.n_pend == 0) return LM_OK;
-	int rc = LM_OK;
-	while (e->f.n_pend > 0) {
-		int32_t unused;
-		if (fwd_take(&e->f, &unused) != LM_OK) rc = LM_ERR;
-	}
+	int rc = fwd_drop(&e->f);
 	kvmgr_seq_trim(&e->kv, &e->seq, e->n_ctx);
 	return rc;
 }

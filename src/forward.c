@@ -239,7 +239,9 @@ int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int p
 	/* greedy one step ahead: the lm_head and the argmax in the step's graph too, so that they follow the final
 	 * norm under PDL instead of a launch after the graph (once a step outside has made their buffers: no
 	 * allocation may happen in a capture). LMTERM_CHAIN=1: outside (measurement) */
-	const bool in_graph = graph && n_logits == -3 && dev_chain && f->argmax_made && !env_is("LMTERM_CHAIN", "1");
+	static int outside = -1; /* read once: this runs every step */
+	if (outside < 0) outside = env_is("LMTERM_CHAIN", "1");
+	const bool in_graph = graph && n_logits == -3 && dev_chain && f->argmax_made && !outside;
 	const void *last = rows_at(f, f->h, n - 1, (size_t)c->dim);
 	int rc;
 	if (graph) {
@@ -297,5 +299,24 @@ int fwd_take(struct fwd *f, int32_t *id)
 		memmove(f->pend, f->pend + 1, sizeof f->pend[0] * (size_t)(f->n_pend - 1));
 	}
 	f->n_pend--;
+	return rc;
+}
+
+int fwd_greedy_ahead(struct fwd *f, struct kv_cache *kv, int32_t id, int pos, bool then, const int32_t *blocks,
+		     int n_blocks, bool *ahead, int32_t *next)
+{
+	if (!*ahead && forward(f, kv, &id, 1, pos, blocks, n_blocks, -3, NULL, NULL)) return LM_ERR;
+	*ahead = then && !forward(f, kv, NULL, 1, pos + 1, blocks, n_blocks, -3, NULL, NULL);
+	if (then && !*ahead) return LM_ERR;
+	return fwd_take(f, next);
+}
+
+int fwd_drop(struct fwd *f)
+{
+	int rc = LM_OK;
+	while (f->n_pend > 0) {
+		int32_t unused;
+		if (fwd_take(f, &unused)) rc = LM_ERR;
+	}
 	return rc;
 }

@@ -63,6 +63,14 @@ int forward(struct fwd *f, struct kv_cache *kv, const int32_t *ids, int n, int p
 	    int n_blocks, int n_logits, float *logits, int32_t *argmax_out);
 /* the oldest greedy id started by forward(n_logits -3) and not yet taken, waiting for it */
 int fwd_take(struct fwd *f, int32_t *id);
+/* Greedy decoding one step ahead of the host, one token: feeds id at pos and starts its successor, unless the
+ * chained step before has fed it already (*ahead); with then, enqueues the step at pos + 1 too, fed that
+ * successor on the device (*ahead says whether it was); then waits for the successor into *next. So the GPU
+ * has the next step queued while the host handles this token. blocks cover pos + 1 (pos + 2 with then). */
+int fwd_greedy_ahead(struct fwd *f, struct kv_cache *kv, int32_t id, int pos, bool then, const int32_t *blocks,
+		     int n_blocks, bool *ahead, int32_t *next);
+/* takes and drops the greedy ids still started (those of steps after the last token wanted) */
+int fwd_drop(struct fwd *f);
 
 /* LongRoPE switches from the short to the long factors once a sequence outgrows
  * original_max_position_embeddings, but K already in the cache keeps the rotation of the short ones; there
