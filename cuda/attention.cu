@@ -585,6 +585,7 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 						     unsigned *__restrict__ tickets, const float *__restrict__ rope_cs,
 						     float mscale, int clustered)
 {
+	TRACE_SCOPE;
 	__shared__ uint64_t rx_bar; // clustered == 3: the bytes of this CTA's share, from every split
 	if (clustered == 3 && threadIdx.x == 0) // every split sends every row of the share, valid or not
 		mbar_init_expect(&rx_bar, gridDim.x * (16 * HD / gridDim.x * 4 + 16 / gridDim.x * 8));
@@ -642,6 +643,7 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 		pdl_wait();
 		load_q<T, T, HD>(qf, qkv, rowA, rowB, rows, group, kvh, H, lane);
 		rope_q_frag<T, MT, HD>(qf, rope_cs, mscale, lane);
+		TRACE_MARK(1);
 		if (own) {
 			vec_io<T, E>::load(kn, qkv + ((size_t)nh + kvh) * HD + lane * E);
 			vec_io<T, E>::load(vn, qkv + ((size_t)nh + nkv + kvh) * HD + lane * E);
@@ -685,8 +687,10 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 		softmax_tile<MT, HD, 2>(S, m, l, O, pf, tok0, lim, tok0 + R - 1 > lo, sl2, lane);
 		pv<MT, HD, 1, LD>(O, pf, vt, 0, lane);
 	}
+	TRACE_MARK(2);
 	cp_async_wait<0>();
 	__syncthreads();
+	TRACE_MARK(3);
 
 	// merge the warps: O [warp][16][MO_LD], (m, l) [warp][16]
 	float *mo = (float *)smem;
@@ -779,6 +783,7 @@ __global__ void __launch_bounds__(128) decode_kernel(T *__restrict__ out, float 
 		// exits (the pulled combine's second barrier).
 		if (clustered == 3) {
 			mbar_wait0(&rx_bar);
+			TRACE_MARK(4);
 		} else {
 			cluster_arrive();
 			cluster_wait();
@@ -920,6 +925,19 @@ static int decode_splits(int ctas_per_split, int max_ctx)
 		while (s & (s - 1)) s &= s - 1;
 	}
 	return s;
+}
+
+template <typename T, int HD> static size_t decode_smem_p(int policy)
+{
+	return policy == 8 ? decode_cfg<T, HD, 8>::smem_push
+	       : policy == 4 ? decode_cfg<T, HD, 4>::smem_push
+			     : decode_cfg<T, HD, 0>::smem_push;
+}
+
+extern "C" size_t attn_decode_cta_smem(const struct kv_cache *kv, enum dtype act_dt)
+{
+	if (act_dt == DT_F16) return kv->head_dim == 64 ? decode_smem_p<half, 64>(kv->policy) : decode_smem_p<half, 128>(kv->policy);
+	return kv->head_dim == 64 ? decode_smem_p<bf16, 64>(kv->policy) : decode_smem_p<bf16, 128>(kv->policy);
 }
 
 extern "C" size_t attn_workspace_bytes(int n_heads, int head_dim, int n, int max_ctx)

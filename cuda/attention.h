@@ -52,6 +52,9 @@ size_t attn_kv_bytes_per_token(const struct kv_cache *kv, enum dtype act_dt);
 int attn_launch_rope_kv(void *qkv, enum dtype act_dt, const struct kv_cache *kv, int layer, int n_heads,
 			const struct attn_step *st, cudaStream_t s);
 
+/* shared memory of one CTA of the decode attention over this cache (bytes) */
+size_t attn_decode_cta_smem(const struct kv_cache *kv, enum dtype act_dt);
+
 /* Workspace (device bytes) that attn_launch_attention / attn_launch_decode need for split-K partials;
  * allocate it once for the largest n and max_ctx the backend will use (MEM_ACT or MEM_OTHER). */
 size_t attn_workspace_bytes(int n_heads, int head_dim, int n, int max_ctx);

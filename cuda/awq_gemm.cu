@@ -374,6 +374,7 @@ __global__ void __maxnreg__(TILE_REGS)
 	awq_tile_gemv_kernel(T *__restrict__ y, const uint16_t *__restrict__ x, const uint4 *__restrict__ qw,
 			     const uint2 *__restrict__ sz, const float *__restrict__ bias, int N, int K, tile_epi e, bool pre)
 {
+	TRACE_SCOPE;
 	__shared__ float4 red[TILE_MAX_WARPS][32];
 	extern __shared__ float4 epi_sm[];
 	const int W = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -457,10 +458,12 @@ __global__ void __maxnreg__(TILE_REGS)
 		}
 	};
 	if (warp < G) pass(warp); // its codes were loaded above
+	TRACE_MARK(1);
 	for (int g0 = warp + W * TILE_UG; g0 < G; g0 += W * TILE_UG) {
 		load_w(g0);
 		pass(g0);
 	}
+	TRACE_MARK(2);
 	if constexpr (FOLD) {
 		cp_async_wait<0>();
 		if (W == 1) __syncthreads(); // the other lanes' copies (with W > 1, the barrier below)
@@ -474,6 +477,7 @@ __global__ void __maxnreg__(TILE_REGS)
 			acc[0] += p.x, acc[1] += p.y, acc[2] += p.z, acc[3] += p.w;
 		}
 	}
+	TRACE_MARK(3);
 	// D fragment: acc[0], acc[1] = row g, columns 2t, 2t + 1; acc[2], acc[3] = row g + 8
 	const int r0 = 16 * rt + g, r1 = r0 + 8;
 	const float b0 = bias ? bias[r0] : 0.f, b1 = bias ? bias[r1] : 0.f;

@@ -565,6 +565,7 @@ static int cu_kv_alloc(struct backend *be, struct kv_cache *kv)
 	kv->bytes = bytes;
 	kv->bytes_per_token = attn_kv_bytes_per_token(kv, be->act_dt);
 	c->kv_head_dim = kv->head_dim;
+	k_carveout_need(attn_decode_cta_smem(kv, be->act_dt));
 	return LM_OK;
 }
 
@@ -1292,6 +1293,9 @@ static void cu_destroy(struct backend *be)
 		if (g) cudaGraphDestroy(g);
 	}
 	if (c->s) cudaStreamSynchronize(c->s);
+#ifdef LMTERM_TRACE
+	k_trace_dump();
+#endif
 	graphs_drop(c);
 	if (c->blas) cublasDestroy(c->blas);
 	for (auto &kv : c->allocs) cudaFree(kv.first);
@@ -1480,6 +1484,9 @@ extern "C" struct backend *backend_cuda_create(enum dtype model_dtype)
 			return NULL;
 		}
 	}
+#ifdef LMTERM_TRACE
+	k_trace_start();
+#endif
 	// what the driver holds for us beyond our allocations: context, module images, cuBLAS
 	CREATE_CK(cudaDeviceSynchronize(), "initialization");
 	size_t used = 0;

@@ -59,6 +59,107 @@ __global__ void fill_half2_kernel(half2 *dst, size_t n, float a, float b)
 // the GEMVs alone gained 0.8-1.6% (one round, against two runs of the default of then, which was off).
 static int pdl_mode = -2, pdl_pref = 0; // pdl_mode: -1 unset, 0 none, 1 all, 2 the families in pdl_list
 static char pdl_list[128];
+#ifdef LMTERM_TRACE
+// the files' g_trace symbols (pdl.cuh), set when tracing starts
+static const void *trace_syms[64];
+static int trace_nsyms;
+static unsigned long long *trace_buf;
+
+extern "C" int k_trace_register(const void *symbol)
+{
+	if (trace_nsyms < 64) trace_syms[trace_nsyms++] = symbol;
+	return 0;
+}
+
+extern "C" void k_trace_start(void)
+{
+	if (!getenv("LMTERM_TRACE") || trace_buf) return;
+	const size_t bytes = (TRACE_BLK + 3 + 8 * (size_t)TRACE_BLK_CAP) * 8;
+	if (cudaMalloc((void **)&trace_buf, bytes) != cudaSuccess || cudaMemset(trace_buf, 0, bytes) != cudaSuccess) {
+		fprintf(stderr, "trace: no buffer\n");
+		trace_buf = NULL;
+		return;
+	}
+	unsigned long long lohi[2] = { 0, 0 };
+	const char *e = getenv("LMTERM_TRACE_BLOCKS");
+	if (e) sscanf(e, "%llu:%llu", &lohi[0], &lohi[1]);
+	cudaMemcpy(trace_buf + TRACE_BLK + 1, lohi, sizeof lohi, cudaMemcpyHostToDevice);
+	for (int i = 0; i < trace_nsyms; i++)
+		if (cudaMemcpyToSymbol(trace_syms[i], &trace_buf, sizeof trace_buf) != cudaSuccess)
+			fprintf(stderr, "trace: symbol %d not set\n", i);
+}
+
+// the records into $LMTERM_TRACE: the count, then (time ns, shape) pairs
+extern "C" void k_trace_dump(void)
+{
+	if (!trace_buf) return;
+	cudaDeviceSynchronize();
+	unsigned long long n = 0;
+	cudaMemcpy(&n, trace_buf, 8, cudaMemcpyDeviceToHost);
+	if (n > TRACE_CAP) n = TRACE_CAP;
+	unsigned long long *h = (unsigned long long *)malloc((1 + 2 * n) * 8);
+	FILE *f = fopen(getenv("LMTERM_TRACE"), "wb");
+	if (h && f && cudaMemcpy(h, trace_buf, (1 + 2 * n) * 8, cudaMemcpyDeviceToHost) == cudaSuccess) {
+		h[0] = n;
+		fwrite(h, 8, 1 + 2 * n, f);
+	}
+	unsigned long long nb = 0;
+	cudaMemcpy(&nb, trace_buf + TRACE_BLK, 8, cudaMemcpyDeviceToHost);
+	if (nb > TRACE_BLK_CAP) nb = TRACE_BLK_CAP;
+	unsigned long long *hb = (unsigned long long *)malloc((1 + 8 * nb) * 8);
+	if (hb && f && cudaMemcpy(hb + 1, trace_buf + TRACE_BLK + 3, 8 * nb * 8, cudaMemcpyDeviceToHost) == cudaSuccess) {
+		hb[0] = nb;
+		fwrite(hb, 8, 1 + 8 * nb, f);
+	}
+	free(hb);
+	if (f) fclose(f);
+	free(h);
+	fprintf(stderr, "trace: %llu records\n", n);
+}
+#endif
+
+// The shared-memory carveout of the kernels launched through klaunch (cudaFuncAttributePreferredShared-
+// MemoryCarveout). A multiprocessor changes its split of the unified L1 / shared memory only when it is
+// idle, and the driver gives a kernel with little shared memory (the GEMVs, the norms) a split with little
+// of it. Under PDL the next kernel's blocks are placed beside the running ones, so the decode attention's
+// CTAs (114 KB each with a 16-bit cache, in clusters of 8 on one GPC) found no multiprocessor with room
+// until the projection before them had drained whole ones: most of them started only as it ended, and the
+// step waited for their first loads. k_carveout_need (the KV cache's allocation) asks for the largest split
+// when the attention's CTA needs more than 100 KB: 7B AWQ decode on the H100 496.7-496.8 -> 505.8-508.0
+// tokens/s. Not otherwise: an int8 cache's CTA (95 KB) fits anyway, and the smaller L1 then cost 1.2%
+// (491.1 -> 485.4); nor for the fp16 GEMV (family "gemv"), whose x is read through L1 by every warp
+// (fp16 decode 193.8 -> 190.7). All 2026-12-05, docs/PERFORMANCE.md. LMTERM_SMEM_CARVEOUT=P prefers P%
+// for every family, -1 the driver's choice (measurement).
+static int carve_want = -1; // the percentage the families that follow the KV cache's need prefer; -1 none
+
+extern "C" void k_carveout_need(size_t attn_cta_smem)
+{
+	carve_want = attn_cta_smem > 100 * 1024 ? 100 : -1;
+}
+
+extern "C" void k_carveout_apply(const void *kern, const char *family)
+{
+	static int env = -2;
+	static const void *fn[512];
+	static int val[512], nfn;
+	if (env == -2) {
+		const char *e = getenv("LMTERM_SMEM_CARVEOUT");
+		env = e && *e ? MAX(-1, MIN(100, atoi(e))) : -3; // -3: not set
+	}
+	const int want = env != -3 ? env : strcmp(family, "gemv") ? carve_want : -1;
+	int i = 0;
+	while (i < nfn && fn[i] != kern) i++;
+	if (i == nfn) { // first launch: the driver's choice is in place
+		if (nfn == 512) return;
+		fn[nfn] = kern;
+		val[nfn++] = -1;
+	}
+	if (val[i] == want) return;
+	val[i] = want;
+	if (cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout, want) != cudaSuccess)
+		cudaGetLastError();
+}
+
 extern "C" bool k_pdl_for(const char *family)
 {
 	if (pdl_mode == -2) {

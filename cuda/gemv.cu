@@ -35,6 +35,7 @@ __global__ void __launch_bounds__(W * 32) gemv_kernel(TO *__restrict__ y, const 
 						     const uint16_t *__restrict__ w, const float *__restrict__ bias,
 						     int N, int K)
 {
+	TRACE_SCOPE;
 	static_assert(!GLU || R == 2, "GLU computes one gate and one up row");
 	pdl_launch_dependents();
 	const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;

@@ -47,6 +47,13 @@ int k_gemv(void *y, const void *x, const void *w, const float *bias, int n, int 
 int k_gemv_swiglu(void *y, const void *x, const void *w, const float *bias, int n, int N, int K, enum dtype act,
 		  cudaStream_t s);
 bool k_gemv_supported(int n, int K);
+/* the kernels launched after this prefer the largest shared-memory carveout when the decode attention's CTA
+ * needs more than 100 KB (cuda/fill.cu) */
+void k_carveout_need(size_t attn_cta_smem);
+#ifdef LMTERM_TRACE
+void k_trace_start(void); /* measurement builds (cuda/pdl.cuh): the kernels' wait times into $LMTERM_TRACE */
+void k_trace_dump(void);
+#endif
 
 /* y[:, c] += bias[c] for a row-major y[n][N] of act */
 int k_add_bias(void *y, const float *bias, int n, int N, enum dtype act, cudaStream_t s);

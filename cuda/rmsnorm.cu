@@ -67,6 +67,7 @@ template <typename T, int C>
 __global__ void __launch_bounds__(256) add_rmsnorm_reg(uint16_t *h, uint16_t *x, const uint16_t *dx,
 						       const float *w, int dim, float eps, emb_src e)
 {
+	TRACE_SCOPE;
 	pdl_launch_dependents();
 	const size_t row = (size_t)blockIdx.x * dim;
 	uint4 *xr = (uint4 *)(x + row);

@@ -749,6 +749,7 @@ __global__ void __launch_bounds__(AMX_THREADS) argmax_multi_kernel(int32_t *out,
 										    k_step_adv adv, const float *v, int n,
 										    smp_ws *ws)
 {
+	TRACE_SCOPE;
 	pdl_wait_trigger();
 	__shared__ float rv[AMX_THREADS / 32];
 	__shared__ int ri[AMX_THREADS / 32];
