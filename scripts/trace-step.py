@@ -38,6 +38,8 @@ def load(path):
 
 
 def steps(kern):
+    if not kern:
+        return []
     big = max(int(s.split('x')[0]) for _, s in kern)
     cut = [i for i, (_, s) in enumerate(kern) if int(s.split('x')[0]) == big]
     out = [kern[a:b + 1] for a, b in zip(cut, cut[1:])]  # each with the next step's first record
@@ -50,7 +52,10 @@ def steps(kern):
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    kern, blocks = load(sys.argv[1])
+    try:
+        kern, blocks = load(sys.argv[1])
+    except (OSError, struct.error) as e:
+        sys.exit(f"trace-step: {sys.argv[1]}: not a trace ({e})")
     st = steps(kern)
     if not st:
         sys.exit("trace-step: no decode steps in " + sys.argv[1])
@@ -59,7 +64,7 @@ def main():
     tot = [(s[-1][0] - s[0][0]) / 1e3 for s in st]
     print(f"{len(st)} steps of {L} kernels: median {statistics.median(tot):.1f} us")
     names = [r[1] for r in st[0][:L]]
-    for j in list(range(4)) + list(range(L - 4, L)):
+    for j in sorted(set(range(min(4, L))) | set(range(max(0, L - 4), L))):
         print(f"  #{j:<4d} {names[j]:18s} {statistics.mean(dt[j]):8.2f} us")
     by = collections.defaultdict(list)
     for j in range(L):
