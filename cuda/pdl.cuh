@@ -15,7 +15,6 @@
 
 #include <cuda_runtime.h>
 
-
 #ifdef LMTERM_TRACE
 // Measurement builds only (make NVCCFLAGS=-DLMTERM_TRACE; LMTERM_TRACE=FILE at run time, cuda/fill.cu): the
 // last thread of block 0 of every kernel that waits records when its wait returned (%globaltimer, ns) and
@@ -130,10 +129,11 @@ extern "C" bool k_pdl_for(const char *family);
 // the default when LMTERM_PDL is unset (the backend turns it on for AWQ models)
 extern "C" void k_pdl_prefer(bool on);
 
-// kern<<<grid, block, smem, s>>>(args...), with the PDL attribute when enabled for this file's family, and with the grid's x
-// dimension cut into thread-block clusters of cx CTAs where cx > 0 (Hopper)
 // the preferred shared-memory carveout of a kernel of this family, set when it changes (fill.cu)
 extern "C" void k_carveout_apply(const void *kern, const char *family);
+
+// kern<<<grid, block, smem, s>>>(args...), with the PDL attribute when enabled for this file's family, with the grid's x
+// dimension cut into thread-block clusters of cx CTAs where cx > 0 (Hopper), and with the carveout its family prefers
 
 template <typename... KArgs, typename... Args>
 static cudaError_t klaunch_cluster(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
