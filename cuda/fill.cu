@@ -59,6 +59,68 @@ __global__ void fill_half2_kernel(half2 *dst, size_t n, float a, float b)
 // the GEMVs alone gained 0.8-1.6% (one round, against two runs of the default of then, which was off).
 static int pdl_mode = -2, pdl_pref = 0; // pdl_mode: -1 unset, 0 none, 1 all, 2 the families in pdl_list
 static char pdl_list[128];
+extern "C" bool k_pdl_for(const char *family)
+{
+	if (pdl_mode == -2) {
+		const char *e = getenv("LMTERM_PDL");
+		if (!e || !*e) pdl_mode = -1;
+		else if (!strcmp(e, "0") || !strcmp(e, "1")) pdl_mode = *e - '0';
+		else {
+			snprintf(pdl_list, sizeof pdl_list, ",%s,", e);
+			for (char *c = pdl_list; *c; c++)
+				if (*c == '+') *c = ',';
+			pdl_mode = 2;
+		}
+	}
+	if (pdl_mode == 2) {
+		char key[32];
+		snprintf(key, sizeof key, ",%s,", family);
+		return strstr(pdl_list, key) != NULL;
+	}
+	if (pdl_mode >= 0) return pdl_mode == 1;
+	return pdl_pref == 1 || !strcmp(family, "gemv");
+}
+extern "C" void k_pdl_prefer(bool on) { pdl_pref = on; }
+
+static int grid_for(size_t n)
+{
+	size_t b = (n + 255) / 256;
+	return (int)(b < 1 ? 1 : b > 65535 * 4 ? 65535 * 4 : b);
+}
+
+extern "C" int k_fill_random(void *dst, size_t n, float scale, uint64_t seed, enum dtype dt, cudaStream_t s)
+{
+	if (!n) return LM_OK;
+	if (dt == DT_F32) fill_random_kernel<float><<<grid_for(n), 256, 0, s>>>((float *)dst, n, scale, seed);
+	else if (dt == DT_BF16) fill_random_kernel<bf16_t><<<grid_for(n), 256, 0, s>>>((bf16_t *)dst, n, scale, seed);
+	else if (dt == DT_F16) fill_random_kernel<half><<<grid_for(n), 256, 0, s>>>((half *)dst, n, scale, seed);
+	else return lm_err("fill_random: dtype %s", dtype_name(dt));
+	LAUNCHED("fill_random");
+}
+
+extern "C" int k_fill_bytes(void *dst, size_t n, uint64_t seed, cudaStream_t s)
+{
+	if (n % 4) return lm_err("fill_bytes: %zu bytes is not a whole number of words", n);
+	if (!n) return LM_OK;
+	fill_bytes_kernel<<<grid_for(n / 4), 256, 0, s>>>((uint32_t *)dst, n / 4, seed);
+	LAUNCHED("fill_bytes");
+}
+
+extern "C" int k_f32_to_act(void *dst, const float *src, size_t n, enum dtype act, cudaStream_t s)
+{
+	if (!n) return LM_OK;
+	if (act == DT_BF16) f32_to_act_kernel<bf16_t><<<grid_for(n), 256, 0, s>>>((bf16_t *)dst, src, n);
+	else f32_to_act_kernel<half><<<grid_for(n), 256, 0, s>>>((half *)dst, src, n);
+	LAUNCHED("f32_to_act");
+}
+
+extern "C" int k_fill_half2(void *dst, size_t n, float a, float b, cudaStream_t s)
+{
+	if (!n) return LM_OK;
+	fill_half2_kernel<<<grid_for(n), 256, 0, s>>>((half2 *)dst, n, a, b);
+	LAUNCHED("fill_half2");
+}
+
 #ifdef LMTERM_TRACE
 // the files' g_trace symbols (pdl.cuh), set when tracing starts
 static const void *trace_syms[64];
@@ -125,7 +187,7 @@ extern "C" void k_trace_dump(void)
 // CTAs (114 KB each with a 16-bit cache, in clusters of 8 on one GPC) found no multiprocessor with room
 // until the projection before them had drained whole ones: most of them started only as it ended, and the
 // step waited for their first loads. k_carveout_need (the KV cache's allocation) asks for the largest split
-// when the attention's CTA needs more than 100 KB: 7B AWQ decode on the H100 496.7-496.8 -> 505.8-508.0
+// when the attention's CTA needs more than 100 KB: 7B AWQ decode on the H100 496.7-497.0 -> 505.8-509.5
 // tokens/s. Not otherwise: an int8 cache's CTA (95 KB) fits anyway, and the smaller L1 then cost 1.2%
 // (491.1 -> 485.4); nor for the fp16 GEMV (family "gemv"), whose x is read through L1 by every warp
 // (fp16 decode 193.8 -> 190.7). All 2026-12-05, docs/PERFORMANCE.md. LMTERM_SMEM_CARVEOUT=P prefers P%
@@ -158,66 +220,4 @@ extern "C" void k_carveout_apply(const void *kern, const char *family)
 	val[i] = want;
 	if (cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout, want) != cudaSuccess)
 		cudaGetLastError();
-}
-
-extern "C" bool k_pdl_for(const char *family)
-{
-	if (pdl_mode == -2) {
-		const char *e = getenv("LMTERM_PDL");
-		if (!e || !*e) pdl_mode = -1;
-		else if (!strcmp(e, "0") || !strcmp(e, "1")) pdl_mode = *e - '0';
-		else {
-			snprintf(pdl_list, sizeof pdl_list, ",%s,", e);
-			for (char *c = pdl_list; *c; c++)
-				if (*c == '+') *c = ',';
-			pdl_mode = 2;
-		}
-	}
-	if (pdl_mode == 2) {
-		char key[32];
-		snprintf(key, sizeof key, ",%s,", family);
-		return strstr(pdl_list, key) != NULL;
-	}
-	if (pdl_mode >= 0) return pdl_mode == 1;
-	return pdl_pref == 1 || !strcmp(family, "gemv");
-}
-extern "C" void k_pdl_prefer(bool on) { pdl_pref = on; }
-
-static int grid_for(size_t n)
-{
-	size_t b = (n + 255) / 256;
-	return (int)(b < 1 ? 1 : b > 65535 * 4 ? 65535 * 4 : b);
-}
-
-extern "C" int k_fill_random(void *dst, size_t n, float scale, uint64_t seed, enum dtype dt, cudaStream_t s)
-{
-	if (!n) return LM_OK;
-	if (dt == DT_F32) fill_random_kernel<float><<<grid_for(n), 256, 0, s>>>((float *)dst, n, scale, seed);
-	else if (dt == DT_BF16) fill_random_kernel<bf16_t><<<grid_for(n), 256, 0, s>>>((bf16_t *)dst, n, scale, seed);
-	else if (dt == DT_F16) fill_random_kernel<half><<<grid_for(n), 256, 0, s>>>((half *)dst, n, scale, seed);
-	else return lm_err("fill_random: dtype %s", dtype_name(dt));
-	LAUNCHED("fill_random");
-}
-
-extern "C" int k_fill_bytes(void *dst, size_t n, uint64_t seed, cudaStream_t s)
-{
-	if (n % 4) return lm_err("fill_bytes: %zu bytes is not a whole number of words", n);
-	if (!n) return LM_OK;
-	fill_bytes_kernel<<<grid_for(n / 4), 256, 0, s>>>((uint32_t *)dst, n / 4, seed);
-	LAUNCHED("fill_bytes");
-}
-
-extern "C" int k_f32_to_act(void *dst, const float *src, size_t n, enum dtype act, cudaStream_t s)
-{
-	if (!n) return LM_OK;
-	if (act == DT_BF16) f32_to_act_kernel<bf16_t><<<grid_for(n), 256, 0, s>>>((bf16_t *)dst, src, n);
-	else f32_to_act_kernel<half><<<grid_for(n), 256, 0, s>>>((half *)dst, src, n);
-	LAUNCHED("f32_to_act");
-}
-
-extern "C" int k_fill_half2(void *dst, size_t n, float a, float b, cudaStream_t s)
-{
-	if (!n) return LM_OK;
-	fill_half2_kernel<<<grid_for(n), 256, 0, s>>>((half2 *)dst, n, a, b);
-	LAUNCHED("fill_half2");
 }
