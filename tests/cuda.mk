@@ -14,8 +14,8 @@ tests_test_backend_ops_LDADD = $(LMTERM_TEST_LIBS)
 TESTS += tests/test_bench.sh
 EXTRA_DIST += tests/test_bench.sh
 # scripts/trace-step.py (the reader of a measurement build's kernel trace) on a trace written by the test
-TESTS += tests/test_trace_step.sh
-EXTRA_DIST += tests/test_trace_step.sh scripts/trace-step.py
+TESTS += tests/test_trace_step.sh tests/test_trace_build.sh
+EXTRA_DIST += tests/test_trace_step.sh tests/test_trace_build.sh scripts/trace-step.py
 # the W4A16 repacking against AutoAWQ's layout (host code, runs without a GPU)
 check_PROGRAMS += tests/test_awq_layout
 TESTS += tests/test_awq_layout

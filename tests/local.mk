@@ -2,7 +2,8 @@
 # Test data copied from ../shared lives in tests/data (big files xz-compressed; tests/data.sh unpacks them).
 AM_TESTS_ENVIRONMENT = top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
 	LMTERM='$(abs_top_builddir)/lmterm' TESTDATA='$(abs_top_builddir)/tests/data-unpacked' \
-	pkgdatadir='$(pkgdatadir)'; export top_srcdir top_builddir LMTERM TESTDATA pkgdatadir;
+	pkgdatadir='$(pkgdatadir)' NVCC='$(NVCC)' NVCC_FLAGS='$(NVCC_FLAGS)'; \
+	export top_srcdir top_builddir LMTERM TESTDATA pkgdatadir NVCC NVCC_FLAGS;
 EXTRA_DIST += tests/lib.sh tests/unpack-data.sh
 
 # unpack xz test data once, before any test runs
