@@ -151,7 +151,8 @@ extern "C" void k_trace_start(void)
 			fprintf(stderr, "trace: symbol %d not set\n", i);
 }
 
-// the records into $LMTERM_TRACE: the count, then (time ns, shape) pairs
+// the records into $LMTERM_TRACE: the kernels' count, their (time ns, shape) pairs, then the blocks' count and
+// their records of 8 u64 (pdl.cuh; scripts/trace-step.py reads them)
 extern "C" void k_trace_dump(void)
 {
 	if (!trace_buf) return;

@@ -134,7 +134,6 @@ extern "C" void k_carveout_apply(const void *kern, const char *family);
 
 // kern<<<grid, block, smem, s>>>(args...), with the PDL attribute when enabled for this file's family, with the grid's x
 // dimension cut into thread-block clusters of cx CTAs where cx > 0 (Hopper), and with the carveout its family prefers
-
 template <typename... KArgs, typename... Args>
 static cudaError_t klaunch_cluster(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
 				   int cx, Args... args)
